@@ -1,0 +1,3 @@
+from smsgw.cli import main
+
+main()

@@ -1,0 +1,23 @@
+"""Account errors."""
+
+from __future__ import annotations
+
+from smsgw.domain.errors import Conflict, InvalidInput, NotFound
+
+
+class LoginTaken(Conflict):
+    def __init__(self, login: str) -> None:
+        super().__init__(f"login {login!r} is already taken")
+
+
+class UnknownLogin(NotFound):
+    def __init__(self, login: str) -> None:
+        super().__init__(f"no user with login {login!r}")
+
+
+class BadLogin(InvalidInput):
+    pass
+
+
+class WeakPassword(InvalidInput):
+    pass

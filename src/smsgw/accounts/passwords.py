@@ -1,0 +1,66 @@
+"""Password hashing (Argon2id) and the verified-credential cache.
+
+Hashing is slow on purpose, so a Basic-auth request must not pay for it every time. Once a
+(login, password) pair has verified against a stored hash, a keyed digest of the pair is
+remembered together with that stored hash. A later request with the same pair is accepted
+when the stored hash it reads from the database is still the remembered one: a password
+change or a deleted account (from any process or node) makes the entry useless at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections import OrderedDict
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_hasher = PasswordHasher()
+# Verified against when the login is unknown, so both paths cost the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """True when `password` matches; always spends one hash, even for unknown logins."""
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+class CredentialCache:
+    """Remembers verified (login, password) pairs by a keyed digest, with LRU eviction."""
+
+    def __init__(self, max_size: int) -> None:
+        self._key = secrets.token_bytes(32)
+        self._max_size = max_size
+        self._entries: OrderedDict[bytes, str] = OrderedDict()
+
+    def _digest(self, login: str, password: str) -> bytes:
+        pair = login.encode() + b"\0" + password.encode()
+        return hmac.new(self._key, pair, hashlib.sha256).digest()
+
+    def is_verified(self, login: str, password: str, stored_hash: str) -> bool:
+        """True when this exact pair verified earlier against this exact stored hash."""
+        remembered = self._entries.get(self._digest(login, password))
+        if remembered is None:
+            return False
+        return hmac.compare_digest(remembered, stored_hash)
+
+    def remember(self, login: str, password: str, stored_hash: str) -> None:
+        if self._max_size == 0:
+            return
+        digest = self._digest(login, password)
+        self._entries[digest] = stored_hash
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self._max_size:
+            self._entries.popitem(last=False)
+
+    def forget_login(self, login: str, password: str) -> None:
+        self._entries.pop(self._digest(login, password), None)

@@ -1,0 +1,58 @@
+"""Queries on the users table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smsgw.accounts.models import User
+from smsgw.db.base import table_of
+
+users = table_of(User)
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: int
+    login: str
+    password_hash: str
+    created_at: datetime
+
+
+async def by_login(conn: AsyncConnection, login: str) -> UserRow | None:
+    query = select(users.c.id, users.c.login, users.c.password_hash, users.c.created_at).where(
+        users.c.login == login
+    )
+    row = (await conn.execute(query)).first()
+    return None if row is None else UserRow(*row)
+
+
+async def all_users(conn: AsyncConnection) -> list[UserRow]:
+    query = select(users.c.id, users.c.login, users.c.password_hash, users.c.created_at)
+    return [UserRow(*row) for row in await conn.execute(query.order_by(users.c.login))]
+
+
+async def count(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.count()).select_from(users))).scalar_one())
+
+
+async def add(conn: AsyncConnection, login: str, password_hash: str, now: datetime) -> int:
+    values = {"login": login, "password_hash": password_hash, "created_at": now, "updated_at": now}
+    result = await conn.execute(insert(users).values(values).returning(users.c.id))
+    return int(result.scalar_one())
+
+
+async def set_password(
+    conn: AsyncConnection, login: str, password_hash: str, now: datetime
+) -> bool:
+    query = update(users).where(users.c.login == login)
+    result = await conn.execute(query.values(password_hash=password_hash, updated_at=now))
+    return result.rowcount > 0
+
+
+async def remove(conn: AsyncConnection, login: str) -> bool:
+    result = await conn.execute(delete(users).where(users.c.login == login))
+    return result.rowcount > 0

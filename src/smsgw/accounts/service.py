@@ -1,0 +1,112 @@
+"""Account use cases: create, list, change password, delete, authenticate, first-start bootstrap."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select
+
+from smsgw.accounts import repository
+from smsgw.accounts.errors import BadLogin, LoginTaken, UnknownLogin, WeakPassword
+from smsgw.accounts.passwords import CredentialCache, hash_password, verify_password
+from smsgw.accounts.repository import UserRow
+from smsgw.db.base import SystemValue, table_of
+from smsgw.db.engine import Database
+from smsgw.domain import clock, ids
+from smsgw.domain.errors import Unauthorized
+
+LOGIN_PATTERN = re.compile(r"^[A-Za-z0-9._@+-]{1,64}$")
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 128
+BOOTSTRAP_LOGIN = "admin"
+_BOOTSTRAPPED = "bootstrapped"
+_system_values = table_of(SystemValue)
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    login: str
+    password: str
+
+
+def check_login(login: str) -> None:
+    if not LOGIN_PATTERN.fullmatch(login):
+        raise BadLogin(f"login {login!r} is not allowed: use 1-64 letters, digits or . _ @ + -")
+
+
+def check_password(password: str) -> None:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise WeakPassword(
+            f"password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters long"
+        )
+
+
+async def create_user(db: Database, login: str, password: str | None = None) -> NewAccount:
+    """Create an account; a password is generated when none is given."""
+    check_login(login)
+    password = password if password is not None else ids.generated_password()
+    check_password(password)
+    password_hash = await asyncio.to_thread(hash_password, password)
+    async with db.write() as conn:
+        if await repository.by_login(conn, login) is not None:
+            raise LoginTaken(login)
+        await repository.add(conn, login, password_hash, clock.now())
+    return NewAccount(login, password)
+
+
+async def list_users(db: Database) -> list[UserRow]:
+    async with db.read() as conn:
+        return await repository.all_users(conn)
+
+
+async def change_password(db: Database, login: str, password: str | None = None) -> NewAccount:
+    """Set a new password (generated when none is given); old credentials stop working."""
+    password = password if password is not None else ids.generated_password()
+    check_password(password)
+    password_hash = await asyncio.to_thread(hash_password, password)
+    async with db.write() as conn:
+        if not await repository.set_password(conn, login, password_hash, clock.now()):
+            raise UnknownLogin(login)
+    return NewAccount(login, password)
+
+
+async def delete_user(db: Database, login: str) -> None:
+    """Delete an account with its devices and messages."""
+    async with db.write() as conn:
+        if not await repository.remove(conn, login):
+            raise UnknownLogin(login)
+
+
+async def authenticate(db: Database, cache: CredentialCache, login: str, password: str) -> int:
+    """The user id for a Basic credential pair, or Unauthorized. A cached pair costs no hash."""
+    async with db.read() as conn:
+        user = await repository.by_login(conn, login)
+    if user is not None and cache.is_verified(login, password, user.password_hash):
+        return user.id
+    stored = user.password_hash if user is not None else None
+    if not await asyncio.to_thread(verify_password, stored, password):
+        raise Unauthorized("Unauthorized")
+    assert user is not None
+    cache.remember(login, password, user.password_hash)
+    return user.id
+
+
+async def bootstrap(db: Database) -> NewAccount | None:
+    """On the very first start with no account, create `admin` and return its credentials once."""
+    async with db.read() as conn:
+        marker = select(_system_values.c.value).where(_system_values.c.key == _BOOTSTRAPPED)
+        if (await conn.execute(marker)).first() is not None:
+            return None
+    password = ids.generated_password()
+    password_hash = await asyncio.to_thread(hash_password, password)
+    async with db.write() as conn:
+        marker = select(_system_values.c.value).where(_system_values.c.key == _BOOTSTRAPPED)
+        if (await conn.execute(marker)).first() is not None:
+            return None
+        await conn.execute(insert(_system_values).values(key=_BOOTSTRAPPED, value="1"))
+        if await repository.count(conn) > 0:
+            return None
+        await repository.add(conn, BOOTSTRAP_LOGIN, password_hash, clock.now())
+    return NewAccount(BOOTSTRAP_LOGIN, password)

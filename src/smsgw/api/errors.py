@@ -1,0 +1,140 @@
+"""The one error catalog: which status each error kind gets, and one `{"message"}` renderer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from smsgw.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Unauthorized
+
+log = logging.getLogger("smsgw.api")
+
+STATUS_OF: dict[type[DomainError], int] = {
+    InvalidInput: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    Conflict: 409,
+}
+
+UNAUTHORIZED = "Unauthorized"
+NOT_FOUND = "Not Found"
+INTERNAL = "internal server error"
+WWW_AUTHENTICATE = {"WWW-Authenticate": 'Basic realm="smsgw", charset="UTF-8"'}
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status, headers=headers)
+
+
+def status_of(error: DomainError) -> int:
+    for kind in type(error).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return 400
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def describe_validation(errors: list[dict[str, Any]], content_type: str) -> str:
+    """One readable line naming each field that is wrong."""
+    lines = []
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        if error.get("type") == "json_invalid":
+            detail = error.get("ctx", {}).get("error", "invalid JSON")
+            return f"malformed JSON body: {detail}"
+        where, field = (loc[0], loc[1:]) if loc else ("body", ())
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if where == "body" and not field and "json" not in content_type:
+            return "request body must be JSON sent with Content-Type: application/json"
+        if where == "body" and not field and error.get("type") == "missing":
+            return "request body is required"
+        lines.append(f"{_field_path(field)}: {message}" if field else message)
+    return "; ".join(lines) or "invalid request"
+
+
+async def _on_domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    status = status_of(exc)
+    return error_response(status, exc.message, WWW_AUTHENTICATE if status == 401 else None)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    content_type = request.headers.get("content-type", "").lower()
+    return error_response(400, describe_validation(list(exc.errors()), content_type))
+
+
+async def _on_too_large(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyTooLarge)
+    return error_response(413, exc.message)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps body-reading errors
+        return await _on_too_large(request, exc.__cause__)
+    message = exc.detail if isinstance(exc.detail, str) else NOT_FOUND
+    return error_response(exc.status_code, message, dict(exc.headers or {}) or None)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, INTERNAL)
+
+
+def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _on_domain_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(BodyTooLarge, _on_too_large)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+class BodyTooLarge(Exception):
+    """Raised while reading a request body that grows past the limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.message = f"request body too large: the limit is {limit} bytes"
+
+
+class BodyLimitMiddleware:
+    """Answer 413 to a request body over `limit` bytes, whether declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await error_response(413, BodyTooLarge(self.limit).message)(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, counting_receive, send)

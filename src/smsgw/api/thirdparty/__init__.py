@@ -1,0 +1,11 @@
+"""The 3rd-party API, served under /api/3rdparty/v1 (and /3rdparty/v1)."""
+
+from fastapi import APIRouter
+
+from smsgw.api.thirdparty import messages
+
+
+def build_router() -> APIRouter:
+    router = APIRouter()
+    router.include_router(messages.router)
+    return router

@@ -1,0 +1,226 @@
+"""Routes of the messages API: parse, authenticate, call one service function, render."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
+
+from smsgw.api.deps import Context, CurrentUser
+from smsgw.domain.errors import InvalidInput
+from smsgw.domain.states import ProcessingState
+from smsgw.messages import service
+from smsgw.messages.repository import ListFilter, MessageRecord
+from smsgw.messages.schemas import (
+    DataMessage,
+    ErrorBody,
+    MessageState,
+    RecipientState,
+    SendMessageRequest,
+    TextMessage,
+)
+
+router = APIRouter(tags=["Messages"])
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("A parameter is invalid; the message says which."),
+    401: _error("Missing or wrong credentials."),
+}
+MessageId = Annotated[str, Path(min_length=1, max_length=36, description="The message id.")]
+
+
+def to_state(record: MessageRecord, include_content: bool) -> MessageState:
+    """The wire form of a stored message."""
+    text = record.text if include_content and record.text is not None else None
+    data = (
+        DataMessage.model_construct(data=record.data, port=record.port)
+        if include_content and record.data is not None and record.port is not None
+        else None
+    )
+    return MessageState(
+        id=record.id,
+        deviceId=record.device_id,
+        state=ProcessingState(record.state),
+        isHashed=record.is_hashed,
+        isEncrypted=record.is_encrypted,
+        recipients=[
+            RecipientState(
+                phoneNumber=r.phone_number, state=ProcessingState(r.state), error=r.error
+            )
+            for r in record.recipients
+        ],
+        states=record.states,
+        createdAt=record.created_at,
+        simNumber=record.sim_number,
+        withDeliveryReport=record.with_delivery_report,
+        priority=record.priority,
+        validUntil=record.valid_until,
+        scheduleAt=record.schedule_at,
+        textMessage=TextMessage.model_construct(text=text) if text is not None else None,
+        dataMessage=data,
+    )
+
+
+async def send_message(
+    request: Request,
+    body: SendMessageRequest,
+    context: Context,
+    user_id: CurrentUser,
+    skip_phone_validation: Annotated[
+        bool,
+        Query(
+            alias="skipPhoneValidation",
+            description="Store the numbers as given, without checking them.",
+        ),
+    ] = False,
+    device_active_within: Annotated[
+        int,
+        Query(
+            alias="deviceActiveWithin",
+            ge=0,
+            le=8760,
+            description="Hours: only accept if a (or the chosen) phone was seen this recently.",
+        ),
+    ] = 0,
+) -> JSONResponse:
+    """Queue an SMS. It is stored durably before this answers, and waits for a phone."""
+    command = service.SendCommand(
+        phone_numbers=body.phoneNumbers,
+        text=body.textMessage.text if body.textMessage else body.message,
+        data=body.dataMessage.data if body.dataMessage else None,
+        port=body.dataMessage.port if body.dataMessage else None,
+        ext_id=body.id,
+        device_id=body.deviceId,
+        is_encrypted=body.isEncrypted,
+        sim_number=body.simNumber,
+        with_delivery_report=body.withDeliveryReport,
+        priority=body.priority,
+        ttl=body.ttl,
+        valid_until=body.validUntil,
+        schedule_at=body.scheduleAt,
+        skip_phone_validation=skip_phone_validation,
+        device_active_within_hours=device_active_within,
+    )
+    record = await service.send(context.db, context.settings.default_region, user_id, command)
+    location = f"{request.url.path.rstrip('/')}/{quote(record.id, safe='')}"
+    return JSONResponse(to_state(record, True).to_json(), headers={"Location": location})
+
+
+async def list_messages(
+    context: Context,
+    user_id: CurrentUser,
+    skip: Annotated[int | None, Query(ge=0, description="Messages to skip (seed name).")] = None,
+    offset: Annotated[
+        int | None, Query(ge=0, description="Messages to skip (upstream name).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size, at most 100.")] = 20,
+    since: Annotated[
+        AwareDatetime | None, Query(alias="from", description="Created at or after (RFC 3339).")
+    ] = None,
+    until: Annotated[
+        AwareDatetime | None, Query(alias="to", description="Created before (RFC 3339).")
+    ] = None,
+    state: Annotated[ProcessingState | None, Query(description="Only this state.")] = None,
+    device_id: Annotated[str | None, Query(alias="deviceId", min_length=1, max_length=32)] = None,
+    sort: Annotated[
+        Literal["created_at", "-created_at"], Query(description="Newest first by default.")
+    ] = "-created_at",
+    include_content: Annotated[
+        bool, Query(alias="includeContent", description="Include text or data.")
+    ] = False,
+) -> JSONResponse:
+    """List your messages, newest first; `X-Total-Count` counts all that match."""
+    if skip is not None and offset is not None and skip != offset:
+        raise InvalidInput("skip and offset mean the same thing; give one of them")
+    where = ListFilter(
+        since=since,
+        until=until,
+        state=state.value if state else None,
+        device_id=device_id,
+        newest_first=sort == "-created_at",
+        offset=skip if skip is not None else (offset or 0),
+        limit=limit,
+    )
+    records, total = await service.list_page(context.db, user_id, where)
+    body = [to_state(record, include_content).to_json() for record in records]
+    return JSONResponse(body, headers={"X-Total-Count": str(total)})
+
+
+async def get_message(context: Context, user_id: CurrentUser, id: MessageId) -> JSONResponse:
+    """The full state of one message, with every recipient and the state history."""
+    record = await service.get(context.db, user_id, id)
+    return JSONResponse(to_state(record, True).to_json())
+
+
+async def cancel_message(context: Context, user_id: CurrentUser, id: MessageId) -> JSONResponse:
+    """Cancel a Pending message: Cancelled at once if no phone has it yet, else Cancelling."""
+    record = await service.cancel(context.db, user_id, id)
+    return JSONResponse(to_state(record, True).to_json())
+
+
+def _register(prefix: str, deprecated: bool) -> None:
+    total_header = {
+        "X-Total-Count": {"description": "All matching messages", "schema": {"type": "integer"}}
+    }
+    location = {"Location": {"description": "URL of the new message", "schema": {"type": "string"}}}
+    router.add_api_route(
+        prefix,
+        send_message,
+        methods=["POST"],
+        response_model=MessageState,
+        summary="Queue an SMS",
+        deprecated=deprecated,
+        operation_id=f"send{prefix.strip('/').title()}",
+        responses={
+            **AUTH_ERRORS,
+            200: {"description": "Queued", "headers": location},
+            409: _error("A message with this id already exists."),
+            413: _error("The request body is too large."),
+        },
+    )
+    router.add_api_route(
+        prefix,
+        list_messages,
+        methods=["GET"],
+        response_model=list[MessageState],
+        summary="List messages",
+        deprecated=deprecated,
+        operation_id=f"list{prefix.strip('/').title()}",
+        responses={**AUTH_ERRORS, 200: {"description": "A page", "headers": total_header}},
+    )
+    router.add_api_route(
+        f"{prefix}/{{id}}",
+        get_message,
+        methods=["GET"],
+        response_model=MessageState,
+        summary="Get a message's state",
+        deprecated=deprecated,
+        operation_id=f"get{prefix.strip('/').title()}",
+        responses={**AUTH_ERRORS, 404: _error("No such message of yours.")},
+    )
+    router.add_api_route(
+        f"{prefix}/{{id}}",
+        cancel_message,
+        methods=["DELETE"],
+        response_model=MessageState,
+        summary="Cancel a pending message",
+        deprecated=deprecated,
+        operation_id=f"cancel{prefix.strip('/').title()}",
+        responses={
+            **AUTH_ERRORS,
+            404: _error("No such message of yours."),
+            409: _error("The message is no longer pending."),
+        },
+    )
+
+
+_register("/messages", deprecated=False)
+_register("/message", deprecated=True)

@@ -1,0 +1,114 @@
+"""Settings: one typed object, read from `SMSGW_*` environment variables and validated at start.
+
+Every field here is documented in docs/configuration.md with its default.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import phonenumbers
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
+POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg"}
+
+
+class SqliteSynchronous(StrEnum):
+    """SQLite `synchronous` pragma: FULL syncs the WAL on every commit (survives power loss)."""
+
+    FULL = "FULL"
+    NORMAL = "NORMAL"
+
+
+class Settings(BaseSettings):
+    """All of smsgw's settings. Build it once (`load_settings()`) and pass it down."""
+
+    model_config = SettingsConfigDict(env_prefix="SMSGW_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 3000
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    default_region: str | None = None
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    bootstrap_account: bool = True
+    auto_migrate: bool = True
+    sqlite_synchronous: SqliteSynchronous = SqliteSynchronous.FULL
+    credential_cache_size: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000
+    log_level: str = "info"
+
+    @field_validator("default_region", mode="before")
+    @classmethod
+    def _region_is_known(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise ValueError("must be a two-letter region code such as US or DE")
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region code {value!r}; use a two-letter code such as US")
+        return region
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _url_is_supported(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or "://" not in value:
+            raise ValueError("must be a URL such as sqlite:///path/to/smsgw.db")
+        scheme = value.split("://", 1)[0].lower()
+        if scheme not in SQLITE_SCHEMES | POSTGRES_SCHEMES:
+            raise ValueError(f"unsupported database scheme {scheme!r}; use sqlite or postgresql")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level_is_known(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"critical", "error", "warning", "info", "debug"}:
+            raise ValueError("must be one of critical, error, warning, info, debug")
+        return level
+
+    @model_validator(mode="after")
+    def _data_dir_is_usable(self) -> Settings:
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise ValueError(f"SMSGW_DATA_DIR {self.data_dir} exists and is not a directory")
+        return self
+
+    @property
+    def database_scheme(self) -> str:
+        """`sqlite` or `postgresql`: which dialect the database URL points at."""
+        scheme = self.resolved_database_url.split("://", 1)[0].lower()
+        return "sqlite" if scheme in SQLITE_SCHEMES else "postgresql"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The async SQLAlchemy URL: the explicit one, or SQLite in the data directory."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'smsgw.db').resolve()}"
+        scheme, rest = self.database_url.split("://", 1)
+        scheme = scheme.lower()
+        if scheme in SQLITE_SCHEMES:
+            return f"sqlite+aiosqlite://{rest}"
+        return f"postgresql+asyncpg://{rest}"
+
+
+class SettingsError(Exception):
+    """Raised with a readable, multi-line explanation of every invalid setting."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus explicit overrides) and validate; raise SettingsError if bad."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            name = f"SMSGW_{field.upper()}" if error["loc"] else "settings"
+            lines.append(f"{name}: {error['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

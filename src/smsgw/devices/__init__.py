@@ -1,0 +1,1 @@
+"""Phones (and later other senders) that take messages from the queue."""

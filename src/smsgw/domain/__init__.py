@@ -1,0 +1,1 @@
+"""Pure-Python domain rules: no web framework, no database."""

@@ -1,0 +1,1 @@
+"""Messages: enqueue, list, read and cancel; recipients and state history."""

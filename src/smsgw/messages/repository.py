@@ -1,0 +1,194 @@
+"""Queries on messages, recipients and state history. Every query is scoped to its owner."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smsgw.db.base import table_of
+from smsgw.devices.models import Device
+from smsgw.messages.models import Message, MessageStateEntry, Recipient
+
+messages = table_of(Message)
+recipients = table_of(Recipient)
+history = table_of(MessageStateEntry)
+devices = table_of(Device)
+
+
+@dataclass
+class RecipientRecord:
+    phone_number: str
+    state: str
+    error: str | None
+
+
+@dataclass
+class MessageRecord:
+    """A message as stored, with its recipients (in order) and state history."""
+
+    pk: int
+    id: str
+    device_id: str | None
+    state: str
+    text: str | None
+    data: str | None
+    port: int | None
+    is_encrypted: bool
+    is_hashed: bool
+    sim_number: int | None
+    with_delivery_report: bool
+    priority: int
+    valid_until: datetime | None
+    schedule_at: datetime | None
+    created_at: datetime
+    claimed_at: datetime | None
+    recipients: list[RecipientRecord] = field(default_factory=list)
+    states: dict[str, datetime] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """Filters of `GET /messages`; `newest_first` orders by creation time descending."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    state: str | None = None
+    device_id: str | None = None
+    newest_first: bool = True
+    offset: int = 0
+    limit: int = 20
+
+
+_COLUMNS = (
+    messages.c.id.label("pk"),
+    messages.c.ext_id.label("id"),
+    messages.c.device_id,
+    messages.c.state,
+    messages.c.text,
+    messages.c.data,
+    messages.c.port,
+    messages.c.is_encrypted,
+    messages.c.is_hashed,
+    messages.c.sim_number,
+    messages.c.with_delivery_report,
+    messages.c.priority,
+    messages.c.valid_until,
+    messages.c.schedule_at,
+    messages.c.created_at,
+    messages.c.claimed_at,
+)
+
+
+async def insert_message(
+    conn: AsyncConnection, values: dict[str, Any], numbers: list[str], now: datetime
+) -> int:
+    """Store a message, its recipients and its first history entry; return its key."""
+    result = await conn.execute(insert(messages).values(values).returning(messages.c.id))
+    pk = int(result.scalar_one())
+    rows = [
+        {"message_id": pk, "position": i, "phone_number": n, "state": values["state"]}
+        for i, n in enumerate(numbers)
+    ]
+    await conn.execute(insert(recipients), rows)
+    await conn.execute(insert(history).values(message_id=pk, state=values["state"], at=now))
+    return pk
+
+
+async def ext_id_taken(conn: AsyncConnection, user_id: int, ext_id: str) -> bool:
+    query = select(messages.c.id).where(messages.c.user_id == user_id, messages.c.ext_id == ext_id)
+    return (await conn.execute(query)).first() is not None
+
+
+async def by_ext_id(conn: AsyncConnection, user_id: int, ext_id: str) -> MessageRecord | None:
+    query = select(*_COLUMNS).where(messages.c.user_id == user_id, messages.c.ext_id == ext_id)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    record = MessageRecord(**row._asdict())
+    await _attach_details(conn, [record])
+    return record
+
+
+def _filtered(columns: Any, user_id: int, where: ListFilter) -> Select[Any]:
+    conditions: list[ColumnElement[bool]] = [messages.c.user_id == user_id]
+    if where.since is not None:
+        conditions.append(messages.c.created_at >= where.since)
+    if where.until is not None:
+        conditions.append(messages.c.created_at < where.until)
+    if where.state is not None:
+        conditions.append(messages.c.state == where.state)
+    if where.device_id is not None:
+        conditions.append(messages.c.device_id == where.device_id)
+    return select(*columns).where(and_(*conditions))
+
+
+async def page(
+    conn: AsyncConnection, user_id: int, where: ListFilter
+) -> tuple[list[MessageRecord], int]:
+    """One page of the owner's messages, with the number of all that match."""
+    total = (await conn.execute(_filtered([func.count()], user_id, where))).scalar_one()
+    order = (
+        (messages.c.created_at.desc(), messages.c.id.desc())
+        if where.newest_first
+        else (messages.c.created_at.asc(), messages.c.id.asc())
+    )
+    query = _filtered(_COLUMNS, user_id, where).order_by(*order)
+    rows = await conn.execute(query.limit(where.limit).offset(where.offset))
+    records = [MessageRecord(**row._asdict()) for row in rows]
+    await _attach_details(conn, records)
+    return records, int(total)
+
+
+async def _attach_details(conn: AsyncConnection, records: list[MessageRecord]) -> None:
+    if not records:
+        return
+    by_pk = {record.pk: record for record in records}
+    found: dict[int, list[RecipientRecord]] = defaultdict(list)
+    query = (
+        select(
+            recipients.c.message_id,
+            recipients.c.phone_number,
+            recipients.c.state,
+            recipients.c.error,
+        )
+        .where(recipients.c.message_id.in_(by_pk))
+        .order_by(recipients.c.message_id, recipients.c.position)
+    )
+    for message_id, number, state, error in await conn.execute(query):
+        found[message_id].append(RecipientRecord(number, state, error))
+    entries = select(history.c.message_id, history.c.state, history.c.at).where(
+        history.c.message_id.in_(by_pk)
+    )
+    for message_id, state, at in await conn.execute(entries.order_by(history.c.at)):
+        by_pk[message_id].states[state] = at
+    for pk, record in by_pk.items():
+        record.recipients = found[pk]
+
+
+async def set_state(
+    conn: AsyncConnection, pk: int, state: str, now: datetime, *, recipients_too: bool
+) -> None:
+    """Move a message (and optionally all its recipients) to `state`, recording when."""
+    await conn.execute(
+        update(messages).where(messages.c.id == pk).values(state=state, updated_at=now)
+    )
+    if recipients_too:
+        await conn.execute(
+            update(recipients).where(recipients.c.message_id == pk).values(state=state)
+        )
+    await conn.execute(insert(history).values(message_id=pk, state=state, at=now))
+
+
+async def device_last_seen(
+    conn: AsyncConnection, user_id: int, device_id: str | None
+) -> list[datetime]:
+    """Last-seen times of the owner's devices (only `device_id` when given)."""
+    query = select(devices.c.last_seen).where(devices.c.user_id == user_id)
+    if device_id is not None:
+        query = query.where(devices.c.id == device_id)
+    return [row[0] for row in await conn.execute(query)]

@@ -1,0 +1,174 @@
+"""Wire shapes of the messages API (camelCase, as the seed and the upstream server use)."""
+
+from __future__ import annotations
+
+import binascii
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+from smsgw.domain.clock import format_timestamp
+from smsgw.domain.states import ProcessingState
+
+Timestamp = Annotated[datetime, PlainSerializer(format_timestamp, return_type=str)]
+MAX_TEXT = 65535
+
+
+class TextMessage(BaseModel):
+    text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT, description="Message text.")]
+
+
+class DataMessage(BaseModel):
+    data: Annotated[
+        str,
+        Field(min_length=4, max_length=MAX_TEXT, description="Payload, standard padded base64."),
+    ]
+    port: Annotated[int, Field(ge=1, le=65535, description="Destination port.")]
+
+    @field_validator("data")
+    @classmethod
+    def _is_base64(cls, value: str) -> str:
+        try:
+            binascii.a2b_base64(value, strict_mode=True)
+        except binascii.Error:
+            raise ValueError("must be standard base64 with padding") from None
+        return value
+
+
+class SendMessageRequest(BaseModel):
+    """Body of `POST /messages`. Exactly one of textMessage, dataMessage or message."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "phoneNumbers": ["+12025550100"],
+                    "textMessage": {"text": "Hello from API"},
+                    "withDeliveryReport": True,
+                }
+            ]
+        },
+    )
+
+    id: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=36,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Your own id for the message; sending the same id twice answers 409.",
+        ),
+    ] = None
+    deviceId: Annotated[
+        str | None,
+        Field(min_length=1, max_length=32, description="Send only from this phone."),
+    ] = None
+    textMessage: TextMessage | None = None
+    dataMessage: DataMessage | None = None
+    message: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=MAX_TEXT,
+            description="Deprecated plain text; use textMessage.",
+            json_schema_extra={"deprecated": True},
+        ),
+    ] = None
+    phoneNumbers: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=128)]],
+        Field(min_length=1, max_length=100, description="Recipients, 1 to 100, in E.164."),
+    ]
+    isEncrypted: bool = False
+    simNumber: Annotated[int | None, Field(ge=1, le=3, description="SIM slot, 1 to 3.")] = None
+    withDeliveryReport: bool = True
+    priority: Annotated[
+        int, Field(ge=-128, le=127, description="Higher first; 100 and up skip phone limits.")
+    ] = 0
+    ttl: Annotated[
+        int | None,
+        Field(ge=5, le=10 * 365 * 86400, description="Seconds the message stays valid."),
+    ] = None
+    validUntil: Annotated[
+        AwareDatetime | None, Field(description="Fail the message if not sent by then.")
+    ] = None
+    scheduleAt: Annotated[
+        AwareDatetime | None, Field(description="Do not send before this time.")
+    ] = None
+    mmsMessage: Annotated[
+        dict[str, Any] | None, Field(description="Not supported: MMS is refused.")
+    ] = None
+
+    @model_validator(mode="after")
+    def _one_content_and_one_expiry(self) -> SendMessageRequest:
+        if self.mmsMessage is not None:
+            raise ValueError("mmsMessage is not supported by this server; send SMS only")
+        given = [
+            name
+            for name in ("textMessage", "dataMessage", "message")
+            if getattr(self, name) is not None
+        ]
+        if not given:
+            raise ValueError("must specify exactly one of textMessage, dataMessage or message")
+        if len(given) > 1:
+            raise ValueError(f"conflicting fields {' and '.join(given)}: give exactly one")
+        if self.ttl is not None and self.validUntil is not None:
+            raise ValueError("conflicting fields ttl and validUntil: give at most one")
+        return self
+
+
+class RecipientState(BaseModel):
+    phoneNumber: str
+    state: ProcessingState
+    error: str | None = Field(description="Why this recipient failed; null when it did not.")
+
+
+class HashedMessage(BaseModel):
+    hash: str
+
+
+class MessageState(BaseModel):
+    """The full state of a message. Content keys are present only when the content is."""
+
+    id: str
+    deviceId: str | None = Field(description="The phone that has the message; null while queued.")
+    state: ProcessingState
+    isHashed: bool
+    isEncrypted: bool
+    recipients: list[RecipientState]
+    states: dict[str, Timestamp] = Field(description="When the message reached each state.")
+    createdAt: Timestamp
+    simNumber: int | None = None
+    withDeliveryReport: bool
+    priority: int
+    validUntil: Timestamp | None = None
+    scheduleAt: Timestamp | None = None
+    textMessage: TextMessage | None = None
+    dataMessage: DataMessage | None = None
+    hashedMessage: HashedMessage | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Serialise, leaving out optional keys that are absent (`error` stays, as null)."""
+        data = self.model_dump(mode="json")
+        for key in ("simNumber", "validUntil", "scheduleAt"):
+            if data[key] is None:
+                del data[key]
+        for key in ("textMessage", "dataMessage", "hashedMessage"):
+            if data[key] is None:
+                del data[key]
+        return data
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a human-readable message saying what is wrong."""
+
+    message: str

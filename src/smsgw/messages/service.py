@@ -1,0 +1,162 @@
+"""Message use cases: send, read, list, cancel. One function per use case, every entry point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smsgw.db.engine import Database
+from smsgw.domain import clock, ids
+from smsgw.domain.errors import Conflict, InvalidInput, NotFound
+from smsgw.domain.phones import normalize_all
+from smsgw.domain.states import ProcessingState
+from smsgw.messages import repository
+from smsgw.messages.repository import ListFilter, MessageRecord, RecipientRecord
+
+DUPLICATE_ID = "message with the same ID already exists"
+
+
+@dataclass(frozen=True)
+class SendCommand:
+    """What a caller asks to send; field rules (types, ranges) are checked by the caller."""
+
+    phone_numbers: list[str]
+    text: str | None = None
+    data: str | None = None
+    port: int | None = None
+    ext_id: str | None = None
+    device_id: str | None = None
+    is_encrypted: bool = False
+    sim_number: int | None = None
+    with_delivery_report: bool = True
+    priority: int = 0
+    ttl: int | None = None
+    valid_until: datetime | None = None
+    schedule_at: datetime | None = None
+    skip_phone_validation: bool = False
+    device_active_within_hours: int = 0
+
+
+def _expiry(command: SendCommand, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """validUntil (from ttl or as given) and scheduleAt, checked against the clock."""
+    valid_until = command.valid_until
+    if command.ttl is not None:
+        valid_until = now + timedelta(seconds=command.ttl)
+    elif valid_until is not None and valid_until <= now:
+        raise InvalidInput("validUntil must be in the future")
+    schedule_at = command.schedule_at
+    if schedule_at is not None:
+        if schedule_at <= now:
+            raise InvalidInput("scheduleAt must be in the future")
+        if valid_until is not None and schedule_at > valid_until:
+            raise InvalidInput("scheduleAt must be less than or equal to validUntil")
+    return valid_until, schedule_at
+
+
+async def _check_device(conn: AsyncConnection, user_id: int, command: SendCommand) -> None:
+    """A pinned phone must be the caller's; `deviceActiveWithin` needs a phone seen lately."""
+    if command.device_id is None and command.device_active_within_hours == 0:
+        return
+    seen = await repository.device_last_seen(conn, user_id, command.device_id)
+    if command.device_id is not None and not seen:
+        raise InvalidInput(f"deviceId: you have no device with id {command.device_id!r}")
+    hours = command.device_active_within_hours
+    if hours and not any(last >= clock.now() - timedelta(hours=hours) for last in seen):
+        which = "that device was" if command.device_id else "none of your devices was"
+        raise InvalidInput(f"deviceActiveWithin: {which} active within the last {hours} hours")
+
+
+async def send(
+    db: Database, default_region: str | None, user_id: int, command: SendCommand
+) -> MessageRecord:
+    """Validate and durably queue a message; when this returns, it is committed."""
+    validate = not (command.is_encrypted or command.skip_phone_validation)
+    numbers = normalize_all(command.phone_numbers, default_region, validate)
+    now = clock.now()
+    valid_until, schedule_at = _expiry(command, now)
+    ext_id = command.ext_id or ids.message_id()
+    state = ProcessingState.PENDING.value
+    values = {
+        "ext_id": ext_id,
+        "user_id": user_id,
+        "device_id": command.device_id,
+        "pinned": command.device_id is not None,
+        "state": state,
+        "text": command.text,
+        "data": command.data,
+        "port": command.port,
+        "is_encrypted": command.is_encrypted,
+        "sim_number": command.sim_number,
+        "with_delivery_report": command.with_delivery_report,
+        "priority": command.priority,
+        "valid_until": valid_until,
+        "schedule_at": schedule_at,
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        async with db.write() as conn:
+            await _check_device(conn, user_id, command)
+            if command.ext_id is not None and await repository.ext_id_taken(conn, user_id, ext_id):
+                raise Conflict(DUPLICATE_ID)
+            pk = await repository.insert_message(conn, values, numbers, now)
+    except IntegrityError:
+        raise Conflict(DUPLICATE_ID) from None
+    return MessageRecord(
+        pk=pk,
+        id=ext_id,
+        device_id=command.device_id,
+        state=state,
+        text=command.text,
+        data=command.data,
+        port=command.port,
+        is_encrypted=command.is_encrypted,
+        is_hashed=False,
+        sim_number=command.sim_number,
+        with_delivery_report=command.with_delivery_report,
+        priority=command.priority,
+        valid_until=valid_until,
+        schedule_at=schedule_at,
+        created_at=now,
+        claimed_at=None,
+        recipients=[RecipientRecord(n, state, None) for n in numbers],
+        states={state: now},
+    )
+
+
+async def get(db: Database, user_id: int, ext_id: str) -> MessageRecord:
+    """One of the owner's messages; NotFound when absent or someone else's."""
+    async with db.read() as conn:
+        record = await repository.by_ext_id(conn, user_id, ext_id)
+    if record is None:
+        raise NotFound("message not found")
+    return record
+
+
+async def list_page(
+    db: Database, user_id: int, where: ListFilter
+) -> tuple[list[MessageRecord], int]:
+    """A page of the owner's messages and the total count matching the filter."""
+    async with db.read() as conn:
+        return await repository.page(conn, user_id, where)
+
+
+async def cancel(db: Database, user_id: int, ext_id: str) -> MessageRecord:
+    """Cancel a Pending message: Cancelled at once if no phone has it yet, else Cancelling."""
+    async with db.write() as conn:
+        record = await repository.by_ext_id(conn, user_id, ext_id)
+        if record is None:
+            raise NotFound("message not found")
+        if record.state != ProcessingState.PENDING:
+            raise Conflict(f"message is not pending (its state is {record.state})")
+        taken = record.claimed_at is not None
+        target = ProcessingState.CANCELLING if taken else ProcessingState.CANCELLED
+        await repository.set_state(
+            conn, record.pk, target.value, clock.now(), recipients_too=not taken
+        )
+        updated = await repository.by_ext_id(conn, user_id, ext_id)
+    assert updated is not None
+    return updated

@@ -1,0 +1,120 @@
+"""Shared fixtures: a real SQLite file per test and a real smsgw server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from smsgw.accounts import service as accounts
+from smsgw.app import create_app
+from smsgw.config import Settings, load_settings
+from smsgw.db.engine import Database
+
+API = "/api/3rdparty/v1"
+
+
+@dataclass
+class Account:
+    login: str
+    password: str
+
+
+@dataclass
+class LiveServer:
+    """A running smsgw: its root URL and the settings it was built with."""
+
+    url: str
+    settings: Settings
+
+    @property
+    def api(self) -> str:
+        return self.url + API
+
+    def client(self, account: Account | None = None, prefix: str = API) -> httpx.Client:
+        auth = (account.login, account.password) if account else None
+        return httpx.Client(base_url=self.url + prefix, auth=auth, timeout=30)
+
+    def create_user(self, login: str, password: str = "correct horse battery") -> Account:
+        create_account(self.settings, login, password)
+        return Account(login, password)
+
+
+def create_account(settings: Settings, login: str, password: str) -> None:
+    async def create() -> None:
+        db = Database(settings)
+        try:
+            await accounts.create_user(db, login, password)
+        finally:
+            await db.dispose()
+
+    asyncio.run(create())
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"data_dir": data_dir, "bootstrap_account": False}
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+class ServerThread:
+    """uvicorn serving an app in a background thread, on a socket bound here."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("smsgw did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[LiveServer]:
+    thread = ServerThread(settings)
+    thread.start()
+    try:
+        yield LiveServer(f"http://127.0.0.1:{thread.port}", settings)
+    finally:
+        thread.stop()
+
+
+@pytest.fixture
+def alice(server: LiveServer) -> Account:
+    return server.create_user("alice")
+
+
+@pytest.fixture
+def api(server: LiveServer, alice: Account) -> Iterator[httpx.Client]:
+    """An HTTP client of the 3rd-party API, signed in as alice."""
+    with server.client(alice) as client:
+        yield client
