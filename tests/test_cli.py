@@ -1,0 +1,153 @@
+"""The `smsgw` command line: users, send, messages, db, settings errors and `serve`."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from smsgw.cli import app
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> tuple[CliRunner, dict[str, str]]:
+    return CliRunner(), {"SMSGW_DATA_DIR": str(tmp_path / "data")}
+
+
+def invoke(cli: tuple[CliRunner, dict[str, str]], *args: str, code: int = 0) -> str:
+    runner, env = cli
+    result = runner.invoke(app, list(args), env=env)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_users_create_prints_a_generated_password(cli: tuple[CliRunner, dict[str, str]]) -> None:
+    output = invoke(cli, "users", "create", "alice")
+    assert "login:    alice" in output
+    assert re.search(r"password: [A-Za-z0-9]{20}", output)
+
+
+def test_users_create_with_a_password_does_not_print_it(
+    cli: tuple[CliRunner, dict[str, str]],
+) -> None:
+    output = invoke(cli, "users", "create", "bob", "--password", "bobs long password")
+    assert "bobs long password" not in output
+
+
+def test_users_list_passwd_and_delete(cli: tuple[CliRunner, dict[str, str]]) -> None:
+    invoke(cli, "users", "create", "alice")
+    invoke(cli, "users", "create", "bob", "--password", "bobs long password")
+    listing = invoke(cli, "users", "list")
+    assert "alice" in listing and "bob" in listing
+    assert "password: " in invoke(cli, "users", "passwd", "alice")
+    invoke(cli, "users", "delete", "bob", "--yes")
+    assert "bob" not in invoke(cli, "users", "list")
+
+
+def test_user_errors_exit_1_with_a_message(cli: tuple[CliRunner, dict[str, str]]) -> None:
+    invoke(cli, "users", "create", "alice")
+    assert "already taken" in invoke(cli, "users", "create", "alice", code=1)
+    assert "no user with login 'ghost'" in invoke(cli, "users", "delete", "ghost", "-y", code=1)
+    assert "8 to 128 characters" in invoke(
+        cli, "users", "create", "carl", "--password", "short", code=1
+    )
+
+
+def test_send_and_list_messages_as_a_user(cli: tuple[CliRunner, dict[str, str]]) -> None:
+    invoke(cli, "users", "create", "alice")
+    output = invoke(
+        cli, "send", "--user", "alice", "--to", "+12025550100", "--to", "+79161234567",
+        "--text", "Hello from the CLI",
+    )  # fmt: skip
+    assert re.search(r"queued [0-9a-f-]{36} \(Pending\)", output)
+    listing = invoke(cli, "messages", "list", "--user", "alice")
+    assert "1 message(s)" in listing
+    assert "+12025550100" in listing
+    assert "Hello from the CLI" not in listing
+
+
+def test_send_refuses_bad_numbers_and_unknown_users(cli: tuple[CliRunner, dict[str, str]]) -> None:
+    invoke(cli, "users", "create", "alice")
+    bad = invoke(cli, "send", "--user", "alice", "--to", "555", "--text", "x", code=1)
+    assert "has no country code" in bad
+    assert "no user" in invoke(cli, "send", "-u", "nobody", "--to", "+12025550100", "--text", "x", code=1)
+
+
+def test_db_upgrade_creates_the_schema(cli: tuple[CliRunner, dict[str, str]]) -> None:
+    assert "database is up to date" in invoke(cli, "db", "upgrade")
+    assert Path(cli[1]["SMSGW_DATA_DIR"], "smsgw.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("SMSGW_PORT", "70000", "SMSGW_PORT"),
+        ("SMSGW_DEFAULT_REGION", "XX", "unknown region code"),
+        ("SMSGW_DATABASE_URL", "mysql://x/y", "unsupported database scheme"),
+        ("SMSGW_LOG_LEVEL", "loud", "SMSGW_LOG_LEVEL"),
+    ],
+)
+def test_invalid_settings_exit_2_naming_the_variable(
+    cli: tuple[CliRunner, dict[str, str]], name: str, value: str, expected: str
+) -> None:
+    runner, env = cli
+    result = runner.invoke(app, ["users", "list"], env=env | {name: value})
+    assert result.exit_code == 2
+    assert expected in result.output
+
+
+def test_postgresql_urls_are_accepted_but_refused_clearly_for_now(
+    cli: tuple[CliRunner, dict[str, str]],
+) -> None:
+    runner, env = cli
+    url = "postgresql://smsgw:pw@127.0.0.1:5432/smsgw"
+    result = runner.invoke(app, ["serve"], env=env | {"SMSGW_DATABASE_URL": url})
+    assert result.exit_code == 2
+    assert "PostgreSQL" in result.output
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_serve_first_start_prints_an_account_that_works(tmp_path: Path) -> None:
+    port = free_port()
+    env = os.environ | {"SMSGW_DATA_DIR": str(tmp_path / "data"), "SMSGW_PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smsgw", "serve"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        output = ""
+        deadline = time.monotonic() + 60
+        assert process.stdout is not None
+        while "password:" not in output and time.monotonic() < deadline:
+            output += process.stdout.readline()
+        password = re.search(r"password: (\S+)", output)
+        assert password, output
+        auth = ("admin", password.group(1))
+        url = f"http://127.0.0.1:{port}/api/3rdparty/v1/messages"
+        for _ in range(100):
+            try:
+                response = httpx.get(url, auth=auth)
+                break
+            except httpx.ConnectError:
+                time.sleep(0.1)
+        assert response.status_code == 200
+        assert response.json() == []
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+    assert process.returncode == 0

@@ -1,0 +1,208 @@
+"""GET/DELETE /messages: listing, filters, paging, owner isolation, idempotency, cancel, auth."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Account, LiveServer, ServerThread, make_settings
+
+
+def send(api: httpx.Client, text: str = "Hello", **extra: object) -> dict[str, object]:
+    body = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": text}} | extra
+    response = api.post("/messages", json=body)
+    assert response.status_code == 200, response.text
+    result: dict[str, object] = response.json()
+    return result
+
+
+def ids(response: httpx.Response) -> list[object]:
+    return [item["id"] for item in response.json()]
+
+
+def test_list_is_newest_first_and_pages_with_skip_or_offset(api: httpx.Client) -> None:
+    sent = [send(api, f"m{i}")["id"] for i in range(5)]
+    assert ids(api.get("/messages")) == sent[::-1]
+    assert ids(api.get("/messages", params={"skip": 1, "limit": 2})) == sent[3:1:-1]
+    assert ids(api.get("/messages", params={"offset": 1, "limit": 2})) == sent[3:1:-1]
+    assert ids(api.get("/messages", params={"sort": "created_at", "limit": 2})) == sent[:2]
+    page = api.get("/messages", params={"skip": 4, "limit": 20})
+    assert ids(page) == sent[:1]
+    assert page.headers["x-total-count"] == "5"
+
+
+def test_limit_defaults_to_20_and_caps_at_100(api: httpx.Client) -> None:
+    for i in range(21):
+        send(api, f"m{i}")
+    assert len(api.get("/messages").json()) == 20
+    assert api.get("/messages", params={"limit": 100}).status_code == 200
+    for bad in ("0", "101", "-1", "x"):
+        response = api.get("/messages", params={"limit": bad})
+        assert response.status_code == 400
+        assert response.json()["message"].startswith("limit: ")
+
+
+def test_skip_and_offset_must_agree(api: httpx.Client) -> None:
+    response = api.get("/messages", params={"skip": 1, "offset": 2})
+    assert response.status_code == 400
+    assert "skip and offset" in response.json()["message"]
+
+
+def test_list_filters_by_state_and_time(api: httpx.Client) -> None:
+    first = send(api, "a")
+    second = send(api, "b")
+    api.delete(f"/messages/{first['id']}")
+    assert ids(api.get("/messages", params={"state": "Cancelled"})) == [first["id"]]
+    assert ids(api.get("/messages", params={"state": "Pending"})) == [second["id"]]
+    assert api.get("/messages", params={"state": "Bogus"}).status_code == 400
+    created = str(second["createdAt"])
+    assert second["id"] in ids(api.get("/messages", params={"from": created}))
+    assert second["id"] not in ids(api.get("/messages", params={"to": created}))
+    assert api.get("/messages", params={"from": "2020-01-01T00:00:00"}).status_code == 400
+    by_device = api.get("/messages", params={"deviceId": "nodevice"})
+    assert by_device.json() == []
+    assert by_device.headers["x-total-count"] == "0"
+
+
+def test_list_leaves_content_out_unless_asked(api: httpx.Client) -> None:
+    send(api, "secret text")
+    [plain] = api.get("/messages").json()
+    assert "textMessage" not in plain
+    [full] = api.get("/messages", params={"includeContent": "true"}).json()
+    assert full["textMessage"] == {"text": "secret text"}
+
+
+def test_users_never_see_or_cancel_each_others_messages(
+    server: LiveServer, api: httpx.Client
+) -> None:
+    mine = send(api, "alice's")
+    bob = server.create_user("bob")
+    with server.client(bob) as other:
+        assert other.get("/messages").json() == []
+        assert other.get("/messages").headers["x-total-count"] == "0"
+        assert other.get(f"/messages/{mine['id']}").status_code == 404
+        assert other.delete(f"/messages/{mine['id']}").status_code == 404
+        # The same client id is free for another user.
+        send(other, "bob's", id="shared-id")
+    send(api, "alice's", id="shared-id")
+    assert api.get(f"/messages/{mine['id']}").json()["state"] == "Pending"
+
+
+def test_the_same_client_id_twice_is_409_and_keeps_the_first(api: httpx.Client) -> None:
+    first = send(api, "first", id="order-42")
+    again = api.post(
+        "/messages",
+        json={"id": "order-42", "phoneNumbers": ["+12025550100"], "textMessage": {"text": "x"}},
+    )
+    assert again.status_code == 409
+    assert again.json() == {"message": "message with the same ID already exists"}
+    assert api.get("/messages/order-42").json()["textMessage"] == {"text": "first"}
+    assert first["id"] == "order-42"
+    assert api.get("/messages").headers["x-total-count"] == "1"
+
+
+def test_cancel_a_queued_message_is_cancelled_at_once(api: httpx.Client) -> None:
+    sent = send(api)
+    response = api.delete(f"/messages/{sent['id']}")
+    assert response.status_code == 200
+    state = response.json()
+    assert state["state"] == "Cancelled"
+    assert state["recipients"][0]["state"] == "Cancelled"
+    assert set(state["states"]) == {"Pending", "Cancelled"}
+    assert api.get(f"/messages/{sent['id']}").json() == state
+
+
+def test_cancelling_twice_is_409(api: httpx.Client) -> None:
+    sent = send(api)
+    api.delete(f"/messages/{sent['id']}")
+    again = api.delete(f"/messages/{sent['id']}")
+    assert again.status_code == 409
+    assert "not pending" in again.json()["message"]
+
+
+def test_unknown_message_is_404(api: httpx.Client) -> None:
+    for response in (api.get("/messages/nope"), api.delete("/messages/nope")):
+        assert response.status_code == 404
+        assert response.json() == {"message": "message not found"}
+
+
+def test_legacy_singular_paths_work(api: httpx.Client) -> None:
+    response = api.post("/message", json={"phoneNumbers": ["+12025550100"], "message": "old"})
+    assert response.status_code == 200
+    message_id = response.json()["id"]
+    assert response.headers["location"] == f"/api/3rdparty/v1/message/{message_id}"
+    assert api.get(f"/message/{message_id}").json()["textMessage"] == {"text": "old"}
+    assert ids(api.get("/message")) == [message_id]
+    assert api.delete(f"/message/{message_id}").json()["state"] == "Cancelled"
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "Basic " + base64.b64encode(b"alice:wrong password").decode(),
+        "Basic " + base64.b64encode(b"nobody:correct horse battery").decode(),
+        "Basic " + base64.b64encode(b"no-colon").decode(),
+        "Basic !!!notbase64",
+        "Bearer sometoken",
+        "Digest abc",
+    ],
+)
+def test_bad_credentials_are_401_with_a_basic_challenge(
+    server: LiveServer, alice: Account, authorization: str | None
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    with httpx.Client(base_url=server.api, headers=headers) as client:
+        for response in (client.get("/messages"), client.post("/messages", json={})):
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"].startswith("Basic")
+            assert response.json()["message"].startswith("Unauthorized")
+
+
+def test_basic_scheme_word_is_case_insensitive_and_utf8(server: LiveServer) -> None:
+    account = server.create_user("zoe", "pässwörd-long-enough")
+    token = base64.b64encode(f"{account.login}:{account.password}".encode()).decode()
+    with httpx.Client(base_url=server.api, headers={"Authorization": f"basic {token}"}) as client:
+        assert client.get("/messages").status_code == 200
+
+
+def test_unknown_routes_are_404_json(server: LiveServer) -> None:
+    for path in ("/nope", "/api/3rdparty/v1/nope", "/api/3rdparty/v2/messages"):
+        response = httpx.get(server.url + path)
+        assert response.status_code == 404
+        assert response.json() == {"message": "Not Found"}
+
+
+def test_wrong_method_is_405_json(api: httpx.Client) -> None:
+    response = api.put("/messages", json={})
+    assert response.status_code == 405
+    assert "message" in response.json()
+
+
+@pytest.fixture
+def us_server(tmp_path: Path) -> Iterator[LiveServer]:
+    settings = make_settings(tmp_path / "data", default_region="us")
+    thread = ServerThread(settings)
+    thread.start()
+    yield LiveServer(f"http://127.0.0.1:{thread.port}", settings)
+    thread.stop()
+
+
+def test_default_region_reads_numbers_without_plus(us_server: LiveServer) -> None:
+    account = us_server.create_user("carol")
+    with us_server.client(account) as client:
+        state = send_numbers(client, ["(202) 555-0100", "+79161234567"])
+    assert [r["phoneNumber"] for r in state["recipients"]] == ["+12025550100", "+79161234567"]
+
+
+def send_numbers(client: httpx.Client, numbers: list[str]) -> dict[str, list[dict[str, str]]]:
+    response = client.post(
+        "/messages", json={"phoneNumbers": numbers, "textMessage": {"text": "x"}}
+    )
+    assert response.status_code == 200, response.text
+    result: dict[str, list[dict[str, str]]] = response.json()
+    return result

@@ -1,0 +1,230 @@
+"""POST /messages: each validation rule answers 400 with a message naming what is wrong."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+TEXT = {"textMessage": {"text": "Hello"}}
+ONE = {"phoneNumbers": ["+12025550100"]}
+
+
+def later(seconds: int) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+def post(api: httpx.Client, body: dict[str, Any], **params: str) -> httpx.Response:
+    return api.post("/messages", json=body, params=params)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"phoneNumbers": []} | TEXT, "phoneNumbers"),
+        ({"phoneNumbers": [f"+1202555{i:04d}" for i in range(101)]} | TEXT, "phoneNumbers"),
+        ({"phoneNumbers": [""]} | TEXT, "phoneNumbers[0]"),
+        ({"phoneNumbers": ["+1" + "2" * 200]} | TEXT, "phoneNumbers[0]"),
+        (TEXT, "phoneNumbers"),
+        (ONE, "exactly one of textMessage, dataMessage or message"),
+        (ONE | TEXT | {"message": "x"}, "textMessage and message"),
+        (ONE | TEXT | {"dataMessage": {"data": "aGk=", "port": 53739}}, "textMessage and dataMessage"),
+        (ONE | {"textMessage": {"text": ""}}, "textMessage.text"),
+        (ONE | {"textMessage": {"text": "x" * 65536}}, "textMessage.text"),
+        (ONE | {"dataMessage": {"data": "not base64!", "port": 53739}}, "dataMessage.data"),
+        (ONE | {"dataMessage": {"data": "aGk=", "port": 0}}, "dataMessage.port"),
+        (ONE | {"dataMessage": {"data": "aGk=", "port": 65536}}, "dataMessage.port"),
+        (ONE | TEXT | {"simNumber": 0}, "simNumber"),
+        (ONE | TEXT | {"simNumber": 4}, "simNumber"),
+        (ONE | TEXT | {"priority": 128}, "priority"),
+        (ONE | TEXT | {"priority": -129}, "priority"),
+        (ONE | TEXT | {"ttl": 4}, "ttl"),
+        (ONE | TEXT | {"ttl": 60, "validUntil": later(3600)}, "ttl and validUntil"),
+        (ONE | TEXT | {"validUntil": "2026-01-01T00:00:00"}, "validUntil"),
+        (ONE | TEXT | {"validUntil": "tomorrow"}, "validUntil"),
+        (ONE | TEXT | {"scheduleAt": "yesterday"}, "scheduleAt"),
+        (ONE | TEXT | {"id": "x" * 37}, "id"),
+        (ONE | TEXT | {"id": ""}, "id"),
+        (ONE | TEXT | {"withDeliveryReport": "maybe"}, "withDeliveryReport"),
+        (ONE | TEXT | {"mmsMessage": {"text": "x"}}, "mmsMessage is not supported"),
+        ({"phoneNumbers": "+12025550100"} | TEXT, "phoneNumbers"),
+    ],
+)
+def test_a_field_breaking_its_rule_is_refused_naming_it(
+    api: httpx.Client, body: dict[str, Any], expected: str
+) -> None:
+    response = post(api, body)
+    assert response.status_code == 400, response.text
+    assert expected in response.json()["message"]
+    assert api.get("/messages").headers["x-total-count"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        ("12025550100", "has no country code"),
+        ("+1202", "not a valid phone number"),
+        ("+442071838750", "not a mobile phone number"),
+        ("hello", "has no country code"),
+        ("+hello", "not a phone number"),
+    ],
+)
+def test_bad_phone_numbers_are_refused(api: httpx.Client, number: str, expected: str) -> None:
+    response = post(api, {"phoneNumbers": ["+12025550100", number]} | TEXT)
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert message.startswith("phoneNumbers[1]: ")
+    assert expected in message
+
+
+def test_numbers_are_stored_in_e164(api: httpx.Client) -> None:
+    response = post(api, {"phoneNumbers": ["+1 (202) 555-0100", " +79161234567 "]} | TEXT)
+    assert response.status_code == 200
+    numbers = [r["phoneNumber"] for r in response.json()["recipients"]]
+    assert numbers == ["+12025550100", "+79161234567"]
+
+
+def test_numbers_must_be_unique_after_normalisation(api: httpx.Client) -> None:
+    response = post(api, {"phoneNumbers": ["+12025550100", "+1 202 555 0100"]} | TEXT)
+    assert response.status_code == 400
+    assert "must be unique" in response.json()["message"]
+
+
+def test_skip_phone_validation_stores_numbers_as_given(api: httpx.Client) -> None:
+    response = post(api, {"phoneNumbers": ["12345"]} | TEXT, skipPhoneValidation="true")
+    assert response.status_code == 200
+    assert response.json()["recipients"][0]["phoneNumber"] == "12345"
+
+
+def test_encrypted_messages_bypass_number_parsing(api: httpx.Client) -> None:
+    opaque = "$aes-256-cbc/pbkdf2-sha1$i=75000$c2FsdA==$ZGF0YQ=="
+    body = {"phoneNumbers": [opaque], "textMessage": {"text": opaque}, "isEncrypted": True}
+    response = post(api, body)
+    assert response.status_code == 200
+    state = response.json()
+    assert state["isEncrypted"] is True
+    assert state["recipients"][0]["phoneNumber"] == opaque
+    assert state["textMessage"] == {"text": opaque}
+
+
+def test_every_option_is_stored_and_echoed(api: httpx.Client) -> None:
+    valid_until = later(7200)
+    schedule_at = later(600)
+    body = ONE | TEXT | {
+        "simNumber": 2,
+        "withDeliveryReport": False,
+        "priority": 100,
+        "validUntil": valid_until,
+        "scheduleAt": schedule_at,
+        "id": "my-own-id-1",
+    }
+    state = post(api, body).json()
+    stored = api.get("/messages/my-own-id-1").json()
+    for view in (state, stored):
+        assert view["id"] == "my-own-id-1"
+        assert view["simNumber"] == 2
+        assert view["withDeliveryReport"] is False
+        assert view["priority"] == 100
+        assert view["validUntil"].endswith("Z")
+        assert view["scheduleAt"].endswith("Z")
+    assert stored == state
+
+
+def test_ttl_sets_valid_until(api: httpx.Client) -> None:
+    state = post(api, ONE | TEXT | {"ttl": 3600}).json()
+    created = datetime.fromisoformat(state["createdAt"])
+    valid_until = datetime.fromisoformat(state["validUntil"])
+    assert valid_until - created == timedelta(hours=1)
+
+
+def test_data_messages_keep_data_and_port(api: httpx.Client) -> None:
+    state = post(api, ONE | {"dataMessage": {"data": "aGVsbG8=", "port": 53739}}).json()
+    assert state["dataMessage"] == {"data": "aGVsbG8=", "port": 53739}
+    assert "textMessage" not in state
+
+
+def test_legacy_message_field_is_stored_as_text(api: httpx.Client) -> None:
+    state = post(api, ONE | {"message": "legacy"}).json()
+    assert state["textMessage"] == {"text": "legacy"}
+
+
+def test_delivery_report_is_on_by_default(api: httpx.Client) -> None:
+    assert post(api, ONE | TEXT).json()["withDeliveryReport"] is True
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"scheduleAt": "2020-01-01T00:00:00Z"}, "scheduleAt must be in the future"),
+        ({"validUntil": "2020-01-01T00:00:00Z"}, "validUntil must be in the future"),
+        (
+            {"scheduleAt": later(7200), "validUntil": later(3600)},
+            "scheduleAt must be less than or equal to validUntil",
+        ),
+        ({"scheduleAt": later(7200), "ttl": 60}, "scheduleAt must be less than or equal to"),
+    ],
+)
+def test_schedule_and_expiry_must_make_sense(
+    api: httpx.Client, extra: dict[str, Any], expected: str
+) -> None:
+    response = post(api, ONE | TEXT | extra)
+    assert response.status_code == 400
+    assert expected in response.json()["message"]
+
+
+def test_an_unknown_device_is_refused(api: httpx.Client) -> None:
+    response = post(api, ONE | TEXT | {"deviceId": "nosuchdevice123456789"})
+    assert response.status_code == 400
+    assert "deviceId" in response.json()["message"]
+
+
+def test_device_active_within_needs_a_recently_seen_phone(api: httpx.Client) -> None:
+    response = post(api, ONE | TEXT, deviceActiveWithin="12")
+    assert response.status_code == 400
+    assert "deviceActiveWithin" in response.json()["message"]
+    assert post(api, ONE | TEXT, deviceActiveWithin="-1").status_code == 400
+    assert post(api, ONE | TEXT, deviceActiveWithin="0").status_code == 200
+
+
+def test_unknown_fields_are_ignored(api: httpx.Client) -> None:
+    assert post(api, ONE | TEXT | {"somethingElse": 1}).status_code == 200
+
+
+def test_malformed_json_is_400(api: httpx.Client) -> None:
+    response = api.post(
+        "/messages", content=b'{"phoneNumbers": [', headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("malformed JSON body")
+
+
+def test_a_body_that_is_not_json_says_so(api: httpx.Client) -> None:
+    response = api.post("/messages", content=b"phoneNumbers=1", headers={"Content-Type": "text/plain"})
+    assert response.status_code == 400
+    assert "Content-Type: application/json" in response.json()["message"]
+
+
+def test_a_json_array_body_is_refused(api: httpx.Client) -> None:
+    response = api.post("/messages", json=[1, 2])
+    assert response.status_code == 400
+
+
+def test_a_body_over_the_limit_is_413(api: httpx.Client) -> None:
+    big = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "x" * (2 * 1024 * 1024)}}
+    response = post(api, big)
+    assert response.status_code == 413
+    assert "too large" in response.json()["message"]
+
+
+def test_a_streamed_body_over_the_limit_is_413(api: httpx.Client) -> None:
+    def chunks() -> Any:
+        yield b'{"phoneNumbers": ["+12025550100"], "textMessage": {"text": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}}'
+
+    response = api.post("/messages", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert "too large" in response.json()["message"]
