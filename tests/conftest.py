@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,9 @@ class ServerThread:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            create_app(settings), log_level="warning", lifespan="on", timeout_graceful_shutdown=2
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
@@ -98,14 +101,21 @@ class ServerThread:
         self.sock.close()
 
 
-@pytest.fixture
-def server(settings: Settings) -> Iterator[LiveServer]:
+@contextmanager
+def running(settings: Settings) -> Iterator[LiveServer]:
+    """A real smsgw serving on 127.0.0.1 for the duration of the block."""
     thread = ServerThread(settings)
     thread.start()
     try:
         yield LiveServer(f"http://127.0.0.1:{thread.port}", settings)
     finally:
         thread.stop()
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[LiveServer]:
+    with running(settings) as live:
+        yield live
 
 
 @pytest.fixture

@@ -102,7 +102,9 @@ def test_cache_evicts_the_least_recently_remembered() -> None:
     assert cache.is_verified("c", "pw", "hash")
 
 
-def test_a_cached_request_does_not_hash(migrated: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cached_request_does_not_hash(
+    migrated: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     in_db(migrated, lambda db: accounts.create_user(db, "hank", "long enough pw"))
     cache = CredentialCache(max_size=10)
     in_db(migrated, lambda db: accounts.authenticate(db, cache, "hank", "long enough pw"))

@@ -79,7 +79,9 @@ def test_send_refuses_bad_numbers_and_unknown_users(cli: tuple[CliRunner, dict[s
     invoke(cli, "users", "create", "alice")
     bad = invoke(cli, "send", "--user", "alice", "--to", "555", "--text", "x", code=1)
     assert "has no country code" in bad
-    assert "no user" in invoke(cli, "send", "-u", "nobody", "--to", "+12025550100", "--text", "x", code=1)
+    assert "no user" in invoke(
+        cli, "send", "-u", "nobody", "--to", "+12025550100", "--text", "x", code=1
+    )
 
 
 def test_db_upgrade_creates_the_schema(cli: tuple[CliRunner, dict[str, str]]) -> None:

@@ -15,7 +15,9 @@ def test_defaults_serve_sqlite_in_data_on_localhost_3000(monkeypatch: pytest.Mon
     settings = load_settings()
     assert (settings.host, settings.port) == ("127.0.0.1", 3000)
     assert settings.database_scheme == "sqlite"
-    assert settings.resolved_database_url == f"sqlite+aiosqlite:///{Path('data').resolve()}/smsgw.db"
+    assert (
+        settings.resolved_database_url == f"sqlite+aiosqlite:///{Path('data').resolve()}/smsgw.db"
+    )
     assert settings.default_region is None
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Account, LiveServer, ServerThread, make_settings
+from tests.conftest import Account, LiveServer, make_settings, running
 
 
 def send(api: httpx.Client, text: str = "Hello", **extra: object) -> dict[str, object]:
@@ -185,11 +185,8 @@ def test_wrong_method_is_405_json(api: httpx.Client) -> None:
 
 @pytest.fixture
 def us_server(tmp_path: Path) -> Iterator[LiveServer]:
-    settings = make_settings(tmp_path / "data", default_region="us")
-    thread = ServerThread(settings)
-    thread.start()
-    yield LiveServer(f"http://127.0.0.1:{thread.port}", settings)
-    thread.stop()
+    with running(make_settings(tmp_path / "data", default_region="us")) as live:
+        yield live
 
 
 def test_default_region_reads_numbers_without_plus(us_server: LiveServer) -> None:

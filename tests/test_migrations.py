@@ -19,7 +19,7 @@ TABLES = {"users", "devices", "messages", "recipients", "message_states", "syste
 
 def test_upgrade_creates_every_table(settings: Settings) -> None:
     migrate.upgrade(settings)
-    assert TABLES <= migrate.current_tables(settings)
+    assert migrate.current_tables(settings) >= TABLES
 
 
 def test_the_database_runs_in_wal_mode_with_full_sync_and_foreign_keys(settings: Settings) -> None:
@@ -53,11 +53,11 @@ def test_downgrade_to_nothing_and_up_again(settings: Settings) -> None:
         command.downgrade(migrate.alembic_config(conn), "base")
     assert not TABLES & migrate.current_tables(settings)
     migrate.upgrade(settings)
-    assert TABLES <= migrate.current_tables(settings)
+    assert migrate.current_tables(settings) >= TABLES
     engine.dispose()
 
 
 def test_upgrade_is_idempotent(settings: Settings) -> None:
     migrate.upgrade(settings)
     migrate.upgrade(settings)
-    assert TABLES <= migrate.current_tables(settings)
+    assert migrate.current_tables(settings) >= TABLES

@@ -45,7 +45,9 @@ def test_queue_an_sms_answers_200_with_the_id(api: httpx.Client) -> None:
     body = response.json()
     assert UUID.match(body["id"])
     assert body["state"] == "Pending"
-    assert body["recipients"] == [{"phoneNumber": "+12025550100", "state": "Pending", "error": None}]
+    assert body["recipients"] == [
+        {"phoneNumber": "+12025550100", "state": "Pending", "error": None}
+    ]
     assert response.headers["location"] == f"/api/3rdparty/v1/messages/{body['id']}"
 
 
@@ -71,7 +73,9 @@ def test_get_full_status_of_one_message(api: httpx.Client) -> None:
     body = response.json()
     assert body["id"] == sent["id"]
     assert body["state"] == "Pending"
-    assert body["recipients"] == [{"phoneNumber": "+12025550100", "state": "Pending", "error": None}]
+    assert body["recipients"] == [
+        {"phoneNumber": "+12025550100", "state": "Pending", "error": None}
+    ]
     assert TIMESTAMP.match(body["states"]["Pending"])
     assert body["textMessage"] == {"text": "Hi"}
 

@@ -30,7 +30,10 @@ def post(api: httpx.Client, body: dict[str, Any], **params: str) -> httpx.Respon
         (TEXT, "phoneNumbers"),
         (ONE, "exactly one of textMessage, dataMessage or message"),
         (ONE | TEXT | {"message": "x"}, "textMessage and message"),
-        (ONE | TEXT | {"dataMessage": {"data": "aGk=", "port": 53739}}, "textMessage and dataMessage"),
+        (
+            ONE | TEXT | {"dataMessage": {"data": "aGk=", "port": 53739}},
+            "textMessage and dataMessage",
+        ),
         (ONE | {"textMessage": {"text": ""}}, "textMessage.text"),
         (ONE | {"textMessage": {"text": "x" * 65536}}, "textMessage.text"),
         (ONE | {"dataMessage": {"data": "not base64!", "port": 53739}}, "dataMessage.data"),
@@ -112,14 +115,18 @@ def test_encrypted_messages_bypass_number_parsing(api: httpx.Client) -> None:
 def test_every_option_is_stored_and_echoed(api: httpx.Client) -> None:
     valid_until = later(7200)
     schedule_at = later(600)
-    body = ONE | TEXT | {
-        "simNumber": 2,
-        "withDeliveryReport": False,
-        "priority": 100,
-        "validUntil": valid_until,
-        "scheduleAt": schedule_at,
-        "id": "my-own-id-1",
-    }
+    body = (
+        ONE
+        | TEXT
+        | {
+            "simNumber": 2,
+            "withDeliveryReport": False,
+            "priority": 100,
+            "validUntil": valid_until,
+            "scheduleAt": schedule_at,
+            "id": "my-own-id-1",
+        }
+    )
     state = post(api, body).json()
     stored = api.get("/messages/my-own-id-1").json()
     for view in (state, stored):
@@ -201,7 +208,9 @@ def test_malformed_json_is_400(api: httpx.Client) -> None:
 
 
 def test_a_body_that_is_not_json_says_so(api: httpx.Client) -> None:
-    response = api.post("/messages", content=b"phoneNumbers=1", headers={"Content-Type": "text/plain"})
+    response = api.post(
+        "/messages", content=b"phoneNumbers=1", headers={"Content-Type": "text/plain"}
+    )
     assert response.status_code == 400
     assert "Content-Type: application/json" in response.json()["message"]
 

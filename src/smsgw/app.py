@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -14,14 +18,27 @@ from smsgw.accounts import service as accounts
 from smsgw.accounts.passwords import CredentialCache
 from smsgw.api.deps import AppContext
 from smsgw.api.errors import BodyLimitMiddleware, install_handlers
+from smsgw.api.mobile import build_router as build_mobile_router
+from smsgw.api.ratelimit import RateLimiter
 from smsgw.api.thirdparty import build_router
 from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.engine import Database
+from smsgw.messages.schemas import ErrorBody
+from smsgw.workers.loop import Worker
 
 log = logging.getLogger("smsgw")
 
 THIRDPARTY_PREFIXES = ("/api/3rdparty/v1", "/3rdparty/v1")
+MOBILE_PREFIXES = ("/api/mobile/v1", "/mobile/v1")
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+#: Answers any operation can give (api/errors.py), documented where a route did not say.
+GENERIC_ERRORS = {
+    "400": "A parameter or the body is invalid or malformed; the message says which.",
+    "413": "The request body is larger than the server accepts.",
+    "500": "An unexpected server error; it is logged.",
+}
 
 
 def announce_account(login: str, password: str) -> None:
@@ -36,6 +53,40 @@ def announce_account(login: str, password: str) -> None:
     )
 
 
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document tell the truth about error answers, in place.
+
+    FastAPI documents a 422 `HTTPValidationError` for every route with inputs, but smsgw
+    answers validation failures with 400 and `{"message"}`: drop the 422s, and add the
+    errors any route can give (400, 401 when it needs credentials, 413, 500) where missing.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for path_item in schema.get("paths", {}).values():
+        for method, operation in path_item.items():
+            if method not in HTTP_METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            wanted = dict(GENERIC_ERRORS)
+            if operation.get("security"):
+                wanted["401"] = "Missing or wrong credentials."
+            for status, description in wanted.items():
+                responses.setdefault(
+                    status,
+                    {
+                        "description": description,
+                        "content": {"application/json": {"schema": ERROR_REF}},
+                    },
+                )
+            operation["responses"] = dict(sorted(responses.items()))
+    for name in ("HTTPValidationError", "ValidationError"):  # in this order: one uses the other
+        rest = {key: value for key, value in components.items() if key != name}
+        if f'"#/components/schemas/{name}"' not in json.dumps([schema.get("paths"), rest]):
+            components.pop(name, None)
+    components.setdefault("ErrorBody", ErrorBody.model_json_schema())
+    return schema
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the application; the database is opened (and migrated) when it starts."""
 
@@ -44,16 +95,31 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.auto_migrate:
             await asyncio.to_thread(migrate.upgrade, settings)
         db = Database(settings)
-        app.state.context = AppContext(
-            settings=settings, db=db, credentials=CredentialCache(settings.credential_cache_size)
+        context = AppContext(
+            settings=settings,
+            db=db,
+            credentials=CredentialCache(settings.credential_cache_size),
+            registrations=RateLimiter(settings.registration_rate_limit),
         )
+        app.state.context = context
         if settings.bootstrap_account:
             account = await accounts.bootstrap(db)
             if account is not None:
                 announce_account(account.login, account.password)
+        # What start-up loaded lives as long as the process: keep the collector from walking
+        # it on every full collection (those pauses were most of the API's p99 latency).
+        gc.collect()
+        gc.freeze()
+        worker = Worker(settings, db, context.hub, context.presence)
+        app.state.worker = worker
+        task = asyncio.create_task(worker.run(), name="smsgw-worker")
         try:
             yield
         finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await worker.flush_presence()
             await db.dispose()
 
     app = FastAPI(
@@ -67,9 +133,21 @@ def create_app(settings: Settings) -> FastAPI:
         servers=[{"url": "/"}],
     )
     install_handlers(app)
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(generate_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     for prefix in THIRDPARTY_PREFIXES:
         app.include_router(
             build_router(), prefix=prefix, include_in_schema=prefix == THIRDPARTY_PREFIXES[0]
+        )
+    for prefix in MOBILE_PREFIXES:
+        app.include_router(
+            build_mobile_router(), prefix=prefix, include_in_schema=prefix == MOBILE_PREFIXES[0]
         )
     return app

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import phonenumbers
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
@@ -40,6 +40,18 @@ class Settings(BaseSettings):
     sqlite_synchronous: SqliteSynchronous = SqliteSynchronous.FULL
     credential_cache_size: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000
     log_level: str = "info"
+
+    # Phones (the mobile API)
+    private_token: SecretStr | None = None
+    anonymous_registration: bool = False
+    registration_rate_limit: Annotated[int, Field(ge=0, le=10_000)] = 10
+    claim_cap: Annotated[int, Field(ge=1, le=100)] = 10
+    release_after_seconds: Annotated[int, Field(ge=0, le=7 * 86400)] = 600
+    online_window_seconds: Annotated[int, Field(ge=1, le=86400)] = 300
+    sse_keepalive_seconds: Annotated[float, Field(gt=0, le=3600)] = 15
+    presence_flush_seconds: Annotated[float, Field(gt=0, le=3600)] = 30
+    worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5
+    code_ttl_seconds: Annotated[int, Field(ge=30, le=86400)] = 300
 
     @field_validator("default_region", mode="before")
     @classmethod
@@ -78,6 +90,15 @@ class Settings(BaseSettings):
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise ValueError(f"SMSGW_DATA_DIR {self.data_dir} exists and is not a directory")
         return self
+
+    @field_validator("private_token", mode="before")
+    @classmethod
+    def _token_is_long(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        if isinstance(value, str) and len(value) < 16:
+            raise ValueError("must be at least 16 characters, or unset")
+        return value
 
     @property
     def database_scheme(self) -> str:

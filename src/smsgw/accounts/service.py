@@ -81,16 +81,15 @@ async def delete_user(db: Database, login: str) -> None:
 
 async def authenticate(db: Database, cache: CredentialCache, login: str, password: str) -> int:
     """The user id for a Basic credential pair, or Unauthorized. A cached pair costs no hash."""
-    async with db.read() as conn:
-        user = await repository.by_login(conn, login)
-    if user is not None and cache.is_verified(login, password, user.password_hash):
-        return user.id
-    stored = user.password_hash if user is not None else None
+    user = await db.read_now(lambda conn: repository.stored_credentials(conn, login))
+    if user is not None and cache.is_verified(login, password, user[1]):
+        return user[0]
+    stored = user[1] if user is not None else None
     if not await asyncio.to_thread(verify_password, stored, password):
         raise Unauthorized("Unauthorized")
     assert user is not None
-    cache.remember(login, password, user.password_hash)
-    return user.id
+    cache.remember(login, password, user[1])
+    return user[0]
 
 
 async def bootstrap(db: Database) -> NewAccount | None:
@@ -110,3 +109,20 @@ async def bootstrap(db: Database) -> NewAccount | None:
             return None
         await repository.add(conn, BOOTSTRAP_LOGIN, password_hash, clock.now())
     return NewAccount(BOOTSTRAP_LOGIN, password)
+
+
+async def login_of(db: Database, user_id: int) -> str:
+    """The login of an existing user id (Unauthorized if it was deleted meanwhile)."""
+    async with db.read() as conn:
+        login = await repository.login_by_id(conn, user_id)
+    if login is None:
+        raise Unauthorized("Unauthorized")
+    return login
+
+
+async def user_id_of(db: Database, login: str) -> int:
+    async with db.read() as conn:
+        user = await repository.by_login(conn, login)
+    if user is None:
+        raise UnknownLogin(login)
+    return user.id

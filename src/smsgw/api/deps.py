@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,9 +13,13 @@ from starlette.requests import HTTPConnection
 
 from smsgw.accounts import service as accounts
 from smsgw.accounts.passwords import CredentialCache
+from smsgw.api.ratelimit import RateLimiter
 from smsgw.config import Settings
 from smsgw.db.engine import Database
+from smsgw.devices import service as devices
+from smsgw.devices.presence import Presence
 from smsgw.domain.errors import Unauthorized
+from smsgw.events.hub import EventHub
 
 
 @dataclass
@@ -25,9 +29,13 @@ class AppContext:
     settings: Settings
     db: Database
     credentials: CredentialCache
+    hub: EventHub = field(default_factory=EventHub)
+    presence: Presence = field(default_factory=Presence)
+    registrations: RateLimiter = field(default_factory=lambda: RateLimiter(10))
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    """Async on purpose: a plain function would cost every request a thread-pool hop."""
     context: AppContext = request.app.state.context
     return context
 
@@ -75,3 +83,21 @@ async def current_user(
 
 
 CurrentUser = Annotated[int, Depends(current_user)]
+
+
+def bearer_token(request: HTTPConnection) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def current_device(request: Request, context: Context) -> devices.DeviceAuth:
+    """The phone whose token the request carries (`Bearer`); 401 otherwise. Marks it seen."""
+    token = bearer_token(request)
+    auth = await devices.authenticate(context.db, token) if token else None
+    if auth is None:
+        raise Unauthorized("Unauthorized")
+    context.presence.mark(auth.device_id)
+    return auth
+
+
+CurrentDevice = Annotated[devices.DeviceAuth, Depends(current_device)]

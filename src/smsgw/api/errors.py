@@ -9,22 +9,34 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from smsgw.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Unauthorized
+from smsgw.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
 
 log = logging.getLogger("smsgw.api")
 
 STATUS_OF: dict[type[DomainError], int] = {
     InvalidInput: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    TooManyRequests: 429,
 }
 
 UNAUTHORIZED = "Unauthorized"
 NOT_FOUND = "Not Found"
 INTERNAL = "internal server error"
+PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Basic realm="smsgw", charset="UTF-8"'}
 
 
@@ -69,7 +81,10 @@ def describe_validation(errors: list[dict[str, Any]], content_type: str) -> str:
 async def _on_domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     status = status_of(exc)
-    return error_response(status, exc.message, WWW_AUTHENTICATE if status == 401 else None)
+    headers = WWW_AUTHENTICATE if status == 401 else None
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return error_response(status, exc.message, headers)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -83,12 +98,32 @@ async def _on_too_large(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(413, exc.message)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path.
+
+    Starlette's 405 names only the first route that matched the path, but GET and DELETE of
+    one path are separate routes here; so ask every route about every method instead.
+    """
+    routes: list[BaseRoute] = request.app.router.routes
+    allowed = [
+        method
+        for method in PROBED_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps body-reading errors
         return await _on_too_large(request, exc.__cause__)
     message = exc.detail if isinstance(exc.detail, str) else NOT_FOUND
-    return error_response(exc.status_code, message, dict(exc.headers or {}) or None)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and (allowed := allowed_methods(request)):
+        headers["Allow"] = allowed
+    return error_response(exc.status_code, message, headers or None)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

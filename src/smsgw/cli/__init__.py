@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from smsgw.cli import db, messages, serve, users
+from smsgw.cli import db, devices, messages, serve, users
 
 app = typer.Typer(
     name="smsgw",
@@ -18,6 +18,7 @@ app.command("send")(messages.send)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(messages.app, name="messages")
+app.add_typer(devices.app, name="devices")
 
 
 def main() -> None:

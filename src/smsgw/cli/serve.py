@@ -31,4 +31,5 @@ def serve(
         log_level=settings.log_level,
         proxy_headers=False,
         server_header=False,
+        timeout_graceful_shutdown=5,
     )

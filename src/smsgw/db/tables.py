@@ -1,8 +1,17 @@
 """Imports every model so that `Base.metadata` knows all tables (for Alembic)."""
 
-from smsgw.accounts.models import User
+from smsgw.accounts.models import User, UserCode
 from smsgw.db.base import Base, SystemValue
 from smsgw.devices.models import Device
 from smsgw.messages.models import Message, MessageStateEntry, Recipient
 
-__all__ = ["Base", "Device", "Message", "MessageStateEntry", "Recipient", "SystemValue", "User"]
+__all__ = [
+    "Base",
+    "Device",
+    "Message",
+    "MessageStateEntry",
+    "Recipient",
+    "SystemValue",
+    "User",
+    "UserCode",
+]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
 
@@ -24,3 +25,30 @@ def format_timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC with milliseconds and `Z`, e.g. `2026-05-17T09:32:11.421Z`."""
     utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+_LENIENT = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}(?::\d{2})?)(?P<fraction>\.\d+)?"
+    r"(?P<zone>[Zz]|(?P<sign>\+-|[+-])(?P<hours>\d{1,2}):?(?P<minutes>\d{2}))?$"
+)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Read a timestamp leniently, as phones write them; the result is UTC.
+
+    Accepts RFC 3339 with any number of fractional digits, `Z` or `±HH:MM`, also `±HHMM` and
+    the malformed `+-H:MM` that Android 5/6 writes for negative offsets; no zone means UTC.
+    Raises ValueError when the text is not a timestamp at all.
+    """
+    match = _LENIENT.match(text.strip())
+    if match is None:
+        raise ValueError(f"not a timestamp: {text!r}")
+    clock_time = match["time"] if match["time"].count(":") == 2 else match["time"] + ":00"
+    fraction = (match["fraction"] or ".0")[1:7].ljust(6, "0")
+    moment = datetime.fromisoformat(f"{match['date']}T{clock_time}.{fraction}")
+    offset = timedelta()
+    if match["hours"] is not None:
+        offset = timedelta(hours=int(match["hours"]), minutes=int(match["minutes"]))
+        if match["sign"] != "+":
+            offset = -offset
+    return (moment - offset).replace(tzinfo=UTC)

@@ -25,3 +25,15 @@ class Conflict(DomainError):
 
 class Unauthorized(DomainError):
     """Missing or wrong credentials (401)."""
+
+
+class Forbidden(DomainError):
+    """Authenticated, but not allowed to do this (403)."""
+
+
+class TooManyRequests(DomainError):
+    """Slow down: try again after `retry_after` seconds (429)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -20,7 +20,12 @@ from smsgw.db.base import Base, UTCDateTime
 
 
 class Message(Base):
-    """One accepted message. `device_id` is the phone it is pinned to or claimed by."""
+    """One accepted message.
+
+    `device_id` is the phone it is pinned to (`pinned`) or that claimed it from the queue;
+    `claimed_at` is when that phone first pulled it. `released_from` remembers the phone a
+    claim was taken back from, so that phone is told to drop the message if it returns.
+    """
 
     __tablename__ = "messages"
     __table_args__ = (
@@ -28,6 +33,8 @@ class Message(Base):
         Index(None, "user_id", "created_at"),
         Index(None, "user_id", "state", "created_at"),
         Index(None, "user_id", "device_id", "created_at"),
+        Index(None, "state", "claimed_at"),
+        Index(None, "state", "valid_until"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -38,6 +45,7 @@ class Message(Base):
     )
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    released_from: Mapped[str | None] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16))
     text: Mapped[str | None] = mapped_column(Text)
     data: Mapped[str | None] = mapped_column(Text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,6 +12,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
+from smsgw.db.engine import RowInsert, column_reader
 from smsgw.devices.models import Device
 from smsgw.messages.models import Message, MessageStateEntry, Recipient
 
@@ -64,7 +66,7 @@ class ListFilter:
     limit: int = 20
 
 
-_COLUMNS = (
+COLUMNS = (
     messages.c.id.label("pk"),
     messages.c.ext_id.label("id"),
     messages.c.device_id,
@@ -84,33 +86,54 @@ _COLUMNS = (
 )
 
 
-async def insert_message(
-    conn: AsyncConnection, values: dict[str, Any], numbers: list[str], now: datetime
+# Writes and checks of sending, for `Database.write_sync` (a sqlite3 connection on the write
+# thread): sending is the hot path, and these cost a tenth of SQLAlchemy statements.
+_message_insert = RowInsert(messages)
+_recipient_insert = RowInsert(recipients)
+_history_insert = RowInsert(history)
+_read_last_seen = column_reader(devices.c.last_seen)
+
+
+def store_message(
+    conn: sqlite3.Connection, values: dict[str, Any], numbers: list[str], now: datetime
 ) -> int:
     """Store a message, its recipients and its first history entry; return its key."""
-    result = await conn.execute(insert(messages).values(values).returning(messages.c.id))
-    pk = int(result.scalar_one())
-    rows = [
-        {"message_id": pk, "position": i, "phone_number": n, "state": values["state"]}
-        for i, n in enumerate(numbers)
-    ]
-    await conn.execute(insert(recipients), rows)
-    await conn.execute(insert(history).values(message_id=pk, state=values["state"], at=now))
+    pk = _message_insert.one(conn, values)
+    _recipient_insert.many(
+        conn,
+        (
+            {"message_id": pk, "position": i, "phone_number": n, "state": values["state"]}
+            for i, n in enumerate(numbers)
+        ),
+    )
+    _history_insert.one(conn, {"message_id": pk, "state": values["state"], "at": now})
     return pk
 
 
-async def ext_id_taken(conn: AsyncConnection, user_id: int, ext_id: str) -> bool:
-    query = select(messages.c.id).where(messages.c.user_id == user_id, messages.c.ext_id == ext_id)
-    return (await conn.execute(query)).first() is not None
+def ext_id_in_use(conn: sqlite3.Connection, user_id: int, ext_id: str) -> bool:
+    """Whether the owner already has a message with this id."""
+    query = "SELECT 1 FROM messages WHERE user_id = ? AND ext_id = ?"
+    return conn.execute(query, (user_id, ext_id)).fetchone() is not None
+
+
+def devices_last_seen(
+    conn: sqlite3.Connection, user_id: int, device_id: str | None
+) -> list[datetime]:
+    """Last-seen times of the owner's devices (only `device_id` when given)."""
+    params: list[int | str]
+    query, params = "SELECT last_seen FROM devices WHERE user_id = ?", [user_id]
+    if device_id is not None:
+        query, params = query + " AND id = ?", [user_id, device_id]
+    return [_read_last_seen(row[0]) for row in conn.execute(query, params)]
 
 
 async def by_ext_id(conn: AsyncConnection, user_id: int, ext_id: str) -> MessageRecord | None:
-    query = select(*_COLUMNS).where(messages.c.user_id == user_id, messages.c.ext_id == ext_id)
+    query = select(*COLUMNS).where(messages.c.user_id == user_id, messages.c.ext_id == ext_id)
     row = (await conn.execute(query)).first()
     if row is None:
         return None
     record = MessageRecord(**row._asdict())
-    await _attach_details(conn, [record])
+    await attach_details(conn, [record])
     return record
 
 
@@ -137,14 +160,14 @@ async def page(
         if where.newest_first
         else (messages.c.created_at.asc(), messages.c.id.asc())
     )
-    query = _filtered(_COLUMNS, user_id, where).order_by(*order)
+    query = _filtered(COLUMNS, user_id, where).order_by(*order)
     rows = await conn.execute(query.limit(where.limit).offset(where.offset))
     records = [MessageRecord(**row._asdict()) for row in rows]
-    await _attach_details(conn, records)
+    await attach_details(conn, records)
     return records, int(total)
 
 
-async def _attach_details(conn: AsyncConnection, records: list[MessageRecord]) -> None:
+async def attach_details(conn: AsyncConnection, records: list[MessageRecord]) -> None:
     if not records:
         return
     by_pk = {record.pk: record for record in records}
@@ -182,13 +205,3 @@ async def set_state(
             update(recipients).where(recipients.c.message_id == pk).values(state=state)
         )
     await conn.execute(insert(history).values(message_id=pk, state=state, at=now))
-
-
-async def device_last_seen(
-    conn: AsyncConnection, user_id: int, device_id: str | None
-) -> list[datetime]:
-    """Last-seen times of the owner's devices (only `device_id` when given)."""
-    query = select(devices.c.last_seen).where(devices.c.user_id == user_id)
-    if device_id is not None:
-        query = query.where(devices.c.id == device_id)
-    return [row[0] for row in await conn.execute(query)]

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import binascii
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
+    StrictInt,
     field_validator,
     model_validator,
 )
@@ -21,6 +26,33 @@ from smsgw.domain.states import ProcessingState
 
 Timestamp = Annotated[datetime, PlainSerializer(format_timestamp, return_type=str)]
 MAX_TEXT = 65535
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+def _rfc3339_text(value: object) -> object:
+    """Only RFC 3339 text: pydantic alone would also read numbers as Unix timestamps."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError(
+            "must be an RFC 3339 date-time with a time zone, such as 2025-01-31T12:00:00Z"
+        )
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    """The same instant in UTC; refused when that falls outside years 1 to 9999."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must fall within years 1 to 9999 once converted to UTC") from None
+
+
+#: An instant given as RFC 3339 text with a zone (`2025-01-31T12:00:00Z`), read as UTC.
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_utc)]
 
 
 class TextMessage(BaseModel):
@@ -32,7 +64,7 @@ class DataMessage(BaseModel):
         str,
         Field(min_length=4, max_length=MAX_TEXT, description="Payload, standard padded base64."),
     ]
-    port: Annotated[int, Field(ge=1, le=65535, description="Destination port.")]
+    port: Annotated[StrictInt, Field(ge=1, le=65535, description="Destination port.")]
 
     @field_validator("data")
     @classmethod
@@ -45,7 +77,11 @@ class DataMessage(BaseModel):
 
 
 class SendMessageRequest(BaseModel):
-    """Body of `POST /messages`. Exactly one of textMessage, dataMessage or message."""
+    """Body of `POST /messages`. Exactly one of textMessage, dataMessage or message.
+
+    Numbers and booleans are strict, as JSON types are in the upstream server: `"priority":
+    false` or `"withDeliveryReport": 1` is refused rather than guessed at.
+    """
 
     model_config = ConfigDict(
         extra="ignore",
@@ -88,21 +124,23 @@ class SendMessageRequest(BaseModel):
         list[Annotated[str, Field(min_length=1, max_length=128)]],
         Field(min_length=1, max_length=100, description="Recipients, 1 to 100, in E.164."),
     ]
-    isEncrypted: bool = False
-    simNumber: Annotated[int | None, Field(ge=1, le=3, description="SIM slot, 1 to 3.")] = None
-    withDeliveryReport: bool = True
+    isEncrypted: StrictBool = False
+    simNumber: Annotated[StrictInt | None, Field(ge=1, le=3, description="SIM slot, 1 to 3.")] = (
+        None
+    )
+    withDeliveryReport: StrictBool = True
     priority: Annotated[
-        int, Field(ge=-128, le=127, description="Higher first; 100 and up skip phone limits.")
+        StrictInt, Field(ge=-128, le=127, description="Higher first; 100 and up skip phone limits.")
     ] = 0
     ttl: Annotated[
-        int | None,
+        StrictInt | None,
         Field(ge=5, le=10 * 365 * 86400, description="Seconds the message stays valid."),
     ] = None
     validUntil: Annotated[
-        AwareDatetime | None, Field(description="Fail the message if not sent by then.")
+        Instant | None, Field(description="Fail the message if not sent by then (RFC 3339).")
     ] = None
     scheduleAt: Annotated[
-        AwareDatetime | None, Field(description="Do not send before this time.")
+        Instant | None, Field(description="Do not send before this time (RFC 3339).")
     ] = None
     mmsMessage: Annotated[
         dict[str, Any] | None, Field(description="Not supported: MMS is refused.")

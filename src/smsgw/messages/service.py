@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.engine import Database
 from smsgw.domain import clock, ids
@@ -56,11 +54,11 @@ def _expiry(command: SendCommand, now: datetime) -> tuple[datetime | None, datet
     return valid_until, schedule_at
 
 
-async def _check_device(conn: AsyncConnection, user_id: int, command: SendCommand) -> None:
+def _check_device(conn: sqlite3.Connection, user_id: int, command: SendCommand) -> None:
     """A pinned phone must be the caller's; `deviceActiveWithin` needs a phone seen lately."""
     if command.device_id is None and command.device_active_within_hours == 0:
         return
-    seen = await repository.device_last_seen(conn, user_id, command.device_id)
+    seen = repository.devices_last_seen(conn, user_id, command.device_id)
     if command.device_id is not None and not seen:
         raise InvalidInput(f"deviceId: you have no device with id {command.device_id!r}")
     hours = command.device_active_within_hours
@@ -97,13 +95,17 @@ async def send(
         "created_at": now,
         "updated_at": now,
     }
+
+    def store(conn: sqlite3.Connection) -> int:
+        _check_device(conn, user_id, command)
+        if command.ext_id is not None and repository.ext_id_in_use(conn, user_id, ext_id):
+            raise Conflict(DUPLICATE_ID)
+        return repository.store_message(conn, values, numbers, now)
+
     try:
-        async with db.write() as conn:
-            await _check_device(conn, user_id, command)
-            if command.ext_id is not None and await repository.ext_id_taken(conn, user_id, ext_id):
-                raise Conflict(DUPLICATE_ID)
-            pk = await repository.insert_message(conn, values, numbers, now)
-    except IntegrityError:
+        # The hot path: one unit of work on the write thread, committed with its neighbours.
+        pk = await db.write_sync(store)
+    except sqlite3.IntegrityError:
         raise Conflict(DUPLICATE_ID) from None
     return MessageRecord(
         pk=pk,

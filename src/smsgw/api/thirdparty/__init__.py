@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from smsgw.api.thirdparty import messages
+from smsgw.api.thirdparty import devices, messages
 
 
 def build_router() -> APIRouter:
     router = APIRouter()
     router.include_router(messages.router)
+    router.include_router(devices.router)
     return router

@@ -5,35 +5,56 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from smsgw.api.deps import Context, CurrentUser
 from smsgw.domain.errors import InvalidInput
 from smsgw.domain.states import ProcessingState
+from smsgw.events.hub import Event, PhoneEvent
 from smsgw.messages import service
 from smsgw.messages.repository import ListFilter, MessageRecord
 from smsgw.messages.schemas import (
     DataMessage,
     ErrorBody,
+    Instant,
     MessageState,
     RecipientState,
     SendMessageRequest,
     TextMessage,
 )
-
-router = APIRouter(tags=["Messages"])
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"model": ErrorBody, "description": description}
+from smsgw.workers.loop import wake
 
 
-AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _error("A parameter is invalid; the message says which."),
-    401: _error("Missing or wrong credentials."),
+async def single_valued_query(request: Request) -> None:
+    """Every query parameter here takes one value: a repeated one is refused, not half-read."""
+    for name in request.query_params:
+        count = len(request.query_params.getlist(name))
+        if count > 1:
+            raise InvalidInput(f"{name}: give this query parameter once, not {count} times")
+
+
+router = APIRouter(tags=["Messages"], dependencies=[Depends(single_valued_query)])
+
+
+def _error(description: str, **extra: Any) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description, **extra}
+
+
+#: What any route here can answer besides its own outcomes (see api/errors.py).
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("A parameter or the body is invalid or malformed; the message says which."),
+    401: _error(
+        "Missing or wrong credentials.",
+        headers={
+            "WWW-Authenticate": {"description": "The Basic scheme", "schema": {"type": "string"}}
+        },
+    ),
+    413: _error("The request body is larger than the server accepts."),
+    500: _error("An unexpected server error; it is logged."),
 }
+#: SQLite and PostgreSQL take an OFFSET up to a signed 64-bit integer.
+MAX_OFFSET = 2**63 - 1
 MessageId = Annotated[str, Path(min_length=1, max_length=36, description="The message id.")]
 
 
@@ -111,22 +132,30 @@ async def send_message(
     )
     record = await service.send(context.db, context.settings.default_region, user_id, command)
     location = f"{request.url.path.rstrip('/')}/{quote(record.id, safe='')}"
+    wake(context.hub, user_id, record.device_id)
     return JSONResponse(to_state(record, True).to_json(), headers={"Location": location})
 
 
 async def list_messages(
     context: Context,
     user_id: CurrentUser,
-    skip: Annotated[int | None, Query(ge=0, description="Messages to skip (seed name).")] = None,
+    skip: Annotated[
+        int | None, Query(ge=0, le=MAX_OFFSET, description="Messages to skip (seed name).")
+    ] = None,
     offset: Annotated[
-        int | None, Query(ge=0, description="Messages to skip (upstream name).")
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_OFFSET,
+            description="Messages to skip (upstream name); give skip or offset, not both.",
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size, at most 100.")] = 20,
     since: Annotated[
-        AwareDatetime | None, Query(alias="from", description="Created at or after (RFC 3339).")
+        Instant | None, Query(alias="from", description="Created at or after (RFC 3339).")
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(alias="to", description="Created before (RFC 3339).")
+        Instant | None, Query(alias="to", description="Created before (RFC 3339).")
     ] = None,
     state: Annotated[ProcessingState | None, Query(description="Only this state.")] = None,
     device_id: Annotated[str | None, Query(alias="deviceId", min_length=1, max_length=32)] = None,
@@ -163,6 +192,9 @@ async def get_message(context: Context, user_id: CurrentUser, id: MessageId) -> 
 async def cancel_message(context: Context, user_id: CurrentUser, id: MessageId) -> JSONResponse:
     """Cancel a Pending message: Cancelled at once if no phone has it yet, else Cancelling."""
     record = await service.cancel(context.db, user_id, id)
+    if record.state == ProcessingState.CANCELLING and record.device_id is not None:
+        cancelled = Event(PhoneEvent.MESSAGE_CANCELLED, {"messageId": record.id})
+        context.hub.publish({record.device_id}, cancelled)
     return JSONResponse(to_state(record, True).to_json())
 
 
@@ -180,10 +212,9 @@ def _register(prefix: str, deprecated: bool) -> None:
         deprecated=deprecated,
         operation_id=f"send{prefix.strip('/').title()}",
         responses={
-            **AUTH_ERRORS,
+            **COMMON_ERRORS,
             200: {"description": "Queued", "headers": location},
             409: _error("A message with this id already exists."),
-            413: _error("The request body is too large."),
         },
     )
     router.add_api_route(
@@ -194,7 +225,7 @@ def _register(prefix: str, deprecated: bool) -> None:
         summary="List messages",
         deprecated=deprecated,
         operation_id=f"list{prefix.strip('/').title()}",
-        responses={**AUTH_ERRORS, 200: {"description": "A page", "headers": total_header}},
+        responses={**COMMON_ERRORS, 200: {"description": "A page", "headers": total_header}},
     )
     router.add_api_route(
         f"{prefix}/{{id}}",
@@ -204,7 +235,7 @@ def _register(prefix: str, deprecated: bool) -> None:
         summary="Get a message's state",
         deprecated=deprecated,
         operation_id=f"get{prefix.strip('/').title()}",
-        responses={**AUTH_ERRORS, 404: _error("No such message of yours.")},
+        responses={**COMMON_ERRORS, 404: _error("No such message of yours.")},
     )
     router.add_api_route(
         f"{prefix}/{{id}}",
@@ -215,7 +246,7 @@ def _register(prefix: str, deprecated: bool) -> None:
         deprecated=deprecated,
         operation_id=f"cancel{prefix.strip('/').title()}",
         responses={
-            **AUTH_ERRORS,
+            **COMMON_ERRORS,
             404: _error("No such message of yours."),
             409: _error("The message is no longer pending."),
         },

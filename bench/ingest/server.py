@@ -1,0 +1,54 @@
+"""The server under test: smsgw's own app plus a no-storage baseline route, run like `smsgw serve`.
+
+`python -m bench.ingest.server` reads the usual `SMSGW_*` settings. The app is the one
+`create_app` builds (same middleware, error handlers and lifespan); this module only adds
+
+    POST /bench/noop
+
+which goes through the same stack as `POST /api/3rdparty/v1/messages`: the same Basic-auth
+dependency (`CurrentUser`, so the user lookup and credential cache too), the same JSON body
+parsing and validation into `SendMessageRequest`, and a JSON answer; it stores nothing. The
+difference between the two endpoints is the cost of queueing a message durably.
+"""
+
+from __future__ import annotations
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from smsgw.api import deps
+from smsgw.app import create_app
+from smsgw.config import Settings, load_settings
+from smsgw.messages.schemas import SendMessageRequest
+
+BASELINE_PATH = "/bench/noop"
+
+
+def build_app(settings: Settings) -> FastAPI:
+    """smsgw's application with the baseline route mounted beside the real API."""
+    app = create_app(settings)
+
+    async def noop(body: SendMessageRequest, user_id: deps.CurrentUser) -> JSONResponse:
+        """Authenticate and parse exactly like `POST /messages`, then store nothing."""
+        return JSONResponse({"user": user_id, "recipients": len(body.phoneNumbers)})
+
+    app.add_api_route(BASELINE_PATH, noop, methods=["POST"], include_in_schema=False)
+    return app
+
+
+def main() -> None:
+    settings = load_settings()
+    # The same uvicorn options as `smsgw serve` (src/smsgw/cli/serve.py).
+    uvicorn.run(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

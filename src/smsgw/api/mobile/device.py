@@ -1,0 +1,150 @@
+"""Registration and account calls of the phone: /device, /user/code, /user/password."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from smsgw.accounts import codes
+from smsgw.accounts import service as accounts
+from smsgw.api.deps import Context, CurrentDevice, bearer_token
+from smsgw.api.thirdparty.devices import device_info
+from smsgw.devices import service as devices
+from smsgw.devices.schemas import (
+    DeviceSelf,
+    PasswordChange,
+    RegisterRequest,
+    RegisterResponse,
+    UpdateRequest,
+    UserCode,
+    without_none,
+)
+from smsgw.domain.errors import Unauthorized
+from smsgw.messages.schemas import ErrorBody
+
+router = APIRouter(tags=["Mobile"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Invalid body."},
+    401: {"model": ErrorBody, "description": "Missing or wrong credentials."},
+}
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _basic(header: str) -> tuple[str, str] | None:
+    scheme, _, param = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        login, sep, password = (
+            base64.b64decode(param.strip(), validate=True).decode().partition(":")
+        )
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthorized("Unauthorized: malformed Basic credentials") from None
+    if not sep:
+        raise Unauthorized("Unauthorized: malformed Basic credentials")
+    return login, password
+
+
+async def _registrant(request: Request, context: Context) -> tuple[int, str, str | None]:
+    """(user id, login, new password or None) of whoever registers this phone."""
+    header = request.headers.get("authorization", "")
+    basic = _basic(header)
+    if basic is not None:
+        user_id = await accounts.authenticate(context.db, context.credentials, *basic)
+        return user_id, basic[0], None
+    scheme, _, code = header.partition(" ")
+    if scheme.lower() == "code":
+        redeemed = await codes.redeem(context.db, code)
+        if redeemed is None:
+            raise Unauthorized("Unauthorized: unknown or expired code")
+        return redeemed, await accounts.login_of(context.db, redeemed), None
+    token = bearer_token(request)
+    private = context.settings.private_token
+    allowed = context.settings.anonymous_registration and token is None
+    if private is not None and token is not None:
+        allowed = hmac.compare_digest(token.encode(), private.get_secret_value().encode())
+    if not allowed:
+        raise Unauthorized("Unauthorized: sign in with your login, a code, or the private token")
+    account = await devices.new_account(context.db)
+    user_id = await accounts.user_id_of(context.db, account.login)
+    return user_id, account.login, account.password
+
+
+@router.post(
+    "/device",
+    status_code=201,
+    response_model=RegisterResponse,
+    responses={**ERRORS, 429: {"model": ErrorBody, "description": "Too many registrations."}},
+)
+async def register(request: Request, body: RegisterRequest, context: Context) -> JSONResponse:
+    """Register a phone: with `Basic` login, `Code <one-time code>` or `Bearer <private token>`."""
+    context.registrations.hit(client_ip(request), "registrations from this address")
+    user_id, login, password = await _registrant(request, context)
+    sims = [card.model_dump(exclude_none=True) for card in body.simCards or []]
+    done = await devices.register(
+        context.db, user_id, login, body.name, body.pushToken, sims, password
+    )
+    answer = RegisterResponse(
+        id=done.device_id, token=done.token, login=done.login, password=done.password
+    )
+    return JSONResponse(without_none(answer.model_dump(), "password"), status_code=201)
+
+
+@router.get("/device", response_model=DeviceSelf, responses=ERRORS)
+async def whoami(request: Request, context: Context) -> JSONResponse:
+    """The caller's public address and, with a valid token, its device."""
+    token = bearer_token(request)
+    auth = await devices.authenticate(context.db, token) if token else None
+    body: dict[str, Any] = {"externalIp": client_ip(request)}
+    if auth is not None:
+        context.presence.mark(auth.device_id)
+        device = await devices.get(context.db, auth.device_id)
+        body["device"] = device_info(context, device).model_dump(mode="json", exclude_none=True)
+    return JSONResponse(body)
+
+
+@router.patch("/device", status_code=204, responses={**ERRORS, 403: {"model": ErrorBody}})
+async def update(body: UpdateRequest, device: CurrentDevice, context: Context) -> Response:
+    """Store the phone's push token and SIM cards."""
+    sims = (
+        [c.model_dump(exclude_none=True) for c in body.simCards]
+        if body.simCards is not None
+        else None
+    )
+    await devices.update(context.db, device, body.id, body.pushToken, sims)
+    return Response(status_code=204)
+
+
+@router.get("/user/code", response_model=UserCode, responses=ERRORS)
+async def user_code(request: Request, context: Context) -> JSONResponse:
+    """A one-time code to sign another phone in to the same account (Basic auth)."""
+    basic = _basic(request.headers.get("authorization", ""))
+    if basic is None:
+        raise Unauthorized("Unauthorized")
+    user_id = await accounts.authenticate(context.db, context.credentials, *basic)
+    issued = await codes.issue(context.db, user_id, context.settings.code_ttl_seconds)
+    return JSONResponse(
+        UserCode(code=issued.code, validUntil=issued.valid_until).model_dump(mode="json")
+    )
+
+
+@router.patch("/user/password", status_code=204, responses=ERRORS)
+async def change_password(
+    body: PasswordChange, device: CurrentDevice, context: Context
+) -> Response:
+    """Change the account password from the phone (current password required)."""
+    login = await accounts.login_of(context.db, device.user_id)
+    try:
+        await accounts.authenticate(context.db, context.credentials, login, body.currentPassword)
+    except Unauthorized:
+        raise Unauthorized("failed to change password: the current password is wrong") from None
+    await accounts.change_password(context.db, login, body.newPassword)
+    return Response(status_code=204)

@@ -1,0 +1,46 @@
+"""Server-Sent Events: how a phone learns, within a second, that there is work for it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from smsgw.api.deps import Context, CurrentDevice
+from smsgw.api.mobile.device import ERRORS
+from smsgw.events.hub import Event, PhoneEvent
+
+router = APIRouter(tags=["Mobile"])
+KEEPALIVE = ":keepalive\n\n"
+
+
+@router.get("/events", responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}})
+async def events(device: CurrentDevice, context: Context) -> StreamingResponse:
+    """A stream of `event:`/`data:` frames, with a keep-alive comment every 15 s."""
+    hub, presence = context.hub, context.presence
+    stream, only = hub.open(device.device_id, device.user_id)
+    keepalive = context.settings.sse_keepalive_seconds
+
+    async def frames() -> AsyncIterator[str]:
+        try:
+            if only:  # the phone syncs webhooks and settings at once, not after a restart
+                yield Event(PhoneEvent.WEBHOOKS_UPDATED).frame()
+                yield Event(PhoneEvent.SETTINGS_UPDATED).frame()
+            else:
+                yield KEEPALIVE
+            while True:
+                try:
+                    event = await asyncio.wait_for(stream.queue.get(), keepalive)
+                except TimeoutError:
+                    presence.mark(device.device_id)
+                    yield KEEPALIVE
+                else:
+                    yield event.frame()
+        finally:
+            hub.close(device.device_id, device.user_id, stream)
+            presence.mark(device.device_id)
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,68 @@
+"""The phone's work: pull messages (claiming them) and report their states."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+
+from smsgw.api.deps import Context, CurrentDevice
+from smsgw.api.mobile.device import ERRORS
+from smsgw.devices import service as devices
+from smsgw.routing import service as routing
+from smsgw.routing.repository import Phone
+from smsgw.routing.schemas import MobileMessage, StateReportIn, to_mobile
+from smsgw.routing.service import RecipientReport, StateReport
+from smsgw.workers.loop import wake
+
+router = APIRouter(tags=["Mobile"])
+
+
+async def phone_of(context: Context, device: devices.DeviceAuth) -> Phone:
+    record = await devices.get(context.db, device.device_id)
+    sims = frozenset(int(c["simNumber"]) for c in record.sim_cards or [] if "simNumber" in c)
+    return Phone(device.device_id, device.user_id, sims or None)
+
+
+async def pull(
+    device: CurrentDevice,
+    context: Context,
+    order: Annotated[
+        Literal["lifo", "fifo"], Query(description="Newest or oldest first.")
+    ] = "lifo",
+) -> JSONResponse:
+    """Messages for this phone: those it holds plus new ones claimed from the queue."""
+    phone = await phone_of(context, device)
+    pulled = await routing.pull(context.db, phone, order == "lifo", context.settings.claim_cap)
+    return JSONResponse([to_mobile(item) for item in pulled])
+
+
+async def report(body: list[StateReportIn], device: CurrentDevice, context: Context) -> Response:
+    """State snapshots from the phone; idempotent, order-tolerant, unknown ids ignored."""
+    phone = await phone_of(context, device)
+    reports = [
+        StateReport(
+            ext_id=item.id,
+            state=item.state,
+            recipients=[RecipientReport(r.phoneNumber, r.state, r.error) for r in item.recipients],
+            states=dict(item.states),
+        )
+        for item in body
+    ]
+    if await routing.report(context.db, phone, reports) and await routing.has_work_for(
+        context.db, phone
+    ):
+        wake(context.hub, phone.user_id, phone.device_id)
+    return Response(status_code=204)
+
+
+for path in ("/message", "/messages"):
+    router.add_api_route(
+        path, pull, methods=["GET"], response_model=list[MobileMessage], responses=ERRORS,
+        summary="Pull messages", include_in_schema=path == "/message",
+    )  # fmt: skip
+    router.add_api_route(
+        path, report, methods=["PATCH"], status_code=204, responses=ERRORS,
+        summary="Report message states", include_in_schema=path == "/message",
+    )  # fmt: skip

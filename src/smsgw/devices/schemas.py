@@ -1,0 +1,80 @@
+"""Wire shapes of phone registration and of the devices API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from smsgw.messages.schemas import Timestamp
+
+
+class SimCard(BaseModel):
+    """A SIM as the app reports it (numbers and ids redacted to their last 4 characters)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    slotIndex: Annotated[int, Field(ge=0, le=15, strict=True)]
+    simNumber: Annotated[int, Field(ge=1, le=16, strict=True)]
+    phoneNumber: Annotated[str | None, Field(max_length=64)] = None
+    carrierName: Annotated[str | None, Field(max_length=128)] = None
+    iccid: Annotated[str | None, Field(max_length=64)] = None
+
+
+class PhoneReport(BaseModel):
+    """What a phone tells about itself when it registers or starts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    pushToken: Annotated[str | None, Field(max_length=256)] = None
+    simCards: Annotated[list[SimCard] | None, Field(max_length=16)] = None
+
+
+class RegisterRequest(PhoneReport):
+    name: Annotated[str | None, Field(max_length=128)] = None
+
+
+class RegisterResponse(BaseModel):
+    id: str
+    token: str
+    login: str
+    password: str | None = Field(None, description="Only when a new account was created.")
+
+
+class UpdateRequest(PhoneReport):
+    id: Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class DeviceInfo(BaseModel):
+    id: str
+    name: str
+    createdAt: Timestamp
+    updatedAt: Timestamp
+    lastSeen: Timestamp
+    simCards: list[SimCard] | None = None
+
+
+class DeviceView(DeviceInfo):
+    """A phone as the 3rd-party API lists it."""
+
+    connected: bool = Field(description="Whether the phone holds an event stream open now.")
+
+
+class DeviceSelf(BaseModel):
+    externalIp: str
+    device: DeviceInfo | None = None
+
+
+class PasswordChange(BaseModel):
+    currentPassword: Annotated[str, Field(min_length=1, max_length=128)]
+    newPassword: Annotated[str, Field(min_length=14, max_length=128)]
+
+
+class UserCode(BaseModel):
+    code: str
+    validUntil: Timestamp
+
+
+def without_none(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """Leave optional keys out instead of sending null (the app's JSON reader wants that)."""
+    return {k: v for k, v in data.items() if not (k in keys and v is None)}

@@ -1,0 +1,142 @@
+"""Phone use cases: register, authenticate by token, update, list, delete, persist presence."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from smsgw.accounts import service as accounts
+from smsgw.accounts.errors import LoginTaken
+from smsgw.db.engine import Database
+from smsgw.devices import repository
+from smsgw.devices.errors import NotThisDevice, UnknownDevice
+from smsgw.devices.repository import DeviceRecord
+from smsgw.domain import clock, ids
+from smsgw.routing import repository as routing
+from smsgw.routing.service import DEVICE_DELETED
+
+DEVICE_ID_LENGTH = 21
+TOKEN_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a newly registered phone is told; `password` only for a new account."""
+
+    device_id: str
+    token: str
+    login: str
+    password: str | None
+
+
+@dataclass(frozen=True)
+class DeviceAuth:
+    device_id: str
+    user_id: int
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def register(
+    db: Database,
+    user_id: int,
+    login: str,
+    name: str | None,
+    push_token: str | None,
+    sim_cards: list[dict[str, Any]] | None,
+    password: str | None = None,
+) -> Registration:
+    """Add a phone to `user_id`'s account and issue its token (stored only as a hash)."""
+    now = clock.now()
+    device_id = ids.random_token(DEVICE_ID_LENGTH)
+    token = ids.random_token(TOKEN_LENGTH)
+    values = {
+        "id": device_id,
+        "user_id": user_id,
+        "name": name,
+        "token_hash": token_hash(token),
+        "push_token": push_token,
+        "sim_cards": sim_cards,
+        "created_at": now,
+        "updated_at": now,
+        "last_seen": now,
+    }
+    async with db.write() as conn:
+        await repository.add(conn, values)
+    return Registration(device_id, token, login, password)
+
+
+async def new_account(db: Database) -> accounts.NewAccount:
+    """An account for a phone that signed up on its own (upstream style credentials)."""
+    for _ in range(5):
+        login = "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(6))
+        password = "".join(
+            secrets.choice(string.ascii_lowercase + string.digits) for _ in range(14)
+        )
+        try:
+            return await accounts.create_user(db, login, password)
+        except LoginTaken:
+            continue
+    raise RuntimeError("could not draw a free login")
+
+
+async def authenticate(db: Database, token: str) -> DeviceAuth | None:
+    async with db.read() as conn:
+        device = await repository.by_token_hash(conn, token_hash(token))
+    return None if device is None else DeviceAuth(device.id, device.user_id)
+
+
+async def get(db: Database, device_id: str) -> DeviceRecord:
+    async with db.read() as conn:
+        device = await repository.by_id(conn, device_id)
+    if device is None:
+        raise UnknownDevice
+    return device
+
+
+async def update(
+    db: Database,
+    auth: DeviceAuth,
+    claimed_id: str,
+    push_token: str | None,
+    sim_cards: list[dict[str, Any]] | None,
+) -> None:
+    """Store a new push token and SIM list (absent values stay as they are)."""
+    if not secrets.compare_digest(claimed_id.encode(), auth.device_id.encode()):
+        raise NotThisDevice
+    values: dict[str, Any] = {"updated_at": clock.now()}
+    if push_token:
+        values["push_token"] = push_token
+    if sim_cards is not None:
+        values["sim_cards"] = sim_cards
+    async with db.write() as conn:
+        await repository.change(conn, auth.device_id, values)
+
+
+async def list_devices(db: Database, user_id: int) -> list[DeviceRecord]:
+    async with db.read() as conn:
+        return await repository.of_user(conn, user_id)
+
+
+async def delete(db: Database, user_id: int, device_id: str) -> None:
+    """Delete one of the user's phones: its queued work goes back to the queue or fails."""
+    now = clock.now()
+    async with db.write() as conn:
+        device = await repository.by_id(conn, device_id)
+        if device is None or device.user_id != user_id:
+            raise UnknownDevice
+        pinned = await routing.detach_device(conn, device_id, now)
+        await routing.fail(conn, pinned, DEVICE_DELETED, now)
+        await repository.remove(conn, user_id, device_id)
+
+
+async def save_presence(db: Database, seen: dict[str, datetime]) -> None:
+    if seen:
+        async with db.write() as conn:
+            await repository.save_last_seen(conn, seen)

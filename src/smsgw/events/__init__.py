@@ -1,0 +1,1 @@
+"""In-process events: what phones are told over Server-Sent Events."""

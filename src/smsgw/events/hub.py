@@ -1,0 +1,98 @@
+"""The event hub: each phone's open SSE streams, and who is connected right now.
+
+A stream is a bounded queue; a phone that does not read its stream loses the oldest events
+rather than growing the server's memory (every event only tells the phone to fetch fresh
+state, so a lost one is recovered by the next pull).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class PhoneEvent(StrEnum):
+    """Event names exactly as the Android app parses them."""
+
+    MESSAGE_ENQUEUED = "MessageEnqueued"
+    MESSAGE_CANCELLED = "MessageCancelled"
+    WEBHOOKS_UPDATED = "WebhooksUpdated"
+    SETTINGS_UPDATED = "SettingsUpdated"
+    MESSAGES_EXPORT_REQUESTED = "MessagesExportRequested"
+
+
+@dataclass(frozen=True)
+class Event:
+    name: PhoneEvent
+    data: dict[str, str] | None = None
+
+    def frame(self) -> str:
+        """The SSE frame: an `event:` line and a `data:` line (never left out)."""
+        data = json.dumps(self.data, separators=(",", ":")) if self.data is not None else "null"
+        return f"event: {self.name.value}\ndata: {data}\n\n"
+
+
+STREAM_BUFFER = 16
+
+
+class Stream:
+    """One open SSE connection of one phone."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=STREAM_BUFFER)
+
+    def put(self, event: Event) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(event)
+
+
+class EventHub:
+    """Routes events to the open streams of each phone."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str, set[Stream]] = defaultdict(set)
+        self._owned: dict[int, set[str]] = defaultdict(set)
+
+    def open(self, device_id: str, user_id: int) -> tuple[Stream, bool]:
+        """Register a new stream; the flag says whether it is the phone's only one."""
+        stream = Stream()
+        self._streams[device_id].add(stream)
+        self._owned[user_id].add(device_id)
+        return stream, len(self._streams[device_id]) == 1
+
+    def close(self, device_id: str, user_id: int, stream: Stream) -> None:
+        streams = self._streams.get(device_id)
+        if streams is None:
+            return
+        streams.discard(stream)
+        if not streams:
+            del self._streams[device_id]
+            self._owned[user_id].discard(device_id)
+            if not self._owned[user_id]:
+                del self._owned[user_id]
+
+    def devices_of(self, user_id: int) -> set[str]:
+        """The user's phones with an open stream."""
+        return set(self._owned.get(user_id, ()))
+
+    def is_connected(self, device_id: str) -> bool:
+        return device_id in self._streams
+
+    def connected(self) -> set[str]:
+        return set(self._streams)
+
+    def stream_count(self) -> int:
+        return sum(len(streams) for streams in self._streams.values())
+
+    def publish(self, device_ids: list[str] | set[str], event: Event) -> int:
+        """Send `event` to every open stream of these phones; returns how many got it."""
+        delivered = 0
+        for device_id in device_ids:
+            for stream in self._streams.get(device_id, ()):
+                stream.put(event)
+                delivered += 1
+        return delivered

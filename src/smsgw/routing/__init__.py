@@ -1,0 +1,1 @@
+"""Which phone takes which message: claims within a cap, release of stale claims, expiry."""

@@ -1,0 +1,87 @@
+"""Wire shapes of the phone's message pull and state reports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from smsgw.domain.clock import format_timestamp, now, parse_timestamp
+from smsgw.domain.states import ProcessingState
+from smsgw.messages.schemas import DataMessage, TextMessage, Timestamp
+from smsgw.routing.service import Pulled
+
+
+def _lenient(value: object) -> object:
+    return parse_timestamp(value) if isinstance(value, str) else value
+
+
+PhoneTimestamp = Annotated[datetime, BeforeValidator(_lenient)]
+
+
+class MobileMessage(BaseModel):
+    """A message as a phone receives it in `GET /message`."""
+
+    id: str
+    message: str | None = Field(None, description="Plain text again, for app versions < 1.39.1.")
+    textMessage: TextMessage | None = None
+    dataMessage: DataMessage | None = None
+    phoneNumbers: list[str]
+    isEncrypted: bool | None = None
+    simNumber: int | None = None
+    withDeliveryReport: bool
+    priority: int | None = None
+    ttl: int | None = None
+    validUntil: Timestamp | None = None
+    scheduleAt: Timestamp | None = None
+    state: ProcessingState
+    createdAt: Timestamp
+
+
+def to_mobile(pulled: Pulled) -> dict[str, Any]:
+    """Wire form for the app: optional keys left out, timestamps with 3 fractional digits."""
+    record = pulled.record
+    body: dict[str, Any] = {
+        "id": record.id,
+        "phoneNumbers": [r.phone_number for r in record.recipients],
+        "withDeliveryReport": record.with_delivery_report,
+        "state": pulled.state.value,
+        "createdAt": format_timestamp(record.created_at),
+    }
+    if record.text is not None:
+        body["message"] = record.text
+        body["textMessage"] = {"text": record.text}
+    if record.data is not None:
+        body["dataMessage"] = {"data": record.data, "port": record.port}
+    if record.is_encrypted:
+        body["isEncrypted"] = True
+    if record.sim_number is not None:
+        body["simNumber"] = record.sim_number
+    if record.priority:
+        body["priority"] = record.priority
+    if record.valid_until is not None:
+        body["validUntil"] = format_timestamp(record.valid_until)
+        body["ttl"] = max(0, int((record.valid_until - now()).total_seconds()))
+    if record.schedule_at is not None:
+        body["scheduleAt"] = format_timestamp(record.schedule_at)
+    return body
+
+
+class RecipientReportIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    phoneNumber: Annotated[str, Field(min_length=1, max_length=512)]
+    state: ProcessingState
+    error: Annotated[str | None, Field(max_length=4096)] = None
+
+
+class StateReportIn(BaseModel):
+    """One message snapshot in `PATCH /message`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: Annotated[str, Field(min_length=1, max_length=36)]
+    state: ProcessingState
+    recipients: Annotated[list[RecipientReportIn], Field(min_length=1, max_length=100)]
+    states: dict[ProcessingState, PhoneTimestamp] = Field(default_factory=dict)

@@ -1,0 +1,152 @@
+"""Phones and the queue: pull (claim), state reports, releasing stale claims, expiry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smsgw.db.engine import Database
+from smsgw.domain import clock
+from smsgw.domain.states import ProcessingState, advance, derive
+from smsgw.messages.repository import MessageRecord
+from smsgw.routing import repository
+from smsgw.routing.repository import Phone
+
+TTL_EXPIRED = "TTL expired"
+DEVICE_DELETED = "the phone this message was pinned to was deleted"
+
+#: Whether a phone was heard from (a request, or an open event stream) after a moment,
+#: given the last-seen time the database holds for it.
+HeardSince = Callable[[str, datetime, datetime], bool]
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """A message handed to a phone, and the state the phone is told (`Cancelling` = drop it)."""
+
+    record: MessageRecord
+    state: ProcessingState
+
+
+@dataclass(frozen=True)
+class RecipientReport:
+    phone_number: str
+    state: ProcessingState
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StateReport:
+    """One snapshot a phone sends in `PATCH /message`."""
+
+    ext_id: str
+    state: ProcessingState
+    recipients: list[RecipientReport]
+    states: dict[ProcessingState, datetime]
+
+
+async def pull(db: Database, phone: Phone, newest_first: bool, cap: int) -> list[Pulled]:
+    """What the phone should work on: what it holds, plus new claims up to its cap."""
+    now = clock.now()
+    async with db.write() as conn:
+        free = cap - await repository.in_flight(conn, phone.device_id)
+        if free > 0:
+            await repository.claim(conn, phone, free, now, newest_first)
+        held = await repository.held(conn, phone, newest_first)
+        await repository.mark_taken(conn, [r.pk for r in held if r.claimed_at is None], now)
+        dropped = await repository.released_from(conn, phone)
+    pulled = [Pulled(r, ProcessingState(r.state)) for r in held]
+    return pulled + [Pulled(r, ProcessingState.CANCELLING) for r in dropped]
+
+
+def _match(
+    stored: dict[str, repository.StoredRecipient], number: str
+) -> repository.StoredRecipient | None:
+    found = stored.get(number)
+    if found is None and not number.startswith("+"):
+        found = stored.get("+" + number)  # old app versions drop the +
+    return found
+
+
+async def _apply(conn: AsyncConnection, phone: Phone, report: StateReport, now: datetime) -> bool:
+    """Apply one snapshot: recipients only move forward, the message state follows them."""
+    found = await repository.reported_message(conn, phone, report.ext_id)
+    if found is None:
+        await repository.acknowledge_release(conn, phone, report.ext_id)
+        return False
+    key, current = found
+    stored = {r.phone_number: r for r in await repository.recipients_of(conn, key)}
+    for item in report.recipients:
+        recipient = _match(stored, item.phone_number)
+        if recipient is None:
+            continue
+        state = advance(ProcessingState(recipient.state), item.state)
+        error = (
+            item.error[:256] if item.error and state == ProcessingState.FAILED else recipient.error
+        )
+        if state != recipient.state or error != recipient.error:
+            await repository.set_recipient(conn, recipient.id, state.value, error)
+            stored[recipient.phone_number] = repository.StoredRecipient(
+                recipient.id, recipient.phone_number, state.value, error
+            )
+    derived = derive([ProcessingState(r.state) for r in stored.values()])
+    state = advance(ProcessingState(current), derived)
+    if state != current:
+        await repository.set_message_state(conn, key, state.value, now)
+    entries = {s.value: at for s, at in report.states.items() if s != ProcessingState.PENDING}
+    entries.setdefault(state.value, now)
+    await repository.add_history(conn, key, entries)
+    return True
+
+
+async def report(db: Database, phone: Phone, reports: list[StateReport]) -> bool:
+    """Apply state snapshots idempotently; unknown or foreign ids are ignored.
+
+    Returns whether any report was about a message this phone holds.
+    """
+    now = clock.now()
+    applied = False
+    async with db.write() as conn:
+        for item in reports:
+            applied = await _apply(conn, phone, item, now) or applied
+    return applied
+
+
+async def has_work_for(db: Database, phone: Phone) -> bool:
+    async with db.read() as conn:
+        return await repository.has_claimable(conn, phone, clock.now())
+
+
+async def owners_with_work(db: Database) -> list[int]:
+    async with db.read() as conn:
+        return await repository.owners_with_claimable(conn, clock.now())
+
+
+async def release_stale(db: Database, after_seconds: int, heard_since: HeardSince) -> int:
+    """Return to the queue unreported claims of phones silent for `after_seconds`.
+
+    A message the phone reported on (even `Pending`, which means "I have it") is never
+    released, and neither is a pinned one. `after_seconds == 0` turns release off.
+    """
+    if after_seconds == 0:
+        return 0
+    cutoff = clock.now() - timedelta(seconds=after_seconds)
+    released = 0
+    async with db.write() as conn:
+        for key, device_id, claimed_at, last_seen in await repository.stale_claims(conn, cutoff):
+            if heard_since(device_id, cutoff, last_seen):
+                continue
+            released += await repository.release(conn, key, device_id, claimed_at)
+    return released
+
+
+async def expire(db: Database) -> int:
+    """Fail queued messages that no phone took before their validUntil."""
+    now = clock.now()
+    async with db.write() as conn:
+        keys = await repository.expired_unclaimed(conn, now)
+        await repository.fail(conn, keys, TTL_EXPIRED, now)
+    return len(keys)

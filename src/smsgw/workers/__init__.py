@@ -1,0 +1,1 @@
+"""Background work: presence flushes, expiry, release of stale claims, waking phones."""

@@ -1,0 +1,74 @@
+"""The periodic worker of a server process.
+
+Every `worker_interval_seconds` it fails queued messages past validUntil, returns stale
+claims to the queue, persists last-seen marks (every `presence_flush_seconds`), and wakes the
+connected phones of owners whose queue holds due work (scheduled messages that came due,
+released claims, work left after a phone's cap filled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+
+from smsgw.config import Settings
+from smsgw.db.engine import Database
+from smsgw.devices import service as devices
+from smsgw.devices.presence import Presence
+from smsgw.events.hub import Event, EventHub, PhoneEvent
+from smsgw.routing import service as routing
+
+log = logging.getLogger("smsgw.workers")
+
+
+class Worker:
+    def __init__(self, settings: Settings, db: Database, hub: EventHub, presence: Presence) -> None:
+        self.settings = settings
+        self.db = db
+        self.hub = hub
+        self.presence = presence
+        self.last_tick: float = 0.0
+        self._last_flush = time.monotonic()
+
+    def heard_since(self, device_id: str, moment: datetime, stored: datetime) -> bool:
+        """Connected now, or seen (by this process or as stored) after `moment`."""
+        if self.hub.is_connected(device_id):
+            return True
+        return self.presence.last_seen(device_id, stored) > moment
+
+    async def tick(self) -> None:
+        """One round of every periodic task."""
+        await routing.expire(self.db)
+        await routing.release_stale(self.db, self.settings.release_after_seconds, self.heard_since)
+        if time.monotonic() - self._last_flush >= self.settings.presence_flush_seconds:
+            await self.flush_presence()
+        for user_id in await routing.owners_with_work(self.db):
+            wake(self.hub, user_id)
+        self.last_tick = time.monotonic()
+
+    async def flush_presence(self) -> None:
+        self._last_flush = time.monotonic()
+        unsaved = self.presence.take_unsaved()
+        try:
+            await devices.save_presence(self.db, unsaved)
+        except Exception:
+            self.presence.restore(unsaved)
+            raise
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker round failed; retrying next round")
+            await asyncio.sleep(self.settings.worker_interval_seconds)
+
+
+def wake(hub: EventHub, user_id: int, device_id: str | None = None) -> int:
+    """Tell the user's connected phones (or just `device_id`) that work is waiting."""
+    targets = {device_id} if device_id is not None else hub.devices_of(user_id)
+    return hub.publish(targets, Event(PhoneEvent.MESSAGE_ENQUEUED))

@@ -1,0 +1,76 @@
+"""The database layer: group commit keeps units apart, duplicates race to exactly one winner."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from smsgw.config import Settings
+from smsgw.db import migrate
+from smsgw.db.engine import Database
+from tests.conftest import Account, LiveServer, make_settings, running
+
+
+def put(key: str, fail: bool = False) -> Callable[[sqlite3.Connection], str]:
+    def work(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO system_values (key, value) VALUES (?, 'v')", (key,))
+        if fail:
+            raise ValueError(f"unit {key} fails")
+        return key
+
+    return work
+
+
+def test_a_failing_unit_of_a_batch_is_rolled_back_alone(settings: Settings) -> None:
+    migrate.upgrade(settings)
+
+    async def scenario() -> list[object]:
+        db = Database(settings)
+        try:
+            units = [put(f"k{i}", fail=i == 3) for i in range(8)]
+            return await asyncio.gather(*(db.write_sync(u) for u in units), return_exceptions=True)
+        finally:
+            await db.dispose()
+
+    results = asyncio.run(scenario())
+    assert isinstance(results[3], ValueError)
+    assert [r for i, r in enumerate(results) if i != 3] == [f"k{i}" for i in range(8) if i != 3]
+    with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
+        keys = {row[0] for row in conn.execute("SELECT key FROM system_values")}
+    assert keys == {f"k{i}" for i in range(8) if i != 3}
+
+
+def test_concurrent_sends_with_one_client_id_store_exactly_one(
+    server: LiveServer, alice: Account
+) -> None:
+    async def scenario() -> list[int]:
+        async with httpx.AsyncClient(
+            base_url=server.api, auth=(alice.login, alice.password), timeout=30
+        ) as client:
+            body = {"id": "only-once", "phoneNumbers": ["+12025550100"], "message": "x"}
+            answers = await asyncio.gather(
+                *(client.post("/messages", json=body) for _ in range(10))
+            )
+            return sorted(a.status_code for a in answers)
+
+    assert asyncio.run(scenario()) == [200] + [409] * 9
+    with server.client(alice) as api:
+        assert api.get("/messages").headers["x-total-count"] == "1"
+
+
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
+def test_committed_messages_survive_a_restart(tmp_path: Path, synchronous: str) -> None:
+    settings = make_settings(tmp_path / "data", sqlite_synchronous=synchronous)
+    with running(settings) as live:
+        account = live.create_user("dana")
+        with live.client(account) as api:
+            body = {"phoneNumbers": ["+12025550100"], "message": "x"}
+            ids = [api.post("/messages", json=body).json()["id"] for _ in range(20)]
+    with running(settings) as again, again.client(account) as api:
+        listed = api.get("/messages", params={"limit": 100}).json()
+    assert sorted(m["id"] for m in listed) == sorted(ids)
