@@ -194,17 +194,6 @@ class MessageState(BaseModel):
     dataMessage: DataMessage | None = None
     hashedMessage: HashedMessage | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """Serialise, leaving out optional keys that are absent (`error` stays, as null)."""
-        data = self.model_dump(mode="json")
-        for key in ("simNumber", "validUntil", "scheduleAt"):
-            if data[key] is None:
-                del data[key]
-        for key in ("textMessage", "dataMessage", "hashedMessage"):
-            if data[key] is None:
-                del data[key]
-        return data
-
 
 class ErrorBody(BaseModel):
     """Every error answer: a human-readable message saying what is wrong."""
