@@ -106,3 +106,13 @@ def test_the_rate_limiter_refuses_past_the_limit_with_retry_after() -> None:
         limiter.hit("1.2.3.4", "registrations")
     assert 1 <= refused.value.retry_after <= 60
     RateLimiter(limit=0).hit("x", "anything")
+
+
+def test_phones_are_woken_in_turn() -> None:
+    hub = EventHub()
+    for phone in ("a", "b", "c"):
+        hub.open(phone, 7)
+    picks = [hub.pick(7, 1)[0] for _ in range(6)]
+    assert picks == ["a", "b", "c", "a", "b", "c"]
+    assert sorted(hub.pick(7, 5)) == ["a", "b", "c"]
+    assert hub.pick(8, 1) == []

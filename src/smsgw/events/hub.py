@@ -56,6 +56,7 @@ class EventHub:
     def __init__(self) -> None:
         self._streams: dict[str, set[Stream]] = defaultdict(set)
         self._owned: dict[int, set[str]] = defaultdict(set)
+        self._turn: dict[int, int] = defaultdict(int)
 
     def open(self, device_id: str, user_id: int) -> tuple[Stream, bool]:
         """Register a new stream; the flag says whether it is the phone's only one."""
@@ -74,6 +75,16 @@ class EventHub:
             self._owned[user_id].discard(device_id)
             if not self._owned[user_id]:
                 del self._owned[user_id]
+                self._turn.pop(user_id, None)
+
+    def pick(self, user_id: int, count: int) -> list[str]:
+        """Up to `count` of the user's connected phones, taking turns across calls."""
+        phones = sorted(self._owned.get(user_id, ()))
+        if not phones:
+            return []
+        start = self._turn[user_id] % len(phones)
+        self._turn[user_id] = start + count
+        return [phones[(start + i) % len(phones)] for i in range(min(count, len(phones)))]
 
     def devices_of(self, user_id: int) -> set[str]:
         """The user's phones with an open stream."""

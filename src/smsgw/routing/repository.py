@@ -111,15 +111,19 @@ async def has_claimable(conn: AsyncConnection, phone: Phone, now: datetime) -> b
     return (await conn.execute(query)).first() is not None
 
 
-async def owners_with_claimable(conn: AsyncConnection, now: datetime) -> list[int]:
-    """Owners with queued messages that are due and unexpired (to wake their phones)."""
-    query = select(messages.c.user_id).where(
-        messages.c.device_id.is_(None),
-        messages.c.state == PENDING,
-        or_(messages.c.valid_until.is_(None), messages.c.valid_until > now),
-        or_(messages.c.schedule_at.is_(None), messages.c.schedule_at <= now),
+async def owners_with_claimable(conn: AsyncConnection, now: datetime) -> list[tuple[int, int]]:
+    """(owner, count) of queued messages that are due and unexpired (to wake their phones)."""
+    query = (
+        select(messages.c.user_id, func.count())
+        .where(
+            messages.c.device_id.is_(None),
+            messages.c.state == PENDING,
+            or_(messages.c.valid_until.is_(None), messages.c.valid_until > now),
+            or_(messages.c.schedule_at.is_(None), messages.c.schedule_at <= now),
+        )
+        .group_by(messages.c.user_id)
     )
-    return [row[0] for row in await conn.execute(query.distinct())]
+    return [(row[0], row[1]) for row in await conn.execute(query)]
 
 
 async def stale_claims(

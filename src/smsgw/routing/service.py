@@ -120,7 +120,8 @@ async def has_work_for(db: Database, phone: Phone) -> bool:
         return await repository.has_claimable(conn, phone, clock.now())
 
 
-async def owners_with_work(db: Database) -> list[int]:
+async def owners_with_work(db: Database) -> list[tuple[int, int]]:
+    """(owner, number of queued messages waiting for a phone)."""
     async with db.read() as conn:
         return await repository.owners_with_claimable(conn, clock.now())
 

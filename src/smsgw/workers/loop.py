@@ -3,13 +3,15 @@
 Every `worker_interval_seconds` it fails queued messages past validUntil, returns stale
 claims to the queue, persists last-seen marks (every `presence_flush_seconds`), and wakes the
 connected phones of owners whose queue holds due work (scheduled messages that came due,
-released claims, work left after a phone's cap filled).
+released claims, work left after a phone's cap filled): as many phones as the waiting work
+fills at the claim cap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from datetime import datetime
 
@@ -44,8 +46,8 @@ class Worker:
         await routing.release_stale(self.db, self.settings.release_after_seconds, self.heard_since)
         if time.monotonic() - self._last_flush >= self.settings.presence_flush_seconds:
             await self.flush_presence()
-        for user_id in await routing.owners_with_work(self.db):
-            wake(self.hub, user_id)
+        for user_id, waiting in await routing.owners_with_work(self.db):
+            wake(self.hub, user_id, count=math.ceil(waiting / self.settings.claim_cap))
         self.last_tick = time.monotonic()
 
     async def flush_presence(self) -> None:
@@ -68,7 +70,12 @@ class Worker:
             await asyncio.sleep(self.settings.worker_interval_seconds)
 
 
-def wake(hub: EventHub, user_id: int, device_id: str | None = None) -> int:
-    """Tell the user's connected phones (or just `device_id`) that work is waiting."""
-    targets = {device_id} if device_id is not None else hub.devices_of(user_id)
+def wake(hub: EventHub, user_id: int, device_id: str | None = None, count: int = 1) -> int:
+    """Tell `device_id`, or `count` of the user's connected phones in turn, that work waits.
+
+    Waking every phone for every message would make them all pull at once and all but one
+    find nothing; phones take turns instead, and a phone that reports progress while work
+    remains is woken again (so a fast phone takes more).
+    """
+    targets = [device_id] if device_id is not None else hub.pick(user_id, count)
     return hub.publish(targets, Event(PhoneEvent.MESSAGE_ENQUEUED))
