@@ -45,3 +45,4 @@ format: $(STAMP) ## Format the code
 bench: $(STAMP) ## Run the benchmarks (installs wrk); figures go to docs/performance.md
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.fleet

@@ -37,6 +37,8 @@ from bench.fleet.sse import SseResult, run_sse
 RESULTS_DIR = ROOT / "bench" / "results"
 TARGET_CONNECTIONS = 10_000
 TARGET_RSS_MIB = 1024.0
+#: Above this share of the CPUs used by other processes during a fleet run, say so.
+BUSY_MACHINE_PERCENT = 10.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -94,7 +96,7 @@ def print_fleet(results: list[FleetResult]) -> None:
     header = (
         f"{'phones':>6} {'msgs':>5} {'ingest msg/s':>12} {'deliv msg/s':>11} {'ratio':>6} "
         f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'sent':>5} {'dup':>4} {'lost':>4} "
-        f"{'busy ph':>7} {'srv cpu%':>8} {'srv ms/msg':>10} {'cli cpu%':>8}"
+        f"{'busy ph':>7} {'srv cpu%':>8} {'srv ms/msg':>10} {'cli cpu%':>8} {'other%':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -103,12 +105,13 @@ def print_fleet(results: list[FleetResult]) -> None:
         server_ms = (
             "n/a" if r.server_cpu_ms_per_message is None else f"{r.server_cpu_ms_per_message}"
         )
+        other = "n/a" if r.other_cpu_percent is None else f"{r.other_cpu_percent:.0f}"
         print(
             f"{r.phones:>6} {r.messages:>5} {r.ingest_msg_per_s:>12.1f} "
             f"{r.delivered_msg_per_s:>11.1f} {r.ratio:>6.2f} {r.latency_p50_ms:>8.1f} "
             f"{r.latency_p99_ms:>8.1f} {r.latency_max_ms:>8.1f} {r.sent_total:>5} "
             f"{r.duplicates:>4} {r.missing:>4} {r.phones_that_sent:>7} {server_cpu:>8} "
-            f"{server_ms:>10} {r.client_cpu_percent:>8.0f}"
+            f"{server_ms:>10} {r.client_cpu_percent:>8.0f} {other:>6}"
         )
 
 
@@ -207,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         for error, count in sse.errors.items():
             print(f"  stream open failed {count}x: {error}")
+    others = [r.other_cpu_percent or 0.0 for r in fleet]
+    busy = bool(others) and max(others) > BUSY_MACHINE_PERCENT
+    if busy:
+        print(
+            f"WARNING: other processes used up to {max(others):.0f}% of the CPUs during the "
+            "fleet runs; these figures understate the server (run again on an idle machine)"
+        )
     for problem in problems:
         print(f"INVALID RUN: {problem}")
 
@@ -233,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             "sse_rss_max_mib": TARGET_RSS_MIB,
             "sse_met": target_met,
         },
+        "machine_busy": busy,
         "elapsed_s": round(elapsed, 1),
         "valid": not problems,
         "problems": problems,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import time
 from collections import Counter
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 from tests.fakes.phone import SimulatedPhone
 
-from bench.fleet.server import PASSWORD, Server, cpu_seconds
+from bench.fleet.server import PASSWORD, Server, cpu_seconds, machine_busy_seconds
 
 MOBILE = "/api/mobile/v1"
 MESSAGES = "/api/3rdparty/v1/messages"
@@ -43,6 +44,7 @@ class FleetResult:
     server_cpu_percent: float | None
     server_cpu_ms_per_message: float | None
     client_cpu_percent: float
+    other_cpu_percent: float | None
     fleet_seconds: float
     problems: list[str] = field(default_factory=list)
 
@@ -160,6 +162,7 @@ async def run_fleet(
         started: dict[str, float] = {}
         seen: dict[str, float] = {}
         cpu_server, cpu_client, wall = cpu_seconds(server.pid), self_cpu(), time.monotonic()
+        busy = machine_busy_seconds()
         watcher = asyncio.create_task(watch_delivered(client, messages, seen, poll_interval))
         t0, _, _ = await post_all(client, messages, concurrency, started)
         try:
@@ -170,6 +173,7 @@ async def run_fleet(
             )
         wall = time.monotonic() - wall
         cpu_server_after, cpu_client = cpu_seconds(server.pid), self_cpu() - cpu_client
+        busy_after = machine_busy_seconds()
         await asyncio.sleep(0.5)  # late duplicate sends, if any, would show up now
         await asyncio.gather(*(p.stop() for p in fleet))
 
@@ -191,10 +195,14 @@ async def run_fleet(
         latencies = [float("nan")]
     rate = len(seen) / (max(seen.values()) - t0) if seen else 0.0
     per_phone = [len(p.sent) for p in fleet]
-    server_cpu = server_ms = None
+    server_cpu = server_ms = other = None
     if cpu_server is not None and cpu_server_after is not None:
         server_cpu = round((cpu_server_after - cpu_server) * 100 / wall, 1)
         server_ms = round((cpu_server_after - cpu_server) * 1000 / messages, 1)
+        if busy is not None and busy_after is not None:
+            # What the rest of the machine used meanwhile, in % of all its CPUs.
+            foreign = (busy_after - busy) - (cpu_server_after - cpu_server) - cpu_client
+            other = round(max(foreign, 0) * 100 / ((os.cpu_count() or 1) * wall), 1)
     return FleetResult(
         phones=phones,
         messages=messages,
@@ -216,6 +224,7 @@ async def run_fleet(
         server_cpu_percent=server_cpu,
         server_cpu_ms_per_message=server_ms,
         client_cpu_percent=round(cpu_client * 100 / wall, 1),
+        other_cpu_percent=other,
         fleet_seconds=round(wall, 2),
         problems=problems,
     )
