@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 from tests.fakes.phone import SimulatedPhone
 
-from bench.fleet.server import PASSWORD, Server, cpu_seconds, machine_busy_seconds
+from bench.common import cpu_seconds, machine_busy_seconds
+from bench.fleet.server import PASSWORD, Server
 
 MOBILE = "/api/mobile/v1"
 MESSAGES = "/api/3rdparty/v1/messages"

@@ -19,7 +19,6 @@ import platform
 import re
 import resource
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from bench.common import cpu_seconds, free_port, machine_busy_seconds
 from bench.ingest.server import BASELINE_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,13 +115,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def server_env(data_dir: Path, port: int, args: argparse.Namespace) -> dict[str, str]:
     """A clean environment: no inherited SMSGW_* setting changes what is measured."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSGW_")}
@@ -192,25 +185,6 @@ def stored_messages(client: httpx.Client) -> int:
     answer = client.get(INGEST_PATH, params={"limit": 1})
     answer.raise_for_status()
     return int(answer.headers["X-Total-Count"])
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (all its threads), from /proc; None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU time spent busy by the whole machine (all cores), from /proc/stat."""
-    try:
-        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu_seconds() -> float:
