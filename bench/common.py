@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: Above this share of the CPUs used by other processes, a run's figures are not trusted.
+BUSY_MACHINE_PERCENT = 10.0
 
 
 def free_port() -> int:
@@ -32,3 +37,22 @@ def machine_busy_seconds() -> float | None:
         return None
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
     return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def report_run(others: list[float], problems: list[str]) -> bool:
+    """Print the warnings that qualify a run; returns whether the machine was busy."""
+    busy = bool(others) and max(others) > BUSY_MACHINE_PERCENT
+    if busy:
+        print(
+            f"WARNING: other processes used up to {max(others):.0f}% of the CPUs during the "
+            "run; these figures understate the server (run again on an idle machine)"
+        )
+    for problem in problems:
+        print(f"INVALID RUN: {problem}")
+    return busy
+
+
+def results_stamp() -> str:
+    """A UTC time stamp for a results file name (the results folder is made if needed)."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

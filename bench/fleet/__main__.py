@@ -26,19 +26,17 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import RESULTS_DIR, report_run, results_stamp
 from bench.fleet.fleet import FleetResult, run_fleet
 from bench.fleet.server import ROOT, Server, raise_nofile
 from bench.fleet.sse import SseResult, run_sse
 
-RESULTS_DIR = ROOT / "bench" / "results"
 TARGET_CONNECTIONS = 10_000
 TARGET_RSS_MIB = 1024.0
 #: Above this share of the CPUs used by other processes during a fleet run, say so.
-BUSY_MACHINE_PERCENT = 10.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -210,18 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         for error, count in sse.errors.items():
             print(f"  stream open failed {count}x: {error}")
-    others = [r.other_cpu_percent or 0.0 for r in fleet]
-    busy = bool(others) and max(others) > BUSY_MACHINE_PERCENT
-    if busy:
-        print(
-            f"WARNING: other processes used up to {max(others):.0f}% of the CPUs during the "
-            "fleet runs; these figures understate the server (run again on an idle machine)"
-        )
-    for problem in problems:
-        print(f"INVALID RUN: {problem}")
-
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    busy = report_run([r.other_cpu_percent or 0.0 for r in fleet], problems)
+    stamp = results_stamp()
     result = {
         "benchmark": "fleet",
         "when": stamp,

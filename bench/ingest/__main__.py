@@ -25,18 +25,23 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import cpu_seconds, free_port, machine_busy_seconds
+from bench.common import (
+    RESULTS_DIR,
+    cpu_seconds,
+    free_port,
+    machine_busy_seconds,
+    report_run,
+    results_stamp,
+)
 from bench.ingest.server import BASELINE_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 LUA_SCRIPT = Path(__file__).with_name("post.lua")
-RESULTS_DIR = ROOT / "bench" / "results"
 INGEST_PATH = "/api/3rdparty/v1/messages"
 LOGIN = "bench"
 PASSWORD = "bench-password-0123"  # a throwaway account in a throwaway database
@@ -44,7 +49,6 @@ BODY = '{"phoneNumbers":["+12025550100"],"textMessage":{"text":"bench"}}'
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 50.0
 #: Above this share of the CPUs used by other processes during a measurement, say so.
-BUSY_MACHINE_PERCENT = 10.0
 
 
 @dataclass
@@ -384,18 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(target < {TARGET_P99_MS:.0f} ms: {'met' if p99_met else 'MISSED'})"
     )
     print(f"stored messages: {stored} for {[i.accepted for _, i in rounds]} accepted (by round)")
-    others = [m.other_cpu_percent or 0.0 for pair in rounds for m in pair]
-    busy = max(others) > BUSY_MACHINE_PERCENT
-    if busy:
-        print(
-            f"WARNING: other processes used up to {max(others):.0f}% of the CPUs during the run; "
-            "these figures understate the server (run again on an idle machine)"
-        )
-    for problem in problems:
-        print(f"INVALID RUN: {problem}")
-
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    busy = report_run([m.other_cpu_percent or 0.0 for pair in rounds for m in pair], problems)
+    stamp = results_stamp()
     result = {
         "benchmark": "ingest",
         "when": stamp,
