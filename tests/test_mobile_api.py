@@ -86,7 +86,8 @@ def test_sign_up_with_the_private_token_creates_an_account(mobile: httpx.Client)
     response = register(mobile, bearer(PRIVATE_TOKEN))
     assert response.status_code == 201
     body = response.json()
-    assert (len(body["login"]) == 6 and body["login"].isupper()) or body["login"].isalnum()
+    login = body["login"]
+    assert len(login) == 6 and login.isalnum() and login == login.upper()
     assert len(body["password"]) == 14
     me = mobile.get("/device", headers=bearer(body["token"])).json()
     assert me["device"]["id"] == body["id"]

@@ -13,12 +13,12 @@ difference between the two endpoints is the cost of queueing a message durably.
 
 from __future__ import annotations
 
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from smsgw.api import deps
 from smsgw.app import create_app
+from smsgw.cli.serve import run_server
 from smsgw.config import Settings, load_settings
 from smsgw.messages.schemas import SendMessageRequest
 
@@ -39,15 +39,7 @@ def build_app(settings: Settings) -> FastAPI:
 
 def main() -> None:
     settings = load_settings()
-    # The same uvicorn options as `smsgw serve` (src/smsgw/cli/serve.py).
-    uvicorn.run(
-        build_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        proxy_headers=False,
-        server_header=False,
-    )
+    run_server(build_app(settings), settings)
 
 
 if __name__ == "__main__":

@@ -49,22 +49,27 @@ class BasicCredentials:
     password: str
 
 
+def parse_basic(header: str) -> BasicCredentials | None:
+    """`Authorization: Basic` credentials (UTF-8, scheme word case-insensitive); None when the
+    header is another scheme or absent, Unauthorized when it is Basic but malformed."""
+    scheme, _, param = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(param.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthorized("Unauthorized: malformed Basic credentials") from None
+    login, separator, password = decoded.partition(":")
+    if not separator:
+        raise Unauthorized("Unauthorized: malformed Basic credentials")
+    return BasicCredentials(login, password)
+
+
 class BasicAuth(HTTPBasic):
-    """Reads `Authorization: Basic` (UTF-8, scheme word case-insensitive); None when absent."""
+    """The Basic scheme as a FastAPI security dependency (so OpenAPI documents it)."""
 
     async def __call__(self, request: HTTPConnection) -> BasicCredentials | None:  # type: ignore[override]
-        header = request.headers.get("authorization", "")
-        scheme, _, param = header.partition(" ")
-        if scheme.lower() != "basic":
-            return None
-        try:
-            decoded = base64.b64decode(param.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise Unauthorized("Unauthorized: malformed Basic credentials") from None
-        login, separator, password = decoded.partition(":")
-        if not separator:
-            raise Unauthorized("Unauthorized: malformed Basic credentials")
-        return BasicCredentials(login, password)
+        return parse_basic(request.headers.get("authorization", ""))
 
 
 basic_auth = BasicAuth(scheme_name="basicAuth", auto_error=False)

@@ -6,9 +6,11 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from fastapi import FastAPI
 
 from smsgw.app import create_app
 from smsgw.cli.common import errors, settings_or_exit
+from smsgw.config import Settings
 from smsgw.db.engine import Database, DatabaseUnsupported
 
 
@@ -24,8 +26,13 @@ def serve(
         errors.print(f"error: {exc}", highlight=False, markup=False)
         raise typer.Exit(2) from None
     print(f"smsgw listening on http://{settings.host}:{settings.port}", flush=True)
+    run_server(create_app(settings), settings)
+
+
+def run_server(app: FastAPI, settings: Settings) -> None:
+    """Serve `app` the way `smsgw serve` does (the benchmarks use it too)."""
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

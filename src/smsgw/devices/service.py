@@ -35,8 +35,11 @@ class Registration:
 
 @dataclass(frozen=True)
 class DeviceAuth:
+    """The phone a token belongs to, with its SIM slots (None when it reported none)."""
+
     device_id: str
     user_id: int
+    sim_numbers: frozenset[int] | None = None
 
 
 def token_hash(token: str) -> str:
@@ -89,7 +92,10 @@ async def new_account(db: Database) -> accounts.NewAccount:
 async def authenticate(db: Database, token: str) -> DeviceAuth | None:
     async with db.read() as conn:
         device = await repository.by_token_hash(conn, token_hash(token))
-    return None if device is None else DeviceAuth(device.id, device.user_id)
+    if device is None:
+        return None
+    sims = frozenset(int(c["simNumber"]) for c in device.sim_cards or [] if "simNumber" in c)
+    return DeviceAuth(device.id, device.user_id, sims or None)
 
 
 async def get(db: Database, device_id: str) -> DeviceRecord:

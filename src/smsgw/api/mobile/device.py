@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 from typing import Any
 
@@ -12,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from smsgw.accounts import codes
 from smsgw.accounts import service as accounts
-from smsgw.api.deps import Context, CurrentDevice, bearer_token
+from smsgw.api.deps import Context, CurrentDevice, bearer_token, parse_basic
 from smsgw.api.thirdparty.devices import device_info
 from smsgw.devices import service as devices
 from smsgw.devices.schemas import (
@@ -38,28 +36,15 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _basic(header: str) -> tuple[str, str] | None:
-    scheme, _, param = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        login, sep, password = (
-            base64.b64decode(param.strip(), validate=True).decode().partition(":")
-        )
-    except (binascii.Error, UnicodeDecodeError):
-        raise Unauthorized("Unauthorized: malformed Basic credentials") from None
-    if not sep:
-        raise Unauthorized("Unauthorized: malformed Basic credentials")
-    return login, password
-
-
 async def _registrant(request: Request, context: Context) -> tuple[int, str, str | None]:
     """(user id, login, new password or None) of whoever registers this phone."""
     header = request.headers.get("authorization", "")
-    basic = _basic(header)
+    basic = parse_basic(header)
     if basic is not None:
-        user_id = await accounts.authenticate(context.db, context.credentials, *basic)
-        return user_id, basic[0], None
+        user_id = await accounts.authenticate(
+            context.db, context.credentials, basic.login, basic.password
+        )
+        return user_id, basic.login, None
     scheme, _, code = header.partition(" ")
     if scheme.lower() == "code":
         redeemed = await codes.redeem(context.db, code)
@@ -126,10 +111,12 @@ async def update(body: UpdateRequest, device: CurrentDevice, context: Context) -
 @router.get("/user/code", response_model=UserCode, responses=ERRORS)
 async def user_code(request: Request, context: Context) -> JSONResponse:
     """A one-time code to sign another phone in to the same account (Basic auth)."""
-    basic = _basic(request.headers.get("authorization", ""))
+    basic = parse_basic(request.headers.get("authorization", ""))
     if basic is None:
         raise Unauthorized("Unauthorized")
-    user_id = await accounts.authenticate(context.db, context.credentials, *basic)
+    user_id = await accounts.authenticate(
+        context.db, context.credentials, basic.login, basic.password
+    )
     issued = await codes.issue(context.db, user_id, context.settings.code_ttl_seconds)
     return JSONResponse(
         UserCode(code=issued.code, validUntil=issued.valid_until).model_dump(mode="json")

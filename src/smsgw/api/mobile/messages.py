@@ -19,10 +19,8 @@ from smsgw.workers.loop import wake
 router = APIRouter(tags=["Mobile"])
 
 
-async def phone_of(context: Context, device: devices.DeviceAuth) -> Phone:
-    record = await devices.get(context.db, device.device_id)
-    sims = frozenset(int(c["simNumber"]) for c in record.sim_cards or [] if "simNumber" in c)
-    return Phone(device.device_id, device.user_id, sims or None)
+def phone_of(device: devices.DeviceAuth) -> Phone:
+    return Phone(device.device_id, device.user_id, device.sim_numbers)
 
 
 async def pull(
@@ -33,14 +31,14 @@ async def pull(
     ] = "lifo",
 ) -> JSONResponse:
     """Messages for this phone: those it holds plus new ones claimed from the queue."""
-    phone = await phone_of(context, device)
+    phone = phone_of(device)
     pulled = await routing.pull(context.db, phone, order == "lifo", context.settings.claim_cap)
     return JSONResponse([to_mobile(item) for item in pulled])
 
 
 async def report(body: list[StateReportIn], device: CurrentDevice, context: Context) -> Response:
     """State snapshots from the phone; idempotent, order-tolerant, unknown ids ignored."""
-    phone = await phone_of(context, device)
+    phone = phone_of(device)
     reports = [
         StateReport(
             ext_id=item.id,
