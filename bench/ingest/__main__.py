@@ -339,8 +339,9 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 pid = server.pid
-                run_wrk(wrk, base_url, BASELINE_PATH, "baseline", args.warmup, args, pid)
-                run_wrk(wrk, base_url, INGEST_PATH, "ingest", args.warmup, args, pid)
+                if args.warmup:  # wrk refuses a zero duration
+                    run_wrk(wrk, base_url, BASELINE_PATH, "baseline", args.warmup, args, pid)
+                    run_wrk(wrk, base_url, INGEST_PATH, "ingest", args.warmup, args, pid)
                 for _ in range(args.rounds):
                     baseline = run_wrk(
                         wrk, base_url, BASELINE_PATH, "baseline", args.duration, args, pid
