@@ -255,19 +255,45 @@ def test_cancel_after_the_pull_is_confirmed_by_the_phone(
 ) -> None:
     async def scenario() -> None:
         api = Api(fleet_server, owner)
-        future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-        device = phone(fleet_server, owner)
+        device = phone(fleet_server, owner, paused=True)  # it takes messages but holds them
         await device.start()
-        await eventually(lambda: _true(device.sse_opens > 0))
+        # Wait for the pulls of start-up and of the stream's opening: a later pull would see
+        # the message again and re-report it as Pending, which counts as Processed.
+        await eventually(lambda: _true(device.sse_opens > 0 and device.settled()))
         pinned = device.credentials.id  # type: ignore[union-attr]
-        # Pinned and scheduled: the phone takes it but holds it until the time comes.
-        message_id = await api.send("later", deviceId=pinned, scheduleAt=future)
+        message_id = await api.send("held", deviceId=pinned)
         await eventually(lambda: _true(message_id in device.messages))
         response = await api.client.delete(f"/messages/{message_id}")
-        assert response.json()["state"] == "Cancelling"
+        assert response.json().get("state") == "Cancelling", response.text
         await api.reaches(message_id, "Cancelled")
         assert ("MessageCancelled", {"messageId": message_id}) in device.events
         assert device.sent == []
+        await device.stop()
+
+    run(scenario)
+
+
+def test_a_pinned_scheduled_message_stays_on_the_server_until_its_time(
+    fleet_server: LiveServer, owner: Account
+) -> None:
+    async def scenario() -> None:
+        api = Api(fleet_server, owner)
+        device = phone(fleet_server, owner)
+        await device.start()
+        await eventually(lambda: _true(device.sse_opens > 0 and device.settled()))
+        pinned = device.credentials.id  # type: ignore[union-attr]
+        later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        kept = await api.send("tomorrow", deviceId=pinned, scheduleAt=later)
+        soon = (datetime.now(UTC) + timedelta(seconds=1.5)).isoformat()
+        due = await api.send("soon", deviceId=pinned, scheduleAt=soon)
+        await asyncio.sleep(0.3)
+        assert device.messages == {}  # neither is handed over before its time
+        # Not yet with any phone: cancelling is immediate and certain.
+        response = await api.client.delete(f"/messages/{kept}")
+        assert response.json()["state"] == "Cancelled"
+        # When its time comes the worker wakes the phone, which takes and sends it.
+        await api.reaches(due, "Delivered")
+        assert [message for message, _ in device.sent] == [due]
         await device.stop()
 
     run(scenario)

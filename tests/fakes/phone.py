@@ -132,6 +132,7 @@ class SimulatedPhone:
         self.settings: dict[str, Any] = {}
         self.sse_opens = 0
         self.pulls = 0
+        self.pulls_done = 0
         self.report_failures = 0
         self._wake = asyncio.Event()
         self._pull_now = asyncio.Event()
@@ -290,10 +291,17 @@ class SimulatedPhone:
 
     async def pull(self) -> None:
         self.pulls += 1
-        items = (await self._call("GET", "/message", params={"order": self.order})).json()
+        try:
+            items = (await self._call("GET", "/message", params={"order": self.order})).json()
+        finally:
+            self.pulls_done += 1
         for item in items:
             self._take(item)
         self._wake.set()
+
+    def settled(self) -> bool:
+        """No pull is running or about to run (tests wait for this to avoid racing a pull)."""
+        return self.pulls_done == self.pulls and not self._pull_now.is_set()
 
     def _take(self, item: dict[str, Any]) -> None:
         state = item.get("state")

@@ -47,9 +47,23 @@ async def _records(
     return records
 
 
-async def held(conn: AsyncConnection, phone: Phone, newest_first: bool) -> list[MessageRecord]:
-    """Messages this phone has (pinned or claimed) that it has not reported on yet."""
-    where = and_(messages.c.device_id == phone.device_id, messages.c.state.in_(ACTIVE))
+async def held(
+    conn: AsyncConnection, phone: Phone, newest_first: bool, now: datetime
+) -> list[MessageRecord]:
+    """Messages this phone has (pinned or claimed) that it has not reported on yet.
+
+    A pinned message scheduled for later stays on the server until its time (so cancelling it
+    before then is immediate), unless the phone already has it.
+    """
+    where = and_(
+        messages.c.device_id == phone.device_id,
+        messages.c.state.in_(ACTIVE),
+        or_(
+            messages.c.claimed_at.is_not(None),
+            messages.c.schedule_at.is_(None),
+            messages.c.schedule_at <= now,
+        ),
+    )
     return await _records(conn, where, newest_first)
 
 
@@ -122,6 +136,21 @@ async def owners_with_claimable(conn: AsyncConnection, now: datetime) -> list[tu
             or_(messages.c.schedule_at.is_(None), messages.c.schedule_at <= now),
         )
         .group_by(messages.c.user_id)
+    )
+    return [(row[0], row[1]) for row in await conn.execute(query)]
+
+
+async def phones_with_due_pinned(conn: AsyncConnection, now: datetime) -> list[tuple[int, str]]:
+    """(owner, phone) of pinned messages that are due and the phone has not taken yet."""
+    query = (
+        select(messages.c.user_id, messages.c.device_id)
+        .where(
+            messages.c.device_id.is_not(None),
+            messages.c.claimed_at.is_(None),
+            messages.c.state == PENDING,
+            or_(messages.c.schedule_at.is_(None), messages.c.schedule_at <= now),
+        )
+        .distinct()
     )
     return [(row[0], row[1]) for row in await conn.execute(query)]
 

@@ -55,7 +55,7 @@ async def pull(db: Database, phone: Phone, newest_first: bool, cap: int) -> list
         free = cap - await repository.in_flight(conn, phone.device_id)
         if free > 0:
             await repository.claim(conn, phone, free, now, newest_first)
-        held = await repository.held(conn, phone, newest_first)
+        held = await repository.held(conn, phone, newest_first, now)
         await repository.mark_taken(conn, [r.pk for r in held if r.claimed_at is None], now)
         dropped = await repository.released_from(conn, phone)
     pulled = [Pulled(r, ProcessingState(r.state)) for r in held]
@@ -124,6 +124,12 @@ async def owners_with_work(db: Database) -> list[tuple[int, int]]:
     """(owner, number of queued messages waiting for a phone)."""
     async with db.read() as conn:
         return await repository.owners_with_claimable(conn, clock.now())
+
+
+async def phones_with_due_pinned(db: Database) -> list[tuple[int, str]]:
+    """(owner, phone) pairs whose pinned messages are due and not yet handed over."""
+    async with db.read() as conn:
+        return await repository.phones_with_due_pinned(conn, clock.now())
 
 
 async def release_stale(db: Database, after_seconds: int, heard_since: HeardSince) -> int:

@@ -48,6 +48,8 @@ class Worker:
             await self.flush_presence()
         for user_id, waiting in await routing.owners_with_work(self.db):
             wake(self.hub, user_id, count=math.ceil(waiting / self.settings.claim_cap))
+        for user_id, device_id in await routing.phones_with_due_pinned(self.db):
+            wake(self.hub, user_id, device_id=device_id)
         self.last_tick = time.monotonic()
 
     async def flush_presence(self) -> None:
