@@ -74,7 +74,7 @@ def authorized(token: str | None, header: str) -> bool:
     return scheme.lower() == "bearer" and secrets.compare_digest(given.strip(), token)
 
 
-@dataclass
+@dataclass(eq=False)  # hashable: a registry keys its collectors
 class Snapshot(Collector):
     """The gateway's state at one scrape, exposed as gauges."""
 
@@ -127,6 +127,24 @@ async def exposition(db: Database, hub: EventHub) -> bytes:
     return generate_latest(registry)
 
 
+def route_template(scope: Scope) -> str:
+    """The matched route's path template with the prefix it is served under, e.g.
+    `/api/3rdparty/v1/messages/{id}`; UNMATCHED when no route matched.
+
+    FastAPI may hand over the route of an included router (its template without the
+    prefix); the prefix is then the raw path minus as many segments as the template has
+    (path parameters here never span segments).
+    """
+    template = getattr(scope.get("route"), "path", None)
+    if not isinstance(template, str) or not template:
+        return UNMATCHED
+    if ":path}" in template:
+        return template
+    segments = scope["path"].split("/")
+    prefix = "/".join(segments[: max(len(segments) - template.count("/"), 0)])
+    return template if template.startswith(prefix + "/") else prefix + template
+
+
 class MetricsMiddleware:
     """Counts and times every HTTP request by its route template (never the raw path, so
     ids in paths do not multiply the series). Pure ASGI: about a microsecond a request."""
@@ -162,7 +180,6 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, observed)
         finally:
-            route = getattr(scope.get("route"), "path", None) or UNMATCHED
-            requests, latency = self._series(scope["method"], route, status)
+            requests, latency = self._series(scope["method"], route_template(scope), status)
             requests.inc()
             latency.observe(time.perf_counter() - start)

@@ -20,7 +20,7 @@ CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "A setting is unknown or invalid; named."},
 }
 SettingsBody = Annotated[
-    dict[str, Any],
+    Any,
     Body(
         description="Sections of settings (see docs/api.md for the keys).",
         examples=[{"messages": {"limit_period": "PerMinute", "limit_value": 10}}],
