@@ -124,9 +124,7 @@ def test_settings_belong_to_their_account(server: LiveServer, api: httpx.Client)
         assert anonymous.patch("/settings", json={}).status_code == 401
 
 
-def test_a_phone_is_told_of_new_settings_and_reads_them(
-    server: LiveServer, alice: Account, api: httpx.Client
-) -> None:
+def test_a_phone_is_told_of_new_settings_and_reads_them(server: LiveServer, alice: Account) -> None:
     async def scenario() -> None:
         device = SimulatedPhone(server.url + MOBILE, login=(alice.login, alice.password))
         await device.start()
@@ -136,7 +134,9 @@ def test_a_phone_is_told_of_new_settings_and_reads_them(
             "messages": {"limit_period": "PerHour", "limit_value": 50},
             "webhooks": {"signing_key": "phone-needs-this", "retry_count": None},
         }
-        response = api.patch("/settings", json=body)
+        auth = (alice.login, alice.password)
+        async with httpx.AsyncClient(base_url=server.api, auth=auth) as client:
+            response = await client.patch("/settings", json=body)
         assert response.status_code == 200, response.text
         expected = {
             "messages": {"limit_period": "PerHour", "limit_value": 50},
