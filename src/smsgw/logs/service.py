@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.engine import Database
 from smsgw.domain import clock
+from smsgw.domain.clock import format_timestamp
 from smsgw.domain.errors import InvalidInput
+from smsgw.domain.states import ProcessingState
 from smsgw.logs import repository
 from smsgw.logs.repository import EntryRecord
 
@@ -24,6 +26,8 @@ log = logging.getLogger("smsgw.logs")
 #: Most entries one `GET /logs` answers; narrow `from`/`to` to see more.
 MAX_ENTRIES = 1000
 MAX_MESSAGE = 512
+#: Order of states reported at the same instant.
+ORDER = {state.value: rank for rank, state in enumerate(ProcessingState)}
 
 
 class Priority(StrEnum):
@@ -81,16 +85,39 @@ async def message_state(
     state: str,
     device_id: str | None = None,
     error: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Record that message `message_id` reached `state` (Failed entries are warnings)."""
     priority = Priority.WARN if state == "Failed" else Priority.INFO
-    context: dict[str, Any] = {"messageId": message_id, "state": state}
+    context: dict[str, Any] = {"messageId": message_id, "state": state, **(extra or {})}
     if device_id is not None:
         context["deviceId"] = device_id
     if error is not None:
         context["error"] = error
     text = f"message {message_id} is {state}" + (f": {error}" if error else "")
     await record(conn, user_id, Module.MESSAGES, priority, text, context)
+
+
+async def new_states(
+    conn: AsyncConnection,
+    user_id: int,
+    key: int,
+    message_id: str,
+    reached: dict[str, datetime],
+    device_id: str,
+    error: str | None,
+) -> None:
+    """One entry per state in `reached` (state -> when, as a phone reported it) that message
+    `key` has not recorded yet, in the order they happened. Call it before the history is
+    written; `error` goes on a Failed entry."""
+    known = await repository.recorded_states(conn, key)
+    fresh = sorted((at, ORDER.get(s, 0), s) for s, at in reached.items() if s not in known)
+    for at, _, state in fresh:
+        context = {"reportedAt": format_timestamp(at)}
+        await message_state(
+            conn, user_id, message_id, state, device_id,
+            error if state == "Failed" else None, context,
+        )  # fmt: skip
 
 
 async def messages_failed(conn: AsyncConnection, keys: list[int], error: str) -> None:

@@ -97,13 +97,10 @@ async def _apply(conn: AsyncConnection, phone: Phone, report: StateReport, now: 
     state = advance(ProcessingState(current), derived)
     if state != current:
         await repository.set_message_state(conn, key, state.value, now)
-        error = next((r.error for r in stored.values() if r.error), None)
-        await logs.message_state(
-            conn, phone.user_id, report.ext_id, state.value, phone.device_id,
-            error if state == ProcessingState.FAILED else None,
-        )  # fmt: skip
     entries = {s.value: at for s, at in report.states.items() if s != ProcessingState.PENDING}
     entries.setdefault(state.value, now)
+    error = next((r.error for r in stored.values() if r.error), None)
+    await logs.new_states(conn, phone.user_id, key, report.ext_id, entries, phone.device_id, error)
     await repository.add_history(conn, key, entries)
     return True
 
