@@ -103,7 +103,7 @@ WHITELIST: dict[str, dict[str, Key]] = {
 Document = dict[str, dict[str, Any]]
 
 
-def _section_errors(name: str, section: dict[str, Any], errors: list[str]) -> dict[str, Any]:
+def _check_section(name: str, section: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     keys = WHITELIST[name]
     kept: dict[str, Any] = {}
     for key, value in section.items():
@@ -133,7 +133,7 @@ def validate(body: Any) -> Document:
         if name not in WHITELIST:
             errors.append(f"{name}: unknown settings section")
         elif isinstance(section, dict):
-            document[name] = _section_errors(name, section, errors)
+            document[name] = _check_section(name, section, errors)
         elif section is not None:
             errors.append(f"{name}: must be an object")
     if errors:

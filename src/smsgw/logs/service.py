@@ -8,24 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, RowInsert
 from smsgw.domain import clock
 from smsgw.domain.clock import format_timestamp
 from smsgw.domain.errors import InvalidInput
 from smsgw.domain.states import ProcessingState
 from smsgw.logs import repository
-from smsgw.logs.repository import EntryRecord
+from smsgw.logs.repository import EntryRecord, entries
 
 log = logging.getLogger("smsgw.logs")
 #: Most entries one `GET /logs` answers; narrow `from`/`to` to see more.
 MAX_ENTRIES = 1000
 MAX_MESSAGE = 512
+_INSERT = RowInsert(entries)
 #: Order of states reported at the same instant.
 ORDER = {state.value: rank for rank, state in enumerate(ProcessingState)}
 
@@ -76,6 +78,19 @@ async def record(
     not carry message text or phone numbers (callers pass ids, states and errors).
     """
     await repository.add(conn, [_row(user_id, module, priority, message, context)])
+
+
+def record_sync(
+    conn: sqlite3.Connection,
+    user_id: int,
+    module: str,
+    priority: Priority,
+    message: str,
+    context: dict[str, Any] | None = None,
+) -> None:
+    """`record` for units of work run by `Database.write_sync` (a plain sqlite3 connection):
+    the entry is kept exactly when that unit commits."""
+    _INSERT.one(conn, _row(user_id, module, priority, message, context))
 
 
 async def message_state(
