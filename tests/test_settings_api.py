@@ -148,3 +148,15 @@ def test_a_phone_is_told_of_new_settings_and_reads_them(server: LiveServer, alic
         await device.stop()
 
     run(scenario)
+
+
+def test_a_change_is_logged_by_key_never_by_value(api: httpx.Client) -> None:
+    body = {"webhooks": {"signing_key": "never-in-the-log"}, "ping": {"interval_seconds": 30}}
+    api.patch("/settings", json=body)
+    api.put("/settings", json={"logs": {"lifetime_days": 3}})
+    found = [e for e in api.get("/logs").json() if e["module"] == "settings"]
+    assert [(e["message"], e["context"]) for e in found] == [
+        ("settings changed", {"keys": ["ping.interval_seconds", "webhooks.signing_key"]}),
+        ("settings replaced", {"keys": ["logs.lifetime_days"]}),
+    ]
+    assert "never-in-the-log" not in str(found)
