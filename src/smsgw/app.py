@@ -9,6 +9,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,13 +19,17 @@ from smsgw.accounts import service as accounts
 from smsgw.accounts.passwords import CredentialCache
 from smsgw.api.deps import AppContext
 from smsgw.api.errors import BodyLimitMiddleware, install_handlers
+from smsgw.api.health import metrics_router
+from smsgw.api.health import router as health_router
 from smsgw.api.mobile import build_router as build_mobile_router
 from smsgw.api.ratelimit import RateLimiter
 from smsgw.api.thirdparty import build_router
 from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.engine import Database
+from smsgw.health.service import Probe
 from smsgw.messages.schemas import ErrorBody
+from smsgw.metrics import MetricsMiddleware
 from smsgw.workers.loop import Worker
 
 log = logging.getLogger("smsgw")
@@ -87,6 +92,16 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def probe_of(settings: Settings, db: Database) -> Probe:
+    """What the health checks look at: the database file and the directory holding it."""
+    return Probe(
+        database_path=db.path,
+        data_dir=Path(db.path).parent,
+        min_free_mb=settings.health_min_free_mb,
+        stall_seconds=settings.worker_stall_seconds,
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the application; the database is opened (and migrated) when it starts."""
 
@@ -112,6 +127,7 @@ def create_app(settings: Settings) -> FastAPI:
         gc.freeze()
         worker = Worker(settings, db, context.hub, context.presence)
         app.state.worker = worker
+        app.state.probe = probe_of(settings, db)
         task = asyncio.create_task(worker.run(), name="smsgw-worker")
         try:
             yield
@@ -142,6 +158,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    # Operations (docs/operations.md): health probes, /metrics, and the HTTP metrics.
+    app.add_middleware(MetricsMiddleware)
+    app.include_router(metrics_router)
+    for prefix in ("", *THIRDPARTY_PREFIXES):
+        app.include_router(
+            health_router, prefix=prefix, include_in_schema=prefix in ("", THIRDPARTY_PREFIXES[0])
+        )
     for prefix in THIRDPARTY_PREFIXES:
         app.include_router(
             build_router(), prefix=prefix, include_in_schema=prefix == THIRDPARTY_PREFIXES[0]

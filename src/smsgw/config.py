@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5
     code_ttl_seconds: Annotated[int, Field(ge=30, le=86400)] = 300
 
+    # Operations: health probes, metrics, the event log (docs/operations.md)
+    metrics_token: SecretStr | None = None
+    worker_stall_seconds: Annotated[float, Field(gt=0, le=86400)] = 60
+    health_min_free_mb: Annotated[int, Field(ge=0, le=10**9)] = 100
+    event_log_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+
     @field_validator("default_region", mode="before")
     @classmethod
     def _region_is_known(cls, value: object) -> object:
@@ -91,7 +97,15 @@ class Settings(BaseSettings):
             raise ValueError(f"SMSGW_DATA_DIR {self.data_dir} exists and is not a directory")
         return self
 
-    @field_validator("private_token", mode="before")
+    @model_validator(mode="after")
+    def _stall_outlasts_a_round(self) -> Settings:
+        if self.worker_stall_seconds <= self.worker_interval_seconds:
+            raise ValueError(
+                "SMSGW_WORKER_STALL_SECONDS must be longer than SMSGW_WORKER_INTERVAL_SECONDS"
+            )
+        return self
+
+    @field_validator("private_token", "metrics_token", mode="before")
     @classmethod
     def _token_is_long(cls, value: object) -> object:
         if value is None or value == "":

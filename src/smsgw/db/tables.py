@@ -1,13 +1,17 @@
 """Imports every model so that `Base.metadata` knows all tables (for Alembic)."""
 
 from smsgw.accounts.models import User, UserCode
+from smsgw.accountsettings.models import AccountSettings
 from smsgw.db.base import Base, SystemValue
 from smsgw.devices.models import Device
+from smsgw.logs.models import LogEntry
 from smsgw.messages.models import Message, MessageStateEntry, Recipient
 
 __all__ = [
+    "AccountSettings",
     "Base",
     "Device",
+    "LogEntry",
     "Message",
     "MessageStateEntry",
     "Recipient",

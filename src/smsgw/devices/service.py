@@ -16,6 +16,7 @@ from smsgw.devices import repository
 from smsgw.devices.errors import NotThisDevice, UnknownDevice
 from smsgw.devices.repository import DeviceRecord
 from smsgw.domain import clock, ids
+from smsgw.logs import service as logs
 from smsgw.routing import repository as routing
 from smsgw.routing.service import DEVICE_DELETED
 
@@ -72,6 +73,7 @@ async def register(
     }
     async with db.write() as conn:
         await repository.add(conn, values)
+        await logs.phone_event(conn, user_id, device_id, "registered")
     return Registration(device_id, token, login, password)
 
 
@@ -139,7 +141,9 @@ async def delete(db: Database, user_id: int, device_id: str) -> None:
             raise UnknownDevice
         pinned = await routing.detach_device(conn, device_id, now)
         await routing.fail(conn, pinned, DEVICE_DELETED, now)
+        await logs.messages_failed(conn, pinned, DEVICE_DELETED)
         await repository.remove(conn, user_id, device_id)
+        await logs.phone_event(conn, user_id, device_id, "deleted")
 
 
 async def save_presence(db: Database, seen: dict[str, datetime]) -> None:

@@ -11,6 +11,7 @@ from smsgw.domain import clock, ids
 from smsgw.domain.errors import Conflict, InvalidInput, NotFound
 from smsgw.domain.phones import normalize_all
 from smsgw.domain.states import ProcessingState
+from smsgw.logs import service as logs
 from smsgw.messages import repository
 from smsgw.messages.repository import ListFilter, MessageRecord, RecipientRecord
 
@@ -159,6 +160,7 @@ async def cancel(db: Database, user_id: int, ext_id: str) -> MessageRecord:
         await repository.set_state(
             conn, record.pk, target.value, clock.now(), recipients_too=not taken
         )
+        await logs.message_state(conn, user_id, ext_id, target.value, record.device_id)
         updated = await repository.by_ext_id(conn, user_id, ext_id)
     assert updated is not None
     return updated

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from smsgw.db.engine import Database
 from smsgw.domain import clock
 from smsgw.domain.states import ProcessingState, advance, derive
+from smsgw.logs import service as logs
 from smsgw.messages.repository import MessageRecord
 from smsgw.routing import repository
 from smsgw.routing.repository import Phone
@@ -98,6 +99,8 @@ async def _apply(conn: AsyncConnection, phone: Phone, report: StateReport, now: 
         await repository.set_message_state(conn, key, state.value, now)
     entries = {s.value: at for s, at in report.states.items() if s != ProcessingState.PENDING}
     entries.setdefault(state.value, now)
+    error = next((r.error for r in stored.values() if r.error), None)
+    await logs.new_states(conn, phone.user_id, key, report.ext_id, entries, phone.device_id, error)
     await repository.add_history(conn, key, entries)
     return True
 
@@ -156,4 +159,5 @@ async def expire(db: Database) -> int:
     async with db.write() as conn:
         keys = await repository.expired_unclaimed(conn, now)
         await repository.fail(conn, keys, TTL_EXPIRED, now)
+        await logs.messages_failed(conn, keys, TTL_EXPIRED)
     return len(keys)

@@ -4,7 +4,8 @@ Every `worker_interval_seconds` it fails queued messages past validUntil, return
 claims to the queue, persists last-seen marks (every `presence_flush_seconds`), and wakes the
 connected phones of owners whose queue holds due work (scheduled messages that came due,
 released claims, work left after a phone's cap filled): as many phones as the waiting work
-fills at the claim cap.
+fills at the claim cap. Once a minute it deletes event-log entries past their retention.
+Each completed round sets `last_tick`, which the health probes read.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from smsgw.db.engine import Database
 from smsgw.devices import service as devices
 from smsgw.devices.presence import Presence
 from smsgw.events.hub import Event, EventHub, PhoneEvent
+from smsgw.logs import service as logs
 from smsgw.routing import service as routing
 
 log = logging.getLogger("smsgw.workers")
+#: How often old event-log entries are deleted (SMSGW_EVENT_LOG_RETENTION_DAYS says which).
+LOG_PRUNE_SECONDS = 60.0
 
 
 class Worker:
@@ -33,6 +37,7 @@ class Worker:
         self.presence = presence
         self.last_tick: float = 0.0
         self._last_flush = time.monotonic()
+        self._last_prune: float | None = None
 
     def heard_since(self, device_id: str, moment: datetime, stored: datetime) -> bool:
         """Connected now, or seen (by this process or as stored) after `moment`."""
@@ -50,7 +55,15 @@ class Worker:
             wake(self.hub, user_id, count=math.ceil(waiting / self.settings.claim_cap))
         for user_id, device_id in await routing.phones_with_due_pinned(self.db):
             wake(self.hub, user_id, device_id=device_id)
-        self.last_tick = time.monotonic()
+        await self.prune_logs()
+        self.last_tick = time.monotonic()  # the health probe's "worker alive" (see health/)
+
+    async def prune_logs(self) -> None:
+        """Drop event-log entries past their retention, at most once per LOG_PRUNE_SECONDS."""
+        if self._last_prune is not None and time.monotonic() - self._last_prune < LOG_PRUNE_SECONDS:
+            return
+        await logs.prune(self.db, self.settings.event_log_retention_days)
+        self._last_prune = time.monotonic()
 
     async def flush_presence(self) -> None:
         self._last_flush = time.monotonic()

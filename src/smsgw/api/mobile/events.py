@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from smsgw.api.deps import Context, CurrentDevice
 from smsgw.api.mobile.device import ERRORS
 from smsgw.events.hub import Event, PhoneEvent
+from smsgw.logs import service as logs
 
 router = APIRouter(tags=["Mobile"])
 KEEPALIVE = ":keepalive\n\n"
@@ -22,6 +23,8 @@ async def events(device: CurrentDevice, context: Context) -> StreamingResponse:
     hub, presence = context.hub, context.presence
     stream, only = hub.open(device.device_id, device.user_id)
     keepalive = context.settings.sse_keepalive_seconds
+    if only:  # event log: the phone came online (its first open stream)
+        await logs.note_phone(context.db, device.user_id, device.device_id, "connected")
 
     async def frames() -> AsyncIterator[str]:
         try:
@@ -41,6 +44,8 @@ async def events(device: CurrentDevice, context: Context) -> StreamingResponse:
         finally:
             hub.close(device.device_id, device.user_id, stream)
             presence.mark(device.device_id)
+            if not hub.is_connected(device.device_id):  # event log: its last stream closed
+                logs.note_phone_later(context.db, device.user_id, device.device_id, "disconnected")
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from smsgw.api.deps import CurrentDevice
+from smsgw.accountsettings import service as account_settings
+from smsgw.api.deps import Context, CurrentDevice
 from smsgw.api.mobile.device import ERRORS
 
 router = APIRouter(tags=["Mobile"])
-
-#: Settings every phone gets: use Server-Sent Events rather than Firebase, which a
-#: self-hosted server cannot reach.
-PHONE_SETTINGS: dict[str, Any] = {"gateway": {"notification_channel": "SSE_ONLY"}}
 
 
 @router.get("/webhooks", responses=ERRORS)
@@ -24,6 +19,7 @@ async def webhooks(device: CurrentDevice) -> JSONResponse:
 
 
 @router.get("/settings", responses=ERRORS)
-async def settings(device: CurrentDevice) -> JSONResponse:
-    """Settings the phone applies."""
-    return JSONResponse(PHONE_SETTINGS)
+async def settings(device: CurrentDevice, context: Context) -> JSONResponse:
+    """Settings the phone applies: its owner's account settings, secrets included, with
+    what smsgw requires of every phone (Server-Sent Events) on top."""
+    return JSONResponse(await account_settings.for_phone(context.db, device.user_id))

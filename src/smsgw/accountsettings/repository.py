@@ -1,0 +1,35 @@
+"""Queries of account settings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smsgw.accountsettings.models import AccountSettings
+from smsgw.db.base import table_of
+
+documents = table_of(AccountSettings)
+
+
+async def load(conn: AsyncConnection, user_id: int) -> dict[str, Any]:
+    """The owner's stored document; `{}` when none was stored."""
+    query = select(documents.c.document).where(documents.c.user_id == user_id)
+    stored = (await conn.execute(query)).scalar_one_or_none()
+    return dict(stored) if stored else {}
+
+
+async def store(
+    conn: AsyncConnection, user_id: int, document: dict[str, Any], now: datetime
+) -> None:
+    values = {"user_id": user_id, "document": document, "updated_at": now}
+    query = insert(documents).values(values)
+    await conn.execute(
+        query.on_conflict_do_update(
+            index_elements=[documents.c.user_id],
+            set_={"document": query.excluded.document, "updated_at": now},
+        )
+    )

@@ -1,0 +1,167 @@
+"""The settings whitelist (upstream §8): every known key, its type, and who may see it.
+
+A document is `{section: {key: value}}`. `validate` checks a request body against the
+whitelist and returns what may be stored; each error names its `section.key`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from smsgw.domain.errors import InvalidInput
+
+MAX_INT = 2**31 - 1
+MAX_SECRET = 256
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+#: What a validator returns: None when the value is fine, else what is wrong with it.
+Check = Callable[[Any], str | None]
+
+
+def positive_int(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "must be an integer"
+    return None if 1 <= value <= MAX_INT else f"must be between 1 and {MAX_INT}"
+
+
+def boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+def clock_time(value: Any) -> str | None:
+    ok = isinstance(value, str) and HHMM.match(value)
+    return None if ok else "must be a time of day as HH:mm (24-hour)"
+
+
+def secret(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string"
+    return None if len(value) <= MAX_SECRET else f"must be at most {MAX_SECRET} characters"
+
+
+def text(value: Any) -> str | None:
+    return None if isinstance(value, str) else "must be a string"
+
+
+def sse_only(value: Any) -> str | None:
+    if value == "AUTO":
+        return "smsgw reaches phones over Server-Sent Events only: must be SSE_ONLY"
+    return one_of("SSE_ONLY")(value)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting: its check, whether it is stored, and whether the API shows it."""
+
+    check: Check
+    writable: bool = True
+    readable: bool = True
+
+
+SECRET = Key(secret, readable=False)
+#: Accepted (type-checked) like upstream, then dropped: not settable through the server.
+IGNORED_TEXT = Key(text, writable=False)
+
+WHITELIST: dict[str, dict[str, Key]] = {
+    "encryption": {"passphrase": SECRET},
+    "messages": {
+        "send_interval_min": Key(positive_int),
+        "send_interval_max": Key(positive_int),
+        "limit_period": Key(one_of("Disabled", "PerMinute", "Per30Minutes", "PerHour", "PerDay")),
+        "limit_value": Key(positive_int),
+        "sim_selection_mode": Key(one_of("OSDefault", "RoundRobin", "Random")),
+        "log_lifetime_days": Key(positive_int),
+        "work_hours_enabled": Key(boolean),
+        "work_hours_start": Key(clock_time),
+        "work_hours_end": Key(clock_time),
+        "processing_order": Key(one_of("LIFO", "FIFO"), writable=False),
+    },
+    "ping": {"interval_seconds": Key(positive_int)},
+    "logs": {"lifetime_days": Key(positive_int)},
+    "webhooks": {
+        "internet_required": Key(boolean),
+        "retry_count": Key(positive_int),
+        "signing_key": SECRET,
+    },
+    "gateway": {
+        "notification_channel": Key(sse_only),
+        "cloud_url": IGNORED_TEXT,
+        "private_token": IGNORED_TEXT,
+    },
+    "receiver": {"content_provider_enabled": Key(boolean)},
+}
+
+Document = dict[str, dict[str, Any]]
+
+
+def _check_section(name: str, section: dict[str, Any], errors: list[str]) -> dict[str, Any]:
+    keys = WHITELIST[name]
+    kept: dict[str, Any] = {}
+    for key, value in section.items():
+        rule = keys.get(key)
+        if rule is None:
+            errors.append(f"{name}.{key}: unknown setting")
+            continue
+        problem = None if value is None else rule.check(value)
+        if problem is not None:
+            errors.append(f"{name}.{key}: {problem}")
+        elif rule.writable:
+            kept[key] = None if value == "" and rule is SECRET else value
+    return kept
+
+
+def validate(body: Any) -> Document:
+    """The storable part of a settings body; InvalidInput naming every wrong `section.key`.
+
+    A `null` section counts as absent; a `null` value is kept (it resets the phone's own
+    default). Keys upstream accepts but does not store are checked, then dropped.
+    """
+    if not isinstance(body, dict):
+        raise InvalidInput("Invalid settings format: the body must be a JSON object of sections")
+    errors: list[str] = []
+    document: Document = {}
+    for name, section in body.items():
+        if name not in WHITELIST:
+            errors.append(f"{name}: unknown settings section")
+        elif isinstance(section, dict):
+            document[name] = _check_section(name, section, errors)
+        elif section is not None:
+            errors.append(f"{name}: must be an object")
+    if errors:
+        raise InvalidInput("Invalid settings format: " + "; ".join(errors))
+    return document
+
+
+def check_consistent(document: Document) -> None:
+    """Rules across keys, on the document as it would be stored."""
+    messages = document.get("messages", {})
+    low, high = messages.get("send_interval_min"), messages.get("send_interval_max")
+    errors = []
+    if low is not None and high is not None and high < low:
+        errors.append("messages.send_interval_max: must be at least messages.send_interval_min")
+    if messages.get("work_hours_enabled"):
+        for key in ("work_hours_start", "work_hours_end"):
+            if messages.get(key) is None:
+                errors.append(f"messages.{key}: required when work_hours_enabled is true")
+    if errors:
+        raise InvalidInput("Invalid settings format: " + "; ".join(errors))
+
+
+def readable(document: Document) -> Document:
+    """What the API may show: secrets are write-only (left out)."""
+    shown: Document = {}
+    for name, section in document.items():
+        keys = WHITELIST.get(name, {})
+        shown[name] = {
+            key: value for key, value in section.items() if key in keys and keys[key].readable
+        }
+    return shown

@@ -1,0 +1,51 @@
+"""Routes of the account settings API: read, merge (PATCH), replace (PUT)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse
+
+from smsgw.accountsettings import service as account_settings
+from smsgw.api.deps import Context, CurrentUser
+from smsgw.messages.schemas import ErrorBody
+
+router = APIRouter(tags=["Settings"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or wrong credentials."},
+}
+CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    400: {"model": ErrorBody, "description": "A setting is unknown or invalid; named."},
+}
+SettingsBody = Annotated[
+    Any,
+    Body(
+        description="Sections of settings (see docs/api.md for the keys).",
+        examples=[{"messages": {"limit_period": "PerMinute", "limit_value": 10}}],
+    ),
+]
+
+
+@router.get("/settings", summary="Get account settings", responses=ERRORS)
+async def get_settings(context: Context, user_id: CurrentUser) -> JSONResponse:
+    """The settings your phones get; `encryption.passphrase` and `webhooks.signing_key` are
+    write-only and never shown."""
+    return JSONResponse(await account_settings.get(context.db, user_id))
+
+
+@router.patch("/settings", summary="Change account settings", responses=CHANGE_ERRORS)
+async def patch_settings(
+    context: Context, user_id: CurrentUser, body: SettingsBody
+) -> JSONResponse:
+    """Merge the given keys into your settings (other keys stay) and tell your phones."""
+    result = await account_settings.update(context.db, context.hub, user_id, body, replace=False)
+    return JSONResponse(result)
+
+
+@router.put("/settings", summary="Replace account settings", responses=CHANGE_ERRORS)
+async def put_settings(context: Context, user_id: CurrentUser, body: SettingsBody) -> JSONResponse:
+    """Replace all your settings with the given ones and tell your phones."""
+    result = await account_settings.update(context.db, context.hub, user_id, body, replace=True)
+    return JSONResponse(result)

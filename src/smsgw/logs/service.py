@@ -1,0 +1,193 @@
+"""Event log use cases: record an entry (inside the caller's transaction), list, prune.
+
+Entries say what happened to an owner's messages, phones, webhooks and tokens. They never
+hold message text or recipients' numbers: only ids, states, and error descriptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smsgw.db.engine import Database, RowInsert
+from smsgw.domain import clock
+from smsgw.domain.clock import format_timestamp
+from smsgw.domain.errors import InvalidInput
+from smsgw.domain.states import ProcessingState
+from smsgw.logs import repository
+from smsgw.logs.repository import EntryRecord, entries
+
+log = logging.getLogger("smsgw.logs")
+#: Most entries one `GET /logs` answers; narrow `from`/`to` to see more.
+MAX_ENTRIES = 1000
+MAX_MESSAGE = 512
+_INSERT = RowInsert(entries)
+#: Order of states reported at the same instant.
+ORDER = {state.value: rank for rank, state in enumerate(ProcessingState)}
+
+
+class Priority(StrEnum):
+    """Upstream's LogEntry priorities."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARN = "WARN"
+    ERROR = "ERROR"
+
+
+class Module(StrEnum):
+    """Which part of smsgw wrote an entry."""
+
+    MESSAGES = "messages"
+    DEVICES = "devices"
+    WEBHOOKS = "webhooks"
+    TOKENS = "tokens"
+    SETTINGS = "settings"
+
+
+def _row(
+    user_id: int, module: str, priority: Priority, message: str, context: dict[str, Any] | None
+) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "created_at": clock.now(),
+        "module": str(module)[:32],
+        "priority": Priority(priority).value,
+        "message": message[:MAX_MESSAGE],
+        "context": context,
+    }
+
+
+async def record(
+    conn: AsyncConnection,
+    user_id: int,
+    module: str,
+    priority: Priority,
+    message: str,
+    context: dict[str, Any] | None = None,
+) -> None:
+    """Add one entry to `user_id`'s log, in the caller's (write) transaction.
+
+    It is kept exactly when the caller's transaction commits. `message` and `context` must
+    not carry message text or phone numbers (callers pass ids, states and errors).
+    """
+    await repository.add(conn, [_row(user_id, module, priority, message, context)])
+
+
+def record_sync(
+    conn: sqlite3.Connection,
+    user_id: int,
+    module: str,
+    priority: Priority,
+    message: str,
+    context: dict[str, Any] | None = None,
+) -> None:
+    """`record` for units of work run by `Database.write_sync` (a plain sqlite3 connection):
+    the entry is kept exactly when that unit commits."""
+    _INSERT.one(conn, _row(user_id, module, priority, message, context))
+
+
+async def message_state(
+    conn: AsyncConnection,
+    user_id: int,
+    message_id: str,
+    state: str,
+    device_id: str | None = None,
+    error: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Record that message `message_id` reached `state` (Failed entries are warnings)."""
+    priority = Priority.WARN if state == "Failed" else Priority.INFO
+    context: dict[str, Any] = {"messageId": message_id, "state": state, **(extra or {})}
+    if device_id is not None:
+        context["deviceId"] = device_id
+    if error is not None:
+        context["error"] = error
+    text = f"message {message_id} is {state}" + (f": {error}" if error else "")
+    await record(conn, user_id, Module.MESSAGES, priority, text, context)
+
+
+async def new_states(
+    conn: AsyncConnection,
+    user_id: int,
+    key: int,
+    message_id: str,
+    reached: dict[str, datetime],
+    device_id: str,
+    error: str | None,
+) -> None:
+    """One entry per state in `reached` (state -> when, as a phone reported it) that message
+    `key` has not recorded yet, in the order they happened. Call it before the history is
+    written; `error` goes on a Failed entry."""
+    known = await repository.recorded_states(conn, key)
+    fresh = sorted((at, ORDER.get(s, 0), s) for s, at in reached.items() if s not in known)
+    for at, _, state in fresh:
+        context = {"reportedAt": format_timestamp(at)}
+        await message_state(
+            conn, user_id, message_id, state, device_id,
+            error if state == "Failed" else None, context,
+        )  # fmt: skip
+
+
+async def messages_failed(conn: AsyncConnection, keys: list[int], error: str) -> None:
+    """Record, for each message key (any owner), that it failed with `error`."""
+    rows = [
+        _row(
+            user_id,
+            Module.MESSAGES,
+            Priority.WARN,
+            f"message {ext_id} is Failed: {error}",
+            {"messageId": ext_id, "state": "Failed", "error": error},
+        )
+        for user_id, ext_id in await repository.owners_of(conn, keys)
+    ]
+    await repository.add(conn, rows)
+
+
+async def phone_event(conn: AsyncConnection, user_id: int, device_id: str, what: str) -> None:
+    """Record a phone's registration, connection or disconnection (`what` says which)."""
+    context = {"deviceId": device_id, "event": what}
+    await record(conn, user_id, Module.DEVICES, Priority.INFO, f"phone {device_id} {what}", context)
+
+
+async def list_entries(
+    db: Database, user_id: int, since: datetime | None, until: datetime | None
+) -> list[EntryRecord]:
+    """The owner's entries created in [since, until), oldest first, at most MAX_ENTRIES."""
+    if since is not None and until is not None and since > until:
+        raise InvalidInput("from must not be later than to")
+    async with db.read() as conn:
+        return await repository.between(conn, user_id, since, until, MAX_ENTRIES)
+
+
+async def prune(db: Database, retention_days: int) -> int:
+    """Delete entries older than `retention_days`; how many went."""
+    before = clock.now() - timedelta(days=retention_days)
+    async with db.write() as conn:
+        return await repository.prune(conn, before)
+
+
+_pending: set[asyncio.Task[None]] = set()
+
+
+async def note_phone(db: Database, user_id: int, device_id: str, what: str) -> None:
+    """`phone_event` in a transaction of its own; a failure is logged, never raised (the
+    event log must not break a phone's connection)."""
+    try:
+        async with db.write() as conn:
+            await phone_event(conn, user_id, device_id, what)
+    except Exception:
+        log.exception("could not record that phone %s %s", device_id, what)
+
+
+def note_phone_later(db: Database, user_id: int, device_id: str, what: str) -> None:
+    """`note_phone` in the background: for places that cannot wait (a closing stream)."""
+    task = asyncio.get_running_loop().create_task(note_phone(db, user_id, device_id, what))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
