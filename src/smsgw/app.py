@@ -25,6 +25,7 @@ from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.engine import Database
 from smsgw.messages.schemas import ErrorBody
+from smsgw.web import install as install_web
 from smsgw.workers.loop import Worker
 
 log = logging.getLogger("smsgw")
@@ -150,4 +151,5 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(
             build_mobile_router(), prefix=prefix, include_in_schema=prefix == MOBILE_PREFIXES[0]
         )
+    install_web(app)  # home, API documentation, dashboard (web/)
     return app

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5
     code_ttl_seconds: Annotated[int, Field(ge=30, le=86400)] = 300
 
+    # Web dashboard
+    web_session_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 168
+    web_live_keepalive_seconds: Annotated[float, Field(gt=0, le=3600)] = 15
+
     @field_validator("default_region", mode="before")
     @classmethod
     def _region_is_known(cls, value: object) -> object:

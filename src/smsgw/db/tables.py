@@ -4,6 +4,7 @@ from smsgw.accounts.models import User, UserCode
 from smsgw.db.base import Base, SystemValue
 from smsgw.devices.models import Device
 from smsgw.messages.models import Message, MessageStateEntry, Recipient
+from smsgw.web.models import WebSession
 
 __all__ = [
     "Base",
@@ -14,4 +15,5 @@ __all__ = [
     "SystemValue",
     "User",
     "UserCode",
+    "WebSession",
 ]
