@@ -233,3 +233,17 @@ async def _until(lines: AsyncIterator[str], wanted: str) -> AsyncIterator[str]:
         yield line
         if line == wanted:
             return
+
+
+def test_a_message_with_a_slash_in_its_own_id_opens_and_cancels(
+    signed_in: Dashboard, api: httpx.Client
+) -> None:
+    body = {"id": "order/42?x#y", "phoneNumbers": ["+12025550100"], "textMessage": {"text": "a"}}
+    assert api.post("/messages", json=body).status_code == 200
+    table = signed_in.http.get("/dashboard/messages").text
+    link = "/dashboard/messages/order/42%3Fx%23y"
+    assert f'href="{link}"' in table
+    assert "order/42?x#y" in signed_in.http.get(link).text
+    cancelled = signed_in.post(f"{link}/cancel", page=link)
+    assert cancelled.status_code == 303 and cancelled.headers["location"].startswith(link)
+    assert [m["state"] for m in api.get("/messages").json()] == ["Cancelled"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -107,7 +107,7 @@ async def list_messages(request: Request) -> Response:
     )  # fmt: skip
 
 
-@router.get("/dashboard/messages/{message_id}")
+@router.get("/dashboard/messages/{message_id:path}")
 async def show_message(request: Request, message_id: str) -> Response:
     who = await visitor(request)
     try:
@@ -119,7 +119,7 @@ async def show_message(request: Request, message_id: str) -> Response:
     return render(request, template, who=who, record=record, notice=notice)
 
 
-@router.post("/dashboard/messages/{message_id}/cancel")
+@router.post("/dashboard/messages/{message_id:path}/cancel")
 async def cancel_message(request: Request, message_id: str) -> Response:
     who = await visitor(request)
     if await checked_form(request, who) is None:
@@ -136,4 +136,4 @@ async def _cancel(request: Request, who: Visitor, message_id: str) -> Response:
         cancelled = Event(PhoneEvent.MESSAGE_CANCELLED, {"messageId": record.id})
         who.context.hub.publish({record.device_id}, cancelled)
     notify(who.context.db, who.user_id)
-    return redirect(f"/dashboard/messages/{record.id}?notice=cancelled")
+    return redirect(f"/dashboard/messages/{quote(record.id)}?notice=cancelled")

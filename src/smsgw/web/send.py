@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter
 from pydantic import ValidationError
@@ -25,7 +26,7 @@ SEPARATORS = re.compile(r"[,;\n]+")
 PRIORITIES = [(0, "Normal"), (100, "Urgent (skips the phone's limits)"), (-128, "Low")]
 
 
-def _instant(value: str, name: str) -> str | None:
+def _instant(value: str) -> str | None:
     """A `datetime-local` value (read as UTC) or RFC 3339 text; None when empty."""
     if not value:
         return None
@@ -57,8 +58,8 @@ def body_of(form: FormData) -> dict[str, Any]:
     optional = {
         "simNumber": _integer(field(form, "simNumber"), "SIM"),
         "deviceId": field(form, "deviceId") or None,
-        "scheduleAt": _instant(field(form, "scheduleAt"), "Send at"),
-        "validUntil": _instant(field(form, "validUntil"), "Valid until"),
+        "scheduleAt": _instant(field(form, "scheduleAt")),
+        "validUntil": _instant(field(form, "validUntil")),
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     return body
@@ -129,4 +130,4 @@ async def do_send(request: Request) -> Response:
         return await send_page(request, who, status_of(error), error.message)
     wake(who.context.hub, who.user_id, record.device_id)
     notify(who.context.db, who.user_id)
-    return redirect(f"/dashboard/messages/{record.id}?notice=queued")
+    return redirect(f"/dashboard/messages/{quote(record.id)}?notice=queued")
