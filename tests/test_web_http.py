@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import Account, LiveServer
+from tests.conftest import Account, LiveServer, make_settings, running
 from tests.web_support import Dashboard, alerts_of, csrf_of
 
 
@@ -33,19 +34,49 @@ def test_pages_that_need_a_session_send_the_visitor_to_sign_in(web: Dashboard) -
     assert web.http.get("/dashboard/live").status_code == 401
 
 
+def session_cookie(response: httpx.Response) -> str:
+    [cookie] = [c for c in response.headers.get_list("set-cookie") if "smsgw_session=" in c]
+    return cookie
+
+
 def test_the_session_cookie_is_httponly_lax_and_secure_only_over_https(
-    server: LiveServer, alice: Account
+    server: LiveServer, alice: Account, tmp_path: Path
 ) -> None:
     plain = Dashboard(server)
-    cookie = plain.sign_in(alice).headers["set-cookie"].split(", smsgw_login_csrf")[0]
-    assert cookie.startswith("smsgw_session=")
+    cookie = session_cookie(plain.sign_in(alice))
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
-    # Behind a TLS proxy on 127.0.0.1 (X-Forwarded-Proto is trusted from there).
-    tls = Dashboard(server, **{"X-Forwarded-Proto": "https"})
-    secure = tls.sign_in(alice).headers["set-cookie"].split(", smsgw_login_csrf")[0]
-    assert "Secure" in secure and "HttpOnly" in secure
     plain.close()
-    tls.close()
+    behind_tls = make_settings(tmp_path / "tls", public_url="https://sms.example.org/")
+    with running(behind_tls) as proxied:
+        web = Dashboard(proxied)
+        proxied.create_user("alice")
+        # httpx keeps Secure cookies for https: carry the sign-in form's cookie by hand.
+        form = web.http.get("/dashboard/login")
+        login_cookie = form.headers["set-cookie"].split(";")[0]
+        assert "Secure" in form.headers["set-cookie"]
+        fields = {"csrf": csrf_of(form.text), "login": "alice", "password": alice.password}
+        signed = httpx.post(
+            f"{proxied.url}/dashboard/login", data=fields, headers={"Cookie": login_cookie}
+        )
+        cookie = session_cookie(signed)
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+        web.http.headers["Cookie"] = cookie.split(";")[0]
+        phones = web.http.get("/dashboard/phones").text
+        assert "https://sms.example.org/api/mobile/v1" in phones
+        docs = web.http.get("/docs").text
+        assert '<code id="base-url">https://sms.example.org/api/3rdparty/v1</code>' in docs
+        web.close()
+
+
+def test_sign_in_attempts_are_limited_per_address(tmp_path: Path) -> None:
+    with running(make_settings(tmp_path / "data", web_login_rate_limit=3)) as server:
+        alice = server.create_user("alice")
+        web = Dashboard(server)
+        assert [web.sign_in(alice, "wrong").status_code for _ in range(3)] == [401] * 3
+        refused = web.sign_in(alice)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+        assert alerts_of(refused.text)[0].startswith("Too many sign-in attempts; try again in")
+        web.close()
 
 
 def test_a_wrong_password_is_refused_with_a_message(web: Dashboard, alice: Account) -> None:

@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from smsgw.accounts import service as accounts
-from smsgw.domain.errors import Unauthorized
+from smsgw.api.ratelimit import RateLimiter
+from smsgw.domain.errors import TooManyRequests, Unauthorized
 from smsgw.web import sessions
 from smsgw.web.common import (
     FORM_EXPIRED,
@@ -24,6 +25,15 @@ from smsgw.web.common import (
 router = APIRouter()
 LOGIN_FORM_HOURS = 1
 WRONG = "Wrong login or password."
+
+
+def limiter(request: Request) -> RateLimiter:
+    """Sign-in attempts per client address (a guess at a password costs a slow hash)."""
+    state = request.app.state
+    if not hasattr(state, "web_logins"):
+        state.web_logins = RateLimiter(context_of(request).settings.web_login_rate_limit)
+    found: RateLimiter = state.web_logins
+    return found
 
 
 def safe_next(target: str) -> str:
@@ -63,6 +73,12 @@ async def do_login(request: Request) -> Response:
     if not login or not isinstance(password, str) or not password:
         return login_page(request, 400, "Enter your login and password.")
     context = context_of(request)
+    try:
+        limiter(request).hit(request.client.host if request.client else "?", "sign-in attempts")
+    except TooManyRequests as error:
+        refused = login_page(request, 429, f"Too {error.message.removeprefix('too ')}.")
+        refused.headers["Retry-After"] = str(error.retry_after)
+        return refused
     try:
         user_id = await accounts.authenticate(context.db, context.credentials, login, password)
     except Unauthorized:

@@ -59,8 +59,10 @@ def context_of(request: Request) -> AppContext:
 
 
 def base_url(request: Request) -> str:
-    """The server's address as this request reached it, without a trailing slash."""
-    return str(request.base_url).rstrip("/")
+    """The server's address without a trailing slash: SMSGW_PUBLIC_URL, else as this request
+    reached it."""
+    public = context_of(request).settings.public_url
+    return public or str(request.base_url).rstrip("/")
 
 
 async def visitor(request: Request) -> Visitor:

@@ -92,7 +92,9 @@ def csrf_matches(expected: str | None, given: str | None) -> bool:
 
 
 def is_https(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Served over https, directly or (per SMSGW_PUBLIC_URL) through a TLS proxy."""
+    public = request.app.state.context.settings.public_url
+    return request.url.scheme == "https" or bool(public and public.startswith("https://"))
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str, hours: int) -> None:
