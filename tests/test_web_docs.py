@@ -43,6 +43,7 @@ def test_the_docs_page_lists_every_operation_of_the_openapi_document(server: Liv
 def test_the_docs_page_reads_like_the_seed(server: LiveServer) -> None:
     page = httpx.get(server.url + "/docs", headers={"Host": "sms.example.org"}).text
     assert 'Base URL: <code id="base-url">http://sms.example.org/api/3rdparty/v1</code>' in page
+    assert "<code>basicAuth</code>: HTTP Basic: your smsgw login" in page
     groups = re.findall(r'<h2 id="group-([a-z]+)">', page)
     assert groups[:2] == ["messages", "devices"]
     send = page.split('data-operation-id="sendMessages"')[1].split("</article>")[0]

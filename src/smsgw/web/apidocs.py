@@ -206,6 +206,27 @@ def groups_of(schema: dict[str, Any], base: str) -> list[Group]:
     return [groups[name] for name in sorted(groups, key=rank)]
 
 
+#: A line under a group's heading, where the operations alone do not say enough.
+GROUP_NOTES = {
+    "Mobile": "The phones' API, called by the SMS Gateway for Android app with its device "
+    "token (`Authorization: Bearer TOKEN`, issued at registration); applications do not "
+    "need it.",
+}
+
+
 def security_schemes(schema: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, how to use it) of every security scheme the document declares."""
     schemes = schema.get("components", {}).get("securitySchemes", {})
-    return [(name, s.get("scheme") or s.get("type", "")) for name, s in schemes.items()]
+    return [(name, _describe(scheme)) for name, scheme in schemes.items()]
+
+
+def _describe(scheme: dict[str, Any]) -> str:
+    if scheme.get("description"):
+        return str(scheme["description"])
+    kind = str(scheme.get("scheme") or scheme.get("type", "")).lower()
+    if kind == "basic":
+        return "HTTP Basic: your smsgw login and password (curl -u LOGIN:PASSWORD)."
+    if kind == "bearer":
+        token = scheme.get("bearerFormat", "token")
+        return f"HTTP Bearer: Authorization: Bearer <{token}>."
+    return kind

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from smsgw.web.apidocs import groups_of, security_schemes
+from smsgw.web.apidocs import GROUP_NOTES, groups_of, security_schemes
 from smsgw.web.common import base_url, render
 
 router = APIRouter()
@@ -24,6 +24,7 @@ async def api_docs(request: Request) -> Response:
     return render(
         request, "docs.html", base=base_url(request), api=base_url(request) + API_PREFIX,
         groups=groups_of(schema, base_url(request)), schemes=security_schemes(schema),
+        notes=GROUP_NOTES,
         title=schema["info"]["title"], version=schema["info"]["version"],
     )  # fmt: skip
 
