@@ -39,6 +39,15 @@ def session_cookie(response: httpx.Response) -> str:
     return cookie
 
 
+def test_an_unknown_dashboard_page_says_so(signed_in: Dashboard) -> None:
+    response = signed_in.http.get("/dashboard/nothing/here")
+    assert response.status_code == 404
+    assert alerts_of(response.text) == ["There is no such page."]
+    missing = signed_in.http.get("/dashboard/messages/no-such-id")
+    assert missing.status_code == 404
+    assert alerts_of(missing.text) == ["No such message of yours."]
+
+
 def test_the_session_cookie_is_httponly_lax_and_secure_only_over_https(
     server: LiveServer, alice: Account, tmp_path: Path
 ) -> None:

@@ -18,6 +18,7 @@ def build_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
     for module in (pages, auth, messages, send, phones, account, live):
         router.include_router(module.router)
+    router.include_router(pages.fallback)
     return router
 
 

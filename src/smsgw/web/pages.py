@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from smsgw.web.apidocs import GROUP_NOTES, groups_of, security_schemes
-from smsgw.web.common import base_url, render
+from smsgw.web.common import base_url, error_page, render
 
 router = APIRouter()
 API_PREFIX = "/api/3rdparty/v1"
@@ -32,3 +32,13 @@ async def api_docs(request: Request) -> Response:
 @router.get("/docs/interactive")
 async def interactive_docs(request: Request) -> Response:
     return render(request, "swagger.html")
+
+
+#: Registered after every other page (see web/__init__.py): an unknown dashboard address gets
+#: a page that says so rather than the API's JSON answer.
+fallback = APIRouter()
+
+
+@fallback.get("/dashboard/{rest:path}")
+async def unknown_page(request: Request, rest: str) -> Response:
+    return error_page(request, 404, "There is no such page.")
