@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.web_support import (
@@ -39,10 +39,22 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
 @pytest.fixture
 def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
     context = browser.new_context(base_url=live_server.url, viewport=DESKTOP)
+    outside: list[str] = []
+
+    def offline(route: Route) -> None:
+        """Nothing may come from beyond smsgw (no CDN): such a request fails the test."""
+        if route.request.url.startswith(live_server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", offline)
     opened = context.new_page()
     opened.set_default_timeout(15_000)
     yield opened
     context.close()
+    assert outside == [], f"requests beyond smsgw: {outside}"
 
 
 def sign_in(page: Page, account: Account, password: str | None = None) -> None:
