@@ -39,6 +39,14 @@ def session_cookie(response: httpx.Response) -> str:
     return cookie
 
 
+def test_pages_cannot_be_framed_and_load_only_our_own_scripts(web: Dashboard) -> None:
+    for path in ("/", "/docs", "/docs/interactive", "/dashboard/login"):
+        headers = web.http.get(path).headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert "default-src 'self'" in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY"
+
+
 def test_an_unknown_dashboard_page_says_so(signed_in: Dashboard) -> None:
     response = signed_in.http.get("/dashboard/nothing/here")
     assert response.status_code == 404
