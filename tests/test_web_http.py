@@ -161,12 +161,12 @@ def test_a_scheduled_message_keeps_its_time(signed_in: Dashboard, api: httpx.Cli
     [
         ({"text": ""}, "Text: String should have at least 1 character"),
         ({"phoneNumbers": ""}, "Recipients: enter at least one phone number"),
-        ({"phoneNumbers": "12"}, "has no country code"),
+        ({"phoneNumbers": "+12025550100\n12"}, "Recipients (number 2): '12' has no country code"),
         ({"simNumber": "4"}, "SIM: Input should be less than or equal to 3"),
         ({"priority": "high"}, "Priority: must be a whole number"),
         ({"scheduleAt": "2001-01-01T00:00"}, "scheduleAt must be in the future"),
         ({"scheduleAt": "tomorrow"}, "Send at: Value error, must be an RFC 3339"),
-        ({"deviceId": "nope"}, "deviceId: you have no device with id 'nope'"),
+        ({"deviceId": "nope"}, "Phone: you have no device with id 'nope'"),
     ],
 )
 def test_bad_send_input_is_shown_on_the_form(

@@ -87,6 +87,16 @@ def explain(error: ValidationError) -> str:
     return f"{label}: {message}" if label else message
 
 
+def labelled(message: str) -> str:
+    """A service message named by the form's label: `phoneNumbers[0]: ...` reads
+    `Recipients (number 1): ...`."""
+    found = re.match(r"^(\w+)(?:\[(\d+)\])?: ", message)
+    if found is None or found.group(1) not in LABELS:
+        return message
+    which = f" (number {int(found.group(2)) + 1})" if found.group(2) else ""
+    return f"{LABELS[found.group(1)]}{which}: {message[found.end() :]}"
+
+
 async def send_page(
     request: Request, who: Visitor, status: int = 200, error: str | None = None
 ) -> Response:
@@ -127,7 +137,7 @@ async def do_send(request: Request) -> Response:
     except ValidationError as error:
         return await send_page(request, who, 400, explain(error))
     except DomainError as error:
-        return await send_page(request, who, status_of(error), error.message)
+        return await send_page(request, who, status_of(error), labelled(error.message))
     wake(who.context.hub, who.user_id, record.device_id)
     notify(who.context.db, who.user_id)
     return redirect(f"/dashboard/messages/{quote(record.id)}?notice=queued")
