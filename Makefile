@@ -30,7 +30,7 @@ run: $(STAMP) ## Start the gateway on http://127.0.0.1:3000 (SQLite in ./data)
 
 #: The browser tests drive Debian's Chromium (Playwright's own browsers are not downloaded).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-chromium:
+chromium: ## Install Debian's Chromium for the browser tests (apt; sudo when not root)
 	command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
 test: $(STAMP) $(NPM_STAMP) chromium ## Run the test suite (installs what it needs)
