@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NPM_STAMP := tests/npm/node_modules/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test check lint format bench
+.PHONY: help install run test check lint format bench chromium
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -28,7 +28,12 @@ run: $(STAMP) ## Start the gateway on http://127.0.0.1:3000 (SQLite in ./data)
 	$(BIN)/smsgw db upgrade
 	$(BIN)/smsgw serve
 
-test: $(STAMP) $(NPM_STAMP) ## Run the test suite (installs what it needs)
+#: The browser tests drive Debian's Chromium (Playwright's own browsers are not downloaded).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium: ## Install Debian's Chromium for the browser tests (apt; sudo when not root)
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
+
+test: $(STAMP) $(NPM_STAMP) chromium ## Run the test suite (installs what it needs)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff format --check, ruff check, mypy --strict

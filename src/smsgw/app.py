@@ -30,6 +30,7 @@ from smsgw.db.engine import Database
 from smsgw.health.service import Probe
 from smsgw.messages.schemas import ErrorBody
 from smsgw.metrics import MetricsMiddleware
+from smsgw.web import install as install_web
 from smsgw.workers.loop import Worker
 
 log = logging.getLogger("smsgw")
@@ -173,4 +174,5 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(
             build_mobile_router(), prefix=prefix, include_in_schema=prefix == MOBILE_PREFIXES[0]
         )
+    install_web(app)  # home, API documentation, dashboard (web/)
     return app

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     health_min_free_mb: Annotated[int, Field(ge=0, le=10**9)] = 100
     event_log_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
+    # Web dashboard
+    public_url: str | None = None
+    web_login_rate_limit: Annotated[int, Field(ge=0, le=10_000)] = 10
+    web_session_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 168
+    web_live_keepalive_seconds: Annotated[float, Field(gt=0, le=3600)] = 15
+
     @field_validator("default_region", mode="before")
     @classmethod
     def _region_is_known(cls, value: object) -> object:
@@ -70,6 +76,15 @@ class Settings(BaseSettings):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown region code {value!r}; use a two-letter code such as US")
         return region
+
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _public_url_is_absolute(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+            raise ValueError("must be an absolute URL such as https://sms.example.org")
+        return value.rstrip("/")
 
     @field_validator("database_url", mode="before")
     @classmethod

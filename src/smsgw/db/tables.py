@@ -6,6 +6,7 @@ from smsgw.db.base import Base, SystemValue
 from smsgw.devices.models import Device
 from smsgw.logs.models import LogEntry
 from smsgw.messages.models import Message, MessageStateEntry, Recipient
+from smsgw.web.models import WebSession
 
 __all__ = [
     "AccountSettings",
@@ -18,4 +19,5 @@ __all__ = [
     "SystemValue",
     "User",
     "UserCode",
+    "WebSession",
 ]

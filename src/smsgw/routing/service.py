@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from smsgw.db.engine import Database
 from smsgw.domain import clock
 from smsgw.domain.states import ProcessingState, advance, derive
+from smsgw.events.user_feed import notify
 from smsgw.logs import service as logs
 from smsgw.messages.repository import MessageRecord
 from smsgw.routing import repository
@@ -115,6 +116,8 @@ async def report(db: Database, phone: Phone, reports: list[StateReport]) -> bool
     async with db.write() as conn:
         for item in reports:
             applied = await _apply(conn, phone, item, now) or applied
+    if applied:
+        notify(db, phone.user_id)  # the dashboard's live views of this user
     return applied
 
 

@@ -1,0 +1,58 @@
+"""Per-user change notices for the dashboard's live views (in this process).
+
+A notice carries no data: it only says "something of yours changed", and the listener reads
+fresh state from the database. Feeds are keyed by the Database object, so every application
+in a process (tests run several) has its own, and state-change paths need no extra argument.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import defaultdict
+
+from smsgw.db.engine import Database
+
+
+class UserFeed:
+    """The open listeners of each user; a notice wakes every one of them."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[int, set[asyncio.Event]] = defaultdict(set)
+
+    def listen(self, user_id: int) -> asyncio.Event:
+        event = asyncio.Event()
+        self._listeners[user_id].add(event)
+        return event
+
+    def stop(self, user_id: int, event: asyncio.Event) -> None:
+        listeners = self._listeners.get(user_id)
+        if listeners is not None:
+            listeners.discard(event)
+            if not listeners:
+                del self._listeners[user_id]
+
+    def notify(self, user_id: int) -> None:
+        for event in self._listeners.get(user_id, ()):
+            event.set()
+
+    def listener_count(self) -> int:
+        return sum(len(listeners) for listeners in self._listeners.values())
+
+
+_feeds: weakref.WeakKeyDictionary[Database, UserFeed] = weakref.WeakKeyDictionary()
+
+
+def feed_of(db: Database) -> UserFeed:
+    """The feed of the application that owns `db`."""
+    feed = _feeds.get(db)
+    if feed is None:
+        feed = _feeds[db] = UserFeed()
+    return feed
+
+
+def notify(db: Database, user_id: int) -> None:
+    """Tell `user_id`'s live views that one of their messages or phones changed."""
+    feed = _feeds.get(db)
+    if feed is not None:
+        feed.notify(user_id)

@@ -1,0 +1,126 @@
+"""What every web page shares: templates, the signed-in user, CSRF checks, error pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from smsgw import __version__
+from smsgw.accounts import service as accounts
+from smsgw.api.deps import AppContext
+from smsgw.domain.clock import format_timestamp
+from smsgw.domain.errors import Unauthorized
+from smsgw.web import sessions
+from smsgw.web.sessions import Session
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.globals["version"] = __version__
+templates.env.filters["timestamp"] = lambda at: format_timestamp(at) if at else ""
+
+#: The dashboard's sections: (path, label). Webhooks, inbox, API tokens and account settings
+#: join this list when their pages exist; the layout renders whatever is here.
+NAV: list[tuple[str, str]] = [
+    ("/dashboard/messages", "Messages"),
+    ("/dashboard/send", "Send"),
+    ("/dashboard/phones", "Phones"),
+    ("/dashboard/account", "Account"),
+]
+#: Our pages load scripts and styles only from smsgw itself and cannot be framed (a framed
+#: dashboard could be clicked through by another site). Swagger UI sets inline styles.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+FORM_EXPIRED = "This form has expired or came from another site. Reload the page and try again."
+
+
+class NotSignedIn(Exception):
+    """Raised by a page that needs a session; answered with a redirect to the sign-in page."""
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """A signed-in user of the dashboard."""
+
+    context: AppContext
+    session: Session
+    login: str
+
+    @property
+    def user_id(self) -> int:
+        return self.session.user_id
+
+
+def context_of(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+def base_url(request: Request) -> str:
+    """The server's address without a trailing slash: SMSGW_PUBLIC_URL, else as this request
+    reached it."""
+    public = context_of(request).settings.public_url
+    return public or str(request.base_url).rstrip("/")
+
+
+async def visitor(request: Request) -> Visitor:
+    """The signed-in user, or NotSignedIn."""
+    context = context_of(request)
+    session = await sessions.lookup(context.db, request.cookies.get(sessions.SESSION_COOKIE))
+    if session is None:
+        raise NotSignedIn
+    try:
+        login = await accounts.login_of(context.db, session.user_id)
+    except Unauthorized:
+        raise NotSignedIn from None
+    return Visitor(context, session, login)
+
+
+async def checked_form(request: Request, who: Visitor) -> FormData | None:
+    """The posted form if its CSRF token is this session's; None otherwise."""
+    form = await request.form()
+    given = form.get("csrf")
+    ok = sessions.csrf_matches(who.session.csrf_token, given if isinstance(given, str) else None)
+    return form if ok else None
+
+
+def field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def render(
+    request: Request, name: str, status: int = 200, who: Visitor | None = None, **values: Any
+) -> HTMLResponse:
+    values.update(request=request, who=who, nav=NAV, path=request.url.path)
+    if who is not None:
+        values["csrf"] = who.session.csrf_token
+    response = templates.TemplateResponse(request, name, values, status_code=status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def error_page(request: Request, status: int, message: str, who: Visitor | None = None) -> Response:
+    return render(request, "error.html", status=status, who=who, message=message)
+
+
+def to_login(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/dashboard/login?next={quote(target, safe='')}", status_code=303)
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)

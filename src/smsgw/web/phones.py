@@ -1,0 +1,86 @@
+"""The dashboard's phones: online status, SIM cards, a one-time code to add one, delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from smsgw.accounts import codes
+from smsgw.api.errors import status_of
+from smsgw.devices import service as devices
+from smsgw.domain import clock
+from smsgw.domain.errors import DomainError
+from smsgw.events.user_feed import notify
+from smsgw.web.common import (
+    FORM_EXPIRED,
+    Visitor,
+    base_url,
+    checked_form,
+    error_page,
+    redirect,
+    render,
+    visitor,
+)
+
+router = APIRouter()
+
+
+@dataclass(frozen=True)
+class PhoneRow:
+    id: str
+    name: str
+    online: bool
+    last_seen: datetime
+    sim_cards: list[dict[str, Any]]
+
+
+async def phone_rows(who: Visitor) -> list[PhoneRow]:
+    context = who.context
+    window = timedelta(seconds=context.settings.online_window_seconds)
+    rows = []
+    for device in await devices.list_devices(context.db, who.user_id):
+        seen = context.presence.last_seen(device.id, device.last_seen)
+        online = context.hub.is_connected(device.id) or seen >= clock.now() - window
+        rows.append(PhoneRow(device.id, device.name or "", online, seen, device.sim_cards or []))
+    return rows
+
+
+async def phones_page(request: Request, who: Visitor, status: int = 200, **values: Any) -> Response:
+    notice = "Phone deleted." if request.query_params.get("notice") == "deleted" else None
+    return render(
+        request, "phones.html", status=status, who=who, phones=await phone_rows(who),
+        mobile_url=base_url(request) + "/api/mobile/v1", notice=notice, **values,
+    )  # fmt: skip
+
+
+@router.get("/dashboard/phones")
+async def show_phones(request: Request) -> Response:
+    return await phones_page(request, await visitor(request))
+
+
+@router.post("/dashboard/phones/code")
+async def new_code(request: Request) -> Response:
+    who = await visitor(request)
+    if await checked_form(request, who) is None:
+        return await phones_page(request, who, 403, error=FORM_EXPIRED)
+    issued = await codes.issue(who.context.db, who.user_id, who.context.settings.code_ttl_seconds)
+    return await phones_page(request, who, code=issued)
+
+
+@router.post("/dashboard/phones/{device_id}/delete")
+async def delete_phone(request: Request, device_id: str) -> Response:
+    who = await visitor(request)
+    if await checked_form(request, who) is None:
+        return error_page(request, 403, FORM_EXPIRED, who)
+    try:
+        await devices.delete(who.context.db, who.user_id, device_id)
+    except DomainError as error:
+        return error_page(request, status_of(error), "No such phone of yours.", who)
+    who.context.presence.forget(device_id)
+    notify(who.context.db, who.user_id)
+    return redirect("/dashboard/phones?notice=deleted")

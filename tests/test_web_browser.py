@@ -1,0 +1,186 @@
+"""The web pages in real headless Chromium (Debian's, driven by Playwright)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect
+
+from tests.conftest import Account, LiveServer, make_settings, running
+from tests.web_support import (
+    DESKTOP,
+    PhoneThread,
+    Problems,
+    chromium,
+    create_user,
+    screenshot,
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    settings = make_settings(
+        tmp_path / "data", worker_interval_seconds=0.2, sse_keepalive_seconds=1,
+        web_live_keepalive_seconds=1,
+    )  # fmt: skip
+    with running(settings) as live:
+        yield live
+
+
+@pytest.fixture
+def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
+    context = browser.new_context(base_url=live_server.url, viewport=DESKTOP)
+    outside: list[str] = []
+
+    def offline(route: Route) -> None:
+        """Nothing may come from beyond smsgw (no CDN): such a request fails the test."""
+        if route.request.url.startswith(live_server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", offline)
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    yield opened
+    context.close()
+    assert outside == [], f"requests beyond smsgw: {outside}"
+
+
+def sign_in(page: Page, account: Account, password: str | None = None) -> None:
+    page.goto("/dashboard")
+    page.get_by_label("Login").fill(account.login)
+    page.get_by_label("Password").fill(password or account.password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def send(page: Page, text: str) -> str:
+    page.goto("/dashboard/send")
+    page.get_by_label("Recipients").fill("+12025550100")
+    page.get_by_label("Text").fill(text)
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_contain_text("Message queued")
+    return page.url.split("/")[-1].split("?")[0]
+
+
+def test_send_watch_it_get_delivered_live_cancel_and_sign_out(
+    page: Page, live_server: LiveServer
+) -> None:
+    problems = Problems(page)
+    alice = create_user(live_server, "alice")
+    sign_in(page, alice)
+    expect(page).to_have_url(f"{live_server.url}/dashboard/messages")
+    doomed = send(page, "cancel me")
+    page.get_by_role("button", name="Cancel this message").click()
+    expect(page.locator("#message-state")).to_have_text("Cancelled")
+    kept = send(page, "Hello from the dashboard")
+    page.get_by_role("link", name="Messages", exact=True).click()
+    table = page.locator("table.messages")
+    expect(table.locator(f'tr[data-message-id="{kept}"]')).to_contain_text("Pending")
+    expect(table.locator(f'tr[data-message-id="{doomed}"]')).to_contain_text("Cancelled")
+    expect(page.locator("html[data-live-ready]")).to_have_count(1)
+    page.evaluate("window.notReloaded = true")
+    phone = PhoneThread(live_server, alice)
+    phone.start()
+    try:
+        expect(table.locator(f'tr[data-message-id="{kept}"]')).to_contain_text(
+            "Delivered", timeout=20_000
+        )
+        assert page.evaluate("window.notReloaded") is True, "the page was reloaded"
+        page.goto(f"/dashboard/messages/{kept}")
+        expect(page.locator("#message-state")).to_have_text("Delivered")
+        expect(page.locator("ol.history")).to_contain_text("Sent")
+    finally:
+        phone.stop()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("status")).to_have_text("You are signed out.")
+    page.goto("/dashboard/messages")
+    expect(page).to_have_url(f"{live_server.url}/dashboard/login?next=%2Fdashboard%2Fmessages")
+    assert problems.errors == []
+
+
+def test_the_detail_page_follows_the_phone_without_reload(
+    page: Page, live_server: LiveServer
+) -> None:
+    problems = Problems(page)
+    alice = create_user(live_server, "alice")
+    sign_in(page, alice)
+    message_id = send(page, "watch the states")
+    expect(page.locator("html[data-live-ready]")).to_have_count(1)
+    page.evaluate("window.notReloaded = true")
+    phone = PhoneThread(live_server, alice)
+    phone.start()
+    try:
+        expect(page.locator("#message-state")).to_have_text("Delivered", timeout=20_000)
+        expect(page.locator("table")).to_contain_text("Delivered")
+        assert page.evaluate("window.notReloaded") is True
+        assert message_id in page.url
+    finally:
+        phone.stop()
+    assert problems.errors == []
+
+
+def test_a_wrong_password_is_refused(page: Page, live_server: LiveServer) -> None:
+    problems = Problems(page)
+    alice = create_user(live_server, "alice")
+    sign_in(page, alice, password="wrong password")
+    expect(page.get_by_role("alert")).to_have_text("Wrong login or password.")
+    expect(page).to_have_url(f"{live_server.url}/dashboard/login")
+    assert [e for e in problems.errors if "401" not in e] == []
+
+
+def test_every_page_renders_without_errors_at_desktop_and_phone_width(
+    page: Page, live_server: LiveServer
+) -> None:
+    problems = Problems(page)
+    for path, name in (("/", "home"), ("/docs", "docs"), ("/dashboard/login", "login")):
+        page.goto(path)
+        screenshot(page, name)
+    page.goto("/docs/interactive")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("smsgw")
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    screenshot(page, "docs-interactive")
+    alice = create_user(live_server, "alice")
+    sign_in(page, alice)
+    message_id = send(page, "for the pictures")
+    screenshot(page, "message")
+    page.get_by_role("button", name="Cancel this message").click()
+    for path, name in (
+        ("/dashboard/messages", "messages"),
+        ("/dashboard/send", "send"),
+        ("/dashboard/account", "account"),
+        ("/dashboard/phones", "phones"),
+    ):
+        page.goto(path)
+        screenshot(page, name)
+    page.get_by_role("button", name="Get a one-time code").click()
+    expect(page.locator("#one-time-code")).to_have_text(re.compile(r"^[a-z2-9]{6}$"))
+    screenshot(page, "phones-code")
+    assert message_id
+    assert problems.errors == []
+
+
+def test_the_dashboard_works_from_the_keyboard(page: Page, live_server: LiveServer) -> None:
+    alice = create_user(live_server, "alice")
+    page.goto("/")
+    page.keyboard.press("Tab")
+    expect(page.locator(".skip")).to_be_focused()
+    page.goto("/dashboard/login")
+    expect(page.get_by_label("Login")).to_be_focused()
+    page.keyboard.type(alice.login)
+    page.keyboard.press("Tab")
+    page.keyboard.type(alice.password)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{live_server.url}/dashboard/messages")
+    for field in ("State", "From (UTC date)", "Per page"):
+        expect(page.get_by_label(field)).to_be_visible()
