@@ -19,12 +19,13 @@ from smsgw.accounts.passwords import CredentialCache
 from smsgw.api.deps import AppContext
 from smsgw.api.errors import BodyLimitMiddleware, install_handlers
 from smsgw.api.mobile import build_router as build_mobile_router
-from smsgw.api.ratelimit import RateLimiter
+from smsgw.api.ratelimit import AuthThrottle, RateLimiter
 from smsgw.api.thirdparty import build_router
 from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.engine import Database
 from smsgw.messages.schemas import ErrorBody
+from smsgw.tokens.service import TokenService
 from smsgw.workers.loop import Worker
 
 log = logging.getLogger("smsgw")
@@ -100,6 +101,12 @@ def create_app(settings: Settings) -> FastAPI:
             db=db,
             credentials=CredentialCache(settings.credential_cache_size),
             registrations=RateLimiter(settings.registration_rate_limit),
+            tokens=TokenService(settings, db),
+            auth_throttle=AuthThrottle(
+                settings.auth_failures_per_address,
+                settings.auth_failures_per_login,
+                settings.auth_failure_window_seconds,
+            ),
         )
         app.state.context = context
         if settings.bootstrap_account:
@@ -120,12 +127,14 @@ def create_app(settings: Settings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await worker.flush_presence()
+            if context.tokens is not None:
+                context.tokens.close()
             await db.dispose()
 
     app = FastAPI(
         title="smsgw",
         version=__version__,
-        description="Self-hosted SMS gateway. Auth: Basic (and JWT Bearer, coming).",
+        description="Self-hosted SMS gateway. Auth: Basic, or a JWT Bearer token from /auth/token.",
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,

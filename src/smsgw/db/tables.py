@@ -4,6 +4,7 @@ from smsgw.accounts.models import User, UserCode
 from smsgw.db.base import Base, SystemValue
 from smsgw.devices.models import Device
 from smsgw.messages.models import Message, MessageStateEntry, Recipient
+from smsgw.tokens.models import Token
 
 __all__ = [
     "Base",
@@ -12,6 +13,7 @@ __all__ = [
     "MessageStateEntry",
     "Recipient",
     "SystemValue",
+    "Token",
     "User",
     "UserCode",
 ]
