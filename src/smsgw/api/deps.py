@@ -157,11 +157,24 @@ def demand(principal: Principal, scope: str) -> None:
 
 
 async def authorize(request: Request, context: Context) -> None:
-    """Guard of the whole 3rd-party router: authenticate and demand the scope the matched
-    route needs according to the one table (api/scopes.py); public routes pass."""
+    """Guard of the whole 3rd-party router: authenticate and demand the scope the route
+    needs according to the one table (api/scopes.py); public routes pass unauthenticated."""
     scope = required_scope(request)
     if scope != PUBLIC:
-        demand(await _principal(request, context), scope)
+        principal = await _principal(request, context)
+        demand(principal, scope)
+        request.state.authorized = principal
+
+
+async def _authorized(request: Request, context: AppContext) -> Principal:
+    """The principal the guard let through; outside the 3rd-party API (no guard, no table)
+    the caller must hold `all:any`, i.e. Basic credentials."""
+    authorized: Principal | None = getattr(request.state, "authorized", None)
+    if authorized is not None:
+        return authorized
+    principal = await _principal(request, context)
+    demand(principal, scopes.ALL)
+    return principal
 
 
 async def current_principal(
@@ -170,15 +183,8 @@ async def current_principal(
     _basic: Annotated[BasicCredentials | None, Depends(basic_auth)],
     _bearer: Annotated[str | None, Depends(bearer_auth)],
 ) -> Principal:
-    """The authenticated caller holding the route's scope; 401 / 403 otherwise. Outside the
-    3rd-party API a route is not in the table and needs `all:any` (Basic credentials)."""
+    """The authenticated caller, holding the scope the route needs; 401 / 403 otherwise."""
     return await _authorized(request, context)
-
-
-async def _authorized(request: Request, context: AppContext) -> Principal:
-    principal = await _principal(request, context)
-    demand(principal, required_scope(request))
-    return principal
 
 
 async def current_user(
@@ -187,7 +193,7 @@ async def current_user(
     _basic: Annotated[BasicCredentials | None, Depends(basic_auth)],
     _bearer: Annotated[str | None, Depends(bearer_auth)],
 ) -> int:
-    """The caller's user id (Basic or Bearer JWT holding the route's scope); 401 with
+    """The caller's user id (Basic, or a Bearer JWT holding the route's scope); 401 with
     `WWW-Authenticate: Basic` when not authenticated, 403 when the scope is missing."""
     return (await _authorized(request, context)).user_id
 

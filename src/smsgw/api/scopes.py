@@ -3,13 +3,14 @@
 Keys are (method, path template relative to the 3rd-party prefix, as the route declares
 it). `PUBLIC` routes need no credentials. A 3rd-party route missing from the table needs
 `all:any` (Basic credentials, or a token with the wildcard): new routes fail closed, and
-tests/test_scopes.py fails until the route is listed here.
+tests/test_scopes.py fails until the route is listed here. The guard on the 3rd-party router
+(deps.authorize) applies it to every request.
 """
 
 from __future__ import annotations
 
 from starlette.requests import HTTPConnection
-from starlette.routing import BaseRoute
+from starlette.routing import compile_path
 
 from smsgw.tokens.scopes import ALL, MANAGE, REFRESH
 
@@ -50,21 +51,39 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
 }
 
 
-def relative_path(route_path: str) -> str | None:
-    """The path template below the 3rd-party prefix; None for a route outside that API."""
-    _, mark, rest = route_path.partition(THIRDPARTY_MARK)
+_LITERAL = {key: scope for key, scope in ROUTE_SCOPES.items() if "{" not in key[1]}
+_TEMPLATED = [
+    (method, compile_path(template)[0], scope)
+    for (method, template), scope in ROUTE_SCOPES.items()
+    if "{" in template
+]
+
+
+def relative_path(path: str) -> str | None:
+    """The part of a path (template or concrete) below the 3rd-party prefix; None outside."""
+    _, mark, rest = path.partition(THIRDPARTY_MARK)
     return rest if mark else None
 
 
-def scope_for(method: str, route: BaseRoute | None) -> str:
-    """The scope a request to `route` with `method` needs (`PUBLIC`: none)."""
-    path = getattr(route, "path", None)
-    relative = relative_path(path) if isinstance(path, str) else None
+def scope_for(method: str, path: str) -> str:
+    """The scope a `method` request to the concrete `path` needs (`PUBLIC`: none).
+
+    Matched on the request's own path against the table's templates (literal ones first),
+    the same way the router matched it, so it does not depend on how routes are nested.
+    """
+    method = "GET" if method == "HEAD" else method
+    relative = relative_path(path)
     if relative is None:
         return ALL
-    return ROUTE_SCOPES.get(("GET" if method == "HEAD" else method, relative), ALL)
+    literal = _LITERAL.get((method, relative))
+    if literal is not None:
+        return literal
+    for candidate, pattern, scope in _TEMPLATED:
+        if candidate == method and pattern.match(relative):
+            return scope
+    return ALL
 
 
 def required_scope(connection: HTTPConnection) -> str:
-    """The scope the matched route of this request needs."""
-    return scope_for(connection.scope.get("method", "GET"), connection.scope.get("route"))
+    """The scope this request to the 3rd-party API needs."""
+    return scope_for(connection.scope.get("method", "GET"), connection.scope["path"])
