@@ -59,7 +59,8 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
 
     FastAPI documents a 422 `HTTPValidationError` for every route with inputs, but smsgw
     answers validation failures with 400 and `{"message"}`: drop the 422s, and add the
-    errors any route can give (400, 401 when it needs credentials, 413, 500) where missing.
+    errors any route can give (400, 401/403/429 when it needs credentials, 413, 500) where
+    missing.
     """
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for path_item in schema.get("paths", {}).values():
@@ -71,6 +72,8 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
             wanted = dict(GENERIC_ERRORS)
             if operation.get("security"):
                 wanted["401"] = "Missing or wrong credentials."
+                wanted["403"] = "The token lacks the scope this needs (`scope required: ...`)."
+                wanted["429"] = "Too many failed sign-ins; try again after `Retry-After` seconds."
             for status, description in wanted.items():
                 responses.setdefault(
                     status,

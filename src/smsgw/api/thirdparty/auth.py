@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Response
 from fastapi.responses import JSONResponse
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from smsgw.api.deps import AppContext, Context, CurrentPrincipal, bearer_auth
 from smsgw.domain.clock import format_timestamp
@@ -31,6 +32,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: _error("Missing, wrong, expired or revoked credentials."),
     403: _error("The credentials lack the scope this needs (`scope required: <scope>`)."),
 }
+
+
+class TokenIdConvertor(StringConvertor):
+    """A jti path segment, never `refresh`: `/auth/token/refresh` is the refresh route only
+    (else DELETE on it would revoke a token named "refresh" and `Allow` would list DELETE)."""
+
+    regex = "(?!refresh$)[^/]+"
+
+
+register_url_convertor("token_id", TokenIdConvertor())
 TokenId = Annotated[str, Path(min_length=1, max_length=32, description="The token's jti.")]
 
 
@@ -93,7 +104,7 @@ async def refresh_token(
 
 
 @router.delete(
-    "/auth/token/{jti}",
+    "/auth/token/{jti:token_id}",
     status_code=204,
     summary="Revoke a token",
     responses=ERRORS,
