@@ -101,6 +101,7 @@ def test_a_token_answer_is_201_in_both_spellings_with_upstream_claims(
     assert body["refresh_token"] == body["refreshToken"]
     assert body["expires_at"] == body["expiresAt"]
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+    assert parse_timestamp(body["expires_at"]) == datetime.fromtimestamp(claims["exp"], UTC)
     assert jwt.get_unverified_header(body["access_token"])["alg"] == "HS256"
     assert claims["jti"] == body["id"]
     assert claims["scopes"] == ["messages:send"]
@@ -130,6 +131,8 @@ def test_ttl_can_only_shorten_the_configured_lifetime(server: LiveServer, alice:
         ({}, "scopes"),
         ({"scopes": ["messages:send"], "ttl": -1}, "ttl"),
         ({"scopes": ["messages:send"], "ttl": "long"}, "ttl"),
+        ({"scopes": ["messages:send"], "ttl": "60"}, "ttl"),
+        ({"scopes": [7]}, "scopes"),
     ],
 )
 def test_bad_token_requests_are_400_naming_the_problem(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 
 class TokenRequest(BaseModel):
@@ -14,11 +14,11 @@ class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     scopes: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=64)]],
+        list[Annotated[StrictStr, Field(min_length=1, max_length=64)]],
         Field(min_length=1, description="Scopes of the access token (see docs/auth.md)."),
     ]
     ttl: Annotated[
-        int | None,
+        StrictInt | None,
         Field(
             ge=0,
             le=10**9,

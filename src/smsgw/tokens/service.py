@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -54,6 +54,11 @@ def record(event: str, user_id: int, jti: str, **details: Any) -> None:
     log.info("token %s: user %s, jti %s %s", event, user_id, jti, details or "")
 
 
+def _expiry(now: datetime, ttl: int) -> int:
+    """The `exp` claim: whole seconds, as JWT wants (and as `expires_at` reports)."""
+    return int(now.timestamp()) + ttl
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -78,7 +83,7 @@ class TokenService:
             "sub": str(user_id),
             "user_id": user_id,
             "iat": int(now.timestamp()),
-            "exp": int((now + timedelta(seconds=ttl)).timestamp()),
+            "exp": _expiry(now, ttl),
             **claims,
         }
         return jwt.encode(payload, self._key, algorithm=ALGORITHM)
@@ -120,7 +125,7 @@ class TokenService:
             user_id, refresh_id, now, self._refresh_ttl,
             scopes=[scopes.REFRESH], original_scopes=granted,
         )  # fmt: skip
-        expires_at = now + timedelta(seconds=access_ttl)
+        expires_at = datetime.fromtimestamp(_expiry(now, access_ttl), UTC)
         common = {"user_id": user_id, "scopes": " ".join(granted), "created_at": now}
         access_row = {"id": access_id, "token_use": repository.ACCESS, "parent_jti": None}
         refresh_row = {"id": refresh_id, "token_use": repository.REFRESH, "parent_jti": access_id}
