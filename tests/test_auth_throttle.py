@@ -119,3 +119,10 @@ def test_zero_turns_a_limit_off() -> None:
     for _ in range(100):
         throttle.failed("1.2.3.4", "alice")
     assert throttle.blocked_for("1.2.3.4", "alice") is None
+
+
+def test_made_up_logins_are_kept_by_their_first_64_characters() -> None:
+    throttle = AuthThrottle(per_address=0, per_login=1, window=60)
+    throttle.failed("1.2.3.4", "x" * 64 + "a" * 100_000)
+    assert throttle.blocked_for("5.6.7.8", "x" * 64 + "b") == 60
+    assert len(next(iter(throttle.logins._events))) == 64

@@ -9,6 +9,10 @@ from collections import deque
 
 from smsgw.domain.errors import TooManyRequests
 
+#: Logins are at most 64 characters: a longer one is kept by its first 64, so that a
+#: flood of huge made-up logins cannot make the throttle's memory grow with their size.
+LOGIN_KEY_LENGTH = 64
+
 
 class RateLimiter:
     """At most `limit` events per key in any `window` seconds (0 turns the limit off)."""
@@ -74,13 +78,16 @@ class AuthThrottle:
 
     def blocked_for(self, address: str, login: str) -> int | None:
         """Seconds the caller must wait, or None when it may try now."""
-        waits = (self.addresses.blocked_for(address), self.logins.blocked_for(login))
+        waits = (
+            self.addresses.blocked_for(address),
+            self.logins.blocked_for(login[:LOGIN_KEY_LENGTH]),
+        )
         found = [wait for wait in waits if wait is not None]
         return max(found) if found else None
 
     def failed(self, address: str, login: str) -> None:
         self.addresses.count(address)
-        self.logins.count(login)
+        self.logins.count(login[:LOGIN_KEY_LENGTH])
 
     def succeeded(self, login: str) -> None:
-        self.logins.forget(login)
+        self.logins.forget(login[:LOGIN_KEY_LENGTH])
