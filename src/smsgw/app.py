@@ -22,7 +22,7 @@ from smsgw.api.errors import BodyLimitMiddleware, install_handlers
 from smsgw.api.health import metrics_router
 from smsgw.api.health import router as health_router
 from smsgw.api.mobile import build_router as build_mobile_router
-from smsgw.api.ratelimit import RateLimiter
+from smsgw.api.ratelimit import AuthThrottle, RateLimiter
 from smsgw.api.thirdparty import build_router
 from smsgw.config import Settings
 from smsgw.db import migrate
@@ -30,6 +30,7 @@ from smsgw.db.engine import Database
 from smsgw.health.service import Probe
 from smsgw.messages.schemas import ErrorBody
 from smsgw.metrics import MetricsMiddleware
+from smsgw.tokens.service import TokenService
 from smsgw.web import install as install_web
 from smsgw.workers.loop import Worker
 
@@ -64,7 +65,8 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
 
     FastAPI documents a 422 `HTTPValidationError` for every route with inputs, but smsgw
     answers validation failures with 400 and `{"message"}`: drop the 422s, and add the
-    errors any route can give (400, 401 when it needs credentials, 413, 500) where missing.
+    errors any route can give (400, 401/403/429 when it needs credentials, 413, 500) where
+    missing.
     """
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for path_item in schema.get("paths", {}).values():
@@ -76,6 +78,8 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
             wanted = dict(GENERIC_ERRORS)
             if operation.get("security"):
                 wanted["401"] = "Missing or wrong credentials."
+                wanted["403"] = "The token lacks the scope this needs (`scope required: ...`)."
+                wanted["429"] = "Too many failed sign-ins; try again after `Retry-After` seconds."
             for status, description in wanted.items():
                 responses.setdefault(
                     status,
@@ -116,6 +120,12 @@ def create_app(settings: Settings) -> FastAPI:
             db=db,
             credentials=CredentialCache(settings.credential_cache_size),
             registrations=RateLimiter(settings.registration_rate_limit),
+            tokens=TokenService(settings, db),
+            auth_throttle=AuthThrottle(
+                settings.auth_failures_per_address,
+                settings.auth_failures_per_login,
+                settings.auth_failure_window_seconds,
+            ),
         )
         app.state.context = context
         if settings.bootstrap_account:
@@ -137,12 +147,14 @@ def create_app(settings: Settings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await worker.flush_presence()
+            if context.tokens is not None:
+                context.tokens.close()
             await db.dispose()
 
     app = FastAPI(
         title="smsgw",
         version=__version__,
-        description="Self-hosted SMS gateway. Auth: Basic (and JWT Bearer, coming).",
+        description="Self-hosted SMS gateway. Auth: Basic, or a JWT Bearer token from /auth/token.",
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,

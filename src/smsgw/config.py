@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     web_session_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 168
     web_live_keepalive_seconds: Annotated[float, Field(gt=0, le=3600)] = 15
 
+    # Tokens (JWT) and authentication throttling: see docs/auth.md
+    jwt_secret: SecretStr | None = None
+    jwt_access_ttl_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 900
+    jwt_refresh_ttl_seconds: Annotated[int, Field(ge=120, le=365 * 86400)] = 30 * 86400
+    auth_failure_window_seconds: Annotated[int, Field(ge=1, le=86400)] = 300
+    auth_failures_per_address: Annotated[int, Field(ge=0, le=100_000)] = 30
+    auth_failures_per_login: Annotated[int, Field(ge=0, le=100_000)] = 10
+
     @field_validator("default_region", mode="before")
     @classmethod
     def _region_is_known(cls, value: object) -> object:
@@ -128,6 +136,23 @@ class Settings(BaseSettings):
         if isinstance(value, str) and len(value) < 16:
             raise ValueError("must be at least 16 characters, or unset")
         return value
+
+    @field_validator("jwt_secret", mode="before")
+    @classmethod
+    def _jwt_secret_is_long(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        if isinstance(value, str) and len(value) < 32:
+            raise ValueError("must be at least 32 characters, or unset (a secret is generated)")
+        return value
+
+    @model_validator(mode="after")
+    def _refresh_outlives_access(self) -> Settings:
+        if self.jwt_refresh_ttl_seconds <= self.jwt_access_ttl_seconds:
+            raise ValueError(
+                "SMSGW_JWT_REFRESH_TTL_SECONDS must be longer than SMSGW_JWT_ACCESS_TTL_SECONDS"
+            )
+        return self
 
     @property
     def database_scheme(self) -> str:

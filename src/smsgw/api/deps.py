@@ -8,18 +8,22 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPBasic
+from fastapi.security import HTTPBasic, HTTPBearer
 from starlette.requests import HTTPConnection
 
+from smsgw.accounts import repository as account_rows
 from smsgw.accounts import service as accounts
 from smsgw.accounts.passwords import CredentialCache
-from smsgw.api.ratelimit import RateLimiter
+from smsgw.api.ratelimit import AuthThrottle, RateLimiter
+from smsgw.api.scopes import PUBLIC, required_scope
 from smsgw.config import Settings
 from smsgw.db.engine import Database
 from smsgw.devices import service as devices
 from smsgw.devices.presence import Presence
-from smsgw.domain.errors import Unauthorized
+from smsgw.domain.errors import Forbidden, TooManyRequests, Unauthorized
 from smsgw.events.hub import EventHub
+from smsgw.tokens import scopes
+from smsgw.tokens.service import Principal, TokenService
 
 
 @dataclass
@@ -32,6 +36,9 @@ class AppContext:
     hub: EventHub = field(default_factory=EventHub)
     presence: Presence = field(default_factory=Presence)
     registrations: RateLimiter = field(default_factory=lambda: RateLimiter(10))
+    #: JWT issue/verify/revoke; None (Bearer refused) only where no service was built.
+    tokens: TokenService | None = None
+    auth_throttle: AuthThrottle = field(default_factory=lambda: AuthThrottle(30, 10, 300))
 
 
 async def get_context(request: Request) -> AppContext:
@@ -75,19 +82,124 @@ class BasicAuth(HTTPBasic):
 basic_auth = BasicAuth(scheme_name="basicAuth", auto_error=False)
 
 
-async def current_user(
-    context: Context,
-    credentials: Annotated[BasicCredentials | None, Depends(basic_auth)],
+class BearerAuth(HTTPBearer):
+    """The Bearer scheme (JWT) as a FastAPI security dependency (so OpenAPI documents it)."""
+
+    async def __call__(self, request: HTTPConnection) -> str | None:  # type: ignore[override]
+        return bearer_token(request)
+
+
+bearer_auth = BearerAuth(scheme_name="bearerAuth", bearerFormat="JWT", auto_error=False)
+BASIC_SCOPES = frozenset({scopes.ALL})
+
+
+def client_address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else "unknown"
+
+
+async def authenticate_basic(
+    connection: HTTPConnection, context: AppContext, credentials: BasicCredentials
 ) -> int:
-    """The caller's user id; 401 with `WWW-Authenticate: Basic` when not authenticated."""
-    if credentials is None:
+    """The user id for Basic credentials, throttled (rule in docs/auth.md): Unauthorized when
+    wrong, TooManyRequests while the address or the login has failed too often, unless this
+    exact pair verified before in this process (the credential cache): so an attacker
+    cannot lock out a user who already signed in."""
+    address, login = client_address(connection), credentials.login
+    throttle = context.auth_throttle
+    wait = throttle.blocked_for(address, login)
+    if wait is not None:
+        known = await _known_pair(context, credentials)
+        if known is None:
+            raise TooManyRequests(f"too many failed sign-ins; try again in {wait} s", wait)
+        return known
+    try:
+        user_id = await accounts.authenticate(
+            context.db, context.credentials, login, credentials.password
+        )
+    except Unauthorized:
+        throttle.failed(address, login)
+        raise
+    throttle.succeeded(login)
+    return user_id
+
+
+async def _known_pair(context: AppContext, credentials: BasicCredentials) -> int | None:
+    """The user id when this pair is in the verified-credential cache (costs no hash)."""
+    login, password = credentials.login, credentials.password
+    user = await context.db.read_now(lambda conn: account_rows.stored_credentials(conn, login))
+    if user is not None and context.credentials.is_verified(login, password, user[1]):
+        return user[0]
+    return None
+
+
+async def _principal(connection: HTTPConnection, context: AppContext) -> Principal:
+    """Who the request's `Authorization` names (Basic or Bearer JWT); once per request."""
+    cached: Principal | None = getattr(connection.state, "principal", None)
+    if cached is not None:
+        return cached
+    header = connection.headers.get("authorization", "")
+    basic = parse_basic(header)
+    token = bearer_token(connection) if basic is None else None
+    if basic is not None:
+        principal = Principal(await authenticate_basic(connection, context, basic), BASIC_SCOPES)
+    elif token is not None and context.tokens is not None:
+        principal = context.tokens.verify(token)
+    else:
         raise Unauthorized("Unauthorized")
-    return await accounts.authenticate(
-        context.db, context.credentials, credentials.login, credentials.password
-    )
+    connection.state.principal = principal
+    return principal
+
+
+def demand(principal: Principal, scope: str) -> None:
+    """Forbidden (`scope required: <scope>`) unless the principal holds `scope`."""
+    if not scopes.grants(principal.scopes, scope):
+        raise Forbidden(f"scope required: {scope}")
+
+
+async def authorize(request: Request, context: Context) -> None:
+    """Guard of the whole 3rd-party router: authenticate and demand the scope the route
+    needs according to the one table (api/scopes.py); public routes pass unauthenticated."""
+    scope = required_scope(request)
+    if scope != PUBLIC:
+        principal = await _principal(request, context)
+        demand(principal, scope)
+        request.state.authorized = principal
+
+
+async def _authorized(request: Request, context: AppContext) -> Principal:
+    """The principal the guard let through; outside the 3rd-party API (no guard, no table)
+    the caller must hold `all:any`, i.e. Basic credentials."""
+    authorized: Principal | None = getattr(request.state, "authorized", None)
+    if authorized is not None:
+        return authorized
+    principal = await _principal(request, context)
+    demand(principal, scopes.ALL)
+    return principal
+
+
+async def current_principal(
+    request: Request,
+    context: Context,
+    _basic: Annotated[BasicCredentials | None, Depends(basic_auth)],
+    _bearer: Annotated[str | None, Depends(bearer_auth)],
+) -> Principal:
+    """The authenticated caller, holding the scope the route needs; 401 / 403 otherwise."""
+    return await _authorized(request, context)
+
+
+async def current_user(
+    request: Request,
+    context: Context,
+    _basic: Annotated[BasicCredentials | None, Depends(basic_auth)],
+    _bearer: Annotated[str | None, Depends(bearer_auth)],
+) -> int:
+    """The caller's user id (Basic, or a Bearer JWT holding the route's scope); 401 with
+    `WWW-Authenticate: Basic` when not authenticated, 403 when the scope is missing."""
+    return (await _authorized(request, context)).user_id
 
 
 CurrentUser = Annotated[int, Depends(current_user)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
 def bearer_token(request: HTTPConnection) -> str | None:

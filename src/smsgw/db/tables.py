@@ -6,6 +6,7 @@ from smsgw.db.base import Base, SystemValue
 from smsgw.devices.models import Device
 from smsgw.logs.models import LogEntry
 from smsgw.messages.models import Message, MessageStateEntry, Recipient
+from smsgw.tokens.models import Token
 from smsgw.web.models import WebSession
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "MessageStateEntry",
     "Recipient",
     "SystemValue",
+    "Token",
     "User",
     "UserCode",
     "WebSession",

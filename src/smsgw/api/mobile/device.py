@@ -10,7 +10,14 @@ from fastapi.responses import JSONResponse
 
 from smsgw.accounts import codes
 from smsgw.accounts import service as accounts
-from smsgw.api.deps import Context, CurrentDevice, bearer_token, parse_basic
+from smsgw.api.deps import (
+    BasicCredentials,
+    Context,
+    CurrentDevice,
+    authenticate_basic,
+    bearer_token,
+    parse_basic,
+)
 from smsgw.api.thirdparty.devices import device_info
 from smsgw.devices import service as devices
 from smsgw.devices.schemas import (
@@ -41,10 +48,7 @@ async def _registrant(request: Request, context: Context) -> tuple[int, str, str
     header = request.headers.get("authorization", "")
     basic = parse_basic(header)
     if basic is not None:
-        user_id = await accounts.authenticate(
-            context.db, context.credentials, basic.login, basic.password
-        )
-        return user_id, basic.login, None
+        return await authenticate_basic(request, context, basic), basic.login, None
     scheme, _, code = header.partition(" ")
     if scheme.lower() == "code":
         redeemed = await codes.redeem(context.db, code)
@@ -114,9 +118,7 @@ async def user_code(request: Request, context: Context) -> JSONResponse:
     basic = parse_basic(request.headers.get("authorization", ""))
     if basic is None:
         raise Unauthorized("Unauthorized")
-    user_id = await accounts.authenticate(
-        context.db, context.credentials, basic.login, basic.password
-    )
+    user_id = await authenticate_basic(request, context, basic)
     issued = await codes.issue(context.db, user_id, context.settings.code_ttl_seconds)
     return JSONResponse(
         UserCode(code=issued.code, validUntil=issued.valid_until).model_dump(mode="json")
@@ -125,12 +127,12 @@ async def user_code(request: Request, context: Context) -> JSONResponse:
 
 @router.patch("/user/password", status_code=204, responses=ERRORS)
 async def change_password(
-    body: PasswordChange, device: CurrentDevice, context: Context
+    request: Request, body: PasswordChange, device: CurrentDevice, context: Context
 ) -> Response:
     """Change the account password from the phone (current password required)."""
     login = await accounts.login_of(context.db, device.user_id)
     try:
-        await accounts.authenticate(context.db, context.credentials, login, body.currentPassword)
+        await authenticate_basic(request, context, BasicCredentials(login, body.currentPassword))
     except Unauthorized:
         raise Unauthorized("failed to change password: the current password is wrong") from None
     await accounts.change_password(context.db, login, body.newPassword)
