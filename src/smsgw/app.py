@@ -26,6 +26,7 @@ from smsgw.db import migrate
 from smsgw.db.engine import Database
 from smsgw.messages.schemas import ErrorBody
 from smsgw.workers.loop import Worker
+from smsgw.workers.webhooks import WebhookWorker
 
 log = logging.getLogger("smsgw")
 
@@ -113,12 +114,16 @@ def create_app(settings: Settings) -> FastAPI:
         worker = Worker(settings, db, context.hub, context.presence)
         app.state.worker = worker
         task = asyncio.create_task(worker.run(), name="smsgw-worker")
+        # Webhooks: the outbox delivery worker (workers/webhooks.py).
+        app.state.webhook_worker = webhook_worker = WebhookWorker(settings, db)
+        webhook_task = asyncio.create_task(webhook_worker.run(), name="smsgw-webhooks")
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for running in (task, webhook_task):
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
             await worker.flush_presence()
             await db.dispose()
 

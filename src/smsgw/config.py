@@ -24,6 +24,14 @@ class SqliteSynchronous(StrEnum):
     NORMAL = "NORMAL"
 
 
+class WebhooksMode(StrEnum):
+    """`hub`: phones post their events to smsgw, which delivers them; `direct`: upstream's
+    behaviour, phones post straight to the users' URLs."""
+
+    HUB = "hub"
+    DIRECT = "direct"
+
+
 class Settings(BaseSettings):
     """All of smsgw's settings. Build it once (`load_settings()`) and pass it down."""
 
@@ -52,6 +60,28 @@ class Settings(BaseSettings):
     presence_flush_seconds: Annotated[float, Field(gt=0, le=3600)] = 30
     worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5
     code_ttl_seconds: Annotated[int, Field(ge=30, le=86400)] = 300
+
+    # Webhooks and inbox (docs/webhooks.md)
+    webhooks_allow_private_urls: bool = False
+    public_url: str | None = None
+    webhooks_mode: WebhooksMode = WebhooksMode.HUB
+    webhooks_max_attempts: Annotated[int, Field(ge=1, le=100)] = 15
+    webhooks_max_age_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 2 * 86400
+    webhooks_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10
+    webhooks_retry_base_seconds: Annotated[float, Field(gt=0, le=3600)] = 10
+    webhooks_retry_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 3600
+    webhooks_max_response_bytes: Annotated[int, Field(ge=0, le=16 * 1024 * 1024)] = 64 * 1024
+    webhooks_concurrency: Annotated[int, Field(ge=1, le=256)] = 8
+    webhooks_poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 1
+
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _public_url_is_http(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or not value.lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://sms.example.com")
+        return value.rstrip("/")
 
     @field_validator("default_region", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""What the phone syncs: its webhooks and its settings."""
+"""What the phone syncs: its settings (its webhooks: api/mobile/hooks.py)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,6 @@ router = APIRouter(tags=["Mobile"])
 #: Settings every phone gets: use Server-Sent Events rather than Firebase, which a
 #: self-hosted server cannot reach.
 PHONE_SETTINGS: dict[str, Any] = {"gateway": {"notification_channel": "SSE_ONLY"}}
-
-
-@router.get("/webhooks", responses=ERRORS)
-async def webhooks(device: CurrentDevice) -> JSONResponse:
-    """The webhooks this phone must call (none until webhooks are configured)."""
-    return JSONResponse([])
 
 
 @router.get("/settings", responses=ERRORS)
