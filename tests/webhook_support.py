@@ -46,6 +46,15 @@ async def eventually(check: Callable[[], bool], within: float = 20) -> None:
         await asyncio.sleep(0.05)
 
 
+async def until(check: Callable[[], Awaitable[bool]], within: float = 20) -> None:
+    """Wait for an asynchronous condition (one that asks the server)."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
 def verify_signature(key: str, body: bytes, headers: dict[str, str]) -> bool:
     """An implementation of the upstream check written from the protocol text, not our code."""
     lowered = {name.lower(): value for name, value in headers.items()}

@@ -40,9 +40,9 @@ def why_refused(address: IPAddress) -> str | None:
         (address in METADATA, "a cloud metadata address"),
         (address.is_loopback, "a loopback address"),
         (address.is_link_local, "a link-local address"),
-        (address.is_private, "a private address"),
-        (address.is_multicast, "a multicast address"),
         (address.is_unspecified, "an unspecified address"),
+        (address.is_multicast, "a multicast address"),
+        (address.is_private, "a private address"),
         (address.is_reserved, "a reserved address"),
         (not address.is_global, "not a public address"),
     )
