@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveServer, running
+from tests.conftest import Account, LiveServer, running
 from tests.fakes.receiver import Receiver
 from tests.webhook_support import (
     Api,
@@ -262,3 +262,43 @@ def test_attempts_stop_at_the_limit(tmp_path: Path) -> None:
             run(scenario)
         finally:
             receiver.stop()
+
+
+def test_a_delivery_cut_by_a_stop_of_smsgw_is_sent_again_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    """The attempt is recorded before the request; smsgw stops before the answer; after the
+    restart the delivery is due again (same event id) and completes."""
+    receiver = Receiver(delays=[6.0]).start()
+    settings = hub_settings(tmp_path / "data", webhooks_timeout_seconds=3)
+    with running(settings) as live:
+        owner = live.create_user("owner")
+
+        async def before_stop() -> None:
+            api = Api(live, owner)
+            await api.hook(receiver.url, "system:ping", id="h")
+            device = await started(phone(live, owner), webhooks=3)
+            device.ping()
+            await eventually(lambda: len(receiver.requests) == 0 and bool(device.webhook_posts))
+            await asyncio.sleep(1)  # the request is now hanging at the receiver
+            [attempt] = await api.deliveries("h")
+            assert attempt["finishedAt"] is None
+            await device.kill()
+            await api.close()
+
+        run(before_stop)
+    with running(settings) as live:
+
+        async def after_restart() -> None:
+            await eventually(lambda: len(receiver.delivered()) == 2, within=30)
+            api = Api(live, Account("owner", "correct horse battery"))
+            log = await api.deliveries("h")
+            assert [a["statusCode"] for a in log] == [200, None]
+            await api.close()
+
+        try:
+            run(after_restart)
+        finally:
+            receiver.stop()
+    ids = {r.json()["id"] for r in receiver.requests}
+    assert len(ids) == 1  # the same event both times: the receiver can deduplicate

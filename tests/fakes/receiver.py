@@ -1,6 +1,7 @@
 """A real HTTP receiver of webhooks on 127.0.0.1: records each request, answers as scripted.
 
-`statuses` is a queue of answers (then `default`); `stop()` and `start()` again take the
+`statuses` is a queue of answers (then `default`), `delays` a queue of seconds to wait before
+answering (a hanging endpoint); `stop()` and `start()` again take the
 receiver down and bring it back on the same port (an endpoint that was down for a while).
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,9 +27,20 @@ class Received:
         return json.loads(self.body)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # stop() must not wait for a hanging answer
+
+
 class Receiver:
-    def __init__(self, statuses: list[int] | None = None, default: int = 200) -> None:
+    def __init__(
+        self,
+        statuses: list[int] | None = None,
+        default: int = 200,
+        delays: list[float] | None = None,
+    ) -> None:
         self.statuses: deque[int] = deque(statuses or [])
+        self.delays: deque[float] = deque(delays or [])
         self.default = default
         self.requests: list[Received] = []
         self.port = 0
@@ -39,6 +52,9 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     def _answer(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        with self._lock:
+            delay = self.delays.popleft() if self.delays else 0.0
+        time.sleep(delay)
         with self._lock:
             status = self.statuses.popleft() if self.statuses else self.default
             self.requests.append(Received(path, headers, body, status))
@@ -60,7 +76,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

@@ -25,7 +25,8 @@ from smsgw.webhooks.repository import Due
 from smsgw.webhooks.service import signing_key_of
 
 log = logging.getLogger("smsgw.webhooks")
-LEASE_MARGIN_SECONDS = 30
+#: A taken delivery is due again this long after twice the request timeout (a crash).
+LEASE_MARGIN_SECONDS = 5
 PRUNE_EVERY_SECONDS = 3600
 
 
@@ -51,7 +52,7 @@ class WebhookWorker:
         """Claim due deliveries: (delivery, attempt row, signing key) for each."""
         now = clock.now()
         lease = now + timedelta(
-            seconds=self.settings.webhooks_timeout_seconds + LEASE_MARGIN_SECONDS
+            seconds=2 * self.settings.webhooks_timeout_seconds + LEASE_MARGIN_SECONDS
         )
         taken = []
         async with self.db.write() as conn:
