@@ -302,3 +302,58 @@ def test_a_delivery_cut_by_a_stop_of_smsgw_is_sent_again_after_the_restart(
             receiver.stop()
     ids = {r.json()["id"] for r in receiver.requests}
     assert len(ids) == 1  # the same event both times: the receiver can deduplicate
+
+
+def test_a_webhook_bound_to_a_phone_hears_only_that_phone(
+    hub_server: LiveServer, receiver: Receiver
+) -> None:
+    owner = hub_server.create_user("owner")
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        one = await started(phone(hub_server, owner), webhooks=2)
+        two = await started(phone(hub_server, owner), webhooks=2)
+        one_id = one.credentials.id  # type: ignore[union-attr]
+        await api.hook(receiver.url, "system:ping", deviceId=one_id)
+        await eventually(lambda: len(one.webhooks) == 3)
+        await asyncio.sleep(0.3)
+        assert len(two.webhooks) == 2  # the other phone need not post pings
+        one.ping()
+        two_hook = two.webhooks[0]["url"]
+        two.webhooks.append({"id": "x", "event": "system:ping", "url": two_hook})
+        two.ping()  # even if it posted one, that phone's pings are not for this webhook
+        await eventually(lambda: len(receiver.delivered()) == 1)
+        await asyncio.sleep(0.5)
+        assert [r.json()["deviceId"] for r in receiver.requests] == [one_id]
+        for device in (one, two):
+            await device.stop()
+        await api.close()
+
+    run(scenario)
+
+
+def test_direct_mode_leaves_delivery_to_the_phone(tmp_path: Path) -> None:
+    """Upstream behaviour: the phone posts to the user's URL itself, signed with its own key;
+    smsgw delivers nothing, and still fills the inbox."""
+    receiver = Receiver().start()
+    with running(hub_settings(tmp_path / "data", webhooks_mode="direct")) as live:
+        owner = live.create_user("owner")
+
+        async def scenario() -> None:
+            api = Api(live, owner)
+            await api.hook(receiver.url, "sms:received", id="mine")
+            device = await started(phone(live, owner), webhooks=3)
+            device.receive_sms("+12025550111", "direct")
+            await eventually(lambda: len(receiver.delivered()) == 1)
+            await asyncio.sleep(1)
+            [request] = receiver.requests
+            assert verify_signature(device.signing_key, request.body, request.headers)
+            assert await api.deliveries("mine") == []
+            assert [i["message"] for i in (await api.inbox())[0]] == ["direct"]
+            await device.stop()
+            await api.close()
+
+        try:
+            run(scenario)
+        finally:
+            receiver.stop()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from smsgw.db.engine import Database
 from smsgw.domain.errors import InvalidInput
 from smsgw.inbox import service as inbox
@@ -49,23 +51,38 @@ def _envelope(body: Any) -> tuple[str, str, dict[str, Any]]:
     return event, event_id, payload
 
 
-async def accept(db: Database, user_id: int, device_id: str, body: Any) -> None:
-    """Take in one event a phone posted: inbox and outbox in one transaction, once each."""
+async def accept(
+    db: Database, user_id: int, device_id: str, body: Any, deliver: bool = True
+) -> None:
+    """Take in one event a phone posted: inbox and outbox in one transaction, once each.
+
+    `deliver=False` (direct mode: the phone delivers to the users itself) fills the inbox only.
+    """
     event, event_id, payload = _envelope(body)
     received = inbox.parse(event, payload) if event in INBOX_EVENTS else None
     async with db.write() as conn:
         if received is not None:
-            if await inbox.store(conn, user_id, device_id, received):
+            stored = await inbox.store(conn, user_id, device_id, received)
+            if stored and deliver:
                 key = "inbox:" + inbox.dedupe_key(device_id, received)
                 await outbox.record(conn, user_id, device_id, event, key, payload)
-        elif event in STATE_TIME_FIELD:
-            message_id, number = payload.get("messageId"), payload.get("recipient")
-            number = number or payload.get("phoneNumber")
-            if not isinstance(message_id, str) or not isinstance(number, str):
-                raise InvalidInput("payload.messageId and payload.recipient are required")
-            if await repository.message_known(conn, user_id, message_id):
-                key = outbox.state_key(event, message_id, number)
-                await outbox.record(conn, user_id, device_id, event, key, payload)
-        else:
-            key = f"{event}:{device_id}:{event_id}"
-            await outbox.record(conn, user_id, device_id, event, key, payload)
+        elif deliver:
+            await _forward(conn, user_id, device_id, (event, event_id, payload))
+
+
+async def _forward(
+    conn: AsyncConnection, user_id: int, device_id: str, posted: tuple[str, str, dict[str, Any]]
+) -> None:
+    """Outbox an event other than a received message (a message event once per recipient)."""
+    event, event_id, payload = posted
+    if event not in STATE_TIME_FIELD:
+        key = f"{event}:{device_id}:{event_id}"
+        await outbox.record(conn, user_id, device_id, event, key, payload)
+        return
+    message_id = payload.get("messageId")
+    number = payload.get("recipient") or payload.get("phoneNumber")
+    if not isinstance(message_id, str) or not isinstance(number, str):
+        raise InvalidInput("payload.messageId and payload.recipient are required")
+    if await repository.message_known(conn, user_id, message_id):
+        key = outbox.state_key(event, message_id, number)
+        await outbox.record(conn, user_id, device_id, event, key, payload)

@@ -55,7 +55,8 @@ async def phone_post(
     user_id = await webhooks.phone_of_hook(context.db, device_id, secret)
     if user_id is None:
         raise Unauthorized("Unauthorized")
-    await hub.accept(context.db, user_id, device_id, await _json(request))
+    deliver = context.settings.webhooks_mode == WebhooksMode.HUB
+    await hub.accept(context.db, user_id, device_id, await _json(request), deliver)
     worker = getattr(request.app.state, "webhook_worker", None)
     if worker is not None:
         worker.poke()
