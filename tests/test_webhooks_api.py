@@ -59,6 +59,9 @@ def test_a_chosen_id_is_kept(api: httpx.Client) -> None:
         ({"url": "https://169.254.169.254/latest", "event": "sms:received"}, "metadata"),
         ({"url": "https://[::1]/hook", "event": "sms:received"}, "loopback"),
         ({"url": "https://localhost/hook", "event": "sms:received"}, "local name"),
+        ({"url": "https://[::1/hook", "event": "sms:received"}, "not a valid URL"),
+        ({"url": "https://example.com:99999/", "event": "sms:received"}, "not a valid URL"),
+        ({"url": "https://exa mple.com/", "event": "sms:received"}, "http(s) URL"),
         ({"url": "https://example.com/" + "a" * 300, "event": "sms:received"}, "url"),
         ({"id": "x" * 37, "url": "https://example.com", "event": "sms:sent"}, "id"),
         (

@@ -53,9 +53,13 @@ def check_url(url: str, allow_private: bool) -> str:
     """Validate a webhook URL at registration; returns it, or raises InvalidInput."""
     if len(url) > MAX_URL_LENGTH:
         raise InvalidInput(f"url: must be at most {MAX_URL_LENGTH} characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number from 0 to 65535
+    except ValueError as error:
+        raise InvalidInput(f"url: not a valid URL ({error})") from None
     scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
+    if scheme not in ("http", "https") or not parts.hostname or any(c in url for c in " \n\t"):
         raise InvalidInput("url: must be an absolute http(s) URL such as https://example.com/hook")
     if allow_private:
         return url

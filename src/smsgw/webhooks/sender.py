@@ -70,6 +70,8 @@ async def post(client: httpx.AsyncClient, item: Due, key: str, max_bytes: int) -
             status = response.status_code
     except httpx.HTTPError as error:
         return Outcome(None, _describe(error), _since(started))
+    except (httpx.InvalidURL, ValueError) as error:  # a URL httpx cannot send to
+        return Outcome(None, f"invalid URL: {error}"[:256], _since(started))
     return Outcome(status, None if 200 <= status < 300 else f"HTTP {status}", _since(started))
 
 
