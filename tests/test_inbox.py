@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, running
-from tests.fakes.phone import InboxSms
+from tests.fakes.phone_webhooks import InboxSms
 from tests.fakes.receiver import Receiver
 from tests.webhook_support import Api, eventually, hub_settings, phone, run, started, until
 
@@ -176,6 +176,8 @@ def test_the_inbox_belongs_to_its_owner(hub_server: LiveServer) -> None:
         ({"offset": -1}, "offset"),
         ({"type": "FAX"}, "type"),
         ({"from": "yesterday"}, "from"),
+        ({"to": "0.5"}, "to"),
+        ({"to": "2026-01-01T00:00:00"}, "to"),  # no zone: ambiguous
     ],
 )
 def test_bad_inbox_queries_get_a_400_naming_the_parameter(
@@ -189,6 +191,15 @@ def test_bad_inbox_queries_get_a_400_naming_the_parameter(
     ("body", "fragment"),
     [
         ({"until": "2026-01-02T00:00:00Z"}, "since"),
+        ({"since": 0, "until": "2026-01-02T00:00:00Z"}, "since"),
+        (
+            {
+                "since": "2026-01-01T00:00:00Z",
+                "until": "2026-01-02T00:00:00Z",
+                "triggerWebhooks": 0,
+            },
+            "triggerWebhooks",
+        ),
         ({"since": "2026-01-03T00:00:00Z", "until": "2026-01-02T00:00:00Z"}, "since must not"),
         (
             {"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "messageTypes": []},

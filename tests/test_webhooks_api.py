@@ -89,10 +89,10 @@ def test_webhooks_belong_to_their_owner(server: LiveServer, api: httpx.Client) -
 
 
 def test_the_signing_key_is_stable_until_rotated(api: httpx.Client) -> None:
-    first = api.get("/webhooks/signing-key").json()["signingKey"]
-    assert len(first) >= 24 and api.get("/webhooks/signing-key").json()["signingKey"] == first
-    rotated = api.post("/webhooks/signing-key").json()["signingKey"]
-    assert rotated != first and api.get("/webhooks/signing-key").json()["signingKey"] == rotated
+    first = api.get("/webhooks/signing/key").json()["signingKey"]
+    assert len(first) >= 24 and api.get("/webhooks/signing/key").json()["signingKey"] == first
+    rotated = api.post("/webhooks/signing/key").json()["signingKey"]
+    assert rotated != first and api.get("/webhooks/signing/key").json()["signingKey"] == rotated
 
 
 def test_webhooks_need_credentials(server: LiveServer) -> None:
@@ -177,6 +177,8 @@ def test_a_hook_url_takes_posts_only_with_its_phones_secret(
             forged = url_one.rsplit("/", 1)[0] + "/" + secret_two
             answer = await client.post(forged, json=envelope)
             assert answer.status_code == 401 and answer.json() == {"message": "Unauthorized"}
+            odd = await client.post(url_one.rsplit("/", 1)[0] + "/%C3%A8", json=envelope)
+            assert odd.status_code == 401
             bad = await client.post(url_one, json={**envelope, "event": "sms:whatever"})
             assert bad.status_code == 400 and "unknown event" in bad.json()["message"]
             bad = await client.post(

@@ -78,7 +78,7 @@ class Api:
         return result
 
     async def key(self) -> str:
-        key: str = (await self.client.get("/webhooks/signing-key")).json()["signingKey"]
+        key: str = (await self.client.get("/webhooks/signing/key")).json()["signingKey"]
         return key
 
     async def send(self, text: str = "hi", numbers: tuple[str, ...] = ("+12025550100",)) -> str:

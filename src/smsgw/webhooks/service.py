@@ -97,7 +97,7 @@ async def phone_of_hook(db: Database, device_id: str, secret: str) -> int | None
     async with db.read() as conn:
         found = await repository.device_secret_source(conn, device_id)
     expected = hook_secret(found[1]) if found else hook_secret("absent")
-    if not hmac.compare_digest(expected, secret) or found is None:
+    if not hmac.compare_digest(expected.encode(), secret.encode()) or found is None:
         return None
     return found[0]
 

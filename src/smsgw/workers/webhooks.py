@@ -49,14 +49,17 @@ class WebhookWorker:
         self.wakeup.set()
 
     async def take(self) -> list[tuple[Due, int, str]]:
-        """Claim due deliveries: (delivery, attempt row, signing key) for each."""
+        """Claim due deliveries: (delivery, attempt row, signing key) for each.
+
+        No more than can be in flight at once, so every lease starts when its request does.
+        """
         now = clock.now()
         lease = now + timedelta(
             seconds=2 * self.settings.webhooks_timeout_seconds + LEASE_MARGIN_SECONDS
         )
         taken = []
         async with self.db.write() as conn:
-            for item in await repository.due(conn, now, self.settings.webhooks_concurrency * 4):
+            for item in await repository.due(conn, now, self.settings.webhooks_concurrency):
                 if await repository.take(conn, item, lease, now):
                     attempt = await repository.start_attempt(conn, item, now)
                     taken.append((item, attempt, await signing_key_of(conn, item.user_id)))
@@ -81,13 +84,7 @@ class WebhookWorker:
     async def round(self) -> int:
         """Deliver what is due; returns how many deliveries were attempted."""
         taken = await self.take()
-        gate = asyncio.Semaphore(self.settings.webhooks_concurrency)
-
-        async def one(job: tuple[Due, int, str]) -> None:
-            async with gate:
-                await self.deliver(*job)
-
-        await asyncio.gather(*(one(job) for job in taken))
+        await asyncio.gather(*(self.deliver(*job) for job in taken))
         await self.prune()
         return len(taken)
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StrictBool, model_validator
 
 from smsgw.api.deps import Context, CurrentUser
 from smsgw.domain import clock
 from smsgw.events.hub import Event, PhoneEvent
 from smsgw.inbox import service as inbox
 from smsgw.inbox.repository import InboxFilter
-from smsgw.messages.schemas import ErrorBody
+from smsgw.messages.schemas import ErrorBody, Instant
 
 router = APIRouter(tags=["Inbox"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -26,13 +25,15 @@ PREVIEW = 160
 
 
 class RefreshIn(BaseModel):
-    """`POST /inbox/refresh`, as upstream: `since` ≤ `until`, optional phone and types."""
+    """`POST /inbox/refresh`, as upstream: `since` ≤ `until` (RFC 3339), optional phone and
+    types; `triggerWebhooks` and `webhookDelivery` are accepted for compatibility (smsgw
+    always has phones post, see docs/webhooks.md)."""
 
     deviceId: str | None = Field(default=None, max_length=32)
-    since: datetime
-    until: datetime
+    since: Instant
+    until: Instant
     messageTypes: list[InboxType] | None = Field(default=None, min_length=1)
-    triggerWebhooks: bool | None = None
+    triggerWebhooks: StrictBool | None = None
     webhookDelivery: Literal["Disabled", "Individual", "Batch"] | None = None
 
     @model_validator(mode="after")
@@ -62,24 +63,17 @@ async def list_inbox(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
     since: Annotated[
-        datetime | None, Query(alias="from", description="Received at or after.")
+        Instant | None, Query(alias="from", description="Received at or after.")
     ] = None,
     until: Annotated[
-        datetime | None, Query(alias="to", description="Received at or before.")
+        Instant | None, Query(alias="to", description="Received at or before.")
     ] = None,
     deviceId: Annotated[str | None, Query(max_length=32)] = None,
 ) -> JSONResponse:
     """Received SMS and data SMS, newest first; `X-Total-Count` is the number of matches."""
-    wanted = InboxFilter(type, _utc(since), _utc(until), deviceId)
+    wanted = InboxFilter(type, since, until, deviceId)
     rows, total = await inbox.list_inbox(context.db, user_id, wanted, limit, offset)
     return JSONResponse([item(r) for r in rows], headers={"X-Total-Count": str(total)})
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """Query timestamps without a zone are UTC."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @router.post("/inbox/refresh", status_code=202, responses=ERRORS)

@@ -80,13 +80,13 @@ async def deliveries(context: Context, user_id: CurrentUser, id: WebhookId) -> J
     return JSONResponse(shown)
 
 
-@router.get("/webhooks/signing-key", response_model=SigningKeyView, responses=ERRORS)
+@router.get("/webhooks/signing/key", response_model=SigningKeyView, responses=ERRORS)
 async def get_signing_key(context: Context, user_id: CurrentUser) -> JSONResponse:
     """The key your webhooks are signed with (`X-Signature`)."""
     return JSONResponse({"signingKey": await webhooks.signing_key(context.db, user_id)})
 
 
-@router.post("/webhooks/signing-key", response_model=SigningKeyView, responses=ERRORS)
+@router.post("/webhooks/signing/key", response_model=SigningKeyView, responses=ERRORS)
 async def rotate_signing_key(context: Context, user_id: CurrentUser) -> JSONResponse:
     """Replace your signing key with a new one; requests from now on use the new key."""
     key = await webhooks.signing_key(context.db, user_id, rotate=True)
