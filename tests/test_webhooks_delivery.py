@@ -357,3 +357,22 @@ def test_direct_mode_leaves_delivery_to_the_phone(tmp_path: Path) -> None:
             run(scenario)
         finally:
             receiver.stop()
+
+
+def test_a_message_no_phone_took_in_time_fails_with_a_webhook(
+    hub_server: LiveServer, receiver: Receiver
+) -> None:
+    owner = hub_server.create_user("owner")
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        await api.hook(receiver.url, "sms:failed")
+        body = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "late"}, "ttl": 5}
+        message_id = (await api.client.post("/messages", json=body)).json()["id"]
+        await eventually(lambda: len(receiver.delivered()) == 1, within=15)
+        envelope = receiver.requests[0].json()
+        assert envelope["payload"]["messageId"] == message_id
+        assert envelope["payload"]["reason"] == "TTL expired" and envelope["deviceId"] is None
+        await api.close()
+
+    run(scenario)

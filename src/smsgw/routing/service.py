@@ -172,4 +172,5 @@ async def expire(db: Database) -> int:
     async with db.write() as conn:
         keys = await repository.expired_unclaimed(conn, now)
         await repository.fail(conn, keys, TTL_EXPIRED, now)
+        await outbox.record_server_state(conn, keys, ProcessingState.FAILED.value, TTL_EXPIRED, now)
     return len(keys)

@@ -81,3 +81,15 @@ async def record_state(
         payload = state_payload(event, message_id, phone_number, error, at)
         key = state_key(event, message_id, phone_number)
         await record(conn, user_id, device_id, event, key, payload)
+
+
+async def record_server_state(
+    conn: AsyncConnection, message_pks: list[int], state: str, error: str | None, at: datetime
+) -> None:
+    """Events of messages smsgw itself moved to `state` (expired: Failed; cancelled before
+    any phone took it: Cancelled), one per recipient. Call in the transaction that moved them.
+    """
+    if not message_pks:
+        return
+    for user_id, message_id, device_id, number in await repository.recipients_of(conn, message_pks):
+        await record_state(conn, user_id, device_id, message_id, number, state, error, at)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
 from smsgw.devices.models import Device
-from smsgw.messages.models import Message
+from smsgw.messages.models import Message, Recipient
 from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, WebhookEvent
 
 webhooks = table_of(Webhook)
@@ -21,6 +21,7 @@ deliveries = table_of(Delivery)
 attempts = table_of(Attempt)
 devices = table_of(Device)
 messages = table_of(Message)
+recipients = table_of(Recipient)
 
 PENDING, DELIVERED, FAILED, DISABLED = "pending", "delivered", "failed", "disabled"
 
@@ -263,3 +264,18 @@ async def message_known(conn: AsyncConnection, user_id: int, ext_id: str) -> boo
     """Whether `ext_id` is a message of `user_id` (phones' posts name messages by it)."""
     query = select(messages.c.id).where(messages.c.user_id == user_id, messages.c.ext_id == ext_id)
     return (await conn.execute(query)).first() is not None
+
+
+async def recipients_of(
+    conn: AsyncConnection, message_pks: list[int]
+) -> list[tuple[int, str, str | None, str]]:
+    """(owner, message id, phone, phone number) of every recipient of these messages."""
+    query = (
+        select(
+            messages.c.user_id, messages.c.ext_id, messages.c.device_id, recipients.c.phone_number
+        )
+        .join(recipients, recipients.c.message_id == messages.c.id)
+        .where(messages.c.id.in_(message_pks))
+        .order_by(messages.c.id, recipients.c.position)
+    )
+    return [(r.user_id, r.ext_id, r.device_id, r.phone_number) for r in await conn.execute(query)]
