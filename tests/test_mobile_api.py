@@ -335,7 +335,9 @@ def test_settings_and_webhooks_for_the_phone(mobile: httpx.Client, owner: Accoun
     assert mobile.get("/settings", headers=bearer(token)).json() == {
         "gateway": {"notification_channel": "SSE_ONLY"}
     }
-    assert mobile.get("/webhooks", headers=bearer(token)).json() == []
+    hooks = mobile.get("/webhooks", headers=bearer(token)).json()  # smsgw's own inbox endpoints
+    assert {h["event"] for h in hooks} == {"sms:received", "sms:data-received"}
+    assert all("/api/mobile/v1/hooks/" in h["url"] for h in hooks)
 
 
 def read_frames(lines: Iterator[str], count: int) -> list[str]:

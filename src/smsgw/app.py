@@ -33,6 +33,7 @@ from smsgw.metrics import MetricsMiddleware
 from smsgw.tokens.service import TokenService
 from smsgw.web import install as install_web
 from smsgw.workers.loop import Worker
+from smsgw.workers.webhooks import WebhookWorker
 
 log = logging.getLogger("smsgw")
 
@@ -140,12 +141,16 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.worker = worker
         app.state.probe = probe_of(settings, db)
         task = asyncio.create_task(worker.run(), name="smsgw-worker")
+        # Webhooks: the outbox delivery worker (workers/webhooks.py).
+        app.state.webhook_worker = webhook_worker = WebhookWorker(settings, db)
+        webhook_task = asyncio.create_task(webhook_worker.run(), name="smsgw-webhooks")
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for running in (task, webhook_task):
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
             await worker.flush_presence()
             if context.tokens is not None:
                 context.tokens.close()

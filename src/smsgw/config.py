@@ -24,6 +24,14 @@ class SqliteSynchronous(StrEnum):
     NORMAL = "NORMAL"
 
 
+class WebhooksMode(StrEnum):
+    """`hub`: phones post their events to smsgw, which delivers them; `direct`: upstream's
+    behaviour, phones post straight to the users' URLs."""
+
+    HUB = "hub"
+    DIRECT = "direct"
+
+
 class Settings(BaseSettings):
     """All of smsgw's settings. Build it once (`load_settings()`) and pass it down."""
 
@@ -60,7 +68,6 @@ class Settings(BaseSettings):
     event_log_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
     # Web dashboard
-    public_url: str | None = None
     web_login_rate_limit: Annotated[int, Field(ge=0, le=10_000)] = 10
     web_session_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 168
     web_live_keepalive_seconds: Annotated[float, Field(gt=0, le=3600)] = 15
@@ -72,6 +79,19 @@ class Settings(BaseSettings):
     auth_failure_window_seconds: Annotated[int, Field(ge=1, le=86400)] = 300
     auth_failures_per_address: Annotated[int, Field(ge=0, le=100_000)] = 30
     auth_failures_per_login: Annotated[int, Field(ge=0, le=100_000)] = 10
+
+    # Webhooks and inbox (docs/webhooks.md)
+    webhooks_allow_private_urls: bool = False
+    public_url: str | None = None
+    webhooks_mode: WebhooksMode = WebhooksMode.HUB
+    webhooks_max_attempts: Annotated[int, Field(ge=1, le=100)] = 15
+    webhooks_max_age_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 2 * 86400
+    webhooks_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10
+    webhooks_retry_base_seconds: Annotated[float, Field(gt=0, le=3600)] = 10
+    webhooks_retry_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 3600
+    webhooks_max_response_bytes: Annotated[int, Field(ge=0, le=16 * 1024 * 1024)] = 64 * 1024
+    webhooks_concurrency: Annotated[int, Field(ge=1, le=256)] = 8
+    webhooks_poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 1
 
     @field_validator("default_region", mode="before")
     @classmethod

@@ -7,6 +7,12 @@ at a time, and state reports sent by independent tasks that read the current sna
 they run, so they overlap, arrive out of order and repeat. It fakes only the radio: what
 happens to each recipient is decided by `outcome`.
 
+It also receives SMS (`receive_sms`, `receive_data_sms`), keeps them in its own inbox, and
+emits webhooks as the app does (protocol §4 and §9.10): it syncs the list on
+`WebhooksUpdated`, posts signed envelopes to every URL of the event (`sms:received`,
+`sms:data-received`, `sms:sent|delivered|failed|cancelled` once per recipient, `system:ping`),
+retries with 5 s x 2^(n-1), and replays its inbox on `MessagesExportRequested`.
+
 All of the app's waits are multiplied by `time_scale`, so tests run in seconds.
 """
 
@@ -19,10 +25,12 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
+from tests.fakes.phone_webhooks import PhoneWebhooks, phone_time
 
 USER_AGENT = "me.capcom.smsgateway/1.68.0"
 RECONNECT = (5.0,) * 5 + (30.0,) * 5 + (60.0,)
@@ -33,12 +41,6 @@ Outcome = Callable[[str, str], tuple[str, str | None]]
 
 def delivered(_message_id: str, _number: str) -> tuple[str, str | None]:
     return "Delivered", None
-
-
-def phone_time(moment: datetime) -> str:
-    """The app's `yyyy-MM-dd'T'HH:mm:ss.SSSXXX`, in a +03:00 zone to exercise offsets."""
-    local = moment.astimezone(UTC) + timedelta(hours=3)
-    return local.strftime("%Y-%m-%dT%H:%M:%S.") + f"{local.microsecond // 1000:03d}+03:00"
 
 
 @dataclass
@@ -88,7 +90,7 @@ class Credentials:
     password: str | None
 
 
-class SimulatedPhone:
+class SimulatedPhone(PhoneWebhooks):
     """One phone. `await start()`, then it works on its own until `stop()` or `kill()`."""
 
     def __init__(
@@ -109,6 +111,8 @@ class SimulatedPhone:
         credentials: Credentials | None = None,
         sse: bool = True,
         paused: bool = False,
+        skip_processed_on_export: bool = True,
+        webhook_retries: int = 15,
     ) -> None:
         self.base_url = base_url
         self.login = login
@@ -125,6 +129,7 @@ class SimulatedPhone:
         self.credentials = credentials
         self.sse = sse  # False: a phone in push mode that only polls
         self.paused = paused  # True: the sender waits (the phone's own limits hold it back)
+        self.init_webhooks(skip_processed_on_export, webhook_retries)
         self.messages: dict[str, LocalMessage] = {}
         self.sent: list[tuple[str, str]] = []  # (message id, number) handed to the radio
         self.events: list[tuple[str, Any]] = []
@@ -269,7 +274,9 @@ class SimulatedPhone:
             if message is not None and message.overall() == "Pending":
                 self._cancel(message)
         elif event == "WebhooksUpdated":
-            self.webhooks = (await self._call("GET", "/webhooks")).json()
+            await self.sync_webhooks()
+        elif event == "MessagesExportRequested":
+            self._export(payload)
         elif event == "SettingsUpdated":
             self.settings = (await self._call("GET", "/settings")).json()
 
@@ -384,17 +391,21 @@ class SimulatedPhone:
             result, error = self.outcome(message.id, number)
             if result == "Failed":
                 message.set(number, "Failed", error)
+                self._emit_state(message, number)
                 self._report(message)
                 continue
             message.set(number, "Sent")
+            self._emit_state(message, number)
             self._report(message)
             if message.with_delivery_report and result == "Delivered":
                 message.set(number, "Delivered")
+                self._emit_state(message, number)
                 self._report(message)
 
     def _cancel(self, message: LocalMessage) -> None:
         for number in message.numbers:
-            message.set(number, "Cancelled")
+            if message.set(number, "Cancelled"):
+                self._emit_state(message, number)
         self._report(message)
 
     # -- reports (step 8) -----------------------------------------------------------------

@@ -35,6 +35,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/webhooks"): "webhooks:write",
     ("DELETE", "/webhooks/{id}"): "webhooks:delete",
     ("GET", "/webhooks/{id}/deliveries"): "webhooks:list",
+    ("GET", "/webhooks/signing/key"): "webhooks:write",  # a secret: not for list-only tokens
+    ("POST", "/webhooks/signing/key"): "webhooks:write",
     ("GET", "/inbox"): "inbox:list",
     ("POST", "/inbox/refresh"): "inbox:refresh",
     ("GET", "/settings"): "settings:read",

@@ -4,22 +4,30 @@ from smsgw.accounts.models import User, UserCode
 from smsgw.accountsettings.models import AccountSettings
 from smsgw.db.base import Base, SystemValue
 from smsgw.devices.models import Device
+from smsgw.inbox.models import InboxMessage
 from smsgw.logs.models import LogEntry
 from smsgw.messages.models import Message, MessageStateEntry, Recipient
 from smsgw.tokens.models import Token
 from smsgw.web.models import WebSession
+from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, WebhookEvent
 
 __all__ = [
     "AccountSettings",
+    "Attempt",
     "Base",
+    "Delivery",
     "Device",
+    "InboxMessage",
     "LogEntry",
     "Message",
     "MessageStateEntry",
     "Recipient",
+    "SigningKey",
     "SystemValue",
     "Token",
     "User",
     "UserCode",
     "WebSession",
+    "Webhook",
+    "WebhookEvent",
 ]

@@ -16,6 +16,7 @@ from smsgw.logs import service as logs
 from smsgw.messages.repository import MessageRecord
 from smsgw.routing import repository
 from smsgw.routing.repository import Phone
+from smsgw.webhooks import outbox
 
 TTL_EXPIRED = "TTL expired"
 DEVICE_DELETED = "the phone this message was pinned to was deleted"
@@ -73,8 +74,13 @@ def _match(
     return found
 
 
-async def _apply(conn: AsyncConnection, phone: Phone, report: StateReport, now: datetime) -> bool:
-    """Apply one snapshot: recipients only move forward, the message state follows them."""
+async def _apply(
+    conn: AsyncConnection, phone: Phone, report: StateReport, now: datetime, events: bool
+) -> bool:
+    """Apply one snapshot: recipients only move forward, the message state follows them.
+
+    With `events`, each recipient state change is put in the webhook outbox.
+    """
     found = await repository.reported_message(conn, phone, report.ext_id)
     if found is None:
         await repository.acknowledge_release(conn, phone, report.ext_id)
@@ -91,6 +97,12 @@ async def _apply(conn: AsyncConnection, phone: Phone, report: StateReport, now: 
         )
         if state != recipient.state or error != recipient.error:
             await repository.set_recipient(conn, recipient.id, state.value, error)
+            if events and state != recipient.state:  # webhooks: same transaction as the state
+                at = report.states.get(state, now)
+                await outbox.record_state(
+                    conn, phone.user_id, phone.device_id, report.ext_id,
+                    recipient.phone_number, state.value, error, at,
+                )  # fmt: skip
             stored[recipient.phone_number] = repository.StoredRecipient(
                 recipient.id, recipient.phone_number, state.value, error
             )
@@ -106,8 +118,12 @@ async def _apply(conn: AsyncConnection, phone: Phone, report: StateReport, now: 
     return True
 
 
-async def report(db: Database, phone: Phone, reports: list[StateReport]) -> bool:
+async def report(
+    db: Database, phone: Phone, reports: list[StateReport], events: bool = True
+) -> bool:
     """Apply state snapshots idempotently; unknown or foreign ids are ignored.
+
+    `events`: write webhook events for the changes (False when phones deliver their own).
 
     Returns whether any report was about a message this phone holds.
     """
@@ -115,7 +131,7 @@ async def report(db: Database, phone: Phone, reports: list[StateReport]) -> bool
     applied = False
     async with db.write() as conn:
         for item in reports:
-            applied = await _apply(conn, phone, item, now) or applied
+            applied = await _apply(conn, phone, item, now, events) or applied
     if applied:
         notify(db, phone.user_id)  # the dashboard's live views of this user
     return applied
@@ -163,4 +179,5 @@ async def expire(db: Database) -> int:
         keys = await repository.expired_unclaimed(conn, now)
         await repository.fail(conn, keys, TTL_EXPIRED, now)
         await logs.messages_failed(conn, keys, TTL_EXPIRED)
+        await outbox.record_server_state(conn, keys, ProcessingState.FAILED.value, TTL_EXPIRED, now)
     return len(keys)

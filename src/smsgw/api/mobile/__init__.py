@@ -2,11 +2,11 @@
 
 from fastapi import APIRouter
 
-from smsgw.api.mobile import device, events, messages, sync
+from smsgw.api.mobile import device, events, hooks, messages, sync
 
 
 def build_router() -> APIRouter:
     router = APIRouter()
-    for module in (device, messages, sync, events):
+    for module in (device, messages, hooks, sync, events):
         router.include_router(module.router)
     return router

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from smsgw.api.deps import Context, CurrentDevice
 from smsgw.api.mobile.device import ERRORS
+from smsgw.config import WebhooksMode
 from smsgw.devices import service as devices
 from smsgw.routing import service as routing
 from smsgw.routing.repository import Phone
@@ -48,7 +49,8 @@ async def report(body: list[StateReportIn], device: CurrentDevice, context: Cont
         )
         for item in body
     ]
-    if await routing.report(context.db, phone, reports) and await routing.has_work_for(
+    hub_mode = context.settings.webhooks_mode == WebhooksMode.HUB
+    if await routing.report(context.db, phone, reports, hub_mode) and await routing.has_work_for(
         context.db, phone
     ):
         wake(context.hub, phone.user_id, phone.device_id)

@@ -1,4 +1,4 @@
-"""What the phone syncs: its webhooks and its settings."""
+"""What the phone syncs: its settings (its webhooks: api/mobile/hooks.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,6 @@ from smsgw.api.deps import Context, CurrentDevice
 from smsgw.api.mobile.device import ERRORS
 
 router = APIRouter(tags=["Mobile"])
-
-
-@router.get("/webhooks", responses=ERRORS)
-async def webhooks(device: CurrentDevice) -> JSONResponse:
-    """The webhooks this phone must call (none until webhooks are configured)."""
-    return JSONResponse([])
 
 
 @router.get("/settings", responses=ERRORS)

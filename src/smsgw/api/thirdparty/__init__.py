@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Depends
 
 from smsgw.api.deps import authorize
-from smsgw.api.thirdparty import auth, devices, logs, messages, settings
+from smsgw.api.thirdparty import auth, devices, inbox, logs, messages, settings, webhooks
 
 
 def build_router() -> APIRouter:
@@ -11,6 +11,8 @@ def build_router() -> APIRouter:
     router = APIRouter(dependencies=[Depends(authorize)])
     router.include_router(messages.router)
     router.include_router(devices.router)
+    router.include_router(webhooks.router)
+    router.include_router(inbox.router)
     router.include_router(settings.router)
     router.include_router(logs.router)
     router.include_router(auth.router)

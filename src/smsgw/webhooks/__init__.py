@@ -1,0 +1,1 @@
+"""Webhooks: registrations, the durable outbox, signing, the SSRF guard and the sender."""

@@ -1,0 +1,140 @@
+"""The SSRF guard: outbound webhook requests never reach internal addresses.
+
+URLs are checked when registered (scheme, literal addresses) and, since a name can resolve
+to anything later, the address is checked again at connect time: the guarded transport
+resolves the host itself, refuses loopback, private, link-local, multicast, reserved and
+cloud-metadata addresses, and connects to the address it checked (TLS still verifies the
+name). `SMSGW_WEBHOOKS_ALLOW_PRIVATE_URLS=true` lifts all of this (and allows http://).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+
+from smsgw.domain.errors import InvalidInput
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+MAX_URL_LENGTH = 256
+#: Metadata services that are not in a private range on every cloud.
+METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+BLOCKED_NAMES = {"localhost", "localhost.localdomain", "metadata.google.internal"}
+
+
+class Refused(httpcore.ConnectError):
+    """The guard refused to connect (the message says to which address and why)."""
+
+
+def why_refused(address: IPAddress) -> str | None:
+    """Why `address` must not be reached, or None when it is public."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return why_refused(address.ipv4_mapped)
+    checks = (
+        (address in METADATA, "a cloud metadata address"),
+        (address.is_loopback, "a loopback address"),
+        (address.is_link_local, "a link-local address"),
+        (address.is_unspecified, "an unspecified address"),
+        (address.is_multicast, "a multicast address"),
+        (address.is_private, "a private address"),
+        (address.is_reserved, "a reserved address"),
+        (not address.is_global, "not a public address"),
+    )
+    return next((reason for hit, reason in checks if hit), None)
+
+
+def check_url(url: str, allow_private: bool) -> str:
+    """Validate a webhook URL at registration; returns it, or raises InvalidInput."""
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidInput(f"url: must be at most {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number from 0 to 65535
+    except ValueError as error:
+        raise InvalidInput(f"url: not a valid URL ({error})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or any(c in url for c in " \n\t"):
+        raise InvalidInput("url: must be an absolute http(s) URL such as https://example.com/hook")
+    if allow_private:
+        return url
+    if scheme != "https":
+        raise InvalidInput("url: must start with https://")
+    host = parts.hostname.lower().rstrip(".")
+    if host in BLOCKED_NAMES or host.endswith(".localhost"):
+        raise InvalidInput(f"url: {host} is a local name; webhooks must reach a public host")
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None and (reason := why_refused(literal)) is not None:
+        raise InvalidInput(f"url: {host} is {reason}; webhooks must reach a public host")
+    return url
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def first_allowed(host: str, addresses: Iterable[str]) -> str:
+    """The first address when all are public; Refused naming the first that is not."""
+    found = list(addresses)
+    for text in found:
+        reason = why_refused(ipaddress.ip_address(text.split("%", 1)[0]))
+        if reason is not None:
+            raise Refused(f"refused to connect to {host}: {text} is {reason}")
+    if not found:
+        raise Refused(f"refused to connect to {host}: it resolves to no address")
+    return found[0]
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend with the address check before every TCP connect."""
+
+    def __init__(self) -> None:
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = await asyncio.wait_for(resolve(host, port), timeout)
+        except (OSError, TimeoutError) as error:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {error}") from error
+        address = first_allowed(host, addresses)
+        return await self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise Refused("refused to connect to a Unix socket")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+def transport(allow_private: bool) -> httpx.AsyncHTTPTransport:
+    """The transport webhook requests go through; guarded unless private URLs are allowed."""
+    plain = httpx.AsyncHTTPTransport(retries=0)
+    if allow_private:
+        return plain
+    plain._pool = httpcore.AsyncConnectionPool(  # the public API has no backend parameter
+        ssl_context=httpx.create_ssl_context(), network_backend=GuardedBackend()
+    )
+    return plain

@@ -1,0 +1,88 @@
+"""smsgw as the hub: what phones are told to post, and taking in what they post.
+
+In hub mode (the default) a phone's `GET /webhooks` lists endpoints of smsgw itself, one per
+event it must post, each URL carrying a secret derived from that phone's token; smsgw stores
+received messages in the inbox and puts every event in the outbox, from which the users'
+webhooks are served. In direct mode (upstream behaviour) phones get the users' own URLs,
+plus smsgw's endpoints for received messages so that the inbox still fills.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smsgw.db.engine import Database
+from smsgw.domain.errors import InvalidInput
+from smsgw.inbox import service as inbox
+from smsgw.webhooks import outbox, repository
+from smsgw.webhooks.events import INBOX_EVENTS, PHONE_EVENTS, STATE_TIME_FIELD
+from smsgw.webhooks.repository import WebhookRecord
+
+HOOK_ID_PREFIX = "smsgw-"
+
+
+def phone_hooks(hook_url: str, records: list[WebhookRecord], direct: bool) -> list[dict[str, Any]]:
+    """The list a phone gets from `GET /webhooks` (only events the app knows)."""
+    known = [r for r in records if r.event in PHONE_EVENTS]
+    if direct:
+        theirs = [{"id": r.ext_id, "deviceId": r.device_id, "url": r.url, "event": r.event}
+                  for r in known]  # fmt: skip
+        wanted = list(INBOX_EVENTS)
+    else:
+        theirs = []
+        wanted = list(dict.fromkeys([*INBOX_EVENTS, *(r.event for r in known)]))
+    ours = [{"id": HOOK_ID_PREFIX + event.replace(":", "-"), "deviceId": None, "url": hook_url,
+             "event": event} for event in wanted]  # fmt: skip
+    return ours + theirs
+
+
+def _envelope(body: Any) -> tuple[str, str, dict[str, Any]]:
+    if not isinstance(body, dict):
+        raise InvalidInput("body must be a JSON object: {id, webhookId, event, deviceId, payload}")
+    event, payload, event_id = body.get("event"), body.get("payload"), body.get("id")
+    if event not in PHONE_EVENTS:
+        raise InvalidInput(f"event: unknown event {event!r}")
+    if not isinstance(payload, dict):
+        raise InvalidInput("payload: required, a JSON object")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 64:
+        raise InvalidInput("id: required, a string of at most 64 characters")
+    return event, event_id, payload
+
+
+async def accept(
+    db: Database, user_id: int, device_id: str, body: Any, deliver: bool = True
+) -> None:
+    """Take in one event a phone posted: inbox and outbox in one transaction, once each.
+
+    `deliver=False` (direct mode: the phone delivers to the users itself) fills the inbox only.
+    """
+    event, event_id, payload = _envelope(body)
+    received = inbox.parse(event, payload) if event in INBOX_EVENTS else None
+    async with db.write() as conn:
+        if received is not None:
+            stored = await inbox.store(conn, user_id, device_id, received)
+            if stored and deliver:
+                key = "inbox:" + inbox.dedupe_key(device_id, received)
+                await outbox.record(conn, user_id, device_id, event, key, payload)
+        elif deliver:
+            await _forward(conn, user_id, device_id, (event, event_id, payload))
+
+
+async def _forward(
+    conn: AsyncConnection, user_id: int, device_id: str, posted: tuple[str, str, dict[str, Any]]
+) -> None:
+    """Outbox an event other than a received message (a message event once per recipient)."""
+    event, event_id, payload = posted
+    if event not in STATE_TIME_FIELD:
+        key = f"{event}:{device_id}:{event_id}"
+        await outbox.record(conn, user_id, device_id, event, key, payload)
+        return
+    message_id = payload.get("messageId")
+    number = payload.get("recipient") or payload.get("phoneNumber")
+    if not isinstance(message_id, str) or not isinstance(number, str):
+        raise InvalidInput("payload.messageId and payload.recipient are required")
+    if await repository.message_known(conn, user_id, message_id):
+        key = outbox.state_key(event, message_id, number)
+        await outbox.record(conn, user_id, device_id, event, key, payload)

@@ -1,0 +1,281 @@
+"""Queries on webhooks, signing keys, the outbox and the delivery log. Scoped to the owner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smsgw.db.base import table_of
+from smsgw.devices.models import Device
+from smsgw.messages.models import Message, Recipient
+from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, WebhookEvent
+
+webhooks = table_of(Webhook)
+keys = table_of(SigningKey)
+events = table_of(WebhookEvent)
+deliveries = table_of(Delivery)
+attempts = table_of(Attempt)
+devices = table_of(Device)
+messages = table_of(Message)
+recipients = table_of(Recipient)
+
+PENDING, DELIVERED, FAILED, DISABLED = "pending", "delivered", "failed", "disabled"
+
+
+@dataclass(frozen=True)
+class WebhookRecord:
+    pk: int
+    ext_id: str
+    device_id: str | None
+    url: str
+    event: str
+    disabled_at: datetime | None
+    disabled_reason: str | None
+
+
+@dataclass(frozen=True)
+class Due:
+    """A delivery whose time has come, with what its request needs."""
+
+    pk: int
+    attempts: int
+    next_at: datetime
+    created_at: datetime
+    webhook_pk: int
+    webhook_id: str
+    url: str
+    user_id: int
+    event_id: str
+    event: str
+    device_id: str | None
+    payload: dict[str, Any]
+
+
+WEBHOOK_COLUMNS = (
+    webhooks.c.id.label("pk"), webhooks.c.ext_id, webhooks.c.device_id, webhooks.c.url,
+    webhooks.c.event, webhooks.c.disabled_at, webhooks.c.disabled_reason,
+)  # fmt: skip
+
+
+async def list_for(conn: AsyncConnection, user_id: int) -> list[WebhookRecord]:
+    query = select(*WEBHOOK_COLUMNS).where(webhooks.c.user_id == user_id).order_by(webhooks.c.id)
+    return [WebhookRecord(**row._asdict()) for row in await conn.execute(query)]
+
+
+async def find(conn: AsyncConnection, user_id: int, ext_id: str) -> WebhookRecord | None:
+    query = select(*WEBHOOK_COLUMNS).where(
+        webhooks.c.user_id == user_id, webhooks.c.ext_id == ext_id
+    )
+    row = (await conn.execute(query)).first()
+    return None if row is None else WebhookRecord(**row._asdict())
+
+
+async def upsert(conn: AsyncConnection, user_id: int, values: dict[str, Any]) -> None:
+    """Insert or replace (re-enabling it) the webhook `values["ext_id"]` of `user_id`."""
+    changed = (
+        await conn.execute(
+            update(webhooks)
+            .where(webhooks.c.user_id == user_id, webhooks.c.ext_id == values["ext_id"])
+            .values(**values, disabled_at=None, disabled_reason=None)
+        )
+    ).rowcount
+    if not changed:
+        await conn.execute(
+            insert(webhooks).values(**values, user_id=user_id, created_at=values["updated_at"])
+        )
+
+
+async def remove(conn: AsyncConnection, user_id: int, ext_id: str) -> bool:
+    query = delete(webhooks).where(webhooks.c.user_id == user_id, webhooks.c.ext_id == ext_id)
+    return bool((await conn.execute(query)).rowcount)
+
+
+async def device_owned(conn: AsyncConnection, user_id: int, device_id: str) -> bool:
+    query = select(devices.c.id).where(devices.c.id == device_id, devices.c.user_id == user_id)
+    return (await conn.execute(query)).first() is not None
+
+
+async def device_secret_source(conn: AsyncConnection, device_id: str) -> tuple[int, str] | None:
+    """(owner, token hash) of a phone, from which its hook secret is derived."""
+    query = select(devices.c.user_id, devices.c.token_hash).where(devices.c.id == device_id)
+    row = (await conn.execute(query)).first()
+    return None if row is None else (row.user_id, row.token_hash)
+
+
+async def for_phone(conn: AsyncConnection, user_id: int, device_id: str) -> list[WebhookRecord]:
+    """Enabled webhooks of `user_id` bound to this phone or to every phone."""
+    query = select(*WEBHOOK_COLUMNS).where(
+        webhooks.c.user_id == user_id,
+        webhooks.c.disabled_at.is_(None),
+        or_(webhooks.c.device_id.is_(None), webhooks.c.device_id == device_id),
+    )
+    return [WebhookRecord(**row._asdict()) for row in await conn.execute(query)]
+
+
+async def matching(
+    conn: AsyncConnection, user_id: int, device_id: str | None, event: str
+) -> list[int]:
+    """Enabled webhooks of `user_id` for `event` that cover `device_id`."""
+    scope: ColumnElement[bool] = webhooks.c.device_id.is_(None)
+    if device_id is not None:
+        scope = or_(scope, webhooks.c.device_id == device_id)
+    query = select(webhooks.c.id).where(
+        webhooks.c.user_id == user_id,
+        webhooks.c.event == event,
+        webhooks.c.disabled_at.is_(None),
+        scope,
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+async def signing_key(conn: AsyncConnection, user_id: int) -> str | None:
+    query = select(keys.c.key).where(keys.c.user_id == user_id)
+    return (await conn.execute(query)).scalar()
+
+
+async def set_signing_key(conn: AsyncConnection, user_id: int, key: str, now: datetime) -> None:
+    await conn.execute(delete(keys).where(keys.c.user_id == user_id))
+    await conn.execute(insert(keys).values(user_id=user_id, key=key, created_at=now))
+
+
+async def event_exists(conn: AsyncConnection, user_id: int, dedupe_key: str) -> bool:
+    query = select(events.c.id).where(
+        events.c.user_id == user_id, events.c.dedupe_key == dedupe_key
+    )
+    return (await conn.execute(query)).first() is not None
+
+
+async def add_event(conn: AsyncConnection, values: dict[str, Any]) -> int:
+    result = await conn.execute(insert(events).values(**values))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+async def add_deliveries(
+    conn: AsyncConnection, event_pk: int, webhook_pks: list[int], now: datetime
+) -> None:
+    rows = [
+        {"event_pk": event_pk, "webhook_pk": pk, "state": PENDING, "attempts": 0,
+         "next_at": now, "created_at": now, "updated_at": now}
+        for pk in webhook_pks
+    ]  # fmt: skip
+    await conn.execute(insert(deliveries), rows)
+
+
+async def due(conn: AsyncConnection, now: datetime, limit: int) -> list[Due]:
+    """Pending deliveries due at `now`, oldest first."""
+    query = (
+        select(
+            deliveries.c.id.label("pk"), deliveries.c.attempts, deliveries.c.next_at,
+            deliveries.c.created_at, webhooks.c.id.label("webhook_pk"),
+            webhooks.c.ext_id.label("webhook_id"), webhooks.c.url, webhooks.c.user_id,
+            events.c.event_id, events.c.event, events.c.device_id, events.c.payload,
+        )
+        .join(webhooks, webhooks.c.id == deliveries.c.webhook_pk)
+        .join(events, events.c.id == deliveries.c.event_pk)
+        .where(deliveries.c.state == PENDING, deliveries.c.next_at <= now)
+        .order_by(deliveries.c.next_at, deliveries.c.id)
+        .limit(limit)
+    )  # fmt: skip
+    return [Due(**row._asdict()) for row in await conn.execute(query)]
+
+
+async def take(conn: AsyncConnection, item: Due, lease_until: datetime, now: datetime) -> bool:
+    """Claim `item` for one attempt (a conditional UPDATE: one taker wins)."""
+    query = (
+        update(deliveries)
+        .where(
+            deliveries.c.id == item.pk,
+            deliveries.c.state == PENDING,
+            deliveries.c.next_at == item.next_at,
+        )
+        .values(attempts=deliveries.c.attempts + 1, next_at=lease_until, updated_at=now)
+    )
+    return bool((await conn.execute(query)).rowcount)
+
+
+async def start_attempt(conn: AsyncConnection, item: Due, now: datetime) -> int:
+    values = {
+        "webhook_pk": item.webhook_pk, "delivery_pk": item.pk, "event_id": item.event_id,
+        "event": item.event, "started_at": now,
+    }  # fmt: skip
+    result = await conn.execute(insert(attempts).values(**values))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+async def finish_attempt(conn: AsyncConnection, attempt_pk: int, values: dict[str, Any]) -> None:
+    await conn.execute(update(attempts).where(attempts.c.id == attempt_pk).values(**values))
+
+
+async def settle(
+    conn: AsyncConnection, delivery_pk: int, state: str, next_at: datetime, now: datetime
+) -> None:
+    query = (
+        update(deliveries)
+        .where(deliveries.c.id == delivery_pk)
+        .values(state=state, next_at=next_at, updated_at=now)
+    )
+    await conn.execute(query)
+
+
+async def disable(conn: AsyncConnection, webhook_pk: int, reason: str, now: datetime) -> None:
+    """Stop a webhook: no further deliveries until it is registered again."""
+    await conn.execute(
+        update(webhooks)
+        .where(webhooks.c.id == webhook_pk)
+        .values(disabled_at=now, disabled_reason=reason[:256], updated_at=now)
+    )
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.webhook_pk == webhook_pk, deliveries.c.state == PENDING)
+        .values(state=DISABLED, updated_at=now)
+    )
+
+
+async def attempts_of(conn: AsyncConnection, webhook_pk: int, limit: int) -> list[dict[str, Any]]:
+    query = (
+        select(attempts)
+        .where(attempts.c.webhook_pk == webhook_pk)
+        .order_by(attempts.c.started_at.desc(), attempts.c.id.desc())
+        .limit(limit)
+    )
+    return [row._asdict() for row in await conn.execute(query)]
+
+
+async def prune(conn: AsyncConnection, before: datetime) -> int:
+    """Forget events (with their deliveries and log) created before `before`."""
+    old = select(events.c.id).where(events.c.created_at < before)
+    await conn.execute(delete(attempts).where(
+        attempts.c.delivery_pk.in_(select(deliveries.c.id).where(deliveries.c.event_pk.in_(old)))
+    ))  # fmt: skip
+    await conn.execute(delete(deliveries).where(deliveries.c.event_pk.in_(old)))
+    return int((await conn.execute(delete(events).where(events.c.created_at < before))).rowcount)
+
+
+async def pending_count(conn: AsyncConnection) -> int:
+    query = select(func.count()).select_from(deliveries).where(deliveries.c.state == PENDING)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def message_known(conn: AsyncConnection, user_id: int, ext_id: str) -> bool:
+    """Whether `ext_id` is a message of `user_id` (phones' posts name messages by it)."""
+    query = select(messages.c.id).where(messages.c.user_id == user_id, messages.c.ext_id == ext_id)
+    return (await conn.execute(query)).first() is not None
+
+
+async def recipients_of(
+    conn: AsyncConnection, message_pks: list[int]
+) -> list[tuple[int, str, str | None, str]]:
+    """(owner, message id, phone, phone number) of every recipient of these messages."""
+    query = (
+        select(
+            messages.c.user_id, messages.c.ext_id, messages.c.device_id, recipients.c.phone_number
+        )
+        .join(recipients, recipients.c.message_id == messages.c.id)
+        .where(messages.c.id.in_(message_pks))
+        .order_by(messages.c.id, recipients.c.position)
+    )
+    return [(r.user_id, r.ext_id, r.device_id, r.phone_number) for r in await conn.execute(query)]

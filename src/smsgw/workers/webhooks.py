@@ -1,0 +1,116 @@
+"""The webhook delivery worker: sends due outbox rows, records every attempt.
+
+Each round takes the due deliveries (a conditional UPDATE per row, so several processes can
+share the work), writing for each the intent of an attempt before the request is sent and
+pushing its due time past the request's timeout; after the request it writes the outcome.
+A crash in between leaves the attempt unfinished in the log and the delivery due again once
+its lease runs out: an event may then reach a receiver twice (same `id`), never zero times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import timedelta
+
+import httpx
+
+from smsgw.config import Settings
+from smsgw.db.engine import Database
+from smsgw.domain import clock
+from smsgw.webhooks import guard, repository, sender
+from smsgw.webhooks.repository import Due
+from smsgw.webhooks.service import signing_key_of
+
+log = logging.getLogger("smsgw.webhooks")
+#: A taken delivery is due again this long after twice the request timeout (a crash).
+LEASE_MARGIN_SECONDS = 5
+PRUNE_EVERY_SECONDS = 3600
+
+
+class WebhookWorker:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.wakeup = asyncio.Event()
+        self._last_prune = 0.0
+        timeout = settings.webhooks_timeout_seconds
+        self.client = httpx.AsyncClient(
+            transport=guard.transport(settings.webhooks_allow_private_urls),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    def poke(self) -> None:
+        """Look for due deliveries now rather than at the next poll."""
+        self.wakeup.set()
+
+    async def take(self) -> list[tuple[Due, int, str]]:
+        """Claim due deliveries: (delivery, attempt row, signing key) for each.
+
+        No more than can be in flight at once, so every lease starts when its request does.
+        """
+        now = clock.now()
+        lease = now + timedelta(
+            seconds=2 * self.settings.webhooks_timeout_seconds + LEASE_MARGIN_SECONDS
+        )
+        taken = []
+        async with self.db.write() as conn:
+            for item in await repository.due(conn, now, self.settings.webhooks_concurrency):
+                if await repository.take(conn, item, lease, now):
+                    attempt = await repository.start_attempt(conn, item, now)
+                    taken.append((item, attempt, await signing_key_of(conn, item.user_id)))
+        return taken
+
+    async def deliver(self, item: Due, attempt: int, key: str) -> None:
+        max_bytes = self.settings.webhooks_max_response_bytes
+        outcome = await sender.post(self.client, item, key, max_bytes)
+        now = clock.now()
+        plan = sender.plan(self.settings, item, outcome, now)
+        async with self.db.write() as conn:
+            await repository.finish_attempt(conn, attempt, {
+                "finished_at": now, "status_code": outcome.status,
+                "duration_ms": outcome.duration_ms, "error": outcome.error,
+            })  # fmt: skip
+            await repository.settle(conn, item.pk, plan.state, plan.next_at, now)
+            if plan.disable_reason is not None:
+                await repository.disable(conn, item.webhook_pk, plan.disable_reason, now)
+        if plan.state != repository.DELIVERED:
+            log.info("webhook %s: %s -> %s", item.webhook_id, outcome.error, plan.state)
+
+    async def round(self) -> int:
+        """Deliver what is due; returns how many deliveries were attempted."""
+        taken = await self.take()
+        await asyncio.gather(*(self.deliver(*job) for job in taken))
+        await self.prune()
+        return len(taken)
+
+    async def prune(self) -> None:
+        if time.monotonic() - self._last_prune < PRUNE_EVERY_SECONDS:
+            return
+        self._last_prune = time.monotonic()
+        keep = timedelta(seconds=2 * self.settings.webhooks_max_age_seconds)
+        async with self.db.write() as conn:
+            await repository.prune(conn, clock.now() - keep)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    busy = await self.round()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("webhook round failed; retrying next round")
+                    busy = 0
+                if not busy:
+                    self.wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self.wakeup.wait(), self.settings.webhooks_poll_seconds
+                        )
+        finally:
+            await self.client.aclose()

@@ -1,0 +1,170 @@
+"""The simulated phone's webhooks and inbox (protocol §4, §9.10, §9.12), as a mixin of
+`SimulatedPhone`: it syncs its webhook list, posts signed envelopes to every URL of an event
+with the app's retries, receives SMS into its own inbox and replays it on request."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from tests.fakes.phone import Credentials, LocalMessage
+
+#: Webhook events the app (v1.68) knows; any other value makes the webhook sync fail.
+APP_EVENTS = {
+    "sms:received", "sms:sent", "sms:delivered", "sms:failed", "sms:cancelled",
+    "sms:data-received", "mms:received", "mms:downloaded", "system:ping", "app:started",
+}  # fmt: skip
+STATE_EVENTS = {
+    "Sent": ("sms:sent", "sentAt"),
+    "Delivered": ("sms:delivered", "deliveredAt"),
+    "Failed": ("sms:failed", "failedAt"),
+    "Cancelled": ("sms:cancelled", "cancelledAt"),
+}
+
+
+def phone_time(moment: datetime) -> str:
+    """The app's `yyyy-MM-dd'T'HH:mm:ss.SSSXXX`, in a +03:00 zone to exercise offsets."""
+    local = moment.astimezone(UTC) + timedelta(hours=3)
+    return local.strftime("%Y-%m-%dT%H:%M:%S.") + f"{local.microsecond // 1000:03d}+03:00"
+
+
+@dataclass
+class InboxSms:
+    """A message in the phone's own SMS inbox."""
+
+    message_id: str
+    sender: str
+    text: str | None
+    data: str | None
+    received_at: datetime
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class PhoneWebhooks:
+    """Needs from the phone: its credentials, HTTP client, `_call`, `_tasks` and `scale`."""
+
+    credentials: Credentials | None
+    webhooks: list[Any]
+    scale: float
+    _client: httpx.AsyncClient
+    _tasks: list[asyncio.Task[None]]
+
+    def init_webhooks(self, skip_processed_on_export: bool, webhook_retries: int) -> None:
+        self.skip_processed_on_export = skip_processed_on_export  # False: app < 1.65.2
+        self.webhook_retries = webhook_retries
+        self.signing_key = secrets.token_hex(4)  # the app's random 8-character key
+        self.inbox: list[InboxSms] = []
+        self.processed: set[str] = set()  # inbox message ids already handled
+        self.webhook_posts: list[tuple[str, int]] = []  # (event, status) of each post
+
+    async def _call(self, method: str, path: str, body: Any = None, **kw: Any) -> httpx.Response:
+        raise NotImplementedError
+
+    async def sync_webhooks(self) -> None:
+        """`GET /webhooks` replaces the list; an unknown event fails the sync, as in the app."""
+        hooks = (await self._call("GET", "/webhooks")).json()
+        for hook in hooks:
+            if hook.get("event") not in APP_EVENTS or not hook.get("id"):
+                raise ValueError(f"webhook the app cannot parse: {hook}")
+        self.webhooks = hooks
+
+    def emit(self, event: str, payload: dict[str, Any]) -> None:
+        """Post `event` to every webhook of that event, each in its own retrying task."""
+        assert self.credentials is not None
+        for hook in self.webhooks:
+            if hook["event"] != event:
+                continue
+            envelope = {
+                "id": secrets.token_urlsafe(15), "webhookId": hook["id"], "event": event,
+                "deviceId": self.credentials.id,
+                "payload": {k: v for k, v in payload.items() if v is not None},
+            }  # fmt: skip
+            self._tasks.append(asyncio.create_task(self._deliver(hook["url"], envelope)))
+
+    async def _deliver(self, url: str, envelope: dict[str, Any]) -> None:
+        body = json.dumps(envelope).encode()
+        for attempt in range(self.webhook_retries):
+            stamp = str(int(time.time()))
+            signature = hmac.new(
+                self.signing_key.encode(), body + stamp.encode(), hashlib.sha256
+            ).hexdigest()
+            headers = {"Content-Type": "application/json", "X-Timestamp": stamp,
+                       "X-Signature": signature}  # fmt: skip
+            try:
+                response = await self._client.post(url, content=body, headers=headers)
+                self.webhook_posts.append((envelope["event"], response.status_code))
+                if response.is_success:
+                    return
+            except httpx.HTTPError:
+                self.webhook_posts.append((envelope["event"], 0))
+            await asyncio.sleep(5 * 2**attempt * self.scale)
+
+    def _emit_state(self, message: LocalMessage, number: str) -> None:
+        state = message.recipients[number]
+        event, field_name = STATE_EVENTS[state]
+        payload: dict[str, Any] = {
+            "messageId": message.id, "phoneNumber": number, "recipient": number,
+            "simNumber": message.sim_number, field_name: phone_time(datetime.now(UTC)),
+        }  # fmt: skip
+        if state == "Failed":
+            payload["reason"] = message.errors.get(number)
+        if state == "Sent":
+            payload["partsCount"] = 1
+        self.emit(event, payload)
+
+    def receive_sms(self, sender: str, text: str, received_at: datetime | None = None) -> InboxSms:
+        """An SMS arrives: it goes to the inbox and out as `sms:received`."""
+        return self._receive(sender, text, None, received_at)
+
+    def receive_data_sms(self, sender: str, data: bytes) -> InboxSms:
+        return self._receive(sender, None, base64.b64encode(data).decode(), None)
+
+    def _receive(
+        self, sender: str, text: str | None, data: str | None, received_at: datetime | None
+    ) -> InboxSms:
+        at = received_at or datetime.now(UTC)
+        digest = hashlib.sha256(f"{sender}|{text}|{data}|{at.isoformat()}".encode()).hexdigest()
+        sms = InboxSms(digest[:32], sender, text, data, at)
+        self.inbox.append(sms)
+        self.processed.add(sms.message_id)
+        self._emit_received(sms)
+        return sms
+
+    def _emit_received(self, sms: InboxSms) -> None:
+        payload: dict[str, Any] = {
+            "messageId": sms.message_id, "sender": sms.sender, "phoneNumber": sms.sender,
+            "simNumber": 1, "receivedAt": phone_time(sms.received_at),
+        }  # fmt: skip
+        if sms.text is not None:
+            self.emit("sms:received", {**payload, "message": sms.text})
+        else:
+            self.emit("sms:data-received", {**payload, "data": sms.data})
+
+    def ping(self) -> None:
+        self.emit("system:ping", {"health": {"status": "pass", "checks": {}}})
+
+    def _export(self, data: dict[str, str]) -> None:
+        """Replay inbox SMS in [since, until] (only SMS are scanned, as in the app)."""
+        since, until = _parse_time(data["since"]), _parse_time(data["until"])
+        for sms in self.inbox:
+            if sms.text is None or not since <= sms.received_at <= until:
+                continue
+            if self.skip_processed_on_export and sms.message_id in self.processed:
+                continue
+            self.processed.add(sms.message_id)
+            if data.get("triggerWebhooks", "true") != "false":
+                self._emit_received(sms)

@@ -1,0 +1,191 @@
+"""The webhooks API: registration rules, upsert, owner scoping, the signing key, and what
+phones are told (hub endpoints of smsgw, or the users' URLs in direct mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer, running
+from tests.webhook_support import MOBILE, Api, eventually, hub_settings, phone, run, started
+
+
+@pytest.fixture
+def hub_server(tmp_path: Path) -> Iterator[LiveServer]:
+    with running(hub_settings(tmp_path / "data")) as live:
+        yield live
+
+
+def test_register_list_replace_and_delete_a_webhook(api: httpx.Client) -> None:
+    created = api.post("/webhooks", json={"url": "https://example.com/a", "event": "sms:received"})
+    assert created.status_code == 201, created.text
+    hook = created.json()
+    assert len(hook["id"]) == 21 and hook["deviceId"] is None
+    assert hook | {"id": None} == {
+        "id": None, "deviceId": None, "url": "https://example.com/a", "event": "sms:received",
+        "enabled": True, "disabledReason": None,
+    }  # fmt: skip
+    replaced = api.post(
+        "/webhooks", json={"id": hook["id"], "url": "https://example.com/b", "event": "sms:sent"}
+    )
+    assert replaced.status_code == 201
+    listed = api.get("/webhooks").json()
+    assert [(h["id"], h["url"], h["event"]) for h in listed] == [
+        (hook["id"], "https://example.com/b", "sms:sent")
+    ]
+    assert api.delete(f"/webhooks/{hook['id']}").status_code == 204
+    assert api.delete(f"/webhooks/{hook['id']}").status_code == 204  # gone already: still 204
+    assert api.get("/webhooks").json() == []
+
+
+def test_a_chosen_id_is_kept(api: httpx.Client) -> None:
+    body = {"id": "my-hook", "url": "https://example.com/x", "event": "system:ping"}
+    assert api.post("/webhooks", json=body).json()["id"] == "my-hook"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"url": "https://example.com", "event": "sms:nope"}, "unknown event"),
+        ({"url": "http://example.com/hook", "event": "sms:received"}, "https://"),
+        ({"url": "ftp://example.com/hook", "event": "sms:received"}, "http(s) URL"),
+        ({"event": "sms:received"}, "url"),
+        ({"url": "https://example.com"}, "event"),
+        ({"url": "https://127.0.0.1/hook", "event": "sms:received"}, "loopback"),
+        ({"url": "https://10.1.2.3/hook", "event": "sms:received"}, "private"),
+        ({"url": "https://169.254.169.254/latest", "event": "sms:received"}, "metadata"),
+        ({"url": "https://[::1]/hook", "event": "sms:received"}, "loopback"),
+        ({"url": "https://localhost/hook", "event": "sms:received"}, "local name"),
+        ({"url": "https://[::1/hook", "event": "sms:received"}, "not a valid URL"),
+        ({"url": "https://example.com:99999/", "event": "sms:received"}, "not a valid URL"),
+        ({"url": "https://exa mple.com/", "event": "sms:received"}, "http(s) URL"),
+        ({"url": "https://example.com/" + "a" * 300, "event": "sms:received"}, "url"),
+        ({"id": "x" * 37, "url": "https://example.com", "event": "sms:sent"}, "id"),
+        (
+            {"url": "https://example.com", "event": "sms:sent", "deviceId": "nope"},
+            'invalid "device_id" = "nope": record not found',
+        ),
+    ],
+)
+def test_bad_webhooks_get_a_400_naming_the_problem(
+    api: httpx.Client, body: dict[str, str], fragment: str
+) -> None:
+    response = api.post("/webhooks", json=body)
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["message"]
+
+
+def test_webhooks_belong_to_their_owner(server: LiveServer, api: httpx.Client) -> None:
+    api.post("/webhooks", json={"id": "a1", "url": "https://example.com", "event": "sms:sent"})
+    with server.client(server.create_user("bob")) as bob:
+        assert bob.get("/webhooks").json() == []
+        assert bob.delete("/webhooks/a1").status_code == 204
+        assert bob.get("/webhooks/a1/deliveries").status_code == 404
+        bob.post("/webhooks", json={"id": "a1", "url": "https://bob.example", "event": "sms:sent"})
+    assert [h["url"] for h in api.get("/webhooks").json()] == ["https://example.com"]
+
+
+def test_the_signing_key_is_stable_until_rotated(api: httpx.Client) -> None:
+    first = api.get("/webhooks/signing/key").json()["signingKey"]
+    assert len(first) >= 24 and api.get("/webhooks/signing/key").json()["signingKey"] == first
+    rotated = api.post("/webhooks/signing/key").json()["signingKey"]
+    assert rotated != first and api.get("/webhooks/signing/key").json()["signingKey"] == rotated
+
+
+def test_webhooks_need_credentials(server: LiveServer) -> None:
+    with server.client() as anonymous:
+        assert anonymous.get("/webhooks").status_code == 401
+        assert anonymous.get("/inbox").status_code == 401
+
+
+def test_phones_get_smsgw_endpoints_and_hear_of_changes(
+    hub_server: LiveServer, tmp_path: Path
+) -> None:
+    owner = hub_server.create_user("owner")
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        device = await started(phone(hub_server, owner), webhooks=2)
+        hook_base = f"{hub_server.url}{MOBILE}/hooks/{device.credentials.id}/"  # type: ignore[union-attr]
+        assert {h["event"] for h in device.webhooks} == {"sms:received", "sms:data-received"}
+        assert all(h["url"].startswith(hook_base) for h in device.webhooks)
+        await api.hook("https://example.com/sent", "sms:sent")
+        await eventually(lambda: len(device.webhooks) == 3)
+        assert {h["event"] for h in device.webhooks} == {
+            "sms:received",
+            "sms:data-received",
+            "sms:sent",
+        }
+        assert all(h["url"].startswith(hook_base) for h in device.webhooks)
+        await api.hook("https://example.com/batch", "sms:batch:received")  # not for phones
+        await eventually(lambda: ("WebhooksUpdated", None) in device.events[2:])
+        await device.sync_webhooks()
+        assert len(device.webhooks) == 3
+        await device.stop()
+        await api.close()
+
+    run(scenario)
+
+
+def test_hub_urls_use_the_public_url_when_set(tmp_path: Path) -> None:
+    settings = hub_settings(tmp_path / "data", public_url="https://sms.example.com/")
+    with running(settings) as live:
+        owner = live.create_user("owner")
+
+        async def scenario() -> None:
+            device = await started(phone(live, owner), webhooks=2)
+            prefix = f"https://sms.example.com{MOBILE}/hooks/"
+            assert all(h["url"].startswith(prefix) for h in device.webhooks)
+            await device.stop()
+
+        run(scenario)
+
+
+def test_direct_mode_hands_phones_the_users_urls(tmp_path: Path) -> None:
+    with running(hub_settings(tmp_path / "data", webhooks_mode="direct")) as live:
+        owner = live.create_user("owner")
+
+        async def scenario() -> None:
+            api = Api(live, owner)
+            await api.hook("https://example.com/in", "sms:received", id="mine")
+            device = await started(phone(live, owner), webhooks=3)
+            urls = {h["id"]: h["url"] for h in device.webhooks}
+            assert urls["mine"] == "https://example.com/in"  # the phone posts there itself
+            assert sum(u.startswith(live.url) for u in urls.values()) == 2  # inbox still fills
+            await device.stop()
+            await api.close()
+
+        run(scenario)
+
+
+def test_a_hook_url_takes_posts_only_with_its_phones_secret(
+    hub_server: LiveServer, tmp_path: Path
+) -> None:
+    owner = hub_server.create_user("owner")
+
+    async def scenario() -> None:
+        one = await started(phone(hub_server, owner), webhooks=2)
+        two = await started(phone(hub_server, owner), webhooks=2)
+        url_one = one.webhooks[0]["url"]
+        secret_two = two.webhooks[0]["url"].rsplit("/", 1)[1]
+        envelope = {"id": "e1", "webhookId": "w", "event": "system:ping", "payload": {}}
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(url_one, json=envelope)).status_code == 204
+            forged = url_one.rsplit("/", 1)[0] + "/" + secret_two
+            answer = await client.post(forged, json=envelope)
+            assert answer.status_code == 401 and answer.json() == {"message": "Unauthorized"}
+            odd = await client.post(url_one.rsplit("/", 1)[0] + "/%C3%A8", json=envelope)
+            assert odd.status_code == 401
+            bad = await client.post(url_one, json={**envelope, "event": "sms:whatever"})
+            assert bad.status_code == 400 and "unknown event" in bad.json()["message"]
+            bad = await client.post(
+                url_one, content=b"{", headers={"content-type": "application/json"}
+            )
+            assert bad.status_code == 400
+        for device in (one, two):
+            await device.stop()
+
+    run(scenario)

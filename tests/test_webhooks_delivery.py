@@ -1,0 +1,378 @@
+"""Delivery of webhooks from smsgw's outbox to real receivers on 127.0.0.1: signatures,
+exactly one event per recipient and state, retries, restarts, 410, the delivery log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Account, LiveServer, running
+from tests.fakes.receiver import Receiver
+from tests.webhook_support import (
+    Api,
+    eventually,
+    hub_settings,
+    phone,
+    run,
+    started,
+    until,
+    verify_signature,
+)
+
+
+@pytest.fixture
+def hub_server(tmp_path: Path) -> Iterator[LiveServer]:
+    with running(hub_settings(tmp_path / "data")) as live:
+        yield live
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    started_receiver = Receiver().start()
+    yield started_receiver
+    started_receiver.stop()
+
+
+def test_a_received_sms_reaches_the_webhook_signed(
+    hub_server: LiveServer, receiver: Receiver
+) -> None:
+    owner = hub_server.create_user("owner")
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        hook = await api.hook(receiver.url, "sms:received")
+        device = await started(phone(hub_server, owner), webhooks=2)
+        device.receive_sms("+12025550111", "Your code is 1234")
+        await eventually(lambda: len(receiver.delivered()) == 1)
+        [request] = receiver.requests
+        assert verify_signature(await api.key(), request.body, request.headers)
+        assert not verify_signature("wrong key", request.body, request.headers)
+        envelope = request.json()
+        assert set(envelope) == {"deviceId", "event", "id", "webhookId", "payload"}
+        assert envelope["deviceId"] == device.credentials.id  # type: ignore[union-attr]
+        assert envelope["webhookId"] == hook["id"] and envelope["event"] == "sms:received"
+        assert envelope["payload"]["message"] == "Your code is 1234"
+        assert envelope["payload"]["sender"] == "+12025550111"
+        assert request.headers["Content-Type"] == "application/json"
+        [attempt] = await api.deliveries(hook["id"])
+        assert attempt["statusCode"] == 200 and attempt["error"] is None
+        assert attempt["eventId"] == envelope["id"] and attempt["durationMs"] >= 0
+        await device.stop()
+        await api.close()
+
+    run(scenario)
+
+
+def test_each_message_event_reaches_the_webhook_once_per_recipient(
+    hub_server: LiveServer, receiver: Receiver
+) -> None:
+    """The phone posts sms:sent/delivered and reports the same states: one event each."""
+    owner = hub_server.create_user("owner")
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        for event in ("sms:sent", "sms:delivered", "sms:failed"):
+            await api.hook(receiver.url, event)
+        device = await started(phone(hub_server, owner), webhooks=5)
+        numbers = ("+12025550100", "+12025550101")
+        ids = [await api.send(f"m{i}", numbers) for i in range(3)]
+        await eventually(lambda: len(receiver.delivered()) == 12)
+        await asyncio.sleep(1.5)  # late reports and posts must not add anything
+        seen = Counter(
+            (r.json()["event"], r.json()["payload"]["messageId"], r.json()["payload"]["recipient"])
+            for r in receiver.delivered()
+        )
+        expected = {
+            (event, message_id, number)
+            for event in ("sms:sent", "sms:delivered") for message_id in ids for number in numbers
+        }  # fmt: skip
+        assert set(seen) == expected and set(seen.values()) == {1}
+        assert len({r.json()["id"] for r in receiver.requests}) == 12
+        assert ("sms:sent", 204) in device.webhook_posts  # the phone did post to smsgw
+        await device.stop()
+        await api.close()
+
+    run(scenario)
+
+
+def test_state_reports_alone_produce_the_events(hub_server: LiveServer, receiver: Receiver) -> None:
+    """A phone that never posts (an old app, or a lost post): the reports are enough."""
+    owner = hub_server.create_user("owner")
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        await api.hook(receiver.url, "sms:failed")
+        device = phone(
+            hub_server, owner, outcome=lambda _m, _n: ("Failed", "RESULT_ERROR_NO_SERVICE")
+        )
+        await started(device, webhooks=3)
+        device.webhooks = []  # it forgets its webhooks: only state reports reach smsgw
+        message_id = await api.send("x")
+        await eventually(lambda: len(receiver.delivered()) == 1)
+        payload = receiver.requests[0].json()["payload"]
+        assert payload["messageId"] == message_id and payload["recipient"] == "+12025550100"
+        assert payload["reason"] == "RESULT_ERROR_NO_SERVICE" and "failedAt" in payload
+        await device.stop()
+        await api.close()
+
+    run(scenario)
+
+
+def test_a_receiver_answering_500_then_200_gets_one_success_per_event(
+    hub_server: LiveServer,
+) -> None:
+    owner = hub_server.create_user("owner")
+    receiver = Receiver(statuses=[500, 503, 500]).start()
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        hook = await api.hook(receiver.url, "system:ping")
+        device = await started(phone(hub_server, owner), webhooks=3)
+        device.ping()
+        await eventually(lambda: len(receiver.delivered()) == 1)
+        await asyncio.sleep(1)
+        assert [r.status for r in receiver.requests] == [500, 503, 500, 200]
+        assert len({r.json()["id"] for r in receiver.requests}) == 1  # one event, retried
+        log = await api.deliveries(hook["id"])
+        assert [a["statusCode"] for a in log] == [200, 500, 503, 500]  # newest first
+        assert [a["error"] for a in log[1:]] == ["HTTP 500", "HTTP 503", "HTTP 500"]
+        await device.stop()
+        await api.close()
+
+    try:
+        run(scenario)
+    finally:
+        receiver.stop()
+
+
+def test_a_receiver_down_across_a_restart_of_smsgw_still_gets_every_event(
+    tmp_path: Path,
+) -> None:
+    receiver = Receiver().start()
+    receiver.stop()  # its port is known; nothing listens there yet
+    settings = hub_settings(tmp_path / "data", webhooks_retry_max_seconds=0.5)
+    with running(settings) as live:
+        owner = live.create_user("owner")
+
+        async def before_restart() -> None:
+            api = Api(live, owner)
+            await api.hook(receiver.url, "sms:received", id="in")
+            device = await started(phone(live, owner), webhooks=2)
+            for i in range(3):
+                device.receive_sms("+12025550111", f"text {i}")
+            await eventually(lambda: sum(s == 204 for _, s in device.webhook_posts) == 3)
+
+            async def failed_attempts() -> bool:
+                return sum(a["error"] is not None for a in await api.deliveries("in")) >= 3
+
+            await until(failed_attempts)
+            await device.stop()
+            await api.close()
+
+        run(before_restart)
+    receiver.start()
+    try:
+        with running(settings):
+
+            async def after_restart() -> None:
+                await eventually(lambda: len(receiver.delivered()) == 3)
+                await asyncio.sleep(1)
+
+            run(after_restart)
+        texts = sorted(r.json()["payload"]["message"] for r in receiver.requests)
+        assert texts == ["text 0", "text 1", "text 2"]
+    finally:
+        receiver.stop()
+
+
+def test_a_410_disables_the_webhook(hub_server: LiveServer) -> None:
+    owner = hub_server.create_user("owner")
+    receiver = Receiver(default=410).start()
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        await api.hook(receiver.url, "system:ping", id="gone")
+        device = await started(phone(hub_server, owner), webhooks=3)
+        device.ping()
+        await eventually(lambda: len(receiver.requests) == 1)
+
+        async def disabled() -> bool:
+            return (await api.client.get("/webhooks")).json()[0]["enabled"] is False
+
+        await until(disabled)
+        listed = (await api.client.get("/webhooks")).json()
+        assert "410" in listed[0]["disabledReason"]
+        device.ping()
+        await asyncio.sleep(1)
+        assert len(receiver.requests) == 1
+        await api.hook(receiver.url, "system:ping", id="gone")  # registering again re-enables
+        assert (await api.client.get("/webhooks")).json()[0]["enabled"] is True
+        await device.stop()
+        await api.close()
+
+    try:
+        run(scenario)
+    finally:
+        receiver.stop()
+
+
+def test_a_4xx_other_than_410_is_not_retried(hub_server: LiveServer) -> None:
+    owner = hub_server.create_user("owner")
+    receiver = Receiver(default=404).start()
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        await api.hook(receiver.url, "system:ping", id="h")
+        device = await started(phone(hub_server, owner), webhooks=3)
+        device.ping()
+        await eventually(lambda: len(receiver.requests) == 1)
+        await asyncio.sleep(1)
+        assert len(receiver.requests) == 1
+        assert [a["statusCode"] for a in await api.deliveries("h")] == [404]
+        await device.stop()
+        await api.close()
+
+    try:
+        run(scenario)
+    finally:
+        receiver.stop()
+
+
+def test_attempts_stop_at_the_limit(tmp_path: Path) -> None:
+    receiver = Receiver(default=500).start()
+    with running(hub_settings(tmp_path / "data", webhooks_max_attempts=3)) as live:
+        owner = live.create_user("owner")
+
+        async def scenario() -> None:
+            api = Api(live, owner)
+            await api.hook(receiver.url, "system:ping", id="h")
+            device = await started(phone(live, owner), webhooks=3)
+            device.ping()
+            await eventually(lambda: len(receiver.requests) == 3)
+            await asyncio.sleep(1.5)
+            assert len(receiver.requests) == 3
+            await device.stop()
+            await api.close()
+
+        try:
+            run(scenario)
+        finally:
+            receiver.stop()
+
+
+def test_a_delivery_cut_by_a_stop_of_smsgw_is_sent_again_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    """The attempt is recorded before the request; smsgw stops before the answer; after the
+    restart the delivery is due again (same event id) and completes."""
+    receiver = Receiver(delays=[6.0]).start()
+    settings = hub_settings(tmp_path / "data", webhooks_timeout_seconds=3)
+    with running(settings) as live:
+        owner = live.create_user("owner")
+
+        async def before_stop() -> None:
+            api = Api(live, owner)
+            await api.hook(receiver.url, "system:ping", id="h")
+            device = await started(phone(live, owner), webhooks=3)
+            device.ping()
+            await eventually(lambda: len(receiver.requests) == 0 and bool(device.webhook_posts))
+            await asyncio.sleep(1)  # the request is now hanging at the receiver
+            [attempt] = await api.deliveries("h")
+            assert attempt["finishedAt"] is None
+            await device.kill()
+            await api.close()
+
+        run(before_stop)
+    with running(settings) as live:
+
+        async def after_restart() -> None:
+            await eventually(lambda: len(receiver.delivered()) == 2, within=30)
+            api = Api(live, Account("owner", "correct horse battery"))
+            log = await api.deliveries("h")
+            assert [a["statusCode"] for a in log] == [200, None]
+            await api.close()
+
+        try:
+            run(after_restart)
+        finally:
+            receiver.stop()
+    ids = {r.json()["id"] for r in receiver.requests}
+    assert len(ids) == 1  # the same event both times: the receiver can deduplicate
+
+
+def test_a_webhook_bound_to_a_phone_hears_only_that_phone(
+    hub_server: LiveServer, receiver: Receiver
+) -> None:
+    owner = hub_server.create_user("owner")
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        one = await started(phone(hub_server, owner), webhooks=2)
+        two = await started(phone(hub_server, owner), webhooks=2)
+        one_id = one.credentials.id  # type: ignore[union-attr]
+        await api.hook(receiver.url, "system:ping", deviceId=one_id)
+        await eventually(lambda: len(one.webhooks) == 3)
+        await asyncio.sleep(0.3)
+        assert len(two.webhooks) == 2  # the other phone need not post pings
+        one.ping()
+        two_hook = two.webhooks[0]["url"]
+        two.webhooks.append({"id": "x", "event": "system:ping", "url": two_hook})
+        two.ping()  # even if it posted one, that phone's pings are not for this webhook
+        await eventually(lambda: len(receiver.delivered()) == 1)
+        await asyncio.sleep(0.5)
+        assert [r.json()["deviceId"] for r in receiver.requests] == [one_id]
+        for device in (one, two):
+            await device.stop()
+        await api.close()
+
+    run(scenario)
+
+
+def test_direct_mode_leaves_delivery_to_the_phone(tmp_path: Path) -> None:
+    """Upstream behaviour: the phone posts to the user's URL itself, signed with its own key;
+    smsgw delivers nothing, and still fills the inbox."""
+    receiver = Receiver().start()
+    with running(hub_settings(tmp_path / "data", webhooks_mode="direct")) as live:
+        owner = live.create_user("owner")
+
+        async def scenario() -> None:
+            api = Api(live, owner)
+            await api.hook(receiver.url, "sms:received", id="mine")
+            device = await started(phone(live, owner), webhooks=3)
+            device.receive_sms("+12025550111", "direct")
+            await eventually(lambda: len(receiver.delivered()) == 1)
+            await asyncio.sleep(1)
+            [request] = receiver.requests
+            assert verify_signature(device.signing_key, request.body, request.headers)
+            assert await api.deliveries("mine") == []
+            assert [i["message"] for i in (await api.inbox())[0]] == ["direct"]
+            await device.stop()
+            await api.close()
+
+        try:
+            run(scenario)
+        finally:
+            receiver.stop()
+
+
+def test_a_message_no_phone_took_in_time_fails_with_a_webhook(
+    hub_server: LiveServer, receiver: Receiver
+) -> None:
+    owner = hub_server.create_user("owner")
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        await api.hook(receiver.url, "sms:failed")
+        body = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "late"}, "ttl": 5}
+        message_id = (await api.client.post("/messages", json=body)).json()["id"]
+        await eventually(lambda: len(receiver.delivered()) == 1, within=15)
+        envelope = receiver.requests[0].json()
+        assert envelope["payload"]["messageId"] == message_id
+        assert envelope["payload"]["reason"] == "TTL expired" and envelope["deviceId"] is None
+        await api.close()
+
+    run(scenario)
