@@ -7,7 +7,6 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from smsgw import metrics
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.fakes.phone import SimulatedPhone
 from tests.test_phones import MOBILE, _true, eventually, run
@@ -107,21 +106,6 @@ def test_connected_phones_and_claims_follow_a_phone(server: LiveServer, alice: A
         await eventually(gone)
 
     run(scenario)
-
-
-def test_webhook_deliveries_and_outbox_depth_are_exposed(server: LiveServer) -> None:
-    before = scrape(server)
-    metrics.webhook_delivery("sms:sent", ok=True)
-    metrics.webhook_delivery("sms:sent", ok=False)
-    metrics.webhook_delivery("sms:sent", ok=False)
-    metrics.set_outbox_depth(7)
-    after = scrape(server)
-    name = "smsgw_webhook_deliveries_total"
-    for outcome, count in (("delivered", 1), ("failed", 2)):
-        labels = {"event": "sms:sent", "outcome": outcome}
-        assert value(after, name, **labels) - value(before, name, **labels) == count
-    assert value(after, "smsgw_webhook_outbox_depth") == 7
-    metrics.set_outbox_depth(0)
 
 
 def test_a_metrics_token_closes_the_page_to_others(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Account, LiveServer, running
 from tests.fakes.receiver import Receiver
@@ -122,11 +124,25 @@ def test_state_reports_alone_produce_the_events(hub_server: LiveServer, receiver
     run(scenario)
 
 
+def metric(server: LiveServer, name: str, event: str | None, **labels: str) -> float:
+    """One sample of smsgw's /metrics page (0 when absent)."""
+    text = httpx.get(server.url + "/metrics", timeout=20).text
+    wanted = {**labels, **({"event": event} if event else {})}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == wanted:
+                return float(sample.value)
+    return 0.0
+
+
 def test_a_receiver_answering_500_then_200_gets_one_success_per_event(
     hub_server: LiveServer,
 ) -> None:
     owner = hub_server.create_user("owner")
     receiver = Receiver(statuses=[500, 503, 500]).start()
+
+    counted = ("smsgw_webhook_deliveries_total", "system:ping")
+    before = {o: metric(hub_server, *counted, outcome=o) for o in ("delivered", "failed")}
 
     async def scenario() -> None:
         api = Api(hub_server, owner)
@@ -140,6 +156,15 @@ def test_a_receiver_answering_500_then_200_gets_one_success_per_event(
         log = await api.deliveries(hook["id"])
         assert [a["statusCode"] for a in log] == [200, 500, 503, 500]  # newest first
         assert [a["error"] for a in log[1:]] == ["HTTP 500", "HTTP 503", "HTTP 500"]
+        # The failures are in the owner's event log, and the attempts in the metrics.
+        entries = (await api.client.get("/logs")).json()
+        failures = [e for e in entries if e["module"] == "webhooks"]
+        assert [e["priority"] for e in failures] == ["WARN"] * 3
+        assert all(hook["id"] in e["message"] for e in failures)
+        for outcome, count in (("delivered", 1), ("failed", 3)):
+            now = metric(hub_server, *counted, outcome=outcome)
+            assert now - before[outcome] == count
+        assert metric(hub_server, "smsgw_webhook_outbox_depth", None) == 0
         await device.stop()
         await api.close()
 
@@ -373,6 +398,50 @@ def test_a_message_no_phone_took_in_time_fails_with_a_webhook(
         envelope = receiver.requests[0].json()
         assert envelope["payload"]["messageId"] == message_id
         assert envelope["payload"]["reason"] == "TTL expired" and envelope["deviceId"] is None
+        await api.close()
+
+    run(scenario)
+
+
+def test_a_message_cancelled_before_any_phone_took_it_sends_sms_cancelled(
+    hub_server: LiveServer, receiver: Receiver
+) -> None:
+    owner = hub_server.create_user("owner")
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        await api.hook(receiver.url, "sms:cancelled")
+        body = {"phoneNumbers": ["+12025550100", "+12025550101"], "textMessage": {"text": "x"}}
+        message_id = (await api.client.post("/messages", json=body)).json()["id"]
+        cancelled = await api.client.delete(f"/messages/{message_id}")
+        assert cancelled.json()["state"] == "Cancelled"
+        await eventually(lambda: len(receiver.delivered()) == 2)  # one per recipient
+        payloads = [r.json()["payload"] for r in receiver.requests]
+        assert {p["messageId"] for p in payloads} == {message_id}
+        assert sorted(p["phoneNumber"] for p in payloads) == ["+12025550100", "+12025550101"]
+        await api.close()
+
+    run(scenario)
+
+
+def test_messages_pinned_to_a_deleted_phone_send_sms_failed(
+    hub_server: LiveServer, receiver: Receiver
+) -> None:
+    owner = hub_server.create_user("owner")
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        device = await started(phone(hub_server, owner, paused=True))
+        device_id = device.credentials.id  # type: ignore[union-attr]
+        await device.kill()
+        await api.hook(receiver.url, "sms:failed")
+        body = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "x"}}
+        message_id = await api.client.post("/messages", json=body | {"deviceId": device_id})
+        assert (await api.client.delete(f"/devices/{device_id}")).status_code == 204
+        await eventually(lambda: len(receiver.delivered()) == 1)
+        payload = receiver.requests[0].json()["payload"]
+        assert payload["messageId"] == message_id.json()["id"]
+        assert "deleted" in payload["reason"]
         await api.close()
 
     run(scenario)

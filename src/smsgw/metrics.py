@@ -4,8 +4,9 @@ Counters live for the process (module level) and are registered, with a collecto
 app's current state, into a fresh registry per scrape. Other parts of smsgw report through
 the functions here:
 
-- `webhook_delivery(event, ok)`: once per webhook delivery attempt (webhooks sender);
-- `set_outbox_depth(depth)`: the number of deliveries waiting in the outbox (webhooks worker).
+- `webhook_delivery(event, ok)`: once per webhook delivery attempt (webhooks worker).
+
+The webhook outbox's depth is read from the database at scrape, like the message counts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -27,6 +28,7 @@ from smsgw.db.engine import Database
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import EventHub
 from smsgw.messages.models import Message as MessageRow
+from smsgw.webhooks import repository as webhooks
 
 UNMATCHED = "<unmatched>"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -50,20 +52,12 @@ WEBHOOK_DELIVERIES = Counter(
     ["event", "outcome"],
     registry=None,
 )
-OUTBOX_DEPTH = Gauge(
-    "smsgw_webhook_outbox_depth", "Webhook deliveries waiting in the outbox.", registry=None
-)
-SHARED = (HTTP_REQUESTS, HTTP_LATENCY, WEBHOOK_DELIVERIES, OUTBOX_DEPTH)
+SHARED = (HTTP_REQUESTS, HTTP_LATENCY, WEBHOOK_DELIVERIES)
 
 
 def webhook_delivery(event: str, ok: bool) -> None:
     """Count one webhook delivery attempt of `event` (e.g. `sms:sent`) and its outcome."""
     WEBHOOK_DELIVERIES.labels(event, "delivered" if ok else "failed").inc()
-
-
-def set_outbox_depth(depth: int) -> None:
-    """Set how many webhook deliveries wait in the outbox (call after each outbox round)."""
-    OUTBOX_DEPTH.set(depth)
 
 
 def authorized(token: str | None, header: str) -> bool:
@@ -82,6 +76,7 @@ class Snapshot(Collector):
     claimed: int = 0
     phones: int = 0
     streams: int = 0
+    outbox: int = 0
 
     def collect(self) -> Iterator[Metric]:
         by_state = GaugeMetricFamily(
@@ -97,6 +92,11 @@ class Snapshot(Collector):
         )
         yield GaugeMetricFamily(
             "smsgw_phones_connected", "Phones with an open event stream.", value=self.phones
+        )
+        yield GaugeMetricFamily(
+            "smsgw_webhook_outbox_depth",
+            "Webhook deliveries waiting in the outbox (to be sent or retried).",
+            value=self.outbox,
         )
         yield GaugeMetricFamily(
             "smsgw_event_streams", "Open event streams (a phone may hold several).",
@@ -115,7 +115,8 @@ async def snapshot(db: Database, hub: EventHub) -> Snapshot:
                 messages.c.state.in_(held), messages.c.claimed_at.is_not(None)
             )
         )
-    return Snapshot(counts, int(claimed or 0), len(hub.connected()), hub.stream_count())
+        outbox = await webhooks.pending_count(conn)
+    return Snapshot(counts, int(claimed or 0), len(hub.connected()), hub.stream_count(), outbox)
 
 
 async def exposition(db: Database, hub: EventHub) -> bytes:

@@ -16,9 +16,11 @@ from smsgw.devices import repository
 from smsgw.devices.errors import NotThisDevice, UnknownDevice
 from smsgw.devices.repository import DeviceRecord
 from smsgw.domain import clock, ids
+from smsgw.domain.states import ProcessingState
 from smsgw.logs import service as logs
 from smsgw.routing import repository as routing
 from smsgw.routing.service import DEVICE_DELETED
+from smsgw.webhooks import outbox
 
 DEVICE_ID_LENGTH = 21
 TOKEN_LENGTH = 32
@@ -142,6 +144,9 @@ async def delete(db: Database, user_id: int, device_id: str) -> None:
         pinned = await routing.detach_device(conn, device_id, now)
         await routing.fail(conn, pinned, DEVICE_DELETED, now)
         await logs.messages_failed(conn, pinned, DEVICE_DELETED)
+        await outbox.record_server_state(
+            conn, pinned, ProcessingState.FAILED.value, DEVICE_DELETED, now
+        )
         await repository.remove(conn, user_id, device_id)
         await logs.phone_event(conn, user_id, device_id, "deleted")
 

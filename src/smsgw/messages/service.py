@@ -14,6 +14,7 @@ from smsgw.domain.states import ProcessingState
 from smsgw.logs import service as logs
 from smsgw.messages import repository
 from smsgw.messages.repository import ListFilter, MessageRecord, RecipientRecord
+from smsgw.webhooks import outbox
 
 DUPLICATE_ID = "message with the same ID already exists"
 
@@ -161,6 +162,8 @@ async def cancel(db: Database, user_id: int, ext_id: str) -> MessageRecord:
             conn, record.pk, target.value, clock.now(), recipients_too=not taken
         )
         await logs.message_state(conn, user_id, ext_id, target.value, record.device_id)
+        if not taken:  # no phone will report it: smsgw's own sms:cancelled events
+            await outbox.record_server_state(conn, [record.pk], target.value, None, clock.now())
         updated = await repository.by_ext_id(conn, user_id, ext_id)
     assert updated is not None
     return updated

@@ -16,10 +16,13 @@ import time
 from datetime import timedelta
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from smsgw import metrics
 from smsgw.config import Settings
 from smsgw.db.engine import Database
 from smsgw.domain import clock
+from smsgw.logs import service as logs
 from smsgw.webhooks import guard, repository, sender
 from smsgw.webhooks.repository import Due
 from smsgw.webhooks.service import signing_key_of
@@ -28,6 +31,24 @@ log = logging.getLogger("smsgw.webhooks")
 #: A taken delivery is due again this long after twice the request timeout (a crash).
 LEASE_MARGIN_SECONDS = 5
 PRUNE_EVERY_SECONDS = 3600
+
+
+async def _log_failure(
+    conn: AsyncConnection, item: Due, error: str | None, plan: sender.Plan
+) -> None:
+    """A failed attempt in the owner's event log: a warning while it will be retried, an
+    error once the delivery is given up or the webhook disabled."""
+    retried = plan.state == repository.PENDING
+    what = "will be retried" if retried else f"given up ({plan.disable_reason or plan.state})"
+    await logs.record(
+        conn,
+        item.user_id,
+        logs.Module.WEBHOOKS,
+        logs.Priority.WARN if retried else logs.Priority.ERROR,
+        f"webhook {item.webhook_id}: {item.event} delivery failed ({error}); {what}",
+        {"webhookId": item.webhook_id, "event": item.event, "eventId": item.event_id,
+         "attempt": item.attempts + 1},
+    )  # fmt: skip
 
 
 class WebhookWorker:
@@ -78,6 +99,9 @@ class WebhookWorker:
             await repository.settle(conn, item.pk, plan.state, plan.next_at, now)
             if plan.disable_reason is not None:
                 await repository.disable(conn, item.webhook_pk, plan.disable_reason, now)
+            if plan.state != repository.DELIVERED:
+                await _log_failure(conn, item, outcome.error, plan)
+        metrics.webhook_delivery(item.event, plan.state == repository.DELIVERED)
         if plan.state != repository.DELIVERED:
             log.info("webhook %s: %s -> %s", item.webhook_id, outcome.error, plan.state)
 
