@@ -95,6 +95,18 @@ def test_the_signing_key_is_stable_until_rotated(api: httpx.Client) -> None:
     assert rotated != first and api.get("/webhooks/signing/key").json()["signingKey"] == rotated
 
 
+def test_a_signing_key_set_in_the_settings_wins(api: httpx.Client) -> None:
+    generated = api.get("/webhooks/signing/key").json()["signingKey"]
+    mine = "my-own-signing-key-0123456789"
+    assert api.patch("/settings", json={"webhooks": {"signing_key": mine}}).status_code == 200
+    assert api.get("/webhooks/signing/key").json()["signingKey"] == mine
+    refused = api.post("/webhooks/signing/key")
+    assert refused.status_code == 409 and "/settings" in refused.json()["message"]
+    # Cleared in the settings: the generated key is back.
+    assert api.patch("/settings", json={"webhooks": {"signing_key": ""}}).status_code == 200
+    assert api.get("/webhooks/signing/key").json()["signingKey"] == generated
+
+
 def test_webhooks_need_credentials(server: LiveServer) -> None:
     with server.client() as anonymous:
         assert anonymous.get("/webhooks").status_code == 401
