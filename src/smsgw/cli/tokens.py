@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from smsgw.accounts import service as accounts
 from smsgw.cli.common import console, fail, run
@@ -33,7 +33,12 @@ def list_tokens(
     async def rows_of(db: Database) -> list[TokenRow]:
         return await tokens.list_for_user(db, await accounts.user_id_of(db, user))
 
-    table = Table("id", "kind", "scopes", "created", "expires", "state")
+    # The id is what `tokens revoke` takes: never cut short, whatever the terminal's width.
+    table = Table(Column("id", no_wrap=True, min_width=21), "kind")
+    table.add_column("scopes", overflow="fold")
+    table.add_column("created")
+    table.add_column("expires")
+    table.add_column("state")
     for row in run(rows_of):
         table.add_row(
             row.id,
