@@ -13,6 +13,7 @@ checked. So a revocation made anywhere is seen by the next request everywhere.
 
 from __future__ import annotations
 
+import hmac
 import sqlite3
 from collections.abc import Callable
 
@@ -26,7 +27,7 @@ MAX_STAMPS = 100_000
 
 
 class RevocationCache:
-    """`is_revoked(jti)` and `stamp_of(user_id)`, answered from memory while nothing changed.
+    """`accepts(jti, user_id, stamp)`, answered from memory while nothing changed.
 
     `stamp` turns a password hash into the stamp tokens carry (see service.py)."""
 
@@ -39,13 +40,16 @@ class RevocationCache:
         self._revoked: frozenset[str] = frozenset()
         self._stamps: dict[int, str | None] = {}
 
-    def is_revoked(self, jti: str) -> bool:
+    def accepts(self, jti: str, user_id: int, stamp: object) -> bool:
+        """Whether an access token (`jti`, of `user_id`, carrying `stamp`) is still good:
+        not revoked, and its stamp is its user's current one (the user exists)."""
         self._follow_changes()
-        return jti in self._revoked
+        if jti in self._revoked or not isinstance(stamp, str):
+            return False
+        expected = self._stamp_of(user_id)
+        return expected is not None and hmac.compare_digest(expected.encode(), stamp.encode())
 
-    def stamp_of(self, user_id: int) -> str | None:
-        """The stamp a token of `user_id` must carry now; None when the user is gone."""
-        self._follow_changes()
+    def _stamp_of(self, user_id: int) -> str | None:
         if user_id not in self._stamps:
             if len(self._stamps) >= MAX_STAMPS:
                 self._stamps.clear()

@@ -244,12 +244,6 @@ class TokenService:
         jti, user_id = str(claims["jti"]), int(claims["user_id"])
         if scopes.REFRESH in granted:
             return Principal(user_id, granted, jti)
-        if self.revocations.is_revoked(jti) or not self._stamp_matches(claims, user_id):
+        if not self.revocations.accepts(jti, user_id, claims.get("stamp")):
             raise Unauthorized(INVALID)
         return Principal(user_id, granted, jti)
-
-    def _stamp_matches(self, claims: dict[str, Any], user_id: int) -> bool:
-        expected, given = self.revocations.stamp_of(user_id), claims.get("stamp")
-        if expected is None or not isinstance(given, str):
-            return False
-        return hmac.compare_digest(expected.encode(), given.encode())
