@@ -16,6 +16,7 @@ from smsgw.db.base import SystemValue, table_of
 from smsgw.db.engine import Database
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import Unauthorized
+from smsgw.tokens import service as tokens
 
 LOGIN_PATTERN = re.compile(r"^[A-Za-z0-9._@+-]{1,64}$")
 MIN_PASSWORD_LENGTH = 8
@@ -62,21 +63,27 @@ async def list_users(db: Database) -> list[UserRow]:
 
 
 async def change_password(db: Database, login: str, password: str | None = None) -> NewAccount:
-    """Set a new password (generated when none is given); old credentials stop working."""
+    """Set a new password (generated when none is given); old credentials stop working, and
+    so do the account's JWTs (access and refresh), at once in every process."""
     password = password if password is not None else ids.generated_password()
     check_password(password)
     password_hash = await asyncio.to_thread(hash_password, password)
     async with db.write() as conn:
-        if not await repository.set_password(conn, login, password_hash, clock.now()):
+        user = await repository.by_login(conn, login)
+        if user is None or not await repository.set_password(
+            conn, login, password_hash, clock.now()
+        ):
             raise UnknownLogin(login)
+        await tokens.end_all(conn, user.id, "password changed")
     return NewAccount(login, password)
 
 
 async def delete_user(db: Database, login: str) -> None:
-    """Delete an account with its devices and messages."""
+    """Delete an account with its devices, messages and tokens (refused at once everywhere)."""
     async with db.write() as conn:
         if not await repository.remove(conn, login):
             raise UnknownLogin(login)
+        await tokens.user_deleted(conn)
 
 
 async def authenticate(db: Database, cache: CredentialCache, login: str, password: str) -> int:

@@ -1,10 +1,10 @@
-"""The `smsgw` command line: serve, db, users, send, messages."""
+"""The `smsgw` command line: serve, db, users, tokens, send, messages, devices."""
 
 from __future__ import annotations
 
 import typer
 
-from smsgw.cli import db, devices, messages, serve, users
+from smsgw.cli import db, devices, messages, serve, tokens, users
 
 app = typer.Typer(
     name="smsgw",
@@ -19,6 +19,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(messages.app, name="messages")
 app.add_typer(devices.app, name="devices")
+app.add_typer(tokens.app, name="tokens")
 
 
 def main() -> None:

@@ -9,7 +9,9 @@ from rich.table import Table
 
 from smsgw.accounts import service as accounts
 from smsgw.cli.common import console, run
+from smsgw.db.engine import Database
 from smsgw.domain.clock import format_timestamp
+from smsgw.web import sessions
 
 app = typer.Typer(help="Accounts that may use the API.", no_args_is_help=True)
 
@@ -44,9 +46,16 @@ def list_users() -> None:
 
 @app.command("passwd")
 def passwd(login: str, password: PasswordOption = None) -> None:
-    """Change an account's password; the old one stops working at once."""
-    account = run(lambda db: accounts.change_password(db, login, password))
-    _show(account, password is None)
+    """Change an account's password; the old one, the account's tokens and its dashboard
+    sessions stop working at once."""
+
+    async def change(db: Database) -> accounts.NewAccount:
+        user_id = await accounts.user_id_of(db, login)
+        account = await accounts.change_password(db, login, password)
+        await sessions.end_all(db, user_id)
+        return account
+
+    _show(run(change), password is None)
 
 
 @app.command("delete")
@@ -57,5 +66,11 @@ def delete(
     """Delete an account with its devices and messages."""
     if not yes:
         typer.confirm(f"Delete {login} with all its devices and messages?", abort=True)
-    run(lambda db: accounts.delete_user(db, login))
+
+    async def remove(db: Database) -> None:
+        user_id = await accounts.user_id_of(db, login)
+        await sessions.end_all(db, user_id)
+        await accounts.delete_user(db, login)
+
+    run(remove)
     console.print(f"deleted {login}", highlight=False)

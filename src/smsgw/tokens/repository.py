@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from smsgw.accounts.repository import users
 from smsgw.db.base import table_of
 from smsgw.db.engine import column_reader
 from smsgw.tokens.models import Token
@@ -19,6 +20,18 @@ GENERATION_KEY = "tokens.generation"
 ACCESS = "access"
 REFRESH = "refresh"
 _read_time = column_reader(tokens.c.expires_at)
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """An issued token as the operator sees it (never the token itself)."""
+
+    id: str
+    token_use: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,43 @@ async def revoke(conn: AsyncConnection, user_id: int, jti: str, now: datetime) -
     return (await conn.execute(query.values(revoked_at=now))).rowcount
 
 
+async def of_user(conn: AsyncConnection, user_id: int) -> list[TokenRow]:
+    """The user's tokens (access and refresh), newest first."""
+    columns = (tokens.c.id, tokens.c.token_use, tokens.c.scopes, tokens.c.created_at)
+    query = select(*columns, tokens.c.expires_at, tokens.c.revoked_at)
+    query = query.where(tokens.c.user_id == user_id)
+    rows = await conn.execute(query.order_by(tokens.c.created_at.desc(), tokens.c.id))
+    return [TokenRow(r[0], r[1], str(r[2]).split(), r[3], r[4], r[5]) for r in rows]
+
+
+async def owner_of(conn: AsyncConnection, jti: str) -> int | None:
+    row = (await conn.execute(select(tokens.c.user_id).where(tokens.c.id == jti))).first()
+    return None if row is None else int(row[0])
+
+
+async def scopes_of(conn: AsyncConnection, user_id: int, jti: str) -> list[str]:
+    query = select(tokens.c.scopes).where(tokens.c.user_id == user_id, tokens.c.id == jti)
+    row = (await conn.execute(query)).first()
+    return [] if row is None else str(row[0]).split()
+
+
+async def live_access(conn: AsyncConnection, user_id: int, now: datetime) -> list[tuple[str, str]]:
+    """(jti, scopes) of the user's access tokens neither revoked nor expired."""
+    query = select(tokens.c.id, tokens.c.scopes).where(
+        tokens.c.user_id == user_id,
+        tokens.c.token_use == ACCESS,
+        tokens.c.revoked_at.is_(None),
+        tokens.c.expires_at > now,
+    )
+    return [(str(jti), str(granted)) for jti, granted in await conn.execute(query)]
+
+
+async def revoke_all(conn: AsyncConnection, user_id: int, now: datetime) -> int:
+    """Revoke every token of the user still unrevoked; how many rows."""
+    query = update(tokens).where(tokens.c.user_id == user_id, tokens.c.revoked_at.is_(None))
+    return (await conn.execute(query.values(revoked_at=now))).rowcount
+
+
 async def bump_generation(conn: AsyncConnection) -> None:
     """Tell every process that the set of revoked tokens changed (same transaction)."""
     await conn.exec_driver_sql(
@@ -79,6 +129,17 @@ def generation(conn: sqlite3.Connection) -> int:
         "SELECT value FROM system_values WHERE key = ?", (GENERATION_KEY,)
     ).fetchone()
     return 0 if row is None else int(row[0])
+
+
+async def current_password_hash(conn: AsyncConnection, user_id: int) -> str | None:
+    row = (await conn.execute(select(users.c.password_hash).where(users.c.id == user_id))).first()
+    return None if row is None else str(row[0])
+
+
+def password_hash(conn: sqlite3.Connection, user_id: int) -> str | None:
+    """The user's password hash (what a token's stamp is derived from); None if deleted."""
+    row = conn.execute("SELECT password_hash FROM users WHERE id = ?", (user_id,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def revoked_access(conn: sqlite3.Connection, now: datetime) -> set[str]:

@@ -4,10 +4,15 @@ Tokens are HS256 JWTs with upstream's claims: `jti`, `iss`, `sub` and `user_id` 
 id), `iat`, `exp`, `scopes`; a refresh token carries `scopes: ["tokens:refresh"]` and
 `original_scopes`. Every issued token has a row (tokens table) by its jti; the refresh row
 holds the SHA-256 of its token and its parent access jti.
+
+Every token also carries `stamp`: a keyed hash of its user's password hash when it was
+issued. A password change makes a new password hash, so every older token stops matching at
+once; a deleted user has no stamp at all (and a new user reusing the id another).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
@@ -16,12 +21,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.config import Settings
 from smsgw.db.engine import Database
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import Unauthorized
+from smsgw.logs import service as event_log
 from smsgw.tokens import repository, scopes
+from smsgw.tokens.repository import TokenRow
 from smsgw.tokens.revocations import RevocationCache
 from smsgw.tokens.secret import signing_key
 
@@ -48,10 +56,60 @@ class IssuedPair:
     expires_at: datetime
 
 
-def record(event: str, user_id: int, jti: str, **details: Any) -> None:
-    """The one place token events pass through (`issued`, `refreshed`, `revoked`): the
-    event log hooks in here. Tokens themselves are never passed or logged."""
+async def record(
+    conn: AsyncConnection, event: str, user_id: int, jti: str, granted: list[str], **details: Any
+) -> None:
+    """The one place token events pass through (`issued`, `refreshed`, `revoked`): an entry
+    in the owner's event log, in the caller's transaction. Tokens themselves are never
+    passed or logged; `details` must be JSON values."""
     log.info("token %s: user %s, jti %s %s", event, user_id, jti, details or "")
+    context = {"jti": jti, "scopes": granted, **details}
+    message = f"token {jti} {event}"
+    await event_log.record(
+        conn, user_id, event_log.Module.TOKENS, event_log.Priority.INFO, message, context
+    )
+
+
+async def revoke(db: Database, user_id: int, jti: str) -> int:
+    """Revoke the user's token `jti` and the refresh token issued with it (nothing happens
+    for an unknown jti or another user's); how many rows. Effective at once everywhere."""
+    async with db.write() as conn:
+        granted = await repository.scopes_of(conn, user_id, jti)
+        revoked = await repository.revoke(conn, user_id, jti, clock.now())
+        if revoked:
+            await repository.bump_generation(conn)
+            await record(conn, "revoked", user_id, jti, granted)
+    return revoked
+
+
+async def revoke_any(db: Database, jti: str) -> bool:
+    """The operator's revocation (CLI): revoke `jti` whoever owns it; False if unknown."""
+    async with db.read() as conn:
+        owner = await repository.owner_of(conn, jti)
+    return owner is not None and await revoke(db, owner, jti) > 0
+
+
+async def end_all(conn: AsyncConnection, user_id: int, reason: str) -> None:
+    """Revoke every token of the user, in the caller's transaction (password change,
+    account deletion). Their access tokens also stop matching their new stamp (or none)."""
+    now = clock.now()
+    live = await repository.live_access(conn, user_id, now)
+    await repository.revoke_all(conn, user_id, now)
+    await repository.bump_generation(conn)
+    for jti, granted in live:
+        await record(conn, "revoked", user_id, jti, granted.split(), reason=reason)
+
+
+async def user_deleted(conn: AsyncConnection) -> None:
+    """Tell every process, in the deleting transaction, that a user's tokens are void (their
+    rows go with the user; the missing stamp refuses the access tokens still out there)."""
+    await repository.bump_generation(conn)
+
+
+async def list_for_user(db: Database, user_id: int) -> list[TokenRow]:
+    """The user's tokens (access and refresh, also revoked and expired ones), newest first."""
+    async with db.read() as conn:
+        return await repository.of_user(conn, user_id)
 
 
 def _expiry(now: datetime, ttl: int) -> int:
@@ -71,10 +129,21 @@ class TokenService:
         self._db = db
         self._access_ttl = settings.jwt_access_ttl_seconds
         self._refresh_ttl = settings.jwt_refresh_ttl_seconds
-        self.revocations = RevocationCache(db.path)
+        self.revocations = RevocationCache(db.path, self.stamp)
 
     def close(self) -> None:
         self.revocations.close()
+
+    def stamp(self, password_hash: str) -> str:
+        """The `stamp` claim for a user whose password hash is `password_hash`."""
+        mac = hmac.new(self._key, b"stamp:" + password_hash.encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()[:16]).decode().rstrip("=")
+
+    async def _stamp_now(self, conn: AsyncConnection, user_id: int) -> str:
+        stored = await repository.current_password_hash(conn, user_id)
+        if stored is None:
+            raise Unauthorized(INVALID)
+        return self.stamp(stored)
 
     def _sign(self, user_id: int, jti: str, now: datetime, ttl: int, **claims: Any) -> str:
         payload = {
@@ -108,22 +177,23 @@ class TokenService:
         at most the configured lifetime (0 or None: that lifetime), and its refresh token."""
         access_ttl = min(ttl, self._access_ttl) if ttl else self._access_ttl
         now = clock.now()
-        pair, rows = self._new_pair(user_id, granted, access_ttl, now)
         async with self._db.write() as conn:
+            stamp = await self._stamp_now(conn, user_id)
+            pair, rows = self._new_pair(user_id, granted, access_ttl, now, stamp)
             await repository.delete_expired(conn, user_id, now)
             await repository.add(conn, rows)
-        record("issued", user_id, pair.id, scopes=granted, ttl=access_ttl)
+            await record(conn, "issued", user_id, pair.id, granted, ttl=access_ttl)
         return pair
 
     def _new_pair(
-        self, user_id: int, granted: list[str], access_ttl: int, now: datetime
+        self, user_id: int, granted: list[str], access_ttl: int, now: datetime, stamp: str
     ) -> tuple[IssuedPair, list[dict[str, Any]]]:
         """A signed pair and the two rows that record it."""
         access_id, refresh_id = ids.random_token(), ids.random_token()
-        access = self._sign(user_id, access_id, now, access_ttl, scopes=granted)
+        access = self._sign(user_id, access_id, now, access_ttl, scopes=granted, stamp=stamp)
         refresh = self._sign(
             user_id, refresh_id, now, self._refresh_ttl,
-            scopes=[scopes.REFRESH], original_scopes=granted,
+            scopes=[scopes.REFRESH], original_scopes=granted, stamp=stamp,
         )  # fmt: skip
         expires_at = datetime.fromtimestamp(_expiry(now, access_ttl), UTC)
         common = {"user_id": user_id, "scopes": " ".join(granted), "created_at": now}
@@ -155,27 +225,25 @@ class TokenService:
                 raise Unauthorized(INVALID)
             if row.expires_at <= now or not await repository.mark_used(conn, jti, now):
                 raise Unauthorized(INVALID)
-            pair, rows = self._new_pair(row.user_id, row.scopes, self._access_ttl, now)
+            stamp = await self._stamp_now(conn, row.user_id)
+            pair, rows = self._new_pair(row.user_id, row.scopes, self._access_ttl, now, stamp)
             await repository.add(conn, rows)
-        record("refreshed", row.user_id, pair.id, refresh_jti=jti)
+            await record(conn, "refreshed", row.user_id, pair.id, row.scopes, refresh_jti=jti)
         return pair
 
     async def revoke(self, user_id: int, jti: str) -> None:
-        """Revoke the user's token `jti` and the refresh token issued with it (nothing
-        happens for an unknown jti or another user's). Effective at once in every process."""
-        async with self._db.write() as conn:
-            revoked = await repository.revoke(conn, user_id, jti, clock.now())
-            if revoked:
-                await repository.bump_generation(conn)
-        if revoked:
-            record("revoked", user_id, jti, rows=revoked)
+        """`revoke` (module level) on this service's database."""
+        await revoke(self._db, user_id, jti)
 
     def verify(self, token: str) -> Principal:
-        """The principal of a Bearer token, or Unauthorized. No query while nothing was
-        revoked anywhere since the last check (see revocations.py)."""
+        """The principal of a Bearer token, or Unauthorized: also when its user was deleted
+        or changed password since. No query while nothing was revoked, no password changed
+        and no account deleted anywhere since the last check (see revocations.py)."""
         claims = self._decode(token)
         granted = frozenset(str(scope) for scope in claims["scopes"])
-        jti = str(claims["jti"])
-        if scopes.REFRESH not in granted and self.revocations.is_revoked(jti):
+        jti, user_id = str(claims["jti"]), int(claims["user_id"])
+        if scopes.REFRESH in granted:
+            return Principal(user_id, granted, jti)
+        if not self.revocations.accepts(jti, user_id, claims.get("stamp")):
             raise Unauthorized(INVALID)
-        return Principal(int(claims["user_id"]), granted, jti)
+        return Principal(user_id, granted, jti)

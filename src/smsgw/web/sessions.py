@@ -85,6 +85,14 @@ async def end_others(db: Database, session: Session) -> None:
         )
 
 
+async def end_all(db: Database, user_id: int) -> int:
+    """Sign out every session of the user (operator's password change or deletion, CLI);
+    how many ended."""
+    async with db.write() as conn:
+        result = await conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
+    return result.rowcount
+
+
 def csrf_matches(expected: str | None, given: str | None) -> bool:
     if not expected or not given:
         return False
