@@ -29,6 +29,32 @@ class RefreshRow:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class LiveToken:
+    """An access token as its owner may see it: never the token itself."""
+
+    id: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime
+
+
+async def live_access(conn: AsyncConnection, user_id: int, now: datetime) -> list[LiveToken]:
+    """The user's access tokens neither revoked nor expired, newest first."""
+    query = (
+        select(tokens.c.id, tokens.c.scopes, tokens.c.created_at, tokens.c.expires_at)
+        .where(
+            tokens.c.user_id == user_id,
+            tokens.c.token_use == ACCESS,
+            tokens.c.revoked_at.is_(None),
+            tokens.c.expires_at > now,
+        )
+        .order_by(tokens.c.created_at.desc(), tokens.c.id)
+    )
+    rows = await conn.execute(query)
+    return [LiveToken(str(r[0]), str(r[1]).split(), r[2], r[3]) for r in rows]
+
+
 async def add(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     await conn.execute(insert(tokens), rows)
 

@@ -170,6 +170,12 @@ class TokenService:
         if revoked:
             record("revoked", user_id, jti, rows=revoked)
 
+    async def list_live(self, user_id: int) -> list[repository.LiveToken]:
+        """The user's access tokens that still work (not revoked, not expired), newest
+        first; ids, scopes and times only, never a token."""
+        async with self._db.read() as conn:
+            return await repository.live_access(conn, user_id, clock.now())
+
     def verify(self, token: str) -> Principal:
         """The principal of a Bearer token, or Unauthorized. No query while nothing was
         revoked anywhere since the last check (see revocations.py)."""
