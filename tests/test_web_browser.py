@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
@@ -159,6 +160,8 @@ def test_every_page_renders_without_errors_at_desktop_and_phone_width(
         ("/dashboard/messages", "messages"),
         ("/dashboard/send", "send"),
         ("/dashboard/account", "account"),
+        ("/dashboard/settings", "settings"),
+        ("/dashboard/tokens", "tokens"),
         ("/dashboard/phones", "phones"),
     ):
         page.goto(path)
@@ -166,8 +169,15 @@ def test_every_page_renders_without_errors_at_desktop_and_phone_width(
     page.get_by_role("button", name="Get a one-time code").click()
     expect(page.locator("#one-time-code")).to_have_text(re.compile(r"^[a-z2-9]{6}$"))
     screenshot(page, "phones-code")
+    issue_token(page, "messages:send")
+    screenshot(page, "tokens-issued")
+    page.goto("/dashboard/settings")
+    page.get_by_label("Messages per limit period").fill("0")
+    page.get_by_role("button", name="Save the settings").click()
+    expect(page.locator(".field-error")).to_have_count(1)
+    screenshot(page, "settings-errors")
     assert message_id
-    assert problems.errors == []
+    assert [e for e in problems.errors if "status of 400" not in e] == []
 
 
 def test_the_dashboard_works_from_the_keyboard(page: Page, live_server: LiveServer) -> None:
@@ -184,3 +194,97 @@ def test_the_dashboard_works_from_the_keyboard(page: Page, live_server: LiveServ
     expect(page).to_have_url(f"{live_server.url}/dashboard/messages")
     for field in ("State", "From (UTC date)", "Per page"):
         expect(page.get_by_label(field)).to_be_visible()
+
+
+def issue_token(page: Page, scope: str) -> str:
+    page.goto("/dashboard/tokens")
+    page.get_by_label(scope, exact=True).check()
+    page.get_by_label("Lifetime in seconds").fill("600")
+    page.get_by_role("button", name="Issue the token").click()
+    expect(page.get_by_role("status")).to_contain_text("shown only this once")
+    token: str = page.get_by_label("Access token").input_value()
+    return token
+
+
+def test_issue_a_token_copy_it_use_it_and_revoke_it(page: Page, live_server: LiveServer) -> None:
+    problems = Problems(page)
+    alice = create_user(live_server, "alice")
+    sign_in(page, alice)
+    page.get_by_role("link", name="API tokens").click()
+    expect(page.get_by_text("You have no live API token.")).to_be_visible()
+    token = issue_token(page, "messages:list")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="Copy the access token").click()
+    expect(page.locator("#access-token-said")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == token
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(live_server.api + "/messages", headers=bearer).status_code == 200
+    page.goto("/dashboard/tokens")
+    expect(page.get_by_label("Access token")).to_have_count(0)  # shown only once
+    assert token not in page.content()
+    row = page.locator("table.tokens tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("messages:list")
+    row.get_by_role("button", name=re.compile("^Revoke token")).click()
+    expect(page.get_by_role("status")).to_contain_text("Token revoked")
+    expect(page.locator("table.tokens")).to_have_count(0)
+    assert httpx.get(live_server.api + "/messages", headers=bearer).status_code == 401
+    assert problems.errors == []
+
+
+def test_change_settings_see_errors_by_field_then_see_them_saved(
+    page: Page, live_server: LiveServer
+) -> None:
+    problems = Problems(page)
+    alice = create_user(live_server, "alice")
+    sign_in(page, alice)
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_label("Sending limit per").select_option("PerHour")
+    page.get_by_label("Messages per limit period").fill("50")
+    page.get_by_label("Send only within work hours").check()
+    page.get_by_label("Work hours start (HH:mm, 24-hour)").fill("08:30")
+    page.get_by_label("Signing key (new value)").fill("never-shown-k3y")
+    page.get_by_role("button", name="Save the settings").click()
+    expect(page.get_by_role("alert")).to_contain_text("Nothing was saved")
+    end = page.get_by_label("Work hours end (HH:mm, 24-hour)")
+    expect(end).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#err-messages-work_hours_end")).to_contain_text(
+        "required when work_hours_enabled is true"
+    )
+    expect(page.get_by_label("Messages per limit period")).to_have_value("50")  # kept
+    end.fill("17:00")
+    page.get_by_label("Signing key (new value)").fill("never-shown-k3y")
+    page.get_by_role("button", name="Save the settings").click()
+    expect(page.get_by_role("status")).to_contain_text("Settings saved")
+    page.reload()
+    expect(page.get_by_label("Sending limit per")).to_have_value("PerHour")
+    expect(page.get_by_label("Messages per limit period")).to_have_value("50")
+    expect(page.get_by_label("Send only within work hours")).to_be_checked()
+    expect(page.get_by_label("Work hours end (HH:mm, 24-hour)")).to_have_value("17:00")
+    assert "never-shown-k3y" not in page.content()
+    auth = (alice.login, alice.password)
+    saved = httpx.get(live_server.api + "/settings", auth=auth).json()
+    assert saved["messages"]["limit_value"] == 50 and saved["webhooks"] == {}
+    assert [e for e in problems.errors if "status of 400" not in e] == []  # the refused save
+
+
+def test_a_message_sent_through_the_api_appears_in_the_open_table(
+    page: Page, live_server: LiveServer
+) -> None:
+    problems = Problems(page)
+    alice = create_user(live_server, "alice")
+    sign_in(page, alice)
+    expect(page.locator("html[data-live-ready]")).to_have_count(1)
+    page.evaluate("window.notReloaded = true")
+    body = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "from an app"}}
+    auth = (alice.login, alice.password)
+    sent = httpx.post(live_server.api + "/messages", json=body, auth=auth)
+    assert sent.status_code == 200
+    message_id = sent.json()["id"]
+    row = page.locator(f'table.messages tr[data-message-id="{message_id}"]')
+    expect(row).to_contain_text("Pending")
+    cancelled = httpx.delete(f"{live_server.api}/messages/{message_id}", auth=auth)
+    assert cancelled.status_code == 200
+    expect(row).to_contain_text("Cancelled")
+    assert page.evaluate("window.notReloaded") is True, "the page was reloaded"
+    assert problems.errors == []

@@ -55,6 +55,10 @@ class Dashboard:
         form = {"csrf": token, "login": account.login, "password": password or account.password}
         return self.http.post("/dashboard/login", data=form)
 
+    def csrf(self, page: str) -> str:
+        """This session's CSRF token, as the form on `page` carries it."""
+        return csrf_of(self.http.get(page).text)
+
     def post(self, path: str, data: dict[str, str] | None = None, page: str = "") -> httpx.Response:
         """Post a form with the CSRF token of `page` (default: the form's own page)."""
         token = csrf_of(self.http.get(page or "/dashboard/messages").text)

@@ -11,6 +11,7 @@ from smsgw.domain import clock, ids
 from smsgw.domain.errors import Conflict, InvalidInput, NotFound
 from smsgw.domain.phones import normalize_all
 from smsgw.domain.states import ProcessingState
+from smsgw.events.user_feed import notify
 from smsgw.logs import service as logs
 from smsgw.messages import repository
 from smsgw.messages.repository import ListFilter, MessageRecord, RecipientRecord
@@ -109,6 +110,7 @@ async def send(
         pk = await db.write_sync(store)
     except sqlite3.IntegrityError:
         raise Conflict(DUPLICATE_ID) from None
+    notify(db, user_id)  # the dashboard's live views, whoever sent it
     return MessageRecord(
         pk=pk,
         id=ext_id,
@@ -166,4 +168,5 @@ async def cancel(db: Database, user_id: int, ext_id: str) -> MessageRecord:
             await outbox.record_server_state(conn, [record.pk], target.value, None, clock.now())
         updated = await repository.by_ext_id(conn, user_id, ext_id)
     assert updated is not None
+    notify(db, user_id)
     return updated

@@ -12,6 +12,7 @@ from smsgw.db.engine import Database
 from smsgw.domain import clock
 from smsgw.domain.states import ProcessingState, advance, derive
 from smsgw.events.user_feed import notify
+from smsgw.logs import repository as log_rows
 from smsgw.logs import service as logs
 from smsgw.messages.repository import MessageRecord
 from smsgw.routing import repository
@@ -163,13 +164,16 @@ async def release_stale(db: Database, after_seconds: int, heard_since: HeardSinc
     if after_seconds == 0:
         return 0
     cutoff = clock.now() - timedelta(seconds=after_seconds)
-    released = 0
+    released: list[int] = []
     async with db.write() as conn:
         for key, device_id, claimed_at, last_seen in await repository.stale_claims(conn, cutoff):
             if heard_since(device_id, cutoff, last_seen):
                 continue
-            released += await repository.release(conn, key, device_id, claimed_at)
-    return released
+            if await repository.release(conn, key, device_id, claimed_at):
+                released.append(key)
+        owners = {user_id for user_id, _ in await log_rows.owners_of(conn, released)}
+    _notify_owners(db, owners)
+    return len(released)
 
 
 async def expire(db: Database) -> int:
@@ -180,4 +184,12 @@ async def expire(db: Database) -> int:
         await repository.fail(conn, keys, TTL_EXPIRED, now)
         await logs.messages_failed(conn, keys, TTL_EXPIRED)
         await outbox.record_server_state(conn, keys, ProcessingState.FAILED.value, TTL_EXPIRED, now)
+        owners = {user_id for user_id, _ in await log_rows.owners_of(conn, keys)}
+    _notify_owners(db, owners)
     return len(keys)
+
+
+def _notify_owners(db: Database, owners: set[int]) -> None:
+    """After commit: the dashboard's live views of every owner whose messages changed."""
+    for user_id in owners:
+        notify(db, user_id)

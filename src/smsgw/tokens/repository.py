@@ -42,6 +42,32 @@ class RefreshRow:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class LiveToken:
+    """An access token as its owner may see it: never the token itself."""
+
+    id: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime
+
+
+async def live_access(conn: AsyncConnection, user_id: int, now: datetime) -> list[LiveToken]:
+    """The user's access tokens neither revoked nor expired, newest first."""
+    query = (
+        select(tokens.c.id, tokens.c.scopes, tokens.c.created_at, tokens.c.expires_at)
+        .where(
+            tokens.c.user_id == user_id,
+            tokens.c.token_use == ACCESS,
+            tokens.c.revoked_at.is_(None),
+            tokens.c.expires_at > now,
+        )
+        .order_by(tokens.c.created_at.desc(), tokens.c.id)
+    )
+    rows = await conn.execute(query)
+    return [LiveToken(str(r[0]), str(r[1]).split(), r[2], r[3]) for r in rows]
+
+
 async def add(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     await conn.execute(insert(tokens), rows)
 
@@ -96,17 +122,6 @@ async def scopes_of(conn: AsyncConnection, user_id: int, jti: str) -> list[str]:
     query = select(tokens.c.scopes).where(tokens.c.user_id == user_id, tokens.c.id == jti)
     row = (await conn.execute(query)).first()
     return [] if row is None else str(row[0]).split()
-
-
-async def live_access(conn: AsyncConnection, user_id: int, now: datetime) -> list[tuple[str, str]]:
-    """(jti, scopes) of the user's access tokens neither revoked nor expired."""
-    query = select(tokens.c.id, tokens.c.scopes).where(
-        tokens.c.user_id == user_id,
-        tokens.c.token_use == ACCESS,
-        tokens.c.revoked_at.is_(None),
-        tokens.c.expires_at > now,
-    )
-    return [(str(jti), str(granted)) for jti, granted in await conn.execute(query)]
 
 
 async def revoke_all(conn: AsyncConnection, user_id: int, now: datetime) -> int:

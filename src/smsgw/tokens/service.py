@@ -96,8 +96,8 @@ async def end_all(conn: AsyncConnection, user_id: int, reason: str) -> None:
     live = await repository.live_access(conn, user_id, now)
     await repository.revoke_all(conn, user_id, now)
     await repository.bump_generation(conn)
-    for jti, granted in live:
-        await record(conn, "revoked", user_id, jti, granted.split(), reason=reason)
+    for token in live:
+        await record(conn, "revoked", user_id, token.id, token.scopes, reason=reason)
 
 
 async def user_deleted(conn: AsyncConnection) -> None:
@@ -234,6 +234,12 @@ class TokenService:
     async def revoke(self, user_id: int, jti: str) -> None:
         """`revoke` (module level) on this service's database."""
         await revoke(self._db, user_id, jti)
+
+    async def list_live(self, user_id: int) -> list[repository.LiveToken]:
+        """The user's access tokens that still work (not revoked, not expired), newest
+        first; ids, scopes and times only, never a token."""
+        async with self._db.read() as conn:
+            return await repository.live_access(conn, user_id, clock.now())
 
     def verify(self, token: str) -> Principal:
         """The principal of a Bearer token, or Unauthorized: also when its user was deleted

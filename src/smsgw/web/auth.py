@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from smsgw.accounts import service as accounts
+from smsgw.api.deps import BasicCredentials, authenticate_basic
 from smsgw.api.ratelimit import RateLimiter
 from smsgw.domain.errors import TooManyRequests, Unauthorized
 from smsgw.web import sessions
@@ -53,6 +53,12 @@ def login_page(request: Request, status: int = 200, error: str | None = None) ->
     return response
 
 
+def refused(request: Request, error: TooManyRequests) -> Response:
+    response = login_page(request, 429, f"Too {error.message.removeprefix('too ')}.")
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
 @router.get("/dashboard/login")
 async def show_login(request: Request) -> Response:
     try:
@@ -75,12 +81,10 @@ async def do_login(request: Request) -> Response:
     context = context_of(request)
     try:
         limiter(request).hit(request.client.host if request.client else "?", "sign-in attempts")
+        # The API's failed-sign-in throttle (per address and per login), shared with Basic.
+        user_id = await authenticate_basic(request, context, BasicCredentials(login, password))
     except TooManyRequests as error:
-        refused = login_page(request, 429, f"Too {error.message.removeprefix('too ')}.")
-        refused.headers["Retry-After"] = str(error.retry_after)
-        return refused
-    try:
-        user_id = await accounts.authenticate(context.db, context.credentials, login, password)
+        return refused(request, error)
     except Unauthorized:
         return login_page(request, 401, WRONG)
     token = await sessions.start(context.db, user_id, context.settings.web_session_hours)

@@ -25,12 +25,14 @@ templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["version"] = __version__
 templates.env.filters["timestamp"] = lambda at: format_timestamp(at) if at else ""
 
-#: The dashboard's sections: (path, label). Webhooks, inbox, API tokens and account settings
-#: join this list when their pages exist; the layout renders whatever is here.
+#: The dashboard's sections: (path, label). Webhooks and inbox join this list when their
+#: pages exist; the layout renders whatever is here.
 NAV: list[tuple[str, str]] = [
     ("/dashboard/messages", "Messages"),
     ("/dashboard/send", "Send"),
     ("/dashboard/phones", "Phones"),
+    ("/dashboard/settings", "Settings"),
+    ("/dashboard/tokens", "API tokens"),
     ("/dashboard/account", "Account"),
 ]
 #: Our pages load scripts and styles only from smsgw itself and cannot be framed (a framed

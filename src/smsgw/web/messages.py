@@ -13,7 +13,6 @@ from smsgw.api.errors import status_of
 from smsgw.domain.errors import DomainError
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import Event, PhoneEvent
-from smsgw.events.user_feed import notify
 from smsgw.messages import service
 from smsgw.messages.repository import ListFilter
 from smsgw.web.common import (
@@ -135,5 +134,4 @@ async def _cancel(request: Request, who: Visitor, message_id: str) -> Response:
     if record.state == ProcessingState.CANCELLING and record.device_id is not None:
         cancelled = Event(PhoneEvent.MESSAGE_CANCELLED, {"messageId": record.id})
         who.context.hub.publish({record.device_id}, cancelled)
-    notify(who.context.db, who.user_id)
     return redirect(f"/dashboard/messages/{quote(record.id)}?notice=cancelled")

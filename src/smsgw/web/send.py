@@ -15,7 +15,6 @@ from starlette.responses import Response
 from smsgw.api.errors import status_of
 from smsgw.devices import service as devices
 from smsgw.domain.errors import DomainError, InvalidInput
-from smsgw.events.user_feed import notify
 from smsgw.messages import service
 from smsgw.messages.schemas import SendMessageRequest
 from smsgw.web.common import FORM_EXPIRED, Visitor, checked_form, field, redirect, render, visitor
@@ -139,5 +138,4 @@ async def do_send(request: Request) -> Response:
     except DomainError as error:
         return await send_page(request, who, status_of(error), labelled(error.message))
     wake(who.context.hub, who.user_id, record.device_id)
-    notify(who.context.db, who.user_id)
     return redirect(f"/dashboard/messages/{quote(record.id)}?notice=queued")
