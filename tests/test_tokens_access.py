@@ -57,6 +57,8 @@ def test_a_password_change_from_the_api_ends_tokens_at_once_also_in_a_second_pro
     server: LiveServer, alice: Account
 ) -> None:
     pair = issue(server, alice, ["messages:list"])
+    dashboard = Dashboard(server)
+    assert dashboard.sign_in(alice).status_code == 303
     headers = {"Authorization": f"Bearer {pair['access_token']}"}
     with server_process(server.settings) as url, httpx.Client(base_url=url) as second:
         for _ in range(3):  # the second process has the token checked and its stamp cached
@@ -66,6 +68,8 @@ def test_a_password_change_from_the_api_ends_tokens_at_once_also_in_a_second_pro
             change_password_from_a_phone(server, alice)
             assert here.get("/messages").status_code == 401
         assert second.get("/messages", headers=headers).status_code == 401
+    assert dashboard.http.get("/dashboard/messages").status_code == 303  # signed out too
+    dashboard.close()
     assert refresh(server, pair["refresh_token"]) == 401
     fresh = issue(server, Account(alice.login, NEW_PASSWORD), ["messages:list"])
     with bearer(server, fresh["access_token"]) as client:
@@ -102,9 +106,12 @@ def test_a_deleted_accounts_token_is_401_not_500_even_when_its_id_is_reused(
         smsgw(server.settings, "users", "delete", alice.login, "--yes")
         assert client.post("/messages", json=SEND).status_code == 401
         assert dashboard.http.get("/dashboard/messages").status_code == 303
-        server.create_user(alice.login)  # SQLite hands the new account the same id
+        again = server.create_user(alice.login)  # SQLite hands the new account the same id
         assert client.get("/messages").status_code == 401
     assert refresh(server, pair["refresh_token"]) == 401
+    # The new account's own tokens work, though this process saw the old one refused.
+    with bearer(server, issue(server, again, ["messages:list"])["access_token"]) as client:
+        assert client.get("/messages").status_code == 200
     dashboard.close()
 
 

@@ -38,7 +38,7 @@ class RevocationCache:
         self._data_version: int | None = None
         self._generation: int | None = None
         self._revoked: frozenset[str] = frozenset()
-        self._stamps: dict[int, str | None] = {}
+        self._stamps: dict[int, str] = {}
 
     def accepts(self, jti: str, user_id: int, stamp: object) -> bool:
         """Whether an access token (`jti`, of `user_id`, carrying `stamp`) is still good:
@@ -50,10 +50,15 @@ class RevocationCache:
         return expected is not None and hmac.compare_digest(expected.encode(), stamp.encode())
 
     def _stamp_of(self, user_id: int) -> str | None:
+        """The user's current stamp; a missing user is not remembered, because SQLite may
+        give a new account the same id (without a generation change)."""
         if user_id not in self._stamps:
+            stamp = self._read_stamp(user_id)
+            if stamp is None:
+                return None
             if len(self._stamps) >= MAX_STAMPS:
                 self._stamps.clear()
-            self._stamps[user_id] = self._read_stamp(user_id)
+            self._stamps[user_id] = stamp
         return self._stamps[user_id]
 
     def _read_stamp(self, user_id: int) -> str | None:
