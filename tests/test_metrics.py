@@ -116,5 +116,7 @@ def test_a_metrics_token_closes_the_page_to_others(tmp_path: Path) -> None:
         assert anonymous.json() == {"message": "Unauthorized"}
         wrong = httpx.get(live.url + "/metrics", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
+        accented = [(b"authorization", "Bearer \u00e9t\u00e9".encode("latin-1"))]
+        assert httpx.get(live.url + "/metrics", headers=accented).status_code == 401
         samples = scrape(live, {"Authorization": f"Bearer {token}"})
         assert ("smsgw_phones_connected", frozenset()) in samples

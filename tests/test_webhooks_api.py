@@ -201,3 +201,31 @@ def test_a_hook_url_takes_posts_only_with_its_phones_secret(
             await device.stop()
 
     run(scenario)
+
+
+def test_odd_values_in_a_phones_post_never_give_a_500(hub_server: LiveServer) -> None:
+    owner = hub_server.create_user("owner")
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        await api.hook("https://example.com/sent", "sms:sent")
+        device = await started(phone(hub_server, owner), webhooks=3)
+        url = next(h["url"] for h in device.webhooks if h["event"] == "sms:sent")
+        inbox_url = next(h["url"] for h in device.webhooks if h["event"] == "sms:received")
+        sent = {"messageId": "m1", "recipient": "9" * 600, "sentAt": "2026-11-27T06:00:00Z"}
+        received = {
+            "messageId": "r1", "message": "hi", "phoneNumber": "+12025550100",
+            "simNumber": 10**20, "receivedAt": "2026-11-27T06:00:00Z",
+        }  # fmt: skip
+        async with httpx.AsyncClient() as client:
+            for _ in range(2):  # the same event twice: stored once, both accepted
+                envelope = {"id": "e1", "webhookId": "w", "event": "sms:sent", "payload": sent}
+                assert (await client.post(url, json=envelope)).status_code == 204
+            envelope = {"id": "e2", "webhookId": "w", "event": "sms:received", "payload": received}
+            assert (await client.post(inbox_url, json=envelope)).status_code == 204
+        rows, total = await api.inbox()
+        assert total == 1 and rows[0].get("simNumber") is None, rows
+        await device.stop()
+        await api.close()
+
+    run(scenario)

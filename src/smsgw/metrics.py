@@ -65,7 +65,9 @@ def authorized(token: str | None, header: str) -> bool:
     if token is None:
         return True
     scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and secrets.compare_digest(given.strip(), token)
+    return scheme.lower() == "bearer" and secrets.compare_digest(
+        given.strip().encode(), token.encode()
+    )
 
 
 @dataclass(eq=False)  # hashable: a registry keys its collectors

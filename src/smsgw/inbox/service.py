@@ -31,6 +31,10 @@ class Received:
     received_at: str | None
 
 
+#: Phones have a handful of SIM slots; anything else posted as a slot number is dropped.
+MAX_SIM = 255
+
+
 def parse(event: str, payload: dict[str, Any]) -> Received:
     """Read an `sms:received` / `sms:data-received` payload; InvalidInput naming what is wrong."""
     message_id = payload.get("messageId")
@@ -46,7 +50,7 @@ def parse(event: str, payload: dict[str, Any]) -> Received:
         type=TYPE_OF_EVENT[event], message_id=message_id,
         sender=str(sender)[:128] if sender is not None else None,
         recipient=str(payload["recipient"])[:128] if payload.get("recipient") else None,
-        sim_number=sim if isinstance(sim, int) else None,
+        sim_number=sim if type(sim) is int and 0 <= sim <= MAX_SIM else None,
         text=content if event == "sms:received" else None,
         data=content if event != "sms:received" else None,
         received_at=at if isinstance(at := payload.get("receivedAt"), str) else None,

@@ -35,6 +35,7 @@ async def record(
     payload: dict[str, Any],
 ) -> bool:
     """Store `event` for delivery unless it is known already; True when newly stored."""
+    dedupe_key = dedupe_key[:512]  # as stored: the check must compare what the insert keeps
     targets = await repository.matching(conn, user_id, device_id, event)
     if not targets or await repository.event_exists(conn, user_id, dedupe_key):
         return False
@@ -43,7 +44,7 @@ async def record(
         conn,
         {
             "event_id": ids.random_token(EVENT_ID_LENGTH), "user_id": user_id,
-            "device_id": device_id, "event": event, "dedupe_key": dedupe_key[:512],
+            "device_id": device_id, "event": event, "dedupe_key": dedupe_key,
             "payload": payload, "created_at": now,
         },
     )  # fmt: skip
