@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from smsgw import __version__
 from smsgw.accounts import service as accounts
 from smsgw.accounts.passwords import CredentialCache
+from smsgw.api import redact
 from smsgw.api.deps import AppContext
 from smsgw.api.errors import BodyLimitMiddleware, install_handlers
 from smsgw.api.health import metrics_router
@@ -167,6 +168,7 @@ def create_app(settings: Settings) -> FastAPI:
         servers=[{"url": "/"}],
     )
     install_handlers(app)
+    redact.install()  # hook secrets travel in paths: keep them out of the access log
     generate_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from smsgw.api.redact import redact
 from smsgw.domain.errors import (
     Conflict,
     DomainError,
@@ -127,7 +128,8 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    path = redact(request.url.path)
+    log.exception("unhandled error on %s %s", request.method, path, exc_info=exc)
     return error_response(500, INTERNAL)
 
 
