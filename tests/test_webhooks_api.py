@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, running
-from tests.test_tokens import free_port
+from tests.test_tokens import bearer, free_port, issue
 from tests.webhook_support import MOBILE, Api, eventually, hub_settings, phone, run, started
 
 
@@ -270,3 +270,18 @@ def test_hook_secrets_stay_out_of_the_access_log(tmp_path: Path) -> None:
     logged = output.read_text()
     assert f"{MOBILE}/hooks/some-device/*** HTTP/1.1" in logged, logged
     assert "the-secret-part" not in logged
+
+
+def test_setting_the_signing_key_needs_the_webhooks_write_scope(server: LiveServer) -> None:
+    account = server.create_user("scoped")
+    key = {"webhooks": {"signing_key": "a-key-the-token-holder-knows"}}
+    with bearer(server, issue(server, account, ["settings:write"])["access_token"]) as client:
+        refused = client.patch("/settings", json=key)
+        assert refused.status_code == 403
+        assert refused.json() == {"message": "scope required: webhooks:write"}
+        assert client.put("/settings", json=key).status_code == 403
+        # Other settings need only settings:write.
+        assert client.patch("/settings", json={"ping": {"interval_seconds": 60}}).status_code == 200
+    both = ["settings:write", "webhooks:write"]
+    with bearer(server, issue(server, account, both)["access_token"]) as client:
+        assert client.patch("/settings", json=key).status_code == 200

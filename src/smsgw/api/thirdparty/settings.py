@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
 from smsgw.accountsettings import service as account_settings
-from smsgw.api.deps import Context, CurrentUser
+from smsgw.api.deps import Context, CurrentPrincipal, CurrentUser, demand
 from smsgw.messages.schemas import ErrorBody
 
 router = APIRouter(tags=["Settings"])
@@ -35,17 +35,35 @@ async def get_settings(context: Context, user_id: CurrentUser) -> JSONResponse:
     return JSONResponse(await account_settings.get(context.db, user_id))
 
 
+def _guard_signing_key(principal: CurrentPrincipal, body: Any) -> None:
+    """Setting `webhooks.signing_key` chooses the key webhooks are signed with: it also needs
+    `webhooks:write`, the scope that reads and rotates that key."""
+    section = body.get("webhooks") if isinstance(body, dict) else None
+    if isinstance(section, dict) and "signing_key" in section:
+        demand(principal, "webhooks:write")
+
+
 @router.patch("/settings", summary="Change account settings", responses=CHANGE_ERRORS)
 async def patch_settings(
-    context: Context, user_id: CurrentUser, body: SettingsBody
+    context: Context, principal: CurrentPrincipal, body: SettingsBody
 ) -> JSONResponse:
-    """Merge the given keys into your settings (other keys stay) and tell your phones."""
-    result = await account_settings.update(context.db, context.hub, user_id, body, replace=False)
+    """Merge the given keys into your settings (other keys stay) and tell your phones.
+    Setting `webhooks.signing_key` also needs the `webhooks:write` scope."""
+    _guard_signing_key(principal, body)
+    result = await account_settings.update(
+        context.db, context.hub, principal.user_id, body, replace=False
+    )
     return JSONResponse(result)
 
 
 @router.put("/settings", summary="Replace account settings", responses=CHANGE_ERRORS)
-async def put_settings(context: Context, user_id: CurrentUser, body: SettingsBody) -> JSONResponse:
-    """Replace all your settings with the given ones and tell your phones."""
-    result = await account_settings.update(context.db, context.hub, user_id, body, replace=True)
+async def put_settings(
+    context: Context, principal: CurrentPrincipal, body: SettingsBody
+) -> JSONResponse:
+    """Replace all your settings with the given ones and tell your phones.
+    Setting `webhooks.signing_key` also needs the `webhooks:write` scope."""
+    _guard_signing_key(principal, body)
+    result = await account_settings.update(
+        context.db, context.hub, principal.user_id, body, replace=True
+    )
     return JSONResponse(result)
