@@ -32,6 +32,8 @@ from tests.webhook_support import Api, eventually, hub_settings, phone, run, sta
         ("0.0.0.0", "unspecified"),
         ("100.64.0.1", "not a public"),
         ("224.0.0.1", "multicast"),
+        ("2002:7f00:1::", "loopback"),  # 6to4 wrapping 127.0.0.1
+        ("2002:a9fe:a9fe::", "metadata"),  # 6to4 wrapping 169.254.169.254
     ],
 )
 def test_internal_addresses_are_refused(address: str, reason: str) -> None:

@@ -34,8 +34,10 @@ class Refused(httpcore.ConnectError):
 
 def why_refused(address: IPAddress) -> str | None:
     """Why `address` must not be reached, or None when it is public."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return why_refused(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour  # ::ffff:a.b.c.d, 2002:ab:cd::
+        if embedded is not None and (reason := why_refused(embedded)) is not None:
+            return reason
     checks = (
         (address in METADATA, "a cloud metadata address"),
         (address.is_loopback, "a loopback address"),
@@ -68,13 +70,24 @@ def check_url(url: str, allow_private: bool) -> str:
     host = parts.hostname.lower().rstrip(".")
     if host in BLOCKED_NAMES or host.endswith(".localhost"):
         raise InvalidInput(f"url: {host} is a local name; webhooks must reach a public host")
-    try:
-        literal: IPAddress | None = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
+    literal = _numeric_host(host)
     if literal is not None and (reason := why_refused(literal)) is not None:
         raise InvalidInput(f"url: {host} is {reason}; webhooks must reach a public host")
     return url
+
+
+def _numeric_host(host: str) -> IPAddress | None:
+    """The address a numeric host stands for, in any form the resolver accepts (also
+    `2130706433`, `127.1`, `0x7f.1`); None for a name."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError):
+        return None
+    return ipaddress.ip_address(str(infos[0][4][0]).split("%", 1)[0]) if infos else None
 
 
 async def resolve(host: str, port: int) -> list[str]:
