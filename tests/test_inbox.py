@@ -88,9 +88,11 @@ def test_a_refresh_replays_the_phones_inbox_without_duplicates(hub_server: LiveS
             "since": (earlier - timedelta(hours=1)).isoformat(),
             "until": datetime.now(UTC).isoformat(),
         }
-        for _ in range(2):
-            response = await api.client.post("/inbox/refresh", json=body)
+        # The second time through upstream's deprecated name for the same request.
+        for path in ("/inbox/refresh", "/messages/inbox/export"):
+            response = await api.client.post(path, json=body)
             assert response.status_code == 202, response.text
+            assert response.headers.get("Deprecation") == ("true" if "export" in path else None)
         await eventually(lambda: len(receiver.delivered()) == 3)
         await eventually(lambda: sum(e == "sms:received" for e, _ in device.webhook_posts) == 8)
         await asyncio.sleep(0.5)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool, model_validator
 
-from smsgw.api.deps import Context, CurrentUser
+from smsgw.api.deps import AppContext, Context, CurrentUser
 from smsgw.domain import clock
 from smsgw.events.hub import Event, PhoneEvent
 from smsgw.inbox import service as inbox
@@ -82,6 +82,19 @@ async def refresh(body: RefreshIn, context: Context, user_id: CurrentUser) -> JS
 
     Replayed messages land in the inbox; those not stored before also go to your webhooks.
     """
+    _request_export(context, user_id, body)
+    return JSONResponse({}, status_code=202)
+
+
+@router.post("/messages/inbox/export", status_code=202, responses=ERRORS, deprecated=True)
+async def export(body: RefreshIn, context: Context, user_id: CurrentUser) -> JSONResponse:
+    """Upstream's older name for `POST /inbox/refresh` (scope `messages:export`); the same
+    request and effect, answered with `Deprecation: true`."""
+    _request_export(context, user_id, body)
+    return JSONResponse({}, status_code=202, headers={"Deprecation": "true"})
+
+
+def _request_export(context: AppContext, user_id: int, body: RefreshIn) -> None:
     data = {
         "since": clock.format_timestamp(body.since),
         "until": clock.format_timestamp(body.until),
@@ -93,4 +106,3 @@ async def refresh(body: RefreshIn, context: Context, user_id: CurrentUser) -> JS
     owned = context.hub.devices_of(user_id)
     targets = owned & {body.deviceId} if body.deviceId else owned
     context.hub.publish(targets, Event(PhoneEvent.MESSAGES_EXPORT_REQUESTED, data))
-    return JSONResponse({}, status_code=202)
