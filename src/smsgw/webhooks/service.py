@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -100,16 +100,21 @@ async def attempts(db: Database, user_id: int, ext_id: str) -> list[dict[str, ob
         return await repository.attempts_of(conn, found.pk, LOG_LIMIT)
 
 
-def hook_secret(token_hash: str) -> str:
-    """The secret in a phone's hub URL, derived from its token (so a new token changes it)."""
-    return hmac.new(token_hash.encode(), b"smsgw webhook hub", hashlib.sha256).hexdigest()[:32]
+#: Keyed digest under the server's secret: `derive(purpose, data)` (TokenService.derive).
+Derive = Callable[[str, str], str]
 
 
-async def phone_of_hook(db: Database, device_id: str, secret: str) -> int | None:
+def hook_secret(derive: Derive, token_hash: str) -> str:
+    """The secret in a phone's hub URL: derived from its token (so a new token changes it)
+    under the server's secret (so a copy of the database cannot forge a phone's posts)."""
+    return derive("webhook hub", token_hash)[:32]
+
+
+async def phone_of_hook(db: Database, derive: Derive, device_id: str, secret: str) -> int | None:
     """The owner of `device_id` if `secret` is its hub secret (constant-time), else None."""
     async with db.read() as conn:
         found = await repository.device_secret_source(conn, device_id)
-    expected = hook_secret(found[1]) if found else hook_secret("absent")
+    expected = hook_secret(derive, found[1] if found else "absent")
     if not hmac.compare_digest(expected.encode(), secret.encode()) or found is None:
         return None
     return found[0]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 
-from smsgw.api.deps import Context, CurrentDevice, bearer_token
+from smsgw.api.deps import AppContext, Context, CurrentDevice, bearer_token
 from smsgw.api.mobile.device import ERRORS
 from smsgw.config import WebhooksMode
 from smsgw.devices.service import token_hash
@@ -26,11 +26,17 @@ def hook_url(request: Request, base: str | None, device_id: str, secret: str) ->
     return f"{root}{prefix}/hooks/{device_id}/{secret}"
 
 
+def _derive(context: AppContext) -> webhooks.Derive:
+    """The server-keyed digest hook secrets are made with (the app always builds it)."""
+    assert context.tokens is not None
+    return context.tokens.derive
+
+
 @router.get("/webhooks", responses=ERRORS)
 async def phone_webhooks(request: Request, device: CurrentDevice, context: Context) -> JSONResponse:
     """Where this phone posts its events (see docs/webhooks.md, hub and direct modes)."""
     token = bearer_token(request) or ""
-    secret = webhooks.hook_secret(token_hash(token))
+    secret = webhooks.hook_secret(_derive(context), token_hash(token))
     url = hook_url(request, context.settings.public_url, device.device_id, secret)
     records = await webhooks.for_phone(context.db, device.user_id, device.device_id)
     direct = context.settings.webhooks_mode == WebhooksMode.DIRECT
@@ -52,7 +58,7 @@ async def phone_post(
     secret: Annotated[str, Path(max_length=64)],
 ) -> Response:
     """An event the phone emits; the URL's secret is its credential."""
-    user_id = await webhooks.phone_of_hook(context.db, device_id, secret)
+    user_id = await webhooks.phone_of_hook(context.db, _derive(context), device_id, secret)
     if user_id is None:
         raise Unauthorized("Unauthorized")
     deliver = context.settings.webhooks_mode == WebhooksMode.HUB
