@@ -184,6 +184,8 @@ def test_the_signing_key_is_shown_on_request_and_rotated(
 ) -> None:
     page = web.http.get(WEBHOOKS).text
     assert 'id="signing-key"' not in page and "X-Signature" in page
+    assert 'href="/docs#group-webhooks"' in page
+    assert 'id="group-webhooks"' in web.http.get("/docs").text  # the link leads somewhere
     shown = web.post(f"{WEBHOOKS}/key", {}, WEBHOOKS)
     key = re.search(r'id="signing-key" readonly spellcheck="false" value="([^"]+)"', shown.text)
     assert shown.status_code == 200 and key is not None
