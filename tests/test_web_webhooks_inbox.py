@@ -60,6 +60,10 @@ def inbox_texts(page: str) -> list[str]:
     return [html.unescape(t) for t in re.findall(r'<td class="text">([^<]*)</td>', page)]
 
 
+def rows_of(page: str) -> list[str]:
+    return re.findall(r'data-inbox-id="([^"]+)"', page)
+
+
 def test_a_webhook_is_created_listed_told_to_the_phone_and_deleted(
     hub_server: LiveServer, owner: Account, web: Dashboard
 ) -> None:
@@ -199,6 +203,19 @@ def test_the_signing_key_is_shown_on_request_and_rotated(
         assert api.get("/webhooks/signing/key").json()["signingKey"] == new.group(1)
 
 
+def test_a_signing_key_set_in_the_settings_is_shown_and_not_rotated(
+    hub_server: LiveServer, owner: Account, web: Dashboard
+) -> None:
+    with hub_server.client(owner) as api:
+        mine = "my-own-signing-key-0123456789"
+        assert api.patch("/settings", json={"webhooks": {"signing_key": mine}}).status_code == 200
+    shown = web.post(f"{WEBHOOKS}/key", {}, WEBHOOKS)
+    assert f'value="{mine}"' in shown.text
+    refused = web.post(f"{WEBHOOKS}/key", {"rotate": "1"}, WEBHOOKS)
+    assert refused.status_code == 409 and mine not in refused.text
+    assert "webhooks.signing_key" in alerts_of(refused.text)[0]
+
+
 def test_the_new_forms_refuse_a_missing_or_foreign_csrf_token(
     hub_server: LiveServer, owner: Account, web: Dashboard
 ) -> None:
@@ -254,12 +271,13 @@ def test_received_sms_are_listed_with_filters_and_paging(
         base = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
         for i in range(3):
             one.receive_sms("+12025550111", f"hello {i}", received_at=base + timedelta(hours=i))
-        one.receive_data_sms("+12025550112", b"\x01\x02")
+        for i in range(18):
+            one.receive_data_sms("+12025550112", bytes([i]))
         two.receive_sms("+12025550113", "from <two>", received_at=base + timedelta(days=1))
         theirs.receive_sms("+12025550114", "not yours")
 
         async def all_stored() -> bool:
-            return (await api.inbox())[1] == 5
+            return (await api.inbox())[1] == 22
 
         await until(all_stored)
         one_id = one.credentials.id  # type: ignore[union-attr]
@@ -271,9 +289,9 @@ def test_received_sms_are_listed_with_filters_and_paging(
             return answer.text
 
         everything = await asyncio.to_thread(get)
-        assert "5 messages" in everything and "not yours" not in everything
+        assert "22 messages" in everything and "not yours" not in everything
         assert "from &lt;two&gt;" in everything  # escaped
-        assert inbox_texts(everything)[:4] == ["from <two>", "hello 2", "hello 1", "hello 0"]
+        assert inbox_texts(everything) == ["from <two>", "hello 2"]  # after 18 newer data SMS
         assert "+12025550111" in everything and "DATA_SMS" in everything
         sms = await asyncio.to_thread(get, type="SMS")
         assert inbox_texts(sms) == ["from <two>", "hello 2", "hello 1", "hello 0"]
@@ -281,8 +299,14 @@ def test_received_sms_are_listed_with_filters_and_paging(
         assert inbox_texts(mine) == ["from <two>"]
         day = await asyncio.to_thread(get, type="SMS", **{"from": "2026-03-01", "to": "2026-03-01"})
         assert inbox_texts(day) == ["hello 2", "hello 1", "hello 0"]
-        page_two = await asyncio.to_thread(get, type="SMS", limit="20", page="1")
-        assert "Page 1 of 1" in page_two
+        assert "Page 1 of 2" in everything and len(rows_of(everything)) == 20
+        page_two = await asyncio.to_thread(get, page="2")
+        assert "Page 2 of 2" in page_two and len(rows_of(page_two)) == 2
+        assert set(rows_of(page_two)).isdisjoint(rows_of(everything))
+        assert inbox_texts(page_two) == ["hello 1", "hello 0"]
+        assert 'rel="prev"' in page_two and 'rel="next"' not in page_two
+        data = await asyncio.to_thread(get, type="DATA_SMS", limit="50")
+        assert "18 messages" in data and len(rows_of(data)) == 18
         assert one_id in everything
         bad = await asyncio.to_thread(web.http.get, INBOX, params={"type": "nope"})
         assert bad.status_code == 400 and alerts_of(bad.text)[0].startswith("Type:")

@@ -28,7 +28,7 @@ from smsgw.web.common import (
     render,
     visitor,
 )
-from smsgw.web.messages import FilterError, _day
+from smsgw.web.messages import FilterError, parse_day
 
 router = APIRouter()
 PAGE = "/dashboard/inbox"
@@ -49,10 +49,10 @@ def filter_of(request: Request) -> tuple[InboxFilter, int, int, dict[str, str]]:
         page = max(1, int(query.get("page", "1")))
     except ValueError:
         raise FilterError("Page: must be a whole number") from None
-    until = _day(shown["to"], "To")
+    until = parse_day(shown["to"], "To")
     wanted = InboxFilter(
         type=shown["type"] or None,
-        since=_day(shown["from"], "From"),
+        since=parse_day(shown["from"], "From"),
         until=until.replace(hour=23, minute=59, second=59) if until else None,
         device_id=shown["deviceId"][:32] or None,
     )
