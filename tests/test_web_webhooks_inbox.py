@@ -125,6 +125,36 @@ def test_the_delivery_log_shows_attempts_newest_first(
         receiver.stop()
 
 
+def test_a_webhook_disabled_by_a_410_is_shown_with_its_reason(
+    hub_server: LiveServer, owner: Account, web: Dashboard
+) -> None:
+    receiver = Receiver(default=410).start()
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        await api.hook(receiver.url, "system:ping", id="gone")
+        await api.hook("https://example.com/fine", "sms:sent", id="fine")
+        device = await started(phone(hub_server, owner), webhooks=4)
+        device.ping()
+
+        async def disabled() -> bool:
+            hooks = (await api.client.get("/webhooks")).json()
+            return any(h["enabled"] is False for h in hooks)
+
+        await until(disabled)
+        page = (await asyncio.to_thread(web.http.get, WEBHOOKS)).text
+        rows = dict(re.findall(r'<tr data-webhook-id="([^"]+)">(.*?)</tr>', page, re.S))
+        assert "Disabled" in rows["gone"] and "410" in rows["gone"]
+        assert "Enabled" in rows["fine"] and "Disabled" not in rows["fine"]
+        await device.stop()
+        await api.close()
+
+    try:
+        run(scenario)
+    finally:
+        receiver.stop()
+
+
 @pytest.mark.parametrize(
     ("url", "said"),
     [
