@@ -162,6 +162,8 @@ def test_every_page_renders_without_errors_at_desktop_and_phone_width(
         ("/dashboard/account", "account"),
         ("/dashboard/settings", "settings"),
         ("/dashboard/tokens", "tokens"),
+        ("/dashboard/webhooks", "webhooks"),
+        ("/dashboard/inbox", "inbox"),
         ("/dashboard/phones", "phones"),
     ):
         page.goto(path)
@@ -287,4 +289,92 @@ def test_a_message_sent_through_the_api_appears_in_the_open_table(
     assert cancelled.status_code == 200
     expect(row).to_contain_text("Cancelled")
     assert page.evaluate("window.notReloaded") is True, "the page was reloaded"
+    assert problems.errors == []
+
+
+def add_webhook(page: Page, url: str, event: str) -> None:
+    page.goto("/dashboard/webhooks")
+    page.get_by_label("URL", exact=True).fill(url)
+    page.get_by_label("Event").select_option(event)
+    page.get_by_role("button", name="Add the webhook").click()
+
+
+def test_add_a_webhook_see_it_listed_see_its_log_and_delete_it(
+    page: Page, live_server: LiveServer
+) -> None:
+    problems = Problems(page)
+    alice = create_user(live_server, "alice")
+    sign_in(page, alice)
+    page.get_by_role("link", name="Webhooks").click()
+    expect(page.get_by_text("You have no webhook.")).to_be_visible()
+    add_webhook(page, "http://example.com/plain", "sms:sent")
+    expect(page.locator(".field-error")).to_have_text("URL: must start with https://")
+    expect(page.get_by_label("URL", exact=True)).to_have_value("http://example.com/plain")
+    expect(page.get_by_label("Event")).to_have_value("sms:sent")
+    screenshot(page, "webhooks-errors")
+    add_webhook(page, "https://example.com/a-rather-long-path/for-the-hook?with=query", "sms:sent")
+    expect(page.get_by_role("status")).to_contain_text("Webhook saved.")
+    row = page.locator("table.webhooks tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("sms:sent")
+    expect(row).to_contain_text("https://example.com/a-rather-long-path")
+    expect(row).to_contain_text("all phones")
+    page.get_by_role("button", name="Show the signing key").click()
+    key = page.get_by_label("Signing key", exact=True).input_value()
+    assert len(key) >= 24
+    with httpx.Client(base_url=live_server.api, auth=(alice.login, alice.password)) as api:
+        assert api.get("/webhooks/signing/key").json()["signingKey"] == key
+        [hook] = api.get("/webhooks").json()
+    screenshot(page, "webhooks-key")
+    row.get_by_role("link", name=re.compile("^Delivery log")).click()
+    expect(page.get_by_role("heading", name="Delivery log")).to_be_visible()
+    expect(page.get_by_text("No delivery yet.")).to_be_visible()
+    screenshot(page, "webhook-log")
+    page.get_by_role("link", name="← Webhooks").click()
+    page.get_by_role("button", name=f"Delete webhook {hook['id']}").click()
+    expect(page.get_by_role("status")).to_contain_text("Webhook deleted.")
+    expect(page.locator("table.webhooks")).to_have_count(0)
+    with httpx.Client(base_url=live_server.api, auth=(alice.login, alice.password)) as api:
+        assert api.get("/webhooks").json() == []
+    assert [e for e in problems.errors if "status of 400" not in e] == []
+
+
+def test_the_inbox_shows_what_a_phone_received_and_filters_it(
+    page: Page, live_server: LiveServer
+) -> None:
+    problems = Problems(page)
+    alice = create_user(live_server, "alice")
+    device = PhoneThread(live_server, alice)
+    device.start()
+
+    async def receive() -> None:
+        device.phone.receive_sms("+12025550111", "a long received message " * 8)
+        device.phone.receive_data_sms("+12025550112", b"\x01\x02")
+
+    try:
+        with httpx.Client(base_url=live_server.api, auth=(alice.login, alice.password)) as api:
+            for _ in range(200):
+                if device.phone.webhooks:
+                    break
+                page.wait_for_timeout(50)
+            device._run(receive())
+            for _ in range(200):
+                if api.get("/inbox").headers["X-Total-Count"] == "2":
+                    break
+                page.wait_for_timeout(50)
+        sign_in(page, alice)
+        page.get_by_role("link", name="Inbox").click()
+        rows = page.locator("table.inbox tbody tr")
+        expect(rows).to_have_count(2)
+        expect(rows.filter(has_text="DATA_SMS")).to_have_count(1)
+        expect(rows.filter(has_text="a long received message")).to_have_count(1)
+        screenshot(page, "inbox-rows")
+        page.get_by_label("Type").select_option("SMS")
+        page.get_by_role("button", name="Filter").click()
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("+12025550111")
+        page.get_by_role("button", name="Refresh from phones").click()
+        expect(page.get_by_role("status")).to_contain_text("Asked your connected phones")
+    finally:
+        device.stop()
     assert problems.errors == []

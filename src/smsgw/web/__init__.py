@@ -10,13 +10,37 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
 from starlette.responses import Response
 
-from smsgw.web import account, auth, live, messages, pages, phones, send, settings, tokens
+from smsgw.web import (
+    account,
+    auth,
+    inbox,
+    live,
+    messages,
+    pages,
+    phones,
+    send,
+    settings,
+    tokens,
+    webhooks,
+)
 from smsgw.web.common import HERE, NotSignedIn, to_login
 
 
 def build_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
-    for module in (pages, auth, messages, send, phones, settings, tokens, account, live):
+    for module in (
+        pages,
+        auth,
+        messages,
+        send,
+        inbox,
+        phones,
+        webhooks,
+        settings,
+        tokens,
+        account,
+        live,
+    ):
         router.include_router(module.router)
     router.include_router(pages.fallback)
     return router

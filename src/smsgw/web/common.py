@@ -25,12 +25,13 @@ templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["version"] = __version__
 templates.env.filters["timestamp"] = lambda at: format_timestamp(at) if at else ""
 
-#: The dashboard's sections: (path, label). Webhooks and inbox join this list when their
-#: pages exist; the layout renders whatever is here.
+#: The dashboard's sections: (path, label); the layout renders whatever is here.
 NAV: list[tuple[str, str]] = [
     ("/dashboard/messages", "Messages"),
     ("/dashboard/send", "Send"),
+    ("/dashboard/inbox", "Inbox"),
     ("/dashboard/phones", "Phones"),
+    ("/dashboard/webhooks", "Webhooks"),
     ("/dashboard/settings", "Settings"),
     ("/dashboard/tokens", "API tokens"),
     ("/dashboard/account", "Account"),

@@ -33,7 +33,7 @@ NOTICES = {
 }
 
 
-def _day(value: str, name: str) -> datetime | None:
+def parse_day(value: str, name: str) -> datetime | None:
     if not value:
         return None
     try:
@@ -58,9 +58,9 @@ def filter_of(request: Request) -> tuple[ListFilter, dict[str, str]]:
         page = max(1, int(query.get("page", "1")))
     except ValueError:
         raise FilterError("Page: must be a whole number") from None
-    until = _day(shown["to"], "To")
+    until = parse_day(shown["to"], "To")
     where = ListFilter(
-        since=_day(shown["from"], "From"),
+        since=parse_day(shown["from"], "From"),
         until=until.replace(hour=23, minute=59, second=59) if until else None,
         state=state or None,
         device_id=shown["deviceId"] or None,

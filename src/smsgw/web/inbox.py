@@ -1,0 +1,121 @@
+"""The dashboard's inbox: received SMS with filters and paging; ask the phones to replay theirs.
+
+The same services as the API's `GET /inbox` and `POST /inbox/refresh` (a
+`MessagesExportRequested` to the owner's connected phones, which post what they find).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from smsgw.devices import service as devices
+from smsgw.domain import clock
+from smsgw.events.hub import Event, PhoneEvent
+from smsgw.inbox import service
+from smsgw.inbox.repository import InboxFilter
+from smsgw.web.common import (
+    FORM_EXPIRED,
+    Visitor,
+    checked_form,
+    field,
+    redirect,
+    render,
+    visitor,
+)
+from smsgw.web.messages import FilterError, parse_day
+
+router = APIRouter()
+PAGE = "/dashboard/inbox"
+TYPES = ("SMS", "DATA_SMS", "MMS", "MMS_DOWNLOADED")
+PAGE_SIZES = (20, 50, 100)
+REFRESH_DAYS = (1, 7, 30)
+NOTICES = {"refreshed": "Asked your connected phones to send their received messages again."}
+
+
+def filter_of(request: Request) -> tuple[InboxFilter, int, int, dict[str, str]]:
+    """The filter, page size and page number from the query string, and the values to keep."""
+    query = request.query_params
+    shown = {k: query.get(k, "").strip() for k in ("type", "from", "to", "deviceId", "limit")}
+    if shown["type"] and shown["type"] not in TYPES:
+        raise FilterError(f"Type: unknown type {shown['type']!r}")
+    limit = int(shown["limit"]) if shown["limit"] in {str(n) for n in PAGE_SIZES} else 20
+    try:
+        page = max(1, int(query.get("page", "1")))
+    except ValueError:
+        raise FilterError("Page: must be a whole number") from None
+    until = parse_day(shown["to"], "To")
+    wanted = InboxFilter(
+        type=shown["type"] or None,
+        since=parse_day(shown["from"], "From"),
+        until=until.replace(hour=23, minute=59, second=59) if until else None,
+        device_id=shown["deviceId"][:32] or None,
+    )
+    return wanted, limit, page, {k: v for k, v in shown.items() if v}
+
+
+def page_links(shown: dict[str, str], limit: int, page: int, total: int) -> dict[str, Any]:
+    last = max(1, -(-total // limit))
+
+    def link(number: int) -> str:
+        return "?" + urlencode({**shown, "page": str(number)})
+
+    return {
+        "previous": link(page - 1) if page > 1 else None,
+        "next": link(page + 1) if page < last else None,
+        "label": f"Page {page} of {last}",
+    }
+
+
+async def inbox_page(request: Request, who: Visitor, status: int = 200, **values: Any) -> Response:
+    phones = await devices.list_devices(who.context.db, who.user_id)
+    try:
+        wanted, limit, page, shown = filter_of(request)
+    except FilterError as error:
+        return render(
+            request, "inbox.html", 400, who, error=str(error), rows=[], shown={}, total=0,
+            pages=None, types=TYPES, phones=phones, days=REFRESH_DAYS,
+        )  # fmt: skip
+    rows, total = await service.list_inbox(
+        who.context.db, who.user_id, wanted, limit, (page - 1) * limit
+    )
+    notice = NOTICES.get(request.query_params.get("notice", ""))
+    values.setdefault("notice", notice)
+    return render(
+        request, "inbox.html", status=status, who=who, rows=rows, shown=shown, total=total,
+        pages=page_links(shown, limit, page, total), types=TYPES, phones=phones,
+        days=REFRESH_DAYS, **values,
+    )  # fmt: skip
+
+
+@router.get(PAGE)
+async def show_inbox(request: Request) -> Response:
+    return await inbox_page(request, await visitor(request))
+
+
+@router.post(PAGE + "/refresh")
+async def refresh(request: Request) -> Response:
+    """As `POST /inbox/refresh`: the chosen phone (or all connected ones) replays the last days."""
+    who = await visitor(request)
+    form = await checked_form(request, who)
+    if form is None:
+        return await inbox_page(request, who, 403, error=FORM_EXPIRED)
+    days_text = field(form, "days")
+    days = int(days_text) if days_text in {str(n) for n in REFRESH_DAYS} else 7
+    until = clock.now()
+    data = {
+        "since": clock.format_timestamp(until - timedelta(days=days)),
+        "until": clock.format_timestamp(until),
+        "webhookDelivery": "Individual",
+        "triggerWebhooks": "true",
+    }
+    owned = who.context.hub.devices_of(who.user_id)
+    chosen = field(form, "deviceId")
+    targets = owned & {chosen} if chosen else owned
+    who.context.hub.publish(targets, Event(PhoneEvent.MESSAGES_EXPORT_REQUESTED, data))
+    return redirect(f"{PAGE}?notice=refreshed")
