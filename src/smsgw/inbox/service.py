@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -10,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from smsgw.db.engine import Database
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import InvalidInput
+from smsgw.events.hub import Event, EventHub, PhoneEvent
 from smsgw.inbox import repository
 from smsgw.inbox.repository import InboxFilter
 
@@ -88,3 +91,27 @@ async def list_inbox(
 ) -> tuple[list[dict[str, Any]], int]:
     async with db.read() as conn:
         return await repository.page(conn, user_id, wanted, limit, offset)
+
+
+def request_export(
+    hub: EventHub,
+    user_id: int,
+    since: datetime,
+    until: datetime,
+    device_id: str | None = None,
+    types: Sequence[str] | None = None,
+) -> None:
+    """Ask the user's connected phones (or the one given) to replay what they received in
+    [since, until]: `MessagesExportRequested`. The phones post each message to smsgw's hub,
+    so the replay lands in the inbox (without duplicates)."""
+    data = {
+        "since": clock.format_timestamp(since),
+        "until": clock.format_timestamp(until),
+        "webhookDelivery": "Individual",
+        "triggerWebhooks": "true",  # the phone posts to smsgw: that is how the inbox fills
+    }
+    if types:
+        data["messageTypes"] = ",".join(types)
+    owned = hub.devices_of(user_id)
+    targets = owned & {device_id} if device_id else owned
+    hub.publish(targets, Event(PhoneEvent.MESSAGES_EXPORT_REQUESTED, data))

@@ -16,7 +16,6 @@ from starlette.responses import Response
 
 from smsgw.devices import service as devices
 from smsgw.domain import clock
-from smsgw.events.hub import Event, PhoneEvent
 from smsgw.inbox import service
 from smsgw.inbox.repository import InboxFilter
 from smsgw.web.common import (
@@ -108,14 +107,6 @@ async def refresh(request: Request) -> Response:
     days_text = field(form, "days")
     days = int(days_text) if days_text in {str(n) for n in REFRESH_DAYS} else 7
     until = clock.now()
-    data = {
-        "since": clock.format_timestamp(until - timedelta(days=days)),
-        "until": clock.format_timestamp(until),
-        "webhookDelivery": "Individual",
-        "triggerWebhooks": "true",
-    }
-    owned = who.context.hub.devices_of(who.user_id)
-    chosen = field(form, "deviceId")
-    targets = owned & {chosen} if chosen else owned
-    who.context.hub.publish(targets, Event(PhoneEvent.MESSAGES_EXPORT_REQUESTED, data))
+    since = until - timedelta(days=days)
+    service.request_export(who.context.hub, who.user_id, since, until, field(form, "deviceId"))
     return redirect(f"{PAGE}?notice=refreshed")

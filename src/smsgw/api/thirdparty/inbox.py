@@ -8,9 +8,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool, model_validator
 
-from smsgw.api.deps import AppContext, Context, CurrentUser
+from smsgw.api.deps import Context, CurrentUser
 from smsgw.domain import clock
-from smsgw.events.hub import Event, PhoneEvent
 from smsgw.inbox import service as inbox
 from smsgw.inbox.repository import InboxFilter
 from smsgw.messages.schemas import ErrorBody, Instant
@@ -82,7 +81,9 @@ async def refresh(body: RefreshIn, context: Context, user_id: CurrentUser) -> JS
 
     Replayed messages land in the inbox; those not stored before also go to your webhooks.
     """
-    _request_export(context, user_id, body)
+    inbox.request_export(
+        context.hub, user_id, body.since, body.until, body.deviceId, body.messageTypes
+    )
     return JSONResponse({}, status_code=202)
 
 
@@ -90,19 +91,7 @@ async def refresh(body: RefreshIn, context: Context, user_id: CurrentUser) -> JS
 async def export(body: RefreshIn, context: Context, user_id: CurrentUser) -> JSONResponse:
     """Upstream's older name for `POST /inbox/refresh` (scope `messages:export`); the same
     request and effect, answered with `Deprecation: true`."""
-    _request_export(context, user_id, body)
+    inbox.request_export(
+        context.hub, user_id, body.since, body.until, body.deviceId, body.messageTypes
+    )
     return JSONResponse({}, status_code=202, headers={"Deprecation": "true"})
-
-
-def _request_export(context: AppContext, user_id: int, body: RefreshIn) -> None:
-    data = {
-        "since": clock.format_timestamp(body.since),
-        "until": clock.format_timestamp(body.until),
-        "webhookDelivery": "Individual",
-        "triggerWebhooks": "true",  # the phone posts to smsgw: that is how the inbox fills
-    }
-    if body.messageTypes:
-        data["messageTypes"] = ",".join(body.messageTypes)
-    owned = context.hub.devices_of(user_id)
-    targets = owned & {body.deviceId} if body.deviceId else owned
-    context.hub.publish(targets, Event(PhoneEvent.MESSAGES_EXPORT_REQUESTED, data))
