@@ -163,3 +163,21 @@ def test_a_pair_that_signed_in_before_is_not_locked_out(tmp_path: Path) -> None:
         assert again.sign_in(alice).status_code == 303
         for dashboard in (web, attacker, again):
             dashboard.close()
+
+
+def test_guessing_the_current_password_on_the_account_page_is_throttled(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", auth_failures_per_login=3, web_login_rate_limit=0)
+    with running(settings) as server:
+        alice = server.create_user("alice")
+        web = Dashboard(server)
+        assert web.sign_in(alice).status_code == 303  # e.g. a session left open somewhere
+        form = {"new": "a brand new secret", "confirm": "a brand new secret"}
+        guesses = [
+            web.post("/dashboard/account/password", {**form, "current": f"guess {n}"})
+            for n in range(4)
+        ]
+        assert [r.status_code for r in guesses] == [400, 400, 400, 429]
+        assert alerts_of(guesses[-1].text)[0].startswith("Too many failed sign-ins")
+        with server.client(Account("alice", "guess 9")) as api:
+            assert api.get("/messages").status_code == 429  # the same throttle as the API
+        web.close()

@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from smsgw.accounts import service as accounts
-from smsgw.domain.errors import DomainError, Unauthorized
+from smsgw.api.deps import BasicCredentials, authenticate_basic
+from smsgw.domain.errors import DomainError, TooManyRequests, Unauthorized
 from smsgw.web import sessions
 from smsgw.web.common import FORM_EXPIRED, Visitor, checked_form, redirect, render, visitor
 
@@ -37,10 +38,14 @@ async def change_password(request: Request) -> Response:
     if new != form.get("confirm"):
         return account_page(request, who, 400, error="The new passwords do not match.")
     context = who.context
-    try:
-        await accounts.authenticate(context.db, context.credentials, who.login, current)
+    try:  # throttled like every sign-in: a stolen session cannot guess the password
+        await authenticate_basic(request, context, BasicCredentials(who.login, current))
     except Unauthorized:
         return account_page(request, who, 400, error="The current password is wrong.")
+    except TooManyRequests as error:
+        refused = account_page(request, who, 429, error=error.message.capitalize() + ".")
+        refused.headers["Retry-After"] = str(error.retry_after)
+        return refused
     try:
         await accounts.change_password(context.db, who.login, new)
     except DomainError as error:
