@@ -27,12 +27,11 @@ from smsgw.web.common import (
     render,
     visitor,
 )
-from smsgw.web.messages import FilterError, parse_day
+from smsgw.web.messages import FilterError, paging, parse_day
 
 router = APIRouter()
 PAGE = "/dashboard/inbox"
 TYPES = ("SMS", "DATA_SMS", "MMS", "MMS_DOWNLOADED")
-PAGE_SIZES = (20, 50, 100)
 REFRESH_DAYS = (1, 7, 30)
 NOTICES = {"refreshed": "Asked your connected phones to send their received messages again."}
 
@@ -43,11 +42,7 @@ def filter_of(request: Request) -> tuple[InboxFilter, int, int, dict[str, str]]:
     shown = {k: query.get(k, "").strip() for k in ("type", "from", "to", "deviceId", "limit")}
     if shown["type"] and shown["type"] not in TYPES:
         raise FilterError(f"Type: unknown type {shown['type']!r}")
-    limit = int(shown["limit"]) if shown["limit"] in {str(n) for n in PAGE_SIZES} else 20
-    try:
-        page = max(1, int(query.get("page", "1")))
-    except ValueError:
-        raise FilterError("Page: must be a whole number") from None
+    limit, page = paging(shown["limit"], query.get("page", "1"))
     until = parse_day(shown["to"], "To")
     wanted = InboxFilter(
         type=shown["type"] or None,

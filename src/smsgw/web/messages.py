@@ -33,6 +33,15 @@ NOTICES = {
 }
 
 
+def paging(limit_text: str, page_text: str) -> tuple[int, int]:
+    """Rows per page (one of PAGE_SIZES, else 20) and the page number (from 1) of a list."""
+    limit = int(limit_text) if limit_text in {str(n) for n in PAGE_SIZES} else 20
+    try:
+        return limit, max(1, int(page_text))
+    except ValueError:
+        raise FilterError("Page: must be a whole number") from None
+
+
 def parse_day(value: str, name: str) -> datetime | None:
     if not value:
         return None
@@ -53,11 +62,7 @@ def filter_of(request: Request) -> tuple[ListFilter, dict[str, str]]:
     state = shown["state"]
     if state and state not in {s.value for s in ProcessingState}:
         raise FilterError(f"State: unknown state {state!r}")
-    limit = int(shown["limit"]) if shown["limit"] in {str(n) for n in PAGE_SIZES} else 20
-    try:
-        page = max(1, int(query.get("page", "1")))
-    except ValueError:
-        raise FilterError("Page: must be a whole number") from None
+    limit, page = paging(shown["limit"], query.get("page", "1"))
     until = parse_day(shown["to"], "To")
     where = ListFilter(
         since=parse_day(shown["from"], "From"),
