@@ -128,3 +128,11 @@ def api(server: LiveServer, alice: Account) -> Iterator[httpx.Client]:
     """An HTTP client of the 3rd-party API, signed in as alice."""
     with server.client(alice) as client:
         yield client
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for servers run as separate processes)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smsgw.cli import app
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -115,13 +115,6 @@ def test_postgresql_urls_are_accepted_but_refused_clearly_for_now(
     result = runner.invoke(app, ["serve"], env=env | {"SMSGW_DATABASE_URL": url})
     assert result.exit_code == 2
     assert "PostgreSQL" in result.output
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_serve_first_start_prints_an_account_that_works(tmp_path: Path) -> None:

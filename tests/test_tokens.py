@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import httpx
 import jwt
@@ -24,7 +24,7 @@ from android_sms_gateway.errors import UnauthorizedError
 from smsgw.config import Settings
 from smsgw.domain.clock import parse_timestamp
 from smsgw.tokens.secret import FILE_NAME
-from tests.conftest import API, Account, LiveServer, make_settings, running
+from tests.conftest import API, Account, LiveServer, free_port, make_settings, running
 
 NUMBER = "+12025550100"
 SEND_AND_READ = ["messages:send", "messages:read", "messages:list", "tokens:manage"]
@@ -247,24 +247,22 @@ def test_tokens_survive_a_restart_and_the_generated_secret_is_private(
     assert not other_secret and not (other.data_dir / FILE_NAME).exists()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
-def server_process(settings: Settings) -> Iterator[str]:
-    """`smsgw serve` in a process of its own on the same data directory; its API URL."""
+def server_process(
+    settings: Settings, log_level: str = "warning", output: IO[bytes] | None = None
+) -> Iterator[str]:
+    """`smsgw serve` in a process of its own on the same data directory; its API URL.
+    `output` takes what it prints (its access log at `log_level="info"`)."""
     port = free_port()
     env = os.environ | {
         "SMSGW_DATA_DIR": str(settings.data_dir),
         "SMSGW_PORT": str(port),
         "SMSGW_BOOTSTRAP_ACCOUNT": "false",
-        "SMSGW_LOG_LEVEL": "warning",
+        "SMSGW_LOG_LEVEL": log_level,
     }
-    process = subprocess.Popen([sys.executable, "-m", "smsgw", "serve"], env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smsgw", "serve"], env=env, stdout=output, stderr=output
+    )
     url = f"http://127.0.0.1:{port}{API}"
     try:
         deadline = time.monotonic() + 60

@@ -3,19 +3,14 @@ phones are told (hub endpoints of smsgw, or the users' URLs in direct mode)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, running
-from tests.test_tokens import bearer, free_port, issue
+from tests.conftest import API, LiveServer, make_settings, running
+from tests.test_tokens import bearer, issue, server_process
 from tests.webhook_support import MOBILE, Api, eventually, hub_settings, phone, run, started
 
 
@@ -243,34 +238,13 @@ def test_odd_values_in_a_phones_post_never_give_a_500(hub_server: LiveServer) ->
 
 def test_hook_secrets_stay_out_of_the_access_log(tmp_path: Path) -> None:
     """`smsgw serve` logs every request; a hook URL's secret is written as `***`."""
-    port = free_port()
-    env = os.environ | {
-        "SMSGW_DATA_DIR": str(tmp_path / "data"),
-        "SMSGW_PORT": str(port),
-        "SMSGW_BOOTSTRAP_ACCOUNT": "false",
-        "SMSGW_LOG_LEVEL": "info",
-    }
     output = tmp_path / "serve.log"
-    with output.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "smsgw", "serve"], env=env, stdout=sink, stderr=sink
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(base + "/health/live", timeout=5)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, output.read_text()
-                    time.sleep(0.1)
-            path = f"{MOBILE}/hooks/some-device/the-secret-part-0123456789"
-            envelope = {"id": "e1", "webhookId": "w", "event": "system:ping", "payload": {}}
-            assert httpx.post(base + path, json=envelope).status_code == 401
-        finally:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=20)
+    settings = make_settings(tmp_path / "data")
+    with output.open("wb") as sink, server_process(settings, "info", sink) as api_url:
+        base = api_url.removesuffix(API)
+        path = f"{MOBILE}/hooks/some-device/the-secret-part-0123456789"
+        envelope = {"id": "e1", "webhookId": "w", "event": "system:ping", "payload": {}}
+        assert httpx.post(base + path, json=envelope).status_code == 401
     logged = output.read_text()
     assert f"{MOBILE}/hooks/some-device/*** HTTP/1.1" in logged, logged
     assert "the-secret-part" not in logged

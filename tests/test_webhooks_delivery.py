@@ -8,12 +8,11 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Account, LiveServer, running
 from tests.fakes.receiver import Receiver
+from tests.test_metrics import scrape, value
 from tests.webhook_support import (
     Api,
     eventually,
@@ -126,13 +125,7 @@ def test_state_reports_alone_produce_the_events(hub_server: LiveServer, receiver
 
 def metric(server: LiveServer, name: str, event: str | None, **labels: str) -> float:
     """One sample of smsgw's /metrics page (0 when absent)."""
-    text = httpx.get(server.url + "/metrics", timeout=20).text
-    wanted = {**labels, **({"event": event} if event else {})}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == wanted:
-                return float(sample.value)
-    return 0.0
+    return value(scrape(server), name, **labels, **({"event": event} if event else {}))
 
 
 def test_a_receiver_answering_500_then_200_gets_one_success_per_event(
