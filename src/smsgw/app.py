@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from smsgw import __version__
 from smsgw.accounts import service as accounts
 from smsgw.accounts.passwords import CredentialCache
-from smsgw.api import redact
+from smsgw.api import redact, scopes
 from smsgw.api.deps import AppContext
 from smsgw.api.errors import BodyLimitMiddleware, install_handlers
 from smsgw.api.health import metrics_router
@@ -60,6 +60,28 @@ def announce_account(login: str, password: str) -> None:
         "  Try: curl -u LOGIN:PASSWORD http://HOST:PORT/api/3rdparty/v1/messages\n",
         flush=True,
     )
+
+
+SECURITY_SCHEMES = {
+    "basicAuth": {"type": "http", "scheme": "basic"},
+    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+}
+
+
+def document_security(schema: dict[str, Any]) -> dict[str, Any]:
+    """Say which operations take credentials (Basic, or a Bearer JWT), in place: every
+    3rd-party operation but the public ones of the scope table (api/scopes.py), unless the
+    route declared its own (the refresh route takes a Bearer token only)."""
+    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    for path, path_item in schema.get("paths", {}).items():
+        relative = scopes.relative_path(path)
+        if relative is None:
+            continue
+        for method, operation in path_item.items():
+            key = (method.upper(), relative)
+            if method in HTTP_METHODS and scopes.ROUTE_SCOPES.get(key) != scopes.PUBLIC:
+                operation.setdefault("security", [{name: []} for name in SECURITY_SCHEMES])
+    return schema
 
 
 def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
@@ -173,18 +195,14 @@ def create_app(settings: Settings) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_errors(generate_openapi())
+            app.openapi_schema = document_errors(document_security(generate_openapi()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     # Operations (docs/operations.md): health probes, /metrics, and the HTTP metrics.
     app.add_middleware(MetricsMiddleware)
-    app.include_router(metrics_router)
-    for prefix in ("", *THIRDPARTY_PREFIXES):
-        app.include_router(
-            health_router, prefix=prefix, include_in_schema=prefix in ("", THIRDPARTY_PREFIXES[0])
-        )
+    # Routes are matched in order, one by one: the busiest (the API, then the phones') first.
     for prefix in THIRDPARTY_PREFIXES:
         app.include_router(
             build_router(), prefix=prefix, include_in_schema=prefix == THIRDPARTY_PREFIXES[0]
@@ -192,6 +210,11 @@ def create_app(settings: Settings) -> FastAPI:
     for prefix in MOBILE_PREFIXES:
         app.include_router(
             build_mobile_router(), prefix=prefix, include_in_schema=prefix == MOBILE_PREFIXES[0]
+        )
+    app.include_router(metrics_router)
+    for prefix in ("", *THIRDPARTY_PREFIXES):
+        app.include_router(
+            health_router, prefix=prefix, include_in_schema=prefix in ("", THIRDPARTY_PREFIXES[0])
         )
     install_web(app)  # home, API documentation, dashboard (web/)
     return app

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPBasic, HTTPBearer
+from fastapi.security import HTTPBearer
 from starlette.requests import HTTPConnection
 
 from smsgw.accounts import repository as account_rows
@@ -41,10 +41,14 @@ class AppContext:
     auth_throttle: AuthThrottle = field(default_factory=lambda: AuthThrottle(30, 10, 300))
 
 
+def context_of(connection: HTTPConnection) -> AppContext:
+    context: AppContext = connection.app.state.context
+    return context
+
+
 async def get_context(request: Request) -> AppContext:
     """Async on purpose: a plain function would cost every request a thread-pool hop."""
-    context: AppContext = request.app.state.context
-    return context
+    return context_of(request)
 
 
 Context = Annotated[AppContext, Depends(get_context)]
@@ -72,18 +76,9 @@ def parse_basic(header: str) -> BasicCredentials | None:
     return BasicCredentials(login, password)
 
 
-class BasicAuth(HTTPBasic):
-    """The Basic scheme as a FastAPI security dependency (so OpenAPI documents it)."""
-
-    async def __call__(self, request: HTTPConnection) -> BasicCredentials | None:  # type: ignore[override]
-        return parse_basic(request.headers.get("authorization", ""))
-
-
-basic_auth = BasicAuth(scheme_name="basicAuth", auto_error=False)
-
-
 class BearerAuth(HTTPBearer):
-    """The Bearer scheme (JWT) as a FastAPI security dependency (so OpenAPI documents it)."""
+    """The Bearer scheme (JWT) as a FastAPI security dependency, for the one route that reads
+    a token outside the guard (refresh): OpenAPI documents it from this."""
 
     async def __call__(self, request: HTTPConnection) -> str | None:  # type: ignore[override]
         return bearer_token(request)
@@ -156,12 +151,15 @@ def demand(principal: Principal, scope: str) -> None:
         raise Forbidden(f"scope required: {scope}")
 
 
-async def authorize(request: Request, context: Context) -> None:
+async def authorize(request: Request) -> None:
     """Guard of the whole 3rd-party router: authenticate and demand the scope the route
-    needs according to the one table (api/scopes.py); public routes pass unauthenticated."""
+    needs according to the one table (api/scopes.py); public routes pass unauthenticated.
+
+    The dependencies on this path take only the request: each sub-dependency costs every
+    request FastAPI's solving (docs/performance.md)."""
     scope = required_scope(request)
     if scope != PUBLIC:
-        principal = await _principal(request, context)
+        principal = await _principal(request, context_of(request))
         demand(principal, scope)
         request.state.authorized = principal
 
@@ -177,25 +175,18 @@ async def _authorized(request: Request, context: AppContext) -> Principal:
     return principal
 
 
-async def current_principal(
-    request: Request,
-    context: Context,
-    _basic: Annotated[BasicCredentials | None, Depends(basic_auth)],
-    _bearer: Annotated[str | None, Depends(bearer_auth)],
-) -> Principal:
+async def current_principal(request: Request) -> Principal:
     """The authenticated caller, holding the scope the route needs; 401 / 403 otherwise."""
-    return await _authorized(request, context)
+    return await _authorized(request, context_of(request))
 
 
-async def current_user(
-    request: Request,
-    context: Context,
-    _basic: Annotated[BasicCredentials | None, Depends(basic_auth)],
-    _bearer: Annotated[str | None, Depends(bearer_auth)],
-) -> int:
+async def current_user(request: Request) -> int:
     """The caller's user id (Basic, or a Bearer JWT holding the route's scope); 401 with
-    `WWW-Authenticate: Basic` when not authenticated, 403 when the scope is missing."""
-    return (await _authorized(request, context)).user_id
+    `WWW-Authenticate: Basic` when not authenticated, 403 when the scope is missing.
+
+    OpenAPI's security schemes are written from the scope table (app.document_security),
+    not by security dependencies, which would be solved on every request."""
+    return (await _authorized(request, context_of(request))).user_id
 
 
 CurrentUser = Annotated[int, Depends(current_user)]
