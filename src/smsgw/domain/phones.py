@@ -26,9 +26,10 @@ def normalize(raw: str, default_region: str | None, field: str) -> str:
         parsed = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
         raise InvalidInput(f"{field}: {raw!r} is not a phone number ({exc._msg})") from None
-    if not phonenumbers.is_valid_number(parsed):
+    kind = phonenumbers.number_type(parsed)  # UNKNOWN exactly when not a valid number
+    if kind == PhoneNumberType.UNKNOWN:
         raise InvalidInput(f"{field}: {raw!r} is not a valid phone number")
-    if phonenumbers.number_type(parsed) not in _SMS_CAPABLE:
+    if kind not in _SMS_CAPABLE:
         raise InvalidInput(f"{field}: {raw!r} is not a mobile phone number")
     return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
 

@@ -128,7 +128,7 @@ async def send_message(
         device_active_within_hours=device_active_within,
     )
     record = await service.send(context.db, context.settings.default_region, user_id, command)
-    location = f"{request.url.path.rstrip('/')}/{quote(record.id, safe='')}"
+    location = f"{request.scope['path'].rstrip('/')}/{quote(record.id, safe='')}"
     wake(context.hub, user_id, record.device_id)
     return JSONResponse(to_state(record, True), headers={"Location": location})
 
