@@ -336,7 +336,12 @@ def test_settings_and_webhooks_for_the_phone(mobile: httpx.Client, owner: Accoun
         "gateway": {"notification_channel": "SSE_ONLY"}
     }
     hooks = mobile.get("/webhooks", headers=bearer(token)).json()  # smsgw's own inbox endpoints
-    assert {h["event"] for h in hooks} == {"sms:received", "sms:data-received"}
+    assert {h["event"] for h in hooks} == {
+        "sms:received",
+        "sms:data-received",
+        "mms:received",
+        "mms:downloaded",
+    }
     assert all("/api/mobile/v1/hooks/" in h["url"] for h in hooks)
 
 

@@ -374,7 +374,7 @@ def test_the_inbox_shows_what_a_phone_received_and_filters_it(
         expect(rows).to_have_count(1)
         expect(rows.first).to_contain_text("+12025550111")
         page.get_by_role("button", name="Refresh from phones").click()
-        expect(page.get_by_role("status")).to_contain_text("Asked your connected phones")
+        expect(page.get_by_role("status")).to_contain_text("Asked your phones")
     finally:
         device.stop()
     assert problems.errors == []

@@ -68,7 +68,7 @@ def test_a_webhook_is_created_listed_told_to_the_phone_and_deleted(
     hub_server: LiveServer, owner: Account, web: Dashboard
 ) -> None:
     async def scenario() -> None:
-        device = await started(phone(hub_server, owner), webhooks=2)  # the inbox events
+        device = await started(phone(hub_server, owner), webhooks=4)  # the inbox events
         device_id = device.credentials.id  # type: ignore[union-attr]
         answer = await asyncio.to_thread(
             create, web, "https://example.com/hook", "sms:delivered", device_id
@@ -78,7 +78,7 @@ def test_a_webhook_is_created_listed_told_to_the_phone_and_deleted(
         [hook_id] = listed(page.text)
         assert "Webhook saved." in page.text and "https://example.com/hook" in page.text
         assert "sms:delivered" in page.text and device_id in page.text
-        await eventually(lambda: len(device.webhooks) == 3)  # WebhooksUpdated reached it
+        await eventually(lambda: len(device.webhooks) == 5)  # WebhooksUpdated reached it
         async with Api(hub_server, owner).client as api:
             [shown] = (await api.get("/webhooks")).json()
         assert shown["id"] == hook_id and shown["deviceId"] == device_id
@@ -88,7 +88,7 @@ def test_a_webhook_is_created_listed_told_to_the_phone_and_deleted(
         assert gone.status_code == 303
         after = await asyncio.to_thread(web.http.get, gone.headers["location"])
         assert listed(after.text) == [] and "Webhook deleted." in after.text
-        await eventually(lambda: len(device.webhooks) == 2)
+        await eventually(lambda: len(device.webhooks) == 4)
         await device.stop()
 
     run(scenario)
@@ -102,7 +102,7 @@ def test_the_delivery_log_shows_attempts_newest_first(
     async def scenario() -> None:
         api = Api(hub_server, owner)
         hook = await api.hook(receiver.url, "sms:received")
-        device = await started(phone(hub_server, owner), webhooks=2)
+        device = await started(phone(hub_server, owner), webhooks=4)
         device.receive_sms("+12025550111", "first")
         device.receive_sms("+12025550111", "second")
         await eventually(lambda: len(receiver.delivered()) == 2)
@@ -134,7 +134,7 @@ def test_a_webhook_disabled_by_a_410_is_shown_with_its_reason(
         api = Api(hub_server, owner)
         await api.hook(receiver.url, "system:ping", id="gone")
         await api.hook("https://example.com/fine", "sms:sent", id="fine")
-        device = await started(phone(hub_server, owner), webhooks=4)
+        device = await started(phone(hub_server, owner), webhooks=6)
         device.ping()
 
         async def disabled() -> bool:
@@ -295,9 +295,9 @@ def test_received_sms_are_listed_with_filters_and_paging(
 
     async def scenario() -> None:
         api = Api(hub_server, owner)
-        one = await started(phone(hub_server, owner), webhooks=2)
-        two = await started(phone(hub_server, owner), webhooks=2)
-        theirs = await started(phone(hub_server, other), webhooks=2)
+        one = await started(phone(hub_server, owner), webhooks=4)
+        two = await started(phone(hub_server, owner), webhooks=4)
+        theirs = await started(phone(hub_server, other), webhooks=4)
         base = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
         for i in range(3):
             one.receive_sms("+12025550111", f"hello {i}", received_at=base + timedelta(hours=i))
@@ -355,8 +355,8 @@ def test_refresh_from_phones_asks_the_connected_phones_to_replay(
     other = hub_server.create_user("other")
 
     async def scenario() -> None:
-        device = await started(phone(hub_server, owner, skip_processed_on_export=False), webhooks=2)
-        theirs = await started(phone(hub_server, other, skip_processed_on_export=False), webhooks=2)
+        device = await started(phone(hub_server, owner, skip_processed_on_export=False), webhooks=4)
+        theirs = await started(phone(hub_server, other, skip_processed_on_export=False), webhooks=4)
         device.receive_sms("+12025550111", "kept")
         theirs.receive_sms("+12025550111", "theirs")
         posted = lambda d: sum(e == "sms:received" for e, _ in d.webhook_posts)  # noqa: E731
@@ -367,8 +367,50 @@ def test_refresh_from_phones_asks_the_connected_phones_to_replay(
         await asyncio.sleep(0.5)
         assert posted(theirs) == 1
         page = (await asyncio.to_thread(web.http.get, answer.headers["location"])).text
-        assert "Asked your connected phones" in page and inbox_texts(page) == ["kept"]
+        assert "Asked your phones" in page and inbox_texts(page) == ["kept"]
         for d in (device, theirs):
             await d.stop()
+
+    run(scenario)
+
+
+def test_mms_rows_show_subject_body_and_parts_to_download(
+    hub_server: LiveServer, owner: Account, web: Dashboard
+) -> None:
+    other = hub_server.create_user("other")
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        device = await started(phone(hub_server, owner), webhooks=4)
+        parts = [("image/png", "<cat>.png", b"\x89PNG"), ("audio/amr", "voice.amr", None)]
+        device.receive_mms("+12025550111", "Holiday <pics>", "Look!", parts)
+
+        async def stored() -> bool:
+            return (await api.inbox())[1] == 2
+
+        await until(stored)
+        page = (
+            await asyncio.to_thread(web.http.get, INBOX, params={"type": "MMS_DOWNLOADED"})
+        ).text
+        [row] = rows_of(page)
+        assert "Holiday &lt;pics&gt;" in page and "Look!" in page and "MMS_DOWNLOADED" in page
+        link = f"/dashboard/inbox/{row}/attachments/100"
+        assert f'href="{link}"' in page and "&lt;cat&gt;.png" in page
+        assert "voice.amr" in page and "attachments/101" not in page  # no bytes: no link
+        image = await asyncio.to_thread(web.http.get, link)
+        assert image.status_code == 200 and image.content == b"\x89PNG"
+        assert image.headers["content-disposition"].startswith("attachment;")
+        assert image.headers["x-content-type-options"] == "nosniff"
+        missing = await asyncio.to_thread(web.http.get, link.replace("100", "101"))
+        assert missing.status_code == 404
+        intruder = Dashboard(hub_server)
+        assert intruder.sign_in(other).status_code == 303
+        theirs = await asyncio.to_thread(intruder.http.get, link)
+        assert theirs.status_code == 404 and b"PNG" not in theirs.content
+        intruder.close()
+        anonymous = await asyncio.to_thread(httpx.get, hub_server.url + link)
+        assert anonymous.status_code in (303, 401) and b"PNG" not in anonymous.content
+        await device.stop()
+        await api.close()
 
     run(scenario)

@@ -46,7 +46,7 @@ def test_a_received_sms_reaches_the_webhook_signed(
     async def scenario() -> None:
         api = Api(hub_server, owner)
         hook = await api.hook(receiver.url, "sms:received")
-        device = await started(phone(hub_server, owner), webhooks=2)
+        device = await started(phone(hub_server, owner), webhooks=4)
         device.receive_sms("+12025550111", "Your code is 1234")
         await eventually(lambda: len(receiver.delivered()) == 1)
         [request] = receiver.requests
@@ -78,7 +78,7 @@ def test_each_message_event_reaches_the_webhook_once_per_recipient(
         api = Api(hub_server, owner)
         for event in ("sms:sent", "sms:delivered", "sms:failed"):
             await api.hook(receiver.url, event)
-        device = await started(phone(hub_server, owner), webhooks=5)
+        device = await started(phone(hub_server, owner), webhooks=7)
         numbers = ("+12025550100", "+12025550101")
         ids = [await api.send(f"m{i}", numbers) for i in range(3)]
         await eventually(lambda: len(receiver.delivered()) == 12)
@@ -110,7 +110,7 @@ def test_state_reports_alone_produce_the_events(hub_server: LiveServer, receiver
         device = phone(
             hub_server, owner, outcome=lambda _m, _n: ("Failed", "RESULT_ERROR_NO_SERVICE")
         )
-        await started(device, webhooks=3)
+        await started(device, webhooks=5)
         device.webhooks = []  # it forgets its webhooks: only state reports reach smsgw
         message_id = await api.send("x")
         await eventually(lambda: len(receiver.delivered()) == 1)
@@ -140,7 +140,7 @@ def test_a_receiver_answering_500_then_200_gets_one_success_per_event(
     async def scenario() -> None:
         api = Api(hub_server, owner)
         hook = await api.hook(receiver.url, "system:ping")
-        device = await started(phone(hub_server, owner), webhooks=3)
+        device = await started(phone(hub_server, owner), webhooks=5)
         device.ping()
         await eventually(lambda: len(receiver.delivered()) == 1)
         await asyncio.sleep(1)
@@ -179,7 +179,7 @@ def test_a_receiver_down_across_a_restart_of_smsgw_still_gets_every_event(
         async def before_restart() -> None:
             api = Api(live, owner)
             await api.hook(receiver.url, "sms:received", id="in")
-            device = await started(phone(live, owner), webhooks=2)
+            device = await started(phone(live, owner), webhooks=4)
             for i in range(3):
                 device.receive_sms("+12025550111", f"text {i}")
             await eventually(lambda: sum(s == 204 for _, s in device.webhook_posts) == 3)
@@ -214,7 +214,7 @@ def test_a_410_disables_the_webhook(hub_server: LiveServer) -> None:
     async def scenario() -> None:
         api = Api(hub_server, owner)
         await api.hook(receiver.url, "system:ping", id="gone")
-        device = await started(phone(hub_server, owner), webhooks=3)
+        device = await started(phone(hub_server, owner), webhooks=5)
         device.ping()
         await eventually(lambda: len(receiver.requests) == 1)
 
@@ -245,7 +245,7 @@ def test_a_4xx_other_than_410_is_not_retried(hub_server: LiveServer) -> None:
     async def scenario() -> None:
         api = Api(hub_server, owner)
         await api.hook(receiver.url, "system:ping", id="h")
-        device = await started(phone(hub_server, owner), webhooks=3)
+        device = await started(phone(hub_server, owner), webhooks=5)
         device.ping()
         await eventually(lambda: len(receiver.requests) == 1)
         await asyncio.sleep(1)
@@ -268,7 +268,7 @@ def test_attempts_stop_at_the_limit(tmp_path: Path) -> None:
         async def scenario() -> None:
             api = Api(live, owner)
             await api.hook(receiver.url, "system:ping", id="h")
-            device = await started(phone(live, owner), webhooks=3)
+            device = await started(phone(live, owner), webhooks=5)
             device.ping()
             await eventually(lambda: len(receiver.requests) == 3)
             await asyncio.sleep(1.5)
@@ -295,7 +295,7 @@ def test_a_delivery_cut_by_a_stop_of_smsgw_is_sent_again_after_the_restart(
         async def before_stop() -> None:
             api = Api(live, owner)
             await api.hook(receiver.url, "system:ping", id="h")
-            device = await started(phone(live, owner), webhooks=3)
+            device = await started(phone(live, owner), webhooks=5)
             device.ping()
             await eventually(lambda: len(receiver.requests) == 0 and bool(device.webhook_posts))
             await asyncio.sleep(1)  # the request is now hanging at the receiver
@@ -329,13 +329,13 @@ def test_a_webhook_bound_to_a_phone_hears_only_that_phone(
 
     async def scenario() -> None:
         api = Api(hub_server, owner)
-        one = await started(phone(hub_server, owner), webhooks=2)
-        two = await started(phone(hub_server, owner), webhooks=2)
+        one = await started(phone(hub_server, owner), webhooks=4)
+        two = await started(phone(hub_server, owner), webhooks=4)
         one_id = one.credentials.id  # type: ignore[union-attr]
         await api.hook(receiver.url, "system:ping", deviceId=one_id)
-        await eventually(lambda: len(one.webhooks) == 3)
+        await eventually(lambda: len(one.webhooks) == 5)
         await asyncio.sleep(0.3)
-        assert len(two.webhooks) == 2  # the other phone need not post pings
+        assert len(two.webhooks) == 4  # the other phone need not post pings
         one.ping()
         two_hook = two.webhooks[0]["url"]
         two.webhooks.append({"id": "x", "event": "system:ping", "url": two_hook})
@@ -360,7 +360,7 @@ def test_direct_mode_leaves_delivery_to_the_phone(tmp_path: Path) -> None:
         async def scenario() -> None:
             api = Api(live, owner)
             await api.hook(receiver.url, "sms:received", id="mine")
-            device = await started(phone(live, owner), webhooks=3)
+            device = await started(phone(live, owner), webhooks=5)
             device.receive_sms("+12025550111", "direct")
             await eventually(lambda: len(receiver.delivered()) == 1)
             await asyncio.sleep(1)

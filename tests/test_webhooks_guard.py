@@ -68,7 +68,7 @@ def test_a_name_resolving_to_loopback_is_refused_at_connect_time(tmp_path: Path)
         async def scenario() -> None:
             api = Api(live, owner)
             await api.hook(f"https://{name}:{receiver.port}/hook", "system:ping", id="h")
-            device = await started(phone(live, owner), webhooks=3)
+            device = await started(phone(live, owner), webhooks=5)
             device.ping()
             attempts: list[dict[str, object]] = []
 
@@ -99,7 +99,7 @@ def test_plain_http_and_loopback_are_allowed_when_configured(tmp_path: Path) -> 
         async def scenario() -> None:
             api = Api(live, owner)
             await api.hook(receiver.url, "system:ping")
-            device = await started(phone(live, owner), webhooks=3)
+            device = await started(phone(live, owner), webhooks=5)
             device.ping()
             await eventually(lambda: len(receiver.delivered()) == 1)
             await device.stop()

@@ -50,6 +50,39 @@ class InboxSms:
     received_at: datetime
 
 
+@dataclass
+class InboxMms:
+    """A downloaded MMS in the phone's own MMS inbox; `parts` are (content type, name,
+    bytes or None: the app sends no bytes for a part it could not read)."""
+
+    message_id: str
+    sender: str
+    subject: str | None
+    body: str | None
+    parts: list[tuple[str, str | None, bytes | None]]
+    received_at: datetime
+
+    def received_payload(self) -> dict[str, Any]:
+        size = sum(len(data or b"") for _, _, data in self.parts)
+        return {**self._common(), "transactionId": "T" + self.message_id[:20],
+                "subject": self.subject, "contentClass": "IMAGE_BASIC", "size": size}  # fmt: skip
+
+    def downloaded_payload(self) -> dict[str, Any]:
+        attachments = [
+            {"partId": 100 + i, "contentType": kind, "name": name,
+             "size": len(data) if data is not None else 0,
+             "data": base64.b64encode(data).decode() if data is not None else None}
+            for i, (kind, name, data) in enumerate(self.parts)
+        ]  # fmt: skip
+        attachments = [{k: v for k, v in a.items() if v is not None} for a in attachments]
+        return {**self._common(), "subject": self.subject, "body": self.body,
+                "attachments": attachments}  # fmt: skip
+
+    def _common(self) -> dict[str, Any]:
+        return {"messageId": self.message_id, "sender": self.sender, "phoneNumber": self.sender,
+                "simNumber": 1, "receivedAt": phone_time(self.received_at)}  # fmt: skip
+
+
 def _parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -68,6 +101,7 @@ class PhoneWebhooks:
         self.webhook_retries = webhook_retries
         self.signing_key = secrets.token_hex(4)  # the app's random 8-character key
         self.inbox: list[InboxSms] = []
+        self.mms_inbox: list[InboxMms] = []
         self.processed: set[str] = set()  # inbox message ids already handled
         self.webhook_posts: list[tuple[str, int]] = []  # (event, status) of each post
 
@@ -154,17 +188,56 @@ class PhoneWebhooks:
         else:
             self.emit("sms:data-received", {**payload, "data": sms.data})
 
+    def receive_mms(
+        self,
+        sender: str,
+        subject: str | None,
+        body: str | None,
+        parts: list[tuple[str, str | None, bytes | None]],
+        received_at: datetime | None = None,
+    ) -> InboxMms:
+        """An MMS arrives: `mms:received` (the notification), then `mms:downloaded`."""
+        at = received_at or datetime.now(UTC)
+        digest = hashlib.sha256(f"{sender}|{subject}|{body}|{at.isoformat()}".encode()).hexdigest()
+        mms = InboxMms(digest[:32], sender, subject, body, parts, at)
+        self.mms_inbox.append(mms)
+        self.processed.add(mms.message_id)
+        self.emit("mms:received", mms.received_payload())
+        self.emit("mms:downloaded", mms.downloaded_payload())
+        return mms
+
+    def post_batch(self, event: str, payloads: list[dict[str, Any]]) -> None:
+        """A build with batch support posts `{"messages": [...]}` to the URL of the batch's
+        single event (smsgw lists no batch events: the v1.68 app cannot parse them)."""
+        assert self.credentials is not None
+        single = {"sms:batch:received": "sms:received", "mms:batch:downloaded": "mms:downloaded"}
+        [hook] = [h for h in self.webhooks if h["event"] == single[event]][:1]
+        envelope = {"id": secrets.token_urlsafe(15), "webhookId": hook["id"], "event": event,
+                    "deviceId": self.credentials.id, "payload": {"messages": payloads}}  # fmt: skip
+        self._tasks.append(asyncio.create_task(self._deliver(hook["url"], envelope)))
+
     def ping(self) -> None:
         self.emit("system:ping", {"health": {"status": "pass", "checks": {}}})
 
     def _export(self, data: dict[str, str]) -> None:
-        """Replay inbox SMS in [since, until] (only SMS are scanned, as in the app)."""
+        """Replay what was received in [since, until]: SMS, and downloaded MMS when
+        `messageTypes` names MMS (only these two are scanned, as in the app)."""
         since, until = _parse_time(data["since"]), _parse_time(data["until"])
-        for sms in self.inbox:
-            if sms.text is None or not since <= sms.received_at <= until:
+        kinds = data.get("messageTypes", "SMS").split(",")
+        found: list[InboxSms | InboxMms] = []
+        if "SMS" in kinds:
+            found += [sms for sms in self.inbox if sms.text is not None]
+        if "MMS" in kinds:
+            found += self.mms_inbox
+        for message in found:
+            if not since <= message.received_at <= until:
                 continue
-            if self.skip_processed_on_export and sms.message_id in self.processed:
+            if self.skip_processed_on_export and message.message_id in self.processed:
                 continue
-            self.processed.add(sms.message_id)
-            if data.get("triggerWebhooks", "true") != "false":
-                self._emit_received(sms)
+            self.processed.add(message.message_id)
+            if data.get("triggerWebhooks", "true") == "false":
+                continue
+            if isinstance(message, InboxMms):
+                self.emit("mms:downloaded", message.downloaded_payload())
+            else:
+                self._emit_received(message)

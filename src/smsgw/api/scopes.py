@@ -38,6 +38,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/webhooks/signing/key"): "webhooks:write",  # a secret: not for list-only tokens
     ("POST", "/webhooks/signing/key"): "webhooks:write",
     ("GET", "/inbox"): "inbox:list",
+    ("GET", "/inbox/{id}/attachments/{partId}"): "inbox:list",
     ("POST", "/inbox/refresh"): "inbox:refresh",
     ("GET", "/settings"): "settings:read",
     ("PATCH", "/settings"): "settings:write",

@@ -4,7 +4,7 @@ from smsgw.accounts.models import User, UserCode
 from smsgw.accountsettings.models import AccountSettings
 from smsgw.db.base import Base, SystemValue
 from smsgw.devices.models import Device
-from smsgw.inbox.models import InboxMessage
+from smsgw.inbox.models import InboxAttachment, InboxExport, InboxMessage
 from smsgw.logs.models import LogEntry
 from smsgw.messages.models import Message, MessageStateEntry, Recipient
 from smsgw.tokens.models import Token
@@ -17,6 +17,8 @@ __all__ = [
     "Base",
     "Delivery",
     "Device",
+    "InboxAttachment",
+    "InboxExport",
     "InboxMessage",
     "LogEntry",
     "Message",

@@ -1,18 +1,22 @@
-"""Queries on the inbox. Every query is scoped to its owner."""
+"""Queries on the inbox, its MMS parts and its exports. Every query is scoped to its owner."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, select
+from sqlalchemy import ColumnElement, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
-from smsgw.inbox.models import InboxMessage
+from smsgw.inbox.models import InboxAttachment, InboxExport, InboxMessage
 
 inbox = table_of(InboxMessage)
+parts = table_of(InboxAttachment)
+exports = table_of(InboxExport)
+OPEN, DONE, EXPIRED = "open", "done", "expired"
 
 
 @dataclass(frozen=True)
@@ -28,8 +32,14 @@ async def exists(conn: AsyncConnection, user_id: int, dedupe_key: str) -> bool:
     return (await conn.execute(query)).first() is not None
 
 
-async def add(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(insert(inbox).values(**values))
+async def add(conn: AsyncConnection, values: dict[str, Any]) -> int:
+    result = await conn.execute(insert(inbox).values(**values))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+async def add_parts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(parts), rows)
 
 
 def _where(user_id: int, wanted: InboxFilter) -> ColumnElement[bool]:
@@ -59,3 +69,137 @@ async def page(
         .offset(offset)
     )
     return [row._asdict() for row in await conn.execute(query)], int(total or 0)
+
+
+async def parts_of(
+    conn: AsyncConnection, inbox_pks: Sequence[int], with_data: bool = False
+) -> dict[int, list[dict[str, Any]]]:
+    """The MMS parts of these inbox rows by row, in part order (bytes only if asked)."""
+    columns = [parts.c.inbox_pk, parts.c.part_id, parts.c.content_type, parts.c.name,
+               parts.c.size, (parts.c.data if with_data else parts.c.data.is_not(None))
+               .label("data" if with_data else "has_data")]  # fmt: skip
+    query = select(*columns).where(parts.c.inbox_pk.in_(inbox_pks)).order_by(parts.c.id)
+    found: dict[int, list[dict[str, Any]]] = {}
+    for row in await conn.execute(query):
+        found.setdefault(row.inbox_pk, []).append(row._asdict())
+    return found
+
+
+async def part_data(
+    conn: AsyncConnection, user_id: int, ext_id: str, part_id: int
+) -> tuple[str, str | None, bytes] | None:
+    """(content type, name, bytes) of one part of the owner's message; None if no bytes."""
+    query = (
+        select(parts.c.content_type, parts.c.name, parts.c.data)
+        .join(inbox, inbox.c.id == parts.c.inbox_pk)
+        .where(inbox.c.user_id == user_id, inbox.c.ext_id == ext_id, parts.c.part_id == part_id)
+    )
+    row = (await conn.execute(query)).first()
+    return None if row is None or row.data is None else (row.content_type, row.name, row.data)
+
+
+async def in_range(
+    conn: AsyncConnection, export: dict[str, Any], before: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Inbox rows of an export's phone, range and types, oldest first (stored before
+    `before` when given)."""
+    query = select(inbox).where(
+        inbox.c.user_id == export["user_id"],
+        inbox.c.device_id == export["device_id"],
+        inbox.c.received_at >= export["since"],
+        inbox.c.received_at <= export["until"],
+        inbox.c.type.in_(export["types"].split(",")),
+    )
+    if before is not None:
+        query = query.where(inbox.c.created_at < before)
+    query = query.order_by(inbox.c.received_at, inbox.c.id)
+    return [row._asdict() for row in await conn.execute(query)]
+
+
+async def add_exports(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(exports), rows)
+
+
+async def unrequested(conn: AsyncConnection, device_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Open exports of these phones not yet sent to them, oldest first."""
+    query = (
+        select(exports)
+        .where(
+            exports.c.device_id.in_(device_ids),
+            exports.c.state == OPEN,
+            exports.c.requested_at.is_(None),
+        )
+        .order_by(exports.c.id)
+    )
+    return [row._asdict() for row in await conn.execute(query)]
+
+
+async def mark_requested(conn: AsyncConnection, export_ids: Sequence[int], now: datetime) -> None:
+    """The phones were sent these exports: their quiet time starts now."""
+    query = (
+        update(exports)
+        .where(exports.c.id.in_(export_ids), exports.c.requested_at.is_(None))
+        .values(requested_at=now, last_activity_at=now)
+    )
+    await conn.execute(query)
+
+
+async def open_exports_of(conn: AsyncConnection, user_id: int, device_id: str) -> list[Any]:
+    """(id, since, until, types) of the phone's exports being replayed now."""
+    query = select(exports.c.id, exports.c.since, exports.c.until, exports.c.types).where(
+        exports.c.device_id == device_id,
+        exports.c.state == OPEN,
+        exports.c.user_id == user_id,
+        exports.c.requested_at.is_not(None),
+    )
+    return list(await conn.execute(query))
+
+
+async def touch(conn: AsyncConnection, export_ids: Sequence[int], now: datetime) -> None:
+    await conn.execute(
+        update(exports).where(exports.c.id.in_(export_ids)).values(last_activity_at=now)
+    )
+
+
+async def expire(conn: AsyncConnection, created_before: datetime) -> int:
+    """Give up open exports no phone picked up since `created_before`."""
+    query = (
+        update(exports)
+        .where(
+            exports.c.state == OPEN,
+            exports.c.requested_at.is_(None),
+            exports.c.created_at < created_before,
+        )
+        .values(state=EXPIRED)
+    )
+    return int((await conn.execute(query)).rowcount)
+
+
+async def settled(conn: AsyncConnection, quiet_since: datetime, limit: int) -> list[dict[str, Any]]:
+    """Open, requested exports with no activity since `quiet_since`."""
+    query = (
+        select(exports)
+        .where(
+            exports.c.state == OPEN,
+            exports.c.requested_at.is_not(None),
+            exports.c.last_activity_at <= quiet_since,
+        )
+        .order_by(exports.c.last_activity_at, exports.c.id)
+        .limit(limit)
+    )
+    return [row._asdict() for row in await conn.execute(query)]
+
+
+async def close(conn: AsyncConnection, export: dict[str, Any]) -> bool:
+    """Close an export unless it moved since it was read (a conditional UPDATE: one winner)."""
+    query = (
+        update(exports)
+        .where(
+            exports.c.id == export["id"],
+            exports.c.state == OPEN,
+            exports.c.last_activity_at == export["last_activity_at"],
+        )
+        .values(state=DONE)
+    )
+    return bool((await conn.execute(query)).rowcount)

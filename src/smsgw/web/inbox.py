@@ -1,7 +1,9 @@
-"""The dashboard's inbox: received SMS with filters and paging; ask the phones to replay theirs.
+"""The dashboard's inbox: received SMS and MMS with filters and paging, MMS parts to
+download; ask the phones to replay theirs.
 
-The same services as the API's `GET /inbox` and `POST /inbox/refresh` (a
-`MessagesExportRequested` to the owner's connected phones, which post what they find).
+The same services as the API's `GET /inbox`, `GET /inbox/{id}/attachments/{partId}` and
+`POST /inbox/refresh` (an export per phone: `MessagesExportRequested` now, or when it next
+connects; the phones post what they find).
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from smsgw.api.thirdparty.inbox import download
 from smsgw.devices import service as devices
 from smsgw.domain import clock
-from smsgw.inbox import service
+from smsgw.domain.errors import NotFound
+from smsgw.inbox import exports, service
 from smsgw.inbox.repository import InboxFilter
 from smsgw.web.common import (
     FORM_EXPIRED,
     Visitor,
     checked_form,
+    error_page,
     field,
     redirect,
     render,
@@ -33,7 +38,10 @@ router = APIRouter()
 PAGE = "/dashboard/inbox"
 TYPES = ("SMS", "DATA_SMS", "MMS", "MMS_DOWNLOADED")
 REFRESH_DAYS = (1, 7, 30)
-NOTICES = {"refreshed": "Asked your connected phones to send their received messages again."}
+NOTICES = {
+    "refreshed": "Asked your phones to send their received messages again "
+    "(a phone offline now gets the request when it next connects)."
+}
 
 
 def filter_of(request: Request) -> tuple[InboxFilter, int, int, dict[str, str]]:
@@ -76,7 +84,7 @@ async def inbox_page(request: Request, who: Visitor, status: int = 200, **values
             pages=None, types=TYPES, phones=phones, days=REFRESH_DAYS,
         )  # fmt: skip
     rows, total = await service.list_inbox(
-        who.context.db, who.user_id, wanted, limit, (page - 1) * limit
+        who.context.db, who.user_id, wanted, limit, (page - 1) * limit, with_parts=True
     )
     notice = NOTICES.get(request.query_params.get("notice", ""))
     values.setdefault("notice", notice)
@@ -92,6 +100,19 @@ async def show_inbox(request: Request) -> Response:
     return await inbox_page(request, await visitor(request))
 
 
+@router.get(PAGE + "/{message_id}/attachments/{part_id}")
+async def attachment(request: Request, message_id: str, part_id: str) -> Response:
+    """An MMS part of the signed-in user's inbox, as `GET /inbox/{id}/attachments/{partId}`."""
+    who = await visitor(request)
+    if not part_id.isdigit() or len(part_id) > 10 or len(message_id) > 32:
+        return error_page(request, 404, "No such attachment.", who)
+    try:
+        found = await service.attachment(who.context.db, who.user_id, message_id, int(part_id))
+    except NotFound:
+        return error_page(request, 404, "No such attachment.", who)
+    return download(*found)
+
+
 @router.post(PAGE + "/refresh")
 async def refresh(request: Request) -> Response:
     """As `POST /inbox/refresh`: the chosen phone (or all connected ones) replays the last days."""
@@ -103,5 +124,6 @@ async def refresh(request: Request) -> Response:
     days = int(days_text) if days_text in {str(n) for n in REFRESH_DAYS} else 7
     until = clock.now()
     since = until - timedelta(days=days)
-    service.request_export(who.context.hub, who.user_id, since, until, field(form, "deviceId"))
+    device_id = field(form, "deviceId") or None
+    await exports.request(who.context.db, who.context.hub, who.user_id, (since, until), device_id)
     return redirect(f"{PAGE}?notice=refreshed")

@@ -24,7 +24,29 @@ EVENTS: tuple[str, ...] = (
 PHONE_EVENTS: tuple[str, ...] = EVENTS[:10]
 
 #: What the phone must always post to smsgw in hub mode: received messages fill the inbox.
-INBOX_EVENTS: tuple[str, ...] = ("sms:received", "sms:data-received")
+INBOX_EVENTS: tuple[str, ...] = (
+    "sms:received",
+    "sms:data-received",
+    "mms:received",
+    "mms:downloaded",
+)
+
+#: Batch events (`{"messages": [...]}`) and the event of each message they carry; smsgw
+#: emits them for inbox exports asking for Batch delivery, and takes them from phones.
+BATCH_EVENTS: dict[str, str] = {
+    "sms:batch:received": "sms:received",
+    "sms:batch:data-received": "sms:data-received",
+    "mms:batch:received": "mms:received",
+    "mms:batch:downloaded": "mms:downloaded",
+}
+
+#: The batch event of each inbox message type.
+BATCH_OF_TYPE: dict[str, str] = {
+    "SMS": "sms:batch:received",
+    "DATA_SMS": "sms:batch:data-received",
+    "MMS": "mms:batch:received",
+    "MMS_DOWNLOADED": "mms:batch:downloaded",
+}
 
 #: Message states a recipient reaches, and the events they mean (a recipient reported
 #: Delivered straight away was also Sent).

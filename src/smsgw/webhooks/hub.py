@@ -15,12 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.engine import Database
 from smsgw.domain.errors import InvalidInput
+from smsgw.inbox import exports
 from smsgw.inbox import service as inbox
 from smsgw.webhooks import outbox, repository
-from smsgw.webhooks.events import INBOX_EVENTS, PHONE_EVENTS, STATE_TIME_FIELD
+from smsgw.webhooks.events import BATCH_EVENTS, INBOX_EVENTS, PHONE_EVENTS, STATE_TIME_FIELD
 from smsgw.webhooks.repository import WebhookRecord
 
 HOOK_ID_PREFIX = "smsgw-"
+#: Messages in one batch a phone posts (upstream batches hold at most 100).
+MAX_BATCH = 500
 
 
 def phone_hooks(hook_url: str, records: list[WebhookRecord], direct: bool) -> list[dict[str, Any]]:
@@ -42,7 +45,7 @@ def _envelope(body: Any) -> tuple[str, str, dict[str, Any]]:
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object: {id, webhookId, event, deviceId, payload}")
     event, payload, event_id = body.get("event"), body.get("payload"), body.get("id")
-    if event not in PHONE_EVENTS:
+    if event not in PHONE_EVENTS and event not in BATCH_EVENTS:
         raise InvalidInput(f"event: unknown event {event!r}")
     if not isinstance(payload, dict):
         raise InvalidInput("payload: required, a JSON object")
@@ -51,22 +54,46 @@ def _envelope(body: Any) -> tuple[str, str, dict[str, Any]]:
     return event, event_id, payload
 
 
+def _received(event: str, payload: dict[str, Any]) -> list[tuple[str, inbox.Received, Any]]:
+    """(event, message, payload as posted) of each received message in a post: one, or
+    each of a batch's `messages`."""
+    if event in INBOX_EVENTS:
+        return [(event, inbox.parse(event, payload), payload)]
+    single, messages = BATCH_EVENTS[event], payload.get("messages")
+    if not isinstance(messages, list) or len(messages) > MAX_BATCH:
+        raise InvalidInput(f"payload.messages: required, a list of at most {MAX_BATCH}")
+    found = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidInput(f"payload.messages[{i}]: must be a JSON object")
+        try:
+            found.append((single, inbox.parse(single, message), message))
+        except InvalidInput as error:
+            raise InvalidInput(
+                error.message.replace("payload.", f"payload.messages[{i}].", 1)
+            ) from None
+    return found
+
+
 async def accept(
     db: Database, user_id: int, device_id: str, body: Any, deliver: bool = True
 ) -> None:
     """Take in one event a phone posted: inbox and outbox in one transaction, once each.
 
-    `deliver=False` (direct mode: the phone delivers to the users itself) fills the inbox only.
+    A batch (`{"messages": [...]}`) is taken as each of its messages posted alone. A message
+    in range of an open inbox export of the phone keeps that export open. `deliver=False`
+    (direct mode: the phone delivers to the users itself) fills the inbox only.
     """
     event, event_id, payload = _envelope(body)
-    received = inbox.parse(event, payload) if event in INBOX_EVENTS else None
+    received = _received(event, payload) if event in INBOX_EVENTS or event in BATCH_EVENTS else []
     async with db.write() as conn:
-        if received is not None:
-            stored = await inbox.store(conn, user_id, device_id, received)
+        for single, item, posted in received:
+            stored = await inbox.store(conn, user_id, device_id, item)
+            await exports.touch(conn, user_id, device_id, item)
             if stored and deliver:
-                key = "inbox:" + inbox.dedupe_key(device_id, received)
-                await outbox.record(conn, user_id, device_id, event, key, payload)
-        elif deliver:
+                key = "inbox:" + inbox.dedupe_key(device_id, item)
+                await outbox.record(conn, user_id, device_id, single, key, posted)
+        if not received and deliver:
             await _forward(conn, user_id, device_id, (event, event_id, payload))
 
 

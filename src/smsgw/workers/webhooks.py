@@ -19,9 +19,10 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw import metrics
-from smsgw.config import Settings
+from smsgw.config import Settings, WebhooksMode
 from smsgw.db.engine import Database
 from smsgw.domain import clock
+from smsgw.inbox import exports
 from smsgw.logs import service as logs
 from smsgw.webhooks import guard, repository, sender
 from smsgw.webhooks.repository import Due
@@ -31,6 +32,7 @@ log = logging.getLogger("smsgw.webhooks")
 #: A taken delivery is due again this long after twice the request timeout (a crash).
 LEASE_MARGIN_SECONDS = 5
 PRUNE_EVERY_SECONDS = 3600
+EXPIRE_EVERY_SECONDS = 60
 
 
 async def _log_failure(
@@ -56,7 +58,8 @@ class WebhookWorker:
         self.settings = settings
         self.db = db
         self.wakeup = asyncio.Event()
-        self._last_prune = 0.0
+        self._last_prune = self._last_settle = 0.0
+        self._last_expiry = -float(EXPIRE_EVERY_SECONDS)
         timeout = settings.webhooks_timeout_seconds
         self.client = httpx.AsyncClient(
             transport=guard.transport(settings.webhooks_allow_private_urls),
@@ -106,11 +109,26 @@ class WebhookWorker:
             log.info("webhook %s: %s -> %s", item.webhook_id, outcome.error, plan.state)
 
     async def round(self) -> int:
-        """Deliver what is due; returns how many deliveries were attempted."""
+        """Close settled inbox exports, deliver what is due; returns how many deliveries
+        were attempted (a closed export counts: its events are due now)."""
+        closed = await self.settle_exports()
         taken = await self.take()
         await asyncio.gather(*(self.deliver(*job) for job in taken))
         await self.prune()
-        return len(taken)
+        return len(taken) + closed
+
+    async def settle_exports(self) -> int:
+        """Inbox exports whose replay went quiet: closed, with their events in the outbox
+        (in hub mode; in direct mode the phones deliver to the users themselves)."""
+        settings, now = self.settings, time.monotonic()
+        if now - self._last_expiry >= EXPIRE_EVERY_SECONDS:
+            self._last_expiry = now
+            await exports.expire(self.db, settings.inbox_export_max_age_seconds)
+        if now - self._last_settle < min(1.0, settings.inbox_export_settle_seconds / 4):
+            return 0
+        self._last_settle = now
+        hub = settings.webhooks_mode == WebhooksMode.HUB
+        return await exports.settle(self.db, settings.inbox_export_settle_seconds, deliver=hub)
 
     async def prune(self) -> None:
         if time.monotonic() - self._last_prune < PRUNE_EVERY_SECONDS:

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from smsgw.api.deps import Context, CurrentDevice
 from smsgw.api.mobile.device import ERRORS
 from smsgw.events.hub import Event, PhoneEvent
+from smsgw.inbox import exports
 from smsgw.logs import service as logs
 
 router = APIRouter(tags=["Mobile"])
@@ -25,6 +26,8 @@ async def events(device: CurrentDevice, context: Context) -> StreamingResponse:
     keepalive = context.settings.sse_keepalive_seconds
     if only:  # event log: the phone came online (its first open stream)
         await logs.note_phone(context.db, device.user_id, device.device_id, "connected")
+    # Inbox refreshes asked while it was away: queued behind the first frames below.
+    await exports.send_pending(context.db, hub, [device.device_id])
 
     async def frames() -> AsyncIterator[str]:
         try:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
-from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, StrictBool, model_validator
 
 from smsgw.api.deps import Context, CurrentUser
 from smsgw.domain import clock
+from smsgw.inbox import exports
 from smsgw.inbox import service as inbox
 from smsgw.inbox.repository import InboxFilter
 from smsgw.messages.schemas import ErrorBody, Instant
@@ -42,15 +45,32 @@ class RefreshIn(BaseModel):
         return self
 
 
+def _parts(row: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"partId": part["part_id"], "name": part["name"] or "", "size": part["size"] or 0,
+         "contentType": part["content_type"]}
+        for part in row["parts"]
+    ]  # fmt: skip
+
+
 def item(row: dict[str, Any]) -> dict[str, Any]:
-    content = row["text"] if row["text"] is not None else row["data"] or ""
+    """An inbox row as upstream's `IncomingMessage`, with smsgw's extra fields."""
+    mms = row["type"] in ("MMS", "MMS_DOWNLOADED")
+    if mms:
+        content = row["text"] or row["subject"] or ""
+    else:
+        content = row["text"] if row["text"] is not None else row["data"] or ""
     shown = {
         "id": row["ext_id"], "type": row["type"], "deviceId": row["device_id"],
-        "messageId": row["message_id"], "sender": row["sender"],
+        "messageId": row["message_id"], "sender": row["sender"] or "",
         "recipient": row["recipient"], "simNumber": row["sim_number"],
-        "contentPreview": content[:PREVIEW], "message": row["text"], "data": row["data"],
-        "createdAt": clock.format_timestamp(row["received_at"]),
+        "contentPreview": content[:PREVIEW], "message": None if mms else row["text"],
+        "data": row["data"], "subject": row["subject"], "body": row["text"] if mms else None,
+        "transactionId": row["transaction_id"], "contentClass": row["content_class"],
+        "size": row["size"], "createdAt": clock.format_timestamp(row["received_at"]),
     }  # fmt: skip
+    if "parts" in row and row["type"] == "MMS_DOWNLOADED":
+        shown["attachments"] = _parts(row)
     return {key: value for key, value in shown.items() if value is not None}
 
 
@@ -68,30 +88,75 @@ async def list_inbox(
         Instant | None, Query(alias="to", description="Received at or before.")
     ] = None,
     deviceId: Annotated[str | None, Query(max_length=32)] = None,
+    includeAttachments: Annotated[
+        bool, Query(description="Attachment metadata of downloaded MMS.")
+    ] = False,
 ) -> JSONResponse:
-    """Received SMS and data SMS, newest first; `X-Total-Count` is the number of matches."""
+    """Received SMS, data SMS and MMS, newest first; `X-Total-Count` is the number of matches."""
     wanted = InboxFilter(type, since, until, deviceId)
-    rows, total = await inbox.list_inbox(context.db, user_id, wanted, limit, offset)
+    rows, total = await inbox.list_inbox(
+        context.db, user_id, wanted, limit, offset, with_parts=includeAttachments
+    )
     return JSONResponse([item(r) for r in rows], headers={"X-Total-Count": str(total)})
+
+
+#: A content type answered as stored: a bare `type/subtype` token, nothing else.
+SAFE_TYPE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}$"
+)
+
+
+def download(content_type: str, name: str | None, data: bytes) -> Response:
+    """An attachment's bytes, never rendered by a browser (always a download, no sniffing)."""
+    shown = content_type if SAFE_TYPE.match(content_type) else "application/octet-stream"
+    filename = quote(name or "attachment", safe="")
+    headers = {
+        "Content-Disposition": f"attachment; filename*=UTF-8''{filename}",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, no-store",
+    }
+    return Response(data, media_type=shown, headers=headers)
+
+
+@router.get(
+    "/inbox/{id}/attachments/{partId}",
+    responses={**ERRORS, 404: {"model": ErrorBody, "description": "No such attachment."},
+               200: {"content": {"application/octet-stream": {}}}},
+    response_class=Response,
+)  # fmt: skip
+async def attachment(
+    context: Context,
+    user_id: CurrentUser,
+    id: Annotated[str, Path(max_length=32)],
+    partId: Annotated[int, Path(ge=0, lt=2**31)],
+) -> Response:
+    """The bytes of one part of a downloaded MMS (404 when the phone did not send them)."""
+    return download(*await inbox.attachment(context.db, user_id, id, partId))
+
+
+async def _request(context: Context, user_id: int, body: RefreshIn, delivery: str) -> None:
+    span = (body.since, body.until)
+    types = body.messageTypes
+    await exports.request(context.db, context.hub, user_id, span, body.deviceId, types, delivery)
 
 
 @router.post("/inbox/refresh", status_code=202, responses=ERRORS)
 async def refresh(body: RefreshIn, context: Context, user_id: CurrentUser) -> JSONResponse:
-    """Ask the phone (or all your connected phones) to replay received messages in the range.
+    """Ask the phone (or all your phones) to replay received messages in the range; a phone
+    offline now gets the request when it next connects.
 
-    Replayed messages land in the inbox; those not stored before also go to your webhooks.
+    Replayed messages land in the inbox; those not stored before go to your webhooks, and
+    `webhookDelivery` (or `triggerWebhooks`) says what else is sent once the replay settles.
     """
-    inbox.request_export(
-        context.hub, user_id, body.since, body.until, body.deviceId, body.messageTypes
-    )
+    delivery = exports.delivery_of(body.webhookDelivery, body.triggerWebhooks)
+    await _request(context, user_id, body, delivery)
     return JSONResponse({}, status_code=202)
 
 
 @router.post("/messages/inbox/export", status_code=202, responses=ERRORS, deprecated=True)
 async def export(body: RefreshIn, context: Context, user_id: CurrentUser) -> JSONResponse:
-    """Upstream's older name for `POST /inbox/refresh` (scope `messages:export`); the same
-    request and effect, answered with `Deprecation: true`."""
-    inbox.request_export(
-        context.hub, user_id, body.since, body.until, body.deviceId, body.messageTypes
-    )
+    """Upstream's older form of `POST /inbox/refresh` (scope `messages:export`): always SMS,
+    with Individual delivery; answered with `Deprecation: true`."""
+    legacy = body.model_copy(update={"messageTypes": ["SMS"]})
+    await _request(context, user_id, legacy, "Individual")
     return JSONResponse({}, status_code=202, headers={"Deprecation": "true"})
