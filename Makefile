@@ -51,3 +51,4 @@ bench: $(STAMP) ## Run the benchmarks (installs wrk); figures go to docs/perform
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.fleet
+	$(BIN)/python -m bench.webhooks

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import platform
 import socket
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: Above this share of the CPUs used by other processes, a run's figures are not trusted.
@@ -56,3 +59,22 @@ def results_stamp() -> str:
     """A UTC time stamp for a results file name (the results folder is made if needed)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: CPUs, kernel, Python, SQLite."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+    }

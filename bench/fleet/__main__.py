@@ -19,17 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import sqlite3
 import sys
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-from bench.common import RESULTS_DIR, report_run, results_stamp
+from bench.common import RESULTS_DIR, machine, report_run, results_stamp
 from bench.fleet.fleet import FleetResult, run_fleet
 from bench.fleet.server import ROOT, Server, raise_nofile
 from bench.fleet.sse import SseResult, run_sse
@@ -70,24 +66,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if min([args.messages, args.concurrency, args.devices, *args.phone_counts, *args.levels]) < 1:
         parser.error("counts must be at least 1")
     return args
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-    }
 
 
 def print_fleet(results: list[FleetResult]) -> None:

@@ -63,9 +63,16 @@ def self_cpu() -> float:
 
 
 async def post_all(
-    client: httpx.AsyncClient, count: int, concurrency: int, started: dict[str, float]
+    client: httpx.AsyncClient,
+    count: int,
+    concurrency: int,
+    started: dict[str, float],
+    device_id: str | None = None,
 ) -> tuple[float, float, list[float]]:
-    """POST `count` messages with `concurrency` workers; returns (first start, last end, rtts)."""
+    """POST `count` messages with `concurrency` workers; returns (first start, last end, rtts).
+
+    With `device_id`, the messages are pinned to that phone.
+    """
     todo = iter(range(count))
     rtts: list[float] = []
     first = time.monotonic()
@@ -74,7 +81,12 @@ async def post_all(
     async def worker() -> None:
         nonlocal last
         for number in todo:
-            body = {"phoneNumbers": [BODY_NUMBER], "textMessage": {"text": f"fleet {number}"}}
+            body: dict[str, Any] = {
+                "phoneNumbers": [BODY_NUMBER],
+                "textMessage": {"text": f"fleet {number}"},
+            }
+            if device_id is not None:
+                body["deviceId"] = device_id
             before = time.monotonic()
             answer = await client.post(MESSAGES, json=body)
             after = time.monotonic()

@@ -41,7 +41,14 @@ def rss_bytes(pid: int) -> int | None:
 class Server:
     """`python -m smsgw serve` in its own process, stopped on exit."""
 
-    def __init__(self, data_dir: Path, log_path: Path, logins: list[str]) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        log_path: Path,
+        logins: list[str],
+        settings: dict[str, str] | None = None,
+    ) -> None:
+        """`settings`: more `SMSGW_*` variables for this server (they win over the defaults)."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -55,6 +62,7 @@ class Server:
             SMSGW_REGISTRATION_RATE_LIMIT="0",
             PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
         )
+        env.update(settings or {})
         self.env = env
         for login in logins:
             done = subprocess.run(

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -82,11 +83,14 @@ class WebhookWorker:
             seconds=2 * self.settings.webhooks_timeout_seconds + LEASE_MARGIN_SECONDS
         )
         taken = []
+        keys: dict[int, str] = {}  # one look-up per owner and round, not per delivery
         async with self.db.write() as conn:
             for item in await repository.due(conn, now, self.settings.webhooks_concurrency):
                 if await repository.take(conn, item, lease, now):
                     attempt = await repository.start_attempt(conn, item, now)
-                    taken.append((item, attempt, await signing_key_of(conn, item.user_id)))
+                    if item.user_id not in keys:
+                        keys[item.user_id] = await signing_key_of(conn, item.user_id)
+                    taken.append((item, attempt, keys[item.user_id]))
         return taken
 
     async def deliver(self, item: Due, attempt: int, key: str) -> None:
@@ -156,3 +160,10 @@ class WebhookWorker:
                         )
         finally:
             await self.client.aclose()
+
+
+def poke(app_state: Any) -> None:
+    """Tell the app's delivery worker (if it runs) that events were just put in the outbox."""
+    worker = getattr(app_state, "webhook_worker", None)
+    if worker is not None:
+        worker.poke()

@@ -14,6 +14,7 @@ from smsgw.devices.service import token_hash
 from smsgw.domain.errors import InvalidInput, Unauthorized
 from smsgw.webhooks import hub
 from smsgw.webhooks import service as webhooks
+from smsgw.workers import webhooks as webhook_worker
 
 router = APIRouter(tags=["Mobile"])
 HOOK_PATH = "/hooks/{device_id}/{secret}"
@@ -63,7 +64,5 @@ async def phone_post(
         raise Unauthorized("Unauthorized")
     deliver = context.settings.webhooks_mode == WebhooksMode.HUB
     await hub.accept(context.db, user_id, device_id, await _json(request), deliver)
-    worker = getattr(request.app.state, "webhook_worker", None)
-    if worker is not None:
-        worker.poke()
+    webhook_worker.poke(request.app.state)
     return Response(status_code=204)

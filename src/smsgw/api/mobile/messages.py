@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from smsgw.api.deps import Context, CurrentDevice
@@ -15,6 +15,7 @@ from smsgw.routing import service as routing
 from smsgw.routing.repository import Phone
 from smsgw.routing.schemas import MobileMessage, StateReportIn, to_mobile
 from smsgw.routing.service import RecipientReport, StateReport
+from smsgw.workers import webhooks as webhook_worker
 from smsgw.workers.loop import wake
 
 router = APIRouter(tags=["Mobile"])
@@ -37,7 +38,9 @@ async def pull(
     return JSONResponse([to_mobile(item) for item in pulled])
 
 
-async def report(body: list[StateReportIn], device: CurrentDevice, context: Context) -> Response:
+async def report(
+    request: Request, body: list[StateReportIn], device: CurrentDevice, context: Context
+) -> Response:
     """State snapshots from the phone; idempotent, order-tolerant, unknown ids ignored."""
     phone = phone_of(device)
     reports = [
@@ -50,9 +53,10 @@ async def report(body: list[StateReportIn], device: CurrentDevice, context: Cont
         for item in body
     ]
     hub_mode = context.settings.webhooks_mode == WebhooksMode.HUB
-    if await routing.report(context.db, phone, reports, hub_mode) and await routing.has_work_for(
-        context.db, phone
-    ):
+    held = await routing.report(context.db, phone, reports, hub_mode)
+    if held and hub_mode:
+        webhook_worker.poke(request.app.state)  # the new events go out now, not at the next poll
+    if held and await routing.has_work_for(context.db, phone):
         wake(context.hub, phone.user_id, phone.device_id)
     return Response(status_code=204)
 

@@ -1,0 +1,1 @@
+"""bench/webhooks: webhook delivery from phones to a local receiver, against a plain loop."""
