@@ -401,6 +401,7 @@ def test_mms_rows_show_subject_body_and_parts_to_download(
         assert image.status_code == 200 and image.content == b"\x89PNG"
         assert image.headers["content-disposition"].startswith("attachment;")
         assert image.headers["x-content-type-options"] == "nosniff"
+        assert image.headers["content-security-policy"] == "sandbox; default-src 'none'"
         missing = await asyncio.to_thread(web.http.get, link.replace("100", "101"))
         assert missing.status_code == 404
         intruder = Dashboard(hub_server)

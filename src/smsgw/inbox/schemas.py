@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,8 @@ MAX_SIM = 255
 MAX_ATTACHMENTS = 100
 SUBJECT_LENGTH = 256
 NAME_LENGTH = 256
+#: A posted content type: printable ASCII, no control character (it may end up in a header).
+PRINTABLE = re.compile(r"[\x20-\x7e]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,8 @@ def _attachment(part: Any, where: str) -> Attachment:
     if type(part_id) is not int or not 0 <= part_id < 2**31:
         raise InvalidInput(f"{where}.partId: required, a whole number from 0 to 2147483647")
     content_type = part.get("contentType")
-    if not isinstance(content_type, str) or not content_type or len(content_type) > 128:
-        raise InvalidInput(f"{where}.contentType: required, a string of at most 128 characters")
+    if not isinstance(content_type, str) or not PRINTABLE.fullmatch(content_type):
+        raise InvalidInput(f"{where}.contentType: required, at most 128 printable ASCII characters")
     data = part.get("data")
     if data is not None:
         if not isinstance(data, str):
