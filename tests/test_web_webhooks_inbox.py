@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -404,6 +405,11 @@ def test_mms_rows_show_subject_body_and_parts_to_download(
         assert image.headers["content-security-policy"] == "sandbox; default-src 'none'"
         missing = await asyncio.to_thread(web.http.get, link.replace("100", "101"))
         assert missing.status_code == 404
+        # Only ASCII digits below 2**31 name a part: the rest is not found, never a 500.
+        arabic_indic, bold = "\u0661\u0660\u0660", "\U0001d7cf\U0001d7ce\U0001d7ce"  # 100
+        for bad in ("²", arabic_indic, bold, "2147483648", "9999999999", "-1", "+100", " 100"):
+            answer = await asyncio.to_thread(web.http.get, link.replace("100", quote(bad)))
+            assert answer.status_code == 404, bad
         intruder = Dashboard(hub_server)
         assert intruder.sign_in(other).status_code == 303
         theirs = await asyncio.to_thread(intruder.http.get, link)
