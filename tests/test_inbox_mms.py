@@ -166,6 +166,8 @@ BAD_POSTS: list[tuple[str, dict[str, Any], str]] = [
     ("mms:downloaded", {**DOWNLOADED, "body": ["x"]}, "payload.body"),
     ("sms:batch:received", {"messages": {"messageId": "x"}}, "payload.messages"),
     ("sms:batch:received", {"messages": [{"messageId": "x"}]}, "payload.messages[0].message"),
+    ("sms:batch:received", {"messages": [{"messageId": f"m{i}", "message": "x"}
+                                         for i in range(101)]}, "at most 100"),
     ("mms:batch:downloaded", {"messages": [DOWNLOADED, part(data="%%")]},
      "payload.messages[1].attachments[0].data"),
 ]  # fmt: skip
@@ -198,7 +200,7 @@ def test_batch_posts_of_a_phone_are_stored_and_forwarded_once(hub_server: LiveSe
 
     async def scenario() -> None:
         api = Api(hub_server, owner)
-        for event in ("sms:received", "mms:downloaded"):
+        for event in ("sms:received", "mms:downloaded", "sms:batch:received"):
             await api.hook(receiver.url, event)
         device = await started(phone(hub_server, owner), webhooks=4)
         live = device.receive_sms("+12025550111", "live")
@@ -209,7 +211,8 @@ def test_batch_posts_of_a_phone_are_stored_and_forwarded_once(hub_server: LiveSe
         for _ in range(2):  # the same batch twice, with a message smsgw had already
             device.post_batch("sms:batch:received", [*texts, again])
         device.post_batch("mms:batch:downloaded", [DOWNLOADED])
-        await eventually(lambda: sum(s == 204 for _, s in device.webhook_posts) == 4)
+        device.post_batch("sms:batch:received", [])  # taken, and never forwarded as a batch
+        await eventually(lambda: sum(s == 204 for _, s in device.webhook_posts) == 5)
 
         async def stored() -> bool:
             return (await api.inbox())[1] == 5
