@@ -29,6 +29,7 @@ def hub_settings(data_dir: Path, **overrides: object) -> Settings:
         "webhooks_timeout_seconds": 2,
         "worker_interval_seconds": 0.2,
         "sse_keepalive_seconds": 1,
+        "inbox_export_settle_seconds": 0.5,
     }
     values.update(overrides)
     return make_settings(data_dir, **values)
