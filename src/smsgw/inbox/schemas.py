@@ -182,14 +182,12 @@ def parse(event: str, payload: dict[str, Any]) -> Received:
     return READERS[event](event, payload)
 
 
-def payload_of(row: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The payload the phone posted for an inbox row, attachment data put back in; rows
-    stored before payloads were kept are rebuilt from their columns."""
+def payload_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The payload the phone posted for an inbox row, without attachment bytes (kept once,
+    with the attachments: `GET /inbox/{id}/attachments/{partId}`); rows stored before
+    payloads were kept are rebuilt from their columns."""
     if row.get("payload") is not None:
-        payload = dict(row["payload"])
-        if row["type"] == "MMS_DOWNLOADED":
-            payload["attachments"] = [_with_data(part, parts) for part in payload["attachments"]]
-        return payload
+        return dict(row["payload"])
     rebuilt = {
         "messageId": row["message_id"], "sender": row["sender"], "phoneNumber": row["sender"],
         "recipient": row["recipient"], "simNumber": row["sim_number"],
@@ -197,10 +195,3 @@ def payload_of(row: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, An
         "receivedAt": clock.format_timestamp(row["received_at"]),
     }  # fmt: skip
     return {key: value for key, value in rebuilt.items() if value is not None}
-
-
-def _with_data(part: dict[str, Any], stored: list[dict[str, Any]]) -> dict[str, Any]:
-    for candidate in stored:
-        if candidate["part_id"] == part.get("partId") and candidate["data"] is not None:
-            return {**part, "data": base64.b64encode(candidate["data"]).decode("ascii")}
-    return part
