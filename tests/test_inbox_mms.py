@@ -4,7 +4,6 @@ owner only, bad payloads refused naming the field; batch posts of a phone taken 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 from smsgw.api.thirdparty.inbox import shown_type
 from tests.conftest import LiveServer, running
 from tests.fakes.receiver import Receiver
-from tests.webhook_support import Api, eventually, hub_settings, phone, run, started, until
+from tests.webhook_support import Api, drained, eventually, hub_settings, phone, run, started, until
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 PARTS: list[tuple[str, str | None, bytes | None]] = [
@@ -61,7 +60,7 @@ def test_a_received_mms_is_stored_once_and_listed_as_upstream_shapes_it(
         assert answer.status_code == 202
         await eventually(lambda: sum(e == "mms:downloaded" for e, _ in device.webhook_posts) == 4)
         await eventually(lambda: len(receiver.delivered()) == 4)
-        await asyncio.sleep(0.5)
+        await until(drained(hub_server.settings))
         assert (await api.inbox())[1] == 4 and len(receiver.requests) == 4
 
         notices, _ = await api.inbox(type="MMS")
@@ -218,8 +217,8 @@ def test_batch_posts_of_a_phone_are_stored_and_forwarded_once(hub_server: LiveSe
             return (await api.inbox())[1] == 5
 
         await until(stored)
-        await eventually(lambda: len(receiver.delivered()) == 5)
-        await asyncio.sleep(0.5)
+        await eventually(lambda: len(receiver.delivered()) >= 5)
+        await until(drained(hub_server.settings))
         events = sorted(
             (r.json()["event"], r.json()["payload"]["messageId"]) for r in receiver.requests
         )

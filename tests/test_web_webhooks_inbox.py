@@ -19,7 +19,17 @@ import pytest
 from tests.conftest import Account, LiveServer, running
 from tests.fakes.receiver import Receiver
 from tests.web_support import Dashboard, alerts_of
-from tests.webhook_support import Api, eventually, hub_settings, phone, run, started, until
+from tests.webhook_support import (
+    Api,
+    drained,
+    eventually,
+    export_count,
+    hub_settings,
+    phone,
+    run,
+    started,
+    until,
+)
 
 WEBHOOKS = "/dashboard/webhooks"
 INBOX = "/dashboard/inbox"
@@ -365,7 +375,9 @@ def test_refresh_from_phones_asks_the_connected_phones_to_replay(
         answer = await asyncio.to_thread(web.post, f"{INBOX}/refresh", {"days": "1"}, INBOX)
         assert answer.status_code == 303
         await eventually(lambda: posted(device) == 2)  # replayed on the owner's phone only
-        await asyncio.sleep(0.5)
+        assert theirs.credentials is not None
+        assert export_count(hub_server.settings, theirs.credentials.id) == 0
+        await until(drained(hub_server.settings))
         assert posted(theirs) == 1
         page = (await asyncio.to_thread(web.http.get, answer.headers["location"])).text
         assert "Asked your phones" in page and inbox_texts(page) == ["kept"]
