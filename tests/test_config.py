@@ -57,3 +57,12 @@ def test_data_dir_must_not_be_a_file(tmp_path: Path) -> None:
     file.write_text("x")
     with pytest.raises(SettingsError, match="not a directory"):
         load_settings(data_dir=file)
+
+
+def test_inbox_exports_settle_after_the_apps_first_post_retries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The app retries a failed webhook post after 5, 10, 20 s: an export closing sooner than
+    those three would leave the retried messages out of its batch."""
+    monkeypatch.delenv("SMSGW_INBOX_EXPORT_SETTLE_SECONDS", raising=False)
+    assert load_settings().inbox_export_settle_seconds >= 5 + 10 + 20

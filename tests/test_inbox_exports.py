@@ -6,7 +6,6 @@ covering known and new messages, individual re-sends of known ones, or nothing e
 from __future__ import annotations
 
 import asyncio
-import base64
 import sqlite3
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,16 @@ from tests.conftest import running
 from tests.fakes.phone import SimulatedPhone
 from tests.fakes.phone_webhooks import InboxSms
 from tests.fakes.receiver import Receiver
-from tests.webhook_support import Api, eventually, hub_settings, phone, run, started, until
+from tests.webhook_support import (
+    Api,
+    drained,
+    eventually,
+    hub_settings,
+    phone,
+    run,
+    started,
+    until,
+)
 
 BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 WIDE = {"since": "2026-01-01T00:00:00Z", "until": "2026-12-31T00:00:00Z"}
@@ -89,7 +97,7 @@ def test_a_batch_refresh_delivers_every_message_in_range_in_batches_of_100(
             await refresh(api, webhookDelivery="Batch", messageTypes=["SMS", "MMS"])
             await eventually(lambda: len(receiver.delivered("sms:batch:received")) == 2)
             await eventually(lambda: len(receiver.delivered("mms:batch:downloaded")) == 1)
-            await asyncio.sleep(1.5)  # long past the settle time: nothing more comes
+            await until(drained(settings))  # closed, and everything sent: nothing more comes
             assert export_states(settings) == ["done"]
             first, second = batches(receiver)
             assert (len(first), len(second)) == (100, 10)
@@ -100,9 +108,14 @@ def test_a_batch_refresh_delivers_every_message_in_range_in_batches_of_100(
             assert {m["message"] for m in messages[5:]} == {f"live {i}" for i in range(105)}
             assert messages[0]["receivedAt"].endswith("+03:00")  # as the phone posted it
             [[mms]] = batches(receiver, "mms:batch:downloaded")
-            assert (
-                mms["body"] == "look" and base64.b64decode(mms["attachments"][0]["data"]) == b"\x01"
-            )
+            # Attachment metadata in the batch, the bytes fetched by id (they would make a
+            # batch of 100 MMS as big as 100 posts).
+            [attachment] = mms["attachments"]
+            assert mms["body"] == "look" and "data" not in attachment
+            assert (attachment["contentType"], attachment["name"]) == ("image/png", "a.png")
+            [stored], _ = await api.inbox(type="MMS_DOWNLOADED")
+            part = await api.client.get(f"/inbox/{stored['id']}/attachments/{attachment['partId']}")
+            assert part.content == b"\x01"
             # The missed ones also went out singly when first stored, once; nothing else did.
             singles = Counter(
                 r.json()["payload"]["message"] for r in receiver.delivered("sms:received")
@@ -189,7 +202,7 @@ def test_individual_delivery_resends_known_messages_and_disabled_nothing_extra(
                 return export_states(settings) == ["done"]
 
             await until(closed)
-            await asyncio.sleep(1)
+            await until(drained(settings))
             texts = Counter(r.json()["payload"]["message"] for r in receiver.delivered())
             times = 2 if resent else 1
             assert texts == {"known 0": times, "known 1": times, "outside": 1, "missed 0": 1}
@@ -222,12 +235,16 @@ def test_a_refresh_for_an_offline_phone_reaches_it_when_it_connects(tmp_path: Pa
                 await device.stop()  # the phone goes away
                 missed(device, 1, BASE)
                 await refresh(api, webhookDelivery="Batch")
-                await asyncio.sleep(1)  # no phone to hear it: nothing settles
                 await api.close()
                 return device
 
             gone = asyncio.run(before())
-        assert export_states(settings) == ["open"] and receiver.delivered() == []
+        # Never sent to a phone, so it could not settle (only requested exports do).
+        with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
+            assert list(conn.execute("SELECT state, requested_at FROM inbox_exports")) == [
+                ("open", None)
+            ]
+        assert receiver.delivered() == []
         with running(settings) as live:
 
             async def after() -> None:
@@ -265,7 +282,7 @@ def test_an_export_without_any_post_closes_and_sends_no_empty_batch(tmp_path: Pa
                 return export_states(settings) == ["done"]
 
             await until(closed)
-            await asyncio.sleep(0.5)
+            await until(drained(settings))
             assert receiver.requests == []
             await device.stop()
             await api.close()
@@ -298,7 +315,7 @@ def test_in_direct_mode_exports_reach_phones_but_smsgw_sends_no_export_events(
                 return export_states(settings) == ["done"]
 
             await until(closed)
-            await asyncio.sleep(0.5)
+            await until(drained(settings))
             assert receiver.requests == [] and (await api.inbox())[1] == 2
             await device.stop()
             await api.close()

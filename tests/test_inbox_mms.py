@@ -4,7 +4,6 @@ owner only, bad payloads refused naming the field; batch posts of a phone taken 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
 from collections.abc import Iterator
@@ -15,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from smsgw.api.thirdparty.inbox import shown_type
 from tests.conftest import LiveServer, running
 from tests.fakes.receiver import Receiver
-from tests.webhook_support import Api, eventually, hub_settings, phone, run, started, until
+from tests.webhook_support import Api, drained, eventually, hub_settings, phone, run, started, until
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 PARTS: list[tuple[str, str | None, bytes | None]] = [
@@ -60,7 +60,7 @@ def test_a_received_mms_is_stored_once_and_listed_as_upstream_shapes_it(
         assert answer.status_code == 202
         await eventually(lambda: sum(e == "mms:downloaded" for e, _ in device.webhook_posts) == 4)
         await eventually(lambda: len(receiver.delivered()) == 4)
-        await asyncio.sleep(0.5)
+        await until(drained(hub_server.settings))
         assert (await api.inbox())[1] == 4 and len(receiver.requests) == 4
 
         notices, _ = await api.inbox(type="MMS")
@@ -165,6 +165,8 @@ BAD_POSTS: list[tuple[str, dict[str, Any], str]] = [
     ("mms:downloaded", {**DOWNLOADED, "body": ["x"]}, "payload.body"),
     ("sms:batch:received", {"messages": {"messageId": "x"}}, "payload.messages"),
     ("sms:batch:received", {"messages": [{"messageId": "x"}]}, "payload.messages[0].message"),
+    ("sms:batch:received", {"messages": [{"messageId": f"m{i}", "message": "x"}
+                                         for i in range(101)]}, "at most 100"),
     ("mms:batch:downloaded", {"messages": [DOWNLOADED, part(data="%%")]},
      "payload.messages[1].attachments[0].data"),
 ]  # fmt: skip
@@ -197,7 +199,7 @@ def test_batch_posts_of_a_phone_are_stored_and_forwarded_once(hub_server: LiveSe
 
     async def scenario() -> None:
         api = Api(hub_server, owner)
-        for event in ("sms:received", "mms:downloaded"):
+        for event in ("sms:received", "mms:downloaded", "sms:batch:received"):
             await api.hook(receiver.url, event)
         device = await started(phone(hub_server, owner), webhooks=4)
         live = device.receive_sms("+12025550111", "live")
@@ -208,14 +210,15 @@ def test_batch_posts_of_a_phone_are_stored_and_forwarded_once(hub_server: LiveSe
         for _ in range(2):  # the same batch twice, with a message smsgw had already
             device.post_batch("sms:batch:received", [*texts, again])
         device.post_batch("mms:batch:downloaded", [DOWNLOADED])
-        await eventually(lambda: sum(s == 204 for _, s in device.webhook_posts) == 4)
+        device.post_batch("sms:batch:received", [])  # taken, and never forwarded as a batch
+        await eventually(lambda: sum(s == 204 for _, s in device.webhook_posts) == 5)
 
         async def stored() -> bool:
             return (await api.inbox())[1] == 5
 
         await until(stored)
-        await eventually(lambda: len(receiver.delivered()) == 5)
-        await asyncio.sleep(0.5)
+        await eventually(lambda: len(receiver.delivered()) >= 5)
+        await until(drained(hub_server.settings))
         events = sorted(
             (r.json()["event"], r.json()["payload"]["messageId"]) for r in receiver.requests
         )
@@ -232,3 +235,62 @@ def test_batch_posts_of_a_phone_are_stored_and_forwarded_once(hub_server: LiveSe
         run(scenario)
     finally:
         receiver.stop()
+
+
+def downloaded_with(*types: str) -> dict[str, Any]:
+    parts = [{"partId": i, "contentType": t, "name": f"p{i}", "data": "PHA+"}  # b"<p>"
+             for i, t in enumerate(types)]  # fmt: skip
+    return {**DOWNLOADED, "messageId": secrets.token_hex(8), "attachments": parts}
+
+
+SERVED = [
+    ("image/jpeg", "image/jpeg"),
+    ("IMAGE/PNG", "image/png"),
+    ("text/plain; charset=utf-8", "text/plain; charset=utf-8"),  # Starlette adds it
+    ("audio/amr", "audio/amr"),
+    ("video/3gpp", "video/3gpp"),
+    ("text/html", "application/octet-stream"),
+    ("image/svg+xml", "application/octet-stream"),
+    ("application/xml", "application/octet-stream"),
+    ("text/javascript", "application/octet-stream"),
+    ("application/xhtml+xml", "application/octet-stream"),
+    ("image/png/x", "application/octet-stream"),
+]
+
+
+def test_only_inert_types_are_served_as_stored_and_downloads_are_sandboxed(
+    hub_server: LiveServer,
+) -> None:
+    owner = hub_server.create_user("owner")
+
+    async def scenario() -> None:
+        api = Api(hub_server, owner)
+        device = await started(phone(hub_server, owner), webhooks=4)
+        url = device.webhooks[0]["url"]
+        async with httpx.AsyncClient() as client:
+            posted = downloaded_with(*(stored for stored, _ in SERVED))
+            answer = await client.post(url, json=envelope("mms:downloaded", posted))
+            assert answer.status_code == 204, answer.text
+            for bad in ("text/plain\n", "image/png\r\nX-Evil: 1", "image/p\x00ng", "ïmage/png"):
+                answer = await client.post(
+                    url, json=envelope("mms:downloaded", downloaded_with(bad))
+                )
+                assert answer.status_code == 400, (bad, answer.text)
+                assert "payload.attachments[0].contentType" in answer.json()["message"]
+        [message], _ = await api.inbox(type="MMS_DOWNLOADED")
+        for part_id, (_stored, served) in enumerate(SERVED):
+            answer = await api.client.get(f"/inbox/{message['id']}/attachments/{part_id}")
+            assert answer.status_code == 200 and answer.content == b"<p>"
+            assert answer.headers["content-type"] == served, _stored
+            assert answer.headers["content-security-policy"] == "sandbox; default-src 'none'"
+        await device.stop()
+        await api.close()
+
+    run(scenario)
+
+
+def test_a_stored_content_type_with_a_line_break_is_served_clean() -> None:
+    """Parts stored before posted types were checked: served, never a broken header."""
+    assert shown_type("text/plain\n") == "text/plain"
+    assert shown_type("text/html\n") == "application/octet-stream"
+    assert shown_type("image/png\r\nX-Evil: 1") == "application/octet-stream"

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -18,7 +19,17 @@ import pytest
 from tests.conftest import Account, LiveServer, running
 from tests.fakes.receiver import Receiver
 from tests.web_support import Dashboard, alerts_of
-from tests.webhook_support import Api, eventually, hub_settings, phone, run, started, until
+from tests.webhook_support import (
+    Api,
+    drained,
+    eventually,
+    export_count,
+    hub_settings,
+    phone,
+    run,
+    started,
+    until,
+)
 
 WEBHOOKS = "/dashboard/webhooks"
 INBOX = "/dashboard/inbox"
@@ -364,7 +375,9 @@ def test_refresh_from_phones_asks_the_connected_phones_to_replay(
         answer = await asyncio.to_thread(web.post, f"{INBOX}/refresh", {"days": "1"}, INBOX)
         assert answer.status_code == 303
         await eventually(lambda: posted(device) == 2)  # replayed on the owner's phone only
-        await asyncio.sleep(0.5)
+        assert theirs.credentials is not None
+        assert export_count(hub_server.settings, theirs.credentials.id) == 0
+        await until(drained(hub_server.settings))
         assert posted(theirs) == 1
         page = (await asyncio.to_thread(web.http.get, answer.headers["location"])).text
         assert "Asked your phones" in page and inbox_texts(page) == ["kept"]
@@ -401,8 +414,14 @@ def test_mms_rows_show_subject_body_and_parts_to_download(
         assert image.status_code == 200 and image.content == b"\x89PNG"
         assert image.headers["content-disposition"].startswith("attachment;")
         assert image.headers["x-content-type-options"] == "nosniff"
+        assert image.headers["content-security-policy"] == "sandbox; default-src 'none'"
         missing = await asyncio.to_thread(web.http.get, link.replace("100", "101"))
         assert missing.status_code == 404
+        # Only ASCII digits below 2**31 name a part: the rest is not found, never a 500.
+        arabic_indic, bold = "\u0661\u0660\u0660", "\U0001d7cf\U0001d7ce\U0001d7ce"  # 100
+        for bad in ("²", arabic_indic, bold, "2147483648", "9999999999", "-1", "+100", " 100"):
+            answer = await asyncio.to_thread(web.http.get, link.replace("100", quote(bad)))
+            assert answer.status_code == 404, bad
         intruder = Dashboard(hub_server)
         assert intruder.sign_in(other).status_code == 303
         theirs = await asyncio.to_thread(intruder.http.get, link)

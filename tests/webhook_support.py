@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ def hub_settings(data_dir: Path, **overrides: object) -> Settings:
         "webhooks_timeout_seconds": 2,
         "worker_interval_seconds": 0.2,
         "sse_keepalive_seconds": 1,
+        "inbox_export_settle_seconds": 0.5,
     }
     values.update(overrides)
     return make_settings(data_dir, **values)
@@ -53,6 +55,31 @@ async def until(check: Callable[[], Awaitable[bool]], within: float = 20) -> Non
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.05)
+
+
+def drained(settings: Settings) -> Callable[[], Awaitable[bool]]:
+    """A check for `until`: no inbox export open and no webhook delivery pending (in flight
+    counts as pending), so nothing more reaches a receiver unless a phone posts again."""
+
+    async def check() -> bool:
+        with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
+            [(open_exports,)] = conn.execute(
+                "SELECT count(*) FROM inbox_exports WHERE state = 'open'"
+            )
+            [(pending,)] = conn.execute(
+                "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'"
+            )
+        return open_exports == 0 and pending == 0
+
+    return check
+
+
+def export_count(settings: Settings, device_id: str | None = None) -> int:
+    """How many inbox exports were recorded (for one phone, when given)."""
+    with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
+        query = "SELECT count(*) FROM inbox_exports WHERE ? IS NULL OR device_id = ?"
+        [(count,)] = conn.execute(query, (device_id, device_id))
+    return int(count)
 
 
 def verify_signature(key: str, body: bytes, headers: dict[str, str]) -> bool:

@@ -3,11 +3,16 @@ watched while the phone replays, and closed once quiet with the events it asked 
 
 Closing is a conditional UPDATE (open -> done, unchanged since read), so with several
 processes on one database exactly one writes the export's events, in the same transaction.
+Those events are bounded: only kinds some webhook subscribes to are read, rows are read a
+page at a time, batches hold at most 100 messages and 256 KiB, and no payload carries
+attachment bytes (fetched by id: `GET /inbox/{id}/attachments/{partId}`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,8 +28,16 @@ from smsgw.webhooks import outbox
 from smsgw.webhooks.events import BATCH_OF_TYPE
 
 DELIVERIES = ("Disabled", "Individual", "Batch")
+#: Messages in one batch event, as upstream's batches.
 BATCH_SIZE = 100
+#: Bytes of the messages' JSON in one batch event (the envelope adds a few hundred).
+BATCH_MAX_BYTES = 256 * 1024
+#: Inbox rows read at a time while writing an export's events.
+PAGE_SIZE = 200
 SETTLE_LIMIT = 20
+#: Failed attempts at closing an export (in one process) before it is given up.
+MAX_FAILURES = 3
+log = logging.getLogger("smsgw.inbox")
 
 
 def delivery_of(webhook_delivery: str | None, trigger_webhooks: bool | None) -> str:
@@ -116,60 +129,117 @@ async def expire(db: Database, max_age_seconds: float) -> int:
         return await repository.expire(conn, clock.now() - timedelta(seconds=max_age_seconds))
 
 
-async def settle(db: Database, settle_seconds: float, deliver: bool) -> int:
+async def settle(
+    db: Database, settle_seconds: float, deliver: bool, failures: dict[int, int] | None = None
+) -> int:
     """Close exports quiet for `settle_seconds` since the phone got them or last posted in
     their range, writing their events (unless `deliver` is off: direct mode). Returns how
-    many were closed."""
+    many were closed.
+
+    An export whose closing raises is logged and left open for the next call; once it has
+    failed `MAX_FAILURES` times (counted in `failures`, kept by the caller across calls) it
+    is given up: state `failed`, no events. Other exports are closed meanwhile."""
     async with db.read() as conn:
         quiet_since = clock.now() - timedelta(seconds=settle_seconds)
         due = await repository.settled(conn, quiet_since, SETTLE_LIMIT)
+    failures = {} if failures is None else failures
     closed = 0
     for export in due:
-        async with db.write() as conn:
-            if not await repository.close(conn, export):
-                continue  # another process closed it, or the phone posted in between
-            closed += 1
-            if deliver:
-                await _emit(conn, export)
+        try:
+            closed += await _close(db, export, deliver)
+        except Exception as error:  # one export must not stop the others
+            await _failed(db, export["id"], error, failures)
+        else:
+            failures.pop(export["id"], None)
     return closed
 
 
+async def _close(db: Database, export: dict[str, Any], deliver: bool) -> int:
+    async with db.write() as conn:
+        if not await repository.close(conn, export):
+            return 0  # another process closed it, or the phone posted in between
+        if deliver:
+            await _emit(conn, export)
+    return 1
+
+
+async def _failed(db: Database, export_id: int, error: Exception, failures: dict[int, int]) -> None:
+    """Count a failed close; give the export up after `MAX_FAILURES`. The log names the
+    export and the kind of error only (the error's text may quote message payloads)."""
+    count = failures[export_id] = failures.get(export_id, 0) + 1
+    gave_up = count >= MAX_FAILURES
+    log.error(
+        "inbox export %s: closing failed (%s), attempt %d of %d%s", export_id,
+        type(error).__name__, count, MAX_FAILURES, "; given up" if gave_up else "",
+    )  # fmt: skip
+    if gave_up:
+        failures.pop(export_id, None)
+        async with db.write() as conn:
+            await repository.give_up(conn, export_id)
+
+
 async def _emit(conn: AsyncConnection, export: dict[str, Any]) -> None:
-    """The export's events, keyed by its id so that they are written once."""
-    user_id, device_id, key = export["user_id"], export["device_id"], f"export:{export['id']}"
-    if export["delivery"] == "Batch":
-        for event, number, messages in await _batches(conn, export):
-            payload = {"messages": messages}
-            await outbox.record(conn, user_id, device_id, event, f"{key}:{event}:{number}", payload)
-    elif export["delivery"] == "Individual":  # new messages had theirs when first stored
-        rows = await repository.in_range(conn, export, before=export["created_at"])
-        found = await _parts(conn, rows)
-        for row in rows:
-            event, payload = EVENT_OF_TYPE[row["type"]], payload_of(row, found.get(row["id"], []))
+    """The export's events, keyed by its id so that they are written once; nothing is read
+    or built for a kind no webhook of the owner would get."""
+    user_id, device_id = export["user_id"], export["device_id"]
+    delivery = export["delivery"]
+    if delivery not in ("Batch", "Individual"):
+        return
+    event_of = BATCH_OF_TYPE if delivery == "Batch" else EVENT_OF_TYPE
+    kinds = [
+        kind for kind in export["types"].split(",")
+        if await outbox.subscribed(conn, user_id, device_id, event_of[kind])
+    ]  # fmt: skip
+    if delivery == "Batch":
+        for kind in kinds:
+            await _emit_batches(conn, export, kind)
+    elif kinds:  # new messages had their individual events when first stored
+        key = f"export:{export['id']}"
+        async for row in _rows(conn, export, kinds, before=export["created_at"]):
+            event, payload = EVENT_OF_TYPE[row["type"]], payload_of(row)
             await outbox.record(
                 conn, user_id, device_id, event, f"{key}:{row['dedupe_key']}", payload
             )
 
 
-async def _parts(
-    conn: AsyncConnection, rows: list[dict[str, Any]]
-) -> dict[int, list[dict[str, Any]]]:
-    mms = [row["id"] for row in rows if row["type"] == "MMS_DOWNLOADED"]
-    return await repository.parts_of(conn, mms, with_data=True) if mms else {}
+async def _rows(
+    conn: AsyncConnection,
+    export: dict[str, Any],
+    kinds: Sequence[str],
+    before: datetime | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """The export's inbox rows of these kinds, oldest first, read `PAGE_SIZE` at a time."""
+    after = None
+    while True:
+        rows = await repository.in_range(conn, export, kinds, PAGE_SIZE, after, before)
+        for row in rows:
+            yield row
+        if len(rows) < PAGE_SIZE:
+            return
+        after = (rows[-1]["received_at"], rows[-1]["id"])
 
 
-async def _batches(
-    conn: AsyncConnection, export: dict[str, Any]
-) -> list[tuple[str, int, list[dict[str, Any]]]]:
-    """(batch event, number, payloads): every message in range by kind, oldest first, at
-    most `BATCH_SIZE` to a batch; no batch at all for a kind without messages."""
-    rows = await repository.in_range(conn, export)
-    found = await _parts(conn, rows)
-    by_kind: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_kind.setdefault(row["type"], []).append(payload_of(row, found.get(row["id"], [])))
-    return [
-        (BATCH_OF_TYPE[kind], start // BATCH_SIZE, payloads[start : start + BATCH_SIZE])
-        for kind, payloads in by_kind.items()
-        for start in range(0, len(payloads), BATCH_SIZE)
-    ]
+async def _emit_batches(conn: AsyncConnection, export: dict[str, Any], kind: str) -> None:
+    """Every message of one kind in range, oldest first, in batches of at most `BATCH_SIZE`
+    messages and `BATCH_MAX_BYTES` of payload (a message bigger than that alone goes in a
+    batch of its own); no batch at all without messages."""
+    event = BATCH_OF_TYPE[kind]
+    batch: list[dict[str, Any]] = []
+    size = number = 0
+
+    async def flush() -> None:
+        nonlocal batch, size, number
+        key = f"export:{export['id']}:{event}:{number}"
+        payload = {"messages": batch}
+        await outbox.record(conn, export["user_id"], export["device_id"], event, key, payload)
+        batch, size, number = [], 0, number + 1
+
+    async for row in _rows(conn, export, [kind]):
+        message = payload_of(row)
+        length = len(json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()) + 1
+        if batch and (len(batch) == BATCH_SIZE or size + length > BATCH_MAX_BYTES):
+            await flush()
+        batch.append(message)
+        size += length
+    if batch:
+        await flush()

@@ -80,7 +80,9 @@ class InboxExport(Base):
 
     `requested_at` is when the phone was sent `MessagesExportRequested` (NULL: not yet, it was
     offline); `last_activity_at` moves with each post of a message in range; `state` is
-    `open`, `done` (closed, its events written) or `expired` (no phone picked it up).
+    `open`, `done` (closed, its events written), `expired` (no phone picked it up) or
+    `failed` (closing kept failing: given up without events). Rows no longer open are pruned
+    with the webhook events.
     """
 
     __tablename__ = "inbox_exports"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
@@ -16,7 +16,7 @@ from smsgw.inbox.models import InboxAttachment, InboxExport, InboxMessage
 inbox = table_of(InboxMessage)
 parts = table_of(InboxAttachment)
 exports = table_of(InboxExport)
-OPEN, DONE, EXPIRED = "open", "done", "expired"
+OPEN, DONE, EXPIRED, FAILED = "open", "done", "expired", "failed"
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,11 @@ async def page(
 
 
 async def parts_of(
-    conn: AsyncConnection, inbox_pks: Sequence[int], with_data: bool = False
+    conn: AsyncConnection, inbox_pks: Sequence[int]
 ) -> dict[int, list[dict[str, Any]]]:
-    """The MMS parts of these inbox rows by row, in part order (bytes only if asked)."""
+    """The MMS parts of these inbox rows by row, in part order (metadata, never the bytes)."""
     columns = [parts.c.inbox_pk, parts.c.part_id, parts.c.content_type, parts.c.name,
-               parts.c.size, (parts.c.data if with_data else parts.c.data.is_not(None))
-               .label("data" if with_data else "has_data")]  # fmt: skip
+               parts.c.size, parts.c.data.is_not(None).label("has_data")]  # fmt: skip
     query = select(*columns).where(parts.c.inbox_pk.in_(inbox_pks)).order_by(parts.c.id)
     found: dict[int, list[dict[str, Any]]] = {}
     for row in await conn.execute(query):
@@ -99,20 +98,33 @@ async def part_data(
 
 
 async def in_range(
-    conn: AsyncConnection, export: dict[str, Any], before: datetime | None = None
+    conn: AsyncConnection,
+    export: dict[str, Any],
+    kinds: Sequence[str],
+    limit: int,
+    after: tuple[datetime, int] | None = None,
+    before: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Inbox rows of an export's phone, range and types, oldest first (stored before
-    `before` when given)."""
+    """One page of the inbox rows of an export's phone and range, of these kinds, oldest
+    first: at most `limit`, following the row `after` (its received_at, id) when given, and
+    stored before `before` when given."""
     query = select(inbox).where(
         inbox.c.user_id == export["user_id"],
         inbox.c.device_id == export["device_id"],
         inbox.c.received_at >= export["since"],
         inbox.c.received_at <= export["until"],
-        inbox.c.type.in_(export["types"].split(",")),
+        inbox.c.type.in_(kinds),
     )
+    if after is not None:
+        query = query.where(
+            or_(
+                inbox.c.received_at > after[0],
+                and_(inbox.c.received_at == after[0], inbox.c.id > after[1]),
+            )
+        )
     if before is not None:
         query = query.where(inbox.c.created_at < before)
-    query = query.order_by(inbox.c.received_at, inbox.c.id)
+    query = query.order_by(inbox.c.received_at, inbox.c.id).limit(limit)
     return [row._asdict() for row in await conn.execute(query)]
 
 
@@ -203,3 +215,18 @@ async def close(conn: AsyncConnection, export: dict[str, Any]) -> bool:
         .values(state=DONE)
     )
     return bool((await conn.execute(query)).rowcount)
+
+
+async def give_up(conn: AsyncConnection, export_id: int) -> bool:
+    """An open export whose closing keeps failing: failed, no events (one winner)."""
+    query = (
+        update(exports).where(exports.c.id == export_id, exports.c.state == OPEN)
+        .values(state=FAILED)
+    )  # fmt: skip
+    return bool((await conn.execute(query)).rowcount)
+
+
+async def prune_exports(conn: AsyncConnection, created_before: datetime) -> int:
+    """Forget exports no longer open (done, expired, failed) created before `created_before`."""
+    query = delete(exports).where(exports.c.state != OPEN, exports.c.created_at < created_before)
+    return int((await conn.execute(query)).rowcount)

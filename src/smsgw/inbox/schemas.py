@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,8 @@ MAX_SIM = 255
 MAX_ATTACHMENTS = 100
 SUBJECT_LENGTH = 256
 NAME_LENGTH = 256
+#: A posted content type: printable ASCII, no control character (it may end up in a header).
+PRINTABLE = re.compile(r"[\x20-\x7e]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,8 @@ def _attachment(part: Any, where: str) -> Attachment:
     if type(part_id) is not int or not 0 <= part_id < 2**31:
         raise InvalidInput(f"{where}.partId: required, a whole number from 0 to 2147483647")
     content_type = part.get("contentType")
-    if not isinstance(content_type, str) or not content_type or len(content_type) > 128:
-        raise InvalidInput(f"{where}.contentType: required, a string of at most 128 characters")
+    if not isinstance(content_type, str) or not PRINTABLE.fullmatch(content_type):
+        raise InvalidInput(f"{where}.contentType: required, at most 128 printable ASCII characters")
     data = part.get("data")
     if data is not None:
         if not isinstance(data, str):
@@ -179,14 +182,12 @@ def parse(event: str, payload: dict[str, Any]) -> Received:
     return READERS[event](event, payload)
 
 
-def payload_of(row: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The payload the phone posted for an inbox row, attachment data put back in; rows
-    stored before payloads were kept are rebuilt from their columns."""
+def payload_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The payload the phone posted for an inbox row, without attachment bytes (kept once,
+    with the attachments: `GET /inbox/{id}/attachments/{partId}`); rows stored before
+    payloads were kept are rebuilt from their columns."""
     if row.get("payload") is not None:
-        payload = dict(row["payload"])
-        if row["type"] == "MMS_DOWNLOADED":
-            payload["attachments"] = [_with_data(part, parts) for part in payload["attachments"]]
-        return payload
+        return dict(row["payload"])
     rebuilt = {
         "messageId": row["message_id"], "sender": row["sender"], "phoneNumber": row["sender"],
         "recipient": row["recipient"], "simNumber": row["sim_number"],
@@ -194,10 +195,3 @@ def payload_of(row: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, An
         "receivedAt": clock.format_timestamp(row["received_at"]),
     }  # fmt: skip
     return {key: value for key, value in rebuilt.items() if value is not None}
-
-
-def _with_data(part: dict[str, Any], stored: list[dict[str, Any]]) -> dict[str, Any]:
-    for candidate in stored:
-        if candidate["part_id"] == part.get("partId") and candidate["data"] is not None:
-            return {**part, "data": base64.b64encode(candidate["data"]).decode("ascii")}
-    return part

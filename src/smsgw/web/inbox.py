@@ -8,6 +8,7 @@ connects; the phones post what they find).
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -38,6 +39,7 @@ router = APIRouter()
 PAGE = "/dashboard/inbox"
 TYPES = ("SMS", "DATA_SMS", "MMS", "MMS_DOWNLOADED")
 REFRESH_DAYS = (1, 7, 30)
+ASCII_NUMBER = re.compile(r"[0-9]{1,10}")
 NOTICES = {
     "refreshed": "Asked your phones to send their received messages again "
     "(a phone offline now gets the request when it next connects)."
@@ -100,14 +102,23 @@ async def show_inbox(request: Request) -> Response:
     return await inbox_page(request, await visitor(request))
 
 
+def part_number(text: str) -> int | None:
+    """A part id as the API takes it (ASCII digits, below 2**31); None for anything else
+    (`str.isdigit` also accepts "²" and other scripts' digits)."""
+    if not ASCII_NUMBER.fullmatch(text) or int(text) >= 2**31:
+        return None
+    return int(text)
+
+
 @router.get(PAGE + "/{message_id}/attachments/{part_id}")
 async def attachment(request: Request, message_id: str, part_id: str) -> Response:
     """An MMS part of the signed-in user's inbox, as `GET /inbox/{id}/attachments/{partId}`."""
     who = await visitor(request)
-    if not part_id.isdigit() or len(part_id) > 10 or len(message_id) > 32:
+    number = part_number(part_id)
+    if number is None or len(message_id) > 32:
         return error_page(request, 404, "No such attachment.", who)
     try:
-        found = await service.attachment(who.context.db, who.user_id, message_id, int(part_id))
+        found = await service.attachment(who.context.db, who.user_id, message_id, number)
     except NotFound:
         return error_page(request, 404, "No such attachment.", who)
     return download(*found)

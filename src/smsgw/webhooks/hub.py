@@ -22,8 +22,8 @@ from smsgw.webhooks.events import BATCH_EVENTS, INBOX_EVENTS, PHONE_EVENTS, STAT
 from smsgw.webhooks.repository import WebhookRecord
 
 HOOK_ID_PREFIX = "smsgw-"
-#: Messages in one batch a phone posts (upstream batches hold at most 100).
-MAX_BATCH = 500
+#: Messages in one batch a phone posts: at most 100, as upstream's batches (and smsgw's).
+MAX_BATCH = 100
 
 
 def phone_hooks(hook_url: str, records: list[WebhookRecord], direct: bool) -> list[dict[str, Any]]:
@@ -80,12 +80,14 @@ async def accept(
 ) -> None:
     """Take in one event a phone posted: inbox and outbox in one transaction, once each.
 
-    A batch (`{"messages": [...]}`) is taken as each of its messages posted alone. A message
-    in range of an open inbox export of the phone keeps that export open. `deliver=False`
-    (direct mode: the phone delivers to the users itself) fills the inbox only.
+    A batch (`{"messages": [...]}`) is taken as each of its messages posted alone; the batch
+    itself is never forwarded (an empty one is taken and does nothing). A message in range of
+    an open inbox export of the phone keeps that export open. `deliver=False` (direct mode:
+    the phone delivers to the users itself) fills the inbox only.
     """
     event, event_id, payload = _envelope(body)
-    received = _received(event, payload) if event in INBOX_EVENTS or event in BATCH_EVENTS else []
+    taken = event in INBOX_EVENTS or event in BATCH_EVENTS
+    received = _received(event, payload) if taken else []
     async with db.write() as conn:
         for single, item, posted in received:
             stored = await inbox.store(conn, user_id, device_id, item)
@@ -93,7 +95,7 @@ async def accept(
             if stored and deliver:
                 key = "inbox:" + inbox.dedupe_key(device_id, item)
                 await outbox.record(conn, user_id, device_id, single, key, posted)
-        if not received and deliver:
+        if not taken and deliver:
             await _forward(conn, user_id, device_id, (event, event_id, payload))
 
 

@@ -26,6 +26,14 @@ def state_key(event: str, message_id: str, phone_number: str) -> str:
     return f"state:{event}:{message_id}:{phone_number.lstrip('+')}"
 
 
+async def subscribed(
+    conn: AsyncConnection, user_id: int, device_id: str | None, event: str
+) -> bool:
+    """Whether `record` would store `event` for anyone (so that a caller builds no payload
+    nobody would get): an enabled webhook of the owner for it, covering the phone."""
+    return bool(await repository.matching(conn, user_id, device_id, event))
+
+
 async def record(
     conn: AsyncConnection,
     user_id: int,

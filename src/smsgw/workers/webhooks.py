@@ -24,6 +24,7 @@ from smsgw.config import Settings, WebhooksMode
 from smsgw.db.engine import Database
 from smsgw.domain import clock
 from smsgw.inbox import exports
+from smsgw.inbox import repository as inbox_exports
 from smsgw.logs import service as logs
 from smsgw.webhooks import guard, repository, sender
 from smsgw.webhooks.repository import Due
@@ -61,6 +62,7 @@ class WebhookWorker:
         self.wakeup = asyncio.Event()
         self._last_prune = self._last_settle = 0.0
         self._last_expiry = -float(EXPIRE_EVERY_SECONDS)
+        self._export_failures: dict[int, int] = {}
         timeout = settings.webhooks_timeout_seconds
         self.client = httpx.AsyncClient(
             transport=guard.transport(settings.webhooks_allow_private_urls),
@@ -115,7 +117,12 @@ class WebhookWorker:
     async def round(self) -> int:
         """Close settled inbox exports, deliver what is due; returns how many deliveries
         were attempted (a closed export counts: its events are due now)."""
-        closed = await self.settle_exports()
+        try:
+            closed = await self.settle_exports()
+        except Exception as error:  # exports must never hold up the deliveries
+            log.error("inbox exports: settling failed (%s); retried next round",
+                      type(error).__name__)  # fmt: skip
+            closed = 0
         taken = await self.take()
         await asyncio.gather(*(self.deliver(*job) for job in taken))
         await self.prune()
@@ -132,15 +139,20 @@ class WebhookWorker:
             return 0
         self._last_settle = now
         hub = settings.webhooks_mode == WebhooksMode.HUB
-        return await exports.settle(self.db, settings.inbox_export_settle_seconds, deliver=hub)
+        return await exports.settle(
+            self.db, settings.inbox_export_settle_seconds, hub, self._export_failures
+        )
 
     async def prune(self) -> None:
+        """Hourly: forget webhook events and inbox exports no longer open, both after twice
+        the webhooks' maximum age."""
         if time.monotonic() - self._last_prune < PRUNE_EVERY_SECONDS:
             return
         self._last_prune = time.monotonic()
         keep = timedelta(seconds=2 * self.settings.webhooks_max_age_seconds)
         async with self.db.write() as conn:
             await repository.prune(conn, clock.now() - keep)
+            await inbox_exports.prune_exports(conn, clock.now() - keep)
 
     async def run(self) -> None:
         try:

@@ -24,10 +24,15 @@ async def events(device: CurrentDevice, context: Context) -> StreamingResponse:
     hub, presence = context.hub, context.presence
     stream, only = hub.open(device.device_id, device.user_id)
     keepalive = context.settings.sse_keepalive_seconds
-    if only:  # event log: the phone came online (its first open stream)
-        await logs.note_phone(context.db, device.user_id, device.device_id, "connected")
-    # Inbox refreshes asked while it was away: queued behind the first frames below.
-    await exports.send_pending(context.db, hub, [device.device_id])
+    try:  # until the generator below runs, its `finally` cannot close the stream
+        if only:  # event log: the phone came online (its first open stream)
+            await logs.note_phone(context.db, device.user_id, device.device_id, "connected")
+        # Inbox refreshes asked while it was away (sent to the stream, so after `open`):
+        # queued behind the first frames below.
+        await exports.send_pending(context.db, hub, [device.device_id])
+    except BaseException:  # an error, or the phone gone (cancelled): no stream left behind
+        hub.close(device.device_id, device.user_id, stream)
+        raise
 
     async def frames() -> AsyncIterator[str]:
         try:
