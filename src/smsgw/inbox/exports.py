@@ -125,8 +125,12 @@ async def touch(conn: AsyncConnection, user_id: int, device_id: str, item: Recei
 
 async def expire(db: Database, max_age_seconds: float) -> int:
     """Give up exports no phone picked up within `max_age_seconds`."""
+    cutoff = clock.now() - timedelta(seconds=max_age_seconds)
+    async with db.read() as conn:  # look first: a write would hold up the API (db/engine.py)
+        if not await repository.expirable(conn, cutoff):
+            return 0
     async with db.write() as conn:
-        return await repository.expire(conn, clock.now() - timedelta(seconds=max_age_seconds))
+        return await repository.expire(conn, cutoff)
 
 
 async def settle(

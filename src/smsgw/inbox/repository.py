@@ -174,17 +174,23 @@ async def touch(conn: AsyncConnection, export_ids: Sequence[int], now: datetime)
     )
 
 
+def _unrequested_before(created_before: datetime) -> ColumnElement[bool]:
+    return and_(
+        exports.c.state == OPEN,
+        exports.c.requested_at.is_(None),
+        exports.c.created_at < created_before,
+    )
+
+
+async def expirable(conn: AsyncConnection, created_before: datetime) -> bool:
+    """Whether `expire` would give up any export."""
+    query = select(exports.c.id).where(_unrequested_before(created_before)).limit(1)
+    return (await conn.execute(query)).first() is not None
+
+
 async def expire(conn: AsyncConnection, created_before: datetime) -> int:
     """Give up open exports no phone picked up since `created_before`."""
-    query = (
-        update(exports)
-        .where(
-            exports.c.state == OPEN,
-            exports.c.requested_at.is_(None),
-            exports.c.created_at < created_before,
-        )
-        .values(state=EXPIRED)
-    )
+    query = update(exports).where(_unrequested_before(created_before)).values(state=EXPIRED)
     return int((await conn.execute(query)).rowcount)
 
 
@@ -226,7 +232,17 @@ async def give_up(conn: AsyncConnection, export_id: int) -> bool:
     return bool((await conn.execute(query)).rowcount)
 
 
+def _closed_before(created_before: datetime) -> ColumnElement[bool]:
+    return and_(exports.c.state != OPEN, exports.c.created_at < created_before)
+
+
+async def any_closed_before(conn: AsyncConnection, created_before: datetime) -> bool:
+    """Whether `prune_exports` would forget any export."""
+    query = select(exports.c.id).where(_closed_before(created_before)).limit(1)
+    return (await conn.execute(query)).first() is not None
+
+
 async def prune_exports(conn: AsyncConnection, created_before: datetime) -> int:
     """Forget exports no longer open (done, expired, failed) created before `created_before`."""
-    query = delete(exports).where(exports.c.state != OPEN, exports.c.created_at < created_before)
+    query = delete(exports).where(_closed_before(created_before))
     return int((await conn.execute(query)).rowcount)

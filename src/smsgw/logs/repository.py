@@ -69,6 +69,11 @@ async def between(
     ]
 
 
+async def any_before(conn: AsyncConnection, before: datetime) -> bool:
+    query = select(entries.c.id).where(entries.c.created_at < before).limit(1)
+    return (await conn.execute(query)).first() is not None
+
+
 async def prune(conn: AsyncConnection, before: datetime) -> int:
     result = await conn.execute(delete(entries).where(entries.c.created_at < before))
     return int(result.rowcount or 0)

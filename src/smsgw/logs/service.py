@@ -169,6 +169,9 @@ async def list_entries(
 async def prune(db: Database, retention_days: int) -> int:
     """Delete entries older than `retention_days`; how many went."""
     before = clock.now() - timedelta(days=retention_days)
+    async with db.read() as conn:  # look first: a write would hold up the API (db/engine.py)
+        if not await repository.any_before(conn, before):
+            return 0
     async with db.write() as conn:
         return await repository.prune(conn, before)
 

@@ -165,6 +165,9 @@ async def release_stale(db: Database, after_seconds: int, heard_since: HeardSinc
         return 0
     cutoff = clock.now() - timedelta(seconds=after_seconds)
     released: list[int] = []
+    async with db.read() as conn:  # look first: a write would hold up the API (db/engine.py)
+        if not await repository.stale_claims(conn, cutoff):
+            return 0
     async with db.write() as conn:
         for key, device_id, claimed_at, last_seen in await repository.stale_claims(conn, cutoff):
             if heard_since(device_id, cutoff, last_seen):
@@ -179,6 +182,9 @@ async def release_stale(db: Database, after_seconds: int, heard_since: HeardSinc
 async def expire(db: Database) -> int:
     """Fail queued messages that no phone took before their validUntil."""
     now = clock.now()
+    async with db.read() as conn:  # look first: a write would hold up the API (db/engine.py)
+        if not await repository.expired_unclaimed(conn, now):
+            return 0
     async with db.write() as conn:
         keys = await repository.expired_unclaimed(conn, now)
         await repository.fail(conn, keys, TTL_EXPIRED, now)

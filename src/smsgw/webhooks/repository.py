@@ -245,6 +245,12 @@ async def attempts_of(conn: AsyncConnection, webhook_pk: int, limit: int) -> lis
     return [row._asdict() for row in await conn.execute(query)]
 
 
+async def any_before(conn: AsyncConnection, before: datetime) -> bool:
+    """Whether `prune` would forget any event."""
+    query = select(events.c.id).where(events.c.created_at < before).limit(1)
+    return (await conn.execute(query)).first() is not None
+
+
 async def prune(conn: AsyncConnection, before: datetime) -> int:
     """Forget events (with their deliveries and log) created before `before`."""
     old = select(events.c.id).where(events.c.created_at < before)

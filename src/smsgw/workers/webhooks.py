@@ -84,8 +84,11 @@ class WebhookWorker:
         lease = now + timedelta(
             seconds=2 * self.settings.webhooks_timeout_seconds + LEASE_MARGIN_SECONDS
         )
-        taken = []
+        taken: list[tuple[Due, int, str]] = []
         keys: dict[int, str] = {}  # one look-up per owner and round, not per delivery
+        async with self.db.read() as conn:  # look first: a write would hold up the API
+            if not await repository.due(conn, now, 1):
+                return taken
         async with self.db.write() as conn:
             for item in await repository.due(conn, now, self.settings.webhooks_concurrency):
                 if await repository.take(conn, item, lease, now):
@@ -149,10 +152,14 @@ class WebhookWorker:
         if time.monotonic() - self._last_prune < PRUNE_EVERY_SECONDS:
             return
         self._last_prune = time.monotonic()
-        keep = timedelta(seconds=2 * self.settings.webhooks_max_age_seconds)
+        before = clock.now() - timedelta(seconds=2 * self.settings.webhooks_max_age_seconds)
+        async with self.db.read() as conn:  # look first: a write would hold up the API
+            old = await repository.any_before(conn, before)
+            if not old and not await inbox_exports.any_closed_before(conn, before):
+                return
         async with self.db.write() as conn:
-            await repository.prune(conn, clock.now() - keep)
-            await inbox_exports.prune_exports(conn, clock.now() - keep)
+            await repository.prune(conn, before)
+            await inbox_exports.prune_exports(conn, before)
 
     async def run(self) -> None:
         try:
