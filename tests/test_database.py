@@ -45,6 +45,49 @@ def test_a_failing_unit_of_a_batch_is_rolled_back_alone(settings: Settings) -> N
     assert keys == {f"k{i}" for i in range(8) if i != 3}
 
 
+def test_a_batch_waits_apart_while_another_process_holds_the_write_lock(
+    settings: Settings,
+) -> None:
+    """Group commit runs its units on the event loop; when another connection (another
+    process, say `smsgw send`) holds the write lock, the loop must not stall on it: the
+    batch waits on the write thread and commits once the lock is free."""
+    migrate.upgrade(settings)
+    other = sqlite3.connect(settings.data_dir / "smsgw.db", isolation_level=None)
+
+    async def scenario() -> tuple[list[str], int]:
+        db = Database(settings)
+        await db.write_sync(put("first"))  # a running server, connected already
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO system_values (key, value) VALUES ('other', 'v')")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        beat = asyncio.create_task(ticker())
+        try:
+            writes = asyncio.gather(*(db.write_sync(put(f"k{i}")) for i in range(3)))
+            await asyncio.sleep(0.5)
+            assert not writes.done()  # waiting for the lock, not failed
+            ticks_while_locked = ticks
+            other.execute("COMMIT")
+            return list(await writes), ticks_while_locked
+        finally:
+            beat.cancel()
+            await db.dispose()
+
+    stored, ticks_while_locked = asyncio.run(scenario())
+    other.close()
+    assert stored == ["k0", "k1", "k2"]
+    assert ticks_while_locked >= 20  # the loop kept running (50 ticks in 0.5 s if free)
+    with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
+        keys = {row[0] for row in conn.execute("SELECT key FROM system_values")}
+    assert {"other", "k0", "k1", "k2"} <= keys
+
+
 def test_concurrent_sends_with_one_client_id_store_exactly_one(
     server: LiveServer, alice: Account
 ) -> None:
