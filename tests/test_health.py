@@ -86,7 +86,13 @@ def test_readiness_fails_while_the_database_cannot_be_opened(server: LiveServer)
 
 def test_liveness_and_readiness_fail_while_the_worker_is_stalled(quick: LiveServer) -> None:
     until(quick, "/health/live", 200)
-    # Another process holds the write lock: the worker's rounds block on it, reads go on.
+    # A message expiring in 5 s gives the worker something to write (with nothing to do it
+    # only reads, which no lock stops)...
+    with quick.client(quick.create_user("alice")) as api:
+        sent = api.post("/messages", json={"phoneNumbers": ["+12025550100"], "message": "x",
+                                            "ttl": 5})  # fmt: skip
+        assert sent.status_code == 200, sent.text
+    # ...and another process holds the write lock: the worker's rounds block on it.
     blocker = sqlite3.connect(quick.settings.data_dir / "smsgw.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
