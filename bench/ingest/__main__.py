@@ -15,11 +15,9 @@ import argparse
 import base64
 import json
 import os
-import platform
 import re
 import resource
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,7 @@ from bench.common import (
     report_run,
     results_stamp,
 )
+from bench.common import machine as common_machine
 from bench.ingest.server import BASELINE_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -269,21 +268,10 @@ def mount_of(path: Path) -> str:
 
 
 def machine(wrk: str, data_dir: Path) -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """bench/common's description of the machine, plus wrk's version and the data's disk."""
     wrk_version = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
     return {
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
+        **common_machine(),
         "wrk": (wrk_version.stdout or wrk_version.stderr).split(" [")[0].strip(),
         "data_dir_fs": mount_of(data_dir),
     }
