@@ -108,19 +108,24 @@ async def send_pending(db: Database, hub: EventHub, device_ids: Sequence[str]) -
             await repository.mark_requested(conn, sent, clock.now())
 
 
-async def touch(conn: AsyncConnection, user_id: int, device_id: str, item: Received) -> None:
-    """A posted message in range of the phone's open exports keeps them open a while."""
-    found = await repository.open_exports_of(conn, user_id, device_id)
+async def touch(
+    conn: AsyncConnection, user_id: int, device_id: str, items: Sequence[Received]
+) -> None:
+    """Posted messages in range of the phone's open exports keep them open a while (one
+    look-up for a whole batch post)."""
+    found = await repository.open_exports_of(conn, user_id, device_id) if items else []
     if not found:
         return
-    at = received_moment(item)
-    hits = [
-        export.id for export in found
-        if item.type in export.types.split(",")
-        and (at is None or export.since <= at <= export.until)
-    ]  # fmt: skip
+    hits: set[int] = set()
+    for item in items:
+        at = received_moment(item)
+        hits.update(
+            export.id for export in found
+            if item.type in export.types.split(",")
+            and (at is None or export.since <= at <= export.until)
+        )  # fmt: skip
     if hits:
-        await repository.touch(conn, hits, clock.now())
+        await repository.touch(conn, sorted(hits), clock.now())
 
 
 async def expire(db: Database, max_age_seconds: float) -> int:

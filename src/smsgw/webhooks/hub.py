@@ -89,9 +89,9 @@ async def accept(
     taken = event in INBOX_EVENTS or event in BATCH_EVENTS
     received = _received(event, payload) if taken else []
     async with db.write() as conn:
+        await exports.touch(conn, user_id, device_id, [item for _, item, _ in received])
         for single, item, posted in received:
             stored = await inbox.store(conn, user_id, device_id, item)
-            await exports.touch(conn, user_id, device_id, item)
             if stored and deliver:
                 key = "inbox:" + inbox.dedupe_key(device_id, item)
                 await outbox.record(conn, user_id, device_id, single, key, posted)
