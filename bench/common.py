@@ -32,6 +32,25 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time of a process and of all its descendants alive now (a multi-process server)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = None, [pid]
+    while todo:
+        current = todo.pop()
+        seconds = cpu_seconds(current)
+        if seconds is not None:
+            total = (total or 0.0) + seconds
+        todo.extend(children.get(current, []))
+    return total
+
+
 def machine_busy_seconds() -> float | None:
     """CPU time spent busy by the whole machine (all cores), from /proc/stat."""
     try:

@@ -30,11 +30,11 @@ import httpx
 
 from bench.common import (
     RESULTS_DIR,
-    cpu_seconds,
     free_port,
     machine_busy_seconds,
     report_run,
     results_stamp,
+    tree_cpu_seconds,
 )
 from bench.common import machine as common_machine
 from bench.ingest.server import BASELINE_PATH
@@ -111,6 +111,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="where to create the throwaway data directory (default: the system temp dir)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="SMSGW_WORKERS of the server: its processes (default: one per core, as advised)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
     args = parser.parse_args(argv)
     if min(args.connections, args.threads, args.duration, args.rounds) < 1 or args.warmup < 0:
@@ -128,6 +134,7 @@ def server_env(data_dir: Path, port: int, args: argparse.Namespace) -> dict[str,
         SMSGW_BOOTSTRAP_ACCOUNT="false",
         SMSGW_LOG_LEVEL=args.log_level,
         SMSGW_SQLITE_SYNCHRONOUS=args.sqlite_synchronous,
+        SMSGW_WORKERS=str(args.workers),
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
     )
     return env
@@ -218,10 +225,10 @@ def run_wrk(
         f"--script={LUA_SCRIPT}",
         f"{base_url}{path}",
     ]
-    cpu_before, busy_before = cpu_seconds(server_pid), machine_busy_seconds()
+    cpu_before, busy_before = tree_cpu_seconds(server_pid), machine_busy_seconds()
     wrk_before = children_cpu_seconds()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    cpu_after, busy_after = cpu_seconds(server_pid), machine_busy_seconds()
+    cpu_after, busy_after = tree_cpu_seconds(server_pid), machine_busy_seconds()
     wrk_cpu = children_cpu_seconds() - wrk_before
     match = re.search(r"^BENCH_RESULT (\{.*\})$", done.stdout, re.MULTILINE)
     if done.returncode != 0 or match is None:

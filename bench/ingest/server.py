@@ -13,21 +13,24 @@ difference between the two endpoints is the cost of queueing a message durably.
 
 from __future__ import annotations
 
+import sys
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from smsgw.api import deps
 from smsgw.app import create_app
-from smsgw.cli.serve import run_server
+from smsgw.cli.serve import run_server, supervise
 from smsgw.config import Settings, load_settings
+from smsgw.events.bus import Cluster
 from smsgw.messages.schemas import SendMessageRequest
 
 BASELINE_PATH = "/bench/noop"
 
 
-def build_app(settings: Settings) -> FastAPI:
+def build_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
     """smsgw's application with the baseline route mounted beside the real API."""
-    app = create_app(settings)
+    app = create_app(settings, cluster)
 
     async def noop(body: SendMessageRequest, user_id: deps.CurrentUser) -> JSONResponse:
         """Authenticate and parse exactly like `POST /messages`, then store nothing."""
@@ -41,7 +44,10 @@ def build_app(settings: Settings) -> FastAPI:
 
 def main() -> None:
     settings = load_settings()
-    run_server(build_app(settings), settings)
+    if settings.workers == 1:
+        run_server(build_app(settings), settings)
+    else:
+        sys.exit(supervise(settings, build_app))
 
 
 if __name__ == "__main__":

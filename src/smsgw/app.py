@@ -28,6 +28,10 @@ from smsgw.api.thirdparty import build_router
 from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.engine import Database
+from smsgw.events.bus import Bus, Cluster, close_quietly
+from smsgw.events.hub import EventHub
+from smsgw.events.shared_hub import SharedHub
+from smsgw.events.user_feed import feed_of
 from smsgw.health.service import Probe
 from smsgw.messages.schemas import ErrorBody
 from smsgw.metrics import MetricsMiddleware
@@ -131,17 +135,37 @@ def probe_of(settings: Settings, db: Database) -> Probe:
     )
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the application; the database is opened (and migrated) when it starts."""
+async def join(cluster: Cluster | None, db: Database) -> tuple[Bus | None, EventHub]:
+    """The event hub of this process: its own, or one shared with the other processes."""
+    if cluster is None:
+        return None, EventHub()
+    bus = Bus(cluster)
+    await bus.start()
+    hub = SharedHub(bus)
+    await hub.start()
+    feed = feed_of(db)  # the dashboard's live views hear of changes made by any process
+    feed.relay = lambda user_id: bus.broadcast(["f", user_id])
+    bus.on("f", lambda _sender, message: feed.notify(int(message[1])))
+    return bus, hub
+
+
+def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
+    """Build the application; the database is opened (and migrated) when it starts.
+
+    `cluster` says which of several server processes this one is (`smsgw serve` with
+    SMSGW_WORKERS > 1): its phones' events then reach the others' (events/shared_hub.py).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.auto_migrate:
             await asyncio.to_thread(migrate.upgrade, settings)
         db = Database(settings)
+        bus, hub = await join(cluster, db)
         context = AppContext(
             settings=settings,
             db=db,
+            hub=hub,
             credentials=CredentialCache(settings.credential_cache_size),
             registrations=RateLimiter(settings.registration_rate_limit),
             tokens=TokenService(settings, db),
@@ -175,6 +199,9 @@ def create_app(settings: Settings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
             await worker.flush_presence()
+            if isinstance(hub, SharedHub):
+                await hub.stop()
+            close_quietly(bus)
             if context.tokens is not None:
                 context.tokens.close()
             await db.dispose()

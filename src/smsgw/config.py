@@ -5,6 +5,7 @@ Every field here is documented in docs/configuration.md with its default.
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -48,6 +49,7 @@ class Settings(BaseSettings):
     sqlite_synchronous: SqliteSynchronous = SqliteSynchronous.FULL
     credential_cache_size: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000
     log_level: str = "info"
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
 
     # Phones (the mobile API)
     private_token: SecretStr | None = None
@@ -140,6 +142,14 @@ class Settings(BaseSettings):
     def _data_dir_is_usable(self) -> Settings:
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise ValueError(f"SMSGW_DATA_DIR {self.data_dir} exists and is not a directory")
+        return self
+
+    @model_validator(mode="after")
+    def _workers_can_share(self) -> Settings:
+        if self.workers > 1 and not sys.platform.startswith("linux"):
+            raise ValueError(
+                "SMSGW_WORKERS above 1 needs Linux (its processes talk over abstract sockets)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -1,37 +1,68 @@
-"""`smsgw serve`: run the HTTP server."""
+"""`smsgw serve`: run the HTTP server, in one process or several (SMSGW_WORKERS)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import secrets
+import shutil
+import signal
+import socket
+import tempfile
+from collections.abc import Callable
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 from fastapi import FastAPI
 
-from smsgw.app import create_app
+from smsgw.accounts import service as accounts
+from smsgw.app import announce_account, create_app
 from smsgw.cli.common import errors, settings_or_exit
 from smsgw.config import Settings
+from smsgw.db import migrate
 from smsgw.db.engine import Database, DatabaseUnsupported
+from smsgw.events.bus import Cluster
+
+log = logging.getLogger("smsgw")
+
+#: Builds one process's application (create_app, or the benchmark's app around it).
+AppBuilder = Callable[[Settings, Cluster | None], FastAPI]
+#: How long the processes get to finish their requests once told to stop.
+STOP_SECONDS = 10.0
 
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on [SMSGW_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [SMSGW_PORT].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Server processes, one per core [SMSGW_WORKERS].")
+    ] = None,
 ) -> None:
     """Start the gateway (applies migrations first, unless SMSGW_AUTO_MIGRATE=false)."""
-    settings = settings_or_exit(host=host, port=port)
+    settings = settings_or_exit(host=host, port=port, workers=workers)
     try:
         Database(settings)  # fail here, readably, on an unusable database setting
     except DatabaseUnsupported as exc:
         errors.print(f"error: {exc}", highlight=False, markup=False)
         raise typer.Exit(2) from None
-    print(f"smsgw listening on http://{settings.host}:{settings.port}", flush=True)
-    run_server(create_app(settings), settings)
+    if settings.workers == 1:
+        print(f"smsgw listening on http://{settings.host}:{settings.port}", flush=True)
+        run_server(create_app(settings), settings)
+        return
+    status = supervise(settings, create_app)
+    if status:
+        raise typer.Exit(status)
 
 
-def run_server(app: FastAPI, settings: Settings) -> None:
+def run_server(app: FastAPI, settings: Settings, sock: socket.socket | None = None) -> None:
     """Serve `app` the way `smsgw serve` does (the benchmarks use it too)."""
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -40,3 +71,108 @@ def run_server(app: FastAPI, settings: Settings) -> None:
         server_header=False,
         timeout_graceful_shutdown=5,
     )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has shut down cleanly
+        server.run(sockets=[sock] if sock is not None else None)
+    if not server.started:  # e.g. the port is taken: uvicorn said why
+        raise SystemExit(3)
+
+
+def supervise(settings: Settings, build: AppBuilder) -> int:
+    """Run `settings.workers` server processes on one port and one database until told to
+    stop (SIGINT, SIGTERM) or until one of them dies, which stops the others too (so that a
+    service manager restarts a whole, consistent server). Returns the exit status.
+
+    Migrations and the first account happen here, once, before any process serves.
+    """
+    prepare(settings)
+    node_settings = settings.model_copy(update={"auto_migrate": False, "bootstrap_account": False})
+    name = f"{os.getpid()}-{secrets.token_hex(4)}"
+    metrics_dir = tempfile.mkdtemp(prefix="smsgw-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # the processes add up their counters
+    spawn = multiprocessing.get_context("spawn")
+    nodes: list[BaseProcess] = []
+    stopping = False
+
+    def stop(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for index in range(settings.workers):
+            cluster = Cluster(name, index, settings.workers)
+            node = spawn.Process(
+                target=run_node, args=(build, node_settings, cluster), name=f"smsgw-{index}"
+            )
+            node.start()
+            nodes.append(node)
+        print(
+            f"smsgw listening on http://{settings.host}:{settings.port} "
+            f"({settings.workers} processes)",
+            flush=True,
+        )
+        while not stopping and all(node.is_alive() for node in nodes):
+            wait([node.sentinel for node in nodes], timeout=0.2)
+        failed = [node for node in nodes if not node.is_alive()] if not stopping else []
+        for dead in failed:
+            errors.print(f"error: server process {dead.name} exited ({dead.exitcode})")
+        return 1 if failed else 0
+    finally:
+        stop_nodes(nodes)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def prepare(settings: Settings) -> None:
+    """What a server does once on start: migrate, and make the first account if due."""
+    if settings.auto_migrate:
+        migrate.upgrade(settings)
+    if settings.bootstrap_account:
+        account = asyncio.run(_bootstrap(settings))
+        if account is not None:
+            announce_account(account.login, account.password)
+
+
+async def _bootstrap(settings: Settings) -> accounts.NewAccount | None:
+    db = Database(settings)
+    try:
+        return await accounts.bootstrap(db)
+    finally:
+        await db.dispose()
+
+
+def stop_nodes(nodes: list[BaseProcess]) -> None:
+    """SIGTERM (uvicorn's graceful shutdown) to every process, then SIGKILL to laggards."""
+    for node in nodes:
+        if node.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                node.terminate()
+    for node in nodes:
+        node.join(STOP_SECONDS)
+        if node.is_alive():
+            node.kill()
+            node.join()
+
+
+def run_node(build: AppBuilder, settings: Settings, cluster: Cluster) -> None:
+    """One server process: its own socket on the shared port, its own application."""
+    run_server(build(settings, cluster), settings, shared_socket(settings.host, settings.port))
+
+
+def shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes may bind too (the kernel spreads connections)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

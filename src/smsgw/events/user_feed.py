@@ -1,4 +1,5 @@
-"""Per-user change notices for the dashboard's live views (in this process).
+"""Per-user change notices for the dashboard's live views (relayed to the other server
+processes, when there are several).
 
 A notice carries no data: it only says "something of yours changed", and the listener reads
 fresh state from the database. Feeds are keyed by the Database object, so every application
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import defaultdict
+from collections.abc import Callable
 
 from smsgw.db.engine import Database
 
@@ -19,6 +21,8 @@ class UserFeed:
 
     def __init__(self) -> None:
         self._listeners: dict[int, set[asyncio.Event]] = defaultdict(set)
+        #: Tells the other server processes too (set when there are several: events/bus.py).
+        self.relay: Callable[[int], None] | None = None
 
     def listen(self, user_id: int) -> asyncio.Event:
         event = asyncio.Event()
@@ -56,3 +60,5 @@ def notify(db: Database, user_id: int) -> None:
     feed = _feeds.get(db)
     if feed is not None:
         feed.notify(user_id)
+        if feed.relay is not None:
+            feed.relay(user_id)

@@ -1,0 +1,167 @@
+"""The bus between the server processes of one `smsgw serve` (SMSGW_WORKERS > 1).
+
+Each process (a *node*) binds a Unix datagram socket in Linux's abstract namespace, named after
+the serve run and the node's index, so nothing is left on disk and no other run can hear it.
+What nodes tell each other are hints (wake this phone, this user's live views changed, these
+phones are connected here), never data: a phone told nothing still finds its work at its next
+pull, and the registry of connected phones is re-sent every `HEARTBEAT_SECONDS`.
+
+Messages sent during one pass of the event loop are coalesced into one datagram per peer
+(Linux queues only `net.unix.max_dgram_qlen`, 10 by default, datagrams per socket); a peer
+whose queue is full keeps its pending messages for the next pass, up to `MAX_PENDING`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("smsgw.events")
+
+#: Largest datagram a node sends; bigger batches are split (the default socket buffer is 208 KiB).
+MAX_DATAGRAM = 64 * 1024
+#: Messages kept for a peer that cannot take them right now; older ones are dropped past this.
+MAX_PENDING = 10_000
+
+Handler = Callable[[int, list[Any]], None]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where a node stands: the serve run's name, this node's index and how many there are."""
+
+    name: str
+    index: int
+    size: int
+
+    def address(self, index: int) -> bytes:
+        return f"\0smsgw-{self.name}-{index}".encode()
+
+    @property
+    def peers(self) -> list[int]:
+        return [i for i in range(self.size) if i != self.index]
+
+
+class Bus:
+    """Sends messages (small JSON lists whose first item is their kind) to the other nodes."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self._handlers: dict[str, Handler] = {}
+        self._pending: dict[int, list[list[Any]]] = {peer: [] for peer in cluster.peers}
+        self._flush_scheduled = False
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.dropped = 0
+
+    def on(self, kind: str, handler: Handler) -> None:
+        """Call `handler(sender index, message)` for each message of `kind` that arrives."""
+        self._handlers[kind] = handler
+
+    async def start(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.bind(self.cluster.address(self.cluster.index))
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._receive)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+    def send(self, peer: int, message: list[Any]) -> None:
+        """Queue `message` for `peer`; it leaves at the end of this pass of the event loop."""
+        pending = self._pending.get(peer)
+        if pending is None or self._sock is None:
+            return
+        pending.append(message)
+        if len(pending) > MAX_PENDING:
+            del pending[: len(pending) - MAX_PENDING]
+            self.dropped += 1
+        if not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def broadcast(self, message: list[Any]) -> None:
+        for peer in self._pending:
+            self.send(peer, message)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        retry = False
+        for peer, pending in self._pending.items():
+            while pending:
+                data, count = _datagram(self.cluster.index, pending)
+                try:
+                    assert self._sock is not None
+                    self._sock.sendto(data, self.cluster.address(peer))
+                except BlockingIOError:  # its queue is full: try again next pass
+                    retry = True
+                    break
+                except OSError:  # not started yet, or gone: it re-learns from heartbeats
+                    pending.clear()
+                    break
+                del pending[:count]
+        if retry and self._loop is not None and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_later(0.001, self._flush)
+
+    def _receive(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                data = self._sock.recv(MAX_DATAGRAM * 2)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            self._dispatch(data)
+
+    def _dispatch(self, data: bytes) -> None:
+        try:
+            sender, messages = json.loads(data)
+        except (ValueError, TypeError):
+            log.warning("bus: an unreadable datagram was ignored")
+            return
+        for message in messages:
+            handler = self._handlers.get(message[0])
+            if handler is None:
+                continue
+            try:
+                handler(sender, message)
+            except Exception:  # one bad hint must not stop the others
+                log.exception("bus: handling %r failed", message[0])
+
+
+def _encode(sender: int, messages: list[list[Any]]) -> bytes:
+    return json.dumps([sender, messages], separators=(",", ":")).encode()
+
+
+def _datagram(sender: int, pending: list[list[Any]]) -> tuple[bytes, int]:
+    """The first pending messages that fit in one datagram (at least one), and how many."""
+    count = len(pending)
+    data = _encode(sender, pending)
+    while count > 1 and len(data) > MAX_DATAGRAM:
+        count //= 2
+        data = _encode(sender, pending[:count])
+    return data, count
+
+
+def close_quietly(bus: Bus | None) -> None:
+    if bus is not None:
+        with contextlib.suppress(OSError):
+            bus.close()

@@ -1,0 +1,175 @@
+"""The event hub of a node among several (SMSGW_WORKERS > 1): phones connected anywhere.
+
+A phone's event stream is held by whichever node accepted its connection. Each node tells the
+others which phones it holds (the registry: on every change, a moment later, and every
+`HEARTBEAT_SECONDS`); a node not heard from for `EXPIRY_SECONDS` is taken as gone with its
+phones. So `is_connected`, `devices_of`, `pick` and the counts see every node's phones, and
+`publish` hands an event for a phone held elsewhere to that node over the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from smsgw.events.bus import Bus
+from smsgw.events.hub import Event, EventHub, PhoneEvent, Stream
+
+HEARTBEAT_SECONDS = 2.0
+EXPIRY_SECONDS = 3 * HEARTBEAT_SECONDS + 1
+#: Registry entries per message (a node with more phones sends its registry in parts).
+ENTRIES_PER_PART = 500
+#: How long after a stream opens or closes the node tells the others (changes coalesce).
+ANNOUNCE_DELAY_SECONDS = 0.02
+
+
+@dataclass
+class _NodeView:
+    """What one other node said it holds: phone -> (owner, open streams)."""
+
+    phones: dict[str, tuple[int, int]] = field(default_factory=dict)
+    heard: float = 0.0
+    generation: int = -1
+    parts_seen: int = 0
+
+
+class SharedHub(EventHub):
+    """An EventHub that also knows, and reaches, the phones held by the other nodes."""
+
+    def __init__(self, bus: Bus) -> None:
+        super().__init__()
+        self.bus = bus
+        self._views: dict[int, _NodeView] = {}
+        self._incoming: dict[int, _NodeView] = {}
+        self._where: dict[str, set[int]] = {}
+        self._remote_owned: dict[int, set[str]] = {}
+        self._remote_streams = 0
+        self._generation = 0
+        self._announce_handle: asyncio.TimerHandle | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        bus.on("p", self._on_publish)
+        bus.on("r", self._on_registry)
+
+    async def start(self) -> None:
+        self._heartbeat = asyncio.create_task(self._beat(), name="smsgw-hub-heartbeat")
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        if self._announce_handle is not None:
+            self._announce_handle.cancel()
+
+    # Local streams: as EventHub, plus telling the others.
+
+    def open(self, device_id: str, user_id: int) -> tuple[Stream, bool]:
+        opened = super().open(device_id, user_id)
+        self._changed()
+        return opened
+
+    def close(self, device_id: str, user_id: int, stream: Stream) -> None:
+        super().close(device_id, user_id, stream)
+        self._changed()
+
+    # Questions about every node's phones.
+
+    def is_connected(self, device_id: str) -> bool:
+        return device_id in self._streams or device_id in self._where
+
+    def devices_of(self, user_id: int) -> set[str]:
+        return super().devices_of(user_id) | self._remote_owned.get(user_id, set())
+
+    def connected(self) -> set[str]:
+        return super().connected() | set(self._where)
+
+    def stream_count(self) -> int:
+        return super().stream_count() + self._remote_streams
+
+    def pick(self, user_id: int, count: int) -> list[str]:
+        phones = sorted(self.devices_of(user_id))
+        if not phones:
+            return []
+        start = self._turn[user_id] % len(phones)
+        self._turn[user_id] = start + count
+        return [phones[(start + i) % len(phones)] for i in range(min(count, len(phones)))]
+
+    def publish(self, device_ids: list[str] | set[str], event: Event) -> int:
+        delivered = super().publish(device_ids, event)
+        remote: dict[int, list[str]] = defaultdict(list)
+        for device_id in device_ids:
+            for node in self._where.get(device_id, ()):
+                remote[node].append(device_id)
+        for node, phones in remote.items():
+            self.bus.send(node, ["p", phones, event.name.value, event.data])
+            delivered += len(phones)
+        return delivered
+
+    # The bus.
+
+    def _on_publish(self, _sender: int, message: list[Any]) -> None:
+        _, phones, name, data = message
+        EventHub.publish(self, phones, Event(PhoneEvent(name), data))
+
+    def _on_registry(self, sender: int, message: list[Any]) -> None:
+        _, generation, _part, parts, entries = message  # parts arrive in order: count them
+        view = self._incoming.get(sender)
+        if view is None or view.generation != generation:
+            view = self._incoming[sender] = _NodeView(generation=generation)
+        for device_id, user_id, streams in entries:
+            view.phones[device_id] = (int(user_id), int(streams))
+        view.parts_seen += 1
+        if view.parts_seen == parts:
+            view.heard = time.monotonic()
+            self._views[sender] = self._incoming.pop(sender)
+            self._reindex()
+
+    def _reindex(self) -> None:
+        where: dict[str, set[int]] = defaultdict(set)
+        owned: dict[int, set[str]] = defaultdict(set)
+        streams = 0
+        for node, view in self._views.items():
+            for device_id, (user_id, count) in view.phones.items():
+                where[device_id].add(node)
+                owned[user_id].add(device_id)
+                streams += count
+        self._where, self._remote_owned, self._remote_streams = where, owned, streams
+
+    def _changed(self) -> None:
+        if self._announce_handle is None:
+            loop = asyncio.get_running_loop()
+            self._announce_handle = loop.call_later(ANNOUNCE_DELAY_SECONDS, self._announce)
+
+    def _announce(self) -> None:
+        """Send this node's whole registry to every other node (in parts if large)."""
+        self._announce_handle = None
+        self._generation += 1
+        entries = [
+            [device_id, user_id, len(self._streams.get(device_id, ()))]
+            for user_id, phones in self._owned.items()
+            for device_id in phones
+        ]
+        parts = [
+            entries[i : i + ENTRIES_PER_PART] for i in range(0, len(entries), ENTRIES_PER_PART)
+        ] or [[]]
+        for index, part in enumerate(parts):
+            self.bus.broadcast(["r", self._generation, index, len(parts), part])
+
+    def _expire(self) -> None:
+        oldest = time.monotonic() - EXPIRY_SECONDS
+        gone = [node for node, view in self._views.items() if view.heard < oldest]
+        for node in gone:
+            del self._views[node]
+        if gone:
+            self._reindex()
+
+    async def _beat(self) -> None:
+        while True:
+            self._announce()
+            self._expire()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
