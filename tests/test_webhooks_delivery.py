@@ -438,3 +438,37 @@ def test_messages_pinned_to_a_deleted_phone_send_sms_failed(
         await api.close()
 
     run(scenario)
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_deadline() -> None:
+    """httpx's timeouts bound each read; the deadline bounds the whole exchange, so that a
+    delivery never outlives its lease (past it, another server process would send it again)."""
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from smsgw.webhooks import sender
+    from smsgw.webhooks.repository import Due
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(100):  # one byte every 0.1 s: each read is quick, the whole is 10 s
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        now = datetime.now(UTC)
+        item = Due(1, 0, now, now, 1, "hook", f"http://127.0.0.1:{port}/", 1, "ev", "sms:sent",
+                   None, {"x": 1})  # fmt: skip
+        async with server, httpx.AsyncClient(timeout=5, trust_env=False) as client:
+            outcome = await sender.post(client, item, "k" * 32, 1024, deadline=0.5)
+            server.close()
+        assert outcome.status is None and outcome.error == "no complete answer within 0.5 s"
+        assert outcome.duration_ms < 2000
+
+    run(scenario)

@@ -77,8 +77,9 @@ class EventHub:
                 del self._owned[user_id]
                 self._turn.pop(user_id, None)
 
-    def pick(self, user_id: int, count: int) -> list[str]:
-        """Up to `count` of the user's connected phones, taking turns across calls."""
+    def pick(self, user_id: int, count: int, here_only: bool = False) -> list[str]:
+        """Up to `count` of the user's connected phones, taking turns across calls (only
+        those whose streams this process holds, with `here_only`, when there are several)."""
         phones = sorted(self._owned.get(user_id, ()))
         if not phones:
             return []
@@ -91,6 +92,10 @@ class EventHub:
         return set(self._owned.get(user_id, ()))
 
     def is_connected(self, device_id: str) -> bool:
+        return device_id in self._streams
+
+    def holds(self, device_id: str) -> bool:
+        """Whether this process holds a stream of the phone (is_connected: any process)."""
         return device_id in self._streams
 
     def connected(self) -> set[str]:

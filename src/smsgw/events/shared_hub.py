@@ -91,7 +91,9 @@ class SharedHub(EventHub):
     def stream_count(self) -> int:
         return super().stream_count() + self._remote_streams
 
-    def pick(self, user_id: int, count: int) -> list[str]:
+    def pick(self, user_id: int, count: int, here_only: bool = False) -> list[str]:
+        if here_only:
+            return super().pick(user_id, count)
         phones = sorted(self.devices_of(user_id))
         if not phones:
             return []

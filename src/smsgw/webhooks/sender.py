@@ -7,6 +7,7 @@ is read. The text of messages is never logged: only status codes and error kinds
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -54,20 +55,29 @@ def _describe(error: httpx.HTTPError) -> str:
     return (text if text.startswith("refused") else f"{kind}: {text}")[:256]
 
 
-async def post(client: httpx.AsyncClient, item: Due, key: str, max_bytes: int) -> Outcome:
-    """POST one delivery; never raises for network trouble (it is in the Outcome)."""
+async def post(
+    client: httpx.AsyncClient, item: Due, key: str, max_bytes: int, deadline: float | None = None
+) -> Outcome:
+    """POST one delivery; never raises for network trouble (it is in the Outcome).
+
+    `deadline` bounds the whole exchange (httpx's timeouts bound each step only, so a
+    receiver trickling its answer could otherwise outlast the delivery's lease and another
+    server process would send it again)."""
     body = body_of(item)
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                **signing.headers(key, body, int(time.time()))}  # fmt: skip
     started = time.monotonic()
     try:
-        async with client.stream("POST", item.url, content=body, headers=headers) as response:
-            read = 0
-            async for chunk in response.aiter_raw():
-                read += len(chunk)
-                if read >= max_bytes:
-                    break
-            status = response.status_code
+        async with asyncio.timeout(deadline):
+            async with client.stream("POST", item.url, content=body, headers=headers) as response:
+                read = 0
+                async for chunk in response.aiter_raw():
+                    read += len(chunk)
+                    if read >= max_bytes:
+                        break
+                status = response.status_code
+    except TimeoutError:
+        return Outcome(None, f"no complete answer within {deadline:g} s", _since(started))
     except httpx.HTTPError as error:
         return Outcome(None, _describe(error), _since(started))
     except (httpx.InvalidURL, ValueError) as error:  # a URL httpx cannot send to

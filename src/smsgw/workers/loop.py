@@ -47,14 +47,20 @@ class Worker:
 
     async def tick(self) -> None:
         """One round of every periodic task."""
-        await routing.expire(self.db)
-        await routing.release_stale(self.db, self.settings.release_after_seconds, self.heard_since)
+        # Presence first: another server process's stale-claim release reads what this one
+        # has heard, so a failure of the tasks below must not hold it back.
         if time.monotonic() - self._last_flush >= self.settings.presence_flush_seconds:
             await self.flush_presence()
+        await routing.expire(self.db)
+        await routing.release_stale(self.db, self.settings.release_after_seconds, self.heard_since)
+        # Each server process wakes the phones whose streams it holds (here_only), so that
+        # several processes do not all wake the same phones every round.
         for user_id, waiting in await routing.owners_with_work(self.db):
-            wake(self.hub, user_id, count=math.ceil(waiting / self.settings.claim_cap))
+            count = math.ceil(waiting / self.settings.claim_cap)
+            wake(self.hub, user_id, count=count, here_only=True)
         for user_id, device_id in await routing.phones_with_due_pinned(self.db):
-            wake(self.hub, user_id, device_id=device_id)
+            if self.hub.holds(device_id):
+                wake(self.hub, user_id, device_id=device_id)
         await self.prune_logs()
         self.last_tick = time.monotonic()  # the health probe's "worker alive" (see health/)
 
@@ -85,12 +91,18 @@ class Worker:
             await asyncio.sleep(self.settings.worker_interval_seconds)
 
 
-def wake(hub: EventHub, user_id: int, device_id: str | None = None, count: int = 1) -> int:
+def wake(
+    hub: EventHub,
+    user_id: int,
+    device_id: str | None = None,
+    count: int = 1,
+    here_only: bool = False,
+) -> int:
     """Tell `device_id`, or `count` of the user's connected phones in turn, that work waits.
 
     Waking every phone for every message would make them all pull at once and all but one
     find nothing; phones take turns instead, and a phone that reports progress while work
     remains is woken again (so a fast phone takes more).
     """
-    targets = [device_id] if device_id is not None else hub.pick(user_id, count)
+    targets = [device_id] if device_id is not None else hub.pick(user_id, count, here_only)
     return hub.publish(targets, Event(PhoneEvent.MESSAGE_ENQUEUED))

@@ -100,7 +100,9 @@ class WebhookWorker:
 
     async def deliver(self, item: Due, attempt: int, key: str) -> None:
         max_bytes = self.settings.webhooks_max_response_bytes
-        outcome = await sender.post(self.client, item, key, max_bytes)
+        # Within the lease (take): past it, another process may take the delivery again.
+        deadline = 2 * self.settings.webhooks_timeout_seconds
+        outcome = await sender.post(self.client, item, key, max_bytes, deadline)
         now = clock.now()
         plan = sender.plan(self.settings, item, outcome, now)
         async with self.db.write() as conn:

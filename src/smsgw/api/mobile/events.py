@@ -45,10 +45,13 @@ async def events(device: CurrentDevice, context: Context) -> StreamingResponse:
                 try:
                     event = await asyncio.wait_for(stream.queue.get(), keepalive)
                 except TimeoutError:
-                    presence.mark(device.device_id)
-                    yield KEEPALIVE
+                    frame = KEEPALIVE
                 else:
-                    yield event.frame()
+                    frame = event.frame()
+                # Every frame, not only keep-alives: a phone sent events more often than
+                # the keep-alive interval must not look silent to the stale-claim release.
+                presence.mark(device.device_id)
+                yield frame
         finally:
             hub.close(device.device_id, device.user_id, stream)
             presence.mark(device.device_id)

@@ -1,0 +1,190 @@
+"""The bus between server processes and the hub they share (events/bus.py, shared_hub.py).
+
+Two or three nodes live in one event loop here, each with its own Bus bound to its own
+abstract socket, exactly as separate processes would have: only the process boundary is
+left out (tests/test_workers.py runs real processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from smsgw.events import shared_hub
+from smsgw.events.bus import Bus, Cluster
+from smsgw.events.hub import Event, PhoneEvent
+from smsgw.events.shared_hub import SharedHub
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+async def eventually(check: Callable[[], bool], within: float = 5) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def nodes(count: int) -> AsyncIterator[list[SharedHub]]:
+    """`count` started hubs of one cluster, stopped at the end."""
+    name = secrets.token_hex(6)
+    hubs = []
+    for index in range(count):
+        bus = Bus(Cluster(name, index, count))
+        await bus.start()
+        hub = SharedHub(bus)
+        await hub.start()
+        hubs.append(hub)
+    try:
+        yield hubs
+    finally:
+        for hub in hubs:
+            await hub.stop()
+            hub.bus.close()
+
+
+def test_a_phone_held_by_one_node_is_seen_and_reached_from_another() -> None:
+    async def scenario() -> None:
+        async with nodes(2) as (a, b):
+            stream, only = a.open("phone-1", 7)
+            assert only
+            await eventually(lambda: b.is_connected("phone-1"))
+            assert b.devices_of(7) == {"phone-1"} and b.devices_of(8) == set()
+            assert b.connected() == {"phone-1"} and b.stream_count() == 1
+            assert b.pick(7, 3) == ["phone-1"]
+
+            delivered = b.publish({"phone-1"}, Event(PhoneEvent.MESSAGE_ENQUEUED))
+            assert delivered == 1
+            got = await asyncio.wait_for(stream.queue.get(), 2)
+            assert got == Event(PhoneEvent.MESSAGE_ENQUEUED)
+
+            a.close("phone-1", 7, stream)
+            await eventually(lambda: not b.is_connected("phone-1"))
+            assert b.devices_of(7) == set() and b.stream_count() == 0
+
+    run(scenario)
+
+
+def test_events_keep_their_data_and_reach_every_stream_on_every_node() -> None:
+    async def scenario() -> None:
+        async with nodes(3) as (a, b, c):
+            on_a, _ = a.open("phone-1", 7)
+            on_b, _ = b.open("phone-1", 7)
+            await eventually(lambda: c.stream_count() == 2)
+            event = Event(PhoneEvent.MESSAGES_EXPORT_REQUESTED, {"since": "x", "until": "y"})
+            assert c.publish(["phone-1"], event) == 2
+            assert await asyncio.wait_for(on_a.queue.get(), 2) == event
+            assert await asyncio.wait_for(on_b.queue.get(), 2) == event
+            # A node's own streams get it too, once, and the other node's as well.
+            assert a.publish(["phone-1"], Event(PhoneEvent.SETTINGS_UPDATED)) == 2
+            assert (await asyncio.wait_for(on_a.queue.get(), 2)).name == "SettingsUpdated"
+            assert (await asyncio.wait_for(on_b.queue.get(), 2)).name == "SettingsUpdated"
+            assert on_a.queue.empty() and on_b.queue.empty()
+
+    run(scenario)
+
+
+def test_pick_takes_turns_across_the_phones_of_every_node() -> None:
+    async def scenario() -> None:
+        async with nodes(2) as (a, b):
+            a.open("phone-a", 7)
+            b.open("phone-b", 7)
+            await eventually(lambda: a.devices_of(7) == {"phone-a", "phone-b"})
+            picked = [a.pick(7, 1)[0] for _ in range(4)]
+            assert picked == ["phone-a", "phone-b", "phone-a", "phone-b"]
+            # The periodic worker of each process wakes only the phones it holds.
+            assert a.pick(7, 2, here_only=True) == ["phone-a"]
+            assert b.pick(7, 2, here_only=True) == ["phone-b"]
+            assert a.holds("phone-a") and not a.holds("phone-b") and a.is_connected("phone-b")
+
+    run(scenario)
+
+
+def test_a_node_that_falls_silent_is_forgotten_with_its_phones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def scenario() -> None:
+        async with nodes(2) as (a, b):
+            a.open("phone-1", 7)
+            await eventually(lambda: b.is_connected("phone-1"))
+            await a.stop()  # no more heartbeats, as when its process is killed
+            a.bus.close()
+            later = time.monotonic() + shared_hub.EXPIRY_SECONDS + 1
+            monkeypatch.setattr(shared_hub.time, "monotonic", lambda: later)
+            b._expire()
+            assert not b.is_connected("phone-1") and b.devices_of(7) == set()
+
+    run(scenario)
+
+
+def test_a_registry_too_big_for_one_message_arrives_in_parts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(shared_hub, "ENTRIES_PER_PART", 3)
+
+    async def scenario() -> None:
+        async with nodes(2) as (a, b):
+            for i in range(10):
+                a.open(f"phone-{i}", i % 2)
+            await eventually(lambda: len(b.connected()) == 10)
+            assert b.devices_of(0) == {f"phone-{i}" for i in range(0, 10, 2)}
+
+    run(scenario)
+
+
+def test_a_burst_of_messages_is_coalesced_and_none_is_lost() -> None:
+    """Linux queues 10 datagrams per socket by default: a burst must not be cut there."""
+
+    async def scenario() -> None:
+        name = secrets.token_hex(6)
+        sender, receiver = Bus(Cluster(name, 0, 2)), Bus(Cluster(name, 1, 2))
+        await sender.start()
+        await receiver.start()
+        got: list[Any] = []
+        receiver.on("x", lambda node, message: got.append((node, message[1])))
+        try:
+            for i in range(5000):
+                sender.send(1, ["x", i, "y" * 40])
+            await eventually(lambda: len(got) == 5000)
+            assert got == [(0, i) for i in range(5000)]
+            assert sender.dropped == 0
+        finally:
+            sender.close()
+            receiver.close()
+
+    run(scenario)
+
+
+def test_a_message_for_a_node_not_started_yet_is_dropped_without_error() -> None:
+    async def scenario() -> None:
+        name = secrets.token_hex(6)
+        lonely = Bus(Cluster(name, 0, 2))
+        await lonely.start()
+        try:
+            lonely.broadcast(["x", 1])
+            await asyncio.sleep(0.05)  # the flush ran: nothing raised, nothing is kept
+            assert lonely._pending == {1: []}
+        finally:
+            lonely.close()
+
+    run(scenario)
+
+
+def test_clusters_of_different_runs_do_not_hear_each_other() -> None:
+    async def scenario() -> None:
+        async with nodes(2) as (a, _), nodes(2) as (_, other_b):
+            a.open("phone-1", 7)
+            await asyncio.sleep(0.3)
+            assert not other_b.is_connected("phone-1")
+
+    run(scenario)
