@@ -22,8 +22,10 @@ Two ways in:
   use its connection). It returns only after that COMMIT: durability is that of one
   transaction per unit. The units of a batch run on the event loop (so they must be a few
   indexed statements, like storing a message) and only the COMMIT, the WAL sync, goes to
-  the write thread; when another process holds the write lock, the whole batch waits on
-  the write thread instead.
+  the write thread. When another process holds the write lock (several server processes
+  take turns), the loop tries again every `LOOP_LOCK_RETRY_SECONDS`, serving requests
+  meanwhile, and after `LOOP_LOCK_PATIENCE_SECONDS` the whole batch waits on the write
+  thread instead.
 - `read_now(work)` runs `work(connection)` right on the event loop, for a lookup by key that
   takes microseconds (the credential check every API request makes): a thread hop costs
   more than such a query. WAL readers do not wait for writers; in the rare case one would
@@ -65,6 +67,10 @@ READ_THREADS = 4
 BUSY_TIMEOUT_MS = 10_000
 #: How long `read_now` may hold the event loop waiting on a lock before moving to a thread.
 LOOP_BUSY_TIMEOUT_MS = 20
+#: When another process holds the write lock, how often the loop tries again to take it, and
+#: for how long before the batch waits for it on the write thread instead.
+LOOP_LOCK_RETRY_SECONDS = 0.0005
+LOOP_LOCK_PATIENCE_SECONDS = 0.05
 #: Most units of work one group-commit transaction takes; the rest wait for the next one.
 MAX_BATCH = 256
 #: The dialect whose type processing `RowInsert` and `column_reader` apply (as the engines do).
@@ -187,7 +193,14 @@ class Database:
                     works = [job.work for job in batch]
                     try:
                         outcomes = self._run_batch_now(works)
-                        if outcomes is None:  # another process holds the lock: wait apart
+                        patience = LOOP_LOCK_PATIENCE_SECONDS
+                        while outcomes is None and patience > 0 and self._write_connection:
+                            # Another process holds the lock for its COMMIT (several server
+                            # processes): try again in a moment, the loop serving meanwhile.
+                            await asyncio.sleep(LOOP_LOCK_RETRY_SECONDS)
+                            patience -= LOOP_LOCK_RETRY_SECONDS
+                            outcomes = self._run_batch_now(works)
+                        if outcomes is None:  # still locked (a long write): wait apart
                             outcomes = await loop.run_in_executor(
                                 self._write_thread, self._run_batch, works
                             )
@@ -224,7 +237,7 @@ class Database:
         conn = self._write_connection
         if conn is None:  # the first batch connects on the write thread (PRAGMAs may wait)
             return None
-        conn.execute(f"PRAGMA busy_timeout={LOOP_BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA busy_timeout=0")  # never sleep on the loop: _flush retries
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
