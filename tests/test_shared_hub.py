@@ -165,6 +165,27 @@ def test_a_burst_of_messages_is_coalesced_and_none_is_lost() -> None:
     run(scenario)
 
 
+def test_the_same_hint_twice_in_a_row_is_sent_once() -> None:
+    async def scenario() -> None:
+        name = secrets.token_hex(6)
+        sender, receiver = Bus(Cluster(name, 0, 2)), Bus(Cluster(name, 1, 2))
+        await sender.start()
+        await receiver.start()
+        got: list[Any] = []
+        receiver.on("f", lambda _node, message: got.append(message[1]))
+        try:
+            for user_id in (7, 7, 7, 8, 7):
+                sender.send(1, ["f", user_id])
+            await eventually(lambda: len(got) >= 3)
+            await asyncio.sleep(0.05)
+            assert got == [7, 8, 7]
+        finally:
+            sender.close()
+            receiver.close()
+
+    run(scenario)
+
+
 def test_a_message_for_a_node_not_started_yet_is_dropped_without_error() -> None:
     async def scenario() -> None:
         name = secrets.token_hex(6)

@@ -88,6 +88,8 @@ class Bus:
         pending = self._pending.get(peer)
         if pending is None or self._sock is None:
             return
+        if pending and pending[-1] == message:  # a hint said twice in a row says nothing more
+            return
         pending.append(message)
         if len(pending) > MAX_PENDING:
             del pending[: len(pending) - MAX_PENDING]
