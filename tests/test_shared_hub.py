@@ -165,6 +165,44 @@ def test_a_burst_of_messages_is_coalesced_and_none_is_lost() -> None:
     run(scenario)
 
 
+def test_an_event_for_thousands_of_phones_on_another_node_reaches_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An account with very many phones: the event goes in parts (a datagram is bounded)."""
+
+    async def scenario() -> None:
+        async with nodes(2) as (a, b):
+            streams = [a.open(f"{i:021d}", 7)[0] for i in range(12_000)]
+            await eventually(lambda: b.stream_count() == 12_000)
+            event = Event(PhoneEvent.SETTINGS_UPDATED)
+            assert b.publish(b.devices_of(7), event) == 12_000
+            await eventually(lambda: all(not stream.queue.empty() for stream in streams))
+            assert b.bus.dropped == 0
+
+    run(scenario)
+
+
+def test_a_message_too_big_for_a_datagram_is_dropped_alone() -> None:
+    async def scenario() -> None:
+        name = secrets.token_hex(6)
+        sender, receiver = Bus(Cluster(name, 0, 2)), Bus(Cluster(name, 1, 2))
+        await sender.start()
+        await receiver.start()
+        got: list[Any] = []
+        receiver.on("x", lambda _node, message: got.append(message[1]))
+        try:
+            sender.send(1, ["x", "before"])
+            sender.send(1, ["x", "y" * 300_000])
+            sender.send(1, ["x", "after"])
+            await eventually(lambda: len(got) == 2)
+            assert got == ["before", "after"] and sender.dropped == 1
+        finally:
+            sender.close()
+            receiver.close()
+
+    run(scenario)
+
+
 def test_the_same_hint_twice_in_a_row_is_sent_once() -> None:
     async def scenario() -> None:
         name = secrets.token_hex(6)

@@ -90,7 +90,7 @@ class Bus:
             return
         if pending and pending[-1] == message:  # a hint said twice in a row says nothing more
             return
-        pending.append(message)
+        pending.append(message)  # one over MAX_DATAGRAM on its own is dropped: split it
         if len(pending) > MAX_PENDING:
             del pending[: len(pending) - MAX_PENDING]
             self.dropped += 1
@@ -108,6 +108,12 @@ class Bus:
         for peer, pending in self._pending.items():
             while pending:
                 data, count = _datagram(self.cluster.index, pending)
+                if len(data) > MAX_DATAGRAM:  # one message too big to go: only it is lost
+                    log.error("bus: a %r message of %d bytes was too big to send", pending[0][0],
+                              len(data))  # fmt: skip
+                    self.dropped += 1
+                    del pending[:1]
+                    continue
                 try:
                     assert self._sock is not None
                     self._sock.sendto(data, self.cluster.address(peer))
@@ -126,7 +132,7 @@ class Bus:
         assert self._sock is not None
         while True:
             try:
-                data = self._sock.recv(MAX_DATAGRAM * 2)
+                data = self._sock.recv(MAX_DATAGRAM + 1)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:

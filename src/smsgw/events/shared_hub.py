@@ -108,7 +108,9 @@ class SharedHub(EventHub):
             for node in self._where.get(device_id, ()):
                 remote[node].append(device_id)
         for node, phones in remote.items():
-            self.bus.send(node, ["p", phones, event.name.value, event.data])
+            for i in range(0, len(phones), ENTRIES_PER_PART):  # a datagram holds so many
+                part = phones[i : i + ENTRIES_PER_PART]
+                self.bus.send(node, ["p", part, event.name.value, event.data])
             delivered += len(phones)
         return delivered
 
