@@ -30,7 +30,7 @@ from smsgw.db import migrate
 from smsgw.db.engine import Database
 from smsgw.health.service import Probe
 from smsgw.messages.schemas import ErrorBody
-from smsgw.metrics import MetricsMiddleware
+from smsgw.metrics import MetricsMiddleware, check_multiprocess
 from smsgw.tokens.service import TokenService
 from smsgw.web import install as install_web
 from smsgw.workers.loop import Worker
@@ -133,6 +133,7 @@ def probe_of(settings: Settings, db: Database) -> Probe:
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the application; the database is opened (and migrated) when it starts."""
+    check_multiprocess()  # several server processes: their counters must reach the scrape
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
