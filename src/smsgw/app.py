@@ -34,7 +34,7 @@ from smsgw.events.shared_hub import SharedHub
 from smsgw.events.user_feed import feed_of
 from smsgw.health.service import Probe
 from smsgw.messages.schemas import ErrorBody
-from smsgw.metrics import MetricsMiddleware
+from smsgw.metrics import MetricsMiddleware, check_multiprocess
 from smsgw.tokens.service import TokenService
 from smsgw.web import install as install_web
 from smsgw.workers.loop import Worker
@@ -155,6 +155,7 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
     `cluster` says which of several server processes this one is (`smsgw serve` with
     SMSGW_WORKERS > 1): its phones' events then reach the others' (events/shared_hub.py).
     """
+    check_multiprocess()  # several server processes: their counters must reach the scrape
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

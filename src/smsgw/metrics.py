@@ -7,18 +7,28 @@ the functions here:
 - `webhook_delivery(event, ok)`: once per webhook delivery attempt (webhooks worker).
 
 The webhook outbox's depth is read from the database at scrape, like the message counts.
+
+Several server processes (prometheus_client's multiprocess mode): when PROMETHEUS_MULTIPROC_DIR
+is set, every process writes its counters to its own files in that directory and a scrape,
+answered by any one process, sums the files of all. prometheus_client decides once, when it
+is imported, whether values go to files; so the variable must be in a server process's
+environment before it starts (`check_multiprocess` refuses to build an app otherwise).
+The supervisor creates the directory empty, calls `process_exited(pid)` when a process ends
+and removes the directory at exit.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +40,7 @@ from smsgw.events.hub import EventHub
 from smsgw.messages.models import Message as MessageRow
 from smsgw.webhooks import repository as webhooks
 
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "<unmatched>"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -58,6 +69,35 @@ SHARED = (HTTP_REQUESTS, HTTP_LATENCY, WEBHOOK_DELIVERIES)
 def webhook_delivery(event: str, ok: bool) -> None:
     """Count one webhook delivery attempt of `event` (e.g. `sms:sent`) and its outcome."""
     WEBHOOK_DELIVERIES.labels(event, "delivered" if ok else "failed").inc()
+
+
+def multiprocess_dir() -> str | None:
+    """The directory the server processes' metric files share, or None with one process."""
+    return os.environ.get(MULTIPROC_DIR) or None
+
+
+def check_multiprocess() -> None:
+    """Refuse to serve, with a clear message, where a scrape would miss this process's counts:
+    PROMETHEUS_MULTIPROC_DIR names no directory, or it was set after prometheus_client was
+    imported (its value class is chosen then, once: counts would stay in memory)."""
+    shared = multiprocess_dir()
+    if shared is None:
+        return
+    if not os.path.isdir(shared):
+        raise RuntimeError(f"{MULTIPROC_DIR}={shared} is not a directory")
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        raise RuntimeError(
+            f"{MULTIPROC_DIR} was set after prometheus_client was imported: start each server "
+            "process as a new interpreter with the variable already in its environment"
+        )
+
+
+def process_exited(pid: int, directory: str | None = None) -> None:
+    """Bookkeeping when server process `pid` has ended (the supervisor calls it): its `live*`
+    gauges leave the sums. Its counters stay in them, so totals never go backwards."""
+    shared = directory or multiprocess_dir()
+    if shared is not None:
+        mark_process_dead(pid, shared)  # type: ignore[no-untyped-call]
 
 
 def authorized(token: str | None, header: str) -> bool:
@@ -122,10 +162,18 @@ async def snapshot(db: Database, hub: EventHub) -> Snapshot:
 
 
 async def exposition(db: Database, hub: EventHub) -> bytes:
-    """The Prometheus text exposition of every smsgw metric, now."""
+    """The Prometheus text exposition of every smsgw metric, now. With several server
+    processes the counters and histograms are summed over all of them; the state gauges are
+    read once (the database's are global, the hub's count this process's streams)."""
     registry = CollectorRegistry(auto_describe=False)
-    for metric in SHARED:
-        registry.register(metric)
+    shared = multiprocess_dir()
+    if shared is None:
+        for metric in SHARED:
+            registry.register(metric)
+    else:
+        # The sum of every process's files, this one's included: registering the metric
+        # objects as well would count this process twice.
+        MultiProcessCollector(registry, path=shared)  # type: ignore[no-untyped-call]
     registry.register(await snapshot(db, hub))
     return generate_latest(registry)
 
