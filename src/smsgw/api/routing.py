@@ -11,13 +11,18 @@ names (`url_path_for`) and the matching order are the same as with `include_rout
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.routing import APIRoute
 
 
 def add_routes(app: FastAPI, router: APIRouter, *, prefix: str, include_in_schema: bool) -> None:
     """Add every route of `router` (walking the routers it includes) to `app` under `prefix`,
     in order, as `app.include_router(router, prefix=..., include_in_schema=...)` would serve
     them. Only FastAPI routes are supported: anything else raises TypeError."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI before 0.16x: include_router itself adds the routes flat
+        app.include_router(router, prefix=prefix, include_in_schema=include_in_schema)
+        return
     for route in iter_route_contexts(router.routes):
         original, path, endpoint = route.original_route, route.path, route.endpoint
         if not isinstance(original, APIRoute) or path is None or endpoint is None:
