@@ -24,6 +24,7 @@ from smsgw.api.health import metrics_router
 from smsgw.api.health import router as health_router
 from smsgw.api.mobile import build_router as build_mobile_router
 from smsgw.api.ratelimit import AuthThrottle, RateLimiter
+from smsgw.api.routing import add_routes
 from smsgw.api.thirdparty import build_router
 from smsgw.config import Settings
 from smsgw.db import migrate
@@ -230,14 +231,18 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     # Operations (docs/operations.md): health probes, /metrics, and the HTTP metrics.
     app.add_middleware(MetricsMiddleware)
-    # Routes are matched in order, one by one: the busiest (the API, then the phones') first.
+    # Routes are matched in order, one by one: the busiest (the API, then the phones') first,
+    # added flat (api/routing.py: an included router costs every request it serves).
     for prefix in THIRDPARTY_PREFIXES:
-        app.include_router(
-            build_router(), prefix=prefix, include_in_schema=prefix == THIRDPARTY_PREFIXES[0]
+        add_routes(
+            app, build_router(), prefix=prefix, include_in_schema=prefix == THIRDPARTY_PREFIXES[0]
         )
     for prefix in MOBILE_PREFIXES:
-        app.include_router(
-            build_mobile_router(), prefix=prefix, include_in_schema=prefix == MOBILE_PREFIXES[0]
+        add_routes(
+            app,
+            build_mobile_router(),
+            prefix=prefix,
+            include_in_schema=prefix == MOBILE_PREFIXES[0],
         )
     app.include_router(metrics_router)
     for prefix in ("", *THIRDPARTY_PREFIXES):
