@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -235,6 +236,43 @@ def test_a_message_for_a_node_not_started_yet_is_dropped_without_error() -> None
             assert lonely._pending == {1: []}
         finally:
             lonely.close()
+
+    run(scenario)
+
+
+def test_a_task_is_asked_of_the_node_holding_the_phone() -> None:
+    """An inbox refresh for a phone held elsewhere is done by that node (which marks it sent
+    only once the event is in the phone's stream)."""
+
+    async def scenario() -> None:
+        async with nodes(2) as (a, b):
+            b.open("phone-b", 7)
+            await eventually(lambda: a.is_connected("phone-b"))
+            asked: list[list[str]] = []
+            b.on_ask("exports", asked.append)
+            a.ask_holders("exports", ["phone-b", "phone-nowhere"])
+            await eventually(lambda: asked == [["phone-b"]])
+
+    run(scenario)
+
+
+JUNK = (
+    b"not json", b"[0,5]", b"[0,[5]]", b"[0,[[]]]", b'[0,[[["x"]]]]', b"[" * 20000,
+    b'[9,[["r",1,0,0,[]]]]', b'[1,[["r",1,0,0,[]]]]', b'[0,[["r",1,0,0,[]]]]',
+    b'[0,[["p",["x"],"NoSuchEvent",null]]]',
+)  # fmt: skip
+
+
+def test_malformed_or_foreign_datagrams_are_ignored() -> None:
+    async def scenario() -> None:
+        async with nodes(2) as (a, b):
+            address = b.bus.cluster.address(1)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as rogue:
+                for junk in JUNK:
+                    rogue.sendto(junk, address)
+            a.open("phone-1", 7)  # and the bus still works
+            await eventually(lambda: b.is_connected("phone-1"))
+            assert b._incoming == {}
 
     run(scenario)
 

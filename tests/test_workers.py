@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import pytest
 
 from tests.conftest import API, Account, create_account, free_port, make_settings
 from tests.fakes.phone import SimulatedPhone
@@ -421,9 +422,14 @@ def test_a_process_that_dies_stops_the_other_and_the_server_exits_1(tmp_path: Pa
         assert f"exited ({-signal.SIGKILL})" in serve.output(), serve.output()
 
 
-def test_a_taken_port_makes_serve_exit_non_zero(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shareable", [False, True], ids=["plain", "reuseport"])
+def test_a_taken_port_makes_serve_exit_non_zero(tmp_path: Path, shareable: bool) -> None:
+    """Also when the listener would share it (another smsgw of this user, say): the kernel
+    would spread connections across two unrelated servers."""
     port = free_port()
-    with socket.socket() as taken:  # no SO_REUSEPORT: nobody may share it
+    with socket.socket() as taken:
+        if shareable:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         taken.bind(("127.0.0.1", port))
         taken.listen()
         serve = start_serve(tmp_path / "data", port=port)

@@ -7,7 +7,7 @@ import contextlib
 import gc
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from smsgw.events.hub import EventHub
 from smsgw.events.shared_hub import SharedHub
 from smsgw.events.user_feed import feed_of
 from smsgw.health.service import Probe
+from smsgw.inbox import exports
 from smsgw.messages.schemas import ErrorBody
 from smsgw.metrics import MetricsMiddleware, check_multiprocess
 from smsgw.tokens.service import TokenService
@@ -147,7 +148,27 @@ async def join(cluster: Cluster | None, db: Database) -> tuple[Bus | None, Event
     feed = feed_of(db)  # the dashboard's live views hear of changes made by any process
     feed.relay = lambda user_id: bus.broadcast(["f", user_id])
     bus.on("f", lambda _sender, message: feed.notify(int(message[1])))
+    # Inbox refreshes asked through another process, for phones whose streams are here.
+    hub.on_ask(
+        exports.EXPORTS_ASK, lambda phones: _in_background(exports.send_pending(db, hub, phones))
+    )
     return bus, hub
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _in_background(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` without waiting for it (kept referenced until done; failures are logged)."""
+    task = asyncio.get_running_loop().create_task(work)
+    _background.add(task)
+
+    def done(finished: asyncio.Task[None]) -> None:
+        _background.discard(finished)
+        if not finished.cancelled() and finished.exception() is not None:
+            log.error("background work failed", exc_info=finished.exception())
+
+    task.add_done_callback(done)
 
 
 def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:

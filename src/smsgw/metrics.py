@@ -13,8 +13,8 @@ is set, every process writes its counters to its own files in that directory and
 answered by any one process, sums the files of all. prometheus_client decides once, when it
 is imported, whether values go to files; so the variable must be in a server process's
 environment before it starts (`check_multiprocess` refuses to build an app otherwise).
-The supervisor creates the directory empty, calls `process_exited(pid)` when a process ends
-and removes the directory at exit.
+The supervisor (`smsgw serve`) creates the directory empty, calls `process_exited(pid)` for
+each process it has stopped and removes the directory at exit.
 """
 
 from __future__ import annotations
@@ -164,7 +164,8 @@ async def snapshot(db: Database, hub: EventHub) -> Snapshot:
 async def exposition(db: Database, hub: EventHub) -> bytes:
     """The Prometheus text exposition of every smsgw metric, now. With several server
     processes the counters and histograms are summed over all of them; the state gauges are
-    read once (the database's are global, the hub's count this process's streams)."""
+    read once (the database's are global, and so are the hub's: it knows every process's
+    streams)."""
     registry = CollectorRegistry(auto_describe=False)
     shared = multiprocess_dir()
     if shared is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -21,6 +22,7 @@ import typer
 import uvicorn
 from fastapi import FastAPI
 
+from smsgw import metrics
 from smsgw.accounts import service as accounts
 from smsgw.app import announce_account, create_app
 from smsgw.cli.common import errors, settings_or_exit
@@ -33,6 +35,8 @@ log = logging.getLogger("smsgw")
 
 #: Builds one process's application (create_app, or the benchmark's app around it).
 AppBuilder = Callable[[Settings, Cluster | None], FastAPI]
+#: prctl(2): the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 #: How long the processes get to finish their requests once told to stop.
 STOP_SECONDS = 10.0
 
@@ -85,6 +89,8 @@ def supervise(settings: Settings, build: AppBuilder) -> int:
 
     Migrations and the first account happen here, once, before any process serves.
     """
+    if not port_is_free(settings.host, settings.port):
+        return 1
     prepare(settings)
     node_settings = settings.model_copy(update={"auto_migrate": False, "bootstrap_account": False})
     name = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -98,12 +104,15 @@ def supervise(settings: Settings, build: AppBuilder) -> int:
         nonlocal stopping
         stopping = True
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, stop) for sig in stops}
     try:
         for index in range(settings.workers):
             cluster = Cluster(name, index, settings.workers)
             node = spawn.Process(
-                target=run_node, args=(build, node_settings, cluster), name=f"smsgw-{index}"
+                target=run_node,
+                args=(build, node_settings, cluster, os.getpid()),
+                name=f"smsgw-{index}",
             )
             node.start()
             nodes.append(node)
@@ -155,11 +164,34 @@ def stop_nodes(nodes: list[BaseProcess]) -> None:
         if node.is_alive():
             node.kill()
             node.join()
+        if node.pid is not None:
+            metrics.process_exited(node.pid)
 
 
-def run_node(build: AppBuilder, settings: Settings, cluster: Cluster) -> None:
-    """One server process: its own socket on the shared port, its own application."""
+def run_node(build: AppBuilder, settings: Settings, cluster: Cluster, parent: int) -> None:
+    """One server process: its own socket on the shared port, its own application. It
+    stops (SIGTERM) if the supervisor dies, even by SIGKILL, rather than serve on alone."""
+    with contextlib.suppress(OSError, AttributeError):  # Linux only, as SMSGW_WORKERS > 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the line above
+        return
     run_server(build(settings, cluster), settings, shared_socket(settings.host, settings.port))
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """False, with a clear error, if something listens on the port already: the processes
+    bind it with SO_REUSEPORT, which would otherwise share it with another server of this
+    user."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            errors.print(f"error: cannot listen on {host}:{port}: {exc.strerror}")
+            return False
+    return True
 
 
 def shared_socket(host: str, port: int) -> socket.socket:

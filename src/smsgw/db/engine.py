@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -193,12 +194,15 @@ class Database:
                     works = [job.work for job in batch]
                     try:
                         outcomes = self._run_batch_now(works)
-                        patience = LOOP_LOCK_PATIENCE_SECONDS
-                        while outcomes is None and patience > 0 and self._write_connection:
+                        give_up = time.monotonic() + LOOP_LOCK_PATIENCE_SECONDS
+                        while (
+                            outcomes is None
+                            and self._write_connection is not None
+                            and time.monotonic() < give_up
+                        ):
                             # Another process holds the lock for its COMMIT (several server
                             # processes): try again in a moment, the loop serving meanwhile.
                             await asyncio.sleep(LOOP_LOCK_RETRY_SECONDS)
-                            patience -= LOOP_LOCK_RETRY_SECONDS
                             outcomes = self._run_batch_now(works)
                         if outcomes is None:  # still locked (a long write): wait apart
                             outcomes = await loop.run_in_executor(

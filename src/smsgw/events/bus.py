@@ -17,7 +17,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,14 @@ log = logging.getLogger("smsgw.events")
 MAX_DATAGRAM = 64 * 1024
 #: Messages kept for a peer that cannot take them right now; older ones are dropped past this.
 MAX_PENDING = 10_000
+
+#: First and longest wait before sending again to a peer whose queue was full.
+RETRY_SECONDS = 0.001
+MAX_RETRY_SECONDS = 0.05
+#: Most messages encoded into one datagram attempt (a long backlog is not encoded whole).
+MAX_MESSAGES = 2000
+#: Room for the sender's credentials (pid, uid, gid) the kernel attaches to each datagram.
+CREDENTIALS = socket.CMSG_SPACE(struct.calcsize("3i"))
 
 Handler = Callable[[int, list[Any]], None]
 
@@ -58,6 +68,7 @@ class Bus:
         self._flush_scheduled = False
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._backoff = RETRY_SECONDS
         self.dropped = 0
 
     def on(self, kind: str, handler: Handler) -> None:
@@ -67,6 +78,9 @@ class Bus:
     async def start(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
+            # Abstract sockets have no file permissions: the kernel says who sent each
+            # datagram, and only this user's processes are heard (see _receive).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             sock.bind(self.cluster.address(self.cluster.index))
             sock.setblocking(False)
         except BaseException:
@@ -77,6 +91,8 @@ class Bus:
         self._loop.add_reader(sock.fileno(), self._receive)
 
     def close(self) -> None:
+        for pending in self._pending.values():
+            pending.clear()
         if self._sock is not None:
             if self._loop is not None:
                 self._loop.remove_reader(self._sock.fileno())
@@ -104,6 +120,8 @@ class Bus:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._sock is None:  # closed meanwhile
+            return
         retry = False
         for peer, pending in self._pending.items():
             while pending:
@@ -115,54 +133,65 @@ class Bus:
                     del pending[:1]
                     continue
                 try:
-                    assert self._sock is not None
                     self._sock.sendto(data, self.cluster.address(peer))
-                except BlockingIOError:  # its queue is full: try again next pass
+                except BlockingIOError:  # its queue is full: try again in a moment
                     retry = True
                     break
                 except OSError:  # not started yet, or gone: it re-learns from heartbeats
                     pending.clear()
                     break
                 del pending[:count]
+        self._backoff = min(self._backoff * 2, MAX_RETRY_SECONDS) if retry else RETRY_SECONDS
         if retry and self._loop is not None and not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_later(0.001, self._flush)
+            self._loop.call_later(self._backoff, self._flush)
 
     def _receive(self) -> None:
-        assert self._sock is not None
-        while True:
+        while self._sock is not None:
             try:
-                data = self._sock.recv(MAX_DATAGRAM + 1)
-            except (BlockingIOError, InterruptedError):
+                data, ancillary, _flags, _address = self._sock.recvmsg(
+                    MAX_DATAGRAM + 1, CREDENTIALS
+                )
+            except OSError:  # nothing more now (BlockingIOError), or closed
                 return
-            except OSError:
-                return
+            if _sender_uid(ancillary) != os.getuid():
+                log.warning("bus: a datagram from another user was ignored")
+                continue
             self._dispatch(data)
 
     def _dispatch(self, data: bytes) -> None:
         try:
             sender, messages = json.loads(data)
-        except (ValueError, TypeError):
+            if sender not in self._pending or not isinstance(messages, list):
+                raise ValueError("not from a node of this cluster")
+        except (ValueError, TypeError, RecursionError):
             log.warning("bus: an unreadable datagram was ignored")
             return
         for message in messages:
-            handler = self._handlers.get(message[0])
-            if handler is None:
-                continue
             try:
-                handler(sender, message)
+                handler = self._handlers.get(message[0])
+                if handler is not None:
+                    handler(sender, message)
             except Exception:  # one bad hint must not stop the others
-                log.exception("bus: handling %r failed", message[0])
+                log.exception("bus: a message was not understood")
 
 
 def _encode(sender: int, messages: list[list[Any]]) -> bytes:
     return json.dumps([sender, messages], separators=(",", ":")).encode()
 
 
+def _sender_uid(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            _pid, uid, _gid = struct.unpack("3i", data[: struct.calcsize("3i")])
+            return int(uid)
+    return None
+
+
 def _datagram(sender: int, pending: list[list[Any]]) -> tuple[bytes, int]:
     """The first pending messages that fit in one datagram (at least one), and how many."""
-    count = len(pending)
-    data = _encode(sender, pending)
+    count = min(len(pending), MAX_MESSAGES)
+    data = _encode(sender, pending[:count])
     while count > 1 and len(data) > MAX_DATAGRAM:
         count //= 2
         data = _encode(sender, pending[:count])

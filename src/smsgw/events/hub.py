@@ -94,6 +94,10 @@ class EventHub:
     def is_connected(self, device_id: str) -> bool:
         return device_id in self._streams
 
+    def ask_holders(self, kind: str, device_ids: list[str]) -> None:
+        """Ask the server processes holding these phones' streams to do `kind` for them
+        (SharedHub); with one process, every connected phone is held here: nothing to do."""
+
     def holds(self, device_id: str) -> bool:
         """Whether this process holds a stream of the phone (is_connected: any process)."""
         return device_id in self._streams

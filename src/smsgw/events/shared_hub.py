@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,8 +52,10 @@ class SharedHub(EventHub):
         self._generation = 0
         self._announce_handle: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._asks: dict[str, Callable[[list[str]], None]] = {}
         bus.on("p", self._on_publish)
         bus.on("r", self._on_registry)
+        bus.on("a", self._on_ask)
 
     async def start(self) -> None:
         self._heartbeat = asyncio.create_task(self._beat(), name="smsgw-hub-heartbeat")
@@ -114,7 +117,27 @@ class SharedHub(EventHub):
             delivered += len(phones)
         return delivered
 
+    def ask_holders(self, kind: str, device_ids: list[str]) -> None:
+        remote: dict[int, list[str]] = defaultdict(list)
+        for device_id in device_ids:
+            for node in self._where.get(device_id, ()):
+                remote[node].append(device_id)
+        for node, phones in remote.items():
+            for i in range(0, len(phones), ENTRIES_PER_PART):
+                self.bus.send(node, ["a", kind, phones[i : i + ENTRIES_PER_PART]])
+
+    def on_ask(self, kind: str, handler: Callable[[list[str]], None]) -> None:
+        """Call `handler(phones held here)` when another process asks `kind` of them."""
+        self._asks[kind] = handler
+
     # The bus.
+
+    def _on_ask(self, _sender: int, message: list[Any]) -> None:
+        _, kind, phones = message
+        handler = self._asks.get(kind)
+        held = [device_id for device_id in phones if self.holds(device_id)]
+        if handler is not None and held:
+            handler(held)
 
     def _on_publish(self, _sender: int, message: list[Any]) -> None:
         _, phones, name, data = message
@@ -122,6 +145,8 @@ class SharedHub(EventHub):
 
     def _on_registry(self, sender: int, message: list[Any]) -> None:
         _, generation, _part, parts, entries = message  # parts arrive in order: count them
+        if not isinstance(parts, int) or parts < 1:
+            raise ValueError("a registry in no parts")
         view = self._incoming.get(sender)
         if view is None or view.generation != generation:
             view = self._incoming[sender] = _NodeView(generation=generation)

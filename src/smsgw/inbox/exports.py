@@ -89,8 +89,15 @@ async def request(
              "state": repository.OPEN, "created_at": now, "last_activity_at": now}
             for target in targets
         ])  # fmt: skip
-    await send_pending(db, hub, [t for t in targets if hub.is_connected(t)])
+    # Only the process holding a phone's stream marks its export requested, once the event
+    # is in that stream; a phone held by another server process is asked of that process.
+    await send_pending(db, hub, [t for t in targets if hub.holds(t)])
+    hub.ask_holders(EXPORTS_ASK, [t for t in targets if not hub.holds(t)])
     return len(targets)
+
+
+#: What `request` asks of the server process holding a phone's stream (events/shared_hub.py).
+EXPORTS_ASK = "exports"
 
 
 async def send_pending(db: Database, hub: EventHub, device_ids: Sequence[str]) -> None:

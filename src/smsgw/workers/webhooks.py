@@ -81,15 +81,18 @@ class WebhookWorker:
         No more than can be in flight at once, so every lease starts when its request does.
         """
         now = clock.now()
-        lease = now + timedelta(
-            seconds=2 * self.settings.webhooks_timeout_seconds + LEASE_MARGIN_SECONDS
-        )
         taken: list[tuple[Due, int, str]] = []
         keys: dict[int, str] = {}  # one look-up per owner and round, not per delivery
         async with self.db.read() as conn:  # look first: a write would hold up the API
             if not await repository.due(conn, now, 1):
                 return taken
         async with self.db.write() as conn:
+            # Counted from now, after any wait for the write lock (another server process
+            # may hold it): the request must end within the lease (see deliver).
+            now = clock.now()
+            lease = now + timedelta(
+                seconds=2 * self.settings.webhooks_timeout_seconds + LEASE_MARGIN_SECONDS
+            )
             for item in await repository.due(conn, now, self.settings.webhooks_concurrency):
                 if await repository.take(conn, item, lease, now):
                     attempt = await repository.start_attempt(conn, item, now)
