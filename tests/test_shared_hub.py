@@ -54,6 +54,20 @@ async def nodes(count: int) -> AsyncIterator[list[SharedHub]]:
             hub.bus.close()
 
 
+@asynccontextmanager
+async def two_buses() -> AsyncIterator[tuple[Bus, Bus]]:
+    """A sender (node 0) and a receiver (node 1) of one cluster, closed at the end."""
+    name = secrets.token_hex(6)
+    sender, receiver = Bus(Cluster(name, 0, 2)), Bus(Cluster(name, 1, 2))
+    await sender.start()
+    await receiver.start()
+    try:
+        yield sender, receiver
+    finally:
+        sender.close()
+        receiver.close()
+
+
 def test_a_phone_held_by_one_node_is_seen_and_reached_from_another() -> None:
     async def scenario() -> None:
         async with nodes(2) as (a, b):
@@ -147,21 +161,14 @@ def test_a_burst_of_messages_is_coalesced_and_none_is_lost() -> None:
     """Linux queues 10 datagrams per socket by default: a burst must not be cut there."""
 
     async def scenario() -> None:
-        name = secrets.token_hex(6)
-        sender, receiver = Bus(Cluster(name, 0, 2)), Bus(Cluster(name, 1, 2))
-        await sender.start()
-        await receiver.start()
-        got: list[Any] = []
-        receiver.on("x", lambda node, message: got.append((node, message[1])))
-        try:
+        async with two_buses() as (sender, receiver):
+            got: list[Any] = []
+            receiver.on("x", lambda node, message: got.append((node, message[1])))
             for i in range(5000):
                 sender.send(1, ["x", i, "y" * 40])
             await eventually(lambda: len(got) == 5000)
             assert got == [(0, i) for i in range(5000)]
             assert sender.dropped == 0
-        finally:
-            sender.close()
-            receiver.close()
 
     run(scenario)
 
@@ -185,42 +192,28 @@ def test_an_event_for_thousands_of_phones_on_another_node_reaches_each(
 
 def test_a_message_too_big_for_a_datagram_is_dropped_alone() -> None:
     async def scenario() -> None:
-        name = secrets.token_hex(6)
-        sender, receiver = Bus(Cluster(name, 0, 2)), Bus(Cluster(name, 1, 2))
-        await sender.start()
-        await receiver.start()
-        got: list[Any] = []
-        receiver.on("x", lambda _node, message: got.append(message[1]))
-        try:
+        async with two_buses() as (sender, receiver):
+            got: list[Any] = []
+            receiver.on("x", lambda _node, message: got.append(message[1]))
             sender.send(1, ["x", "before"])
             sender.send(1, ["x", "y" * 300_000])
             sender.send(1, ["x", "after"])
             await eventually(lambda: len(got) == 2)
             assert got == ["before", "after"] and sender.dropped == 1
-        finally:
-            sender.close()
-            receiver.close()
 
     run(scenario)
 
 
 def test_the_same_hint_twice_in_a_row_is_sent_once() -> None:
     async def scenario() -> None:
-        name = secrets.token_hex(6)
-        sender, receiver = Bus(Cluster(name, 0, 2)), Bus(Cluster(name, 1, 2))
-        await sender.start()
-        await receiver.start()
-        got: list[Any] = []
-        receiver.on("f", lambda _node, message: got.append(message[1]))
-        try:
+        async with two_buses() as (sender, receiver):
+            got: list[Any] = []
+            receiver.on("f", lambda _node, message: got.append(message[1]))
             for user_id in (7, 7, 7, 8, 7):
                 sender.send(1, ["f", user_id])
             await eventually(lambda: len(got) >= 3)
             await asyncio.sleep(0.05)
             assert got == [7, 8, 7]
-        finally:
-            sender.close()
-            receiver.close()
 
     run(scenario)
 
