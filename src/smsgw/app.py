@@ -222,8 +222,7 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
             await worker.flush_presence()
-            if isinstance(hub, SharedHub):
-                await hub.stop()
+            await hub.stop()
             close_quietly(bus)
             if context.tokens is not None:
                 context.tokens.close()

@@ -80,7 +80,7 @@ class EventHub:
     def pick(self, user_id: int, count: int, here_only: bool = False) -> list[str]:
         """Up to `count` of the user's connected phones, taking turns across calls (only
         those whose streams this process holds, with `here_only`, when there are several)."""
-        phones = sorted(self._owned.get(user_id, ()))
+        phones = sorted(self._owned.get(user_id, ()) if here_only else self.devices_of(user_id))
         if not phones:
             return []
         start = self._turn[user_id] % len(phones)
@@ -93,6 +93,9 @@ class EventHub:
 
     def is_connected(self, device_id: str) -> bool:
         return device_id in self._streams
+
+    async def stop(self) -> None:
+        """Stop what the hub runs in the background (SharedHub); nothing here."""
 
     def ask_holders(self, kind: str, device_ids: list[str]) -> None:
         """Ask the server processes holding these phones' streams to do `kind` for them

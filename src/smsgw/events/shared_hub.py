@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,37 +94,32 @@ class SharedHub(EventHub):
     def stream_count(self) -> int:
         return super().stream_count() + self._remote_streams
 
-    def pick(self, user_id: int, count: int, here_only: bool = False) -> list[str]:
-        if here_only:
-            return super().pick(user_id, count)
-        phones = sorted(self.devices_of(user_id))
-        if not phones:
-            return []
-        start = self._turn[user_id] % len(phones)
-        self._turn[user_id] = start + count
-        return [phones[(start + i) % len(phones)] for i in range(min(count, len(phones)))]
-
     def publish(self, device_ids: list[str] | set[str], event: Event) -> int:
         delivered = super().publish(device_ids, event)
-        remote: dict[int, list[str]] = defaultdict(list)
-        for device_id in device_ids:
-            for node in self._where.get(device_id, ()):
-                remote[node].append(device_id)
-        for node, phones in remote.items():
-            for i in range(0, len(phones), ENTRIES_PER_PART):  # a datagram holds so many
-                part = phones[i : i + ENTRIES_PER_PART]
-                self.bus.send(node, ["p", part, event.name.value, event.data])
+        for node, phones in self._holders(device_ids).items():
+            self._send_in_parts(
+                node, phones, lambda part: ["p", part, event.name.value, event.data]
+            )
             delivered += len(phones)
         return delivered
 
     def ask_holders(self, kind: str, device_ids: list[str]) -> None:
+        for node, phones in self._holders(device_ids).items():
+            self._send_in_parts(node, phones, lambda part: ["a", kind, part])
+
+    def _holders(self, device_ids: Iterable[str]) -> dict[int, list[str]]:
+        """The other nodes holding streams of these phones, each with its phones."""
         remote: dict[int, list[str]] = defaultdict(list)
         for device_id in device_ids:
             for node in self._where.get(device_id, ()):
                 remote[node].append(device_id)
-        for node, phones in remote.items():
-            for i in range(0, len(phones), ENTRIES_PER_PART):
-                self.bus.send(node, ["a", kind, phones[i : i + ENTRIES_PER_PART]])
+        return remote
+
+    def _send_in_parts(
+        self, node: int, phones: list[str], message: Callable[[list[str]], list[Any]]
+    ) -> None:
+        for i in range(0, len(phones), ENTRIES_PER_PART):  # a datagram holds only so many
+            self.bus.send(node, message(phones[i : i + ENTRIES_PER_PART]))
 
     def on_ask(self, kind: str, handler: Callable[[list[str]], None]) -> None:
         """Call `handler(phones held here)` when another process asks `kind` of them."""
