@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from smsgw.api.ratelimit import RateLimiter
 from smsgw.domain.clock import format_timestamp, parse_timestamp
 from smsgw.domain.errors import TooManyRequests
+from smsgw.domain.ids import message_id
 from smsgw.domain.states import ProcessingState as S
 from smsgw.domain.states import advance, derive
 from smsgw.events.hub import Event, EventHub, PhoneEvent
@@ -116,3 +119,19 @@ def test_phones_are_woken_in_turn() -> None:
     assert picks == ["a", "b", "c", "a", "b", "c"]
     assert sorted(hub.pick(7, 5)) == ["a", "b", "c"]
     assert hub.pick(8, 1) == []
+
+
+def test_message_ids_are_uuid7_strings_that_sort_by_creation_time() -> None:
+    before_ms = time.time_ns() // 1_000_000
+    first = [message_id() for _ in range(2000)]
+    time.sleep(0.003)
+    later = message_id()
+    assert len(set(first)) == len(first)  # 74 random bits: no repeats
+    for text in [*first, later]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text  # the usual 8-4-4-4-12 lowercase form
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        created_ms = parsed.int >> 80
+        assert before_ms <= created_ms <= time.time_ns() // 1_000_000
+    assert max(first) < later  # a later millisecond sorts after: appended to the index
