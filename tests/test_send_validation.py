@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import httpx
 import pytest
+from fastapi import FastAPI, Query
+
+from smsgw.api.thirdparty.messages import (
+    DEVICE_ACTIVE_WITHIN,
+    SEND_PARAMETERS,
+    SKIP_PHONE_VALIDATION,
+)
+from smsgw.app import create_app
+from smsgw.config import Settings
 
 TEXT = {"textMessage": {"text": "Hello"}}
 ONE = {"phoneNumbers": ["+12025550100"]}
@@ -237,3 +247,70 @@ def test_a_streamed_body_over_the_limit_is_413(api: httpx.Client) -> None:
     response = api.post("/messages", content=chunks(), headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert "too large" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (
+            "skipPhoneValidation=maybe",
+            "skipPhoneValidation: Input should be a valid boolean, unable to interpret input",
+        ),
+        ("deviceActiveWithin=-1", "deviceActiveWithin: Input should be greater than or equal to 0"),
+        (
+            "deviceActiveWithin=9000",
+            "deviceActiveWithin: Input should be less than or equal to 8760",
+        ),
+        (
+            "deviceActiveWithin=1.5",
+            "deviceActiveWithin: Input should be a valid integer, unable to parse string as an "
+            "integer",
+        ),
+        (
+            "skipPhoneValidation=true&skipPhoneValidation=false",
+            "skipPhoneValidation: give this query parameter once, not 2 times",
+        ),
+        ("other=1&other=2", "other: give this query parameter once, not 2 times"),
+    ],
+)
+def test_a_bad_query_parameter_is_refused_naming_it(
+    api: httpx.Client, query: str, expected: str
+) -> None:
+    response = api.post(f"/messages?{query}", json=ONE | TEXT)
+    assert response.status_code == 400
+    assert response.json() == {"message": expected}
+
+
+def test_query_options_are_read_as_fastapi_reads_query_parameters(api: httpx.Client) -> None:
+    skipped = api.post(
+        "/messages?skipPhoneValidation=YES&unknown=1", json={"phoneNumbers": ["12"]} | TEXT
+    )
+    assert skipped.status_code == 200
+    assert skipped.json()["recipients"][0]["phoneNumber"] == "12"
+    checked = api.post("/messages?skipPhoneValidation=off", json={"phoneNumbers": ["12"]} | TEXT)
+    assert checked.status_code == 400
+    assert "phoneNumbers[0]" in checked.json()["message"]
+
+
+def test_the_documented_query_is_what_fastapi_would_document_for_it(tmp_path: Path) -> None:
+    """`POST /messages` reads its query itself (api/thirdparty/messages.py `send_options`);
+    its OpenAPI parameters must be those of the same parameters declared the FastAPI way."""
+    declared = FastAPI()
+
+    @declared.post("/messages")
+    async def send(
+        skip: Annotated[
+            bool, Query(alias="skipPhoneValidation", description=SKIP_PHONE_VALIDATION)
+        ] = False,
+        active: Annotated[
+            int, Query(alias="deviceActiveWithin", ge=0, le=8760, description=DEVICE_ACTIVE_WITHIN)
+        ] = 0,
+    ) -> None:
+        """Only documented."""
+
+    expected = declared.openapi()["paths"]["/messages"]["post"]["parameters"]
+    assert expected == SEND_PARAMETERS
+    served = create_app(Settings(data_dir=tmp_path)).openapi()["paths"][
+        "/api/3rdparty/v1/messages"
+    ]["post"]
+    assert served["parameters"] == expected
