@@ -7,6 +7,7 @@ import asyncio
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -142,7 +143,7 @@ def _path(settings: Settings) -> str:
 def _plans(path: str, issued: list[tuple[str, Any]]) -> list[str]:
     """The plan lines on messages of each statement on messages, in the order issued."""
     lines = []
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         for sql, parameters in issued:
             if ON_MESSAGES.search(sql):
                 plan = conn.execute("EXPLAIN QUERY PLAN " + sql, parameters).fetchall()
@@ -230,7 +231,7 @@ def _store(conn: sqlite3.Connection, ext_id: str, valid_until: datetime | None) 
 def test_a_new_message_is_written_to_three_indexes_only(settings: Settings) -> None:
     migrate.upgrade(settings)
     create_account(settings, "alice", "correct horse battery")
-    with sqlite3.connect(_path(settings)) as conn:
+    with closing(sqlite3.connect(_path(settings))) as conn:
         _store(conn, "first", valid_until=None)
         assert _index_entries(conn) == {
             "sqlite_autoindex_messages_1": 1,
@@ -256,7 +257,7 @@ def test_the_migrated_indexes_are_those_of_the_models_with_their_where(
         str(index.name): " ".join(str(CreateIndex(index).compile(dialect=dialect)).split())
         for index in table_of(Message).indexes
     }
-    with sqlite3.connect(_path(settings)) as conn:
+    with closing(sqlite3.connect(_path(settings))) as conn:
         rows = conn.execute(
             "SELECT name, sql FROM sqlite_master"
             " WHERE type = 'index' AND tbl_name = 'messages' AND sql IS NOT NULL"
