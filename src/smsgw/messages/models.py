@@ -13,10 +13,17 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    column,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smsgw.db.base import Base, UTCDateTime
+
+
+def _partial(*columns: str, where: str) -> Index:
+    """An index of only the rows whose column `where` is set (SQLite and PostgreSQL)."""
+    condition = column(where).is_not(None)
+    return Index(None, *columns, sqlite_where=condition, postgresql_where=condition)
 
 
 class Message(Base):
@@ -28,21 +35,24 @@ class Message(Base):
     """
 
     __tablename__ = "messages"
+    # Storing a message is the hot path: a new message (unpinned, unclaimed, without
+    # validUntil) is in the first three indexes only. The partial ones serve queries whose
+    # WHERE implies theirs (`device_id = ?`, `claimed_at < ?`, `valid_until <= ?`); queries
+    # on the queue itself (`state = 'Pending'`, with or without owner) use the state index.
     __table_args__ = (
         UniqueConstraint("user_id", "ext_id"),
         Index(None, "user_id", "created_at"),
-        Index(None, "user_id", "state", "created_at"),
-        Index(None, "user_id", "device_id", "created_at"),
-        Index(None, "state", "claimed_at"),
-        Index(None, "state", "valid_until"),
+        Index(None, "state", "user_id", "created_at"),
+        _partial("user_id", "device_id", "created_at", where="device_id"),
+        _partial("device_id", "state", where="device_id"),
+        _partial("state", "claimed_at", where="claimed_at"),
+        _partial("state", "valid_until", where="valid_until"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     ext_id: Mapped[str] = mapped_column(String(36))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    device_id: Mapped[str | None] = mapped_column(
-        ForeignKey("devices.id", ondelete="SET NULL"), index=True
-    )
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     released_from: Mapped[str | None] = mapped_column(String(32))
