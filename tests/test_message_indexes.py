@@ -43,6 +43,13 @@ QUERIES: dict[str, tuple[Query, list[str]]] = {
         lambda c: routing.held(c, PHONE, True, NOW),
         ["SEARCH messages USING INDEX ix_messages_device_id_state (device_id=? AND state=?)"],
     ),
+    "released_from": (
+        lambda c: routing.released_from(c, PHONE),
+        [
+            "SEARCH messages USING INDEX ix_messages_released_from_user_id"
+            " (released_from=? AND user_id=?)"
+        ],
+    ),
     "claim": (
         lambda c: routing.claim(c, PHONE, 10, NOW, True),
         [QUEUE_OF_OWNER],
@@ -241,6 +248,7 @@ def test_a_new_message_is_written_to_three_indexes_only(settings: Settings) -> N
             "ix_messages_device_id_state": 0,
             "ix_messages_state_claimed_at": 0,
             "ix_messages_state_valid_until": 0,
+            "ix_messages_released_from_user_id": 0,
         }
 
         _store(conn, "second", valid_until=NOW + timedelta(hours=1))

@@ -2,7 +2,9 @@
 
 (user_id, state, created_at) becomes (state, user_id, created_at), for the queue queries with
 and without an owner; (device_id) becomes (device_id, state); the indexes on device_id,
-claimed_at and valid_until keep only the rows where that column is set.
+claimed_at and valid_until keep only the rows where that column is set; a new partial index on
+released_from serves the question every phone pull asks (which messages were taken back from
+it), which read every message of the owner.
 
 Revision ID: 0008
 Revises: 0007
@@ -62,10 +64,17 @@ def upgrade() -> None:
             unique=False,
             **_set("valid_until"),
         )
+        batch_op.create_index(
+            batch_op.f("ix_messages_released_from_user_id"),
+            ["released_from", "user_id"],
+            unique=False,
+            **_set("released_from"),
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_messages_released_from_user_id"))
         batch_op.drop_index(batch_op.f("ix_messages_state_valid_until"))
         batch_op.drop_index(batch_op.f("ix_messages_state_claimed_at"))
         batch_op.drop_index(batch_op.f("ix_messages_device_id_state"))
