@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, make_url
 
 from smsgw.config import Settings
 from smsgw.db import migrate
@@ -61,3 +65,29 @@ def test_upgrade_is_idempotent(settings: Settings) -> None:
     migrate.upgrade(settings)
     migrate.upgrade(settings)
     assert migrate.current_tables(settings) >= TABLES
+
+
+def _schema(settings: Settings) -> list[tuple[str, str, str, str | None]]:
+    """Every table, index and trigger as SQLite stores it (Alembic's own table aside)."""
+    path = make_url(migrate.sync_url(settings)).database
+    with closing(sqlite3.connect(path or "")) as conn:
+        rows = conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'alembic%'"
+        ).fetchall()
+    return sorted(rows, key=lambda row: (row[0], row[1]))
+
+
+@pytest.mark.parametrize("revision", ["0007"])
+def test_a_downgrade_restores_the_schema_of_the_revision_before(
+    tmp_path: Path, revision: str
+) -> None:
+    """Going down from head to `revision` leaves exactly what upgrading to it builds."""
+    direct = Settings(data_dir=tmp_path / "direct")
+    migrate.upgrade(direct, revision)
+    round_trip = Settings(data_dir=tmp_path / "round-trip")
+    migrate.upgrade(round_trip)
+    engine = create_engine(migrate.sync_url(round_trip))
+    with engine.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), revision)
+    engine.dispose()
+    assert _schema(round_trip) == _schema(direct)

@@ -22,78 +22,52 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _set(column: str) -> dict[str, sa.ColumnElement[bool]]:
-    """The WHERE of a partial index holding only the rows where `column` is set."""
-    condition = sa.column(column).is_not(None)
-    return {"sqlite_where": condition, "postgresql_where": condition}
+#: The partial indexes: (columns, the column a row must have set to be in the index).
+PARTIAL = [
+    (["user_id", "device_id", "created_at"], "device_id"),
+    (["device_id", "state"], "device_id"),
+    (["state", "claimed_at"], "claimed_at"),
+    (["state", "valid_until"], "valid_until"),
+    (["released_from", "user_id"], "released_from"),
+]
+#: The indexes before: all full; the first four were replaced by the partial ones above.
+BEFORE = [
+    ["device_id"],
+    ["user_id", "state", "created_at"],
+    ["user_id", "device_id", "created_at"],
+    ["state", "claimed_at"],
+    ["state", "valid_until"],
+]
+
+
+def _name(columns: list[str]) -> str:
+    return "ix_messages_" + "_".join(columns)
 
 
 def upgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_messages_device_id"))
-        batch_op.drop_index(batch_op.f("ix_messages_user_id_state_created_at"))
-        batch_op.drop_index(batch_op.f("ix_messages_user_id_device_id_created_at"))
-        batch_op.drop_index(batch_op.f("ix_messages_state_claimed_at"))
-        batch_op.drop_index(batch_op.f("ix_messages_state_valid_until"))
+        for columns in BEFORE:
+            batch_op.drop_index(batch_op.f(_name(columns)))
         batch_op.create_index(
             batch_op.f("ix_messages_state_user_id_created_at"),
             ["state", "user_id", "created_at"],
             unique=False,
         )
-        batch_op.create_index(
-            batch_op.f("ix_messages_user_id_device_id_created_at"),
-            ["user_id", "device_id", "created_at"],
-            unique=False,
-            **_set("device_id"),
-        )
-        batch_op.create_index(
-            batch_op.f("ix_messages_device_id_state"),
-            ["device_id", "state"],
-            unique=False,
-            **_set("device_id"),
-        )
-        batch_op.create_index(
-            batch_op.f("ix_messages_state_claimed_at"),
-            ["state", "claimed_at"],
-            unique=False,
-            **_set("claimed_at"),
-        )
-        batch_op.create_index(
-            batch_op.f("ix_messages_state_valid_until"),
-            ["state", "valid_until"],
-            unique=False,
-            **_set("valid_until"),
-        )
-        batch_op.create_index(
-            batch_op.f("ix_messages_released_from_user_id"),
-            ["released_from", "user_id"],
-            unique=False,
-            **_set("released_from"),
-        )
+        for columns, column in PARTIAL:
+            condition = sa.column(column).is_not(None)
+            batch_op.create_index(
+                batch_op.f(_name(columns)),
+                columns,
+                unique=False,
+                sqlite_where=condition,
+                postgresql_where=condition,
+            )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_messages_released_from_user_id"))
-        batch_op.drop_index(batch_op.f("ix_messages_state_valid_until"))
-        batch_op.drop_index(batch_op.f("ix_messages_state_claimed_at"))
-        batch_op.drop_index(batch_op.f("ix_messages_device_id_state"))
-        batch_op.drop_index(batch_op.f("ix_messages_user_id_device_id_created_at"))
+        for columns, _ in reversed(PARTIAL):
+            batch_op.drop_index(batch_op.f(_name(columns)))
         batch_op.drop_index(batch_op.f("ix_messages_state_user_id_created_at"))
-        batch_op.create_index(
-            batch_op.f("ix_messages_state_valid_until"), ["state", "valid_until"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_messages_state_claimed_at"), ["state", "claimed_at"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_messages_user_id_device_id_created_at"),
-            ["user_id", "device_id", "created_at"],
-            unique=False,
-        )
-        batch_op.create_index(
-            batch_op.f("ix_messages_user_id_state_created_at"),
-            ["user_id", "state", "created_at"],
-            unique=False,
-        )
-        batch_op.create_index(batch_op.f("ix_messages_device_id"), ["device_id"], unique=False)
+        for columns in reversed(BEFORE):
+            batch_op.create_index(batch_op.f(_name(columns)), columns, unique=False)
