@@ -314,3 +314,26 @@ def test_the_documented_query_is_what_fastapi_would_document_for_it(tmp_path: Pa
         "/api/3rdparty/v1/messages"
     ]["post"]
     assert served["parameters"] == expected
+
+
+def test_a_bad_query_is_named_with_a_bad_body_as_fastapi_names_them(api: httpx.Client) -> None:
+    both = api.post("/messages?deviceActiveWithin=-1", json={"phoneNumbers": []} | TEXT)
+    assert both.status_code == 400
+    assert both.json()["message"] == (
+        "deviceActiveWithin: Input should be greater than or equal to 0; "
+        "phoneNumbers: List should have at least 1 item after validation, not 0"
+    )
+    repeated = api.post("/message?a=1&a=2", content=b"not json")
+    assert repeated.status_code == 400
+    assert repeated.json() == {"message": "a: give this query parameter once, not 2 times"}
+
+
+@pytest.mark.parametrize("prefix", ["/messages", "/message"])
+@pytest.mark.parametrize(("method", "item"), [("GET", False), ("GET", True), ("DELETE", True)])
+def test_every_messages_route_refuses_a_repeated_query_parameter(
+    api: httpx.Client, prefix: str, method: str, item: bool
+) -> None:
+    path = f"{prefix}/some-id" if item else prefix
+    response = api.request(method, path, params=[("limit", "1"), ("limit", "2")])
+    assert response.status_code == 400
+    assert response.json() == {"message": "limit: give this query parameter once, not 2 times"}

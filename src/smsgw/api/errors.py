@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -88,10 +89,23 @@ async def _on_domain_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, exc.message, headers)
 
 
+#: Endpoints that read their query themselves (not as declared FastAPI parameters), with
+#: what is wrong in it: when their body fails validation, the endpoint never ran, and the
+#: answer names the query's problems first, as FastAPI's own validation would.
+QUERY_CHECKS: dict[Any, Callable[[Request], list[dict[str, Any]]]] = {}
+
+
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    check = QUERY_CHECKS.get(request.scope.get("endpoint"))
+    if check is not None and all(error.get("loc", ("",))[0] != "query" for error in errors):
+        try:
+            errors = check(request) + errors
+        except DomainError as problem:  # a repeated query parameter, refused before anything
+            return await _on_domain_error(request, problem)
     content_type = request.headers.get("content-type", "").lower()
-    return error_response(400, describe_validation(list(exc.errors()), content_type))
+    return error_response(400, describe_validation(errors, content_type))
 
 
 async def _on_too_large(_request: Request, exc: Exception) -> JSONResponse:

@@ -24,7 +24,8 @@ def message_id() -> str:
 
 def uuid7() -> uuid.UUID:
     """RFC 9562 version 7: 48 bits of Unix time in ms, version, 12 random bits, variant,
-    62 random bits. (Python 3.14's `uuid.uuid7` makes the same layout.)"""
+    62 random bits. (Python 3.14's `uuid.uuid7` has the same fields, and puts a counter in
+    the first random bits to keep ids of one millisecond in order too.)"""
     random_bits = int.from_bytes(os.urandom(10), "big")  # 80 bits, 74 of them used
     value = (time.time_ns() // 1_000_000) << 80
     value |= 0x7 << 76 | (random_bits >> 64 & 0xFFF) << 64  # version, rand_a

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from smsgw.api.deps import Context, CurrentUser, context_of, current_user
+from smsgw.api.errors import QUERY_CHECKS
 from smsgw.domain.clock import format_timestamp
 from smsgw.domain.errors import InvalidInput
 from smsgw.domain.states import ProcessingState
@@ -26,12 +27,17 @@ from smsgw.messages.schemas import (
 from smsgw.workers.loop import wake
 
 
-async def single_valued_query(request: Request) -> None:
+def _repeated_query_parameter(request: Request) -> None:
     """Every query parameter here takes one value: a repeated one is refused, not half-read."""
     for name in request.query_params:
         count = len(request.query_params.getlist(name))
         if count > 1:
             raise InvalidInput(f"{name}: give this query parameter once, not {count} times")
+
+
+async def single_valued_query(request: Request) -> None:
+    """The guard of every route here but `POST /messages` (which calls the check itself)."""
+    _repeated_query_parameter(request)
 
 
 router = APIRouter(tags=["Messages"])
@@ -58,17 +64,32 @@ class SendOptions(BaseModel):
 _DEFAULT_OPTIONS = SendOptions()
 
 
+def _read_options(request: Request) -> tuple[SendOptions | None, list[dict[str, Any]]]:
+    """The query's options, or FastAPI's errors for a query parameter (located in `query`);
+    InvalidInput for a repeated parameter, as the guard of every route here answers."""
+    _repeated_query_parameter(request)
+    try:
+        return SendOptions.model_validate(dict(request.query_params)), []
+    except ValidationError as exc:
+        return None, [{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]
+
+
 async def send_options(request: Request) -> SendOptions:
-    """The query's options, checked as FastAPI checks query parameters (same 400 answers),
-    repeated parameters refused as on every route here."""
+    """The query's options, checked as FastAPI checks declared query parameters."""
     if not request.scope["query_string"]:
         return _DEFAULT_OPTIONS
-    await single_valued_query(request)
-    try:
-        return SendOptions.model_validate(dict(request.query_params))
-    except ValidationError as exc:
-        errors = [{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]
-        raise RequestValidationError(errors) from None
+    options, errors = _read_options(request)
+    if options is None:
+        raise RequestValidationError(errors)
+    return options
+
+
+def send_query_errors(request: Request) -> list[dict[str, Any]]:
+    """When the body of `POST /messages` failed validation (before the endpoint could read
+    its query): the query's problems, which FastAPI would have found first, to answer with
+    them as it did when the query was declared (a repeated parameter alone, else the query's
+    errors before the body's)."""
+    return _read_options(request)[1] if request.scope["query_string"] else []
 
 
 SEND_PARAMETERS = [
@@ -164,6 +185,9 @@ async def send_message(request: Request, body: SendMessageRequest) -> JSONRespon
     location = f"{request.scope['path'].rstrip('/')}/{quote(record.id, safe='')}"
     wake(context.hub, user_id, record.device_id)
     return JSONResponse(to_state(record, True), headers={"Location": location})
+
+
+QUERY_CHECKS[send_message] = send_query_errors
 
 
 async def list_messages(
