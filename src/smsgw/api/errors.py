@@ -99,7 +99,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     check = QUERY_CHECKS.get(request.scope.get("endpoint"))
-    if check is not None and all(error.get("loc", ("",))[0] != "query" for error in errors):
+    if check is not None and all(tuple(e.get("loc", ()))[:1] != ("query",) for e in errors):
         try:
             errors = check(request) + errors
         except DomainError as problem:  # a repeated query parameter, refused before anything
