@@ -64,22 +64,23 @@ class SendOptions(BaseModel):
 _DEFAULT_OPTIONS = SendOptions()
 
 
-def _read_options(request: Request) -> tuple[SendOptions | None, list[dict[str, Any]]]:
-    """The query's options, or FastAPI's errors for a query parameter (located in `query`);
-    InvalidInput for a repeated parameter, as the guard of every route here answers."""
+def _read_options(request: Request) -> tuple[SendOptions, list[dict[str, Any]]]:
+    """The query's options and FastAPI's errors for its parameters (located in `query`; the
+    defaults go with errors); InvalidInput for a repeated parameter, as on every route here."""
+    if not request.scope["query_string"]:
+        return _DEFAULT_OPTIONS, []
     _repeated_query_parameter(request)
     try:
         return SendOptions.model_validate(dict(request.query_params)), []
     except ValidationError as exc:
-        return None, [{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]
+        errors = [{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]
+        return _DEFAULT_OPTIONS, errors
 
 
 async def send_options(request: Request) -> SendOptions:
     """The query's options, checked as FastAPI checks declared query parameters."""
-    if not request.scope["query_string"]:
-        return _DEFAULT_OPTIONS
     options, errors = _read_options(request)
-    if options is None:
+    if errors:
         raise RequestValidationError(errors)
     return options
 
@@ -89,7 +90,7 @@ def send_query_errors(request: Request) -> list[dict[str, Any]]:
     its query): the query's problems, which FastAPI would have found first, to answer with
     them as it did when the query was declared (a repeated parameter alone, else the query's
     errors before the body's)."""
-    return _read_options(request)[1] if request.scope["query_string"] else []
+    return _read_options(request)[1]
 
 
 SEND_PARAMETERS = [
