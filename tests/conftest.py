@@ -80,7 +80,11 @@ class ServerThread:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(settings), log_level="warning", lifespan="on", timeout_graceful_shutdown=2
+            create_app(settings),
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+            proxy_headers=False,  # as `smsgw serve`: the app itself decides whom to trust
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(

@@ -134,7 +134,11 @@ class SendMessageRequest(BaseModel):
     ] = 0
     ttl: Annotated[
         StrictInt | None,
-        Field(ge=5, le=10 * 365 * 86400, description="Seconds the message stays valid."),
+        Field(
+            ge=0,
+            le=10 * 365 * 86400,
+            description="Seconds the message stays valid; 0 means not set, as upstream.",
+        ),
     ] = None
     validUntil: Annotated[
         Instant | None, Field(description="Fail the message if not sent by then (RFC 3339).")
@@ -159,6 +163,8 @@ class SendMessageRequest(BaseModel):
             raise ValueError("must specify exactly one of textMessage, dataMessage or message")
         if len(given) > 1:
             raise ValueError(f"conflicting fields {' and '.join(given)}: give exactly one")
+        if self.ttl == 0:  # upstream's "not set"
+            self.ttl = None
         if self.ttl is not None and self.validUntil is not None:
             raise ValueError("conflicting fields ttl and validUntil: give at most one")
         return self

@@ -123,6 +123,8 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 #: SQLite and PostgreSQL take an OFFSET up to a signed 64-bit integer.
 MAX_OFFSET = 2**63 - 1
+#: Upstream serves at most 100 messages a page: a larger `limit` is clamped, not refused.
+MAX_PAGE = 100
 MessageId = Annotated[str, Path(min_length=1, max_length=36, description="The message id.")]
 
 
@@ -205,7 +207,10 @@ async def list_messages(
             description="Messages to skip (upstream name); give skip or offset, not both.",
         ),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=100, description="Page size, at most 100.")] = 20,
+    limit: Annotated[
+        int,
+        Query(ge=1, description="Page size; above 100 is served as 100 (`X-Limit` says so)."),
+    ] = 20,
     since: Annotated[
         Instant | None, Query(alias="from", description="Created at or after (RFC 3339).")
     ] = None,
@@ -231,11 +236,12 @@ async def list_messages(
         device_id=device_id,
         newest_first=sort == "-created_at",
         offset=skip if skip is not None else (offset or 0),
-        limit=limit,
+        limit=min(limit, MAX_PAGE),
     )
     records, total = await service.list_page(context.db, user_id, where)
     body = [to_state(record, include_content) for record in records]
-    return JSONResponse(body, headers={"X-Total-Count": str(total)})
+    headers = {"X-Total-Count": str(total), "X-Limit": str(where.limit)}
+    return JSONResponse(body, headers=headers)
 
 
 async def get_message(context: Context, user_id: CurrentUser, id: MessageId) -> JSONResponse:
@@ -255,7 +261,8 @@ async def cancel_message(context: Context, user_id: CurrentUser, id: MessageId) 
 
 def _register(prefix: str, deprecated: bool) -> None:
     total_header = {
-        "X-Total-Count": {"description": "All matching messages", "schema": {"type": "integer"}}
+        "X-Total-Count": {"description": "All matching messages", "schema": {"type": "integer"}},
+        "X-Limit": {"description": "The page size served (at most 100)", "schema": {"type": "integer"}},
     }
     location = {"Location": {"description": "URL of the new message", "schema": {"type": "string"}}}
     router.add_api_route(
