@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import Account, LiveServer
 from tests.fakes.phone import SimulatedPhone
@@ -108,11 +109,25 @@ def test_keys_the_server_does_not_set_are_checked_then_dropped(api: httpx.Client
 
 
 def test_secrets_are_write_only(api: httpx.Client) -> None:
-    body = {"encryption": {"passphrase": "correct horse"}, "webhooks": {"signing_key": "k3y"}}
+    body = {"encryption": {"passphrase": None}, "webhooks": {"signing_key": "k3y"}}
     response = api.patch("/settings", json=body)
     assert response.json() == {"encryption": {}, "webhooks": {}}
-    assert "correct horse" not in api.get("/settings").text
     assert "k3y" not in api.get("/settings").text
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT"])
+def test_the_end_to_end_passphrase_is_refused_saying_why(api: httpx.Client, method: str) -> None:
+    body = {"encryption": {"passphrase": "correct horse"}, "ping": {"interval_seconds": 60}}
+    response = api.request(method, "/settings", json=body)
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert "encryption.passphrase: must not be set through the server" in message
+    assert "end-to-end" in message
+    assert api.get("/settings").json() == {}  # nothing of the body was stored
+    # Clearing it (null or empty) is fine: that only resets the phones' own.
+    for cleared in (None, ""):
+        ok = api.request(method, "/settings", json={"encryption": {"passphrase": cleared}})
+        assert ok.status_code == 200, ok.text
 
 
 def test_settings_belong_to_their_account(server: LiveServer, api: httpx.Client) -> None:
@@ -140,7 +155,8 @@ def test_a_phone_is_told_of_new_settings_and_reads_them(server: LiveServer, alic
         assert response.status_code == 200, response.text
         expected = {
             "messages": {"limit_period": "PerHour", "limit_value": 50},
-            "webhooks": {"signing_key": "phone-needs-this"},  # nulls are never sent to phones
+            # A null goes to the phone as stored: the app resets that key to its default.
+            "webhooks": {"signing_key": "phone-needs-this", "retry_count": None},
             **SSE_ONLY,
         }
         await eventually(lambda: _true(device.settings == expected))
@@ -160,3 +176,28 @@ def test_a_change_is_logged_by_key_never_by_value(api: httpx.Client) -> None:
         ("settings replaced", {"keys": ["logs.lifetime_days"]}),
     ]
     assert "never-in-the-log" not in str(found)
+
+
+def test_a_passphrase_stored_before_it_was_refused_never_reaches_phones(
+    server: LiveServer, alice: Account
+) -> None:
+    from smsgw.accounts import service as accounts
+    from smsgw.accountsettings import repository
+    from smsgw.accountsettings import service as account_settings
+    from smsgw.db.engine import Database
+    from smsgw.domain import clock
+
+    async def scenario() -> None:
+        db = Database(server.settings)
+        try:
+            user_id = await accounts.user_id_of(db, alice.login)
+            legacy = {"encryption": {"passphrase": "old"}, "ping": {"interval_seconds": None}}
+            async with db.write() as conn:
+                await repository.store(conn, user_id, legacy, clock.now())
+            sent = await account_settings.for_phone(db, user_id)
+        finally:
+            await db.dispose()
+        assert "encryption" not in sent
+        assert sent["ping"] == {"interval_seconds": None}
+
+    run(scenario)

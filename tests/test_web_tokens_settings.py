@@ -154,7 +154,7 @@ def test_settings_are_saved_through_the_api_service_and_secrets_never_shown(
         messages__limit_period="PerMinute", messages__limit_value="10",
         messages__work_hours_enabled="on", messages__work_hours_start="08:30",
         messages__work_hours_end="18:00", receiver__content_provider_enabled="on",
-        webhooks__signing_key="s1gning-s3cret", encryption__passphrase="pass-phr4se",
+        webhooks__signing_key="s1gning-s3cret",
     )  # fmt: skip
     saved = web.post(SETTINGS, form, page=SETTINGS)
     assert saved.status_code == 303 and saved.headers["location"].endswith("notice=saved")
@@ -165,11 +165,10 @@ def test_settings_are_saved_through_the_api_service_and_secrets_never_shown(
         },
         "receiver": {"content_provider_enabled": True},
         "webhooks": {},
-        "encryption": {},
     }  # fmt: skip
     assert api.get("/settings").json() == expected
     page = web.http.get(SETTINGS).text
-    assert "s1gning-s3cret" not in page and "pass-phr4se" not in page
+    assert "s1gning-s3cret" not in page and "encryption.passphrase" not in page
     assert 'value="PerMinute" selected' in page and 'value="08:30"' in page
     assert re.search(r'id="messages-work_hours_enabled" name="[^"]+" checked', page)
 
@@ -217,11 +216,13 @@ def test_a_save_sends_only_what_changed_and_secrets_are_set_or_cleared(
         await eventually(
             lambda: _true(phone.settings.get("webhooks", {}).get("signing_key") == "k3y")
         )
-        assert "ping" not in phone.settings  # emptied: back to the phone's default
+        # Emptied: sent as null, which the app takes as "back to the app's default".
+        assert phone.settings["ping"] == {"interval_seconds": None}
         assert sum(1 for name, _ in phone.events if name == "SettingsUpdated") == told + 1
         clear = {"webhooks.retry_count": "3", "webhooks.signing_key.clear": "on"}
         assert (await asyncio.to_thread(web.post, SETTINGS, clear, SETTINGS)).status_code == 303
-        await eventually(lambda: _true(phone.settings.get("webhooks") == {"retry_count": 3}))
+        cleared = {"retry_count": 3, "signing_key": None}
+        await eventually(lambda: _true(phone.settings.get("webhooks") == cleared))
         await phone.stop()
 
     run(scenario)

@@ -48,6 +48,18 @@ def secret(value: Any) -> str | None:
     return None if len(value) <= MAX_SECRET else f"must be at most {MAX_SECRET} characters"
 
 
+def kept_on_the_phone(value: Any) -> str | None:
+    """`encryption.passphrase` may only be cleared through the server, never set: it is the
+    key of end-to-end encryption, which the server must not hold."""
+    if value == "":
+        return None
+    return (
+        "must not be set through the server: the end-to-end encryption passphrase stays on "
+        "your phones and clients (set it in the app, Settings > Encryption), or smsgw could "
+        "read every encrypted message"
+    )
+
+
 def text(value: Any) -> str | None:
     return None if isinstance(value, str) else "must be a string"
 
@@ -72,7 +84,7 @@ SECRET = Key(secret, readable=False)
 IGNORED_TEXT = Key(text, writable=False)
 
 WHITELIST: dict[str, dict[str, Key]] = {
-    "encryption": {"passphrase": SECRET},
+    "encryption": {"passphrase": Key(kept_on_the_phone, readable=False)},
     "messages": {
         "send_interval_min": Key(positive_int),
         "send_interval_max": Key(positive_int),
@@ -115,7 +127,7 @@ def _check_section(name: str, section: dict[str, Any], errors: list[str]) -> dic
         if problem is not None:
             errors.append(f"{name}.{key}: {problem}")
         elif rule.writable:
-            kept[key] = None if value == "" and rule is SECRET else value
+            kept[key] = None if value == "" and not rule.readable else value
     return kept
 
 

@@ -27,14 +27,26 @@ async def get(db: Database, user_id: int) -> Document:
         return readable(await repository.load(conn, user_id))
 
 
+#: Never handed to phones even if stored before smsgw refused them (schemas.py): the
+#: end-to-end passphrase is set on the phones themselves. A null (a reset) still goes.
+NOT_FOR_PHONES = {("encryption", "passphrase")}
+
+
 async def for_phone(db: Database, user_id: int) -> Document:
-    """What the owner's phones apply: the stored settings without nulls or empty sections
-    (the app rejects a whole update over one null), overlaid with SERVER_SETTINGS."""
+    """What the owner's phones apply: the stored settings, overlaid with SERVER_SETTINGS.
+
+    A `null` value goes out as stored: the app takes it as "back to the app's default" (as
+    the upstream server sends it). Empty sections are left out (the app needs none).
+    """
     async with db.read() as conn:
         stored = await repository.load(conn, user_id)
     merged: Document = {}
     for name, section in stored.items():
-        values = {key: value for key, value in section.items() if value is not None}
+        values = {
+            key: value
+            for key, value in section.items()
+            if value is None or (name, key) not in NOT_FOR_PHONES
+        }
         if values:
             merged[name] = values
     for name, section in SERVER_SETTINGS.items():

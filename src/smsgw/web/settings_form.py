@@ -71,9 +71,6 @@ SECTIONS = [
         _f("webhooks", "retry_count", "Webhook retries", INT),
         _f("webhooks", "signing_key", "Signing key", SECRET),
     ]),
-    Section("encryption", "End-to-end encryption", [
-        _f("encryption", "passphrase", "Passphrase", SECRET),
-    ]),
     Section("receiver", "Received messages", [
         _f("receiver", "content_provider_enabled",
            "Let other apps on the phone read received messages", BOOL),
