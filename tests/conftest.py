@@ -14,9 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from smsgw.accounts import service as accounts
 from smsgw.app import create_app
+from smsgw.cli.serve import Server
 from smsgw.config import Settings, load_settings
 from smsgw.db.engine import Database
 
@@ -86,7 +88,9 @@ class ServerThread:
             timeout_graceful_shutdown=2,
             proxy_headers=False,  # as `smsgw serve`: the app itself decides whom to trust
         )
-        self.server = uvicorn.Server(config)
+        app = config.app
+        assert isinstance(app, FastAPI)
+        self.server = Server(config, app)  # as `smsgw serve`: streams end when told to stop
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
         )

@@ -33,6 +33,7 @@ from smsgw.events.bus import Bus, Cluster, close_quietly
 from smsgw.events.hub import EventHub
 from smsgw.events.shared_hub import SharedHub
 from smsgw.events.user_feed import feed_of
+from smsgw.forwarded import ForwardedMiddleware, is_loopback_host, refused_by_phones
 from smsgw.health.service import Probe
 from smsgw.inbox import exports
 from smsgw.messages.schemas import ErrorBody
@@ -196,9 +197,11 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
                 settings.auth_failures_per_address,
                 settings.auth_failures_per_login,
                 settings.auth_failure_window_seconds,
+                settings.code_failures_per_window,
             ),
         )
         app.state.context = context
+        warn_of_plain_hooks(settings)
         if settings.bootstrap_account:
             account = await accounts.bootstrap(db)
             if account is not None:
@@ -248,7 +251,12 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        wider=tuple(f"{prefix}/hooks/" for prefix in MOBILE_PREFIXES),
+        wider_limit=max(settings.phone_post_max_bytes, settings.max_body_bytes),
+    )
     # Operations (docs/operations.md): health probes, /metrics, and the HTTP metrics.
     app.add_middleware(MetricsMiddleware)
     # Routes are matched in order, one by one: the busiest (the API, then the phones') first,
@@ -270,4 +278,36 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
             health_router, prefix=prefix, include_in_schema=prefix in ("", THIRDPARTY_PREFIXES[0])
         )
     install_web(app)  # home, API documentation, dashboard (web/)
+    # Outermost: everything after it sees the client, scheme and host a trusted proxy forwarded.
+    app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)
     return app
+
+
+def end_streams(app: FastAPI) -> None:
+    """The server is stopping: end the phones' and the dashboard's event streams now (both
+    reconnect by themselves), rather than have the stop wait for them."""
+    context: AppContext | None = getattr(app.state, "context", None)
+    if context is None:  # not started
+        return
+    context.hub.end_streams()
+    feed_of(context.db).end_all()
+
+
+def warn_of_plain_hooks(settings: Settings) -> None:
+    """Say at start when phones would be handed hook URLs their app refuses (plain http://
+    to another machine): every received SMS would then be lost on the phone."""
+    if settings.public_url is not None:
+        if refused_by_phones(settings.public_url):
+            log.warning(
+                "SMSGW_PUBLIC_URL is http:// to another host: the Android app refuses such "
+                "webhook URLs, so phones cannot post received messages. Serve smsgw over "
+                "https (docs/phones.md) and set SMSGW_PUBLIC_URL=https://..."
+            )
+        return
+    if not is_loopback_host(settings.host):
+        log.warning(
+            "SMSGW_PUBLIC_URL is unset: phones are told webhook URLs as they reached smsgw. "
+            "Reached over plain http:// from another machine, the app refuses them. Put smsgw "
+            "behind an https proxy that sends X-Forwarded-Proto (trusted through "
+            "SMSGW_FORWARDED_ALLOW_IPS), or set SMSGW_PUBLIC_URL=https://... (docs/phones.md)"
+        )

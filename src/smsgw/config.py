@@ -14,6 +14,8 @@ import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from smsgw.forwarded import DEFAULT_TRUSTED, parse_trusted
+
 SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
 POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg"}
 
@@ -44,6 +46,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     default_region: str | None = None
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    phone_post_max_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = 16 * 1024 * 1024
     bootstrap_account: bool = True
     auto_migrate: bool = True
     sqlite_synchronous: SqliteSynchronous = SqliteSynchronous.FULL
@@ -61,7 +64,7 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: Annotated[float, Field(gt=0, le=3600)] = 15
     presence_flush_seconds: Annotated[float, Field(gt=0, le=3600)] = 30
     worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5
-    code_ttl_seconds: Annotated[int, Field(ge=30, le=86400)] = 300
+    code_ttl_seconds: Annotated[int, Field(ge=30, le=900)] = 120
 
     # Operations: health probes, metrics, the event log (docs/operations.md)
     metrics_token: SecretStr | None = None
@@ -81,10 +84,12 @@ class Settings(BaseSettings):
     auth_failure_window_seconds: Annotated[int, Field(ge=1, le=86400)] = 300
     auth_failures_per_address: Annotated[int, Field(ge=0, le=100_000)] = 30
     auth_failures_per_login: Annotated[int, Field(ge=0, le=100_000)] = 10
+    code_failures_per_window: Annotated[int, Field(ge=0, le=100_000)] = 100
 
     # Webhooks and inbox (docs/webhooks.md)
     webhooks_allow_private_urls: bool = False
     public_url: str | None = None
+    forwarded_allow_ips: str = DEFAULT_TRUSTED
     webhooks_mode: WebhooksMode = WebhooksMode.HUB
     webhooks_max_attempts: Annotated[int, Field(ge=1, le=100)] = 15
     webhooks_max_age_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 2 * 86400
@@ -117,6 +122,17 @@ class Settings(BaseSettings):
         if not isinstance(value, str) or not value.startswith(("http://", "https://")):
             raise ValueError("must be an absolute URL such as https://sms.example.org")
         return value.rstrip("/")
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _trusted_proxies_are_addresses(cls, value: str) -> str:
+        parse_trusted(value)
+        return value
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        """Peers whose X-Forwarded-* headers are believed (forwarded.py)."""
+        return parse_trusted(self.forwarded_allow_ips)
 
     @field_validator("database_url", mode="before")
     @classmethod

@@ -63,12 +63,23 @@ WEBHOOK_DELIVERIES = Counter(
     ["event", "outcome"],
     registry=None,
 )
-SHARED = (HTTP_REQUESTS, HTTP_LATENCY, WEBHOOK_DELIVERIES)
+CODE_SIGN_INS = Counter(
+    "smsgw_code_sign_ins",
+    "Phone sign-ins by one-time code, by outcome (accepted, wrong, throttled).",
+    ["outcome"],
+    registry=None,
+)
+SHARED = (HTTP_REQUESTS, HTTP_LATENCY, WEBHOOK_DELIVERIES, CODE_SIGN_INS)
 
 
 def webhook_delivery(event: str, ok: bool) -> None:
     """Count one webhook delivery attempt of `event` (e.g. `sms:sent`) and its outcome."""
     WEBHOOK_DELIVERIES.labels(event, "delivered" if ok else "failed").inc()
+
+
+def code_sign_in(outcome: str) -> None:
+    """Count one attempt to sign a phone in by code: `accepted`, `wrong` or `throttled`."""
+    CODE_SIGN_INS.labels(outcome).inc()
 
 
 def multiprocess_dir() -> str | None:

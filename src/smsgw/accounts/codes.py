@@ -1,7 +1,9 @@
 """One-time codes: a signed-in user asks for one and types it on a new phone to add it.
 
-Codes are short (six characters a person can type), so they live briefly, are stored only as
-hashes, and are deleted when used: a code signs in exactly one phone.
+Codes are six digits, because the app's code field takes digits only. So they live briefly
+(SMSGW_CODE_TTL_SECONDS), are stored only as hashes, are deleted when used (a code signs in
+exactly one phone), and wrong guesses are throttled per address and across all addresses
+(api/ratelimit.py), which keeps the odds of guessing a live code negligible (docs/auth.md).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from smsgw.db.base import table_of
 from smsgw.db.engine import Database
 from smsgw.domain import clock
 
-ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
 LENGTH = 6
 codes = table_of(UserCode)
 
@@ -31,7 +32,12 @@ class IssuedCode:
 
 
 def _hash(code: str) -> str:
-    return hashlib.sha256(code.strip().lower().encode()).hexdigest()
+    return hashlib.sha256(code.strip().encode()).hexdigest()
+
+
+def draw() -> str:
+    """A uniformly random code of LENGTH digits (leading zeros kept)."""
+    return str(secrets.randbelow(10**LENGTH)).zfill(LENGTH)
 
 
 async def issue(db: Database, user_id: int, ttl_seconds: int) -> IssuedCode:
@@ -39,7 +45,7 @@ async def issue(db: Database, user_id: int, ttl_seconds: int) -> IssuedCode:
     now = clock.now()
     valid_until = now + timedelta(seconds=ttl_seconds)
     for _ in range(5):
-        code = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
+        code = draw()
         try:
             async with db.write() as conn:
                 await conn.execute(delete(codes).where(codes.c.expires_at < now))

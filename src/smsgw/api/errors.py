@@ -164,19 +164,29 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    """Answer 413 to a request body over `limit` bytes, whether declared or streamed."""
+    """Answer 413 to a request body over `limit` bytes, whether declared or streamed; paths
+    starting with one of `wider`'s prefixes get `wider_limit` instead (phones' MMS posts)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        wider: tuple[str, ...] = (),
+        wider_limit: int = 0,
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.wider = wider
+        self.wider_limit = wider_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.wider_limit if scope["path"].startswith(self.wider) else self.limit
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await error_response(413, BodyTooLarge(self.limit).message)(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await error_response(413, BodyTooLarge(limit).message)(scope, receive, send)
             return
         received = 0
 
@@ -184,8 +194,8 @@ class BodyLimitMiddleware:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.limit:
-                raise BodyTooLarge(self.limit)
+            if received > limit:
+                raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, counting_receive, send)

@@ -12,6 +12,7 @@ from smsgw.domain.errors import TooManyRequests
 #: Logins are at most 64 characters: a longer one is kept by its first 64, so that a
 #: flood of huge made-up logins cannot make the throttle's memory grow with their size.
 LOGIN_KEY_LENGTH = 64
+CODES_KEY = "*"
 
 
 class RateLimiter:
@@ -72,9 +73,24 @@ class AuthThrottle:
     (login, password) pair they have verified before through regardless (see deps.py).
     """
 
-    def __init__(self, per_address: int, per_login: int, window: float) -> None:
+    def __init__(
+        self, per_address: int, per_login: int, window: float, code_failures: int = 100
+    ) -> None:
         self.addresses = RateLimiter(per_address, window)
         self.logins = RateLimiter(per_login, window)
+        #: Wrong one-time codes from every address together: a code names no login, and an
+        #: attacker has many addresses, so guesses at the short codes are capped in all.
+        self.codes = RateLimiter(code_failures, window)
+
+    def code_blocked_for(self, address: str) -> int | None:
+        """Seconds before this address may try another one-time code, or None."""
+        waits = (self.addresses.blocked_for(address), self.codes.blocked_for(CODES_KEY))
+        found = [wait for wait in waits if wait is not None]
+        return max(found) if found else None
+
+    def code_failed(self, address: str) -> None:
+        self.addresses.count(address)
+        self.codes.count(CODES_KEY)
 
     def blocked_for(self, address: str, login: str) -> int | None:
         """Seconds the caller must wait, or None when it may try now."""

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 
 from smsgw import metrics
 from smsgw.accounts import service as accounts
-from smsgw.app import announce_account, create_app
+from smsgw.app import announce_account, create_app, end_streams
 from smsgw.cli.common import errors, settings_or_exit
 from smsgw.config import Settings
 from smsgw.db import migrate
@@ -64,6 +64,20 @@ def serve(
         raise typer.Exit(status)
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server, which ends the application's event streams as soon as it is told to
+    stop: phones hold theirs open for hours, and a stop would otherwise wait out
+    `timeout_graceful_shutdown` for them (requests in progress still finish)."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        end_streams(self.app)
+        await super().shutdown(sockets=sockets)
+
+
 def run_server(app: FastAPI, settings: Settings, sock: socket.socket | None = None) -> None:
     """Serve `app` the way `smsgw serve` does (the benchmarks use it too)."""
     config = uvicorn.Config(
@@ -71,11 +85,11 @@ def run_server(app: FastAPI, settings: Settings, sock: socket.socket | None = No
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        proxy_headers=False,
+        proxy_headers=False,  # the app trusts forwarded headers itself (forwarded.py)
         server_header=False,
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
+    server = Server(config, app)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has shut down cleanly
         server.run(sockets=[sock] if sock is not None else None)
     if not server.started:  # e.g. the port is taken: uvicorn said why

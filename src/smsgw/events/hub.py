@@ -39,12 +39,12 @@ STREAM_BUFFER = 16
 
 
 class Stream:
-    """One open SSE connection of one phone."""
+    """One open SSE connection of one phone. `None` in its queue means "end the stream"."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=STREAM_BUFFER)
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=STREAM_BUFFER)
 
-    def put(self, event: Event) -> None:
+    def put(self, event: Event | None) -> None:
         if self.queue.full():
             self.queue.get_nowait()
         self.queue.put_nowait(event)
@@ -54,6 +54,8 @@ class EventHub:
     """Routes events to the open streams of each phone."""
 
     def __init__(self) -> None:
+        #: Set once the server is stopping: every stream is ended, and none opens.
+        self.closing = False
         self._streams: dict[str, set[Stream]] = defaultdict(set)
         self._owned: dict[int, set[str]] = defaultdict(set)
         self._turn: dict[int, int] = defaultdict(int)
@@ -93,6 +95,14 @@ class EventHub:
 
     def is_connected(self, device_id: str) -> bool:
         return device_id in self._streams
+
+    def end_streams(self) -> None:
+        """The server is stopping: end every open stream now (its phone reconnects, to this
+        server once it is back or to another node), so that the stop need not wait for them."""
+        self.closing = True
+        for streams in self._streams.values():
+            for stream in streams:
+                stream.put(None)
 
     async def stop(self) -> None:
         """Stop what the hub runs in the background (SharedHub); nothing here."""

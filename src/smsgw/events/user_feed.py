@@ -20,6 +20,8 @@ class UserFeed:
     """The open listeners of each user; a notice wakes every one of them."""
 
     def __init__(self) -> None:
+        #: Set once the server is stopping: listeners are woken and should end.
+        self.closing = False
         self._listeners: dict[int, set[asyncio.Event]] = defaultdict(set)
         #: Tells the other server processes too (set when there are several: events/bus.py).
         self.relay: Callable[[int], None] | None = None
@@ -39,6 +41,13 @@ class UserFeed:
     def notify(self, user_id: int) -> None:
         for event in self._listeners.get(user_id, ()):
             event.set()
+
+    def end_all(self) -> None:
+        """The server is stopping: wake every listener, which sees `closing` and ends."""
+        self.closing = True
+        for listeners in self._listeners.values():
+            for event in listeners:
+                event.set()
 
     def listener_count(self) -> int:
         return sum(len(listeners) for listeners in self._listeners.values())

@@ -28,6 +28,8 @@ async def changes(request: Request, user_id: int, keepalive: float) -> AsyncIter
         while not await request.is_disconnected():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), keepalive)
+            if feed.closing:  # the server is stopping: the page reconnects by itself
+                return
             if wakeup.is_set():
                 wakeup.clear()
                 yield "event: changed\ndata: {}\n\n"

@@ -16,6 +16,7 @@ from smsgw.devices import service as devices
 from smsgw.domain import clock
 from smsgw.domain.errors import DomainError
 from smsgw.events.user_feed import notify
+from smsgw.forwarded import refused_by_phones
 from smsgw.web.common import (
     FORM_EXPIRED,
     Visitor,
@@ -52,9 +53,11 @@ async def phone_rows(who: Visitor) -> list[PhoneRow]:
 
 async def phones_page(request: Request, who: Visitor, status: int = 200, **values: Any) -> Response:
     notice = "Phone deleted." if request.query_params.get("notice") == "deleted" else None
+    mobile_url = base_url(request) + "/api/mobile/v1"
     return render(
         request, "phones.html", status=status, who=who, phones=await phone_rows(who),
-        mobile_url=base_url(request) + "/api/mobile/v1", notice=notice, **values,
+        mobile_url=mobile_url, plain_http=refused_by_phones(mobile_url), notice=notice,
+        **values,
     )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from smsgw import metrics
 from smsgw.accounts import codes
 from smsgw.accounts import service as accounts
 from smsgw.api.deps import (
@@ -29,7 +30,7 @@ from smsgw.devices.schemas import (
     UserCode,
     without_none,
 )
-from smsgw.domain.errors import Unauthorized
+from smsgw.domain.errors import TooManyRequests, Unauthorized
 from smsgw.messages.schemas import ErrorBody
 from smsgw.web import sessions
 
@@ -52,9 +53,7 @@ async def _registrant(request: Request, context: Context) -> tuple[int, str, str
         return await authenticate_basic(request, context, basic), basic.login, None
     scheme, _, code = header.partition(" ")
     if scheme.lower() == "code":
-        redeemed = await codes.redeem(context.db, code)
-        if redeemed is None:
-            raise Unauthorized("Unauthorized: unknown or expired code")
+        redeemed = await _redeem(request, context, code)
         return redeemed, await accounts.login_of(context.db, redeemed), None
     token = bearer_token(request)
     private = context.settings.private_token
@@ -66,6 +65,22 @@ async def _registrant(request: Request, context: Context) -> tuple[int, str, str
     account = await devices.new_account(context.db)
     user_id = await accounts.user_id_of(context.db, account.login)
     return user_id, account.login, account.password
+
+
+async def _redeem(request: Request, context: Context, code: str) -> int:
+    """The user id a one-time code signs in, throttled like a password (docs/auth.md)."""
+    address, throttle = client_ip(request), context.auth_throttle
+    wait = throttle.code_blocked_for(address)
+    if wait is not None:
+        metrics.code_sign_in("throttled")
+        raise TooManyRequests(f"too many wrong codes; try again in {wait} s", wait)
+    redeemed = await codes.redeem(context.db, code)
+    if redeemed is None:
+        throttle.code_failed(address)
+        metrics.code_sign_in("wrong")
+        raise Unauthorized("Unauthorized: unknown or expired code")
+    metrics.code_sign_in("accepted")
+    return redeemed
 
 
 @router.post(

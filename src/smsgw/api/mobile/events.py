@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from smsgw.api.deps import Context, CurrentDevice
 from smsgw.api.mobile.device import ERRORS
@@ -19,9 +19,12 @@ KEEPALIVE = ":keepalive\n\n"
 
 
 @router.get("/events", responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}})
-async def events(device: CurrentDevice, context: Context) -> StreamingResponse:
+async def events(device: CurrentDevice, context: Context) -> Response:
     """A stream of `event:`/`data:` frames, with a keep-alive comment every 15 s."""
     hub, presence = context.hub, context.presence
+    if hub.closing:  # the phone's next try reaches this server once back, or another node
+        body = {"message": "the server is stopping; connect again in a moment"}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
     stream, only = hub.open(device.device_id, device.user_id)
     keepalive = context.settings.sse_keepalive_seconds
     try:  # until the generator below runs, its `finally` cannot close the stream
@@ -47,6 +50,8 @@ async def events(device: CurrentDevice, context: Context) -> StreamingResponse:
                 except TimeoutError:
                     frame = KEEPALIVE
                 else:
+                    if event is None:  # the server is stopping (hub.end_streams)
+                        return
                     frame = event.frame()
                 # Every frame, not only keep-alives: a phone sent events more often than
                 # the keep-alive interval must not look silent to the stale-claim release.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
@@ -12,19 +14,40 @@ from smsgw.api.mobile.device import ERRORS
 from smsgw.config import WebhooksMode
 from smsgw.devices.service import token_hash
 from smsgw.domain.errors import InvalidInput, Unauthorized
+from smsgw.forwarded import refused_by_phones
 from smsgw.webhooks import hub
 from smsgw.webhooks import service as webhooks
 from smsgw.workers import webhooks as webhook_worker
 
+log = logging.getLogger("smsgw")
 router = APIRouter(tags=["Mobile"])
 HOOK_PATH = "/hooks/{device_id}/{secret}"
 
 
 def hook_url(request: Request, base: str | None, device_id: str, secret: str) -> str:
-    """This phone's hub URL: under `SMSGW_PUBLIC_URL`, else the URL the phone used."""
+    """This phone's hub URL: under `SMSGW_PUBLIC_URL`, else the URL the phone used (as a
+    trusted proxy forwarded it: forwarded.py)."""
     prefix = request.url.path.removesuffix("/webhooks")
     root = base or str(request.base_url).rstrip("/")
     return f"{root}{prefix}/hooks/{device_id}/{secret}"
+
+
+_warned: set[str] = set()
+
+
+def _warn_if_refused(url: str) -> None:
+    """Log, once per host name, that phones are handed hook URLs their app refuses."""
+    host = urlsplit(url).netloc
+    if not refused_by_phones(url) or host in _warned or len(_warned) > 100:
+        return
+    _warned.add(host)
+    log.warning(
+        "phones reach smsgw at http://%s: the Android app refuses plain http:// webhook URLs "
+        "to other hosts, so their received messages are lost. Serve smsgw over https "
+        "(a proxy sending X-Forwarded-Proto from SMSGW_FORWARDED_ALLOW_IPS, or "
+        "SMSGW_PUBLIC_URL=https://...; docs/phones.md)",
+        host,
+    )
 
 
 def _derive(context: AppContext) -> webhooks.Derive:
@@ -39,6 +62,7 @@ async def phone_webhooks(request: Request, device: CurrentDevice, context: Conte
     token = bearer_token(request) or ""
     secret = webhooks.hook_secret(_derive(context), token_hash(token))
     url = hook_url(request, context.settings.public_url, device.device_id, secret)
+    _warn_if_refused(url)
     records = await webhooks.for_phone(context.db, device.user_id, device.device_id)
     direct = context.settings.webhooks_mode == WebhooksMode.DIRECT
     return JSONResponse(hub.phone_hooks(url, records, direct))

@@ -262,7 +262,10 @@ async def cancel_message(context: Context, user_id: CurrentUser, id: MessageId) 
 def _register(prefix: str, deprecated: bool) -> None:
     total_header = {
         "X-Total-Count": {"description": "All matching messages", "schema": {"type": "integer"}},
-        "X-Limit": {"description": "The page size served (at most 100)", "schema": {"type": "integer"}},
+        "X-Limit": {
+            "description": "The page size served (at most 100)",
+            "schema": {"type": "integer"},
+        },
     }
     location = {"Location": {"description": "URL of the new message", "schema": {"type": "string"}}}
     router.add_api_route(

@@ -1,0 +1,93 @@
+"""`smsgw serve` told to stop (SIGTERM) while phones hold their event streams: the streams end
+cleanly at once (the phones reconnect) and the process exits without waiting them out."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Account, create_account, free_port, make_settings
+from tests.test_mobile_api import APP, MOBILE, basic, register
+
+PHONES = 3
+#: uvicorn's own patience (cli/serve.py) is 5 s; the streams must not make the stop wait it out.
+#: The stop takes well under a second on an idle machine; the bound leaves room for a busy one.
+STOP_BOUND = 4.0
+
+
+def start(data_dir: Path, port: int, workers: int) -> subprocess.Popen[str]:
+    env = os.environ | {
+        "SMSGW_DATA_DIR": str(data_dir),
+        "SMSGW_PORT": str(port),
+        "SMSGW_WORKERS": str(workers),
+        "SMSGW_BOOTSTRAP_ACCOUNT": "false",
+        "SMSGW_REGISTRATION_RATE_LIMIT": "0",
+        "SMSGW_SSE_KEEPALIVE_SECONDS": "600",  # nothing else would end a stream
+        "SMSGW_LOG_LEVEL": "info",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smsgw", "serve"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, process.communicate()[0]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/startup").status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "smsgw did not start"
+        time.sleep(0.1)
+
+
+def open_stream(port: int, token: str) -> http.client.HTTPResponse:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {**APP, "Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    connection.request("GET", f"{MOBILE}/events", headers=headers)
+    response = connection.getresponse()
+    assert response.status == 200
+    assert response.readline().startswith(b"event: ")  # the stream is open and talking
+    return response
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_ends_phone_streams_and_exits_promptly(tmp_path: Path, workers: int) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    process = start(data_dir, port, workers)
+    try:
+        create_account(make_settings(data_dir), "owner", "correct horse battery")
+        base = f"http://127.0.0.1:{port}{MOBILE}"
+        with httpx.Client(base_url=base, headers=APP, timeout=30) as client:
+            owner = basic(Account("owner", "correct horse battery"))
+            tokens = []
+            for _ in range(PHONES):
+                answer = register(client, owner)
+                assert answer.status_code == 201, answer.text
+                tokens.append(answer.json()["token"])
+        streams = [open_stream(port, token) for token in tokens]
+        began = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        for stream in streams:
+            stream.read()  # to the end of the chunked body: IncompleteRead if cut off
+        output, _ = process.communicate(timeout=30)
+        took = time.monotonic() - began
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    # uvicorn re-raises the signal once it has shut down cleanly (one process); the
+    # supervisor of several exits 0.
+    assert process.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete" in output, output
+    assert "timeout graceful shutdown exceeded" not in output, output
+    assert took < STOP_BOUND, f"stopped in {took:.2f} s\n{output}"
+    print(f"stopped in {took:.2f} s with {PHONES} streams open ({workers} processes)")
