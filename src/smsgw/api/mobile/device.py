@@ -52,20 +52,40 @@ async def _registrant(request: Request, context: Context) -> tuple[int, str, str
         return await authenticate_basic(request, context, basic), basic.login, None
     scheme, _, code = header.partition(" ")
     if scheme.lower() == "code":
-        redeemed = await codes.redeem(context.db, code)
-        if redeemed is None:
-            raise Unauthorized("Unauthorized: unknown or expired code")
+        redeemed = await _redeem(request, context, code)
         return redeemed, await accounts.login_of(context.db, redeemed), None
-    token = bearer_token(request)
-    private = context.settings.private_token
-    allowed = context.settings.anonymous_registration and token is None
-    if private is not None and token is not None:
-        allowed = hmac.compare_digest(token.encode(), private.get_secret_value().encode())
-    if not allowed:
+    if not _may_register(request, context):
         raise Unauthorized("Unauthorized: sign in with your login, a code, or the private token")
     account = await devices.new_account(context.db)
     user_id = await accounts.user_id_of(context.db, account.login)
     return user_id, account.login, account.password
+
+
+async def _redeem(request: Request, context: Context, code: str) -> int:
+    """The user id of a one-time code. A code is a secret one could guess: wrong ones count
+    as failed sign-ins of the address, and a blocked address is refused (docs/auth.md)."""
+    throttle = context.auth_throttle
+    attempt = throttle.attempt(client_ip(request), None)
+    redeemed = await codes.redeem(context.db, code)
+    if redeemed is None:
+        raise Unauthorized("Unauthorized: unknown or expired code")
+    throttle.release(attempt)
+    return redeemed
+
+
+def _may_register(request: Request, context: Context) -> bool:
+    """Whether a new account may be made: with the private token (checked and throttled as
+    a password), or without any token when anonymous registration is on."""
+    token = bearer_token(request)
+    private = context.settings.private_token
+    if private is None or token is None:
+        return context.settings.anonymous_registration and token is None
+    throttle = context.auth_throttle
+    attempt = throttle.attempt(client_ip(request), None)
+    if not hmac.compare_digest(token.encode(), private.get_secret_value().encode()):
+        return False
+    throttle.release(attempt)
+    return True
 
 
 @router.post(
