@@ -283,15 +283,15 @@ async def _until(lines: AsyncIterator[str], wanted: str) -> AsyncIterator[str]:
             return
 
 
-def test_a_message_with_a_slash_in_its_own_id_opens_and_cancels(
+def test_a_message_whose_own_id_needs_escaping_opens_and_cancels(
     signed_in: Dashboard, api: httpx.Client
 ) -> None:
-    body = {"id": "order/42?x#y", "phoneNumbers": ["+12025550100"], "textMessage": {"text": "a"}}
+    body = {"id": "order:42;a=b@c", "phoneNumbers": ["+12025550100"], "textMessage": {"text": "a"}}
     assert api.post("/messages", json=body).status_code == 200
     table = signed_in.http.get("/dashboard/messages").text
-    link = "/dashboard/messages/order/42%3Fx%23y"
+    link = "/dashboard/messages/order%3A42%3Ba%3Db%40c"
     assert f'href="{link}"' in table
-    assert "order/42?x#y" in signed_in.http.get(link).text
+    assert "order:42;a=b@c" in signed_in.http.get(link).text
     cancelled = signed_in.post(f"{link}/cancel", page=link)
     assert cancelled.status_code == 303 and cancelled.headers["location"].startswith(link)
     assert [m["state"] for m in api.get("/messages").json()] == ["Cancelled"]

@@ -151,20 +151,6 @@ def test_dashboard_sign_in_shares_the_apis_failed_sign_in_throttle(tmp_path: Pat
         web.close()
 
 
-def test_a_pair_that_signed_in_before_is_not_locked_out(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path / "data", auth_failures_per_login=2, web_login_rate_limit=0)
-    with running(settings) as server:
-        alice = server.create_user("alice")
-        web = Dashboard(server)
-        assert web.sign_in(alice).status_code == 303
-        attacker = Dashboard(server)
-        assert [attacker.sign_in(alice, "guess").status_code for _ in range(3)] == [401, 401, 429]
-        again = Dashboard(server)
-        assert again.sign_in(alice).status_code == 303
-        for dashboard in (web, attacker, again):
-            dashboard.close()
-
-
 def test_guessing_the_current_password_on_the_account_page_is_throttled(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", auth_failures_per_login=3, web_login_rate_limit=0)
     with running(settings) as server:

@@ -19,7 +19,7 @@ from smsgw.accounts import service as accounts
 from smsgw.accounts.passwords import CredentialCache
 from smsgw.api import redact, scopes
 from smsgw.api.deps import AppContext
-from smsgw.api.errors import BodyLimitMiddleware, install_handlers
+from smsgw.api.errors import BodyLimitMiddleware, UnexpectedErrorMiddleware, install_handlers
 from smsgw.api.health import metrics_router
 from smsgw.api.health import router as health_router
 from smsgw.api.mobile import build_router as build_mobile_router
@@ -251,6 +251,7 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(UnexpectedErrorMiddleware)  # innermost: the first added
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,

@@ -42,13 +42,14 @@ class CredentialCache:
         self._max_size = max_size
         self._entries: OrderedDict[bytes, str] = OrderedDict()
 
-    def _digest(self, login: str, password: str) -> bytes:
+    def digest(self, login: str, password: str) -> bytes:
+        """The keyed digest naming this pair (the pair itself is never kept)."""
         pair = login.encode() + b"\0" + password.encode()
         return hmac.new(self._key, pair, hashlib.sha256).digest()
 
     def is_verified(self, login: str, password: str, stored_hash: str) -> bool:
         """True when this exact pair verified earlier against this exact stored hash."""
-        remembered = self._entries.get(self._digest(login, password))
+        remembered = self._entries.get(self.digest(login, password))
         if remembered is None:
             return False
         return hmac.compare_digest(remembered, stored_hash)
@@ -56,11 +57,11 @@ class CredentialCache:
     def remember(self, login: str, password: str, stored_hash: str) -> None:
         if self._max_size == 0:
             return
-        digest = self._digest(login, password)
+        digest = self.digest(login, password)
         self._entries[digest] = stored_hash
         self._entries.move_to_end(digest)
         while len(self._entries) > self._max_size:
             self._entries.popitem(last=False)
 
     def forget_login(self, login: str, password: str) -> None:
-        self._entries.pop(self._digest(login, password), None)
+        self._entries.pop(self.digest(login, password), None)

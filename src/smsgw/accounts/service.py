@@ -86,17 +86,38 @@ async def delete_user(db: Database, login: str) -> None:
         await tokens.user_deleted(conn)
 
 
-async def authenticate(db: Database, cache: CredentialCache, login: str, password: str) -> int:
-    """The user id for a Basic credential pair, or Unauthorized. A cached pair costs no hash."""
-    user = await db.read_now(lambda conn: repository.stored_credentials(conn, login))
-    if user is not None and cache.is_verified(login, password, user[1]):
-        return user[0]
-    stored = user[1] if user is not None else None
-    if not await asyncio.to_thread(verify_password, stored, password):
+#: A user's id and stored password hash, as read for a sign-in (None: no such login).
+Stored = tuple[int, str] | None
+
+
+async def stored_credentials(db: Database, login: str) -> Stored:
+    return await db.read_now(lambda conn: repository.stored_credentials(conn, login))
+
+
+def known_pair(cache: CredentialCache, login: str, password: str, stored: Stored) -> int | None:
+    """The user id when this exact pair verified before against the stored hash (no hash is
+    spent); None when it must be checked."""
+    if stored is not None and cache.is_verified(login, password, stored[1]):
+        return stored[0]
+    return None
+
+
+async def verify_pair(cache: CredentialCache, login: str, password: str, stored: Stored) -> int:
+    """The user id when `password` matches the stored hash (one slow hash, also for an
+    unknown login), remembered in the cache; Unauthorized otherwise."""
+    if not await asyncio.to_thread(verify_password, stored and stored[1], password):
         raise Unauthorized("Unauthorized")
-    assert user is not None
-    cache.remember(login, password, user[1])
-    return user[0]
+    assert stored is not None
+    cache.remember(login, password, stored[1])
+    return stored[0]
+
+
+async def authenticate(db: Database, cache: CredentialCache, login: str, password: str) -> int:
+    """The user id for a Basic credential pair, or Unauthorized. A cached pair costs no hash.
+    Not throttled: requests go through api/deps.authenticate_basic."""
+    stored = await stored_credentials(db, login)
+    known = known_pair(cache, login, password, stored)
+    return known if known is not None else await verify_pair(cache, login, password, stored)
 
 
 async def bootstrap(db: Database) -> NewAccount | None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import binascii
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -11,16 +11,16 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 from starlette.requests import HTTPConnection
 
-from smsgw.accounts import repository as account_rows
 from smsgw.accounts import service as accounts
 from smsgw.accounts.passwords import CredentialCache
-from smsgw.api.ratelimit import AuthThrottle, RateLimiter
+from smsgw.accounts.service import Stored
+from smsgw.api.ratelimit import Attempt, AuthThrottle, RateLimiter
 from smsgw.api.scopes import PUBLIC, required_scope
 from smsgw.config import Settings
 from smsgw.db.engine import Database
 from smsgw.devices import service as devices
 from smsgw.devices.presence import Presence
-from smsgw.domain.errors import Forbidden, TooManyRequests, Unauthorized
+from smsgw.domain.errors import Forbidden, Unauthorized
 from smsgw.events.hub import EventHub
 from smsgw.tokens import scopes
 from smsgw.tokens.service import Principal, TokenService
@@ -39,6 +39,8 @@ class AppContext:
     #: JWT issue/verify/revoke; None (Bearer refused) only where no service was built.
     tokens: TokenService | None = None
     auth_throttle: AuthThrottle = field(default_factory=lambda: AuthThrottle(30, 10, 300))
+    #: Password checks under way, by the credential cache's digest of their pair.
+    checks: dict[bytes, asyncio.Future[int]] = field(default_factory=dict)
 
 
 def context_of(connection: HTTPConnection) -> AppContext:
@@ -66,9 +68,9 @@ def parse_basic(header: str) -> BasicCredentials | None:
     scheme, _, param = header.partition(" ")
     if scheme.lower() != "basic":
         return None
-    try:
-        decoded = base64.b64decode(param.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    try:  # a header is read as Latin-1: it may hold any byte, and b64decode wants ASCII
+        decoded = base64.b64decode(param.strip().encode("latin-1"), validate=True).decode()
+    except (ValueError, UnicodeError):  # binascii.Error is a ValueError
         raise Unauthorized("Unauthorized: malformed Basic credentials") from None
     login, separator, password = decoded.partition(":")
     if not separator:
@@ -95,36 +97,43 @@ def client_address(connection: HTTPConnection) -> str:
 async def authenticate_basic(
     connection: HTTPConnection, context: AppContext, credentials: BasicCredentials
 ) -> int:
-    """The user id for Basic credentials, throttled (rule in docs/auth.md): Unauthorized when
-    wrong, TooManyRequests while the address or the login has failed too often, unless this
-    exact pair verified before in this process (the credential cache): so an attacker
-    cannot lock out a user who already signed in."""
-    address, login = client_address(connection), credentials.login
+    """The user id for Basic credentials, throttled (rules in docs/auth.md).
+
+    TooManyRequests while the address or the login has failed too often, for every password,
+    right or wrong: even a pair verified before (the credential cache) is not looked up then,
+    so a blocked login answers no guess. Unauthorized when wrong. A password that needs a
+    hash is counted as a failure before the hash, and taken back when it proves right."""
+    address, login, password = client_address(connection), credentials.login, credentials.password
     throttle = context.auth_throttle
-    wait = throttle.blocked_for(address, login)
-    if wait is not None:
-        known = await _known_pair(context, credentials)
-        if known is None:
-            raise TooManyRequests(f"too many failed sign-ins; try again in {wait} s", wait)
+    throttle.refuse_if_blocked(address, login)
+    stored = await accounts.stored_credentials(context.db, login)
+    known = accounts.known_pair(context.credentials, login, password, stored)
+    if known is not None:
         return known
-    try:
-        user_id = await accounts.authenticate(
-            context.db, context.credentials, login, credentials.password
-        )
-    except Unauthorized:
-        throttle.failed(address, login)
-        raise
-    throttle.succeeded(login)
+    key = context.credentials.digest(login, password)
+    check = context.checks.get(key)
+    if check is None:  # the same pair sent by concurrent requests is checked (and counted) once
+        attempt = throttle.attempt(address, login)  # checks the block again: no await since
+        check = asyncio.ensure_future(_check(context, attempt, credentials, stored))
+        context.checks[key] = check
+        check.add_done_callback(lambda done: _checked(context, key, done))
+    return await asyncio.shield(check)  # a caller that goes away does not cancel the others'
+
+
+async def _check(
+    context: AppContext, attempt: Attempt, credentials: BasicCredentials, stored: Stored
+) -> int:
+    """Spend the hash; the attempt stays counted as a failure unless the password is right."""
+    login, password = credentials.login, credentials.password
+    user_id = await accounts.verify_pair(context.credentials, login, password, stored)
+    context.auth_throttle.release(attempt)
     return user_id
 
 
-async def _known_pair(context: AppContext, credentials: BasicCredentials) -> int | None:
-    """The user id when this pair is in the verified-credential cache (costs no hash)."""
-    login, password = credentials.login, credentials.password
-    user = await context.db.read_now(lambda conn: account_rows.stored_credentials(conn, login))
-    if user is not None and context.credentials.is_verified(login, password, user[1]):
-        return user[0]
-    return None
+def _checked(context: AppContext, key: bytes, done: asyncio.Future[int]) -> None:
+    context.checks.pop(key, None)
+    if not done.cancelled():
+        done.exception()  # retrieved here too: every waiter may have gone
 
 
 async def _principal(connection: HTTPConnection, context: AppContext) -> Principal:

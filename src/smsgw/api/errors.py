@@ -199,3 +199,33 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+class UnexpectedErrorMiddleware:
+    """Answer an unexpected exception with 500 `{"message"}`, logged, and keep the connection.
+
+    Starlette's outermost handler answers 500 too, but then raises the exception again, and
+    uvicorn closes a connection whose application raised: the client's next request on that
+    keep-alive connection would fail. Installed inside the metrics, which count the 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception:
+            if started:  # too late for an answer: let the server end the connection
+                raise
+            log.exception("unhandled error on %s %s", scope["method"], redact(scope["path"]))
+            await error_response(500, INTERNAL)(scope, receive, send)

@@ -3,10 +3,12 @@ sign-ins (the authentication throttle, rule in docs/auth.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
-import time
 from collections import deque
+from dataclasses import dataclass
 
+from smsgw.domain import clock
 from smsgw.domain.errors import TooManyRequests
 
 #: Logins are at most 64 characters: a longer one is kept by its first 64, so that a
@@ -36,21 +38,29 @@ class RateLimiter:
         events = self._events.get(key)
         if self.limit == 0 or not events:
             return None
-        now = time.monotonic()
+        now = clock.monotonic()
         while events and events[0] <= now - self.window:
             events.popleft()
         if len(events) < self.limit:
             return None
         return max(1, math.ceil(events[0] + self.window - now))
 
-    def count(self, key: str) -> None:
-        """Record one event for `key` (whether or not it is over the limit)."""
+    def count(self, key: str, now: float | None = None) -> float:
+        """Record one event for `key` (whether or not it is over the limit); its time."""
+        now = clock.monotonic() if now is None else now
         if self.limit == 0:
-            return
-        now = time.monotonic()
+            return now
         self._events.setdefault(key, deque(maxlen=self.limit)).append(now)
         if len(self._events) > self.max_keys:
             self._forget_idle(now)
+        return now
+
+    def uncount(self, key: str, stamp: float) -> None:
+        """Take back one event of `key` recorded at `stamp` (if it is still there)."""
+        events = self._events.get(key)
+        with contextlib.suppress(ValueError):
+            if events is not None:
+                events.remove(stamp)
 
     def forget(self, key: str) -> None:
         self._events.pop(key, None)
@@ -63,14 +73,26 @@ class RateLimiter:
             del self._events[next(iter(self._events))]
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One sign-in attempt counted as a failure in advance (see AuthThrottle.attempt)."""
+
+    address: str
+    login: str | None
+    stamp: float
+    #: A one-time code: also counted in the cap of wrong codes from all addresses.
+    code: bool = False
+
+
 class AuthThrottle:
     """Failed sign-ins counted per client address and per login, in one sliding window.
 
     An address or a login with `per_address` / `per_login` failures within `window` seconds
-    is refused (429) until the oldest of them leaves the window; refused attempts are not
-    counted, so a block ends at most `window` seconds after the attacker's last counted
-    failure. A success clears its login's failures (not its address's). Callers let a
-    (login, password) pair they have verified before through regardless (see deps.py).
+    is refused (429) for every attempt, right or wrong, until the oldest of them leaves the
+    window; refused attempts are not counted. An attempt is counted as a failure *before* its
+    secret is checked (`attempt`) and un-counted only if it proves right (`release`): so
+    however many guesses run at once, no more than the limit are ever checked in a window.
+    A success removes only its own count, never others' failures (rule in docs/auth.md).
     """
 
     def __init__(
@@ -82,28 +104,52 @@ class AuthThrottle:
         #: attacker has many addresses, so guesses at the short codes are capped in all.
         self.codes = RateLimiter(code_failures, window)
 
-    def code_blocked_for(self, address: str) -> int | None:
-        """Seconds before this address may try another one-time code, or None."""
-        waits = (self.addresses.blocked_for(address), self.codes.blocked_for(CODES_KEY))
-        found = [wait for wait in waits if wait is not None]
-        return max(found) if found else None
+    def code_attempt(self, address: str) -> Attempt:
+        """`attempt` for a one-time code, from `address`: refused while the address or all
+        addresses together have had too many wrong codes, and counted in both."""
+        self.refuse_if_blocked(address, None)
+        wait = self.codes.blocked_for(CODES_KEY)
+        if wait is not None:
+            message = f"too many wrong codes from all addresses; try again in {wait} s"
+            raise TooManyRequests(message, wait)
+        stamp = self.addresses.count(address)
+        self.codes.count(CODES_KEY, stamp)
+        return Attempt(address, None, stamp, code=True)
 
-    def code_failed(self, address: str) -> None:
-        self.addresses.count(address)
-        self.codes.count(CODES_KEY)
-
-    def blocked_for(self, address: str, login: str) -> int | None:
+    def blocked_for(self, address: str, login: str | None) -> int | None:
         """Seconds the caller must wait, or None when it may try now."""
-        waits = (
-            self.addresses.blocked_for(address),
-            self.logins.blocked_for(login[:LOGIN_KEY_LENGTH]),
-        )
+        waits = [self.addresses.blocked_for(address)]
+        if login is not None:
+            waits.append(self.logins.blocked_for(login[:LOGIN_KEY_LENGTH]))
         found = [wait for wait in waits if wait is not None]
         return max(found) if found else None
+
+    def refuse_if_blocked(self, address: str, login: str | None) -> None:
+        """TooManyRequests (with the wait) while the address or the login is blocked."""
+        wait = self.blocked_for(address, login)
+        if wait is not None:
+            raise TooManyRequests(f"too many failed sign-ins; try again in {wait} s", wait)
+
+    def attempt(self, address: str, login: str | None) -> Attempt:
+        """Count an attempt about to check a secret (`login` None: a secret of no login, such
+        as a one-time code); TooManyRequests instead while blocked. No await may come
+        between the check and the count, so concurrent guesses cannot overshoot."""
+        self.refuse_if_blocked(address, login)
+        key = None if login is None else login[:LOGIN_KEY_LENGTH]
+        stamp = self.addresses.count(address)
+        if key is not None:
+            self.logins.count(key, stamp)
+        return Attempt(address, key, stamp)
+
+    def release(self, attempt: Attempt) -> None:
+        """The attempt proved right: it is not a failure after all."""
+        self.addresses.uncount(attempt.address, attempt.stamp)
+        if attempt.code:
+            self.codes.uncount(CODES_KEY, attempt.stamp)
+        if attempt.login is not None:
+            self.logins.uncount(attempt.login, attempt.stamp)
 
     def failed(self, address: str, login: str) -> None:
-        self.addresses.count(address)
-        self.logins.count(login[:LOGIN_KEY_LENGTH])
-
-    def succeeded(self, login: str) -> None:
-        self.logins.forget(login[:LOGIN_KEY_LENGTH])
+        """Count one failure of `login` from `address` (without checking the limits)."""
+        stamp = self.addresses.count(address)
+        self.logins.count(login[:LOGIN_KEY_LENGTH], stamp)

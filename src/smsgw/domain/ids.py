@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import string
 import time
@@ -41,3 +42,26 @@ def random_token(length: int = 21) -> str:
 def generated_password() -> str:
     """A password for generated accounts: 20 characters, about 119 bits."""
     return random_token(20)
+
+
+#: Characters of a client's own id (a message's or a webhook's `id`): the id becomes a URL
+#: path segment (`GET /messages/{id}`), so only what a segment holds as it is (RFC 3986's
+#: unreserved characters, sub-delimiters, `:` and `@`); `/`, `?`, `#`, `%` and space are not.
+CLIENT_ID_CHARACTERS = "A-Za-z0-9-._~!$&'()*+,;=:@"
+_CHAR = r"[A-Za-z0-9\-._~!$&'()*+,;=:@]"
+_NOT_DOT = r"[A-Za-z0-9\-_~!$&'()*+,;=:@]"
+#: The same as a regular expression (no lookahead, for every JSON Schema tool): those
+#: characters, but not `.` or `..` alone, which clients resolve away as path segments.
+CLIENT_ID_PATTERN = rf"^(?:{_NOT_DOT}|\.\.?{_NOT_DOT}|\.\.\.){_CHAR}*$"
+CLIENT_ID_RULE = (
+    "may hold only letters, digits and - . _ ~ ! $ & ' ( ) * + , ; = : @ "
+    "(it is a URL path segment), and may not be . or .."
+)
+_CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
+
+
+def check_client_id(value: str) -> str:
+    """`value` when it is a valid client id (CLIENT_ID_PATTERN), else ValueError."""
+    if not _CLIENT_ID.fullmatch(value):  # not match: `$` would let a final newline in
+        raise ValueError(CLIENT_ID_RULE)
+    return value

@@ -21,9 +21,16 @@ from pydantic import (
     model_validator,
 )
 
+from smsgw.domain import ids
 from smsgw.domain.clock import format_timestamp
 from smsgw.domain.states import ProcessingState
 
+#: A client's own id: it is a path segment of the routes that read it (domain/ids.py).
+ClientId = Annotated[
+    str,
+    Field(min_length=1, max_length=36, json_schema_extra={"pattern": ids.CLIENT_ID_PATTERN}),
+    AfterValidator(ids.check_client_id),
+]
 Timestamp = Annotated[datetime, PlainSerializer(format_timestamp, return_type=str)]
 MAX_TEXT = 65535
 
@@ -97,12 +104,10 @@ class SendMessageRequest(BaseModel):
     )
 
     id: Annotated[
-        str | None,
+        ClientId | None,
         Field(
-            min_length=1,
-            max_length=36,
-            pattern=r"^[\x21-\x7e]+$",
-            description="Your own id for the message; sending the same id twice answers 409.",
+            description="Your own id for the message (a URL path segment: letters, digits "
+            "and - . _ ~ ! $ & ' ( ) * + , ; = : @, not . or ..); sending it twice answers 409."
         ),
     ] = None
     deviceId: Annotated[

@@ -37,6 +37,7 @@ log = logging.getLogger("smsgw.tokens")
 ISSUER = "smsgw"
 ALGORITHM = "HS256"
 INVALID = "Unauthorized: invalid, expired or revoked token"
+MAX_USER_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,10 @@ class TokenService:
             )
         except jwt.PyJWTError:
             raise Unauthorized(INVALID) from None
-        if not isinstance(claims.get("scopes"), list) or not isinstance(claims.get("user_id"), int):
+        user_id = claims.get("user_id")
+        # A user id is a row id (1 to 2**63 - 1, SQLite's integers); bool is an int too.
+        well_formed = type(user_id) is int and 1 <= user_id <= MAX_USER_ID
+        if not isinstance(claims.get("scopes"), list) or not well_formed:
             raise Unauthorized(INVALID)
         return claims
 

@@ -27,6 +27,9 @@ from smsgw.web.common import (
 
 router = APIRouter()
 PAGE_SIZES = (20, 50, 100)
+#: The last page number asked for: past the data a page is empty anyway, and a larger one
+#: would make an offset beyond the database's integers.
+MAX_PAGE = 1_000_000_000
 NOTICES = {
     "queued": "Message queued. It waits for one of your phones.",
     "cancelled": "Cancel requested.",
@@ -37,9 +40,12 @@ def paging(limit_text: str, page_text: str) -> tuple[int, int]:
     """Rows per page (one of PAGE_SIZES, else 20) and the page number (from 1) of a list."""
     limit = int(limit_text) if limit_text in {str(n) for n in PAGE_SIZES} else 20
     try:
-        return limit, max(1, int(page_text))
+        page = int(page_text)
     except ValueError:
-        raise FilterError("Page: must be a whole number") from None
+        page = MAX_PAGE + 1
+    if page > MAX_PAGE:
+        raise FilterError(f"Page: must be a whole number up to {MAX_PAGE}")
+    return limit, max(1, page)
 
 
 def parse_day(value: str, name: str) -> datetime | None:

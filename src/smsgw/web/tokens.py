@@ -7,6 +7,7 @@ the form that issued them, never listed, logged or stored.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter
@@ -60,7 +61,7 @@ def parse_ttl(text: str) -> int | None:
     """The optional lifetime in seconds; InvalidInput naming the field when it is not one."""
     if not text:
         return None
-    if not text.isdigit() or len(text) > 10:
+    if not re.fullmatch(r"[0-9]{1,10}", text):  # str.isdigit would pass "²", int() not
         raise InvalidInput("Lifetime: must be a whole number of seconds")
     return int(text)
 

@@ -45,7 +45,7 @@ def _envelope(body: Any) -> tuple[str, str, dict[str, Any]]:
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object: {id, webhookId, event, deviceId, payload}")
     event, payload, event_id = body.get("event"), body.get("payload"), body.get("id")
-    if event not in PHONE_EVENTS and event not in BATCH_EVENTS:
+    if not isinstance(event, str) or (event not in PHONE_EVENTS and event not in BATCH_EVENTS):
         raise InvalidInput(f"event: unknown event {event!r}")
     if not isinstance(payload, dict):
         raise InvalidInput("payload: required, a JSON object")

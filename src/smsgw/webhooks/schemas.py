@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from smsgw.domain import ids
 from smsgw.webhooks.events import EVENTS
+
+#: A webhook's own id is a path segment (`DELETE /webhooks/{id}`), as a message's; empty:
+#: one is generated.
+ID_SCHEMA: dict[str, Any] = {"pattern": f"^$|{ids.CLIENT_ID_PATTERN}"}
 
 
 class WebhookIn(BaseModel):
@@ -14,7 +20,7 @@ class WebhookIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str | None = Field(default=None, max_length=36)
+    id: str | None = Field(default=None, max_length=36, json_schema_extra=ID_SCHEMA)
     deviceId: str | None = Field(default=None, max_length=32)
     url: str = Field(min_length=1, max_length=256)
     event: str
@@ -25,6 +31,11 @@ class WebhookIn(BaseModel):
         if value not in EVENTS:
             raise ValueError(f"unknown event {value!r}; use one of: {', '.join(EVENTS)}")
         return value
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_a_path_segment(cls, value: str | None) -> str | None:
+        return ids.check_client_id(value) if value else value
 
 
 class WebhookView(BaseModel):

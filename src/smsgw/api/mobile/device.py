@@ -55,12 +55,7 @@ async def _registrant(request: Request, context: Context) -> tuple[int, str, str
     if scheme.lower() == "code":
         redeemed = await _redeem(request, context, code)
         return redeemed, await accounts.login_of(context.db, redeemed), None
-    token = bearer_token(request)
-    private = context.settings.private_token
-    allowed = context.settings.anonymous_registration and token is None
-    if private is not None and token is not None:
-        allowed = hmac.compare_digest(token.encode(), private.get_secret_value().encode())
-    if not allowed:
+    if not _may_register(request, context):
         raise Unauthorized("Unauthorized: sign in with your login, a code, or the private token")
     account = await devices.new_account(context.db)
     user_id = await accounts.user_id_of(context.db, account.login)
@@ -68,19 +63,37 @@ async def _registrant(request: Request, context: Context) -> tuple[int, str, str
 
 
 async def _redeem(request: Request, context: Context, code: str) -> int:
-    """The user id a one-time code signs in, throttled like a password (docs/auth.md)."""
-    address, throttle = client_ip(request), context.auth_throttle
-    wait = throttle.code_blocked_for(address)
-    if wait is not None:
+    """The user id a one-time code signs in. A code is a secret one could guess: a wrong
+    one counts as a failed sign-in of the address and in the cap of wrong codes from all
+    addresses, and a blocked caller is refused, right code or not (docs/auth.md)."""
+    throttle = context.auth_throttle
+    try:
+        attempt = throttle.code_attempt(client_ip(request))
+    except TooManyRequests:
         metrics.code_sign_in("throttled")
-        raise TooManyRequests(f"too many wrong codes; try again in {wait} s", wait)
+        raise
     redeemed = await codes.redeem(context.db, code)
     if redeemed is None:
-        throttle.code_failed(address)
         metrics.code_sign_in("wrong")
         raise Unauthorized("Unauthorized: unknown or expired code")
+    throttle.release(attempt)
     metrics.code_sign_in("accepted")
     return redeemed
+
+
+def _may_register(request: Request, context: Context) -> bool:
+    """Whether a new account may be made: with the private token (checked and throttled as
+    a password), or without any token when anonymous registration is on."""
+    token = bearer_token(request)
+    private = context.settings.private_token
+    if private is None or token is None:
+        return context.settings.anonymous_registration and token is None
+    throttle = context.auth_throttle
+    attempt = throttle.attempt(client_ip(request), None)
+    if not hmac.compare_digest(token.encode(), private.get_secret_value().encode()):
+        return False
+    throttle.release(attempt)
+    return True
 
 
 @router.post(

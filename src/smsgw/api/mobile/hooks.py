@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -68,11 +69,43 @@ async def phone_webhooks(request: Request, device: CurrentDevice, context: Conte
     return JSONResponse(hub.phone_hooks(url, records, direct))
 
 
+#: How deep a phone's post may nest (the app's are 4 deep): deeper JSON costs every reader
+#: of it, and Python's own recursion limit is about 1,000.
+MAX_DEPTH = 32
+TOO_DEEP = f"JSON body nested too deeply: at most {MAX_DEPTH} levels"
+NOT_TEXT = "JSON body holds a string that is not Unicode text (a lone surrogate such as \\ud800)"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 async def _json(request: Request) -> Any:
+    """The body as JSON; InvalidInput when it is malformed or unfit to keep (json_problem)."""
     try:
-        return await request.json()
+        body = await request.json()
     except ValueError:
         raise InvalidInput("malformed JSON body") from None
+    except RecursionError:
+        raise InvalidInput(TOO_DEEP) from None
+    problem = json_problem(body)
+    if problem is not None:
+        raise InvalidInput(problem)
+    return body
+
+
+def json_problem(value: Any) -> str | None:
+    """What makes a JSON value unfit to store, or None: nesting deeper than MAX_DEPTH, or a
+    string (or key) that is not text (JSON may escape lone surrogates; SQLite cannot store
+    them). Walked without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str) and _SURROGATE.search(item):
+            return NOT_TEXT
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                return TOO_DEEP
+            children = [*item, *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 @router.post(HOOK_PATH, status_code=204, responses=ERRORS, summary="A phone's webhook post")
