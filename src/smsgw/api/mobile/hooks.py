@@ -35,13 +35,14 @@ def _derive(context: AppContext) -> webhooks.Derive:
 
 @router.get("/webhooks", responses=ERRORS)
 async def phone_webhooks(request: Request, device: CurrentDevice, context: Context) -> JSONResponse:
-    """Where this phone posts its events (see docs/webhooks.md, hub and direct modes)."""
+    """Where this phone posts its events (see docs/webhooks.md, hub and direct modes): only
+    the events its app version (from the User-Agent) knows."""
     token = bearer_token(request) or ""
     secret = webhooks.hook_secret(_derive(context), token_hash(token))
     url = hook_url(request, context.settings.public_url, device.device_id, secret)
     records = await webhooks.for_phone(context.db, device.user_id, device.device_id)
     direct = context.settings.webhooks_mode == WebhooksMode.DIRECT
-    return JSONResponse(hub.phone_hooks(url, records, direct))
+    return JSONResponse(hub.phone_hooks(url, records, direct, device.app_version))
 
 
 async def _json(request: Request) -> Any:
