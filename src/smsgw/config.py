@@ -76,6 +76,9 @@ class Settings(BaseSettings):
 
     # Tokens (JWT) and authentication throttling: see docs/auth.md
     jwt_secret: SecretStr | None = None
+    # The secret before a rotation: phones' hook URLs made under it keep working for a while
+    jwt_previous_secret: SecretStr | None = None
+    hook_url_grace_seconds: Annotated[int, Field(ge=0, le=365 * 86400)] = 3 * 86400
     jwt_access_ttl_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 900
     jwt_refresh_ttl_seconds: Annotated[int, Field(ge=120, le=365 * 86400)] = 30 * 86400
     auth_failure_window_seconds: Annotated[int, Field(ge=1, le=86400)] = 300
@@ -169,7 +172,7 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 16 characters, or unset")
         return value
 
-    @field_validator("jwt_secret", mode="before")
+    @field_validator("jwt_secret", "jwt_previous_secret", mode="before")
     @classmethod
     def _jwt_secret_is_long(cls, value: object) -> object:
         if value is None or value == "":

@@ -60,7 +60,11 @@ async def phone_post(
     secret: Annotated[str, Path(max_length=64)],
 ) -> Response:
     """An event the phone emits; the URL's secret is its credential."""
-    user_id = await webhooks.phone_of_hook(context.db, _derive(context), device_id, secret)
+    assert context.tokens is not None
+    previous = context.tokens.previous_derive()  # the URLs before a rotation of the secret
+    user_id = await webhooks.phone_of_hook(
+        context.db, _derive(context), device_id, secret, previous
+    )
     if user_id is None:
         raise Unauthorized("Unauthorized")
     deliver = context.settings.webhooks_mode == WebhooksMode.HUB
