@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     webhooks_max_response_bytes: Annotated[int, Field(ge=0, le=16 * 1024 * 1024)] = 64 * 1024
     webhooks_concurrency: Annotated[int, Field(ge=1, le=256)] = 8
     webhooks_poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 1
+    webhooks_phone_post_wait_seconds: Annotated[float, Field(ge=0, le=3600)] = 30
     inbox_export_settle_seconds: Annotated[float, Field(gt=0, le=86400)] = 60
     inbox_export_max_age_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 86400
 

@@ -114,6 +114,7 @@ class SimulatedPhone(PhoneWebhooks):
         skip_processed_on_export: bool = True,
         webhook_retries: int = 15,
         app_version: str = APP_VERSION,
+        webhook_gate: asyncio.Event | None = None,
     ) -> None:
         self.base_url = base_url
         self.login = login
@@ -131,6 +132,7 @@ class SimulatedPhone(PhoneWebhooks):
         self.sse = sse  # False: a phone in push mode that only polls
         self.paused = paused  # True: the sender waits (the phone's own limits hold it back)
         self.app_version = app_version  # named in every request's User-Agent, as the app does
+        self.webhook_gate = webhook_gate  # posts wait until it is set (as without a network)
         self.init_webhooks(skip_processed_on_export, webhook_retries)
         self.messages: dict[str, LocalMessage] = {}
         self.sent: list[tuple[str, str]] = []  # (message id, number) handed to the radio

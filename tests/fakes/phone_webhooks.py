@@ -112,6 +112,7 @@ class PhoneWebhooks:
     credentials: Credentials | None
     app_version: str
     sim_numbers: tuple[int, ...]
+    webhook_gate: asyncio.Event | None
     webhooks: list[Any]
     scale: float
     _client: httpx.AsyncClient
@@ -156,6 +157,8 @@ class PhoneWebhooks:
 
     async def _deliver(self, url: str, envelope: dict[str, Any]) -> None:
         body = json.dumps(envelope).encode()
+        if self.webhook_gate is not None:
+            await self.webhook_gate.wait()  # the app's queue waits for a network
         for attempt in range(self.webhook_retries):
             stamp = str(int(time.time()))
             signature = hmac.new(

@@ -9,6 +9,7 @@ plus smsgw's endpoints for received messages so that the inbox still fills.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -46,9 +47,11 @@ def phone_hooks(
     return ours + theirs
 
 
-def phone_posts(app_version: str | None, event: str) -> bool:
-    """Whether a phone of this app release posts `event` itself when told to (hub mode)."""
-    return event in PHONE_EVENTS and appversion.knows_event(app_version, event)
+@functools.lru_cache(maxsize=64)
+def posted_state_events(app_version: str | None) -> frozenset[str]:
+    """The message events a phone of this app release posts itself when told to (hub mode):
+    smsgw makes the same events from its state reports, and waits for these posts."""
+    return frozenset(e for e in STATE_TIME_FIELD if appversion.knows_event(app_version, e))
 
 
 def _envelope(body: Any) -> tuple[str, str, dict[str, Any]]:
@@ -124,4 +127,5 @@ async def _forward(
         raise InvalidInput("payload.messageId and payload.recipient are required")
     if await repository.message_known(conn, user_id, message_id):
         key = outbox.state_key(event, message_id, number)
-        await outbox.record(conn, user_id, device_id, event, key, payload)
+        if not await outbox.record(conn, user_id, device_id, event, key, payload):
+            await outbox.complete(conn, user_id, key, payload)  # the report came first
