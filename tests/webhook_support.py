@@ -31,6 +31,7 @@ def hub_settings(data_dir: Path, **overrides: object) -> Settings:
         "worker_interval_seconds": 0.2,
         "sse_keepalive_seconds": 1,
         "inbox_export_settle_seconds": 0.5,
+        "webhooks_phone_post_wait_seconds": 1,
     }
     values.update(overrides)
     return make_settings(data_dir, **values)

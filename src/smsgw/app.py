@@ -202,6 +202,8 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
         )
         app.state.context = context
         warn_of_plain_hooks(settings)
+        assert context.tokens is not None
+        await context.tokens.note_secret()  # when the JWT secret became current (hook URLs)
         if settings.bootstrap_account:
             account = await accounts.bootstrap(db)
             if account is not None:

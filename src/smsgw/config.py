@@ -79,6 +79,9 @@ class Settings(BaseSettings):
 
     # Tokens (JWT) and authentication throttling: see docs/auth.md
     jwt_secret: SecretStr | None = None
+    # The secret before a rotation: phones' hook URLs made under it keep working for a while
+    jwt_previous_secret: SecretStr | None = None
+    hook_url_grace_seconds: Annotated[int, Field(ge=0, le=365 * 86400)] = 3 * 86400
     jwt_access_ttl_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 900
     jwt_refresh_ttl_seconds: Annotated[int, Field(ge=120, le=365 * 86400)] = 30 * 86400
     auth_failure_window_seconds: Annotated[int, Field(ge=1, le=86400)] = 300
@@ -99,6 +102,7 @@ class Settings(BaseSettings):
     webhooks_max_response_bytes: Annotated[int, Field(ge=0, le=16 * 1024 * 1024)] = 64 * 1024
     webhooks_concurrency: Annotated[int, Field(ge=1, le=256)] = 8
     webhooks_poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 1
+    webhooks_phone_post_wait_seconds: Annotated[float, Field(ge=0, le=3600)] = 30
     inbox_export_settle_seconds: Annotated[float, Field(gt=0, le=86400)] = 60
     inbox_export_max_age_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 86400
 
@@ -185,7 +189,7 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 16 characters, or unset")
         return value
 
-    @field_validator("jwt_secret", mode="before")
+    @field_validator("jwt_secret", "jwt_previous_secret", mode="before")
     @classmethod
     def _jwt_secret_is_long(cls, value: object) -> object:
         if value is None or value == "":

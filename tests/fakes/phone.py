@@ -32,7 +32,7 @@ import httpx
 
 from tests.fakes.phone_webhooks import PhoneWebhooks, phone_time
 
-USER_AGENT = "me.capcom.smsgateway/1.68.0"
+APP_VERSION = "1.68.0"
 RECONNECT = (5.0,) * 5 + (30.0,) * 5 + (60.0,)
 
 #: What the radio does for one recipient: ("Delivered"|"Sent"|"Failed", error or None).
@@ -113,6 +113,8 @@ class SimulatedPhone(PhoneWebhooks):
         paused: bool = False,
         skip_processed_on_export: bool = True,
         webhook_retries: int = 15,
+        app_version: str = APP_VERSION,
+        webhook_gate: asyncio.Event | None = None,
     ) -> None:
         self.base_url = base_url
         self.login = login
@@ -129,6 +131,8 @@ class SimulatedPhone(PhoneWebhooks):
         self.credentials = credentials
         self.sse = sse  # False: a phone in push mode that only polls
         self.paused = paused  # True: the sender waits (the phone's own limits hold it back)
+        self.app_version = app_version  # named in every request's User-Agent, as the app does
+        self.webhook_gate = webhook_gate  # posts wait until it is set (as without a network)
         self.init_webhooks(skip_processed_on_export, webhook_retries)
         self.messages: dict[str, LocalMessage] = {}
         self.sent: list[tuple[str, str]] = []  # (message id, number) handed to the radio
@@ -143,7 +147,8 @@ class SimulatedPhone(PhoneWebhooks):
         self._pull_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(10.0), headers={"User-Agent": USER_AGENT}
+            timeout=httpx.Timeout(10.0),
+            headers={"User-Agent": f"me.capcom.smsgateway/{app_version}"},
         )
 
     # -- HTTP -----------------------------------------------------------------------------

@@ -20,17 +20,36 @@ import httpx
 if TYPE_CHECKING:
     from tests.fakes.phone import Credentials, LocalMessage
 
-#: Webhook events the app (v1.68) knows; any other value makes the webhook sync fail.
-APP_EVENTS = {
-    "sms:received", "sms:sent", "sms:delivered", "sms:failed", "sms:cancelled",
-    "sms:data-received", "mms:received", "mms:downloaded", "system:ping", "app:started",
+#: Webhook events of the app and the first release knowing each (its `WebHookEvent` enum,
+#: tag by tag); any other value makes the webhook sync of a release fail.
+EVENT_SINCE = {
+    "sms:received": (1, 15), "system:ping": (1, 16), "sms:sent": (1, 18),
+    "sms:delivered": (1, 19), "sms:failed": (1, 19), "sms:data-received": (1, 39),
+    "mms:received": (1, 47), "mms:downloaded": (1, 56), "app:started": (1, 66),
+    "sms:cancelled": (1, 67),
 }  # fmt: skip
+
+
+def app_events(version: str) -> set[str]:
+    """The webhook events the app release `version` (e.g. "1.55.1") can parse; "1.0.0" is
+    the source tree's placeholder, reported only by self-built apps of the current code."""
+    if version == "1.0.0":
+        return set(EVENT_SINCE)
+    release = tuple(int(part) for part in version.split(".")[:2])
+    return {event for event, since in EVENT_SINCE.items() if release >= since}
+
+
 STATE_EVENTS = {
     "Sent": ("sms:sent", "sentAt"),
     "Delivered": ("sms:delivered", "deliveredAt"),
     "Failed": ("sms:failed", "failedAt"),
     "Cancelled": ("sms:cancelled", "cancelledAt"),
 }
+
+
+def own_number(sim: int) -> str:
+    """The phone number of the simulated SIM in slot `sim` (the app's `sender` of sent SMS)."""
+    return f"+1555000000{sim}"
 
 
 def phone_time(moment: datetime) -> str:
@@ -91,6 +110,9 @@ class PhoneWebhooks:
     """Needs from the phone: its credentials, HTTP client, `_call`, `_tasks` and `scale`."""
 
     credentials: Credentials | None
+    app_version: str
+    sim_numbers: tuple[int, ...]
+    webhook_gate: asyncio.Event | None
     webhooks: list[Any]
     scale: float
     _client: httpx.AsyncClient
@@ -104,15 +126,19 @@ class PhoneWebhooks:
         self.mms_inbox: list[InboxMms] = []
         self.processed: set[str] = set()  # inbox message ids already handled
         self.webhook_posts: list[tuple[str, int]] = []  # (event, status) of each post
+        self.webhook_sync_failures = 0
 
     async def _call(self, method: str, path: str, body: Any = None, **kw: Any) -> httpx.Response:
         raise NotImplementedError
 
     async def sync_webhooks(self) -> None:
-        """`GET /webhooks` replaces the list; an unknown event fails the sync, as in the app."""
+        """`GET /webhooks` replaces the list; an event its release does not know fails the
+        sync (the list stays as it was), as in the app."""
         hooks = (await self._call("GET", "/webhooks")).json()
+        known = app_events(self.app_version)
         for hook in hooks:
-            if hook.get("event") not in APP_EVENTS or not hook.get("id"):
+            if hook.get("event") not in known or not hook.get("id"):
+                self.webhook_sync_failures += 1
                 raise ValueError(f"webhook the app cannot parse: {hook}")
         self.webhooks = hooks
 
@@ -131,6 +157,8 @@ class PhoneWebhooks:
 
     async def _deliver(self, url: str, envelope: dict[str, Any]) -> None:
         body = json.dumps(envelope).encode()
+        if self.webhook_gate is not None:
+            await self.webhook_gate.wait()  # the app's queue waits for a network
         for attempt in range(self.webhook_retries):
             stamp = str(int(time.time()))
             signature = hmac.new(
@@ -150,9 +178,11 @@ class PhoneWebhooks:
     def _emit_state(self, message: LocalMessage, number: str) -> None:
         state = message.recipients[number]
         event, field_name = STATE_EVENTS[state]
+        sim = message.sim_number or self.sim_numbers[0]  # the SIM used, as the app reports it
         payload: dict[str, Any] = {
             "messageId": message.id, "phoneNumber": number, "recipient": number,
-            "simNumber": message.sim_number, field_name: phone_time(datetime.now(UTC)),
+            "sender": own_number(sim), "simNumber": sim,
+            field_name: phone_time(datetime.now(UTC)),
         }  # fmt: skip
         if state == "Failed":
             payload["reason"] = message.errors.get(number)

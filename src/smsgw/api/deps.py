@@ -18,6 +18,7 @@ from smsgw.api.ratelimit import Attempt, AuthThrottle, RateLimiter
 from smsgw.api.scopes import PUBLIC, required_scope
 from smsgw.config import Settings
 from smsgw.db.engine import Database
+from smsgw.devices import appversion
 from smsgw.devices import service as devices
 from smsgw.devices.presence import Presence
 from smsgw.domain.errors import Forbidden, Unauthorized
@@ -208,12 +209,16 @@ def bearer_token(request: HTTPConnection) -> str | None:
 
 
 async def current_device(request: Request, context: Context) -> devices.DeviceAuth:
-    """The phone whose token the request carries (`Bearer`); 401 otherwise. Marks it seen."""
+    """The phone whose token the request carries (`Bearer`); 401 otherwise. Marks it seen,
+    and keeps the app version its User-Agent names (devices/appversion.py)."""
     token = bearer_token(request)
     auth = await devices.authenticate(context.db, token) if token else None
     if auth is None:
         raise Unauthorized("Unauthorized")
     context.presence.mark(auth.device_id)
+    version = appversion.from_user_agent(request.headers.get("user-agent"))
+    if version is not None and version != auth.app_version:
+        auth = await devices.note_app_version(context.db, auth, version)
     return auth
 
 

@@ -21,6 +21,8 @@ class Device(Base):
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
     push_token: Mapped[str | None] = mapped_column(String(256))
     sim_cards: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    #: The app version of the last request whose User-Agent named one (devices/appversion.py).
+    app_version: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -22,6 +22,7 @@ class DeviceRecord:
     name: str | None
     push_token: str | None
     sim_cards: list[dict[str, Any]] | None
+    app_version: str | None
     created_at: datetime
     updated_at: datetime
     last_seen: datetime
@@ -33,6 +34,7 @@ _COLUMNS = (
     devices.c.name,
     devices.c.push_token,
     devices.c.sim_cards,
+    devices.c.app_version,
     devices.c.created_at,
     devices.c.updated_at,
     devices.c.last_seen,

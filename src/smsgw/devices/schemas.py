@@ -52,6 +52,11 @@ class DeviceInfo(BaseModel):
     updatedAt: Timestamp
     lastSeen: Timestamp
     simCards: list[SimCard] | None = None
+    appVersion: str | None = Field(
+        None,
+        description="The version of SMS Gateway for Android the phone last named in its "
+        "User-Agent (absent until it made such a request).",
+    )
 
 
 class DeviceView(DeviceInfo):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -38,11 +38,13 @@ class Registration:
 
 @dataclass(frozen=True)
 class DeviceAuth:
-    """The phone a token belongs to, with its SIM slots (None when it reported none)."""
+    """The phone a token belongs to, with its SIM slots (None when it reported none) and the
+    app version it last reported (None when none yet)."""
 
     device_id: str
     user_id: int
     sim_numbers: frozenset[int] | None = None
+    app_version: str | None = None
 
 
 def token_hash(token: str) -> str:
@@ -57,6 +59,7 @@ async def register(
     push_token: str | None,
     sim_cards: list[dict[str, Any]] | None,
     password: str | None = None,
+    app_version: str | None = None,
 ) -> Registration:
     """Add a phone to `user_id`'s account and issue its token (stored only as a hash)."""
     now = clock.now()
@@ -69,6 +72,7 @@ async def register(
         "token_hash": token_hash(token),
         "push_token": push_token,
         "sim_cards": sim_cards,
+        "app_version": app_version,
         "created_at": now,
         "updated_at": now,
         "last_seen": now,
@@ -99,7 +103,17 @@ async def authenticate(db: Database, token: str) -> DeviceAuth | None:
     if device is None:
         return None
     sims = frozenset(int(c["simNumber"]) for c in device.sim_cards or [] if "simNumber" in c)
-    return DeviceAuth(device.id, device.user_id, sims or None)
+    return DeviceAuth(device.id, device.user_id, sims or None, device.app_version)
+
+
+async def note_app_version(db: Database, auth: DeviceAuth, version: str) -> DeviceAuth:
+    """Keep `version` as the phone's app version when it differs from the stored one (a
+    write only when the app changed, so the phone's hot paths stay read-only)."""
+    if version == auth.app_version:
+        return auth
+    async with db.write() as conn:
+        await repository.change(conn, auth.device_id, {"app_version": version})
+    return replace(auth, app_version=version)
 
 
 async def get(db: Database, device_id: str) -> DeviceRecord:

@@ -76,7 +76,12 @@ def _match(
 
 
 async def _apply(
-    conn: AsyncConnection, phone: Phone, report: StateReport, now: datetime, events: bool
+    conn: AsyncConnection,
+    phone: Phone,
+    report: StateReport,
+    now: datetime,
+    events: bool,
+    wait: outbox.PostWait,
 ) -> bool:
     """Apply one snapshot: recipients only move forward, the message state follows them.
 
@@ -102,7 +107,7 @@ async def _apply(
                 at = report.states.get(state, now)
                 await outbox.record_state(
                     conn, phone.user_id, phone.device_id, report.ext_id,
-                    recipient.phone_number, state.value, error, at,
+                    recipient.phone_number, state.value, error, at, wait,
                 )  # fmt: skip
             stored[recipient.phone_number] = repository.StoredRecipient(
                 recipient.id, recipient.phone_number, state.value, error
@@ -120,11 +125,16 @@ async def _apply(
 
 
 async def report(
-    db: Database, phone: Phone, reports: list[StateReport], events: bool = True
+    db: Database,
+    phone: Phone,
+    reports: list[StateReport],
+    events: bool = True,
+    wait: outbox.PostWait = outbox.NO_WAIT,
 ) -> bool:
     """Apply state snapshots idempotently; unknown or foreign ids are ignored.
 
-    `events`: write webhook events for the changes (False when phones deliver their own).
+    `events`: write webhook events for the changes (False when phones deliver their own);
+    `wait`: those the phone also posts itself wait for its post (webhooks/outbox.py).
 
     Returns whether any report was about a message this phone holds.
     """
@@ -132,7 +142,7 @@ async def report(
     applied = False
     async with db.write() as conn:
         for item in reports:
-            applied = await _apply(conn, phone, item, now, events) or applied
+            applied = await _apply(conn, phone, item, now, events, wait) or applied
     if applied:
         notify(db, phone.user_id)  # the dashboard's live views of this user
     return applied

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from smsgw.db.engine import Database
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import Unauthorized
 from smsgw.logs import service as event_log
-from smsgw.tokens import repository, scopes
+from smsgw.tokens import repository, rotation, scopes
 from smsgw.tokens.repository import TokenRow
 from smsgw.tokens.revocations import RevocationCache
 from smsgw.tokens.secret import signing_key
@@ -133,6 +134,10 @@ class TokenService:
 
     def __init__(self, settings: Settings, db: Database) -> None:
         self._key = signing_key(settings)
+        previous = settings.jwt_previous_secret
+        self._previous = previous.get_secret_value().encode() if previous else None
+        self._grace = timedelta(seconds=settings.hook_url_grace_seconds)
+        self._previous_until: datetime | None = None
         self._db = db
         self._access_ttl = settings.jwt_access_ttl_seconds
         self._refresh_ttl = settings.jwt_refresh_ttl_seconds
@@ -140,6 +145,27 @@ class TokenService:
 
     def close(self) -> None:
         self.revocations.close()
+
+    def previous_derive(self) -> Callable[[str, str], str] | None:
+        """`derive` under the secret before a rotation (`SMSGW_JWT_PREVIOUS_SECRET`) while
+        its grace period lasts (tokens/rotation.py), else None. Only phones' hook URLs use it:
+        tokens signed with the old secret stay invalid."""
+        until = self._previous_until
+        if self._previous is None or until is None or clock.now() >= until:
+            return None
+        previous = self._previous
+
+        def derive(purpose: str, data: str) -> str:
+            message = purpose.encode() + b":" + data.encode()
+            return hmac.new(previous, message, hashlib.sha256).hexdigest()
+
+        return derive
+
+    async def note_secret(self) -> None:
+        """Learn since when the current secret is current (once, at start)."""
+        fingerprint = self.derive("secret fingerprint", "")[:32]
+        since = await rotation.current_since(self._db, fingerprint)
+        self._previous_until = since + self._grace
 
     def stamp(self, password_hash: str) -> str:
         """The `stamp` claim for a user whose password hash is `password_hash`."""

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from smsgw.accounts import codes
 from smsgw.api.errors import status_of
 from smsgw.devices import service as devices
+from smsgw.devices.appversion import polls_only
 from smsgw.domain import clock
 from smsgw.domain.errors import DomainError
 from smsgw.events.user_feed import notify
@@ -38,6 +39,8 @@ class PhoneRow:
     online: bool
     last_seen: datetime
     sim_cards: list[dict[str, Any]]
+    app_version: str | None = None
+    polls_only: bool = False  # an app that never opens the event stream (docs/phones.md)
 
 
 async def phone_rows(who: Visitor) -> list[PhoneRow]:
@@ -47,7 +50,11 @@ async def phone_rows(who: Visitor) -> list[PhoneRow]:
     for device in await devices.list_devices(context.db, who.user_id):
         seen = context.presence.last_seen(device.id, device.last_seen)
         online = context.hub.is_connected(device.id) or seen >= clock.now() - window
-        rows.append(PhoneRow(device.id, device.name or "", online, seen, device.sim_cards or []))
+        version, polls = device.app_version, polls_only(device.app_version, device.push_token)
+        rows.append(
+            PhoneRow(device.id, device.name or "", online, seen, device.sim_cards or [], version,
+                     polls)
+        )  # fmt: skip
     return rows
 
 

@@ -9,11 +9,13 @@ plus smsgw's endpoints for received messages so that the inbox still fills.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.engine import Database
+from smsgw.devices import appversion
 from smsgw.domain.errors import InvalidInput
 from smsgw.inbox import exports
 from smsgw.inbox import service as inbox
@@ -26,19 +28,30 @@ HOOK_ID_PREFIX = "smsgw-"
 MAX_BATCH = 100
 
 
-def phone_hooks(hook_url: str, records: list[WebhookRecord], direct: bool) -> list[dict[str, Any]]:
-    """The list a phone gets from `GET /webhooks` (only events the app knows)."""
-    known = [r for r in records if r.event in PHONE_EVENTS]
+def phone_hooks(
+    hook_url: str, records: list[WebhookRecord], direct: bool, app_version: str | None = None
+) -> list[dict[str, Any]]:
+    """The list a phone gets from `GET /webhooks`: only events its app release knows (an
+    unknown one would break the phone's sync, and with it every webhook of the phone)."""
+    known = [r for r in records if appversion.knows_event(app_version, r.event)]
+    inbox = [event for event in INBOX_EVENTS if appversion.knows_event(app_version, event)]
     if direct:
         theirs = [{"id": r.ext_id, "deviceId": r.device_id, "url": r.url, "event": r.event}
                   for r in known]  # fmt: skip
-        wanted = list(INBOX_EVENTS)
+        wanted = inbox
     else:
         theirs = []
-        wanted = list(dict.fromkeys([*INBOX_EVENTS, *(r.event for r in known)]))
+        wanted = list(dict.fromkeys([*inbox, *(r.event for r in known)]))
     ours = [{"id": HOOK_ID_PREFIX + event.replace(":", "-"), "deviceId": None, "url": hook_url,
              "event": event} for event in wanted]  # fmt: skip
     return ours + theirs
+
+
+@functools.lru_cache(maxsize=64)
+def posted_state_events(app_version: str | None) -> frozenset[str]:
+    """The message events a phone of this app release posts itself when told to (hub mode):
+    smsgw makes the same events from its state reports, and waits for these posts."""
+    return frozenset(e for e in STATE_TIME_FIELD if appversion.knows_event(app_version, e))
 
 
 def _envelope(body: Any) -> tuple[str, str, dict[str, Any]]:
@@ -114,4 +127,5 @@ async def _forward(
         raise InvalidInput("payload.messageId and payload.recipient are required")
     if await repository.message_known(conn, user_id, message_id):
         key = outbox.state_key(event, message_id, number)
-        await outbox.record(conn, user_id, device_id, event, key, payload)
+        if not await outbox.record(conn, user_id, device_id, event, key, payload):
+            await outbox.complete(conn, user_id, key, payload)  # the report came first

@@ -9,7 +9,8 @@ nothing is written.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,6 +20,22 @@ from smsgw.webhooks import repository
 from smsgw.webhooks.events import STATE_EVENTS, STATE_TIME_FIELD
 
 EVENT_ID_LENGTH = 21
+
+
+@dataclass(frozen=True)
+class PostWait:
+    """The message events a phone posts to smsgw itself (hub mode), and how long such an
+    event learned first from the phone's state report waits for that post: the post carries
+    fields a state report has not (`sender`, `simNumber`, `partsCount`)."""
+
+    events: frozenset[str] = frozenset()
+    seconds: float = 0.0
+
+    def due(self, event: str, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.seconds) if event in self.events else now
+
+
+NO_WAIT = PostWait()
 
 
 def state_key(event: str, message_id: str, phone_number: str) -> str:
@@ -41,8 +58,10 @@ async def record(
     event: str,
     dedupe_key: str,
     payload: dict[str, Any],
+    due_at: datetime | None = None,
 ) -> bool:
-    """Store `event` for delivery unless it is known already; True when newly stored."""
+    """Store `event` for delivery (at `due_at`, default now) unless it is known already;
+    True when newly stored."""
     dedupe_key = dedupe_key[:512]  # as stored: the check must compare what the insert keeps
     targets = await repository.matching(conn, user_id, device_id, event)
     if not targets or await repository.event_exists(conn, user_id, dedupe_key):
@@ -56,7 +75,21 @@ async def record(
             "payload": payload, "created_at": now,
         },
     )  # fmt: skip
-    await repository.add_deliveries(conn, event_pk, targets, now)
+    await repository.add_deliveries(conn, event_pk, targets, now, due_at or now)
+    return True
+
+
+async def complete(
+    conn: AsyncConnection, user_id: int, dedupe_key: str, posted: dict[str, Any]
+) -> bool:
+    """Complete an event smsgw built from a state report with the phone's own post of it:
+    while none of its deliveries has been attempted, the payload gains the post's fields (the
+    post's values win) and the deliveries are due now. True when it was completed."""
+    found = await repository.unattempted_event(conn, user_id, dedupe_key[:512])
+    if found is None:
+        return False
+    event_pk, stored = found
+    await repository.complete_event(conn, event_pk, {**stored, **posted}, clock.now())
     return True
 
 
@@ -84,12 +117,15 @@ async def record_state(
     state: str,
     error: str | None,
     at: datetime,
+    wait: PostWait = NO_WAIT,
 ) -> None:
-    """Events of one recipient reaching `state` (from a phone's state report)."""
+    """Events of one recipient reaching `state` (from a phone's state report); those the
+    phone also posts itself wait for that post as `wait` says (see `complete`)."""
+    now = clock.now()
     for event in STATE_EVENTS.get(state, ()):
         payload = state_payload(event, message_id, phone_number, error, at)
         key = state_key(event, message_id, phone_number)
-        await record(conn, user_id, device_id, event, key, payload)
+        await record(conn, user_id, device_id, event, key, payload, wait.due(event, now))
 
 
 async def record_server_state(

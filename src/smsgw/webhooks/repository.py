@@ -155,14 +155,47 @@ async def add_event(conn: AsyncConnection, values: dict[str, Any]) -> int:
 
 
 async def add_deliveries(
-    conn: AsyncConnection, event_pk: int, webhook_pks: list[int], now: datetime
+    conn: AsyncConnection, event_pk: int, webhook_pks: list[int], now: datetime, due: datetime
 ) -> None:
     rows = [
         {"event_pk": event_pk, "webhook_pk": pk, "state": PENDING, "attempts": 0,
-         "next_at": now, "created_at": now, "updated_at": now}
+         "next_at": due, "created_at": now, "updated_at": now}
         for pk in webhook_pks
     ]  # fmt: skip
     await conn.execute(insert(deliveries), rows)
+
+
+async def unattempted_event(
+    conn: AsyncConnection, user_id: int, dedupe_key: str
+) -> tuple[int, dict[str, Any]] | None:
+    """(pk, payload) of the event, when some delivery of it is pending and never attempted."""
+    waiting = select(deliveries.c.id).where(
+        deliveries.c.event_pk == events.c.id,
+        deliveries.c.state == PENDING,
+        deliveries.c.attempts == 0,
+    )
+    query = select(events.c.id, events.c.payload).where(
+        events.c.user_id == user_id, events.c.dedupe_key == dedupe_key, waiting.exists()
+    )
+    row = (await conn.execute(query)).first()
+    return None if row is None else (row.id, row.payload)
+
+
+async def complete_event(
+    conn: AsyncConnection, event_pk: int, payload: dict[str, Any], now: datetime
+) -> None:
+    """Replace the payload of an event not yet attempted and make its deliveries due now
+    (moving `next_at` also makes a worker's `take` of the old row fail: it reads again)."""
+    await conn.execute(update(events).where(events.c.id == event_pk).values(payload=payload))
+    await conn.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.event_pk == event_pk,
+            deliveries.c.state == PENDING,
+            deliveries.c.attempts == 0,
+        )
+        .values(next_at=now, updated_at=now)
+    )
 
 
 async def due(conn: AsyncConnection, now: datetime, limit: int) -> list[Due]:

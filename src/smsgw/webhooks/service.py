@@ -110,14 +110,20 @@ def hook_secret(derive: Derive, token_hash: str) -> str:
     return derive("webhook hub", token_hash)[:32]
 
 
-async def phone_of_hook(db: Database, derive: Derive, device_id: str, secret: str) -> int | None:
-    """The owner of `device_id` if `secret` is its hub secret (constant-time), else None."""
+async def phone_of_hook(
+    db: Database, derive: Derive, device_id: str, secret: str, previous: Derive | None = None
+) -> int | None:
+    """The owner of `device_id` if `secret` is its hub secret (constant-time), else None;
+    `previous`: the derivation under the server's secret before a rotation, whose URLs the
+    phone may still hold (during the grace period, see tokens/rotation.py)."""
     async with db.read() as conn:
         found = await repository.device_secret_source(conn, device_id)
-    expected = hook_secret(derive, found[1] if found else "absent")
-    if not hmac.compare_digest(expected.encode(), secret.encode()) or found is None:
-        return None
-    return found[0]
+    source = found[1] if found else "absent"
+    matched = False
+    for each in (derive, previous):
+        if each is not None:  # compare with every candidate: the time tells nothing
+            matched |= hmac.compare_digest(hook_secret(each, source).encode(), secret.encode())
+    return found[0] if matched and found is not None else None
 
 
 async def for_phone(db: Database, user_id: int, device_id: str) -> list[WebhookRecord]:

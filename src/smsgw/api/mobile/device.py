@@ -20,6 +20,7 @@ from smsgw.api.deps import (
     parse_basic,
 )
 from smsgw.api.thirdparty.devices import device_info
+from smsgw.devices import appversion
 from smsgw.devices import service as devices
 from smsgw.devices.schemas import (
     DeviceSelf,
@@ -107,8 +108,9 @@ async def register(request: Request, body: RegisterRequest, context: Context) ->
     context.registrations.hit(client_ip(request), "registrations from this address")
     user_id, login, password = await _registrant(request, context)
     sims = [card.model_dump(exclude_none=True) for card in body.simCards or []]
+    version = appversion.from_user_agent(request.headers.get("user-agent"))
     done = await devices.register(
-        context.db, user_id, login, body.name, body.pushToken, sims, password
+        context.db, user_id, login, body.name, body.pushToken, sims, password, version
     )
     answer = RegisterResponse(
         id=done.device_id, token=done.token, login=done.login, password=done.password

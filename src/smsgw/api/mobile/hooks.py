@@ -59,14 +59,15 @@ def _derive(context: AppContext) -> webhooks.Derive:
 
 @router.get("/webhooks", responses=ERRORS)
 async def phone_webhooks(request: Request, device: CurrentDevice, context: Context) -> JSONResponse:
-    """Where this phone posts its events (see docs/webhooks.md, hub and direct modes)."""
+    """Where this phone posts its events (see docs/webhooks.md, hub and direct modes): only
+    the events its app version (from the User-Agent) knows."""
     token = bearer_token(request) or ""
     secret = webhooks.hook_secret(_derive(context), token_hash(token))
     url = hook_url(request, context.settings.public_url, device.device_id, secret)
     _warn_if_refused(url)
     records = await webhooks.for_phone(context.db, device.user_id, device.device_id)
     direct = context.settings.webhooks_mode == WebhooksMode.DIRECT
-    return JSONResponse(hub.phone_hooks(url, records, direct))
+    return JSONResponse(hub.phone_hooks(url, records, direct, device.app_version))
 
 
 #: How deep a phone's post may nest (the app's are 4 deep): deeper JSON costs every reader
@@ -116,7 +117,11 @@ async def phone_post(
     secret: Annotated[str, Path(max_length=64)],
 ) -> Response:
     """An event the phone emits; the URL's secret is its credential."""
-    user_id = await webhooks.phone_of_hook(context.db, _derive(context), device_id, secret)
+    assert context.tokens is not None
+    previous = context.tokens.previous_derive()  # the URLs before a rotation of the secret
+    user_id = await webhooks.phone_of_hook(
+        context.db, _derive(context), device_id, secret, previous
+    )
     if user_id is None:
         raise Unauthorized("Unauthorized")
     deliver = context.settings.webhooks_mode == WebhooksMode.HUB

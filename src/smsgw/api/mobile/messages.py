@@ -15,6 +15,7 @@ from smsgw.routing import service as routing
 from smsgw.routing.repository import Phone
 from smsgw.routing.schemas import MobileMessage, StateReportIn, to_mobile
 from smsgw.routing.service import RecipientReport, StateReport
+from smsgw.webhooks import hub, outbox
 from smsgw.workers import webhooks as webhook_worker
 from smsgw.workers.loop import wake
 
@@ -53,7 +54,11 @@ async def report(
         for item in body
     ]
     hub_mode = context.settings.webhooks_mode == WebhooksMode.HUB
-    held = await routing.report(context.db, phone, reports, hub_mode)
+    wait = outbox.PostWait(
+        hub.posted_state_events(device.app_version),
+        context.settings.webhooks_phone_post_wait_seconds,
+    )
+    held = await routing.report(context.db, phone, reports, hub_mode, wait)
     if held and hub_mode:
         webhook_worker.poke(request.app.state)  # the new events go out now, not at the next poll
     if held and await routing.has_work_for(context.db, phone):

@@ -30,6 +30,7 @@ def device_info(context: AppContext, device: DeviceRecord) -> DeviceInfo:
         simCards=[SimCard.model_validate(c) for c in device.sim_cards]
         if device.sim_cards
         else None,
+        appVersion=device.app_version,
     )
 
 
