@@ -97,17 +97,34 @@ def test_a_token_lifetime_in_other_digits_is_400(signed_in: Dashboard) -> None:
     assert "Lifetime: must be a whole number of seconds" in alerts_of(answer.text)
 
 
-def test_a_signed_token_whose_user_id_is_too_large_is_401(
-    server: LiveServer, api: httpx.Client
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"user_id": 2**70},
+        {"user_id": 2**63},
+        {"user_id": 0},
+        {"user_id": True},
+        {"jti": "\ud800"},
+        {"jti": ["a list"]},
+        {"stamp": "\ud800"},
+    ],
+)
+def test_a_signed_token_with_claims_smsgw_never_writes_is_401(
+    server: LiveServer, api: httpx.Client, forged: dict[str, object]
 ) -> None:
-    issued = api.post("/auth/token", json={"scopes": ["messages:list"]}).json()["access_token"]
-    claims = jwt.decode(issued, options={"verify_signature": False})
+    """Only a holder of the signing key can make these; still no 500."""
+    pair = api.post("/auth/token", json={"scopes": ["messages:list"]}).json()
     secret = (server.settings.data_dir / "jwt-secret").read_text().strip()
-    for user_id in (2**70, 2**63, 0, True):
-        forged = jwt.encode({**claims, "user_id": user_id}, secret, algorithm="HS256")
+    for kind in ("access_token", "refresh_token"):
+        claims = jwt.decode(pair[kind], options={"verify_signature": False})
+        token = jwt.encode({**claims, **forged}, secret, algorithm="HS256")
         with server.client() as client:
-            answer = client.get("/messages", headers={"Authorization": f"Bearer {forged}"})
-        assert answer.status_code == 401, user_id
+            headers = {"Authorization": f"Bearer {token}"}
+            answers = [
+                client.get("/messages", headers=headers),
+                client.post("/auth/token/refresh", headers=headers),
+            ]
+        assert [answer.status_code for answer in answers] == [401, 401], kind
 
 
 def test_the_connection_serves_the_next_request_after_a_4xx_or_a_500(
