@@ -74,6 +74,24 @@ def test_a_phones_hook_post_that_cannot_be_read_is_400(
     assert answer.json()["message"].startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[" * 1000 + b"]" * 1000, "malformed JSON body: nested too deeply"),
+        (b'{"id": ' + b"9" * 5000 + b"}", "malformed JSON body: a number with too many digits"),
+        (b'{"id": "\xff"}', "malformed JSON body: not UTF-8 text"),
+    ],
+)
+def test_a_json_body_the_parser_gives_up_on_is_400_saying_why(
+    api: httpx.Client, body: bytes, message: str
+) -> None:
+    for method, path in (("POST", "/messages"), ("PATCH", "/settings"), ("POST", "/webhooks")):
+        answer = api.request(
+            method, path, content=body, headers={"Content-Type": "application/json"}
+        )
+        assert (answer.status_code, answer.json()["message"]) == (400, message), path
+
+
 def test_an_inbox_offset_beyond_the_databases_integers_is_400(api: httpx.Client) -> None:
     answer = api.get("/inbox", params={"offset": str(2**63)})
     assert answer.status_code == 400
