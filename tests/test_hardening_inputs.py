@@ -74,6 +74,24 @@ def test_a_phones_hook_post_that_cannot_be_read_is_400(
     assert answer.json()["message"].startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[" * 1000 + b"]" * 1000, "malformed JSON body: nested too deeply"),
+        (b'{"id": ' + b"9" * 5000 + b"}", "malformed JSON body: a number with too many digits"),
+        (b'{"id": "\xff"}', "malformed JSON body: not UTF-8 text"),
+    ],
+)
+def test_a_json_body_the_parser_gives_up_on_is_400_saying_why(
+    api: httpx.Client, body: bytes, message: str
+) -> None:
+    for method, path in (("POST", "/messages"), ("PATCH", "/settings"), ("POST", "/webhooks")):
+        answer = api.request(
+            method, path, content=body, headers={"Content-Type": "application/json"}
+        )
+        assert (answer.status_code, answer.json()["message"]) == (400, message), path
+
+
 def test_an_inbox_offset_beyond_the_databases_integers_is_400(api: httpx.Client) -> None:
     answer = api.get("/inbox", params={"offset": str(2**63)})
     assert answer.status_code == 400
@@ -97,17 +115,34 @@ def test_a_token_lifetime_in_other_digits_is_400(signed_in: Dashboard) -> None:
     assert "Lifetime: must be a whole number of seconds" in alerts_of(answer.text)
 
 
-def test_a_signed_token_whose_user_id_is_too_large_is_401(
-    server: LiveServer, api: httpx.Client
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"user_id": 2**70},
+        {"user_id": 2**63},
+        {"user_id": 0},
+        {"user_id": True},
+        {"jti": "\ud800"},
+        {"jti": ["a list"]},
+        {"stamp": "\ud800"},
+    ],
+)
+def test_a_signed_token_with_claims_smsgw_never_writes_is_401(
+    server: LiveServer, api: httpx.Client, forged: dict[str, object]
 ) -> None:
-    issued = api.post("/auth/token", json={"scopes": ["messages:list"]}).json()["access_token"]
-    claims = jwt.decode(issued, options={"verify_signature": False})
+    """Only a holder of the signing key can make these; still no 500."""
+    pair = api.post("/auth/token", json={"scopes": ["messages:list"]}).json()
     secret = (server.settings.data_dir / "jwt-secret").read_text().strip()
-    for user_id in (2**70, 2**63, 0, True):
-        forged = jwt.encode({**claims, "user_id": user_id}, secret, algorithm="HS256")
+    for kind in ("access_token", "refresh_token"):
+        claims = jwt.decode(pair[kind], options={"verify_signature": False})
+        token = jwt.encode({**claims, **forged}, secret, algorithm="HS256")
         with server.client() as client:
-            answer = client.get("/messages", headers={"Authorization": f"Bearer {forged}"})
-        assert answer.status_code == 401, user_id
+            headers = {"Authorization": f"Bearer {token}"}
+            answers = [
+                client.get("/messages", headers=headers),
+                client.post("/auth/token/refresh", headers=headers),
+            ]
+        assert [answer.status_code for answer in answers] == [401, 401], kind
 
 
 def test_the_connection_serves_the_next_request_after_a_4xx_or_a_500(

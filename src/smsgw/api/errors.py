@@ -130,11 +130,24 @@ def allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
+def unreadable_body(cause: ValueError | RecursionError) -> str:
+    """What is wrong with a JSON body the parser gave up on (beyond a syntax error)."""
+    if isinstance(cause, RecursionError):
+        return "malformed JSON body: nested too deeply"
+    if isinstance(cause, UnicodeDecodeError):
+        return "malformed JSON body: not UTF-8 text"
+    if "digits" in str(cause):  # int() refuses numbers of more than 4,300 digits
+        return "malformed JSON body: a number with too many digits"
+    return "malformed JSON body"
+
+
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps body-reading errors
         return await _on_too_large(request, exc.__cause__)
     message = exc.detail if isinstance(exc.detail, str) else NOT_FOUND
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+        message = unreadable_body(exc.__cause__)  # FastAPI says only "error parsing the body"
     headers = dict(exc.headers or {})
     if exc.status_code == 405 and (allowed := allowed_methods(request)):
         headers["Allow"] = allowed

@@ -62,9 +62,6 @@ class RateLimiter:
             if events is not None:
                 events.remove(stamp)
 
-    def forget(self, key: str) -> None:
-        self._events.pop(key, None)
-
     def _forget_idle(self, now: float) -> None:
         idle = [k for k, v in self._events.items() if not v or v[-1] <= now - self.window]
         for key in idle:

@@ -123,6 +123,21 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _well_formed(claims: dict[str, Any]) -> bool:
+    """Whether a signed token's claims have the types smsgw gives them: a user id that is a
+    row id (1 to 2**63 - 1, SQLite's integers; not a bool), a list of scopes, an ASCII jti
+    and stamp (other text could not even be encoded to be looked up or compared)."""
+    user_id, jti, stamp = claims.get("user_id"), claims.get("jti"), claims.get("stamp", "")
+    return (
+        type(user_id) is int
+        and 1 <= user_id <= MAX_USER_ID
+        and isinstance(claims.get("scopes"), list)
+        and isinstance(jti, str)
+        and jti.isascii()
+        and (not isinstance(stamp, str) or stamp.isascii())
+    )
+
+
 class TokenService:
     """Signs and checks tokens for one process; `close()` when the application stops."""
 
@@ -201,10 +216,7 @@ class TokenService:
             )
         except jwt.PyJWTError:
             raise Unauthorized(INVALID) from None
-        user_id = claims.get("user_id")
-        # A user id is a row id (1 to 2**63 - 1, SQLite's integers); bool is an int too.
-        well_formed = type(user_id) is int and 1 <= user_id <= MAX_USER_ID
-        if not isinstance(claims.get("scopes"), list) or not well_formed:
+        if not _well_formed(claims):
             raise Unauthorized(INVALID)
         return claims
 
