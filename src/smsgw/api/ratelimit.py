@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 
 from smsgw.domain.errors import TooManyRequests
 
@@ -17,10 +18,18 @@ LOGIN_KEY_LENGTH = 64
 class RateLimiter:
     """At most `limit` events per key in any `window` seconds (0 turns the limit off)."""
 
-    def __init__(self, limit: int, window: float = 60.0, max_keys: int = 100_000) -> None:
+    def __init__(
+        self,
+        limit: int,
+        window: float = 60.0,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit = limit
         self.window = window
         self.max_keys = max_keys
+        #: Seconds on a monotonic scale; tests swap it to step through windows.
+        self.clock = clock
         self._events: dict[str, deque[float]] = {}
 
     def hit(self, key: str, what: str) -> None:
@@ -35,7 +44,7 @@ class RateLimiter:
         events = self._events.get(key)
         if self.limit == 0 or not events:
             return None
-        now = time.monotonic()
+        now = self.clock()
         while events and events[0] <= now - self.window:
             events.popleft()
         if len(events) < self.limit:
@@ -46,7 +55,7 @@ class RateLimiter:
         """Record one event for `key` (whether or not it is over the limit)."""
         if self.limit == 0:
             return
-        now = time.monotonic()
+        now = self.clock()
         self._events.setdefault(key, deque(maxlen=self.limit)).append(now)
         if len(self._events) > self.max_keys:
             self._forget_idle(now)
@@ -72,9 +81,19 @@ class AuthThrottle:
     (login, password) pair they have verified before through regardless (see deps.py).
     """
 
-    def __init__(self, per_address: int, per_login: int, window: float) -> None:
-        self.addresses = RateLimiter(per_address, window)
-        self.logins = RateLimiter(per_login, window)
+    def __init__(
+        self,
+        per_address: int,
+        per_login: int,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.addresses = RateLimiter(per_address, window, clock=clock)
+        self.logins = RateLimiter(per_login, window, clock=clock)
+
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """Use `clock` from now on (tests: a clock they advance instead of waiting)."""
+        self.addresses.clock = self.logins.clock = clock
 
     def blocked_for(self, address: str, login: str) -> int | None:
         """Seconds the caller must wait, or None when it may try now."""
