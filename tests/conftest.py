@@ -158,6 +158,17 @@ def api(server: LiveServer, alice: Account) -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.fixture(scope="module")
+def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """Like `api`, but one server for all the module's tests that ask for it (starting a
+    server is most of a small test's time): for tests whose requests leave nothing that
+    another test reads, such as refused requests."""
+    with running(make_settings(tmp_path_factory.mktemp("shared") / "data")) as server:
+        client = server.client(server.create_user("alice"))
+        with client:
+            yield client
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (for servers run as separate processes)."""
     with socket.socket() as sock:

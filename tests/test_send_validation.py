@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,20 +17,16 @@ from smsgw.api.thirdparty.messages import (
 )
 from smsgw.app import create_app
 from smsgw.config import Settings
-from tests.conftest import make_settings, running
 
 TEXT = {"textMessage": {"text": "Hello"}}
 ONE = {"phoneNumbers": ["+12025550100"]}
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """One server for the module (starting one per test was most of its time): these tests
-    only send messages as alice, who has no phone, and read the answers."""
-    with running(make_settings(tmp_path_factory.mktemp("send") / "data")) as server:
-        alice = server.create_user("alice")
-        with server.client(alice) as client:
-            yield client
+@pytest.fixture
+def api(shared_api: httpx.Client) -> httpx.Client:
+    """One server for the module: these tests only send messages as alice, who has no phone,
+    and read the answers."""
+    return shared_api
 
 
 def later(seconds: int) -> str:
