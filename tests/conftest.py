@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import threading
 import time
@@ -14,8 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 
+from smsgw.accounts import passwords
 from smsgw.accounts import service as accounts
 from smsgw.app import create_app
 from smsgw.cli.serve import Server
@@ -23,6 +26,31 @@ from smsgw.config import Settings, load_settings
 from smsgw.db.engine import Database
 
 API = "/api/3rdparty/v1"
+
+# Argon2 at its production cost (64 MiB, 3 passes: ~0.1 s a hash here) was a large share of
+# the suite's time. Hashes made here are still Argon2id and verify in any process, cheaply.
+passwords.set_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+#: Tests between two releases of what servers froze (see _unfreeze_gc).
+UNFREEZE_EVERY = 10
+_tests_run = 0
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze_gc() -> Iterator[None]:
+    """Let the collector reclaim what earlier tests' servers left.
+
+    A server calls gc.collect() then gc.freeze() on start: everything alive then (its own
+    app included) is never collected again, so without this every app ever started stayed
+    in memory (1.7 GB a run). Releasing after each test would make every server start pay
+    a full collection of this process (~0.1-0.5 s); every tenth test keeps memory bounded.
+    """
+    global _tests_run
+    yield
+    _tests_run += 1
+    if _tests_run % UNFREEZE_EVERY == 0:
+        gc.unfreeze()
 
 
 @dataclass
@@ -97,7 +125,7 @@ class ServerThread:
 
     def start(self) -> None:
         self.thread.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("smsgw did not start")
@@ -136,6 +164,17 @@ def api(server: LiveServer, alice: Account) -> Iterator[httpx.Client]:
     """An HTTP client of the 3rd-party API, signed in as alice."""
     with server.client(alice) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """Like `api`, but one server for all the module's tests that ask for it (starting a
+    server is most of a small test's time): for tests whose requests leave nothing that
+    another test reads, such as refused requests."""
+    with running(make_settings(tmp_path_factory.mktemp("shared") / "data")) as server:
+        client = server.client(server.create_user("alice"))
+        with client:
+            yield client
 
 
 def free_port() -> int:

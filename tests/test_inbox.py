@@ -197,9 +197,9 @@ def test_the_inbox_belongs_to_its_owner(hub_server: LiveServer) -> None:
     ],
 )
 def test_bad_inbox_queries_get_a_400_naming_the_parameter(
-    api: httpx.Client, params: dict[str, str | int], fragment: str
+    shared_api: httpx.Client, params: dict[str, str | int], fragment: str
 ) -> None:
-    response = api.get("/inbox", params=params)
+    response = shared_api.get("/inbox", params=params)
     assert response.status_code == 400 and fragment in response.json()["message"]
 
 
@@ -232,9 +232,9 @@ def test_bad_inbox_queries_get_a_400_naming_the_parameter(
     ],
 )
 def test_bad_refresh_requests_get_a_400(
-    api: httpx.Client, body: dict[str, object], fragment: str
+    shared_api: httpx.Client, body: dict[str, object], fragment: str
 ) -> None:
-    response = api.post("/inbox/refresh", json=body)
+    response = shared_api.post("/inbox/refresh", json=body)
     assert response.status_code == 400 and fragment in response.json()["message"], response.text
 
 

@@ -22,6 +22,13 @@ TEXT = {"textMessage": {"text": "Hello"}}
 ONE = {"phoneNumbers": ["+12025550100"]}
 
 
+@pytest.fixture
+def api(shared_api: httpx.Client) -> httpx.Client:
+    """One server for the module: these tests only send messages as alice, who has no phone,
+    and read the answers."""
+    return shared_api
+
+
 def later(seconds: int) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 

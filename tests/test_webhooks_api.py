@@ -76,9 +76,9 @@ def test_a_chosen_id_is_kept(api: httpx.Client) -> None:
     ],
 )
 def test_bad_webhooks_get_a_400_naming_the_problem(
-    api: httpx.Client, body: dict[str, str], fragment: str
+    shared_api: httpx.Client, body: dict[str, str], fragment: str
 ) -> None:
-    response = api.post("/webhooks", json=body)
+    response = shared_api.post("/webhooks", json=body)
     assert response.status_code == 400, response.text
     assert fragment in response.json()["message"]
 

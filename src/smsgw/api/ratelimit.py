@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from smsgw.domain import clock
+from smsgw.domain import clock as domain_clock
 from smsgw.domain.errors import TooManyRequests
 
 #: Logins are at most 64 characters: a longer one is kept by its first 64, so that a
@@ -20,10 +21,18 @@ CODES_KEY = "*"
 class RateLimiter:
     """At most `limit` events per key in any `window` seconds (0 turns the limit off)."""
 
-    def __init__(self, limit: int, window: float = 60.0, max_keys: int = 100_000) -> None:
+    def __init__(
+        self,
+        limit: int,
+        window: float = 60.0,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.limit = limit
         self.window = window
         self.max_keys = max_keys
+        #: Seconds on a monotonic scale; tests swap it to step through windows.
+        self.clock = clock if clock is not None else domain_clock.monotonic
         self._events: dict[str, deque[float]] = {}
 
     def hit(self, key: str, what: str) -> None:
@@ -38,7 +47,7 @@ class RateLimiter:
         events = self._events.get(key)
         if self.limit == 0 or not events:
             return None
-        now = clock.monotonic()
+        now = self.clock()
         while events and events[0] <= now - self.window:
             events.popleft()
         if len(events) < self.limit:
@@ -47,7 +56,7 @@ class RateLimiter:
 
     def count(self, key: str, now: float | None = None) -> float:
         """Record one event for `key` (whether or not it is over the limit); its time."""
-        now = clock.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         if self.limit == 0:
             return now
         self._events.setdefault(key, deque(maxlen=self.limit)).append(now)
@@ -93,13 +102,22 @@ class AuthThrottle:
     """
 
     def __init__(
-        self, per_address: int, per_login: int, window: float, code_failures: int = 100
+        self,
+        per_address: int,
+        per_login: int,
+        window: float,
+        code_failures: int = 100,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        self.addresses = RateLimiter(per_address, window)
-        self.logins = RateLimiter(per_login, window)
+        self.addresses = RateLimiter(per_address, window, clock=clock)
+        self.logins = RateLimiter(per_login, window, clock=clock)
         #: Wrong one-time codes from every address together: a code names no login, and an
         #: attacker has many addresses, so guesses at the short codes are capped in all.
-        self.codes = RateLimiter(code_failures, window)
+        self.codes = RateLimiter(code_failures, window, clock=clock)
+
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """Use `clock` from now on (tests: a clock they advance instead of waiting)."""
+        self.addresses.clock = self.logins.clock = self.codes.clock = clock
 
     def code_attempt(self, address: str) -> Attempt:
         """`attempt` for a one-time code, from `address`: refused while the address or all
