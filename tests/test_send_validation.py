@@ -60,7 +60,7 @@ def post(api: httpx.Client, body: dict[str, Any], **params: str) -> httpx.Respon
         (ONE | TEXT | {"simNumber": 4}, "simNumber"),
         (ONE | TEXT | {"priority": 128}, "priority"),
         (ONE | TEXT | {"priority": -129}, "priority"),
-        (ONE | TEXT | {"ttl": 4}, "ttl"),
+        (ONE | TEXT | {"ttl": -1}, "ttl"),
         (ONE | TEXT | {"ttl": 60, "validUntil": later(3600)}, "ttl and validUntil"),
         (ONE | TEXT | {"validUntil": "2026-01-01T00:00:00"}, "validUntil"),
         (ONE | TEXT | {"validUntil": "tomorrow"}, "validUntil"),
