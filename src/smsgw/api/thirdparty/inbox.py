@@ -80,7 +80,7 @@ async def list_inbox(
     user_id: CurrentUser,
     type: Annotated[InboxType | None, Query(description="Only this kind.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # SQLite's OFFSET is 64-bit
     since: Annotated[
         Instant | None, Query(alias="from", description="Received at or after.")
     ] = None,
