@@ -190,6 +190,7 @@ def test_the_inbox_belongs_to_its_owner(hub_server: LiveServer) -> None:
         ({"limit": 0}, "limit"),
         ({"limit": 501}, "limit"),
         ({"offset": -1}, "offset"),
+        ({"offset": 2**63}, "offset"),  # past SQLite's 64-bit OFFSET: was a 500
         ({"type": "FAX"}, "type"),
         ({"from": "yesterday"}, "from"),
         ({"to": "0.5"}, "to"),
@@ -242,3 +243,4 @@ def test_an_empty_inbox_lists_nothing(api: httpx.Client) -> None:
     response = api.get("/inbox")
     assert response.status_code == 200 and response.json() == []
     assert response.headers["X-Total-Count"] == "0"
+    assert api.get("/inbox", params={"offset": 2**63 - 1}).json() == []  # the largest offset

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from smsgw import __version__
 from smsgw.accounts import service as accounts
 from smsgw.accounts.passwords import CredentialCache
-from smsgw.api import redact, scopes
+from smsgw.api import mobile, redact, scopes
 from smsgw.api.deps import AppContext
 from smsgw.api.errors import BodyLimitMiddleware, UnexpectedErrorMiddleware, install_handlers
 from smsgw.api.health import metrics_router
@@ -69,16 +69,33 @@ def announce_account(login: str, password: str) -> None:
     )
 
 
-SECURITY_SCHEMES = {
+THIRDPARTY_SECURITY = {
     "basicAuth": {"type": "http", "scheme": "basic"},
     "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
 }
+SECURITY_SCHEMES = {**THIRDPARTY_SECURITY, **mobile.SECURITY_SCHEMES}
 
 
-def document_security(schema: dict[str, Any]) -> dict[str, Any]:
-    """Say which operations take credentials (Basic, or a Bearer JWT), in place: every
-    3rd-party operation but the public ones of the scope table (api/scopes.py), unless the
-    route declared its own (the refresh route takes a Bearer token only)."""
+def _document_mobile_security(schema: dict[str, Any], anonymous_registration: bool) -> None:
+    """The phone's operations: a phone token, unless the mobile API's table says otherwise."""
+    prefix = MOBILE_PREFIXES[0]
+    for path, path_item in schema.get("paths", {}).items():
+        if not path.startswith(prefix + "/"):
+            continue
+        for method, operation in path_item.items():
+            if method in HTTP_METHODS:
+                security = mobile.SECURITY.get((method, path[len(prefix) :]), mobile.PHONE)
+                operation["security"] = list(security)
+    registration = schema.get("paths", {}).get(f"{prefix}/device", {}).get("post")
+    if registration is not None and anonymous_registration:
+        registration["security"].append({})
+
+
+def document_security(schema: dict[str, Any], anonymous_registration: bool) -> dict[str, Any]:
+    """Say which operations take which credentials, in place: every 3rd-party operation but
+    the public ones of the scope table (api/scopes.py) takes Basic or a Bearer JWT, unless the
+    route declared its own (the refresh route takes a Bearer token only); the phone's
+    operations as the mobile API says (api/mobile/__init__.py)."""
     schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
     for path, path_item in schema.get("paths", {}).items():
         relative = scopes.relative_path(path)
@@ -87,7 +104,8 @@ def document_security(schema: dict[str, Any]) -> dict[str, Any]:
         for method, operation in path_item.items():
             key = (method.upper(), relative)
             if method in HTTP_METHODS and scopes.ROUTE_SCOPES.get(key) != scopes.PUBLIC:
-                operation.setdefault("security", [{name: []} for name in SECURITY_SCHEMES])
+                operation.setdefault("security", [{name: []} for name in THIRDPARTY_SECURITY])
+    _document_mobile_security(schema, anonymous_registration)
     return schema
 
 
@@ -96,8 +114,8 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
 
     FastAPI documents a 422 `HTTPValidationError` for every route with inputs, but smsgw
     answers validation failures with 400 and `{"message"}`: drop the 422s, and add the
-    errors any route can give (400, 401/403/429 when it needs credentials, 413, 500) where
-    missing.
+    errors any route can give (400, 401/429 when it needs credentials, 403 when a scoped
+    token can call it, 413, 500) where missing.
     """
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for path_item in schema.get("paths", {}).values():
@@ -107,10 +125,12 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
             wanted = dict(GENERIC_ERRORS)
-            if operation.get("security"):
+            security = operation.get("security") or []
+            if security:
                 wanted["401"] = "Missing or wrong credentials."
-                wanted["403"] = "The token lacks the scope this needs (`scope required: ...`)."
                 wanted["429"] = "Too many failed sign-ins; try again after `Retry-After` seconds."
+            if any("bearerAuth" in requirement for requirement in security):
+                wanted["403"] = "The token lacks the scope this needs (`scope required: ...`)."
             for status, description in wanted.items():
                 responses.setdefault(
                     status,
@@ -249,7 +269,8 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_errors(document_security(generate_openapi()))
+            document = document_security(generate_openapi(), settings.anonymous_registration)
+            app.openapi_schema = document_errors(document)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

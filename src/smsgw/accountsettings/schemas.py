@@ -2,6 +2,7 @@
 
 A document is `{section: {key: value}}`. `validate` checks a request body against the
 whitelist and returns what may be stored; each error names its `section.key`.
+`DOCUMENT_SCHEMA` is the same whitelist as JSON Schema, for the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from smsgw.domain.errors import InvalidInput
 
 MAX_INT = 2**31 - 1
 MAX_SECRET = 256
-HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 #: What a validator returns: None when the value is fine, else what is wrong with it.
 Check = Callable[[Any], str | None]
 
@@ -38,7 +39,7 @@ def one_of(*choices: str) -> Check:
 
 
 def clock_time(value: Any) -> str | None:
-    ok = isinstance(value, str) and HHMM.match(value)
+    ok = isinstance(value, str) and HHMM.fullmatch(value)
     return None if ok else "must be a time of day as HH:mm (24-hour)"
 
 
@@ -72,44 +73,77 @@ def sse_only(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Key:
-    """One setting: its check, whether it is stored, and whether the API shows it."""
+    """One setting: its check, the JSON Schema saying the same, whether it is stored, and
+    whether the API shows it."""
 
     check: Check
+    schema: dict[str, Any]
     writable: bool = True
     readable: bool = True
 
 
-SECRET = Key(secret, readable=False)
+def choice(*choices: str, writable: bool = True) -> Key:
+    return Key(one_of(*choices), {"enum": list(choices)}, writable)
+
+
+COUNT = Key(positive_int, {"type": "integer", "minimum": 1, "maximum": MAX_INT})
+SWITCH = Key(boolean, {"type": "boolean"})
+CLOCK = Key(clock_time, {"type": "string", "pattern": HHMM.pattern})
+SECRET = Key(secret, {"type": "string", "maxLength": MAX_SECRET, "writeOnly": True}, readable=False)
 #: Accepted (type-checked) like upstream, then dropped: not settable through the server.
-IGNORED_TEXT = Key(text, writable=False)
+IGNORED_TEXT = Key(text, {"type": "string"}, writable=False)
 
 WHITELIST: dict[str, dict[str, Key]] = {
     "encryption": {"passphrase": Key(kept_on_the_phone, readable=False)},
     "messages": {
-        "send_interval_min": Key(positive_int),
-        "send_interval_max": Key(positive_int),
-        "limit_period": Key(one_of("Disabled", "PerMinute", "Per30Minutes", "PerHour", "PerDay")),
-        "limit_value": Key(positive_int),
-        "sim_selection_mode": Key(one_of("OSDefault", "RoundRobin", "Random")),
-        "log_lifetime_days": Key(positive_int),
-        "work_hours_enabled": Key(boolean),
-        "work_hours_start": Key(clock_time),
-        "work_hours_end": Key(clock_time),
-        "processing_order": Key(one_of("LIFO", "FIFO"), writable=False),
+        "send_interval_min": COUNT,
+        "send_interval_max": COUNT,
+        "limit_period": choice("Disabled", "PerMinute", "Per30Minutes", "PerHour", "PerDay"),
+        "limit_value": COUNT,
+        "sim_selection_mode": choice("OSDefault", "RoundRobin", "Random"),
+        "log_lifetime_days": COUNT,
+        "work_hours_enabled": SWITCH,
+        "work_hours_start": CLOCK,
+        "work_hours_end": CLOCK,
+        "processing_order": choice("LIFO", "FIFO", writable=False),
     },
-    "ping": {"interval_seconds": Key(positive_int)},
-    "logs": {"lifetime_days": Key(positive_int)},
-    "webhooks": {
-        "internet_required": Key(boolean),
-        "retry_count": Key(positive_int),
-        "signing_key": SECRET,
-    },
+    "ping": {"interval_seconds": COUNT},
+    "logs": {"lifetime_days": COUNT},
+    "webhooks": {"internet_required": SWITCH, "retry_count": COUNT, "signing_key": SECRET},
     "gateway": {
-        "notification_channel": Key(sse_only),
+        "notification_channel": Key(sse_only, {"enum": ["SSE_ONLY"]}),
         "cloud_url": IGNORED_TEXT,
         "private_token": IGNORED_TEXT,
     },
-    "receiver": {"content_provider_enabled": Key(boolean)},
+    "receiver": {"content_provider_enabled": SWITCH},
+}
+
+
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+#: A settings body as JSON Schema: the whitelist, every value and section nullable. The
+#: rules across keys (`check_consistent`) apply to the settings as they would be stored.
+DOCUMENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "Sections of settings, each key nullable (null resets it). On the settings as they "
+        "would be stored: `messages.send_interval_max` must be at least "
+        "`messages.send_interval_min`, and `messages.work_hours_start` and `_end` are "
+        "required while `messages.work_hours_enabled` is true."
+    ),
+    "properties": {
+        name: _or_null(
+            {
+                "type": "object",
+                "properties": {key: _or_null(rule.schema) for key, rule in keys.items()},
+                "additionalProperties": False,
+            }
+        )
+        for name, keys in WHITELIST.items()
+    },
+    "additionalProperties": False,
 }
 
 Document = dict[str, dict[str, Any]]
@@ -119,6 +153,8 @@ def _check_section(name: str, section: dict[str, Any], errors: list[str]) -> dic
     keys = WHITELIST[name]
     kept: dict[str, Any] = {}
     for key, value in section.items():
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # `5.0` is the JSON Schema integer 5 (only COUNT takes numbers)
         rule = keys.get(key)
         if rule is None:
             errors.append(f"{name}.{key}: unknown setting")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from smsgw.messages.schemas import Timestamp
+from smsgw.messages.schemas import WHOLE, Timestamp
 
 
 class SimCard(BaseModel):
@@ -14,8 +14,8 @@ class SimCard(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    slotIndex: Annotated[int, Field(ge=0, le=15, strict=True)]
-    simNumber: Annotated[int, Field(ge=1, le=16, strict=True)]
+    slotIndex: Annotated[StrictInt, Field(ge=0, le=15), WHOLE]
+    simNumber: Annotated[StrictInt, Field(ge=1, le=16), WHOLE]
     phoneNumber: Annotated[str | None, Field(max_length=64)] = None
     carrierName: Annotated[str | None, Field(max_length=128)] = None
     iccid: Annotated[str | None, Field(max_length=64)] = None

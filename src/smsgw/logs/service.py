@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from smsgw.db.engine import Database, RowInsert
 from smsgw.domain import clock
 from smsgw.domain.clock import format_timestamp
-from smsgw.domain.errors import InvalidInput
 from smsgw.domain.states import ProcessingState
 from smsgw.logs import repository
 from smsgw.logs.repository import EntryRecord, entries
@@ -159,9 +158,10 @@ async def phone_event(conn: AsyncConnection, user_id: int, device_id: str, what:
 async def list_entries(
     db: Database, user_id: int, since: datetime | None, until: datetime | None
 ) -> list[EntryRecord]:
-    """The owner's entries created in [since, until), oldest first, at most MAX_ENTRIES."""
+    """The owner's entries created in [since, until), oldest first, at most MAX_ENTRIES; none
+    when `since` is after `until` (an empty window, as the other lists read it)."""
     if since is not None and until is not None and since > until:
-        raise InvalidInput("from must not be later than to")
+        return []
     async with db.read() as conn:
         return await repository.between(conn, user_id, since, until, MAX_ENTRIES)
 

@@ -17,6 +17,7 @@ from pydantic import (
     PlainSerializer,
     StrictBool,
     StrictInt,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -62,16 +63,39 @@ def _in_utc(value: datetime) -> datetime:
 Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_utc)]
 
 
+def _whole(value: object) -> object:
+    """A JSON number without a fractional part (`60.0`) as the integer it is: JSON Schema's
+    `integer` is such a number, however it is written."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: Last in `Annotated[StrictInt, Field(...), WHOLE]` (after the bounds, so that they are
+#: published as `minimum`/`maximum`): an integer as JSON Schema means it, `60` or `60.0`,
+#: never a boolean, a string or `60.5`.
+WHOLE = BeforeValidator(_whole)
+
+
 class TextMessage(BaseModel):
     text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT, description="Message text.")]
+
+
+#: Standard base64 with its padding, as `binascii.a2b_base64(strict_mode=True)` reads it.
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
 class DataMessage(BaseModel):
     data: Annotated[
         str,
-        Field(min_length=4, max_length=MAX_TEXT, description="Payload, standard padded base64."),
+        Field(
+            min_length=4,
+            max_length=MAX_TEXT,
+            pattern=BASE64,
+            description="Payload, standard padded base64.",
+        ),
     ]
-    port: Annotated[StrictInt, Field(ge=1, le=65535, description="Destination port.")]
+    port: Annotated[StrictInt, Field(ge=1, le=65535, description="Destination port."), WHOLE]
 
     @field_validator("data")
     @classmethod
@@ -83,11 +107,36 @@ class DataMessage(BaseModel):
         return value
 
 
+def _given(name: str) -> dict[str, Any]:
+    """JSON Schema for: `name` is present and not null (null counts as absent here)."""
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+#: A ttl that sets an expiry: present, not null and not 0 (upstream's "not set").
+_TTL_SET: dict[str, Any] = {
+    "required": ["ttl"],
+    "properties": {"ttl": {"not": {"anyOf": [{"type": "null"}, {"const": 0}]}}},
+}
+#: The rules across fields JSON Schema can state: exactly one content, not both expiries.
+ACROSS_FIELDS: dict[str, Any] = {
+    "oneOf": [_given("textMessage"), _given("dataMessage"), _given("message")],
+    "not": {"allOf": [_TTL_SET, _given("validUntil")]},
+}
+PHONE_NUMBER = (
+    "A phone number: international (`+` and the country code, as E.164) or, when the server "
+    "sets `SMSGW_DEFAULT_REGION`, national. It must be a valid mobile number unless "
+    "`skipPhoneValidation` or `isEncrypted` is true."
+)
+
+
 class SendMessageRequest(BaseModel):
-    """Body of `POST /messages`. Exactly one of textMessage, dataMessage or message.
+    """Body of `POST /messages`. Exactly one of textMessage, dataMessage or message; at most
+    one of ttl and validUntil. Times must be in the future, and scheduleAt not after the
+    message's expiry. A deviceId must be one of your phones.
 
     Numbers and booleans are strict, as JSON types are in the upstream server: `"priority":
-    false` or `"withDeliveryReport": 1` is refused rather than guessed at.
+    false` or `"withDeliveryReport": 1` is refused rather than guessed at (an integer may be
+    written `5.0`: it is the same JSON Schema integer).
     """
 
     model_config = ConfigDict(
@@ -99,7 +148,8 @@ class SendMessageRequest(BaseModel):
                     "textMessage": {"text": "Hello from API"},
                     "withDeliveryReport": True,
                 }
-            ]
+            ],
+            **ACROSS_FIELDS,
         },
     )
 
@@ -112,7 +162,7 @@ class SendMessageRequest(BaseModel):
     ] = None
     deviceId: Annotated[
         str | None,
-        Field(min_length=1, max_length=32, description="Send only from this phone."),
+        Field(min_length=1, max_length=32, description="Send only from this phone (yours)."),
     ] = None
     textMessage: TextMessage | None = None
     dataMessage: DataMessage | None = None
@@ -126,33 +176,62 @@ class SendMessageRequest(BaseModel):
         ),
     ] = None
     phoneNumbers: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=128)]],
-        Field(min_length=1, max_length=100, description="Recipients, 1 to 100, in E.164."),
+        list[
+            Annotated[
+                str,
+                Field(
+                    min_length=1,
+                    max_length=128,
+                    description=PHONE_NUMBER,
+                    json_schema_extra={"format": "phone"},
+                ),
+            ]
+        ],
+        Field(
+            min_length=1,
+            max_length=100,
+            description="Recipients, 1 to 100, each once (also once normalised).",
+            json_schema_extra={"uniqueItems": True},
+        ),
     ]
     isEncrypted: StrictBool = False
-    simNumber: Annotated[StrictInt | None, Field(ge=1, le=3, description="SIM slot, 1 to 3.")] = (
-        None
-    )
+    simNumber: (
+        Annotated[StrictInt, Field(ge=1, le=3, description="SIM slot, 1 to 3."), WHOLE] | None
+    ) = None
     withDeliveryReport: StrictBool = True
     priority: Annotated[
-        StrictInt, Field(ge=-128, le=127, description="Higher first; 100 and up skip phone limits.")
+        StrictInt,
+        Field(ge=-128, le=127, description="Higher first; 100 and up skip phone limits."),
+        WHOLE,
     ] = 0
-    ttl: Annotated[
-        StrictInt | None,
-        Field(
-            ge=0,
-            le=10 * 365 * 86400,
-            description="Seconds the message stays valid; 0 means not set, as upstream.",
-        ),
-    ] = None
+    ttl: (
+        Annotated[
+            StrictInt,
+            Field(
+                ge=0,
+                le=10 * 365 * 86400,
+                description="Seconds the message stays valid; 0 means not set, as upstream.",
+            ),
+            WHOLE,
+        ]
+        | None
+    ) = None
     validUntil: Annotated[
-        Instant | None, Field(description="Fail the message if not sent by then (RFC 3339).")
+        Instant | None,
+        Field(description="Fail the message if not sent by then (RFC 3339, in the future)."),
     ] = None
     scheduleAt: Annotated[
-        Instant | None, Field(description="Do not send before this time (RFC 3339).")
+        Instant | None,
+        Field(
+            description="Do not send before this time (RFC 3339, in the future, not after the "
+            "expiry that validUntil or ttl sets)."
+        ),
     ] = None
     mmsMessage: Annotated[
-        dict[str, Any] | None, Field(description="Not supported: MMS is refused.")
+        dict[str, Any] | None,
+        WithJsonSchema(
+            {"type": "null", "description": "Not supported: MMS is refused (leave it out)."}
+        ),
     ] = None
 
     @model_validator(mode="after")

@@ -13,8 +13,11 @@ from smsgw.messages.schemas import DataMessage, TextMessage, Timestamp
 from smsgw.routing.service import Pulled
 
 
-def _lenient(value: object) -> object:
-    return parse_timestamp(value) if isinstance(value, str) else value
+def _lenient(value: object) -> datetime:
+    """A timestamp as text, read leniently (as phones write them); never a number."""
+    if not isinstance(value, str):
+        raise ValueError("must be a timestamp as text, such as 2025-01-31T12:00:00Z")
+    return parse_timestamp(value)
 
 
 PhoneTimestamp = Annotated[datetime, BeforeValidator(_lenient)]

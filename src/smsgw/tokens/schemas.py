@@ -7,6 +7,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from smsgw.messages.schemas import WHOLE
+from smsgw.tokens.scopes import KNOWN, MAX_SCOPES
+
 
 class TokenRequest(BaseModel):
     """`POST /auth/token`: the scopes wanted and, optionally, a shorter lifetime."""
@@ -14,17 +17,25 @@ class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     scopes: Annotated[
-        list[Annotated[StrictStr, Field(min_length=1, max_length=64)]],
-        Field(min_length=1, description="Scopes of the access token (see docs/auth.md)."),
-    ]
-    ttl: Annotated[
-        StrictInt | None,
+        list[Annotated[StrictStr, Field(json_schema_extra={"enum": sorted(KNOWN)})]],
         Field(
-            ge=0,
-            le=10**9,
-            description="Lifetime in seconds; capped at the configured one (0: that one).",
+            min_length=1,
+            max_length=MAX_SCOPES,
+            description="Scopes of the access token (see docs/auth.md); repeats count once.",
         ),
-    ] = None
+    ]
+    ttl: (
+        Annotated[
+            StrictInt,
+            Field(
+                ge=0,
+                le=10**9,
+                description="Lifetime in seconds; capped at the configured one (0: that one).",
+            ),
+            WHOLE,
+        ]
+        | None
+    ) = None
 
 
 class TokenResponse(BaseModel):

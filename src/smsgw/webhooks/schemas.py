@@ -21,9 +21,15 @@ class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str | None = Field(default=None, max_length=36, json_schema_extra=ID_SCHEMA)
-    deviceId: str | None = Field(default=None, max_length=32)
-    url: str = Field(min_length=1, max_length=256)
-    event: str
+    deviceId: str | None = Field(default=None, max_length=32, description="One of your phones.")
+    url: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Where to post: an https:// URL of a public host (http:// and private "
+        "addresses only where the server sets SMSGW_WEBHOOKS_ALLOW_PRIVATE_URLS).",
+        json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^ \t\n]+$"},
+    )
+    event: str = Field(json_schema_extra={"enum": list(EVENTS)})
 
     @field_validator("event")
     @classmethod
@@ -42,7 +48,7 @@ class WebhookView(BaseModel):
     id: str
     deviceId: str | None
     url: str
-    event: str
+    event: str = Field(json_schema_extra={"enum": list(EVENTS)})
     enabled: bool = True
     disabledReason: str | None = None
 
@@ -51,7 +57,7 @@ class AttemptView(BaseModel):
     """One delivery attempt: `finishedAt` is null while it runs (or if smsgw stopped)."""
 
     eventId: str
-    event: str
+    event: str = Field(json_schema_extra={"enum": list(EVENTS)})
     startedAt: datetime
     finishedAt: datetime | None
     statusCode: int | None

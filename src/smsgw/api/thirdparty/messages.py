@@ -197,14 +197,21 @@ async def list_messages(
     context: Context,
     user_id: CurrentUser,
     skip: Annotated[
-        int | None, Query(ge=0, le=MAX_OFFSET, description="Messages to skip (seed name).")
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_OFFSET,
+            description="Messages to skip (seed name); give skip or offset, not both (unless "
+            "equal).",
+        ),
     ] = None,
     offset: Annotated[
         int | None,
         Query(
             ge=0,
             le=MAX_OFFSET,
-            description="Messages to skip (upstream name); give skip or offset, not both.",
+            description="Messages to skip (upstream name); give skip or offset, not both "
+            "(unless equal).",
         ),
     ] = None,
     limit: Annotated[
@@ -251,7 +258,8 @@ async def get_message(context: Context, user_id: CurrentUser, id: MessageId) -> 
 
 
 async def cancel_message(context: Context, user_id: CurrentUser, id: MessageId) -> JSONResponse:
-    """Cancel a Pending message: Cancelled at once if no phone has it yet, else Cancelling."""
+    """Cancel a Pending message: Cancelled at once if no phone has it yet, else Cancelling.
+    The message is not deleted: reading it afterwards answers its state."""
     record = await service.cancel(context.db, user_id, id)
     if record.state == ProcessingState.CANCELLING and record.device_id is not None:
         cancelled = Event(PhoneEvent.MESSAGE_CANCELLED, {"messageId": record.id})

@@ -6,8 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
+from pydantic import WithJsonSchema
 
 from smsgw.accountsettings import service as account_settings
+from smsgw.accountsettings.schemas import DOCUMENT_SCHEMA
 from smsgw.api.deps import Context, CurrentPrincipal, CurrentUser, demand
 from smsgw.messages.schemas import ErrorBody
 
@@ -25,6 +27,7 @@ SettingsBody = Annotated[
         description="Sections of settings (see docs/api.md for the keys).",
         examples=[{"messages": {"limit_period": "PerMinute", "limit_value": 10}}],
     ),
+    WithJsonSchema(DOCUMENT_SCHEMA),
 ]
 
 
