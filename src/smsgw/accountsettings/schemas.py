@@ -92,9 +92,15 @@ CLOCK = Key(clock_time, {"type": "string", "pattern": HHMM.pattern})
 SECRET = Key(secret, {"type": "string", "maxLength": MAX_SECRET, "writeOnly": True}, readable=False)
 #: Accepted (type-checked) like upstream, then dropped: not settable through the server.
 IGNORED_TEXT = Key(text, {"type": "string"}, writable=False)
+#: `encryption.passphrase`: only a reset (null or "") may come through the server.
+KEPT_ON_THE_PHONE = Key(
+    kept_on_the_phone,
+    {"type": "string", "maxLength": 0, "description": 'Only "" or null: set it on the phones.'},
+    readable=False,
+)
 
 WHITELIST: dict[str, dict[str, Key]] = {
-    "encryption": {"passphrase": Key(kept_on_the_phone, readable=False)},
+    "encryption": {"passphrase": KEPT_ON_THE_PHONE},
     "messages": {
         "send_interval_min": COUNT,
         "send_interval_max": COUNT,
