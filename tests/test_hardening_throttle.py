@@ -1,19 +1,18 @@
 """A blocked sign-in stays blocked for every guess, right or wrong, on every route that takes
-a secret, until the block ends (rules in docs/auth.md). The throttle's window runs on a clock
-the tests advance, so a slow machine cannot let failures leave it before a test looks."""
+a secret, until the block ends (rules in docs/auth.md). Time moves by the injected clock."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from smsgw.api.deps import AppContext
-from tests.conftest import Account, LiveServer, ServerThread, make_settings
+from smsgw.domain import clock
+from tests.conftest import Account, LiveServer, make_settings, running
 from tests.web_support import Dashboard
 
 WINDOW = 300
@@ -21,27 +20,28 @@ MOBILE = "/api/mobile/v1"
 PRIVATE_TOKEN = "a private token of thirty-two characters or more"
 
 
-class SteppedClock:
-    """The throttle's monotonic clock, moved only by the test."""
+class FakeMonotonic:
+    """The monotonic clock of the throttle, moved forward by the test."""
 
     def __init__(self) -> None:
-        self.seconds = 1000.0
+        self.offset = 0.0
 
     def __call__(self) -> float:
-        return self.seconds
+        return time.monotonic() + self.offset
 
     def advance(self, seconds: float) -> None:
-        self.seconds += seconds
+        self.offset += seconds
 
 
 @pytest.fixture
-def later() -> SteppedClock:
-    return SteppedClock()
+def later() -> Iterator[FakeMonotonic]:
+    fake = FakeMonotonic()
+    clock.set_monotonic(fake)
+    yield fake
+    clock.set_monotonic(time.monotonic)
 
 
-def throttled(
-    tmp_path: Path, later: SteppedClock, per_address: int, per_login: int
-) -> Iterator[LiveServer]:
+def throttled(tmp_path: Path, per_address: int, per_login: int) -> Iterator[LiveServer]:
     settings = make_settings(
         tmp_path / "data",
         auth_failure_window_seconds=WINDOW,
@@ -50,26 +50,18 @@ def throttled(
         web_login_rate_limit=0,
         private_token=PRIVATE_TOKEN,
     )
-    thread = ServerThread(settings)
-    thread.start()
-    try:
-        app = thread.server.config.app
-        assert isinstance(app, FastAPI)
-        context: AppContext = app.state.context
-        context.auth_throttle.set_clock(later)
-        yield LiveServer(f"http://127.0.0.1:{thread.port}", settings)
-    finally:
-        thread.stop()
+    with running(settings) as server:
+        yield server
 
 
 @pytest.fixture
-def per_login(tmp_path: Path, later: SteppedClock) -> Iterator[LiveServer]:
-    yield from throttled(tmp_path, later, per_address=0, per_login=3)
+def per_login(tmp_path: Path, later: FakeMonotonic) -> Iterator[LiveServer]:
+    yield from throttled(tmp_path, per_address=0, per_login=3)
 
 
 @pytest.fixture
-def per_address(tmp_path: Path, later: SteppedClock) -> Iterator[LiveServer]:
-    yield from throttled(tmp_path, later, per_address=3, per_login=0)
+def per_address(tmp_path: Path, later: FakeMonotonic) -> Iterator[LiveServer]:
+    yield from throttled(tmp_path, per_address=3, per_login=0)
 
 
 def status(server: LiveServer, account: Account, path: str = "/messages") -> int:
@@ -87,7 +79,7 @@ def mobile_statuses(server: LiveServer, account: Account) -> list[int]:
 
 
 def test_a_blocked_login_refuses_its_right_password_even_one_verified_before(
-    per_login: LiveServer, later: SteppedClock
+    per_login: LiveServer, later: FakeMonotonic
 ) -> None:
     alice = per_login.create_user("alice")
     assert status(per_login, alice) == 200  # verified: in the credential cache now
@@ -107,7 +99,7 @@ def test_a_blocked_login_refuses_its_right_password_even_one_verified_before(
 
 
 def test_a_blocked_address_refuses_every_login_even_pairs_verified_before(
-    per_address: LiveServer, later: SteppedClock
+    per_address: LiveServer, later: FakeMonotonic
 ) -> None:
     alice, bob = per_address.create_user("alice"), per_address.create_user("bob")
     assert status(per_address, bob) == 200
@@ -159,7 +151,7 @@ def test_concurrent_first_sign_ins_with_the_right_password_all_pass(
 
 
 def test_wrong_one_time_codes_count_and_a_blocked_address_refuses_the_right_one(
-    per_address: LiveServer, later: SteppedClock
+    per_address: LiveServer, later: FakeMonotonic
 ) -> None:
     alice = per_address.create_user("alice")
     with per_address.client(alice, prefix=MOBILE) as phone:
@@ -179,7 +171,7 @@ def test_wrong_one_time_codes_count_and_a_blocked_address_refuses_the_right_one(
 
 
 def test_wrong_private_tokens_count_as_failed_sign_ins(
-    per_address: LiveServer, later: SteppedClock
+    per_address: LiveServer, later: FakeMonotonic
 ) -> None:
     def register(token: str) -> int:
         with per_address.client(prefix=MOBILE) as phone:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from smsgw.domain import clock
 from smsgw.domain.errors import TooManyRequests
 
 #: Logins are at most 64 characters: a longer one is kept by its first 64, so that a
@@ -20,18 +19,10 @@ LOGIN_KEY_LENGTH = 64
 class RateLimiter:
     """At most `limit` events per key in any `window` seconds (0 turns the limit off)."""
 
-    def __init__(
-        self,
-        limit: int,
-        window: float = 60.0,
-        max_keys: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, limit: int, window: float = 60.0, max_keys: int = 100_000) -> None:
         self.limit = limit
         self.window = window
         self.max_keys = max_keys
-        #: Seconds on a monotonic scale; tests swap it to step through windows.
-        self.clock = clock
         self._events: dict[str, deque[float]] = {}
 
     def hit(self, key: str, what: str) -> None:
@@ -46,7 +37,7 @@ class RateLimiter:
         events = self._events.get(key)
         if self.limit == 0 or not events:
             return None
-        now = self.clock()
+        now = clock.monotonic()
         while events and events[0] <= now - self.window:
             events.popleft()
         if len(events) < self.limit:
@@ -55,7 +46,7 @@ class RateLimiter:
 
     def count(self, key: str, now: float | None = None) -> float:
         """Record one event for `key` (whether or not it is over the limit); its time."""
-        now = self.clock() if now is None else now
+        now = clock.monotonic() if now is None else now
         if self.limit == 0:
             return now
         self._events.setdefault(key, deque(maxlen=self.limit)).append(now)
@@ -98,19 +89,9 @@ class AuthThrottle:
     A success removes only its own count, never others' failures (rule in docs/auth.md).
     """
 
-    def __init__(
-        self,
-        per_address: int,
-        per_login: int,
-        window: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.addresses = RateLimiter(per_address, window, clock=clock)
-        self.logins = RateLimiter(per_login, window, clock=clock)
-
-    def set_clock(self, clock: Callable[[], float]) -> None:
-        """Use `clock` from now on (tests: a clock they advance instead of waiting)."""
-        self.addresses.clock = self.logins.clock = clock
+    def __init__(self, per_address: int, per_login: int, window: float) -> None:
+        self.addresses = RateLimiter(per_address, window)
+        self.logins = RateLimiter(per_login, window)
 
     def blocked_for(self, address: str, login: str | None) -> int | None:
         """Seconds the caller must wait, or None when it may try now."""

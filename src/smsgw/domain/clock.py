@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 _clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
+_monotonic: Callable[[], float] = time.monotonic
 
 
 def now() -> datetime:
@@ -19,6 +21,17 @@ def set_clock(clock: Callable[[], datetime]) -> None:
     """Replace the clock (tests only)."""
     global _clock
     _clock = clock
+
+
+def monotonic() -> float:
+    """Seconds on a clock that never goes back (for windows and rates, not for dates)."""
+    return _monotonic()
+
+
+def set_monotonic(clock: Callable[[], float]) -> None:
+    """Replace the monotonic clock (tests only)."""
+    global _monotonic
+    _monotonic = clock
 
 
 def format_timestamp(moment: datetime) -> str:
