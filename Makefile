@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+#: `make run` needs only the package; the development tools (STAMP) are for tests and checks.
+RUN_STAMP := $(VENV)/.installed-run
 NPM_STAMP := tests/npm/node_modules/.installed
 
 .DEFAULT_GOAL := help
@@ -11,11 +13,16 @@ NPM_STAMP := tests/npm/node_modules/.installed
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 $(NPM_STAMP): tests/npm/package.json tests/npm/package-lock.json
 	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
@@ -24,8 +31,7 @@ $(NPM_STAMP): tests/npm/package.json tests/npm/package-lock.json
 
 install: $(STAMP) ## Create .venv and install smsgw with its development tools
 
-run: $(STAMP) ## Start the gateway on http://127.0.0.1:3000 (SQLite in ./data)
-	$(BIN)/smsgw db upgrade
+run: $(RUN_STAMP) ## Start the gateway on http://127.0.0.1:3000 (SQLite in ./data; migrates it)
 	$(BIN)/smsgw serve
 
 #: The browser tests drive Debian's Chromium (Playwright's own browsers are not downloaded).
