@@ -109,8 +109,12 @@ class SendMessageRequest(BaseModel):
         str | None,
         Field(min_length=1, max_length=32, description="Send only from this phone."),
     ] = None
-    textMessage: TextMessage | None = None
-    dataMessage: DataMessage | None = None
+    textMessage: TextMessage | None = Field(
+        None, description="An SMS with this text (long text goes as a multipart SMS)."
+    )
+    dataMessage: DataMessage | None = Field(
+        None, description="A binary (data) SMS to this port instead of a text."
+    )
     message: Annotated[
         str | None,
         Field(
@@ -124,11 +128,17 @@ class SendMessageRequest(BaseModel):
         list[Annotated[str, Field(min_length=1, max_length=128)]],
         Field(min_length=1, max_length=100, description="Recipients, 1 to 100, in E.164."),
     ]
-    isEncrypted: StrictBool = False
+    isEncrypted: StrictBool = Field(
+        False,
+        description="The text and numbers are encrypted end to end with the phone's passphrase "
+        "(smsgw stores and passes them on as they are).",
+    )
     simNumber: Annotated[StrictInt | None, Field(ge=1, le=3, description="SIM slot, 1 to 3.")] = (
         None
     )
-    withDeliveryReport: StrictBool = True
+    withDeliveryReport: StrictBool = Field(
+        True, description="Ask the network for delivery reports, so recipients reach Delivered."
+    )
     priority: Annotated[
         StrictInt, Field(ge=-128, le=127, description="Higher first; 100 and up skip phone limits.")
     ] = 0

@@ -7,8 +7,11 @@ document uses; tags without routes yet simply do not appear until their routes e
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from markupsafe import Markup, escape
 
 from smsgw.web.examples import EXAMPLES, Example
 
@@ -91,6 +94,23 @@ class Resolver:
         if kind == "array":
             return [self.sample(node.get("items", {}), depth + 1)]
         return {"integer": 0, "number": 0, "boolean": True}.get(str(kind), _string(node))
+
+
+_CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
+_ITEM = re.compile(r"^\s*[-*] ", re.M)
+
+
+def markdown(text: str | None) -> Markup:
+    """The little Markdown that descriptions use (`code`, **bold**, paragraphs, `- ` list
+    items) as HTML; everything else is escaped. Descriptions come from docstrings and
+    `Field(description=...)`, written for Markdown readers such as Swagger UI."""
+    html = str(escape(text or ""))
+    html = _CODE.sub(r"<code>\1</code>", html)
+    html = _BOLD.sub(r"<strong>\1</strong>", html)
+    html = _ITEM.sub("<br>• ", html)
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", html) if p.strip()]
+    return Markup("</p><p>".join(paragraphs))  # noqa: S704 (escaped above)
 
 
 def _string(node: dict[str, Any]) -> str:

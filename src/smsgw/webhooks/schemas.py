@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from smsgw.messages.schemas import Timestamp
 from smsgw.webhooks.events import EVENTS
 
 
@@ -14,10 +13,25 @@ class WebhookIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str | None = Field(default=None, max_length=36)
-    deviceId: str | None = Field(default=None, max_length=32)
-    url: str = Field(min_length=1, max_length=256)
-    event: str
+    id: str | None = Field(
+        default=None,
+        max_length=36,
+        description="Your id for the webhook; registering the same id again replaces it.",
+    )
+    deviceId: str | None = Field(
+        default=None, max_length=32, description="Only events of this phone (all phones if unset)."
+    )
+    url: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Where events are posted: https:// on a public host, unless the operator set "
+        "SMSGW_WEBHOOKS_ALLOW_PRIVATE_URLS.",
+        examples=["https://example.com/sms-hook"],
+    )
+    event: str = Field(
+        description="The event, e.g. sms:received (docs/webhooks.md lists them all).",
+        examples=["sms:received"],
+    )
 
     @field_validator("event")
     @classmethod
@@ -41,8 +55,8 @@ class AttemptView(BaseModel):
 
     eventId: str
     event: str
-    startedAt: datetime
-    finishedAt: datetime | None
+    startedAt: Timestamp
+    finishedAt: Timestamp | None
     statusCode: int | None
     durationMs: int | None
     error: str | None

@@ -33,7 +33,7 @@ def _derive(context: AppContext) -> webhooks.Derive:
     return context.tokens.derive
 
 
-@router.get("/webhooks", responses=ERRORS)
+@router.get("/webhooks", responses=ERRORS, summary="List the webhooks a phone posts to")
 async def phone_webhooks(request: Request, device: CurrentDevice, context: Context) -> JSONResponse:
     """Where this phone posts its events (see docs/webhooks.md, hub and direct modes)."""
     token = bearer_token(request) or ""
@@ -51,12 +51,14 @@ async def _json(request: Request) -> Any:
         raise InvalidInput("malformed JSON body") from None
 
 
-@router.post(HOOK_PATH, status_code=204, responses=ERRORS, summary="A phone's webhook post")
+@router.post(HOOK_PATH, status_code=204, responses=ERRORS, summary="Post a phone's event")
 async def phone_post(
     request: Request,
     context: Context,
-    device_id: Annotated[str, Path(max_length=32)],
-    secret: Annotated[str, Path(max_length=64)],
+    device_id: Annotated[str, Path(max_length=32, description="The phone's id.")],
+    secret: Annotated[
+        str, Path(max_length=64, description="The secret of the URL `GET /webhooks` gave.")
+    ],
 ) -> Response:
     """An event the phone emits; the URL's secret is its credential."""
     user_id = await webhooks.phone_of_hook(context.db, _derive(context), device_id, secret)

@@ -182,7 +182,10 @@ async def list_messages(
         Instant | None, Query(alias="to", description="Created before (RFC 3339).")
     ] = None,
     state: Annotated[ProcessingState | None, Query(description="Only this state.")] = None,
-    device_id: Annotated[str | None, Query(alias="deviceId", min_length=1, max_length=32)] = None,
+    device_id: Annotated[
+        str | None,
+        Query(alias="deviceId", min_length=1, max_length=32, description="Only this phone's."),
+    ] = None,
     sort: Annotated[
         Literal["created_at", "-created_at"], Query(description="Newest first by default.")
     ] = "-created_at",
