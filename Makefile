@@ -13,13 +13,21 @@ NPM_STAMP := tests/npm/node_modules/.installed
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
+#: The first `make run` is mostly installing: the venv gets no pip of its own when the
+#: system's pip can install into it (`--python`), and no bytecode is compiled ahead (Python
+#: compiles what it imports, on first use).
+RUN_PIP := install --quiet --disable-pip-version-check --no-compile -e .
 $(RUN_STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	if $(BIN)/python -m pip --version >/dev/null 2>&1; then $(BIN)/python -m pip $(RUN_PIP); \
+	elif $(PYTHON) -m pip --python $(BIN)/python --version >/dev/null 2>&1; then \
+	  $(PYTHON) -m pip --python $(BIN)/python $(RUN_PIP); \
+	else $(BIN)/python -m ensurepip --default-pip && $(BIN)/python -m pip $(RUN_PIP); fi
 	touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --default-pip
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP) $(RUN_STAMP)
