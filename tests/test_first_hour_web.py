@@ -11,7 +11,12 @@ from pathlib import Path
 
 import httpx
 
-from smsgw.webhooks.schemas import AttemptView
+from smsgw.api.thirdparty.inbox import RefreshIn
+from smsgw.devices.schemas import PasswordChange, RegisterRequest, UpdateRequest
+from smsgw.routing.schemas import StateReportIn
+from smsgw.tokens.schemas import TokenRequest
+from smsgw.web.examples import EXAMPLES
+from smsgw.webhooks.schemas import AttemptView, WebhookIn
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.web_support import Dashboard
 
@@ -70,6 +75,22 @@ def test_every_sample_response_is_a_real_example(server: LiveServer) -> None:
     assert generic == []
     logs = text_of(operations_of(page)["get_logs_api_3rdparty_v1_logs_get"])
     assert "message c6f1f7cc-97c1-44a2-99fb-83c4b3f9ef4c is Delivered" in logs
+
+
+def test_every_written_request_body_is_accepted_by_its_route() -> None:
+    models = {
+        "refresh_api_3rdparty_v1_inbox_refresh_post": RefreshIn,
+        "export_api_3rdparty_v1_messages_inbox_export_post": RefreshIn,
+        "update_api_mobile_v1_device_patch": UpdateRequest,
+        "change_password_api_mobile_v1_user_password_patch": PasswordChange,
+        "register_api_mobile_v1_device_post": RegisterRequest,
+        "register_webhook_api_3rdparty_v1_webhooks_post": WebhookIn,
+        "issue_token_api_3rdparty_v1_auth_token_post": TokenRequest,
+    }
+    for operation_id, model in models.items():
+        model.model_validate(EXAMPLES[operation_id].body)
+    for report in EXAMPLES["report_api_mobile_v1_message_patch"].body:
+        StateReportIn.model_validate(report)
 
 
 def test_descriptions_render_their_markdown(server: LiveServer) -> None:

@@ -123,6 +123,14 @@ _PULLED = {
     "textMessage": {"text": "Hello from API"},
 }
 
+_REPLAY = {
+    "deviceId": DEVICE_ID,
+    "since": "2026-05-16T00:00:00.000Z",
+    "until": "2026-05-17T00:00:00.000Z",
+    "messageTypes": ["SMS", "MMS"],
+    "webhookDelivery": "Batch",
+}
+
 EXAMPLES.update(
     {
         # The legacy aliases answer as the routes they stand for.
@@ -206,5 +214,46 @@ EXAMPLES.update(
             response={"code": "482913", "validUntil": "2026-05-17T09:37:11.421Z"}
         ),
         "pull_api_mobile_v1_message_get": Example(query="order=lifo", response=[_PULLED]),
+        "report_api_mobile_v1_message_patch": Example(
+            body=[
+                {
+                    "id": MESSAGE_ID,
+                    "state": "Delivered",
+                    "recipients": [
+                        {"phoneNumber": "+12025550100", "state": "Delivered", "error": None}
+                    ],
+                    "states": {
+                        "Processed": "2026-05-17T09:32:12.030Z",
+                        "Sent": "2026-05-17T09:32:13.512Z",
+                        "Delivered": "2026-05-17T09:32:15.004Z",
+                    },
+                }
+            ],
+            status=204,
+        ),
+        "update_api_mobile_v1_device_patch": Example(
+            body={
+                "id": DEVICE_ID,
+                "pushToken": None,
+                "simCards": [
+                    {
+                        "slotIndex": 0,
+                        "simNumber": 1,
+                        "carrierName": "Example",
+                        "phoneNumber": "0100",
+                    }
+                ],
+            },
+            status=204,
+        ),
+        "change_password_api_mobile_v1_user_password_patch": Example(
+            body={"currentPassword": "correct horse battery", "newPassword": "a longer passphrase"},
+            status=204,
+        ),
+        "refresh_api_3rdparty_v1_inbox_refresh_post": Example(body=_REPLAY, status=202),
+        "export_api_3rdparty_v1_messages_inbox_export_post": Example(
+            body={"deviceId": DEVICE_ID, "since": _REPLAY["since"], "until": _REPLAY["until"]},
+            status=202,
+        ),
     }
 )
