@@ -26,9 +26,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print JSON (as the API answers) instead of a table.")
-]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, as the API answers.")]
 #: Tables piped to a file or another program are not cut to 80 columns (ids stay whole).
 PIPED_WIDTH = 1000
 

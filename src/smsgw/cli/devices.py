@@ -33,7 +33,7 @@ def _wire(device: DeviceRecord) -> dict[str, Any]:
 
 @app.command("list")
 def list_devices(user: UserOption, as_json: JsonOption = False) -> None:
-    """List USER's phones with their SIM cards and when they were last seen."""
+    """List the phones of the account --user: SIM cards, when last seen."""
     from smsgw.accounts import service as accounts
     from smsgw.devices import service as devices
 
@@ -65,7 +65,7 @@ def delete(
     device_id: Annotated[str, typer.Argument(metavar="ID", help="The phone's id.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete one of USER's phones: its messages not yet sent go back to the queue (those
+    """Delete a phone of the account --user: its messages not yet sent go back to the queue (those
     pinned to it fail); the phone must sign in again to serve."""
     from smsgw.accounts import service as accounts
     from smsgw.devices import service as devices

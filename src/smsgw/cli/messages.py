@@ -31,12 +31,15 @@ def send(
     text: Annotated[str, typer.Option(help="Message text.")],
     sim: Annotated[int | None, typer.Option(min=1, max=3, help="SIM slot 1-3.")] = None,
     priority: Annotated[
-        int, typer.Option(min=-128, max=127, help="100 or more: sent before the others.")
+        int,
+        typer.Option(
+            min=-128, max=127, help="Higher goes first; 100 or more also skips the phone's limits."
+        ),
     ] = 0,
     device: Annotated[str | None, typer.Option(help="Send only from this phone (its id).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Queue an SMS as USER, as the API would."""
+    """Queue an SMS as the account --user, as the API would."""
     from smsgw.messages import service
     from smsgw.messages.wire import to_state
 
@@ -64,7 +67,7 @@ def list_messages(
     limit: Annotated[int, typer.Option(min=1, max=100, help="At most this many.")] = 20,
     as_json: JsonOption = False,
 ) -> None:
-    """List USER's messages, newest first (never their text)."""
+    """List the messages of the account --user, newest first (never their text)."""
     from smsgw.messages import service
     from smsgw.messages.repository import ListFilter
     from smsgw.messages.wire import to_state
@@ -104,7 +107,7 @@ def _timestamp(record: MessageRecord) -> str:
 
 @app.command("get")
 def get(user: UserOption, message_id: MessageId, as_json: JsonOption = False) -> None:
-    """Show one of USER's messages: its state, each recipient's, and the state history."""
+    """Show a message: its state, each recipient's, and the state history."""
     from smsgw.messages import service
 
     async def action(db: Database) -> MessageRecord:
@@ -115,7 +118,7 @@ def get(user: UserOption, message_id: MessageId, as_json: JsonOption = False) ->
 
 @app.command("cancel")
 def cancel(user: UserOption, message_id: MessageId, as_json: JsonOption = False) -> None:
-    """Cancel one of USER's Pending messages: Cancelled at once if no phone has it yet, else
+    """Cancel a Pending message: Cancelled at once if no phone has it yet, else
     Cancelling until the phone that has it takes note (at its next pull)."""
     from smsgw.messages import service
 
