@@ -174,6 +174,16 @@ def _curl(base: str, method: str, path: str, query: str, body: Any, secured: boo
     return " \\\n  ".join(lines)
 
 
+def _beyond(summary: str, op: dict[str, Any]) -> str:
+    """The description without a first sentence that only repeats the summary (the page
+    shows the summary in bold just before it)."""
+    description = str(op.get("description", ""))
+    first, dot, rest = description.partition(". ")
+    if summary and dot and first.strip().rstrip(".").lower() == summary.lower():
+        return rest
+    return description
+
+
 def operation_of(
     resolve: Resolver, base: str, path: str, method: str, op: dict[str, Any]
 ) -> Operation:
@@ -196,7 +206,7 @@ def operation_of(
     secured = bool(op.get("security"))
     return Operation(
         id=op.get("operationId", f"{method}{path}"), method=method.upper(), path=path,
-        summary=op.get("summary", ""), description=op.get("description", ""),
+        summary=op.get("summary", ""), description=_beyond(op.get("summary", ""), op),
         deprecated=bool(op.get("deprecated")), secured=secured,
         parameters=_parameters(resolve, op), body_fields=_body_fields(resolve, body_schema),
         request=_pretty(body) if body is not None else "",
