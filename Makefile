@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+#: `make run` needs only the package; the development tools (STAMP) are for tests and checks.
+RUN_STAMP := $(VENV)/.installed-run
 NPM_STAMP := tests/npm/node_modules/.installed
 
 .DEFAULT_GOAL := help
@@ -11,11 +13,24 @@ NPM_STAMP := tests/npm/node_modules/.installed
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
+#: The first `make run` is mostly installing: the venv gets no pip of its own when the
+#: system's pip can install into it (`--python`), and no bytecode is compiled ahead (Python
+#: compiles what it imports, on first use).
+RUN_PIP := install --quiet --disable-pip-version-check --no-compile -e .
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	if $(BIN)/python -m pip --version >/dev/null 2>&1; then $(BIN)/python -m pip $(RUN_PIP); \
+	elif $(PYTHON) -m pip --python $(BIN)/python --version >/dev/null 2>&1; then \
+	  $(PYTHON) -m pip --python $(BIN)/python $(RUN_PIP); \
+	else $(BIN)/python -m ensurepip --default-pip && $(BIN)/python -m pip $(RUN_PIP); fi
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --default-pip
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 $(NPM_STAMP): tests/npm/package.json tests/npm/package-lock.json
 	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
@@ -24,8 +39,7 @@ $(NPM_STAMP): tests/npm/package.json tests/npm/package-lock.json
 
 install: $(STAMP) ## Create .venv and install smsgw with its development tools
 
-run: $(STAMP) ## Start the gateway on http://127.0.0.1:3000 (SQLite in ./data)
-	$(BIN)/smsgw db upgrade
+run: $(RUN_STAMP) ## Start the gateway on http://127.0.0.1:3000 (SQLite in ./data; migrates it)
 	$(BIN)/smsgw serve
 
 #: The browser tests drive Debian's Chromium (Playwright's own browsers are not downloaded).

@@ -84,9 +84,10 @@ def test_send_refuses_bad_numbers_and_unknown_users(cli: tuple[CliRunner, dict[s
     )
 
 
-def test_db_upgrade_creates_the_schema(cli: tuple[CliRunner, dict[str, str]]) -> None:
-    assert "database is up to date" in invoke(cli, "db", "upgrade")
+def test_db_upgrade_says_created_then_up_to_date(cli: tuple[CliRunner, dict[str, str]]) -> None:
+    assert "database created" in invoke(cli, "db", "upgrade")
     assert Path(cli[1]["SMSGW_DATA_DIR"], "smsgw.db").exists()
+    assert "database is up to date" in invoke(cli, "db", "upgrade")
 
 
 @pytest.mark.parametrize(
@@ -117,7 +118,7 @@ def test_postgresql_urls_are_accepted_but_refused_clearly_for_now(
     assert "PostgreSQL" in result.output
 
 
-def test_serve_first_start_prints_an_account_that_works(tmp_path: Path) -> None:
+def test_serve_first_start_prints_an_account_and_a_command_that_work(tmp_path: Path) -> None:
     port = free_port()
     env = os.environ | {"SMSGW_DATA_DIR": str(tmp_path / "data"), "SMSGW_PORT": str(port)}
     process = subprocess.Popen(
@@ -128,15 +129,20 @@ def test_serve_first_start_prints_an_account_that_works(tmp_path: Path) -> None:
         output = ""
         deadline = time.monotonic() + 60
         assert process.stdout is not None
-        while "password:" not in output and time.monotonic() < deadline:
+        while "Try: curl" not in output and time.monotonic() < deadline:
             output += process.stdout.readline()
+        assert "smsgw created the database" in output
         password = re.search(r"password: (\S+)", output)
         assert password, output
-        auth = ("admin", password.group(1))
-        url = f"http://127.0.0.1:{port}/api/3rdparty/v1/messages"
+        # The example is the real one: this login and password, this host and port.
+        login, url = (
+            f"admin:{password.group(1)}",
+            f"http://127.0.0.1:{port}/api/3rdparty/v1/messages",
+        )
+        assert f"Try: curl -u {login} {url}" in output
         for _ in range(100):
             try:
-                response = httpx.get(url, auth=auth)
+                response = httpx.get(url, auth=("admin", password.group(1)))
                 break
             except httpx.ConnectError:
                 time.sleep(0.1)

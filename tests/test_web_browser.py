@@ -308,7 +308,10 @@ def test_add_a_webhook_see_it_listed_see_its_log_and_delete_it(
     page.get_by_role("link", name="Webhooks").click()
     expect(page.get_by_text("You have no webhook.")).to_be_visible()
     add_webhook(page, "http://example.com/plain", "sms:sent")
-    expect(page.locator(".field-error")).to_have_text("URL: must start with https://")
+    expect(page.locator(".field-error")).to_have_text(
+        "URL: must start with https:// (or the operator sets "
+        "SMSGW_WEBHOOKS_ALLOW_PRIVATE_URLS=true to allow http://)"
+    )
     expect(page.get_by_label("URL", exact=True)).to_have_value("http://example.com/plain")
     expect(page.get_by_label("Event")).to_have_value("sms:sent")
     screenshot(page, "webhooks-errors")

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import json
 import logging
+import shlex
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from smsgw import __version__
+from smsgw.accounts import passwords
 from smsgw.accounts import service as accounts
 from smsgw.accounts.passwords import CredentialCache
 from smsgw.api import mobile, redact, scopes
@@ -57,16 +59,36 @@ GENERIC_ERRORS = {
 }
 
 
-def announce_account(login: str, password: str) -> None:
-    """Print the first account's credentials, once, where the operator sees them."""
+def local_url(settings: Settings) -> str:
+    """Where a person on this machine reaches the server: SMSGW_PUBLIC_URL when set, else
+    the listening address (a wildcard one reached as the loopback address)."""
+    if settings.public_url:
+        return settings.public_url
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(  # noqa: S104
+        settings.host, settings.host
+    )
+    return f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
+
+
+def announce_account(login: str, password: str, settings: Settings) -> None:
+    """Print the first account's credentials, once, where the operator sees them, with a
+    command that works as printed."""
+    credentials = shlex.quote(f"{login}:{password}")
     print(
         "\n"
         "  smsgw created the first account (shown only this once):\n"
         f"    login:    {login}\n"
         f"    password: {password}\n"
-        "  Try: curl -u LOGIN:PASSWORD http://HOST:PORT/api/3rdparty/v1/messages\n",
+        f"  Try: curl -u {credentials} {local_url(settings)}/api/3rdparty/v1/messages\n",
         flush=True,
     )
+
+
+def announce_migration(outcome: migrate.Outcome, settings: Settings) -> None:
+    """Say on the console when start-up created or upgraded the database."""
+    if outcome != "current":
+        where = migrate.sqlite_path(settings) or "the configured database"
+        print(f"smsgw {outcome} the database {where}", flush=True)
 
 
 THIRDPARTY_SECURITY = {
@@ -203,8 +225,9 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.auto_migrate:
-            await asyncio.to_thread(migrate.upgrade, settings)
+            announce_migration(await asyncio.to_thread(migrate.upgrade, settings), settings)
         db = Database(settings)
+        passwords.warm_up()
         bus, hub = await join(cluster, db)
         context = AppContext(
             settings=settings,
@@ -227,7 +250,7 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
         if settings.bootstrap_account:
             account = await accounts.bootstrap(db)
             if account is not None:
-                announce_account(account.login, account.password)
+                announce_account(account.login, account.password, settings)
         # What start-up loaded lives as long as the process: keep the collector from walking
         # it on every full collection (those pauses were most of the API's p99 latency).
         gc.collect()

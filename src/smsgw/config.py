@@ -10,7 +10,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -18,6 +17,11 @@ from smsgw.forwarded import DEFAULT_TRUSTED, parse_trusted
 
 SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
 POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg"}
+#: Why a PostgreSQL URL is refused (by `serve` and every other command alike).
+POSTGRES_NOT_YET = (
+    "SMSGW_DATABASE_URL points at PostgreSQL, which this version does not run on "
+    "yet; unset it to use the embedded SQLite database"
+)
 
 
 class SqliteSynchronous(StrEnum):
@@ -113,6 +117,8 @@ class Settings(BaseSettings):
             return None
         if not isinstance(value, str):
             raise ValueError("must be a two-letter region code such as US or DE")
+        import phonenumbers  # here, not at the top: only a set region pays for loading it
+
         region = value.strip().upper()
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown region code {value!r}; use a two-letter code such as US")

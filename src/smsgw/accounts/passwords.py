@@ -13,13 +13,25 @@ import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
-# Verified against when the login is unknown, so both paths cost the same time.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the login is unknown, so both paths cost the same time. Made on
+    first use (the server makes it on start: `warm_up`), not on import: a CLI command that
+    never verifies a password should not pay a hash for it."""
+    return _hasher.hash(secrets.token_hex(16))
+
+
+def warm_up() -> None:
+    """Make the dummy hash now, so that the first unknown login costs one hash, as all do."""
+    _dummy_hash()
 
 
 def set_hasher(hasher: PasswordHasher) -> None:
@@ -27,9 +39,9 @@ def set_hasher(hasher: PasswordHasher) -> None:
 
     Verifying reads the parameters from the stored hash, so any process verifies these.
     """
-    global _hasher, _DUMMY_HASH
+    global _hasher
     _hasher = hasher
-    _DUMMY_HASH = hasher.hash(secrets.token_hex(16))
+    _dummy_hash.cache_clear()  # made again, with these parameters, on first use
 
 
 def hash_password(password: str) -> str:
@@ -39,7 +51,7 @@ def hash_password(password: str) -> str:
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """True when `password` matches; always spends one hash, even for unknown logins."""
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

@@ -1,10 +1,28 @@
-"""The `smsgw` command line: serve, db, users, tokens, send, messages, devices."""
+"""The `smsgw` command line: serve, db, users, tokens, send, messages, devices.
+
+Loading it costs Typer alone: each command imports the application's modules when it runs
+(tests/test_cli_fast.py holds it to that), so `smsgw --help` answers at once.
+"""
 
 from __future__ import annotations
 
-import typer
+from typing import Annotated, Any
 
-from smsgw.cli import db, devices, messages, serve, tokens, users
+import typer
+import typer.core
+
+from smsgw.cli import db, devices, messages, tokens, users
+
+_display_type_rich = typer.core.TyperOption.display_type_rich
+
+
+def _flag_has_no_type(option: typer.core.TyperOption, ctx: Any) -> str | None:
+    """Help shows `--yes`, `--json`, `--help` as the flags they are, not as `<bool>` options
+    that seem to want a value (Typer's own help would)."""
+    return None if option.is_flag and not option.count else _display_type_rich(option, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_has_no_type  # type: ignore[method-assign,assignment]
 
 app = typer.Typer(
     name="smsgw",
@@ -13,7 +31,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("serve")(serve.serve)
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [SMSGW_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [SMSGW_PORT].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Server processes, one per core [SMSGW_WORKERS].")
+    ] = None,
+) -> None:
+    """Start the gateway (creates or migrates the database first, unless
+    SMSGW_AUTO_MIGRATE=false)."""
+    from smsgw.cli.serve import serve
+
+    serve(host, port, workers)
+
+
 app.command("send")(messages.send)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")

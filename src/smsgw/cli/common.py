@@ -1,39 +1,101 @@
-"""What every command shares: settings, a migrated database, error reporting."""
+"""What every command shares: settings, a usable and migrated database, output, errors.
+
+This module and the command modules import only Typer at load time: `smsgw --help` must not
+pay for the web application, SQLAlchemy or Alembic. Each command imports what it uses when
+it runs.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import json
+import sqlite3
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
 
-from smsgw.config import Settings, SettingsError, load_settings
-from smsgw.db import migrate
-from smsgw.db.engine import Database, DatabaseUnsupported
-from smsgw.domain.errors import DomainError
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from smsgw.config import Settings
+    from smsgw.db.engine import Database
 
 T = TypeVar("T")
-console = Console()
-errors = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, as the API answers.")]
+#: Tables piped to a file or another program are not cut to 80 columns (ids stay whole).
+PIPED_WIDTH = 1000
+
+
+@cache
+def console() -> Console:
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
+
+
+def say(text: str) -> None:
+    """A plain line on standard output (no markup, no highlighting)."""
+    console().print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def fail(message: str, status: int = 1) -> NoReturn:
+    """End the command with `error: message` on standard error."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise typer.Exit(status)
 
 
 def settings_or_exit(**overrides: object) -> Settings:
+    from smsgw.config import SettingsError, load_settings
+
     try:
         return load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
-        errors.print(f"[red]{exc}[/red]", highlight=False)
+        print(exc, file=sys.stderr, flush=True)
         raise typer.Exit(2) from None
+
+
+def usable_database_or_exit(settings: Settings) -> None:
+    """End the command with one line (status 2) if the configured database cannot be used:
+    PostgreSQL (not yet supported), or a SQLite file that cannot be created or opened."""
+    from smsgw.config import POSTGRES_NOT_YET
+    from smsgw.db.migrate import sqlite_path
+
+    if settings.database_scheme != "sqlite":
+        fail(POSTGRES_NOT_YET, 2)
+    path = sqlite_path(settings)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path)
+        try:
+            connection.execute("PRAGMA schema_version")
+        finally:
+            connection.close()
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        fail(
+            f"cannot use the database {path}: {reason} (see SMSGW_DATA_DIR, SMSGW_DATABASE_URL)", 2
+        )
+
+
+def migrate_quietly(settings: Settings) -> None:
+    """Migrate when SMSGW_AUTO_MIGRATE allows and the schema is not already the newest."""
+    from smsgw.db import migrate
+
+    if settings.auto_migrate and not migrate.is_current(settings):
+        migrate.upgrade(settings)
 
 
 @asynccontextmanager
 async def open_database(settings: Settings) -> AsyncIterator[Database]:
-    """The database, migrated to the newest schema when SMSGW_AUTO_MIGRATE allows."""
-    if settings.auto_migrate:
-        await asyncio.to_thread(migrate.upgrade, settings)
+    from smsgw.db.engine import Database
+
     db = Database(settings)
     try:
         yield db
@@ -42,8 +104,15 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
 
 
 def run(action: Callable[[Database], Awaitable[T]]) -> T:
-    """Run `action` against the database; domain errors end the command with status 1."""
+    """Run `action` against the (migrated) database; a domain error ends the command with
+    status 1 and its message."""
+    import asyncio
+
+    from smsgw.domain.errors import DomainError
+
     settings = settings_or_exit()
+    usable_database_or_exit(settings)
+    migrate_quietly(settings)
 
     async def main() -> T:
         async with open_database(settings) as db:
@@ -52,13 +121,22 @@ def run(action: Callable[[Database], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except DomainError as exc:
-        errors.print(f"error: {exc.message}", highlight=False, markup=False)
-        raise typer.Exit(1) from None
-    except DatabaseUnsupported as exc:
-        errors.print(f"error: {exc}", highlight=False, markup=False)
-        raise typer.Exit(2) from None
+        fail(exc.message)
 
 
-def fail(message: str) -> None:
-    errors.print(f"error: {message}", highlight=False, markup=False)
-    sys.exit(1)
+def print_json(data: Any) -> None:
+    """`data` as indented JSON on standard output, whole (never wrapped or cut)."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def table(*headers: str, title: str | None = None, ids: Sequence[str] = ()) -> Table:
+    """A table whose first column holds ids: never wrapped or cut, whatever the width."""
+    from rich.table import Column, Table
+
+    first = Column(headers[0], no_wrap=True, min_width=max((len(i) for i in ids), default=0))
+    return Table(first, *headers[1:], title=title)
+
+
+def show(rendered: Table) -> None:
+    console().print(rendered)

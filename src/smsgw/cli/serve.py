@@ -1,4 +1,8 @@
-"""`smsgw serve`: run the HTTP server, in one process or several (SMSGW_WORKERS)."""
+"""`smsgw serve`: run the HTTP server, in one process or several (SMSGW_WORKERS).
+
+The command itself is declared in cli/__init__.py, which imports this module (and with it
+uvicorn, FastAPI and the whole application) only when the server starts.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,12 @@ import secrets
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 from collections.abc import Callable
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 import uvicorn
@@ -24,11 +29,11 @@ from fastapi import FastAPI
 
 from smsgw import metrics
 from smsgw.accounts import service as accounts
-from smsgw.app import announce_account, create_app, end_streams
-from smsgw.cli.common import errors, settings_or_exit
+from smsgw.app import announce_account, announce_migration, create_app, end_streams
+from smsgw.cli.common import settings_or_exit, usable_database_or_exit
 from smsgw.config import Settings
 from smsgw.db import migrate
-from smsgw.db.engine import Database, DatabaseUnsupported
+from smsgw.db.engine import Database
 from smsgw.events.bus import Cluster
 
 log = logging.getLogger("smsgw")
@@ -41,20 +46,12 @@ PR_SET_PDEATHSIG = 1
 STOP_SECONDS = 10.0
 
 
-def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [SMSGW_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on [SMSGW_PORT].")] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Server processes, one per core [SMSGW_WORKERS].")
-    ] = None,
-) -> None:
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Start the gateway (applies migrations first, unless SMSGW_AUTO_MIGRATE=false)."""
     settings = settings_or_exit(host=host, port=port, workers=workers)
-    try:
-        Database(settings)  # fail here, readably, on an unusable database setting
-    except DatabaseUnsupported as exc:
-        errors.print(f"error: {exc}", highlight=False, markup=False)
-        raise typer.Exit(2) from None
+    usable_database_or_exit(settings)  # fail here, in one line, on an unusable database
+    if not port_is_free(settings.host, settings.port):
+        raise typer.Exit(1)
     if settings.workers == 1:
         print(f"smsgw listening on http://{settings.host}:{settings.port}", flush=True)
         run_server(create_app(settings), settings)
@@ -139,7 +136,7 @@ def supervise(settings: Settings, build: AppBuilder) -> int:
             wait([node.sentinel for node in nodes], timeout=0.2)
         failed = [node for node in nodes if not node.is_alive()] if not stopping else []
         for dead in failed:
-            errors.print(f"error: server process {dead.name} exited ({dead.exitcode})")
+            print(f"error: server process {dead.name} exited ({dead.exitcode})", file=sys.stderr)
         return 1 if failed else 0
     finally:
         stop_nodes(nodes)
@@ -152,11 +149,11 @@ def supervise(settings: Settings, build: AppBuilder) -> int:
 def prepare(settings: Settings) -> None:
     """What a server does once on start: migrate, and make the first account if due."""
     if settings.auto_migrate:
-        migrate.upgrade(settings)
+        announce_migration(migrate.upgrade(settings), settings)
     if settings.bootstrap_account:
         account = asyncio.run(_bootstrap(settings))
         if account is not None:
-            announce_account(account.login, account.password)
+            announce_account(account.login, account.password, settings)
 
 
 async def _bootstrap(settings: Settings) -> accounts.NewAccount | None:
@@ -203,7 +200,12 @@ def port_is_free(host: str, port: int) -> bool:
         try:
             probe.bind(address)
         except OSError as exc:
-            errors.print(f"error: cannot listen on {host}:{port}: {exc.strerror}")
+            print(
+                f"error: cannot listen on {host}:{port}: {exc.strerror}; is smsgw already "
+                "running? Choose another port with --port or SMSGW_PORT.",
+                file=sys.stderr,
+                flush=True,
+            )
             return False
     return True
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from smsgw.accounts import service as accounts
-from smsgw.cli.common import console, run
-from smsgw.db.engine import Database
-from smsgw.domain.clock import format_timestamp
-from smsgw.web import sessions
+from smsgw.cli.common import JsonOption, print_json, run, say, show, table
+
+if TYPE_CHECKING:
+    from smsgw.accounts.service import NewAccount
+    from smsgw.db.engine import Database
 
 app = typer.Typer(help="Accounts that may use the API.", no_args_is_help=True)
 
@@ -21,35 +20,49 @@ PasswordOption = Annotated[
 ]
 
 
-def _show(account: accounts.NewAccount, generated: bool) -> None:
-    console.print(f"login:    {account.login}", highlight=False)
+def _show(account: NewAccount, generated: bool) -> None:
+    say(f"login:    {account.login}")
     if generated:
-        console.print(f"password: {account.password}", highlight=False)
+        say(f"password: {account.password}")
 
 
 @app.command("create")
 def create(login: str, password: PasswordOption = None) -> None:
     """Create an account."""
+    from smsgw.accounts import service as accounts
+
     account = run(lambda db: accounts.create_user(db, login, password))
     _show(account, password is None)
 
 
 @app.command("list")
-def list_users() -> None:
+def list_users(as_json: JsonOption = False) -> None:
     """List accounts."""
-    rows = run(accounts.list_users)
-    table = Table("login", "created")
+    from smsgw.accounts import repository
+    from smsgw.domain.clock import format_timestamp
+
+    async def action(db: Database) -> list[repository.UserRow]:
+        async with db.read() as conn:  # not accounts.service: it loads what a list needs not
+            return await repository.all_users(conn)
+
+    rows = run(action)
+    if as_json:
+        print_json([{"login": r.login, "createdAt": format_timestamp(r.created_at)} for r in rows])
+        return
+    listing = table("login", "created", ids=[row.login for row in rows])
     for row in rows:
-        table.add_row(row.login, format_timestamp(row.created_at))
-    console.print(table)
+        listing.add_row(row.login, format_timestamp(row.created_at))
+    show(listing)
 
 
 @app.command("passwd")
 def passwd(login: str, password: PasswordOption = None) -> None:
     """Change an account's password; the old one, the account's tokens and its dashboard
     sessions stop working at once."""
+    from smsgw.accounts import service as accounts
+    from smsgw.web import sessions
 
-    async def change(db: Database) -> accounts.NewAccount:
+    async def change(db: Database) -> NewAccount:
         user_id = await accounts.user_id_of(db, login)
         account = await accounts.change_password(db, login, password)
         await sessions.end_all(db, user_id)
@@ -64,6 +77,9 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete an account with its devices and messages."""
+    from smsgw.accounts import service as accounts
+    from smsgw.web import sessions
+
     if not yes:
         typer.confirm(f"Delete {login} with all its devices and messages?", abort=True)
 
@@ -73,4 +89,4 @@ def delete(
         await accounts.delete_user(db, login)
 
     run(remove)
-    console.print(f"deleted {login}", highlight=False)
+    say(f"deleted {login}")

@@ -26,12 +26,19 @@ class PhoneReport(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    pushToken: Annotated[str | None, Field(max_length=256)] = None
-    simCards: Annotated[list[SimCard] | None, Field(max_length=16)] = None
+    pushToken: Annotated[
+        str | None,
+        Field(max_length=256, description="The app's push token (smsgw does not push: unused)."),
+    ] = None
+    simCards: Annotated[
+        list[SimCard] | None, Field(max_length=16, description="The phone's SIM cards.")
+    ] = None
 
 
 class RegisterRequest(PhoneReport):
-    name: Annotated[str | None, Field(max_length=128)] = None
+    name: Annotated[
+        str | None, Field(max_length=128, description="The phone's name, e.g. Google/oriole.")
+    ] = None
 
 
 class RegisterResponse(BaseModel):
@@ -42,7 +49,7 @@ class RegisterResponse(BaseModel):
 
 
 class UpdateRequest(PhoneReport):
-    id: Annotated[str, Field(min_length=1, max_length=32)]
+    id: Annotated[str, Field(min_length=1, max_length=32, description="This phone's id.")]
 
 
 class DeviceInfo(BaseModel):
@@ -71,8 +78,12 @@ class DeviceSelf(BaseModel):
 
 
 class PasswordChange(BaseModel):
-    currentPassword: Annotated[str, Field(min_length=1, max_length=128)]
-    newPassword: Annotated[str, Field(min_length=14, max_length=128)]
+    currentPassword: Annotated[
+        str, Field(min_length=1, max_length=128, description="The account's password now.")
+    ]
+    newPassword: Annotated[
+        str, Field(min_length=14, max_length=128, description="The new one, 14 to 128 characters.")
+    ]
 
 
 class UserCode(BaseModel):

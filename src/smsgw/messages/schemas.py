@@ -164,8 +164,12 @@ class SendMessageRequest(BaseModel):
         str | None,
         Field(min_length=1, max_length=32, description="Send only from this phone (yours)."),
     ] = None
-    textMessage: TextMessage | None = None
-    dataMessage: DataMessage | None = None
+    textMessage: TextMessage | None = Field(
+        None, description="An SMS with this text (long text goes as a multipart SMS)."
+    )
+    dataMessage: DataMessage | None = Field(
+        None, description="A binary (data) SMS to this port instead of a text."
+    )
     message: Annotated[
         str | None,
         Field(
@@ -194,11 +198,17 @@ class SendMessageRequest(BaseModel):
             json_schema_extra={"uniqueItems": True},
         ),
     ]
-    isEncrypted: StrictBool = False
+    isEncrypted: StrictBool = Field(
+        False,
+        description="The text and numbers are encrypted end to end with the phone's passphrase "
+        "(smsgw stores and passes them on as they are).",
+    )
     simNumber: (
         Annotated[StrictInt, Field(ge=1, le=3, description="SIM slot, 1 to 3."), WHOLE] | None
     ) = None
-    withDeliveryReport: StrictBool = True
+    withDeliveryReport: StrictBool = Field(
+        True, description="Ask the network for delivery reports, so recipients reach Delivered."
+    )
     priority: Annotated[
         StrictInt,
         Field(ge=-128, le=127, description="Higher first; 100 and up skip phone limits."),

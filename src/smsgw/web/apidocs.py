@@ -7,8 +7,11 @@ document uses; tags without routes yet simply do not appear until their routes e
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from markupsafe import Markup, escape
 
 from smsgw.web.examples import EXAMPLES, Example
 
@@ -93,6 +96,23 @@ class Resolver:
         return {"integer": 0, "number": 0, "boolean": True}.get(str(kind), _string(node))
 
 
+_CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
+_ITEM = re.compile(r"^\s*[-*] ", re.M)
+
+
+def markdown(text: str | None) -> Markup:
+    """The little Markdown that descriptions use (`code`, **bold**, paragraphs, `- ` list
+    items) as HTML; everything else is escaped. Descriptions come from docstrings and
+    `Field(description=...)`, written for Markdown readers such as Swagger UI."""
+    html = str(escape(text or ""))
+    html = _CODE.sub(r"<code>\1</code>", html)
+    html = _BOLD.sub(r"<strong>\1</strong>", html)
+    html = _ITEM.sub("<br>• ", html)
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", html) if p.strip()]
+    return Markup("</p><p>".join(paragraphs))  # noqa: S704 (escaped above)
+
+
 def _string(node: dict[str, Any]) -> str:
     return "2026-05-17T09:32:11.421Z" if node.get("format") == "date-time" else "string"
 
@@ -154,6 +174,16 @@ def _curl(base: str, method: str, path: str, query: str, body: Any, secured: boo
     return " \\\n  ".join(lines)
 
 
+def _beyond(summary: str, op: dict[str, Any]) -> str:
+    """The description without a first sentence that only repeats the summary (the page
+    shows the summary in bold just before it)."""
+    description = str(op.get("description", ""))
+    first, dot, rest = description.partition(". ")
+    if summary and dot and first.strip().rstrip(".").lower() == summary.lower():
+        return rest
+    return description
+
+
 def operation_of(
     resolve: Resolver, base: str, path: str, method: str, op: dict[str, Any]
 ) -> Operation:
@@ -176,7 +206,7 @@ def operation_of(
     secured = bool(op.get("security"))
     return Operation(
         id=op.get("operationId", f"{method}{path}"), method=method.upper(), path=path,
-        summary=op.get("summary", ""), description=op.get("description", ""),
+        summary=op.get("summary", ""), description=_beyond(op.get("summary", ""), op),
         deprecated=bool(op.get("deprecated")), secured=secured,
         parameters=_parameters(resolve, op), body_fields=_body_fields(resolve, body_schema),
         request=_pretty(body) if body is not None else "",

@@ -18,12 +18,14 @@ from smsgw.api.deps import AppContext
 from smsgw.domain.clock import format_timestamp
 from smsgw.domain.errors import Unauthorized
 from smsgw.web import sessions
+from smsgw.web.apidocs import markdown
 from smsgw.web.sessions import Session
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["version"] = __version__
 templates.env.filters["timestamp"] = lambda at: format_timestamp(at) if at else ""
+templates.env.filters["markdown"] = markdown
 
 #: The dashboard's sections: (path, label); the layout renders whatever is here.
 NAV: list[tuple[str, str]] = [

@@ -90,3 +90,170 @@ EXAMPLES: dict[str, Example] = {
     ),
     "deleteDevices": Example(path={"id": DEVICE_ID}, status=204),
 }
+
+WEBHOOK_ID = "sms-received-hook"
+_WEBHOOK = {
+    "id": WEBHOOK_ID,
+    "deviceId": None,
+    "url": "https://example.com/sms-hook",
+    "event": "sms:received",
+    "enabled": True,
+    "disabledReason": None,
+}
+_SIGNING_KEY = {"signingKey": "v4Rz0t8yQm2Kc1WnXb7LsE5pJh3AgUdF"}
+_EXPIRES_AT = "2026-05-17T09:47:11.421Z"
+_TOKENS = {
+    "id": "0FYmFQmGZ7aBo4xOnqdw2",
+    "token_type": "Bearer",
+    "access_token": "eyJhbGciOiJIUzI1NiJ9.ACCESS.SIGNATURE",
+    "refresh_token": "eyJhbGciOiJIUzI1NiJ9.REFRESH.SIGNATURE",
+    "expires_at": _EXPIRES_AT,
+    "tokenType": "Bearer",
+    "accessToken": "eyJhbGciOiJIUzI1NiJ9.ACCESS.SIGNATURE",
+    "refreshToken": "eyJhbGciOiJIUzI1NiJ9.REFRESH.SIGNATURE",
+    "expiresAt": _EXPIRES_AT,
+}
+_PULLED = {
+    "id": MESSAGE_ID,
+    "phoneNumbers": ["+12025550100"],
+    "withDeliveryReport": True,
+    "state": "Pending",
+    "createdAt": "2026-05-17T09:32:11.421Z",
+    "message": "Hello from API",
+    "textMessage": {"text": "Hello from API"},
+}
+
+_REPLAY = {
+    "deviceId": DEVICE_ID,
+    "since": "2026-05-16T00:00:00.000Z",
+    "until": "2026-05-17T00:00:00.000Z",
+    "messageTypes": ["SMS", "MMS"],
+    "webhookDelivery": "Batch",
+}
+
+EXAMPLES.update(
+    {
+        # The legacy aliases answer as the routes they stand for.
+        "sendMessage": EXAMPLES["sendMessages"],
+        "listMessage": EXAMPLES["listMessages"],
+        "getMessage": EXAMPLES["getMessages"],
+        "cancelMessage": EXAMPLES["cancelMessages"],
+        "listDevice": EXAMPLES["listDevices"],
+        "list_webhooks_api_3rdparty_v1_webhooks_get": Example(response=[_WEBHOOK]),
+        "register_webhook_api_3rdparty_v1_webhooks_post": Example(
+            body={"id": WEBHOOK_ID, "url": _WEBHOOK["url"], "event": "sms:received"},
+            response=_WEBHOOK,
+            status=201,
+        ),
+        "delete_webhook_api_3rdparty_v1_webhooks__id__delete": Example(
+            path={"id": WEBHOOK_ID}, status=204
+        ),
+        "deliveries_api_3rdparty_v1_webhooks__id__deliveries_get": Example(
+            path={"id": WEBHOOK_ID},
+            response=[
+                {
+                    "eventId": "01a2b3c4-d5e6-7f80-9a1b-2c3d4e5f6a7b",
+                    "event": "sms:received",
+                    "startedAt": "2026-05-17T09:40:02.118Z",
+                    "finishedAt": "2026-05-17T09:40:02.301Z",
+                    "statusCode": 200,
+                    "durationMs": 183,
+                    "error": None,
+                }
+            ],
+        ),
+        "get_signing_key_api_3rdparty_v1_webhooks_signing_key_get": Example(response=_SIGNING_KEY),
+        "rotate_signing_key_api_3rdparty_v1_webhooks_signing_key_post": Example(
+            response=_SIGNING_KEY
+        ),
+        "issue_token_api_3rdparty_v1_auth_token_post": Example(
+            body={"scopes": ["messages:send"], "ttl": 900}, response=_TOKENS, status=201
+        ),
+        "refresh_token_api_3rdparty_v1_auth_token_refresh_post": Example(
+            response=_TOKENS, status=201
+        ),
+        "get_logs_api_3rdparty_v1_logs_get": Example(
+            query="from=2026-05-17T00:00:00.000Z&to=2026-05-18T00:00:00.000Z",
+            response=[
+                {
+                    "id": 42,
+                    "createdAt": "2026-05-17T09:32:15.004Z",
+                    "module": "messages",
+                    "priority": "INFO",
+                    "message": f"message {MESSAGE_ID} is Delivered",
+                    "context": {
+                        "messageId": MESSAGE_ID,
+                        "state": "Delivered",
+                        "deviceId": DEVICE_ID,
+                    },
+                }
+            ],
+        ),
+        "whoami_api_mobile_v1_device_get": Example(
+            response={
+                "externalIp": "203.0.113.7",
+                "device": {
+                    "id": DEVICE_ID,
+                    "name": "Google/oriole",
+                    "createdAt": "2026-05-01T08:00:00.000Z",
+                    "updatedAt": "2026-05-17T09:30:00.000Z",
+                    "lastSeen": "2026-05-17T09:32:15.004Z",
+                },
+            }
+        ),
+        "register_api_mobile_v1_device_post": Example(
+            body={"name": "Google/oriole", "pushToken": None},
+            response={
+                "id": DEVICE_ID,
+                "token": "Vf0fkyEFmP4UuNlp9oy8t",
+                "login": "alice",
+            },
+            status=201,
+        ),
+        "user_code_api_mobile_v1_user_code_get": Example(
+            response={"code": "482913", "validUntil": "2026-05-17T09:37:11.421Z"}
+        ),
+        "pull_api_mobile_v1_message_get": Example(query="order=lifo", response=[_PULLED]),
+        "report_api_mobile_v1_message_patch": Example(
+            body=[
+                {
+                    "id": MESSAGE_ID,
+                    "state": "Delivered",
+                    "recipients": [
+                        {"phoneNumber": "+12025550100", "state": "Delivered", "error": None}
+                    ],
+                    "states": {
+                        "Processed": "2026-05-17T09:32:12.030Z",
+                        "Sent": "2026-05-17T09:32:13.512Z",
+                        "Delivered": "2026-05-17T09:32:15.004Z",
+                    },
+                }
+            ],
+            status=204,
+        ),
+        "update_api_mobile_v1_device_patch": Example(
+            body={
+                "id": DEVICE_ID,
+                "pushToken": None,
+                "simCards": [
+                    {
+                        "slotIndex": 0,
+                        "simNumber": 1,
+                        "carrierName": "Example",
+                        "phoneNumber": "0100",
+                    }
+                ],
+            },
+            status=204,
+        ),
+        "change_password_api_mobile_v1_user_password_patch": Example(
+            body={"currentPassword": "correct horse battery", "newPassword": "a longer passphrase"},
+            status=204,
+        ),
+        "refresh_api_3rdparty_v1_inbox_refresh_post": Example(body=_REPLAY, status=202),
+        "export_api_3rdparty_v1_messages_inbox_export_post": Example(
+            body={"deviceId": DEVICE_ID, "since": _REPLAY["since"], "until": _REPLAY["until"]},
+            status=202,
+        ),
+    }
+)

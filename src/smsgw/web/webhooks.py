@@ -49,7 +49,8 @@ async def webhooks_page(
     notice = NOTICES.get(request.query_params.get("notice", ""))
     return render(
         request, "webhooks.html", status=status, who=who, notice=notice, events=EVENTS,
-        webhooks=await service.list_webhooks(db, who.user_id), phones=phones, **values,
+        webhooks=await service.list_webhooks(db, who.user_id), phones=phones,
+        allow_private=who.context.settings.webhooks_allow_private_urls, **values,
     )  # fmt: skip
 
 

@@ -51,6 +51,10 @@ def why_refused(address: IPAddress) -> str | None:
     return next((reason for hit, reason in checks if hit), None)
 
 
+#: How a refused URL says what would allow it (the operator's setting).
+ALLOW_HINT = "or the operator sets SMSGW_WEBHOOKS_ALLOW_PRIVATE_URLS=true"
+
+
 def check_url(url: str, allow_private: bool) -> str:
     """Validate a webhook URL at registration; returns it, or raises InvalidInput."""
     if len(url) > MAX_URL_LENGTH:
@@ -66,13 +70,17 @@ def check_url(url: str, allow_private: bool) -> str:
     if allow_private:
         return url
     if scheme != "https":
-        raise InvalidInput("url: must start with https://")
+        raise InvalidInput(f"url: must start with https:// ({ALLOW_HINT} to allow http://)")
     host = parts.hostname.lower().rstrip(".")
     if host in BLOCKED_NAMES or host.endswith(".localhost"):
-        raise InvalidInput(f"url: {host} is a local name; webhooks must reach a public host")
+        raise InvalidInput(
+            f"url: {host} is a local name; webhooks must reach a public host ({ALLOW_HINT})"
+        )
     literal = _numeric_host(host)
     if literal is not None and (reason := why_refused(literal)) is not None:
-        raise InvalidInput(f"url: {host} is {reason}; webhooks must reach a public host")
+        raise InvalidInput(
+            f"url: {host} is {reason}; webhooks must reach a public host ({ALLOW_HINT})"
+        )
     return url
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from smsgw.domain import ids
+from smsgw.messages.schemas import Timestamp
 from smsgw.webhooks.events import EVENTS
 
 #: A webhook's own id is a path segment (`DELETE /webhooks/{id}`), as a message's; empty:
@@ -20,16 +20,28 @@ class WebhookIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str | None = Field(default=None, max_length=36, json_schema_extra=ID_SCHEMA)
-    deviceId: str | None = Field(default=None, max_length=32, description="One of your phones.")
+    id: str | None = Field(
+        default=None,
+        max_length=36,
+        description="Your id for the webhook; registering the same id again replaces it.",
+        json_schema_extra=ID_SCHEMA,
+    )
+    deviceId: str | None = Field(
+        default=None, max_length=32, description="Only events of this phone (all phones if unset)."
+    )
     url: str = Field(
         min_length=1,
         max_length=256,
-        description="Where to post: an https:// URL of a public host (http:// and private "
-        "addresses only where the server sets SMSGW_WEBHOOKS_ALLOW_PRIVATE_URLS).",
+        description="Where events are posted: https:// on a public host, unless the operator set "
+        "SMSGW_WEBHOOKS_ALLOW_PRIVATE_URLS.",
+        examples=["https://example.com/sms-hook"],
         json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^ \t\n]+$"},
     )
-    event: str = Field(json_schema_extra={"enum": list(EVENTS)})
+    event: str = Field(
+        description="The event, e.g. sms:received (docs/webhooks.md lists them all).",
+        examples=["sms:received"],
+        json_schema_extra={"enum": list(EVENTS)},
+    )
 
     @field_validator("event")
     @classmethod
@@ -58,8 +70,8 @@ class AttemptView(BaseModel):
 
     eventId: str
     event: str = Field(json_schema_extra={"enum": list(EVENTS)})
-    startedAt: datetime
-    finishedAt: datetime | None
+    startedAt: Timestamp
+    finishedAt: Timestamp | None
     statusCode: int | None
     durationMs: int | None
     error: str | None

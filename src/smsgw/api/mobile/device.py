@@ -99,6 +99,7 @@ def _may_register(request: Request, context: Context) -> bool:
 
 @router.post(
     "/device",
+    summary="Register a phone",
     status_code=201,
     response_model=RegisterResponse,
     responses={**ERRORS, 429: {"model": ErrorBody, "description": "Too many registrations."}},
@@ -118,7 +119,7 @@ async def register(request: Request, body: RegisterRequest, context: Context) ->
     return JSONResponse(without_none(answer.model_dump(), "password"), status_code=201)
 
 
-@router.get("/device", response_model=DeviceSelf, responses=ERRORS)
+@router.get("/device", response_model=DeviceSelf, responses=ERRORS, summary="Get this phone")
 async def whoami(request: Request, context: Context) -> JSONResponse:
     """The caller's public address and, with a valid token, its device."""
     token = bearer_token(request)
@@ -131,7 +132,12 @@ async def whoami(request: Request, context: Context) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.patch("/device", status_code=204, responses={**ERRORS, 403: {"model": ErrorBody}})
+@router.patch(
+    "/device",
+    status_code=204,
+    responses={**ERRORS, 403: {"model": ErrorBody}},
+    summary="Update this phone",
+)
 async def update(body: UpdateRequest, device: CurrentDevice, context: Context) -> Response:
     """Store the phone's push token and SIM cards."""
     sims = (
@@ -143,7 +149,9 @@ async def update(body: UpdateRequest, device: CurrentDevice, context: Context) -
     return Response(status_code=204)
 
 
-@router.get("/user/code", response_model=UserCode, responses=ERRORS)
+@router.get(
+    "/user/code", response_model=UserCode, responses=ERRORS, summary="Get a one-time sign-in code"
+)
 async def user_code(request: Request, context: Context) -> JSONResponse:
     """A one-time code to sign another phone in to the same account (Basic auth)."""
     basic = parse_basic(request.headers.get("authorization", ""))
@@ -156,7 +164,9 @@ async def user_code(request: Request, context: Context) -> JSONResponse:
     )
 
 
-@router.patch("/user/password", status_code=204, responses=ERRORS)
+@router.patch(
+    "/user/password", status_code=204, responses=ERRORS, summary="Change the account's password"
+)
 async def change_password(
     request: Request, body: PasswordChange, device: CurrentDevice, context: Context
 ) -> Response:

@@ -18,7 +18,11 @@ router = APIRouter(tags=["Mobile"])
 KEEPALIVE = ":keepalive\n\n"
 
 
-@router.get("/events", responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}})
+@router.get(
+    "/events",
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
+    summary="Follow events (server-sent)",
+)
 async def events(device: CurrentDevice, context: Context) -> Response:
     """A stream of `event:`/`data:` frames, with a keep-alive comment every 15 s."""
     hub, presence = context.hub, context.presence

@@ -57,7 +57,7 @@ def _derive(context: AppContext) -> webhooks.Derive:
     return context.tokens.derive
 
 
-@router.get("/webhooks", responses=ERRORS)
+@router.get("/webhooks", responses=ERRORS, summary="List the webhooks a phone posts to")
 async def phone_webhooks(request: Request, device: CurrentDevice, context: Context) -> JSONResponse:
     """Where this phone posts its events (see docs/webhooks.md, hub and direct modes): only
     the events its app version (from the User-Agent) knows."""
@@ -109,12 +109,14 @@ def json_problem(value: Any) -> str | None:
     return None
 
 
-@router.post(HOOK_PATH, status_code=204, responses=ERRORS, summary="A phone's webhook post")
+@router.post(HOOK_PATH, status_code=204, responses=ERRORS, summary="Post a phone's event")
 async def phone_post(
     request: Request,
     context: Context,
-    device_id: Annotated[str, Path(max_length=32)],
-    secret: Annotated[str, Path(max_length=64)],
+    device_id: Annotated[str, Path(max_length=32, description="The phone's id.")],
+    secret: Annotated[
+        str, Path(max_length=64, description="The secret of the URL `GET /webhooks` gave.")
+    ],
 ) -> Response:
     """An event the phone emits; the URL's secret is its credential."""
     assert context.tokens is not None

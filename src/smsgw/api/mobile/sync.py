@@ -12,7 +12,7 @@ from smsgw.api.mobile.device import ERRORS
 router = APIRouter(tags=["Mobile"])
 
 
-@router.get("/settings", responses=ERRORS)
+@router.get("/settings", responses=ERRORS, summary="Get the settings a phone applies")
 async def settings(device: CurrentDevice, context: Context) -> JSONResponse:
     """Settings the phone applies: its owner's account settings, secrets included, with
     what smsgw requires of every phone (Server-Sent Events) on top."""

@@ -31,12 +31,20 @@ class RefreshIn(BaseModel):
     types; `triggerWebhooks` and `webhookDelivery` are accepted for compatibility (smsgw
     always has phones post, see docs/webhooks.md)."""
 
-    deviceId: str | None = Field(default=None, max_length=32)
-    since: Instant
-    until: Instant
-    messageTypes: list[InboxType] | None = Field(default=None, min_length=1)
-    triggerWebhooks: StrictBool | None = None
-    webhookDelivery: Literal["Disabled", "Individual", "Batch"] | None = None
+    deviceId: str | None = Field(
+        default=None, max_length=32, description="Only this phone (all phones if unset)."
+    )
+    since: Instant = Field(description="Replay messages received at or after (RFC 3339).")
+    until: Instant = Field(description="Replay messages received at or before (RFC 3339).")
+    messageTypes: list[InboxType] | None = Field(
+        default=None, min_length=1, description="Only these kinds (all if unset)."
+    )
+    triggerWebhooks: StrictBool | None = Field(
+        default=None, description="Accepted for compatibility; phones always post to smsgw."
+    )
+    webhookDelivery: Literal["Disabled", "Individual", "Batch"] | None = Field(
+        default=None, description="How the phones post what they replay: one by one or in batches."
+    )
 
     @model_validator(mode="after")
     def _range_is_ordered(self) -> RefreshIn:
@@ -74,20 +82,22 @@ def item(row: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in shown.items() if value is not None}
 
 
-@router.get("/inbox", responses=ERRORS)
+@router.get("/inbox", responses=ERRORS, summary="List received messages")
 async def list_inbox(
     context: Context,
     user_id: CurrentUser,
     type: Annotated[InboxType | None, Query(description="Only this kind.")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # SQLite's OFFSET is 64-bit
+    limit: Annotated[int, Query(ge=1, le=500, description="At most this many.")] = 50,
+    offset: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="Leave out this many newest first.")
+    ] = 0,  # SQLite's OFFSET is 64-bit
     since: Annotated[
         Instant | None, Query(alias="from", description="Received at or after.")
     ] = None,
     until: Annotated[
         Instant | None, Query(alias="to", description="Received at or before.")
     ] = None,
-    deviceId: Annotated[str | None, Query(max_length=32)] = None,
+    deviceId: Annotated[str | None, Query(max_length=32, description="Only this phone's.")] = None,
     includeAttachments: Annotated[
         bool, Query(description="Attachment metadata of downloaded MMS.")
     ] = False,
@@ -134,6 +144,7 @@ def download(content_type: str, name: str | None, data: bytes) -> Response:
 
 @router.get(
     "/inbox/{id}/attachments/{partId}",
+    summary="Download an MMS part",
     responses={**ERRORS, 404: {"model": ErrorBody, "description": "No such attachment."},
                200: {"content": {"application/octet-stream": {}}}},
     response_class=Response,
@@ -141,8 +152,8 @@ def download(content_type: str, name: str | None, data: bytes) -> Response:
 async def attachment(
     context: Context,
     user_id: CurrentUser,
-    id: Annotated[str, Path(max_length=32)],
-    partId: Annotated[int, Path(ge=0, lt=2**31)],
+    id: Annotated[str, Path(max_length=32, description="The received message's id.")],
+    partId: Annotated[int, Path(ge=0, lt=2**31, description="The part, from its `attachments`.")],
 ) -> Response:
     """The bytes of one part of a downloaded MMS (404 when the phone did not send them)."""
     return download(*await inbox.attachment(context.db, user_id, id, partId))
@@ -154,7 +165,12 @@ async def _request(context: Context, user_id: int, body: RefreshIn, delivery: st
     await exports.request(context.db, context.hub, user_id, span, body.deviceId, types, delivery)
 
 
-@router.post("/inbox/refresh", status_code=202, responses=ERRORS)
+@router.post(
+    "/inbox/refresh",
+    status_code=202,
+    responses=ERRORS,
+    summary="Ask phones to replay received messages",
+)
 async def refresh(body: RefreshIn, context: Context, user_id: CurrentUser) -> JSONResponse:
     """Ask the phone (or all your phones) to replay received messages in the range; a phone
     offline now gets the request when it next connects.
@@ -167,7 +183,13 @@ async def refresh(body: RefreshIn, context: Context, user_id: CurrentUser) -> JS
     return JSONResponse({}, status_code=202)
 
 
-@router.post("/messages/inbox/export", status_code=202, responses=ERRORS, deprecated=True)
+@router.post(
+    "/messages/inbox/export",
+    status_code=202,
+    responses=ERRORS,
+    deprecated=True,
+    summary="Ask phones to replay received SMS (old form)",
+)
 async def export(body: RefreshIn, context: Context, user_id: CurrentUser) -> JSONResponse:
     """Upstream's older form of `POST /inbox/refresh` (scope `messages:export`): always SMS,
     with Individual delivery; answered with `Deprecation: true`."""

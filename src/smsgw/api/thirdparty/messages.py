@@ -12,18 +12,18 @@ from pydantic import BaseModel, Field, ValidationError
 
 from smsgw.api.deps import Context, CurrentUser, context_of, current_user
 from smsgw.api.errors import QUERY_CHECKS
-from smsgw.domain.clock import format_timestamp
 from smsgw.domain.errors import InvalidInput
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import Event, PhoneEvent
 from smsgw.messages import service
-from smsgw.messages.repository import ListFilter, MessageRecord
+from smsgw.messages.repository import ListFilter
 from smsgw.messages.schemas import (
     ErrorBody,
     Instant,
     MessageState,
     SendMessageRequest,
 )
+from smsgw.messages.wire import to_state
 from smsgw.workers.loop import wake
 
 
@@ -128,37 +128,6 @@ MAX_PAGE = 100
 MessageId = Annotated[str, Path(min_length=1, max_length=36, description="The message id.")]
 
 
-def to_state(record: MessageRecord, include_content: bool) -> dict[str, Any]:
-    """The wire form of a stored message (the `MessageState` schema), built directly: it is
-    on the path of every send, where building and dumping models costs measurable time."""
-    body: dict[str, Any] = {
-        "id": record.id,
-        "deviceId": record.device_id,
-        "state": record.state,
-        "isHashed": record.is_hashed,
-        "isEncrypted": record.is_encrypted,
-        "recipients": [
-            {"phoneNumber": r.phone_number, "state": r.state, "error": r.error}
-            for r in record.recipients
-        ],
-        "states": {state: format_timestamp(at) for state, at in record.states.items()},
-        "createdAt": format_timestamp(record.created_at),
-        "withDeliveryReport": record.with_delivery_report,
-        "priority": record.priority,
-    }
-    if record.sim_number is not None:
-        body["simNumber"] = record.sim_number
-    if record.valid_until is not None:
-        body["validUntil"] = format_timestamp(record.valid_until)
-    if record.schedule_at is not None:
-        body["scheduleAt"] = format_timestamp(record.schedule_at)
-    if include_content and record.text is not None:
-        body["textMessage"] = {"text": record.text}
-    if include_content and record.data is not None:
-        body["dataMessage"] = {"data": record.data, "port": record.port}
-    return body
-
-
 async def send_message(request: Request, body: SendMessageRequest) -> JSONResponse:
     """Queue an SMS. It is stored durably before this answers, and waits for a phone."""
     # The busiest route takes the context, the caller and its query from the request, not as
@@ -225,7 +194,10 @@ async def list_messages(
         Instant | None, Query(alias="to", description="Created before (RFC 3339).")
     ] = None,
     state: Annotated[ProcessingState | None, Query(description="Only this state.")] = None,
-    device_id: Annotated[str | None, Query(alias="deviceId", min_length=1, max_length=32)] = None,
+    device_id: Annotated[
+        str | None,
+        Query(alias="deviceId", min_length=1, max_length=32, description="Only this phone's."),
+    ] = None,
     sort: Annotated[
         Literal["created_at", "-created_at"], Query(description="Newest first by default.")
     ] = "-created_at",

@@ -36,7 +36,9 @@ def tell_phones(context: AppContext, user_id: int, device_id: str | None) -> Non
     context.hub.publish(targets, Event(PhoneEvent.WEBHOOKS_UPDATED))
 
 
-@router.get("/webhooks", response_model=list[WebhookView], responses=ERRORS)
+@router.get(
+    "/webhooks", response_model=list[WebhookView], responses=ERRORS, summary="List webhooks"
+)
 async def list_webhooks(context: Context, user_id: CurrentUser) -> JSONResponse:
     """Your webhooks (`enabled` is false after a receiver answered 410 Gone)."""
     return JSONResponse([view(r) for r in await webhooks.list_webhooks(context.db, user_id)])
@@ -45,6 +47,7 @@ async def list_webhooks(context: Context, user_id: CurrentUser) -> JSONResponse:
 @router.post(
     "/webhooks", status_code=201, response_model=WebhookView,
     responses={**ERRORS, 400: {"model": ErrorBody, "description": "Invalid webhook."}},
+    summary="Register a webhook",
 )  # fmt: skip
 async def register_webhook(body: WebhookIn, context: Context, user_id: CurrentUser) -> JSONResponse:
     """Create a webhook, or replace the one with the same `id` (which re-enables it)."""
@@ -54,7 +57,7 @@ async def register_webhook(body: WebhookIn, context: Context, user_id: CurrentUs
     return JSONResponse(view(changed.webhook), status_code=201)
 
 
-@router.delete("/webhooks/{id}", status_code=204, responses=ERRORS)
+@router.delete("/webhooks/{id}", status_code=204, responses=ERRORS, summary="Delete a webhook")
 async def delete_webhook(context: Context, user_id: CurrentUser, id: WebhookId) -> Response:
     """Delete a webhook (204 also when there was none); undelivered events are dropped."""
     if await webhooks.delete(context.db, user_id, id):
@@ -65,6 +68,7 @@ async def delete_webhook(context: Context, user_id: CurrentUser, id: WebhookId) 
 @router.get(
     "/webhooks/{id}/deliveries", response_model=list[AttemptView],
     responses={**ERRORS, 404: {"model": ErrorBody, "description": "No such webhook of yours."}},
+    summary="List a webhook's delivery attempts",
 )  # fmt: skip
 async def deliveries(context: Context, user_id: CurrentUser, id: WebhookId) -> JSONResponse:
     """The webhook's last 100 delivery attempts, newest first."""
@@ -80,13 +84,23 @@ async def deliveries(context: Context, user_id: CurrentUser, id: WebhookId) -> J
     return JSONResponse(shown)
 
 
-@router.get("/webhooks/signing/key", response_model=SigningKeyView, responses=ERRORS)
+@router.get(
+    "/webhooks/signing/key",
+    response_model=SigningKeyView,
+    responses=ERRORS,
+    summary="Get the signing key",
+)
 async def get_signing_key(context: Context, user_id: CurrentUser) -> JSONResponse:
     """The key your webhooks are signed with (`X-Signature`)."""
     return JSONResponse({"signingKey": await webhooks.signing_key(context.db, user_id)})
 
 
-@router.post("/webhooks/signing/key", response_model=SigningKeyView, responses=ERRORS)
+@router.post(
+    "/webhooks/signing/key",
+    response_model=SigningKeyView,
+    responses=ERRORS,
+    summary="Replace the signing key",
+)
 async def rotate_signing_key(context: Context, user_id: CurrentUser) -> JSONResponse:
     """Replace your signing key with a new one; requests from now on use the new key."""
     key = await webhooks.signing_key(context.db, user_id, rotate=True)

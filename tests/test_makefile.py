@@ -1,0 +1,34 @@
+"""`make run` installs what running needs and migrates once; the tests' tools come with
+`make test` and `make check` (read from `make -n`, which runs nothing)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+def planned(target: str, tmp_path: Path) -> str:
+    """The commands `make TARGET` would run for a fresh clone (a venv that does not exist)."""
+    done = subprocess.run(
+        ["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
+        text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return done.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_run_installs_the_package_alone_and_migrates_once(tmp_path: Path) -> None:
+    run = planned("run", tmp_path)
+    assert "-e ." in run and "[dev]" not in run
+    assert "db upgrade" not in run  # `serve` creates or migrates the database itself
+    assert run.strip().splitlines()[-1].endswith("smsgw serve")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_check_adds_the_development_tools(tmp_path: Path) -> None:
+    assert "-e '.[dev]'" in planned("check", tmp_path)
