@@ -96,18 +96,23 @@ def test_an_event_the_post_told_first_has_the_fields_too(
 def test_an_event_of_an_app_that_cannot_post_it_does_not_wait(
     waiting_server: LiveServer, receiver: Receiver
 ) -> None:
-    """App 1.17 knows no `sms:sent`: it is never told to post it, so nothing is waited for."""
+    """App 1.66 knows no `sms:cancelled`: it is never told to post it, so the event from its
+    report of the cancellation is not held back."""
     owner = waiting_server.create_user("owner")
 
     async def scenario() -> None:
         api = Api(waiting_server, owner)
-        await api.hook(receiver.url, "sms:sent")
-        device = await started(phone(waiting_server, owner, app_version="1.17.0"), webhooks=1)
-        assert "sms:sent" not in {hook["event"] for hook in device.webhooks}
+        await api.hook(receiver.url, "sms:cancelled")
+        device = phone(waiting_server, owner, app_version="1.66.2", paused=True)
+        await started(device, webhooks=4)
+        assert "sms:cancelled" not in {hook["event"] for hook in device.webhooks}
         message_id = await api.send("hello")
+        await eventually(lambda: message_id in device.messages)  # held, still Pending
+        answer = await api.client.delete(f"/messages/{message_id}")
+        assert answer.status_code == 200, answer.text
         await eventually(lambda: len(receiver.delivered()) == 1, within=20)  # before the 30 s
         payload = receiver.delivered()[0].json()["payload"]
-        assert payload["messageId"] == message_id and "sentAt" in payload
+        assert payload["messageId"] == message_id and "cancelledAt" in payload
         await device.stop()
         await api.close()
 
