@@ -250,7 +250,8 @@ class SimulatedPhone(PhoneWebhooks):
             try:
                 async with self._client.stream(
                     "GET", self.base_url + "/events",
-                    headers={**self._auth(), "Accept": "text/event-stream"},
+                    headers={**self._auth(), "Accept": "text/event-stream",
+                             "User-Agent": "okhttp/4.10.0"},  # plain OkHttp, as in the app
                     timeout=httpx.Timeout(10.0, read=3600.0),
                 ) as response:  # fmt: skip
                     response.raise_for_status()
