@@ -78,6 +78,14 @@ class LocalMessage:
         return True
 
 
+def _release(version: str) -> tuple[int, int]:
+    """(major, minor) of an app version; the source tree's placeholder 1.0.0 is the newest."""
+    if version == "1.0.0":
+        return (999, 0)
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
 def _parse(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -109,7 +117,7 @@ class SimulatedPhone(PhoneWebhooks):
         time_scale: float = 0.02,
         pull_interval: float = 900.0,
         credentials: Credentials | None = None,
-        sse: bool = True,
+        sse: bool | None = None,
         paused: bool = False,
         skip_processed_on_export: bool = True,
         webhook_retries: int = 15,
@@ -129,7 +137,8 @@ class SimulatedPhone(PhoneWebhooks):
         self.scale = time_scale
         self.pull_interval = pull_interval
         self.credentials = credentials
-        self.sse = sse  # False: a phone in push mode that only polls
+        # False: a phone that only polls (push mode, or an app before 1.43 without a stream)
+        self.sse = sse if sse is not None else _release(app_version) >= (1, 43)
         self.paused = paused  # True: the sender waits (the phone's own limits hold it back)
         self.app_version = app_version  # named in every request's User-Agent, as the app does
         self.webhook_gate = webhook_gate  # posts wait until it is set (as without a network)
@@ -241,7 +250,8 @@ class SimulatedPhone(PhoneWebhooks):
             try:
                 async with self._client.stream(
                     "GET", self.base_url + "/events",
-                    headers={**self._auth(), "Accept": "text/event-stream"},
+                    headers={**self._auth(), "Accept": "text/event-stream",
+                             "User-Agent": "okhttp/4.10.0"},  # plain OkHttp, as in the app
                     timeout=httpx.Timeout(10.0, read=3600.0),
                 ) as response:  # fmt: skip
                     response.raise_for_status()

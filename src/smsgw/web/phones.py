@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,11 +50,9 @@ async def phone_rows(who: Visitor) -> list[PhoneRow]:
     for device in await devices.list_devices(context.db, who.user_id):
         seen = context.presence.last_seen(device.id, device.last_seen)
         online = context.hub.is_connected(device.id) or seen >= clock.now() - window
-        version, polls = device.app_version, polls_only(device.app_version, device.push_token)
-        rows.append(
-            PhoneRow(device.id, device.name or "", online, seen, device.sim_cards or [], version,
-                     polls)
-        )  # fmt: skip
+        row = PhoneRow(device.id, device.name or "", online, seen, device.sim_cards or [])
+        polls = polls_only(device.app_version, device.push_token)
+        rows.append(replace(row, app_version=device.app_version, polls_only=polls))
     return rows
 
 
