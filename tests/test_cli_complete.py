@@ -148,6 +148,16 @@ def test_an_unusable_data_directory_is_one_line_not_a_traceback(
         assert output.startswith("error: cannot use the database") and "SMSGW_DATA_DIR" in output
 
 
+def test_without_auto_migrate_an_old_schema_is_named_not_a_traceback(env: dict[str, str]) -> None:
+    manual = env | {"SMSGW_AUTO_MIGRATE": "false"}
+    output = invoke(manual, "users", "list", code=2)
+    assert output.strip() == (
+        "error: the database schema is not the newest: run `smsgw db upgrade` first"
+    )
+    invoke(manual, "db", "upgrade")
+    assert "login" in invoke(manual, "users", "list")
+
+
 def test_serve_on_a_taken_port_says_how_to_choose_another(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

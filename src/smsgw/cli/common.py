@@ -85,11 +85,15 @@ def usable_database_or_exit(settings: Settings) -> None:
 
 
 def migrate_quietly(settings: Settings) -> None:
-    """Migrate when SMSGW_AUTO_MIGRATE allows and the schema is not already the newest."""
+    """Bring the schema to the newest when it is not; with SMSGW_AUTO_MIGRATE=false, end the
+    command with one line saying so instead (rather than fail on a missing table)."""
     from smsgw.db import migrate
 
-    if settings.auto_migrate and not migrate.is_current(settings):
-        migrate.upgrade(settings)
+    if migrate.is_current(settings):
+        return
+    if not settings.auto_migrate:
+        fail("the database schema is not the newest: run `smsgw db upgrade` first", 2)
+    migrate.upgrade(settings)
 
 
 @asynccontextmanager
