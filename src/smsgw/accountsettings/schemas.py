@@ -125,6 +125,18 @@ WHITELIST: dict[str, dict[str, Key]] = {
 }
 
 
+#: What each section is for, as the published schema says it.
+SECTIONS: dict[str, str] = {
+    "encryption": 'End-to-end encryption: only a reset of the phones\' passphrase (null or "").',
+    "messages": "How the phones send: intervals, limits, SIM choice, work hours, log lifetime.",
+    "ping": "How often the phones ping (the system:ping webhook).",
+    "logs": "How long the phones keep their own logs.",
+    "webhooks": "The phones' webhook posts: retries, internet required, signing key.",
+    "gateway": "The connection to this server: the notification channel (SSE_ONLY).",
+    "receiver": "Received messages: whether other apps on the phone may read them.",
+}
+
+
 def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
@@ -140,13 +152,16 @@ DOCUMENT_SCHEMA: dict[str, Any] = {
         "required while `messages.work_hours_enabled` is true."
     ),
     "properties": {
-        name: _or_null(
-            {
-                "type": "object",
-                "properties": {key: _or_null(rule.schema) for key, rule in keys.items()},
-                "additionalProperties": False,
-            }
-        )
+        name: {
+            **_or_null(
+                {
+                    "type": "object",
+                    "properties": {key: _or_null(rule.schema) for key, rule in keys.items()},
+                    "additionalProperties": False,
+                }
+            ),
+            "description": SECTIONS[name],
+        }
         for name, keys in WHITELIST.items()
     },
     "additionalProperties": False,

@@ -203,9 +203,9 @@ class SendMessageRequest(BaseModel):
         description="The text and numbers are encrypted end to end with the phone's passphrase "
         "(smsgw stores and passes them on as they are).",
     )
-    simNumber: (
-        Annotated[StrictInt, Field(ge=1, le=3, description="SIM slot, 1 to 3."), WHOLE] | None
-    ) = None
+    simNumber: Annotated[StrictInt, Field(ge=1, le=3), WHOLE] | None = Field(
+        None, description="SIM slot, 1 to 3 (the phone's choice when unset)."
+    )
     withDeliveryReport: StrictBool = Field(
         True, description="Ask the network for delivery reports, so recipients reach Delivered."
     )
@@ -214,18 +214,9 @@ class SendMessageRequest(BaseModel):
         Field(ge=-128, le=127, description="Higher first; 100 and up skip phone limits."),
         WHOLE,
     ] = 0
-    ttl: (
-        Annotated[
-            StrictInt,
-            Field(
-                ge=0,
-                le=10 * 365 * 86400,
-                description="Seconds the message stays valid; 0 means not set, as upstream.",
-            ),
-            WHOLE,
-        ]
-        | None
-    ) = None
+    ttl: Annotated[StrictInt, Field(ge=0, le=10 * 365 * 86400), WHOLE] | None = Field(
+        None, description="Seconds the message stays valid; 0 means not set, as upstream."
+    )
     validUntil: Annotated[
         Instant | None,
         Field(description="Fail the message if not sent by then (RFC 3339, in the future)."),

@@ -24,18 +24,9 @@ class TokenRequest(BaseModel):
             description="Scopes of the access token (see docs/auth.md); repeats count once.",
         ),
     ]
-    ttl: (
-        Annotated[
-            StrictInt,
-            Field(
-                ge=0,
-                le=10**9,
-                description="Lifetime in seconds; capped at the configured one (0: that one).",
-            ),
-            WHOLE,
-        ]
-        | None
-    ) = None
+    ttl: Annotated[StrictInt, Field(ge=0, le=10**9), WHOLE] | None = Field(
+        None, description="Lifetime in seconds; capped at the configured one (0: that one)."
+    )
 
 
 class TokenResponse(BaseModel):
