@@ -48,7 +48,7 @@ chromium: ## Install Debian's Chromium for the browser tests (apt; sudo when not
 	command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
 test: $(STAMP) $(NPM_STAMP) chromium ## Run the test suite (installs what it needs)
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 3
 
 lint: $(STAMP) ## ruff format --check, ruff check, mypy --strict
 	$(BIN)/ruff format --check src tests bench

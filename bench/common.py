@@ -15,6 +15,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BUSY_MACHINE_PERCENT = 10.0
 
 
+#: How long a benchmark waits for its server to answer: generous, a busy machine (the test
+#: suite runs a quick benchmark) can take long to import and start it.
+READY_SECONDS = 120
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -16,7 +16,7 @@ def test_quick_benchmark_run_delivers_every_event_exactly_once() -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -32,7 +32,7 @@ def probe(server: LiveServer, path: str = "/health") -> tuple[int, dict[str, Any
     return response.status_code, response.json()
 
 
-def until(server: LiveServer, path: str, status: int, within: float = 15) -> dict[str, Any]:
+def until(server: LiveServer, path: str, status: int, within: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + within
     while True:
         code, body = probe(server, path)

@@ -43,7 +43,7 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 60) -> None:
     deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:

@@ -27,7 +27,7 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 20))
 
 
-async def eventually(check: Callable[[], bool], within: float = 5) -> None:
+async def eventually(check: Callable[[], bool], within: float = 30) -> None:
     deadline = time.monotonic() + within
     while not check():
         if time.monotonic() > deadline:

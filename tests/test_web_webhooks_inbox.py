@@ -118,8 +118,9 @@ def test_the_delivery_log_shows_attempts_newest_first(
         device.receive_sms("+12025550111", "second")
         await eventually(lambda: len(receiver.delivered()) == 2)
 
-        async def logged() -> bool:
-            return len(await api.deliveries(hook["id"])) == 2
+        async def logged() -> bool:  # both attempts recorded as finished, not just started
+            deliveries = await api.deliveries(hook["id"])
+            return len(deliveries) == 2 and all(d["finishedAt"] for d in deliveries)
 
         await until(logged)
         page = (await asyncio.to_thread(web.http.get, f"{WEBHOOKS}/{hook['id']}")).text

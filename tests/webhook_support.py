@@ -37,11 +37,11 @@ def hub_settings(data_dir: Path, **overrides: object) -> Settings:
     return make_settings(data_dir, **values)
 
 
-def run(scenario: Callable[[], Awaitable[None]], within: float = 60) -> None:
+def run(scenario: Callable[[], Awaitable[None]], within: float = 180) -> None:
     asyncio.run(asyncio.wait_for(scenario(), within))
 
 
-async def eventually(check: Callable[[], bool], within: float = 20) -> None:
+async def eventually(check: Callable[[], bool], within: float = 60) -> None:
     deadline = time.monotonic() + within
     while not check():
         if time.monotonic() > deadline:
@@ -49,7 +49,7 @@ async def eventually(check: Callable[[], bool], within: float = 20) -> None:
         await asyncio.sleep(0.05)
 
 
-async def until(check: Callable[[], Awaitable[bool]], within: float = 20) -> None:
+async def until(check: Callable[[], Awaitable[bool]], within: float = 60) -> None:
     """Wait for an asynchronous condition (one that asks the server)."""
     deadline = time.monotonic() + within
     while not await check():

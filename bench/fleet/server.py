@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import free_port
+from bench.common import READY_SECONDS, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "bench-password-0123"  # throwaway accounts in a throwaway database
@@ -91,18 +91,18 @@ class Server:
         return self.process.pid
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + READY_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 sys.exit(f"bench: the server exited early:\n{self.log()}")
             try:
-                if httpx.get(f"{self.base_url}/openapi.json", timeout=1).status_code == 200:
+                if httpx.get(f"{self.base_url}/openapi.json", timeout=10).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
         self.stop()
-        sys.exit(f"bench: the server did not answer within 30 s:\n{self.log()}")
+        sys.exit(f"bench: the server did not answer within {READY_SECONDS} s:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from bench.common import (
+    READY_SECONDS,
     RESULTS_DIR,
     free_port,
     machine_busy_seconds,
@@ -160,17 +161,17 @@ def start_server(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
 
 
 def wait_ready(server: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:
         if server.poll() is not None:
             sys.exit(f"bench: the server exited early:\n{log_path.read_text(errors='replace')}")
         try:
-            if httpx.get(f"{base_url}/openapi.json", timeout=1).status_code == 200:
+            if httpx.get(f"{base_url}/openapi.json", timeout=10).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    sys.exit(f"bench: the server did not answer within 30 s:\n{log_path.read_text()}")
+    sys.exit(f"bench: the server did not answer within {READY_SECONDS} s:\n{log_path.read_text()}")
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:
