@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,9 +15,11 @@ ROOT = Path(__file__).parent.parent
 
 def planned(target: str, tmp_path: Path) -> str:
     """The commands `make TARGET` would run for a fresh clone (a venv that does not exist)."""
+    # Run from `make test`, make would pass its own flags down and print the directories.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     done = subprocess.run(
-        ["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
-        text=True, check=True, timeout=60,
+        ["make", "-n", "--no-print-directory", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT,
+        capture_output=True, text=True, check=True, timeout=60, env=env,
     )  # fmt: skip
     return done.stdout
 
