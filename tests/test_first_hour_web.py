@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from smsgw.api.thirdparty.inbox import RefreshIn
+from smsgw.api.apps.inbox import RefreshIn
 from smsgw.devices.schemas import PasswordChange, RegisterRequest, UpdateRequest
 from smsgw.routing.schemas import StateReportIn
 from smsgw.tokens.schemas import TokenRequest

@@ -9,9 +9,9 @@ import pytest
 from fastapi import APIRouter, FastAPI, routing
 from fastapi.routing import APIRoute
 
+from smsgw.api.apps import build_router
 from smsgw.api.mobile import build_router as build_mobile_router
 from smsgw.api.routing import add_routes
-from smsgw.api.thirdparty import build_router
 
 if not hasattr(routing, "iter_route_contexts"):  # FastAPI before 0.16x: nothing is nested
     pytest.skip("include_router adds routes flat itself", allow_module_level=True)

@@ -35,7 +35,7 @@ def mounted_routes(app: FastAPI) -> set[tuple[str, str]]:
     return found
 
 
-def thirdparty_routes(app: FastAPI) -> set[tuple[str, str]]:
+def app_api_routes(app: FastAPI) -> set[tuple[str, str]]:
     """(method, template relative to the 3rd-party prefix) of the mounted 3rd-party routes."""
     found = set()
     for method, path in mounted_routes(app):
@@ -50,8 +50,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
     return create_app(make_settings(tmp_path_factory.mktemp("scopes") / "data"))
 
 
-def test_every_mounted_thirdparty_route_has_an_entry_in_the_scope_table(app: FastAPI) -> None:
-    routes = thirdparty_routes(app)
+def test_every_mounted_route_of_the_apps_api_has_an_entry_in_the_scope_table(app: FastAPI) -> None:
+    routes = app_api_routes(app)
     assert ("GET", "/messages") in routes  # the walk finds routes at all
     assert not routes - ROUTE_SCOPES.keys(), "add these routes to api/scopes.py ROUTE_SCOPES"
     prefixes = {path.split("/3rdparty/v1")[0] + "/3rdparty/v1" for _, path in mounted_routes(app)}
@@ -109,7 +109,7 @@ def call(server: LiveServer, method: str, template: str, **kwargs: Any) -> httpx
 
 def mounted_entries() -> list[tuple[str, str, str]]:
     app = create_app(make_settings(Path("/nonexistent-never-started")))
-    mounted = thirdparty_routes(app)
+    mounted = app_api_routes(app)
     return sorted((m, p, s) for (m, p), s in ROUTE_SCOPES.items() if (m, p) in mounted)
 
 
@@ -154,7 +154,7 @@ def test_without_credentials_a_scoped_route_is_401(live: tuple[LiveServer, Accou
     assert answer.headers["WWW-Authenticate"].startswith("Basic")
 
 
-def test_openapi_declares_basic_and_bearer_on_thirdparty_routes(app: FastAPI) -> None:
+def test_openapi_declares_basic_and_bearer_on_app_api_routes(app: FastAPI) -> None:
     schema = app.openapi()
     schemes = schema["components"]["securitySchemes"]
     assert schemes["basicAuth"] == {"type": "http", "scheme": "basic"}

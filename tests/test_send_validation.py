@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Query
 
-from smsgw.api.thirdparty.messages import (
+from smsgw.api.apps.messages import (
     DEVICE_ACTIVE_WITHIN,
     SEND_PARAMETERS,
     SKIP_PHONE_VALIDATION,
@@ -300,7 +300,7 @@ def test_query_options_are_read_as_fastapi_reads_query_parameters(api: httpx.Cli
 
 
 def test_the_documented_query_is_what_fastapi_would_document_for_it(tmp_path: Path) -> None:
-    """`POST /messages` reads its query itself (api/thirdparty/messages.py `send_options`);
+    """`POST /messages` reads its query itself (api/apps/messages.py `send_options`);
     its OpenAPI parameters must be those of the same parameters declared the FastAPI way."""
     declared = FastAPI()
 

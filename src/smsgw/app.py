@@ -20,6 +20,7 @@ from smsgw.accounts import passwords
 from smsgw.accounts import service as accounts
 from smsgw.accounts.passwords import CredentialCache
 from smsgw.api import mobile, redact, scopes
+from smsgw.api.apps import build_router
 from smsgw.api.deps import AppContext
 from smsgw.api.errors import BodyLimitMiddleware, UnexpectedErrorMiddleware, install_handlers
 from smsgw.api.health import metrics_router
@@ -27,7 +28,6 @@ from smsgw.api.health import router as health_router
 from smsgw.api.mobile import build_router as build_mobile_router
 from smsgw.api.ratelimit import AuthThrottle, RateLimiter
 from smsgw.api.routing import add_routes
-from smsgw.api.thirdparty import build_router
 from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.engine import Database

@@ -17,7 +17,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from smsgw.api.thirdparty.inbox import download
+from smsgw.api.apps.inbox import download
 from smsgw.devices import service as devices
 from smsgw.domain import clock
 from smsgw.domain.errors import NotFound

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from smsgw.api.apps.webhooks import tell_phones
 from smsgw.api.errors import status_of
-from smsgw.api.thirdparty.webhooks import tell_phones
 from smsgw.devices import service as devices
 from smsgw.domain.errors import DomainError
 from smsgw.web.common import (

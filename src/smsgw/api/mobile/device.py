@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from smsgw import metrics
 from smsgw.accounts import codes
 from smsgw.accounts import service as accounts
+from smsgw.api.apps.devices import device_info
 from smsgw.api.deps import (
     BasicCredentials,
     Context,
@@ -19,7 +20,6 @@ from smsgw.api.deps import (
     bearer_token,
     parse_basic,
 )
-from smsgw.api.thirdparty.devices import device_info
 from smsgw.devices import appversion
 from smsgw.devices import service as devices
 from smsgw.devices.schemas import (

@@ -1,9 +1,10 @@
-"""The 3rd-party API, served under /api/3rdparty/v1 (and /3rdparty/v1)."""
+"""The API for your applications (`api/apps`, beside `api/mobile`: the API for phones),
+served under /api/3rdparty/v1 (and /3rdparty/v1), the URL the upstream clients use."""
 
 from fastapi import APIRouter, Depends
 
+from smsgw.api.apps import auth, devices, inbox, logs, messages, settings, webhooks
 from smsgw.api.deps import authorize
-from smsgw.api.thirdparty import auth, devices, inbox, logs, messages, settings, webhooks
 
 
 def build_router() -> APIRouter:
