@@ -13,8 +13,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from smsgw.accounts.throttle import AuthThrottle
 from smsgw.api.deps import AppContext
-from smsgw.api.ratelimit import AuthThrottle
 from tests.conftest import LiveServer, ServerThread, make_settings
 
 WINDOW = 60

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from smsgw.api.ratelimit import RateLimiter
+from smsgw.accounts.throttle import RateLimiter
 from smsgw.domain.clock import format_timestamp, parse_timestamp
 from smsgw.domain.errors import TooManyRequests
 from smsgw.domain.ids import message_id

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from smsgw.api.apps.inbox import shown_type
+from smsgw.downloads import shown_type
 from tests.conftest import LiveServer, running
 from tests.fakes.receiver import Receiver
 from tests.webhook_support import Api, drained, eventually, hub_settings, phone, run, started, until

@@ -19,6 +19,7 @@ from smsgw import __version__
 from smsgw.accounts import passwords
 from smsgw.accounts import service as accounts
 from smsgw.accounts.passwords import CredentialCache
+from smsgw.accounts.throttle import AuthThrottle, RateLimiter
 from smsgw.api import mobile, redact, scopes
 from smsgw.api.apps import build_router
 from smsgw.api.deps import AppContext
@@ -26,7 +27,6 @@ from smsgw.api.errors import BodyLimitMiddleware, UnexpectedErrorMiddleware, ins
 from smsgw.api.health import metrics_router
 from smsgw.api.health import router as health_router
 from smsgw.api.mobile import build_router as build_mobile_router
-from smsgw.api.ratelimit import AuthThrottle, RateLimiter
 from smsgw.api.routing import add_routes
 from smsgw.config import Settings
 from smsgw.db import migrate

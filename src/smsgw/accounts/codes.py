@@ -3,7 +3,7 @@
 Codes are six digits, because the app's code field takes digits only. So they live briefly
 (SMSGW_CODE_TTL_SECONDS), are stored only as hashes, are deleted when used (a code signs in
 exactly one phone), and wrong guesses are throttled per address and across all addresses
-(api/ratelimit.py), which keeps the odds of guessing a live code negligible (docs/auth.md).
+(accounts/throttle.py), which keeps the odds of guessing a live code negligible (docs/auth.md).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import insert, select
 
-from smsgw.accounts import repository
+from smsgw.accounts import repository, sessions
 from smsgw.accounts.errors import BadLogin, LoginTaken, UnknownLogin, WeakPassword
 from smsgw.accounts.passwords import CredentialCache, hash_password, verify_password
 from smsgw.accounts.repository import UserRow
@@ -62,9 +62,12 @@ async def list_users(db: Database) -> list[UserRow]:
         return await repository.all_users(conn)
 
 
-async def change_password(db: Database, login: str, password: str | None = None) -> NewAccount:
+async def change_password(
+    db: Database, login: str, password: str | None = None, keep_session: str | None = None
+) -> NewAccount:
     """Set a new password (generated when none is given); old credentials stop working, and
-    so do the account's JWTs (access and refresh), at once in every process."""
+    so do the account's JWTs (access and refresh) and its dashboard sessions, at once in every
+    process: all but the session whose token hash is `keep_session` (the one that asked)."""
     password = password if password is not None else ids.generated_password()
     check_password(password)
     password_hash = await asyncio.to_thread(hash_password, password)
@@ -75,6 +78,7 @@ async def change_password(db: Database, login: str, password: str | None = None)
         ):
             raise UnknownLogin(login)
         await tokens.end_all(conn, user.id, "password changed")
+        await sessions.end_sessions(conn, user.id, keep_session)
     return NewAccount(login, password)
 
 
@@ -114,7 +118,7 @@ async def verify_pair(cache: CredentialCache, login: str, password: str, stored:
 
 async def authenticate(db: Database, cache: CredentialCache, login: str, password: str) -> int:
     """The user id for a Basic credential pair, or Unauthorized. A cached pair costs no hash.
-    Not throttled: requests go through api/deps.authenticate_basic."""
+    Not throttled: requests go through accounts/signin.authenticate_basic."""
     stored = await stored_credentials(db, login)
     known = known_pair(cache, login, password, stored)
     return known if known is not None else await verify_pair(cache, login, password, stored)

@@ -2,51 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
-from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 from starlette.requests import HTTPConnection
 
-from smsgw.accounts import service as accounts
-from smsgw.accounts.passwords import CredentialCache
-from smsgw.accounts.service import Stored
-from smsgw.api.ratelimit import Attempt, AuthThrottle, RateLimiter
+from smsgw.accounts import signin
+from smsgw.accounts.signin import BasicCredentials, parse_basic
 from smsgw.api.scopes import PUBLIC, required_scope
-from smsgw.config import Settings
-from smsgw.db.engine import Database
+from smsgw.context import AppContext, context_of
 from smsgw.devices import appversion
 from smsgw.devices import service as devices
-from smsgw.devices.presence import Presence
 from smsgw.domain.errors import Forbidden, Unauthorized
-from smsgw.events.hub import EventHub
 from smsgw.tokens import scopes
-from smsgw.tokens.service import Principal, TokenService
+from smsgw.tokens.service import Principal
 
-
-@dataclass
-class AppContext:
-    """Everything a request needs, built once in create_app's lifespan."""
-
-    settings: Settings
-    db: Database
-    credentials: CredentialCache
-    hub: EventHub = field(default_factory=EventHub)
-    presence: Presence = field(default_factory=Presence)
-    registrations: RateLimiter = field(default_factory=lambda: RateLimiter(10))
-    #: JWT issue/verify/revoke; None (Bearer refused) only where no service was built.
-    tokens: TokenService | None = None
-    auth_throttle: AuthThrottle = field(default_factory=lambda: AuthThrottle(30, 10, 300))
-    #: Password checks under way, by the credential cache's digest of their pair.
-    checks: dict[bytes, asyncio.Future[int]] = field(default_factory=dict)
-
-
-def context_of(connection: HTTPConnection) -> AppContext:
-    context: AppContext = connection.app.state.context
-    return context
+__all__ = ["AppContext", "BasicCredentials", "context_of", "parse_basic"]
 
 
 async def get_context(request: Request) -> AppContext:
@@ -55,28 +27,6 @@ async def get_context(request: Request) -> AppContext:
 
 
 Context = Annotated[AppContext, Depends(get_context)]
-
-
-@dataclass(frozen=True)
-class BasicCredentials:
-    login: str
-    password: str
-
-
-def parse_basic(header: str) -> BasicCredentials | None:
-    """`Authorization: Basic` credentials (UTF-8, scheme word case-insensitive); None when the
-    header is another scheme or absent, Unauthorized when it is Basic but malformed."""
-    scheme, _, param = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:  # a header is read as Latin-1: it may hold any byte, and b64decode wants ASCII
-        decoded = base64.b64decode(param.strip().encode("latin-1"), validate=True).decode()
-    except (ValueError, UnicodeError):  # binascii.Error is a ValueError
-        raise Unauthorized("Unauthorized: malformed Basic credentials") from None
-    login, separator, password = decoded.partition(":")
-    if not separator:
-        raise Unauthorized("Unauthorized: malformed Basic credentials")
-    return BasicCredentials(login, password)
 
 
 class BearerAuth(HTTPBearer):
@@ -98,43 +48,8 @@ def client_address(connection: HTTPConnection) -> str:
 async def authenticate_basic(
     connection: HTTPConnection, context: AppContext, credentials: BasicCredentials
 ) -> int:
-    """The user id for Basic credentials, throttled (rules in docs/auth.md).
-
-    TooManyRequests while the address or the login has failed too often, for every password,
-    right or wrong: even a pair verified before (the credential cache) is not looked up then,
-    so a blocked login answers no guess. Unauthorized when wrong. A password that needs a
-    hash is counted as a failure before the hash, and taken back when it proves right."""
-    address, login, password = client_address(connection), credentials.login, credentials.password
-    throttle = context.auth_throttle
-    throttle.refuse_if_blocked(address, login)
-    stored = await accounts.stored_credentials(context.db, login)
-    known = accounts.known_pair(context.credentials, login, password, stored)
-    if known is not None:
-        return known
-    key = context.credentials.digest(login, password)
-    check = context.checks.get(key)
-    if check is None:  # the same pair sent by concurrent requests is checked (and counted) once
-        attempt = throttle.attempt(address, login)  # checks the block again: no await since
-        check = asyncio.ensure_future(_check(context, attempt, credentials, stored))
-        context.checks[key] = check
-        check.add_done_callback(lambda done: _checked(context, key, done))
-    return await asyncio.shield(check)  # a caller that goes away does not cancel the others'
-
-
-async def _check(
-    context: AppContext, attempt: Attempt, credentials: BasicCredentials, stored: Stored
-) -> int:
-    """Spend the hash; the attempt stays counted as a failure unless the password is right."""
-    login, password = credentials.login, credentials.password
-    user_id = await accounts.verify_pair(context.credentials, login, password, stored)
-    context.auth_throttle.release(attempt)
-    return user_id
-
-
-def _checked(context: AppContext, key: bytes, done: asyncio.Future[int]) -> None:
-    context.checks.pop(key, None)
-    if not done.cancelled():
-        done.exception()  # retrieved here too: every waiter may have gone
+    """`signin.authenticate_basic` for the client of this connection (rules in docs/auth.md)."""
+    return await signin.authenticate_basic(context, client_address(connection), credentials)
 
 
 async def _principal(connection: HTTPConnection, context: AppContext) -> Principal:

@@ -15,25 +15,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smsgw.api.redact import redact
 from smsgw.domain.errors import (
-    Conflict,
     DomainError,
-    Forbidden,
-    InvalidInput,
-    NotFound,
     TooManyRequests,
-    Unauthorized,
+    status_of,
 )
 
 log = logging.getLogger("smsgw.api")
-
-STATUS_OF: dict[type[DomainError], int] = {
-    InvalidInput: 400,
-    Unauthorized: 401,
-    Forbidden: 403,
-    NotFound: 404,
-    Conflict: 409,
-    TooManyRequests: 429,
-}
 
 UNAUTHORIZED = "Unauthorized"
 NOT_FOUND = "Not Found"
@@ -46,13 +33,6 @@ def error_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse({"message": message}, status_code=status, headers=headers)
-
-
-def status_of(error: DomainError) -> int:
-    for kind in type(error).__mro__:
-        if kind in STATUS_OF:
-            return STATUS_OF[kind]
-    return 400
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

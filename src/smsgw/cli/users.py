@@ -60,13 +60,9 @@ def passwd(login: str, password: PasswordOption = None) -> None:
     """Change an account's password; the old one, the account's tokens and its dashboard
     sessions stop working at once."""
     from smsgw.accounts import service as accounts
-    from smsgw.web import sessions
 
     async def change(db: Database) -> NewAccount:
-        user_id = await accounts.user_id_of(db, login)
-        account = await accounts.change_password(db, login, password)
-        await sessions.end_all(db, user_id)
-        return account
+        return await accounts.change_password(db, login, password)
 
     _show(run(change), password is None)
 
@@ -78,7 +74,7 @@ def delete(
 ) -> None:
     """Delete an account with its devices and messages."""
     from smsgw.accounts import service as accounts
-    from smsgw.web import sessions
+    from smsgw.accounts import sessions
 
     if not yes:
         typer.confirm(f"Delete {login} with all its devices and messages?", abort=True)

@@ -1,6 +1,6 @@
 """Imports every model so that `Base.metadata` knows all tables (for Alembic)."""
 
-from smsgw.accounts.models import User, UserCode
+from smsgw.accounts.models import User, UserCode, WebSession
 from smsgw.accountsettings.models import AccountSettings
 from smsgw.db.base import Base, SystemValue
 from smsgw.devices.models import Device
@@ -8,7 +8,6 @@ from smsgw.inbox.models import InboxAttachment, InboxExport, InboxMessage
 from smsgw.logs.models import LogEntry
 from smsgw.messages.models import Message, MessageStateEntry, Recipient
 from smsgw.tokens.models import Token
-from smsgw.web.models import WebSession
 from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, WebhookEvent
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Domain errors. Each kind maps to one HTTP status in api/errors.py (the one catalog)."""
+"""Domain errors and the one catalog of the HTTP status each kind is answered with (both
+faces, api/ and web/, answer with `status_of`)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,21 @@ class TooManyRequests(DomainError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+STATUS_OF: dict[type[DomainError], int] = {
+    InvalidInput: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooManyRequests: 429,
+}
+
+
+def status_of(error: DomainError) -> int:
+    """The HTTP status `error` is answered with (400 for a kind not in the catalog)."""
+    for kind in type(error).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return 400

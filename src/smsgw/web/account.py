@@ -9,10 +9,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from smsgw.accounts import service as accounts
-from smsgw.api.deps import BasicCredentials, authenticate_basic
+from smsgw.accounts import signin
+from smsgw.accounts.signin import BasicCredentials
 from smsgw.domain.errors import DomainError, TooManyRequests, Unauthorized
-from smsgw.web import sessions
-from smsgw.web.common import FORM_EXPIRED, Visitor, checked_form, redirect, render, visitor
+from smsgw.web.common import (
+    FORM_EXPIRED,
+    Visitor,
+    checked_form,
+    client_address,
+    redirect,
+    render,
+    visitor,
+)
 
 router = APIRouter()
 
@@ -39,7 +47,9 @@ async def change_password(request: Request) -> Response:
         return account_page(request, who, 400, error="The new passwords do not match.")
     context = who.context
     try:  # throttled like every sign-in: a stolen session cannot guess the password
-        await authenticate_basic(request, context, BasicCredentials(who.login, current))
+        await signin.authenticate_basic(
+            context, client_address(request), BasicCredentials(who.login, current)
+        )
     except Unauthorized:
         return account_page(request, who, 400, error="The current password is wrong.")
     except TooManyRequests as error:
@@ -47,8 +57,9 @@ async def change_password(request: Request) -> Response:
         refused.headers["Retry-After"] = str(error.retry_after)
         return refused
     try:
-        await accounts.change_password(context.db, who.login, new)
+        await accounts.change_password(
+            context.db, who.login, new, keep_session=who.session.token_hash
+        )
     except DomainError as error:
         return account_page(request, who, 400, error=f"New password: {error.message}.")
-    await sessions.end_others(context.db, who.session)
     return redirect("/dashboard/account?notice=password")

@@ -8,13 +8,15 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from smsgw.api.deps import BasicCredentials, authenticate_basic
-from smsgw.api.ratelimit import RateLimiter
+from smsgw.accounts import signin
+from smsgw.accounts.signin import BasicCredentials
+from smsgw.accounts.throttle import RateLimiter
 from smsgw.domain.errors import TooManyRequests, Unauthorized
 from smsgw.web import sessions
 from smsgw.web.common import (
     FORM_EXPIRED,
     NotSignedIn,
+    client_address,
     context_of,
     field,
     redirect,
@@ -80,9 +82,11 @@ async def do_login(request: Request) -> Response:
         return login_page(request, 400, "Enter your login and password.")
     context = context_of(request)
     try:
-        limiter(request).hit(request.client.host if request.client else "?", "sign-in attempts")
+        limiter(request).hit(client_address(request), "sign-in attempts")
         # The API's failed-sign-in throttle (per address and per login), shared with Basic.
-        user_id = await authenticate_basic(request, context, BasicCredentials(login, password))
+        user_id = await signin.authenticate_basic(
+            context, client_address(request), BasicCredentials(login, password)
+        )
     except TooManyRequests as error:
         return refused(request, error)
     except Unauthorized:

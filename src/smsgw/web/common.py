@@ -14,7 +14,7 @@ from starlette.templating import Jinja2Templates
 
 from smsgw import __version__
 from smsgw.accounts import service as accounts
-from smsgw.api.deps import AppContext
+from smsgw.context import AppContext
 from smsgw.domain.clock import format_timestamp
 from smsgw.domain.errors import Unauthorized
 from smsgw.web import sessions
@@ -71,6 +71,11 @@ class Visitor:
 def context_of(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
+
+
+def client_address(request: Request) -> str:
+    """The client's address (as a trusted proxy forwarded it: forwarded.py)."""
+    return request.client.host if request.client else "unknown"
 
 
 def base_url(request: Request) -> str:

@@ -17,10 +17,10 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from smsgw.api.apps.inbox import download
 from smsgw.devices import service as devices
 from smsgw.domain import clock
 from smsgw.domain.errors import NotFound
+from smsgw.downloads import download
 from smsgw.inbox import exports, service
 from smsgw.inbox.repository import InboxFilter
 from smsgw.web.common import (

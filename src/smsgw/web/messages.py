@@ -9,8 +9,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from smsgw.api.errors import status_of
-from smsgw.domain.errors import DomainError
+from smsgw.domain.errors import DomainError, status_of
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import Event, PhoneEvent
 from smsgw.messages import service

@@ -11,11 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from smsgw.accounts import codes
-from smsgw.api.errors import status_of
 from smsgw.devices import service as devices
 from smsgw.devices.appversion import polls_only
 from smsgw.domain import clock
-from smsgw.domain.errors import DomainError
+from smsgw.domain.errors import DomainError, status_of
 from smsgw.events.user_feed import notify
 from smsgw.forwarded import refused_by_phones
 from smsgw.web.common import (

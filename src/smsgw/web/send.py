@@ -12,9 +12,8 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from smsgw.api.errors import status_of
 from smsgw.devices import service as devices
-from smsgw.domain.errors import DomainError, InvalidInput
+from smsgw.domain.errors import DomainError, InvalidInput, status_of
 from smsgw.messages import service
 from smsgw.messages.schemas import SendMessageRequest
 from smsgw.web.common import FORM_EXPIRED, Visitor, checked_form, field, redirect, render, visitor

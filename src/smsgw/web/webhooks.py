@@ -14,10 +14,8 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from smsgw.api.apps.webhooks import tell_phones
-from smsgw.api.errors import status_of
 from smsgw.devices import service as devices
-from smsgw.domain.errors import DomainError
+from smsgw.domain.errors import DomainError, status_of
 from smsgw.web.common import (
     FORM_EXPIRED,
     Visitor,
@@ -95,7 +93,7 @@ async def create_webhook(request: Request) -> Response:
     except DomainError as error:
         errors = service_error(error.message)
         return await webhooks_page(request, who, 400, errors=errors, entered=entered)
-    tell_phones(who.context, who.user_id, changed.device_id)
+    service.tell_phones(who.context.hub, who.user_id, changed.device_id)
     return redirect(f"{PAGE}?notice=created")
 
 
@@ -135,5 +133,5 @@ async def delete_webhook(request: Request, ext_id: str) -> Response:
         return error_page(request, 403, FORM_EXPIRED, who)
     if not await service.delete(who.context.db, who.user_id, ext_id):
         return error_page(request, 404, "No such webhook of yours.", who)
-    tell_phones(who.context, who.user_id, None)
+    service.tell_phones(who.context.hub, who.user_id, None)
     return redirect(f"{PAGE}?notice=deleted")

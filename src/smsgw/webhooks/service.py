@@ -13,6 +13,7 @@ from smsgw.accountsettings import repository as account_settings
 from smsgw.db.engine import Database
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import Conflict, InvalidInput, NotFound
+from smsgw.events.hub import Event, EventHub, PhoneEvent
 from smsgw.webhooks import guard, repository
 from smsgw.webhooks.repository import WebhookRecord
 from smsgw.webhooks.schemas import WebhookIn
@@ -129,3 +130,9 @@ async def phone_of_hook(
 async def for_phone(db: Database, user_id: int, device_id: str) -> list[WebhookRecord]:
     async with db.read() as conn:
         return await repository.for_phone(conn, user_id, device_id)
+
+
+def tell_phones(hub: EventHub, user_id: int, device_id: str | None) -> None:
+    """`WebhooksUpdated` to the phone concerned, or to all of the owner's phones."""
+    targets = {device_id} if device_id else hub.devices_of(user_id)
+    hub.publish(targets, Event(PhoneEvent.WEBHOOKS_UPDATED))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, Response
@@ -12,6 +10,7 @@ from pydantic import BaseModel, Field, StrictBool, model_validator
 
 from smsgw.api.deps import Context, CurrentUser
 from smsgw.domain import clock
+from smsgw.downloads import download
 from smsgw.inbox import exports
 from smsgw.inbox import service as inbox
 from smsgw.inbox.repository import InboxFilter
@@ -108,38 +107,6 @@ async def list_inbox(
         context.db, user_id, wanted, limit, offset, with_parts=includeAttachments
     )
     return JSONResponse([item(r) for r in rows], headers={"X-Total-Count": str(total)})
-
-
-#: Content types answered as stored: ones no browser runs or renders as a document (any
-#: other type, HTML, SVG, XML, scripts, ..., is answered as `application/octet-stream`).
-INERT_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "text/plain"})
-INERT_FAMILIES = ("audio/", "video/")
-TOKEN = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
-#: A download is never a page: no script, no plugin, no request of its own, even if opened.
-DOWNLOAD_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "sandbox; default-src 'none'",
-    "Cache-Control": "private, no-store",
-}
-
-
-def shown_type(content_type: str) -> str:
-    """The type an attachment is served with: its bare `type/subtype` (parameters dropped)
-    when that is an inert type, else `application/octet-stream`."""
-    bare = content_type.split(";", 1)[0].strip().lower()
-    inert = bare in INERT_TYPES or bare.startswith(INERT_FAMILIES)
-    return bare if inert and TOKEN.fullmatch(bare) else "application/octet-stream"
-
-
-def download(content_type: str, name: str | None, data: bytes) -> Response:
-    """An attachment's bytes, never rendered by a browser (always a download, no sniffing,
-    sandboxed); the API and the dashboard both answer with this."""
-    filename = quote(name or "attachment", safe="")
-    headers = {
-        "Content-Disposition": f"attachment; filename*=UTF-8''{filename}",
-        **DOWNLOAD_HEADERS,
-    }
-    return Response(data, media_type=shown_type(content_type), headers=headers)
 
 
 @router.get(

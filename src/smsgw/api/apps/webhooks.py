@@ -8,8 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
 
-from smsgw.api.deps import AppContext, Context, CurrentUser
-from smsgw.events.hub import Event, PhoneEvent
+from smsgw.api.deps import Context, CurrentUser
 from smsgw.messages.schemas import ErrorBody
 from smsgw.webhooks import service as webhooks
 from smsgw.webhooks.repository import WebhookRecord
@@ -30,12 +29,6 @@ def view(record: WebhookRecord) -> dict[str, Any]:
     return shown.model_dump(mode="json")
 
 
-def tell_phones(context: AppContext, user_id: int, device_id: str | None) -> None:
-    """`WebhooksUpdated` to the phone concerned, or to all of the owner's phones."""
-    targets = {device_id} if device_id else context.hub.devices_of(user_id)
-    context.hub.publish(targets, Event(PhoneEvent.WEBHOOKS_UPDATED))
-
-
 @router.get(
     "/webhooks", response_model=list[WebhookView], responses=ERRORS, summary="List webhooks"
 )
@@ -53,7 +46,7 @@ async def register_webhook(body: WebhookIn, context: Context, user_id: CurrentUs
     """Create a webhook, or replace the one with the same `id` (which re-enables it)."""
     allow = context.settings.webhooks_allow_private_urls
     changed = await webhooks.register(context.db, user_id, body, allow)
-    tell_phones(context, user_id, changed.device_id)
+    webhooks.tell_phones(context.hub, user_id, changed.device_id)
     return JSONResponse(view(changed.webhook), status_code=201)
 
 
@@ -61,7 +54,7 @@ async def register_webhook(body: WebhookIn, context: Context, user_id: CurrentUs
 async def delete_webhook(context: Context, user_id: CurrentUser, id: WebhookId) -> Response:
     """Delete a webhook (204 also when there was none); undelivered events are dropped."""
     if await webhooks.delete(context.db, user_id, id):
-        tell_phones(context, user_id, None)
+        webhooks.tell_phones(context.hub, user_id, None)
     return Response(status_code=204)
 
 

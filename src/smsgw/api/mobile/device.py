@@ -33,7 +33,6 @@ from smsgw.devices.schemas import (
 )
 from smsgw.domain.errors import TooManyRequests, Unauthorized
 from smsgw.messages.schemas import ErrorBody
-from smsgw.web import sessions
 
 router = APIRouter(tags=["Mobile"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -177,5 +176,4 @@ async def change_password(
     except Unauthorized:
         raise Unauthorized("failed to change password: the current password is wrong") from None
     await accounts.change_password(context.db, login, body.newPassword)
-    await sessions.end_all(context.db, device.user_id)  # dashboard sign-ins end too
     return Response(status_code=204)

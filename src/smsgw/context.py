@@ -1,0 +1,41 @@
+"""The application context: everything a request needs, built once in create_app's lifespan,
+shared by both faces (api/ and web/) and found from any request or connection."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from smsgw.accounts.passwords import CredentialCache
+from smsgw.accounts.throttle import AuthThrottle, RateLimiter
+from smsgw.config import Settings
+from smsgw.db.engine import Database
+from smsgw.devices.presence import Presence
+from smsgw.events.hub import EventHub
+from smsgw.tokens.service import TokenService
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
+
+
+@dataclass
+class AppContext:
+    """Everything a request needs, built once in create_app's lifespan."""
+
+    settings: Settings
+    db: Database
+    credentials: CredentialCache
+    hub: EventHub = field(default_factory=EventHub)
+    presence: Presence = field(default_factory=Presence)
+    registrations: RateLimiter = field(default_factory=lambda: RateLimiter(10))
+    #: JWT issue/verify/revoke; None (Bearer refused) only where no service was built.
+    tokens: TokenService | None = None
+    auth_throttle: AuthThrottle = field(default_factory=lambda: AuthThrottle(30, 10, 300))
+    #: Password checks under way, by the credential cache's digest of their pair.
+    checks: dict[bytes, asyncio.Future[int]] = field(default_factory=dict)
+
+
+def context_of(connection: HTTPConnection) -> AppContext:
+    context: AppContext = connection.app.state.context
+    return context
