@@ -31,6 +31,7 @@ from smsgw.api.routing import add_routes
 from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.engine import Database
+from smsgw.events import signals
 from smsgw.events.bus import Bus, Cluster, close_quietly
 from smsgw.events.hub import EventHub
 from smsgw.events.shared_hub import SharedHub
@@ -262,6 +263,7 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
         # Webhooks: the outbox delivery worker (workers/webhooks.py).
         app.state.webhook_worker = webhook_worker = WebhookWorker(settings, db)
         webhook_task = asyncio.create_task(webhook_worker.run(), name="smsgw-webhooks")
+        context.signals.subscribe(signals.OUTBOX_FILLED, webhook_worker.poke)
         try:
             yield
         finally:

@@ -13,6 +13,7 @@ from smsgw.config import Settings
 from smsgw.db.engine import Database
 from smsgw.devices.presence import Presence
 from smsgw.events.hub import EventHub
+from smsgw.events.signals import Signals
 from smsgw.tokens.service import TokenService
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ class AppContext:
     #: JWT issue/verify/revoke; None (Bearer refused) only where no service was built.
     tokens: TokenService | None = None
     auth_throttle: AuthThrottle = field(default_factory=lambda: AuthThrottle(30, 10, 300))
+    #: Signals of this application (events/signals.py): workers subscribe at start.
+    signals: Signals = field(default_factory=Signals)
     #: Password checks under way, by the credential cache's digest of their pair.
     checks: dict[bytes, asyncio.Future[int]] = field(default_factory=dict)
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from smsgw.db.engine import Database
 from smsgw.domain import clock
 from smsgw.domain.states import ProcessingState, advance, derive
+from smsgw.events.hub import Event, EventHub, PhoneEvent
 from smsgw.events.user_feed import notify
 from smsgw.logs import repository as log_rows
 from smsgw.logs import service as logs
@@ -209,3 +210,20 @@ def _notify_owners(db: Database, owners: set[int]) -> None:
     """After commit: the dashboard's live views of every owner whose messages changed."""
     for user_id in owners:
         notify(db, user_id)
+
+
+def wake(
+    hub: EventHub,
+    user_id: int,
+    device_id: str | None = None,
+    count: int = 1,
+    here_only: bool = False,
+) -> int:
+    """Tell `device_id`, or `count` of the user's connected phones in turn, that work waits.
+
+    Waking every phone for every message would make them all pull at once and all but one
+    find nothing; phones take turns instead, and a phone that reports progress while work
+    remains is woken again (so a fast phone takes more).
+    """
+    targets = [device_id] if device_id is not None else hub.pick(user_id, count, here_only)
+    return hub.publish(targets, Event(PhoneEvent.MESSAGE_ENQUEUED))

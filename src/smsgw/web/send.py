@@ -16,8 +16,8 @@ from smsgw.devices import service as devices
 from smsgw.domain.errors import DomainError, InvalidInput, status_of
 from smsgw.messages import service
 from smsgw.messages.schemas import SendMessageRequest
+from smsgw.routing import service as routing
 from smsgw.web.common import FORM_EXPIRED, Visitor, checked_form, field, redirect, render, visitor
-from smsgw.workers.loop import wake
 
 router = APIRouter()
 SEPARATORS = re.compile(r"[,;\n]+")
@@ -136,5 +136,5 @@ async def do_send(request: Request) -> Response:
         return await send_page(request, who, 400, explain(error))
     except DomainError as error:
         return await send_page(request, who, status_of(error), labelled(error.message))
-    wake(who.context.hub, who.user_id, record.device_id)
+    routing.wake(who.context.hub, who.user_id, record.device_id)
     return redirect(f"/dashboard/messages/{quote(record.id)}?notice=queued")

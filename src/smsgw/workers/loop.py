@@ -20,7 +20,7 @@ from smsgw.config import Settings
 from smsgw.db.engine import Database
 from smsgw.devices import service as devices
 from smsgw.devices.presence import Presence
-from smsgw.events.hub import Event, EventHub, PhoneEvent
+from smsgw.events.hub import EventHub
 from smsgw.logs import service as logs
 from smsgw.routing import service as routing
 
@@ -57,10 +57,10 @@ class Worker:
         # several processes do not all wake the same phones every round.
         for user_id, waiting in await routing.owners_with_work(self.db):
             count = math.ceil(waiting / self.settings.claim_cap)
-            wake(self.hub, user_id, count=count, here_only=True)
+            routing.wake(self.hub, user_id, count=count, here_only=True)
         for user_id, device_id in await routing.phones_with_due_pinned(self.db):
             if self.hub.holds(device_id):
-                wake(self.hub, user_id, device_id=device_id)
+                routing.wake(self.hub, user_id, device_id=device_id)
         await self.prune_logs()
         self.last_tick = time.monotonic()  # the health probe's "worker alive" (see health/)
 
@@ -89,20 +89,3 @@ class Worker:
             except Exception:
                 log.exception("worker round failed; retrying next round")
             await asyncio.sleep(self.settings.worker_interval_seconds)
-
-
-def wake(
-    hub: EventHub,
-    user_id: int,
-    device_id: str | None = None,
-    count: int = 1,
-    here_only: bool = False,
-) -> int:
-    """Tell `device_id`, or `count` of the user's connected phones in turn, that work waits.
-
-    Waking every phone for every message would make them all pull at once and all but one
-    find nothing; phones take turns instead, and a phone that reports progress while work
-    remains is woken again (so a fast phone takes more).
-    """
-    targets = [device_id] if device_id is not None else hub.pick(user_id, count, here_only)
-    return hub.publish(targets, Event(PhoneEvent.MESSAGE_ENQUEUED))

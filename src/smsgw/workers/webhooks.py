@@ -14,7 +14,6 @@ import contextlib
 import logging
 import time
 from datetime import timedelta
-from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -184,10 +183,3 @@ class WebhookWorker:
                         )
         finally:
             await self.client.aclose()
-
-
-def poke(app_state: Any) -> None:
-    """Tell the app's delivery worker (if it runs) that events were just put in the outbox."""
-    worker = getattr(app_state, "webhook_worker", None)
-    if worker is not None:
-        worker.poke()

@@ -24,7 +24,7 @@ from smsgw.messages.schemas import (
     SendMessageRequest,
 )
 from smsgw.messages.wire import to_state
-from smsgw.workers.loop import wake
+from smsgw.routing import service as routing
 
 
 def _repeated_query_parameter(request: Request) -> None:
@@ -155,7 +155,7 @@ async def send_message(request: Request, body: SendMessageRequest) -> JSONRespon
     )
     record = await service.send(context.db, context.settings.default_region, user_id, command)
     location = f"{request.scope['path'].rstrip('/')}/{quote(record.id, safe='')}"
-    wake(context.hub, user_id, record.device_id)
+    routing.wake(context.hub, user_id, record.device_id)
     return JSONResponse(to_state(record, True), headers={"Location": location})
 
 

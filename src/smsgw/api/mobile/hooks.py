@@ -15,10 +15,10 @@ from smsgw.api.mobile.device import ERRORS
 from smsgw.config import WebhooksMode
 from smsgw.devices.service import token_hash
 from smsgw.domain.errors import InvalidInput, Unauthorized
+from smsgw.events import signals
 from smsgw.forwarded import refused_by_phones
 from smsgw.webhooks import hub
 from smsgw.webhooks import service as webhooks
-from smsgw.workers import webhooks as webhook_worker
 
 log = logging.getLogger("smsgw")
 router = APIRouter(tags=["Mobile"])
@@ -128,5 +128,5 @@ async def phone_post(
         raise Unauthorized("Unauthorized")
     deliver = context.settings.webhooks_mode == WebhooksMode.HUB
     await hub.accept(context.db, user_id, device_id, await _json(request), deliver)
-    webhook_worker.poke(request.app.state)
+    context.signals.emit(signals.OUTBOX_FILLED)
     return Response(status_code=204)

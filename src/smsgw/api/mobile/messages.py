@@ -11,13 +11,12 @@ from smsgw.api.deps import Context, CurrentDevice
 from smsgw.api.mobile.device import ERRORS
 from smsgw.config import WebhooksMode
 from smsgw.devices import service as devices
+from smsgw.events import signals
 from smsgw.routing import service as routing
 from smsgw.routing.repository import Phone
 from smsgw.routing.schemas import MobileMessage, StateReportIn, to_mobile
 from smsgw.routing.service import RecipientReport, StateReport
 from smsgw.webhooks import hub, outbox
-from smsgw.workers import webhooks as webhook_worker
-from smsgw.workers.loop import wake
 
 router = APIRouter(tags=["Mobile"])
 
@@ -60,9 +59,11 @@ async def report(
     )
     held = await routing.report(context.db, phone, reports, hub_mode, wait)
     if held and hub_mode:
-        webhook_worker.poke(request.app.state)  # the new events go out now, not at the next poll
+        context.signals.emit(
+            signals.OUTBOX_FILLED
+        )  # the new events go out now, not at the next poll
     if held and await routing.has_work_for(context.db, phone):
-        wake(context.hub, phone.user_id, phone.device_id)
+        routing.wake(context.hub, phone.user_id, phone.device_id)
     return Response(status_code=204)
 
 
