@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import shlex
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,16 @@ from smsgw.accounts import passwords
 from smsgw.accounts import service as accounts
 from smsgw.accounts.passwords import CredentialCache
 from smsgw.accounts.throttle import AuthThrottle, RateLimiter
-from smsgw.api import mobile, redact, scopes
+from smsgw.api import redact
 from smsgw.api.apps import build_router
-from smsgw.api.deps import AppContext
 from smsgw.api.errors import BodyLimitMiddleware, UnexpectedErrorMiddleware, install_handlers
 from smsgw.api.health import metrics_router
 from smsgw.api.health import router as health_router
 from smsgw.api.mobile import build_router as build_mobile_router
-from smsgw.api.routing import add_routes
+from smsgw.api.openapi import install_openapi
+from smsgw.api.routing import MOBILE_PREFIXES, THIRDPARTY_PREFIXES, add_routes
 from smsgw.config import Settings
+from smsgw.context import AppContext
 from smsgw.db import migrate
 from smsgw.db.engine import Database
 from smsgw.events import signals
@@ -39,7 +40,6 @@ from smsgw.events.user_feed import feed_of
 from smsgw.forwarded import ForwardedMiddleware, is_loopback_host, refused_by_phones
 from smsgw.health.service import Probe
 from smsgw.inbox import exports
-from smsgw.messages.schemas import ErrorBody
 from smsgw.metrics import MetricsMiddleware, check_multiprocess
 from smsgw.tokens.service import TokenService
 from smsgw.web import install as install_web
@@ -47,17 +47,7 @@ from smsgw.workers.loop import Worker
 from smsgw.workers.webhooks import WebhookWorker
 
 log = logging.getLogger("smsgw")
-
-THIRDPARTY_PREFIXES = ("/api/3rdparty/v1", "/3rdparty/v1")
-MOBILE_PREFIXES = ("/api/mobile/v1", "/mobile/v1")
-HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
-#: Answers any operation can give (api/errors.py), documented where a route did not say.
-GENERIC_ERRORS = {
-    "400": "A parameter or the body is invalid or malformed; the message says which.",
-    "413": "The request body is larger than the server accepts.",
-    "500": "An unexpected server error; it is logged.",
-}
+__all__ = ["MOBILE_PREFIXES", "THIRDPARTY_PREFIXES", "create_app"]
 
 
 def local_url(settings: Settings) -> str:
@@ -90,85 +80,6 @@ def announce_migration(outcome: migrate.Outcome, settings: Settings) -> None:
     if outcome != "current":
         where = migrate.sqlite_path(settings) or "the configured database"
         print(f"smsgw {outcome} the database {where}", flush=True)
-
-
-THIRDPARTY_SECURITY = {
-    "basicAuth": {"type": "http", "scheme": "basic"},
-    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-}
-SECURITY_SCHEMES = {**THIRDPARTY_SECURITY, **mobile.SECURITY_SCHEMES}
-
-
-def _document_mobile_security(schema: dict[str, Any], anonymous_registration: bool) -> None:
-    """The phone's operations: a phone token, unless the mobile API's table says otherwise."""
-    prefix = MOBILE_PREFIXES[0]
-    for path, path_item in schema.get("paths", {}).items():
-        if not path.startswith(prefix + "/"):
-            continue
-        for method, operation in path_item.items():
-            if method in HTTP_METHODS:
-                security = mobile.SECURITY.get((method, path[len(prefix) :]), mobile.PHONE)
-                operation["security"] = list(security)
-    registration = schema.get("paths", {}).get(f"{prefix}/device", {}).get("post")
-    if registration is not None and anonymous_registration:
-        registration["security"].append({})
-
-
-def document_security(schema: dict[str, Any], anonymous_registration: bool) -> dict[str, Any]:
-    """Say which operations take which credentials, in place: every 3rd-party operation but
-    the public ones of the scope table (api/scopes.py) takes Basic or a Bearer JWT, unless the
-    route declared its own (the refresh route takes a Bearer token only); the phone's
-    operations as the mobile API says (api/mobile/__init__.py)."""
-    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
-    for path, path_item in schema.get("paths", {}).items():
-        relative = scopes.relative_path(path)
-        if relative is None:
-            continue
-        for method, operation in path_item.items():
-            key = (method.upper(), relative)
-            if method in HTTP_METHODS and scopes.ROUTE_SCOPES.get(key) != scopes.PUBLIC:
-                operation.setdefault("security", [{name: []} for name in THIRDPARTY_SECURITY])
-    _document_mobile_security(schema, anonymous_registration)
-    return schema
-
-
-def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
-    """Make the OpenAPI document tell the truth about error answers, in place.
-
-    FastAPI documents a 422 `HTTPValidationError` for every route with inputs, but smsgw
-    answers validation failures with 400 and `{"message"}`: drop the 422s, and add the
-    errors any route can give (400, 401/429 when it needs credentials, 403 when a scoped
-    token can call it, 413, 500) where missing.
-    """
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for path_item in schema.get("paths", {}).values():
-        for method, operation in path_item.items():
-            if method not in HTTP_METHODS:
-                continue
-            responses = operation.setdefault("responses", {})
-            responses.pop("422", None)
-            wanted = dict(GENERIC_ERRORS)
-            security = operation.get("security") or []
-            if security:
-                wanted["401"] = "Missing or wrong credentials."
-                wanted["429"] = "Too many failed sign-ins; try again after `Retry-After` seconds."
-            if any("bearerAuth" in requirement for requirement in security):
-                wanted["403"] = "The token lacks the scope this needs (`scope required: ...`)."
-            for status, description in wanted.items():
-                responses.setdefault(
-                    status,
-                    {
-                        "description": description,
-                        "content": {"application/json": {"schema": ERROR_REF}},
-                    },
-                )
-            operation["responses"] = dict(sorted(responses.items()))
-    for name in ("HTTPValidationError", "ValidationError"):  # in this order: one uses the other
-        rest = {key: value for key, value in components.items() if key != name}
-        if f'"#/components/schemas/{name}"' not in json.dumps([schema.get("paths"), rest]):
-            components.pop(name, None)
-    components.setdefault("ErrorBody", ErrorBody.model_json_schema())
-    return schema
 
 
 def probe_of(settings: Settings, db: Database) -> Probe:
@@ -220,69 +131,15 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
 
     `cluster` says which of several server processes this one is (`smsgw serve` with
     SMSGW_WORKERS > 1): its phones' events then reach the others' (events/shared_hub.py).
+    Each part is built by a constructor of its own below: a new engine or a new kind of
+    sender changes one of them, not the whole wiring.
     """
     check_multiprocess()  # several server processes: their counters must reach the scrape
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.auto_migrate:
-            announce_migration(await asyncio.to_thread(migrate.upgrade, settings), settings)
-        db = Database(settings)
-        passwords.warm_up()
-        bus, hub = await join(cluster, db)
-        context = AppContext(
-            settings=settings,
-            db=db,
-            hub=hub,
-            credentials=CredentialCache(settings.credential_cache_size),
-            registrations=RateLimiter(settings.registration_rate_limit),
-            tokens=TokenService(settings, db),
-            auth_throttle=AuthThrottle(
-                settings.auth_failures_per_address,
-                settings.auth_failures_per_login,
-                settings.auth_failure_window_seconds,
-                settings.code_failures_per_window,
-            ),
-        )
-        app.state.context = context
-        warn_of_plain_hooks(settings)
-        assert context.tokens is not None
-        await context.tokens.note_secret()  # when the JWT secret became current (hook URLs)
-        if settings.bootstrap_account:
-            account = await accounts.bootstrap(db)
-            if account is not None:
-                announce_account(account.login, account.password, settings)
-        # What start-up loaded lives as long as the process: keep the collector from walking
-        # it on every full collection (those pauses were most of the API's p99 latency).
-        gc.collect()
-        gc.freeze()
-        worker = Worker(settings, db, context.hub, context.presence)
-        app.state.worker = worker
-        app.state.probe = probe_of(settings, db)
-        task = asyncio.create_task(worker.run(), name="smsgw-worker")
-        # Webhooks: the outbox delivery worker (workers/webhooks.py).
-        app.state.webhook_worker = webhook_worker = WebhookWorker(settings, db)
-        webhook_task = asyncio.create_task(webhook_worker.run(), name="smsgw-webhooks")
-        context.signals.subscribe(signals.OUTBOX_FILLED, webhook_worker.poke)
-        try:
-            yield
-        finally:
-            for running in (task, webhook_task):
-                running.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running
-            await worker.flush_presence()
-            await hub.stop()
-            close_quietly(bus)
-            if context.tokens is not None:
-                context.tokens.close()
-            await db.dispose()
-
     app = FastAPI(
         title="smsgw",
         version=__version__,
         description="Self-hosted SMS gateway. Auth: Basic, or a JWT Bearer token from /auth/token.",
-        lifespan=lifespan,
+        lifespan=lambda app: lifespan(app, settings, cluster),
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
@@ -290,16 +147,109 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
     )
     install_handlers(app)
     redact.install()  # hook secrets travel in paths: keep them out of the access log
-    generate_openapi = app.openapi
+    install_openapi(app, settings)
+    add_middlewares(app, settings)
+    add_routers(app)
+    install_web(app)  # home, API documentation, dashboard (web/)
+    # Outermost: everything after it sees the client, scheme and host a trusted proxy forwarded.
+    app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)
+    return app
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = document_security(generate_openapi(), settings.anonymous_registration)
-            app.openapi_schema = document_errors(document)
-        return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(UnexpectedErrorMiddleware)  # innermost: the first added
+@asynccontextmanager
+async def lifespan(
+    app: FastAPI, settings: Settings, cluster: Cluster | None
+) -> AsyncIterator[None]:
+    """Open the database and the hubs, make what the first start makes, run the workers; and
+    close it all in reverse when the server stops."""
+    if settings.auto_migrate:
+        announce_migration(await asyncio.to_thread(migrate.upgrade, settings), settings)
+    db = Database(settings)
+    passwords.warm_up()
+    bus, hub = await join(cluster, db)
+    app.state.context = context = build_context(settings, db, hub)
+    await first_start(context)
+    # What start-up loaded lives as long as the process: keep the collector from walking
+    # it on every full collection (those pauses were most of the API's p99 latency).
+    gc.collect()
+    gc.freeze()
+    app.state.probe = probe_of(settings, db)
+    workers = start_workers(app, context)
+    try:
+        yield
+    finally:
+        await stop_workers(workers)
+        await hub.stop()
+        close_quietly(bus)
+        if context.tokens is not None:
+            context.tokens.close()
+        await db.dispose()
+
+
+def build_context(settings: Settings, db: Database, hub: EventHub) -> AppContext:
+    """What every request needs (context.py)."""
+    return AppContext(
+        settings=settings,
+        db=db,
+        hub=hub,
+        credentials=CredentialCache(settings.credential_cache_size),
+        registrations=RateLimiter(settings.registration_rate_limit),
+        tokens=TokenService(settings, db),
+        auth_throttle=AuthThrottle(
+            settings.auth_failures_per_address,
+            settings.auth_failures_per_login,
+            settings.auth_failure_window_seconds,
+            settings.code_failures_per_window,
+        ),
+    )
+
+
+async def first_start(context: AppContext) -> None:
+    """Warnings, the JWT secret's start, and the first account when due."""
+    settings = context.settings
+    warn_of_plain_hooks(settings)
+    assert context.tokens is not None
+    await context.tokens.note_secret()  # when the JWT secret became current (hook URLs)
+    if settings.bootstrap_account:
+        account = await accounts.bootstrap(context.db)
+        if account is not None:
+            announce_account(account.login, account.password, settings)
+
+
+@dataclass
+class Workers:
+    """The background work of one process and its tasks."""
+
+    loop: Worker
+    webhooks: WebhookWorker
+    tasks: list[asyncio.Task[None]]
+
+
+def start_workers(app: FastAPI, context: AppContext) -> Workers:
+    """The periodic worker (expiry, stale claims, presence, wake-ups) and the webhook delivery
+    worker, which hears of new outbox rows through a signal (events/signals.py)."""
+    settings, db = context.settings, context.db
+    app.state.worker = loop = Worker(settings, db, context.hub, context.presence)
+    app.state.webhook_worker = webhooks = WebhookWorker(settings, db)
+    context.signals.subscribe(signals.OUTBOX_FILLED, webhooks.poke)
+    tasks = [
+        asyncio.create_task(loop.run(), name="smsgw-worker"),
+        asyncio.create_task(webhooks.run(), name="smsgw-webhooks"),
+    ]
+    return Workers(loop, webhooks, tasks)
+
+
+async def stop_workers(workers: Workers) -> None:
+    for running in workers.tasks:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    await workers.loop.flush_presence()
+
+
+def add_middlewares(app: FastAPI, settings: Settings) -> None:
+    """Innermost first: unexpected errors answered in the app, body limits, HTTP metrics."""
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,
@@ -308,28 +258,23 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
     )
     # Operations (docs/operations.md): health probes, /metrics, and the HTTP metrics.
     app.add_middleware(MetricsMiddleware)
-    # Routes are matched in order, one by one: the busiest (the API, then the phones') first,
-    # added flat (api/routing.py: an included router costs every request it serves).
+
+
+def add_routers(app: FastAPI) -> None:
+    """The APIs, /metrics and the health probes. Routes are matched in order, one by one: the
+    busiest (the API, then the phones') first, added flat (api/routing.py: an included router
+    costs every request it serves)."""
     for prefix in THIRDPARTY_PREFIXES:
-        add_routes(
-            app, build_router(), prefix=prefix, include_in_schema=prefix == THIRDPARTY_PREFIXES[0]
-        )
+        first = prefix == THIRDPARTY_PREFIXES[0]
+        add_routes(app, build_router(), prefix=prefix, include_in_schema=first)
     for prefix in MOBILE_PREFIXES:
-        add_routes(
-            app,
-            build_mobile_router(),
-            prefix=prefix,
-            include_in_schema=prefix == MOBILE_PREFIXES[0],
-        )
+        first = prefix == MOBILE_PREFIXES[0]
+        add_routes(app, build_mobile_router(), prefix=prefix, include_in_schema=first)
     app.include_router(metrics_router)
     for prefix in ("", *THIRDPARTY_PREFIXES):
         app.include_router(
             health_router, prefix=prefix, include_in_schema=prefix in ("", THIRDPARTY_PREFIXES[0])
         )
-    install_web(app)  # home, API documentation, dashboard (web/)
-    # Outermost: everything after it sees the client, scheme and host a trusted proxy forwarded.
-    app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)
-    return app
 
 
 def end_streams(app: FastAPI) -> None:

@@ -13,6 +13,10 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
+#: Where each API is served: the first of each is the one documented.
+THIRDPARTY_PREFIXES = ("/api/3rdparty/v1", "/3rdparty/v1")
+MOBILE_PREFIXES = ("/api/mobile/v1", "/mobile/v1")
+
 
 def add_routes(app: FastAPI, router: APIRouter, *, prefix: str, include_in_schema: bool) -> None:
     """Add every route of `router` (walking the routers it includes) to `app` under `prefix`,
