@@ -3,6 +3,7 @@ cleanly at once (the phones reconnect) and the process exits without waiting the
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from smsgw.app import cancel_and_wait
 from tests.conftest import Account, create_account, free_port, make_settings
 from tests.test_mobile_api import APP, MOBILE, basic, register
 
@@ -91,3 +93,29 @@ def test_sigterm_ends_phone_streams_and_exits_promptly(tmp_path: Path, workers: 
     assert "timeout graceful shutdown exceeded" not in output, output
     assert took < STOP_BOUND, f"stopped in {took:.2f} s\n{output}"
     print(f"stopped in {took:.2f} s with {PHONES} streams open ({workers} processes)")
+
+
+def test_a_worker_that_swallows_a_cancel_is_still_stopped() -> None:
+    """Python 3.11's wait_for can lose a cancel (the workers wait with it): the stop cancels
+    again until the task has ended, rather than wait for it forever."""
+
+    async def scenario() -> int:
+        swallowed = 0
+
+        async def stubborn() -> None:
+            nonlocal swallowed
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    if swallowed:
+                        raise
+                    swallowed += 1  # as a lost cancel: the loop runs on
+
+        task = asyncio.create_task(stubborn())
+        await asyncio.sleep(0)
+        await asyncio.wait_for(cancel_and_wait(task), 30)
+        assert task.cancelled()
+        return swallowed
+
+    assert asyncio.run(scenario()) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import shlex
@@ -241,10 +240,19 @@ def start_workers(app: FastAPI, context: AppContext) -> Workers:
 
 async def stop_workers(workers: Workers) -> None:
     for running in workers.tasks:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
+        await cancel_and_wait(running)
     await workers.loop.flush_presence()
+
+
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait until it has ended. Python 3.11's `asyncio.wait_for` can swallow
+    a cancel that lands just as its wait ends (the workers wait that way between rounds), and
+    the loop would then run on: cancel again until the task is done."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=1)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", task.get_name(), exc_info=task.exception())
 
 
 def add_middlewares(app: FastAPI, settings: Settings) -> None:

@@ -237,8 +237,13 @@ class SimulatedPhone(PhoneWebhooks):
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            # Python 3.11's wait_for can swallow a cancel that lands as its wait ends (a loop
+            # then runs on): cancel again until the task is really done.
+            while not task.done():
+                await asyncio.wait([task], timeout=1)
+                task.cancel()
+            if not task.cancelled():
+                task.exception()  # retrieved: a loop that failed is not reported later
         self._tasks.clear()
         await self._client.aclose()
 
