@@ -109,7 +109,7 @@ async def current_user(request: Request) -> int:
     """The caller's user id (Basic, or a Bearer JWT holding the route's scope); 401 with
     `WWW-Authenticate: Basic` when not authenticated, 403 when the scope is missing.
 
-    OpenAPI's security schemes are written from the scope table (app.document_security),
+    OpenAPI's security schemes are written from the scope table (api/openapi.document_security),
     not by security dependencies, which would be solved on every request."""
     return (await _authorized(request, context_of(request))).user_id
 
