@@ -122,6 +122,18 @@ class Api:
         result: list[dict[str, Any]] = response.json()
         return result
 
+    async def finished_deliveries(self, webhook_id: str, count: int) -> list[dict[str, Any]]:
+        """The delivery log once `count` attempts are recorded as finished: a receiver has
+        the request before smsgw has written down how it ended."""
+        log: list[dict[str, Any]] = []
+
+        async def finished() -> bool:
+            log[:] = await self.deliveries(webhook_id)
+            return sum(1 for attempt in log if attempt["finishedAt"]) >= count
+
+        await until(finished)
+        return log
+
     async def inbox(self, **params: Any) -> tuple[list[dict[str, Any]], int]:
         response = await self.client.get("/inbox", params=params)
         assert response.status_code == 200, response.text
