@@ -402,6 +402,21 @@ def column_reader(column: Column[Any]) -> Callable[[Any], Any]:
     return process
 
 
+def column_writer(column: Column[Any]) -> Callable[[Any], Any]:
+    """Turns a value for `column` into what the engines would bind for it (e.g. a UTC
+    datetime into SQLite's text form), for parameters of `*_sync` statements; None stays."""
+    process = column.type.dialect_impl(_DIALECT).bind_processor(_DIALECT)
+    if process is None:
+        return lambda value: value
+    convert = process
+    return lambda value: None if value is None else convert(value)
+
+
+def marks(count: int) -> str:
+    """`?, ?, ?`: the placeholders of an `IN (...)` list of `count` values."""
+    return ", ".join("?" * count)
+
+
 def ensure_sqlite_directory(url: str) -> None:
     """Create the directory holding a SQLite file, so a first start needs no setup."""
     database = make_url(url).database

@@ -98,12 +98,13 @@ async def new_account(db: Database) -> accounts.NewAccount:
 
 
 async def authenticate(db: Database, token: str) -> DeviceAuth | None:
-    async with db.read() as conn:
-        device = await repository.by_token_hash(conn, token_hash(token))
-    if device is None:
+    hashed = token_hash(token)
+    found = await db.read_now(lambda conn: repository.auth_by_token_hash(conn, hashed))
+    if found is None:
         return None
-    sims = frozenset(int(c["simNumber"]) for c in device.sim_cards or [] if "simNumber" in c)
-    return DeviceAuth(device.id, device.user_id, sims or None, device.app_version)
+    device_id, user_id, sim_cards, app_version = found
+    sims = frozenset(int(c["simNumber"]) for c in sim_cards or [] if "simNumber" in c)
+    return DeviceAuth(device_id, user_id, sims or None, app_version)
 
 
 async def note_app_version(db: Database, auth: DeviceAuth, version: str) -> DeviceAuth:

@@ -12,11 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
 from smsgw.logs.models import LogEntry
-from smsgw.messages.models import Message, MessageStateEntry
+from smsgw.messages.models import Message
 
 entries = table_of(LogEntry)
 messages = table_of(Message)
-history = table_of(MessageStateEntry)
 
 
 @dataclass(frozen=True)
@@ -41,12 +40,6 @@ async def owners_of(conn: AsyncConnection, keys: list[int]) -> list[tuple[int, s
         return []
     query = select(messages.c.user_id, messages.c.ext_id).where(messages.c.id.in_(keys))
     return [(row[0], row[1]) for row in await conn.execute(query)]
-
-
-async def recorded_states(conn: AsyncConnection, key: int) -> set[str]:
-    """The states message `key` has a history entry for."""
-    query = select(history.c.state).where(history.c.message_id == key)
-    return {row[0] for row in await conn.execute(query)}
 
 
 async def between(

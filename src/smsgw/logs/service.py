@@ -92,6 +92,24 @@ def record_sync(
     _INSERT.one(conn, _row(user_id, module, priority, message, context))
 
 
+def _state_row(
+    user_id: int,
+    message_id: str,
+    state: str,
+    device_id: str | None,
+    error: str | None,
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    priority = Priority.WARN if state == "Failed" else Priority.INFO
+    context: dict[str, Any] = {"messageId": message_id, "state": state, **(extra or {})}
+    if device_id is not None:
+        context["deviceId"] = device_id
+    if error is not None:
+        context["error"] = error
+    text = f"message {message_id} is {state}" + (f": {error}" if error else "")
+    return _row(user_id, Module.MESSAGES, priority, text, context)
+
+
 async def message_state(
     conn: AsyncConnection,
     user_id: int,
@@ -102,36 +120,26 @@ async def message_state(
     extra: dict[str, Any] | None = None,
 ) -> None:
     """Record that message `message_id` reached `state` (Failed entries are warnings)."""
-    priority = Priority.WARN if state == "Failed" else Priority.INFO
-    context: dict[str, Any] = {"messageId": message_id, "state": state, **(extra or {})}
-    if device_id is not None:
-        context["deviceId"] = device_id
-    if error is not None:
-        context["error"] = error
-    text = f"message {message_id} is {state}" + (f": {error}" if error else "")
-    await record(conn, user_id, Module.MESSAGES, priority, text, context)
+    await repository.add(conn, [_state_row(user_id, message_id, state, device_id, error, extra)])
 
 
-async def new_states(
-    conn: AsyncConnection,
+def new_states_sync(
+    conn: sqlite3.Connection,
     user_id: int,
-    key: int,
     message_id: str,
-    reached: dict[str, datetime],
+    fresh: dict[str, datetime],
     device_id: str,
     error: str | None,
 ) -> None:
-    """One entry per state in `reached` (state -> when, as a phone reported it) that message
-    `key` has not recorded yet, in the order they happened. Call it before the history is
-    written; `error` goes on a Failed entry."""
-    known = await repository.recorded_states(conn, key)
-    fresh = sorted((at, ORDER.get(s, 0), s) for s, at in reached.items() if s not in known)
-    for at, _, state in fresh:
-        context = {"reportedAt": format_timestamp(at)}
-        await message_state(
-            conn, user_id, message_id, state, device_id,
-            error if state == "Failed" else None, context,
-        )  # fmt: skip
+    """One entry per state in `fresh` (state -> when, as a phone reported it; states the
+    message has no history entry for yet), in the order they happened; `error` goes on a
+    Failed entry. For units of work of `Database.write_sync`."""
+    rows = []
+    for at, _, state in sorted((at, ORDER.get(s, 0), s) for s, at in fresh.items()):
+        failed = error if state == "Failed" else None
+        extra = {"reportedAt": format_timestamp(at)}
+        rows.append(_state_row(user_id, message_id, state, device_id, failed, extra))
+    _INSERT.many(conn, rows)
 
 
 async def messages_failed(conn: AsyncConnection, keys: list[int], error: str) -> None:

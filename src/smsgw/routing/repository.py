@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from smsgw.db.engine import column_reader, column_writer, marks
 from smsgw.domain.states import ProcessingState
 from smsgw.messages import repository as stored
-from smsgw.messages.repository import MessageRecord
+from smsgw.messages.repository import MessageRecord, RecipientRecord
 
 messages = stored.messages
 recipients = stored.recipients
@@ -32,97 +35,129 @@ class Phone:
     sim_numbers: frozenset[int] | None
 
 
-def _order(newest_first: bool) -> tuple[ColumnElement[object], ...]:
-    created = messages.c.created_at.desc() if newest_first else messages.c.created_at.asc()
-    tie = messages.c.id.desc() if newest_first else messages.c.id.asc()
-    return (messages.c.schedule_at.asc().nulls_first(), messages.c.priority.desc(), created, tie)
+# The phone's hot paths (pull, state reports), for `Database.write_sync` and `read_now`: one
+# unit of work on a plain DB-API connection, statements in standard SQL (db/engine.py).
+_at = column_writer(messages.c.created_at)  # every timestamp column has this type
+_read_at = column_reader(messages.c.created_at)
+_read_bool = column_reader(messages.c.is_encrypted)
+_RECORD_COLUMNS = (
+    "id, ext_id, device_id, state, text, data, port, is_encrypted, is_hashed, sim_number,"
+    " with_delivery_report, priority, valid_until, schedule_at, created_at, claimed_at"
+)
+#: The order of a pull: due first, then by priority, then newest (lifo) or oldest first.
+_ORDER = {
+    True: "schedule_at ASC NULLS FIRST, priority DESC, created_at DESC, id DESC",
+    False: "schedule_at ASC NULLS FIRST, priority DESC, created_at ASC, id ASC",
+}
 
 
-async def _records(
-    conn: AsyncConnection, where: ColumnElement[bool], newest_first: bool
+def _record(row: sqlite3.Row | tuple[Any, ...]) -> MessageRecord:
+    (pk, ext_id, device_id, state, text, data, port, encrypted, hashed, sim, report, priority,
+     valid_until, schedule_at, created_at, claimed_at) = row  # fmt: skip
+    return MessageRecord(
+        pk, ext_id, device_id, state, text, data, port, _read_bool(encrypted),
+        _read_bool(hashed), sim, _read_bool(report), priority, _read_at(valid_until),
+        _read_at(schedule_at), _read_at(created_at), _read_at(claimed_at),
+    )  # fmt: skip
+
+
+def _records(
+    conn: sqlite3.Connection, where: str, params: list[Any], newest_first: bool
 ) -> list[MessageRecord]:
-    query = select(*stored.COLUMNS).where(where).order_by(*_order(newest_first)).limit(PULL_LIMIT)
-    records = [MessageRecord(**row._asdict()) for row in await conn.execute(query)]
-    await stored.attach_details(conn, records)
+    """Messages matching `where`, in pull order, at most PULL_LIMIT, with their recipients."""
+    query = (
+        f"SELECT {_RECORD_COLUMNS} FROM messages WHERE {where}"  # noqa: S608
+        f" ORDER BY {_ORDER[newest_first]} LIMIT {PULL_LIMIT}"
+    )
+    records = [_record(row) for row in conn.execute(query, params)]
+    if records:
+        by_pk = {record.pk: record for record in records}
+        numbers = (
+            "SELECT message_id, phone_number, state, error FROM recipients"  # noqa: S608
+            f" WHERE message_id IN ({marks(len(by_pk))}) ORDER BY message_id, position"
+        )
+        for key, number, state, error in conn.execute(numbers, list(by_pk)):
+            by_pk[key].recipients.append(RecipientRecord(number, state, error))
     return records
 
 
-async def held(
-    conn: AsyncConnection, phone: Phone, newest_first: bool, now: datetime
+def held(
+    conn: sqlite3.Connection, phone: Phone, newest_first: bool, now: datetime
 ) -> list[MessageRecord]:
     """Messages this phone has (pinned or claimed) that it has not reported on yet.
 
     A pinned message scheduled for later stays on the server until its time (so cancelling it
     before then is immediate), unless the phone already has it.
     """
-    where = and_(
-        messages.c.device_id == phone.device_id,
-        messages.c.state.in_(ACTIVE),
-        or_(
-            messages.c.claimed_at.is_not(None),
-            messages.c.schedule_at.is_(None),
-            messages.c.schedule_at <= now,
-        ),
+    where = (
+        "device_id = ? AND state IN (?, ?)"
+        " AND (claimed_at IS NOT NULL OR schedule_at IS NULL OR schedule_at <= ?)"
     )
-    return await _records(conn, where, newest_first)
+    return _records(conn, where, [phone.device_id, *ACTIVE, _at(now)], newest_first)
 
 
-async def released_from(conn: AsyncConnection, phone: Phone) -> list[MessageRecord]:
+def released_from(conn: sqlite3.Connection, phone: Phone) -> list[MessageRecord]:
     """Messages taken back from this phone that it must drop, until it answers about them."""
-    where = and_(
-        messages.c.released_from == phone.device_id,
-        messages.c.user_id == phone.user_id,
-        or_(messages.c.device_id.is_(None), messages.c.device_id != phone.device_id),
+    where = "released_from = ? AND user_id = ? AND (device_id IS NULL OR device_id != ?)"
+    params = [phone.device_id, phone.user_id, phone.device_id]
+    return _records(conn, where, params, newest_first=True)
+
+
+def _claimable(phone: Phone, now: datetime) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its parameters) of the queued messages this phone may take."""
+    stamp = _at(now)
+    where = (
+        "user_id = ? AND device_id IS NULL AND state = ?"
+        " AND (valid_until IS NULL OR valid_until > ?)"
+        " AND (schedule_at IS NULL OR schedule_at <= ?)"
+        " AND (released_from IS NULL OR released_from != ?)"
     )
-    return await _records(conn, where, newest_first=True)
-
-
-def _claimable(phone: Phone, now: datetime) -> ColumnElement[bool]:
-    conditions: list[ColumnElement[bool]] = [
-        messages.c.user_id == phone.user_id,
-        messages.c.device_id.is_(None),
-        messages.c.state == PENDING,
-        or_(messages.c.valid_until.is_(None), messages.c.valid_until > now),
-        or_(messages.c.schedule_at.is_(None), messages.c.schedule_at <= now),
-        or_(messages.c.released_from.is_(None), messages.c.released_from != phone.device_id),
-    ]
+    params: list[Any] = [phone.user_id, PENDING, stamp, stamp, phone.device_id]
     if phone.sim_numbers is not None:
-        conditions.append(
-            or_(messages.c.sim_number.is_(None), messages.c.sim_number.in_(phone.sim_numbers))
-        )
-    return and_(*conditions)
+        sims = sorted(phone.sim_numbers)
+        where += f" AND (sim_number IS NULL OR sim_number IN ({marks(len(sims))}))"
+        params += sims
+    return where, params
 
 
-async def claim(
-    conn: AsyncConnection, phone: Phone, count: int, now: datetime, newest_first: bool
+def claim(
+    conn: sqlite3.Connection, phone: Phone, count: int, now: datetime, newest_first: bool
 ) -> list[int]:
-    """Claim up to `count` queued messages for this phone; returns the keys it won."""
-    candidates = select(messages.c.id).where(_claimable(phone, now))
-    keys = [
-        row[0]
-        for row in await conn.execute(candidates.order_by(*_order(newest_first)).limit(count))
-    ]
-    if not keys:
-        return []
-    won = await conn.execute(
-        update(messages)
-        .where(messages.c.id.in_(keys), messages.c.device_id.is_(None), messages.c.state == PENDING)
-        .values(device_id=phone.device_id, claimed_at=now, updated_at=now)
-        .returning(messages.c.id)
+    """Claim up to `count` queued messages for this phone; returns the keys it won.
+
+    One statement: the write transaction (`BEGIN IMMEDIATE`) keeps every other writer out
+    between the choice and the update."""
+    where, params = _claimable(phone, now)
+    query = (
+        "UPDATE messages SET device_id = ?, claimed_at = ?, updated_at = ?"  # noqa: S608
+        f" WHERE id IN (SELECT id FROM messages WHERE {where}"
+        f" ORDER BY {_ORDER[newest_first]} LIMIT ?) RETURNING id"
     )
-    return [row[0] for row in won]
+    stamp = _at(now)
+    rows = conn.execute(query, [phone.device_id, stamp, stamp, *params, count]).fetchall()
+    return [row[0] for row in rows]
 
 
-async def mark_taken(conn: AsyncConnection, keys: list[int], now: datetime) -> None:
+def mark_taken(conn: sqlite3.Connection, keys: list[int], now: datetime) -> None:
     """Record the first pull of pinned messages (a cancel then needs the phone's answer)."""
     if keys:
-        query = update(messages).where(messages.c.id.in_(keys), messages.c.claimed_at.is_(None))
-        await conn.execute(query.values(claimed_at=now))
+        query = (
+            "UPDATE messages SET claimed_at = ?"  # noqa: S608
+            f" WHERE id IN ({marks(len(keys))}) AND claimed_at IS NULL"
+        )
+        conn.execute(query, [_at(now), *keys])
 
 
-async def has_claimable(conn: AsyncConnection, phone: Phone, now: datetime) -> bool:
-    query = select(messages.c.id).where(_claimable(phone, now)).limit(1)
-    return (await conn.execute(query)).first() is not None
+def has_claimable(conn: sqlite3.Connection, phone: Phone, now: datetime) -> bool:
+    where, params = _claimable(phone, now)
+    query = f"SELECT id FROM messages WHERE {where} LIMIT 1"  # noqa: S608
+    return conn.execute(query, params).fetchone() is not None
+
+
+def in_flight(conn: sqlite3.Connection, device_id: str) -> int:
+    """How many messages this phone holds without having reported on them."""
+    query = "SELECT count(*) FROM messages WHERE device_id = ? AND state = ?"
+    return int(conn.execute(query, (device_id, PENDING)).fetchone()[0])
 
 
 async def owners_with_claimable(conn: AsyncConnection, now: datetime) -> list[tuple[int, int]]:
@@ -246,14 +281,6 @@ async def detach_device(conn: AsyncConnection, device_id: str, now: datetime) ->
     return [row[0] for row in await conn.execute(pinned)]
 
 
-async def in_flight(conn: AsyncConnection, device_id: str) -> int:
-    """How many messages this phone holds without having reported on them."""
-    query = select(func.count()).where(
-        messages.c.device_id == device_id, messages.c.state == PENDING
-    )
-    return int((await conn.execute(query)).scalar_one())
-
-
 @dataclass(frozen=True)
 class StoredRecipient:
     id: int
@@ -262,58 +289,54 @@ class StoredRecipient:
     error: str | None
 
 
-async def reported_message(
-    conn: AsyncConnection, phone: Phone, ext_id: str
-) -> tuple[int, str] | None:
+def reported_message(conn: sqlite3.Connection, phone: Phone, ext_id: str) -> tuple[int, str] | None:
     """(key, state) of the owner's message `ext_id`, only if this phone holds it."""
-    query = select(messages.c.id, messages.c.state).where(
-        messages.c.user_id == phone.user_id,
-        messages.c.ext_id == ext_id,
-        messages.c.device_id == phone.device_id,
-    )
-    row = (await conn.execute(query)).first()
+    query = "SELECT id, state FROM messages WHERE user_id = ? AND ext_id = ? AND device_id = ?"
+    row = conn.execute(query, (phone.user_id, ext_id, phone.device_id)).fetchone()
     return None if row is None else (row[0], row[1])
 
 
-async def acknowledge_release(conn: AsyncConnection, phone: Phone, ext_id: str) -> None:
+def acknowledge_release(conn: sqlite3.Connection, phone: Phone, ext_id: str) -> None:
     """The phone answered about a message taken back from it: stop listing it as Cancelling."""
-    query = update(messages).where(
-        messages.c.user_id == phone.user_id,
-        messages.c.ext_id == ext_id,
-        messages.c.released_from == phone.device_id,
-    )
-    await conn.execute(query.values(released_from=None))
-
-
-async def recipients_of(conn: AsyncConnection, key: int) -> list[StoredRecipient]:
     query = (
-        select(recipients.c.id, recipients.c.phone_number, recipients.c.state, recipients.c.error)
-        .where(recipients.c.message_id == key)
-        .order_by(recipients.c.position)
+        "UPDATE messages SET released_from = NULL"
+        " WHERE user_id = ? AND ext_id = ? AND released_from = ?"
     )
-    return [StoredRecipient(*row) for row in await conn.execute(query)]
+    conn.execute(query, (phone.user_id, ext_id, phone.device_id))
 
 
-async def set_recipient(
-    conn: AsyncConnection, recipient_id: int, state: str, error: str | None
+def recipients_of(conn: sqlite3.Connection, key: int) -> list[StoredRecipient]:
+    query = (
+        "SELECT id, phone_number, state, error FROM recipients"
+        " WHERE message_id = ? ORDER BY position"
+    )
+    return [StoredRecipient(*row) for row in conn.execute(query, (key,))]
+
+
+def set_recipient(
+    conn: sqlite3.Connection, recipient_id: int, state: str, error: str | None
 ) -> None:
-    query = update(recipients).where(recipients.c.id == recipient_id)
-    await conn.execute(query.values(state=state, error=error))
+    conn.execute(
+        "UPDATE recipients SET state = ?, error = ? WHERE id = ?", (state, error, recipient_id)
+    )
 
 
-async def set_message_state(conn: AsyncConnection, key: int, state: str, now: datetime) -> None:
-    query = update(messages).where(messages.c.id == key)
-    await conn.execute(query.values(state=state, updated_at=now))
+def set_message_state(conn: sqlite3.Connection, key: int, state: str, now: datetime) -> None:
+    conn.execute(
+        "UPDATE messages SET state = ?, updated_at = ? WHERE id = ?", (state, _at(now), key)
+    )
 
 
-async def add_history(conn: AsyncConnection, key: int, entries: dict[str, datetime]) -> None:
-    """Record states not recorded yet: the first timestamp per state wins."""
-    known = select(history.c.state).where(history.c.message_id == key)
-    seen = {row[0] for row in await conn.execute(known)}
-    rows = [
-        {"message_id": key, "state": state, "at": at}
-        for state, at in entries.items()
-        if state not in seen
-    ]
-    if rows:
-        await conn.execute(insert(history), rows)
+def history_states(conn: sqlite3.Connection, key: int) -> set[str]:
+    """The states message `key` has a history entry for."""
+    query = "SELECT state FROM message_states WHERE message_id = ?"
+    return {row[0] for row in conn.execute(query, (key,))}
+
+
+def add_history(conn: sqlite3.Connection, key: int, entries: dict[str, datetime]) -> None:
+    """Record `entries` (state -> when), none of which the message has recorded yet."""
+    if entries:
+        conn.executemany(
+            "INSERT INTO message_states (message_id, state, at) VALUES (?, ?, ?)",
+            [(key, state, _at(at)) for state, at in entries.items()],
+        )

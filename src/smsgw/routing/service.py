@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.engine import Database
 from smsgw.domain import clock
@@ -54,17 +53,23 @@ class StateReport:
 
 
 async def pull(db: Database, phone: Phone, newest_first: bool, cap: int) -> list[Pulled]:
-    """What the phone should work on: what it holds, plus new claims up to its cap."""
+    """What the phone should work on: what it holds, plus new claims up to its cap.
+
+    One unit of work on the group-commit path (db/engine.py): plain statements, no thread
+    hop but the COMMIT's, committed with whatever else is being written."""
     now = clock.now()
-    async with db.write() as conn:
-        free = cap - await repository.in_flight(conn, phone.device_id)
+
+    def work(conn: sqlite3.Connection) -> list[Pulled]:
+        free = cap - repository.in_flight(conn, phone.device_id)
         if free > 0:
-            await repository.claim(conn, phone, free, now, newest_first)
-        held = await repository.held(conn, phone, newest_first, now)
-        await repository.mark_taken(conn, [r.pk for r in held if r.claimed_at is None], now)
-        dropped = await repository.released_from(conn, phone)
-    pulled = [Pulled(r, ProcessingState(r.state)) for r in held]
-    return pulled + [Pulled(r, ProcessingState.CANCELLING) for r in dropped]
+            repository.claim(conn, phone, free, now, newest_first)
+        held = repository.held(conn, phone, newest_first, now)
+        repository.mark_taken(conn, [r.pk for r in held if r.claimed_at is None], now)
+        dropped = repository.released_from(conn, phone)
+        pulled = [Pulled(r, ProcessingState(r.state)) for r in held]
+        return pulled + [Pulled(r, ProcessingState.CANCELLING) for r in dropped]
+
+    return await db.write_sync(work)
 
 
 def _match(
@@ -76,8 +81,8 @@ def _match(
     return found
 
 
-async def _apply(
-    conn: AsyncConnection,
+def _apply(
+    conn: sqlite3.Connection,
     phone: Phone,
     report: StateReport,
     now: datetime,
@@ -86,14 +91,15 @@ async def _apply(
 ) -> bool:
     """Apply one snapshot: recipients only move forward, the message state follows them.
 
-    With `events`, each recipient state change is put in the webhook outbox.
+    With `events`, each recipient state change is put in the webhook outbox. A snapshot that
+    changes nothing (the app repeats itself) writes nothing.
     """
-    found = await repository.reported_message(conn, phone, report.ext_id)
+    found = repository.reported_message(conn, phone, report.ext_id)
     if found is None:
-        await repository.acknowledge_release(conn, phone, report.ext_id)
+        repository.acknowledge_release(conn, phone, report.ext_id)
         return False
     key, current = found
-    stored = {r.phone_number: r for r in await repository.recipients_of(conn, key)}
+    stored = {r.phone_number: r for r in repository.recipients_of(conn, key)}
     for item in report.recipients:
         recipient = _match(stored, item.phone_number)
         if recipient is None:
@@ -103,10 +109,10 @@ async def _apply(
             item.error[:256] if item.error and state == ProcessingState.FAILED else recipient.error
         )
         if state != recipient.state or error != recipient.error:
-            await repository.set_recipient(conn, recipient.id, state.value, error)
+            repository.set_recipient(conn, recipient.id, state.value, error)
             if events and state != recipient.state:  # webhooks: same transaction as the state
                 at = report.states.get(state, now)
-                await outbox.record_state(
+                outbox.record_state_sync(
                     conn, phone.user_id, phone.device_id, report.ext_id,
                     recipient.phone_number, state.value, error, at, wait,
                 )  # fmt: skip
@@ -116,12 +122,15 @@ async def _apply(
     derived = derive([ProcessingState(r.state) for r in stored.values()])
     state = advance(ProcessingState(current), derived)
     if state != current:
-        await repository.set_message_state(conn, key, state.value, now)
+        repository.set_message_state(conn, key, state.value, now)
     entries = {s.value: at for s, at in report.states.items() if s != ProcessingState.PENDING}
     entries.setdefault(state.value, now)
-    error = next((r.error for r in stored.values() if r.error), None)
-    await logs.new_states(conn, phone.user_id, key, report.ext_id, entries, phone.device_id, error)
-    await repository.add_history(conn, key, entries)
+    known = repository.history_states(conn, key)
+    fresh = {s: at for s, at in entries.items() if s not in known}
+    if fresh:  # the first timestamp per state wins
+        error = next((r.error for r in stored.values() if r.error), None)
+        logs.new_states_sync(conn, phone.user_id, report.ext_id, fresh, phone.device_id, error)
+        repository.add_history(conn, key, fresh)
     return True
 
 
@@ -135,23 +144,28 @@ async def report(
     """Apply state snapshots idempotently; unknown or foreign ids are ignored.
 
     `events`: write webhook events for the changes (False when phones deliver their own);
-    `wait`: those the phone also posts itself wait for its post (webhooks/outbox.py).
+    `wait`: those the phone also posts itself wait for its post (webhooks/outbox.py). All the
+    snapshots are one unit of work on the group-commit path, as `pull`.
 
     Returns whether any report was about a message this phone holds.
     """
     now = clock.now()
-    applied = False
-    async with db.write() as conn:
+
+    def work(conn: sqlite3.Connection) -> bool:
+        applied = False
         for item in reports:
-            applied = await _apply(conn, phone, item, now, events, wait) or applied
+            applied = _apply(conn, phone, item, now, events, wait) or applied
+        return applied
+
+    applied = await db.write_sync(work)
     if applied:
         notify(db, phone.user_id)  # the dashboard's live views of this user
     return applied
 
 
 async def has_work_for(db: Database, phone: Phone) -> bool:
-    async with db.read() as conn:
-        return await repository.has_claimable(conn, phone, clock.now())
+    now = clock.now()
+    return await db.read_now(lambda conn: repository.has_claimable(conn, phone, now))
 
 
 async def owners_with_work(db: Database) -> list[tuple[int, int]]:

@@ -9,6 +9,7 @@ nothing is written.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +52,16 @@ async def subscribed(
     return bool(await repository.matching(conn, user_id, device_id, event))
 
 
+def _event_row(
+    user_id: int, device_id: str | None, event: str, dedupe_key: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "event_id": ids.random_token(EVENT_ID_LENGTH), "user_id": user_id,
+        "device_id": device_id, "event": event, "dedupe_key": dedupe_key,
+        "payload": payload, "created_at": clock.now(),
+    }  # fmt: skip
+
+
 async def record(
     conn: AsyncConnection,
     user_id: int,
@@ -66,16 +77,31 @@ async def record(
     targets = await repository.matching(conn, user_id, device_id, event)
     if not targets or await repository.event_exists(conn, user_id, dedupe_key):
         return False
-    now = clock.now()
-    event_pk = await repository.add_event(
-        conn,
-        {
-            "event_id": ids.random_token(EVENT_ID_LENGTH), "user_id": user_id,
-            "device_id": device_id, "event": event, "dedupe_key": dedupe_key,
-            "payload": payload, "created_at": now,
-        },
-    )  # fmt: skip
+    row = _event_row(user_id, device_id, event, dedupe_key, payload)
+    event_pk = await repository.add_event(conn, row)
+    now = row["created_at"]
     await repository.add_deliveries(conn, event_pk, targets, now, due_at or now)
+    return True
+
+
+def record_sync(
+    conn: sqlite3.Connection,
+    user_id: int,
+    device_id: str | None,
+    event: str,
+    dedupe_key: str,
+    payload: dict[str, Any],
+    due_at: datetime | None = None,
+) -> bool:
+    """`record` in a unit of work of `Database.write_sync` (a plain DB-API connection)."""
+    dedupe_key = dedupe_key[:512]
+    targets = repository.matching_sync(conn, user_id, device_id, event)
+    if not targets or repository.event_exists_sync(conn, user_id, dedupe_key):
+        return False
+    row = _event_row(user_id, device_id, event, dedupe_key, payload)
+    event_pk = repository.add_event_sync(conn, row)
+    now = row["created_at"]
+    repository.add_deliveries_sync(conn, event_pk, targets, now, due_at or now)
     return True
 
 
@@ -108,6 +134,23 @@ def state_payload(
     return payload
 
 
+def _state_events(
+    message_id: str,
+    phone_number: str,
+    state: str,
+    error: str | None,
+    at: datetime,
+    wait: PostWait,
+) -> list[tuple[str, str, dict[str, Any], datetime]]:
+    """(event, dedupe key, payload, due) of one recipient reaching `state`."""
+    now = clock.now()
+    return [
+        (event, state_key(event, message_id, phone_number),
+         state_payload(event, message_id, phone_number, error, at), wait.due(event, now))
+        for event in STATE_EVENTS.get(state, ())
+    ]  # fmt: skip
+
+
 async def record_state(
     conn: AsyncConnection,
     user_id: int,
@@ -121,11 +164,24 @@ async def record_state(
 ) -> None:
     """Events of one recipient reaching `state` (from a phone's state report); those the
     phone also posts itself wait for that post as `wait` says (see `complete`)."""
-    now = clock.now()
-    for event in STATE_EVENTS.get(state, ()):
-        payload = state_payload(event, message_id, phone_number, error, at)
-        key = state_key(event, message_id, phone_number)
-        await record(conn, user_id, device_id, event, key, payload, wait.due(event, now))
+    for event, key, payload, due in _state_events(message_id, phone_number, state, error, at, wait):
+        await record(conn, user_id, device_id, event, key, payload, due)
+
+
+def record_state_sync(
+    conn: sqlite3.Connection,
+    user_id: int,
+    device_id: str | None,
+    message_id: str,
+    phone_number: str,
+    state: str,
+    error: str | None,
+    at: datetime,
+    wait: PostWait = NO_WAIT,
+) -> None:
+    """`record_state` in a unit of work of `Database.write_sync`."""
+    for event, key, payload, due in _state_events(message_id, phone_number, state, error, at, wait):
+        record_sync(conn, user_id, device_id, event, key, payload, due)
 
 
 async def record_server_state(

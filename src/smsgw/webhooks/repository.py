@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,6 +11,7 @@ from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
+from smsgw.db.engine import RowInsert
 from smsgw.devices.models import Device
 from smsgw.messages.models import Message, Recipient
 from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, WebhookEvent
@@ -154,15 +156,52 @@ async def add_event(conn: AsyncConnection, values: dict[str, Any]) -> int:
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-async def add_deliveries(
-    conn: AsyncConnection, event_pk: int, webhook_pks: list[int], now: datetime, due: datetime
-) -> None:
-    rows = [
+def _delivery_rows(
+    event_pk: int, webhook_pks: list[int], now: datetime, due: datetime
+) -> list[dict[str, Any]]:
+    return [
         {"event_pk": event_pk, "webhook_pk": pk, "state": PENDING, "attempts": 0,
          "next_at": due, "created_at": now, "updated_at": now}
         for pk in webhook_pks
     ]  # fmt: skip
-    await conn.execute(insert(deliveries), rows)
+
+
+async def add_deliveries(
+    conn: AsyncConnection, event_pk: int, webhook_pks: list[int], now: datetime, due: datetime
+) -> None:
+    await conn.execute(insert(deliveries), _delivery_rows(event_pk, webhook_pks, now, due))
+
+
+# The same writes on a plain DB-API connection, for the phones' state reports
+# (`Database.write_sync`, webhooks/outbox.record_sync).
+_event_insert = RowInsert(events)
+_delivery_insert = RowInsert(deliveries)
+
+
+def matching_sync(
+    conn: sqlite3.Connection, user_id: int, device_id: str | None, event: str
+) -> list[int]:
+    """`matching` on a plain connection."""
+    query = (
+        "SELECT id FROM webhooks WHERE user_id = ? AND event = ? AND disabled_at IS NULL"
+        " AND (device_id IS NULL OR device_id = ?)"
+    )
+    return [row[0] for row in conn.execute(query, (user_id, event, device_id))]
+
+
+def event_exists_sync(conn: sqlite3.Connection, user_id: int, dedupe_key: str) -> bool:
+    query = "SELECT 1 FROM webhook_events WHERE user_id = ? AND dedupe_key = ?"
+    return conn.execute(query, (user_id, dedupe_key)).fetchone() is not None
+
+
+def add_event_sync(conn: sqlite3.Connection, values: dict[str, Any]) -> int:
+    return _event_insert.one(conn, values)
+
+
+def add_deliveries_sync(
+    conn: sqlite3.Connection, event_pk: int, webhook_pks: list[int], now: datetime, due: datetime
+) -> None:
+    _delivery_insert.many(conn, _delivery_rows(event_pk, webhook_pks, now, due))
 
 
 async def unattempted_event(
