@@ -1,17 +1,17 @@
-"""`python -m bench.fleet`: API to Delivered through N simulated phones, and idle SSE capacity.
+"""`python -m bench.fleet`: messages through simulated phones beside ingest, and idle SSE.
 
-Part 1 (fleet), for each N: a fresh data directory and server process on 127.0.0.1 (see
-bench/fleet/server.py), two accounts. Baseline: M messages through `POST /messages` for an
-account with no phone (plain ingest). Then N simulated phones (tests/fakes/phone.py) of the
-other account register and open their event streams, M messages are posted, and the Delivered
-list is polled to see when each message gets there. Reported: delivered msg/s, the ratio
-delivered/ingest, and the POST-to-Delivered latency p50/p99. Every message must be sent
-exactly once.
+Part 1 (fleet): one fresh server (see bench/fleet/server.py) and three accounts, measured in
+three phases on that same server (bench/fleet/fleet.py): plain ingest (no phone), capacity
+(P phones deliver messages posted as fast as the API clients go) and latency (a steady
+offered rate through Q phones). Reported against the targets of issue 15: the server's CPU
+per delivered message at most 5x its CPU per accepted message; at least 300 delivered msg/s
+and 0.25x the ingest rate; POST-to-Delivered p50 < 150 ms and p99 < 500 ms at 50 msg/s
+through 20 phones. Every message must be sent exactly once and end Delivered.
 
 Part 2 (sse): a fresh server, D phones registered, then idle event streams opened (several per
 phone) up to 1,000, 5,000 and 10,000, with the server's RSS read at each level against its RSS
 with no stream open. Exit status: 0 when the run is valid, 1 when it is not (a message lost or
-sent twice), 2 with --strict when 10,000 streams did not fit under 1 GiB.
+sent twice), 2 with --strict when a target is missed.
 """
 
 from __future__ import annotations
@@ -24,15 +24,22 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
+from bench import profile
 from bench.common import RESULTS_DIR, machine, report_run, results_stamp
-from bench.fleet.fleet import FleetResult, run_fleet
+from bench.fleet.fleet import DeliveryResult, IngestResult, run_delivery, run_ingest
 from bench.fleet.server import ROOT, Server, raise_nofile
 from bench.fleet.sse import SseResult, run_sse
 
 TARGET_CONNECTIONS = 10_000
 TARGET_RSS_MIB = 1024.0
-#: Above this share of the CPUs used by other processes during a fleet run, say so.
+#: Issue 15's targets.
+TARGET_CPU_RATIO = 5.0
+TARGET_DELIVERED_PER_S = 300.0
+TARGET_INGEST_SHARE = 0.25
+TARGET_P50_MS = 150.0
+TARGET_P99_MS = 500.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,14 +47,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench.fleet", description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument(
-        "--phones", default="1,10,100", help="fleet sizes N, comma-separated (default 1,10,100)"
-    )
-    parser.add_argument("--messages", type=int, default=200, help="messages per N (default 200)")
-    parser.add_argument(
-        "--concurrency", type=int, default=4, help="concurrent API clients posting (default 4)"
+        "--ingest-messages", type=int, default=3000, help="messages of the ingest phase (3000)"
     )
     parser.add_argument(
-        "--poll-ms", type=float, default=50, help="Delivered-list poll interval (default 50 ms)"
+        "--capacity-phones", type=int, default=50, help="phones of the capacity phase (50)"
+    )
+    parser.add_argument(
+        "--capacity-messages", type=int, default=3000, help="messages of that phase (3000)"
+    )
+    parser.add_argument(
+        "--latency-phones", type=int, default=20, help="phones of the latency phase (20)"
+    )
+    parser.add_argument(
+        "--latency-rate", type=float, default=50, help="msg/s offered in that phase (50)"
+    )
+    parser.add_argument(
+        "--latency-seconds", type=float, default=20, help="how long it is offered (20 s)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="concurrent API clients posting (default 8)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (SMSGW_WORKERS, default 1)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record the server with py-spy during the capacity phase into this file "
+        "(collapsed stacks) and print where its time went",
     )
     parser.add_argument(
         "--connections",
@@ -61,34 +88,87 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-sse", action="store_true", help="only the fleet part")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
     args = parser.parse_args(argv)
-    args.phone_counts = [int(n) for n in args.phones.split(",") if n]
     args.levels = sorted(int(n) for n in args.connections.split(",") if n)
-    if min([args.messages, args.concurrency, args.devices, *args.phone_counts, *args.levels]) < 1:
-        parser.error("counts must be at least 1")
+    counts = [
+        args.ingest_messages, args.capacity_phones, args.capacity_messages, args.latency_phones,
+        args.concurrency, args.workers, args.devices, *args.levels,
+    ]  # fmt: skip
+    if min(counts) < 1 or args.latency_rate <= 0 or args.latency_seconds <= 0:
+        parser.error("counts, the rate and the duration must be positive")
     return args
 
 
-def print_fleet(results: list[FleetResult]) -> None:
+def print_fleet(ingest: IngestResult, phases: list[DeliveryResult]) -> None:
+    print(
+        f"ingest: {ingest.messages} messages, {ingest.msg_per_s:.0f} msg/s, POST p50/p99 "
+        f"{ingest.post_p50_ms}/{ingest.post_p99_ms} ms, server CPU "
+        f"{ingest.server_cpu_ms_per_message} ms per accepted message"
+    )
     header = (
-        f"{'phones':>6} {'msgs':>5} {'ingest msg/s':>12} {'deliv msg/s':>11} {'ratio':>6} "
-        f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'sent':>5} {'dup':>4} {'lost':>4} "
-        f"{'busy ph':>7} {'srv cpu%':>8} {'srv ms/msg':>10} {'cli cpu%':>8} {'other%':>6}"
+        f"{'phase':>8} {'phones':>6} {'msgs':>5} {'offered/s':>9} {'posted/s':>8} "
+        f"{'deliv/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'sent':>5} {'dup':>3} "
+        f"{'lost':>4} {'busy ph':>7} {'pulls/m':>7} {'PATCH/m':>7} {'srv cpu%':>8} {'srv ms/msg':>10} {'deliv ms/msg':>12} "
+        f"{'phones cpu%':>11} {'other%':>6}"
     )
     print(header)
     print("-" * len(header))
-    for r in results:
-        server_cpu = "n/a" if r.server_cpu_percent is None else f"{r.server_cpu_percent:.0f}"
-        server_ms = (
-            "n/a" if r.server_cpu_ms_per_message is None else f"{r.server_cpu_ms_per_message}"
-        )
-        other = "n/a" if r.other_cpu_percent is None else f"{r.other_cpu_percent:.0f}"
+    for r in phases:
+
+        def show(value: float | None, spec: str = "") -> str:
+            return "n/a" if value is None else format(value, spec)
+
         print(
-            f"{r.phones:>6} {r.messages:>5} {r.ingest_msg_per_s:>12.1f} "
-            f"{r.delivered_msg_per_s:>11.1f} {r.ratio:>6.2f} {r.latency_p50_ms:>8.1f} "
-            f"{r.latency_p99_ms:>8.1f} {r.latency_max_ms:>8.1f} {r.sent_total:>5} "
-            f"{r.duplicates:>4} {r.missing:>4} {r.phones_that_sent:>7} {server_cpu:>8} "
-            f"{server_ms:>10} {r.client_cpu_percent:>8.0f} {other:>6}"
+            f"{r.phase:>8} {r.phones:>6} {r.messages:>5} {show(r.offered_per_s, '.0f'):>9} "
+            f"{r.ingest_msg_per_s:>8.0f} {r.delivered_msg_per_s:>7.1f} "
+            f"{r.latency_p50_ms:>7.1f} {r.latency_p99_ms:>7.1f} {r.latency_max_ms:>7.1f} "
+            f"{r.sent_total:>5} {r.duplicates:>3} {r.missing:>4} {r.phones_that_sent:>7} "
+            f"{r.pulls_per_message:>7.2f} {r.reports_per_message:>7.2f} "
+            f"{show(r.server_cpu_percent, '.0f'):>8} {show(r.server_cpu_ms_per_message):>10} "
+            f"{show(r.server_delivery_cpu_ms_per_message):>12} {r.client_cpu_percent:>11.0f} "
+            f"{show(r.other_cpu_percent, '.0f'):>6}"
         )
+
+
+def fleet_targets(
+    ingest: IngestResult, capacity: DeliveryResult, latency: DeliveryResult
+) -> dict[str, Any]:
+    """Issue 15's three goals, each with its figure and whether it is met."""
+    accepted = ingest.server_cpu_ms_per_message
+    delivered = capacity.server_delivery_cpu_ms_per_message
+    ratio = None if not accepted or delivered is None else round(delivered / accepted, 2)
+    share = round(capacity.delivered_msg_per_s / ingest.msg_per_s, 3) if ingest.msg_per_s else 0
+    return {
+        "cpu_ratio": ratio,
+        "cpu_ratio_met": ratio is not None and ratio <= TARGET_CPU_RATIO,
+        "delivered_per_s": capacity.delivered_msg_per_s,
+        "ingest_share": share,
+        "rate_met": capacity.delivered_msg_per_s >= TARGET_DELIVERED_PER_S
+        and share >= TARGET_INGEST_SHARE,
+        "latency_p50_ms": latency.latency_p50_ms,
+        "latency_p99_ms": latency.latency_p99_ms,
+        "latency_met": latency.latency_p50_ms < TARGET_P50_MS
+        and latency.latency_p99_ms < TARGET_P99_MS,
+    }
+
+
+def print_targets(targets: dict[str, Any]) -> None:
+    def verdict(met: bool) -> str:
+        return "met" if met else "MISSED"
+
+    print(
+        f"CPU per delivered message / CPU per accepted message: {targets['cpu_ratio']}x "
+        f"(target <= {TARGET_CPU_RATIO:.0f}x: {verdict(targets['cpu_ratio_met'])})"
+    )
+    print(
+        f"delivered: {targets['delivered_per_s']} msg/s, {targets['ingest_share']}x ingest "
+        f"(target >= {TARGET_DELIVERED_PER_S:.0f} msg/s and >= {TARGET_INGEST_SHARE}x: "
+        f"{verdict(targets['rate_met'])})"
+    )
+    print(
+        f"latency: p50 {targets['latency_p50_ms']} ms, p99 {targets['latency_p99_ms']} ms "
+        f"(target < {TARGET_P50_MS:.0f} / < {TARGET_P99_MS:.0f} ms: "
+        f"{verdict(targets['latency_met'])})"
+    )
 
 
 def print_sse(result: SseResult) -> None:
@@ -108,25 +188,36 @@ def print_sse(result: SseResult) -> None:
         )
 
 
-async def fleet_part(args: argparse.Namespace, tmp: Path) -> list[FleetResult]:
-    results = []
-    for phones in args.phone_counts:
-        server = Server(tmp / f"fleet-{phones}", tmp / f"fleet-{phones}.log", ["ingest", "fleet"])
-        try:
-            print(f"bench.fleet: N={phones} phones, {args.messages} messages ...", flush=True)
-            results.append(
-                await run_fleet(
-                    server,
-                    phones,
-                    args.messages,
-                    args.concurrency,
-                    args.poll_ms / 1000,
-                    deliver_within=120,
-                )
-            )
-        finally:
-            server.stop()
-    return results
+async def fleet_part(
+    args: argparse.Namespace, tmp: Path
+) -> tuple[IngestResult, list[DeliveryResult]]:
+    settings = {"SMSGW_WORKERS": str(args.workers)}
+    server = Server(tmp / "fleet", tmp / "fleet.log", ["ingest", "capacity", "latency"], settings)
+    try:
+        print(f"bench.fleet: ingest, {args.ingest_messages} messages ...", flush=True)
+        ingest = await run_ingest(server, args.ingest_messages, args.concurrency)
+        print(
+            f"bench.fleet: capacity, {args.capacity_phones} phones, "
+            f"{args.capacity_messages} messages ...",
+            flush=True,
+        )
+        capacity = await run_delivery(
+            server, "capacity", "capacity", args.capacity_phones, args.capacity_messages,
+            args.concurrency, None, ingest, deliver_within=300, profile=args.profile,
+        )  # fmt: skip
+        count = round(args.latency_rate * args.latency_seconds)
+        print(
+            f"bench.fleet: latency, {args.latency_phones} phones, {count} messages at "
+            f"{args.latency_rate:.0f}/s ...",
+            flush=True,
+        )
+        latency = await run_delivery(
+            server, "latency", "latency", args.latency_phones, count, args.concurrency,
+            args.latency_rate, ingest, deliver_within=120,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    return ingest, [capacity, latency]
 
 
 async def sse_part(args: argparse.Namespace, tmp: Path) -> SseResult:
@@ -151,23 +242,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     nofile = raise_nofile()
     started = time.monotonic()
-    fleet: list[FleetResult] = []
+    ingest: IngestResult | None = None
+    fleet: list[DeliveryResult] = []
     sse: SseResult | None = None
     with tempfile.TemporaryDirectory(prefix="smsgw-bench-fleet-") as tmp:
         if not args.skip_fleet:
-            fleet = asyncio.run(fleet_part(args, Path(tmp)))
+            ingest, fleet = asyncio.run(fleet_part(args, Path(tmp)))
         if not args.skip_sse:
             sse = asyncio.run(sse_part(args, Path(tmp)))
     elapsed = time.monotonic() - started
 
     problems = [problem for r in fleet for problem in r.problems]
-    if fleet:
+    targets: dict[str, Any] = {}
+    if ingest is not None:
         print()
-        print_fleet(fleet)
+        print_fleet(ingest, fleet)
         print(
-            "ratio = delivered msg/s / ingest msg/s (same server, same messages, no phones); "
-            f"latency = POST sent to Delivered seen in GET (polled every {args.poll_ms:.0f} ms)"
+            "deliv ms/msg = server CPU per message of the phase less the ingest CPU per message; "
+            "latency = POST sent to the server's answer to the phone's Delivered report"
         )
+        targets = fleet_targets(ingest, fleet[0], fleet[1])
+        print_targets(targets)
+        if args.profile is not None:
+            print(f"\nserver profile of the capacity phase ({args.profile}):")
+            print(profile.top(args.profile))
     target_met = None
     if sse is not None:
         print()
@@ -193,18 +291,24 @@ def main(argv: list[str] | None = None) -> int:
         "when": stamp,
         "command": " ".join([".venv/bin/python -m bench.fleet", *(argv or sys.argv[1:])]),
         "settings": {
-            "phones": args.phone_counts,
-            "messages": args.messages,
+            "ingest_messages": args.ingest_messages,
+            "capacity_phones": args.capacity_phones,
+            "capacity_messages": args.capacity_messages,
+            "latency_phones": args.latency_phones,
+            "latency_rate": args.latency_rate,
+            "latency_seconds": args.latency_seconds,
             "concurrency": args.concurrency,
-            "poll_ms": args.poll_ms,
+            "workers": args.workers,
             "sse_levels": args.levels,
             "sse_devices": args.devices,
             "rlimit_nofile": nofile,
         },
         "machine": machine(),
+        "ingest": asdict(ingest) if ingest is not None else None,
         "fleet": [asdict(r) for r in fleet],
         "sse": asdict(sse) if sse is not None else None,
         "targets": {
+            **targets,
             "sse_connections": TARGET_CONNECTIONS,
             "sse_rss_max_mib": TARGET_RSS_MIB,
             "sse_met": target_met,
@@ -219,7 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results: {out.relative_to(ROOT)}  ({elapsed:.0f} s)")
     if problems:
         return 1
-    if args.strict and target_met is False:
+    missed = target_met is False or any(
+        targets.get(key) is False for key in ("cpu_ratio_met", "rate_met", "latency_met")
+    )
+    if args.strict and missed:
         return 2
     return 0
 

@@ -26,7 +26,7 @@ from smsgw.api.health import metrics_router
 from smsgw.api.health import router as health_router
 from smsgw.api.mobile import build_router as build_mobile_router
 from smsgw.api.openapi import install_openapi
-from smsgw.api.routing import MOBILE_PREFIXES, THIRDPARTY_PREFIXES, add_routes
+from smsgw.api.routing import MOBILE_PREFIXES, THIRDPARTY_PREFIXES, add_routes, hot_first
 from smsgw.config import Settings
 from smsgw.context import AppContext
 from smsgw.db import migrate
@@ -278,6 +278,9 @@ def add_routers(app: FastAPI) -> None:
     for prefix in MOBILE_PREFIXES:
         first = prefix == MOBILE_PREFIXES[0]
         add_routes(app, build_mobile_router(), prefix=prefix, include_in_schema=first)
+    # A delivered message costs a phone a share of a pull and about three reports
+    # (docs/performance.md): those routes are tried before the rest.
+    hot_first(app, {MOBILE_PREFIXES[0] + "/message"})
     app.include_router(metrics_router)
     for prefix in ("", *THIRDPARTY_PREFIXES):
         app.include_router(

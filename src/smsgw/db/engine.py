@@ -22,10 +22,10 @@ Two ways in:
   use its connection). It returns only after that COMMIT: durability is that of one
   transaction per unit. The units of a batch run on the event loop (so they must be a few
   indexed statements, like storing a message) and only the COMMIT, the WAL sync, goes to
-  the write thread. When another process holds the write lock (several server processes
-  take turns), the loop tries again every `LOOP_LOCK_RETRY_SECONDS`, serving requests
-  meanwhile, and after `LOOP_LOCK_PATIENCE_SECONDS` the whole batch waits on the write
-  thread instead.
+  the write thread (a batch that changed no row commits on the loop: nothing to sync).
+  When another process holds the write lock (several server processes take turns), the
+  loop tries again every `LOOP_LOCK_RETRY_SECONDS`, serving requests meanwhile, and after
+  `LOOP_LOCK_PATIENCE_SECONDS` the whole batch waits on the write thread instead.
 - `read_now(work)` runs `work(connection)` right on the event loop, for a lookup by key that
   takes microseconds (the credential check every API request makes): a thread hop costs
   more than such a query. WAL readers do not wait for writers; in the rare case one would
@@ -116,6 +116,8 @@ class Database:
         self._write_turn_lock: asyncio.Lock | None = None
         self._queue: list[_Job[Any]] = []
         self._flusher: asyncio.Task[None] | None = None
+        #: Whether the batch `_run_batch_now` ran changed any row (its COMMIT then syncs).
+        self._batch_wrote = True
 
     @property
     def _write_turn(self) -> asyncio.Lock:
@@ -205,8 +207,10 @@ class Database:
                             outcomes = await loop.run_in_executor(
                                 self._write_thread, self._run_batch, works
                             )
-                        else:
+                        elif self._batch_wrote:
                             await loop.run_in_executor(self._write_thread, self._commit)
+                        else:  # nothing written (pulls that found nothing, repeated
+                            self._commit()  # reports): no WAL sync, so no thread hop
                     except Exception as exc:  # the COMMIT failed: nothing of the batch is kept
                         outcomes = [(False, exc)] * len(batch)
                     except BaseException:  # cancelled: its callers must not wait forever
@@ -247,7 +251,10 @@ class Database:
             return None
         finally:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        return self._run_units(conn, works)
+        changes = conn.total_changes
+        outcomes = self._run_units(conn, works)
+        self._batch_wrote = conn.total_changes != changes
+        return outcomes
 
     def _run_batch(self, works: list[Callable[[sqlite3.Connection], Any]]) -> list[_Outcome]:
         """On the write thread: the batch in one transaction, under one COMMIT (when

@@ -43,6 +43,17 @@ class RecipientReport:
 
 
 @dataclass(frozen=True)
+class Reported:
+    """What a `PATCH /message` did: whether it was about a message the phone holds, how
+    many of its messages left `Pending` (freeing room under its claim cap), and how many
+    webhook events it put in the outbox."""
+
+    held: bool
+    freed: int
+    events: int
+
+
+@dataclass(frozen=True)
 class StateReport:
     """One snapshot a phone sends in `PATCH /message`."""
 
@@ -88,7 +99,7 @@ def _apply(
     now: datetime,
     events: bool,
     wait: outbox.PostWait,
-) -> bool:
+) -> Reported:
     """Apply one snapshot: recipients only move forward, the message state follows them.
 
     With `events`, each recipient state change is put in the webhook outbox. A snapshot that
@@ -97,8 +108,9 @@ def _apply(
     found = repository.reported_message(conn, phone, report.ext_id)
     if found is None:
         repository.acknowledge_release(conn, phone, report.ext_id)
-        return False
+        return Reported(held=False, freed=0, events=0)
     key, current = found
+    recorded = 0
     stored = {r.phone_number: r for r in repository.recipients_of(conn, key)}
     for item in report.recipients:
         recipient = _match(stored, item.phone_number)
@@ -112,7 +124,7 @@ def _apply(
             repository.set_recipient(conn, recipient.id, state.value, error)
             if events and state != recipient.state:  # webhooks: same transaction as the state
                 at = report.states.get(state, now)
-                outbox.record_state_sync(
+                recorded += outbox.record_state_sync(
                     conn, phone.user_id, phone.device_id, report.ext_id,
                     recipient.phone_number, state.value, error, at, wait,
                 )  # fmt: skip
@@ -131,7 +143,8 @@ def _apply(
         error = next((r.error for r in stored.values() if r.error), None)
         logs.new_states_sync(conn, phone.user_id, report.ext_id, fresh, phone.device_id, error)
         repository.add_history(conn, key, fresh)
-    return True
+    freed = int(current == ProcessingState.PENDING and state != ProcessingState.PENDING)
+    return Reported(held=True, freed=freed, events=recorded)
 
 
 async def report(
@@ -140,27 +153,28 @@ async def report(
     reports: list[StateReport],
     events: bool = True,
     wait: outbox.PostWait = outbox.NO_WAIT,
-) -> bool:
+) -> Reported:
     """Apply state snapshots idempotently; unknown or foreign ids are ignored.
 
     `events`: write webhook events for the changes (False when phones deliver their own);
     `wait`: those the phone also posts itself wait for its post (webhooks/outbox.py). All the
     snapshots are one unit of work on the group-commit path, as `pull`.
 
-    Returns whether any report was about a message this phone holds.
+    Returns whether any report was about a message this phone holds, and how many webhook
+    events were stored.
     """
     now = clock.now()
 
-    def work(conn: sqlite3.Connection) -> bool:
-        applied = False
-        for item in reports:
-            applied = _apply(conn, phone, item, now, events, wait) or applied
-        return applied
+    def work(conn: sqlite3.Connection) -> Reported:
+        done = [_apply(conn, phone, item, now, events, wait) for item in reports]
+        return Reported(
+            any(d.held for d in done), sum(d.freed for d in done), sum(d.events for d in done)
+        )
 
-    applied = await db.write_sync(work)
-    if applied:
+    reported = await db.write_sync(work)
+    if reported.held:
         notify(db, phone.user_id)  # the dashboard's live views of this user
-    return applied
+    return reported
 
 
 async def has_work_for(db: Database, phone: Phone) -> bool:

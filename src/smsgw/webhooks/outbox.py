@@ -178,10 +178,14 @@ def record_state_sync(
     error: str | None,
     at: datetime,
     wait: PostWait = NO_WAIT,
-) -> None:
-    """`record_state` in a unit of work of `Database.write_sync`."""
-    for event, key, payload, due in _state_events(message_id, phone_number, state, error, at, wait):
+) -> int:
+    """`record_state` in a unit of work of `Database.write_sync`; how many it stored."""
+    return sum(
         record_sync(conn, user_id, device_id, event, key, payload, due)
+        for event, key, payload, due in _state_events(
+            message_id, phone_number, state, error, at, wait
+        )
+    )
 
 
 async def record_server_state(

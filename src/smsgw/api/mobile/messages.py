@@ -57,12 +57,10 @@ async def report(
         hub.posted_state_events(device.app_version),
         context.settings.webhooks_phone_post_wait_seconds,
     )
-    held = await routing.report(context.db, phone, reports, hub_mode, wait)
-    if held and hub_mode:
-        context.signals.emit(
-            signals.OUTBOX_FILLED
-        )  # the new events go out now, not at the next poll
-    if held and await routing.has_work_for(context.db, phone):
+    reported = await routing.report(context.db, phone, reports, hub_mode, wait)
+    if reported.events:
+        context.signals.emit(signals.OUTBOX_FILLED)  # they go out now, not at the next poll
+    if reported.freed and await routing.has_work_for(context.db, phone):
         routing.wake(context.hub, phone.user_id, phone.device_id)
     return Response(status_code=204)
 

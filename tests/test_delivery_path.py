@@ -1,0 +1,111 @@
+"""The phones' hot path (issue 15): pulls and state reports as units of group commit.
+
+A report the app repeats (it sends the current snapshot on every state change, so two of
+the three reports of a delivered message usually say the same) and a pull that finds
+nothing must not write: the database is watched through `PRAGMA data_version`, which a
+connection sees change whenever another connection commits a change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import make_url
+
+from smsgw.accounts import service as accounts
+from smsgw.config import Settings
+from smsgw.db import migrate
+from smsgw.db.engine import Database
+from smsgw.devices import service as devices
+from smsgw.domain.states import ProcessingState
+from smsgw.messages import service as messages
+from smsgw.routing import service as routing
+from smsgw.routing.repository import Phone
+from smsgw.routing.service import RecipientReport, Reported, StateReport
+
+NUMBER = "+12025550100"
+AT = datetime(2026, 7, 14, 3, 11, 12, tzinfo=UTC)
+
+
+ORDER = [ProcessingState.PENDING, ProcessingState.PROCESSED, ProcessingState.SENT]
+
+
+def snapshot(ext_id: str, state: ProcessingState) -> StateReport:
+    """As the app sends it: the recipient's state and every state the message reached."""
+    reached = ORDER[: ORDER.index(state) + 1] if state in ORDER else [*ORDER, state]
+    return StateReport(
+        ext_id, state, [RecipientReport(NUMBER, state, None)], dict.fromkeys(reached, AT)
+    )
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+async def _scenario(settings: Settings) -> None:
+    db = Database(settings)
+    path = make_url(settings.resolved_database_url).database or ""
+    try:
+        await accounts.create_user(db, "owner", "correct horse battery")
+        with closing(sqlite3.connect(path)) as conn:
+            (user_id,) = conn.execute("SELECT id FROM users WHERE login = 'owner'").fetchone()
+        device = await devices.register(db, user_id, "owner", "phone", None, None)
+        phone = Phone(device.device_id, user_id, None)
+        sent = [
+            await messages.send(db, None, user_id, messages.SendCommand([NUMBER], text=f"{i}"))
+            for i in range(3)
+        ]
+        with closing(sqlite3.connect(path)) as watch:
+            pulled = await routing.pull(db, phone, newest_first=False, cap=2)
+            assert [p.record.id for p in pulled] == [sent[0].id, sent[1].id]
+
+            first = await routing.report(db, phone, [snapshot(sent[0].id, ProcessingState.SENT)])
+            assert first == Reported(held=True, freed=1, events=0)
+            after_first = data_version(watch)
+            assert await routing.has_work_for(db, phone)  # the third message waits
+
+            # The same snapshot again, then an older one: nothing changes, nothing is written.
+            again = await routing.report(db, phone, [snapshot(sent[0].id, ProcessingState.SENT)])
+            late = await routing.report(
+                db, phone, [snapshot(sent[0].id, ProcessingState.PROCESSED)]
+            )
+            assert again == late == Reported(held=True, freed=0, events=0)
+            assert data_version(watch) == after_first
+
+            # A message the phone does not hold: ignored, nothing written.
+            stranger = await routing.report(
+                db, phone, [snapshot("no-such-id", ProcessingState.SENT)]
+            )
+            assert stranger == Reported(held=False, freed=0, events=0)
+            assert data_version(watch) == after_first
+
+            # A report that moves the state on writes again (Delivered), and frees nothing
+            # more: the message had already left Pending.
+            done = await routing.report(
+                db, phone, [snapshot(sent[0].id, ProcessingState.DELIVERED)]
+            )
+            assert done == Reported(held=True, freed=0, events=0)
+            assert data_version(watch) > after_first
+            record = await messages.get(db, user_id, sent[0].id)
+            assert record.state == ProcessingState.DELIVERED
+            assert set(record.states) == {"Pending", "Processed", "Sent", "Delivered"}
+
+            # A pull at the cap claims nothing new and writes nothing; the next one, with
+            # room again, claims the third message.
+            other = Phone("someone-else", user_id, None)
+            before = data_version(watch)
+            assert await routing.pull(db, other, newest_first=False, cap=0) == []
+            assert data_version(watch) == before
+            again_pulled = await routing.pull(db, phone, newest_first=False, cap=2)
+            assert {p.record.id for p in again_pulled} == {sent[1].id, sent[2].id}
+            assert data_version(watch) > before
+    finally:
+        await db.dispose()
+
+
+def test_reports_and_pulls_that_change_nothing_write_nothing(settings: Settings) -> None:
+    migrate.upgrade(settings)
+    asyncio.run(_scenario(settings))
