@@ -21,6 +21,7 @@ from smsgw.db import migrate
 from smsgw.db.engine import Database
 from smsgw.devices import service as devices
 from smsgw.domain.states import ProcessingState
+from smsgw.events.hub import TOLD_FOR_SECONDS, EventHub
 from smsgw.messages import service as messages
 from smsgw.routing import service as routing
 from smsgw.routing.repository import Phone
@@ -109,3 +110,28 @@ async def _scenario(settings: Settings) -> None:
 def test_reports_and_pulls_that_change_nothing_write_nothing(settings: Settings) -> None:
     migrate.upgrade(settings)
     asyncio.run(_scenario(settings))
+
+
+def test_a_burst_of_new_messages_tells_one_phone_per_pull_it_can_fill() -> None:
+    hub = EventHub()
+    now = [100.0]
+    hub.clock = lambda: now[0]
+    streams = {phone: hub.open(phone, 7)[0] for phone in ("a", "b", "c")}
+    # The first message tells a phone; the next ones, up to its cap of 3, are left to the
+    # pull it is about to make; the fourth tells the next phone in turn.
+    told = [hub.pick_for_new(7, cap=3) for _ in range(5)]
+    assert told == [["a"], [], [], ["b"], []]
+    # Once a phone pulls, what is stored from then on tells a phone again.
+    hub.pulling(7, "a")
+    hub.pulling(7, "b")
+    assert hub.pick_for_new(7, cap=3) == ["c"]
+    # A phone told long ago that never pulled (gone quiet) no longer holds messages back.
+    now[0] += TOLD_FOR_SECONDS + 0.1
+    assert hub.pick_for_new(7, cap=3) == ["a"]
+    # Another owner's phones are apart.
+    hub.open("z", 8)
+    assert hub.pick_for_new(8, cap=3) == ["z"]
+    assert hub.pick_for_new(7, cap=3) == []
+    # A phone whose stream closed takes nothing more.
+    hub.close("a", 7, streams["a"])
+    assert hub.pick_for_new(7, cap=3) in (["b"], ["c"])

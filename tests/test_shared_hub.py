@@ -125,6 +125,21 @@ def test_pick_takes_turns_across_the_phones_of_every_node() -> None:
     run(scenario)
 
 
+def test_in_a_cluster_every_new_message_tells_a_phone() -> None:
+    """A phone's pull may be served by another process, which would not see it: no new
+    message is left to a phone told before (EventHub.pick_for_new coalesces only alone)."""
+
+    async def scenario() -> None:
+        async with nodes(2) as (a, b):
+            a.open("phone-a", 7)
+            b.open("phone-b", 7)
+            await eventually(lambda: a.devices_of(7) == {"phone-a", "phone-b"})
+            told = [a.pick_for_new(7, cap=10) for _ in range(3)]
+            assert told == [["phone-a"], ["phone-b"], ["phone-a"]]
+
+    run(scenario)
+
+
 def test_a_node_that_falls_silent_is_forgotten_with_its_phones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

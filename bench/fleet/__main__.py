@@ -107,7 +107,8 @@ def print_fleet(ingest: IngestResult, phases: list[DeliveryResult]) -> None:
     header = (
         f"{'phase':>8} {'phones':>6} {'msgs':>5} {'offered/s':>9} {'posted/s':>8} "
         f"{'deliv/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'sent':>5} {'dup':>3} "
-        f"{'lost':>4} {'busy ph':>7} {'pulls/m':>7} {'PATCH/m':>7} {'srv cpu%':>8} {'srv ms/msg':>10} {'deliv ms/msg':>12} "
+        f"{'lost':>4} {'busy ph':>7} {'pulls/m':>7} {'PATCH/m':>7} {'srv cpu%':>8} "
+        f"{'srv ms/msg':>10} {'deliv ms/msg':>12} "
         f"{'phones cpu%':>11} {'other%':>6}"
     )
     print(header)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -36,6 +38,9 @@ class Event:
 
 
 STREAM_BUFFER = 16
+#: How long a phone told of new work counts as about to pull it (after that, a new message
+#: tells a phone again even if that one never pulled).
+TOLD_FOR_SECONDS = 1.0
 
 
 class Stream:
@@ -53,12 +58,49 @@ class Stream:
 class EventHub:
     """Routes events to the open streams of each phone."""
 
+    #: Whether a new message may be left to a phone told of work that has not pulled yet
+    #: (`pick_for_new`): only where every pull is seen by this hub (one server process).
+    coalesces_wakes = True
+
     def __init__(self) -> None:
         #: Set once the server is stopping: every stream is ended, and none opens.
         self.closing = False
         self._streams: dict[str, set[Stream]] = defaultdict(set)
         self._owned: dict[int, set[str]] = defaultdict(set)
         self._turn: dict[int, int] = defaultdict(int)
+        #: Per owner: the phones told of new work that have not pulled since, with when
+        #: they were told and how many new messages were left to their pull.
+        self._told: dict[int, dict[str, list[float]]] = defaultdict(dict)
+        self.clock: Callable[[], float] = time.monotonic  # tests step it
+
+    def pick_for_new(self, user_id: int, cap: int) -> list[str]:
+        """The phone to tell of one new message of `user_id`: none when a phone told of
+        earlier ones has not pulled yet and its pull has room for this one too (up to `cap`
+        messages), else the next phone in turn. A burst of messages then costs one pull per
+        `cap` of them, not one per message."""
+        if self.coalesces_wakes:
+            now = self.clock()
+            told = self._told[user_id]
+            for device_id, entry in list(told.items()):
+                if now - entry[0] > TOLD_FOR_SECONDS or device_id not in self._streams:
+                    del told[device_id]
+                elif entry[1] < cap:
+                    entry[1] += 1
+                    return []
+        targets = self.pick(user_id, 1)
+        if self.coalesces_wakes:
+            for device_id in targets:
+                self._told[user_id][device_id] = [self.clock(), 1]
+        return targets
+
+    def pulling(self, user_id: int, device_id: str) -> None:
+        """The phone is pulling: what it was told of is about to be taken (a message stored
+        from now on tells a phone again)."""
+        told = self._told.get(user_id)
+        if told is not None:
+            told.pop(device_id, None)
+            if not told:
+                del self._told[user_id]
 
     def open(self, device_id: str, user_id: int) -> tuple[Stream, bool]:
         """Register a new stream; the flag says whether it is the phone's only one."""
@@ -78,6 +120,7 @@ class EventHub:
             if not self._owned[user_id]:
                 del self._owned[user_id]
                 self._turn.pop(user_id, None)
+                self._told.pop(user_id, None)
 
     def pick(self, user_id: int, count: int, here_only: bool = False) -> list[str]:
         """Up to `count` of the user's connected phones, taking turns across calls (only

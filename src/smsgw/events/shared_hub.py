@@ -41,6 +41,9 @@ class _NodeView:
 class SharedHub(EventHub):
     """An EventHub that also knows, and reaches, the phones held by the other nodes."""
 
+    #: A phone's pull may be served by another process, which this hub would not see.
+    coalesces_wakes = False
+
     def __init__(self, bus: Bus) -> None:
         super().__init__()
         self.bus = bus

@@ -240,6 +240,14 @@ def _notify_owners(db: Database, owners: set[int]) -> None:
         notify(db, user_id)
 
 
+def wake_for_new(hub: EventHub, user_id: int, device_id: str | None, cap: int) -> int:
+    """A new message of `user_id` (pinned to `device_id`, or for any of the user's phones)
+    is queued: tell its phone, or one phone in turn unless one told already will take it
+    (EventHub.pick_for_new)."""
+    targets = [device_id] if device_id is not None else hub.pick_for_new(user_id, cap)
+    return hub.publish(targets, Event(PhoneEvent.MESSAGE_ENQUEUED))
+
+
 def wake(
     hub: EventHub,
     user_id: int,

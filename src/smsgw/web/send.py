@@ -136,5 +136,7 @@ async def do_send(request: Request) -> Response:
         return await send_page(request, who, 400, explain(error))
     except DomainError as error:
         return await send_page(request, who, status_of(error), labelled(error.message))
-    routing.wake(who.context.hub, who.user_id, record.device_id)
+    routing.wake_for_new(
+        who.context.hub, who.user_id, record.device_id, who.context.settings.claim_cap
+    )
     return redirect(f"/dashboard/messages/{quote(record.id)}?notice=queued")

@@ -155,7 +155,7 @@ async def send_message(request: Request, body: SendMessageRequest) -> JSONRespon
     )
     record = await service.send(context.db, context.settings.default_region, user_id, command)
     location = f"{request.scope['path'].rstrip('/')}/{quote(record.id, safe='')}"
-    routing.wake(context.hub, user_id, record.device_id)
+    routing.wake_for_new(context.hub, user_id, record.device_id, context.settings.claim_cap)
     return JSONResponse(to_state(record, True), headers={"Location": location})
 
 

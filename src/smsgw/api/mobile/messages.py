@@ -34,6 +34,7 @@ async def pull(
 ) -> JSONResponse:
     """Messages for this phone: those it holds plus new ones claimed from the queue."""
     phone = phone_of(device)
+    context.hub.pulling(phone.user_id, phone.device_id)
     pulled = await routing.pull(context.db, phone, order == "lifo", context.settings.claim_cap)
     return JSONResponse([to_mobile(item) for item in pulled])
 
