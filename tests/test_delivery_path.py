@@ -61,7 +61,8 @@ async def _scenario(settings: Settings) -> None:
         ]
         with closing(sqlite3.connect(path)) as watch:
             pulled = await routing.pull(db, phone, newest_first=False, cap=2)
-            assert [p.record.id for p in pulled] == [sent[0].id, sent[1].id]
+            assert [p.record.id for p in pulled.items] == [sent[0].id, sent[1].id]
+            assert pulled.claimed == 2
 
             first = await routing.report(db, phone, [snapshot(sent[0].id, ProcessingState.SENT)])
             assert first == Reported(held=True, freed=1, events=0)
@@ -98,11 +99,19 @@ async def _scenario(settings: Settings) -> None:
             # room again, claims the third message.
             other = Phone("someone-else", user_id, None)
             before = data_version(watch)
-            assert await routing.pull(db, other, newest_first=False, cap=0) == []
+            assert await routing.pull(db, other, newest_first=False, cap=0) == routing.Pull([], 0)
             assert data_version(watch) == before
             again_pulled = await routing.pull(db, phone, newest_first=False, cap=2)
-            assert {p.record.id for p in again_pulled} == {sent[1].id, sent[2].id}
+            assert {p.record.id for p in again_pulled.items} == {sent[1].id, sent[2].id}
+            assert again_pulled.claimed == 1
             assert data_version(watch) > before
+
+            # A cancel the phone confirms frees room under its cap too.
+            assert (await messages.cancel(db, user_id, sent[1].id)).state == "Cancelling"
+            cancelled = await routing.report(
+                db, phone, [snapshot(sent[1].id, ProcessingState.CANCELLED)]
+            )
+            assert cancelled == Reported(held=True, freed=1, events=0)
     finally:
         await db.dispose()
 
@@ -121,9 +130,11 @@ def test_a_burst_of_new_messages_tells_one_phone_per_pull_it_can_fill() -> None:
     # pull it is about to make; the fourth tells the next phone in turn.
     told = [hub.pick_for_new(7, cap=3) for _ in range(5)]
     assert told == [["a"], [], [], ["b"], []]
-    # Once a phone pulls, what is stored from then on tells a phone again.
-    hub.pulling(7, "a")
-    hub.pulling(7, "b")
+    # Once a phone pulls, what is stored from then on tells a phone again; the pull learns
+    # how many new messages were left to it.
+    assert hub.pulling(7, "a") == 3
+    assert hub.pulling(7, "b") == 2
+    assert hub.pulling(7, "b") == 0
     assert hub.pick_for_new(7, cap=3) == ["c"]
     # A phone told long ago that never pulled (gone quiet) no longer holds messages back.
     now[0] += TOLD_FOR_SECONDS + 0.1
@@ -135,3 +146,14 @@ def test_a_burst_of_new_messages_tells_one_phone_per_pull_it_can_fill() -> None:
     # A phone whose stream closed takes nothing more.
     hub.close("a", 7, streams["a"])
     assert hub.pick_for_new(7, cap=3) in (["b"], ["c"])
+
+
+def test_a_phone_that_goes_away_with_messages_left_to_it_tells_another() -> None:
+    hub = EventHub()
+    streams = {phone: hub.open(phone, 7)[0] for phone in ("a", "b")}
+    assert hub.pick_for_new(7, cap=3) == ["a"]
+    assert hub.pick_for_new(7, cap=3) == []
+    hub.close("a", 7, streams["a"])
+    frame = streams["b"].queue.get_nowait()
+    assert frame is not None and frame.name == "MessageEnqueued"
+    assert hub.pick_for_new(7, cap=3) == ["b"]  # "a" holds nothing back any more

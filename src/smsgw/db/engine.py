@@ -253,7 +253,9 @@ class Database:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         changes = conn.total_changes
         outcomes = self._run_units(conn, works)
-        self._batch_wrote = conn.total_changes != changes
+        # A statement that failed half-way changed no row but may have left pages written.
+        failed = not all(ok for ok, _ in outcomes)
+        self._batch_wrote = failed or conn.total_changes != changes
         return outcomes
 
     def _run_batch(self, works: list[Callable[[sqlite3.Connection], Any]]) -> list[_Outcome]:

@@ -80,7 +80,7 @@ class EventHub:
         `cap` of them, not one per message."""
         if self.coalesces_wakes:
             now = self.clock()
-            told = self._told[user_id]
+            told = self._told.get(user_id, {})
             for device_id, entry in list(told.items()):
                 if now - entry[0] > TOLD_FOR_SECONDS or device_id not in self._streams:
                     del told[device_id]
@@ -93,14 +93,16 @@ class EventHub:
                 self._told[user_id][device_id] = [self.clock(), 1]
         return targets
 
-    def pulling(self, user_id: int, device_id: str) -> None:
+    def pulling(self, user_id: int, device_id: str) -> int:
         """The phone is pulling: what it was told of is about to be taken (a message stored
-        from now on tells a phone again)."""
+        from now on tells a phone again). Returns how many new messages were left to it."""
         told = self._told.get(user_id)
-        if told is not None:
-            told.pop(device_id, None)
-            if not told:
-                del self._told[user_id]
+        if told is None:
+            return 0
+        entry = told.pop(device_id, None)
+        if not told:
+            del self._told[user_id]
+        return 0 if entry is None else int(entry[1])
 
     def open(self, device_id: str, user_id: int) -> tuple[Stream, bool]:
         """Register a new stream; the flag says whether it is the phone's only one."""
@@ -121,6 +123,9 @@ class EventHub:
                 del self._owned[user_id]
                 self._turn.pop(user_id, None)
                 self._told.pop(user_id, None)
+            elif self.pulling(user_id, device_id):
+                # It went away with new messages left to its pull: tell another phone.
+                self.publish(self.pick(user_id, 1), Event(PhoneEvent.MESSAGE_ENQUEUED))
 
     def pick(self, user_id: int, count: int, here_only: bool = False) -> list[str]:
         """Up to `count` of the user's connected phones, taking turns across calls (only

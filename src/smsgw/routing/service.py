@@ -63,22 +63,29 @@ class StateReport:
     states: dict[ProcessingState, datetime]
 
 
-async def pull(db: Database, phone: Phone, newest_first: bool, cap: int) -> list[Pulled]:
+@dataclass(frozen=True)
+class Pull:
+    """What a pull hands the phone, and how many messages it newly claimed."""
+
+    items: list[Pulled]
+    claimed: int
+
+
+async def pull(db: Database, phone: Phone, newest_first: bool, cap: int) -> Pull:
     """What the phone should work on: what it holds, plus new claims up to its cap.
 
     One unit of work on the group-commit path (db/engine.py): plain statements, no thread
     hop but the COMMIT's, committed with whatever else is being written."""
     now = clock.now()
 
-    def work(conn: sqlite3.Connection) -> list[Pulled]:
+    def work(conn: sqlite3.Connection) -> Pull:
         free = cap - repository.in_flight(conn, phone.device_id)
-        if free > 0:
-            repository.claim(conn, phone, free, now, newest_first)
+        claimed = repository.claim(conn, phone, free, now, newest_first) if free > 0 else []
         held = repository.held(conn, phone, newest_first, now)
         repository.mark_taken(conn, [r.pk for r in held if r.claimed_at is None], now)
         dropped = repository.released_from(conn, phone)
         pulled = [Pulled(r, ProcessingState(r.state)) for r in held]
-        return pulled + [Pulled(r, ProcessingState.CANCELLING) for r in dropped]
+        return Pull(pulled + [Pulled(r, ProcessingState.CANCELLING) for r in dropped], len(claimed))
 
     return await db.write_sync(work)
 
@@ -143,7 +150,10 @@ def _apply(
         error = next((r.error for r in stored.values() if r.error), None)
         logs.new_states_sync(conn, phone.user_id, report.ext_id, fresh, phone.device_id, error)
         repository.add_history(conn, key, fresh)
-    freed = int(current == ProcessingState.PENDING and state != ProcessingState.PENDING)
+    # Room under the phone's cap: a message it held (Pending, or Cancelling: a cancel it has
+    # not confirmed) that has now left those states.
+    active = (ProcessingState.PENDING, ProcessingState.CANCELLING)
+    freed = int(current in active and state not in active)
     return Reported(held=True, freed=freed, events=recorded)
 
 

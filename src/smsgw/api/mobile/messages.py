@@ -34,9 +34,13 @@ async def pull(
 ) -> JSONResponse:
     """Messages for this phone: those it holds plus new ones claimed from the queue."""
     phone = phone_of(device)
-    context.hub.pulling(phone.user_id, phone.device_id)
+    told = context.hub.pulling(phone.user_id, phone.device_id)
     pulled = await routing.pull(context.db, phone, order == "lifo", context.settings.claim_cap)
-    return JSONResponse([to_mobile(item) for item in pulled])
+    if pulled.claimed < told and await routing.has_work_for(context.db, phone):
+        # Messages were left to this pull (EventHub.pick_for_new) that it had no room for:
+        # tell the next phone (once: a phone told this way leaves nothing to its own pull).
+        routing.wake(context.hub, phone.user_id)
+    return JSONResponse([to_mobile(item) for item in pulled.items])
 
 
 async def report(
