@@ -95,8 +95,8 @@ async def _scenario(settings: Settings) -> None:
             assert record.state == ProcessingState.DELIVERED
             assert set(record.states) == {"Pending", "Processed", "Sent", "Delivered"}
 
-            # A pull at the cap claims nothing new and writes nothing; the next one, with
-            # room again, claims the third message.
+            # A pull with no room (cap 0) and nothing held claims nothing and writes
+            # nothing; the phone's next one, with room again, claims the third message.
             other = Phone("someone-else", user_id, None)
             before = data_version(watch)
             assert await routing.pull(db, other, newest_first=False, cap=0) == routing.Pull([], 0)

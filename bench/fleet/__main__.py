@@ -100,6 +100,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def show(value: float | None, spec: str = "") -> str:
+    """A figure, or n/a when it could not be measured."""
+    return "n/a" if value is None else format(value, spec)
+
+
 def print_fleet(ingest: IngestResult, phases: list[DeliveryResult]) -> None:
     print(
         f"ingest: {ingest.messages} messages, {ingest.msg_per_s:.0f} msg/s, POST p50/p99 "
@@ -116,10 +121,6 @@ def print_fleet(ingest: IngestResult, phases: list[DeliveryResult]) -> None:
     print(header)
     print("-" * len(header))
     for r in phases:
-
-        def show(value: float | None, spec: str = "") -> str:
-            return "n/a" if value is None else format(value, spec)
-
         print(
             f"{r.phase:>8} {r.phones:>6} {r.messages:>5} {show(r.offered_per_s, '.0f'):>9} "
             f"{r.ingest_msg_per_s:>8.0f} {r.delivered_msg_per_s:>7.1f} "

@@ -116,8 +116,6 @@ class Database:
         self._write_turn_lock: asyncio.Lock | None = None
         self._queue: list[_Job[Any]] = []
         self._flusher: asyncio.Task[None] | None = None
-        #: Whether the batch `_run_batch_now` ran changed any row (its COMMIT then syncs).
-        self._batch_wrote = True
 
     @property
     def _write_turn(self) -> asyncio.Lock:
@@ -192,25 +190,27 @@ class Database:
                         continue
                     works = [job.work for job in batch]
                     try:
-                        outcomes = self._run_batch_now(works)
+                        ran = self._run_batch_now(works)
                         give_up = time.monotonic() + LOOP_LOCK_PATIENCE_SECONDS
                         while (
-                            outcomes is None
+                            ran is None
                             and self._write_connection is not None
                             and time.monotonic() < give_up
                         ):
                             # Another process holds the lock for its COMMIT (several server
                             # processes): try again in a moment, the loop serving meanwhile.
                             await asyncio.sleep(LOOP_LOCK_RETRY_SECONDS)
-                            outcomes = self._run_batch_now(works)
-                        if outcomes is None:  # still locked (a long write): wait apart
+                            ran = self._run_batch_now(works)
+                        if ran is None:  # still locked (a long write): wait apart
                             outcomes = await loop.run_in_executor(
                                 self._write_thread, self._run_batch, works
                             )
-                        elif self._batch_wrote:
-                            await loop.run_in_executor(self._write_thread, self._commit)
-                        else:  # nothing written (pulls that found nothing, repeated
-                            self._commit()  # reports): no WAL sync, so no thread hop
+                        else:
+                            outcomes, wrote = ran
+                            if wrote:
+                                await loop.run_in_executor(self._write_thread, self._commit)
+                            else:  # nothing written (pulls that found nothing, repeated
+                                self._commit()  # reports): no WAL sync, so no thread hop
                     except Exception as exc:  # the COMMIT failed: nothing of the batch is kept
                         outcomes = [(False, exc)] * len(batch)
                     except BaseException:  # cancelled: its callers must not wait forever
@@ -229,10 +229,11 @@ class Database:
 
     def _run_batch_now(
         self, works: list[Callable[[sqlite3.Connection], Any]]
-    ) -> list[_Outcome] | None:
-        """On the event loop: BEGIN and the batch's units, leaving the COMMIT (the WAL sync)
-        to the write thread; None, with nothing done, when another process holds the lock
-        (or before the first batch).
+    ) -> tuple[list[_Outcome], bool] | None:
+        """On the event loop: BEGIN and the batch's units, leaving the COMMIT to the caller:
+        the outcomes, and whether the transaction wrote anything (its COMMIT is then a WAL
+        sync, for the write thread). None, with nothing done, when another process holds the
+        lock (or before the first batch).
 
         Why on the loop: the units are a few indexed statements each, but every statement
         releases the GIL around SQLite and must win it back from the busy event loop. On
@@ -255,8 +256,7 @@ class Database:
         outcomes = self._run_units(conn, works)
         # A statement that failed half-way changed no row but may have left pages written.
         failed = not all(ok for ok, _ in outcomes)
-        self._batch_wrote = failed or conn.total_changes != changes
-        return outcomes
+        return outcomes, failed or conn.total_changes != changes
 
     def _run_batch(self, works: list[Callable[[sqlite3.Connection], Any]]) -> list[_Outcome]:
         """On the write thread: the batch in one transaction, under one COMMIT (when

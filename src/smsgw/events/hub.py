@@ -55,12 +55,17 @@ class Stream:
         self.queue.put_nowait(event)
 
 
+@dataclass
+class _Told:
+    """A phone told of new work that has not pulled since: when, and how many new messages
+    were left to its pull."""
+
+    at: float
+    messages: int = 1
+
+
 class EventHub:
     """Routes events to the open streams of each phone."""
-
-    #: Whether a new message may be left to a phone told of work that has not pulled yet
-    #: (`pick_for_new`): only where every pull is seen by this hub (one server process).
-    coalesces_wakes = True
 
     def __init__(self) -> None:
         #: Set once the server is stopping: every stream is ended, and none opens.
@@ -68,29 +73,29 @@ class EventHub:
         self._streams: dict[str, set[Stream]] = defaultdict(set)
         self._owned: dict[int, set[str]] = defaultdict(set)
         self._turn: dict[int, int] = defaultdict(int)
-        #: Per owner: the phones told of new work that have not pulled since, with when
-        #: they were told and how many new messages were left to their pull.
-        self._told: dict[int, dict[str, list[float]]] = defaultdict(dict)
+        #: Per owner: the phones told of new work that have not pulled since.
+        self._told: dict[int, dict[str, _Told]] = defaultdict(dict)
         self.clock: Callable[[], float] = time.monotonic  # tests step it
 
     def pick_for_new(self, user_id: int, cap: int) -> list[str]:
         """The phone to tell of one new message of `user_id`: none when a phone told of
         earlier ones has not pulled yet and its pull has room for this one too (up to `cap`
         messages), else the next phone in turn. A burst of messages then costs one pull per
-        `cap` of them, not one per message."""
-        if self.coalesces_wakes:
-            now = self.clock()
-            told = self._told.get(user_id, {})
-            for device_id, entry in list(told.items()):
-                if now - entry[0] > TOLD_FOR_SECONDS or device_id not in self._streams:
-                    del told[device_id]
-                elif entry[1] < cap:
-                    entry[1] += 1
-                    return []
+        `cap` of them, not one per message. (Only where this hub sees every pull: one
+        server process; SharedHub tells a phone of every message.)"""
+        now = self.clock()
+        told = self._told[user_id]
+        for device_id, entry in list(told.items()):
+            if now - entry.at > TOLD_FOR_SECONDS or device_id not in self._streams:
+                del told[device_id]
+            elif entry.messages < cap:
+                entry.messages += 1
+                return []
         targets = self.pick(user_id, 1)
-        if self.coalesces_wakes:
-            for device_id in targets:
-                self._told[user_id][device_id] = [self.clock(), 1]
+        for device_id in targets:
+            told[device_id] = _Told(now)
+        if not told:
+            del self._told[user_id]
         return targets
 
     def pulling(self, user_id: int, device_id: str) -> int:
@@ -102,7 +107,7 @@ class EventHub:
         entry = told.pop(device_id, None)
         if not told:
             del self._told[user_id]
-        return 0 if entry is None else int(entry[1])
+        return 0 if entry is None else entry.messages
 
     def open(self, device_id: str, user_id: int) -> tuple[Stream, bool]:
         """Register a new stream; the flag says whether it is the phone's only one."""

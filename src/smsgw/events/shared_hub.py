@@ -41,9 +41,6 @@ class _NodeView:
 class SharedHub(EventHub):
     """An EventHub that also knows, and reaches, the phones held by the other nodes."""
 
-    #: A phone's pull may be served by another process, which this hub would not see.
-    coalesces_wakes = False
-
     def __init__(self, bus: Bus) -> None:
         super().__init__()
         self.bus = bus
@@ -96,6 +93,11 @@ class SharedHub(EventHub):
 
     def stream_count(self) -> int:
         return super().stream_count() + self._remote_streams
+
+    def pick_for_new(self, user_id: int, cap: int) -> list[str]:
+        """A phone in turn for every new message: a phone's pull may be served by another
+        process, which this hub would not see (EventHub.pick_for_new)."""
+        return self.pick(user_id, 1)
 
     def publish(self, device_ids: list[str] | set[str], event: Event) -> int:
         delivered = super().publish(device_ids, event)

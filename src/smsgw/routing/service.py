@@ -45,8 +45,8 @@ class RecipientReport:
 @dataclass(frozen=True)
 class Reported:
     """What a `PATCH /message` did: whether it was about a message the phone holds, how
-    many of its messages left `Pending` (freeing room under its claim cap), and how many
-    webhook events it put in the outbox."""
+    many of its messages left `Pending` or `Cancelling` (freeing room under its claim cap),
+    and how many webhook events it put in the outbox."""
 
     held: bool
     freed: int
@@ -152,8 +152,7 @@ def _apply(
         repository.add_history(conn, key, fresh)
     # Room under the phone's cap: a message it held (Pending, or Cancelling: a cancel it has
     # not confirmed) that has now left those states.
-    active = (ProcessingState.PENDING, ProcessingState.CANCELLING)
-    freed = int(current in active and state not in active)
+    freed = int(current in repository.ACTIVE and state not in repository.ACTIVE)
     return Reported(held=True, freed=freed, events=recorded)
 
 
@@ -170,8 +169,7 @@ async def report(
     `wait`: those the phone also posts itself wait for its post (webhooks/outbox.py). All the
     snapshots are one unit of work on the group-commit path, as `pull`.
 
-    Returns whether any report was about a message this phone holds, and how many webhook
-    events were stored.
+    Returns what the reports did (`Reported`).
     """
     now = clock.now()
 
