@@ -22,9 +22,11 @@ from smsgw.accounts.throttle import AuthThrottle, RateLimiter
 from smsgw.api import redact
 from smsgw.api.apps import build_router
 from smsgw.api.errors import BodyLimitMiddleware, UnexpectedErrorMiddleware, install_handlers
+from smsgw.api.fastpath import serve_fast
 from smsgw.api.health import metrics_router
 from smsgw.api.health import router as health_router
 from smsgw.api.mobile import build_router as build_mobile_router
+from smsgw.api.mobile import messages as mobile_messages
 from smsgw.api.openapi import install_openapi
 from smsgw.api.routing import MOBILE_PREFIXES, THIRDPARTY_PREFIXES, add_routes, hot_first
 from smsgw.config import Settings
@@ -281,6 +283,8 @@ def add_routers(app: FastAPI) -> None:
     # A delivered message costs a phone a share of a pull and about three reports
     # (docs/performance.md): those routes are tried before the rest.
     hot_first(app, {MOBILE_PREFIXES[0] + "/message"})
+    for method, path, handler in mobile_messages.FAST_PATHS:
+        serve_fast(app, method, {prefix + path for prefix in MOBILE_PREFIXES}, handler)
     app.include_router(metrics_router)
     for prefix in ("", *THIRDPARTY_PREFIXES):
         app.include_router(

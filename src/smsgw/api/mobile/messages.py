@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
 
-from smsgw.api.deps import Context, CurrentDevice
+from smsgw.api.deps import Context, CurrentDevice, current_device
 from smsgw.api.mobile.device import ERRORS
 from smsgw.config import WebhooksMode
+from smsgw.context import context_of
 from smsgw.devices import service as devices
 from smsgw.events import signals
 from smsgw.routing import service as routing
@@ -69,6 +72,44 @@ async def report(
         routing.wake(context.hub, phone.user_id, phone.device_id)
     return Response(status_code=204)
 
+
+# The fast paths (api/fastpath.py) of the two routes above: a phone's plain pull and report,
+# read here and handed to the same endpoints; anything else goes through FastAPI.
+
+_REPORTS = TypeAdapter(list[StateReportIn])
+_ORDERS: dict[str, Literal["lifo", "fifo"]] = {"lifo": "lifo", "fifo": "fifo"}
+
+
+async def fast_pull(request: Request) -> Response | None:
+    """`pull` for a request whose only query parameter is at most one valid `order`."""
+    orders = request.query_params.getlist("order")
+    order = _ORDERS.get(orders[0] if orders else "lifo")
+    if len(orders) > 1 or order is None:
+        return None
+    context = context_of(request)
+    return await pull(await current_device(request, context), context, order)
+
+
+async def fast_report(request: Request) -> Response | None:
+    """`report` for a JSON body that validates (FastAPI reads the body before the token,
+    so a bad body is its to answer whatever the token)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.partition(";")[0].strip().lower() != "application/json":
+        return None
+    try:
+        body = _REPORTS.validate_python(json.loads(await request.body()))
+    except ValueError:  # not JSON, or not reports: FastAPI's 400 says why
+        return None
+    context = context_of(request)
+    return await report(request, body, await current_device(request, context), context)
+
+
+#: (method, path under the prefix, fast path) for app.py to install.
+FAST_PATHS = [
+    (method, path, handler)
+    for path in ("/message", "/messages")
+    for method, handler in (("GET", fast_pull), ("PATCH", fast_report))
+]
 
 for path in ("/message", "/messages"):
     router.add_api_route(

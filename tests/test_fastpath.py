@@ -1,0 +1,208 @@
+"""The phones' hot routes answer every request as FastAPI alone answers it; their fast path
+(api/fastpath.py) serves the plain requests and leaves everything else to FastAPI."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from smsgw.api.fastpath import FastRoute
+from smsgw.config import Settings
+from tests.conftest import ServerThread, create_account, make_settings
+
+MOBILE = "/api/mobile/v1"
+ROUTES = [
+    f"{prefix}{path}" for prefix in (MOBILE, "/mobile/v1") for path in ("/message", "/messages")
+]
+TIMESTAMP = "2026-12-03T08:00:00.000+00:00"
+REPORT = [
+    {
+        "id": "fastpath-unknown-1",
+        "state": "Sent",
+        "recipients": [{"phoneNumber": "+12025550100", "state": "Sent"}],
+        "states": {"Processed": TIMESTAMP, "Sent": TIMESTAMP},
+    }
+]
+JSON = "application/json; charset=UTF-8"
+
+
+class Counting:
+    """An ASGI app that counts the requests it serves."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.calls = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.calls += 1
+        await self.app(scope, receive, send)
+
+
+def route_of(app: FastAPI, method: str, path: str) -> Any:
+    return next(
+        r for r in app.router.routes
+        if getattr(r, "path", None) == path and method in getattr(r, "methods", ())
+    )  # fmt: skip
+
+
+@dataclass
+class Gateway:
+    """A running server whose hot routes' FastAPI handlers count the requests they serve."""
+
+    url: str
+    app: FastAPI
+    token: str
+    fast: dict[tuple[str, str], FastRoute]  # by (method, path)
+    framework: dict[tuple[str, str], Counting]
+
+    def fast_paths(self, on: bool) -> None:
+        for (method, path), fast in self.fast.items():
+            route_of(self.app, method, path).app = fast if on else self.framework[method, path]
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    settings: Settings = make_settings(tmp_path_factory.mktemp("fastpath") / "data")
+    thread = ServerThread(settings)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{thread.port}"
+        create_account(settings, "owner", "correct horse battery")
+        basic = base64.b64encode(b"owner:correct horse battery").decode()
+        answer = httpx.post(
+            url + MOBILE + "/device",
+            json={"name": "fastpath"},
+            headers={"Authorization": f"Basic {basic}"},
+            timeout=10,
+        )
+        assert answer.status_code == 201, answer.text
+        gateway = Gateway(url, thread.server.app, answer.json()["token"], {}, {})
+        for path in ROUTES:
+            for method in ("GET", "PATCH"):
+                fast = route_of(gateway.app, method, path).app
+                assert isinstance(fast, FastRoute), f"{method} {path} has no fast path"
+                gateway.fast[method, path] = fast
+                gateway.framework[method, path] = fast.framework = Counting(fast.framework)
+        yield gateway
+    finally:
+        thread.stop()
+
+
+class Streamed(bytes):
+    """A body to send in pieces, without a Content-Length."""
+
+
+def chunks(data: bytes) -> Iterator[bytes]:
+    """A body sent in pieces, without a Content-Length."""
+    for start in range(0, len(data), 7):
+        yield data[start : start + 7]
+
+
+def requests(token: str) -> list[tuple[str, str, dict[str, str], Any]]:
+    """(method, query, headers, body) of plain and odd requests to a hot route."""
+    good = httpx.Request("PATCH", "http://x", json=REPORT).content
+    bearer = {"Authorization": f"Bearer {token}"}
+    wrong = {"Authorization": "Bearer not-a-token"}
+    return [
+        ("PATCH", "", {**bearer, "Content-Type": JSON}, good),
+        ("PATCH", "", {**bearer, "Content-Type": "application/json"}, good),
+        ("PATCH", "", {**bearer, "Content-Type": JSON}, Streamed(good)),
+        ("PATCH", "", {**bearer, "Content-Type": JSON}, b"[{"),
+        ("PATCH", "", {**bearer, "Content-Type": JSON}, b"{}"),
+        ("PATCH", "", {**bearer, "Content-Type": JSON}, b"[]"),
+        ("PATCH", "", {**bearer, "Content-Type": JSON}, b""),
+        ("PATCH", "", {**bearer, "Content-Type": JSON}, b'[{"id": "x", "state": "Sent"}]'),
+        ("PATCH", "", {**bearer, "Content-Type": JSON}, good.replace(b'"Sent"', b'"Lost"')),
+        ("PATCH", "", {**bearer, "Content-Type": JSON}, good.replace(TIMESTAMP.encode(), b"no")),
+        ("PATCH", "", {**bearer, "Content-Type": "text/plain"}, good),
+        ("PATCH", "", {**bearer, "Content-Type": "application/merge-patch+json"}, good),
+        ("PATCH", "", bearer, good),
+        ("PATCH", "", {**wrong, "Content-Type": JSON}, good),
+        ("PATCH", "", {**wrong, "Content-Type": JSON}, b"[{"),
+        ("PATCH", "", {"Content-Type": JSON}, good),
+        ("PATCH", "", {"Authorization": "Basic b3duZXI6eA==", "Content-Type": JSON}, good),
+        ("GET", "", bearer, None),
+        ("GET", "?order=fifo", bearer, None),
+        ("GET", "?order=lifo&other=1", bearer, None),
+        ("GET", "?order=sideways", bearer, None),
+        ("GET", "?order=lifo&order=fifo", bearer, None),
+        ("GET", "?order=", bearer, None),
+        ("GET", "", wrong, None),
+        ("GET", "?order=sideways", wrong, None),
+        ("GET", "", {}, None),
+    ]
+
+
+def answer_of(gateway: Gateway, path: str, request: tuple[str, str, dict[str, str], Any]) -> Any:
+    method, query, headers, body = request
+    if isinstance(body, Streamed):
+        body = chunks(body)
+    with httpx.Client(timeout=10) as client:
+        answer = client.request(method, gateway.url + path + query, headers=headers, content=body)
+    kept = ("content-type", "www-authenticate", "content-length")
+    return answer.status_code, answer.content, {k: answer.headers.get(k) for k in kept}
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_every_answer_is_the_framework_s_own(gateway: Gateway, path: str) -> None:
+    for request in requests(gateway.token):
+        gateway.fast_paths(on=True)
+        fast = answer_of(gateway, path, request)
+        gateway.fast_paths(on=False)
+        try:
+            plain = answer_of(gateway, path, request)
+        finally:
+            gateway.fast_paths(on=True)
+        assert fast == plain, request
+
+
+def test_plain_requests_take_the_fast_path_and_odd_ones_fastapi(gateway: Gateway) -> None:
+    gateway.fast_paths(on=True)
+    bearer = {"Authorization": f"Bearer {gateway.token}"}
+    patch = gateway.framework["PATCH", f"{MOBILE}/message"]
+    pull = gateway.framework["GET", f"{MOBILE}/message"]
+    before = (patch.calls, pull.calls)
+    with httpx.Client(base_url=gateway.url + MOBILE, headers=bearer, timeout=10) as client:
+        assert client.patch("/message", json=REPORT).status_code == 204
+        assert client.get("/message", params={"order": "lifo"}).status_code == 200
+        assert (patch.calls, pull.calls) == before  # FastAPI never saw them
+        assert client.patch("/message", content=b"[{").status_code == 400
+        assert client.get("/message", params={"order": "up"}).status_code == 400
+        assert (patch.calls, pull.calls) == (before[0] + 1, before[1] + 1)
+        # A wrong token on a plain request is the fast path's to refuse, as FastAPI would.
+        wrong = {"Authorization": "Bearer wrong"}
+        assert client.patch("/message", json=REPORT, headers=wrong).status_code == 401
+        assert (patch.calls, pull.calls) == (before[0] + 1, before[1] + 1)
+
+
+def test_a_streamed_body_over_the_limit_is_refused_as_before(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", max_body_bytes=1024)
+    thread = ServerThread(settings)
+    thread.start()
+    try:
+        route = route_of(thread.server.app, "PATCH", f"{MOBILE}/message")
+        fast = route.app
+        assert isinstance(fast, FastRoute)
+        big = b"[" + b" " * 4096 + b"]"
+        answers = []
+        for app in (fast, fast.framework):
+            route.app = app
+            with httpx.Client(timeout=10) as client:
+                answer = client.patch(
+                    f"http://127.0.0.1:{thread.port}{MOBILE}/message",
+                    content=chunks(big),
+                    headers={"Authorization": "Bearer x", "Content-Type": JSON},
+                )
+            answers.append((answer.status_code, answer.content))
+        assert answers[0] == answers[1]
+        assert answers[0][0] in (400, 413)
+    finally:
+        thread.stop()
