@@ -169,8 +169,10 @@ class PhoneHTTP:
             )
             # aiohttp sends a GET again, once, when a kept-alive connection breaks before an
             # answer; httpx did not, and a pull sent twice is two pulls (the phone's own
-            # retries are the only ones). Private, as aiohttp's own test client sets it.
-            self._session._retry_connection = False
+            # retries are the only ones). Private, as aiohttp's own test client sets it;
+            # releases without that retry have no such attribute.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
         return self._session
 
     @staticmethod
