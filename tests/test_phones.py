@@ -15,6 +15,7 @@ import pytest
 from smsgw.domain import clock
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.fakes.phone import SimulatedPhone
+from tests.fakes.phone_http import HTTPStatusError
 
 MOBILE = "/api/mobile/v1"
 
@@ -326,7 +327,7 @@ def test_a_deleted_phone_gets_401(fleet_server: LiveServer, owner: Account) -> N
         listed = (await api.client.get("/devices")).json()
         assert [d["id"] for d in listed] == [device_id]
         assert (await api.client.delete(f"/devices/{device_id}")).status_code == 204
-        with pytest.raises(httpx.HTTPStatusError) as error:
+        with pytest.raises(HTTPStatusError) as error:
             await device.pull()
         assert error.value.response.status_code == 401
         assert (await api.client.get("/devices")).json() == []

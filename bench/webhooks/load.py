@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 import httpx
 
 from bench.common import cpu_seconds, machine_busy_seconds
-from bench.fleet.fleet import percentile, post_all, self_cpu
+from bench.fleet.fleet import api_client, percentile, post_all, self_cpu
 from bench.fleet.server import PASSWORD, Server
 from bench.webhooks.receiver import Arrival, ReceiverProcess
 from smsgw.domain import clock
@@ -116,7 +116,8 @@ async def prepare(server: Server, receiver_port: int, concurrency: int) -> Setup
 async def queue_messages(setup: Setup, count: int) -> list[str]:
     """`count` messages pinned to the phone (so its reports are about messages it holds)."""
     started: dict[str, float] = {}
-    await post_all(setup.api, count, 4, started, setup.device_id)
+    async with api_client(setup.server, LOGIN, 4) as api:  # post_all takes an aiohttp client
+        await post_all(api, count, 4, started, setup.device_id)
     return list(started)
 
 

@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
+from tests.fakes.phone_http import Answer, HTTPError, HTTPStatusError, PhoneHTTP, Stream
 from tests.fakes.phone_webhooks import PhoneWebhooks, phone_time
 
 APP_VERSION = "1.68.0"
@@ -161,10 +160,7 @@ class SimulatedPhone(PhoneWebhooks):
         self._wake = asyncio.Event()
         self._pull_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(10.0),
-            headers={"User-Agent": f"me.capcom.smsgateway/{app_version}"},
-        )
+        self._http = PhoneHTTP(user_agent=f"me.capcom.smsgateway/{app_version}")
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -172,18 +168,24 @@ class SimulatedPhone(PhoneWebhooks):
         assert self.credentials is not None
         return {"Authorization": f"Bearer {self.credentials.token}"}
 
-    async def _call(self, method: str, path: str, body: Any = None, **kw: Any) -> httpx.Response:
-        given = kw.pop("headers", None)
-        headers = {"Accept": "application/json", **(self._auth() if given is None else given)}
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Answer:
+        """Any non-2xx answer raises HTTPStatusError, as with Ktor's expectSuccess."""
+        sent = {"Accept": "application/json", **(self._auth() if headers is None else headers)}
         content = None
         if body is not None:
             content = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json; charset=UTF-8"
-        response = await self._client.request(
-            method, self.base_url + path, content=content, headers=headers, **kw
+            sent["Content-Type"] = "application/json; charset=UTF-8"
+        return await self._http.request(
+            method, self.base_url + path, headers=sent, body=content, params=params
         )
-        response.raise_for_status()  # any non-2xx is a failure, as with Ktor's expectSuccess
-        return response
 
     # -- registration (steps 2 and 3) -----------------------------------------------------
 
@@ -221,7 +223,7 @@ class SimulatedPhone(PhoneWebhooks):
         }
         try:
             await self._call("PATCH", "/device", body)
-        except httpx.HTTPStatusError as error:
+        except HTTPStatusError as error:
             if error.response.status_code != 401:
                 raise
             self.login = self.code = None  # a 401 here means: register again, anonymously
@@ -251,7 +253,7 @@ class SimulatedPhone(PhoneWebhooks):
             if not task.cancelled():
                 task.exception()  # retrieved: a loop that failed is not reported later
         self._tasks.clear()
-        await self._client.aclose()
+        await self._http.close()
 
     # -- events (step 4 and 12) -----------------------------------------------------------
 
@@ -259,11 +261,10 @@ class SimulatedPhone(PhoneWebhooks):
         attempt = 0
         while True:
             try:
-                async with self._client.stream(
+                async with self._http.stream(
                     "GET", self.base_url + "/events",
                     headers={**self._auth(), "Accept": "text/event-stream",
                              "User-Agent": "okhttp/4.10.0"},  # plain OkHttp, as in the app
-                    timeout=httpx.Timeout(10.0, read=3600.0),
                 ) as response:  # fmt: skip
                     response.raise_for_status()
                     assert response.headers["content-type"].startswith("text/event-stream")
@@ -271,14 +272,14 @@ class SimulatedPhone(PhoneWebhooks):
                     self.sse_opens += 1
                     self._pull_now.set()  # on open the app pulls at once
                     await self._read_frames(response)
-            except (httpx.HTTPError, AssertionError):
+            except (HTTPError, AssertionError):
                 pass
             attempt += 1
             await asyncio.sleep(RECONNECT[min(attempt, len(RECONNECT)) - 1] * self.scale)
 
-    async def _read_frames(self, response: httpx.Response) -> None:
+    async def _read_frames(self, response: Stream) -> None:
         event, data = None, None
-        async for line in response.aiter_lines():
+        async for line in response.lines():
             if line.startswith(":"):
                 continue
             if line == "":
@@ -317,7 +318,7 @@ class SimulatedPhone(PhoneWebhooks):
             try:
                 await self.pull()
                 backoff = 10.0
-            except httpx.HTTPError:
+            except HTTPError:
                 await asyncio.sleep(backoff * self.scale)
                 backoff *= 2
                 self._pull_now.set()
@@ -476,6 +477,6 @@ class SimulatedPhone(PhoneWebhooks):
                 if body[0]["state"] in FINAL_STATES:
                     self.final_reported.setdefault(body[0]["id"], time.monotonic())
                 return
-            except httpx.HTTPError:
+            except HTTPError:
                 self.report_failures += 1
                 await asyncio.sleep(10 * 2**attempt * self.scale)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import httpx
+from tests.fakes.phone_http import Answer, HTTPError, PhoneHTTP
 
 if TYPE_CHECKING:
     from tests.fakes.phone import Credentials, LocalMessage
@@ -115,7 +115,7 @@ class PhoneWebhooks:
     webhook_gate: asyncio.Event | None
     webhooks: list[Any]
     scale: float
-    _client: httpx.AsyncClient
+    _http: PhoneHTTP
     _tasks: list[asyncio.Task[None]]
 
     def init_webhooks(self, skip_processed_on_export: bool, webhook_retries: int) -> None:
@@ -128,7 +128,15 @@ class PhoneWebhooks:
         self.webhook_posts: list[tuple[str, int]] = []  # (event, status) of each post
         self.webhook_sync_failures = 0
 
-    async def _call(self, method: str, path: str, body: Any = None, **kw: Any) -> httpx.Response:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Answer:
         raise NotImplementedError
 
     async def sync_webhooks(self) -> None:
@@ -167,11 +175,13 @@ class PhoneWebhooks:
             headers = {"Content-Type": "application/json", "X-Timestamp": stamp,
                        "X-Signature": signature}  # fmt: skip
             try:
-                response = await self._client.post(url, content=body, headers=headers)
+                response = await self._http.request(
+                    "POST", url, headers=headers, body=body, raise_for_status=False
+                )
                 self.webhook_posts.append((envelope["event"], response.status_code))
                 if response.is_success:
                     return
-            except httpx.HTTPError:
+            except HTTPError:
                 self.webhook_posts.append((envelope["event"], 0))
             await asyncio.sleep(5 * 2**attempt * self.scale)
 
