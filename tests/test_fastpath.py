@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from smsgw.api.fastpath import FastRoute
+from smsgw.api.fastpath import FastPaths
 from smsgw.config import Settings
 from tests.conftest import ServerThread, create_account, make_settings
 
@@ -60,12 +60,12 @@ class Gateway:
     url: str
     app: FastAPI
     token: str
-    fast: dict[tuple[str, str], FastRoute]  # by (method, path)
-    framework: dict[tuple[str, str], Counting]
+    lanes: dict[tuple[str, str], Any]  # the fast paths, as installed
+    framework: dict[tuple[str, str], Counting]  # the routes' own handlers, by (method, path)
 
     def fast_paths(self, on: bool) -> None:
-        for (method, path), fast in self.fast.items():
-            route_of(self.app, method, path).app = fast if on else self.framework[method, path]
+        paths: FastPaths = self.app.state.fast_paths
+        paths.lanes = dict(self.lanes) if on else {}
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +84,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             timeout=10,
         )
         assert answer.status_code == 201, answer.text
-        gateway = Gateway(url, thread.server.app, answer.json()["token"], {}, {})
+        app = thread.server.app
+        lanes = dict(app.state.fast_paths.lanes)
+        gateway = Gateway(url, app, answer.json()["token"], lanes, {})
         for path in ROUTES:
             for method in ("GET", "PATCH"):
-                fast = route_of(gateway.app, method, path).app
-                assert isinstance(fast, FastRoute), f"{method} {path} has no fast path"
-                gateway.fast[method, path] = fast
-                gateway.framework[method, path] = fast.framework = Counting(fast.framework)
+                assert (method, path) in lanes, f"{method} {path} has no fast path"
+                route = route_of(app, method, path)
+                gateway.framework[method, path] = route.app = Counting(route.app)
         yield gateway
     finally:
         thread.stop()
@@ -188,13 +189,13 @@ def test_a_streamed_body_over_the_limit_is_refused_as_before(tmp_path: Path) -> 
     thread = ServerThread(settings)
     thread.start()
     try:
-        route = route_of(thread.server.app, "PATCH", f"{MOBILE}/message")
-        fast = route.app
-        assert isinstance(fast, FastRoute)
+        paths: FastPaths = thread.server.app.state.fast_paths
+        lanes = dict(paths.lanes)
+        assert ("PATCH", f"{MOBILE}/message") in lanes
         big = b"[" + b" " * 4096 + b"]"
         answers = []
-        for app in (fast, fast.framework):
-            route.app = app
+        for on in (True, False):
+            paths.lanes = lanes if on else {}
             with httpx.Client(timeout=10) as client:
                 answer = client.patch(
                     f"http://127.0.0.1:{thread.port}{MOBILE}/message",
@@ -206,3 +207,29 @@ def test_a_streamed_body_over_the_limit_is_refused_as_before(tmp_path: Path) -> 
         assert answers[0][0] in (400, 413)
     finally:
         thread.stop()
+
+
+def requests_counted(gateway: Gateway, method: str, route: str, status: int) -> float:
+    page = httpx.get(gateway.url + "/metrics", timeout=20).text
+    wanted = f'smsgw_http_requests_total{{method="{method}",route="{route}",status="{status}"}} '
+    lines = [line for line in page.splitlines() if line.startswith(wanted)]
+    return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+
+
+def test_the_fast_path_s_requests_are_counted_under_their_route(gateway: Gateway) -> None:
+    gateway.fast_paths(on=True)
+    route = f"{MOBILE}/message"
+    before = (
+        requests_counted(gateway, "PATCH", route, 204),
+        requests_counted(gateway, "GET", route, 200),
+    )
+    bearer = {"Authorization": f"Bearer {gateway.token}"}
+    with httpx.Client(base_url=gateway.url + MOBILE, headers=bearer, timeout=10) as client:
+        for _ in range(3):
+            assert client.patch("/message", json=REPORT).status_code == 204
+            assert client.get("/message").status_code == 200
+    after = (
+        requests_counted(gateway, "PATCH", route, 204),
+        requests_counted(gateway, "GET", route, 200),
+    )
+    assert after == (before[0] + 3, before[1] + 3)

@@ -22,7 +22,7 @@ from smsgw.accounts.throttle import AuthThrottle, RateLimiter
 from smsgw.api import redact
 from smsgw.api.apps import build_router
 from smsgw.api.errors import BodyLimitMiddleware, UnexpectedErrorMiddleware, install_handlers
-from smsgw.api.fastpath import serve_fast
+from smsgw.api.fastpath import FastLane, FastPaths, serve_fast
 from smsgw.api.health import metrics_router
 from smsgw.api.health import router as health_router
 from smsgw.api.mobile import build_router as build_mobile_router
@@ -258,7 +258,10 @@ async def cancel_and_wait(task: asyncio.Task[None]) -> None:
 
 
 def add_middlewares(app: FastAPI, settings: Settings) -> None:
-    """Innermost first: unexpected errors answered in the app, body limits, HTTP metrics."""
+    """Innermost first: the phones' fast paths (filled by add_routers), unexpected errors
+    answered in the app, body limits, HTTP metrics."""
+    app.state.fast_paths = FastPaths()
+    app.add_middleware(FastLane, paths=app.state.fast_paths)
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -283,8 +286,9 @@ def add_routers(app: FastAPI) -> None:
     # A delivered message costs a phone a share of a pull and about three reports
     # (docs/performance.md): those routes are tried before the rest.
     hot_first(app, {MOBILE_PREFIXES[0] + "/message"})
+    paths: FastPaths = app.state.fast_paths
     for method, path, handler in mobile_messages.FAST_PATHS:
-        serve_fast(app, method, {prefix + path for prefix in MOBILE_PREFIXES}, handler)
+        serve_fast(app, paths, method, {prefix + path for prefix in MOBILE_PREFIXES}, handler)
     app.include_router(metrics_router)
     for prefix in ("", *THIRDPARTY_PREFIXES):
         app.include_router(

@@ -60,7 +60,8 @@ def describe_validation(errors: list[dict[str, Any]], content_type: str) -> str:
     return "; ".join(lines) or "invalid request"
 
 
-async def _on_domain_error(_request: Request, exc: Exception) -> JSONResponse:
+async def domain_error_response(_request: Request, exc: Exception) -> JSONResponse:
+    """The answer to a DomainError (the application's handler of them)."""
     assert isinstance(exc, DomainError)
     status = status_of(exc)
     headers = WWW_AUTHENTICATE if status == 401 else None
@@ -83,7 +84,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
         try:
             errors = check(request) + errors
         except DomainError as problem:  # a repeated query parameter, refused before anything
-            return await _on_domain_error(request, problem)
+            return await domain_error_response(request, problem)
     content_type = request.headers.get("content-type", "").lower()
     return error_response(400, describe_validation(errors, content_type))
 
@@ -141,7 +142,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(DomainError, _on_domain_error)
+    app.add_exception_handler(DomainError, domain_error_response)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(BodyTooLarge, _on_too_large)

@@ -1,21 +1,27 @@
 """Serve a hot route's well-formed requests without FastAPI's per-request machinery.
 
 A delivered message costs a phone about four requests (a share of a pull, three state
-reports), most of which change little or nothing; FastAPI's dependency solving, body
-handling and response wrapping cost each of them about 0.2-0.3 ms of the server's CPU, as
-much as the work itself (docs/performance.md). A *fast path* is a function that takes the
-request and answers it the way the route's endpoint would, calling that very endpoint with
-arguments it read itself, or returns None when the request is not the plain case it knows
-(a missing or odd header, a body that does not validate, ...). Then the route's FastAPI
-handler serves the request as before, with its body replayed: every answer to a bad request
-(status, message, order of the checks) is FastAPI's own, and only the plain case is served
-directly. The route stays a FastAPI route: its matching, its OpenAPI operation and the
-middlewares around it are unchanged.
+reports), most of which change little or nothing. Through FastAPI, each paid for its
+dependency solving, body handling and response wrapping, and for the layers between the
+application's own middlewares and the endpoint (exception handling, FastAPI's exit stacks,
+the router's matching): together more than the work itself (docs/performance.md).
+
+A *fast path* is a function that takes the request and answers it the way the route's
+endpoint would, calling that very endpoint with arguments it read itself, or returns None
+when the request is not the plain case it knows (a missing or odd header, a body that does
+not validate, a token that does not authenticate, ...). `FastLane`, the innermost of the
+application's middlewares, gives a request to the fast path of its route (by exact method
+and path) and, on None, passes it on down the stack with its body replayed: every answer to
+a bad request (status, message, order of the checks) is FastAPI's own, and only the plain
+case is served directly. The middlewares around the lane (forwarded headers, metrics, body
+limits, unexpected errors) see every request as before; the route stays a FastAPI route, with
+its OpenAPI operation, and serves whatever the lane passes on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -23,41 +29,67 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from smsgw.api.errors import domain_error_response
+from smsgw.domain.errors import DomainError
+
 #: Reads the request (its body is already buffered: `await request.body()` is free) and
 #: answers it, or returns None to leave it to the route's FastAPI handler.
 FastHandler = Callable[[Request], Awaitable[Response | None]]
 
 
-class FastRoute:
-    """The ASGI app of a route with a fast path: the fast handler first, FastAPI's after."""
+@dataclass
+class FastPaths:
+    """The fast paths of an application, by (method, exact path): filled by `serve_fast`."""
 
-    def __init__(self, fast: FastHandler, framework: ASGIApp) -> None:
-        self.fast = fast
-        self.framework = framework
+    lanes: dict[tuple[str, str], tuple[APIRoute, FastHandler]] = field(default_factory=dict)
+
+
+def serve_fast(
+    app: FastAPI, paths: FastPaths, method: str, at: set[str], fast: FastHandler
+) -> None:
+    """Give the FastAPI routes of `method` at the paths `at` the fast path `fast`. Raises
+    LookupError when a path has no such route (a renamed route must not silently lose its
+    fast path)."""
+    for route in app.router.routes:
+        if isinstance(route, APIRoute) and route.path in at and method in (route.methods or ()):
+            paths.lanes[method, route.path] = (route, fast)
+    missing = {path for path in at if (method, path) not in paths.lanes}
+    if missing:
+        raise LookupError(f"no {method} route at {sorted(missing)}")
+
+
+class FastLane:
+    """The middleware that serves requests by their route's fast path (module docstring).
+    Only exact paths take it: the router would give them to the same route, since these
+    routes' paths have no parameters and no other route matches them (api/routing.hot_first)."""
+
+    def __init__(self, app: ASGIApp, paths: FastPaths) -> None:
+        self.app = app
+        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = None
+        if scope["type"] == "http" and not scope.get("root_path"):
+            lane = self.paths.lanes.get((scope["method"], scope["path"]))
+        if lane is None:
+            await self.app(scope, receive, send)
+            return
+        route, fast = lane
         received, failure = await _receive_body(receive)
         response = None
         if failure is None and received[-1]["type"] == "http.request":  # else: not plain
+            scope.update(route=route, endpoint=route.endpoint, path_params={})  # as routed
             body = b"".join(m.get("body", b"") for m in received)
             whole: Message = {"type": "http.request", "body": body, "more_body": False}
-            response = await self.fast(Request(scope, _replay([whole], receive)))
+            request = Request(scope, _replay([whole], receive))
+            try:
+                response = await fast(request)
+            except DomainError as exc:  # as the application's handler answers it
+                response = await domain_error_response(request, exc)
         if response is None:
-            await self.framework(scope, _replay(received, receive, failure), send)
+            await self.app(scope, _replay(received, receive, failure), send)
         else:
             await response(scope, receive, send)
-
-
-def serve_fast(app: FastAPI, method: str, paths: set[str], fast: FastHandler) -> None:
-    """Give the FastAPI routes of `method` at `paths` the fast path `fast`. Raises LookupError
-    when a path has no such route (a renamed route must not silently lose its fast path)."""
-    found = set()
-    for route in app.router.routes:
-        if isinstance(route, APIRoute) and route.path in paths and method in (route.methods or ()):
-            route.app = FastRoute(fast, route.app)
-            found.add(route.path)
-    if found != paths:
-        raise LookupError(f"no {method} route at {sorted(paths - found)}")
 
 
 async def _receive_body(receive: Receive) -> tuple[list[Message], Exception | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -46,12 +47,15 @@ _LENIENT = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_timestamp(text: str) -> datetime:
     """Read a timestamp leniently, as phones write them; the result is UTC.
 
     Accepts RFC 3339 with any number of fractional digits, `Z` or `±HH:MM`, also `±HHMM` and
     the malformed `+-H:MM` that Android 5/6 writes for negative offsets; no zone means UTC.
     Raises ValueError when the text is not a timestamp at all.
+
+    Cached: a phone repeats a message's state times in every report of it (about three).
     """
     match = _LENIENT.match(text.strip())
     if match is None:
