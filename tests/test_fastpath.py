@@ -1,5 +1,6 @@
-"""The phones' hot routes answer every request as FastAPI alone answers it; their fast path
-(api/fastpath.py) serves the plain requests and leaves everything else to FastAPI."""
+"""The hot routes (the phones' pull and report, the applications' send) answer every request
+as FastAPI alone answers it; their fast path (api/fastpath.py) serves the plain requests and
+leaves everything else to FastAPI."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ MOBILE = "/api/mobile/v1"
 ROUTES = [
     f"{prefix}{path}" for prefix in (MOBILE, "/mobile/v1") for path in ("/message", "/messages")
 ]
+API = "/api/3rdparty/v1"
+SENDS = [
+    f"{prefix}{path}" for prefix in (API, "/3rdparty/v1") for path in ("/messages", "/message")
+]
+PASSWORD = "correct horse battery"
 TIMESTAMP = "2026-12-03T08:00:00.000+00:00"
 REPORT = [
     {
@@ -60,6 +66,7 @@ class Gateway:
     url: str
     app: FastAPI
     token: str
+    jwt: str  # the owner's, with messages:read only
     lanes: dict[tuple[str, str], Any]  # the fast paths, as installed
     framework: dict[tuple[str, str], Counting]  # the routes' own handlers, by (method, path)
 
@@ -75,8 +82,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     thread.start()
     try:
         url = f"http://127.0.0.1:{thread.port}"
-        create_account(settings, "owner", "correct horse battery")
-        basic = base64.b64encode(b"owner:correct horse battery").decode()
+        create_account(settings, "owner", PASSWORD)
+        basic = base64.b64encode(f"owner:{PASSWORD}".encode()).decode()
         answer = httpx.post(
             url + MOBILE + "/device",
             json={"name": "fastpath"},
@@ -84,14 +91,21 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             timeout=10,
         )
         assert answer.status_code == 201, answer.text
+        jwt = httpx.post(
+            url + API + "/auth/token",
+            json={"scopes": ["messages:read"]},
+            auth=("owner", PASSWORD),
+            timeout=10,
+        )
+        assert jwt.status_code == 201, jwt.text
         app = thread.server.app
         lanes = dict(app.state.fast_paths.lanes)
-        gateway = Gateway(url, app, answer.json()["token"], lanes, {})
-        for path in ROUTES:
-            for method in ("GET", "PATCH"):
-                assert (method, path) in lanes, f"{method} {path} has no fast path"
-                route = route_of(app, method, path)
-                gateway.framework[method, path] = route.app = Counting(route.app)
+        gateway = Gateway(url, app, answer.json()["token"], jwt.json()["access_token"], lanes, {})
+        routes = [(method, path) for path in ROUTES for method in ("GET", "PATCH")]
+        for method, path in routes + [("POST", path) for path in SENDS]:
+            assert (method, path) in lanes, f"{method} {path} has no fast path"
+            route = route_of(app, method, path)
+            gateway.framework[method, path] = route.app = Counting(route.app)
         yield gateway
     finally:
         thread.stop()
@@ -117,6 +131,7 @@ def requests(token: str) -> list[tuple[str, str, dict[str, str], Any]]:
         ("PATCH", "", {**bearer, "Content-Type": "application/json"}, good),
         ("PATCH", "", {**bearer, "Content-Type": JSON}, Streamed(good)),
         ("PATCH", "", {**bearer, "Content-Type": JSON}, b"[{"),
+        ("PATCH", "", {**bearer, "Content-Type": JSON}, b"[" * 1000 + b"]" * 1000),
         ("PATCH", "", {**bearer, "Content-Type": JSON}, b"{}"),
         ("PATCH", "", {**bearer, "Content-Type": JSON}, b"[]"),
         ("PATCH", "", {**bearer, "Content-Type": JSON}, b""),
@@ -148,8 +163,42 @@ def answer_of(gateway: Gateway, path: str, request: tuple[str, str, dict[str, st
         body = chunks(body)
     with httpx.Client(timeout=10) as client:
         answer = client.request(method, gateway.url + path + query, headers=headers, content=body)
-    kept = ("content-type", "www-authenticate", "content-length")
+    kept = ("content-type", "www-authenticate", "content-length", "retry-after")
     return answer.status_code, answer.content, {k: answer.headers.get(k) for k in kept}
+
+
+def sends(gateway: Gateway) -> list[tuple[str, str, dict[str, str], Any]]:
+    """(method, query, headers, body) of refused sends, plain and odd."""
+    basic = "Basic " + base64.b64encode(f"owner:{PASSWORD}".encode()).decode()
+    owner = {"Authorization": basic, "Content-Type": "application/json"}
+    good = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "hi"}, "id": "taken-id"}
+
+    def body(**changes: Any) -> bytes:
+        return httpx.Request("POST", "http://x", json={**good, **changes}).content
+
+    wrong = base64.b64encode(b"owner:wrong").decode()
+    return [
+        ("POST", "", owner, body()),  # the id is taken: 409
+        ("POST", "", owner, Streamed(body())),
+        ("POST", "?skipPhoneValidation=true", owner, body()),
+        ("POST", "?skipPhoneValidation=maybe", owner, body()),
+        ("POST", "?skipPhoneValidation=true&skipPhoneValidation=false", owner, body()),
+        ("POST", "", owner, body(phoneNumbers=["12"])),
+        ("POST", "", owner, body(phoneNumbers=[])),
+        ("POST", "", owner, body(textMessage=None)),
+        ("POST", "", owner, body(ttl=-1)),
+        ("POST", "", owner, body(id="x" * 37)),
+        ("POST", "", owner, b"{"),
+        ("POST", "", owner, b'{"a":' * 900 + b"1" + b"}" * 900),
+        ("POST", "", owner, b"[]"),
+        ("POST", "", owner, b""),
+        ("POST", "", {**owner, "Content-Type": "text/plain"}, body()),
+        ("POST", "", {"Content-Type": "application/json"}, body()),
+        ("POST", "", {"Content-Type": "application/json"}, b"{"),
+        ("POST", "", {**owner, "Authorization": f"Basic {wrong}"}, body()),
+        ("POST", "", {**owner, "Authorization": f"Bearer {gateway.jwt}"}, body()),
+        ("POST", "", {**owner, "Authorization": "Bearer not-a-jwt"}, body()),
+    ]
 
 
 @pytest.mark.parametrize("path", ROUTES)
@@ -163,6 +212,44 @@ def test_every_answer_is_the_framework_s_own(gateway: Gateway, path: str) -> Non
         finally:
             gateway.fast_paths(on=True)
         assert fast == plain, request
+
+
+@pytest.mark.parametrize("path", SENDS)
+def test_every_answer_to_a_refused_send_is_the_framework_s_own(gateway: Gateway, path: str) -> None:
+    with httpx.Client(timeout=10, auth=("owner", PASSWORD)) as client:
+        taken = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "hi"}, "id": "taken-id"}
+        assert client.post(gateway.url + API + "/messages", json=taken).status_code in (200, 409)
+    for request in sends(gateway):
+        gateway.fast_paths(on=True)
+        fast = answer_of(gateway, path, request)
+        gateway.fast_paths(on=False)
+        try:
+            plain = answer_of(gateway, path, request)
+        finally:
+            gateway.fast_paths(on=True)
+        assert fast == plain, request
+        assert fast[0] >= 400, request
+
+
+def test_a_send_answers_the_same_through_either_path(gateway: Gateway) -> None:
+    answers = []
+    for on in (True, False):
+        gateway.fast_paths(on=on)
+        try:
+            with httpx.Client(base_url=gateway.url + API, auth=("owner", PASSWORD)) as client:
+                body = {"phoneNumbers": ["+12025550101"], "textMessage": {"text": "hi"}}
+                answer = client.post("/messages", json=body)
+                assert answer.status_code == 200, answer.text
+                stored = client.get(answer.headers["Location"].removeprefix(API))
+        finally:
+            gateway.fast_paths(on=True)
+        sent = answer.json()
+        assert stored.json()["id"] == sent["id"]
+        assert answer.headers["Location"] == f"{API}/messages/{sent['id']}"
+        moments = {"id", "createdAt", "states"}  # differ between the two sends
+        shape = {k: v for k, v in sent.items() if k not in moments}
+        answers.append((shape, list(sent["states"]), answer.headers["content-type"]))
+    assert answers[0] == answers[1]
 
 
 def test_plain_requests_take_the_fast_path_and_odd_ones_fastapi(gateway: Gateway) -> None:
@@ -182,6 +269,17 @@ def test_plain_requests_take_the_fast_path_and_odd_ones_fastapi(gateway: Gateway
         wrong = {"Authorization": "Bearer wrong"}
         assert client.patch("/message", json=REPORT, headers=wrong).status_code == 401
         assert (patch.calls, pull.calls) == (before[0] + 1, before[1] + 1)
+    send = gateway.framework["POST", f"{API}/messages"]
+    calls = send.calls
+    with httpx.Client(base_url=gateway.url + API, auth=("owner", PASSWORD), timeout=10) as api:
+        body = {"phoneNumbers": ["+12025550102"], "textMessage": {"text": "hi"}}
+        assert api.post("/messages", json=body).status_code == 200
+        assert send.calls == calls
+        assert (
+            api.post("/messages", json=body, params={"skipPhoneValidation": "true"}).status_code
+            == 200
+        )
+        assert send.calls == calls + 1
 
 
 def test_a_streamed_body_over_the_limit_is_refused_as_before(tmp_path: Path) -> None:

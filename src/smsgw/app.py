@@ -21,6 +21,7 @@ from smsgw.accounts.passwords import CredentialCache
 from smsgw.accounts.throttle import AuthThrottle, RateLimiter
 from smsgw.api import redact
 from smsgw.api.apps import build_router
+from smsgw.api.apps import messages as api_messages
 from smsgw.api.errors import BodyLimitMiddleware, UnexpectedErrorMiddleware, install_handlers
 from smsgw.api.fastpath import FastLane, FastPaths, serve_fast
 from smsgw.api.health import metrics_router
@@ -287,8 +288,12 @@ def add_routers(app: FastAPI) -> None:
     # (docs/performance.md): those routes are tried before the rest.
     hot_first(app, {MOBILE_PREFIXES[0] + "/message"})
     paths: FastPaths = app.state.fast_paths
-    for method, path, handler in mobile_messages.FAST_PATHS:
-        serve_fast(app, paths, method, {prefix + path for prefix in MOBILE_PREFIXES}, handler)
+    for prefixes, fast in (
+        (THIRDPARTY_PREFIXES, api_messages.FAST_PATHS),
+        (MOBILE_PREFIXES, mobile_messages.FAST_PATHS),
+    ):
+        for method, path, handler in fast:
+            serve_fast(app, paths, method, {prefix + path for prefix in prefixes}, handler)
     app.include_router(metrics_router)
     for prefix in ("", *THIRDPARTY_PREFIXES):
         app.include_router(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from smsgw.api.deps import Context, CurrentUser, context_of, current_user
+from smsgw.api.deps import Context, CurrentUser, authorize, context_of, current_user
 from smsgw.api.errors import QUERY_CHECKS
 from smsgw.domain.errors import InvalidInput
 from smsgw.domain.states import ProcessingState
@@ -161,6 +162,26 @@ async def send_message(request: Request, body: SendMessageRequest) -> JSONRespon
 
 QUERY_CHECKS[send_message] = send_query_errors
 
+_SEND = TypeAdapter(SendMessageRequest)
+
+
+async def fast_send(request: Request) -> Response | None:
+    """`send_message` (api/fastpath.py) for a JSON body that validates and no query: the
+    router's guard first, as FastAPI runs it before the endpoint. The body is read as
+    FastAPI reads it (json.loads, then validation), so that it takes exactly what FastAPI
+    takes; anything else is FastAPI's to answer."""
+    content_type = request.headers.get("content-type", "")
+    if request.scope["query_string"] or content_type.partition(";")[0].strip().lower() != (
+        "application/json"
+    ):
+        return None
+    try:
+        body = _SEND.validate_python(json.loads(await request.body()))
+    except Exception:  # not JSON (even too deep to parse), or not valid: FastAPI's 400 says why
+        return None
+    await authorize(request)
+    return await send_message(request, body)
+
 
 async def list_messages(
     context: Context,
@@ -304,3 +325,5 @@ def _register(prefix: str, deprecated: bool) -> None:
 
 _register("/messages", deprecated=False)
 _register("/message", deprecated=True)
+#: (method, path under the prefix, fast path) for app.py to install.
+FAST_PATHS = [("POST", path, fast_send) for path in ("/messages", "/message")]

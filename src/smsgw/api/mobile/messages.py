@@ -97,7 +97,7 @@ async def fast_report(request: Request) -> Response | None:
         return None
     try:
         body = _REPORTS.validate_json(await request.body())
-    except ValueError:  # not JSON, or not reports: FastAPI's 400 says why
+    except Exception:  # not JSON (even too deep to parse), or not valid: FastAPI's 400 says why
         return None
     context = context_of(request)
     return await report(request, body, await current_device(request, context), context)
