@@ -73,6 +73,27 @@ def test_garbage_is_not_a_timestamp() -> None:
         parse_timestamp("yesterday")
 
 
+def test_a_moment_out_of_range_in_utc_is_not_a_timestamp() -> None:
+    with pytest.raises(ValueError, match="not a timestamp in range"):
+        parse_timestamp("0001-01-01T00:00:00+01:00")
+    with pytest.raises(ValueError, match="not a timestamp in range"):
+        parse_timestamp("9999-12-31T23:59:59-01:00")
+
+
+def test_only_short_timestamps_are_remembered() -> None:
+    """A phone's timestamps are cached; a text long enough to fill memory is not kept."""
+    from smsgw.domain.clock import CACHED_TEXT, _parse_cached
+
+    long = "2026-07-14T10:11:12." + "1" * 100_000 + "Z"
+    before = _parse_cached.cache_info().currsize
+    assert format_timestamp(parse_timestamp(long)) == "2026-07-14T10:11:12.111Z"
+    assert _parse_cached.cache_info().currsize == before
+    short = "2026-07-14T10:11:12.999+01:00"
+    assert len(short) <= CACHED_TEXT
+    parse_timestamp(short)
+    assert parse_timestamp(short) is parse_timestamp(short)
+
+
 def test_timestamps_go_out_with_three_fractional_digits() -> None:
     moment = datetime(2026, 7, 14, 3, 11, 12, 345678, tzinfo=UTC)
     assert format_timestamp(moment) == "2026-07-14T03:11:12.345Z"

@@ -5,6 +5,7 @@ leaves everything else to FastAPI."""
 from __future__ import annotations
 
 import base64
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from smsgw.api.fastpath import FastPaths
+from smsgw.api.fastpath import FastPaths, serve_fast
 from smsgw.config import Settings
 from tests.conftest import ServerThread, create_account, make_settings
 
@@ -126,6 +127,7 @@ def requests(token: str) -> list[tuple[str, str, dict[str, str], Any]]:
     good = httpx.Request("PATCH", "http://x", json=REPORT).content
     bearer = {"Authorization": f"Bearer {token}"}
     wrong = {"Authorization": "Bearer not-a-token"}
+    year_one = good.replace(TIMESTAMP.encode(), b"0001-01-01T00:00:00+01:00")  # out of range
     return [
         ("PATCH", "", {**bearer, "Content-Type": JSON}, good),
         ("PATCH", "", {**bearer, "Content-Type": "application/json"}, good),
@@ -138,6 +140,7 @@ def requests(token: str) -> list[tuple[str, str, dict[str, str], Any]]:
         ("PATCH", "", {**bearer, "Content-Type": JSON}, b'[{"id": "x", "state": "Sent"}]'),
         ("PATCH", "", {**bearer, "Content-Type": JSON}, good.replace(b'"Sent"', b'"Lost"')),
         ("PATCH", "", {**bearer, "Content-Type": JSON}, good.replace(TIMESTAMP.encode(), b"no")),
+        ("PATCH", "", {**bearer, "Content-Type": JSON}, year_one),
         ("PATCH", "", {**bearer, "Content-Type": "text/plain"}, good),
         ("PATCH", "", {**bearer, "Content-Type": "application/merge-patch+json"}, good),
         ("PATCH", "", bearer, good),
@@ -330,3 +333,39 @@ def test_the_fast_path_s_requests_are_counted_under_their_route(gateway: Gateway
         requests_counted(gateway, "GET", route, 200),
     )
     assert after == (before[0] + 3, before[1] + 3)
+
+
+def test_a_pull_is_answered_without_waiting_for_a_body(gateway: Gateway) -> None:
+    """A GET's body is never read: a pull whose chunked body never ends is answered."""
+    gateway.fast_paths(on=True)
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(
+            f"GET {MOBILE}/message HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {gateway.token}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "5\r\nab".encode()
+        )
+        head = sock.recv(65536).decode(errors="replace")
+    assert head.startswith("HTTP/1.1 200"), head
+
+
+def test_a_fast_path_is_refused_where_the_router_would_serve_another_route() -> None:
+    app = FastAPI()
+
+    @app.get("/{anything}")
+    async def first(anything: str) -> str:
+        return anything
+
+    @app.get("/plain")
+    async def second() -> str:
+        return "plain"
+
+    async def fast(_request: Any) -> None:
+        return None
+
+    paths = FastPaths()
+    with pytest.raises(LookupError, match="no GET route serves /plain first"):
+        serve_fast(app, paths, "GET", {"/plain"}, fast)
+    with pytest.raises(LookupError, match="no POST route serves /missing first"):
+        serve_fast(app, paths, "POST", {"/missing"}, fast)
+    assert paths.lanes == {}

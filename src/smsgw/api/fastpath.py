@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smsgw.api.errors import domain_error_response
@@ -50,12 +51,22 @@ def serve_fast(
     """Give the FastAPI routes of `method` at the paths `at` the fast path `fast`. Raises
     LookupError when a path has no such route (a renamed route must not silently lose its
     fast path)."""
+    for path in at:
+        route = _routed(app, method, path)
+        if route is None:
+            raise LookupError(f"no {method} route serves {path} first")
+        paths.lanes[method, path] = (route, fast)
+
+
+def _routed(app: FastAPI, method: str, path: str) -> APIRoute | None:
+    """The FastAPI route the router gives `method path` to, if it is one with exactly that
+    path (a route of a pattern matching it first would make the lane serve another route)."""
+    scope: Scope = {"type": "http", "method": method, "path": path, "root_path": ""}
     for route in app.router.routes:
-        if isinstance(route, APIRoute) and route.path in at and method in (route.methods or ()):
-            paths.lanes[method, route.path] = (route, fast)
-    missing = {path for path in at if (method, path) not in paths.lanes}
-    if missing:
-        raise LookupError(f"no {method} route at {sorted(missing)}")
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return route if isinstance(route, APIRoute) and route.path == path else None
+    return None
 
 
 class FastLane:
@@ -75,13 +86,14 @@ class FastLane:
             await self.app(scope, receive, send)
             return
         route, fast = lane
-        received, failure = await _receive_body(receive)
+        # A GET's body, if any, is not read (nor waited for): the route never reads it.
+        received, failure = ([], None) if scope["method"] == "GET" else await _receive_body(receive)
         response = None
-        if failure is None and received[-1]["type"] == "http.request":  # else: not plain
+        if failure is None and (not received or received[-1]["type"] == "http.request"):
             scope.update(route=route, endpoint=route.endpoint, path_params={})  # as routed
             body = b"".join(m.get("body", b"") for m in received)
             whole: Message = {"type": "http.request", "body": body, "more_body": False}
-            request = Request(scope, _replay([whole], receive))
+            request = Request(scope, _replay([whole], receive) if received else receive)
             try:
                 response = await fast(request)
             except DomainError as exc:  # as the application's handler answers it

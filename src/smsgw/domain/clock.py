@@ -47,16 +47,26 @@ _LENIENT = re.compile(
 )
 
 
-@functools.lru_cache(maxsize=4096)
+#: Texts up to this long are remembered by `parse_timestamp` (any phone's are shorter; a
+#: longer one, say a fraction of a million digits, is parsed each time and never kept).
+CACHED_TEXT = 40
+
+
 def parse_timestamp(text: str) -> datetime:
     """Read a timestamp leniently, as phones write them; the result is UTC.
 
     Accepts RFC 3339 with any number of fractional digits, `Z` or `±HH:MM`, also `±HHMM` and
     the malformed `+-H:MM` that Android 5/6 writes for negative offsets; no zone means UTC.
-    Raises ValueError when the text is not a timestamp at all.
+    Raises ValueError when the text is not a timestamp at all, or names a moment out of
+    range once turned to UTC.
 
-    Cached: a phone repeats a message's state times in every report of it (about three).
+    Short texts are cached: a phone repeats a message's state times in every report of it
+    (about three).
     """
+    return _parse_cached(text) if len(text) <= CACHED_TEXT else _parse(text)
+
+
+def _parse(text: str) -> datetime:
     match = _LENIENT.match(text.strip())
     if match is None:
         raise ValueError(f"not a timestamp: {text!r}")
@@ -68,4 +78,10 @@ def parse_timestamp(text: str) -> datetime:
         offset = timedelta(hours=int(match["hours"]), minutes=int(match["minutes"]))
         if match["sign"] != "+":
             offset = -offset
-    return (moment - offset).replace(tzinfo=UTC)
+    try:
+        return (moment - offset).replace(tzinfo=UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+        raise ValueError(f"not a timestamp in range: {text!r}") from None
+
+
+_parse_cached = functools.lru_cache(maxsize=4096)(_parse)

@@ -92,8 +92,10 @@ async def fast_pull(request: Request) -> Response | None:
 
 async def fast_report(request: Request) -> Response | None:
     """`report` for a JSON body that validates, read as FastAPI reads it (json.loads, then
-    validation: it takes exactly what FastAPI takes). FastAPI reads the body before the
-    token, so a bad body is its to answer whatever the token."""
+    validation: it takes exactly what FastAPI takes). FastAPI parses the JSON before it
+    looks at the token, and validates it after: a body that is not JSON is its to answer
+    whatever the token; one that is JSON but does not validate is answered by FastAPI too
+    (401 for a wrong token, else 400), so checking the token first would gain nothing."""
     content_type = request.headers.get("content-type", "")
     if content_type.partition(";")[0].strip().lower() != "application/json":
         return None
