@@ -8,7 +8,7 @@ RUN_STAMP := $(VENV)/.installed-run
 NPM_STAMP := tests/npm/node_modules/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test check lint format bench chromium
+.PHONY: help install run test check lint format bench chromium postgresql
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -47,7 +47,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 chromium: ## Install Debian's Chromium for the browser tests (apt; sudo when not root)
 	command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
-test: $(STAMP) $(NPM_STAMP) chromium ## Run the test suite (installs what it needs)
+#: The PostgreSQL tests start a throwaway cluster of their own (tests/pgcluster.py) with the
+#: server binaries of Debian's package; its own cluster is not used.
+postgresql: ## Install PostgreSQL's server binaries for the tests (apt; sudo when not root)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql)
+
+test: $(STAMP) $(NPM_STAMP) chromium postgresql ## Run the test suite (installs what it needs)
 	$(BIN)/python -m pytest -n 3
 
 lint: $(STAMP) ## ruff format --check, ruff check, mypy --strict

@@ -24,6 +24,7 @@ from smsgw.app import create_app
 from smsgw.cli.serve import Server
 from smsgw.config import Settings, load_settings
 from smsgw.db.engine import Database
+from tests import pgcluster
 
 API = "/api/3rdparty/v1"
 
@@ -183,3 +184,14 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pgcluster.Cluster]:
+    """A PostgreSQL cluster for this test process (tests/pgcluster.py), started by the first
+    test that asks for it; each test makes its own database in it."""
+    cluster = pgcluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,0 +1,129 @@
+"""A throwaway PostgreSQL cluster for the tests: started on first use, stopped at exit.
+
+The installed server binaries (Debian's `postgresql` package: /usr/lib/postgresql/N/bin, or
+`SMSGW_TEST_PG_BIN`) run a cluster in a fresh directory under /tmp, listening on 127.0.0.1
+only, at a free port, with durability off (fsync, synchronous_commit: a test's data need not
+survive a crash of the machine). PostgreSQL refuses to run as root; as root (CI), the server
+runs as the `postgres` user the package creates. Each test gets a database of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+START_SECONDS = 60
+
+
+def server_binaries() -> Path | None:
+    """The newest installed PostgreSQL's bin directory holding `initdb`, or None."""
+    given = os.environ.get("SMSGW_TEST_PG_BIN")
+    if given:
+        return Path(given)
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    return found[-1].parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Cluster:
+    """A running cluster; `url(name)` is a database's SQLAlchemy URL (user `postgres`)."""
+
+    bin: Path
+    directory: Path
+    port: int
+    run_as: list[str]
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        """A new empty database; its URL."""
+        import psycopg
+
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
+        ) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError, OSError, RuntimeError):  # not up
+            self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "stop")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _run(self, tool: str, *args: str) -> None:
+        done = subprocess.run(
+            [*self.run_as, str(self.bin / tool), *args],
+            capture_output=True,
+            text=True,
+            timeout=START_SECONDS,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+
+
+def start(attempts: int = 3) -> Cluster:
+    """Create and start a cluster. Raises RuntimeError when PostgreSQL is not installed or
+    does not start (with its log). The port is chosen free before the server binds it: if
+    another process took it meanwhile, a new cluster is tried on another port."""
+    for attempt in range(attempts):
+        try:
+            return _start()
+        except RuntimeError as exc:
+            if "already in use" not in str(exc) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start() -> Cluster:
+    binaries = server_binaries()
+    if binaries is None:
+        raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+    run_as: list[str] = []
+    directory = Path(tempfile.mkdtemp(prefix="smsgw-pg-", dir="/tmp"))
+    if os.geteuid() == 0:  # initdb and postgres refuse root
+        owner = pwd.getpwnam("postgres")
+        os.chown(directory, owner.pw_uid, owner.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    cluster = Cluster(binaries, directory, _free_port(), run_as)
+    try:
+        cluster._run(
+            "initdb", "-D", str(directory / "data"), "-U", "postgres", "--auth=trust",
+            "-E", "UTF8", "--locale=C", "-N",
+        )  # fmt: skip
+        options = (
+            f"-p {cluster.port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        cluster._run(
+            "pg_ctl", "-D", str(directory / "data"), "-w", "-t", str(START_SECONDS),
+            "-l", str(directory / "log"), "-o", options, "start",
+        )  # fmt: skip
+    except BaseException as exc:
+        log = directory / "log"
+        detail = log.read_text(errors="replace") if log.exists() else ""
+        cluster.stop()
+        if isinstance(exc, RuntimeError):
+            raise RuntimeError(f"{exc}\n{detail}") from exc
+        raise
+    return cluster

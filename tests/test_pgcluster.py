@@ -1,0 +1,31 @@
+"""The tests' PostgreSQL cluster (tests/pgcluster.py) starts even when its port is taken
+between choosing it and binding it (another test process may take it), and cleans up."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from tests import pgcluster
+
+
+def test_a_port_taken_meanwhile_makes_the_cluster_start_on_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        ports = iter([busy])
+        free = pgcluster._free_port
+        monkeypatch.setattr(pgcluster, "_free_port", lambda: next(ports, None) or free())
+        cluster = pgcluster.start()
+        try:
+            assert cluster.port != busy
+            assert cluster.create_database().startswith(
+                f"postgresql://postgres@127.0.0.1:{cluster.port}/"
+            )
+        finally:
+            cluster.stop()
+    assert not cluster.directory.exists()
