@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,16 +55,47 @@ class Cluster:
     def url(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self) -> str:
-        """A new empty database; its URL."""
+    def create_database(self, owner: str = "postgres") -> str:
+        """A new empty database of `owner`; its URL (as user postgres)."""
         import psycopg
 
         name = f"t_{uuid.uuid4().hex[:16]}"
         with psycopg.connect(
             f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
         ) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
         return self.url(name)
+
+    def add_user(self, name: str, password: str) -> None:
+        """A login role that must give its password (scram-sha-256) from 127.0.0.1, and may
+        create databases (the other roles' sessions need none)."""
+        import psycopg
+
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
+        ) as conn:
+            conn.execute(
+                psycopg.sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
+                    psycopg.sql.Identifier(name), psycopg.sql.Literal(password)
+                )
+            )
+        hba = self.directory / "data" / "pg_hba.conf"
+        rule = f"host all {name} 127.0.0.1/32 scram-sha-256\n"
+        hba.write_text(rule + hba.read_text())  # the first matching line decides
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "reload")
+        # reload is asynchronous: wait until the rule applies (a wrong password is refused)
+        deadline = time.monotonic() + START_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                psycopg.connect(
+                    f"host=127.0.0.1 port={self.port} user={name} dbname=postgres "
+                    "password=surely-not-it connect_timeout=5"
+                ).close()
+            except psycopg.OperationalError as exc:
+                if "password" in str(exc):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("pg_hba.conf reload did not take effect")
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.SubprocessError, OSError, RuntimeError):  # not up

@@ -6,7 +6,12 @@ Each test gets a database of its own in a cluster the session starts (tests/pgcl
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +36,9 @@ def pg_settings(pg_cluster: Cluster, tmp_path: Path) -> Settings:
 
 
 def test_upgrade_creates_every_table_on_postgresql(pg_settings: Settings) -> None:
-    assert migrate.upgrade(pg_settings) == "upgraded"
+    assert migrate.upgrade(pg_settings) == "created"
     assert migrate.current_tables(pg_settings) >= TABLES
-    assert migrate.upgrade(pg_settings) == "upgraded"  # idempotent: Alembic finds it at head
+    assert migrate.upgrade(pg_settings) == "current"
 
 
 def test_migrations_match_the_models_on_postgresql(pg_settings: Settings) -> None:
@@ -128,3 +133,94 @@ def where_of(index: dict[str, Any]) -> str | None:
     text = str(where).lower().replace("(", "").replace(")", "").replace('"', "")
     text = re.sub(r"::[a-z ]+", "", text)  # PostgreSQL's casts of literals
     return re.sub(r"\s+", " ", text).strip()
+
+
+def db_upgrade(url: str, tmp_path: Path) -> tuple[int, str]:
+    """`smsgw db upgrade` against `url`, in a process of its own: (exit status, output)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSGW_")}
+    env |= {"SMSGW_DATA_DIR": str(tmp_path / "data"), "SMSGW_DATABASE_URL": url}
+    done = subprocess.run(
+        [sys.executable, "-m", "smsgw", "db", "upgrade"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_db_upgrade_creates_the_schema_on_postgresql_then_finds_it_current(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    pg_cluster.add_user("upgrader", "pa:ss/w@rd")
+    url = pg_cluster.create_database(owner="upgrader")
+    url = url.replace("postgres@", "upgrader:pa%3Ass%2Fw%40rd@")
+    status, output = db_upgrade(url, tmp_path)
+    assert status == 0, output
+    assert "database created: postgresql://upgrader:***@127.0.0.1:" in output
+    assert "pa:ss" not in output and "pa%3A" not in output
+    status, output = db_upgrade(url, tmp_path)
+    assert (status, "database is up to date") == (0, output.strip().split(":")[0]), output
+
+
+def test_a_migration_the_server_refuses_is_said_in_one_line(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    pg_cluster.add_user("guest", "guest")  # owns nothing: may not create tables in public
+    url = pg_cluster.create_database().replace("postgres@", "guest:guest@")
+    status, output = db_upgrade(url, tmp_path)
+    assert status == 1, output
+    assert output.startswith("error: the migration failed: permission denied for schema"), output
+    assert len(output.strip().splitlines()) == 1, output
+
+
+@pytest.mark.parametrize("problem", ["wrong password", "no such database", "nothing listening"])
+def test_db_upgrade_says_in_one_line_why_postgresql_cannot_be_used(
+    pg_cluster: Cluster, tmp_path: Path, problem: str
+) -> None:
+    pg_cluster.add_user(f"u_{abs(hash(problem))}", "right")
+    user = f"u_{abs(hash(problem))}"
+    port = pg_cluster.port
+    url, expected = {
+        "wrong password": (
+            f"postgresql://{user}:wrong@127.0.0.1:{port}/postgres",
+            f"PostgreSQL at 127.0.0.1:{port} refused user '{user}': wrong password",
+        ),
+        "no such database": (
+            f"postgresql://postgres@127.0.0.1:{port}/nowhere",
+            f"the database 'nowhere' does not exist on PostgreSQL at 127.0.0.1:{port}",
+        ),
+        "nothing listening": (
+            f"postgresql://postgres@127.0.0.1:{closed_port()}/smsgw",
+            "cannot reach PostgreSQL at 127.0.0.1:",
+        ),
+    }[problem]
+    status, output = db_upgrade(url, tmp_path)
+    assert status == 2, output
+    assert expected in output
+    assert len(output.strip().splitlines()) == 1, output
+    assert "wrong@" not in output
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then closed at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_nodes_starting_together_migrate_one_after_the_other(pg_settings: Settings) -> None:
+    """Every node migrates at start: two at once must not both create the schema."""
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(lambda _: migrate.upgrade(pg_settings), range(2)))
+    assert outcomes == ["created", "current"]  # the later one found it done
+    assert migrate.revisions_of(pg_settings) == set(migrate.head_revisions())
+
+
+def test_without_the_driver_the_answer_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from smsgw.db import postgres
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    problem = postgres.problem_with("postgresql://smsgw@127.0.0.1:5432/smsgw")
+    assert problem is not None
+    assert "pip install 'smsgw[postgresql]'" in problem

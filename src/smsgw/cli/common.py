@@ -59,14 +59,22 @@ def settings_or_exit(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
-def usable_database_or_exit(settings: Settings) -> None:
+def usable_database_or_exit(settings: Settings, *, schema_only: bool = False) -> None:
     """End the command with one line (status 2) if the configured database cannot be used:
-    PostgreSQL (not yet supported), or a SQLite file that cannot be created or opened."""
+    a SQLite file that cannot be created or opened; PostgreSQL, which only `schema_only`
+    commands (`db upgrade`) run on yet, when it cannot be reached or refuses the session."""
     from smsgw.config import POSTGRES_NOT_YET
     from smsgw.db.migrate import sqlite_path
 
     if settings.database_scheme != "sqlite":
-        fail(POSTGRES_NOT_YET, 2)
+        if not schema_only:
+            fail(POSTGRES_NOT_YET, 2)
+        from smsgw.db import postgres
+
+        problem = postgres.problem_with(settings.resolved_database_url)
+        if problem is not None:
+            fail(f"{problem} (see SMSGW_DATABASE_URL)", 2)
+        return
     path = sqlite_path(settings)
     if path is None:
         return

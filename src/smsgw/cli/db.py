@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from smsgw.cli.common import say, settings_or_exit, usable_database_or_exit
+from smsgw.cli.common import fail, say, settings_or_exit, usable_database_or_exit
 
 app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -20,9 +20,15 @@ SAID = {
 def upgrade() -> None:
     """Create the database, or bring its schema to the newest version (`serve` does this
     itself on start unless SMSGW_AUTO_MIGRATE=false)."""
-    from smsgw.db import migrate
+    from sqlalchemy.exc import DBAPIError
+
+    from smsgw.db import migrate, postgres
 
     settings = settings_or_exit()
-    usable_database_or_exit(settings)
-    outcome = migrate.upgrade(settings)
-    say(f"{SAID[outcome]}: {migrate.sqlite_path(settings) or settings.resolved_database_url}")
+    usable_database_or_exit(settings, schema_only=True)  # PostgreSQL too
+    try:
+        outcome = migrate.upgrade(settings)
+    except DBAPIError as exc:  # the server refused a statement (rights, a lock, space...)
+        fail(f"the migration failed: {str(exc.orig).strip().splitlines()[0]}", 1)
+    where = migrate.sqlite_path(settings) or postgres.shown(settings.resolved_database_url)
+    say(f"{SAID[outcome]}: {where}")

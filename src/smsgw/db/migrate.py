@@ -87,23 +87,46 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def upgrade(settings: Settings, revision: str = "head") -> Outcome:
     """Bring the database schema to `revision` (the newest by default); say what it did."""
-    path = sqlite_path(settings)
-    before = current_revisions(path) if path is not None else None
+    before = revisions_of(settings)
     if revision == "head" and before == set(head_revisions()):
         return "current"
     from alembic import command
     from sqlalchemy import create_engine
 
+    from smsgw.db import postgres
     from smsgw.db.engine import ensure_sqlite_directory
 
     ensure_sqlite_directory(settings.resolved_database_url)
     engine = create_engine(sync_url(settings))
     try:
         with engine.begin() as connection:
+            if settings.database_scheme == "postgresql":
+                postgres.lock_for_migration(connection)  # one node at a time
+                before = _heads(connection)  # another node may have migrated meanwhile
+                if revision == "head" and before == set(head_revisions()):
+                    return "current"
             command.upgrade(alembic_config(connection), revision)
     finally:
         engine.dispose()
     return "created" if before == set() else "upgraded"
+
+
+def _heads(connection: Connection) -> set[str]:
+    from alembic.migration import MigrationContext
+
+    return set(MigrationContext.configure(connection).get_current_heads())
+
+
+def revisions_of(settings: Settings) -> set[str] | None:
+    """The revisions the configured database is at (see `current_revisions`)."""
+    path = sqlite_path(settings)
+    if path is not None:
+        return current_revisions(path)
+    if settings.database_scheme == "postgresql":
+        from smsgw.db import postgres
+
+        return postgres.current_revisions(settings.resolved_database_url)
+    return None
 
 
 def is_current(settings: Settings) -> bool:

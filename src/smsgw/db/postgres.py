@@ -1,0 +1,83 @@
+"""PostgreSQL specifics (issue 16, under way): whether a server can be used, its schema
+revision, and the lock that keeps nodes from migrating at once. psycopg is imported only
+here and in SQLAlchemy's dialect, when a PostgreSQL URL is used."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+#: The advisory lock every node takes around a migration (any constant both agree on).
+MIGRATION_LOCK = 0x736D7367  # "smsg"
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def connect_arguments(url: str) -> dict[str, Any]:
+    """psycopg's connection arguments for a SQLAlchemy URL (any driver name)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    arguments: dict[str, Any] = parsed.translate_connect_args(username="user", database="dbname")
+    arguments.update(parsed.query)
+    arguments.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
+    return arguments
+
+
+def shown(url: str) -> str:
+    """The URL to print: PostgreSQL's without its password."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
+
+
+def problem_with(url: str) -> str | None:
+    """Why the server at `url` cannot be used, in one line (None when a session opens)."""
+    try:
+        import psycopg
+    except ImportError:
+        return (
+            "PostgreSQL needs its driver, which is not installed: pip install 'smsgw[postgresql]'"
+        )
+
+    arguments = connect_arguments(url)
+    where = f"{arguments.get('host') or 'localhost'}:{arguments.get('port') or 5432}"
+    user, database = arguments.get("user"), arguments.get("dbname")
+    try:
+        with psycopg.connect(**arguments):
+            return None
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        if exc.sqlstate == "28P01" or "password authentication failed" in str(exc):
+            return f"PostgreSQL at {where} refused user {user!r}: wrong password ({reason})"
+        if exc.sqlstate == "3D000" or ("does not exist" in str(exc) and "database" in str(exc)):
+            return (
+                f"the database {database!r} does not exist on PostgreSQL at {where}: create it "
+                f"first (createdb {database})"
+            )
+        if exc.sqlstate is not None:
+            return f"PostgreSQL at {where} refused the session: {reason}"
+        return f"cannot reach PostgreSQL at {where}: {reason}"
+
+
+def current_revisions(url: str) -> set[str] | None:
+    """The revisions the database is at: empty when it has no schema yet; None when it
+    cannot be read (Alembic then decides, and reports the problem)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(**connect_arguments(url)) as conn:
+            rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+            return {row[0] for row in rows}
+    except psycopg.errors.UndefinedTable:
+        return set()
+    except psycopg.Error:
+        return None
+
+
+def lock_for_migration(connection: Connection) -> None:
+    """Hold the migration lock until the transaction ends: nodes starting together migrate
+    one after the other (the later ones then find the schema current)."""
+    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
