@@ -49,7 +49,8 @@ def problem_with(url: str) -> str | None:
         with psycopg.connect(**arguments):
             return None
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = " ".join(lines) if lines else type(exc).__name__
         if exc.sqlstate == "28P01" or "password authentication failed" in str(exc):
             return f"PostgreSQL at {where} refused user {user!r}: wrong password ({reason})"
         if exc.sqlstate == "3D000" or ("does not exist" in str(exc) and "database" in str(exc)):
