@@ -33,8 +33,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from smsgw.api.errors import domain_error_response
 from smsgw.domain.errors import DomainError
 
-#: Reads the request (its body is already buffered: `await request.body()` is free) and
-#: answers it, or returns None to leave it to the route's FastAPI handler.
+#: Reads the request (its body, except a GET's, is already buffered: `await request.body()`
+#: is free) and answers it, or returns None to leave it to the route's FastAPI handler.
 FastHandler = Callable[[Request], Awaitable[Response | None]]
 
 
@@ -71,8 +71,8 @@ def _routed(app: FastAPI, method: str, path: str) -> APIRoute | None:
 
 class FastLane:
     """The middleware that serves requests by their route's fast path (module docstring).
-    Only exact paths take it: the router would give them to the same route, since these
-    routes' paths have no parameters and no other route matches them (api/routing.hot_first)."""
+    Only exact paths take it, each one a path the router gives to that very route
+    (`serve_fast` checked), so the lane never serves a request another route would have."""
 
     def __init__(self, app: ASGIApp, paths: FastPaths) -> None:
         self.app = app
