@@ -20,6 +20,10 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
 
 START_SECONDS = 60
 
@@ -57,12 +61,8 @@ class Cluster:
 
     def create_database(self, owner: str = "postgres") -> str:
         """A new empty database of `owner`; its URL (as user postgres)."""
-        import psycopg
-
         name = f"t_{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(
-            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
-        ) as conn:
+        with self._admin() as conn:
             conn.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
         return self.url(name)
 
@@ -71,9 +71,7 @@ class Cluster:
         create databases (the other roles' sessions need none)."""
         import psycopg
 
-        with psycopg.connect(
-            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
-        ) as conn:
+        with self._admin() as conn:
             conn.execute(
                 psycopg.sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
                     psycopg.sql.Identifier(name), psycopg.sql.Literal(password)
@@ -96,6 +94,14 @@ class Cluster:
                     return
             time.sleep(0.05)
         raise RuntimeError("pg_hba.conf reload did not take effect")
+
+    def _admin(self) -> psycopg.Connection[Any]:
+        """A session of the superuser on the `postgres` database, in autocommit."""
+        import psycopg
+
+        return psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
+        )
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.SubprocessError, OSError, RuntimeError):  # not up

@@ -87,7 +87,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def upgrade(settings: Settings, revision: str = "head") -> Outcome:
     """Bring the database schema to `revision` (the newest by default); say what it did."""
-    before = revisions_of(settings)
+    # PostgreSQL's revisions are read under the migration lock below, once.
+    before = revisions_of(settings) if settings.database_scheme == "sqlite" else None
     if revision == "head" and before == set(head_revisions()):
         return "current"
     from alembic import command
@@ -130,9 +131,8 @@ def revisions_of(settings: Settings) -> set[str] | None:
 
 
 def is_current(settings: Settings) -> bool:
-    """True when the SQLite schema is at the newest revision (no Alembic needed to tell)."""
-    path = sqlite_path(settings)
-    return path is not None and current_revisions(path) == set(head_revisions())
+    """True when the schema is at the newest revision (no Alembic needed to tell)."""
+    return revisions_of(settings) == set(head_revisions())
 
 
 def current_tables(settings: Settings) -> set[str]:

@@ -49,18 +49,18 @@ def problem_with(url: str) -> str | None:
         with psycopg.connect(**arguments):
             return None
     except psycopg.OperationalError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        reason = " ".join(lines) if lines else type(exc).__name__
-        if exc.sqlstate == "28P01" or "password authentication failed" in str(exc):
-            return f"PostgreSQL at {where} refused user {user!r}: wrong password ({reason})"
-        if exc.sqlstate == "3D000" or ("does not exist" in str(exc) and "database" in str(exc)):
+        # libpq's connection errors carry no SQLSTATE: the server's words tell them apart.
+        text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        if "password authentication failed" in text:
+            return f"PostgreSQL at {where} refused user {user!r}: wrong password ({text})"
+        if "database" in text and "does not exist" in text:
             return (
                 f"the database {database!r} does not exist on PostgreSQL at {where}: create it "
                 f"first (createdb {database})"
             )
-        if exc.sqlstate is not None:
-            return f"PostgreSQL at {where} refused the session: {reason}"
-        return f"cannot reach PostgreSQL at {where}: {reason}"
+        if "FATAL:" in text:  # the server answered, and refused
+            return f"PostgreSQL at {where} refused the session: {text}"
+        return f"cannot reach PostgreSQL at {where}: {text or type(exc).__name__}"
 
 
 def current_revisions(url: str) -> set[str] | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -13,6 +12,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from smsgw.api.deps import Context, CurrentUser, authorize, context_of, current_user
 from smsgw.api.errors import QUERY_CHECKS
+from smsgw.api.fastpath import json_body
 from smsgw.domain.errors import InvalidInput
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import Event, PhoneEvent
@@ -166,18 +166,13 @@ _SEND = TypeAdapter(SendMessageRequest)
 
 
 async def fast_send(request: Request) -> Response | None:
-    """`send_message` (api/fastpath.py) for a JSON body that validates and no query: the
-    router's guard first, as FastAPI runs it before the endpoint. The body is read as
-    FastAPI reads it (json.loads, then validation), so that it takes exactly what FastAPI
-    takes; anything else is FastAPI's to answer."""
-    content_type = request.headers.get("content-type", "")
-    if request.scope["query_string"] or content_type.partition(";")[0].strip().lower() != (
-        "application/json"
-    ):
+    """`send_message` (api/fastpath.py) for a JSON body that validates (`json_body`) and no
+    query: the router's guard first, as FastAPI runs it before the endpoint; anything else
+    is FastAPI's to answer."""
+    if request.scope["query_string"]:
         return None
-    try:
-        body = _SEND.validate_python(json.loads(await request.body()))
-    except Exception:  # not JSON (even too deep to parse), or not valid: FastAPI's 400 says why
+    body = await json_body(request, _SEND)
+    if body is None:
         return None
     await authorize(request)
     return await send_message(request, body)

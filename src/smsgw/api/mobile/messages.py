@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -10,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
 from smsgw.api.deps import Context, CurrentDevice, current_device
+from smsgw.api.fastpath import json_body
 from smsgw.api.mobile.device import ERRORS
 from smsgw.config import WebhooksMode
 from smsgw.context import context_of
@@ -91,17 +91,12 @@ async def fast_pull(request: Request) -> Response | None:
 
 
 async def fast_report(request: Request) -> Response | None:
-    """`report` for a JSON body that validates, read as FastAPI reads it (json.loads, then
-    validation: it takes exactly what FastAPI takes). FastAPI parses the JSON before it
-    looks at the token, and validates it after: a body that is not JSON is its to answer
+    """`report` for a JSON body that validates (`json_body`). FastAPI parses the JSON before
+    it looks at the token, and validates it after: a body that is not JSON is its to answer
     whatever the token; one that is JSON but does not validate is answered by FastAPI too
     (401 for a wrong token, else 400), so checking the token first would gain nothing."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.partition(";")[0].strip().lower() != "application/json":
-        return None
-    try:
-        body = _REPORTS.validate_python(json.loads(await request.body()))
-    except Exception:  # not JSON (even too deep to parse), or not valid: FastAPI's 400 says why
+    body = await json_body(request, _REPORTS)
+    if body is None:
         return None
     context = context_of(request)
     return await report(request, body, await current_device(request, context), context)
