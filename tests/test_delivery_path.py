@@ -25,7 +25,7 @@ from smsgw.events.hub import TOLD_FOR_SECONDS, EventHub
 from smsgw.messages import service as messages
 from smsgw.routing import service as routing
 from smsgw.routing.repository import Phone
-from smsgw.routing.service import RecipientReport, Reported, StateReport
+from smsgw.routing.service import RecipientReport, Reported, SettledReports, StateReport
 
 NUMBER = "+12025550100"
 AT = datetime(2026, 7, 14, 3, 11, 12, tzinfo=UTC)
@@ -119,6 +119,114 @@ async def _scenario(settings: Settings) -> None:
 def test_reports_and_pulls_that_change_nothing_write_nothing(settings: Settings) -> None:
     migrate.upgrade(settings)
     asyncio.run(_scenario(settings))
+
+
+async def _settled_scenario(settings: Settings) -> None:
+    db = Database(settings)
+    units = 0
+    write_sync = db.write_sync
+
+    async def counted(work: object) -> object:
+        nonlocal units
+        units += 1
+        return await write_sync(work)  # type: ignore[arg-type]
+
+    db.write_sync = counted  # type: ignore[method-assign, assignment]
+    settled = SettledReports()
+    try:
+        await accounts.create_user(db, "owner", "correct horse battery")
+        path = make_url(settings.resolved_database_url).database or ""
+        with closing(sqlite3.connect(path)) as conn:
+            (user_id,) = conn.execute("SELECT id FROM users WHERE login = 'owner'").fetchone()
+        device = await devices.register(db, user_id, "owner", "phone", None, None)
+        other_device = await devices.register(db, user_id, "owner", "other", None, None)
+        phone = Phone(device.device_id, user_id, None)
+        other = Phone(other_device.device_id, user_id, None)
+        sent = await messages.send(db, None, user_id, messages.SendCommand([NUMBER], text="x"))
+        await routing.pull(db, phone, newest_first=False, cap=2)
+
+        async def report(by: Phone, state: ProcessingState) -> tuple[Reported, int]:
+            before = units
+            done = await routing.report(db, by, [snapshot(sent.id, state)], settled=settled)
+            return done, units - before
+
+        # Not settled yet: a repeat of Sent is applied (and changes nothing) each time.
+        assert await report(phone, ProcessingState.SENT) == (Reported(True, 1, 0), 1)
+        assert await report(phone, ProcessingState.SENT) == (Reported(True, 0, 0), 1)
+        # Delivered settles it: the same snapshot again, as the app sends it, takes no unit.
+        assert await report(phone, ProcessingState.DELIVERED) == (Reported(True, 0, 0), 1)
+        assert await report(phone, ProcessingState.DELIVERED) == (Reported(False, 0, 0), 0)
+        assert await report(phone, ProcessingState.DELIVERED) == (Reported(False, 0, 0), 0)
+        # Another snapshot of it, or the same one from another phone, is applied (and
+        # changes nothing: final states stay, the other phone does not hold it).
+        assert await report(phone, ProcessingState.FAILED) == (Reported(True, 0, 0), 1)
+        assert await report(other, ProcessingState.DELIVERED) == (Reported(False, 0, 0), 1)
+        record = await messages.get(db, user_id, sent.id)
+        assert record.state == ProcessingState.DELIVERED
+        assert record.recipients[0].state == ProcessingState.DELIVERED
+
+        # The app's three reports of a message delivered at once arrive together: the
+        # first is applied, the others wait for it and take no unit of their own.
+        quick = await messages.send(db, None, user_id, messages.SendCommand([NUMBER], text="y"))
+        await routing.pull(db, phone, newest_first=False, cap=2)
+        before = units
+        together = await asyncio.gather(
+            *(
+                routing.report(
+                    db, phone, [snapshot(quick.id, ProcessingState.DELIVERED)], settled=settled
+                )
+                for _ in range(3)
+            )
+        )
+        assert units - before == 1
+        assert sorted(together, key=lambda r: r.held) == [
+            Reported(False, 0, 0), Reported(False, 0, 0), Reported(True, 1, 0)
+        ]  # fmt: skip
+        assert (await messages.get(db, user_id, quick.id)).state == ProcessingState.DELIVERED
+
+        # When the one in flight fails, the one that waited for it is applied all the same.
+        failing = await messages.send(db, None, user_id, messages.SendCommand([NUMBER], text="z"))
+        await routing.pull(db, phone, newest_first=False, cap=2)
+        applied = db.write_sync
+
+        async def fails_once(work: object) -> object:
+            db.write_sync = applied  # type: ignore[method-assign]
+            await asyncio.sleep(0)
+            raise RuntimeError("the disk is full")
+
+        db.write_sync = fails_once  # type: ignore[method-assign, assignment]
+        first, second = await asyncio.gather(
+            *(
+                routing.report(
+                    db, phone, [snapshot(failing.id, ProcessingState.DELIVERED)], settled=settled
+                )
+                for _ in range(2)
+            ),
+            return_exceptions=True,
+        )
+        assert isinstance(first, RuntimeError)
+        assert second == Reported(True, 1, 0)
+        assert (await messages.get(db, user_id, failing.id)).state == ProcessingState.DELIVERED
+    finally:
+        await db.dispose()
+
+
+def test_a_settled_messages_repeated_report_takes_no_unit_of_work(settings: Settings) -> None:
+    migrate.upgrade(settings)
+    asyncio.run(_settled_scenario(settings))
+
+
+def test_settled_reports_are_kept_per_phone_and_bounded() -> None:
+    settled = SettledReports(size=2)
+    first, second, third = (snapshot(f"m{i}", ProcessingState.DELIVERED) for i in range(3))
+    settled.add("phone", first)
+    assert settled.known("phone", first)
+    assert not settled.known("other", first)
+    assert not settled.known("phone", snapshot("m0", ProcessingState.FAILED))
+    settled.add("phone", second)
+    settled.add("phone", third)  # the oldest goes
+    assert not settled.known("phone", first)
+    assert settled.known("phone", second) and settled.known("phone", third)
 
 
 def test_a_burst_of_new_messages_tells_one_phone_per_pull_it_can_fill() -> None:

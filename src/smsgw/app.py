@@ -146,6 +146,9 @@ def create_app(settings: Settings, cluster: Cluster | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
         servers=[{"url": "/"}],
+        # FastAPI's own OpenTelemetry hooks, which nothing here configures: off, so that no
+        # request pays for asking whether they are on (metrics: /metrics, metrics.py).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_handlers(app)
     redact.install()  # hook secrets travel in paths: keep them out of the access log

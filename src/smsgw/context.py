@@ -14,6 +14,7 @@ from smsgw.db.engine import Database
 from smsgw.devices.presence import Presence
 from smsgw.events.hub import EventHub
 from smsgw.events.signals import Signals
+from smsgw.routing.service import SettledReports
 from smsgw.tokens.service import TokenService
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ class AppContext:
     signals: Signals = field(default_factory=Signals)
     #: Password checks under way, by the credential cache's digest of their pair.
     checks: dict[bytes, asyncio.Future[int]] = field(default_factory=dict)
+    #: State reports whose repeats are answered without a unit of work (routing/service.py).
+    settled: SettledReports = field(default_factory=SettledReports)
 
 
 def context_of(connection: HTTPConnection) -> AppContext:

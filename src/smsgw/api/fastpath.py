@@ -109,9 +109,7 @@ class FastLane:
         response = None
         if failure is None and (not received or received[-1]["type"] == "http.request"):
             scope.update(route=route, endpoint=route.endpoint, path_params={})  # as routed
-            body = b"".join(m.get("body", b"") for m in received)
-            whole: Message = {"type": "http.request", "body": body, "more_body": False}
-            request = Request(scope, _replay([whole], receive) if received else receive)
+            request = _ReadRequest(scope, receive, b"".join(m.get("body", b"") for m in received))
             try:
                 response = await fast(request)
             except DomainError as exc:  # as the application's handler answers it
@@ -120,6 +118,17 @@ class FastLane:
             await self.app(scope, _replay(received, receive, failure), send)
         else:
             await response(scope, receive, send)
+
+
+class _ReadRequest(Request):
+    """A request whose body the lane has read already (a GET's, never read, is empty)."""
+
+    def __init__(self, scope: Scope, receive: Receive, body: bytes) -> None:
+        super().__init__(scope, receive)
+        self._read = body
+
+    async def body(self) -> bytes:
+        return self._read
 
 
 async def _receive_body(receive: Receive) -> tuple[list[Message], Exception | None]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from smsgw.db.engine import Database
 from smsgw.domain import clock
-from smsgw.domain.states import ProcessingState, advance, derive
+from smsgw.domain.states import FINAL_STATES, ProcessingState, advance, derive
 from smsgw.events.hub import Event, EventHub, PhoneEvent
 from smsgw.events.user_feed import notify
 from smsgw.logs import repository as log_rows
@@ -51,6 +53,9 @@ class Reported:
     held: bool
     freed: int
     events: int
+    #: The message is in a final state and so is each of its recipients: nothing that is
+    #: reported about it can change anything any more (domain/states.py).
+    settled: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,60 @@ class StateReport:
     state: ProcessingState
     recipients: list[RecipientReport]
     states: dict[ProcessingState, datetime]
+
+
+class SettledReports:
+    """The last snapshots this process applied that left their message settled
+    (`Reported.settled`), by phone and message, so that the same snapshot sent again by the
+    same phone is answered without a unit of work.
+
+    The app reports the *current* snapshot on each recipient state change, from tasks that
+    run when they run (../shared/reference/android-app-protocol.md, section 9, step 8): when
+    a message goes from Processed to Delivered quickly, all three reports carry the final
+    snapshot, and they arrive together. Applying a snapshot again once its message is
+    settled writes nothing (final states never move, and its history entries are the first
+    ones), so skipping it is exact. A snapshot that arrives while the same one from the same
+    phone is being applied waits for that one, then is skipped if it settled the message and
+    applied otherwise. Each process keeps its own; a process that has not seen the snapshot
+    applies it.
+    """
+
+    def __init__(self, size: int = 16384) -> None:
+        self._size = size
+        self._seen: OrderedDict[tuple[str, str], StateReport] = OrderedDict()
+        self._flying: dict[tuple[str, str], tuple[StateReport, asyncio.Future[None]]] = {}
+
+    def known(self, device_id: str, report: StateReport) -> bool:
+        return self._seen.get((device_id, report.ext_id)) == report
+
+    def add(self, device_id: str, report: StateReport) -> None:
+        self._seen[(device_id, report.ext_id)] = report
+        self._seen.move_to_end((device_id, report.ext_id))
+        if len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+
+    async def unsettled(self, device_id: str, reports: list[StateReport]) -> list[StateReport]:
+        """`reports` less those known settled, once the same ones in flight have landed."""
+        for item in reports:
+            flying = self._flying.get((device_id, item.ext_id))
+            if flying is not None and flying[0] == item:
+                await asyncio.shield(flying[1])
+        return [item for item in reports if not self.known(device_id, item)]
+
+    def take_off(self, device_id: str, reports: list[StateReport]) -> list[tuple[str, str]]:
+        """Mark `reports` in flight (those of a message with none in flight yet)."""
+        keys = []
+        for item in reports:
+            key = (device_id, item.ext_id)
+            if key not in self._flying:
+                self._flying[key] = (item, asyncio.get_running_loop().create_future())
+                keys.append(key)
+        return keys
+
+    def land(self, keys: list[tuple[str, str]]) -> None:
+        for key in keys:
+            _, future = self._flying.pop(key)
+            future.set_result(None)
 
 
 @dataclass(frozen=True)
@@ -153,7 +212,10 @@ def _apply(
     # Room under the phone's cap: a message it held (Pending, or Cancelling: a cancel it has
     # not confirmed) that has now left those states.
     freed = int(current in repository.ACTIVE and state not in repository.ACTIVE)
-    return Reported(held=True, freed=freed, events=recorded)
+    settled = state in FINAL_STATES and all(
+        ProcessingState(r.state) in FINAL_STATES for r in stored.values()
+    )
+    return Reported(held=True, freed=freed, events=recorded, settled=settled)
 
 
 async def report(
@@ -162,24 +224,40 @@ async def report(
     reports: list[StateReport],
     events: bool = True,
     wait: outbox.PostWait = outbox.NO_WAIT,
+    settled: SettledReports | None = None,
 ) -> Reported:
     """Apply state snapshots idempotently; unknown or foreign ids are ignored.
 
     `events`: write webhook events for the changes (False when phones deliver their own);
-    `wait`: those the phone also posts itself wait for its post (webhooks/outbox.py). All the
-    snapshots are one unit of work on the group-commit path, as `pull`.
+    `wait`: those the phone also posts itself wait for its post (webhooks/outbox.py);
+    `settled`: snapshots already applied to a settled message, skipped (`SettledReports`).
+    All the snapshots are one unit of work on the group-commit path, as `pull`.
 
     Returns what the reports did (`Reported`).
     """
+    if settled is not None:
+        reports = await settled.unsettled(phone.device_id, reports)
+        if not reports:
+            return Reported(held=False, freed=0, events=0)
     now = clock.now()
 
-    def work(conn: sqlite3.Connection) -> Reported:
-        done = [_apply(conn, phone, item, now, events, wait) for item in reports]
-        return Reported(
-            any(d.held for d in done), sum(d.freed for d in done), sum(d.events for d in done)
-        )
+    def work(conn: sqlite3.Connection) -> list[Reported]:
+        return [_apply(conn, phone, item, now, events, wait) for item in reports]
 
-    reported = await db.write_sync(work)
+    if settled is None:
+        done = await db.write_sync(work)
+    else:
+        flying = settled.take_off(phone.device_id, reports)
+        try:
+            done = await db.write_sync(work)
+            for item, result in zip(reports, done, strict=True):
+                if result.settled:
+                    settled.add(phone.device_id, item)
+        finally:
+            settled.land(flying)
+    reported = Reported(
+        any(d.held for d in done), sum(d.freed for d in done), sum(d.events for d in done)
+    )
     if reported.held:
         notify(db, phone.user_id)  # the dashboard's live views of this user
     return reported

@@ -65,7 +65,7 @@ async def report(
         hub.posted_state_events(device.app_version),
         context.settings.webhooks_phone_post_wait_seconds,
     )
-    reported = await routing.report(context.db, phone, reports, hub_mode, wait)
+    reported = await routing.report(context.db, phone, reports, hub_mode, wait, context.settled)
     if reported.events:
         context.signals.emit(signals.OUTBOX_FILLED)  # they go out now, not at the next poll
     if reported.freed and await routing.has_work_for(context.db, phone):
