@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -12,13 +11,13 @@ import pytest
 
 from smsgw.config import Settings
 from smsgw.db import migrate
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, Unit, UnitConnection
 from tests.conftest import Account, LiveServer, make_settings, running
 
 
-def put(key: str, fail: bool = False) -> Callable[[sqlite3.Connection], str]:
-    def work(conn: sqlite3.Connection) -> str:
-        conn.execute("INSERT INTO system_values (key, value) VALUES (?, 'v')", (key,))
+def put(key: str, fail: bool = False) -> Unit[str]:
+    async def work(conn: UnitConnection) -> str:
+        await conn.execute("INSERT INTO system_values (key, value) VALUES (?, 'v')", (key,))
         if fail:
             raise ValueError(f"unit {key} fails")
         return key
@@ -33,7 +32,7 @@ def test_a_failing_unit_of_a_batch_is_rolled_back_alone(settings: Settings) -> N
         db = Database(settings)
         try:
             units = [put(f"k{i}", fail=i == 3) for i in range(8)]
-            return await asyncio.gather(*(db.write_sync(u) for u in units), return_exceptions=True)
+            return await asyncio.gather(*(db.write_unit(u) for u in units), return_exceptions=True)
         finally:
             await db.dispose()
 
@@ -45,18 +44,19 @@ def test_a_failing_unit_of_a_batch_is_rolled_back_alone(settings: Settings) -> N
     assert keys == {f"k{i}" for i in range(8) if i != 3}
 
 
-def test_a_batch_waits_apart_while_another_process_holds_the_write_lock(
+def test_a_batch_waits_for_the_lock_another_process_holds_without_stalling_the_loop(
     settings: Settings,
 ) -> None:
     """Group commit runs its units on the event loop; when another connection (another
     process, say `smsgw send`) holds the write lock, the loop must not stall on it: the
-    batch waits on the write thread and commits once the lock is free."""
+    batch tries again now and then, the loop serving meanwhile, and commits once the lock
+    is free."""
     migrate.upgrade(settings)
     other = sqlite3.connect(settings.data_dir / "smsgw.db", isolation_level=None)
 
     async def scenario() -> tuple[list[str], int]:
         db = Database(settings)
-        await db.write_sync(put("first"))  # a running server, connected already
+        await db.write_unit(put("first"))  # a running server, connected already
         other.execute("BEGIN IMMEDIATE")
         other.execute("INSERT INTO system_values (key, value) VALUES ('other', 'v')")
         ticks = 0
@@ -69,7 +69,7 @@ def test_a_batch_waits_apart_while_another_process_holds_the_write_lock(
 
         beat = asyncio.create_task(ticker())
         try:
-            writes = asyncio.gather(*(db.write_sync(put(f"k{i}")) for i in range(3)))
+            writes = asyncio.gather(*(db.write_unit(put(f"k{i}")) for i in range(3)))
             await asyncio.sleep(0.5)
             assert not writes.done()  # waiting for the lock, not failed
             ticks_while_locked = ticks

@@ -124,14 +124,14 @@ def test_reports_and_pulls_that_change_nothing_write_nothing(settings: Settings)
 async def _settled_scenario(settings: Settings) -> None:
     db = Database(settings)
     units = 0
-    write_sync = db.write_sync
+    write_unit = db.write_unit
 
     async def counted(work: object) -> object:
         nonlocal units
         units += 1
-        return await write_sync(work)  # type: ignore[arg-type]
+        return await write_unit(work)  # type: ignore[arg-type]
 
-    db.write_sync = counted  # type: ignore[method-assign, assignment]
+    db.write_unit = counted  # type: ignore[method-assign, assignment]
     settled = SettledReports()
     try:
         await accounts.create_user(db, "owner", "correct horse battery")
@@ -187,14 +187,14 @@ async def _settled_scenario(settings: Settings) -> None:
         # When the one in flight fails, the one that waited for it is applied all the same.
         failing = await messages.send(db, None, user_id, messages.SendCommand([NUMBER], text="z"))
         await routing.pull(db, phone, newest_first=False, cap=2)
-        applied = db.write_sync
+        applied = db.write_unit
 
         async def fails_once(work: object) -> object:
-            db.write_sync = applied  # type: ignore[method-assign]
+            db.write_unit = applied  # type: ignore[method-assign]
             await asyncio.sleep(0)
             raise RuntimeError("the disk is full")
 
-        db.write_sync = fails_once  # type: ignore[method-assign, assignment]
+        db.write_unit = fails_once  # type: ignore[method-assign, assignment]
         first, second = await asyncio.gather(
             *(
                 routing.report(

@@ -4,7 +4,6 @@ scoped to its owner, never holding message text, and pruned past its retention."
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ from sqlalchemy import insert
 from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.base import table_of
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, UnitConnection
 from smsgw.logs import service as logs
 from smsgw.logs.models import LogEntry
 from tests.conftest import Account, LiveServer, create_account, make_settings, running
@@ -187,17 +186,19 @@ def test_entries_past_their_retention_are_pruned_by_the_worker(tmp_path: Path) -
         assert [e["message"] for e in entries(client)] == ["aged 1", "aged 0"]
 
 
-def test_an_entry_recorded_in_a_write_sync_unit_is_listed(
+def test_an_entry_recorded_in_a_unit_of_work_is_listed(
     server: LiveServer, alice: Account, api: httpx.Client
 ) -> None:
-    def unit(conn: sqlite3.Connection) -> None:
+    async def unit(conn: UnitConnection) -> None:
         context = {"webhookId": "wh1"}
-        logs.record_sync(conn, 1, "webhooks", logs.Priority.ERROR, "webhook wh1 failed", context)
+        await logs.record_unit(
+            conn, 1, "webhooks", logs.Priority.ERROR, "webhook wh1 failed", context
+        )
 
     async def write() -> None:
         db = Database(server.settings)
         try:
-            await db.write_sync(unit)
+            await db.write_unit(unit)
         finally:
             await db.dispose()
 

@@ -21,7 +21,7 @@ from smsgw import metrics
 from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.base import table_of
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, UnitConnection
 from smsgw.events.hub import EventHub
 from smsgw.messages import repository as stored
 from smsgw.messages.models import Message
@@ -36,11 +36,11 @@ QUEUE_OF_OWNER = (
 )
 
 Query = Callable[[AsyncConnection], Awaitable[object]]
-SyncQuery = Callable[[sqlite3.Connection], object]
+UnitQuery = Callable[[UnitConnection], Awaitable[object]]
 
 # Each call of the phones' hot paths (plain DB-API connection), with the plan of each
 # statement it issues on messages, in order.
-SYNC_QUERIES: dict[str, tuple[SyncQuery, list[str]]] = {
+UNIT_QUERIES: dict[str, tuple[UnitQuery, list[str]]] = {
     "held": (
         lambda c: routing.held(c, PHONE, True, NOW),
         ["SEARCH messages USING INDEX ix_messages_device_id_state (device_id=? AND state=?)"],
@@ -178,10 +178,10 @@ async def _issue(settings: Settings) -> dict[str, list[tuple[str, Any]]]:
     found = {}
     with closing(sqlite3.connect(_path(settings), isolation_level=None)) as raw:
         raw.set_trace_callback(lambda sql: issued.append((sql, ())))  # values expanded
-        for name, (sync_query, _) in SYNC_QUERIES.items():
+        for name, (unit_query, _) in UNIT_QUERIES.items():
             issued.clear()
             raw.execute("BEGIN IMMEDIATE")
-            sync_query(raw)
+            await unit_query(UnitConnection(raw))
             raw.execute("ROLLBACK")
             found[name] = list(issued)
     try:
@@ -205,7 +205,7 @@ def test_every_query_on_messages_searches_the_index_meant_for_it(settings: Setti
 
     plans = {name: _plans(path, statements) for name, statements in issued.items()}
 
-    expected = {name: lines for name, (_, lines) in (SYNC_QUERIES | QUERIES).items()}
+    expected = {name: lines for name, (_, lines) in (UNIT_QUERIES | QUERIES).items()}
     expected["metrics"] = METRICS_PLANS
     assert plans == expected
     assert _plans(path, [(PHONE_DELETED, ("phone1",))]) == [
@@ -248,7 +248,7 @@ def _store(conn: sqlite3.Connection, ext_id: str, valid_until: datetime | None) 
         "created_at": NOW,
         "updated_at": NOW,
     }
-    stored.store_message(conn, values, ["+12025550100"], NOW)
+    asyncio.run(stored.store_message(UnitConnection(conn), values, ["+12025550100"], NOW))
 
 
 def test_a_new_message_is_written_to_three_indexes_only(settings: Settings) -> None:

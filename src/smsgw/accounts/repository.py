@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.accounts.models import User
 from smsgw.db.base import table_of
+from smsgw.db.engine import UnitConnection
 
 users = table_of(User)
 
@@ -64,9 +64,11 @@ async def login_by_id(conn: AsyncConnection, user_id: int) -> str | None:
     return None if row is None else str(row[0])
 
 
-def stored_credentials(conn: sqlite3.Connection, login: str) -> tuple[int, str] | None:
-    """(user id, password hash) of a login, on a plain connection (`Database.read_now`):
+async def stored_credentials(conn: UnitConnection, login: str) -> tuple[int, str] | None:
+    """(user id, password hash) of a login, on a plain connection (`Database.read_unit`):
     every API request asks this, and one plain query by key costs microseconds where an
     async SQLAlchemy one costs about a millisecond of CPU."""
-    row = conn.execute("SELECT id, password_hash FROM users WHERE login = ?", (login,)).fetchone()
+    row = (
+        await conn.execute("SELECT id, password_hash FROM users WHERE login = ?", (login,))
+    ).fetchone()
     return None if row is None else (int(row[0]), str(row[1]))

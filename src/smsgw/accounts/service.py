@@ -95,7 +95,7 @@ Stored = tuple[int, str] | None
 
 
 async def stored_credentials(db: Database, login: str) -> Stored:
-    return await db.read_now(lambda conn: repository.stored_credentials(conn, login))
+    return await db.read_unit(lambda conn: repository.stored_credentials(conn, login))
 
 
 def known_pair(cache: CredentialCache, login: str, password: str, stored: Stored) -> int | None:

@@ -11,29 +11,30 @@ Two ways in:
   queries. Each statement crosses to the driver's thread and back and goes through
   SQLAlchemy's execution machinery: about a millisecond of CPU per short transaction, fine
   for occasional work.
-- `read_sync(work)` / `write_sync(work)` run a synchronous `work(connection)` on a database
-  thread with a plain `sqlite3` connection: one thread hop for the whole unit of work and
-  DB-API statements (build them with `RowInsert` and `column_reader`, which apply the
-  column types as SQLAlchemy would). They are for the hot paths (queueing a message).
-  `write_sync` does group commit: the units submitted while a commit is in progress run
-  together in the next transaction, under one COMMIT, so one WAL sync serves many requests;
-  a unit that raises is rolled back alone and gets its exception (the batch is then run
-  again with a SAVEPOINT around each unit, so a unit may run twice: it must do nothing but
-  use its connection). It returns only after that COMMIT: durability is that of one
-  transaction per unit. The units of a batch run on the event loop (so they must be a few
-  indexed statements, like storing a message) and only the COMMIT, the WAL sync, goes to
-  the write thread (a batch that changed no row commits on the loop: nothing to sync).
-  When another process holds the write lock (several server processes take turns), the
-  loop tries again every `LOOP_LOCK_RETRY_SECONDS`, serving requests meanwhile, and after
-  `LOOP_LOCK_PATIENCE_SECONDS` the whole batch waits on the write thread instead.
-- `read_now(work)` runs `work(connection)` right on the event loop, for a lookup by key that
-  takes microseconds (the credential check every API request makes): a thread hop costs
-  more than such a query. WAL readers do not wait for writers; in the rare case one would
-  (SQLITE_BUSY: recovery after a crash), it gives up after `LOOP_BUSY_TIMEOUT_MS` and the
-  work is run on a database thread instead, so the loop is never held for long.
+- `read_unit(work)` / `write_unit(work)` run a unit of work, `async def work(conn)`, on a
+  plain DB-API connection wrapped as a `UnitConnection`: statements written with `?`
+  placeholders (build them with `RowInsert` and `column_reader`, which apply the column
+  types as SQLAlchemy would), no SQLAlchemy machinery per statement. They are for the hot
+  paths (queueing a message, a phone's pull and reports). A unit awaits nothing but its
+  connection's statements: on SQLite these never suspend, so a unit runs in one piece on
+  the event loop. `write_unit` does group commit: the units submitted while a commit is in
+  progress run together in the next transaction, under one COMMIT, so one WAL sync serves
+  many requests; a unit that raises is rolled back alone and gets its exception (the batch
+  is then run again with a SAVEPOINT around each unit, so a unit may run twice: it must do
+  nothing but use its connection). It returns only after that COMMIT: durability is that
+  of one transaction per unit. Only the COMMIT, the WAL sync, goes to the write thread (a
+  batch that changed no row commits on the loop: nothing to sync). When another process
+  holds the write lock (several server processes take turns), the loop tries again every
+  `LOOP_LOCK_RETRY_SECONDS`, then less often (`_LockWaits`), serving requests meanwhile,
+  for up to `BUSY_TIMEOUT_MS`.
+- `read_unit(work)` runs `work(connection)` in a read transaction right on the event loop,
+  for a lookup by key that takes microseconds (the credential check every API request
+  makes): a thread hop costs more than such a query. WAL readers do not wait for writers;
+  in the rare case one would (SQLITE_BUSY: recovery after a crash), it gives up after
+  `LOOP_BUSY_TIMEOUT_MS` and tries again a moment later, so the loop is never held long.
 
 Both writers take the same turn (`_write_turn`), so within a process there is still one
-write transaction at a time. Do not call `write_sync` inside a `write()` block: it would wait
+write transaction at a time. Do not call `write_unit` inside a `write()` block: it would wait
 for the turn that block holds. And since a `write()` block holds the turn across every
 statement's trip through a busy event loop (tens to hundreds of milliseconds under load,
 while every queued message waits for its commit), periodic work looks first with `read()`
@@ -44,14 +45,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Column, Table, event
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
@@ -63,15 +63,17 @@ from smsgw.config import POSTGRES_NOT_YET, Settings
 
 T = TypeVar("T")
 
-READ_THREADS = 4
 #: How long a connection waits for a lock held by another one (another process, mostly).
 BUSY_TIMEOUT_MS = 10_000
-#: How long `read_now` may hold the event loop waiting on a lock before moving to a thread.
+#: How long `read_unit` may hold the event loop waiting on a lock before trying again later.
 LOOP_BUSY_TIMEOUT_MS = 20
-#: When another process holds the write lock, how often the loop tries again to take it, and
-#: for how long before the batch waits for it on the write thread instead.
+#: When another process holds the write lock, how often the loop tries again to take it:
+#: every LOOP_LOCK_RETRY_SECONDS for LOOP_LOCK_PATIENCE_SECONDS (another process's batch
+#: holds it a few milliseconds), then less and less often (the wait doubling up to
+#: LOOP_LOCK_MAX_SECONDS: a long write), for up to BUSY_TIMEOUT_MS in all.
 LOOP_LOCK_RETRY_SECONDS = 0.0005
 LOOP_LOCK_PATIENCE_SECONDS = 0.05
+LOOP_LOCK_MAX_SECONDS = 0.01
 #: Most units of work one group-commit transaction takes; the rest wait for the next one.
 MAX_BATCH = 256
 #: The dialect whose type processing `RowInsert` and `column_reader` apply (as the engines do).
@@ -82,9 +84,44 @@ class DatabaseUnsupported(Exception):
     """The configured database cannot be used by this version of smsgw."""
 
 
+class Rows(Protocol):
+    """What a unit's statement gives back: its rows (fetched, or to iterate) and how many
+    rows it changed."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class UnitConnection:
+    """The connection a unit of work gets (`read_unit`, `write_unit`): DB-API statements
+    with `?` placeholders, awaited. On SQLite they run at once (nothing is awaited for real),
+    so a unit runs in one piece on the event loop."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> Rows:
+        return self._conn.execute(sql, tuple(params))
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        self._conn.executemany(sql, [tuple(row) for row in rows])
+
+
+#: A unit of work (db/engine.py): awaits only its connection's statements.
+Unit = Callable[[UnitConnection], Awaitable[T]]
+
+
 @dataclass
 class _Job(Generic[T]):
-    work: Callable[[sqlite3.Connection], T]
+    work: Unit[T]
     future: asyncio.Future[T]
 
 
@@ -104,15 +141,11 @@ class Database:
         self.reader = _sqlite_engine(self.url, self.synchronous, immediate=False, pool_size=4)
         self.writer = _sqlite_engine(self.url, self.synchronous, immediate=True, pool_size=1)
         self.path = make_url(self.url).database or ""
-        # Threads and connections of read_sync/write_sync: made on first use, so a Database
-        # built only to check the settings starts nothing.
-        self._read_threads: ThreadPoolExecutor | None = None
+        # The thread and connections of read_unit/write_unit: made on first use, so a
+        # Database built only to check the settings starts nothing.
         self._write_thread: ThreadPoolExecutor | None = None
-        self._local = threading.local()
         self._loop_connection: sqlite3.Connection | None = None
         self._write_connection: sqlite3.Connection | None = None
-        self._raw_connections: list[sqlite3.Connection] = []
-        self._raw_lock = threading.Lock()
         self._write_turn_lock: asyncio.Lock | None = None
         self._queue: list[_Job[Any]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -135,32 +168,24 @@ class Database:
         async with self._write_turn, self.writer.begin() as conn:
             yield conn
 
-    async def read_now(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """`work(connection)` in one read transaction on the calling (event loop) thread.
+    async def read_unit(self, work: Unit[T]) -> T:
+        """`work(connection)` in one read transaction on the event loop.
 
         Only for work that takes microseconds (a lookup by an indexed key); if the database
-        is busy, the work is retried with `read_sync`.
+        is busy, it is tried again a moment later (the loop serving meanwhile).
         """
-        try:
-            if self._loop_connection is None:
-                self._loop_connection = self._connect(busy_timeout_ms=LOOP_BUSY_TIMEOUT_MS)
-            return _in_read_transaction(self._loop_connection, work)
-        except sqlite3.OperationalError as exc:
-            if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF != sqlite3.SQLITE_BUSY:
-                raise
-        return await self.read_sync(work)
+        waits = _LockWaits()
+        while True:
+            try:
+                if self._loop_connection is None:
+                    self._loop_connection = self._connect(busy_timeout_ms=LOOP_BUSY_TIMEOUT_MS)
+                return await _in_read_transaction(self._loop_connection, work)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+            await waits.next()
 
-    async def read_sync(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """`work(connection)` in one read transaction on a database thread; its result."""
-        if self._read_threads is None:
-            self._read_threads = ThreadPoolExecutor(READ_THREADS, "smsgw-db-read")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._read_threads, self._run_read, work)
-
-    def _run_read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return _in_read_transaction(self._thread_connection(), work)
-
-    async def write_sync(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def write_unit(self, work: Unit[T]) -> T:
         """Run `work(connection)` in a write transaction; its result once committed.
 
         If `work` raises, none of its changes are kept and its exception is raised here; the
@@ -190,27 +215,18 @@ class Database:
                         continue
                     works = [job.work for job in batch]
                     try:
-                        ran = self._run_batch_now(works)
-                        give_up = time.monotonic() + LOOP_LOCK_PATIENCE_SECONDS
-                        while (
-                            ran is None
-                            and self._write_connection is not None
-                            and time.monotonic() < give_up
-                        ):
-                            # Another process holds the lock for its COMMIT (several server
-                            # processes): try again in a moment, the loop serving meanwhile.
-                            await asyncio.sleep(LOOP_LOCK_RETRY_SECONDS)
-                            ran = self._run_batch_now(works)
-                        if ran is None:  # still locked (a long write): wait apart
-                            outcomes = await loop.run_in_executor(
-                                self._write_thread, self._run_batch, works
-                            )
-                        else:
-                            outcomes, wrote = ran
-                            if wrote:
-                                await loop.run_in_executor(self._write_thread, self._commit)
-                            else:  # nothing written (pulls that found nothing, repeated
-                                self._commit()  # reports): no WAL sync, so no thread hop
+                        if self._write_connection is None:  # PRAGMAs may wait: apart
+                            await loop.run_in_executor(self._write_thread, self._writer_connection)
+                        waits = _LockWaits()
+                        while (ran := await self._run_batch_now(works)) is None:
+                            # Another process holds the lock (several server processes, or
+                            # `smsgw send`): try again in a moment, the loop serving meanwhile.
+                            await waits.next()
+                        outcomes, wrote = ran
+                        if wrote:
+                            await loop.run_in_executor(self._write_thread, self._commit)
+                        else:  # nothing written (pulls that found nothing, repeated
+                            self._commit()  # reports): no WAL sync, so no thread hop
                     except Exception as exc:  # the COMMIT failed: nothing of the batch is kept
                         outcomes = [(False, exc)] * len(batch)
                     except BaseException:  # cancelled: its callers must not wait forever
@@ -227,49 +243,34 @@ class Database:
         finally:
             self._flusher = None
 
-    def _run_batch_now(
-        self, works: list[Callable[[sqlite3.Connection], Any]]
-    ) -> tuple[list[_Outcome], bool] | None:
+    async def _run_batch_now(self, works: list[Unit[Any]]) -> tuple[list[_Outcome], bool] | None:
         """On the event loop: BEGIN and the batch's units, leaving the COMMIT to the caller:
         the outcomes, and whether the transaction wrote anything (its COMMIT is then a WAL
         sync, for the write thread). None, with nothing done, when another process holds the
-        lock (or before the first batch).
+        lock.
 
         Why on the loop: the units are a few indexed statements each, but every statement
         releases the GIL around SQLite and must win it back from the busy event loop. On
         the write thread that made a unit take about a millisecond of waiting for 0.2 ms of
         work, and the group-commit pipeline, not the loop, set the API's throughput.
         """
-        conn = self._write_connection
-        if conn is None:  # the first batch connects on the write thread (PRAGMAs may wait)
-            return None
+        conn = self._writer_connection()
         conn.execute("PRAGMA busy_timeout=0")  # never sleep on the loop: _flush retries
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF != sqlite3.SQLITE_BUSY:
+            if not _busy(exc):
                 raise
             return None
         finally:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         changes = conn.total_changes
-        outcomes = self._run_units(conn, works)
+        outcomes = await self._run_units(conn, works)
         # A statement that failed half-way changed no row but may have left pages written.
         failed = not all(ok for ok, _ in outcomes)
         return outcomes, failed or conn.total_changes != changes
 
-    def _run_batch(self, works: list[Callable[[sqlite3.Connection], Any]]) -> list[_Outcome]:
-        """On the write thread: the batch in one transaction, under one COMMIT (when
-        `_run_batch_now` found the database locked by another process)."""
-        conn = self._writer_connection()
-        conn.execute("BEGIN IMMEDIATE")
-        outcomes = self._run_units(conn, works)
-        self._commit()
-        return outcomes
-
-    def _run_units(
-        self, conn: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]]
-    ) -> list[_Outcome]:
+    async def _run_units(self, conn: sqlite3.Connection, works: list[Unit[Any]]) -> list[_Outcome]:
         """The units in the open transaction, which is left open (for `_commit`) unless
         the only unit failed.
 
@@ -279,15 +280,16 @@ class Database:
         a third of the time of storing a message, and failing units are the exception.)
         """
         try:
+            unit = UnitConnection(conn)
             try:
-                return [(True, work(conn)) for work in works]
+                return [(True, await work(unit)) for work in works]
             except Exception as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 if len(works) == 1:
                     return [(False, exc)]
                 conn.execute("BEGIN IMMEDIATE")
-                return _run_apart(conn, works)
+                return await _run_apart(conn, works)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -306,19 +308,11 @@ class Database:
             raise
 
     def _writer_connection(self) -> sqlite3.Connection:
-        """The one connection of group commit, used by the loop and the write thread in
-        turn (never at once: `_flush` runs one batch at a time)."""
+        """The one connection of group commit, used by the loop and the write thread (its
+        COMMIT) in turn, never at once: `_flush` runs one batch at a time."""
         if self._write_connection is None:
             self._write_connection = self._connect(busy_timeout_ms=BUSY_TIMEOUT_MS)
         return self._write_connection
-
-    def _thread_connection(self) -> sqlite3.Connection:
-        """This database thread's own sqlite3 connection, set up like the engines' ones."""
-        conn: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if conn is None:
-            conn = self._connect(busy_timeout_ms=BUSY_TIMEOUT_MS)
-            self._local.connection = conn
-        return conn
 
     def _connect(self, *, busy_timeout_ms: int) -> sqlite3.Connection:
         # Not bound to its thread: dispose() closes every connection from the loop.
@@ -333,8 +327,6 @@ class Database:
         except BaseException:
             conn.close()
             raise
-        with self._raw_lock:
-            self._raw_connections.append(conn)
         return conn
 
     async def dispose(self) -> None:
@@ -342,20 +334,17 @@ class Database:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self.reader.dispose()
         await self.writer.dispose()
-        for threads in (self._read_threads, self._write_thread):
-            if threads is not None:
-                await asyncio.to_thread(threads.shutdown)
-        self._read_threads = self._write_thread = None
-        with self._raw_lock:
-            connections, self._raw_connections = self._raw_connections, []
-        for conn in connections:
-            conn.close()
-        self._local = threading.local()
+        if self._write_thread is not None:
+            await asyncio.to_thread(self._write_thread.shutdown)
+        self._write_thread = None
+        for conn in (self._loop_connection, self._write_connection):
+            if conn is not None:
+                conn.close()
         self._loop_connection = self._write_connection = None
 
 
 class RowInsert:
-    """`INSERT INTO table` of whole rows, for the sqlite3 connections of `*_sync` work.
+    """`INSERT INTO table` of whole rows, for units of work (`UnitConnection`).
 
     Built once from the table: it writes every column but an autoincrement key, each value
     converted by the column's type (timestamps, booleans, JSON) as SQLAlchemy does; a column
@@ -382,6 +371,10 @@ class RowInsert:
         names = ", ".join(name for name, _, _ in self._columns)
         marks = ", ".join("?" for _ in self._columns)
         self.sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
+        key = table.autoincrement_column
+        # The new row's key by RETURNING, which both engines have (DB-API's lastrowid is
+        # SQLite's own).
+        self._returning = f"{self.sql} RETURNING {key.name}" if key is not None else None
 
     def _row(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         unknown = values.keys() - self._names
@@ -393,14 +386,14 @@ class RowInsert:
             row.append(process(value) if process is not None and value is not None else value)
         return tuple(row)
 
-    def one(self, conn: sqlite3.Connection, values: Mapping[str, Any]) -> int:
-        """Insert one row; its rowid (the autoincrement key, if the table has one)."""
-        rowid = conn.execute(self.sql, self._row(values)).lastrowid
-        assert rowid is not None
-        return rowid
+    async def one(self, conn: UnitConnection, values: Mapping[str, Any]) -> int:
+        """Insert one row; its autoincrement key (`many` inserts into a table without one)."""
+        if self._returning is None:
+            raise TypeError(f"{self.table.name} has no autoincrement key: insert with many()")
+        return int((await conn.execute(self._returning, self._row(values))).fetchone()[0])
 
-    def many(self, conn: sqlite3.Connection, rows: Iterable[Mapping[str, Any]]) -> None:
-        conn.executemany(self.sql, [self._row(values) for values in rows])
+    async def many(self, conn: UnitConnection, rows: Iterable[Mapping[str, Any]]) -> None:
+        await conn.executemany(self.sql, [self._row(values) for values in rows])
 
 
 def column_reader(column: Column[Any]) -> Callable[[Any], Any]:
@@ -413,7 +406,7 @@ def column_reader(column: Column[Any]) -> Callable[[Any], Any]:
 
 def column_writer(column: Column[Any]) -> Callable[[Any], Any]:
     """Turns a value for `column` into what the engines would bind for it (e.g. a UTC
-    datetime into SQLite's text form), for parameters of `*_sync` statements; None stays."""
+    datetime into SQLite's text form), for parameters of units' statements; None stays."""
     process = column.type.dialect_impl(_DIALECT).bind_processor(_DIALECT)
     if process is None:
         return lambda value: value
@@ -433,15 +426,14 @@ def ensure_sqlite_directory(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _run_apart(
-    conn: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]]
-) -> list[_Outcome]:
+async def _run_apart(conn: sqlite3.Connection, works: list[Unit[Any]]) -> list[_Outcome]:
     """Every unit in its own SAVEPOINT of the open transaction: one that raises is undone."""
     outcomes: list[_Outcome] = []
+    unit = UnitConnection(conn)
     for work in works:
         conn.execute("SAVEPOINT unit")
         try:
-            value = work(conn)
+            value = await work(unit)
         except Exception as exc:
             conn.execute("ROLLBACK TO unit")
             conn.execute("RELEASE unit")
@@ -452,12 +444,33 @@ def _run_apart(
     return outcomes
 
 
-def _in_read_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+async def _in_read_transaction(conn: sqlite3.Connection, work: Unit[T]) -> T:
     conn.execute("BEGIN")
     try:
-        return work(conn)
+        return await work(UnitConnection(conn))
     finally:
         conn.execute("ROLLBACK")
+
+
+class _LockWaits:
+    """The pauses between tries at a lock another connection holds (LOOP_LOCK_*); past
+    BUSY_TIMEOUT_MS, SQLite's own "database is locked" is raised."""
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._pause = LOOP_LOCK_RETRY_SECONDS
+
+    async def next(self) -> None:
+        waited = time.monotonic() - self._started
+        if waited > BUSY_TIMEOUT_MS / 1000:
+            raise sqlite3.OperationalError("database is locked")
+        if waited > LOOP_LOCK_PATIENCE_SECONDS:
+            self._pause = min(self._pause * 2, LOOP_LOCK_MAX_SECONDS)
+        await asyncio.sleep(self._pause)
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def _set_pragmas(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,7 +10,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
-from smsgw.db.engine import column_reader
+from smsgw.db.engine import UnitConnection, column_reader
 from smsgw.devices.models import Device
 
 devices = table_of(Device)
@@ -50,13 +49,13 @@ async def add(conn: AsyncConnection, values: dict[str, Any]) -> None:
 _read_sim_cards = column_reader(devices.c.sim_cards)
 
 
-def auth_by_token_hash(
-    conn: sqlite3.Connection, token_hash: str
+async def auth_by_token_hash(
+    conn: UnitConnection, token_hash: str
 ) -> tuple[str, int, list[dict[str, Any]] | None, str | None] | None:
     """(id, owner, SIM cards, app version) of the phone whose token has this hash, on a plain
-    connection (`Database.read_now`: every phone request makes this lookup)."""
+    connection (`Database.read_unit`: every phone request makes this lookup)."""
     query = "SELECT id, user_id, sim_cards, app_version FROM devices WHERE token_hash = ?"
-    row = conn.execute(query, (token_hash,)).fetchone()
+    row = (await conn.execute(query, (token_hash,))).fetchone()
     return None if row is None else (row[0], row[1], _read_sim_cards(row[2]), row[3])
 
 

@@ -99,7 +99,7 @@ async def new_account(db: Database) -> accounts.NewAccount:
 
 async def authenticate(db: Database, token: str) -> DeviceAuth | None:
     hashed = token_hash(token)
-    found = await db.read_now(lambda conn: repository.auth_by_token_hash(conn, hashed))
+    found = await db.read_unit(lambda conn: repository.auth_by_token_hash(conn, hashed))
     if found is None:
         return None
     device_id, user_id, sim_cards, app_version = found

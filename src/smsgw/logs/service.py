@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.engine import Database, RowInsert
+from smsgw.db.engine import Database, RowInsert, UnitConnection
 from smsgw.domain import clock
 from smsgw.domain.clock import format_timestamp
 from smsgw.domain.states import ProcessingState
@@ -79,17 +78,17 @@ async def record(
     await repository.add(conn, [_row(user_id, module, priority, message, context)])
 
 
-def record_sync(
-    conn: sqlite3.Connection,
+async def record_unit(
+    conn: UnitConnection,
     user_id: int,
     module: str,
     priority: Priority,
     message: str,
     context: dict[str, Any] | None = None,
 ) -> None:
-    """`record` for units of work run by `Database.write_sync` (a plain sqlite3 connection):
+    """`record` for units of work run by `Database.write_unit` (a plain DB-API connection):
     the entry is kept exactly when that unit commits."""
-    _INSERT.one(conn, _row(user_id, module, priority, message, context))
+    await _INSERT.many(conn, [_row(user_id, module, priority, message, context)])
 
 
 def _state_row(
@@ -123,8 +122,8 @@ async def message_state(
     await repository.add(conn, [_state_row(user_id, message_id, state, device_id, error, extra)])
 
 
-def new_states_sync(
-    conn: sqlite3.Connection,
+async def new_states_unit(
+    conn: UnitConnection,
     user_id: int,
     message_id: str,
     fresh: dict[str, datetime],
@@ -133,13 +132,13 @@ def new_states_sync(
 ) -> None:
     """One entry per state in `fresh` (state -> when, as a phone reported it; states the
     message has no history entry for yet), in the order they happened; `error` goes on a
-    Failed entry. For units of work of `Database.write_sync`."""
+    Failed entry. For units of work of `Database.write_unit`."""
     rows = []
     for at, _, state in sorted((at, ORDER.get(s, 0), s) for s, at in fresh.items()):
         failed = error if state == "Failed" else None
         extra = {"reportedAt": format_timestamp(at)}
         rows.append(_state_row(user_id, message_id, state, device_id, failed, extra))
-    _INSERT.many(conn, rows)
+    await _INSERT.many(conn, rows)
 
 
 async def messages_failed(conn: AsyncConnection, keys: list[int], error: str) -> None:

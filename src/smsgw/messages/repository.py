@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,7 +11,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
-from smsgw.db.engine import RowInsert, column_reader
+from smsgw.db.engine import RowInsert, UnitConnection, column_reader
 from smsgw.devices.models import Device
 from smsgw.messages.models import Message, MessageStateEntry, Recipient
 
@@ -86,45 +85,45 @@ COLUMNS = (
 )
 
 
-# Writes and checks of sending, for `Database.write_sync` (a sqlite3 connection on the write
-# thread): sending is the hot path, and these cost a tenth of SQLAlchemy statements.
+# Writes and checks of sending, for `Database.write_unit` (a plain DB-API connection):
+# sending is the hot path, and these cost a tenth of SQLAlchemy statements.
 _message_insert = RowInsert(messages)
 _recipient_insert = RowInsert(recipients)
 _history_insert = RowInsert(history)
 _read_last_seen = column_reader(devices.c.last_seen)
 
 
-def store_message(
-    conn: sqlite3.Connection, values: dict[str, Any], numbers: list[str], now: datetime
+async def store_message(
+    conn: UnitConnection, values: dict[str, Any], numbers: list[str], now: datetime
 ) -> int:
     """Store a message, its recipients and its first history entry; return its key."""
-    pk = _message_insert.one(conn, values)
-    _recipient_insert.many(
+    pk = await _message_insert.one(conn, values)
+    await _recipient_insert.many(
         conn,
         (
             {"message_id": pk, "position": i, "phone_number": n, "state": values["state"]}
             for i, n in enumerate(numbers)
         ),
     )
-    _history_insert.one(conn, {"message_id": pk, "state": values["state"], "at": now})
+    await _history_insert.many(conn, [{"message_id": pk, "state": values["state"], "at": now}])
     return pk
 
 
-def ext_id_in_use(conn: sqlite3.Connection, user_id: int, ext_id: str) -> bool:
+async def ext_id_in_use(conn: UnitConnection, user_id: int, ext_id: str) -> bool:
     """Whether the owner already has a message with this id."""
     query = "SELECT 1 FROM messages WHERE user_id = ? AND ext_id = ?"
-    return conn.execute(query, (user_id, ext_id)).fetchone() is not None
+    return (await conn.execute(query, (user_id, ext_id))).fetchone() is not None
 
 
-def devices_last_seen(
-    conn: sqlite3.Connection, user_id: int, device_id: str | None
+async def devices_last_seen(
+    conn: UnitConnection, user_id: int, device_id: str | None
 ) -> list[datetime]:
     """Last-seen times of the owner's devices (only `device_id` when given)."""
     params: list[int | str]
     query, params = "SELECT last_seen FROM devices WHERE user_id = ?", [user_id]
     if device_id is not None:
         query, params = query + " AND id = ?", [user_id, device_id]
-    return [_read_last_seen(row[0]) for row in conn.execute(query, params)]
+    return [_read_last_seen(row[0]) for row in await conn.execute(query, params)]
 
 
 async def by_ext_id(conn: AsyncConnection, user_id: int, ext_id: str) -> MessageRecord | None:

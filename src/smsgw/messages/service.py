@@ -6,7 +6,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, UnitConnection
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import Conflict, InvalidInput, NotFound
 from smsgw.domain.phones import normalize_all
@@ -57,11 +57,11 @@ def _expiry(command: SendCommand, now: datetime) -> tuple[datetime | None, datet
     return valid_until, schedule_at
 
 
-def _check_device(conn: sqlite3.Connection, user_id: int, command: SendCommand) -> None:
+async def _check_device(conn: UnitConnection, user_id: int, command: SendCommand) -> None:
     """A pinned phone must be the caller's; `deviceActiveWithin` needs a phone seen lately."""
     if command.device_id is None and command.device_active_within_hours == 0:
         return
-    seen = repository.devices_last_seen(conn, user_id, command.device_id)
+    seen = await repository.devices_last_seen(conn, user_id, command.device_id)
     if command.device_id is not None and not seen:
         raise InvalidInput(f"deviceId: you have no device with id {command.device_id!r}")
     hours = command.device_active_within_hours
@@ -99,15 +99,15 @@ async def send(
         "updated_at": now,
     }
 
-    def store(conn: sqlite3.Connection) -> int:
-        _check_device(conn, user_id, command)
-        if command.ext_id is not None and repository.ext_id_in_use(conn, user_id, ext_id):
+    async def store(conn: UnitConnection) -> int:
+        await _check_device(conn, user_id, command)
+        if command.ext_id is not None and await repository.ext_id_in_use(conn, user_id, ext_id):
             raise Conflict(DUPLICATE_ID)
-        return repository.store_message(conn, values, numbers, now)
+        return await repository.store_message(conn, values, numbers, now)
 
     try:
-        # The hot path: one unit of work on the write thread, committed with its neighbours.
-        pk = await db.write_sync(store)
+        # The hot path: one unit of work, committed with its neighbours (group commit).
+        pk = await db.write_unit(store)
     except sqlite3.IntegrityError:
         raise Conflict(DUPLICATE_ID) from None
     notify(db, user_id)  # the dashboard's live views, whoever sent it

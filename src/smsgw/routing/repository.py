@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.engine import column_reader, column_writer, marks
+from smsgw.db.engine import UnitConnection, column_reader, column_writer, marks
 from smsgw.domain.states import ProcessingState
 from smsgw.messages import repository as stored
 from smsgw.messages.repository import MessageRecord, RecipientRecord
@@ -35,7 +35,7 @@ class Phone:
     sim_numbers: frozenset[int] | None
 
 
-# The phone's hot paths (pull, state reports), for `Database.write_sync` and `read_now`: one
+# The phone's hot paths (pull, state reports), for `Database.write_unit` and `read_unit`: one
 # unit of work on a plain DB-API connection, statements in standard SQL (db/engine.py).
 _at = column_writer(messages.c.created_at)  # every timestamp column has this type
 _read_at = column_reader(messages.c.created_at)
@@ -61,28 +61,28 @@ def _record(row: sqlite3.Row | tuple[Any, ...]) -> MessageRecord:
     )  # fmt: skip
 
 
-def _records(
-    conn: sqlite3.Connection, where: str, params: list[Any], newest_first: bool
+async def _records(
+    conn: UnitConnection, where: str, params: list[Any], newest_first: bool
 ) -> list[MessageRecord]:
     """Messages matching `where`, in pull order, at most PULL_LIMIT, with their recipients."""
     query = (
         f"SELECT {_RECORD_COLUMNS} FROM messages WHERE {where}"  # noqa: S608
         f" ORDER BY {_ORDER[newest_first]} LIMIT {PULL_LIMIT}"
     )
-    records = [_record(row) for row in conn.execute(query, params)]
+    records = [_record(row) for row in await conn.execute(query, params)]
     if records:
         by_pk = {record.pk: record for record in records}
         numbers = (
             "SELECT message_id, phone_number, state, error FROM recipients"  # noqa: S608
             f" WHERE message_id IN ({marks(len(by_pk))}) ORDER BY message_id, position"
         )
-        for key, number, state, error in conn.execute(numbers, list(by_pk)):
+        for key, number, state, error in await conn.execute(numbers, list(by_pk)):
             by_pk[key].recipients.append(RecipientRecord(number, state, error))
     return records
 
 
-def held(
-    conn: sqlite3.Connection, phone: Phone, newest_first: bool, now: datetime
+async def held(
+    conn: UnitConnection, phone: Phone, newest_first: bool, now: datetime
 ) -> list[MessageRecord]:
     """Messages this phone has (pinned or claimed) that it has not reported on yet.
 
@@ -93,14 +93,14 @@ def held(
         "device_id = ? AND state IN (?, ?)"
         " AND (claimed_at IS NOT NULL OR schedule_at IS NULL OR schedule_at <= ?)"
     )
-    return _records(conn, where, [phone.device_id, *ACTIVE, _at(now)], newest_first)
+    return await _records(conn, where, [phone.device_id, *ACTIVE, _at(now)], newest_first)
 
 
-def released_from(conn: sqlite3.Connection, phone: Phone) -> list[MessageRecord]:
+async def released_from(conn: UnitConnection, phone: Phone) -> list[MessageRecord]:
     """Messages taken back from this phone that it must drop, until it answers about them."""
     where = "released_from = ? AND user_id = ? AND (device_id IS NULL OR device_id != ?)"
     params = [phone.device_id, phone.user_id, phone.device_id]
-    return _records(conn, where, params, newest_first=True)
+    return await _records(conn, where, params, newest_first=True)
 
 
 def _claimable(phone: Phone, now: datetime) -> tuple[str, list[Any]]:
@@ -120,8 +120,8 @@ def _claimable(phone: Phone, now: datetime) -> tuple[str, list[Any]]:
     return where, params
 
 
-def claim(
-    conn: sqlite3.Connection, phone: Phone, count: int, now: datetime, newest_first: bool
+async def claim(
+    conn: UnitConnection, phone: Phone, count: int, now: datetime, newest_first: bool
 ) -> list[int]:
     """Claim up to `count` queued messages for this phone; returns the keys it won.
 
@@ -134,30 +134,30 @@ def claim(
         f" ORDER BY {_ORDER[newest_first]} LIMIT ?) RETURNING id"
     )
     stamp = _at(now)
-    rows = conn.execute(query, [phone.device_id, stamp, stamp, *params, count]).fetchall()
+    rows = (await conn.execute(query, [phone.device_id, stamp, stamp, *params, count])).fetchall()
     return [row[0] for row in rows]
 
 
-def mark_taken(conn: sqlite3.Connection, keys: list[int], now: datetime) -> None:
+async def mark_taken(conn: UnitConnection, keys: list[int], now: datetime) -> None:
     """Record the first pull of pinned messages (a cancel then needs the phone's answer)."""
     if keys:
         query = (
             "UPDATE messages SET claimed_at = ?"  # noqa: S608
             f" WHERE id IN ({marks(len(keys))}) AND claimed_at IS NULL"
         )
-        conn.execute(query, [_at(now), *keys])
+        await conn.execute(query, [_at(now), *keys])
 
 
-def has_claimable(conn: sqlite3.Connection, phone: Phone, now: datetime) -> bool:
+async def has_claimable(conn: UnitConnection, phone: Phone, now: datetime) -> bool:
     where, params = _claimable(phone, now)
     query = f"SELECT id FROM messages WHERE {where} LIMIT 1"  # noqa: S608
-    return conn.execute(query, params).fetchone() is not None
+    return (await conn.execute(query, params)).fetchone() is not None
 
 
-def in_flight(conn: sqlite3.Connection, device_id: str) -> int:
+async def in_flight(conn: UnitConnection, device_id: str) -> int:
     """How many messages this phone holds without having reported on them."""
     query = "SELECT count(*) FROM messages WHERE device_id = ? AND state = ?"
-    return int(conn.execute(query, (device_id, PENDING)).fetchone()[0])
+    return int((await conn.execute(query, (device_id, PENDING))).fetchone()[0])
 
 
 async def owners_with_claimable(conn: AsyncConnection, now: datetime) -> list[tuple[int, int]]:
@@ -289,54 +289,56 @@ class StoredRecipient:
     error: str | None
 
 
-def reported_message(conn: sqlite3.Connection, phone: Phone, ext_id: str) -> tuple[int, str] | None:
+async def reported_message(
+    conn: UnitConnection, phone: Phone, ext_id: str
+) -> tuple[int, str] | None:
     """(key, state) of the owner's message `ext_id`, only if this phone holds it."""
     query = "SELECT id, state FROM messages WHERE user_id = ? AND ext_id = ? AND device_id = ?"
-    row = conn.execute(query, (phone.user_id, ext_id, phone.device_id)).fetchone()
+    row = (await conn.execute(query, (phone.user_id, ext_id, phone.device_id))).fetchone()
     return None if row is None else (row[0], row[1])
 
 
-def acknowledge_release(conn: sqlite3.Connection, phone: Phone, ext_id: str) -> None:
+async def acknowledge_release(conn: UnitConnection, phone: Phone, ext_id: str) -> None:
     """The phone answered about a message taken back from it: stop listing it as Cancelling."""
     query = (
         "UPDATE messages SET released_from = NULL"
         " WHERE user_id = ? AND ext_id = ? AND released_from = ?"
     )
-    conn.execute(query, (phone.user_id, ext_id, phone.device_id))
+    await conn.execute(query, (phone.user_id, ext_id, phone.device_id))
 
 
-def recipients_of(conn: sqlite3.Connection, key: int) -> list[StoredRecipient]:
+async def recipients_of(conn: UnitConnection, key: int) -> list[StoredRecipient]:
     query = (
         "SELECT id, phone_number, state, error FROM recipients"
         " WHERE message_id = ? ORDER BY position"
     )
-    return [StoredRecipient(*row) for row in conn.execute(query, (key,))]
+    return [StoredRecipient(*row) for row in await conn.execute(query, (key,))]
 
 
-def set_recipient(
-    conn: sqlite3.Connection, recipient_id: int, state: str, error: str | None
+async def set_recipient(
+    conn: UnitConnection, recipient_id: int, state: str, error: str | None
 ) -> None:
-    conn.execute(
+    await conn.execute(
         "UPDATE recipients SET state = ?, error = ? WHERE id = ?", (state, error, recipient_id)
     )
 
 
-def set_message_state(conn: sqlite3.Connection, key: int, state: str, now: datetime) -> None:
-    conn.execute(
+async def set_message_state(conn: UnitConnection, key: int, state: str, now: datetime) -> None:
+    await conn.execute(
         "UPDATE messages SET state = ?, updated_at = ? WHERE id = ?", (state, _at(now), key)
     )
 
 
-def history_states(conn: sqlite3.Connection, key: int) -> set[str]:
+async def history_states(conn: UnitConnection, key: int) -> set[str]:
     """The states message `key` has a history entry for."""
     query = "SELECT state FROM message_states WHERE message_id = ?"
-    return {row[0] for row in conn.execute(query, (key,))}
+    return {row[0] for row in await conn.execute(query, (key,))}
 
 
-def add_history(conn: sqlite3.Connection, key: int, entries: dict[str, datetime]) -> None:
+async def add_history(conn: UnitConnection, key: int, entries: dict[str, datetime]) -> None:
     """Record `entries` (state -> when), none of which the message has recorded yet."""
     if entries:
-        conn.executemany(
+        await conn.executemany(
             "INSERT INTO message_states (message_id, state, at) VALUES (?, ?, ?)",
             [(key, state, _at(at)) for state, at in entries.items()],
         )

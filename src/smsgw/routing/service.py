@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, UnitConnection
 from smsgw.domain import clock
 from smsgw.domain.states import FINAL_STATES, ProcessingState, advance, derive
 from smsgw.events.hub import Event, EventHub, PhoneEvent
@@ -137,16 +136,16 @@ async def pull(db: Database, phone: Phone, newest_first: bool, cap: int) -> Pull
     hop but the COMMIT's, committed with whatever else is being written."""
     now = clock.now()
 
-    def work(conn: sqlite3.Connection) -> Pull:
-        free = cap - repository.in_flight(conn, phone.device_id)
-        claimed = repository.claim(conn, phone, free, now, newest_first) if free > 0 else []
-        held = repository.held(conn, phone, newest_first, now)
-        repository.mark_taken(conn, [r.pk for r in held if r.claimed_at is None], now)
-        dropped = repository.released_from(conn, phone)
+    async def work(conn: UnitConnection) -> Pull:
+        free = cap - await repository.in_flight(conn, phone.device_id)
+        claimed = await repository.claim(conn, phone, free, now, newest_first) if free > 0 else []
+        held = await repository.held(conn, phone, newest_first, now)
+        await repository.mark_taken(conn, [r.pk for r in held if r.claimed_at is None], now)
+        dropped = await repository.released_from(conn, phone)
         pulled = [Pulled(r, ProcessingState(r.state)) for r in held]
         return Pull(pulled + [Pulled(r, ProcessingState.CANCELLING) for r in dropped], len(claimed))
 
-    return await db.write_sync(work)
+    return await db.write_unit(work)
 
 
 def _match(
@@ -158,8 +157,8 @@ def _match(
     return found
 
 
-def _apply(
-    conn: sqlite3.Connection,
+async def _apply(
+    conn: UnitConnection,
     phone: Phone,
     report: StateReport,
     now: datetime,
@@ -171,13 +170,13 @@ def _apply(
     With `events`, each recipient state change is put in the webhook outbox. A snapshot that
     changes nothing (the app repeats itself) writes nothing.
     """
-    found = repository.reported_message(conn, phone, report.ext_id)
+    found = await repository.reported_message(conn, phone, report.ext_id)
     if found is None:
-        repository.acknowledge_release(conn, phone, report.ext_id)
+        await repository.acknowledge_release(conn, phone, report.ext_id)
         return Reported(held=False, freed=0, events=0)
     key, current = found
     recorded = 0
-    stored = {r.phone_number: r for r in repository.recipients_of(conn, key)}
+    stored = {r.phone_number: r for r in await repository.recipients_of(conn, key)}
     for item in report.recipients:
         recipient = _match(stored, item.phone_number)
         if recipient is None:
@@ -187,10 +186,10 @@ def _apply(
             item.error[:256] if item.error and state == ProcessingState.FAILED else recipient.error
         )
         if state != recipient.state or error != recipient.error:
-            repository.set_recipient(conn, recipient.id, state.value, error)
+            await repository.set_recipient(conn, recipient.id, state.value, error)
             if events and state != recipient.state:  # webhooks: same transaction as the state
                 at = report.states.get(state, now)
-                recorded += outbox.record_state_sync(
+                recorded += await outbox.record_state_unit(
                     conn, phone.user_id, phone.device_id, report.ext_id,
                     recipient.phone_number, state.value, error, at, wait,
                 )  # fmt: skip
@@ -200,15 +199,17 @@ def _apply(
     derived = derive([ProcessingState(r.state) for r in stored.values()])
     state = advance(ProcessingState(current), derived)
     if state != current:
-        repository.set_message_state(conn, key, state.value, now)
+        await repository.set_message_state(conn, key, state.value, now)
     entries = {s.value: at for s, at in report.states.items() if s != ProcessingState.PENDING}
     entries.setdefault(state.value, now)
-    known = repository.history_states(conn, key)
+    known = await repository.history_states(conn, key)
     fresh = {s: at for s, at in entries.items() if s not in known}
     if fresh:  # the first timestamp per state wins
         error = next((r.error for r in stored.values() if r.error), None)
-        logs.new_states_sync(conn, phone.user_id, report.ext_id, fresh, phone.device_id, error)
-        repository.add_history(conn, key, fresh)
+        await logs.new_states_unit(
+            conn, phone.user_id, report.ext_id, fresh, phone.device_id, error
+        )
+        await repository.add_history(conn, key, fresh)
     # Room under the phone's cap: a message it held (Pending, or Cancelling: a cancel it has
     # not confirmed) that has now left those states.
     freed = int(current in repository.ACTIVE and state not in repository.ACTIVE)
@@ -241,15 +242,15 @@ async def report(
             return Reported(held=False, freed=0, events=0)
     now = clock.now()
 
-    def work(conn: sqlite3.Connection) -> list[Reported]:
-        return [_apply(conn, phone, item, now, events, wait) for item in reports]
+    async def work(conn: UnitConnection) -> list[Reported]:
+        return [await _apply(conn, phone, item, now, events, wait) for item in reports]
 
     if settled is None:
-        done = await db.write_sync(work)
+        done = await db.write_unit(work)
     else:
         flying = settled.take_off(phone.device_id, reports)
         try:
-            done = await db.write_sync(work)
+            done = await db.write_unit(work)
             for item, result in zip(reports, done, strict=True):
                 if result.settled:
                     settled.add(phone.device_id, item)
@@ -265,7 +266,7 @@ async def report(
 
 async def has_work_for(db: Database, phone: Phone) -> bool:
     now = clock.now()
-    return await db.read_now(lambda conn: repository.has_claimable(conn, phone, now))
+    return await db.read_unit(lambda conn: repository.has_claimable(conn, phone, now))
 
 
 async def owners_with_work(db: Database) -> list[tuple[int, int]]:

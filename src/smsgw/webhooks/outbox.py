@@ -9,13 +9,13 @@ nothing is written.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from smsgw.db.engine import UnitConnection
 from smsgw.domain import clock, ids
 from smsgw.webhooks import repository
 from smsgw.webhooks.events import STATE_EVENTS, STATE_TIME_FIELD
@@ -84,8 +84,8 @@ async def record(
     return True
 
 
-def record_sync(
-    conn: sqlite3.Connection,
+async def record_unit(
+    conn: UnitConnection,
     user_id: int,
     device_id: str | None,
     event: str,
@@ -93,15 +93,15 @@ def record_sync(
     payload: dict[str, Any],
     due_at: datetime | None = None,
 ) -> bool:
-    """`record` in a unit of work of `Database.write_sync` (a plain DB-API connection)."""
+    """`record` in a unit of work of `Database.write_unit` (a plain DB-API connection)."""
     dedupe_key = dedupe_key[:512]
-    targets = repository.matching_sync(conn, user_id, device_id, event)
-    if not targets or repository.event_exists_sync(conn, user_id, dedupe_key):
+    targets = await repository.matching_unit(conn, user_id, device_id, event)
+    if not targets or await repository.event_exists_unit(conn, user_id, dedupe_key):
         return False
     row = _event_row(user_id, device_id, event, dedupe_key, payload)
-    event_pk = repository.add_event_sync(conn, row)
+    event_pk = await repository.add_event_unit(conn, row)
     now = row["created_at"]
-    repository.add_deliveries_sync(conn, event_pk, targets, now, due_at or now)
+    await repository.add_deliveries_unit(conn, event_pk, targets, now, due_at or now)
     return True
 
 
@@ -168,8 +168,8 @@ async def record_state(
         await record(conn, user_id, device_id, event, key, payload, due)
 
 
-def record_state_sync(
-    conn: sqlite3.Connection,
+async def record_state_unit(
+    conn: UnitConnection,
     user_id: int,
     device_id: str | None,
     message_id: str,
@@ -179,13 +179,11 @@ def record_state_sync(
     at: datetime,
     wait: PostWait = NO_WAIT,
 ) -> int:
-    """`record_state` in a unit of work of `Database.write_sync`; how many it stored."""
-    return sum(
-        record_sync(conn, user_id, device_id, event, key, payload, due)
-        for event, key, payload, due in _state_events(
-            message_id, phone_number, state, error, at, wait
-        )
-    )
+    """`record_state` in a unit of work of `Database.write_unit`; how many it stored."""
+    stored = 0
+    for event, key, payload, due in _state_events(message_id, phone_number, state, error, at, wait):
+        stored += await record_unit(conn, user_id, device_id, event, key, payload, due)
+    return stored
 
 
 async def record_server_state(

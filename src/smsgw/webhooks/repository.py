@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,7 +10,7 @@ from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
-from smsgw.db.engine import RowInsert
+from smsgw.db.engine import RowInsert, UnitConnection
 from smsgw.devices.models import Device
 from smsgw.messages.models import Message, Recipient
 from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, WebhookEvent
@@ -173,35 +172,35 @@ async def add_deliveries(
 
 
 # The same writes on a plain DB-API connection, for the phones' state reports
-# (`Database.write_sync`, webhooks/outbox.record_sync).
+# (`Database.write_unit`, webhooks/outbox.record_unit).
 _event_insert = RowInsert(events)
 _delivery_insert = RowInsert(deliveries)
 
 
-def matching_sync(
-    conn: sqlite3.Connection, user_id: int, device_id: str | None, event: str
+async def matching_unit(
+    conn: UnitConnection, user_id: int, device_id: str | None, event: str
 ) -> list[int]:
     """`matching` on a plain connection."""
     query = (
         "SELECT id FROM webhooks WHERE user_id = ? AND event = ? AND disabled_at IS NULL"
         " AND (device_id IS NULL OR device_id = ?)"
     )
-    return [row[0] for row in conn.execute(query, (user_id, event, device_id))]
+    return [row[0] for row in await conn.execute(query, (user_id, event, device_id))]
 
 
-def event_exists_sync(conn: sqlite3.Connection, user_id: int, dedupe_key: str) -> bool:
+async def event_exists_unit(conn: UnitConnection, user_id: int, dedupe_key: str) -> bool:
     query = "SELECT 1 FROM webhook_events WHERE user_id = ? AND dedupe_key = ?"
-    return conn.execute(query, (user_id, dedupe_key)).fetchone() is not None
+    return (await conn.execute(query, (user_id, dedupe_key))).fetchone() is not None
 
 
-def add_event_sync(conn: sqlite3.Connection, values: dict[str, Any]) -> int:
-    return _event_insert.one(conn, values)
+async def add_event_unit(conn: UnitConnection, values: dict[str, Any]) -> int:
+    return await _event_insert.one(conn, values)
 
 
-def add_deliveries_sync(
-    conn: sqlite3.Connection, event_pk: int, webhook_pks: list[int], now: datetime, due: datetime
+async def add_deliveries_unit(
+    conn: UnitConnection, event_pk: int, webhook_pks: list[int], now: datetime, due: datetime
 ) -> None:
-    _delivery_insert.many(conn, _delivery_rows(event_pk, webhook_pks, now, due))
+    await _delivery_insert.many(conn, _delivery_rows(event_pk, webhook_pks, now, due))
 
 
 async def unattempted_event(
