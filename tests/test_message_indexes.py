@@ -21,7 +21,7 @@ from smsgw import metrics
 from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.base import table_of
-from smsgw.db.engine import Database, UnitConnection
+from smsgw.db.engine import Database, SQLiteUnit, UnitConnection
 from smsgw.events.hub import EventHub
 from smsgw.messages import repository as stored
 from smsgw.messages.models import Message
@@ -181,7 +181,7 @@ async def _issue(settings: Settings) -> dict[str, list[tuple[str, Any]]]:
         for name, (unit_query, _) in UNIT_QUERIES.items():
             issued.clear()
             raw.execute("BEGIN IMMEDIATE")
-            await unit_query(UnitConnection(raw))
+            await unit_query(SQLiteUnit(raw))
             raw.execute("ROLLBACK")
             found[name] = list(issued)
     try:
@@ -248,7 +248,7 @@ def _store(conn: sqlite3.Connection, ext_id: str, valid_until: datetime | None) 
         "created_at": NOW,
         "updated_at": NOW,
     }
-    asyncio.run(stored.store_message(UnitConnection(conn), values, ["+12025550100"], NOW))
+    asyncio.run(stored.store_message(SQLiteUnit(conn), values, ["+12025550100"], NOW))
 
 
 def test_a_new_message_is_written_to_three_indexes_only(settings: Settings) -> None:

@@ -13,7 +13,7 @@ Two ways in:
   for occasional work.
 - `read_unit(work)` / `write_unit(work)` run a unit of work, `async def work(conn)`, on a
   plain DB-API connection wrapped as a `UnitConnection`: statements written with `?`
-  placeholders (build them with `RowInsert` and `column_reader`, which apply the column
+  placeholders (build them with `RowInsert` and `ColumnReader`, which apply the column
   types as SQLAlchemy would), no SQLAlchemy machinery per statement. They are for the hot
   paths (queueing a message, a phone's pull and reports). A unit awaits nothing but its
   connection's statements: on SQLite these never suspend, so a unit runs in one piece on
@@ -55,7 +55,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Column, Table, event
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
@@ -76,8 +76,9 @@ LOOP_LOCK_PATIENCE_SECONDS = 0.05
 LOOP_LOCK_MAX_SECONDS = 0.01
 #: Most units of work one group-commit transaction takes; the rest wait for the next one.
 MAX_BATCH = 256
-#: The dialect whose type processing `RowInsert` and `column_reader` apply (as the engines do).
-_DIALECT = SQLiteDialect_pysqlite()
+#: SQLite's dialect, whose type processing `RowInsert`, `column_reader` and `column_writer`
+#: apply on its unit connections (as SQLAlchemy's engines do).
+SQLITE = SQLiteDialect_pysqlite()
 
 
 class DatabaseUnsupported(Exception):
@@ -100,10 +101,26 @@ class Rows(Protocol):
 
 class UnitConnection:
     """The connection a unit of work gets (`read_unit`, `write_unit`): DB-API statements
-    with `?` placeholders, awaited. On SQLite they run at once (nothing is awaited for real),
-    so a unit runs in one piece on the event loop."""
+    with `?` placeholders, awaited. Values are bound and read as SQLAlchemy would for
+    `dialect` (`RowInsert`, `ColumnReader`, `ColumnWriter`). `SQLiteUnit` here;
+    db/postgres.PostgresUnit for PostgreSQL."""
+
+    __slots__ = ()
+    dialect: Dialect
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> Rows:
+        raise NotImplementedError
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        raise NotImplementedError
+
+
+class SQLiteUnit(UnitConnection):
+    """A sqlite3 connection as a unit's: its statements run at once (nothing is awaited for
+    real), so a unit runs in one piece on the event loop."""
 
     __slots__ = ("_conn",)
+    dialect = SQLITE
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -280,7 +297,7 @@ class Database:
         a third of the time of storing a message, and failing units are the exception.)
         """
         try:
-            unit = UnitConnection(conn)
+            unit = SQLiteUnit(conn)
             try:
                 return [(True, await work(unit)) for work in works]
             except Exception as exc:
@@ -355,7 +372,7 @@ class RowInsert:
 
     def __init__(self, table: Table) -> None:
         self.table = table
-        self._columns: list[tuple[str, Any, Callable[[Any], Any] | None]] = []
+        self._columns: list[tuple[str, Any, ColumnWriter]] = []
         for column in table.columns:
             if column is table.autoincrement_column:
                 continue
@@ -365,8 +382,7 @@ class RowInsert:
             ):
                 raise ValueError(f"RowInsert cannot fill {table.name}.{column.name}'s default")
             value = getattr(default, "arg", None) if default is not None else None
-            process = column.type.dialect_impl(_DIALECT).bind_processor(_DIALECT)
-            self._columns.append((column.name, value, process))
+            self._columns.append((column.name, value, ColumnWriter(column)))
         self._names = {name for name, _, _ in self._columns}
         names = ", ".join(name for name, _, _ in self._columns)
         marks = ", ".join("?" for _ in self._columns)
@@ -376,42 +392,64 @@ class RowInsert:
         # SQLite's own).
         self._returning = f"{self.sql} RETURNING {key.name}" if key is not None else None
 
-    def _row(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+    def _row(self, conn: UnitConnection, values: Mapping[str, Any]) -> tuple[Any, ...]:
         unknown = values.keys() - self._names
         if unknown:
             raise KeyError(f"{self.table.name} has no column {sorted(unknown)}")
-        row = []
-        for name, default, process in self._columns:
-            value = values.get(name, default)
-            row.append(process(value) if process is not None and value is not None else value)
-        return tuple(row)
+        return tuple(
+            write(conn, values.get(name, default)) for name, default, write in self._columns
+        )
 
     async def one(self, conn: UnitConnection, values: Mapping[str, Any]) -> int:
         """Insert one row; its autoincrement key (`many` inserts into a table without one)."""
         if self._returning is None:
             raise TypeError(f"{self.table.name} has no autoincrement key: insert with many()")
-        return int((await conn.execute(self._returning, self._row(values))).fetchone()[0])
+        return int((await conn.execute(self._returning, self._row(conn, values))).fetchone()[0])
 
     async def many(self, conn: UnitConnection, rows: Iterable[Mapping[str, Any]]) -> None:
-        await conn.executemany(self.sql, [self._row(values) for values in rows])
+        await conn.executemany(self.sql, [self._row(conn, values) for values in rows])
 
 
-def column_reader(column: Column[Any]) -> Callable[[Any], Any]:
-    """Turns what sqlite3 returns for `column` into what SQLAlchemy would (e.g. UTC datetime)."""
-    process = column.type.dialect_impl(_DIALECT).result_processor(_DIALECT, None)
-    if process is None:
-        return lambda value: value
-    return process
+class ColumnReader:
+    """Turns what a unit connection's driver returns for a column into what SQLAlchemy
+    would (e.g. a UTC datetime), for the connection's dialect: `read(conn, value)`."""
+
+    def __init__(self, column: Column[Any]) -> None:
+        self._type = column.type
+        self._by_dialect: dict[str, Callable[[Any], Any]] = {}
+
+    def __call__(self, conn: UnitConnection, value: Any) -> Any:
+        return self.of(conn.dialect)(value)
+
+    def of(self, dialect: Dialect) -> Callable[[Any], Any]:
+        process = self._by_dialect.get(dialect.name)
+        if process is None:
+            found = self._type.dialect_impl(dialect).result_processor(dialect, None)
+            process = self._by_dialect[dialect.name] = found or _same
+        return process
 
 
-def column_writer(column: Column[Any]) -> Callable[[Any], Any]:
-    """Turns a value for `column` into what the engines would bind for it (e.g. a UTC
-    datetime into SQLite's text form), for parameters of units' statements; None stays."""
-    process = column.type.dialect_impl(_DIALECT).bind_processor(_DIALECT)
-    if process is None:
-        return lambda value: value
-    convert = process
-    return lambda value: None if value is None else convert(value)
+class ColumnWriter:
+    """Turns a value for a column into what SQLAlchemy's engines would bind for it on the
+    connection's dialect (e.g. a UTC datetime into SQLite's text form): `write(conn, value)`;
+    None stays None."""
+
+    def __init__(self, column: Column[Any]) -> None:
+        self._type = column.type
+        self._by_dialect: dict[str, Callable[[Any], Any]] = {}
+
+    def __call__(self, conn: UnitConnection, value: Any) -> Any:
+        if value is None:
+            return None
+        process = self._by_dialect.get(conn.dialect.name)
+        if process is None:
+            found = self._type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            process = self._by_dialect[conn.dialect.name] = found or _same
+        return process(value)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def marks(count: int) -> str:
@@ -429,7 +467,7 @@ def ensure_sqlite_directory(url: str) -> None:
 async def _run_apart(conn: sqlite3.Connection, works: list[Unit[Any]]) -> list[_Outcome]:
     """Every unit in its own SAVEPOINT of the open transaction: one that raises is undone."""
     outcomes: list[_Outcome] = []
-    unit = UnitConnection(conn)
+    unit = SQLiteUnit(conn)
     for work in works:
         conn.execute("SAVEPOINT unit")
         try:
@@ -447,7 +485,7 @@ async def _run_apart(conn: sqlite3.Connection, works: list[Unit[Any]]) -> list[_
 async def _in_read_transaction(conn: sqlite3.Connection, work: Unit[T]) -> T:
     conn.execute("BEGIN")
     try:
-        return await work(UnitConnection(conn))
+        return await work(SQLiteUnit(conn))
     finally:
         conn.execute("ROLLBACK")
 

@@ -4,10 +4,20 @@ here and in SQLAlchemy's dialect, when a PostgreSQL URL is used."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+from smsgw.db.engine import Rows, UnitConnection
+
 if TYPE_CHECKING:
+    import psycopg
     from sqlalchemy import Connection
+
+#: PostgreSQL's dialect through psycopg, whose type processing units apply (db/engine.py).
+POSTGRESQL = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 
 #: The advisory lock every node takes around a migration (any constant both agree on).
 MIGRATION_LOCK = 0x736D7367  # "smsg"
@@ -82,3 +92,50 @@ def lock_for_migration(connection: Connection) -> None:
     """Hold the migration lock until the transaction ends: nodes starting together migrate
     one after the other (the later ones then find the schema current)."""
     connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+
+
+class PostgresUnit(UnitConnection):
+    """A psycopg async connection as a unit of work's (db/engine.UnitConnection): the
+    units' `?` placeholders become psycopg's `%s`, and each statement's rows are fetched
+    before it returns, as SQLite's cursor holds them."""
+
+    __slots__ = ("_conn",)
+    dialect = POSTGRESQL
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> Rows:
+        cursor = await self._conn.execute(placeholders(sql), tuple(params))
+        rows = await cursor.fetchall() if cursor.description is not None else []
+        return Fetched(rows, cursor.rowcount)
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        async with self._conn.cursor() as cursor:
+            await cursor.executemany(placeholders(sql), [tuple(row) for row in rows])
+
+
+class Fetched:
+    """A statement's rows, fetched (db/engine.Rows)."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self._rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
+@functools.lru_cache(maxsize=1024)
+def placeholders(sql: str) -> str:
+    """A unit's statement in psycopg's placeholders: `?` -> `%s`, a literal `%` doubled.
+    The units' SQL holds no `?` in a string literal or a name (they are written so)."""
+    return sql.replace("%", "%%").replace("?", "%s")

@@ -10,7 +10,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
-from smsgw.db.engine import UnitConnection, column_reader
+from smsgw.db.engine import ColumnReader, UnitConnection
 from smsgw.devices.models import Device
 
 devices = table_of(Device)
@@ -46,7 +46,7 @@ async def add(conn: AsyncConnection, values: dict[str, Any]) -> None:
     await conn.execute(insert(devices).values(values))
 
 
-_read_sim_cards = column_reader(devices.c.sim_cards)
+_read_sim_cards = ColumnReader(devices.c.sim_cards)
 
 
 async def auth_by_token_hash(
@@ -56,7 +56,7 @@ async def auth_by_token_hash(
     connection (`Database.read_unit`: every phone request makes this lookup)."""
     query = "SELECT id, user_id, sim_cards, app_version FROM devices WHERE token_hash = ?"
     row = (await conn.execute(query, (token_hash,))).fetchone()
-    return None if row is None else (row[0], row[1], _read_sim_cards(row[2]), row[3])
+    return None if row is None else (row[0], row[1], _read_sim_cards(conn, row[2]), row[3])
 
 
 async def by_id(conn: AsyncConnection, device_id: str) -> DeviceRecord | None:

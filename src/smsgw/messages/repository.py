@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
-from smsgw.db.engine import RowInsert, UnitConnection, column_reader
+from smsgw.db.engine import ColumnReader, RowInsert, UnitConnection
 from smsgw.devices.models import Device
 from smsgw.messages.models import Message, MessageStateEntry, Recipient
 
@@ -90,7 +90,7 @@ COLUMNS = (
 _message_insert = RowInsert(messages)
 _recipient_insert = RowInsert(recipients)
 _history_insert = RowInsert(history)
-_read_last_seen = column_reader(devices.c.last_seen)
+_read_last_seen = ColumnReader(devices.c.last_seen)
 
 
 async def store_message(
@@ -123,7 +123,7 @@ async def devices_last_seen(
     query, params = "SELECT last_seen FROM devices WHERE user_id = ?", [user_id]
     if device_id is not None:
         query, params = query + " AND id = ?", [user_id, device_id]
-    return [_read_last_seen(row[0]) for row in await conn.execute(query, params)]
+    return [_read_last_seen(conn, row[0]) for row in await conn.execute(query, params)]
 
 
 async def by_ext_id(conn: AsyncConnection, user_id: int, ext_id: str) -> MessageRecord | None:

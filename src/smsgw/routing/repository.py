@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.engine import UnitConnection, column_reader, column_writer, marks
+from smsgw.db.engine import ColumnReader, ColumnWriter, UnitConnection, marks
 from smsgw.domain.states import ProcessingState
 from smsgw.messages import repository as stored
 from smsgw.messages.repository import MessageRecord, RecipientRecord
@@ -37,9 +36,9 @@ class Phone:
 
 # The phone's hot paths (pull, state reports), for `Database.write_unit` and `read_unit`: one
 # unit of work on a plain DB-API connection, statements in standard SQL (db/engine.py).
-_at = column_writer(messages.c.created_at)  # every timestamp column has this type
-_read_at = column_reader(messages.c.created_at)
-_read_bool = column_reader(messages.c.is_encrypted)
+_at = ColumnWriter(messages.c.created_at)  # every timestamp column has this type
+_read_at = ColumnReader(messages.c.created_at)
+_read_bool = ColumnReader(messages.c.is_encrypted)
 _RECORD_COLUMNS = (
     "id, ext_id, device_id, state, text, data, port, is_encrypted, is_hashed, sim_number,"
     " with_delivery_report, priority, valid_until, schedule_at, created_at, claimed_at"
@@ -51,13 +50,14 @@ _ORDER = {
 }
 
 
-def _record(row: sqlite3.Row | tuple[Any, ...]) -> MessageRecord:
+def _record(conn: UnitConnection, row: tuple[Any, ...]) -> MessageRecord:
     (pk, ext_id, device_id, state, text, data, port, encrypted, hashed, sim, report, priority,
      valid_until, schedule_at, created_at, claimed_at) = row  # fmt: skip
     return MessageRecord(
-        pk, ext_id, device_id, state, text, data, port, _read_bool(encrypted),
-        _read_bool(hashed), sim, _read_bool(report), priority, _read_at(valid_until),
-        _read_at(schedule_at), _read_at(created_at), _read_at(claimed_at),
+        pk, ext_id, device_id, state, text, data, port, _read_bool(conn, encrypted),
+        _read_bool(conn, hashed), sim, _read_bool(conn, report), priority,
+        _read_at(conn, valid_until), _read_at(conn, schedule_at), _read_at(conn, created_at),
+        _read_at(conn, claimed_at),
     )  # fmt: skip
 
 
@@ -69,7 +69,7 @@ async def _records(
         f"SELECT {_RECORD_COLUMNS} FROM messages WHERE {where}"  # noqa: S608
         f" ORDER BY {_ORDER[newest_first]} LIMIT {PULL_LIMIT}"
     )
-    records = [_record(row) for row in await conn.execute(query, params)]
+    records = [_record(conn, row) for row in await conn.execute(query, params)]
     if records:
         by_pk = {record.pk: record for record in records}
         numbers = (
@@ -93,7 +93,7 @@ async def held(
         "device_id = ? AND state IN (?, ?)"
         " AND (claimed_at IS NOT NULL OR schedule_at IS NULL OR schedule_at <= ?)"
     )
-    return await _records(conn, where, [phone.device_id, *ACTIVE, _at(now)], newest_first)
+    return await _records(conn, where, [phone.device_id, *ACTIVE, _at(conn, now)], newest_first)
 
 
 async def released_from(conn: UnitConnection, phone: Phone) -> list[MessageRecord]:
@@ -103,9 +103,9 @@ async def released_from(conn: UnitConnection, phone: Phone) -> list[MessageRecor
     return await _records(conn, where, params, newest_first=True)
 
 
-def _claimable(phone: Phone, now: datetime) -> tuple[str, list[Any]]:
+def _claimable(conn: UnitConnection, phone: Phone, now: datetime) -> tuple[str, list[Any]]:
     """The WHERE clause (and its parameters) of the queued messages this phone may take."""
-    stamp = _at(now)
+    stamp = _at(conn, now)
     where = (
         "user_id = ? AND device_id IS NULL AND state = ?"
         " AND (valid_until IS NULL OR valid_until > ?)"
@@ -127,13 +127,13 @@ async def claim(
 
     One statement: the write transaction (`BEGIN IMMEDIATE`) keeps every other writer out
     between the choice and the update."""
-    where, params = _claimable(phone, now)
+    where, params = _claimable(conn, phone, now)
     query = (
         "UPDATE messages SET device_id = ?, claimed_at = ?, updated_at = ?"  # noqa: S608
         f" WHERE id IN (SELECT id FROM messages WHERE {where}"
         f" ORDER BY {_ORDER[newest_first]} LIMIT ?) RETURNING id"
     )
-    stamp = _at(now)
+    stamp = _at(conn, now)
     rows = (await conn.execute(query, [phone.device_id, stamp, stamp, *params, count])).fetchall()
     return [row[0] for row in rows]
 
@@ -145,11 +145,11 @@ async def mark_taken(conn: UnitConnection, keys: list[int], now: datetime) -> No
             "UPDATE messages SET claimed_at = ?"  # noqa: S608
             f" WHERE id IN ({marks(len(keys))}) AND claimed_at IS NULL"
         )
-        await conn.execute(query, [_at(now), *keys])
+        await conn.execute(query, [_at(conn, now), *keys])
 
 
 async def has_claimable(conn: UnitConnection, phone: Phone, now: datetime) -> bool:
-    where, params = _claimable(phone, now)
+    where, params = _claimable(conn, phone, now)
     query = f"SELECT id FROM messages WHERE {where} LIMIT 1"  # noqa: S608
     return (await conn.execute(query, params)).fetchone() is not None
 
@@ -325,7 +325,7 @@ async def set_recipient(
 
 async def set_message_state(conn: UnitConnection, key: int, state: str, now: datetime) -> None:
     await conn.execute(
-        "UPDATE messages SET state = ?, updated_at = ? WHERE id = ?", (state, _at(now), key)
+        "UPDATE messages SET state = ?, updated_at = ? WHERE id = ?", (state, _at(conn, now), key)
     )
 
 
@@ -340,5 +340,5 @@ async def add_history(conn: UnitConnection, key: int, entries: dict[str, datetim
     if entries:
         await conn.executemany(
             "INSERT INTO message_states (message_id, state, at) VALUES (?, ?, ?)",
-            [(key, state, _at(at)) for state, at in entries.items()],
+            [(key, state, _at(conn, at)) for state, at in entries.items()],
         )

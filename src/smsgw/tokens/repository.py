@@ -12,14 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.accounts.repository import users
 from smsgw.db.base import table_of
-from smsgw.db.engine import column_reader
+from smsgw.db.engine import SQLITE, ColumnReader
 from smsgw.tokens.models import Token
 
 tokens = table_of(Token)
 GENERATION_KEY = "tokens.generation"
 ACCESS = "access"
 REFRESH = "refresh"
-_read_time = column_reader(tokens.c.expires_at)
+_read_time = ColumnReader(tokens.c.expires_at).of(SQLITE)  # revocations.py's sqlite3
 
 
 @dataclass(frozen=True)
