@@ -119,7 +119,7 @@ def _steps() -> list[Scenario]:
         later = NOW + timedelta(minutes=1)
         claimed = await routing.claim(conn, phone, 2, later, newest_first=False)
         held = await routing.held(conn, phone, False, later)
-        return claimed, held
+        return sorted(claimed), held  # (an UPDATE's RETURNING has no order)
 
     async def report(conn: UnitConnection) -> tuple[Any, ...]:
         snapshot = StateReport(
@@ -167,6 +167,136 @@ def test_the_hot_paths_units_give_the_same_on_both_engines(
     assert (again.freed, again.events) == (0, 0)
     assert state == "Delivered"
     assert history == ["Delivered", "Pending", "Processed"]
+
+
+# Two nodes at once: each transaction below is another node's, on its own connection.
+
+
+async def _connect(settings: Settings) -> psycopg.AsyncConnection[Any]:
+    arguments = connect_arguments(settings.resolved_database_url)
+    return await psycopg.AsyncConnection.connect(**arguments, autocommit=True)
+
+
+async def _prepare(settings: Settings, phones: int, messages: int) -> None:
+    conn = await _connect(settings)
+    async with conn, conn.transaction():
+        unit = PostgresUnit(conn)
+        await RowInsert(table_of(User)).one(unit, {
+            "login": "owner", "password_hash": "x", "created_at": NOW, "updated_at": NOW,
+        })  # fmt: skip
+        await RowInsert(table_of(Device)).many(unit, [{
+            "id": f"phone{i}", "user_id": 1, "name": None, "token_hash": f"{i}" * 64,
+            "push_token": None, "sim_cards": None, "app_version": None,
+            "created_at": NOW, "updated_at": NOW, "last_seen": NOW,
+        } for i in range(phones)])  # fmt: skip
+        for i in range(messages):
+            await stored.store_message(
+                unit, _message(f"m{i}", NOW + timedelta(seconds=i)), NUMBERS, NOW
+            )
+
+
+def _phone(i: int) -> Phone:
+    return Phone(f"phone{i}", 1, None)
+
+
+LATER = NOW + timedelta(minutes=1)
+
+
+async def _claims_at_once(settings: Settings) -> tuple[list[int], list[int]]:
+    await _prepare(settings, phones=2, messages=4)
+    first, second = await _connect(settings), await _connect(settings)
+    async with first, second, first.transaction():
+        mine = await routing.claim(PostgresUnit(first), _phone(0), 2, LATER, False)
+        # The first claim holds its rows, uncommitted: the second passes over them.
+        async with second.transaction():
+            theirs = await asyncio.wait_for(
+                routing.claim(PostgresUnit(second), _phone(1), 2, LATER, False), 30
+            )
+    return sorted(mine), sorted(theirs)
+
+
+def test_two_nodes_claiming_at_once_never_take_the_same_message(pg_settings: Settings) -> None:
+    mine, theirs = asyncio.run(_claims_at_once(pg_settings))
+    assert len(mine) == len(theirs) == 2
+    assert not set(mine) & set(theirs)
+
+
+async def _pulls_of_one_phone_at_once(settings: Settings) -> list[int]:
+    """The same phone pulls through two nodes at once, with room for 2 messages."""
+    await _prepare(settings, phones=1, messages=5)
+    first, second = await _connect(settings), await _connect(settings)
+    async with first, second:
+        await first.execute("BEGIN")
+        one = await routing_service.pull_unit(PostgresUnit(first), _phone(0), False, 2, LATER)
+
+        async def other() -> routing_service.Pull:
+            async with second.transaction():
+                return await routing_service.pull_unit(
+                    PostgresUnit(second), _phone(0), False, 2, LATER
+                )
+
+        later = asyncio.create_task(other())
+        await asyncio.sleep(0.2)  # room for the second pull to (wrongly) get ahead
+        assert not later.done()  # it waits for the first pull's transaction
+        await first.execute("COMMIT")
+        two = await asyncio.wait_for(later, 30)
+    return [one.claimed, two.claimed, len(two.items)]
+
+
+def test_one_phones_pulls_on_two_nodes_respect_its_cap(pg_settings: Settings) -> None:
+    first, second, held = asyncio.run(_pulls_of_one_phone_at_once(pg_settings))
+    assert (first, second) == (2, 0)  # the second saw the first's claims, once committed
+    assert held == 2
+
+
+async def _reports_at_once(settings: Settings) -> tuple[str, list[str], list[int]]:
+    """The app's repeated final snapshot of one message, applied at once on two nodes."""
+    await _prepare(settings, phones=1, messages=1)
+    setup = await _connect(settings)
+    async with setup, setup.transaction():
+        await routing.claim(PostgresUnit(setup), _phone(0), 1, LATER, False)
+
+    def snapshot(state: ProcessingState) -> StateReport:
+        reached = {ProcessingState.PROCESSED: NOW, state: NOW}
+        return StateReport("m0", state, [RecipientReport(n, state, None) for n in NUMBERS], reached)
+
+    first, second = await _connect(settings), await _connect(settings)
+    async with first, second:
+        await first.execute("BEGIN")
+        once = await routing_service._apply(
+            PostgresUnit(first), _phone(0), snapshot(ProcessingState.DELIVERED), LATER, True,
+            routing_service.outbox.NO_WAIT,
+        )  # fmt: skip
+
+        async def other() -> routing_service.Reported:
+            async with second.transaction():
+                return await routing_service._apply(
+                    PostgresUnit(second), _phone(0), snapshot(ProcessingState.DELIVERED),
+                    LATER, True, routing_service.outbox.NO_WAIT,
+                )  # fmt: skip
+
+        later = asyncio.create_task(other())
+        await asyncio.sleep(0.2)
+        assert not later.done()  # it waits for the message the first one holds
+        await first.execute("COMMIT")
+        delivered = await asyncio.wait_for(later, 30)
+        unit = PostgresUnit(first)
+        found = await routing.reported_message(unit, _phone(0), "m0")
+        assert found is not None
+        history = sorted(await routing.history_states(unit, found[0]))
+        states = [r.state for r in await routing.recipients_of(unit, found[0])]
+    assert states == ["Delivered", "Delivered"]
+    return found[1], history, [once.freed, delivered.freed]
+
+
+def test_reports_of_one_message_on_two_nodes_take_turns(pg_settings: Settings) -> None:
+    """The second waits for the first and then finds the message as the first left it: it
+    changes nothing (had it read the message before, it would count the phone's room
+    under its cap as freed a second time)."""
+    state, history, freed = asyncio.run(_reports_at_once(pg_settings))
+    assert state == "Delivered"
+    assert history == ["Delivered", "Pending", "Processed"]
+    assert freed == [1, 0]
 
 
 def test_placeholders_become_psycopgs() -> None:

@@ -452,6 +452,16 @@ def _same(value: Any) -> Any:
     return value
 
 
+def row_lock(conn: UnitConnection, skip_locked: bool = False) -> str:
+    """The clause that ends a SELECT whose rows the transaction goes on to change, so that
+    another node's transaction cannot change them meanwhile: PostgreSQL's `FOR UPDATE`
+    (`SKIP LOCKED`: pass over rows another transaction holds, for a queue). Nothing on
+    SQLite, where a write transaction (`BEGIN IMMEDIATE`) already keeps every other out."""
+    if conn.dialect.name == "sqlite":
+        return ""
+    return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
+
+
 def marks(count: int) -> str:
     """`?, ?, ?`: the placeholders of an `IN (...)` list of `count` values."""
     return ", ".join("?" * count)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.engine import ColumnReader, ColumnWriter, UnitConnection, marks
+from smsgw.db.engine import ColumnReader, ColumnWriter, UnitConnection, marks, row_lock
 from smsgw.domain.states import ProcessingState
 from smsgw.messages import repository as stored
 from smsgw.messages.repository import MessageRecord, RecipientRecord
@@ -125,17 +125,28 @@ async def claim(
 ) -> list[int]:
     """Claim up to `count` queued messages for this phone; returns the keys it won.
 
-    One statement: the write transaction (`BEGIN IMMEDIATE`) keeps every other writer out
-    between the choice and the update."""
+    One statement. On SQLite the write transaction (`BEGIN IMMEDIATE`) keeps every other
+    writer out between the choice and the update; on PostgreSQL the choice locks its rows
+    and passes over those another node's claim holds (`row_lock`; a row another claim
+    changed since this statement began is checked again against the WHERE before it is
+    locked), so no message is ever claimed twice."""
     where, params = _claimable(conn, phone, now)
     query = (
         "UPDATE messages SET device_id = ?, claimed_at = ?, updated_at = ?"  # noqa: S608
         f" WHERE id IN (SELECT id FROM messages WHERE {where}"
-        f" ORDER BY {_ORDER[newest_first]} LIMIT ?) RETURNING id"
+        f" ORDER BY {_ORDER[newest_first]} LIMIT ?{row_lock(conn, skip_locked=True)})"
+        " RETURNING id"
     )
     stamp = _at(conn, now)
     rows = (await conn.execute(query, [phone.device_id, stamp, stamp, *params, count])).fetchall()
     return [row[0] for row in rows]
+
+
+async def lock_phone(conn: UnitConnection, device_id: str) -> None:
+    """Keep this phone's other pulls (on other nodes) waiting until this transaction ends,
+    so that what it holds is counted once against its cap (nothing to do on SQLite)."""
+    if lock := row_lock(conn):
+        await conn.execute(f"SELECT id FROM devices WHERE id = ?{lock}", (device_id,))  # noqa: S608
 
 
 async def mark_taken(conn: UnitConnection, keys: list[int], now: datetime) -> None:
@@ -292,8 +303,13 @@ class StoredRecipient:
 async def reported_message(
     conn: UnitConnection, phone: Phone, ext_id: str
 ) -> tuple[int, str] | None:
-    """(key, state) of the owner's message `ext_id`, only if this phone holds it."""
-    query = "SELECT id, state FROM messages WHERE user_id = ? AND ext_id = ? AND device_id = ?"
+    """(key, state) of the owner's message `ext_id`, only if this phone holds it; the row
+    stays locked to this transaction (`row_lock`: reports applied at once on two nodes take
+    turns)."""
+    query = (
+        "SELECT id, state FROM messages"  # noqa: S608
+        f" WHERE user_id = ? AND ext_id = ? AND device_id = ?{row_lock(conn)}"
+    )
     row = (await conn.execute(query, (phone.user_id, ext_id, phone.device_id))).fetchone()
     return None if row is None else (row[0], row[1])
 

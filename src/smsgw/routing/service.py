@@ -135,17 +135,21 @@ async def pull(db: Database, phone: Phone, newest_first: bool, cap: int) -> Pull
     One unit of work on the group-commit path (db/engine.py): plain statements, no thread
     hop but the COMMIT's, committed with whatever else is being written."""
     now = clock.now()
+    return await db.write_unit(lambda conn: pull_unit(conn, phone, newest_first, cap, now))
 
-    async def work(conn: UnitConnection) -> Pull:
-        free = cap - await repository.in_flight(conn, phone.device_id)
-        claimed = await repository.claim(conn, phone, free, now, newest_first) if free > 0 else []
-        held = await repository.held(conn, phone, newest_first, now)
-        await repository.mark_taken(conn, [r.pk for r in held if r.claimed_at is None], now)
-        dropped = await repository.released_from(conn, phone)
-        pulled = [Pulled(r, ProcessingState(r.state)) for r in held]
-        return Pull(pulled + [Pulled(r, ProcessingState.CANCELLING) for r in dropped], len(claimed))
 
-    return await db.write_unit(work)
+async def pull_unit(
+    conn: UnitConnection, phone: Phone, newest_first: bool, cap: int, now: datetime
+) -> Pull:
+    """`pull`'s unit of work."""
+    await repository.lock_phone(conn, phone.device_id)
+    free = cap - await repository.in_flight(conn, phone.device_id)
+    claimed = await repository.claim(conn, phone, free, now, newest_first) if free > 0 else []
+    held = await repository.held(conn, phone, newest_first, now)
+    await repository.mark_taken(conn, [r.pk for r in held if r.claimed_at is None], now)
+    dropped = await repository.released_from(conn, phone)
+    pulled = [Pulled(r, ProcessingState(r.state)) for r in held]
+    return Pull(pulled + [Pulled(r, ProcessingState.CANCELLING) for r in dropped], len(claimed))
 
 
 def _match(
