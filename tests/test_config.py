@@ -35,8 +35,8 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch, tmp_pat
     ("url", "resolved"),
     [
         ("sqlite:////srv/smsgw.db", "sqlite+aiosqlite:////srv/smsgw.db"),
-        ("postgresql://u:p@db/smsgw", "postgresql+asyncpg://u:p@db/smsgw"),
-        ("postgres://u:p@db/smsgw", "postgresql+asyncpg://u:p@db/smsgw"),
+        ("postgresql://u:p@db/smsgw", "postgresql+psycopg://u:p@db/smsgw"),
+        ("postgres://u:p@db/smsgw", "postgresql+psycopg://u:p@db/smsgw"),
     ],
 )
 def test_database_urls_are_normalised(url: str, resolved: str) -> None:

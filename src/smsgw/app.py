@@ -33,7 +33,7 @@ from smsgw.api.routing import MOBILE_PREFIXES, THIRDPARTY_PREFIXES, add_routes, 
 from smsgw.config import Settings
 from smsgw.context import AppContext
 from smsgw.db import migrate
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, database_for
 from smsgw.events import signals
 from smsgw.events.bus import Bus, Cluster, close_quietly
 from smsgw.events.hub import EventHub
@@ -80,15 +80,22 @@ def announce_account(login: str, password: str, settings: Settings) -> None:
 def announce_migration(outcome: migrate.Outcome, settings: Settings) -> None:
     """Say on the console when start-up created or upgraded the database."""
     if outcome != "current":
-        where = migrate.sqlite_path(settings) or "the configured database"
-        print(f"smsgw {outcome} the database {where}", flush=True)
+        path = migrate.sqlite_path(settings)
+        if path is None:
+            from smsgw.db.postgres import shown
+
+            print(
+                f"smsgw {outcome} the database {shown(settings.resolved_database_url)}", flush=True
+            )
+        else:
+            print(f"smsgw {outcome} the database {path}", flush=True)
 
 
 def probe_of(settings: Settings, db: Database) -> Probe:
-    """What the health checks look at: the database file and the directory holding it."""
+    """What the health checks look at: the database and the data directory."""
     return Probe(
-        database_path=db.path,
-        data_dir=Path(db.path).parent,
+        ping=db.ping,
+        data_dir=Path(db.path).parent if db.path else settings.data_dir,
         min_free_mb=settings.health_min_free_mb,
         stall_seconds=settings.worker_stall_seconds,
     )
@@ -169,7 +176,7 @@ async def lifespan(
     close it all in reverse when the server stops."""
     if settings.auto_migrate:
         announce_migration(await asyncio.to_thread(migrate.upgrade, settings), settings)
-    db = Database(settings)
+    db = database_for(settings)
     passwords.warm_up()
     bus, hub = await join(cluster, db)
     app.state.context = context = build_context(settings, db, hub)

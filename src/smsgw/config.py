@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     bootstrap_account: bool = True
     auto_migrate: bool = True
     sqlite_synchronous: SqliteSynchronous = SqliteSynchronous.FULL
+    #: PostgreSQL: connections each server process keeps, for each of its two pools.
+    db_pool_size: Annotated[int, Field(ge=1, le=1000)] = 5
     credential_cache_size: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000
     log_level: str = "info"
     workers: Annotated[int, Field(ge=1, le=64)] = 1
@@ -227,7 +229,7 @@ class Settings(BaseSettings):
         scheme = scheme.lower()
         if scheme in SQLITE_SCHEMES:
             return f"sqlite+aiosqlite://{rest}"
-        return f"postgresql+asyncpg://{rest}"
+        return f"postgresql+psycopg://{rest}"
 
 
 class SettingsError(Exception):

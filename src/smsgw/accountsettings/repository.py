@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.accountsettings.models import AccountSettings
 from smsgw.db.base import table_of
+from smsgw.db.engine import upsert
 
 documents = table_of(AccountSettings)
 
@@ -26,7 +26,7 @@ async def store(
     conn: AsyncConnection, user_id: int, document: dict[str, Any], now: datetime
 ) -> None:
     values = {"user_id": user_id, "document": document, "updated_at": now}
-    query = insert(documents).values(values)
+    query = upsert(conn, documents).values(values)
     await conn.execute(
         query.on_conflict_do_update(
             index_elements=[documents.c.user_id],

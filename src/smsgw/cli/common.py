@@ -106,9 +106,9 @@ def migrate_quietly(settings: Settings) -> None:
 
 @asynccontextmanager
 async def open_database(settings: Settings) -> AsyncIterator[Database]:
-    from smsgw.db.engine import Database
+    from smsgw.db.engine import database_for
 
-    db = Database(settings)
+    db = database_for(settings)
     try:
         yield db
     finally:

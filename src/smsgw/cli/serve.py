@@ -33,7 +33,7 @@ from smsgw.app import announce_account, announce_migration, create_app, end_stre
 from smsgw.cli.common import settings_or_exit, usable_database_or_exit
 from smsgw.config import Settings
 from smsgw.db import migrate
-from smsgw.db.engine import Database
+from smsgw.db.engine import database_for
 from smsgw.events.bus import Cluster
 
 log = logging.getLogger("smsgw")
@@ -157,7 +157,7 @@ def prepare(settings: Settings) -> None:
 
 
 async def _bootstrap(settings: Settings) -> accounts.NewAccount | None:
-    db = Database(settings)
+    db = database_for(settings)
     try:
         return await accounts.bootstrap(db)
     finally:

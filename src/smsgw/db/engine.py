@@ -137,7 +137,7 @@ Unit = Callable[[UnitConnection], Awaitable[T]]
 
 
 @dataclass
-class _Job(Generic[T]):
+class Job(Generic[T]):
     work: Unit[T]
     future: asyncio.Future[T]
 
@@ -146,8 +146,21 @@ class _Job(Generic[T]):
 _Outcome = tuple[bool, Any]
 
 
+def database_for(settings: Settings) -> Database:
+    """The database the settings name: SQLite's `Database`, or PostgreSQL's
+    (db/postgres.PostgresDatabase, which needs the `postgresql` extra)."""
+    if settings.database_scheme == "postgresql":
+        from smsgw.db.postgres import PostgresDatabase
+
+        return PostgresDatabase(settings)
+    return Database(settings)
+
+
 class Database:
-    """Owns the engines. `read()` and `write()` give connections inside a transaction."""
+    """Owns the engines. `read()` and `write()` give connections inside a transaction.
+
+    This class runs on SQLite; db/postgres.PostgresDatabase is the same on PostgreSQL
+    (`database_for` picks)."""
 
     def __init__(self, settings: Settings) -> None:
         self.url = settings.resolved_database_url
@@ -164,7 +177,7 @@ class Database:
         self._loop_connection: sqlite3.Connection | None = None
         self._write_connection: sqlite3.Connection | None = None
         self._write_turn_lock: asyncio.Lock | None = None
-        self._queue: list[_Job[Any]] = []
+        self._queue: list[Job[Any]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     @property
@@ -184,6 +197,11 @@ class Database:
         """A connection in a write transaction, committed when the block exits cleanly."""
         async with self._write_turn, self.writer.begin() as conn:
             yield conn
+
+    async def ping(self) -> None:
+        """A round trip through a new connection: the file opened afresh (never created)
+        and its schema page read, on a thread; raises when that fails."""
+        await asyncio.to_thread(_ping, self.path)
 
     async def read_unit(self, work: Unit[T]) -> T:
         """`work(connection)` in one read transaction on the event loop.
@@ -211,7 +229,7 @@ class Database:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        job = _Job(work, future)
+        job = Job(work, future)
         self._queue.append(job)
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
@@ -452,6 +470,18 @@ def _same(value: Any) -> Any:
     return value
 
 
+def upsert(conn: AsyncConnection, table: Table) -> Any:
+    """`INSERT INTO table` of the connection's engine, which can end in
+    `.on_conflict_do_update(...)` (SQLite's and PostgreSQL's have the same form)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
 def row_lock(conn: UnitConnection, skip_locked: bool = False) -> str:
     """The clause that ends a SELECT whose rows the transaction goes on to change, so that
     another node's transaction cannot change them meanwhile: PostgreSQL's `FOR UPDATE`
@@ -515,6 +545,15 @@ class _LockWaits:
         if waited > LOOP_LOCK_PATIENCE_SECONDS:
             self._pause = min(self._pause * 2, LOOP_LOCK_MAX_SECONDS)
         await asyncio.sleep(self._pause)
+
+
+def _ping(path: str) -> None:
+    uri = Path(path).resolve().as_uri() + "?mode=rw"
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        conn.close()
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:

@@ -1,20 +1,28 @@
 """PostgreSQL specifics (issue 16, under way): whether a server can be used, its schema
-revision, and the lock that keeps nodes from migrating at once. psycopg is imported only
-here and in SQLAlchemy's dialect, when a PostgreSQL URL is used."""
+revision, the lock that keeps nodes from migrating at once, and `PostgresDatabase` with its
+units of work (`PostgresUnit`). psycopg is imported only here and in SQLAlchemy's dialect,
+when a PostgreSQL URL is used."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
-from smsgw.db.engine import Rows, UnitConnection
+from smsgw.config import Settings
+from smsgw.db.engine import MAX_BATCH, Database, Job, Rows, Unit, UnitConnection
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg_pool import AsyncConnectionPool
     from sqlalchemy import Connection
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+T = TypeVar("T")
 
 #: PostgreSQL's dialect through psycopg, whose type processing units apply (db/engine.py).
 POSTGRESQL = PGDialect_psycopg()  # type: ignore[no-untyped-call]
@@ -139,3 +147,148 @@ def placeholders(sql: str) -> str:
     """A unit's statement in psycopg's placeholders: `?` -> `%s`, a literal `%` doubled.
     The units' SQL holds no `?` in a string literal or a name (they are written so)."""
     return sql.replace("%", "%%").replace("?", "%s")
+
+
+#: The advisory lock between `write()` blocks (exclusive: one at a time in the whole
+#: cluster, as SQLite has one writer) and group-commit batches (shared: batches run side by
+#: side, their conflicts settled by row locks, `row_lock`).
+WRITE_LOCK = 0x736D7368
+
+
+class PostgresDatabase(Database):
+    """`Database` on PostgreSQL: SQLAlchemy's psycopg dialect for `read()` and `write()`,
+    and a psycopg pool for the units of work (`read_unit`, `write_unit`), which run as
+    `PostgresUnit`s on the event loop. Each pool holds up to `SMSGW_DB_POOL_SIZE`
+    connections. Group commit as on SQLite: the units queued while a batch runs go together
+    in the next transaction."""
+
+    def __init__(self, settings: Settings) -> None:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        self.url = settings.resolved_database_url
+        self.path = ""
+        # What a node keeps on its own disk (a generated JWT secret, say) goes here, and the
+        # health check watches its free space, as with SQLite's file.
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._size = settings.db_pool_size
+        self._arguments = connect_arguments(self.url)
+        self.engine = create_async_engine(
+            self.url,
+            pool_size=self._size,
+            max_overflow=0,
+            pool_pre_ping=True,
+            connect_args={"options": "-c TimeZone=UTC"},
+        )
+        self.reader = self.writer = self.engine
+        self._pool: AsyncConnectionPool[Any] | None = None
+        self._pool_opening: asyncio.Lock | None = None
+        self._queue: list[Job[Any]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.begin() as conn:
+            await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+            yield conn
+
+    async def _units_pool(self) -> AsyncConnectionPool[Any]:
+        if self._pool is None:
+            if self._pool_opening is None:
+                self._pool_opening = asyncio.Lock()
+            async with self._pool_opening:
+                if self._pool is None:
+                    from psycopg_pool import AsyncConnectionPool
+
+                    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                        kwargs={**self._arguments, "options": "-c TimeZone=UTC"},
+                        min_size=1,
+                        max_size=self._size,
+                        open=False,
+                    )
+                    await pool.open(wait=True)
+                    self._pool = pool
+        return self._pool
+
+    async def ping(self) -> None:
+        """A round trip through a new connection (not the pools': a ping must see whether
+        a session can still be opened)."""
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(**self._arguments) as conn:
+            await conn.execute("SELECT 1")
+
+    async def read_unit(self, work: Unit[T]) -> T:
+        pool = await self._units_pool()
+        async with pool.connection() as conn, conn.transaction():
+            return await work(PostgresUnit(conn))
+
+    async def _run_batch(self, works: list[Unit[Any]]) -> list[tuple[bool, Any]]:
+        """The batch in one transaction; if anything fails (a unit, or the COMMIT: a
+        deadlock with another node's batch, say), it runs again with each unit in its own
+        SAVEPOINT, so only the failing units lose their changes."""
+        pool = await self._units_pool()
+        async with pool.connection() as conn:
+            unit = PostgresUnit(conn)
+            try:
+                async with conn.transaction():
+                    await conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
+                    return [(True, await work(unit)) for work in works]
+            except Exception as exc:
+                if len(works) == 1:
+                    return [(False, exc)]
+            outcomes: list[tuple[bool, Any]] = []
+            async with conn.transaction():
+                await conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
+                for work in works:
+                    try:
+                        async with conn.transaction():  # a SAVEPOINT
+                            outcomes.append((True, await work(unit)))
+                    except Exception as exc:
+                        outcomes.append((False, exc))
+            return outcomes
+
+    async def write_unit(self, work: Unit[T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append(Job(work, future))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                batch = [job for job in batch if not job.future.done()]  # caller gone
+                if not batch:
+                    continue
+                try:
+                    outcomes = await self._run_batch([job.work for job in batch])
+                except Exception as exc:  # no connection, or the COMMIT failed
+                    outcomes = [(False, exc)] * len(batch)
+                except BaseException:
+                    for job in batch:
+                        job.future.cancel()
+                    raise
+                for job, (ok, value) in zip(batch, outcomes, strict=True):
+                    if job.future.done():
+                        continue
+                    if ok:
+                        job.future.set_result(value)
+                    else:
+                        job.future.set_exception(value)
+        finally:
+            self._flusher = None
+
+    async def dispose(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self.engine.dispose()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -54,7 +54,8 @@ class Probe:
     """What the checks need; one per running app. `last_round` gives the monotonic time of
     the worker's last completed round (0: none yet, then start-up time counts)."""
 
-    database_path: str
+    #: A round trip to the database through a new connection (`Database.ping`).
+    ping: Callable[[], Awaitable[None]]
     data_dir: Path
     min_free_mb: int
     stall_seconds: float
@@ -62,21 +63,11 @@ class Probe:
     ping_failures: int = 0
 
 
-def _ping(path: str) -> None:
-    """Open the database file afresh (never create it) and read its schema page."""
-    uri = Path(path).resolve().as_uri() + "?mode=rw"
-    conn = sqlite3.connect(uri, uri=True, timeout=PING_TIMEOUT_SECONDS)
-    try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    finally:
-        conn.close()
-
-
 async def database(probe: Probe) -> Check:
     """db:ping: a round trip through a new connection; value = consecutive failures."""
     try:
-        await asyncio.wait_for(asyncio.to_thread(_ping, probe.database_path), PING_TIMEOUT_SECONDS)
-    except (sqlite3.Error, OSError, TimeoutError):
+        await asyncio.wait_for(probe.ping(), PING_TIMEOUT_SECONDS)
+    except Exception:
         probe.ping_failures += 1
     else:
         probe.ping_failures = 0

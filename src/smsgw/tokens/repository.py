@@ -7,16 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import Integer, String, cast, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.accounts.repository import users
-from smsgw.db.base import table_of
-from smsgw.db.engine import SQLITE, ColumnReader
+from smsgw.db.base import SystemValue, table_of
+from smsgw.db.engine import SQLITE, ColumnReader, upsert
 from smsgw.tokens.models import Token
 
 tokens = table_of(Token)
 GENERATION_KEY = "tokens.generation"
+system_values = table_of(SystemValue)
 ACCESS = "access"
 REFRESH = "refresh"
 _read_time = ColumnReader(tokens.c.expires_at).of(SQLITE)  # revocations.py's sqlite3
@@ -132,11 +133,9 @@ async def revoke_all(conn: AsyncConnection, user_id: int, now: datetime) -> int:
 
 async def bump_generation(conn: AsyncConnection) -> None:
     """Tell every process that the set of revoked tokens changed (same transaction)."""
-    await conn.exec_driver_sql(
-        "INSERT INTO system_values (key, value) VALUES (?, '1') ON CONFLICT (key) "
-        "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
-        (GENERATION_KEY,),
-    )
+    query = upsert(conn, system_values).values(key=GENERATION_KEY, value="1")
+    bumped = cast(cast(system_values.c.value, Integer) + 1, String)
+    await conn.execute(query.on_conflict_do_update(index_elements=["key"], set_={"value": bumped}))
 
 
 def generation(conn: sqlite3.Connection) -> int:

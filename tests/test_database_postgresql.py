@@ -1,0 +1,174 @@
+"""`Database` on PostgreSQL (issue 16, under way): group commit over psycopg's pool, the
+SQLAlchemy side through the psycopg dialect, and the services of a message's life on top of
+both, on the test session's own PostgreSQL cluster. The server does not run on it yet."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from smsgw.accounts import service as accounts
+from smsgw.accountsettings import service as account_settings
+from smsgw.config import Settings
+from smsgw.db import migrate
+from smsgw.db.engine import Unit, UnitConnection, database_for
+from smsgw.db.postgres import PostgresDatabase, connect_arguments
+from smsgw.devices import service as devices
+from smsgw.domain.states import ProcessingState
+from smsgw.events.hub import EventHub
+from smsgw.messages import service as messages
+from smsgw.routing import service as routing
+from smsgw.routing.repository import Phone
+from smsgw.routing.service import RecipientReport, StateReport
+from smsgw.tokens import repository as token_rows
+from tests.conftest import make_settings
+from tests.pgcluster import Cluster
+
+NUMBER = "+12025550100"
+
+
+@pytest.fixture
+def pg_settings(pg_cluster: Cluster, tmp_path: Path) -> Settings:
+    settings = make_settings(
+        tmp_path / "pg", database_url=pg_cluster.create_database(), db_pool_size=3
+    )
+    migrate.upgrade(settings)
+    return settings
+
+
+def put(key: str, fail: bool = False) -> Unit[str]:
+    async def work(conn: UnitConnection) -> str:
+        await conn.execute("INSERT INTO system_values (key, value) VALUES (?, 'v')", (key,))
+        if fail:
+            raise ValueError(f"unit {key} fails")
+        return key
+
+    return work
+
+
+def _keys(settings: Settings) -> set[str]:
+    with psycopg.connect(**connect_arguments(settings.resolved_database_url)) as conn:
+        return {row[0] for row in conn.execute("SELECT key FROM system_values")}
+
+
+def test_database_for_picks_postgresql_for_its_url(pg_settings: Settings) -> None:
+    db = database_for(pg_settings)
+    assert isinstance(db, PostgresDatabase)
+    assert db.engine.pool.size() == 3  # type: ignore[attr-defined]
+    asyncio.run(db.dispose())
+
+
+def test_a_failing_unit_of_a_batch_is_rolled_back_alone(pg_settings: Settings) -> None:
+    async def scenario() -> list[object]:
+        db = database_for(pg_settings)
+        try:
+            units = [put(f"k{i}", fail=i == 3) for i in range(8)]
+            return await asyncio.gather(*(db.write_unit(u) for u in units), return_exceptions=True)
+        finally:
+            await db.dispose()
+
+    results = asyncio.run(scenario())
+    assert isinstance(results[3], ValueError)
+    assert [r for i, r in enumerate(results) if i != 3] == [f"k{i}" for i in range(8) if i != 3]
+    assert _keys(pg_settings) == {f"k{i}" for i in range(8) if i != 3}
+
+
+def test_a_duplicate_key_fails_its_unit_only(pg_settings: Settings) -> None:
+    """A unit that breaks a constraint aborts PostgreSQL's transaction for every statement
+    after it: the batch runs again with a SAVEPOINT around each unit."""
+
+    async def scenario() -> list[object]:
+        db = database_for(pg_settings)
+        try:
+            units = [put("same"), put("other"), put("same")]
+            return await asyncio.gather(*(db.write_unit(u) for u in units), return_exceptions=True)
+        finally:
+            await db.dispose()
+
+    first, other, again = asyncio.run(scenario())
+    assert (first, other) == ("same", "other")
+    assert isinstance(again, psycopg.errors.UniqueViolation)
+    assert _keys(pg_settings) == {"same", "other"}
+
+
+async def _a_message_s_life(settings: Settings) -> tuple[str, list[str], str]:
+    db = database_for(settings)
+    try:
+        await accounts.create_user(db, "owner", "correct horse battery")
+        async with db.read() as conn:
+            user_id = (await conn.exec_driver_sql("SELECT id FROM users")).scalar_one()
+        device = await devices.register(db, user_id, "owner", "phone", None, None)
+        auth = await devices.authenticate(db, device.token)  # a unit on the loop
+        assert auth is not None and auth.device_id == device.device_id
+        phone = Phone(device.device_id, user_id, None)
+        sent = await messages.send(db, None, user_id, messages.SendCommand([NUMBER], text="hi"))
+        pulled = await routing.pull(db, phone, newest_first=False, cap=10)
+        assert [p.record.id for p in pulled.items] == [sent.id]
+        delivered = StateReport(
+            sent.id,
+            ProcessingState.DELIVERED,
+            [RecipientReport(NUMBER, ProcessingState.DELIVERED, None)],
+            {ProcessingState.DELIVERED: sent.created_at},
+        )
+        reported = await routing.report(db, phone, [delivered])
+        assert reported.freed == 1
+        record = await messages.get(db, user_id, sent.id)
+        return record.state, sorted(record.states), record.recipients[0].state
+    finally:
+        await db.dispose()
+
+
+def test_a_message_is_sent_pulled_and_delivered_on_postgresql(pg_settings: Settings) -> None:
+    state, history, recipient = asyncio.run(_a_message_s_life(pg_settings))
+    assert (state, recipient) == ("Delivered", "Delivered")
+    assert history == ["Delivered", "Pending"]  # the states the report named, and the first
+
+
+async def _upserts(settings: Settings) -> tuple[object, str]:
+    db = database_for(settings)
+    try:
+        await accounts.create_user(db, "owner", "correct horse battery")
+        async with db.read() as conn:
+            user_id = (await conn.exec_driver_sql("SELECT id FROM users")).scalar_one()
+        hub = EventHub()
+        await account_settings.update(
+            db, hub, user_id, {"messages": {"limit_value": 5}}, replace=False
+        )
+        await account_settings.update(
+            db, hub, user_id, {"ping": {"interval_seconds": 60}}, replace=False
+        )
+        document = await account_settings.get(db, user_id)
+        for _ in range(3):
+            async with db.write() as conn:
+                await token_rows.bump_generation(conn)
+        async with db.read() as conn:
+            query = "SELECT value FROM system_values WHERE key = %(key)s"
+            rows = await conn.exec_driver_sql(query, {"key": token_rows.GENERATION_KEY})
+            generation = rows.scalar_one()
+        return document, generation
+    finally:
+        await db.dispose()
+
+
+def test_stored_settings_and_the_token_generation_are_upserted(pg_settings: Settings) -> None:
+    document, generation = asyncio.run(_upserts(pg_settings))
+    assert document["messages"]["limit_value"] == 5  # type: ignore[index]
+    assert document["ping"]["interval_seconds"] == 60  # type: ignore[index]
+    assert generation == "3"
+
+
+def test_the_health_ping_opens_a_new_session(pg_settings: Settings, tmp_path: Path) -> None:
+    async def ping(settings: Settings) -> None:
+        db = database_for(settings)
+        try:
+            await db.ping()
+        finally:
+            await db.dispose()
+
+    asyncio.run(ping(pg_settings))  # the server answers
+    gone = make_settings(tmp_path / "gone", database_url="postgresql://u:p@127.0.0.1:9/smsgw")
+    with pytest.raises(psycopg.OperationalError):
+        asyncio.run(ping(gone))  # nothing listens there
