@@ -17,6 +17,7 @@ from smsgw.db import migrate
 from smsgw.db.engine import Unit, UnitConnection, database_for
 from smsgw.db.postgres import PostgresDatabase, connect_arguments
 from smsgw.devices import service as devices
+from smsgw.domain.errors import Unauthorized
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import EventHub
 from smsgw.messages import service as messages
@@ -24,6 +25,7 @@ from smsgw.routing import service as routing
 from smsgw.routing.repository import Phone
 from smsgw.routing.service import RecipientReport, StateReport
 from smsgw.tokens import repository as token_rows
+from smsgw.tokens.service import TokenService
 from tests.conftest import make_settings
 from tests.pgcluster import Cluster
 
@@ -172,3 +174,40 @@ def test_the_health_ping_opens_a_new_session(pg_settings: Settings, tmp_path: Pa
     gone = make_settings(tmp_path / "gone", database_url="postgresql://u:p@127.0.0.1:9/smsgw")
     with pytest.raises(psycopg.OperationalError):
         asyncio.run(ping(gone))  # nothing listens there
+
+
+async def _revoked_on_one_node(settings: Settings) -> tuple[bool, bool, bool]:
+    """Two nodes (two databases handles, two token services) on one PostgreSQL: a token
+    revoked through one is refused by the other at its next check."""
+    first, second = database_for(settings), database_for(settings)
+    issuer, checker = TokenService(settings, first), TokenService(settings, second)
+    try:
+        await accounts.create_user(first, "owner", "correct horse battery")
+        async with first.read() as conn:
+            user_id = (await conn.exec_driver_sql("SELECT id FROM users")).scalar_one()
+        pair = await issuer.issue(user_id, ["messages:list"])
+        before = (await checker.verify(pair.access_token)).user_id == user_id
+        await issuer.revoke(user_id, pair.id)
+        refused = False
+        try:
+            await checker.verify(pair.access_token)
+        except Unauthorized:
+            refused = True
+        other = await issuer.issue(user_id, ["messages:list"])
+        still = (await checker.verify(other.access_token)).user_id == user_id
+        return before, refused, still
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+def test_a_token_revoked_on_one_node_is_refused_on_another(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        tmp_path / "pg",
+        database_url=pg_cluster.create_database(),
+        jwt_secret="0123456789abcdef0123456789abcdef",
+    )
+    migrate.upgrade(settings)
+    assert asyncio.run(_revoked_on_one_node(settings)) == (True, True, True)

@@ -63,7 +63,7 @@ async def _principal(connection: HTTPConnection, context: AppContext) -> Princip
     if basic is not None:
         principal = Principal(await authenticate_basic(connection, context, basic), BASIC_SCOPES)
     elif token is not None and context.tokens is not None:
-        principal = context.tokens.verify(token)
+        principal = await context.tokens.verify(token)
     else:
         raise Unauthorized("Unauthorized")
     connection.state.principal = principal

@@ -176,6 +176,7 @@ class Database:
         self._write_thread: ThreadPoolExecutor | None = None
         self._loop_connection: sqlite3.Connection | None = None
         self._write_connection: sqlite3.Connection | None = None
+        self._version_connection: sqlite3.Connection | None = None
         self._write_turn_lock: asyncio.Lock | None = None
         self._queue: list[Job[Any]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -197,6 +198,13 @@ class Database:
         """A connection in a write transaction, committed when the block exits cleanly."""
         async with self._write_turn, self.writer.begin() as conn:
             yield conn
+
+    def data_version(self) -> int | None:
+        """A number that changes whenever another connection commits (SQLite's `PRAGMA
+        data_version` on a connection kept for it): reading it touches no table."""
+        if self._version_connection is None:
+            self._version_connection = self._connect(busy_timeout_ms=LOOP_BUSY_TIMEOUT_MS)
+        return int(self._version_connection.execute("PRAGMA data_version").fetchone()[0])
 
     async def ping(self) -> None:
         """A round trip through a new connection: the file opened afresh (never created)
@@ -372,10 +380,10 @@ class Database:
         if self._write_thread is not None:
             await asyncio.to_thread(self._write_thread.shutdown)
         self._write_thread = None
-        for conn in (self._loop_connection, self._write_connection):
+        for conn in (self._loop_connection, self._write_connection, self._version_connection):
             if conn is not None:
                 conn.close()
-        self._loop_connection = self._write_connection = None
+        self._loop_connection = self._write_connection = self._version_connection = None
 
 
 class RowInsert:

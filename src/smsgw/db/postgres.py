@@ -214,6 +214,10 @@ class PostgresDatabase(Database):
                     self._pool = pool
         return self._pool
 
+    def data_version(self) -> None:
+        """No counter of commits on PostgreSQL (yet): callers read what they need."""
+        return None
+
     async def ping(self) -> None:
         """A round trip through a new connection (not the pools': a ping must see whether
         a session can still be opened)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.accounts.repository import users
 from smsgw.db.base import SystemValue, table_of
-from smsgw.db.engine import SQLITE, ColumnReader, upsert
+from smsgw.db.engine import ColumnReader, UnitConnection, upsert
 from smsgw.tokens.models import Token
 
 tokens = table_of(Token)
@@ -20,7 +19,7 @@ GENERATION_KEY = "tokens.generation"
 system_values = table_of(SystemValue)
 ACCESS = "access"
 REFRESH = "refresh"
-_read_time = ColumnReader(tokens.c.expires_at).of(SQLITE)  # revocations.py's sqlite3
+_read_time = ColumnReader(tokens.c.expires_at)
 
 
 @dataclass(frozen=True)
@@ -138,10 +137,9 @@ async def bump_generation(conn: AsyncConnection) -> None:
     await conn.execute(query.on_conflict_do_update(index_elements=["key"], set_={"value": bumped}))
 
 
-def generation(conn: sqlite3.Connection) -> int:
-    row = conn.execute(
-        "SELECT value FROM system_values WHERE key = ?", (GENERATION_KEY,)
-    ).fetchone()
+async def generation(conn: UnitConnection) -> int:
+    query = "SELECT value FROM system_values WHERE key = ?"
+    row = (await conn.execute(query, (GENERATION_KEY,))).fetchone()
     return 0 if row is None else int(row[0])
 
 
@@ -150,16 +148,17 @@ async def current_password_hash(conn: AsyncConnection, user_id: int) -> str | No
     return None if row is None else str(row[0])
 
 
-def password_hash(conn: sqlite3.Connection, user_id: int) -> str | None:
+async def password_hash(conn: UnitConnection, user_id: int) -> str | None:
     """The user's password hash (what a token's stamp is derived from); None if deleted."""
-    row = conn.execute("SELECT password_hash FROM users WHERE id = ?", (user_id,)).fetchone()
+    query = "SELECT password_hash FROM users WHERE id = ?"
+    row = (await conn.execute(query, (user_id,))).fetchone()
     return None if row is None else str(row[0])
 
 
-def revoked_access(conn: sqlite3.Connection, now: datetime) -> set[str]:
+async def revoked_access(conn: UnitConnection, now: datetime) -> set[str]:
     """The jtis of revoked access tokens that have not expired yet."""
-    rows = conn.execute(
+    rows = await conn.execute(
         "SELECT id, expires_at FROM tokens WHERE token_use = ? AND revoked_at IS NOT NULL",
         (ACCESS,),
-    ).fetchall()
-    return {str(jti) for jti, expires in rows if _read_time(expires) > now}
+    )
+    return {str(jti) for jti, expires in rows if _read_time(conn, expires) > now}

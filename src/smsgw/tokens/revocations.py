@@ -1,27 +1,29 @@
 """What makes an access token invalid before it expires, kept in memory and coherent across
 processes: revoked jtis, and each user's current token stamp.
 
-Checking an access token must not cost a query. Every revocation, password change and
-account deletion bumps a generation number (`system_values`, in the same transaction).
-Before each answer the cache asks SQLite's `PRAGMA data_version` on a connection of its
-own: the number changes when any other connection, of this process or another sharing the
-file, has committed, and reading it touches no table. Only then is the generation read, and
-only when that changed is the revoked set reloaded and the known stamps forgotten. A user's
-stamp is read (one lookup by primary key) the first time after that a token of theirs is
-checked. So a revocation made anywhere is seen by the next request everywhere.
+Checking an access token must not cost a query on SQLite. Every revocation, password change
+and account deletion bumps a generation number (`system_values`, in the same transaction).
+Before each answer the cache asks the database whether anything was committed since it last
+looked (`Database.data_version`: SQLite's `PRAGMA data_version`, on a connection of its own,
+changes when any other connection, of this process or another sharing the file, has
+committed, and reading it touches no table). Only then is the generation read, and only when
+that changed is the revoked set reloaded and the known stamps forgotten. A user's stamp is
+read (one lookup by primary key) the first time after that a token of theirs is checked. So
+a revocation made anywhere is seen by the next request everywhere.
+
+On PostgreSQL there is no such counter yet (LISTEN/NOTIFY will bring one, issue 16), so
+every check reads the generation: one lookup by key, and the same guarantee across nodes.
 """
 
 from __future__ import annotations
 
 import hmac
-import sqlite3
 from collections.abc import Callable
 
+from smsgw.db.engine import Database, UnitConnection
 from smsgw.domain import clock
 from smsgw.tokens import repository
 
-#: How long a check may wait for a lock (only during crash recovery) before failing.
-BUSY_TIMEOUT_S = 0.05
 #: Most users whose stamp is kept; past that the map starts afresh (a lookup each).
 MAX_STAMPS = 100_000
 
@@ -31,68 +33,47 @@ class RevocationCache:
 
     `stamp` turns a password hash into the stamp tokens carry (see service.py)."""
 
-    def __init__(self, database_path: str, stamp: Callable[[str], str]) -> None:
-        self._path = database_path
+    def __init__(self, db: Database, stamp: Callable[[str], str]) -> None:
+        self._db = db
         self._stamp = stamp
-        self._conn: sqlite3.Connection | None = None
         self._data_version: int | None = None
         self._generation: int | None = None
         self._revoked: frozenset[str] = frozenset()
         self._stamps: dict[int, str] = {}
 
-    def accepts(self, jti: str, user_id: int, stamp: object) -> bool:
+    async def accepts(self, jti: str, user_id: int, stamp: object) -> bool:
         """Whether an access token (`jti`, of `user_id`, carrying `stamp`) is still good:
         not revoked, and its stamp is its user's current one (the user exists)."""
-        self._follow_changes()
+        await self._follow_changes()
         if jti in self._revoked or not isinstance(stamp, str):
             return False
-        expected = self._stamp_of(user_id)
+        expected = await self._stamp_of(user_id)
         return expected is not None and hmac.compare_digest(expected.encode(), stamp.encode())
 
-    def _stamp_of(self, user_id: int) -> str | None:
+    async def _stamp_of(self, user_id: int) -> str | None:
         """The user's current stamp; a missing user is not remembered, because SQLite may
         give a new account the same id (without a generation change)."""
         if user_id not in self._stamps:
-            stamp = self._read_stamp(user_id)
-            if stamp is None:
+            stored = await self._db.read_unit(lambda c: repository.password_hash(c, user_id))
+            if stored is None:
                 return None
             if len(self._stamps) >= MAX_STAMPS:
                 self._stamps.clear()
-            self._stamps[user_id] = stamp
+            self._stamps[user_id] = self._stamp(stored)
         return self._stamps[user_id]
 
-    def _read_stamp(self, user_id: int) -> str | None:
-        conn = self._connection()
-        conn.execute("BEGIN")
-        try:
-            stored = repository.password_hash(conn, user_id)
-        finally:
-            conn.execute("ROLLBACK")
-        return None if stored is None else self._stamp(stored)
-
-    def _follow_changes(self) -> None:
-        conn = self._connection()
-        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
-        if version == self._data_version:
+    async def _follow_changes(self) -> None:
+        version = self._db.data_version()
+        if version is not None and version == self._data_version:
             return
-        conn.execute("BEGIN")
-        try:
-            generation = repository.generation(conn)
-            if generation != self._generation:
-                self._revoked = frozenset(repository.revoked_access(conn, clock.now()))
-                self._stamps = {}
-        finally:
-            conn.execute("ROLLBACK")
+
+        async def load(conn: UnitConnection) -> tuple[int, frozenset[str] | None]:
+            generation = await repository.generation(conn)
+            if generation == self._generation:
+                return generation, None
+            return generation, frozenset(await repository.revoked_access(conn, clock.now()))
+
+        generation, revoked = await self._db.read_unit(load)
+        if revoked is not None:
+            self._revoked, self._stamps = revoked, {}
         self._data_version, self._generation = version, generation
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = sqlite3.connect(
-                self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-            )
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None

@@ -156,10 +156,10 @@ class TokenService:
         self._db = db
         self._access_ttl = settings.jwt_access_ttl_seconds
         self._refresh_ttl = settings.jwt_refresh_ttl_seconds
-        self.revocations = RevocationCache(db.path, self.stamp)
+        self.revocations = RevocationCache(db, self.stamp)
 
     def close(self) -> None:
-        self.revocations.close()
+        """Nothing to release any more (the revocation cache reads through `Database`)."""
 
     def previous_derive(self) -> Callable[[str, str], str] | None:
         """`derive` under the secret before a rotation (`SMSGW_JWT_PREVIOUS_SECRET`) while
@@ -289,7 +289,7 @@ class TokenService:
         async with self._db.read() as conn:
             return await repository.live_access(conn, user_id, clock.now())
 
-    def verify(self, token: str) -> Principal:
+    async def verify(self, token: str) -> Principal:
         """The principal of a Bearer token, or Unauthorized: also when its user was deleted
         or changed password since. No query while nothing was revoked, no password changed
         and no account deleted anywhere since the last check (see revocations.py)."""
@@ -298,6 +298,6 @@ class TokenService:
         jti, user_id = str(claims["jti"]), int(claims["user_id"])
         if scopes.REFRESH in granted:
             return Principal(user_id, granted, jti)
-        if not self.revocations.accepts(jti, user_id, claims.get("stamp")):
+        if not await self.revocations.accepts(jti, user_id, claims.get("stamp")):
             raise Unauthorized(INVALID)
         return Principal(user_id, granted, jti)
