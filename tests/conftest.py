@@ -7,7 +7,7 @@ import gc
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ from smsgw.accounts import service as accounts
 from smsgw.app import create_app
 from smsgw.cli.serve import Server
 from smsgw.config import Settings, load_settings
-from smsgw.db.engine import Database
+from smsgw.db.engine import database_for
 from tests import pgcluster
 
 API = "/api/3rdparty/v1"
@@ -82,7 +82,7 @@ class LiveServer:
 
 def create_account(settings: Settings, login: str, password: str) -> None:
     async def create() -> None:
-        db = Database(settings)
+        db = database_for(settings)
         try:
             await accounts.create_user(db, login, password)
         finally:
@@ -92,9 +92,55 @@ def create_account(settings: Settings, login: str, password: str) -> None:
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings for a test: SQLite in `data_dir`, or, in a test run on PostgreSQL (a module
+    marked `both_engines`), a database of the session's cluster."""
     values: dict[str, object] = {"data_dir": data_dir, "bootstrap_account": False}
+    if _postgresql is not None and "database_url" not in overrides:
+        values["database_url"] = _postgresql(data_dir)
     values.update(overrides)
     return load_settings(**values)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module marked `both_engines` runs each test that builds on `settings` twice: on
+    SQLite and on a database of the session's PostgreSQL cluster."""
+    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_engines"):
+        metafunc.parametrize("engine", ENGINES, indirect=True, scope="module")
+
+
+ENGINES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="module")
+def engine(request: pytest.FixtureRequest) -> str:
+    """The database engine of the test's settings (SQLite unless the module asks for both):
+    module-scoped, so that a module's shared server (`shared_api`) is one per engine."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+#: While a test runs on PostgreSQL: the database of each data directory `make_settings` is
+#: given (made on first use, so settings made twice for one directory share it).
+_postgresql: Callable[[Path], str] | None = None
+
+
+@pytest.fixture(autouse=True)
+def _engine_of_the_test(engine: str, request: pytest.FixtureRequest) -> Iterator[None]:
+    global _postgresql
+    if engine == "postgresql":
+        cluster: pgcluster.Cluster = request.getfixturevalue("pg_cluster")
+        made: dict[Path, str] = {}
+
+        def database(data_dir: Path) -> str:
+            key = Path(data_dir).resolve()
+            if key not in made:
+                made[key] = cluster.create_database()
+            return made[key]
+
+        _postgresql = database
+    try:
+        yield
+    finally:
+        _postgresql = None
 
 
 @pytest.fixture
@@ -167,12 +213,24 @@ def api(server: LiveServer, alice: Account) -> Iterator[httpx.Client]:
         yield client
 
 
+def module_settings(data_dir: Path, engine: str, request: pytest.FixtureRequest) -> Settings:
+    """`make_settings` for a module-scoped fixture, on the module's engine (`engine`): a
+    module marked `both_engines` gets one such fixture per engine."""
+    if engine == "postgresql":
+        cluster: pgcluster.Cluster = request.getfixturevalue("pg_cluster")
+        return make_settings(data_dir, database_url=cluster.create_database())
+    return make_settings(data_dir)
+
+
 @pytest.fixture(scope="module")
-def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+def shared_api(
+    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+) -> Iterator[httpx.Client]:
     """Like `api`, but one server for all the module's tests that ask for it (starting a
     server is most of a small test's time): for tests whose requests leave nothing that
     another test reads, such as refused requests."""
-    with running(make_settings(tmp_path_factory.mktemp("shared") / "data")) as server:
+    settings = module_settings(tmp_path_factory.mktemp("shared") / "data", engine, request)
+    with running(settings) as server:
         client = server.client(server.create_user("alice"))
         with client:
             yield client

@@ -108,14 +108,14 @@ def test_invalid_settings_exit_2_naming_the_variable(
     assert expected in result.output
 
 
-def test_postgresql_urls_are_accepted_but_refused_clearly_for_now(
+def test_a_postgresql_server_that_cannot_be_reached_is_named_in_one_line(
     cli: tuple[CliRunner, dict[str, str]],
 ) -> None:
     runner, env = cli
-    url = "postgresql://smsgw:pw@127.0.0.1:5432/smsgw"
+    url = f"postgresql://smsgw:pw@127.0.0.1:{free_port()}/smsgw"  # nothing listens there
     result = runner.invoke(app, ["serve"], env=env | {"SMSGW_DATABASE_URL": url})
     assert result.exit_code == 2
-    assert "PostgreSQL" in result.output
+    assert "cannot reach PostgreSQL at 127.0.0.1:" in result.output
 
 
 def test_serve_first_start_prints_an_account_and_a_command_that_work(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """`Database` on PostgreSQL (issue 16, under way): group commit over psycopg's pool, the
 SQLAlchemy side through the psycopg dialect, and the services of a message's life on top of
-both, on the test session's own PostgreSQL cluster. The server does not run on it yet."""
+both, on the test session's own PostgreSQL cluster."""
 
 from __future__ import annotations
 

@@ -18,7 +18,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from smsgw.api.fastpath import FastPaths, serve_fast
 from smsgw.config import Settings
-from tests.conftest import ServerThread, create_account, make_settings
+from tests.conftest import ServerThread, create_account, make_settings, module_settings
+
+pytestmark = pytest.mark.both_engines  # SQLite and PostgreSQL (tests/conftest.py)
 
 MOBILE = "/api/mobile/v1"
 ROUTES = [
@@ -77,8 +79,11 @@ class Gateway:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    settings: Settings = make_settings(tmp_path_factory.mktemp("fastpath") / "data")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+) -> Iterator[Gateway]:
+    data_dir = tmp_path_factory.mktemp("fastpath") / "data"
+    settings: Settings = module_settings(data_dir, engine, request)
     thread = ServerThread(settings)
     thread.start()
     try:

@@ -14,7 +14,9 @@ from fastapi import FastAPI
 from smsgw.api.scopes import PUBLIC, ROUTE_SCOPES, relative_path, scope_for
 from smsgw.app import THIRDPARTY_PREFIXES, create_app
 from smsgw.tokens.scopes import ALL, KNOWN, REFRESH, grants
-from tests.conftest import Account, LiveServer, make_settings, running
+from tests.conftest import Account, LiveServer, make_settings, module_settings, running
+
+pytestmark = pytest.mark.both_engines  # SQLite and PostgreSQL (tests/conftest.py)
 
 BODIES: dict[str, Any] = {"POST": {}, "PUT": {}, "PATCH": {}}
 
@@ -87,8 +89,11 @@ def test_the_wildcard_grants_everything_but_the_refresh_scope() -> None:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, Account]]:
-    with running(make_settings(tmp_path_factory.mktemp("live") / "data")) as server:
+def live(
+    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+) -> Iterator[tuple[LiveServer, Account]]:
+    settings = module_settings(tmp_path_factory.mktemp("live") / "data", engine, request)
+    with running(settings) as server:
         yield server, server.create_user("carol")
 
 

@@ -1,9 +1,6 @@
 """The hot path's units of work on PostgreSQL (issue 16, under way): the same repository
 functions that store, pull and report messages run on a `PostgresUnit` over psycopg, against
-the schema the migrations build there, and give what they give on SQLite.
-
-The server itself does not run on PostgreSQL yet (cli/common.py refuses it); these tests pin
-the SQL and the type conversions that it will run."""
+the schema the migrations build there, and give what they give on SQLite."""
 
 from __future__ import annotations
 

@@ -31,6 +31,8 @@ import pytest
 from tests.conftest import API, Account, create_account, free_port, make_settings
 from tests.fakes.phone import SimulatedPhone
 
+pytestmark = pytest.mark.both_engines  # SQLite and PostgreSQL (tests/conftest.py)
+
 MOBILE = "/api/mobile/v1"
 NUMBER = "+12025550100"
 #: Requests over fresh connections per check: all on one process only 2 times in 1024.
@@ -165,6 +167,9 @@ def start_serve(
         "SMSGW_WORKER_STALL_SECONDS": "120",
         "SMSGW_SSE_KEEPALIVE_SECONDS": "1",
     }
+    database_url = make_settings(data_dir).database_url  # the test's PostgreSQL, if any
+    if database_url is not None:
+        environ["SMSGW_DATABASE_URL"] = database_url
     process = subprocess.Popen(
         [sys.executable, "-m", "smsgw", "serve"],
         env=environ | (env or {}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

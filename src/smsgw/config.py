@@ -17,11 +17,6 @@ from smsgw.forwarded import DEFAULT_TRUSTED, parse_trusted
 
 SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
 POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg"}
-#: Why a PostgreSQL URL is refused (by `serve` and every other command alike).
-POSTGRES_NOT_YET = (
-    "SMSGW_DATABASE_URL points at PostgreSQL, which this version does not run on "
-    "yet; unset it to use the embedded SQLite database"
-)
 
 
 class SqliteSynchronous(StrEnum):

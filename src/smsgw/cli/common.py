@@ -59,16 +59,13 @@ def settings_or_exit(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
-def usable_database_or_exit(settings: Settings, *, schema_only: bool = False) -> None:
+def usable_database_or_exit(settings: Settings) -> None:
     """End the command with one line (status 2) if the configured database cannot be used:
-    a SQLite file that cannot be created or opened; PostgreSQL, which only `schema_only`
-    commands (`db upgrade`) run on yet, when it cannot be reached or refuses the session."""
-    from smsgw.config import POSTGRES_NOT_YET
+    a SQLite file that cannot be created or opened; a PostgreSQL server that cannot be
+    reached or refuses the session."""
     from smsgw.db.migrate import sqlite_path
 
     if settings.database_scheme != "sqlite":
-        if not schema_only:
-            fail(POSTGRES_NOT_YET, 2)
         from smsgw.db import postgres
 
         problem = postgres.problem_with(settings.resolved_database_url)

@@ -25,7 +25,7 @@ def upgrade() -> None:
     from smsgw.db import migrate, postgres
 
     settings = settings_or_exit()
-    usable_database_or_exit(settings, schema_only=True)  # PostgreSQL too
+    usable_database_or_exit(settings)
     try:
         outcome = migrate.upgrade(settings)
     except DBAPIError as exc:  # the server refused a statement (rights, a lock, space...)

@@ -59,7 +59,7 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
-from smsgw.config import POSTGRES_NOT_YET, Settings
+from smsgw.config import Settings
 
 T = TypeVar("T")
 
@@ -165,7 +165,7 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.resolved_database_url
         if settings.database_scheme != "sqlite":
-            raise DatabaseUnsupported(POSTGRES_NOT_YET)
+            raise DatabaseUnsupported("Database runs on SQLite: database_for() gives PostgreSQL's")
         ensure_sqlite_directory(self.url)
         self.synchronous = settings.sqlite_synchronous.value
         self.reader = _sqlite_engine(self.url, self.synchronous, immediate=False, pool_size=4)
