@@ -118,6 +118,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.cpu_count() or 1,
         help="SMSGW_WORKERS of the server: its processes (default: one per core, as advised)",
     )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="SMSGW_DATABASE_URL of the server, e.g. an empty PostgreSQL database "
+        "(default: SQLite in the throwaway data directory)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
     args = parser.parse_args(argv)
     if min(args.connections, args.threads, args.duration, args.rounds) < 1 or args.warmup < 0:
@@ -138,6 +144,8 @@ def server_env(data_dir: Path, port: int, args: argparse.Namespace) -> dict[str,
         SMSGW_WORKERS=str(args.workers),
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
     )
+    if args.database_url:
+        env["SMSGW_DATABASE_URL"] = args.database_url
     return env
 
 
