@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -25,11 +26,11 @@ def put(key: str, fail: bool = False) -> Unit[str]:
     return work
 
 
-def test_a_failing_unit_of_a_batch_is_rolled_back_alone(settings: Settings) -> None:
-    migrate.upgrade(settings)
+def assert_only_the_failing_unit_is_lost(db: Database, stored: Callable[[], set[str]]) -> None:
+    """Eight units queued at once, the fourth failing: it alone is undone and gets its
+    error; `stored` reads the keys the database holds afterwards."""
 
     async def scenario() -> list[object]:
-        db = Database(settings)
         try:
             units = [put(f"k{i}", fail=i == 3) for i in range(8)]
             return await asyncio.gather(*(db.write_unit(u) for u in units), return_exceptions=True)
@@ -39,9 +40,17 @@ def test_a_failing_unit_of_a_batch_is_rolled_back_alone(settings: Settings) -> N
     results = asyncio.run(scenario())
     assert isinstance(results[3], ValueError)
     assert [r for i, r in enumerate(results) if i != 3] == [f"k{i}" for i in range(8) if i != 3]
-    with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
-        keys = {row[0] for row in conn.execute("SELECT key FROM system_values")}
-    assert keys == {f"k{i}" for i in range(8) if i != 3}
+    assert stored() == {f"k{i}" for i in range(8) if i != 3}
+
+
+def test_a_failing_unit_of_a_batch_is_rolled_back_alone(settings: Settings) -> None:
+    migrate.upgrade(settings)
+
+    def stored() -> set[str]:
+        with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
+            return {row[0] for row in conn.execute("SELECT key FROM system_values")}
+
+    assert_only_the_failing_unit_is_lost(Database(settings), stored)
 
 
 def test_a_batch_waits_for_the_lock_another_process_holds_without_stalling_the_loop(

@@ -14,7 +14,7 @@ from smsgw.accounts import service as accounts
 from smsgw.accountsettings import service as account_settings
 from smsgw.config import Settings
 from smsgw.db import migrate
-from smsgw.db.engine import Unit, UnitConnection, database_for
+from smsgw.db.engine import database_for
 from smsgw.db.postgres import PostgresDatabase, connect_arguments
 from smsgw.devices import service as devices
 from smsgw.domain.errors import Unauthorized
@@ -28,6 +28,7 @@ from smsgw.tokens import repository as token_rows
 from smsgw.tokens.service import TokenService
 from tests.conftest import make_settings
 from tests.pgcluster import Cluster
+from tests.test_database import assert_only_the_failing_unit_is_lost, put
 
 NUMBER = "+12025550100"
 
@@ -39,16 +40,6 @@ def pg_settings(pg_cluster: Cluster, tmp_path: Path) -> Settings:
     )
     migrate.upgrade(settings)
     return settings
-
-
-def put(key: str, fail: bool = False) -> Unit[str]:
-    async def work(conn: UnitConnection) -> str:
-        await conn.execute("INSERT INTO system_values (key, value) VALUES (?, 'v')", (key,))
-        if fail:
-            raise ValueError(f"unit {key} fails")
-        return key
-
-    return work
 
 
 def _keys(settings: Settings) -> set[str]:
@@ -64,18 +55,8 @@ def test_database_for_picks_postgresql_for_its_url(pg_settings: Settings) -> Non
 
 
 def test_a_failing_unit_of_a_batch_is_rolled_back_alone(pg_settings: Settings) -> None:
-    async def scenario() -> list[object]:
-        db = database_for(pg_settings)
-        try:
-            units = [put(f"k{i}", fail=i == 3) for i in range(8)]
-            return await asyncio.gather(*(db.write_unit(u) for u in units), return_exceptions=True)
-        finally:
-            await db.dispose()
-
-    results = asyncio.run(scenario())
-    assert isinstance(results[3], ValueError)
-    assert [r for i, r in enumerate(results) if i != 3] == [f"k{i}" for i in range(8) if i != 3]
-    assert _keys(pg_settings) == {f"k{i}" for i in range(8) if i != 3}
+    """As on SQLite (tests/test_database.py)."""
+    assert_only_the_failing_unit_is_lost(database_for(pg_settings), lambda: _keys(pg_settings))
 
 
 def test_a_duplicate_key_fails_its_unit_only(pg_settings: Settings) -> None:

@@ -146,6 +146,17 @@ class Job(Generic[T]):
 _Outcome = tuple[bool, Any]
 
 
+def settle(batch: list[Job[Any]], outcomes: list[_Outcome]) -> None:
+    """Give each unit's caller its outcome (those gone already are passed over)."""
+    for job, (ok, value) in zip(batch, outcomes, strict=True):
+        if job.future.done():
+            continue
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
+
+
 def database_for(settings: Settings) -> Database:
     """The database the settings name: SQLite's `Database`, or PostgreSQL's
     (db/postgres.PostgresDatabase, which needs the `postgresql` extra)."""
@@ -276,13 +287,7 @@ class Database:
                         for job in batch:
                             job.future.cancel()
                         raise
-                for job, (ok, value) in zip(batch, outcomes, strict=True):
-                    if job.future.done():
-                        continue
-                    if ok:
-                        job.future.set_result(value)
-                    else:
-                        job.future.set_exception(value)
+                settle(batch, outcomes)
         finally:
             self._flusher = None
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from smsgw.config import Settings
-from smsgw.db.engine import MAX_BATCH, Database, Job, Rows, Unit, UnitConnection
+from smsgw.db.engine import MAX_BATCH, Database, Job, Rows, Unit, UnitConnection, settle
 
 if TYPE_CHECKING:
     import psycopg
@@ -210,12 +210,8 @@ class PostgresDatabase(Database):
         self._flusher: asyncio.Task[None] | None = None
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield conn
-
-    @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
+        """As on SQLite, one `write()` block at a time, here in the whole cluster."""
         async with self.engine.begin() as conn:
             await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
             yield conn
@@ -280,14 +276,6 @@ class PostgresDatabase(Database):
                         outcomes.append((False, exc))
             return outcomes
 
-    async def write_unit(self, work: Unit[T]) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.append(Job(work, future))
-        if self._flusher is None:
-            self._flusher = loop.create_task(self._flush())
-        return await future
-
     async def _flush(self) -> None:
         try:
             while self._queue:
@@ -303,13 +291,7 @@ class PostgresDatabase(Database):
                     for job in batch:
                         job.future.cancel()
                     raise
-                for job, (ok, value) in zip(batch, outcomes, strict=True):
-                    if job.future.done():
-                        continue
-                    if ok:
-                        job.future.set_result(value)
-                    else:
-                        job.future.set_exception(value)
+                settle(batch, outcomes)
         finally:
             self._flusher = None
 
