@@ -14,10 +14,10 @@ from smsgw.accounts import service as accounts
 from smsgw.accountsettings import service as account_settings
 from smsgw.config import Settings
 from smsgw.db import migrate
-from smsgw.db.engine import database_for
+from smsgw.db.engine import UnitConnection, database_for
 from smsgw.db.postgres import PostgresDatabase, connect_arguments
 from smsgw.devices import service as devices
-from smsgw.domain.errors import Unauthorized
+from smsgw.domain.errors import Conflict, Unauthorized
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import EventHub
 from smsgw.messages import service as messages
@@ -192,3 +192,50 @@ def test_a_token_revoked_on_one_node_is_refused_on_another(
     )
     migrate.upgrade(settings)
     assert asyncio.run(_revoked_on_one_node(settings)) == (True, True, True)
+
+
+async def _same_id_through_two_processes(settings: Settings) -> list[object]:
+    """Two handles, as two server processes: each checks that the id is free in its own
+    transaction, and one of the inserts meets the other's committed row."""
+    first, second = database_for(settings), database_for(settings)
+    try:
+        await accounts.create_user(first, "owner", "correct horse battery")
+        async with first.read() as conn:
+            user_id = (await conn.exec_driver_sql("SELECT id FROM users")).scalar_one()
+        command = messages.SendCommand([NUMBER], text="once", ext_id="only-once")
+        sends = (messages.send(db, None, user_id, command) for db in (first, second) * 3)
+        return await asyncio.gather(*sends, return_exceptions=True)
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+def test_one_id_sent_through_two_processes_at_once_is_stored_once(pg_settings: Settings) -> None:
+    results = asyncio.run(_same_id_through_two_processes(pg_settings))
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    assert all(isinstance(r, Conflict) for r in results if isinstance(r, BaseException))
+
+
+async def _session_settings(settings: Settings) -> tuple[str, ...]:
+    db = database_for(settings)
+
+    async def shown(conn: UnitConnection) -> tuple[str, str]:
+        timeout = (await conn.execute("SHOW statement_timeout")).fetchone()[0]
+        zone = (await conn.execute("SHOW TimeZone")).fetchone()[0]
+        return str(timeout), str(zone)
+
+    try:
+        async with db.read() as conn:
+            timeout = (await conn.exec_driver_sql("SHOW statement_timeout")).scalar_one()
+            zone = (await conn.exec_driver_sql("SHOW TimeZone")).scalar_one()
+        return (timeout, zone, *await db.read_unit(shown))
+    finally:
+        await db.dispose()
+
+
+def test_the_urls_own_session_options_are_kept_beside_utc(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    url = pg_cluster.create_database() + "?options=-c%20statement_timeout%3D12345"
+    settings = make_settings(tmp_path / "pg", database_url=url)
+    assert asyncio.run(_session_settings(settings)) == ("12345ms", "UTC", "12345ms", "UTC")

@@ -121,14 +121,12 @@ class FastLane:
 
 
 class _ReadRequest(Request):
-    """A request whose body the lane has read already (a GET's, never read, is empty)."""
+    """A request whose body the lane has read already (a GET's, never read, is empty):
+    Starlette's own cache of it (`_body`), which body(), stream(), json() and form() use."""
 
     def __init__(self, scope: Scope, receive: Receive, body: bytes) -> None:
         super().__init__(scope, receive)
-        self._read = body
-
-    async def body(self) -> bytes:
-        return self._read
+        self._body = body
 
 
 async def _receive_body(receive: Receive) -> tuple[list[Message], Exception | None]:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -493,6 +494,14 @@ def upsert(conn: AsyncConnection, table: Table) -> Any:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table)
+
+
+def is_integrity_error(exc: BaseException) -> bool:
+    """Whether `exc` is a broken constraint (a duplicate key, say), on either engine."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return True
+    psycopg = sys.modules.get("psycopg")  # loaded only where PostgreSQL is used
+    return psycopg is not None and isinstance(exc, psycopg.IntegrityError)
 
 
 def row_lock(conn: UnitConnection, skip_locked: bool = False) -> str:

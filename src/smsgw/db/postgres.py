@@ -195,24 +195,30 @@ class PostgresDatabase(Database):
         # health check watches its free space, as with SQLite's file.
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._size = settings.db_pool_size
-        self._arguments = connect_arguments(self.url)
+        # Every session in UTC, besides whatever options the URL gives (a search_path...).
+        given = connect_arguments(self.url).get("options")
+        options = f"{given} -c TimeZone=UTC" if given else "-c TimeZone=UTC"
+        self._arguments = connect_arguments(self.url) | {"options": options}
         self.engine = create_async_engine(
             self.url,
             pool_size=self._size,
             max_overflow=0,
             pool_pre_ping=True,
-            connect_args={"options": "-c TimeZone=UTC"},
+            connect_args={"options": options},
         )
         self.reader = self.writer = self.engine
         self._pool: AsyncConnectionPool[Any] | None = None
         self._pool_opening: asyncio.Lock | None = None
+        self._write_turn_lock: asyncio.Lock | None = None
         self._queue: list[Job[Any]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """As on SQLite, one `write()` block at a time, here in the whole cluster."""
-        async with self.engine.begin() as conn:
+        """As on SQLite, one `write()` block at a time, here in the whole cluster: in the
+        process first (so that blocks waiting for their turn hold no pooled connection),
+        then across processes and nodes (the advisory lock)."""
+        async with self._write_turn, self.engine.begin() as conn:
             await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
             yield conn
 
@@ -225,7 +231,7 @@ class PostgresDatabase(Database):
                     from psycopg_pool import AsyncConnectionPool
 
                     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                        kwargs={**self._arguments, "options": "-c TimeZone=UTC"},
+                        kwargs=self._arguments,
                         min_size=1,
                         max_size=self._size,
                         open=False,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from smsgw.db.engine import Database, UnitConnection
+from smsgw.db.engine import Database, UnitConnection, is_integrity_error
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import Conflict, InvalidInput, NotFound
 from smsgw.domain.phones import normalize_all
@@ -108,8 +107,10 @@ async def send(
     try:
         # The hot path: one unit of work, committed with its neighbours (group commit).
         pk = await db.write_unit(store)
-    except sqlite3.IntegrityError:
-        raise Conflict(DUPLICATE_ID) from None
+    except Exception as exc:
+        if is_integrity_error(exc):  # the same id sent at once through another process
+            raise Conflict(DUPLICATE_ID) from None
+        raise
     notify(db, user_id)  # the dashboard's live views, whoever sent it
     return MessageRecord(
         pk=pk,

@@ -40,6 +40,8 @@ class RevocationCache:
         self._generation: int | None = None
         self._revoked: frozenset[str] = frozenset()
         self._stamps: dict[int, str] = {}
+        #: How many times the stamps were forgotten: a stamp read across that is not kept.
+        self._forgotten = 0
 
     async def accepts(self, jti: str, user_id: int, stamp: object) -> bool:
         """Whether an access token (`jti`, of `user_id`, carrying `stamp`) is still good:
@@ -53,27 +55,40 @@ class RevocationCache:
     async def _stamp_of(self, user_id: int) -> str | None:
         """The user's current stamp; a missing user is not remembered, because SQLite may
         give a new account the same id (without a generation change)."""
-        if user_id not in self._stamps:
-            stored = await self._db.read_unit(lambda c: repository.password_hash(c, user_id))
-            if stored is None:
-                return None
+        known = self._stamps.get(user_id)
+        if known is not None:
+            return known
+        forgotten = self._forgotten
+        stored = await self._db.read_unit(lambda c: repository.password_hash(c, user_id))
+        if stored is None:
+            return None
+        stamp = self._stamp(stored)
+        if forgotten == self._forgotten:  # no reload since the read: still current
             if len(self._stamps) >= MAX_STAMPS:
                 self._stamps.clear()
-            self._stamps[user_id] = self._stamp(stored)
-        return self._stamps[user_id]
+            self._stamps[user_id] = stamp
+        return stamp
 
     async def _follow_changes(self) -> None:
+        """Bring the revoked set up to the generation this check reads. Checks may load at
+        once (on PostgreSQL a read really waits): a load is kept only when it is newer
+        than what is kept (generations only grow), so a slow, older one never replaces a
+        newer set; and the set a check then uses is at least as new as the one it read."""
         version = self._db.data_version()
         if version is not None and version == self._data_version:
             return
+        known = self._generation
 
         async def load(conn: UnitConnection) -> tuple[int, frozenset[str] | None]:
             generation = await repository.generation(conn)
-            if generation == self._generation:
+            if generation == known:
                 return generation, None
             return generation, frozenset(await repository.revoked_access(conn, clock.now()))
 
         generation, revoked = await self._db.read_unit(load)
-        if revoked is not None:
+        if self._generation is not None and generation < self._generation:
+            return  # another check kept a newer set meanwhile
+        if revoked is not None and generation != self._generation:
             self._revoked, self._stamps = revoked, {}
+            self._forgotten += 1
         self._data_version, self._generation = version, generation
