@@ -193,8 +193,6 @@ async def lifespan(
         await stop_workers(workers)
         await hub.stop()
         close_quietly(bus)
-        if context.tokens is not None:
-            context.tokens.close()
         await db.dispose()
 
 

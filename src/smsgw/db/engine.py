@@ -49,7 +49,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -66,6 +66,8 @@ T = TypeVar("T")
 
 #: How long a connection waits for a lock held by another one (another process, mostly).
 BUSY_TIMEOUT_MS = 10_000
+#: How long the health check's ping may wait for a lock (its own limit: health/service.py).
+PING_TIMEOUT_SECONDS = 5.0
 #: How long `read_unit` may hold the event loop waiting on a lock before trying again later.
 LOOP_BUSY_TIMEOUT_MS = 20
 #: When another process holds the write lock, how often the loop tries again to take it:
@@ -256,32 +258,18 @@ class Database:
         return await future
 
     async def _flush(self) -> None:
-        """Commit queued units, batch after batch, while any are waiting."""
-        loop = asyncio.get_running_loop()
-        if self._write_thread is None:
-            self._write_thread = ThreadPoolExecutor(1, "smsgw-db-write")
+        """Commit queued units, batch after batch, while any are waiting (both engines;
+        `_run_batch` is each one's own)."""
         try:
             while self._queue:
-                async with self._write_turn:
+                async with self._batch_turn():
                     # Take the batch only now: what queued while waiting for the turn joins it.
                     batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                     batch = [job for job in batch if not job.future.done()]  # caller gone
                     if not batch:
                         continue
-                    works = [job.work for job in batch]
                     try:
-                        if self._write_connection is None:  # PRAGMAs may wait: apart
-                            await loop.run_in_executor(self._write_thread, self._writer_connection)
-                        waits = _LockWaits()
-                        while (ran := await self._run_batch_now(works)) is None:
-                            # Another process holds the lock (several server processes, or
-                            # `smsgw send`): try again in a moment, the loop serving meanwhile.
-                            await waits.next()
-                        outcomes, wrote = ran
-                        if wrote:
-                            await loop.run_in_executor(self._write_thread, self._commit)
-                        else:  # nothing written (pulls that found nothing, repeated
-                            self._commit()  # reports): no WAL sync, so no thread hop
+                        outcomes = await self._run_batch([job.work for job in batch])
                     except Exception as exc:  # the COMMIT failed: nothing of the batch is kept
                         outcomes = [(False, exc)] * len(batch)
                     except BaseException:  # cancelled: its callers must not wait forever
@@ -291,6 +279,31 @@ class Database:
                 settle(batch, outcomes)
         finally:
             self._flusher = None
+
+    def _batch_turn(self) -> AbstractAsyncContextManager[Any]:
+        """What a batch holds while it runs: SQLite's one writer turn (`write()` too)."""
+        return self._write_turn
+
+    async def _run_batch(self, works: list[Unit[Any]]) -> list[_Outcome]:
+        """The batch in one transaction, committed: its units on the loop, the COMMIT (a WAL
+        sync) on the write thread; waiting on the loop while another process holds the
+        lock."""
+        loop = asyncio.get_running_loop()
+        if self._write_thread is None:
+            self._write_thread = ThreadPoolExecutor(1, "smsgw-db-write")
+        if self._write_connection is None:  # PRAGMAs may wait: apart
+            await loop.run_in_executor(self._write_thread, self._writer_connection)
+        waits = _LockWaits()
+        while (ran := await self._run_batch_now(works)) is None:
+            # Another process holds the lock (several server processes, or `smsgw send`):
+            # try again in a moment, the loop serving meanwhile.
+            await waits.next()
+        outcomes, wrote = ran
+        if wrote:
+            await loop.run_in_executor(self._write_thread, self._commit)
+        else:  # nothing written (pulls that found nothing, repeated reports): no WAL sync,
+            self._commit()  # so no thread hop
+        return outcomes
 
     async def _run_batch_now(self, works: list[Unit[Any]]) -> tuple[list[_Outcome], bool] | None:
         """On the event loop: BEGIN and the batch's units, leaving the COMMIT to the caller:
@@ -571,7 +584,7 @@ class _LockWaits:
 
 def _ping(path: str) -> None:
     uri = Path(path).resolve().as_uri() + "?mode=rw"
-    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn = sqlite3.connect(uri, uri=True, timeout=PING_TIMEOUT_SECONDS)
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     finally:

@@ -6,15 +6,16 @@ when a PostgreSQL URL is used."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from smsgw.config import Settings
-from smsgw.db.engine import MAX_BATCH, Database, Job, Rows, Unit, UnitConnection, settle
+from smsgw.db.engine import Database, Job, Rows, Unit, UnitConnection
 
 if TYPE_CHECKING:
     import psycopg
@@ -196,9 +197,10 @@ class PostgresDatabase(Database):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._size = settings.db_pool_size
         # Every session in UTC, besides whatever options the URL gives (a search_path...).
-        given = connect_arguments(self.url).get("options")
+        arguments = connect_arguments(self.url)
+        given = arguments.get("options")
         options = f"{given} -c TimeZone=UTC" if given else "-c TimeZone=UTC"
-        self._arguments = connect_arguments(self.url) | {"options": options}
+        self._arguments = arguments | {"options": options}
         self.engine = create_async_engine(
             self.url,
             pool_size=self._size,
@@ -282,24 +284,9 @@ class PostgresDatabase(Database):
                         outcomes.append((False, exc))
             return outcomes
 
-    async def _flush(self) -> None:
-        try:
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                batch = [job for job in batch if not job.future.done()]  # caller gone
-                if not batch:
-                    continue
-                try:
-                    outcomes = await self._run_batch([job.work for job in batch])
-                except Exception as exc:  # no connection, or the COMMIT failed
-                    outcomes = [(False, exc)] * len(batch)
-                except BaseException:
-                    for job in batch:
-                        job.future.cancel()
-                    raise
-                settle(batch, outcomes)
-        finally:
-            self._flusher = None
+    def _batch_turn(self) -> AbstractAsyncContextManager[Any]:
+        """Nothing in the process: batches run side by side (the shared advisory lock)."""
+        return contextlib.nullcontext()
 
     async def dispose(self) -> None:
         if self._flusher is not None:

@@ -158,9 +158,6 @@ class TokenService:
         self._refresh_ttl = settings.jwt_refresh_ttl_seconds
         self.revocations = RevocationCache(db, self.stamp)
 
-    def close(self) -> None:
-        """Nothing to release any more (the revocation cache reads through `Database`)."""
-
     def previous_derive(self) -> Callable[[str, str], str] | None:
         """`derive` under the secret before a rotation (`SMSGW_JWT_PREVIOUS_SECRET`) while
         its grace period lasts (tokens/rotation.py), else None. Only phones' hook URLs use it:
