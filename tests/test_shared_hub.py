@@ -1,8 +1,11 @@
-"""The bus between server processes and the hub they share (events/bus.py, shared_hub.py).
+"""The buses between server processes and the hub they share (events/bus.py, pgbus.py,
+shared_hub.py).
 
-Two or three nodes live in one event loop here, each with its own Bus bound to its own
-abstract socket, exactly as separate processes would have: only the process boundary is
-left out (tests/test_workers.py runs real processes).
+Two or three nodes live in one event loop here, each with its own bus (a Bus bound to its own
+abstract socket, or a PgBus with its own connections to the test's PostgreSQL database),
+exactly as separate processes would have: only the process boundary is left out
+(tests/test_workers.py and tests/test_multinode.py run real processes). The hub's tests run
+on both buses; tests/test_pgbus.py has PostgreSQL's bus's own.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from typing import Any
 
 import pytest
 
+from smsgw.db.postgres import connect_arguments
 from smsgw.events import shared_hub
-from smsgw.events.bus import Bus, Cluster
+from smsgw.events.bus import Bus, Cluster, EventBus
 from smsgw.events.hub import Event, PhoneEvent
+from smsgw.events.pgbus import PgBus
 from smsgw.events.shared_hub import SharedHub
 
 
@@ -35,13 +40,30 @@ async def eventually(check: Callable[[], bool], within: float = 30) -> None:
         await asyncio.sleep(0.01)
 
 
-@asynccontextmanager
-async def nodes(count: int) -> AsyncIterator[list[SharedHub]]:
-    """`count` started hubs of one cluster, stopped at the end."""
+NewBus = Callable[[int, int], EventBus]
+
+
+def local_buses() -> NewBus:
+    """Makes the local bus of node `index` of `count`, all of one cluster."""
     name = secrets.token_hex(6)
+    return lambda index, count: Bus(Cluster(name, index, count))
+
+
+@pytest.fixture(params=["local", "postgresql"])
+def new_bus(request: pytest.FixtureRequest) -> NewBus:
+    """Makes the bus of node `index` of `count`: the local one, or PostgreSQL's."""
+    if request.param == "local":
+        return local_buses()
+    arguments = connect_arguments(request.getfixturevalue("pg_cluster").create_database())
+    return lambda _index, _count: PgBus(arguments)
+
+
+@asynccontextmanager
+async def nodes(new_bus: NewBus, count: int) -> AsyncIterator[list[SharedHub]]:
+    """`count` started hubs of one cluster, stopped at the end."""
     hubs = []
     for index in range(count):
-        bus = Bus(Cluster(name, index, count))
+        bus = new_bus(index, count)
         await bus.start()
         hub = SharedHub(bus)
         await hub.start()
@@ -51,7 +73,7 @@ async def nodes(count: int) -> AsyncIterator[list[SharedHub]]:
     finally:
         for hub in hubs:
             await hub.stop()
-            hub.bus.close()
+            await hub.bus.stop()
 
 
 @asynccontextmanager
@@ -68,9 +90,9 @@ async def two_buses() -> AsyncIterator[tuple[Bus, Bus]]:
         receiver.close()
 
 
-def test_a_phone_held_by_one_node_is_seen_and_reached_from_another() -> None:
+def test_a_phone_held_by_one_node_is_seen_and_reached_from_another(new_bus: NewBus) -> None:
     async def scenario() -> None:
-        async with nodes(2) as (a, b):
+        async with nodes(new_bus, 2) as (a, b):
             stream, only = a.open("phone-1", 7)
             assert only
             await eventually(lambda: b.is_connected("phone-1"))
@@ -90,9 +112,9 @@ def test_a_phone_held_by_one_node_is_seen_and_reached_from_another() -> None:
     run(scenario)
 
 
-def test_events_keep_their_data_and_reach_every_stream_on_every_node() -> None:
+def test_events_keep_their_data_and_reach_every_stream_on_every_node(new_bus: NewBus) -> None:
     async def scenario() -> None:
-        async with nodes(3) as (a, b, c):
+        async with nodes(new_bus, 3) as (a, b, c):
             on_a, _ = a.open("phone-1", 7)
             on_b, _ = b.open("phone-1", 7)
             await eventually(lambda: c.stream_count() == 2)
@@ -109,9 +131,9 @@ def test_events_keep_their_data_and_reach_every_stream_on_every_node() -> None:
     run(scenario)
 
 
-def test_pick_takes_turns_across_the_phones_of_every_node() -> None:
+def test_pick_takes_turns_across_the_phones_of_every_node(new_bus: NewBus) -> None:
     async def scenario() -> None:
-        async with nodes(2) as (a, b):
+        async with nodes(new_bus, 2) as (a, b):
             a.open("phone-a", 7)
             b.open("phone-b", 7)
             await eventually(lambda: a.devices_of(7) == {"phone-a", "phone-b"})
@@ -125,12 +147,12 @@ def test_pick_takes_turns_across_the_phones_of_every_node() -> None:
     run(scenario)
 
 
-def test_in_a_cluster_every_new_message_tells_a_phone() -> None:
+def test_in_a_cluster_every_new_message_tells_a_phone(new_bus: NewBus) -> None:
     """A phone's pull may be served by another process, which would not see it: no new
     message is left to a phone told before (EventHub.pick_for_new coalesces only alone)."""
 
     async def scenario() -> None:
-        async with nodes(2) as (a, b):
+        async with nodes(new_bus, 2) as (a, b):
             a.open("phone-a", 7)
             b.open("phone-b", 7)
             await eventually(lambda: a.devices_of(7) == {"phone-a", "phone-b"})
@@ -141,14 +163,15 @@ def test_in_a_cluster_every_new_message_tells_a_phone() -> None:
 
 
 def test_a_node_that_falls_silent_is_forgotten_with_its_phones(
+    new_bus: NewBus,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def scenario() -> None:
-        async with nodes(2) as (a, b):
+        async with nodes(new_bus, 2) as (a, b):
             a.open("phone-1", 7)
             await eventually(lambda: b.is_connected("phone-1"))
             await a.stop()  # no more heartbeats, as when its process is killed
-            a.bus.close()
+            await a.bus.stop()
             later = time.monotonic() + shared_hub.EXPIRY_SECONDS + 1
             monkeypatch.setattr(shared_hub.time, "monotonic", lambda: later)
             b._expire()
@@ -158,12 +181,14 @@ def test_a_node_that_falls_silent_is_forgotten_with_its_phones(
 
 
 def test_a_registry_too_big_for_one_message_arrives_in_parts(
+    new_bus: NewBus,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(shared_hub, "ENTRIES_PER_PART", 3)
+    monkeypatch.setattr(Bus, "entries_per_part", 3)
+    monkeypatch.setattr(PgBus, "entries_per_part", 3)
 
     async def scenario() -> None:
-        async with nodes(2) as (a, b):
+        async with nodes(new_bus, 2) as (a, b):
             for i in range(10):
                 a.open(f"phone-{i}", i % 2)
             await eventually(lambda: len(b.connected()) == 10)
@@ -189,12 +214,13 @@ def test_a_burst_of_messages_is_coalesced_and_none_is_lost() -> None:
 
 
 def test_an_event_for_thousands_of_phones_on_another_node_reaches_each(
+    new_bus: NewBus,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An account with very many phones: the event goes in parts (a datagram is bounded)."""
 
     async def scenario() -> None:
-        async with nodes(2) as (a, b):
+        async with nodes(new_bus, 2) as (a, b):
             streams = [a.open(f"{i:021d}", 7)[0] for i in range(12_000)]
             await eventually(lambda: b.stream_count() == 12_000)
             event = Event(PhoneEvent.SETTINGS_UPDATED)
@@ -248,12 +274,12 @@ def test_a_message_for_a_node_not_started_yet_is_dropped_without_error() -> None
     run(scenario)
 
 
-def test_a_task_is_asked_of_the_node_holding_the_phone() -> None:
+def test_a_task_is_asked_of_the_node_holding_the_phone(new_bus: NewBus) -> None:
     """An inbox refresh for a phone held elsewhere is done by that node (which marks it sent
     only once the event is in the phone's stream)."""
 
     async def scenario() -> None:
-        async with nodes(2) as (a, b):
+        async with nodes(new_bus, 2) as (a, b):
             b.open("phone-b", 7)
             await eventually(lambda: a.is_connected("phone-b"))
             asked: list[list[str]] = []
@@ -273,7 +299,7 @@ JUNK = (
 
 def test_malformed_or_foreign_datagrams_are_ignored() -> None:
     async def scenario() -> None:
-        async with nodes(2) as (a, b):
+        async with nodes(local_buses(), 2) as (a, b):
             address = b.bus.cluster.address(1)
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as rogue:
                 for junk in JUNK:
@@ -287,7 +313,7 @@ def test_malformed_or_foreign_datagrams_are_ignored() -> None:
 
 def test_clusters_of_different_runs_do_not_hear_each_other() -> None:
     async def scenario() -> None:
-        async with nodes(2) as (a, _), nodes(2) as (_, other_b):
+        async with nodes(local_buses(), 2) as (a, _), nodes(local_buses(), 2) as (_, other_b):
             a.open("phone-1", 7)
             await asyncio.sleep(0.3)
             assert not other_b.is_connected("phone-1")

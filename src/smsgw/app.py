@@ -34,9 +34,11 @@ from smsgw.config import Settings
 from smsgw.context import AppContext
 from smsgw.db import migrate
 from smsgw.db.engine import Database, database_for
+from smsgw.db.postgres import PostgresDatabase
 from smsgw.events import signals
-from smsgw.events.bus import Bus, Cluster, close_quietly
-from smsgw.events.hub import EventHub
+from smsgw.events.bus import Bus, Cluster, EventBus
+from smsgw.events.hub import Event, EventHub, PhoneEvent
+from smsgw.events.pgbus import PgBus
 from smsgw.events.shared_hub import SharedHub
 from smsgw.events.user_feed import feed_of
 from smsgw.forwarded import ForwardedMiddleware, is_loopback_host, refused_by_phones
@@ -101,11 +103,17 @@ def probe_of(settings: Settings, db: Database) -> Probe:
     )
 
 
-async def join(cluster: Cluster | None, db: Database) -> tuple[Bus | None, EventHub]:
-    """The event hub of this process: its own, or one shared with the other processes."""
-    if cluster is None:
+async def join(cluster: Cluster | None, db: Database) -> tuple[EventBus | None, EventHub]:
+    """The event hub of this process: its own, or one shared with the other processes: those
+    of this serve (`cluster`, over a local bus), or on PostgreSQL every process of every
+    node on the database (over LISTEN/NOTIFY: events/pgbus.py)."""
+    bus: EventBus
+    if isinstance(db, PostgresDatabase):
+        bus = PgBus(db.connect_arguments)
+    elif cluster is not None:
+        bus = Bus(cluster)
+    else:
         return None, EventHub()
-    bus = Bus(cluster)
     await bus.start()
     hub = SharedHub(bus)
     await hub.start()
@@ -116,7 +124,25 @@ async def join(cluster: Cluster | None, db: Database) -> tuple[Bus | None, Event
     hub.on_ask(
         exports.EXPORTS_ASK, lambda phones: _in_background(exports.send_pending(db, hub, phones))
     )
+    if isinstance(bus, PgBus):
+        bus.on_gap(lambda: catch_up(db, hub))
     return bus, hub
+
+
+def catch_up(db: Database, hub: SharedHub) -> None:
+    """What this process may have missed while it heard nothing from the others (a gap in
+    LISTEN/NOTIFY): its phones are told what a phone is told when it connects (pull, fetch
+    the webhooks and the settings, the inbox exports asked meanwhile), the dashboards read
+    afresh, and the others hear again which phones are here. (A cancellation sent during the
+    gap is not replayed: the phone's report of the message is answered as for any cancelled
+    message.)"""
+    hub.resync()
+    held = sorted(hub.held())
+    for name in (PhoneEvent.MESSAGE_ENQUEUED, PhoneEvent.WEBHOOKS_UPDATED,
+                 PhoneEvent.SETTINGS_UPDATED):  # fmt: skip
+        EventHub.publish(hub, held, Event(name))
+    _in_background(exports.send_pending(db, hub, held))
+    feed_of(db).notify_all()
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -192,7 +218,8 @@ async def lifespan(
     finally:
         await stop_workers(workers)
         await hub.stop()
-        close_quietly(bus)
+        if bus is not None:
+            await bus.stop()
         await db.dispose()
 
 

@@ -150,30 +150,6 @@ def placeholders(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-#: The advisory lock a serving node holds for as long as it runs (`hold_node_lock`).
-NODE_LOCK = 0x736D7369
-#: Why a second node is refused (issue 16: events do not cross nodes yet).
-ONE_NODE_ONLY = (
-    "another smsgw node is already serving on this PostgreSQL database; for now one node "
-    "serves a database (any number of SMSGW_WORKERS on it): events between nodes are not "
-    "there yet (docs/operations.md)"
-)
-
-
-def hold_node_lock(url: str) -> psycopg.Connection[Any] | None:
-    """A connection holding the node lock, to keep open while this node serves (the server
-    drops the lock with the connection, also when the node is killed); None when another
-    node holds it."""
-    import psycopg
-
-    conn = psycopg.connect(**connect_arguments(url), autocommit=True)
-    row = conn.execute(f"SELECT pg_try_advisory_lock({NODE_LOCK})").fetchone()
-    if row is None or not row[0]:
-        conn.close()
-        return None
-    return conn
-
-
 #: The advisory lock between `write()` blocks (exclusive: one at a time in the whole
 #: cluster, as SQLite has one writer) and group-commit batches (shared: batches run side by
 #: side, their conflicts settled by row locks, `row_lock`).
@@ -214,6 +190,11 @@ class PostgresDatabase(Database):
         self._write_turn_lock: asyncio.Lock | None = None
         self._queue: list[Job[Any]] = []
         self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def connect_arguments(self) -> dict[str, Any]:
+        """psycopg's arguments for a connection of this database's (the event bus's)."""
+        return dict(self._arguments)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

@@ -22,7 +22,7 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("smsgw.events")
 
@@ -39,7 +39,28 @@ MAX_MESSAGES = 2000
 #: Room for the sender's credentials (pid, uid, gid) the kernel attaches to each datagram.
 CREDENTIALS = socket.CMSG_SPACE(struct.calcsize("3i"))
 
-Handler = Callable[[int, list[Any]], None]
+#: What handles a message: called with the sender (a node's index here, a member's name on
+#: PostgreSQL: events/pgbus.py) and the message.
+Node = int | str
+Handler = Callable[[Any, list[Any]], None]
+
+
+class EventBus(Protocol):
+    """What the shared hub needs of a bus: this one between the processes of one serve, or
+    PostgreSQL's between every process on one database (events/pgbus.py)."""
+
+    #: Registry entries or phones per message (one message must fit in one datagram/notice).
+    entries_per_part: int
+
+    def on(self, kind: str, handler: Handler) -> None: ...
+
+    def send(self, peer: Any, message: list[Any]) -> None: ...
+
+    def broadcast(self, message: list[Any]) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -60,6 +81,8 @@ class Cluster:
 
 class Bus:
     """Sends messages (small JSON lists whose first item is their kind) to the other nodes."""
+
+    entries_per_part = 500
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
@@ -89,6 +112,10 @@ class Bus:
         self._sock = sock
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._receive)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.close()
 
     def close(self) -> None:
         for pending in self._pending.values():
@@ -196,9 +223,3 @@ def _datagram(sender: int, pending: list[list[Any]]) -> tuple[bytes, int]:
         count //= 2
         data = _encode(sender, pending[:count])
     return data, count
-
-
-def close_quietly(bus: Bus | None) -> None:
-    if bus is not None:
-        with contextlib.suppress(OSError):
-            bus.close()

@@ -56,7 +56,7 @@ class Stream:
 
 
 @dataclass
-class _Told:
+class Told:
     """A phone told of new work that has not pulled since: when, and how many new messages
     were left to its pull."""
 
@@ -74,7 +74,7 @@ class EventHub:
         self._owned: dict[int, set[str]] = defaultdict(set)
         self._turn: dict[int, int] = defaultdict(int)
         #: Per owner: the phones told of new work that have not pulled since.
-        self._told: dict[int, dict[str, _Told]] = defaultdict(dict)
+        self._told: dict[int, dict[str, Told]] = defaultdict(dict)
         self.clock: Callable[[], float] = time.monotonic  # tests step it
 
     def pick_for_new(self, user_id: int, cap: int) -> list[str]:
@@ -93,7 +93,7 @@ class EventHub:
                 return []
         targets = self.pick(user_id, 1)
         for device_id in targets:
-            told[device_id] = _Told(now)
+            told[device_id] = Told(now)
         if not told:
             del self._told[user_id]
         return targets

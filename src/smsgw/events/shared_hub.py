@@ -1,4 +1,5 @@
-"""The event hub of a node among several (SMSGW_WORKERS > 1): phones connected anywhere.
+"""The event hub of a process among several (SMSGW_WORKERS > 1, or any number of nodes on
+one PostgreSQL database): phones connected anywhere.
 
 A phone's event stream is held by whichever node accepted its connection. Each node tells the
 others which phones it holds (the registry: on every change, a moment later, and every
@@ -17,13 +18,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from smsgw.events.bus import Bus
-from smsgw.events.hub import Event, EventHub, PhoneEvent, Stream
+from smsgw.events.bus import EventBus, Node
+from smsgw.events.hub import TOLD_FOR_SECONDS, Event, EventHub, PhoneEvent, Stream, Told
 
 HEARTBEAT_SECONDS = 2.0
 EXPIRY_SECONDS = 3 * HEARTBEAT_SECONDS + 1
-#: Registry entries per message (a node with more phones sends its registry in parts).
-ENTRIES_PER_PART = 500
 #: How long after a stream opens or closes the node tells the others (changes coalesce).
 ANNOUNCE_DELAY_SECONDS = 0.02
 
@@ -41,12 +40,12 @@ class _NodeView:
 class SharedHub(EventHub):
     """An EventHub that also knows, and reaches, the phones held by the other nodes."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: EventBus) -> None:
         super().__init__()
         self.bus = bus
-        self._views: dict[int, _NodeView] = {}
-        self._incoming: dict[int, _NodeView] = {}
-        self._where: dict[str, set[int]] = {}
+        self._views: dict[Node, _NodeView] = {}
+        self._incoming: dict[Node, _NodeView] = {}
+        self._where: dict[str, set[Node]] = {}
         self._remote_owned: dict[int, set[str]] = {}
         self._remote_streams = 0
         self._generation = 0
@@ -80,6 +79,16 @@ class SharedHub(EventHub):
         super().close(device_id, user_id, stream)
         self._changed()
 
+    def held(self) -> set[str]:
+        """The phones whose streams this process holds."""
+        return set(self._streams)
+
+    def resync(self) -> None:
+        """Tell the others again, now, which phones are here (after a gap on the bus)."""
+        if self._announce_handle is not None:
+            self._announce_handle.cancel()
+        self._announce()
+
     # Questions about every node's phones.
 
     def is_connected(self, device_id: str) -> bool:
@@ -96,8 +105,23 @@ class SharedHub(EventHub):
 
     def pick_for_new(self, user_id: int, cap: int) -> list[str]:
         """A phone in turn for every new message: a phone's pull may be served by another
-        process, which this hub would not see (EventHub.pick_for_new)."""
-        return self.pick(user_id, 1)
+        process, which this hub would not see (EventHub.pick_for_new). What it was told of
+        is still counted, so that a pull served here that had no room for all of it passes
+        the rest on (`pulling`); one served elsewhere leaves it to the periodic worker."""
+        now = self.clock()
+        told = self._told[user_id]
+        for device_id, entry in list(told.items()):
+            if now - entry.at > TOLD_FOR_SECONDS:
+                del told[device_id]
+        targets = self.pick(user_id, 1)
+        for device_id in targets:
+            if device_id in told:
+                told[device_id].messages += 1
+            else:
+                told[device_id] = Told(now)
+        if not told:
+            del self._told[user_id]
+        return targets
 
     def publish(self, device_ids: list[str] | set[str], event: Event) -> int:
         delivered = super().publish(device_ids, event)
@@ -112,19 +136,20 @@ class SharedHub(EventHub):
         for node, phones in self._holders(device_ids).items():
             self._send_in_parts(node, phones, lambda part: ["a", kind, part])
 
-    def _holders(self, device_ids: Iterable[str]) -> dict[int, list[str]]:
+    def _holders(self, device_ids: Iterable[str]) -> dict[Node, list[str]]:
         """The other nodes holding streams of these phones, each with its phones."""
-        remote: dict[int, list[str]] = defaultdict(list)
+        remote: dict[Node, list[str]] = defaultdict(list)
         for device_id in device_ids:
             for node in self._where.get(device_id, ()):
                 remote[node].append(device_id)
         return remote
 
     def _send_in_parts(
-        self, node: int, phones: list[str], message: Callable[[list[str]], list[Any]]
+        self, node: Node, phones: list[str], message: Callable[[list[str]], list[Any]]
     ) -> None:
-        for i in range(0, len(phones), ENTRIES_PER_PART):  # a datagram holds only so many
-            self.bus.send(node, message(phones[i : i + ENTRIES_PER_PART]))
+        size = self.bus.entries_per_part  # a datagram or a notice holds only so many
+        for i in range(0, len(phones), size):
+            self.bus.send(node, message(phones[i : i + size]))
 
     def on_ask(self, kind: str, handler: Callable[[list[str]], None]) -> None:
         """Call `handler(phones held here)` when another process asks `kind` of them."""
@@ -132,18 +157,18 @@ class SharedHub(EventHub):
 
     # The bus.
 
-    def _on_ask(self, _sender: int, message: list[Any]) -> None:
+    def _on_ask(self, _sender: Node, message: list[Any]) -> None:
         _, kind, phones = message
         handler = self._asks.get(kind)
         held = [device_id for device_id in phones if self.holds(device_id)]
         if handler is not None and held:
             handler(held)
 
-    def _on_publish(self, _sender: int, message: list[Any]) -> None:
+    def _on_publish(self, _sender: Node, message: list[Any]) -> None:
         _, phones, name, data = message
         EventHub.publish(self, phones, Event(PhoneEvent(name), data))
 
-    def _on_registry(self, sender: int, message: list[Any]) -> None:
+    def _on_registry(self, sender: Node, message: list[Any]) -> None:
         _, generation, _part, parts, entries = message  # parts arrive in order: count them
         if not isinstance(parts, int) or parts < 1:
             raise ValueError("a registry in no parts")
@@ -159,7 +184,7 @@ class SharedHub(EventHub):
             self._reindex()
 
     def _reindex(self) -> None:
-        where: dict[str, set[int]] = defaultdict(set)
+        where: dict[str, set[Node]] = defaultdict(set)
         owned: dict[int, set[str]] = defaultdict(set)
         streams = 0
         for node, view in self._views.items():
@@ -183,9 +208,8 @@ class SharedHub(EventHub):
             for user_id, phones in self._owned.items()
             for device_id in phones
         ]
-        parts = [
-            entries[i : i + ENTRIES_PER_PART] for i in range(0, len(entries), ENTRIES_PER_PART)
-        ] or [[]]
+        size = self.bus.entries_per_part
+        parts = [entries[i : i + size] for i in range(0, len(entries), size)] or [[]]
         for index, part in enumerate(parts):
             self.bus.broadcast(["r", self._generation, index, len(parts), part])
 

@@ -42,12 +42,16 @@ class UserFeed:
         for event in self._listeners.get(user_id, ()):
             event.set()
 
-    def end_all(self) -> None:
-        """The server is stopping: wake every listener, which sees `closing` and ends."""
-        self.closing = True
+    def notify_all(self) -> None:
+        """Wake every listener (notices may have been missed: each reads afresh)."""
         for listeners in self._listeners.values():
             for event in listeners:
                 event.set()
+
+    def end_all(self) -> None:
+        """The server is stopping: wake every listener, which sees `closing` and ends."""
+        self.closing = True
+        self.notify_all()
 
     def listener_count(self) -> int:
         return sum(len(listeners) for listeners in self._listeners.values())
