@@ -146,3 +146,30 @@ def test_made_up_logins_are_kept_by_their_first_64_characters() -> None:
     throttle.failed("1.2.3.4", "x" * 64 + "a" * 100_000)
     assert throttle.blocked_for("5.6.7.8", "x" * 64 + "b") == 60
     assert len(next(iter(throttle.logins._events))) == 64
+
+
+def test_throttles_of_several_processes_count_each_others_attempts() -> None:
+    """What one process counts or takes back, it tells the others (app.share_limits, here
+    wired by hand), which count it too: a budget is not multiplied by adding processes."""
+    clock = SteppedClock()
+    here = AuthThrottle(per_address=5, per_login=3, window=10, clock=clock)
+    there = AuthThrottle(per_address=5, per_login=3, window=10, clock=clock)
+    for name in ("addresses", "logins", "codes"):
+        mine, theirs = getattr(here, name), getattr(there, name)
+        mine.relay = lambda op, key, stamp, theirs=theirs: theirs.heard("here", op, key, stamp)
+        theirs.relay = lambda op, key, stamp, mine=mine: mine.heard("there", op, key, stamp)
+    right = here.attempt("1.2.3.4", "alice")  # counted everywhere before its check...
+    assert len(there.logins._events["alice"]) == 1
+    here.release(right)  # ...and taken back everywhere once it proved right
+    assert len(there.logins._events["alice"]) == 0
+    here.failed("1.2.3.4", "alice")
+    there.failed("5.6.7.8", "alice")
+    clock.advance(4)
+    here.failed("9.9.9.9", "alice")
+    assert here.blocked_for("1.1.1.1", "alice") == 6  # three failures, wherever they were
+    assert there.blocked_for("1.1.1.1", "alice") == 6
+    clock.advance(6)  # the first two leave the window on both
+    assert there.blocked_for("1.1.1.1", "alice") is None
+    before = list(here.logins._events["alice"])
+    here.logins.heard("a stranger", "-", "alice", 0.0)  # taking back what was never counted
+    assert list(here.logins._events["alice"]) == before

@@ -421,3 +421,37 @@ def test_a_node_that_stopped_hearing_the_others_catches_up(
                 await phone.stop()
 
         run(scenario)
+
+
+def test_sign_in_and_registration_limits_hold_across_nodes(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    """A client spreading its guesses (or registrations) over the nodes gets the budget of
+    one node, not one per node."""
+    limits = {"SMSGW_AUTH_FAILURES_PER_LOGIN": "3", "SMSGW_REGISTRATION_RATE_LIMIT": "2"}
+    with running(pg_cluster, tmp_path, 2, **limits) as nodes:
+        a, b, account = nodes[0], nodes[1], nodes.account
+
+        def get(node: Node, password: str) -> int:
+            login = (account.login, password)
+            return httpx.get(f"{node.url}{API}/messages", auth=login, timeout=30).status_code
+
+        def register(node: Node) -> httpx.Response:
+            login = (account.login, account.password)
+            body = {"name": "phone", "pushToken": None}
+            return httpx.post(f"{node.url}{MOBILE}/device", json=body, auth=login, timeout=30)
+
+        def blocked_soon(node: Node) -> None:
+            """The right password is refused (429) once the node counts the login blocked;
+            a right password is never counted as a failure, so asking adds nothing."""
+            deadline = time.monotonic() + 30  # the others' counts arrive within moments
+            while get(node, account.password) != 429:
+                assert time.monotonic() < deadline, "the node never counted the others' failures"
+                time.sleep(0.05)
+
+        assert [register(a).status_code, register(b).status_code] == [201, 201]
+        assert [get(a, "wrong"), get(a, "wrong"), get(b, "wrong")] == [401, 401, 401]
+        blocked_soon(b)  # it counted one failure itself: the other two came from node A
+        blocked_soon(a)  # it counted two itself: the third (after B's registration) from B
+        third = register(a)  # node A registered one phone itself: the limit is 2
+        assert third.status_code == 429 and "registrations" in third.text, third.text

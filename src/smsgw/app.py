@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import shlex
@@ -145,6 +146,32 @@ def catch_up(db: Database, hub: SharedHub) -> None:
     feed_of(db).notify_all()
 
 
+def share_limits(bus: EventBus, context: AppContext) -> None:
+    """The sign-in, registration and dashboard sign-in limits count what every process
+    counts: each event counted or taken back here is told to the others, which count it as
+    theirs (accounts/throttle.py). A process that starts later, or misses a notice, counts
+    a little less, never more."""
+    throttle = context.auth_throttle
+    limiters = {
+        "address": throttle.addresses, "login": throttle.logins, "code": throttle.codes,
+        "registration": context.registrations, "web": context.web_logins,
+    }  # fmt: skip
+    for name, limiter in limiters.items():
+        limiter.relay = functools.partial(_relay, bus, name)
+
+    def heard(sender: Any, message: list[Any]) -> None:
+        _, name, op, key, stamp = message
+        limiter = limiters.get(name)
+        if limiter is not None:
+            limiter.heard(sender, str(op), str(key), float(stamp))
+
+    bus.on("t", heard)
+
+
+def _relay(bus: EventBus, name: str, op: str, key: str, stamp: float) -> None:
+    bus.broadcast(["t", name, op, key, stamp])
+
+
 _background: set[asyncio.Task[None]] = set()
 
 
@@ -206,6 +233,8 @@ async def lifespan(
     passwords.warm_up()
     bus, hub = await join(cluster, db)
     app.state.context = context = build_context(settings, db, hub)
+    if bus is not None:
+        share_limits(bus, context)
     await first_start(context)
     # What start-up loaded lives as long as the process: keep the collector from walking
     # it on every full collection (those pauses were most of the API's p99 latency).
@@ -231,6 +260,7 @@ def build_context(settings: Settings, db: Database, hub: EventHub) -> AppContext
         hub=hub,
         credentials=CredentialCache(settings.credential_cache_size),
         registrations=RateLimiter(settings.registration_rate_limit),
+        web_logins=RateLimiter(settings.web_login_rate_limit),
         tokens=TokenService(settings, db),
         auth_throttle=AuthThrottle(
             settings.auth_failures_per_address,

@@ -31,6 +31,8 @@ class AppContext:
     hub: EventHub = field(default_factory=EventHub)
     presence: Presence = field(default_factory=Presence)
     registrations: RateLimiter = field(default_factory=lambda: RateLimiter(10))
+    #: Dashboard sign-in attempts per client address (web/auth.py).
+    web_logins: RateLimiter = field(default_factory=lambda: RateLimiter(10))
     #: JWT issue/verify/revoke; None (Bearer refused) only where no service was built.
     tokens: TokenService | None = None
     auth_throttle: AuthThrottle = field(default_factory=lambda: AuthThrottle(30, 10, 300))

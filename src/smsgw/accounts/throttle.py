@@ -1,11 +1,16 @@
-"""Sliding-window limits kept in memory (per server process): request rates and failed
-sign-ins (the authentication throttle, rule in docs/auth.md)."""
+"""Sliding-window limits kept in memory: request rates and failed sign-ins (the
+authentication throttle, rule in docs/auth.md).
+
+Each server process keeps its own counts, and, when there are several processes or nodes,
+tells the others of every event it counts or takes back (`relay`), which count it too
+(`heard`): so a client gets the same budget however its requests are spread (app.py,
+`share_limits`)."""
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +21,11 @@ from smsgw.domain.errors import TooManyRequests
 #: flood of huge made-up logins cannot make the throttle's memory grow with their size.
 LOGIN_KEY_LENGTH = 64
 CODES_KEY = "*"
+#: Events counted for other processes that are remembered, to take them back when told.
+MAX_REMOTE = 10_000
+
+#: Tells the other processes: `relay(op, key, stamp)`, op "+" (counted) or "-" (taken back).
+Relay = Callable[[str, str, float], None]
 
 
 class RateLimiter:
@@ -34,6 +44,10 @@ class RateLimiter:
         #: Seconds on a monotonic scale; tests swap it to step through windows.
         self.clock = clock if clock is not None else domain_clock.monotonic
         self._events: dict[str, deque[float]] = {}
+        #: Set when other processes share the limit: each event counted or taken back here.
+        self.relay: Relay | None = None
+        #: Events another process counted: (sender, its stamp, key) -> the stamp here.
+        self._remote: OrderedDict[tuple[object, float, str], float] = OrderedDict()
 
     def hit(self, key: str, what: str) -> None:
         """Count one event for `key`, or raise TooManyRequests with a Retry-After."""
@@ -56,6 +70,12 @@ class RateLimiter:
 
     def count(self, key: str, now: float | None = None) -> float:
         """Record one event for `key` (whether or not it is over the limit); its time."""
+        now = self._record(key, now)
+        if self.relay is not None and self.limit != 0:
+            self.relay("+", key, now)
+        return now
+
+    def _record(self, key: str, now: float | None = None) -> float:
         now = self.clock() if now is None else now
         if self.limit == 0:
             return now
@@ -66,10 +86,28 @@ class RateLimiter:
 
     def uncount(self, key: str, stamp: float) -> None:
         """Take back one event of `key` recorded at `stamp` (if it is still there)."""
+        self._remove(key, stamp)
+        if self.relay is not None and self.limit != 0:
+            self.relay("-", key, stamp)
+
+    def _remove(self, key: str, stamp: float) -> None:
         events = self._events.get(key)
         with contextlib.suppress(ValueError):
             if events is not None:
                 events.remove(stamp)
+
+    def heard(self, sender: object, op: str, key: str, stamp: float) -> None:
+        """Another process counted an event (`op` "+", counted here at this moment) or took
+        one back ("-", the one it counted at `stamp`)."""
+        remote = (sender, stamp, key)
+        if op == "+":
+            self._remote[remote] = self._record(key)
+            if len(self._remote) > MAX_REMOTE:
+                self._remote.popitem(last=False)
+        elif op == "-":
+            here = self._remote.pop(remote, None)
+            if here is not None:
+                self._remove(key, here)
 
     def _forget_idle(self, now: float) -> None:
         idle = [k for k, v in self._events.items() if not v or v[-1] <= now - self.window]

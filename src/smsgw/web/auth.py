@@ -31,11 +31,7 @@ WRONG = "Wrong login or password."
 
 def limiter(request: Request) -> RateLimiter:
     """Sign-in attempts per client address (a guess at a password costs a slow hash)."""
-    state = request.app.state
-    if not hasattr(state, "web_logins"):
-        state.web_logins = RateLimiter(context_of(request).settings.web_login_rate_limit)
-    found: RateLimiter = state.web_logins
-    return found
+    return context_of(request).web_logins
 
 
 def safe_next(target: str) -> str:
