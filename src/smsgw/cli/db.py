@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from smsgw.db.copy_to_postgres import Progress as CopyProgress
     from smsgw.db.migrate import Outcome
 
-app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app = typer.Typer(help="Database schema; the copy from SQLite to PostgreSQL.", no_args_is_help=True)
 
 #: What `db upgrade` says for each outcome of the migration.
 SAID = {
@@ -65,16 +65,18 @@ ToOption = Annotated[
         metavar="URL",
         show_default=False,
         help="The PostgreSQL database to fill: postgresql://user:password@host:5432/smsgw "
-        "(it must exist and hold no smsgw rows; its schema is created here).",
+        "(it must exist and hold no smsgw rows; db copy creates or upgrades its schema).",
     ),
 ]
 
 
 @app.command("copy")
 def copy(to: ToOption) -> None:
-    """Copy this installation's SQLite database (SMSGW_DATABASE_URL, else the file in
-    SMSGW_DATA_DIR) into a new PostgreSQL database. Stop the gateway first: the file must
-    not change while it is read."""
+    """Copy this installation's SQLite database into a new PostgreSQL database.
+
+    The SQLite file is SMSGW_DATABASE_URL's, else smsgw.db in SMSGW_DATA_DIR.
+
+    Stop the gateway first: the file must not change while it is read."""
     import time
 
     from smsgw.db import copy_to_postgres as copying
