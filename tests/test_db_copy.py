@@ -32,6 +32,7 @@ from tests.fakes.phone import Credentials, SimulatedPhone
 from tests.fakes.receiver import Receiver
 from tests.pgcluster import Cluster
 from tests.test_mobile_api import APP, basic
+from tests.test_tokens import bearer
 from tests.web_support import Dashboard
 from tests.webhook_support import (
     MOBILE,
@@ -196,11 +197,18 @@ def counts(url: str) -> dict[str, int]:
         return {t.name: _count(conn, t.name) for t in tables()}
 
 
-def test_a_copy_holds_every_row_as_sqlite_held_it(
-    installation: Installation, pg_cluster: Cluster
-) -> None:
+@pytest.fixture
+def copied(installation: Installation, pg_cluster: Cluster) -> tuple[str, str]:
+    """A new database of the cluster with the installation copied into it: its URL, and
+    what the copy printed."""
     target = pg_cluster.create_database()
-    output = copy(installation.data_dir, "--to", target)
+    return target, copy(installation.data_dir, "--to", target)
+
+
+def test_a_copy_holds_every_row_as_sqlite_held_it(
+    installation: Installation, copied: tuple[str, str]
+) -> None:
+    target, output = copied
     source = rows_of(sqlite_url(installation.data_dir))
     assert rows_of(target.replace("postgresql://", "postgresql+psycopg://")) == source
     assert summary_of(output) == {t: (len(rows), len(rows)) for t, rows in source.items()}
@@ -209,10 +217,9 @@ def test_a_copy_holds_every_row_as_sqlite_held_it(
 
 
 def test_a_gateway_on_the_copy_serves_its_data_and_adds_rows(
-    installation: Installation, pg_cluster: Cluster
+    installation: Installation, copied: tuple[str, str]
 ) -> None:
-    target = pg_cluster.create_database()
-    copy(installation.data_dir, "--to", target)
+    target, _ = copied
     before = counts(target)
     # A node with the same data directory (its JWT secret), on PostgreSQL.
     settings = make_settings(installation.data_dir, database_url=target)
@@ -224,8 +231,9 @@ def test_a_gateway_on_the_copy_serves_its_data_and_adds_rows(
         [mms] = inbox.json()
         png = api.get(f"/inbox/{mms['id']}/attachments/{mms['attachments'][0]['partId']}")
         assert png.content == PNG
-        assert _bearer(server, installation.token).status_code == 200
-        assert _bearer(server, installation.revoked).status_code == 401
+        for token, status in ((installation.token, 200), (installation.revoked, 401)):
+            with bearer(server, token) as client:
+                assert client.get("/messages").status_code == status
         web = Dashboard(server)
         assert web.sign_in(installation.owner).status_code == 303
         web.close()
@@ -255,17 +263,10 @@ async def _delivered_by_the_copied_phone(
         await device.stop()
 
 
-def _bearer(server: LiveServer, token: str) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=server.api, headers=headers, timeout=30) as client:
-        return client.get("/messages")
-
-
 def test_a_target_with_rows_is_refused_and_left_as_it_was(
-    installation: Installation, pg_cluster: Cluster
+    installation: Installation, copied: tuple[str, str]
 ) -> None:
-    target = pg_cluster.create_database()
-    copy(installation.data_dir, "--to", target)
+    target, _ = copied
     filled = counts(target)
     line = error_line(copy(installation.data_dir, "--to", target, code=1))
     assert line.startswith("error: the target database already has rows (in system_values, ")
