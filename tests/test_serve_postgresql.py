@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from smsgw.db.postgres import COPY_UNDER_WAY, hold_node_lock
 from tests.conftest import free_port
 from tests.pgcluster import Cluster
 
@@ -102,3 +103,21 @@ def test_serve_on_postgresql_nodes_side_by_side(pg_cluster: Cluster, tmp_path: P
         if first.poll() is None:
             first.kill()
             first.wait(30)
+
+
+def test_a_node_does_not_start_while_db_copy_fills_the_database(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    url = pg_cluster.create_database()
+    copying = hold_node_lock(url, exclusive=True)  # as `smsgw db copy` holds it
+    assert copying is not None
+    env = os.environ | {"SMSGW_DATA_DIR": str(tmp_path / "data"), "SMSGW_DATABASE_URL": url,
+                        "SMSGW_PORT": str(free_port())}  # fmt: skip
+    with copying:
+        refused = subprocess.run([sys.executable, "-m", "smsgw", "serve"], env=env,
+                                 capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == f"error: {COPY_UNDER_WAY}", refused.stderr
+    after = hold_node_lock(url, exclusive=True)  # and the refused node holds nothing
+    assert after is not None
+    after.close()

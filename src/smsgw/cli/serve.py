@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -30,7 +30,7 @@ from fastapi import FastAPI
 from smsgw import metrics
 from smsgw.accounts import service as accounts
 from smsgw.app import announce_account, announce_migration, create_app, end_streams
-from smsgw.cli.common import settings_or_exit, usable_database_or_exit
+from smsgw.cli.common import fail, settings_or_exit, usable_database_or_exit
 from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.engine import database_for
@@ -52,13 +52,30 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     usable_database_or_exit(settings)  # fail here, in one line, on an unusable database
     if not port_is_free(settings.host, settings.port):
         raise typer.Exit(1)
-    if settings.workers == 1:
-        print(f"smsgw listening on http://{settings.host}:{settings.port}", flush=True)
-        run_server(create_app(settings), settings)
-        return
-    status = supervise(settings, create_app)
+    with serving(settings):
+        if settings.workers == 1:
+            print(f"smsgw listening on http://{settings.host}:{settings.port}", flush=True)
+            run_server(create_app(settings), settings)
+            return
+        status = supervise(settings, create_app)
     if status:
         raise typer.Exit(status)
+
+
+@contextlib.contextmanager
+def serving(settings: Settings) -> Iterator[None]:
+    """On PostgreSQL, hold the node lock shared while serving (any number of nodes do):
+    a node does not start while `smsgw db copy` fills the database, in one line."""
+    if settings.database_scheme != "postgresql":
+        yield
+        return
+    from smsgw.db import postgres
+
+    held = postgres.hold_node_lock(settings.resolved_database_url)
+    if held is None:
+        fail(postgres.COPY_UNDER_WAY, 2)
+    with held:
+        yield
 
 
 class Server(uvicorn.Server):

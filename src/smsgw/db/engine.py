@@ -467,10 +467,12 @@ class ColumnReader:
         return self.of(conn.dialect)(value)
 
     def of(self, dialect: Dialect) -> Callable[[Any], Any]:
+        """The conversion for `dialect` (`unchanged` when its driver's value is already
+        SQLAlchemy's)."""
         process = self._by_dialect.get(dialect.name)
         if process is None:
             found = self._type.dialect_impl(dialect).result_processor(dialect, None)
-            process = self._by_dialect[dialect.name] = found or _same
+            process = self._by_dialect[dialect.name] = found or unchanged
         return process
 
 
@@ -486,14 +488,20 @@ class ColumnWriter:
     def __call__(self, conn: UnitConnection, value: Any) -> Any:
         if value is None:
             return None
-        process = self._by_dialect.get(conn.dialect.name)
+        return self.of(conn.dialect)(value)
+
+    def of(self, dialect: Dialect) -> Callable[[Any], Any]:
+        """The conversion for `dialect` (`unchanged` when the driver takes the value as it
+        is); unlike `__call__`, it is also given None."""
+        process = self._by_dialect.get(dialect.name)
         if process is None:
-            found = self._type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-            process = self._by_dialect[conn.dialect.name] = found or _same
-        return process(value)
+            found = self._type.dialect_impl(dialect).bind_processor(dialect)
+            process = self._by_dialect[dialect.name] = found or unchanged
+        return process
 
 
-def _same(value: Any) -> Any:
+def unchanged(value: Any) -> Any:
+    """The conversion of a type that has none on a dialect (`ColumnReader.of`)."""
     return value
 
 

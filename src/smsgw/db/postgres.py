@@ -150,6 +150,31 @@ def placeholders(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+#: The advisory lock of serving: every serving node holds it shared, for as long as it serves
+#: (any number of nodes at once); `smsgw db copy` holds it exclusive while it fills the
+#: database, so that no node serves a half-copied one, and no copy runs under a node.
+NODE_LOCK = 0x736D7369
+#: Why a node does not start.
+COPY_UNDER_WAY = (
+    "`smsgw db copy` is filling this PostgreSQL database: start the nodes once it has ended"
+)
+
+
+def hold_node_lock(url: str, exclusive: bool = False) -> psycopg.Connection[Any] | None:
+    """A connection holding the node lock (shared, as a serving node; `exclusive`, as a
+    copy), to keep open for as long as it is needed: the server drops the lock with the
+    connection, also when the process is killed. None when it cannot be had now."""
+    import psycopg
+
+    take = "pg_try_advisory_lock" if exclusive else "pg_try_advisory_lock_shared"
+    conn = psycopg.connect(**connect_arguments(url), autocommit=True)
+    row = conn.execute(f"SELECT {take}({NODE_LOCK})").fetchone()
+    if row is None or not row[0]:
+        conn.close()
+        return None
+    return conn
+
+
 #: The advisory lock between `write()` blocks (exclusive: one at a time in the whole
 #: cluster, as SQLite has one writer) and group-commit batches (shared: batches run side by
 #: side, their conflicts settled by row locks, `row_lock`).
