@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from smsgw.db.postgres import COPY_UNDER_WAY, hold_node_lock
+from smsgw.tokens.rotation import OTHER_SIGNER
 from tests.conftest import free_port
 from tests.pgcluster import Cluster
 
@@ -121,3 +122,45 @@ def test_a_node_does_not_start_while_db_copy_fills_the_database(
     after = hold_node_lock(url, exclusive=True)  # and the refused node holds nothing
     assert after is not None
     after.close()
+
+
+def test_a_node_with_another_jwt_secret_is_refused_unless_it_rotates(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    """Nodes check each other's tokens: they must sign with one secret. A node with another
+    is refused in one line, unless it names the recorded one as its previous secret (a
+    rotation); `smsgw tokens forget-secret` is the way out when that secret is lost."""
+    url = pg_cluster.create_database()
+    first, second, third = ("first-" + "s" * 40, "second-" + "s" * 40, "third-" + "s" * 40)
+
+    def env(data: str, secret: str, **more: str) -> dict[str, str]:
+        values = {"SMSGW_DATA_DIR": str(tmp_path / data), "SMSGW_DATABASE_URL": url,
+                  "SMSGW_JWT_SECRET": secret, "SMSGW_LOG_LEVEL": "warning"}  # fmt: skip
+        return os.environ | values | more
+
+    def serves(environ: dict[str, str]) -> None:
+        port = free_port()
+        node = _start(environ, port)
+        try:
+            _wait_healthy(port)
+        finally:
+            node.send_signal(signal.SIGINT)
+            assert node.wait(30) == 0
+
+    def refused(environ: dict[str, str]) -> str:
+        environ = environ | {"SMSGW_PORT": str(free_port())}
+        done = subprocess.run([sys.executable, "-m", "smsgw", "serve"], capture_output=True,
+                              text=True, timeout=120, env=environ)  # fmt: skip
+        assert done.returncode == 2, done.stdout + done.stderr
+        return done.stderr.strip()
+
+    serves(env("a", first))  # records its secret
+    assert refused(env("b", second)) == f"error: {OTHER_SIGNER}"
+    serves(env("b", second, SMSGW_JWT_PREVIOUS_SECRET=first))  # a rotation: recorded
+    assert refused(env("a", first)) == f"error: {OTHER_SIGNER}"  # the old one is out
+    forget = [sys.executable, "-m", "smsgw", "tokens", "forget-secret"]
+    forgot = subprocess.run(forget, env=env("c", third), capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert forgot.returncode == 0 and "forgot" in forgot.stdout, forgot.stderr
+    serves(env("c", third))
+    assert refused(env("b", second)) == f"error: {OTHER_SIGNER}"

@@ -50,6 +50,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Start the gateway (applies migrations first, unless SMSGW_AUTO_MIGRATE=false)."""
     settings = settings_or_exit(host=host, port=port, workers=workers)
     usable_database_or_exit(settings)  # fail here, in one line, on an unusable database
+    same_secret_or_exit(settings)
     if not port_is_free(settings.host, settings.port):
         raise typer.Exit(1)
     with serving(settings):
@@ -60,6 +61,29 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         status = supervise(settings, create_app)
     if status:
         raise typer.Exit(status)
+
+
+def same_secret_or_exit(settings: Settings) -> None:
+    """On PostgreSQL, end in one line (status 2) when the database's nodes sign tokens with
+    another secret than this node's (tokens/rotation.py)."""
+    if settings.database_scheme != "postgresql":
+        return
+    from sqlalchemy.exc import ProgrammingError
+
+    from smsgw.tokens import rotation
+    from smsgw.tokens.service import TokenService
+
+    async def differs() -> bool:
+        db = database_for(settings)
+        try:
+            return await rotation.conflict(db, *TokenService(settings, db).fingerprints())
+        except ProgrammingError:  # no schema yet: nothing recorded
+            return False
+        finally:
+            await db.dispose()
+
+    if asyncio.run(differs()):
+        fail(rotation.OTHER_SIGNER, 2)
 
 
 @contextlib.contextmanager

@@ -73,3 +73,15 @@ def revoke(
     if not run(lambda db: tokens.revoke_any(db, token_id)):
         fail(f"no live token {token_id}")
     say(f"revoked {token_id}")
+
+
+@app.command("forget-secret")
+def forget_secret() -> None:
+    """Forget which JWT secret the database's nodes sign with, so that the next node to start
+    records its own: for when that secret is lost (tokens made under it stop working)."""
+    from smsgw.tokens import rotation
+
+    if run(rotation.forget):
+        say("forgot the recorded JWT secret: the next node to start records its own")
+    else:
+        say("no JWT secret was recorded")

@@ -176,6 +176,9 @@ class Database:
     This class runs on SQLite; db/postgres.PostgresDatabase is the same on PostgreSQL
     (`database_for` picks)."""
 
+    #: Whether nodes on other machines may share it (PostgreSQL), or only this one's.
+    shared = False
+
     def __init__(self, settings: Settings) -> None:
         self.url = settings.resolved_database_url
         if settings.database_scheme != "sqlite":

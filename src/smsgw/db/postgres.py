@@ -188,6 +188,8 @@ class PostgresDatabase(Database):
     connections. Group commit as on SQLite: the units queued while a batch runs go together
     in the next transaction."""
 
+    shared = True
+
     def __init__(self, settings: Settings) -> None:
         from sqlalchemy.ext.asyncio import create_async_engine
 

@@ -173,10 +173,15 @@ class TokenService:
 
         return derive
 
+    def fingerprints(self) -> tuple[str, str | None]:
+        """The current secret's fingerprint and the previous one's (tokens/rotation.py)."""
+        previous = rotation.fingerprint(self._previous) if self._previous else None
+        return rotation.fingerprint(self._key), previous
+
     async def note_secret(self) -> None:
-        """Learn since when the current secret is current (once, at start)."""
-        fingerprint = self.derive("secret fingerprint", "")[:32]
-        since = await rotation.current_since(self._db, fingerprint)
+        """Learn since when the current secret is current (once, at start); OtherSecret
+        when the database's other nodes sign with another (tokens/rotation.py)."""
+        since = await rotation.current_since(self._db, *self.fingerprints())
         self._previous_until = since + self._grace
 
     def stamp(self, password_hash: str) -> str:
