@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import socket
 import threading
 import time
@@ -115,7 +116,7 @@ ENGINES = ["sqlite", "postgresql"]
 def engine(request: pytest.FixtureRequest) -> str:
     """The database engine of the test's settings (SQLite unless the module asks for both):
     module-scoped, so that a module's shared server (`shared_api`) is one per engine."""
-    return str(getattr(request, "param", "sqlite"))
+    return str(getattr(request, "param", os.environ.get("SMSGW_TEST_ENGINE", "sqlite")))
 
 
 #: While a test runs on PostgreSQL: the database of each data directory `make_settings` is

@@ -5,6 +5,7 @@ have. (The hub over it: tests/test_shared_hub.py; real nodes: tests/test_multino
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +18,8 @@ from smsgw.db.postgres import connect_arguments
 from smsgw.events import pgbus
 from smsgw.events.pgbus import PgBus
 from tests.pgcluster import Cluster
+
+KEY = b"k" * 32
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
@@ -38,7 +41,7 @@ def url(pg_cluster: Cluster) -> str:
 
 @asynccontextmanager
 async def members(url: str, count: int) -> AsyncIterator[list[PgBus]]:
-    buses = [PgBus(connect_arguments(url)) for _ in range(count)]
+    buses = [PgBus(connect_arguments(url), KEY) for _ in range(count)]
     try:
         for bus in buses:
             await bus.start()
@@ -54,15 +57,17 @@ def heard(bus: PgBus, kind: str = "x") -> list[tuple[str, Any]]:
     return got
 
 
-async def terminate(url: str, query_prefix: str, name: str) -> None:
-    """End, from the server's side, the connection of member `name` whose last statement
-    began with `query_prefix` (as a restarted server or a cut network would)."""
+async def terminate(url: str, query_prefix: str, name: str = "") -> None:
+    """End, from the server's side, a bus connection to this test's database whose last
+    statement began with `query_prefix` and names `name` (as a restarted server or a cut
+    network would)."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
 
         async def ended() -> bool:
             cursor = await admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE query LIKE %s AND query LIKE %s",
+                " WHERE datname = current_database() AND application_name LIKE 'smsgw bus%%'"
+                " AND query LIKE %s AND query LIKE %s",
                 (query_prefix + "%", f"%{name}%"),
             )
             return bool(await cursor.fetchall())
@@ -146,7 +151,7 @@ def test_what_is_sent_while_the_sending_connection_is_cut_still_goes(url: str) -
             got = heard(b)
             a.send(b.name, ["x", 1])
             await eventually(lambda: len(got) == 1)
-            await terminate(url, "SELECT pg_notify", "unnest")
+            await terminate(url, "SELECT pg_notify")
             for n in range(2, 5):
                 a.send(b.name, ["x", n])
             await eventually(lambda: len(got) == 4)
@@ -160,7 +165,7 @@ def test_a_listener_that_no_longer_hears_itself_reconnects(
 ) -> None:
     """Deafness without an error (a silent network): the member's echoes stop arriving."""
     monkeypatch.setattr(pgbus, "ECHO_SECONDS", 0.1)
-    monkeypatch.setattr(pgbus, "DEAF_SECONDS", 1.0)
+    monkeypatch.setattr(pgbus, "DEAF_SECONDS", 2.0)
 
     async def scenario() -> None:
         async with members(url, 1) as (a,):
@@ -172,5 +177,84 @@ def test_a_listener_that_no_longer_hears_itself_reconnects(
             await eventually(lambda: gaps == [2])
             await asyncio.sleep(0.5)
             assert gaps == [2]  # listening on its new channel, it hears itself again
+
+    run(scenario)
+
+
+def test_a_notice_without_the_clusters_signature_is_ignored(url: str) -> None:
+    """Any role that may connect may NOTIFY: a well-formed notice signed with another key (or
+    none) is dropped, so nobody else can fake a node's registry, wakes or limit counts."""
+
+    async def scenario() -> None:
+        async with members(url, 2) as (a, b):
+            got = heard(b)
+            stranger = PgBus(connect_arguments(url), b"another key" * 3)
+            body = json.dumps(["x", 1, [["x", "forged"]]])
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as other:
+                for payload in (stranger._mac(body) + body, "0" * pgbus.MAC_LENGTH + body, body):
+                    await other.execute("SELECT pg_notify(%s, %s)", (pgbus.CHANNEL, payload))
+            a.broadcast(["x", "signed"])
+            await eventually(lambda: (a.name, "signed") in got)
+            assert got == [(a.name, "signed")] and b.forged == 3
+
+    run(scenario)
+
+
+def test_a_replayed_notice_is_ignored(url: str) -> None:
+    """A role that may LISTEN sees the signed notices: sent again, one is dropped."""
+
+    async def scenario() -> None:
+        async with members(url, 2) as (a, b):
+            got = heard(b)
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as spy:
+                await spy.execute(f'LISTEN "{pgbus.CHANNEL}_{b.name}"')
+                a.send(b.name, ["x", "once"])
+                async for notice in spy.notifies(timeout=30, stop_after=1):
+                    captured = notice.payload
+                await eventually(lambda: got == [(a.name, "once")])
+                await spy.execute(
+                    "SELECT pg_notify(%s, %s)", (f"{pgbus.CHANNEL}_{b.name}", captured)
+                )
+            await eventually(lambda: b.forged == 1)
+            a.send(b.name, ["x", "after"])
+            await eventually(lambda: len(got) == 2)
+            assert got == [(a.name, "once"), (a.name, "after")]
+
+    run(scenario)
+
+
+def test_a_long_backlog_is_packed_encoding_each_message_once(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an outage, thousands of pending registry parts must not hold up the loop:
+    each message is encoded once, whatever the backlog (it was re-encoded per notice)."""
+    bus = PgBus(connect_arguments(url), KEY)
+    part = ["r", 1, 0, 1, [[f"{i:021d}", 7, 1] for i in range(150)]]
+    calls = 0
+    dumps = json.dumps
+
+    def counted(*args: Any, **kwargs: Any) -> str:
+        nonlocal calls
+        calls += 1
+        return dumps(*args, **kwargs)
+
+    monkeypatch.setattr(pgbus.json, "dumps", counted)
+    _channels, payloads = bus._payloads([(pgbus.CHANNEL, part)] * 1000)
+    assert calls == 1000 + len(payloads)  # each message, then each envelope
+    assert len(payloads) == 1000 and all(len(p) <= pgbus.MAX_PAYLOAD for p in payloads)
+    small = bus._payloads([(pgbus.CHANNEL, ["x", i]) for i in range(3000)])[1]
+    assert 1 < len(small) < 20 and all(len(p) <= pgbus.MAX_PAYLOAD for p in small)
+
+
+def test_what_is_pending_at_stop_is_sent(url: str) -> None:
+    async def scenario() -> None:
+        async with members(url, 1) as (b,):
+            got = heard(b)
+            a = PgBus(connect_arguments(url), KEY)
+            await a.start()
+            for i in range(100):
+                a.send(b.name, ["x", i])
+            await a.stop()  # at once: nothing has been sent yet
+            await eventually(lambda: len(got) == 100)
 
     run(scenario)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import hashlib
+import hmac
 import logging
 import shlex
 from collections.abc import AsyncIterator, Coroutine
@@ -46,6 +48,7 @@ from smsgw.forwarded import ForwardedMiddleware, is_loopback_host, refused_by_ph
 from smsgw.health.service import Probe
 from smsgw.inbox import exports
 from smsgw.metrics import MetricsMiddleware, check_multiprocess
+from smsgw.tokens.secret import signing_key
 from smsgw.tokens.service import TokenService
 from smsgw.web import install as install_web
 from smsgw.workers.loop import Worker
@@ -104,13 +107,15 @@ def probe_of(settings: Settings, db: Database) -> Probe:
     )
 
 
-async def join(cluster: Cluster | None, db: Database) -> tuple[EventBus | None, EventHub]:
+async def join(
+    settings: Settings, cluster: Cluster | None, db: Database
+) -> tuple[EventBus | None, EventHub]:
     """The event hub of this process: its own, or one shared with the other processes: those
     of this serve (`cluster`, over a local bus), or on PostgreSQL every process of every
     node on the database (over LISTEN/NOTIFY: events/pgbus.py)."""
     bus: EventBus
     if isinstance(db, PostgresDatabase):
-        bus = PgBus(db.connect_arguments)
+        bus = PgBus(db.connect_arguments, bus_key(settings))
     elif cluster is not None:
         bus = Bus(cluster)
     else:
@@ -128,6 +133,11 @@ async def join(cluster: Cluster | None, db: Database) -> tuple[EventBus | None, 
     if isinstance(bus, PgBus):
         bus.on_gap(lambda: catch_up(db, hub))
     return bus, hub
+
+
+def bus_key(settings: Settings) -> bytes:
+    """The key of the MACs on PostgreSQL's bus: the nodes' shared JWT secret's, for this use."""
+    return hmac.new(signing_key(settings), b"event bus", hashlib.sha256).digest()
 
 
 def catch_up(db: Database, hub: SharedHub) -> None:
@@ -156,8 +166,10 @@ def share_limits(bus: EventBus, context: AppContext) -> None:
         "address": throttle.addresses, "login": throttle.logins, "code": throttle.codes,
         "registration": context.registrations, "web": context.web_logins,
     }  # fmt: skip
+    key = hmac.new(signing_key(context.settings), b"shared limits", hashlib.sha256).digest()
     for name, limiter in limiters.items():
         limiter.relay = functools.partial(_relay, bus, name)
+        limiter.keyed = functools.partial(_keyed, key)
 
     def heard(sender: Any, message: list[Any]) -> None:
         _, name, op, key, stamp = message
@@ -166,6 +178,10 @@ def share_limits(bus: EventBus, context: AppContext) -> None:
             limiter.heard(sender, str(op), str(key), float(stamp))
 
     bus.on("t", heard)
+
+
+def _keyed(key: bytes, what: str) -> str:
+    return hmac.new(key, what.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _relay(bus: EventBus, name: str, op: str, key: str, stamp: float) -> None:
@@ -231,7 +247,7 @@ async def lifespan(
         announce_migration(await asyncio.to_thread(migrate.upgrade, settings), settings)
     db = database_for(settings)
     passwords.warm_up()
-    bus, hub = await join(cluster, db)
+    bus, hub = await join(settings, cluster, db)
     app.state.context = context = build_context(settings, db, hub)
     if bus is not None:
         share_limits(bus, context)

@@ -46,6 +46,9 @@ class RateLimiter:
         self._events: dict[str, deque[float]] = {}
         #: Set when other processes share the limit: each event counted or taken back here.
         self.relay: Relay | None = None
+        #: Set with `relay`: what a key is kept and told as (a keyed digest, so that what
+        #: is said between processes names no login or address).
+        self.keyed: Callable[[str], str] | None = None
         #: Events another process counted: (sender, its stamp, key) -> the stamp here.
         self._remote: OrderedDict[tuple[object, float, str], float] = OrderedDict()
 
@@ -56,9 +59,12 @@ class RateLimiter:
             raise TooManyRequests(f"too many {what}; try again in {retry_after} s", retry_after)
         self.count(key)
 
+    def _key(self, key: str) -> str:
+        return key if self.keyed is None else self.keyed(key)
+
     def blocked_for(self, key: str) -> int | None:
         """Seconds until `key` may have another event; None when it may now. Counts nothing."""
-        events = self._events.get(key)
+        events = self._events.get(self._key(key))
         if self.limit == 0 or not events:
             return None
         now = self.clock()
@@ -70,6 +76,7 @@ class RateLimiter:
 
     def count(self, key: str, now: float | None = None) -> float:
         """Record one event for `key` (whether or not it is over the limit); its time."""
+        key = self._key(key)
         now = self._record(key, now)
         if self.relay is not None and self.limit != 0:
             self.relay("+", key, now)
@@ -86,6 +93,7 @@ class RateLimiter:
 
     def uncount(self, key: str, stamp: float) -> None:
         """Take back one event of `key` recorded at `stamp` (if it is still there)."""
+        key = self._key(key)
         self._remove(key, stamp)
         if self.relay is not None and self.limit != 0:
             self.relay("-", key, stamp)
@@ -99,15 +107,20 @@ class RateLimiter:
     def heard(self, sender: object, op: str, key: str, stamp: float) -> None:
         """Another process counted an event (`op` "+", counted here at this moment) or took
         one back ("-", the one it counted at `stamp`)."""
+        key = key[:LOGIN_KEY_LENGTH]
         remote = (sender, stamp, key)
         if op == "+":
-            self._remote[remote] = self._record(key)
-            if len(self._remote) > MAX_REMOTE:
+            here = self._remote[remote] = self._record(key)
+            # Forget what left the window (never taken back: failures), and past MAX_REMOTE.
+            while self._remote and (
+                len(self._remote) > MAX_REMOTE
+                or next(iter(self._remote.values())) <= here - self.window
+            ):
                 self._remote.popitem(last=False)
         elif op == "-":
-            here = self._remote.pop(remote, None)
-            if here is not None:
-                self._remove(key, here)
+            counted = self._remote.pop(remote, None)
+            if counted is not None:
+                self._remove(key, counted)
 
     def _forget_idle(self, now: float) -> None:
         idle = [k for k, v in self._events.items() if not v or v[-1] <= now - self.window]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -60,6 +59,8 @@ class SharedHub(EventHub):
         self._heartbeat = asyncio.create_task(self._beat(), name="smsgw-hub-heartbeat")
 
     async def stop(self) -> None:
+        """Stop the heartbeat, and tell the others at once what is left here (the streams
+        are ended on stop: the others stop sending this process its phones' events)."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -67,6 +68,7 @@ class SharedHub(EventHub):
             self._heartbeat = None
         if self._announce_handle is not None:
             self._announce_handle.cancel()
+            self._announce()
 
     # Local streams: as EventHub, plus telling the others.
 
@@ -179,7 +181,7 @@ class SharedHub(EventHub):
             view.phones[device_id] = (int(user_id), int(streams))
         view.parts_seen += 1
         if view.parts_seen == parts:
-            view.heard = time.monotonic()
+            view.heard = self.clock()
             self._views[sender] = self._incoming.pop(sender)
             self._reindex()
 
@@ -214,7 +216,7 @@ class SharedHub(EventHub):
             self.bus.broadcast(["r", self._generation, index, len(parts), part])
 
     def _expire(self) -> None:
-        oldest = time.monotonic() - EXPIRY_SECONDS
+        oldest = self.clock() - EXPIRY_SECONDS
         gone = [node for node, view in self._views.items() if view.heard < oldest]
         for node in gone:
             del self._views[node]
