@@ -367,7 +367,10 @@ def test_with_three_nodes_every_webhook_event_reaches_the_receiver_once(
 ) -> None:
     receiver = Receiver().start()
     try:
-        with running(pg_cluster, tmp_path, 3, SMSGW_WORKER_INTERVAL_SECONDS="0.5") as nodes:
+        # A request that times out is sent again (the receiver may have had it): with a
+        # loaded machine's slow answers kept from counting as lost, every event goes once.
+        slow_ok = {"SMSGW_WORKER_INTERVAL_SECONDS": "0.5", "SMSGW_WEBHOOKS_TIMEOUT_SECONDS": "30"}
+        with running(pg_cluster, tmp_path, 3, **slow_ok) as nodes:
             account = nodes.account
 
             async def scenario() -> None:
@@ -388,7 +391,13 @@ def test_with_three_nodes_every_webhook_event_reaches_the_receiver_once(
                     await eventually(all_heard, within=180, what="120 webhook events")
                     await asyncio.sleep(1.0)  # a second delivery of any would show by now
                     bodies = [request.json() for request in receiver.requests]
-                    assert Counter(body["id"] for body in bodies).most_common(1)[0][1] == 1
+                    twice = [i for i, n in Counter(body["id"] for body in bodies).items() if n > 1]
+                    if twice:  # say how: the attempts smsgw recorded for those events
+                        hooks = (await apis[0].get("/webhooks")).json()
+                        logs = [(await apis[0].get(f"/webhooks/{h['id']}/deliveries")).json()
+                                for h in hooks]  # fmt: skip
+                        attempts = [a for log in logs for a in log if a.get("eventId") in twice]
+                        raise AssertionError(f"delivered more than once: {twice}: {attempts}")
                     pairs = Counter((b["event"], b["payload"]["messageId"]) for b in bodies)
                     expected = {(e, m) for e in ("sms:sent", "sms:delivered") for m in sent}
                     assert set(pairs) == expected and set(pairs.values()) == {1}

@@ -310,7 +310,8 @@ def test_a_delivery_cut_by_a_stop_of_smsgw_is_sent_again_after_the_restart(
     with running(settings) as live:
 
         async def after_restart() -> None:
-            await eventually(lambda: len(receiver.delivered()) == 2, within=30)
+            # Due again once its lease has run out: 2 x 3 s + 15 s after it was taken.
+            await eventually(lambda: len(receiver.delivered()) == 2, within=90)
             api = Api(live, Account("owner", "correct horse battery"))
             log = await api.finished_deliveries("h", 1)
             assert [a["statusCode"] for a in log] == [200, None]

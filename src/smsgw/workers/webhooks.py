@@ -30,8 +30,10 @@ from smsgw.webhooks.repository import Due
 from smsgw.webhooks.service import signing_key_of
 
 log = logging.getLogger("smsgw.webhooks")
-#: A taken delivery is due again this long after twice the request timeout (a crash).
-LEASE_MARGIN_SECONDS = 5
+#: A taken delivery is due again this long after twice the request timeout (a crash). The
+#: margin covers writing the outcome, which may wait for the write lock: with several nodes
+#: on PostgreSQL, for the others' writes too; past the lease another node would send again.
+LEASE_MARGIN_SECONDS = 15
 PRUNE_EVERY_SECONDS = 3600
 EXPIRE_EVERY_SECONDS = 60
 
