@@ -42,16 +42,13 @@ def serving(data_dir: Path, shared: Path) -> Iterator[tuple[LiveServer, int]]:
     """`smsgw serve` as its own process, with the metrics directory in its environment."""
     port = free_port()
     settings = make_settings(data_dir)
-    env = (
-        os.environ
-        | database_environment(settings)
-        | {
-            "SMSGW_DATA_DIR": str(data_dir),
-            "SMSGW_PORT": str(port),
-            "SMSGW_BOOTSTRAP_ACCOUNT": "false",
-            metrics.MULTIPROC_DIR: str(shared),
-        }
-    )
+    env = os.environ | {
+        **database_environment(settings),
+        "SMSGW_DATA_DIR": str(data_dir),
+        "SMSGW_PORT": str(port),
+        "SMSGW_BOOTSTRAP_ACCOUNT": "false",
+        metrics.MULTIPROC_DIR: str(shared),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "smsgw", "serve"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
