@@ -161,11 +161,11 @@ def database_rows(settings: Settings, sql: str, params: Sequence[Any] = ()) -> l
 
         from smsgw.db.postgres import connect_arguments, placeholders
 
-        with psycopg.connect(**connect_arguments(url)) as conn:
-            cursor = conn.execute(placeholders(sql), tuple(params))
+        with psycopg.connect(**connect_arguments(url)) as server:
+            cursor = server.execute(placeholders(sql), tuple(params))
             return cursor.fetchall() if cursor.description is not None else []
-    with closing(sqlite3.connect(make_url(url).database or "")) as conn, conn:
-        return conn.execute(sql, tuple(params)).fetchall()
+    with closing(sqlite3.connect(make_url(url).database or "")) as file, file:
+        return file.execute(sql, tuple(params)).fetchall()
 
 
 def database_environment(settings: Settings) -> dict[str, str]:

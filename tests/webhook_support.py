@@ -68,7 +68,7 @@ def drained(settings: Settings) -> Callable[[], Awaitable[bool]]:
         [(pending,)] = database_rows(
             settings, "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'"
         )
-        return open_exports == 0 and pending == 0
+        return int(open_exports) == 0 and int(pending) == 0
 
     return check
 
