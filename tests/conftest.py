@@ -6,18 +6,21 @@ import asyncio
 import gc
 import os
 import socket
+import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 
 from smsgw.accounts import passwords
 from smsgw.accounts import service as accounts
@@ -128,6 +131,9 @@ _postgresql: Callable[[Path], str] | None = None
 def _engine_of_the_test(engine: str, request: pytest.FixtureRequest) -> Iterator[None]:
     global _postgresql
     if engine == "postgresql":
+        sqlite_only = request.node.get_closest_marker("sqlite_only")
+        if sqlite_only is not None:
+            pytest.skip(f"about SQLite itself: {sqlite_only.args[0]}")
         cluster: pgcluster.Cluster = request.getfixturevalue("pg_cluster")
         made: dict[Path, str] = {}
 
@@ -142,6 +148,32 @@ def _engine_of_the_test(engine: str, request: pytest.FixtureRequest) -> Iterator
         yield
     finally:
         _postgresql = None
+
+
+def database_rows(settings: Settings, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Run one statement, with `?` placeholders, on the settings' database (SQLite's file or
+    PostgreSQL) in a transaction of its own, committed; its rows (none when it returns none).
+    Values come as each driver gives them: a timestamp is text on SQLite, a datetime on
+    PostgreSQL."""
+    url = settings.resolved_database_url
+    if settings.database_scheme == "postgresql":
+        import psycopg
+
+        from smsgw.db.postgres import connect_arguments, placeholders
+
+        with psycopg.connect(**connect_arguments(url)) as server:
+            cursor = server.execute(placeholders(sql), tuple(params))
+            return cursor.fetchall() if cursor.description is not None else []
+    with closing(sqlite3.connect(make_url(url).database or "")) as file, file:
+        return file.execute(sql, tuple(params)).fetchall()
+
+
+def database_environment(settings: Settings) -> dict[str, str]:
+    """What an `smsgw` process needs in its environment to use the settings' database, beside
+    SMSGW_DATA_DIR: SMSGW_DATABASE_URL, when the test runs on PostgreSQL."""
+    if settings.database_url is None:
+        return {}
+    return {"SMSGW_DATABASE_URL": settings.database_url}
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from smsgw.accounts.errors import BadLogin, LoginTaken, UnknownLogin, WeakPasswo
 from smsgw.accounts.passwords import CredentialCache, hash_password, verify_password
 from smsgw.config import Settings
 from smsgw.db import migrate
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, database_for
 from tests.conftest import Account, LiveServer
 
 T = TypeVar("T")
@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 def in_db(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
     async def run() -> T:
-        db = Database(settings)
+        db = database_for(settings)
         try:
             return await action(db)
         finally:

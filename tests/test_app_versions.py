@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from smsgw.cli import app
 from smsgw.devices import appversion
-from tests.conftest import Account, LiveServer, running
+from tests.conftest import Account, LiveServer, database_environment, running
 from tests.fakes.phone import SimulatedPhone
 from tests.fakes.phone_webhooks import EVENT_SINCE, app_events
 from tests.web_support import Dashboard
@@ -205,7 +205,12 @@ def test_the_dashboard_says_when_a_phone_only_polls(hub_server: LiveServer) -> N
     [new_row] = [row for row in rows if "1.53.0" in row]
     assert "Polls only every 15 minutes" in old_row and "Polls only" not in new_row
     web.close()
-    env = {"SMSGW_DATA_DIR": str(hub_server.settings.data_dir), "COLUMNS": "250"}
+    settings = hub_server.settings
+    env = {
+        **database_environment(settings),
+        "SMSGW_DATA_DIR": str(settings.data_dir),
+        "COLUMNS": "250",
+    }
     listed = CliRunner().invoke(app, ["devices", "list", "--user", owner.login], env=env)
     assert listed.exit_code == 0, listed.output
     assert "1.52.0 (polls only)" in listed.output and "1.53.0 " in listed.output

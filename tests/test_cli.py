@@ -15,12 +15,18 @@ import pytest
 from typer.testing import CliRunner
 
 from smsgw.cli import app
-from tests.conftest import free_port
+from tests.conftest import database_environment, free_port, make_settings
+
+
+def environment(data_dir: Path) -> dict[str, str]:
+    """The environment of an `smsgw` command on the test's database (SQLite in `data_dir`,
+    or PostgreSQL)."""
+    return {"SMSGW_DATA_DIR": str(data_dir), **database_environment(make_settings(data_dir))}
 
 
 @pytest.fixture
 def cli(tmp_path: Path) -> tuple[CliRunner, dict[str, str]]:
-    return CliRunner(), {"SMSGW_DATA_DIR": str(tmp_path / "data")}
+    return CliRunner(), environment(tmp_path / "data")
 
 
 def invoke(cli: tuple[CliRunner, dict[str, str]], *args: str, code: int = 0) -> str:
@@ -86,7 +92,8 @@ def test_send_refuses_bad_numbers_and_unknown_users(cli: tuple[CliRunner, dict[s
 
 def test_db_upgrade_says_created_then_up_to_date(cli: tuple[CliRunner, dict[str, str]]) -> None:
     assert "database created" in invoke(cli, "db", "upgrade")
-    assert Path(cli[1]["SMSGW_DATA_DIR"], "smsgw.db").exists()
+    if "SMSGW_DATABASE_URL" not in cli[1]:  # SQLite's file, in the data directory
+        assert Path(cli[1]["SMSGW_DATA_DIR"], "smsgw.db").exists()
     assert "database is up to date" in invoke(cli, "db", "upgrade")
 
 
@@ -120,7 +127,7 @@ def test_a_postgresql_server_that_cannot_be_reached_is_named_in_one_line(
 
 def test_serve_first_start_prints_an_account_and_a_command_that_work(tmp_path: Path) -> None:
     port = free_port()
-    env = os.environ | {"SMSGW_DATA_DIR": str(tmp_path / "data"), "SMSGW_PORT": str(port)}
+    env = os.environ | environment(tmp_path / "data") | {"SMSGW_PORT": str(port)}
     process = subprocess.Popen(
         [sys.executable, "-m", "smsgw", "serve"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -12,8 +12,8 @@ import pytest
 
 from smsgw.config import Settings
 from smsgw.db import migrate
-from smsgw.db.engine import Database, Unit, UnitConnection
-from tests.conftest import Account, LiveServer, make_settings, running
+from smsgw.db.engine import Database, Unit, UnitConnection, database_for
+from tests.conftest import Account, LiveServer, database_rows, make_settings, running
 
 
 def put(key: str, fail: bool = False) -> Unit[str]:
@@ -47,12 +47,15 @@ def test_a_failing_unit_of_a_batch_is_rolled_back_alone(settings: Settings) -> N
     migrate.upgrade(settings)
 
     def stored() -> set[str]:
-        with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
-            return {row[0] for row in conn.execute("SELECT key FROM system_values")}
+        return {row[0] for row in database_rows(settings, "SELECT key FROM system_values")}
 
-    assert_only_the_failing_unit_is_lost(Database(settings), stored)
+    assert_only_the_failing_unit_is_lost(database_for(settings), stored)
 
 
+@pytest.mark.sqlite_only(
+    "SQLite's one write lock, held by another connection; PostgreSQL has none such, and its "
+    "units await the server without holding the event loop"
+)
 def test_a_batch_waits_for_the_lock_another_process_holds_without_stalling_the_loop(
     settings: Settings,
 ) -> None:

@@ -69,7 +69,8 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
     data_dir = tmp_path_factory.mktemp("sqlite") / "data"
     receiver = Receiver().start()
     try:
-        with running(hub_settings(data_dir)) as server:
+        # SQLite whatever engine the tests run on (SMSGW_TEST_ENGINE): the source of a copy
+        with running(hub_settings(data_dir, database_url=None)) as server:
             owner = server.create_user("owner")
             made: list[Installation] = []
             run(lambda: _fill(server, owner, receiver, made))
@@ -328,7 +329,7 @@ def test_a_source_that_is_not_a_current_sqlite_installation_is_refused(
     line = error_line(copy(nothing, "--to", target, code=1))
     assert line == f"error: no SQLite database at {nothing / 'smsgw.db'}"
     assert not nothing.exists()  # not created by looking
-    older = make_settings(tmp_path / "older")
+    older = make_settings(tmp_path / "older", database_url=None)  # SQLite, as any source
     migrate.upgrade(older, "0008")
     line = error_line(copy(older.data_dir, "--to", target, code=1))
     assert "is not this smsgw's newest: run `smsgw db upgrade` on it first" in line

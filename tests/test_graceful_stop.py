@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from smsgw.app import cancel_and_wait
-from tests.conftest import Account, create_account, free_port, make_settings
+from tests.conftest import Account, create_account, database_environment, free_port, make_settings
 from tests.test_mobile_api import APP, MOBILE, basic, register
 
 PHONES = 3
@@ -27,6 +27,7 @@ STOP_BOUND = 4.0
 
 def start(data_dir: Path, port: int, workers: int) -> subprocess.Popen[str]:
     env = os.environ | {
+        **database_environment(make_settings(data_dir)),
         "SMSGW_DATA_DIR": str(data_dir),
         "SMSGW_PORT": str(port),
         "SMSGW_WORKERS": str(workers),

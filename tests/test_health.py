@@ -5,13 +5,16 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
-from smsgw.config import SettingsError, load_settings
+from smsgw.config import Settings, SettingsError, load_settings
+from smsgw.db.postgres import WRITE_LOCK, connect_arguments
 from tests.conftest import LiveServer, make_settings, running
 
 PROBES = ("/health", "/health/live", "/health/ready", "/health/startup")
@@ -65,11 +68,65 @@ def test_every_probe_passes_at_the_root_and_under_the_api_without_auth(
     assert "checks" not in probe(server, "/health/startup")[1]
 
 
+@contextmanager
+def database_out_of_reach(settings: Settings) -> Iterator[None]:
+    """For the block, no session of the database can be opened: SQLite's file is gone from
+    where the server opens it; PostgreSQL's database refuses new sessions."""
+    if settings.database_scheme == "sqlite":
+        data = settings.data_dir
+        moved = data.with_name("moved-away")
+        data.rename(moved)
+        try:
+            yield
+        finally:
+            moved.rename(data)
+        return
+    database = connect_arguments(settings.resolved_database_url)["dbname"]
+    with postgresql_admin(settings, "postgres") as admin:  # not the database it closes
+        name = psycopg.sql.Identifier(database)
+        admin.execute(psycopg.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
+        try:
+            yield
+        finally:
+            admin.execute(psycopg.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name))
+
+
+@contextmanager
+def write_lock_held(settings: Settings) -> Iterator[None]:
+    """For the block, another process holds the lock every writer of the database takes:
+    SQLite's (BEGIN IMMEDIATE), or on PostgreSQL the advisory lock of smsgw's writers
+    (db/postgres.WRITE_LOCK)."""
+    if settings.database_scheme == "sqlite":
+        blocker = sqlite3.connect(settings.data_dir / "smsgw.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        return
+    with postgresql_admin(settings) as admin:
+        admin.execute(f"SELECT pg_advisory_lock({WRITE_LOCK})")
+        try:
+            yield
+        finally:
+            admin.execute(f"SELECT pg_advisory_unlock({WRITE_LOCK})")
+
+
+@contextmanager
+def postgresql_admin(
+    settings: Settings, database: str | None = None
+) -> Iterator[psycopg.Connection[Any]]:
+    """A session of the test's PostgreSQL server (on its database, or `database`), in
+    autocommit, beside the server's."""
+    arguments = connect_arguments(settings.resolved_database_url)
+    with psycopg.connect(**arguments | ({"dbname": database} if database else {})) as conn:
+        conn.autocommit = True
+        yield conn
+
+
 def test_readiness_fails_while_the_database_cannot_be_opened(server: LiveServer) -> None:
-    data = server.settings.data_dir
-    moved = data.with_name("moved-away")
-    data.rename(moved)  # the database file is gone from where the server opens it
-    try:
+    with database_out_of_reach(server.settings):
         for path in ("/health", "/health/ready", "/api/3rdparty/v1/health"):
             status, body = probe(server, path)
             assert status == 503, body
@@ -77,8 +134,6 @@ def test_readiness_fails_while_the_database_cannot_be_opened(server: LiveServer)
             assert body["checks"]["db:ping"]["status"] == "fail"
         assert probe(server, "/health")[1]["checks"]["db:ping"]["observedValue"] >= 3
         assert probe(server, "/health/live")[0] == 200  # the process itself is fine
-    finally:
-        moved.rename(data)
     status, body = probe(server)
     assert status == 200, body
     assert body["checks"]["db:ping"]["observedValue"] == 0
@@ -93,9 +148,7 @@ def test_liveness_and_readiness_fail_while_the_worker_is_stalled(quick: LiveServ
                                             "ttl": 5})  # fmt: skip
         assert sent.status_code == 200, sent.text
     # ...and another process holds the write lock: the worker's rounds block on it.
-    blocker = sqlite3.connect(quick.settings.data_dir / "smsgw.db", isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
-    try:
+    with write_lock_held(quick.settings):
         body = until(quick, "/health/live", 503)
         assert body["checks"]["worker:loop"]["status"] == "fail"
         assert body["checks"]["worker:loop"]["observedValue"] >= 1
@@ -103,9 +156,6 @@ def test_liveness_and_readiness_fail_while_the_worker_is_stalled(quick: LiveServ
         assert status == 503
         assert ready["checks"]["db:ping"]["status"] == "pass"
         assert ready["checks"]["worker:loop"]["status"] == "fail"
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     until(quick, "/health/live", 200)
 
 

@@ -3,13 +3,17 @@ URL are taken for `SMSGW_HOOK_URL_GRACE_SECONDS`, then refused."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from smsgw.config import Settings
+from smsgw.db.engine import database_for
 from smsgw.domain import clock
+from smsgw.tokens import rotation
 from tests.conftest import Account, LiveServer, running
 from tests.fakes.phone import Credentials
 from tests.webhook_support import Api, eventually, hub_settings, phone, run, started, until
@@ -86,10 +90,27 @@ def test_posts_to_a_hook_url_from_before_a_rotation_are_taken_during_the_grace_p
         run(scenario)
 
 
+def forget_the_recorded_secret(settings: Settings) -> None:
+    """As `smsgw tokens forget-secret`: on PostgreSQL, a node with another secret than the
+    recorded one, and no previous one naming it, starts only once it is forgotten."""
+
+    async def forget() -> None:
+        db = database_for(settings)
+        try:
+            assert await rotation.forget(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(forget())
+
+
 def test_without_the_previous_secret_the_old_hook_urls_are_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"
     owner, credentials, old_hooks = first_life(data)
-    with running(hub_settings(data, jwt_secret=NEW)) as server:
+    rotated = hub_settings(data, jwt_secret=NEW)
+    if rotated.database_scheme == "postgresql":
+        forget_the_recorded_secret(rotated)
+    with running(rotated) as server:
 
         async def scenario() -> None:
             device = phone(server, owner, credentials=credentials, webhook_retries=1)

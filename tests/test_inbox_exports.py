@@ -6,7 +6,6 @@ covering known and new messages, individual re-sends of known ones, or nothing e
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from smsgw.config import Settings
-from tests.conftest import running
+from tests.conftest import database_rows, running
 from tests.fakes.phone import SimulatedPhone
 from tests.fakes.phone_webhooks import InboxSms
 from tests.fakes.receiver import Receiver
@@ -39,9 +38,10 @@ def export_settings(data_dir: Path, settle: float = 0.5, **overrides: object) ->
 
 
 def export_states(settings: Settings) -> list[str]:
-    """The state of every recorded export, oldest first (read from the database file)."""
-    with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
-        return [state for (state,) in conn.execute("SELECT state FROM inbox_exports ORDER BY id")]
+    """The state of every recorded export, oldest first (read from the database)."""
+    return [
+        state for (state,) in database_rows(settings, "SELECT state FROM inbox_exports ORDER BY id")
+    ]
 
 
 def missed(device: SimulatedPhone, count: int, start: datetime) -> list[InboxSms]:
@@ -240,10 +240,8 @@ def test_a_refresh_for_an_offline_phone_reaches_it_when_it_connects(tmp_path: Pa
 
             gone = asyncio.run(before())
         # Never sent to a phone, so it could not settle (only requested exports do).
-        with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
-            assert list(conn.execute("SELECT state, requested_at FROM inbox_exports")) == [
-                ("open", None)
-            ]
+        exports = database_rows(settings, "SELECT state, requested_at FROM inbox_exports")
+        assert exports == [("open", None)]
         assert receiver.delivered() == []
         with running(settings) as live:
 

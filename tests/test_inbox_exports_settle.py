@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -18,11 +17,11 @@ import pytest
 from smsgw.api.mobile import events as event_stream
 from smsgw.config import Settings
 from smsgw.db import migrate
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, database_for
 from smsgw.events.hub import EventHub
 from smsgw.inbox import exports, repository
 from smsgw.workers.webhooks import PRUNE_EVERY_SECONDS, WebhookWorker
-from tests.conftest import running
+from tests.conftest import database_rows, running
 from tests.test_inbox_exports import BASE, export_settings, export_states, posted_settled, refresh
 from tests.webhook_support import Api, phone, run, started, until
 
@@ -62,22 +61,21 @@ def recorded(
 
 
 def requested_count(settings: Settings) -> int:
-    with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
-        query = "SELECT count(*) FROM inbox_exports WHERE requested_at IS NOT NULL"
-        [(count,)] = conn.execute(query)
+    query = "SELECT count(*) FROM inbox_exports WHERE requested_at IS NOT NULL"
+    [(count,)] = database_rows(settings, query)
     return int(count)
 
 
 def outbox_events(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
     """(event, payload) of every event in the outbox, in the order written."""
-    with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
-        rows = conn.execute("SELECT event, payload FROM webhook_events ORDER BY id")
-        return [(event, json.loads(payload)) for event, payload in rows]
+    # as text: a JSON column is read back as text on SQLite, decoded on PostgreSQL
+    query = "SELECT event, CAST(payload AS TEXT) FROM webhook_events ORDER BY id"
+    return [(event, json.loads(payload)) for event, payload in database_rows(settings, query)]
 
 
 def with_db(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
     async def scenario() -> Any:
-        db = Database(settings)
+        db = database_for(settings)
         try:
             return await work(db)
         finally:
@@ -103,7 +101,7 @@ def test_two_processes_settling_at_once_close_an_export_once(
 
     async def scenario() -> list[int]:
         both.append(asyncio.Barrier(2))
-        one, two = Database(settings), Database(settings)
+        one, two = database_for(settings), database_for(settings)
         try:
             results = await asyncio.gather(
                 exports.settle(one, 0, deliver=True), exports.settle(two, 0, deliver=True)
@@ -209,13 +207,11 @@ def test_exports_no_longer_open_are_pruned_with_the_webhook_events(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = recorded(tmp_path, ["sms:batch:received"], ["a"], refreshes=3)
-    with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
-        conn.execute("UPDATE inbox_exports SET state = 'expired' WHERE id = 2")
-        conn.execute("UPDATE inbox_exports SET last_activity_at = '2100-01-01' WHERE id = 3")
+    database_rows(settings, "UPDATE inbox_exports SET state = 'expired' WHERE id = 2")
+    database_rows(settings, "UPDATE inbox_exports SET last_activity_at = '2100-01-01' WHERE id = 3")
     assert with_db(settings, lambda db: exports.settle(db, 0, deliver=True)) == 1
     assert export_states(settings) == ["done", "expired", "open"]
-    with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
-        conn.execute("UPDATE inbox_exports SET created_at = '2000-01-01 00:00:00.000000'")
+    database_rows(settings, "UPDATE inbox_exports SET created_at = '2000-01-01 00:00:00.000000'")
 
     async def prune(db: Database) -> None:
         worker = WebhookWorker(settings, db)

@@ -16,7 +16,7 @@ from sqlalchemy import insert
 from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.base import table_of
-from smsgw.db.engine import Database, UnitConnection
+from smsgw.db.engine import UnitConnection, database_for
 from smsgw.logs import service as logs
 from smsgw.logs.models import LogEntry
 from tests.conftest import Account, LiveServer, create_account, make_settings, running
@@ -153,7 +153,7 @@ def _seed(settings: Settings, login: str, ages_in_days: list[float]) -> None:
     create_account(settings, login, "correct horse battery")
 
     async def insert_entries() -> None:
-        db = Database(settings)
+        db = database_for(settings)
         now = datetime.now(UTC)
         rows = [
             {"user_id": 1, "created_at": now - timedelta(days=age), "module": "messages",
@@ -196,7 +196,7 @@ def test_an_entry_recorded_in_a_unit_of_work_is_listed(
         )
 
     async def write() -> None:
-        db = Database(server.settings)
+        db = database_for(server.settings)
         try:
             await db.write_unit(unit)
         finally:

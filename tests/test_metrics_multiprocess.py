@@ -21,9 +21,9 @@ from smsgw import metrics
 from smsgw.app import create_app
 from smsgw.config import Settings
 from smsgw.db import migrate
-from smsgw.db.engine import Database
+from smsgw.db.engine import database_for
 from smsgw.events.hub import EventHub
-from tests.conftest import LiveServer, free_port, make_settings
+from tests.conftest import LiveServer, database_environment, free_port, make_settings
 from tests.test_metrics import Samples, requests, scrape, value
 
 API = "/api/3rdparty/v1"
@@ -41,7 +41,9 @@ STATE_GAUGES = (
 def serving(data_dir: Path, shared: Path) -> Iterator[tuple[LiveServer, int]]:
     """`smsgw serve` as its own process, with the metrics directory in its environment."""
     port = free_port()
+    settings = make_settings(data_dir)
     env = os.environ | {
+        **database_environment(settings),
         "SMSGW_DATA_DIR": str(data_dir),
         "SMSGW_PORT": str(port),
         "SMSGW_BOOTSTRAP_ACCOUNT": "false",
@@ -51,7 +53,7 @@ def serving(data_dir: Path, shared: Path) -> Iterator[tuple[LiveServer, int]]:
         [sys.executable, "-m", "smsgw", "serve"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    live = LiveServer(f"http://127.0.0.1:{port}", make_settings(data_dir))
+    live = LiveServer(f"http://127.0.0.1:{port}", settings)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -79,7 +81,7 @@ def local_exposition(settings: Settings) -> Samples:
     """What /metrics answers, built here by the function the endpoint uses."""
 
     async def build() -> bytes:
-        db = Database(settings)
+        db = database_for(settings)
         try:
             return await metrics.exposition(db, EventHub())
         finally:

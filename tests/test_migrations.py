@@ -26,6 +26,7 @@ def test_upgrade_creates_every_table(settings: Settings) -> None:
     assert migrate.current_tables(settings) >= TABLES
 
 
+@pytest.mark.sqlite_only("SQLite's PRAGMAs: journal mode, sync, foreign keys, busy timeout")
 def test_the_database_runs_in_wal_mode_with_full_sync_and_foreign_keys(settings: Settings) -> None:
     migrate.upgrade(settings)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Account, LiveServer
+from tests.test_cli import environment
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -101,10 +102,7 @@ def test_the_python_snippet_of_the_readme_works(server: LiveServer, alice: Accou
 
 
 def test_the_cli_lines_of_the_readme_work(tmp_path: Path) -> None:
-    env = os.environ | {
-        "SMSGW_DATA_DIR": str(tmp_path / "data"),
-        "SMSGW_BOOTSTRAP_ACCOUNT": "false",
-    }
+    env = os.environ | environment(tmp_path / "data") | {"SMSGW_BOOTSTRAP_ACCOUNT": "false"}
     found: dict[str, str] = {}
     lines = commands(README, ".venv/bin/smsgw")
     assert len(lines) >= 8

@@ -184,11 +184,11 @@ def test_a_passphrase_stored_before_it_was_refused_never_reaches_phones(
     from smsgw.accounts import service as accounts
     from smsgw.accountsettings import repository
     from smsgw.accountsettings import service as account_settings
-    from smsgw.db.engine import Database
+    from smsgw.db.engine import database_for
     from smsgw.domain import clock
 
     async def scenario() -> None:
-        db = Database(server.settings)
+        db = database_for(server.settings)
         try:
             user_id = await accounts.user_id_of(db, alice.login)
             legacy = {"encryption": {"passphrase": "old"}, "ping": {"interval_seconds": None}}

@@ -24,7 +24,15 @@ from android_sms_gateway.errors import UnauthorizedError
 from smsgw.config import Settings
 from smsgw.domain.clock import parse_timestamp
 from smsgw.tokens.secret import FILE_NAME
-from tests.conftest import API, Account, LiveServer, free_port, make_settings, running
+from tests.conftest import (
+    API,
+    Account,
+    LiveServer,
+    database_environment,
+    free_port,
+    make_settings,
+    running,
+)
 
 NUMBER = "+12025550100"
 SEND_AND_READ = ["messages:send", "messages:read", "messages:list", "tokens:manage"]
@@ -255,6 +263,7 @@ def server_process(
     `output` takes what it prints (its access log at `log_level="info"`)."""
     port = free_port()
     env = os.environ | {
+        **database_environment(settings),
         "SMSGW_DATA_DIR": str(settings.data_dir),
         "SMSGW_PORT": str(port),
         "SMSGW_BOOTSTRAP_ACCOUNT": "false",

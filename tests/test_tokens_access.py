@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from smsgw.config import Settings
-from tests.conftest import Account, LiveServer
+from tests.conftest import Account, LiveServer, database_environment
 from tests.test_tokens import bearer, issue, server_process
 from tests.web_support import Dashboard
 
@@ -24,6 +24,7 @@ SEND = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "Hi"}}
 def smsgw(settings: Settings, *args: str, code: int = 0) -> str:
     """The `smsgw` command in a process of its own on the server's data directory."""
     env = os.environ | {
+        **database_environment(settings),
         "SMSGW_DATA_DIR": str(settings.data_dir),
         "SMSGW_BOOTSTRAP_ACCOUNT": "false",
         "COLUMNS": "200",  # an operator's terminal: Rich cuts columns to fit 80

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 
 from smsgw.config import Settings
-from tests.conftest import Account, LiveServer, make_settings
+from tests.conftest import Account, LiveServer, database_rows, make_settings
 from tests.fakes.phone import SimulatedPhone
 
 MOBILE = "/api/mobile/v1"
@@ -63,23 +62,24 @@ def drained(settings: Settings) -> Callable[[], Awaitable[bool]]:
     counts as pending), so nothing more reaches a receiver unless a phone posts again."""
 
     async def check() -> bool:
-        with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
-            [(open_exports,)] = conn.execute(
-                "SELECT count(*) FROM inbox_exports WHERE state = 'open'"
-            )
-            [(pending,)] = conn.execute(
-                "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'"
-            )
-        return open_exports == 0 and pending == 0
+        [(open_exports,)] = database_rows(
+            settings, "SELECT count(*) FROM inbox_exports WHERE state = 'open'"
+        )
+        [(pending,)] = database_rows(
+            settings, "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'"
+        )
+        return int(open_exports) == 0 and int(pending) == 0
 
     return check
 
 
 def export_count(settings: Settings, device_id: str | None = None) -> int:
     """How many inbox exports were recorded (for one phone, when given)."""
-    with sqlite3.connect(settings.data_dir / "smsgw.db") as conn:
-        query = "SELECT count(*) FROM inbox_exports WHERE ? IS NULL OR device_id = ?"
-        [(count,)] = conn.execute(query, (device_id, device_id))
+    if device_id is None:
+        [(count,)] = database_rows(settings, "SELECT count(*) FROM inbox_exports")
+    else:
+        query = "SELECT count(*) FROM inbox_exports WHERE device_id = ?"
+        [(count,)] = database_rows(settings, query, (device_id,))
     return int(count)
 
 
