@@ -253,7 +253,8 @@ class PostgresDatabase(Database):
                     from psycopg_pool import AsyncConnectionPool
 
                     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                        kwargs=self._arguments,
+                        # Batches open their transactions themselves (_run_batch).
+                        kwargs=self._arguments | {"autocommit": True},
                         min_size=1,
                         max_size=self._size,
                         open=False,
@@ -275,8 +276,13 @@ class PostgresDatabase(Database):
             await conn.execute("SELECT 1")
 
     async def read_unit(self, work: Unit[T]) -> T:
+        """`work` on a pooled connection in autocommit: each statement its own transaction,
+        with no BEGIN and COMMIT of one round trip each around it (the credential and token
+        lookups of every request are a single SELECT). At PostgreSQL's READ COMMITTED every
+        statement of a transaction takes a snapshot of its own anyway, so a unit of several
+        reads sees no less consistency than it would in one."""
         pool = await self._units_pool()
-        async with pool.connection() as conn, conn.transaction():
+        async with pool.connection() as conn:
             return await work(PostgresUnit(conn))
 
     async def _run_batch(self, works: list[Unit[Any]]) -> list[tuple[bool, Any]]:
