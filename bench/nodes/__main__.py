@@ -233,9 +233,11 @@ def summarise_scale(loads: list[Load], rounds: int, counts: int) -> dict[str, An
 def summarise_wake(sides: dict[str, wake.Side]) -> dict[str, Any]:
     summary: dict[str, Any] = {name: side.summary() for name, side in sides.items()}
     other, same = summary["other node"], summary["same node"]
-    for key in ("after_request_p50_ms", "after_request_p99_ms"):
+    for key in ("after_answer_p50_ms", "after_answer_p99_ms", "after_request_p50_ms",
+                "after_request_p99_ms"):  # fmt: skip
         if other.get(key) and same.get(key):
             summary[f"ratio_{key}"] = round(other[key] / same[key], 2)
+            summary[f"added_{key}"] = round(other[key] - same[key], 3)
     print("\nwake: send -> MessageEnqueued on the phone's stream (ms)")
     print("send on      samples missed  after answer p50/p99/max   after request p50/p99/max")
     for name in ("same node", "other node"):
@@ -246,8 +248,11 @@ def summarise_wake(sides: dict[str, wake.Side]) -> dict[str, Any]:
             f"{s.get('after_answer_max_ms', 0):7.2f}   {s.get('after_request_p50_ms', 0):7.2f} "
             f"{s.get('after_request_p99_ms', 0):7.2f} {s.get('after_request_max_ms', 0):7.2f}"
         )
-    p50, p99 = summary.get("ratio_after_request_p50_ms"), summary.get("ratio_after_request_p99_ms")
-    print(f"other node / same node, from the request: p50 x{p50}, p99 x{p99}")
+    for since in ("answer", "request"):
+        ratio = [summary.get(f"ratio_after_{since}_{p}_ms") for p in ("p50", "p99")]
+        added = [summary.get(f"added_after_{since}_{p}_ms") for p in ("p50", "p99")]
+        print(f"other node against same node, from the {since}: p50 x{ratio[0]} "
+              f"(+{added[0]} ms), p99 x{ratio[1]} (+{added[1]} ms)")  # fmt: skip
     return summary
 
 
