@@ -166,7 +166,7 @@ def _engine_load(
         loader.wrk,
         loader.threads,
         loader.connections,
-        loader.postmaster if name == "postgresql" else None,
+        loader.pg if name == "postgresql" else None,
     )
     engine_loader.warm(servers, args.warmup)
     load = engine_loader.run(f"{label} {name}", servers, args.duration)
@@ -174,13 +174,15 @@ def _engine_load(
 
 
 def print_load(load: Load) -> None:
-    pg = f"{load.pg_total_ms:6.3f}" if load.pg_cpu_ms else "   n/a"
+    pg = "   n/a ms/msg"
+    if load.pg_cpu_ms:
+        pg = f"{load.pg_total_ms:6.3f} ms/msg ({load.pg_cores:.2f} cores, "
+        pg += f"{load.messages_per_wal_sync:5.1f} msg/WAL sync)"
     print(
         f"{load.label:<24} {load.nodes} node(s) {load.accepted_per_s:>8.1f} msg/s  "
         f"p50/p99 {load.latency_ms['p50']:6.1f}/{load.latency_ms['p99']:6.1f} ms  "
         f"nodes {load.node_cpu_ms:6.3f} ms/msg ({load.node_cores:.2f} cores)  "
-        f"pg {pg} ms/msg ({load.pg_cores:.2f} cores)  wrk {load.wrk_cpu_ms:5.3f}  "
-        f"other {load.other_cpu_percent:4.1f}%",
+        f"pg {pg}  wrk {load.wrk_cpu_ms:5.3f}  other {load.other_cpu_percent:4.1f}%",
         flush=True,
     )
 
@@ -211,6 +213,8 @@ def summarise_scale(loads: list[Load], rounds: int, counts: int) -> dict[str, An
                 [m.pg_total_ms / (m.pg_total_ms + m.node_cpu_ms) for m in mine]
             ),
             "p99_ms": _spread([m.latency_ms["p99"] for m in mine]),
+            "wal_syncs_per_s": _spread([m.pg_wal_syncs_per_s for m in mine]),
+            "messages_per_wal_sync": _spread([m.messages_per_wal_sync for m in mine]),
         }
     print("\nnodes  accepted msg/s (median, min-max)  x one node   node CPU ms/msg   "
           "PostgreSQL CPU ms/msg   PG share")  # fmt: skip
@@ -277,6 +281,7 @@ def summarise_engines(loads: list[Load]) -> dict[str, Any]:
             "node_cpu_ms": _spread([m.node_cpu_ms for m in mine]),
             "pg_cpu_ms": _spread([m.pg_total_ms for m in mine]),
             "p99_ms": _spread([m.latency_ms["p99"] for m in mine]),
+            "messages_per_wal_sync": _spread([m.messages_per_wal_sync for m in mine]),
         }
     print(
         f"\nPostgreSQL / SQLite ingest on one node: {_range(summary['ratio_postgresql_to_sqlite'])}"
@@ -318,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     loads: list[Load] = []
     cluster = postgres.start()
     try:
-        loader = Loader(wrk, args.threads, args.connections, postgres.postmaster_pid(cluster))
+        loader = Loader(wrk, args.threads, args.connections, postgres.PgWatch(cluster))
         info = machine() | {"postgresql": postgres_version(cluster)}
         print(f"bench.nodes: {info['postgresql']} (fsync on), parts {', '.join(args.parts)}, "
               f"wrk -t{args.threads} -c{args.connections}, {args.warmup}s warm-up + "

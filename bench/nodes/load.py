@@ -22,7 +22,7 @@ from bench.ingest.__main__ import (
     children_cpu_seconds,
     wrk_post,
 )
-from bench.nodes.postgres import PgCpu, pg_cpu
+from bench.nodes.postgres import PgCounts, PgCpu, PgWatch
 
 SPREAD_SCRIPT = Path(__file__).with_name("spread.lua")
 
@@ -47,6 +47,10 @@ class Load:
     node_cores: float = 0.0
     pg_cores: float = 0.0
     other_cpu_percent: float = 0.0
+    #: PostgreSQL's transactions committed and WAL syncs a second, messages per WAL sync.
+    pg_commits_per_s: float = 0.0
+    pg_wal_syncs_per_s: float = 0.0
+    messages_per_wal_sync: float = 0.0
 
     @property
     def accepted(self) -> int:
@@ -63,13 +67,12 @@ class Load:
 
 @dataclass
 class Loader:
-    """Drives `wrk` at the nodes given to `run`; `postmaster` is PostgreSQL's main process
-    (None on SQLite)."""
+    """Drives `wrk` at the nodes given to `run`; `pg` watches PostgreSQL (None on SQLite)."""
 
     wrk: str
     threads: int
     connections: int
-    postmaster: int | None = None
+    pg: PgWatch | None = None
 
     def warm(self, nodes: list[Server], seconds: int) -> None:
         if seconds:  # wrk refuses a zero duration
@@ -82,6 +85,7 @@ class Loader:
         with httpx.Client(base_url=nodes[0].base_url, auth=(LOGIN, PASSWORD), timeout=30) as api:
             stored_before = stored(api)
             pids = [node.pid for node in nodes]
+            counts_before = self._pg_counts()
             nodes_before, pg_before = _nodes_cpu(pids), self._pg_cpu()
             busy_before, wrk_before = machine_busy_seconds() or 0.0, children_cpu_seconds()
             raw = self._wrk(nodes, seconds)
@@ -89,6 +93,7 @@ class Loader:
             busy = (machine_busy_seconds() or 0.0) - busy_before
             wrk_used = children_cpu_seconds() - wrk_before
             count = settled(api) - stored_before
+            counts = self._pg_counts() - counts_before
         errors: dict[str, int] = raw["errors"]
         non_2xx = errors.pop("status")
         duration = raw["duration_us"] / 1e6
@@ -110,12 +115,15 @@ class Loader:
                 "background": round(pg_used.background * 1000 / accepted, 3),
                 "ended": round(pg_used.ended * 1000 / accepted, 3),
             }
-            if self.postmaster is not None
+            if self.pg is not None
             else {},
             wrk_cpu_ms=round(wrk_used * 1000 / accepted, 3),
             node_cores=round(nodes_used / duration, 2),
             pg_cores=round(pg_used.total / duration, 2),
             other_cpu_percent=round(max(other, 0) * 100 / ((os.cpu_count() or 1) * duration), 1),
+            pg_commits_per_s=round(counts.commits / duration, 1),
+            pg_wal_syncs_per_s=round(counts.wal_syncs / duration, 1),
+            messages_per_wal_sync=round(accepted / max(counts.wal_syncs, 1), 2),
         )
 
     def _wrk(self, nodes: list[Server], seconds: int) -> dict[str, Any]:
@@ -125,7 +133,10 @@ class Loader:
         return wrk_post(self.wrk, url, seconds, self.threads, self.connections, SPREAD_SCRIPT, env)
 
     def _pg_cpu(self) -> PgCpu:
-        return pg_cpu(self.postmaster) if self.postmaster is not None else PgCpu(0, 0, 0)
+        return self.pg.cpu() if self.pg is not None else PgCpu(0, 0, 0)
+
+    def _pg_counts(self) -> PgCounts:
+        return self.pg.counts() if self.pg is not None else PgCounts(0, 0, 0)
 
 
 def settled(api: httpx.Client) -> int:

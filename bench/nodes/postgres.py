@@ -1,13 +1,14 @@
 """The benchmark's PostgreSQL: a throwaway cluster from the machine's server binaries
 (tests/pgcluster.py) with PostgreSQL's durable defaults (fsync, synchronous_commit and
 full_page_writes on: a commit waits for its WAL on the disk, as SQLite's `synchronous=FULL`
-does), and the CPU time of its processes."""
+does), the CPU time of its processes, and its counts of commits and WAL syncs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 from tests import pgcluster
 
 from bench.common import cpu_seconds, process_children, reaped_cpu_seconds
@@ -73,3 +74,41 @@ def _title(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
     except OSError:
         return ""
+
+
+@dataclass
+class PgCounts:
+    """Cluster-wide counters: transactions committed, WAL syncs (fdatasync) and WAL bytes.
+    PostgreSQL's sessions report them at most once a second: over a run of several seconds
+    they are right to within about a second's worth."""
+
+    commits: int
+    wal_syncs: int
+    wal_bytes: int
+
+    def __sub__(self, other: PgCounts) -> PgCounts:
+        return PgCounts(
+            self.commits - other.commits,
+            self.wal_syncs - other.wal_syncs,
+            self.wal_bytes - other.wal_bytes,
+        )
+
+
+@dataclass
+class PgWatch:
+    """What the benchmark reads of a running cluster."""
+
+    cluster: pgcluster.Cluster
+
+    def __post_init__(self) -> None:
+        self.postmaster = postmaster_pid(self.cluster)
+
+    def cpu(self) -> PgCpu:
+        return pg_cpu(self.postmaster)
+
+    def counts(self) -> PgCounts:
+        with psycopg.connect(self.cluster.url("postgres")) as conn:
+            commits = conn.execute("SELECT sum(xact_commit) FROM pg_stat_database").fetchone()
+            wal = conn.execute("SELECT wal_sync, wal_bytes FROM pg_stat_wal").fetchone()
+        assert commits is not None and wal is not None
+        return PgCounts(int(commits[0]), int(wal[0]), int(wal[1]))
