@@ -37,8 +37,18 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(pid: int) -> float | None:
-    """CPU time of a process and of all its descendants alive now (a multi-process server)."""
+def reaped_cpu_seconds(pid: int) -> float | None:
+    """CPU time of a process's children that have ended and that it has waited for (the
+    sessions a PostgreSQL server has closed, say), from /proc; None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_children() -> dict[int, list[int]]:
+    """Every process alive now, by parent: parent pid -> its children's pids."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -46,6 +56,12 @@ def tree_cpu_seconds(pid: int) -> float | None:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return children
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time of a process and of all its descendants alive now (a multi-process server)."""
+    children = process_children()
     total, todo = None, [pid]
     while todo:
         current = todo.pop()

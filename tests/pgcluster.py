@@ -3,8 +3,10 @@
 The installed server binaries (Debian's `postgresql` package: /usr/lib/postgresql/N/bin, or
 `SMSGW_TEST_PG_BIN`) run a cluster in a fresh directory under /tmp, listening on 127.0.0.1
 only, at a free port, with durability off (fsync, synchronous_commit: a test's data need not
-survive a crash of the machine). PostgreSQL refuses to run as root; as root (CI), the server
-runs as the `postgres` user the package creates. Each test gets a database of its own.
+survive a crash of the machine; `start(durable=True)` keeps PostgreSQL's durable defaults, for
+the benchmarks, whose SQLite figures are durable too). PostgreSQL refuses to run as root; as
+root (CI), the server runs as the `postgres` user the package creates. Each test gets a
+database of its own.
 """
 
 from __future__ import annotations
@@ -120,20 +122,22 @@ class Cluster:
             raise RuntimeError(f"{tool} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
 
-def start(attempts: int = 3) -> Cluster:
+def start(attempts: int = 3, durable: bool = False) -> Cluster:
     """Create and start a cluster. Raises RuntimeError when PostgreSQL is not installed or
     does not start (with its log). The port is chosen free before the server binds it: if
-    another process took it meanwhile, a new cluster is tried on another port."""
+    another process took it meanwhile, a new cluster is tried on another port. `durable`:
+    fsync, synchronous_commit and full_page_writes at PostgreSQL's defaults (on), so that a
+    commit waits for its WAL to reach the disk; otherwise off, as a test needs nothing kept."""
     for attempt in range(attempts):
         try:
-            return _start()
+            return _start(durable)
         except RuntimeError as exc:
             if "already in use" not in str(exc) or attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
 
 
-def _start() -> Cluster:
+def _start(durable: bool) -> Cluster:
     binaries = server_binaries()
     if binaries is None:
         raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
@@ -149,10 +153,10 @@ def _start() -> Cluster:
             "initdb", "-D", str(directory / "data"), "-U", "postgres", "--auth=trust",
             "-E", "UTF8", "--locale=C", "-N",
         )  # fmt: skip
-        options = (
-            f"-p {cluster.port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
+        options = f"-p {cluster.port} -k {directory} -c listen_addresses=127.0.0.1 "
+        options += "-c max_connections=200"
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         cluster._run(
             "pg_ctl", "-D", str(directory / "data"), "-w", "-t", str(START_SECONDS),
             "-l", str(directory / "log"), "-o", options, "start",

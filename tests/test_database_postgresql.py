@@ -14,7 +14,7 @@ from smsgw.accounts import service as accounts
 from smsgw.accountsettings import service as account_settings
 from smsgw.config import Settings
 from smsgw.db import migrate
-from smsgw.db.engine import UnitConnection, database_for
+from smsgw.db.engine import Unit, UnitConnection, database_for
 from smsgw.db.postgres import PostgresDatabase, connect_arguments
 from smsgw.devices import service as devices
 from smsgw.domain.errors import Conflict, Unauthorized
@@ -67,6 +67,54 @@ def test_a_duplicate_key_fails_its_unit_only(pg_settings: Settings) -> None:
         db = database_for(pg_settings)
         try:
             units = [put("same"), put("other"), put("same")]
+            return await asyncio.gather(*(db.write_unit(u) for u in units), return_exceptions=True)
+        finally:
+            await db.dispose()
+
+    first, other, again = asyncio.run(scenario())
+    assert (first, other) == ("same", "other")
+    assert isinstance(again, psycopg.errors.UniqueViolation)
+    assert _keys(pg_settings) == {"same", "other"}
+
+
+def put_many(key: str) -> Unit[str]:
+    """A unit that only queues its row (`executemany`): in the batch's pipeline, a broken
+    constraint shows at the next statement awaited, in another unit or at the COMMIT."""
+
+    async def work(conn: UnitConnection) -> str:
+        await conn.executemany("INSERT INTO system_values (key, value) VALUES (?, 'v')", [(key,)])
+        return key
+
+    return work
+
+
+def test_a_queued_row_that_breaks_a_constraint_fails_its_own_unit_only(
+    pg_settings: Settings,
+) -> None:
+    """The third unit's duplicate shows while the fourth unit runs its statement: the batch
+    runs again apart, and only the third is lost, with its own error."""
+
+    async def scenario() -> list[object]:
+        db = database_for(pg_settings)
+        try:
+            units = [put_many("same"), put("one"), put_many("same"), put("two"), put_many("end")]
+            return await asyncio.gather(*(db.write_unit(u) for u in units), return_exceptions=True)
+        finally:
+            await db.dispose()
+
+    first, one, again, two, end = asyncio.run(scenario())
+    assert (first, one, two, end) == ("same", "one", "two", "end")
+    assert isinstance(again, psycopg.errors.UniqueViolation)
+    assert _keys(pg_settings) == {"same", "one", "two", "end"}
+
+
+def test_a_queued_row_that_breaks_a_constraint_last_fails_at_the_commit_alone(
+    pg_settings: Settings,
+) -> None:
+    async def scenario() -> list[object]:
+        db = database_for(pg_settings)
+        try:
+            units = [put("same"), put_many("other"), put_many("same")]
             return await asyncio.gather(*(db.write_unit(u) for u in units), return_exceptions=True)
         finally:
             await db.dispose()

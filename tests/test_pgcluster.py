@@ -29,3 +29,17 @@ def test_a_port_taken_meanwhile_makes_the_cluster_start_on_another(
         finally:
             cluster.stop()
     assert not cluster.directory.exists()
+
+
+def test_a_durable_cluster_syncs_its_commits() -> None:
+    """The benchmarks' cluster (bench/nodes) keeps PostgreSQL's durable defaults."""
+    cluster = pgcluster.start(durable=True)
+    try:
+        with cluster._admin() as conn:
+            shown = {
+                name: conn.execute(f"SHOW {name}").fetchone()
+                for name in ("fsync", "synchronous_commit", "full_page_writes")
+            }
+        assert shown == {name: ("on",) for name in shown}
+    finally:
+        cluster.stop()

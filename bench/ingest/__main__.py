@@ -211,6 +211,40 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def wrk_post(
+    wrk: str,
+    url: str,
+    seconds: int,
+    threads: int,
+    connections: int,
+    script: Path = LUA_SCRIPT,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """wrk POSTing BODY with the account's Basic auth to `url` (post.lua, or a `script` that
+    builds on it, with more variables in `env`); its summary (BENCH_RESULT). Exits when wrk
+    fails."""
+    environ = dict(os.environ) | (env or {})
+    environ["BENCH_BODY"] = BODY
+    token = base64.b64encode(f"{LOGIN}:{PASSWORD}".encode()).decode()
+    environ["BENCH_AUTHORIZATION"] = f"Basic {token}"
+    command = [
+        wrk,
+        f"--threads={threads}",
+        f"--connections={connections}",
+        f"--duration={seconds}s",
+        "--timeout=5s",
+        "--latency",
+        f"--script={script}",
+        url,
+    ]
+    done = subprocess.run(command, env=environ, capture_output=True, text=True, check=False)
+    match = re.search(r"^BENCH_RESULT (\{.*\})$", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or match is None:
+        sys.exit(f"bench: wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    raw: dict[str, Any] = json.loads(match.group(1))
+    return raw
+
+
 def run_wrk(
     wrk: str,
     base_url: str,
@@ -220,29 +254,11 @@ def run_wrk(
     args: argparse.Namespace,
     server_pid: int,
 ) -> Measurement:
-    env = dict(os.environ)
-    env["BENCH_BODY"] = BODY
-    token = base64.b64encode(f"{LOGIN}:{PASSWORD}".encode()).decode()
-    env["BENCH_AUTHORIZATION"] = f"Basic {token}"
-    command = [
-        wrk,
-        f"--threads={args.threads}",
-        f"--connections={args.connections}",
-        f"--duration={seconds}s",
-        "--timeout=5s",
-        "--latency",
-        f"--script={LUA_SCRIPT}",
-        f"{base_url}{path}",
-    ]
     cpu_before, busy_before = tree_cpu_seconds(server_pid), machine_busy_seconds()
     wrk_before = children_cpu_seconds()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    raw = wrk_post(wrk, f"{base_url}{path}", seconds, args.threads, args.connections)
     cpu_after, busy_after = tree_cpu_seconds(server_pid), machine_busy_seconds()
     wrk_cpu = children_cpu_seconds() - wrk_before
-    match = re.search(r"^BENCH_RESULT (\{.*\})$", done.stdout, re.MULTILINE)
-    if done.returncode != 0 or match is None:
-        sys.exit(f"bench: wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    raw: dict[str, Any] = json.loads(match.group(1))
     errors: dict[str, int] = raw["errors"]
     non_2xx = errors.pop("status")
     duration_s = raw["duration_us"] / 1e6

@@ -106,22 +106,34 @@ def lock_for_migration(connection: Connection) -> None:
 class PostgresUnit(UnitConnection):
     """A psycopg async connection as a unit of work's (db/engine.UnitConnection): the
     units' `?` placeholders become psycopg's `%s`, and each statement's rows are fetched
-    before it returns, as SQLite's cursor holds them."""
+    before it returns, as SQLite's cursor holds them.
 
-    __slots__ = ("_conn",)
+    In a `pipeline` (psycopg's pipeline mode), `executemany` only queues its rows: they
+    leave with the next statement whose answer is awaited (an `execute`, or the COMMIT),
+    in one round trip with it. Its errors then show there, in whatever unit awaits next:
+    PostgresDatabase._run_batch runs the batch again apart, unit by unit, when anything
+    fails."""
+
+    __slots__ = ("_conn", "_pipeline")
     dialect = POSTGRESQL
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(
+        self, conn: psycopg.AsyncConnection[Any], pipeline: psycopg.AsyncPipeline | None = None
+    ) -> None:
         self._conn = conn
+        self._pipeline = pipeline
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> Rows:
         cursor = await self._conn.execute(placeholders(sql), tuple(params))
+        if self._pipeline is not None:
+            await self._pipeline.sync()  # its answer (and those of what was queued before)
         rows = await cursor.fetchall() if cursor.description is not None else []
         return Fetched(rows, cursor.rowcount)
 
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
-        async with self._conn.cursor() as cursor:
-            await cursor.executemany(placeholders(sql), [tuple(row) for row in rows])
+        # Not closed at once: in a pipeline, its answers arrive later.
+        cursor = self._conn.cursor()
+        await cursor.executemany(placeholders(sql), [tuple(row) for row in rows])
 
 
 class Fetched:
@@ -241,7 +253,8 @@ class PostgresDatabase(Database):
                     from psycopg_pool import AsyncConnectionPool
 
                     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                        kwargs=self._arguments,
+                        # Batches open their transactions themselves (_run_batch).
+                        kwargs=self._arguments | {"autocommit": True},
                         min_size=1,
                         max_size=self._size,
                         open=False,
@@ -263,24 +276,34 @@ class PostgresDatabase(Database):
             await conn.execute("SELECT 1")
 
     async def read_unit(self, work: Unit[T]) -> T:
+        """`work` on a pooled connection in autocommit: each statement its own transaction,
+        with no BEGIN and COMMIT of one round trip each around it (the credential and token
+        lookups of every request are a single SELECT). At PostgreSQL's READ COMMITTED every
+        statement of a transaction takes a snapshot of its own anyway, so a unit of several
+        reads sees no less consistency than it would in one."""
         pool = await self._units_pool()
-        async with pool.connection() as conn, conn.transaction():
+        async with pool.connection() as conn:
             return await work(PostgresUnit(conn))
 
     async def _run_batch(self, works: list[Unit[Any]]) -> list[tuple[bool, Any]]:
-        """The batch in one transaction; if anything fails (a unit, or the COMMIT: a
-        deadlock with another node's batch, say), it runs again with each unit in its own
-        SAVEPOINT, so only the failing units lose their changes."""
+        """The batch in one transaction, in pipeline mode: BEGIN and the lock go with the
+        first statement, and each unit's `executemany` rows with the statement after them
+        (PostgresUnit), so a batch of units that each insert a row and its details takes
+        about one round trip per unit, plus the COMMIT. If anything fails (a unit, or the
+        COMMIT: a deadlock with another node's batch, say), it runs again without the
+        pipeline, with each unit in its own SAVEPOINT, so only the failing units lose their
+        changes."""
         pool = await self._units_pool()
         async with pool.connection() as conn:
-            unit = PostgresUnit(conn)
             try:
-                async with conn.transaction():
+                async with conn.pipeline() as pipeline, conn.transaction():
                     await conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
+                    unit = PostgresUnit(conn, pipeline)
                     return [(True, await work(unit)) for work in works]
             except Exception as exc:
                 if len(works) == 1:
                     return [(False, exc)]
+            unit = PostgresUnit(conn)
             outcomes: list[tuple[bool, Any]] = []
             async with conn.transaction():
                 await conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
