@@ -66,8 +66,10 @@ format: $(STAMP) ## Format the code
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-bench: $(STAMP) ## Run the benchmarks (installs wrk); figures go to docs/performance.md
+bench: $(STAMP) postgresql ## Run the benchmarks (installs wrk); figures go to docs/performance.md
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.nodes
+	$(BIN)/python -m bench.nodes --parts engines

@@ -59,19 +59,23 @@ def test_a_failing_unit_of_a_batch_is_rolled_back_alone(pg_settings: Settings) -
     assert_only_the_failing_unit_is_lost(database_for(pg_settings), lambda: _keys(pg_settings))
 
 
-def test_a_duplicate_key_fails_its_unit_only(pg_settings: Settings) -> None:
-    """A unit that breaks a constraint aborts PostgreSQL's transaction for every statement
-    after it: the batch runs again with a SAVEPOINT around each unit."""
+def in_one_batch(settings: Settings, units: list[Unit[str]]) -> list[object]:
+    """What each unit gives (or raises), queued at once: they go in one batch."""
 
     async def scenario() -> list[object]:
-        db = database_for(pg_settings)
+        db = database_for(settings)
         try:
-            units = [put("same"), put("other"), put("same")]
             return await asyncio.gather(*(db.write_unit(u) for u in units), return_exceptions=True)
         finally:
             await db.dispose()
 
-    first, other, again = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_duplicate_key_fails_its_unit_only(pg_settings: Settings) -> None:
+    """A unit that breaks a constraint aborts PostgreSQL's transaction for every statement
+    after it: the batch runs again with a SAVEPOINT around each unit."""
+    first, other, again = in_one_batch(pg_settings, [put("same"), put("other"), put("same")])
     assert (first, other) == ("same", "other")
     assert isinstance(again, psycopg.errors.UniqueViolation)
     assert _keys(pg_settings) == {"same", "other"}
@@ -93,16 +97,8 @@ def test_a_queued_row_that_breaks_a_constraint_fails_its_own_unit_only(
 ) -> None:
     """The third unit's duplicate shows while the fourth unit runs its statement: the batch
     runs again apart, and only the third is lost, with its own error."""
-
-    async def scenario() -> list[object]:
-        db = database_for(pg_settings)
-        try:
-            units = [put_many("same"), put("one"), put_many("same"), put("two"), put_many("end")]
-            return await asyncio.gather(*(db.write_unit(u) for u in units), return_exceptions=True)
-        finally:
-            await db.dispose()
-
-    first, one, again, two, end = asyncio.run(scenario())
+    units = [put_many("same"), put("one"), put_many("same"), put("two"), put_many("end")]
+    first, one, again, two, end = in_one_batch(pg_settings, units)
     assert (first, one, two, end) == ("same", "one", "two", "end")
     assert isinstance(again, psycopg.errors.UniqueViolation)
     assert _keys(pg_settings) == {"same", "one", "two", "end"}
@@ -111,15 +107,8 @@ def test_a_queued_row_that_breaks_a_constraint_fails_its_own_unit_only(
 def test_a_queued_row_that_breaks_a_constraint_last_fails_at_the_commit_alone(
     pg_settings: Settings,
 ) -> None:
-    async def scenario() -> list[object]:
-        db = database_for(pg_settings)
-        try:
-            units = [put("same"), put_many("other"), put_many("same")]
-            return await asyncio.gather(*(db.write_unit(u) for u in units), return_exceptions=True)
-        finally:
-            await db.dispose()
-
-    first, other, again = asyncio.run(scenario())
+    units = [put("same"), put_many("other"), put_many("same")]
+    first, other, again = in_one_batch(pg_settings, units)
     assert (first, other) == ("same", "other")
     assert isinstance(again, psycopg.errors.UniqueViolation)
     assert _keys(pg_settings) == {"same", "other"}

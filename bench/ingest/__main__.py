@@ -52,20 +52,13 @@ TARGET_P99_MS = 50.0
 
 
 @dataclass
-class Measurement:
-    """One wrk run against one endpoint."""
+class WrkCounts:
+    """What wrk counted of one run (bench/nodes' loads have them too)."""
 
-    endpoint: str
-    path: str
     requests: int
-    duration_s: float
-    requests_per_s: float
     non_2xx: int
     socket_errors: dict[str, int]
     latency_ms: dict[str, float]
-    server_cpu_ms_per_request: float | None = None
-    wrk_cpu_ms_per_request: float | None = None
-    other_cpu_percent: float | None = None
 
     @property
     def accepted(self) -> int:
@@ -75,6 +68,19 @@ class Measurement:
     @property
     def clean(self) -> bool:
         return self.non_2xx == 0 and not any(self.socket_errors.values())
+
+
+@dataclass
+class Measurement(WrkCounts):
+    """One wrk run against one endpoint."""
+
+    endpoint: str = ""
+    path: str = ""
+    duration_s: float = 0.0
+    requests_per_s: float = 0.0
+    server_cpu_ms_per_request: float | None = None
+    wrk_cpu_ms_per_request: float | None = None
+    other_cpu_percent: float | None = None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

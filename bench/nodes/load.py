@@ -19,6 +19,7 @@ from bench.ingest.__main__ import (
     LOGIN,
     LUA_SCRIPT,
     PASSWORD,
+    WrkCounts,
     children_cpu_seconds,
     wrk_post,
 )
@@ -28,19 +29,15 @@ SPREAD_SCRIPT = Path(__file__).with_name("spread.lua")
 
 
 @dataclass
-class Load:
+class Load(WrkCounts):
     """One wrk run against some nodes; CPU figures in ms per accepted message."""
 
-    label: str
-    nodes: int
-    requests: int
-    duration_s: float
-    accepted_per_s: float
-    non_2xx: int
-    socket_errors: dict[str, int]
-    latency_ms: dict[str, float]
-    stored: int
-    node_cpu_ms: float
+    label: str = ""
+    nodes: int = 0
+    duration_s: float = 0.0
+    accepted_per_s: float = 0.0
+    stored: int = 0
+    node_cpu_ms: float = 0.0
     pg_cpu_ms: dict[str, float] = field(default_factory=dict)
     wrk_cpu_ms: float = 0.0
     #: Cores' worth each part used during the run (1.0 = one core all the time).
@@ -51,14 +48,6 @@ class Load:
     pg_commits_per_s: float = 0.0
     pg_wal_syncs_per_s: float = 0.0
     messages_per_wal_sync: float = 0.0
-
-    @property
-    def accepted(self) -> int:
-        return self.requests - self.non_2xx
-
-    @property
-    def clean(self) -> bool:
-        return self.non_2xx == 0 and not any(self.socket_errors.values())
 
     @property
     def pg_total_ms(self) -> float:

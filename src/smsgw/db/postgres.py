@@ -286,13 +286,14 @@ class PostgresDatabase(Database):
             return await work(PostgresUnit(conn))
 
     async def _run_batch(self, works: list[Unit[Any]]) -> list[tuple[bool, Any]]:
-        """The batch in one transaction, in pipeline mode: BEGIN and the lock go with the
-        first statement, and each unit's `executemany` rows with the statement after them
+        """The batch in one transaction, in pipeline mode: the lock goes with the first
+        statement, and each unit's `executemany` rows with the statement after them
         (PostgresUnit), so a batch of units that each insert a row and its details takes
-        about one round trip per unit, plus the COMMIT. If anything fails (a unit, or the
-        COMMIT: a deadlock with another node's batch, say), it runs again without the
-        pipeline, with each unit in its own SAVEPOINT, so only the failing units lose their
-        changes."""
+        about one round trip per unit, plus the transaction's own (psycopg syncs as it
+        opens a transaction in a pipeline, and at each level it closes: four in all). If
+        anything fails (a unit, or the COMMIT: a deadlock with another node's batch, say),
+        it runs again without the pipeline, with each unit in its own SAVEPOINT, so only
+        the failing units lose their changes."""
         pool = await self._units_pool()
         async with pool.connection() as conn:
             try:
