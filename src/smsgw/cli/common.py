@@ -59,10 +59,11 @@ def settings_or_exit(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
-def usable_database_or_exit(settings: Settings) -> None:
+def usable_database_or_exit(settings: Settings, data_dir: bool = True) -> None:
     """End the command with one line (status 2) if the configured database cannot be used:
     a SQLite file that cannot be created or opened; a PostgreSQL server that cannot be
-    reached or refuses the session."""
+    reached or refuses the session, or (with `data_dir`) a data directory that cannot be
+    made, where a node keeps what is its own (a generated JWT secret)."""
     from smsgw.db.migrate import sqlite_path
 
     if settings.database_scheme != "sqlite":
@@ -71,6 +72,13 @@ def usable_database_or_exit(settings: Settings) -> None:
         problem = postgres.problem_with(settings.resolved_database_url)
         if problem is not None:
             fail(f"{problem} (see SMSGW_DATABASE_URL)", 2)
+        if data_dir:
+            try:
+                settings.data_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                fail(f"cannot use the data directory {settings.data_dir}: {reason} "
+                     "(see SMSGW_DATA_DIR)", 2)  # fmt: skip
         return
     path = sqlite_path(settings)
     if path is None:

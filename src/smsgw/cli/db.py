@@ -36,7 +36,7 @@ def upgrade() -> None:
     from smsgw.db import migrate, postgres
 
     settings = settings_or_exit()
-    usable_database_or_exit(settings)
+    usable_database_or_exit(settings, data_dir=False)  # a migration keeps nothing there
     outcome = migrated_or_exit(settings)
     where = migrate.sqlite_path(settings) or postgres.shown(settings.resolved_database_url)
     say(f"{SAID[outcome]}: {where}")
