@@ -440,8 +440,14 @@ def test_a_node_that_stopped_hearing_the_others_catches_up(
                     message_id = await send(on_b, "during the gap")
                     await eventually(lambda: true(lambda: message_id in phone.messages),
                                      within=30, what="the phone got it")  # fmt: skip
-                    names = [name for name, _ in phone.events[before:]]
-                    assert "SettingsUpdated" in names and "WebhooksUpdated" in names, names
+
+                    # What a connecting phone is told, each read from the stream in turn
+                    # (the pull of the first may end before the others are read).
+                    def told() -> bool:
+                        names = {name for name, _ in phone.events[before:]}
+                        return {"SettingsUpdated", "WebhooksUpdated"} <= names
+
+                    await eventually(lambda: true(told), within=30, what="told to refresh")
                     assert phone.credentials.id in {
                         d["id"] for d in (await on_b.get("/devices")).json() if d["connected"]
                     }
