@@ -18,8 +18,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -215,6 +215,23 @@ async def states(api: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
         offset += 100
 
 
+@asynccontextmanager
+async def phone_on_a_seen_from_b(
+    a: Node, b: Node, account: Account
+) -> AsyncIterator[tuple[SimulatedPhone, httpx.AsyncClient]]:
+    """A phone whose stream node A holds, once node B says it is connected; and B's API."""
+    phone = await started(new_phone(a.url, account))
+    assert phone.credentials is not None
+    device_id = phone.credentials.id
+    try:
+        async with client(b.url, account) as on_b:
+            await eventually(lambda: connected_on(on_b, {device_id}),
+                             what="node B sees the phone connected")  # fmt: skip
+            yield phone, on_b
+    finally:
+        await phone.stop()
+
+
 def sent_counts(phones: list[SimulatedPhone]) -> Counter[str]:
     """How many times any phone sent each message (to its one recipient)."""
     return Counter(message_id for phone in phones for message_id, _number in phone.sent)
@@ -234,29 +251,22 @@ def test_a_phone_on_one_node_gets_a_message_sent_on_another_within_a_second(
         a, b, account = nodes[0], nodes[1], nodes.account
 
         async def scenario() -> None:
-            phone = await started(new_phone(a.url, account))
-            assert phone.credentials is not None
-            try:
-                async with client(b.url, account) as on_b:
-                    await eventually(lambda: connected_on(on_b, {phone.credentials.id}),
-                                     what="node B sees the phone connected")  # fmt: skip
-                    took: list[float] = []
-                    for n in range(5):
-                        start = time.monotonic()
-                        message_id = await send(on_b, f"from B {n}")
-                        got = functools.partial(lambda m: m in phone.messages, message_id)
-                        await eventually(lambda got=got: true(got), within=30,
-                                         what="the phone got it")  # fmt: skip
-                        took.append(time.monotonic() - start)
-                    # Each within 1 s as a rule; the median, so that one hiccup of a loaded
-                    # machine does not decide it, and none beyond 5 s.
-                    assert statistics.median(took) < 1.0, took
-                    assert max(took) < 5.0, took
-                    await eventually(lambda: true(lambda: len(phone.sent) == 5),
-                                     what="all sent")  # fmt: skip
-                    assert sorted(sent_counts([phone]).values()) == [1] * 5
-            finally:
-                await phone.stop()
+            async with phone_on_a_seen_from_b(a, b, account) as (phone, on_b):
+                took: list[float] = []
+                for n in range(5):
+                    start = time.monotonic()
+                    message_id = await send(on_b, f"from B {n}")
+                    got = functools.partial(lambda m: m in phone.messages, message_id)
+                    await eventually(lambda got=got: true(got), within=30,
+                                     what="the phone got it")  # fmt: skip
+                    took.append(time.monotonic() - start)
+                # Each within 1 s as a rule; the median, so that one hiccup of a loaded
+                # machine does not decide it, and none beyond 5 s.
+                assert statistics.median(took) < 1.0, took
+                assert max(took) < 5.0, took
+                await eventually(lambda: true(lambda: len(phone.sent) == 5),
+                                 what="all sent")  # fmt: skip
+                assert sorted(sent_counts([phone]).values()) == [1] * 5
 
         run(scenario)
 
@@ -421,38 +431,31 @@ def test_a_node_that_stopped_hearing_the_others_catches_up(
         a, b, account = nodes[0], nodes[1], nodes.account
 
         async def scenario() -> None:
-            phone = await started(new_phone(a.url, account))
-            assert phone.credentials is not None
-            try:
-                async with client(b.url, account) as on_b:
-                    await eventually(lambda: connected_on(on_b, {phone.credentials.id}),
-                                     what="node B sees the phone connected")  # fmt: skip
-                    before = len(phone.events)
-                    async with await psycopg.AsyncConnection.connect(
-                        nodes.url, autocommit=True
-                    ) as admin:
-                        cut = await admin.execute(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                            " WHERE application_name = %s AND query LIKE 'LISTEN%%'",
-                            (f"smsgw bus pid={a.process.pid}",),
-                        )
-                        assert len(await cut.fetchall()) == 1
-                    message_id = await send(on_b, "during the gap")
-                    await eventually(lambda: true(lambda: message_id in phone.messages),
-                                     within=30, what="the phone got it")  # fmt: skip
+            async with phone_on_a_seen_from_b(a, b, account) as (phone, on_b):
+                before = len(phone.events)
+                async with await psycopg.AsyncConnection.connect(
+                    nodes.url, autocommit=True
+                ) as admin:
+                    cut = await admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE application_name = %s AND query LIKE 'LISTEN%%'",
+                        (f"smsgw bus pid={a.process.pid}",),
+                    )
+                    assert len(await cut.fetchall()) == 1
+                message_id = await send(on_b, "during the gap")
+                await eventually(lambda: true(lambda: message_id in phone.messages),
+                                 within=30, what="the phone got it")  # fmt: skip
 
-                    # What a connecting phone is told, each read from the stream in turn
-                    # (the pull of the first may end before the others are read).
-                    def told() -> bool:
-                        names = {name for name, _ in phone.events[before:]}
-                        return {"SettingsUpdated", "WebhooksUpdated"} <= names
+                # What a connecting phone is told, each read from the stream in turn
+                # (the pull of the first may end before the others are read).
+                def told() -> bool:
+                    names = {name for name, _ in phone.events[before:]}
+                    return {"SettingsUpdated", "WebhooksUpdated"} <= names
 
-                    await eventually(lambda: true(told), within=30, what="told to refresh")
-                    assert phone.credentials.id in {
-                        d["id"] for d in (await on_b.get("/devices")).json() if d["connected"]
-                    }
-            finally:
-                await phone.stop()
+                await eventually(lambda: true(told), within=30, what="told to refresh")
+                assert phone.credentials.id in {
+                    d["id"] for d in (await on_b.get("/devices")).json() if d["connected"]
+                }
 
         run(scenario)
 

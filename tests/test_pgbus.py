@@ -165,7 +165,7 @@ def test_a_listener_that_no_longer_hears_itself_reconnects(
 ) -> None:
     """Deafness without an error (a silent network): the member's echoes stop arriving."""
     monkeypatch.setattr(pgbus, "ECHO_SECONDS", 0.1)
-    monkeypatch.setattr(pgbus, "DEAF_SECONDS", 2.0)
+    monkeypatch.setattr(pgbus, "DEAF_SECONDS", 4.0)
 
     async def scenario() -> None:
         async with members(url, 1) as (a,):

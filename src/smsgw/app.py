@@ -167,9 +167,11 @@ def share_limits(bus: EventBus, context: AppContext) -> None:
         "registration": context.registrations, "web": context.web_logins,
     }  # fmt: skip
     key = hmac.new(signing_key(context.settings), b"shared limits", hashlib.sha256).digest()
+    # The same addresses and logins come back: each digest is worked out once.
+    keyed = functools.lru_cache(maxsize=4096)(functools.partial(_keyed, key))
     for name, limiter in limiters.items():
         limiter.relay = functools.partial(_relay, bus, name)
-        limiter.keyed = functools.partial(_keyed, key)
+        limiter.keyed = keyed
 
     def heard(sender: Any, message: list[Any]) -> None:
         _, name, op, key, stamp = message

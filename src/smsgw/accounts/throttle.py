@@ -64,6 +64,8 @@ class RateLimiter:
 
     def blocked_for(self, key: str) -> int | None:
         """Seconds until `key` may have another event; None when it may now. Counts nothing."""
+        if not self._events:  # the common case: nothing counted, no key to work out
+            return None
         events = self._events.get(self._key(key))
         if self.limit == 0 or not events:
             return None

@@ -194,13 +194,19 @@ class Bus:
         except (ValueError, TypeError, RecursionError):
             log.warning("bus: an unreadable datagram was ignored")
             return
-        for message in messages:
-            try:
-                handler = self._handlers.get(message[0])
-                if handler is not None:
-                    handler(sender, message)
-            except Exception:  # one bad hint must not stop the others
-                log.exception("bus: a message was not understood")
+        hand_out(self._handlers, sender, messages)
+
+
+def hand_out(handlers: dict[str, Handler], sender: Any, messages: list[Any]) -> None:
+    """Each message to the handler of its kind (both buses); one bad message does not stop
+    the others."""
+    for message in messages:
+        try:
+            handler = handlers.get(message[0])
+            if handler is not None:
+                handler(sender, message)
+        except Exception:
+            log.exception("bus: a message was not understood")
 
 
 def _encode(sender: int, messages: list[list[Any]]) -> bytes:

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from smsgw.events.bus import Handler
+from smsgw.events.bus import Handler, hand_out
 
 if TYPE_CHECKING:
     import psycopg
@@ -258,13 +258,7 @@ class PgBus:
         if sender == self.name:  # a broadcast of its own, or an echo: it still hears
             self._unheard_since = None
             return
-        for message in messages:
-            try:
-                handler = self._handlers.get(message[0])
-                if handler is not None:
-                    handler(sender, message)
-            except Exception:  # one bad message must not stop the others
-                log.exception("bus: a message was not understood")
+        hand_out(self._handlers, sender, messages)
 
     def _forged(self, why: str) -> None:
         self.forged += 1
