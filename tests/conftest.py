@@ -96,8 +96,8 @@ def create_account(settings: Settings, login: str, password: str) -> None:
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
-    """Settings for a test: SQLite in `data_dir`, or, in a test run on PostgreSQL (a module
-    marked `both_engines`), a database of the session's cluster."""
+    """Settings for a test: SQLite in `data_dir`, or, in a test run on PostgreSQL, a database
+    of the session's cluster."""
     values: dict[str, object] = {"data_dir": data_dir, "bootstrap_account": False}
     if _postgresql is not None and "database_url" not in overrides:
         values["database_url"] = _postgresql(data_dir)
@@ -105,20 +105,31 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
     return load_settings(**values)
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """A module marked `both_engines` runs each test that builds on `settings` twice: on
-    SQLite and on a database of the session's PostgreSQL cluster."""
-    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_engines"):
-        metafunc.parametrize("engine", ENGINES, indirect=True, scope="module")
-
-
 ENGINES = ["sqlite", "postgresql"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test runs twice, on SQLite and on a database of the session's PostgreSQL
+    cluster (`engine`), except:
+
+    - when `SMSGW_TEST_ENGINE` names one engine: every test runs on that one;
+    - in a module marked `one_engine` (no database at all, or the engines chosen by the
+      tests themselves, as in the PostgreSQL-only and multi-node modules): on SQLite;
+    - a test marked `sqlite_only` (about SQLite itself): on SQLite.
+    """
+    if "engine" not in metafunc.fixturenames or os.environ.get("SMSGW_TEST_ENGINE"):
+        return
+    definition = metafunc.definition
+    if definition.get_closest_marker("one_engine") or definition.get_closest_marker("sqlite_only"):
+        return
+    metafunc.parametrize("engine", ENGINES, indirect=True, scope="module")
 
 
 @pytest.fixture(scope="module")
 def engine(request: pytest.FixtureRequest) -> str:
-    """The database engine of the test's settings (SQLite unless the module asks for both):
-    module-scoped, so that a module's shared server (`shared_api`) is one per engine."""
+    """The database engine of the test's settings (`pytest_generate_tests`; SQLite where a
+    test runs on one engine only): module-scoped, so that a module's shared server
+    (`shared_api`) is one per engine."""
     return str(getattr(request, "param", os.environ.get("SMSGW_TEST_ENGINE", "sqlite")))
 
 
@@ -248,7 +259,7 @@ def api(server: LiveServer, alice: Account) -> Iterator[httpx.Client]:
 
 def module_settings(data_dir: Path, engine: str, request: pytest.FixtureRequest) -> Settings:
     """`make_settings` for a module-scoped fixture, on the module's engine (`engine`): a
-    module marked `both_engines` gets one such fixture per engine."""
+    module run on both engines gets one such fixture per engine."""
     if engine == "postgresql":
         cluster: pgcluster.Cluster = request.getfixturevalue("pg_cluster")
         return make_settings(data_dir, database_url=cluster.create_database())

@@ -30,6 +30,8 @@ from tests.conftest import make_settings
 from tests.pgcluster import Cluster
 from tests.test_database import assert_only_the_failing_unit_is_lost, put
 
+pytestmark = pytest.mark.one_engine("they choose their engines themselves")  # conftest.py
+
 NUMBER = "+12025550100"
 
 

@@ -46,6 +46,8 @@ from tests.webhook_support import (
     until,
 )
 
+pytestmark = pytest.mark.one_engine("they choose their engines themselves")  # conftest.py
+
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 PASSWORD = "s3cret-Passw0rd"
 

@@ -16,6 +16,8 @@ from smsgw.domain.states import ProcessingState as S
 from smsgw.domain.states import advance, derive
 from smsgw.events.hub import Event, EventHub, PhoneEvent
 
+pytestmark = pytest.mark.one_engine("no database")  # conftest.py
+
 
 @pytest.mark.parametrize(
     ("current", "incoming", "expected"),

@@ -20,8 +20,6 @@ from smsgw.api.fastpath import FastPaths, serve_fast
 from smsgw.config import Settings
 from tests.conftest import ServerThread, create_account, make_settings, module_settings
 
-pytestmark = pytest.mark.both_engines  # SQLite and PostgreSQL (tests/conftest.py)
-
 MOBILE = "/api/mobile/v1"
 ROUTES = [
     f"{prefix}{path}" for prefix in (MOBILE, "/mobile/v1") for path in ("/message", "/messages")

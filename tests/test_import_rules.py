@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.one_engine("no database")  # conftest.py
+
 SOURCE = Path(__file__).parent.parent / "src"
 SERVICES = frozenset(
     {

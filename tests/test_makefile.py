@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.one_engine("no database")  # conftest.py
+
 ROOT = Path(__file__).parent.parent
 
 

@@ -27,6 +27,8 @@ from smsgw.db.tables import Base
 from tests.conftest import make_settings
 from tests.pgcluster import Cluster
 
+pytestmark = pytest.mark.one_engine("they choose their engines themselves")  # conftest.py
+
 TABLES = {"users", "devices", "messages", "recipients", "message_states", "system_values"}
 
 

@@ -14,8 +14,6 @@ import pytest
 
 from tests.conftest import Account, LiveServer, make_settings, running
 
-pytestmark = pytest.mark.both_engines  # SQLite and PostgreSQL (tests/conftest.py)
-
 MOBILE = "/api/mobile/v1"
 PRIVATE_TOKEN = "a-private-token-of-some-length"
 APP = {"User-Agent": "me.capcom.smsgateway/1.68.0"}

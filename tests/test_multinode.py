@@ -36,6 +36,8 @@ from tests.fakes.phone import SimulatedPhone
 from tests.fakes.receiver import Receiver
 from tests.pgcluster import Cluster
 
+pytestmark = pytest.mark.one_engine("they choose their engines themselves")  # conftest.py
+
 MOBILE = "/api/mobile/v1"
 NUMBER = "+12025550100"
 #: Every node signs and checks tokens with the same secret (docs/deployment.md).

@@ -29,8 +29,6 @@ from android_sms_gateway.http import HttpxHttpClient
 
 from tests.conftest import Account, LiveServer
 
-pytestmark = pytest.mark.both_engines  # SQLite and PostgreSQL (tests/conftest.py)
-
 NUMBER = "+12025550100"
 OTHER_NUMBER = "+12025550101"
 

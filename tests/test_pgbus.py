@@ -19,6 +19,8 @@ from smsgw.events import pgbus
 from smsgw.events.pgbus import PgBus
 from tests.pgcluster import Cluster
 
+pytestmark = pytest.mark.one_engine("they choose their engines themselves")  # conftest.py
+
 KEY = b"k" * 32
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from tests import pgcluster
 
+pytestmark = pytest.mark.one_engine("no database")  # conftest.py
+
 
 def test_a_port_taken_meanwhile_makes_the_cluster_start_on_another(
     monkeypatch: pytest.MonkeyPatch,

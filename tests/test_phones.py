@@ -17,8 +17,6 @@ from tests.conftest import Account, LiveServer, make_settings, running
 from tests.fakes.phone import SimulatedPhone
 from tests.fakes.phone_http import HTTPStatusError
 
-pytestmark = pytest.mark.both_engines  # SQLite and PostgreSQL (tests/conftest.py)
-
 MOBILE = "/api/mobile/v1"
 
 

@@ -13,6 +13,8 @@ from smsgw.api.apps import build_router
 from smsgw.api.mobile import build_router as build_mobile_router
 from smsgw.api.routing import add_routes
 
+pytestmark = pytest.mark.one_engine("no database")  # conftest.py
+
 if not hasattr(routing, "iter_route_contexts"):  # FastAPI before 0.16x: nothing is nested
     pytest.skip("include_router adds routes flat itself", allow_module_level=True)
 BUILDERS = {"3rdparty": build_router, "mobile": build_mobile_router}

@@ -16,8 +16,6 @@ from smsgw.app import THIRDPARTY_PREFIXES, create_app
 from smsgw.tokens.scopes import ALL, KNOWN, REFRESH, grants
 from tests.conftest import Account, LiveServer, make_settings, module_settings, running
 
-pytestmark = pytest.mark.both_engines  # SQLite and PostgreSQL (tests/conftest.py)
-
 BODIES: dict[str, Any] = {"POST": {}, "PUT": {}, "PATCH": {}}
 
 

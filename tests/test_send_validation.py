@@ -18,8 +18,6 @@ from smsgw.api.apps.messages import (
 from smsgw.app import create_app
 from smsgw.config import Settings
 
-pytestmark = pytest.mark.both_engines  # SQLite and PostgreSQL (tests/conftest.py)
-
 TEXT = {"textMessage": {"text": "Hello"}}
 ONE = {"phoneNumbers": ["+12025550100"]}
 

@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from smsgw.db.postgres import COPY_UNDER_WAY, hold_node_lock
 from smsgw.tokens.rotation import OTHER_SIGNER
 from tests.conftest import free_port
 from tests.pgcluster import Cluster
+
+pytestmark = pytest.mark.one_engine("they choose their engines themselves")  # conftest.py
 
 
 def _start(env: dict[str, str], port: int) -> subprocess.Popen[str]:

@@ -27,6 +27,8 @@ from smsgw.events.hub import Event, PhoneEvent
 from smsgw.events.pgbus import PgBus
 from smsgw.events.shared_hub import SharedHub
 
+pytestmark = pytest.mark.one_engine("they choose their engines themselves")  # conftest.py
+
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 20))

@@ -33,6 +33,8 @@ from smsgw.routing.service import RecipientReport, StateReport
 from tests.conftest import make_settings
 from tests.pgcluster import Cluster
 
+pytestmark = pytest.mark.one_engine("they choose their engines themselves")  # conftest.py
+
 NOW = datetime(2026, 7, 14, 3, 11, 12, 345000, tzinfo=UTC)
 NUMBERS = ["+12025550100", "+12025550101"]
 SIMS = [{"slot": 1, "carrier": "Test"}]

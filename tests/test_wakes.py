@@ -23,8 +23,6 @@ from tests.test_mobile_api import (
 )
 from tests.test_mobile_api import report as send_reports
 
-pytestmark = pytest.mark.both_engines  # SQLite and PostgreSQL (tests/conftest.py)
-
 ENQUEUED = "event: MessageEnqueued\ndata: null"
 
 

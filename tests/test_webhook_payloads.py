@@ -15,8 +15,6 @@ from tests.fakes.phone_webhooks import own_number
 from tests.fakes.receiver import Receiver
 from tests.webhook_support import Api, eventually, hub_settings, phone, run, started, until
 
-pytestmark = pytest.mark.both_engines  # SQLite and PostgreSQL (tests/conftest.py)
-
 NUMBER = "+12025550100"
 
 

@@ -24,8 +24,6 @@ from tests.webhook_support import (
     verify_signature,
 )
 
-pytestmark = pytest.mark.both_engines  # SQLite and PostgreSQL (tests/conftest.py)
-
 
 @pytest.fixture
 def hub_server(tmp_path: Path) -> Iterator[LiveServer]:

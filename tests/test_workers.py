@@ -31,8 +31,6 @@ import pytest
 from tests.conftest import API, Account, create_account, free_port, make_settings
 from tests.fakes.phone import SimulatedPhone
 
-pytestmark = pytest.mark.both_engines  # SQLite and PostgreSQL (tests/conftest.py)
-
 MOBILE = "/api/mobile/v1"
 NUMBER = "+12025550100"
 #: Requests over fresh connections per check: all on one process only 2 times in 1024.
