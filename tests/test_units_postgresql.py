@@ -19,13 +19,14 @@ from smsgw.accounts.models import User
 from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.base import table_of
-from smsgw.db.engine import RowInsert, SQLiteUnit, UnitConnection
+from smsgw.db.engine import ColumnReader, Details, RowInsert, SQLiteUnit, UnitConnection
 from smsgw.db.postgres import PostgresUnit, connect_arguments, placeholders
 from smsgw.devices import repository as device_rows
 from smsgw.devices.models import Device
 from smsgw.domain.states import ProcessingState
 from smsgw.logs import service as logs
 from smsgw.messages import repository as stored
+from smsgw.messages.models import Message, MessageStateEntry, Recipient
 from smsgw.routing import repository as routing
 from smsgw.routing import service as routing_service
 from smsgw.routing.repository import Phone
@@ -49,19 +50,30 @@ def pg_settings(pg_cluster: Cluster, tmp_path: Path) -> Settings:
     return settings
 
 
-async def _on_postgresql(settings: Settings, steps: list[Scenario]) -> list[Any]:
-    """Each step in its own transaction on one psycopg connection, as a batch would run."""
+async def _on_postgresql(
+    settings: Settings, steps: list[Scenario], failing: bool = False
+) -> list[Any]:
+    """Each step in its own transaction on one psycopg connection, as a batch would run
+    (`failing`: each in a SAVEPOINT, as a batch's units when it runs again apart; a step
+    that breaks a constraint gives "refused")."""
     arguments = connect_arguments(settings.resolved_database_url)
     results = []
     async with await psycopg.AsyncConnection.connect(**arguments, autocommit=True) as conn:
         unit = PostgresUnit(conn)
         for step in steps:
             async with conn.transaction():
-                results.append(await step(unit))
+                if failing:
+                    try:
+                        async with conn.transaction():  # a SAVEPOINT
+                            results.append(await step(unit))
+                    except psycopg.IntegrityError:
+                        results.append("refused")
+                else:
+                    results.append(await step(unit))
     return results
 
 
-async def _on_sqlite(settings: Settings, steps: list[Scenario]) -> list[Any]:
+async def _on_sqlite(settings: Settings, steps: list[Scenario], failing: bool = False) -> list[Any]:
     path = settings.data_dir / "smsgw.db"
     results = []
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
@@ -69,7 +81,16 @@ async def _on_sqlite(settings: Settings, steps: list[Scenario]) -> list[Any]:
         unit = SQLiteUnit(conn)
         for step in steps:
             conn.execute("BEGIN IMMEDIATE")
-            results.append(await step(unit))
+            if failing:
+                conn.execute("SAVEPOINT step")
+                try:
+                    results.append(await step(unit))
+                except sqlite3.IntegrityError:
+                    conn.execute("ROLLBACK TO step")
+                    results.append("refused")
+                conn.execute("RELEASE step")
+            else:
+                results.append(await step(unit))
             conn.execute("COMMIT")
     return results
 
@@ -166,6 +187,80 @@ def test_the_hot_paths_units_give_the_same_on_both_engines(
     assert (again.freed, again.events) == (0, 0)
     assert state == "Delivered"
     assert history == ["Delivered", "Pending", "Processed"]
+
+
+def _families() -> list[Scenario]:
+    """`RowInsert.one_with`: a message with 0, 1 and 3 recipients (and one history row each),
+    read back; and one whose detail row breaks a constraint, which leaves nothing behind."""
+    messages, recipients = table_of(Message), table_of(Recipient)
+    history = table_of(MessageStateEntry)
+    parent, child, entry = RowInsert(messages), RowInsert(recipients), RowInsert(history)
+    numbers = ["+12025550100", "+12025550101", "+12025550102"]
+
+    async def setup(conn: UnitConnection) -> None:
+        await RowInsert(table_of(User)).one(conn, {
+            "login": "owner", "password_hash": "x", "created_at": NOW, "updated_at": NOW,
+        })  # fmt: skip
+
+    async def store(conn: UnitConnection) -> list[int]:
+        keys = []
+        for count in (0, 1, 3):
+            rows = [
+                {"position": i, "phone_number": n, "state": "Pending"}
+                for i, n in enumerate(numbers[:count])
+            ]
+            keys.append(
+                await parent.one_with(
+                    conn,
+                    _message(f"f{count}", NOW),
+                    (
+                        Details(child, "message_id", rows),
+                        Details(entry, "message_id", [{"state": "Pending", "at": NOW}]),
+                    ),
+                )
+            )
+        return keys
+
+    async def broken(conn: UnitConnection) -> str:
+        twice = [{"state": "Pending", "at": NOW}] * 2  # the same (message, state) key
+        await parent.one_with(conn, _message("broken", NOW), (Details(entry, "message_id", twice),))
+        return "stored"
+
+    async def look(conn: UnitConnection) -> list[Any]:
+        stored_rows = await conn.execute(
+            "SELECT m.ext_id, r.position, r.phone_number, r.state, r.error "
+            "FROM messages m JOIN recipients r ON r.message_id = m.id ORDER BY m.id, r.position"
+        )
+        states = await conn.execute(
+            "SELECT m.ext_id, h.state, h.at FROM messages m "
+            "JOIN message_states h ON h.message_id = m.id ORDER BY m.id"
+        )
+        at = ColumnReader(history.c.at)
+        return [
+            [tuple(row) for row in stored_rows],
+            [(ext_id, state, at(conn, when)) for ext_id, state, when in states],
+        ]
+
+    return [setup, store, look, broken, look]
+
+
+def test_a_row_and_its_details_in_one_statement_give_the_same_on_both_engines(
+    pg_settings: Settings, settings: Settings
+) -> None:
+    migrate.upgrade(settings)
+    on_postgresql = asyncio.run(_on_postgresql(pg_settings, _families(), failing=True))
+    on_sqlite = asyncio.run(_on_sqlite(settings, _families(), failing=True))
+    assert on_postgresql == on_sqlite
+    _, keys, before, broken, after = on_postgresql
+    assert len(set(keys)) == 3
+    assert before[0] == [
+        ("f1", 0, "+12025550100", "Pending", None),
+        ("f3", 0, "+12025550100", "Pending", None),
+        ("f3", 1, "+12025550101", "Pending", None),
+        ("f3", 2, "+12025550102", "Pending", None),
+    ]
+    assert before[1] == [(f"f{n}", "Pending", NOW) for n in (0, 1, 3)]
+    assert broken == "refused" and after == before
 
 
 # Two nodes at once: each transaction below is another node's, on its own connection.

@@ -288,20 +288,29 @@ class PostgresDatabase(Database):
     async def _run_batch(self, works: list[Unit[Any]]) -> list[tuple[bool, Any]]:
         """The batch in one transaction, in pipeline mode: the lock goes with the first
         statement, and each unit's `executemany` rows with the statement after them
-        (PostgresUnit), so a batch of units that each insert a row and its details takes
-        about one round trip per unit, plus the transaction's own (psycopg syncs as it
-        opens a transaction in a pipeline, and at each level it closes: four in all). If
+        (PostgresUnit), so a batch takes one round trip per statement whose answer a unit
+        awaits, plus one for its COMMIT. If
         anything fails (a unit, or the COMMIT: a deadlock with another node's batch, say),
         it runs again without the pipeline, with each unit in its own SAVEPOINT, so only
         the failing units lose their changes."""
         pool = await self._units_pool()
         async with pool.connection() as conn:
             try:
-                async with conn.pipeline() as pipeline, conn.transaction():
+                # BEGIN and COMMIT by hand: psycopg's transaction() in a pipeline would sync
+                # as it opens and at each level it closes (three round trips more a batch).
+                async with conn.pipeline() as pipeline:
+                    await conn.execute("BEGIN")
                     await conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
                     unit = PostgresUnit(conn, pipeline)
-                    return [(True, await work(unit)) for work in works]
+                    done: list[tuple[bool, Any]] = [(True, await work(unit)) for work in works]
+                    await conn.execute("COMMIT")  # its answer awaited as the pipeline ends
+                return done
             except Exception as exc:
+                from psycopg.pq import TransactionStatus
+
+                status = conn.info.transaction_status
+                if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+                    await conn.execute("ROLLBACK")
                 if len(works) == 1:
                     return [(False, exc)]
             unit = PostgresUnit(conn)

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
-from smsgw.db.engine import ColumnReader, RowInsert, UnitConnection
+from smsgw.db.engine import ColumnReader, Details, RowInsert, UnitConnection
 from smsgw.devices.models import Device
 from smsgw.messages.models import Message, MessageStateEntry, Recipient
 
@@ -97,16 +97,18 @@ async def store_message(
     conn: UnitConnection, values: dict[str, Any], numbers: list[str], now: datetime
 ) -> int:
     """Store a message, its recipients and its first history entry; return its key."""
-    pk = await _message_insert.one(conn, values)
-    await _recipient_insert.many(
+    state = values["state"]
+    recipient_rows = [
+        {"position": i, "phone_number": n, "state": state} for i, n in enumerate(numbers)
+    ]
+    return await _message_insert.one_with(
         conn,
+        values,
         (
-            {"message_id": pk, "position": i, "phone_number": n, "state": values["state"]}
-            for i, n in enumerate(numbers)
+            Details(_recipient_insert, "message_id", recipient_rows),
+            Details(_history_insert, "message_id", [{"state": state, "at": now}]),
         ),
     )
-    await _history_insert.many(conn, [{"message_id": pk, "state": values["state"], "at": now}])
-    return pk
 
 
 async def ext_id_in_use(conn: UnitConnection, user_id: int, ext_id: str) -> bool:
