@@ -5,7 +5,9 @@ both, on the test session's own PostgreSQL cluster."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -26,7 +28,7 @@ from smsgw.routing.repository import Phone
 from smsgw.routing.service import RecipientReport, StateReport
 from smsgw.tokens import repository as token_rows
 from smsgw.tokens.service import TokenService
-from tests.conftest import make_settings
+from tests.conftest import Account, create_account, make_settings, running
 from tests.pgcluster import Cluster
 from tests.test_database import assert_only_the_failing_unit_is_lost, put
 
@@ -278,3 +280,82 @@ def test_the_urls_own_session_options_are_kept_beside_utc(
     url = pg_cluster.create_database() + "?options=-c%20statement_timeout%3D12345"
     settings = make_settings(tmp_path / "pg", database_url=url)
     assert asyncio.run(_session_settings(settings)) == ("12345ms", "UTC", "12345ms", "UTC")
+
+
+def _end_every_session_of(settings: Settings) -> int:
+    """What a restart or a failover of PostgreSQL does to a node's connections: the server
+    ends every session of the database (but the one asking); how many it ended."""
+    with psycopg.connect(**connect_arguments(settings.resolved_database_url)) as conn:
+        ended = conn.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return int(ended[0]) if ended else 0
+
+
+def test_sessions_the_server_ended_are_replaced_without_an_error(pg_settings: Settings) -> None:
+    """A pooled connection whose session PostgreSQL ended (a restart, a failover, an idle
+    timeout) is found out and replaced: the requests after it are answered as before, not
+    with a 500, and nothing is stored twice."""
+    account = Account("alice", "correct horse battery")
+    create_account(pg_settings, account.login, account.password)
+    body = {"textMessage": {"text": "hi"}, "phoneNumbers": [NUMBER]}
+    with running(pg_settings) as live, live.client(account) as api:
+
+        def send(_: int) -> int:
+            with live.client(account) as own:
+                return own.post("/messages", json=body).status_code
+
+        sent = 0
+        for _ in range(3):
+            with ThreadPoolExecutor(8) as pool:  # several pooled connections in use
+                assert set(pool.map(send, range(16))) == {200}
+            sent += 16
+            assert _end_every_session_of(pg_settings) >= 2
+            for _ in range(5):  # the credential lookup, then the message's batch
+                answer = api.post("/messages", json=body)
+                assert answer.status_code == 200, answer.text
+                sent += 1
+            listed = api.get("/messages", params={"limit": 1})
+            assert listed.status_code == 200, listed.text
+            assert listed.headers["X-Total-Count"] == str(sent)
+
+
+def test_a_batch_or_a_read_on_an_ended_session_runs_again_on_a_good_one(
+    pg_settings: Settings,
+) -> None:
+    """The units' own paths, apart from each other: a batch whose connection's session had
+    ended before its COMMIT was sent runs once more on another, and so does a read; every
+    unit kept once."""
+
+    def read(conn: UnitConnection) -> Any:
+        return conn.execute("SELECT count(*) FROM system_values WHERE key LIKE 'k%'")
+
+    async def count(db: PostgresDatabase) -> int:
+        async def work(conn: UnitConnection) -> int:
+            return int((await read(conn)).fetchone()[0])
+
+        return await db.read_unit(work)
+
+    async def scenario() -> tuple[list[str], int, list[str], int]:
+        db = database_for(pg_settings)
+        assert isinstance(db, PostgresDatabase)
+        try:
+            # Three connections in the pool (db_pool_size=3): batches and reads at once.
+            await asyncio.gather(
+                *(db.write_unit(put(f"warm{i}")) for i in range(6)),
+                *(count(db) for _ in range(6)),
+            )
+            assert _end_every_session_of(pg_settings) >= 1
+            batch = await asyncio.gather(*(db.write_unit(put(f"k{i}")) for i in range(4)))
+            after_batch = await count(db)
+            assert _end_every_session_of(pg_settings) >= 1
+            read_first = await count(db)
+            more = await asyncio.gather(*(db.write_unit(put(f"k{i}")) for i in range(4, 6)))
+            return batch + more, after_batch, [str(read_first)], await count(db)
+        finally:
+            await db.dispose()
+
+    kept, after_batch, read_first, total = asyncio.run(scenario())
+    assert kept == [f"k{i}" for i in range(6)]
+    assert after_batch == 4 and read_first == ["4"] and total == 6

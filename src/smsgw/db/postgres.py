@@ -187,6 +187,11 @@ def hold_node_lock(url: str, exclusive: bool = False) -> psycopg.Connection[Any]
     return conn
 
 
+class StaleSession(Exception):
+    """A pooled connection's session had ended before the work on it could be kept (see
+    `PostgresDatabase._run_batch`)."""
+
+
 #: The advisory lock between `write()` blocks (exclusive: one at a time in the whole
 #: cluster, as SQLite has one writer) and group-commit batches (shared: batches run side by
 #: side, their conflicts settled by row locks, `row_lock`).
@@ -283,17 +288,39 @@ class PostgresDatabase(Database):
         reads sees no less consistency than it would in one."""
         pool = await self._units_pool()
         async with pool.connection() as conn:
+            try:
+                return await work(PostgresUnit(conn))
+            except Exception:
+                if not conn.broken:
+                    raise
+        # Its session had ended (a restart...: see _run_batch): once more, the pool checked.
+        await pool.check()
+        async with pool.connection() as conn:
             return await work(PostgresUnit(conn))
 
     async def _run_batch(self, works: list[Unit[Any]]) -> list[tuple[bool, Any]]:
+        """`_run_batch_on` a pooled connection; if its session turns out to have ended
+        before the COMMIT was sent (PostgreSQL restarted, failed over, or ended an idle
+        session: nothing of the batch can have been kept), the pool's idle connections are
+        checked and the batch runs once more on a good one."""
+        pool = await self._units_pool()
+        try:
+            return await self._run_batch_on(pool, works)
+        except StaleSession:
+            await pool.check()
+            return await self._run_batch_on(pool, works)
+
+    async def _run_batch_on(
+        self, pool: AsyncConnectionPool[Any], works: list[Unit[Any]]
+    ) -> list[tuple[bool, Any]]:
         """The batch in one transaction, in pipeline mode: the lock goes with the first
         statement, and each unit's `executemany` rows with the statement after them
         (PostgresUnit), so a batch takes one round trip per statement whose answer a unit
-        awaits, plus one for its COMMIT. If
-        anything fails (a unit, or the COMMIT: a deadlock with another node's batch, say),
-        it runs again without the pipeline, with each unit in its own SAVEPOINT, so only
-        the failing units lose their changes."""
-        pool = await self._units_pool()
+        awaits, plus one for its COMMIT. If anything fails (a unit, or the COMMIT: a
+        deadlock with another node's batch, say), it runs again without the pipeline, with
+        each unit in its own SAVEPOINT, so only the failing units lose their changes.
+        StaleSession when the connection was found broken before the COMMIT was sent."""
+        committing = False
         async with pool.connection() as conn:
             try:
                 # BEGIN and COMMIT by hand: psycopg's transaction() in a pipeline would sync
@@ -303,9 +330,14 @@ class PostgresDatabase(Database):
                     await conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
                     unit = PostgresUnit(conn, pipeline)
                     done: list[tuple[bool, Any]] = [(True, await work(unit)) for work in works]
+                    committing = True
                     await conn.execute("COMMIT")  # its answer awaited as the pipeline ends
                 return done
             except Exception as exc:
+                if conn.broken:
+                    if not committing:
+                        raise StaleSession from exc
+                    raise  # the COMMIT's outcome is unknown: every unit gets the error
                 from psycopg.pq import TransactionStatus
 
                 status = conn.info.transaction_status
