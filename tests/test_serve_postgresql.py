@@ -167,3 +167,53 @@ def test_a_node_with_another_jwt_secret_is_refused_unless_it_rotates(
     assert forgot.returncode == 0 and "forgot" in forgot.stdout, forgot.stderr
     serves(env("c", third))
     assert refused(env("b", second)) == f"error: {OTHER_SIGNER}"
+
+
+def test_of_two_nodes_with_other_secrets_started_at_once_one_serves_one_is_refused(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    """On a new database (no schema yet), two nodes with different secrets start at the
+    same moment, several times over: each time one serves and the other is refused in one
+    line, never with a traceback of the application's start-up."""
+    for attempt in range(3):
+        url = pg_cluster.create_database()
+        nodes = []
+        for name in ("a", "b"):
+            environ = os.environ | {
+                "SMSGW_DATA_DIR": str(tmp_path / f"{name}{attempt}"),
+                "SMSGW_DATABASE_URL": url,
+                "SMSGW_JWT_SECRET": f"{name}-" + "s" * 40,
+                "SMSGW_LOG_LEVEL": "warning",
+            }
+            port = free_port()
+            nodes.append((_start(environ, port), port))
+        try:
+            refused, port = _one_refused_one_serving(nodes)
+            out, _ = refused.communicate(timeout=30)
+            assert refused.returncode == 2, out
+            assert out.strip().splitlines()[-1] == f"error: {OTHER_SIGNER}", out
+            assert "Traceback" not in out
+            _wait_healthy(port)
+        finally:
+            for node, _ in nodes:
+                if node.poll() is None:
+                    node.send_signal(signal.SIGINT)
+                    assert node.wait(30) == 0
+                if node.stdout is not None:
+                    node.stdout.close()
+
+
+def _one_refused_one_serving(
+    nodes: list[tuple[subprocess.Popen[str], int]], within: float = 120
+) -> tuple[subprocess.Popen[str], int]:
+    """The node that ended, and the port of the one that serves, once one has ended and the
+    other answers its health check."""
+    deadline = time.monotonic() + within
+    while True:
+        ended = [node for node, _ in nodes if node.poll() is not None]
+        ports = [port for node, port in nodes if node.poll() is None and _health(port)]
+        if len(ended) == 1 and len(ports) == 1:
+            return ended[0], ports[0]
+        assert len(ended) < 2, [node.communicate(timeout=30)[0] for node, _ in nodes]
+        assert time.monotonic() < deadline, "no node ended, or none served"
+        time.sleep(0.1)

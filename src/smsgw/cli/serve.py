@@ -50,10 +50,10 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Start the gateway (applies migrations first, unless SMSGW_AUTO_MIGRATE=false)."""
     settings = settings_or_exit(host=host, port=port, workers=workers)
     usable_database_or_exit(settings)  # fail here, in one line, on an unusable database
-    same_secret_or_exit(settings)
     if not port_is_free(settings.host, settings.port):
         raise typer.Exit(1)
     with serving(settings):
+        same_secret_or_exit(settings)
         if settings.workers == 1:
             print(f"smsgw listening on http://{settings.host}:{settings.port}", flush=True)
             run_server(create_app(settings), settings)
@@ -64,8 +64,12 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
 
 def same_secret_or_exit(settings: Settings) -> None:
-    """On PostgreSQL, end in one line (status 2) when the database's nodes sign tokens with
-    another secret than this node's (tokens/rotation.py)."""
+    """On PostgreSQL, record this node's secret, or end in one line (status 2) when the
+    database's nodes sign tokens with another one (tokens/rotation.py). Recorded here, not
+    only checked: of two nodes with different secrets starting at once on a new database,
+    the one that records second is refused here too, in one line (in the application's
+    start-up it would be a traceback). With SMSGW_AUTO_MIGRATE the schema is brought up to
+    date first (as the application's start-up would), so there is a table to record in."""
     if settings.database_scheme != "postgresql":
         return
     from sqlalchemy.exc import ProgrammingError
@@ -73,16 +77,21 @@ def same_secret_or_exit(settings: Settings) -> None:
     from smsgw.tokens import rotation
     from smsgw.tokens.service import TokenService
 
-    async def differs() -> bool:
+    if settings.auto_migrate:
+        announce_migration(migrate.upgrade(settings), settings)
+
+    async def record() -> None:
         db = database_for(settings)
         try:
-            return await rotation.conflict(db, *TokenService(settings, db).fingerprints())
-        except ProgrammingError:  # no schema yet: nothing recorded
-            return False
+            await TokenService(settings, db).note_secret()
+        except ProgrammingError:  # no schema (SMSGW_AUTO_MIGRATE=false): start-up says so
+            pass
         finally:
             await db.dispose()
 
-    if asyncio.run(differs()):
+    try:
+        asyncio.run(record())
+    except rotation.OtherSecret:
         fail(rotation.OTHER_SIGNER, 2)
 
 

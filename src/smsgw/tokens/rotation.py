@@ -61,13 +61,6 @@ async def current_since(db: Database, current: str, previous: str | None = None)
         return await _current_since(db, current, previous)
 
 
-async def conflict(db: Database, current: str, previous: str | None) -> bool:
-    """Whether a node with these secrets would be refused (OtherSecret), without writing."""
-    async with db.read() as conn:
-        stored = await _stored(conn)
-    return _other(db, stored, current, previous)
-
-
 async def forget(db: Database) -> bool:
     """Forget the recorded secret: the next start records its own. Whether one was."""
     async with db.write() as conn:
