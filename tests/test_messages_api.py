@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from smsgw.domain import clock
 from tests.conftest import Account, LiveServer, make_settings, running
 
 
@@ -203,3 +205,94 @@ def send_numbers(client: httpx.Client, numbers: list[str]) -> dict[str, list[dic
     assert response.status_code == 200, response.text
     result: dict[str, list[dict[str, str]]] = response.json()
     return result
+
+
+def pages(api: httpx.Client, **params: object) -> tuple[list[object], list[httpx.Response]]:
+    """Every message of a list, page after page through the `Link` headers' next URLs."""
+    answers = [api.get("/messages", params=params)]  # type: ignore[arg-type]
+    while "link" in answers[-1].headers:
+        link = answers[-1].headers["link"]
+        assert link.startswith("</api/3rdparty/v1/messages?") and link.endswith('>; rel="next"')
+        answers.append(api.get(api.base_url.join(link[1 : -len('>; rel="next"')])))
+        assert answers[-1].status_code == 200, answers[-1].text
+        assert len(answers) < 20
+    return [i for answer in answers for i in ids(answer)], answers
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[None]:
+    """Every message made at one moment: their order is their key's (the cursor's second
+    part)."""
+    moment = datetime(2026, 12, 3, 12, 0, 0, 123456, tzinfo=UTC)
+    clock.set_clock(lambda: moment)
+    try:
+        yield
+    finally:
+        clock.set_clock(lambda: datetime.now(UTC))
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["apart", "at-one-moment"])
+def test_a_cursor_pages_through_every_message_once_in_either_order(
+    api: httpx.Client, frozen: bool, request: pytest.FixtureRequest
+) -> None:
+    if frozen:
+        request.getfixturevalue("frozen_clock")
+    sent = [send(api, f"m{i}", withDeliveryReport=i % 2 == 0)["id"] for i in range(7)]
+    seen, answers = pages(api, limit=3)
+    assert seen == sent[::-1]
+    assert [len(a.json()) for a in answers] == [3, 3, 1]
+    assert {a.headers["x-total-count"] for a in answers} == {"7"}
+    assert "after=" in answers[1].request.url.query.decode()
+    oldest_first, _ = pages(api, limit=2, sort="created_at", includeContent="true")
+    assert oldest_first == sent
+    # A page that ends the list exactly has no next link: no empty page after it.
+    seen, answers = pages(api, limit=7)
+    assert seen == sent[::-1] and len(answers) == 1
+    # Filters and the other parameters are kept in the next URL; skip is not.
+    cancelled = sent[1:6:2]
+    for message_id in cancelled:
+        assert api.delete(f"/messages/{message_id}").status_code == 200
+    seen, answers = pages(api, limit=1, state="Cancelled", skip=0)
+    assert seen == cancelled[::-1]
+    assert {a.headers["x-total-count"] for a in answers} == {"3"}
+    assert "skip" not in answers[-1].request.url.query.decode()
+
+
+def test_a_cursor_continues_after_its_message_even_when_newer_ones_arrive(
+    api: httpx.Client,
+) -> None:
+    """Unlike skip, a cursor does not shift when messages are sent between two pages."""
+    sent = [send(api, f"m{i}")["id"] for i in range(4)]
+    first = api.get("/messages", params={"limit": 2})
+    assert ids(first) == sent[:1:-1]
+    send(api, "newer")
+    link = first.headers["link"][1 : -len('>; rel="next"')]
+    assert ids(api.get(api.base_url.join(link))) == sent[1::-1]
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "junk!",
+        "x",
+        base64.urlsafe_b64encode(b"12.x").decode().rstrip("="),
+        base64.urlsafe_b64encode(b"0012.3").decode().rstrip("="),  # not the server's form
+        base64.urlsafe_b64encode(b"12.3").decode(),  # with padding
+        base64.urlsafe_b64encode(b"9999999999999999999.1").decode().rstrip("="),
+        base64.urlsafe_b64encode("١٢.٣".encode()).decode().rstrip("="),  # other digits
+    ],
+)
+def test_a_cursor_this_server_did_not_give_is_a_400(api: httpx.Client, cursor: str) -> None:
+    answer = api.get("/messages", params={"after": cursor})
+    assert answer.status_code == 400, answer.text
+    assert "after" in answer.json()["message"]
+
+
+def test_a_cursor_with_skip_or_offset_is_a_400(api: httpx.Client) -> None:
+    for _ in range(3):
+        send(api)
+    link = api.get("/messages", params={"limit": 1}).headers["link"][1 : -len('>; rel="next"')]
+    for extra in ("&skip=1", "&offset=2"):
+        answer = api.get(api.base_url.join(link + extra))
+        assert answer.status_code == 400, answer.text
+        assert "without skip or offset" in answer.json()["message"]

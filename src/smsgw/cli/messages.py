@@ -76,10 +76,10 @@ def list_messages(
         state=state.value if state else None, device_id=device, offset=skip, limit=limit
     )
 
-    async def action(db: Database) -> tuple[list[MessageRecord], int]:
+    async def action(db: Database) -> tuple[list[MessageRecord], int, bool]:
         return await service.list_page(db, await _user_id(db, user), where)
 
-    records, total = run(action)
+    records, total, _ = run(action)
     if as_json:
         print_json([to_state(record, include_content=False) for record in records])
         return

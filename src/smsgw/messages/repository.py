@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
@@ -63,6 +63,8 @@ class ListFilter:
     newest_first: bool = True
     offset: int = 0
     limit: int = 20
+    #: Only the messages after this one in the order (a cursor: its creation time and key).
+    after: tuple[datetime, int] | None = None
 
 
 COLUMNS = (
@@ -151,10 +153,22 @@ def _filtered(columns: Any, user_id: int, where: ListFilter) -> Select[Any]:
     return select(*columns).where(and_(*conditions))
 
 
+def _after(where: ListFilter) -> ColumnElement[bool] | None:
+    """The messages after `where.after` in the list's order (creation time, then key)."""
+    if where.after is None:
+        return None
+    at, pk = where.after
+    created, key = messages.c.created_at, messages.c.id
+    if where.newest_first:
+        return or_(created < at, and_(created == at, key < pk))
+    return or_(created > at, and_(created == at, key > pk))
+
+
 async def page(
     conn: AsyncConnection, user_id: int, where: ListFilter
-) -> tuple[list[MessageRecord], int]:
-    """One page of the owner's messages, with the number of all that match."""
+) -> tuple[list[MessageRecord], int, bool]:
+    """One page of the owner's messages, the number of all that match (a cursor, `after`,
+    does not change it), and whether more follow the page."""
     total = (await conn.execute(_filtered([func.count()], user_id, where))).scalar_one()
     order = (
         (messages.c.created_at.desc(), messages.c.id.desc())
@@ -162,10 +176,15 @@ async def page(
         else (messages.c.created_at.asc(), messages.c.id.asc())
     )
     query = _filtered(COLUMNS, user_id, where).order_by(*order)
-    rows = await conn.execute(query.limit(where.limit).offset(where.offset))
+    after = _after(where)
+    if after is not None:
+        query = query.where(after)
+    rows = await conn.execute(query.limit(where.limit + 1).offset(where.offset))
     records = [MessageRecord(**row._asdict()) for row in rows]
+    more = len(records) > where.limit
+    records = records[: where.limit]
     await attach_details(conn, records)
-    return records, int(total)
+    return records, int(total), more
 
 
 async def attach_details(conn: AsyncConnection, records: list[MessageRecord]) -> None:

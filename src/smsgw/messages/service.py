@@ -145,8 +145,9 @@ async def get(db: Database, user_id: int, ext_id: str) -> MessageRecord:
 
 async def list_page(
     db: Database, user_id: int, where: ListFilter
-) -> tuple[list[MessageRecord], int]:
-    """A page of the owner's messages and the total count matching the filter."""
+) -> tuple[list[MessageRecord], int, bool]:
+    """A page of the owner's messages, the total count matching the filter, and whether
+    more follow the page."""
     async with db.read() as conn:
         return await repository.page(conn, user_id, where)
 

@@ -108,7 +108,7 @@ async def list_messages(request: Request) -> Response:
     except FilterError as error:
         return render(request, "messages.html", 400, who, error=str(error), records=[],
                       shown={}, total=0, pages=None, states=list(ProcessingState))  # fmt: skip
-    records, total = await service.list_page(who.context.db, who.user_id, where)
+    records, total, _ = await service.list_page(who.context.db, who.user_id, where)
     template = "_table.html" if request.query_params.get("fragment") else "messages.html"
     return render(
         request, template, who=who, records=records, shown=shown, total=total,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -17,7 +20,7 @@ from smsgw.domain.errors import InvalidInput
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import Event, PhoneEvent
 from smsgw.messages import service
-from smsgw.messages.repository import ListFilter
+from smsgw.messages.repository import ListFilter, MessageRecord
 from smsgw.messages.schemas import (
     ErrorBody,
     Instant,
@@ -127,6 +130,37 @@ MAX_OFFSET = 2**63 - 1
 #: Upstream serves at most 100 messages a page: a larger `limit` is clamped, not refused.
 MAX_PAGE = 100
 MessageId = Annotated[str, Path(min_length=1, max_length=36, description="The message id.")]
+#: What `after` is made of: a message's creation time (microseconds since the epoch, UTC)
+#: and its key, base64url without padding; only this server's own cursors are taken.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR = re.compile(r"(-?\d{1,19})\.(\d{1,19})")
+NOT_A_CURSOR = "after: not a cursor of this server (take it from a Link header's next URL)"
+
+
+def cursor_of(record: MessageRecord) -> str:
+    """The `after` value that continues a list after `record`."""
+    at = record.created_at - EPOCH
+    return _cursor((at.days * 86_400 + at.seconds) * 1_000_000 + at.microseconds, record.pk)
+
+
+def position_of(cursor: str) -> tuple[datetime, int]:
+    """The (creation time, key) a cursor names; InvalidInput when it is not one."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput(NOT_A_CURSOR) from None
+    found = _CURSOR.fullmatch(text)
+    if found is None or _cursor(int(found[1]), int(found[2])) != cursor:  # one form only
+        raise InvalidInput(NOT_A_CURSOR)
+    try:
+        at = EPOCH + timedelta(microseconds=int(found[1]))
+    except OverflowError:
+        raise InvalidInput(NOT_A_CURSOR) from None
+    return at, int(found[2])
+
+
+def _cursor(micros: int, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{micros}.{pk}".encode()).decode().rstrip("=")
 
 
 async def send_message(request: Request, body: SendMessageRequest) -> JSONResponse:
@@ -179,6 +213,7 @@ async def fast_send(request: Request) -> Response | None:
 
 
 async def list_messages(
+    request: Request,
     context: Context,
     user_id: CurrentUser,
     skip: Annotated[
@@ -220,10 +255,23 @@ async def list_messages(
     include_content: Annotated[
         bool, Query(alias="includeContent", description="Include text or data.")
     ] = False,
+    after: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="A cursor: the messages after the last one of the page that gave it, "
+            'in the same order. Take it from the `Link` header\'s `rel="next"` URL, which '
+            "keeps the other parameters; not with `skip` or `offset`.",
+        ),
+    ] = None,
 ) -> JSONResponse:
-    """List your messages, newest first; `X-Total-Count` counts all that match."""
+    """List your messages, newest first; `X-Total-Count` counts all that match. When more
+    follow the page, `Link` gives the URL of the next one (`rel="next"`, with a cursor)."""
     if skip is not None and offset is not None and skip != offset:
         raise InvalidInput("skip and offset mean the same thing; give one of them")
+    if after is not None and (skip or offset):
+        raise InvalidInput("after continues from a cursor: give it without skip or offset")
     where = ListFilter(
         since=since,
         until=until,
@@ -232,10 +280,15 @@ async def list_messages(
         newest_first=sort == "-created_at",
         offset=skip if skip is not None else (offset or 0),
         limit=min(limit, MAX_PAGE),
+        after=position_of(after) if after is not None else None,
     )
-    records, total = await service.list_page(context.db, user_id, where)
+    records, total, more = await service.list_page(context.db, user_id, where)
     body = [to_state(record, include_content) for record in records]
     headers = {"X-Total-Count": str(total), "X-Limit": str(where.limit)}
+    if more and records:
+        url = request.url.remove_query_params(("skip", "offset", "after"))
+        url = url.include_query_params(after=cursor_of(records[-1]))
+        headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
     return JSONResponse(body, headers=headers)
 
 
@@ -263,6 +316,13 @@ def _register(prefix: str, deprecated: bool) -> None:
             "schema": {"type": "integer"},
         },
     }
+    next_header = {
+        "Link": {
+            "description": 'When more messages follow the page: `<URL>; rel="next"`, the '
+            "URL (its path and query) of the next page, with a cursor (`after`)",
+            "schema": {"type": "string"},
+        }
+    }
     location = {"Location": {"description": "URL of the new message", "schema": {"type": "string"}}}
     router.add_api_route(
         prefix,
@@ -288,7 +348,10 @@ def _register(prefix: str, deprecated: bool) -> None:
         deprecated=deprecated,
         operation_id=f"list{prefix.strip('/').title()}",
         dependencies=GUARDED,
-        responses={**COMMON_ERRORS, 200: {"description": "A page", "headers": total_header}},
+        responses={
+            **COMMON_ERRORS,
+            200: {"description": "A page", "headers": total_header | next_header},
+        },
     )
     router.add_api_route(
         f"{prefix}/{{id}}",
