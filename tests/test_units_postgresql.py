@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +20,7 @@ from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.base import table_of
 from smsgw.db.engine import ColumnReader, Details, RowInsert, SQLiteUnit, UnitConnection
-from smsgw.db.postgres import PostgresUnit, connect_arguments, placeholders
+from smsgw.db.postgres import POSTGRESQL, PostgresUnit, connect_arguments, placeholders
 from smsgw.devices import repository as device_rows
 from smsgw.devices.models import Device
 from smsgw.domain.states import ProcessingState
@@ -397,3 +397,39 @@ def test_placeholders_become_psycopgs() -> None:
     assert placeholders("SELECT 1 WHERE a = ? AND b LIKE 'x%'") == (
         "SELECT 1 WHERE a = %s AND b LIKE 'x%%'"
     )
+
+
+class _Recording(UnitConnection):
+    """A unit connection that keeps the statements it runs."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, inner: UnitConnection) -> None:
+        self.inner = inner
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        values = tuple(params)
+        self.statements.append((sql, values))
+        return await self.inner.execute(sql, values)
+
+
+def test_a_claim_chooses_its_messages_once_whatever_the_plan(pg_settings: Settings) -> None:
+    """The claim's choice (LIMIT, FOR UPDATE SKIP LOCKED) runs once, as an InitPlan before
+    the UPDATE: were it planned as a join, a second run could choose other rows than the
+    first and claim more than asked."""
+
+    async def scenario() -> tuple[list[int], str]:
+        await _prepare(pg_settings, phones=1, messages=5)
+        conn = await _connect(pg_settings)
+        async with conn, conn.transaction():
+            recording = _Recording(PostgresUnit(conn))
+            claimed = await routing.claim(recording, _phone(0), 2, LATER, False)
+            ((sql, params),) = recording.statements
+            plan = await PostgresUnit(conn).execute(f"EXPLAIN (COSTS OFF) {sql}", params)
+            return claimed, "\n".join(row[0] for row in plan)
+
+    claimed, plan = asyncio.run(scenario())
+    assert len(claimed) == 2
+    assert "InitPlan" in plan and "LockRows" in plan, plan
+    assert "Join" not in plan, plan

@@ -621,6 +621,17 @@ def row_lock(conn: UnitConnection, skip_locked: bool = False) -> str:
     return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
 
 
+def among(conn: UnitConnection, column: str, subquery: str) -> str:
+    """`column` among the keys `subquery` chooses, the subquery run exactly once. On
+    PostgreSQL `IN (subquery)` may be planned as a join that runs a subquery again, and a
+    choice with `LIMIT` and `SKIP LOCKED` can choose other rows the second time (so more
+    than the limit); `= ANY(ARRAY(subquery))` is an InitPlan, run once before the
+    statement. On SQLite, whose transaction keeps every other writer out, `IN`."""
+    if conn.dialect.name == "sqlite":
+        return f"{column} IN ({subquery})"
+    return f"{column} = ANY(ARRAY({subquery}))"
+
+
 def marks(count: int) -> str:
     """`?, ?, ?`: the placeholders of an `IN (...)` list of `count` values."""
     return ", ".join("?" * count)

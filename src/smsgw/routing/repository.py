@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.engine import ColumnReader, ColumnWriter, UnitConnection, marks, row_lock
+from smsgw.db.engine import ColumnReader, ColumnWriter, UnitConnection, among, marks, row_lock
 from smsgw.domain.states import ProcessingState
 from smsgw.messages import repository as stored
 from smsgw.messages.repository import MessageRecord, RecipientRecord
@@ -129,13 +129,16 @@ async def claim(
     writer out between the choice and the update; on PostgreSQL the choice locks its rows
     and passes over those another node's claim holds (`row_lock`; a row another claim
     changed since this statement began is checked again against the WHERE before it is
-    locked), so no message is ever claimed twice."""
+    locked), so no message is ever claimed twice; and it is made once (`among`), so never
+    more than `count`."""
     where, params = _claimable(conn, phone, now)
+    chosen = (
+        f"SELECT id FROM messages WHERE {where}"  # noqa: S608
+        f" ORDER BY {_ORDER[newest_first]} LIMIT ?{row_lock(conn, skip_locked=True)}"
+    )
     query = (
         "UPDATE messages SET device_id = ?, claimed_at = ?, updated_at = ?"  # noqa: S608
-        f" WHERE id IN (SELECT id FROM messages WHERE {where}"
-        f" ORDER BY {_ORDER[newest_first]} LIMIT ?{row_lock(conn, skip_locked=True)})"
-        " RETURNING id"
+        f" WHERE {among(conn, 'id', chosen)} RETURNING id"
     )
     stamp = _at(conn, now)
     rows = (await conn.execute(query, [phone.device_id, stamp, stamp, *params, count])).fetchall()
