@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
-from smsgw.db.postgres import COPY_UNDER_WAY, hold_node_lock
+from smsgw.db.postgres import COPY_UNDER_WAY, NODE_LOCK, connect_arguments, hold_node_lock
 from smsgw.tokens.rotation import OTHER_SIGNER
 from tests.conftest import free_port
 from tests.pgcluster import Cluster
@@ -217,3 +218,42 @@ def _one_refused_one_serving(
         assert len(ended) < 2, [node.communicate(timeout=30)[0] for node, _ in nodes]
         assert time.monotonic() < deadline, "no node ended, or none served"
         time.sleep(0.1)
+
+
+def _node_lock_holders(url: str) -> set[int]:
+    """The sessions that hold the node lock shared (serving nodes)."""
+    with psycopg.connect(**connect_arguments(url), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
+            "AND objid = %s AND mode = 'ShareLock' AND granted",
+            (NODE_LOCK,),
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_a_node_takes_its_lock_again_when_postgresql_ends_the_session(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    """A restart of PostgreSQL ends the session that held the node lock: the node takes it
+    again (so `smsgw db copy` still cannot fill the database under it), and serves on."""
+    url = pg_cluster.create_database()
+    environ = os.environ | {"SMSGW_DATA_DIR": str(tmp_path / "data"), "SMSGW_DATABASE_URL": url,
+                            "SMSGW_LOG_LEVEL": "warning"}  # fmt: skip
+    port = free_port()
+    node = _start(environ, port)
+    try:
+        _wait_healthy(port)
+        (first,) = _node_lock_holders(url)
+        with psycopg.connect(**connect_arguments(url), autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (first,))
+        deadline = time.monotonic() + 60  # checked every NodeLock.CHECK_SECONDS (5 s)
+        while not (_node_lock_holders(url) - {first}):
+            assert time.monotonic() < deadline, "the node did not take its lock again"
+            time.sleep(0.2)
+        assert hold_node_lock(url, exclusive=True) is None  # as `smsgw db copy` would try
+        assert _health(port)
+    finally:
+        node.send_signal(signal.SIGINT)
+        output, _ = node.communicate(timeout=30)
+    assert node.returncode == 0, output
+    assert "node lock: its session had ended; taken again" in output

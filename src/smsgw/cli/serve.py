@@ -104,10 +104,11 @@ def serving(settings: Settings) -> Iterator[None]:
         return
     from smsgw.db import postgres
 
-    held = postgres.hold_node_lock(settings.resolved_database_url)
+    url = settings.resolved_database_url
+    held = postgres.hold_node_lock(url)
     if held is None:
         fail(postgres.COPY_UNDER_WAY, 2)
-    with held:
+    with postgres.NodeLock(url, held):  # taken again if PostgreSQL ends its session
         yield
 
 

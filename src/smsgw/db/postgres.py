@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
+import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 T = TypeVar("T")
+log = logging.getLogger("smsgw.db")
 
 #: PostgreSQL's dialect through psycopg, whose type processing units apply (db/engine.py).
 POSTGRESQL = PGDialect_psycopg()  # type: ignore[no-untyped-call]
@@ -190,6 +193,62 @@ def hold_node_lock(url: str, exclusive: bool = False) -> psycopg.Connection[Any]
 class StaleSession(Exception):
     """A pooled connection's session had ended before the work on it could be kept (see
     `PostgresDatabase._run_batch`)."""
+
+
+class NodeLock:
+    """The node lock held shared for as long as the node serves (`hold_node_lock`), and
+    taken again when its session ends: a restart of PostgreSQL (or a failover, or an idle
+    timeout) drops it with the session, and `smsgw db copy` could then fill the database
+    under a serving node. A thread checks the session every `CHECK_SECONDS`; a node that
+    cannot take the lock again (PostgreSQL still down, or a copy under way) says so in the
+    log and tries again."""
+
+    CHECK_SECONDS = 5.0
+
+    def __init__(self, url: str, held: psycopg.Connection[Any]) -> None:
+        self._url = url
+        self._held = held
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="smsgw-node-lock", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._held.close()
+
+    def __enter__(self) -> NodeLock:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _watch(self) -> None:
+        import psycopg
+
+        while not self._stop.wait(self.CHECK_SECONDS):
+            try:
+                self._held.execute("SELECT 1")
+                continue
+            except psycopg.Error:
+                self._held.close()
+            said = False
+            while not self._stop.is_set():
+                try:
+                    held = hold_node_lock(self._url)
+                except psycopg.Error as exc:
+                    held, why = None, f"PostgreSQL cannot be reached ({type(exc).__name__})"
+                else:
+                    why = "`smsgw db copy` is filling this database"
+                if held is not None:
+                    self._held = held
+                    log.warning("node lock: its session had ended; taken again")
+                    break
+                if not said:
+                    log.error("node lock: its session ended and it cannot be taken again: %s; "
+                              "trying every %.0f s", why, self.CHECK_SECONDS)  # fmt: skip
+                    said = True
+                self._stop.wait(self.CHECK_SECONDS)
 
 
 #: The advisory lock between `write()` blocks (exclusive: one at a time in the whole
