@@ -16,16 +16,22 @@ MIB = 1024 * 1024
 
 
 def receive_and_read_back(live: LiveServer, owner: Account, image: bytes) -> list[int]:
-    """The phone receives an MMS carrying `image`; returns the statuses of its posts, and
-    checks the stored attachment is `image` byte for byte when the post was taken."""
+    """The phone receives an MMS carrying `image`; returns the status of each event's first
+    post, and checks the stored attachment is `image` byte for byte when the post was
+    taken."""
     statuses: list[int] = []
 
     async def scenario() -> None:
         api = Api(live, owner)
         device = await started(phone(live, owner), webhooks=4)
         device.receive_mms("+12025550111", "Photo", "Big one", [("image/jpeg", "big.jpg", image)])
-        await eventually(lambda: len(device.webhook_posts) >= 2, within=60)
-        statuses.extend(status for _, status in device.webhook_posts)
+        # Each event's first post: a refused one is posted again after a moment (the app
+        # retries), and on a busy machine a retry may come before the other event's post.
+        await eventually(lambda: len({event for event, _ in device.webhook_posts}) >= 2, 60)
+        first: dict[str, int] = {}
+        for event, status in device.webhook_posts:
+            first.setdefault(event, status)
+        statuses.extend(first.values())
         if all(status == 204 for status in statuses):
 
             async def stored() -> bool:
