@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     worker_stall_seconds: Annotated[float, Field(gt=0, le=86400)] = 60
     health_min_free_mb: Annotated[int, Field(ge=0, le=10**9)] = 100
     event_log_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    #: Sent messages and received ones older than this are deleted (None: kept for ever).
+    retention_days: Annotated[int | None, Field(ge=1, le=36500)] = None
 
     # Web dashboard
     web_login_rate_limit: Annotated[int, Field(ge=0, le=10_000)] = 10

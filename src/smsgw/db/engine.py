@@ -621,6 +621,32 @@ def row_lock(conn: UnitConnection, skip_locked: bool = False) -> str:
     return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
 
 
+#: Rows a retention batch deletes in one transaction (`delete_in_batches`).
+DELETE_BATCH = 500
+
+
+async def delete_in_batches(
+    db: Database,
+    any_left: Callable[[AsyncConnection], Awaitable[bool]],
+    delete_some: Callable[[AsyncConnection, int], Awaitable[int]],
+    batch: int = DELETE_BATCH,
+) -> int:
+    """Delete old rows a batch at a time, each in a `write()` of its own, so that the write
+    lock is never held long and the API's writes get their turns in between; look first
+    with a read (`any_left`), as a write would hold the API up for nothing. How many went."""
+    async with db.read() as conn:
+        if not await any_left(conn):
+            return 0
+    total = 0
+    while True:
+        async with db.write() as conn:
+            gone = await delete_some(conn, batch)
+        total += gone
+        if gone < batch:
+            return total
+        await asyncio.sleep(0)
+
+
 def among(conn: UnitConnection, column: str, subquery: str) -> str:
     """`column` among the keys `subquery` chooses, the subquery run exactly once. On
     PostgreSQL `IN (subquery)` may be planned as a join that runs a subquery again, and a

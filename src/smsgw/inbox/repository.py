@@ -246,3 +246,16 @@ async def prune_exports(conn: AsyncConnection, created_before: datetime) -> int:
     """Forget exports no longer open (done, expired, failed) created before `created_before`."""
     query = delete(exports).where(_closed_before(created_before))
     return int((await conn.execute(query)).rowcount)
+
+
+async def any_received_before(conn: AsyncConnection, before: datetime) -> bool:
+    query = select(inbox.c.id).where(inbox.c.received_at < before).limit(1)
+    return (await conn.execute(query)).first() is not None
+
+
+async def delete_received_before(conn: AsyncConnection, before: datetime, batch: int) -> int:
+    """Delete up to `batch` received messages older than `before` (their attachments by
+    cascade); how many went."""
+    chosen = select(inbox.c.id).where(inbox.c.received_at < before).limit(batch)
+    result = await conn.execute(delete(inbox).where(inbox.c.id.in_(chosen.scalar_subquery())))
+    return int(result.rowcount or 0)

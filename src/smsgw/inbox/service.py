@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, delete_in_batches
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import NotFound
 from smsgw.inbox import repository
@@ -76,3 +77,14 @@ async def attachment(
     if found is None:
         raise NotFound("attachment not found")
     return found
+
+
+async def prune(db: Database, retention_days: int) -> int:
+    """Delete the messages received more than `retention_days` ago, with their
+    attachments, in small batches; how many went."""
+    before = clock.now() - timedelta(days=retention_days)
+    return await delete_in_batches(
+        db,
+        lambda conn: repository.any_received_before(conn, before),
+        lambda conn, batch: repository.delete_received_before(conn, before, batch),
+    )

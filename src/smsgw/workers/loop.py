@@ -21,7 +21,9 @@ from smsgw.db.engine import Database
 from smsgw.devices import service as devices
 from smsgw.devices.presence import Presence
 from smsgw.events.hub import EventHub
+from smsgw.inbox import service as inbox
 from smsgw.logs import service as logs
+from smsgw.messages import service as messages
 from smsgw.routing import service as routing
 
 log = logging.getLogger("smsgw.workers")
@@ -65,10 +67,14 @@ class Worker:
         self.last_tick = time.monotonic()  # the health probe's "worker alive" (see health/)
 
     async def prune_logs(self) -> None:
-        """Drop event-log entries past their retention, at most once per LOG_PRUNE_SECONDS."""
+        """Drop event-log entries past their retention, and with SMSGW_RETENTION_DAYS sent
+        and received messages past theirs, at most once per LOG_PRUNE_SECONDS."""
         if self._last_prune is not None and time.monotonic() - self._last_prune < LOG_PRUNE_SECONDS:
             return
         await logs.prune(self.db, self.settings.event_log_retention_days)
+        if self.settings.retention_days is not None:
+            await messages.prune(self.db, self.settings.retention_days)
+            await inbox.prune(self.db, self.settings.retention_days)
         self._last_prune = time.monotonic()
 
     async def flush_presence(self) -> None:
