@@ -130,6 +130,8 @@ def engine(request: pytest.FixtureRequest) -> str:
     """The database engine of the test's settings (`pytest_generate_tests`; SQLite where a
     test runs on one engine only): module-scoped, so that a module's shared server
     (`shared_api`) is one per engine."""
+    if request.node.get_closest_marker("one_engine") is not None:
+        return "sqlite"  # whatever SMSGW_TEST_ENGINE says: the tests choose themselves
     return str(getattr(request, "param", os.environ.get("SMSGW_TEST_ENGINE", "sqlite")))
 
 

@@ -5,6 +5,7 @@ both, on the test session's own PostgreSQL cluster."""
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from smsgw.routing.repository import Phone
 from smsgw.routing.service import RecipientReport, StateReport
 from smsgw.tokens import repository as token_rows
 from smsgw.tokens.service import TokenService
+from tests import pgcluster
 from tests.conftest import Account, create_account, make_settings, running
 from tests.pgcluster import Cluster
 from tests.test_database import assert_only_the_failing_unit_is_lost, put
@@ -359,3 +361,34 @@ def test_a_batch_or_a_read_on_an_ended_session_runs_again_on_a_good_one(
     kept, after_batch, read_first, total = asyncio.run(scenario())
     assert kept == [f"k{i}" for i in range(6)]
     assert after_batch == 4 and read_first == ["4"] and total == 6
+
+
+def test_while_postgresql_is_down_a_unit_fails_within_seconds_not_the_pools_30(
+    tmp_path: Path,
+) -> None:
+    """With PostgreSQL stopped, a unit fails within seconds (the retry after a cut session
+    waits 5 s for a new connection, a unit 10 s), not after psycopg_pool's default 30."""
+    cluster = pgcluster.start()
+    try:
+        settings = make_settings(tmp_path / "pg", database_url=cluster.create_database())
+        migrate.upgrade(settings)
+
+        async def scenario() -> list[float]:
+            db = database_for(settings)
+            took = []
+            try:
+                await db.write_unit(put("before"))
+                cluster.stop()
+                for unit in (put("during"), put("again")):
+                    started = time.monotonic()
+                    with pytest.raises(Exception):  # noqa: B017 (psycopg's or the pool's)
+                        await db.write_unit(unit)
+                    took.append(time.monotonic() - started)
+            finally:
+                await db.dispose()
+            return took
+
+        took = asyncio.run(scenario())
+    finally:
+        cluster.stop()
+    assert all(seconds < 25 for seconds in took), took

@@ -280,6 +280,8 @@ def test_a_cursor_continues_after_its_message_even_when_newer_ones_arrive(
         base64.urlsafe_b64encode(b"12.3").decode(),  # with padding
         base64.urlsafe_b64encode(b"9999999999999999999.1").decode().rstrip("="),
         base64.urlsafe_b64encode("١٢.٣".encode()).decode().rstrip("="),  # other digits
+        base64.urlsafe_b64encode(b"0.9223372036854775808").decode().rstrip("="),  # > 2**63-1
+        base64.urlsafe_b64encode(b"0.9999999999999999999").decode().rstrip("="),
     ],
 )
 def test_a_cursor_this_server_did_not_give_is_a_400(api: httpx.Client, cursor: str) -> None:

@@ -433,3 +433,22 @@ def test_a_claim_chooses_its_messages_once_whatever_the_plan(pg_settings: Settin
     assert len(claimed) == 2
     assert "InitPlan" in plan and "LockRows" in plan, plan
     assert "Join" not in plan, plan
+
+
+def test_a_detail_too_long_for_its_column_is_refused_not_cut(pg_settings: Settings) -> None:
+    """The one statement casts each value to its column's type without its length: a
+    phone number longer than the column takes is refused, as a plain INSERT refuses it."""
+
+    async def scenario() -> list[Any]:
+        conn = await _connect(pg_settings)
+        async with conn:
+            await _prepare(pg_settings, phones=1, messages=0)
+            with pytest.raises(psycopg.errors.StringDataRightTruncation):
+                async with conn.transaction():
+                    await stored.store_message(
+                        PostgresUnit(conn), _message("long", NOW), ["+1" + "2" * 600], NOW
+                    )
+            cursor = await conn.execute("SELECT count(*) FROM messages")
+            return await cursor.fetchall()
+
+    assert asyncio.run(scenario()) == [(0,)]

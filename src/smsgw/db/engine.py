@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import sqlite3
 import sys
 import time
@@ -513,7 +514,12 @@ class RowInsert:
                 continue
             at = insert.position(column)
             names = [name for name, _, _ in insert._columns]
-            kinds = [insert.table.c[name].type.compile(dialect=dialect) for name in names]
+            # The type without its length: a cast to VARCHAR(16) would cut a longer value
+            # short without a word, where the column refuses it (as a plain INSERT does).
+            kinds = [
+                re.sub(r"\(\d+\)$", "", insert.table.c[name].type.compile(dialect=dialect))
+                for name in names
+            ]
             row = ", ".join(f"CAST(? AS {kind})" for i, kind in enumerate(kinds) if i != at)
             chosen = ", ".join(
                 f"parent.{key.name}" if i == at else f"v.c{i}" for i in range(len(names))

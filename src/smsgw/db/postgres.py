@@ -34,6 +34,8 @@ POSTGRESQL = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 #: The advisory lock every node takes around a migration (any constant both agree on).
 MIGRATION_LOCK = 0x736D7367  # "smsg"
 CONNECT_TIMEOUT_SECONDS = 5
+#: The longest a unit of work waits for a pooled connection (PostgresDatabase._units_pool).
+POOL_WAIT_SECONDS = 10
 
 
 def connect_arguments(url: str) -> dict[str, Any]:
@@ -182,7 +184,10 @@ def hold_node_lock(url: str, exclusive: bool = False) -> psycopg.Connection[Any]
     import psycopg
 
     take = "pg_try_advisory_lock" if exclusive else "pg_try_advisory_lock_shared"
-    conn = psycopg.connect(**connect_arguments(url), autocommit=True)
+    # A host gone without a word (a failover) is noticed in about a minute, not TCP's 15.
+    alive = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+             "keepalives_count": 3, "tcp_user_timeout": 60_000}  # fmt: skip
+    conn = psycopg.connect(**connect_arguments(url) | alive, autocommit=True)
     row = conn.execute(f"SELECT {take}({NODE_LOCK})").fetchone()
     if row is None or not row[0]:
         conn.close()
@@ -321,6 +326,9 @@ class PostgresDatabase(Database):
                         kwargs=self._arguments | {"autocommit": True},
                         min_size=1,
                         max_size=self._size,
+                        # How long a unit waits for a connection: while PostgreSQL is down,
+                        # a request fails after this, not psycopg_pool's default 30 s.
+                        timeout=POOL_WAIT_SECONDS,
                         open=False,
                     )
                     await pool.open(wait=True)
@@ -352,9 +360,10 @@ class PostgresDatabase(Database):
             except Exception:
                 if not conn.broken:
                     raise
-        # Its session had ended (a restart...: see _run_batch): once more, the pool checked.
+        # Its session had ended (a restart...: see _run_batch): once more, the pool checked;
+        # not waiting the pool's 30 s for a connection while PostgreSQL is down.
         await pool.check()
-        async with pool.connection() as conn:
+        async with pool.connection(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
             return await work(PostgresUnit(conn))
 
     async def _run_batch(self, works: list[Unit[Any]]) -> list[tuple[bool, Any]]:
@@ -367,10 +376,10 @@ class PostgresDatabase(Database):
             return await self._run_batch_on(pool, works)
         except StaleSession:
             await pool.check()
-            return await self._run_batch_on(pool, works)
+            return await self._run_batch_on(pool, works, wait=CONNECT_TIMEOUT_SECONDS)
 
     async def _run_batch_on(
-        self, pool: AsyncConnectionPool[Any], works: list[Unit[Any]]
+        self, pool: AsyncConnectionPool[Any], works: list[Unit[Any]], wait: float | None = None
     ) -> list[tuple[bool, Any]]:
         """The batch in one transaction, in pipeline mode: the lock goes with the first
         statement, and each unit's `executemany` rows with the statement after them
@@ -380,7 +389,7 @@ class PostgresDatabase(Database):
         each unit in its own SAVEPOINT, so only the failing units lose their changes.
         StaleSession when the connection was found broken before the COMMIT was sent."""
         committing = False
-        async with pool.connection() as conn:
+        async with pool.connection(timeout=wait) as conn:
             try:
                 # BEGIN and COMMIT by hand: psycopg's transaction() in a pipeline would sync
                 # as it opens and at each level it closes (three round trips more a batch).

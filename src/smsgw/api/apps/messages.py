@@ -152,11 +152,14 @@ def position_of(cursor: str) -> tuple[datetime, int]:
     found = _CURSOR.fullmatch(text)
     if found is None or _cursor(int(found[1]), int(found[2])) != cursor:  # one form only
         raise InvalidInput(NOT_A_CURSOR)
+    key = int(found[2])
     try:
         at = EPOCH + timedelta(microseconds=int(found[1]))
     except OverflowError:
         raise InvalidInput(NOT_A_CURSOR) from None
-    return at, int(found[2])
+    if key > MAX_OFFSET:  # beyond the engines' integers
+        raise InvalidInput(NOT_A_CURSOR)
+    return at, key
 
 
 def _cursor(micros: int, pk: int) -> str:
