@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from smsgw.db.postgres import COPY_UNDER_WAY, NODE_LOCK, connect_arguments, hold_node_lock
 from smsgw.tokens.rotation import OTHER_SIGNER
@@ -257,3 +258,29 @@ def test_a_node_takes_its_lock_again_when_postgresql_ends_the_session(
         output, _ = node.communicate(timeout=30)
     assert node.returncode == 0, output
     assert "node lock: its session had ended; taken again" in output
+
+
+def test_a_role_that_may_not_use_the_tables_is_told_in_one_line(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    """A node connected as a role with no rights on smsgw's tables (made by another role)
+    ends with one line saying so (exit 2), not a traceback of its start-up."""
+    url = pg_cluster.create_database()
+    upgrade = [sys.executable, "-m", "smsgw", "db", "upgrade"]
+    environ = os.environ | {"SMSGW_DATA_DIR": str(tmp_path / "owner"), "SMSGW_DATABASE_URL": url}
+    done = subprocess.run(upgrade, env=environ, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    pg_cluster.add_user("stranger", "stranger-password")
+    theirs = make_url(url).set(username="stranger", password="stranger-password")
+    environ = os.environ | {
+        "SMSGW_DATA_DIR": str(tmp_path / "stranger"),
+        "SMSGW_DATABASE_URL": theirs.render_as_string(hide_password=False),
+        "SMSGW_PORT": str(free_port()),
+    }
+    done = subprocess.run([sys.executable, "-m", "smsgw", "serve"], env=environ,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    line = done.stderr.strip()
+    assert line.startswith("error: cannot use this PostgreSQL database: "), line
+    assert "permission denied" in line and len(line.splitlines()) == 1, line

@@ -72,27 +72,36 @@ def same_secret_or_exit(settings: Settings) -> None:
     date first (as the application's start-up would), so there is a table to record in."""
     if settings.database_scheme != "postgresql":
         return
-    from sqlalchemy.exc import ProgrammingError
+    from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
     from smsgw.tokens import rotation
     from smsgw.tokens.service import TokenService
-
-    if settings.auto_migrate:
-        announce_migration(migrate.upgrade(settings), settings)
 
     async def record() -> None:
         db = database_for(settings)
         try:
             await TokenService(settings, db).note_secret()
-        except ProgrammingError:  # no schema (SMSGW_AUTO_MIGRATE=false): start-up says so
-            pass
+        except ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "42P01":  # not "no such table"
+                raise
+            # No schema (SMSGW_AUTO_MIGRATE=false): the application's start-up says so.
         finally:
             await db.dispose()
 
     try:
+        if settings.auto_migrate:
+            announce_migration(migrate.upgrade(settings), settings)
         asyncio.run(record())
     except rotation.OtherSecret:
         fail(rotation.OTHER_SIGNER, 2)
+    except (OperationalError, InterfaceError) as exc:  # lost since the first look
+        from smsgw.db import postgres
+
+        problem = postgres.problem_with(settings.resolved_database_url) or type(exc).__name__
+        fail(f"{problem} (see SMSGW_DATABASE_URL)", 2)
+    except ProgrammingError as exc:  # a role that may not read or write system_values...
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        fail(f"cannot use this PostgreSQL database: {first} (see SMSGW_DATABASE_URL)", 2)
 
 
 @contextlib.contextmanager
