@@ -16,6 +16,7 @@ The environment gives `SMSGW_FUZZ_PHONE_ID`: the id of the phone the run signs i
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Callable
@@ -136,6 +137,8 @@ def filter_case(context: Any, case: Any) -> bool:
     return rule is None or not _positive(case) or rule(case)
 
 
+#: A cursor as the server gives them (`after`): base64url of "<microseconds>.<key>".
+CURSOR = base64.urlsafe_b64encode(b"1764763200000000.1").decode().rstrip("=")
 #: A public https:// URL that never resolves (`.invalid` is reserved): nothing is posted.
 PUBLIC_URL = "https://smsgw-fuzz.invalid/hook"
 
@@ -146,7 +149,16 @@ def map_case(context: Any, case: Any) -> Any:
     yours (the run's phone), and a webhook's URL is of a public host (the published pattern
     says `http(s)://`; which hosts are public no schema can say)."""
     rule, body = _rule(case), _fields(case)
-    if not _positive(case) or not body:
+    if not _positive(case):
+        return case
+    query = case.query or {}
+    if rule is _one_page_position and "after" in query:
+        # A cursor is one this server gave (any string of its alphabet is not), and goes
+        # without skip or offset: the documented words, as the schema cannot say them.
+        query["after"] = CURSOR
+        query.pop("skip", None)
+        query.pop("offset", None)
+    if not body:
         return case
     if rule in (_send_times_in_order, _webhook) and body.get("deviceId"):
         body["deviceId"] = PHONE_ID

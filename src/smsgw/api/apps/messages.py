@@ -263,6 +263,7 @@ async def list_messages(
         Query(
             min_length=1,
             max_length=64,
+            pattern="^[A-Za-z0-9_-]+$",
             description="A cursor: the messages after the last one of the page that gave it, "
             'in the same order. Take it from the `Link` header\'s `rel="next"` URL, which '
             "keeps the other parameters; not with `skip` or `offset`.",
