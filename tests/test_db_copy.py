@@ -217,6 +217,17 @@ def test_a_copy_holds_every_row_as_sqlite_held_it(
     assert summary_of(output) == {t: (len(rows), len(rows)) for t, rows in source.items()}
     assert f"copied {sum(map(len, source.values()))} rows in " in output
     assert "differs" not in output and "error" not in output
+    # The message counts are not copied: they are counted afresh from the copied messages.
+    with psycopg.connect(**connect_arguments(target)) as conn:
+        assert _count(conn, "message_count_changes") == 0
+        counted = conn.execute(
+            "SELECT user_id, coalesce(device_id, ''), state, count(*) FROM messages "
+            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        ).fetchall()
+        kept = conn.execute(
+            "SELECT user_id, device_id, state, n FROM message_counts ORDER BY 1, 2, 3"
+        ).fetchall()
+        assert counted and kept == counted
 
 
 def test_a_gateway_on_the_copy_serves_its_data_and_adds_rows(
@@ -228,6 +239,8 @@ def test_a_gateway_on_the_copy_serves_its_data_and_adds_rows(
     settings = make_settings(installation.data_dir, database_url=target)
     with running(settings) as server, server.client(installation.owner) as api:
         first = api.get(f"/messages/{installation.sent[0]}").json()
+        listed = api.get("/messages", params={"limit": 100})
+        assert int(listed.headers["X-Total-Count"]) == len(listed.json()) == before["messages"]
         assert first["state"] == "Delivered"  # the copied password verified, the rows read
         assert [r["state"] for r in first["recipients"]] == ["Delivered", "Delivered"]
         inbox = api.get("/inbox", params={"type": "MMS_DOWNLOADED", "includeAttachments": "true"})

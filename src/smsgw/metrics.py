@@ -37,6 +37,7 @@ from smsgw.db.base import table_of
 from smsgw.db.engine import Database
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import EventHub
+from smsgw.messages import repository as stored
 from smsgw.messages.models import Message as MessageRow
 from smsgw.webhooks import repository as webhooks
 
@@ -161,8 +162,7 @@ async def snapshot(db: Database, hub: EventHub) -> Snapshot:
     messages = table_of(MessageRow)
     held = (ProcessingState.PENDING.value, ProcessingState.PROCESSED.value)
     async with db.read() as conn:
-        rows = await conn.execute(select(messages.c.state, func.count()).group_by(messages.c.state))
-        counts = {str(state): int(count) for state, count in rows}
+        counts = await stored.count_by_state(conn)
         claimed = await conn.scalar(
             select(func.count()).where(
                 messages.c.state.in_(held), messages.c.claimed_at.is_not(None)

@@ -6,7 +6,8 @@ transaction, so the copy is one moment of it. The PostgreSQL database is already
 newest schema (the CLI runs the migrations, the same on both engines) and holds no row.
 Every table of the models goes over with COPY in foreign-key order (parents first), its
 values converted as SQLAlchemy would read them from SQLite and bind them for PostgreSQL,
-all in one PostgreSQL transaction: a copy that fails leaves the target as empty as it
+and the message counts are counted afresh from the copied messages, all in one PostgreSQL
+transaction: a copy that fails leaves the target as empty as it
 found it. Before that transaction commits, each key column's sequence is moved past the
 copied keys, and every table's rows are counted on both sides.
 """
@@ -78,10 +79,24 @@ class Copied:
         return sum(c.target for c in self.counted)
 
 
+#: Tables that follow from the others: the message counts, which the target's triggers
+#: count again as the messages go in, and are recounted at the end (`_recount`).
+DERIVED = frozenset({"message_counts", "message_count_changes"})
+
+#: The counts of the copied messages, in place of the changes the triggers recorded.
+RECOUNT = (
+    "DELETE FROM message_count_changes",
+    "INSERT INTO message_counts (user_id, device_id, state, n) "
+    "SELECT user_id, coalesce(device_id, ''), state, count(*) FROM messages "
+    "GROUP BY user_id, coalesce(device_id, ''), state",
+)
+
+
 def tables() -> list[Table]:
-    """Every table of the models, parents before the tables whose keys point at them
-    (Alembic's own `alembic_version` is not among them: the migrations made it)."""
-    return list(Base.metadata.sorted_tables)
+    """Every table of the models that is copied, parents before the tables whose keys
+    point at them (Alembic's own `alembic_version` is not among them: the migrations made
+    it; nor are the DERIVED ones)."""
+    return [t for t in Base.metadata.sorted_tables if t.name not in DERIVED]
 
 
 def source_problem(path: Path) -> str | None:
@@ -137,6 +152,8 @@ def _copy_all(
     for table in tables():
         progress.table(table.name)
         _copy_table(source, target, table, progress)
+    for statement in RECOUNT:
+        target.execute(statement)
     done = Copied(
         [Counted(t.name, counts[t.name], _count(target, t.name)) for t in tables()],
         _reset_sequences(target),

@@ -6,7 +6,13 @@ from smsgw.db.base import Base, SystemValue
 from smsgw.devices.models import Device
 from smsgw.inbox.models import InboxAttachment, InboxExport, InboxMessage
 from smsgw.logs.models import LogEntry
-from smsgw.messages.models import Message, MessageStateEntry, Recipient
+from smsgw.messages.models import (
+    Message,
+    MessageCount,
+    MessageCountChange,
+    MessageStateEntry,
+    Recipient,
+)
 from smsgw.tokens.models import Token
 from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, WebhookEvent
 
@@ -21,6 +27,8 @@ __all__ = [
     "InboxMessage",
     "LogEntry",
     "Message",
+    "MessageCount",
+    "MessageCountChange",
     "MessageStateEntry",
     "Recipient",
     "SigningKey",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -97,3 +98,37 @@ class MessageStateEntry(Base):
     )
     state: Mapped[str] = mapped_column(String(16), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MessageCount(Base):
+    """How many of an owner's messages are in a state, per phone (`device_id` '' for none):
+    what `X-Total-Count` reads instead of counting the messages.
+
+    Triggers on `messages` (migration 0010) record every change as a row of
+    MessageCountChange in the same transaction; the worker folds those rows into these
+    (`messages.service.fold_counts`). The sum of `n` here and of the changes not yet folded
+    is exact at any moment a transaction sees."""
+
+    __tablename__ = "message_counts"
+
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class MessageCountChange(Base):
+    """One change of a count (+1 or -1), written by a trigger on `messages`: only inserts,
+    so that writers on several nodes never wait for each other on a count's row."""
+
+    __tablename__ = "message_count_changes"
+    # What a count reads: the owner's changes, with state and phone, from the index alone.
+    __table_args__ = (Index(None, "user_id", "state", "device_id", "change"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    user_id: Mapped[int] = mapped_column(Integer)
+    device_id: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    change: Mapped[int] = mapped_column(SmallInteger)

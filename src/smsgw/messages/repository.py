@@ -7,18 +7,39 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
-from smsgw.db.engine import ColumnReader, Details, RowInsert, UnitConnection
+from smsgw.db.engine import ColumnReader, Details, RowInsert, UnitConnection, upsert
 from smsgw.devices.models import Device
-from smsgw.messages.models import Message, MessageStateEntry, Recipient
+from smsgw.messages.models import (
+    Message,
+    MessageCount,
+    MessageCountChange,
+    MessageStateEntry,
+    Recipient,
+)
 
 messages = table_of(Message)
 recipients = table_of(Recipient)
 history = table_of(MessageStateEntry)
 devices = table_of(Device)
+counts = table_of(MessageCount)
+count_changes = table_of(MessageCountChange)
 
 
 @dataclass
@@ -169,7 +190,7 @@ async def page(
 ) -> tuple[list[MessageRecord], int, bool]:
     """One page of the owner's messages, the number of all that match (a cursor, `after`,
     does not change it), and whether more follow the page."""
-    total = (await conn.execute(_filtered([func.count()], user_id, where))).scalar_one()
+    total = await count(conn, user_id, where)
     order = (
         (messages.c.created_at.desc(), messages.c.id.desc())
         if where.newest_first
@@ -185,6 +206,91 @@ async def page(
     records = records[: where.limit]
     await attach_details(conn, records)
     return records, int(total), more
+
+
+async def count(conn: AsyncConnection, user_id: int, where: ListFilter) -> int:
+    """How many of the owner's messages match `where` (its cursor and page aside). Without
+    a time range, from the counts the triggers keep (one statement: one snapshot of the
+    counts and of the changes not yet folded in), not by counting the messages."""
+    if where.since is not None or where.until is not None:
+        return int((await conn.execute(_filtered([func.count()], user_id, where))).scalar_one())
+    sums = []
+    for table, column in ((counts, counts.c.n), (count_changes, count_changes.c.change)):
+        conditions: list[ColumnElement[bool]] = [table.c.user_id == user_id]
+        if where.state is not None:
+            conditions.append(table.c.state == where.state)
+        if where.device_id is not None:
+            conditions.append(table.c.device_id == where.device_id)
+        total = select(func.coalesce(func.sum(column), literal(0))).where(*conditions)
+        sums.append(total.scalar_subquery())
+    return int((await conn.execute(select(sums[0] + sums[1]))).scalar_one())
+
+
+async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
+    """How many messages of all owners are in each state, from the counts (as `count`)."""
+    both = union_all(
+        select(counts.c.state, counts.c.n.label("n")),
+        select(count_changes.c.state, count_changes.c.change.label("n")),
+    ).subquery()
+    rows = await conn.execute(select(both.c.state, func.sum(both.c.n)).group_by(both.c.state))
+    return {str(state): int(n) for state, n in rows}
+
+
+#: Changes of counts folded into the counts in one transaction (`fold_counts`).
+FOLD_BATCH = 5000
+
+#: PostgreSQL: take a batch of changes (SKIP LOCKED: another node's fold takes others) and
+#: add them to the counts, in the counts' key order (two folds lock shared rows in one order).
+_FOLD_POSTGRESQL = text(
+    """WITH taken AS (
+        DELETE FROM message_count_changes WHERE id = ANY(ARRAY(
+            SELECT id FROM message_count_changes ORDER BY id LIMIT :batch FOR UPDATE SKIP LOCKED
+        ))
+        RETURNING user_id, device_id, state, change
+    ), summed AS (
+        SELECT user_id, device_id, state, sum(change) AS n, count(*) AS changes
+        FROM taken GROUP BY user_id, device_id, state
+    ), added AS (
+        INSERT INTO message_counts (user_id, device_id, state, n)
+        SELECT user_id, device_id, state, n FROM summed ORDER BY user_id, device_id, state
+        ON CONFLICT (user_id, device_id, state) DO UPDATE SET n = message_counts.n + excluded.n
+    )
+    SELECT coalesce(sum(changes), 0) FROM summed"""
+)
+
+
+async def fold_counts(conn: AsyncConnection, batch: int) -> int:
+    """Fold up to `batch` of the oldest count changes into the counts; how many went."""
+    if conn.dialect.name != "sqlite":
+        return int((await conn.execute(_FOLD_POSTGRESQL, {"batch": batch})).scalar_one())
+    # SQLite: the write transaction keeps every other writer out.
+    oldest = select(count_changes.c.id).order_by(count_changes.c.id).limit(batch).subquery()
+    last = (await conn.execute(select(func.max(oldest.c.id)))).scalar_one()
+    if last is None:
+        return 0
+    taken = count_changes.c.id <= last
+    summed = (
+        select(
+            count_changes.c.user_id,
+            count_changes.c.device_id,
+            count_changes.c.state,
+            func.sum(count_changes.c.change),
+        )
+        .where(taken)
+        .group_by(count_changes.c.user_id, count_changes.c.device_id, count_changes.c.state)
+    )
+    add = upsert(conn, counts).from_select(["user_id", "device_id", "state", "n"], summed)
+    await conn.execute(
+        add.on_conflict_do_update(
+            index_elements=["user_id", "device_id", "state"],
+            set_={"n": counts.c.n + add.excluded.n},
+        )
+    )
+    return int((await conn.execute(delete(count_changes).where(taken))).rowcount or 0)
+
+
+async def any_count_changes(conn: AsyncConnection) -> bool:
+    return (await conn.execute(select(count_changes.c.id).limit(1))).first() is not None
 
 
 async def attach_details(conn: AsyncConnection, records: list[MessageRecord]) -> None:

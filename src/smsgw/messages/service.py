@@ -183,3 +183,9 @@ async def prune(db: Database, retention_days: int) -> int:
         lambda conn: repository.any_done_before(conn, before),
         lambda conn, batch: repository.delete_done_before(conn, before, batch),
     )
+
+
+async def fold_counts(db: Database, batch: int = repository.FOLD_BATCH) -> int:
+    """Fold the count changes the triggers recorded into the message counts, `batch` per
+    write() (the write lock is never held long), until none are left; how many went."""
+    return await delete_in_batches(db, repository.any_count_changes, repository.fold_counts, batch)

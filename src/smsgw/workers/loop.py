@@ -63,6 +63,7 @@ class Worker:
         for user_id, device_id in await routing.phones_with_due_pinned(self.db):
             if self.hub.holds(device_id):
                 routing.wake(self.hub, user_id, device_id=device_id)
+        await messages.fold_counts(self.db)
         await self.prune_logs()
         self.last_tick = time.monotonic()  # the health probe's "worker alive" (see health/)
 
