@@ -84,8 +84,12 @@ LOOP_BUSY_TIMEOUT_MS = 20
 #: When another process holds the write lock, how often the loop tries again to take it:
 #: every LOOP_LOCK_RETRY_SECONDS for LOOP_LOCK_PATIENCE_SECONDS (another process's batch
 #: holds it a few milliseconds), then less and less often (the wait doubling up to
-#: LOOP_LOCK_MAX_SECONDS: a long write), for up to BUSY_TIMEOUT_MS in all.
-LOOP_LOCK_RETRY_SECONDS = 0.0005
+#: LOOP_LOCK_MAX_SECONDS: a long write), for up to BUSY_TIMEOUT_MS in all. Every 2 ms, not
+#: sooner: the other process's batch holds the lock for about its COMMIT's WAL sync (a few
+#: ms with synchronous=FULL), so earlier tries mostly fail (a statement and a timer each),
+#: and a later one finds more messages queued, to commit in one batch (docs/performance.md:
+#: 0.5 ms cost two server processes about 30% more CPU per message).
+LOOP_LOCK_RETRY_SECONDS = 0.002
 LOOP_LOCK_PATIENCE_SECONDS = 0.05
 LOOP_LOCK_MAX_SECONDS = 0.01
 #: Most units of work one group-commit transaction takes; the rest wait for the next one.
