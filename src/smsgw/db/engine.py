@@ -61,6 +61,7 @@ from collections.abc import (
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -83,8 +84,12 @@ LOOP_BUSY_TIMEOUT_MS = 20
 #: When another process holds the write lock, how often the loop tries again to take it:
 #: every LOOP_LOCK_RETRY_SECONDS for LOOP_LOCK_PATIENCE_SECONDS (another process's batch
 #: holds it a few milliseconds), then less and less often (the wait doubling up to
-#: LOOP_LOCK_MAX_SECONDS: a long write), for up to BUSY_TIMEOUT_MS in all.
-LOOP_LOCK_RETRY_SECONDS = 0.0005
+#: LOOP_LOCK_MAX_SECONDS: a long write), for up to BUSY_TIMEOUT_MS in all. Every 2 ms, not
+#: sooner: the other process's batch holds the lock for about its COMMIT's WAL sync (a few
+#: ms with synchronous=FULL), so earlier tries mostly fail (a statement and a timer each),
+#: and a later one finds more messages queued, to commit in one batch (docs/performance.md:
+#: 0.5 ms cost two server processes about 30% more CPU per message).
+LOOP_LOCK_RETRY_SECONDS = 0.002
 LOOP_LOCK_PATIENCE_SECONDS = 0.05
 LOOP_LOCK_MAX_SECONDS = 0.01
 #: Most units of work one group-commit transaction takes; the rest wait for the next one.
@@ -329,16 +334,13 @@ class Database:
         the write thread that made a unit take about a millisecond of waiting for 0.2 ms of
         work, and the group-commit pipeline, not the loop, set the API's throughput.
         """
-        conn = self._writer_connection()
-        conn.execute("PRAGMA busy_timeout=0")  # never sleep on the loop: _flush retries
+        conn = self._writer_connection()  # its busy timeout is 0: never sleep on the loop
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if not _busy(exc):
                 raise
-            return None
-        finally:
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            return None  # _flush tries again in a moment
         changes = conn.total_changes
         outcomes = await self._run_units(conn, works)
         # A statement that failed half-way changed no row but may have left pages written.
@@ -363,7 +365,7 @@ class Database:
                     conn.execute("ROLLBACK")
                 if len(works) == 1:
                     return [(False, exc)]
-                conn.execute("BEGIN IMMEDIATE")
+                _begin_waiting(conn)  # another process may have taken the lock meanwhile
                 return await _run_apart(conn, works)
         except BaseException:
             if conn.in_transaction:
@@ -376,7 +378,18 @@ class Database:
         if not conn.in_transaction:
             return
         try:
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or not conn.in_transaction:
+                    raise
+                # Not expected in WAL mode (see _writer_connection); should it happen, wait
+                # as any connection would: this runs on the write thread, not the loop.
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                try:
+                    conn.execute("COMMIT")
+                finally:
+                    conn.execute("PRAGMA busy_timeout=0")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -384,9 +397,17 @@ class Database:
 
     def _writer_connection(self) -> sqlite3.Connection:
         """The one connection of group commit, used by the loop and the write thread (its
-        COMMIT) in turn, never at once: `_flush` runs one batch at a time."""
+        COMMIT) in turn, never at once: `_flush` runs one batch at a time.
+
+        Its busy timeout is 0 once it is set up: its BEGIN runs on the loop, which must not
+        sleep in SQLite's busy handler (`_flush` tries again in a moment instead; set for
+        good rather than around each BEGIN, which cost two statements a batch). Its COMMIT
+        does not wait for a lock: in WAL mode the transaction holds the write lock from its
+        BEGIN IMMEDIATE, and the checkpoint a COMMIT may run is a passive one."""
         if self._write_connection is None:
-            self._write_connection = self._connect(busy_timeout_ms=BUSY_TIMEOUT_MS)
+            conn = self._connect(busy_timeout_ms=BUSY_TIMEOUT_MS)  # its PRAGMAs may wait
+            conn.execute("PRAGMA busy_timeout=0")
+            self._write_connection = conn
         return self._write_connection
 
     def _connect(self, *, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -442,6 +463,8 @@ class RowInsert:
             value = getattr(default, "arg", None) if default is not None else None
             self._columns.append((column.name, value, ColumnWriter(column)))
         self._names = {name for name, _, _ in self._columns}
+        #: Per dialect: each column's name, default and conversion (None: the value as it is).
+        self._writers: dict[str, list[tuple[str, Any, Callable[[Any], Any] | None]]] = {}
         names = ", ".join(name for name, _, _ in self._columns)
         marks = ", ".join("?" for _ in self._columns)
         self.sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
@@ -451,12 +474,23 @@ class RowInsert:
         self._returning = f"{self.sql} RETURNING {key.name}" if key is not None else None
 
     def _row(self, conn: UnitConnection, values: Mapping[str, Any]) -> tuple[Any, ...]:
-        unknown = values.keys() - self._names
-        if unknown:
+        if not self._names.issuperset(values):
+            unknown = values.keys() - self._names
             raise KeyError(f"{self.table.name} has no column {sorted(unknown)}")
-        return tuple(
-            write(conn, values.get(name, default)) for name, default, write in self._columns
-        )
+        writers = self._writers.get(conn.dialect.name) or self._writers_for(conn.dialect)
+        # What ColumnWriter does, with each column's conversion looked up once per dialect
+        # (a message's rows are built on every send): None stays None.
+        row = [values.get(name, default) for name, default, _ in writers]
+        for at, (_, _, convert) in enumerate(writers):
+            if convert is not None and row[at] is not None:
+                row[at] = convert(row[at])
+        return tuple(row)
+
+    def _writers_for(self, dialect: Dialect) -> list[tuple[str, Any, Callable[[Any], Any] | None]]:
+        found = self._writers[dialect.name] = [
+            (name, default, write.remembered(dialect)) for name, default, write in self._columns
+        ]
+        return found
 
     async def one(self, conn: UnitConnection, values: Mapping[str, Any]) -> int:
         """Insert one row; its autoincrement key (`many` inserts into a table without one)."""
@@ -591,6 +625,21 @@ class ColumnWriter:
             process = self._by_dialect[dialect.name] = found or unchanged
         return process
 
+    def remembered(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """`of(dialect)` for a caller that passes None by itself, or None when there is no
+        conversion. A timestamp's conversion remembers its last results: a new row's times
+        are mostly one `now` (a message's creation, update and first history entry), and
+        SQLite's text form costs several microseconds to build each time. (Equal aware
+        datetimes are the same instant, whose UTC form is the same text.)"""
+        process = self.of(dialect)
+        if process is unchanged:
+            return None
+        try:
+            timestamp = issubclass(self._type.python_type, datetime)
+        except NotImplementedError:  # a type that does not say
+            timestamp = False
+        return functools.lru_cache(maxsize=64)(process) if timestamp else process
+
 
 def unchanged(value: Any) -> Any:
     """The conversion of a type that has none on a dialect (`ColumnReader.of`)."""
@@ -692,6 +741,16 @@ async def _run_apart(conn: sqlite3.Connection, works: list[Unit[Any]]) -> list[_
             conn.execute("RELEASE unit")
             outcomes.append((True, value))
     return outcomes
+
+
+def _begin_waiting(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE on the group-commit connection, waiting for the lock as long as any
+    connection does (BUSY_TIMEOUT_MS): the rare second try of a batch whose unit failed."""
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    finally:
+        conn.execute("PRAGMA busy_timeout=0")
 
 
 async def _in_read_transaction(conn: sqlite3.Connection, work: Unit[T]) -> T:
