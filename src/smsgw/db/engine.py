@@ -61,10 +61,11 @@ from collections.abc import (
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import Column, Table, event
+from sqlalchemy import Column, ColumnElement, Table, and_, delete, event, select
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -651,6 +652,29 @@ async def delete_in_batches(
         if gone < batch:
             return total
         await asyncio.sleep(0)
+
+
+async def delete_older(
+    db: Database,
+    column: Column[Any],
+    before: datetime,
+    *also: ColumnElement[bool],
+    batch: int = DELETE_BATCH,
+) -> int:
+    """Delete the rows of `column`'s table whose `column` is before `before` (and that meet
+    `also`), by `delete_in_batches` (the table's key chooses each batch); how many went."""
+    table = column.table
+    (key,) = table.primary_key.columns
+    old = and_(column < before, *also)
+
+    async def any_left(conn: AsyncConnection) -> bool:
+        return (await conn.execute(select(key).where(old).limit(1))).first() is not None
+
+    async def delete_some(conn: AsyncConnection, size: int) -> int:
+        chosen = select(key).where(old).limit(size).scalar_subquery()
+        return int((await conn.execute(delete(table).where(key.in_(chosen)))).rowcount or 0)
+
+    return await delete_in_batches(db, any_left, delete_some, batch)
 
 
 def among(conn: UnitConnection, column: str, subquery: str) -> str:

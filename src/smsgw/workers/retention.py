@@ -1,0 +1,39 @@
+"""Retention: what the periodic worker deletes, and the space it then gives back.
+
+Always: event-log entries past SMSGW_EVENT_LOG_RETENTION_DAYS, and whatever has expired and
+serves nothing any more (dashboard sessions, one-time codes, token records past their
+expiry). With SMSGW_RETENTION_DAYS: messages done for that long, with their recipients and
+history, and received messages that old, with their attachments. (Webhook events and
+deliveries and inbox exports are the webhook worker's: workers/webhooks.py.) Every kind
+goes in small batches, each its own short write (db/engine.py, `delete_in_batches`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from smsgw.accounts import codes, sessions
+from smsgw.config import Settings
+from smsgw.db.engine import Database
+from smsgw.inbox import service as inbox
+from smsgw.logs import service as logs
+from smsgw.messages import service as messages
+from smsgw.tokens import service as tokens
+
+log = logging.getLogger("smsgw.workers")
+
+
+async def sweep(db: Database, settings: Settings) -> dict[str, int]:
+    """Delete what retention says is gone; how many rows of each kind went."""
+    gone = {
+        "event_log": await logs.prune(db, settings.event_log_retention_days),
+        "web_sessions": await sessions.prune_expired(db),
+        "user_codes": await codes.prune_expired(db),
+        "tokens": await tokens.prune_expired(db),
+    }
+    if settings.retention_days is not None:
+        gone["messages"] = await messages.prune(db, settings.retention_days)
+        gone["inbox"] = await inbox.prune(db, settings.retention_days)
+    if any(gone.values()):
+        log.info("retention: %s", ", ".join(f"{n} {kind}" for kind, n in gone.items() if n))
+    return gone
