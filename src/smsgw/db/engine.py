@@ -72,6 +72,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from smsgw.config import Settings
+from smsgw.db import space
 
 T = TypeVar("T")
 
@@ -405,6 +406,28 @@ class Database:
             raise
         return conn
 
+    async def reclaim_space(self, step_pages: int = space.VACUUM_STEP_PAGES) -> int:
+        """Give the file's free pages back to the file system (db/space.py), `step_pages`
+        at a time, each step a write transaction of its own on the write thread, taking
+        the write turn as `write()` does; looks first without it. How many pages went."""
+        free = await self.read_unit(_freelist_count)
+        if free == 0:
+            return 0
+        loop = asyncio.get_running_loop()
+        if self._write_thread is None:
+            self._write_thread = ThreadPoolExecutor(1, "smsgw-db-write")
+        freed = 0
+        while True:
+            async with self._write_turn:
+                step = await loop.run_in_executor(
+                    self._write_thread,
+                    lambda: space.vacuum_step(self._writer_connection(), step_pages),
+                )
+            freed += step
+            if step < step_pages:
+                return freed
+            await asyncio.sleep(0)
+
     async def dispose(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
@@ -718,6 +741,10 @@ async def _run_apart(conn: sqlite3.Connection, works: list[Unit[Any]]) -> list[_
     return outcomes
 
 
+async def _freelist_count(conn: UnitConnection) -> int:
+    return int((await conn.execute("PRAGMA freelist_count")).fetchone()[0])
+
+
 async def _in_read_transaction(conn: sqlite3.Connection, work: Unit[T]) -> T:
     conn.execute("BEGIN")
     try:
@@ -762,6 +789,9 @@ def _set_pragmas(
     cursor = dbapi_connection.cursor()
     for pragma in (
         f"busy_timeout={busy_timeout_ms}",  # first: the others may have to wait for a lock
+        # Before anything writes the file: it counts only for a file with no table yet
+        # (a new one), and not once WAL mode has written its header (db/space.py).
+        "auto_vacuum=INCREMENTAL",
         "journal_mode=WAL",
         f"synchronous={synchronous}",
         "foreign_keys=ON",

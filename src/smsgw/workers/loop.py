@@ -4,8 +4,8 @@ Every `worker_interval_seconds` it fails queued messages past validUntil, return
 claims to the queue, persists last-seen marks (every `presence_flush_seconds`), and wakes the
 connected phones of owners whose queue holds due work (scheduled messages that came due,
 released claims, work left after a phone's cap filled): as many phones as the waiting work
-fills at the claim cap. Once a minute it deletes what is past its retention or expired
-(workers/retention.py).
+fills at the claim cap. Once a minute it deletes what is past its retention or expired,
+and gives the space back (workers/retention.py).
 Each completed round sets `last_tick`, which the health probes read.
 """
 
@@ -66,8 +66,8 @@ class Worker:
         self.last_tick = time.monotonic()  # the health probe's "worker alive" (see health/)
 
     async def retain(self) -> None:
-        """Delete what is past its retention or expired (workers/retention.py), at most
-        once per PRUNE_SECONDS."""
+        """Delete what is past its retention or expired, and give the space back
+        (workers/retention.py), at most once per PRUNE_SECONDS."""
         if self._last_prune is not None and time.monotonic() - self._last_prune < PRUNE_SECONDS:
             return
         await retention.sweep(self.db, self.settings)

@@ -5,7 +5,8 @@ serves nothing any more (dashboard sessions, one-time codes, token records past 
 expiry). With SMSGW_RETENTION_DAYS: messages done for that long, with their recipients and
 history, and received messages that old, with their attachments. (Webhook events and
 deliveries and inbox exports are the webhook worker's: workers/webhooks.py.) Every kind
-goes in small batches, each its own short write (db/engine.py, `delete_in_batches`).
+goes in small batches, each its own short write (db/engine.py, `delete_in_batches`); then
+the file's free pages go back to the file system a few at a time (SQLite; db/space.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ log = logging.getLogger("smsgw.workers")
 
 
 async def sweep(db: Database, settings: Settings) -> dict[str, int]:
-    """Delete what retention says is gone; how many rows of each kind went."""
+    """Delete what retention says is gone, then give the space back; how many rows of each
+    kind went, and how many pages (`pages`: SQLite's; 0 on PostgreSQL, whose autovacuum
+    makes the space reusable by itself)."""
     gone = {
         "event_log": await logs.prune(db, settings.event_log_retention_days),
         "web_sessions": await sessions.prune_expired(db),
@@ -34,6 +37,8 @@ async def sweep(db: Database, settings: Settings) -> dict[str, int]:
     if settings.retention_days is not None:
         gone["messages"] = await messages.prune(db, settings.retention_days)
         gone["inbox"] = await inbox.prune(db, settings.retention_days)
+    # Also when nothing went this time: pages freed before a restart are still free.
+    gone["pages"] = await db.reclaim_space()
     if any(gone.values()):
         log.info("retention: %s", ", ".join(f"{n} {kind}" for kind, n in gone.items() if n))
     return gone

@@ -155,8 +155,8 @@ class WebhookWorker:
         """Hourly: forget webhook events (with their deliveries and delivery log) and inbox
         exports no longer open, after twice the webhooks' maximum age (no delivery is
         pending then), or after SMSGW_RETENTION_DAYS when that is sooner, the events then
-        only once none of their deliveries is pending; in small batches. How many events
-        and exports went."""
+        only once none of their deliveries is pending; in small batches, then give the space
+        back. How many events and exports went."""
         if time.monotonic() - self._last_prune < PRUNE_EVERY_SECONDS:
             return 0
         self._last_prune = time.monotonic()
@@ -172,6 +172,8 @@ class WebhookWorker:
             lambda conn, batch: repository.delete_old(conn, before, settled_before, batch),
         )
         gone += await exports.prune(self.db, settled_before or before)
+        if gone:
+            await self.db.reclaim_space()
         return gone
 
     async def run(self) -> None:
