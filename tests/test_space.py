@@ -201,3 +201,18 @@ def test_db_vacuum_converts_and_shrinks_a_file_or_says_there_is_nothing_to_do(
     assert "auto_vacuum none -> incremental" in result.output
     assert space.mode_of(path) == space.INCREMENTAL
     assert os.path.getsize(path) <= empty + 16 * 4096  # the pages freed went back
+
+
+@pytest.mark.sqlite_only("SQLite's auto_vacuum mode")
+def test_the_worker_warns_once_when_retention_cannot_shrink_an_older_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = migrated(tmp_path, retention_days=7)
+    db = database_for(settings)
+    assert retention.gives_space_back(db, settings)
+    path = _old_file(settings)
+    with caplog.at_level("WARNING", logger="smsgw.workers"):
+        assert not retention.gives_space_back(db, settings)
+    assert "smsgw db vacuum" in caplog.text and str(path) in caplog.text
+    unset = make_settings(tmp_path / "data")  # the same file, SMSGW_RETENTION_DAYS unset
+    assert retention.gives_space_back(database_for(unset), unset)

@@ -70,6 +70,8 @@ class Worker:
         (workers/retention.py), at most once per PRUNE_SECONDS."""
         if self._last_prune is not None and time.monotonic() - self._last_prune < PRUNE_SECONDS:
             return
+        if self._last_prune is None:  # the first round: say if the file cannot shrink
+            retention.gives_space_back(self.db, self.settings)
         await retention.sweep(self.db, self.settings)
         self._last_prune = time.monotonic()
 

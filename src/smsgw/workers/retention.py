@@ -12,9 +12,11 @@ the file's free pages go back to the file system a few at a time (SQLite; db/spa
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from smsgw.accounts import codes, sessions
 from smsgw.config import Settings
+from smsgw.db import space
 from smsgw.db.engine import Database
 from smsgw.inbox import service as inbox
 from smsgw.logs import service as logs
@@ -42,3 +44,20 @@ async def sweep(db: Database, settings: Settings) -> dict[str, int]:
     if any(gone.values()):
         log.info("retention: %s", ", ".join(f"{n} {kind}" for kind, n in gone.items() if n))
     return gone
+
+
+def gives_space_back(db: Database, settings: Settings) -> bool:
+    """Whether retention's deletes shrink the database: False, with a warning, for a SQLite
+    file made before incremental auto-vacuum while SMSGW_RETENTION_DAYS is set (its free
+    pages are reused, but it never shrinks until `smsgw db vacuum` converts it)."""
+    if settings.retention_days is None or not db.path:
+        return True
+    if space.mode_of(Path(db.path)) != space.NONE:
+        return True
+    log.warning(
+        "retention: %s is in auto_vacuum mode none, so it never shrinks (the space deleted "
+        "rows leave is reused); run `smsgw db vacuum` once to convert it "
+        "(docs/operations.md, Retention and disk space)",
+        db.path,
+    )
+    return False
