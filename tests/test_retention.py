@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,11 @@ from smsgw.accounts import service as accounts
 from smsgw.config import Settings, SettingsError
 from smsgw.db import migrate
 from smsgw.db.base import table_of
-from smsgw.db.engine import Database, database_for, delete_in_batches
+from smsgw.db.engine import Database, database_for, delete_older
 from smsgw.domain import clock
 from smsgw.inbox import service as inbox
 from smsgw.inbox.models import InboxAttachment, InboxMessage
+from smsgw.logs.models import LogEntry
 from smsgw.messages import repository as stored
 from smsgw.messages import service as messages
 from tests.conftest import database_rows, make_settings, running
@@ -133,33 +135,44 @@ def test_retention_deletes_what_is_done_and_old_and_nothing_else(
     assert left["recipients"] == left["history"] == left["keys"]
 
 
-def test_deleting_goes_in_batches_each_in_its_own_write(settings: Settings) -> None:
-    """Seven rows, batches of two: four writes (2, 2, 2, 1), and a first look with a read
-    that finds nothing costs no write at all."""
-    writes: list[int] = []
+def test_deleting_goes_in_batches_each_committed_in_its_own_write(settings: Settings) -> None:
+    """Seven old event-log entries and a young one, batches of two: four writes, each
+    committed before the next begins (the rows left, seen from outside after each: 6, 4, 2,
+    1), the young entry untouched; and a first look with a read that finds nothing costs no
+    write at all."""
+    entries = table_of(LogEntry)
+    left_after_writes: list[int] = []
 
     async def scenario() -> tuple[int, int]:
         db = database_for(settings)
-        left = list(range(7))
+        await accounts.create_user(db, "owner", "correct horse battery")
+        async with db.write() as conn:
+            await conn.execute(insert(entries), [
+                {"user_id": 1, "created_at": T0 + timedelta(hours=hours), "module": "messages",
+                 "priority": "INFO", "message": f"entry {hours}", "context": None}
+                for hours in range(8)
+            ])  # fmt: skip
+        write = db.write
 
-        async def any_left(_: Any) -> bool:
-            return bool(left)
+        @asynccontextmanager
+        async def counted() -> AsyncIterator[Any]:
+            async with write() as conn:
+                yield conn
+            left = database_rows(settings, "SELECT count(*) FROM event_log")[0][0]
+            left_after_writes.append(left)
 
-        async def delete_some(_: Any, batch: int) -> int:
-            taken = left[:batch]
-            del left[:batch]
-            writes.append(len(taken))
-            return len(taken)
-
+        db.write = counted  # type: ignore[method-assign]
         try:
-            first = await delete_in_batches(db, any_left, delete_some, batch=2)
-            again = await delete_in_batches(db, any_left, delete_some, batch=2)
+            before = T0 + timedelta(hours=6, minutes=30)
+            first = await delete_older(db, entries.c.created_at, before, batch=2)
+            again = await delete_older(db, entries.c.created_at, before, batch=2)
             return first, again
         finally:
             await db.dispose()
 
     assert asyncio.run(scenario()) == (7, 0)
-    assert writes == [2, 2, 2, 1]
+    assert left_after_writes == [6, 4, 2, 1]
+    assert database_rows(settings, "SELECT message FROM event_log") == [("entry 7",)]
 
 
 def test_the_setting_is_off_unless_given_and_refuses_nonsense(tmp_path: Path) -> None:
@@ -186,7 +199,7 @@ def test_the_worker_of_a_running_server_applies_it(settings: Settings, at: list[
     at[0] = T0 + timedelta(days=31)
     with running(settings):
         deadline = time.monotonic() + 60
-        while len(_left(settings)["messages"]) != 2 or _left(settings)["inbox"]:
-            assert time.monotonic() < deadline, _left(settings)
+        while len((left := _left(settings))["messages"]) != 2 or left["inbox"]:
+            assert time.monotonic() < deadline, left
             time.sleep(0.1)
-    assert _left(settings)["messages"] == ["old-Pending", "old-Processed"]
+    assert left["messages"] == ["old-Pending", "old-Processed"]

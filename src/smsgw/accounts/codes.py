@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from smsgw.accounts.models import UserCode
 from smsgw.db.base import table_of
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, delete_older
 from smsgw.domain import clock
 
 LENGTH = 6
@@ -55,6 +55,12 @@ async def issue(db: Database, user_id: int, ttl_seconds: int) -> IssuedCode:
         except IntegrityError:
             continue  # the same code is live for someone: draw again
     raise RuntimeError("could not draw a free one-time code")
+
+
+async def prune_expired(db: Database) -> int:
+    """Delete the codes past their expiry, in small batches (`issue` also sweeps them, but
+    only when someone asks for a code); how many went."""
+    return await delete_older(db, codes.c.expires_at, clock.now())
 
 
 async def redeem(db: Database, code: str) -> int | None:

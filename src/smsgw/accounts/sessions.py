@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.accounts.models import WebSession
 from smsgw.db.base import table_of
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, delete_older
 from smsgw.domain import clock
 
 sessions = table_of(WebSession)
@@ -62,6 +62,12 @@ async def lookup(db: Database, token: str | None) -> Session | None:
     if row is None or row.expires_at <= clock.now():
         return None
     return Session(int(row.user_id), row.csrf_token, _hash(token))
+
+
+async def prune_expired(db: Database) -> int:
+    """Delete the sessions past their expiry, in small batches (also swept by `start`, one
+    user's at a time: this catches those of users who never sign in again); how many."""
+    return await delete_older(db, sessions.c.expires_at, clock.now())
 
 
 async def end(db: Database, session: Session) -> None:

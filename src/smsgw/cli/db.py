@@ -42,6 +42,41 @@ def upgrade() -> None:
     say(f"{SAID[outcome]}: {where}")
 
 
+@app.command("vacuum")
+def vacuum() -> None:
+    """Give a SQLite file's free space back to the file system, once, and put a file made
+    before incremental auto-vacuum in that mode, so that from then on retention gives the
+    space back as it deletes (SMSGW_RETENTION_DAYS; docs/operations.md).
+
+    A full VACUUM: it rewrites the file, needs as much free disk space for a moment, and
+    holds the write lock throughout (minutes for gigabytes): stop the gateway first, or its
+    writes wait meanwhile. On PostgreSQL there is nothing to do (autovacuum)."""
+    import sqlite3
+
+    from smsgw.db import migrate, space
+
+    settings = settings_or_exit()
+    path = migrate.sqlite_path(settings)
+    if path is None:
+        say("nothing to do: PostgreSQL's autovacuum makes deleted rows' space reusable")
+        return
+    if not path.exists():
+        fail(f"no database at {path}", 2)
+    try:
+        before, after = space.convert(path)
+    except sqlite3.Error as exc:
+        fail(f"VACUUM failed: {exc}", 1)
+    mib = 1024 * 1024
+    say(
+        f"{path}: {before.bytes / mib:.1f} MiB ({before.freelist_count} free pages) -> "
+        f"{after.bytes / mib:.1f} MiB; auto_vacuum {MODES[before.mode]} -> {MODES[after.mode]}"
+    )
+
+
+#: `PRAGMA auto_vacuum`'s values, named.
+MODES = {0: "none", 1: "full", 2: "incremental"}
+
+
 def migrated_or_exit(settings: Settings) -> Outcome:
     """Run the migrations; a statement the server refuses, or a schema this smsgw does not
     know (a newer smsgw's), ends the command with one line (status 1)."""

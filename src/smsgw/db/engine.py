@@ -65,13 +65,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import Column, Table, event
+from sqlalchemy import Column, ColumnElement, Table, and_, delete, event, select
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from smsgw.config import Settings
+from smsgw.db import space
 
 T = TypeVar("T")
 
@@ -425,6 +426,28 @@ class Database:
             raise
         return conn
 
+    async def reclaim_space(self, step_pages: int = space.VACUUM_STEP_PAGES) -> int:
+        """Give the file's free pages back to the file system (db/space.py), `step_pages`
+        at a time, each step a write transaction of its own on the write thread, taking
+        the write turn as `write()` does; looks first without it. How many pages went."""
+        free = await self.read_unit(_freelist_count)
+        if free == 0:
+            return 0
+        loop = asyncio.get_running_loop()
+        if self._write_thread is None:
+            self._write_thread = ThreadPoolExecutor(1, "smsgw-db-write")
+        freed = 0
+        while True:
+            async with self._write_turn:
+                step = await loop.run_in_executor(
+                    self._write_thread,
+                    lambda: space.vacuum_step(self._writer_connection(), step_pages),
+                )
+            freed += step
+            if step < step_pages:
+                return freed
+            await asyncio.sleep(0)
+
     async def dispose(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
@@ -702,6 +725,29 @@ async def delete_in_batches(
         await asyncio.sleep(0)
 
 
+async def delete_older(
+    db: Database,
+    column: Column[Any],
+    before: datetime,
+    *also: ColumnElement[bool],
+    batch: int = DELETE_BATCH,
+) -> int:
+    """Delete the rows of `column`'s table whose `column` is before `before` (and that meet
+    `also`), by `delete_in_batches` (the table's key chooses each batch); how many went."""
+    table = column.table
+    (key,) = table.primary_key.columns
+    old = and_(column < before, *also)
+
+    async def any_left(conn: AsyncConnection) -> bool:
+        return (await conn.execute(select(key).where(old).limit(1))).first() is not None
+
+    async def delete_some(conn: AsyncConnection, size: int) -> int:
+        chosen = select(key).where(old).limit(size).scalar_subquery()
+        return int((await conn.execute(delete(table).where(key.in_(chosen)))).rowcount or 0)
+
+    return await delete_in_batches(db, any_left, delete_some, batch)
+
+
 def among(conn: UnitConnection, column: str, subquery: str) -> str:
     """`column` among the keys `subquery` chooses, the subquery run exactly once. On
     PostgreSQL `IN (subquery)` may be planned as a join that runs a subquery again, and a
@@ -753,6 +799,10 @@ def _begin_waiting(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA busy_timeout=0")
 
 
+async def _freelist_count(conn: UnitConnection) -> int:
+    return int((await conn.execute("PRAGMA freelist_count")).fetchone()[0])
+
+
 async def _in_read_transaction(conn: sqlite3.Connection, work: Unit[T]) -> T:
     conn.execute("BEGIN")
     try:
@@ -797,6 +847,9 @@ def _set_pragmas(
     cursor = dbapi_connection.cursor()
     for pragma in (
         f"busy_timeout={busy_timeout_ms}",  # first: the others may have to wait for a lock
+        # Before anything writes the file: it counts only for a file with no table yet
+        # (a new one), and not once WAL mode has written its header (db/space.py).
+        "auto_vacuum=INCREMENTAL",
         "journal_mode=WAL",
         f"synchronous={synchronous}",
         "foreign_keys=ON",

@@ -12,7 +12,7 @@ import re
 import sqlite3
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from smsgw.config import Settings
 
@@ -92,13 +92,15 @@ def upgrade(settings: Settings, revision: str = "head") -> Outcome:
     if revision == "head" and before == set(head_revisions()):
         return "current"
     from alembic import command
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine, event
 
-    from smsgw.db import postgres
+    from smsgw.db import postgres, space
     from smsgw.db.engine import ensure_sqlite_directory
 
     ensure_sqlite_directory(settings.resolved_database_url)
     engine = create_engine(sync_url(settings))
+    if settings.database_scheme == "sqlite":
+        event.listen(engine, "connect", _incremental_vacuum)
     try:
         with engine.begin() as connection:
             if settings.database_scheme == "postgresql":
@@ -109,7 +111,18 @@ def upgrade(settings: Settings, revision: str = "head") -> Outcome:
             command.upgrade(alembic_config(connection), revision)
     finally:
         engine.dispose()
+    path = sqlite_path(settings)
+    if path is not None and before != set():
+        # An older file, made before incremental auto-vacuum: converted now if that is
+        # quick, else `smsgw db vacuum` does it (db/space.py).
+        space.convert_if_small(path)
     return "created" if before == set() else "upgraded"
+
+
+def _incremental_vacuum(dbapi_connection: Any, _record: Any) -> None:
+    """A file the migration creates is in incremental auto-vacuum mode (db/space.py): set
+    before its first table (on an older file, without effect until a VACUUM)."""
+    dbapi_connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
 
 
 def _heads(connection: Connection) -> set[str]:

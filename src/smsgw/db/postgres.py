@@ -335,6 +335,12 @@ class PostgresDatabase(Database):
                     self._pool = pool
         return self._pool
 
+    async def reclaim_space(self, step_pages: int = 0) -> int:
+        """Nothing to do: PostgreSQL's autovacuum marks deleted rows' space for reuse by
+        new rows of the same table (docs/operations.md); the files do not shrink, and
+        need not (VACUUM FULL would lock the tables while it rewrites them)."""
+        return 0
+
     def data_version(self) -> None:
         """No counter of commits on PostgreSQL (yet): callers read what they need."""
         return None

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, delete_older
 from smsgw.devices import repository as devices
 from smsgw.domain import clock
 from smsgw.events.hub import Event, EventHub, PhoneEvent
@@ -143,6 +143,15 @@ async def expire(db: Database, max_age_seconds: float) -> int:
             return 0
     async with db.write() as conn:
         return await repository.expire(conn, cutoff)
+
+
+async def prune(db: Database, created_before: datetime) -> int:
+    """Forget exports no longer open (done, expired, failed) created before `created_before`,
+    in small batches; how many went."""
+    table = repository.exports
+    return await delete_older(
+        db, table.c.created_at, created_before, table.c.state != repository.OPEN
+    )
 
 
 async def settle(

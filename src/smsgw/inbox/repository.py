@@ -232,22 +232,6 @@ async def give_up(conn: AsyncConnection, export_id: int) -> bool:
     return bool((await conn.execute(query)).rowcount)
 
 
-def _closed_before(created_before: datetime) -> ColumnElement[bool]:
-    return and_(exports.c.state != OPEN, exports.c.created_at < created_before)
-
-
-async def any_closed_before(conn: AsyncConnection, created_before: datetime) -> bool:
-    """Whether `prune_exports` would forget any export."""
-    query = select(exports.c.id).where(_closed_before(created_before)).limit(1)
-    return (await conn.execute(query)).first() is not None
-
-
-async def prune_exports(conn: AsyncConnection, created_before: datetime) -> int:
-    """Forget exports no longer open (done, expired, failed) created before `created_before`."""
-    query = delete(exports).where(_closed_before(created_before))
-    return int((await conn.execute(query)).rowcount)
-
-
 async def any_received_before(conn: AsyncConnection, before: datetime) -> bool:
     query = select(inbox.c.id).where(inbox.c.received_at < before).limit(1)
     return (await conn.execute(query)).first() is not None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
@@ -60,13 +60,3 @@ async def between(
         EntryRecord(r.id, r.created_at, r.module, r.priority, r.message, r.context)
         for r in await conn.execute(query)
     ]
-
-
-async def any_before(conn: AsyncConnection, before: datetime) -> bool:
-    query = select(entries.c.id).where(entries.c.created_at < before).limit(1)
-    return (await conn.execute(query)).first() is not None
-
-
-async def prune(conn: AsyncConnection, before: datetime) -> int:
-    result = await conn.execute(delete(entries).where(entries.c.created_at < before))
-    return int(result.rowcount or 0)

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.engine import Database, RowInsert, UnitConnection
+from smsgw.db.engine import Database, RowInsert, UnitConnection, delete_older
 from smsgw.domain import clock
 from smsgw.domain.clock import format_timestamp
 from smsgw.domain.states import ProcessingState
@@ -174,13 +174,11 @@ async def list_entries(
 
 
 async def prune(db: Database, retention_days: int) -> int:
-    """Delete entries older than `retention_days`; how many went."""
-    before = clock.now() - timedelta(days=retention_days)
-    async with db.read() as conn:  # look first: a write would hold up the API (db/engine.py)
-        if not await repository.any_before(conn, before):
-            return 0
-    async with db.write() as conn:
-        return await repository.prune(conn, before)
+    """Delete entries older than `retention_days`, in small batches (db/engine.py,
+    `delete_in_batches`); how many went."""
+    return await delete_older(
+        db, entries.c.created_at, clock.now() - timedelta(days=retention_days)
+    )
 
 
 _pending: set[asyncio.Task[None]] = set()

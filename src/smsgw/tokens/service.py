@@ -25,7 +25,7 @@ import jwt
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.config import Settings
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, delete_older
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import Unauthorized
 from smsgw.logs import service as event_log
@@ -108,8 +108,17 @@ async def user_deleted(conn: AsyncConnection) -> None:
     await repository.bump_generation(conn)
 
 
+async def prune_expired(db: Database) -> int:
+    """Delete the records of tokens past their expiry, revoked or not, in small batches:
+    an expired token is refused by its `exp` alone, so its row serves nothing (`issue`
+    sweeps one user's; this, everyone's). A revoked token not yet expired is kept: its
+    row is what refuses it. How many went."""
+    return await delete_older(db, repository.tokens.c.expires_at, clock.now())
+
+
 async def list_for_user(db: Database, user_id: int) -> list[TokenRow]:
-    """The user's tokens (access and refresh, also revoked and expired ones), newest first."""
+    """The user's tokens (access and refresh, also revoked ones, and expired ones until the
+    worker deletes them), newest first."""
     async with db.read() as conn:
         return await repository.of_user(conn, user_id)
 

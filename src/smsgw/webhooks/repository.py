@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
@@ -316,20 +316,38 @@ async def attempts_of(conn: AsyncConnection, webhook_pk: int, limit: int) -> lis
     return [row._asdict() for row in await conn.execute(query)]
 
 
-async def any_before(conn: AsyncConnection, before: datetime) -> bool:
-    """Whether `prune` would forget any event."""
-    query = select(events.c.id).where(events.c.created_at < before).limit(1)
+def _old(before: datetime, settled_before: datetime | None) -> ColumnElement[bool]:
+    """Events created before `before`, or before `settled_before` with no delivery still
+    pending (one being sent is pending too)."""
+    old = events.c.created_at < before
+    if settled_before is None:
+        return old
+    pending = select(deliveries.c.id).where(
+        deliveries.c.event_pk == events.c.id, deliveries.c.state == PENDING
+    )
+    return or_(old, and_(events.c.created_at < settled_before, ~pending.exists()))
+
+
+async def any_old(conn: AsyncConnection, before: datetime, settled_before: datetime | None) -> bool:
+    """Whether `delete_old` would forget any event."""
+    query = select(events.c.id).where(_old(before, settled_before)).limit(1)
     return (await conn.execute(query)).first() is not None
 
 
-async def prune(conn: AsyncConnection, before: datetime) -> int:
-    """Forget events (with their deliveries and log) created before `before`."""
-    old = select(events.c.id).where(events.c.created_at < before)
-    await conn.execute(delete(attempts).where(
-        attempts.c.delivery_pk.in_(select(deliveries.c.id).where(deliveries.c.event_pk.in_(old)))
-    ))  # fmt: skip
-    await conn.execute(delete(deliveries).where(deliveries.c.event_pk.in_(old)))
-    return int((await conn.execute(delete(events).where(events.c.created_at < before))).rowcount)
+async def delete_old(
+    conn: AsyncConnection, before: datetime, settled_before: datetime | None, batch: int
+) -> int:
+    """Forget up to `batch` events (`_old`) with their deliveries and delivery log; how many
+    events went."""
+    query = select(events.c.id).where(_old(before, settled_before)).limit(batch)
+    chosen = [int(row[0]) for row in await conn.execute(query)]
+    if not chosen:
+        return 0
+    theirs = select(deliveries.c.id).where(deliveries.c.event_pk.in_(chosen))
+    await conn.execute(delete(attempts).where(attempts.c.delivery_pk.in_(theirs)))
+    await conn.execute(delete(deliveries).where(deliveries.c.event_pk.in_(chosen)))
+    await conn.execute(delete(events).where(events.c.id.in_(chosen)))
+    return len(chosen)
 
 
 async def pending_count(conn: AsyncConnection) -> int:

@@ -4,7 +4,8 @@ Every `worker_interval_seconds` it fails queued messages past validUntil, return
 claims to the queue, persists last-seen marks (every `presence_flush_seconds`), and wakes the
 connected phones of owners whose queue holds due work (scheduled messages that came due,
 released claims, work left after a phone's cap filled): as many phones as the waiting work
-fills at the claim cap. Once a minute it deletes event-log entries past their retention.
+fills at the claim cap. Once a minute it deletes what is past its retention or expired,
+and gives the space back (workers/retention.py).
 Each completed round sets `last_tick`, which the health probes read.
 """
 
@@ -21,14 +22,13 @@ from smsgw.db.engine import Database
 from smsgw.devices import service as devices
 from smsgw.devices.presence import Presence
 from smsgw.events.hub import EventHub
-from smsgw.inbox import service as inbox
-from smsgw.logs import service as logs
 from smsgw.messages import service as messages
 from smsgw.routing import service as routing
+from smsgw.workers import retention
 
 log = logging.getLogger("smsgw.workers")
-#: How often old event-log entries are deleted (SMSGW_EVENT_LOG_RETENTION_DAYS says which).
-LOG_PRUNE_SECONDS = 60.0
+#: How often retention runs (workers/retention.py says what it deletes).
+PRUNE_SECONDS = 60.0
 
 
 class Worker:
@@ -64,18 +64,17 @@ class Worker:
             if self.hub.holds(device_id):
                 routing.wake(self.hub, user_id, device_id=device_id)
         await messages.fold_counts(self.db)
-        await self.prune_logs()
+        await self.retain()
         self.last_tick = time.monotonic()  # the health probe's "worker alive" (see health/)
 
-    async def prune_logs(self) -> None:
-        """Drop event-log entries past their retention, and with SMSGW_RETENTION_DAYS sent
-        and received messages past theirs, at most once per LOG_PRUNE_SECONDS."""
-        if self._last_prune is not None and time.monotonic() - self._last_prune < LOG_PRUNE_SECONDS:
+    async def retain(self) -> None:
+        """Delete what is past its retention or expired, and give the space back
+        (workers/retention.py), at most once per PRUNE_SECONDS."""
+        if self._last_prune is not None and time.monotonic() - self._last_prune < PRUNE_SECONDS:
             return
-        await logs.prune(self.db, self.settings.event_log_retention_days)
-        if self.settings.retention_days is not None:
-            await messages.prune(self.db, self.settings.retention_days)
-            await inbox.prune(self.db, self.settings.retention_days)
+        if self._last_prune is None:  # the first round: say if the file cannot shrink
+            retention.gives_space_back(self.db, self.settings)
+        await retention.sweep(self.db, self.settings)
         self._last_prune = time.monotonic()
 
     async def flush_presence(self) -> None:

@@ -20,10 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw import metrics
 from smsgw.config import Settings, WebhooksMode
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, delete_in_batches
 from smsgw.domain import clock
 from smsgw.inbox import exports
-from smsgw.inbox import repository as inbox_exports
 from smsgw.logs import service as logs
 from smsgw.webhooks import guard, repository, sender
 from smsgw.webhooks.repository import Due
@@ -152,20 +151,30 @@ class WebhookWorker:
             self.db, settings.inbox_export_settle_seconds, hub, self._export_failures
         )
 
-    async def prune(self) -> None:
-        """Hourly: forget webhook events and inbox exports no longer open, both after twice
-        the webhooks' maximum age."""
+    async def prune(self) -> int:
+        """Hourly: forget webhook events (with their deliveries and delivery log) and inbox
+        exports no longer open, after twice the webhooks' maximum age (no delivery is
+        pending then), or after SMSGW_RETENTION_DAYS when that is sooner, the events then
+        only once none of their deliveries is pending; in small batches, then give the space
+        back. How many events and exports went."""
         if time.monotonic() - self._last_prune < PRUNE_EVERY_SECONDS:
-            return
+            return 0
         self._last_prune = time.monotonic()
-        before = clock.now() - timedelta(seconds=2 * self.settings.webhooks_max_age_seconds)
-        async with self.db.read() as conn:  # look first: a write would hold up the API
-            old = await repository.any_before(conn, before)
-            if not old and not await inbox_exports.any_closed_before(conn, before):
-                return
-        async with self.db.write() as conn:
-            await repository.prune(conn, before)
-            await inbox_exports.prune_exports(conn, before)
+        now = clock.now()
+        before = now - timedelta(seconds=2 * self.settings.webhooks_max_age_seconds)
+        settled_before = None
+        if self.settings.retention_days is not None:
+            cutoff = now - timedelta(days=self.settings.retention_days)
+            settled_before = cutoff if cutoff > before else None
+        gone = await delete_in_batches(
+            self.db,
+            lambda conn: repository.any_old(conn, before, settled_before),
+            lambda conn, batch: repository.delete_old(conn, before, settled_before, batch),
+        )
+        gone += await exports.prune(self.db, settled_before or before)
+        if gone:
+            await self.db.reclaim_space()
+        return gone
 
     async def run(self) -> None:
         try:
