@@ -200,9 +200,14 @@ def _after(where: ListFilter) -> ColumnElement[bool] | None:
         return None
     at, pk = where.after
     created, key = messages.c.created_at, messages.c.id
+    # A range on the creation time first, then the tie-break: an index on (owner[, state],
+    # created_at) then starts at the cursor. Written as `created < at OR (created = at AND
+    # key < pk)` alone, neither SQLite nor PostgreSQL made a range of it with bound values:
+    # they read the list from its start up to the cursor (bench/data: 0.4 s at half a
+    # million messages deep, 0.3 ms so).
     if where.newest_first:
-        return or_(created < at, and_(created == at, key < pk))
-    return or_(created > at, and_(created == at, key > pk))
+        return and_(created <= at, or_(created < at, key < pk))
+    return and_(created >= at, or_(created > at, key > pk))
 
 
 async def page(
