@@ -25,6 +25,7 @@ request failed, a build came out wrong), 2 with --strict when it is valid but mi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -82,7 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sql", action="append", default=[], metavar="STATEMENT",
         help="a statement run on the big database after the build (repeatable): to try an "
-        "index, say, before it is a migration",
+        "index, say, before it is a migration; `sqlite:` or `postgresql:` before it: on that "
+        "engine only",
     )  # fmt: skip
     parser.add_argument(
         "--profile", type=Path, metavar="PREFIX",
@@ -148,7 +150,7 @@ def run_sql(database: Path | str, statements: list[str]) -> None:
     if isinstance(database, Path):
         import sqlite3
 
-        with sqlite3.connect(database) as conn:
+        with contextlib.closing(sqlite3.connect(database)) as conn, conn:
             for statement in statements:
                 conn.execute(statement)
     else:
@@ -158,6 +160,19 @@ def run_sql(database: Path | str, statements: list[str]) -> None:
             for statement in statements:
                 pg.execute(statement)
             pg.execute("ANALYZE")
+
+
+def statements_for(engine: str, statements: list[str]) -> list[str]:
+    """The `--sql` statements for `engine`: those without an engine prefix, and its own."""
+    chosen = []
+    for statement in statements:
+        prefix, _, rest = statement.partition(":")
+        if prefix.strip() in ENGINES:
+            if prefix.strip() == engine:
+                chosen.append(rest.strip())
+        else:
+            chosen.append(statement)
+    return chosen
 
 
 def settings(args: argparse.Namespace, database_url: str | None) -> dict[str, str]:
@@ -186,7 +201,7 @@ def prepare(
     else:
         run.built = build.build_postgres(database, plan, LOGIN)
         run.database_bytes = build.postgres_bytes(database)
-    run_sql(database, args.sql)
+    run_sql(database, statements_for(run.engine, args.sql))
     print(
         f"{run.engine}: built in {run.built.seconds:.0f} s, "
         f"{run.database_bytes / 1e6:.0f} MB; the big account's: {run.built.by_state}",
