@@ -74,3 +74,4 @@ bench: $(STAMP) postgresql ## Run the benchmarks (installs wrk); figures go to d
 	$(BIN)/python -m bench.nodes
 	$(BIN)/python -m bench.nodes --parts engines
 	$(BIN)/python -m bench.churn
+	$(BIN)/python -m bench.data

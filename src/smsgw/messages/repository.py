@@ -134,6 +134,47 @@ async def store_message(
     )
 
 
+#: The columns of a `MessageRecord` (without its details), in its order, for units of work.
+RECORD_COLUMNS = (
+    "id, ext_id, device_id, state, text, data, port, is_encrypted, is_hashed, sim_number,"
+    " with_delivery_report, priority, valid_until, schedule_at, created_at, claimed_at"
+)
+_read_at = ColumnReader(messages.c.created_at)  # every timestamp column has this type
+_read_bool = ColumnReader(messages.c.is_encrypted)
+
+
+def record_of(conn: UnitConnection, row: tuple[Any, ...]) -> MessageRecord:
+    """A message read with RECORD_COLUMNS on a unit connection, typed as SQLAlchemy would."""
+    (pk, ext_id, device_id, state, text, data, port, encrypted, hashed, sim, report, priority,
+     valid_until, schedule_at, created_at, claimed_at) = row  # fmt: skip
+    return MessageRecord(
+        pk, ext_id, device_id, state, text, data, port, _read_bool(conn, encrypted),
+        _read_bool(conn, hashed), sim, _read_bool(conn, report), priority,
+        _read_at(conn, valid_until), _read_at(conn, schedule_at), _read_at(conn, created_at),
+        _read_at(conn, claimed_at),
+    )  # fmt: skip
+
+
+async def read_by_ext_id(conn: UnitConnection, user_id: int, ext_id: str) -> MessageRecord | None:
+    """`by_ext_id` as a unit of work (`Database.read_unit`): three lookups by key, as plain
+    statements (the API's `GET /messages/{id}`; through SQLAlchemy's async connection each
+    statement was a trip to the driver's thread and back)."""
+    query = f"SELECT {RECORD_COLUMNS} FROM messages WHERE user_id = ? AND ext_id = ?"  # noqa: S608
+    row = (await conn.execute(query, (user_id, ext_id))).fetchone()
+    if row is None:
+        return None
+    record = record_of(conn, row)
+    numbers = (
+        "SELECT phone_number, state, error FROM recipients WHERE message_id = ? ORDER BY position"
+    )
+    for number, state, error in await conn.execute(numbers, (record.pk,)):
+        record.recipients.append(RecipientRecord(number, state, error))
+    entries = "SELECT state, at FROM message_states WHERE message_id = ? ORDER BY at"
+    for state, at in await conn.execute(entries, (record.pk,)):
+        record.states[state] = _read_at(conn, at)
+    return record
+
+
 async def ext_id_in_use(conn: UnitConnection, user_id: int, ext_id: str) -> bool:
     """Whether the owner already has a message with this id."""
     query = "SELECT 1 FROM messages WHERE user_id = ? AND ext_id = ?"
@@ -180,9 +221,14 @@ def _after(where: ListFilter) -> ColumnElement[bool] | None:
         return None
     at, pk = where.after
     created, key = messages.c.created_at, messages.c.id
+    # A range on the creation time first, then the tie-break: an index on (owner[, state],
+    # created_at) then starts at the cursor. Written as `created < at OR (created = at AND
+    # key < pk)` alone, neither SQLite nor PostgreSQL made a range of it with bound values:
+    # they read the list from its start up to the cursor (bench/data: 0.4 s at half a
+    # million messages deep, 0.3 ms so).
     if where.newest_first:
-        return or_(created < at, and_(created == at, key < pk))
-    return or_(created > at, and_(created == at, key > pk))
+        return and_(created <= at, or_(created < at, key < pk))
+    return and_(created >= at, or_(created > at, key > pk))
 
 
 async def page(

@@ -136,8 +136,7 @@ async def send(
 
 async def get(db: Database, user_id: int, ext_id: str) -> MessageRecord:
     """One of the owner's messages; NotFound when absent or someone else's."""
-    async with db.read() as conn:
-        record = await repository.by_ext_id(conn, user_id, ext_id)
+    record = await db.read_unit(lambda conn: repository.read_by_ext_id(conn, user_id, ext_id))
     if record is None:
         raise NotFound("message not found")
     return record

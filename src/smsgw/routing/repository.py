@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.engine import ColumnReader, ColumnWriter, UnitConnection, among, marks, row_lock
+from smsgw.db.engine import ColumnWriter, UnitConnection, among, marks, row_lock
 from smsgw.domain.states import ProcessingState
 from smsgw.messages import repository as stored
 from smsgw.messages.repository import MessageRecord, RecipientRecord
@@ -37,28 +37,13 @@ class Phone:
 # The phone's hot paths (pull, state reports), for `Database.write_unit` and `read_unit`: one
 # unit of work on a plain DB-API connection, statements in standard SQL (db/engine.py).
 _at = ColumnWriter(messages.c.created_at)  # every timestamp column has this type
-_read_at = ColumnReader(messages.c.created_at)
-_read_bool = ColumnReader(messages.c.is_encrypted)
-_RECORD_COLUMNS = (
-    "id, ext_id, device_id, state, text, data, port, is_encrypted, is_hashed, sim_number,"
-    " with_delivery_report, priority, valid_until, schedule_at, created_at, claimed_at"
-)
+_RECORD_COLUMNS = stored.RECORD_COLUMNS
+_record = stored.record_of
 #: The order of a pull: due first, then by priority, then newest (lifo) or oldest first.
 _ORDER = {
     True: "schedule_at ASC NULLS FIRST, priority DESC, created_at DESC, id DESC",
     False: "schedule_at ASC NULLS FIRST, priority DESC, created_at ASC, id ASC",
 }
-
-
-def _record(conn: UnitConnection, row: tuple[Any, ...]) -> MessageRecord:
-    (pk, ext_id, device_id, state, text, data, port, encrypted, hashed, sim, report, priority,
-     valid_until, schedule_at, created_at, claimed_at) = row  # fmt: skip
-    return MessageRecord(
-        pk, ext_id, device_id, state, text, data, port, _read_bool(conn, encrypted),
-        _read_bool(conn, hashed), sim, _read_bool(conn, report), priority,
-        _read_at(conn, valid_until), _read_at(conn, schedule_at), _read_at(conn, created_at),
-        _read_at(conn, claimed_at),
-    )  # fmt: skip
 
 
 async def _records(
