@@ -845,11 +845,10 @@ def _set_pragmas(
     dbapi_connection: Any, synchronous: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS
 ) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")  # first: the others may wait
+    # Before WAL mode writes the header of a new file (db/space.py).
+    space.incremental_if_new(dbapi_connection)
     for pragma in (
-        f"busy_timeout={busy_timeout_ms}",  # first: the others may have to wait for a lock
-        # Before anything writes the file: it counts only for a file with no table yet
-        # (a new one), and not once WAL mode has written its header (db/space.py).
-        "auto_vacuum=INCREMENTAL",
         "journal_mode=WAL",
         f"synchronous={synchronous}",
         "foreign_keys=ON",

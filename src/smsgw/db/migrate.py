@@ -121,8 +121,10 @@ def upgrade(settings: Settings, revision: str = "head") -> Outcome:
 
 def _incremental_vacuum(dbapi_connection: Any, _record: Any) -> None:
     """A file the migration creates is in incremental auto-vacuum mode (db/space.py): set
-    before its first table (on an older file, without effect until a VACUUM)."""
-    dbapi_connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    before its first table; an older file is left as it is."""
+    from smsgw.db import space
+
+    space.incremental_if_new(dbapi_connection)
 
 
 def _heads(connection: Connection) -> set[str]:

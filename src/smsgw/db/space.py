@@ -2,8 +2,9 @@
 there (docs/operations.md, "Retention and disk space").
 
 A SQLite file made by smsgw is in incremental auto-vacuum mode (`PRAGMA auto_vacuum =
-INCREMENTAL`, set on every connection before anything else, which only counts while the
-file has no table yet): deleted rows' pages go to the file's free list, and `PRAGMA
+INCREMENTAL`, set by `incremental_if_new` on a connection to a file that has no page yet:
+on a file with tables it would have no effect, yet it writes the file's header, a commit
+every other connection sees): deleted rows' pages go to the file's free list, and `PRAGMA
 incremental_vacuum(N)` moves up to N of them to the end of the file and cuts them off.
 The worker does that a few pages at a time after retention has deleted rows
 (`Database.reclaim_space`), so no step holds the write lock long. A file made before (mode
@@ -28,6 +29,13 @@ VACUUM_STEP_PAGES = 256
 #: A file in mode NONE at most this big is converted when a migration runs (a VACUUM
 #: rewrites the whole file: about a second for this much); a bigger one by `smsgw db vacuum`.
 CONVERT_AT_MIGRATE_BYTES = 64 * 1024 * 1024
+
+
+def incremental_if_new(conn: sqlite3.Connection) -> None:
+    """Put a new, empty file in incremental auto-vacuum mode, before anything writes it;
+    leave a file that has pages as it is (setting the mode there would write its header)."""
+    if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
 
 
 @dataclass(frozen=True)
