@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ from smsgw.app import create_app
 from smsgw.cli.serve import Server
 from smsgw.config import Settings, load_settings
 from smsgw.db.engine import database_for
+from smsgw.domain import clock
 from tests import pgcluster
 
 API = "/api/3rdparty/v1"
@@ -245,6 +250,57 @@ def running(settings: Settings) -> Iterator[LiveServer]:
 def server(settings: Settings) -> Iterator[LiveServer]:
     with running(settings) as live:
         yield live
+
+
+@pytest.fixture
+def fleet_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server with short timers for phone tests: stale claims are released after 2 s of
+    silence, the worker runs every 0.2 s."""
+    settings = make_settings(
+        tmp_path / "data",
+        release_after_seconds=2,
+        worker_interval_seconds=0.2,
+        sse_keepalive_seconds=1,
+        presence_flush_seconds=0.5,
+        claim_cap=10,
+    )
+    with running(settings) as live:
+        yield live
+
+
+#: Where a test's moved clock starts (`at`).
+CLOCK_START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def at() -> Iterator[list[datetime]]:
+    """The clock (domain/clock), moved by assigning `at[0]`; it starts at CLOCK_START."""
+    now = [CLOCK_START]
+    clock.set_clock(lambda: now[0])
+    try:
+        yield now
+    finally:
+        clock.set_clock(lambda: datetime.now(UTC))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_result(*command: str) -> dict[str, Any]:
+    """Run `python -m <command>` (a benchmark of bench/) from the project's root, check it
+    exits 0, and return the results JSON it wrote (deleting the file)."""
+    done = subprocess.run(
+        [sys.executable, "-m", *command],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    saved = next(line for line in done.stdout.splitlines() if line.startswith("results: "))
+    path = ROOT / saved.split()[1]
+    try:
+        result: dict[str, Any] = json.loads(path.read_text())
+    finally:
+        path.unlink()
+    return result
 
 
 @pytest.fixture

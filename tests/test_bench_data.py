@@ -3,34 +3,19 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+
+from tests.conftest import bench_result
 
 pytestmark = pytest.mark.one_engine("the benchmark chooses its engine itself")  # conftest.py
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def test_small_benchmark_run_builds_as_planned_and_answers_every_request() -> None:
-    command = [
-        sys.executable, "-m", "bench.data", "--engines", "sqlite", "--messages", "1000",
+    result = bench_result(
+        "bench.data", "--engines", "sqlite", "--messages", "1000",
         "--small-accounts", "3", "--small-messages", "10", "--requests", "10",
         "--reference-requests", "10",
-    ]  # fmt: skip
-    done = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    saved = next(line for line in done.stdout.splitlines() if line.startswith("results: "))
-    path = ROOT / saved.split()[1]
-    try:
-        result = json.loads(path.read_text())
-    finally:
-        path.unlink()
+    )  # fmt: skip
     assert result["valid"] and not result["problems"]
     run = result["engines"]["sqlite"]
     built = run["built"]

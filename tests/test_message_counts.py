@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,11 +23,11 @@ from smsgw.db.engine import Database, database_for
 from smsgw.domain import clock
 from smsgw.messages import repository as stored
 from smsgw.messages import service as messages
-from tests.conftest import Account, LiveServer, database_rows, make_settings, running
+from tests.conftest import CLOCK_START, Account, LiveServer, database_rows
 from tests.test_phones import Api, eventually, phone
 
 STATES = ["Pending", "Processed", "Sent", "Delivered", "Failed", "Cancelled", "Cancelling"]
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+T0 = CLOCK_START
 
 
 def counted(settings: Settings, user_id: int, state: str | None, device: str | None) -> int:
@@ -68,27 +67,14 @@ def unfolded(settings: Settings) -> int:
     return int(database_rows(settings, "SELECT count(*) FROM message_count_changes")[0][0])
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[LiveServer]:
-    settings = make_settings(
-        tmp_path / "data",
-        release_after_seconds=2,
-        worker_interval_seconds=0.2,
-        sse_keepalive_seconds=1,
-        presence_flush_seconds=0.5,
-        claim_cap=10,
-    )
-    with running(settings) as live:
-        yield live
-
-
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 120))
 
 
 def test_the_total_is_exact_through_sends_reports_cancels_expiry_release_and_deletions(
-    fleet: LiveServer,
+    fleet_server: LiveServer,
 ) -> None:
+    fleet = fleet_server
     settings = fleet.settings
     owner, other = fleet.create_user("owner"), fleet.create_user("other")
 

@@ -4,35 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from smsgw.domain import clock
-from tests.conftest import Account, LiveServer, make_settings, running
+from tests.conftest import Account, LiveServer
 from tests.fakes.phone import SimulatedPhone
 from tests.fakes.phone_http import HTTPStatusError
 
 MOBILE = "/api/mobile/v1"
-
-
-@pytest.fixture
-def fleet_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """A server with short timers: stale claims are released after 2 s of silence."""
-    settings = make_settings(
-        tmp_path / "data",
-        release_after_seconds=2,
-        worker_interval_seconds=0.2,
-        sse_keepalive_seconds=1,
-        presence_flush_seconds=0.5,
-        claim_cap=10,
-    )
-    with running(settings) as live:
-        yield live
 
 
 @pytest.fixture

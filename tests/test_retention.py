@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +21,14 @@ from smsgw.config import Settings, SettingsError
 from smsgw.db import migrate
 from smsgw.db.base import table_of
 from smsgw.db.engine import Database, database_for, delete_older
-from smsgw.domain import clock
 from smsgw.inbox import service as inbox
 from smsgw.inbox.models import InboxAttachment, InboxMessage
 from smsgw.logs.models import LogEntry
 from smsgw.messages import repository as stored
 from smsgw.messages import service as messages
-from tests.conftest import database_rows, make_settings, running
+from tests.conftest import CLOCK_START, database_rows, make_settings, running
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+T0 = CLOCK_START
 STATES = ["Pending", "Processed", "Sent", "Delivered", "Failed", "Cancelled"]
 
 
@@ -38,17 +37,6 @@ def settings(tmp_path: Path) -> Settings:
     settings = make_settings(tmp_path / "data", retention_days=30)
     migrate.upgrade(settings)
     return settings
-
-
-@pytest.fixture
-def at() -> Iterator[list[datetime]]:
-    """The clock, set by assigning `at[0]`."""
-    now = [T0]
-    clock.set_clock(lambda: now[0])
-    try:
-        yield now
-    finally:
-        clock.set_clock(lambda: datetime.now(UTC))
 
 
 def _message(ext_id: str, state: str, when: datetime) -> dict[str, Any]:

@@ -7,7 +7,7 @@ never waited for (domain/clock.set_clock)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,28 +22,16 @@ from smsgw.db import migrate
 from smsgw.db.base import table_of
 from smsgw.db.engine import Database, database_for
 from smsgw.devices.models import Device
-from smsgw.domain import clock
 from smsgw.inbox.models import InboxExport
 from smsgw.tokens.models import Token
 from smsgw.webhooks.models import Attempt, Delivery, Webhook, WebhookEvent
 from smsgw.workers import retention
 from smsgw.workers.webhooks import PRUNE_EVERY_SECONDS, WebhookWorker
-from tests.conftest import database_rows, make_settings
+from tests.conftest import CLOCK_START, database_rows, make_settings
 
 T = TypeVar("T")
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+T0 = CLOCK_START
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def at() -> Iterator[list[datetime]]:
-    """The clock, set by assigning `at[0]`."""
-    now = [T0]
-    clock.set_clock(lambda: now[0])
-    try:
-        yield now
-    finally:
-        clock.set_clock(lambda: datetime.now(UTC))
 
 
 def migrated(tmp_path: Path, **overrides: Any) -> Settings:

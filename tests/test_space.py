@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,24 +21,13 @@ from smsgw.cli import app
 from smsgw.config import Settings
 from smsgw.db import migrate, space
 from smsgw.db.engine import Database, UnitConnection, database_for
-from smsgw.domain import clock
 from smsgw.messages import repository as stored
 from smsgw.workers import retention
-from tests.conftest import database_environment, database_rows, make_settings
+from tests.conftest import CLOCK_START, database_environment, database_rows, make_settings
 
 T = TypeVar("T")
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+T0 = CLOCK_START
 TEXT = "a message long enough to fill pages quickly " * 5
-
-
-@pytest.fixture
-def at() -> Iterator[list[datetime]]:
-    now = [T0]
-    clock.set_clock(lambda: now[0])
-    try:
-        yield now
-    finally:
-        clock.set_clock(lambda: datetime.now(UTC))
 
 
 def with_db(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:

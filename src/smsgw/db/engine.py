@@ -59,7 +59,7 @@ from collections.abc import (
     Sequence,
 )
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -366,7 +366,8 @@ class Database:
                     conn.execute("ROLLBACK")
                 if len(works) == 1:
                     return [(False, exc)]
-                _begin_waiting(conn)  # another process may have taken the lock meanwhile
+                with _patient(conn):  # another process may have taken the lock meanwhile
+                    conn.execute("BEGIN IMMEDIATE")
                 return await _run_apart(conn, works)
         except BaseException:
             if conn.in_transaction:
@@ -386,11 +387,8 @@ class Database:
                     raise
                 # Not expected in WAL mode (see _writer_connection); should it happen, wait
                 # as any connection would: this runs on the write thread, not the loop.
-                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                try:
+                with _patient(conn):
                     conn.execute("COMMIT")
-                finally:
-                    conn.execute("PRAGMA busy_timeout=0")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -789,12 +787,14 @@ async def _run_apart(conn: sqlite3.Connection, works: list[Unit[Any]]) -> list[_
     return outcomes
 
 
-def _begin_waiting(conn: sqlite3.Connection) -> None:
-    """BEGIN IMMEDIATE on the group-commit connection, waiting for the lock as long as any
-    connection does (BUSY_TIMEOUT_MS): the rare second try of a batch whose unit failed."""
+@contextmanager
+def _patient(conn: sqlite3.Connection) -> Iterator[None]:
+    """The group-commit connection waits for the lock as long as any connection does
+    (BUSY_TIMEOUT_MS) for the block, its busy timeout 0 again after: for the rare statement
+    that runs on the write thread, or must not fail (a failed batch's second BEGIN)."""
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        yield
     finally:
         conn.execute("PRAGMA busy_timeout=0")
 

@@ -12,7 +12,7 @@ import re
 import sqlite3
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from smsgw.config import Settings
 
@@ -100,7 +100,8 @@ def upgrade(settings: Settings, revision: str = "head") -> Outcome:
     ensure_sqlite_directory(settings.resolved_database_url)
     engine = create_engine(sync_url(settings))
     if settings.database_scheme == "sqlite":
-        event.listen(engine, "connect", _incremental_vacuum)
+        # A file the migration creates is in incremental auto-vacuum mode (db/space.py).
+        event.listen(engine, "connect", lambda conn, _: space.incremental_if_new(conn))
     try:
         with engine.begin() as connection:
             if settings.database_scheme == "postgresql":
@@ -117,14 +118,6 @@ def upgrade(settings: Settings, revision: str = "head") -> Outcome:
         # quick, else `smsgw db vacuum` does it (db/space.py).
         space.convert_if_small(path)
     return "created" if before == set() else "upgraded"
-
-
-def _incremental_vacuum(dbapi_connection: Any, _record: Any) -> None:
-    """A file the migration creates is in incremental auto-vacuum mode (db/space.py): set
-    before its first table; an older file is left as it is."""
-    from smsgw.db import space
-
-    space.incremental_if_new(dbapi_connection)
 
 
 def _heads(connection: Connection) -> set[str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
@@ -230,16 +230,3 @@ async def give_up(conn: AsyncConnection, export_id: int) -> bool:
         .values(state=FAILED)
     )  # fmt: skip
     return bool((await conn.execute(query)).rowcount)
-
-
-async def any_received_before(conn: AsyncConnection, before: datetime) -> bool:
-    query = select(inbox.c.id).where(inbox.c.received_at < before).limit(1)
-    return (await conn.execute(query)).first() is not None
-
-
-async def delete_received_before(conn: AsyncConnection, before: datetime, batch: int) -> int:
-    """Delete up to `batch` received messages older than `before` (their attachments by
-    cascade); how many went."""
-    chosen = select(inbox.c.id).where(inbox.c.received_at < before).limit(batch)
-    result = await conn.execute(delete(inbox).where(inbox.c.id.in_(chosen.scalar_subquery())))
-    return int(result.rowcount or 0)

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.engine import Database, delete_in_batches
+from smsgw.db.engine import Database, delete_older
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import NotFound
 from smsgw.inbox import repository
@@ -83,8 +83,4 @@ async def prune(db: Database, retention_days: int) -> int:
     """Delete the messages received more than `retention_days` ago, with their
     attachments, in small batches; how many went."""
     before = clock.now() - timedelta(days=retention_days)
-    return await delete_in_batches(
-        db,
-        lambda conn: repository.any_received_before(conn, before),
-        lambda conn, batch: repository.delete_received_before(conn, before, batch),
-    )
+    return await delete_older(db, repository.inbox.c.received_at, before)

@@ -382,20 +382,3 @@ async def set_state(
 #: What retention deletes: messages nothing more happens to (a final state, or Sent: a
 #: delivery report, if one was asked for, does not come after the retention period).
 DONE = ("Cancelled", "Delivered", "Failed", "Sent")
-
-
-def _done_before(before: datetime) -> ColumnElement[bool]:
-    return and_(messages.c.state.in_(DONE), messages.c.updated_at < before)
-
-
-async def any_done_before(conn: AsyncConnection, before: datetime) -> bool:
-    query = select(messages.c.id).where(_done_before(before)).limit(1)
-    return (await conn.execute(query)).first() is not None
-
-
-async def delete_done_before(conn: AsyncConnection, before: datetime, batch: int) -> int:
-    """Delete up to `batch` messages done before `before` (with their recipients and
-    history, by cascade); how many went."""
-    chosen = select(messages.c.id).where(_done_before(before)).limit(batch)
-    result = await conn.execute(delete(messages).where(messages.c.id.in_(chosen.scalar_subquery())))
-    return int(result.rowcount or 0)

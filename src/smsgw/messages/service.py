@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from smsgw.db.engine import Database, UnitConnection, delete_in_batches, is_integrity_error
+from smsgw.db.engine import (
+    Database,
+    UnitConnection,
+    delete_in_batches,
+    delete_older,
+    is_integrity_error,
+)
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import Conflict, InvalidInput, NotFound
 from smsgw.domain.phones import normalize_all
@@ -177,11 +183,8 @@ async def prune(db: Database, retention_days: int) -> int:
     """Delete the messages done (a final state, or Sent) for longer than `retention_days`,
     with their recipients and history, in small batches; how many went."""
     before = clock.now() - timedelta(days=retention_days)
-    return await delete_in_batches(
-        db,
-        lambda conn: repository.any_done_before(conn, before),
-        lambda conn, batch: repository.delete_done_before(conn, before, batch),
-    )
+    table = repository.messages
+    return await delete_older(db, table.c.updated_at, before, table.c.state.in_(repository.DONE))
 
 
 async def fold_counts(db: Database, batch: int = repository.FOLD_BATCH) -> int:
