@@ -142,7 +142,8 @@ def where_of(index: dict[str, Any]) -> str | None:
     if where is None:
         return None
     text = str(where).lower().replace("(", "").replace(")", "").replace('"', "")
-    text = re.sub(r"::[a-z ]+", "", text)  # PostgreSQL's casts of literals
+    # PostgreSQL's casts of columns and literals (a type's name only: not the words after)
+    text = re.sub(r"::(character varying|timestamp with(out)? time zone|[a-z]+)", "", text)
     return re.sub(r"\s+", " ", text).strip()
 
 

@@ -146,6 +146,10 @@ class EventHub:
         """The user's phones with an open stream."""
         return set(self._owned.get(user_id, ()))
 
+    def held_here(self) -> dict[int, set[str]]:
+        """The phones this process holds a stream of, by owner."""
+        return {user_id: set(devices) for user_id, devices in self._owned.items()}
+
     def is_connected(self, device_id: str) -> bool:
         return device_id in self._streams
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -15,8 +16,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     column,
+    text,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import UnaryExpression
 
 from smsgw.db.base import Base, UTCDateTime
 
@@ -25,6 +29,46 @@ def _partial(*columns: str, where: str) -> Index:
     """An index of only the rows whose column `where` is set (SQLite and PostgreSQL)."""
     condition = column(where).is_not(None)
     return Index(None, *columns, sqlite_where=condition, postgresql_where=condition)
+
+
+#: The queue a phone claims from: an owner's unclaimed Pending messages (the claim's WHERE
+#: says this with literals, so that PostgreSQL's generic plans use these indexes too).
+QUEUED = "state = 'Pending' AND device_id IS NULL"
+#: Pinned messages their phone has not taken yet (the worker wakes their phones).
+UNTAKEN = "state = 'Pending' AND device_id IS NOT NULL AND claimed_at IS NULL"
+
+
+class NullsFirst(UnaryExpression[Any]):
+    """An index key whose NULLs sort first: `NULLS FIRST` on PostgreSQL; SQLite sorts NULLs
+    first by itself and refuses the words in an index."""
+
+    inherit_cache = True
+
+    def __init__(self, name: str) -> None:
+        super().__init__(column(name))
+
+
+@compiles(NullsFirst)
+def _nulls_first(element: NullsFirst, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.element, **kw))
+
+
+@compiles(NullsFirst, "postgresql")
+def _nulls_first_postgresql(element: NullsFirst, compiler: Any, **kw: Any) -> str:
+    return f"{compiler.process(element.element, **kw)} NULLS FIRST"
+
+
+def _pull_order(name: str, newest_first: bool) -> Index:
+    """An index of the queue in the order of a pull (routing/repository.py `_ORDER`), so a
+    claim reads the messages it takes and no others, however long the queue."""
+    later: list[Any] = [column("created_at"), column("id")]
+    if newest_first:
+        later = [key.desc() for key in later]
+    condition = text(QUEUED)
+    return Index(
+        name, "user_id", NullsFirst("schedule_at"), column("priority").desc(), *later,
+        sqlite_where=condition, postgresql_where=condition,
+    )  # fmt: skip
 
 
 class Message(Base):
@@ -37,9 +81,9 @@ class Message(Base):
 
     __tablename__ = "messages"
     # Storing a message is the hot path: a new message (unpinned, unclaimed, without
-    # validUntil) is in the first three indexes only. The partial ones serve queries whose
-    # WHERE implies theirs (`device_id = ?`, `claimed_at < ?`, `valid_until <= ?`); queries
-    # on the queue itself (`state = 'Pending'`, with or without owner) use the state index.
+    # validUntil) is in the first three indexes and the two of the queue only. The partial
+    # ones serve queries whose WHERE implies theirs (`device_id = ?`, `claimed_at < ?`,
+    # `valid_until <= ?`, the queue's literals); lists by state use the state index.
     __table_args__ = (
         UniqueConstraint("user_id", "ext_id"),
         Index(None, "user_id", "created_at"),
@@ -50,6 +94,17 @@ class Message(Base):
         _partial("state", "valid_until", where="valid_until"),
         # Every pull of a phone asks which messages were taken back from it: few, ever.
         _partial("released_from", "user_id", where="released_from"),
+        # A pull claims from one of these (lifo, the app's default, or fifo); only queued
+        # messages are in them. Migration 0011.
+        _pull_order("ix_messages_claimable_lifo", newest_first=True),
+        _pull_order("ix_messages_claimable_fifo", newest_first=False),
+        Index(
+            "ix_messages_untaken",
+            "device_id",
+            "schedule_at",
+            sqlite_where=text(UNTAKEN),
+            postgresql_where=text(UNTAKEN),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

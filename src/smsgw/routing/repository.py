@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.engine import ColumnWriter, UnitConnection, among, marks, row_lock
 from smsgw.domain.states import ProcessingState
 from smsgw.messages import repository as stored
+from smsgw.messages.models import QUEUED, UNTAKEN
 from smsgw.messages.repository import MessageRecord, RecipientRecord
 
 messages = stored.messages
@@ -92,12 +93,12 @@ def _claimable(conn: UnitConnection, phone: Phone, now: datetime) -> tuple[str, 
     """The WHERE clause (and its parameters) of the queued messages this phone may take."""
     stamp = _at(conn, now)
     where = (
-        "user_id = ? AND device_id IS NULL AND state = ?"
+        f"user_id = ? AND {QUEUED}"
         " AND (valid_until IS NULL OR valid_until > ?)"
         " AND (schedule_at IS NULL OR schedule_at <= ?)"
         " AND (released_from IS NULL OR released_from != ?)"
     )
-    params: list[Any] = [phone.user_id, PENDING, stamp, stamp, phone.device_id]
+    params: list[Any] = [phone.user_id, stamp, stamp, phone.device_id]
     if phone.sim_numbers is not None:
         sims = sorted(phone.sim_numbers)
         where += f" AND (sim_number IS NULL OR sim_number IN ({marks(len(sims))}))"
@@ -149,7 +150,8 @@ async def mark_taken(conn: UnitConnection, keys: list[int], now: datetime) -> No
 
 async def has_claimable(conn: UnitConnection, phone: Phone, now: datetime) -> bool:
     where, params = _claimable(conn, phone, now)
-    query = f"SELECT id FROM messages WHERE {where} LIMIT 1"  # noqa: S608
+    # In the order of the queue's index, so that this is what it reads.
+    query = f"SELECT id FROM messages WHERE {where} ORDER BY {_ORDER[True]} LIMIT 1"  # noqa: S608
     return (await conn.execute(query, params)).fetchone() is not None
 
 
@@ -159,34 +161,27 @@ async def in_flight(conn: UnitConnection, device_id: str) -> int:
     return int((await conn.execute(query, (device_id, PENDING))).fetchone()[0])
 
 
-async def owners_with_claimable(conn: AsyncConnection, now: datetime) -> list[tuple[int, int]]:
-    """(owner, count) of queued messages that are due and unexpired (to wake their phones)."""
+async def queued_due(conn: UnitConnection, owner: int, at_most: int, now: datetime) -> int:
+    """How many of the owner's queued messages are due and unexpired, counted up to
+    `at_most` (in the queue's index, so a long queue costs no more than `at_most`)."""
+    stamp = _at(conn, now)
     query = (
-        select(messages.c.user_id, func.count())
-        .where(
-            messages.c.device_id.is_(None),
-            messages.c.state == PENDING,
-            or_(messages.c.valid_until.is_(None), messages.c.valid_until > now),
-            or_(messages.c.schedule_at.is_(None), messages.c.schedule_at <= now),
-        )
-        .group_by(messages.c.user_id)
+        f"SELECT count(*) FROM (SELECT id FROM messages WHERE user_id = ? AND {QUEUED}"  # noqa: S608
+        " AND (valid_until IS NULL OR valid_until > ?)"
+        " AND (schedule_at IS NULL OR schedule_at <= ?)"
+        f" ORDER BY {_ORDER[True]} LIMIT ?) AS due"  # the queue's own index, which it ends in
     )
-    return [(row[0], row[1]) for row in await conn.execute(query)]
+    return int((await conn.execute(query, [owner, stamp, stamp, at_most])).fetchone()[0])
 
 
-async def phones_with_due_pinned(conn: AsyncConnection, now: datetime) -> list[tuple[int, str]]:
-    """(owner, phone) of pinned messages that are due and the phone has not taken yet."""
+async def has_due_untaken(conn: UnitConnection, device_id: str, now: datetime) -> bool:
+    """Whether a message pinned to this phone is due and the phone has not taken it yet."""
     query = (
-        select(messages.c.user_id, messages.c.device_id)
-        .where(
-            messages.c.device_id.is_not(None),
-            messages.c.claimed_at.is_(None),
-            messages.c.state == PENDING,
-            or_(messages.c.schedule_at.is_(None), messages.c.schedule_at <= now),
-        )
-        .distinct()
+        f"SELECT id FROM messages WHERE device_id = ? AND {UNTAKEN}"  # noqa: S608
+        " AND (schedule_at IS NULL OR schedule_at <= ?)"
+        " ORDER BY schedule_at LIMIT 1"  # in ix_messages_untaken's order: it is read
     )
-    return [(row[0], row[1]) for row in await conn.execute(query)]
+    return (await conn.execute(query, [device_id, _at(conn, now)])).fetchone() is not None
 
 
 async def stale_claims(

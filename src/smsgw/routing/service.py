@@ -273,16 +273,36 @@ async def has_work_for(db: Database, phone: Phone) -> bool:
     return await db.read_unit(lambda conn: repository.has_claimable(conn, phone, now))
 
 
-async def owners_with_work(db: Database) -> list[tuple[int, int]]:
-    """(owner, number of queued messages waiting for a phone)."""
-    async with db.read() as conn:
-        return await repository.owners_with_claimable(conn, clock.now())
+async def owners_with_work(db: Database, limits: dict[int, int]) -> list[tuple[int, int]]:
+    """(owner, queued messages waiting for a phone, counted up to the owner's limit) of the
+    owners in `limits` that have any."""
+    now = clock.now()
+
+    async def count(conn: UnitConnection) -> list[tuple[int, int]]:
+        found = [
+            (owner, await repository.queued_due(conn, owner, n, now)) for owner, n in limits.items()
+        ]
+        return [(owner, waiting) for owner, waiting in found if waiting]
+
+    return await db.read_unit(count)
 
 
-async def phones_with_due_pinned(db: Database) -> list[tuple[int, str]]:
-    """(owner, phone) pairs whose pinned messages are due and not yet handed over."""
-    async with db.read() as conn:
-        return await repository.phones_with_due_pinned(conn, clock.now())
+async def phones_with_due_pinned(
+    db: Database, phones: dict[int, set[str]]
+) -> list[tuple[int, str]]:
+    """(owner, phone) of `phones` (owner: its phones) with pinned messages that are due and
+    not yet handed over."""
+    now = clock.now()
+
+    async def find(conn: UnitConnection) -> list[tuple[int, str]]:
+        return [
+            (owner, device_id)
+            for owner, devices in phones.items()
+            for device_id in sorted(devices)
+            if await repository.has_due_untaken(conn, device_id, now)
+        ]
+
+    return await db.read_unit(find)
 
 
 async def release_stale(db: Database, after_seconds: int, heard_since: HeardSince) -> int:

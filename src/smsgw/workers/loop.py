@@ -55,17 +55,24 @@ class Worker:
             await self.flush_presence()
         await routing.expire(self.db)
         await routing.release_stale(self.db, self.settings.release_after_seconds, self.heard_since)
-        # Each server process wakes the phones whose streams it holds (here_only), so that
-        # several processes do not all wake the same phones every round.
-        for user_id, waiting in await routing.owners_with_work(self.db):
-            count = math.ceil(waiting / self.settings.claim_cap)
-            routing.wake(self.hub, user_id, count=count, here_only=True)
-        for user_id, device_id in await routing.phones_with_due_pinned(self.db):
-            if self.hub.holds(device_id):
-                routing.wake(self.hub, user_id, device_id=device_id)
+        await self.wake_phones()
         await messages.fold_counts(self.db)
         await self.retain()
         self.last_tick = time.monotonic()  # the health probe's "worker alive" (see health/)
+
+    async def wake_phones(self) -> None:
+        """Wake the phones whose streams this process holds (so that several processes do
+        not all wake the same phones) for the queued work of their owners, as many as that
+        work fills at the claim cap, and for their pinned messages that came due."""
+        held = self.hub.held_here()
+        if not held:
+            return
+        cap = self.settings.claim_cap
+        limits = {user_id: len(phones) * cap for user_id, phones in held.items()}
+        for user_id, waiting in await routing.owners_with_work(self.db, limits):
+            routing.wake(self.hub, user_id, count=math.ceil(waiting / cap), here_only=True)
+        for user_id, device_id in await routing.phones_with_due_pinned(self.db, held):
+            routing.wake(self.hub, user_id, device_id=device_id)
 
     async def retain(self) -> None:
         """Delete what is past its retention or expired, and give the space back
