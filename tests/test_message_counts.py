@@ -19,7 +19,7 @@ import pytest
 from smsgw.accounts import service as accounts
 from smsgw.config import Settings
 from smsgw.db import migrate
-from smsgw.db.engine import Database, database_for
+from smsgw.db.engine import Database, DriverUnit, database_for
 from smsgw.domain import clock
 from smsgw.messages import repository as stored
 from smsgw.messages import service as messages
@@ -242,9 +242,9 @@ async def _assert_exact(db: Database, users: list[int]) -> None:
         for user_id in users:
             for state, device in itertools.product([None, *STATES], [None, *phones]):
                 where = stored.ListFilter(state=state, device_id=device)
-                fast = await stored.count(conn, user_id, where)
+                fast = await stored.count(DriverUnit(conn), user_id, where)
                 slow = await stored.count(
-                    conn,
+                    DriverUnit(conn),
                     user_id,
                     stored.ListFilter(since=T0 - timedelta(days=1), state=state, device_id=device),
                 )  # a time range: counted over the messages
@@ -348,8 +348,8 @@ def test_the_counts_have_no_row_for_nothing_counted(migrated: Settings) -> None:
         db = database_for(migrated)
         try:
             async with db.read() as conn:
-                assert await stored.count(conn, 1, stored.ListFilter()) == 0
-                assert await stored.count(conn, 1, stored.ListFilter(state="Sent")) == 0
+                assert await stored.count(DriverUnit(conn), 1, stored.ListFilter()) == 0
+                assert await stored.count(DriverUnit(conn), 1, stored.ListFilter(state="Sent")) == 0
                 assert await stored.count_by_state(conn) == {}
         finally:
             await db.dispose()

@@ -69,34 +69,6 @@ UNIT_QUERIES: dict[str, tuple[UnitQuery, list[str]]] = {
         lambda c: routing.has_due_untaken(c, "phone1", NOW),
         ["SEARCH messages USING INDEX ix_messages_untaken (device_id=?)"],
     ),
-    "in_flight": (
-        lambda c: routing.in_flight(c, "phone1"),
-        [
-            "SEARCH messages USING COVERING INDEX ix_messages_device_id_state"
-            " (device_id=? AND state=?)"
-        ],
-    ),
-}
-
-# Each repository call, with the plan of each statement it issues on messages, in order.
-QUERIES: dict[str, tuple[Query, list[str]]] = {
-    "stale_claims": (
-        lambda c: routing.stale_claims(c, NOW),
-        ["SEARCH messages USING INDEX ix_messages_state_claimed_at (state=? AND claimed_at<?)"],
-    ),
-    "expired_unclaimed": (
-        lambda c: routing.expired_unclaimed(c, NOW),
-        ["SEARCH messages USING INDEX ix_messages_state_valid_until (state=? AND valid_until<?)"],
-    ),
-    "detach_device": (
-        lambda c: routing.detach_device(c, "phone1", NOW),
-        [
-            "SEARCH messages USING COVERING INDEX ix_messages_device_id_state"
-            " (device_id=? AND state=?)",
-            "SEARCH messages USING INDEX ix_messages_device_id_state (device_id=? AND state=?)",
-            "SEARCH messages USING INDEX ix_messages_device_id_state (device_id=? AND state=?)",
-        ],
-    ),
     "page": (
         lambda c: stored.page(c, 1, stored.ListFilter()),
         [
@@ -124,6 +96,34 @@ QUERIES: dict[str, tuple[Query, list[str]]] = {
             " (user_id=? AND created_at>?)",
             "SEARCH messages USING INDEX ix_messages_user_id_created_at"
             " (user_id=? AND created_at>?)",
+        ],
+    ),
+    "in_flight": (
+        lambda c: routing.in_flight(c, "phone1"),
+        [
+            "SEARCH messages USING COVERING INDEX ix_messages_device_id_state"
+            " (device_id=? AND state=?)"
+        ],
+    ),
+}
+
+# Each repository call, with the plan of each statement it issues on messages, in order.
+QUERIES: dict[str, tuple[Query, list[str]]] = {
+    "stale_claims": (
+        lambda c: routing.stale_claims(c, NOW),
+        ["SEARCH messages USING INDEX ix_messages_state_claimed_at (state=? AND claimed_at<?)"],
+    ),
+    "expired_unclaimed": (
+        lambda c: routing.expired_unclaimed(c, NOW),
+        ["SEARCH messages USING INDEX ix_messages_state_valid_until (state=? AND valid_until<?)"],
+    ),
+    "detach_device": (
+        lambda c: routing.detach_device(c, "phone1", NOW),
+        [
+            "SEARCH messages USING COVERING INDEX ix_messages_device_id_state"
+            " (device_id=? AND state=?)",
+            "SEARCH messages USING INDEX ix_messages_device_id_state (device_id=? AND state=?)",
+            "SEARCH messages USING INDEX ix_messages_device_id_state (device_id=? AND state=?)",
         ],
     ),
     "by_ext_id": (

@@ -19,8 +19,15 @@ from smsgw.accounts.models import User
 from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.base import table_of
-from smsgw.db.engine import ColumnReader, Details, RowInsert, SQLiteUnit, UnitConnection
-from smsgw.db.postgres import POSTGRESQL, PostgresUnit, connect_arguments, placeholders
+from smsgw.db.engine import (
+    ColumnReader,
+    Details,
+    RowInsert,
+    SQLiteUnit,
+    UnitConnection,
+    placeholders,
+)
+from smsgw.db.postgres import POSTGRESQL, PostgresUnit, connect_arguments
 from smsgw.devices import repository as device_rows
 from smsgw.devices.models import Device
 from smsgw.domain.states import ProcessingState

@@ -63,7 +63,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from sqlalchemy import Column, ColumnElement, Table, and_, delete, event, select
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
@@ -149,6 +149,37 @@ class SQLiteUnit(UnitConnection):
 
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         self._conn.executemany(sql, [tuple(row) for row in rows])
+
+
+@functools.lru_cache(maxsize=1024)
+def placeholders(sql: str) -> str:
+    """A unit's statement in psycopg's placeholders: `?` -> `%s`, a literal `%` doubled.
+    The units' SQL holds no `?` in a string literal or a name (they are written so)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class DriverUnit(UnitConnection):
+    """SQLAlchemy's async connection (`Database.read()`, `write()`) as a unit's: for the
+    statements of a unit that may take long (a deep page, a count over a time range), which
+    then run in the driver's thread (SQLite) or wait on the socket, not on the event loop as
+    `read_unit`'s do on SQLite. The same unit code serves both."""
+
+    __slots__ = ("_conn", "dialect")
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> Rows:
+        if self.dialect.name != "sqlite":
+            sql = placeholders(sql)
+        # A CursorResult: its rows fetched (async), its fetchall a list.
+        return cast(Rows, await self._conn.exec_driver_sql(sql, tuple(params)))
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        if self.dialect.name != "sqlite":
+            sql = placeholders(sql)
+        await self._conn.exec_driver_sql(sql, [tuple(row) for row in rows])
 
 
 #: A unit of work (db/engine.py): awaits only its connection's statements.

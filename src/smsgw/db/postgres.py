@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from smsgw.config import Settings
-from smsgw.db.engine import Database, Job, Rows, Unit, UnitConnection
+from smsgw.db.engine import Database, Job, Rows, Unit, UnitConnection, placeholders
 
 if TYPE_CHECKING:
     import psycopg
@@ -158,13 +157,6 @@ class Fetched:
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._rows)
-
-
-@functools.lru_cache(maxsize=1024)
-def placeholders(sql: str) -> str:
-    """A unit's statement in psycopg's placeholders: `?` -> `%s`, a literal `%` doubled.
-    The units' SQL holds no `?` in a string literal or a name (they are written so)."""
-    return sql.replace("%", "%%").replace("?", "%s")
 
 
 #: The advisory lock of serving: every serving node holds it shared, for as long as it serves

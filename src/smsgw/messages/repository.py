@@ -8,14 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
-    Select,
-    and_,
     delete,
     func,
     insert,
-    literal,
-    or_,
     select,
     text,
     union_all,
@@ -24,7 +19,15 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
-from smsgw.db.engine import ColumnReader, Details, RowInsert, UnitConnection, upsert
+from smsgw.db.engine import (
+    ColumnReader,
+    ColumnWriter,
+    Details,
+    RowInsert,
+    UnitConnection,
+    marks,
+    upsert,
+)
 from smsgw.devices.models import Device
 from smsgw.messages.models import (
     Message,
@@ -141,6 +144,7 @@ RECORD_COLUMNS = (
 )
 _read_at = ColumnReader(messages.c.created_at)  # every timestamp column has this type
 _read_bool = ColumnReader(messages.c.is_encrypted)
+_write_at = ColumnWriter(messages.c.created_at)
 
 
 def record_of(conn: UnitConnection, row: tuple[Any, ...]) -> MessageRecord:
@@ -202,74 +206,101 @@ async def by_ext_id(conn: AsyncConnection, user_id: int, ext_id: str) -> Message
     return record
 
 
-def _filtered(columns: Any, user_id: int, where: ListFilter) -> Select[Any]:
-    conditions: list[ColumnElement[bool]] = [messages.c.user_id == user_id]
-    if where.since is not None:
-        conditions.append(messages.c.created_at >= where.since)
-    if where.until is not None:
-        conditions.append(messages.c.created_at < where.until)
-    if where.state is not None:
-        conditions.append(messages.c.state == where.state)
-    if where.device_id is not None:
-        conditions.append(messages.c.device_id == where.device_id)
-    return select(*columns).where(and_(*conditions))
+def _list_where(conn: UnitConnection, user_id: int, where: ListFilter) -> tuple[str, list[Any]]:
+    """The WHERE of a list (its cursor aside) and its parameters."""
+    clauses: list[str] = ["user_id = ?"]
+    params: list[Any] = [user_id]
+    for clause, moment in (("created_at >= ?", where.since), ("created_at < ?", where.until)):
+        if moment is not None:
+            clauses.append(clause)
+            params.append(_write_at(conn, moment))
+    for clause, value in (("state = ?", where.state), ("device_id = ?", where.device_id)):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return " AND ".join(clauses), params
 
 
-def _after(where: ListFilter) -> ColumnElement[bool] | None:
-    """The messages after `where.after` in the list's order (creation time, then key)."""
+def _after(conn: UnitConnection, where: ListFilter) -> tuple[str, list[Any]]:
+    """The condition of the messages after `where.after` in the list's order (creation
+    time, then key), and its parameters; ("", []) without a cursor."""
     if where.after is None:
-        return None
+        return "", []
     at, pk = where.after
-    created, key = messages.c.created_at, messages.c.id
+    stamp = _write_at(conn, at)
     # A range on the creation time first, then the tie-break: an index on (owner[, state],
     # created_at) then starts at the cursor. Written as `created < at OR (created = at AND
     # key < pk)` alone, neither SQLite nor PostgreSQL made a range of it with bound values:
     # they read the list from its start up to the cursor (bench/data: 0.4 s at half a
     # million messages deep, 0.3 ms so).
     if where.newest_first:
-        return and_(created <= at, or_(created < at, key < pk))
-    return and_(created >= at, or_(created > at, key > pk))
+        return " AND created_at <= ? AND (created_at < ? OR id < ?)", [stamp, stamp, pk]
+    return " AND created_at >= ? AND (created_at > ? OR id > ?)", [stamp, stamp, pk]
+
+
+#: Deeper pages (`skip`) than this, and lists over a time range (whose count counts rows),
+#: are read off the event loop (`list_page`); shallower ones are units of work on it.
+SHALLOW_OFFSET = 1000
+
+
+def is_shallow(where: ListFilter) -> bool:
+    """Whether a page of `where` costs about what its rows cost (see SHALLOW_OFFSET)."""
+    return where.offset <= SHALLOW_OFFSET and where.since is None and where.until is None
 
 
 async def page(
-    conn: AsyncConnection, user_id: int, where: ListFilter
+    conn: UnitConnection, user_id: int, where: ListFilter
 ) -> tuple[list[MessageRecord], int, bool]:
     """One page of the owner's messages, the number of all that match (a cursor, `after`,
-    does not change it), and whether more follow the page."""
+    does not change it), and whether more follow the page. Plain statements: a unit of
+    work (`Database.read_unit`, or `DriverUnit` over `Database.read()`)."""
     total = await count(conn, user_id, where)
-    order = (
-        (messages.c.created_at.desc(), messages.c.id.desc())
-        if where.newest_first
-        else (messages.c.created_at.asc(), messages.c.id.asc())
+    clause, params = _list_where(conn, user_id, where)
+    after, after_params = _after(conn, where)
+    order = "created_at DESC, id DESC" if where.newest_first else "created_at, id"
+    query = (
+        f"SELECT {RECORD_COLUMNS} FROM messages WHERE {clause}{after}"  # noqa: S608
+        f" ORDER BY {order} LIMIT ? OFFSET ?"
     )
-    query = _filtered(COLUMNS, user_id, where).order_by(*order)
-    after = _after(where)
-    if after is not None:
-        query = query.where(after)
-    rows = await conn.execute(query.limit(where.limit + 1).offset(where.offset))
-    records = [MessageRecord(**row._asdict()) for row in rows]
+    values = [*params, *after_params, where.limit + 1, where.offset]
+    records = [record_of(conn, row) for row in await conn.execute(query, values)]
     more = len(records) > where.limit
     records = records[: where.limit]
-    await attach_details(conn, records)
-    return records, int(total), more
+    await read_details(conn, records)
+    return records, total, more
 
 
-async def count(conn: AsyncConnection, user_id: int, where: ListFilter) -> int:
+async def read_details(conn: UnitConnection, records: list[MessageRecord]) -> None:
+    """Add their recipients and state history to messages read on a unit connection."""
+    if not records:
+        return
+    by_pk = {record.pk: record for record in records}
+    keys = marks(len(by_pk))
+    numbers = (
+        "SELECT message_id, phone_number, state, error FROM recipients"  # noqa: S608
+        f" WHERE message_id IN ({keys}) ORDER BY message_id, position"
+    )
+    for key, number, state, error in await conn.execute(numbers, list(by_pk)):
+        by_pk[key].recipients.append(RecipientRecord(number, state, error))
+    entries = f"SELECT message_id, state, at FROM message_states WHERE message_id IN ({keys})"  # noqa: S608
+    for key, state, at in await conn.execute(entries + " ORDER BY at", list(by_pk)):
+        by_pk[key].states[state] = _read_at(conn, at)
+
+
+async def count(conn: UnitConnection, user_id: int, where: ListFilter) -> int:
     """How many of the owner's messages match `where` (its cursor and page aside). Without
     a time range, from the counts the triggers keep (one statement: one snapshot of the
     counts and of the changes not yet folded in), not by counting the messages."""
     if where.since is not None or where.until is not None:
-        return int((await conn.execute(_filtered([func.count()], user_id, where))).scalar_one())
-    sums = []
-    for table, column in ((counts, counts.c.n), (count_changes, count_changes.c.change)):
-        conditions: list[ColumnElement[bool]] = [table.c.user_id == user_id]
-        if where.state is not None:
-            conditions.append(table.c.state == where.state)
-        if where.device_id is not None:
-            conditions.append(table.c.device_id == where.device_id)
-        total = select(func.coalesce(func.sum(column), literal(0))).where(*conditions)
-        sums.append(total.scalar_subquery())
-    return int((await conn.execute(select(sums[0] + sums[1]))).scalar_one())
+        clause, params = _list_where(conn, user_id, where)
+        query = f"SELECT count(*) FROM messages WHERE {clause}"  # noqa: S608
+        return int((await conn.execute(query, params)).fetchone()[0])
+    clause, params = _list_where(conn, user_id, where)
+    query = (
+        f"SELECT (SELECT coalesce(sum(n), 0) FROM message_counts WHERE {clause})"  # noqa: S608
+        f" + (SELECT coalesce(sum(change), 0) FROM message_count_changes WHERE {clause})"
+    )
+    return int((await conn.execute(query, params + params)).fetchone()[0])
 
 
 async def count_by_state(conn: AsyncConnection) -> dict[str, int]:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from smsgw.db.engine import (
     Database,
+    DriverUnit,
     UnitConnection,
     delete_in_batches,
     delete_older,
@@ -153,8 +154,10 @@ async def list_page(
 ) -> tuple[list[MessageRecord], int, bool]:
     """A page of the owner's messages, the total count matching the filter, and whether
     more follow the page."""
-    async with db.read() as conn:
-        return await repository.page(conn, user_id, where)
+    if repository.is_shallow(where):
+        return await db.read_unit(lambda conn: repository.page(conn, user_id, where))
+    async with db.read() as conn:  # rows to skip, or to count: off the event loop
+        return await repository.page(DriverUnit(conn), user_id, where)
 
 
 async def cancel(db: Database, user_id: int, ext_id: str) -> MessageRecord:
