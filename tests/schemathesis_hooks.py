@@ -62,6 +62,12 @@ def _send_times_in_order(case: Any) -> bool:
     return schedule_at is None or valid_until is None or schedule_at <= valid_until - margin
 
 
+def _key_expiry_ahead(case: Any) -> bool:
+    """API keys: `expiresAt` in the future (a minute of margin, as for messages)."""
+    expires_at = _instant(_fields(case).get("expiresAt"))
+    return expires_at is None or expires_at > datetime.now(UTC) + timedelta(minutes=1)
+
+
 def _range_in_order(case: Any) -> bool:
     """Inbox refresh: `since` not after `until`."""
     body = _fields(case)
@@ -109,6 +115,7 @@ RULES: dict[tuple[str, str], Callable[[Any], bool]] = {
     ("POST", "/message"): _send_times_in_order,
     ("GET", "/messages"): _one_page_position,
     ("GET", "/message"): _one_page_position,
+    ("POST", "/auth/keys"): _key_expiry_ahead,
     ("POST", "/inbox/refresh"): _range_in_order,
     ("POST", "/messages/inbox/export"): _range_in_order,
     ("PATCH", "/settings"): _settings_consistent,

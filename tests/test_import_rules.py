@@ -14,7 +14,7 @@ SOURCE = Path(__file__).parent.parent / "src"
 SERVICES = frozenset(
     {
         "accounts", "accountsettings", "devices", "messages", "routing", "inbox", "webhooks",
-        "tokens", "logs", "health", "events",
+        "tokens", "apikeys", "logs", "health", "events",
     }
 )  # fmt: skip
 FACES = frozenset({"api", "web"})

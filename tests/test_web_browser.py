@@ -162,6 +162,7 @@ def test_every_page_renders_without_errors_at_desktop_and_phone_width(
         ("/dashboard/account", "account"),
         ("/dashboard/settings", "settings"),
         ("/dashboard/tokens", "tokens"),
+        ("/dashboard/keys", "keys"),
         ("/dashboard/webhooks", "webhooks"),
         ("/dashboard/inbox", "inbox"),
         ("/dashboard/phones", "phones"),
@@ -230,6 +231,38 @@ def test_issue_a_token_copy_it_use_it_and_revoke_it(page: Page, live_server: Liv
     row.get_by_role("button", name=re.compile("^Revoke token")).click()
     expect(page.get_by_role("status")).to_contain_text("Token revoked")
     expect(page.locator("table.tokens")).to_have_count(0)
+    assert httpx.get(live_server.api + "/messages", headers=bearer).status_code == 401
+    assert problems.errors == []
+
+
+def test_create_a_key_copy_it_use_it_and_revoke_it(page: Page, live_server: LiveServer) -> None:
+    problems = Problems(page)
+    alice = create_user(live_server, "alice")
+    sign_in(page, alice)
+    page.get_by_role("link", name="API keys").click()
+    expect(page.get_by_text("You have no API key.")).to_be_visible()
+    page.get_by_label("Name").fill("billing app")
+    page.get_by_label("messages:list", exact=True).check()
+    page.get_by_role("button", name="Create the key").click()
+    expect(page.get_by_role("status")).to_contain_text("shown only this once")
+    key = page.get_by_label("API key", exact=True).input_value()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="Copy the API key").click()
+    expect(page.locator("#api-key-said")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == key
+    bearer = {"Authorization": f"Bearer {key}"}
+    assert httpx.get(live_server.api + "/messages", headers=bearer).status_code == 200
+    screenshot(page, "keys-created")
+    page.goto("/dashboard/keys")
+    expect(page.get_by_label("API key", exact=True)).to_have_count(0)  # shown only once
+    assert key not in page.content()
+    row = page.locator("table.keys tbody tr")
+    expect(row).to_contain_text("billing app")
+    expect(row).to_contain_text("live")
+    row.get_by_role("button", name="Revoke API key billing app").click()
+    expect(page.get_by_role("status")).to_contain_text("API key revoked")
+    expect(row).to_contain_text("revoked")
+    expect(row.get_by_role("button")).to_have_count(0)
     assert httpx.get(live_server.api + "/messages", headers=bearer).status_code == 401
     assert problems.errors == []
 

@@ -33,6 +33,7 @@ from smsgw.api.mobile import build_router as build_mobile_router
 from smsgw.api.mobile import messages as mobile_messages
 from smsgw.api.openapi import install_openapi
 from smsgw.api.routing import MOBILE_PREFIXES, THIRDPARTY_PREFIXES, add_routes, hot_first
+from smsgw.apikeys.service import KeyChecker
 from smsgw.config import Settings
 from smsgw.context import AppContext
 from smsgw.db import migrate
@@ -272,6 +273,7 @@ async def lifespan(
 
 def build_context(settings: Settings, db: Database, hub: EventHub) -> AppContext:
     """What every request needs (context.py)."""
+    tokens = TokenService(settings, db)
     return AppContext(
         settings=settings,
         db=db,
@@ -279,7 +281,8 @@ def build_context(settings: Settings, db: Database, hub: EventHub) -> AppContext
         credentials=CredentialCache(settings.credential_cache_size),
         registrations=RateLimiter(settings.registration_rate_limit),
         web_logins=RateLimiter(settings.web_login_rate_limit),
-        tokens=TokenService(settings, db),
+        tokens=tokens,
+        keys=KeyChecker(db, tokens.revocations),
         auth_throttle=AuthThrottle(
             settings.auth_failures_per_address,
             settings.auth_failures_per_login,

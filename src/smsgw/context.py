@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from smsgw.accounts.passwords import CredentialCache
 from smsgw.accounts.throttle import AuthThrottle, RateLimiter
+from smsgw.apikeys.service import KeyChecker
 from smsgw.config import Settings
 from smsgw.db.engine import Database
 from smsgw.devices.presence import Presence
@@ -35,6 +36,8 @@ class AppContext:
     web_logins: RateLimiter = field(default_factory=lambda: RateLimiter(10))
     #: JWT issue/verify/revoke; None (Bearer refused) only where no service was built.
     tokens: TokenService | None = None
+    #: Checks named API keys (Bearer `smsgw_...`); None (keys refused) where not built.
+    keys: KeyChecker | None = None
     auth_throttle: AuthThrottle = field(default_factory=lambda: AuthThrottle(30, 10, 300))
     #: Signals of this application (events/signals.py): workers subscribe at start.
     signals: Signals = field(default_factory=Signals)

@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from smsgw.accounts import signin
 from smsgw.accounts.signin import BasicCredentials, parse_basic
 from smsgw.api.scopes import PUBLIC, required_scope
+from smsgw.apikeys import service as apikeys
 from smsgw.context import AppContext, context_of
 from smsgw.devices import appversion
 from smsgw.devices import service as devices
@@ -53,7 +54,8 @@ async def authenticate_basic(
 
 
 async def _principal(connection: HTTPConnection, context: AppContext) -> Principal:
-    """Who the request's `Authorization` names (Basic or Bearer JWT); once per request."""
+    """Who the request's `Authorization` names (Basic, or Bearer: a named API key, told
+    by its prefix, or a JWT); once per request."""
     cached: Principal | None = getattr(connection.state, "principal", None)
     if cached is not None:
         return cached
@@ -62,6 +64,10 @@ async def _principal(connection: HTTPConnection, context: AppContext) -> Princip
     token = bearer_token(connection) if basic is None else None
     if basic is not None:
         principal = Principal(await authenticate_basic(connection, context, basic), BASIC_SCOPES)
+    elif token is not None and apikeys.is_key(token):
+        if context.keys is None:
+            raise Unauthorized("Unauthorized")
+        principal = await context.keys.verify(token)
     elif token is not None and context.tokens is not None:
         principal = await context.tokens.verify(token)
     else:
@@ -106,8 +112,8 @@ async def current_principal(request: Request) -> Principal:
 
 
 async def current_user(request: Request) -> int:
-    """The caller's user id (Basic, or a Bearer JWT holding the route's scope); 401 with
-    `WWW-Authenticate: Basic` when not authenticated, 403 when the scope is missing.
+    """The caller's user id (Basic, or a Bearer JWT or API key holding the route's scope);
+    401 with `WWW-Authenticate: Basic` when not authenticated, 403 when the scope is missing.
 
     OpenAPI's security schemes are written from the scope table (api/openapi.document_security),
     not by security dependencies, which would be solved on every request."""

@@ -25,7 +25,13 @@ GENERIC_ERRORS = {
 
 THIRDPARTY_SECURITY = {
     "basicAuth": {"type": "http", "scheme": "basic"},
-    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An access token from `POST /auth/token` (a JWT), or a named API key "
+        "from `POST /auth/keys` (`smsgw_...`): both hold only the scopes they were given.",
+    },
 }
 SECURITY_SCHEMES = {**THIRDPARTY_SECURITY, **mobile.SECURITY_SCHEMES}
 

@@ -1,4 +1,4 @@
-"""The `smsgw` command line: serve, db, users, tokens, send, messages, devices.
+"""The `smsgw` command line: serve, db, users, tokens, keys, send, messages, devices.
 
 Loading it costs Typer alone: each command imports the application's modules when it runs
 (tests/test_cli_fast.py holds it to that), so `smsgw --help` answers at once.
@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 import typer.core
 
-from smsgw.cli import db, devices, messages, tokens, users
+from smsgw.cli import db, devices, keys, messages, tokens, users
 
 _display_type_rich = typer.core.TyperOption.display_type_rich
 
@@ -54,6 +54,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(messages.app, name="messages")
 app.add_typer(devices.app, name="devices")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

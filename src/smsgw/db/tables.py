@@ -2,6 +2,7 @@
 
 from smsgw.accounts.models import User, UserCode, WebSession
 from smsgw.accountsettings.models import AccountSettings
+from smsgw.apikeys.models import ApiKey
 from smsgw.db.base import Base, SystemValue
 from smsgw.devices.models import Device
 from smsgw.inbox.models import InboxAttachment, InboxExport, InboxMessage
@@ -18,6 +19,7 @@ from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, Webhoo
 
 __all__ = [
     "AccountSettings",
+    "ApiKey",
     "Attempt",
     "Base",
     "Delivery",

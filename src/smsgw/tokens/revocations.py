@@ -52,6 +52,14 @@ class RevocationCache:
         expected = await self._stamp_of(user_id)
         return expected is not None and hmac.compare_digest(expected.encode(), stamp.encode())
 
+    async def epoch(self) -> int:
+        """A number that changes whenever the generation did (a revocation, a password
+        change or an account deletion, anywhere), brought up to date first: other caches
+        of credentials (apikeys/service.py) tag what they keep with it, and read again
+        what was kept under an older one."""
+        await self._follow_changes()
+        return self._forgotten
+
     async def _stamp_of(self, user_id: int) -> str | None:
         """The user's current stamp; a missing user is not remembered, because SQLite may
         give a new account the same id (without a generation change)."""

@@ -14,6 +14,7 @@ from smsgw.web import (
     account,
     auth,
     inbox,
+    keys,
     live,
     messages,
     pages,
@@ -38,6 +39,7 @@ def build_router() -> APIRouter:
         webhooks,
         settings,
         tokens,
+        keys,
         account,
         live,
     ):

@@ -36,6 +36,7 @@ NAV: list[tuple[str, str]] = [
     ("/dashboard/webhooks", "Webhooks"),
     ("/dashboard/settings", "Settings"),
     ("/dashboard/tokens", "API tokens"),
+    ("/dashboard/keys", "API keys"),
     ("/dashboard/account", "Account"),
 ]
 #: Our pages load scripts and styles only from smsgw itself and cannot be framed (a framed

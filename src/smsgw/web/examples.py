@@ -113,6 +113,16 @@ _TOKENS = {
     "refreshToken": "eyJhbGciOiJIUzI1NiJ9.REFRESH.SIGNATURE",
     "expiresAt": _EXPIRES_AT,
 }
+_KEY = {
+    "id": "3f9a1c0b7d2e4a68",
+    "name": "billing app",
+    "scopes": ["messages:send", "messages:read"],
+    "state": "live",
+    "createdAt": "2026-05-17T09:00:00.000Z",
+    "expiresAt": "2027-05-17T00:00:00.000Z",
+    "lastUsedAt": None,
+    "revokedAt": None,
+}
 _PULLED = {
     "id": MESSAGE_ID,
     "phoneNumbers": ["+12025550100"],
@@ -171,6 +181,18 @@ EXAMPLES.update(
         ),
         "refresh_token_api_3rdparty_v1_auth_token_refresh_post": Example(
             response=_TOKENS, status=201
+        ),
+        "create_key_api_3rdparty_v1_auth_keys_post": Example(
+            body={
+                "name": "billing app",
+                "scopes": ["messages:send", "messages:read"],
+                "expiresAt": "2027-05-17T00:00:00Z",
+            },
+            response={**_KEY, "key": "smsgw_3f9a1c0b7d2e4a68_SECRET-SHOWN-ONLY-ONCE"},
+            status=201,
+        ),
+        "list_keys_api_3rdparty_v1_auth_keys_get": Example(
+            response=[{**_KEY, "lastUsedAt": "2026-05-17T09:32:00.000Z"}]
         ),
         "get_logs_api_3rdparty_v1_logs_get": Example(
             query="from=2026-05-17T00:00:00.000Z&to=2026-05-18T00:00:00.000Z",

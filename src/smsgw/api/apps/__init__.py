@@ -3,7 +3,7 @@ served under /api/3rdparty/v1 (and /3rdparty/v1), the URL the upstream clients u
 
 from fastapi import APIRouter, Depends
 
-from smsgw.api.apps import auth, devices, inbox, logs, messages, settings, webhooks
+from smsgw.api.apps import auth, devices, inbox, keys, logs, messages, settings, webhooks
 from smsgw.api.deps import authorize
 
 
@@ -17,4 +17,5 @@ def build_router() -> APIRouter:
     router.include_router(settings.router)
     router.include_router(logs.router)
     router.include_router(auth.router)
+    router.include_router(keys.router)
     return router
