@@ -4,7 +4,7 @@ A key's name is unique among the account's keys not revoked: a partial unique in
 (SQLite and PostgreSQL both have them).
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-05
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from smsgw.db.base import UTCDateTime
 
 revision: str = "0012"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
