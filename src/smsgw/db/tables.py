@@ -14,6 +14,7 @@ from smsgw.messages.models import (
     Recipient,
 )
 from smsgw.tokens.models import Token
+from smsgw.virtualphones.models import VirtualPhone
 from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, WebhookEvent
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Token",
     "User",
     "UserCode",
+    "VirtualPhone",
     "WebSession",
     "Webhook",
     "WebhookEvent",

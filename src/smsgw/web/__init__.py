@@ -21,6 +21,7 @@ from smsgw.web import (
     send,
     settings,
     tokens,
+    virtual,
     webhooks,
 )
 from smsgw.web.common import HERE, NotSignedIn, to_login
@@ -35,6 +36,7 @@ def build_router() -> APIRouter:
         send,
         inbox,
         phones,
+        virtual,
         webhooks,
         settings,
         tokens,
