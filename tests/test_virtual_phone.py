@@ -24,6 +24,10 @@ from smsgw.db.engine import database_for
 from smsgw.devices import service as devices
 from smsgw.domain.clock import format_timestamp
 from smsgw.domain.errors import InvalidInput
+from smsgw.messages import service as messages
+from smsgw.messages.service import SendCommand
+from smsgw.routing import service as routing
+from smsgw.routing.repository import Phone
 from smsgw.virtualphones import script
 from smsgw.virtualphones import service as virtual
 from smsgw.virtualphones.errors import VirtualPhonesOff
@@ -309,6 +313,43 @@ def test_one_driver_holds_a_phone_until_its_lease_runs_out_or_it_lets_go(
             assert await virtual.lease(db, "one", 30) == []
             await virtual.release(db, "two")
             assert len(await virtual.lease(db, "one", 30)) == 1  # at once, after a release
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_a_round_takes_cancels_and_plays_out_through_the_phone_services(
+    at: list[datetime], tmp_path: Path
+) -> None:
+    """`drive` alone, no server: a message taken then cancelled is reported Cancelled (as
+    the app does with a Cancelling one), the delay runs on the clock, the script moves on."""
+    settings = make_settings(tmp_path / "data", mode="development")
+    migrate.upgrade(settings)
+
+    async def scenario() -> None:
+        db = database_for(settings)
+        try:
+            await accounts.create_user(db, "alice", "correct horse battery")
+            user_id = await accounts.user_id_of(db, "alice")
+            phone_id = await virtual.add(db, settings, user_id, "alice", delay=10,
+                                         outcome="sent,delivered")  # fmt: skip
+            [phone] = await virtual.lease(db, "me", 30)
+            as_phone = Phone(phone_id, user_id, None)
+            command = SendCommand(["+12025550100"], text="x", device_id=phone_id)
+            doomed = (await messages.send(db, None, user_id, command)).id
+            await routing.pull(db, as_phone, True, 10)  # taken, not yet reported
+            assert (await messages.cancel(db, user_id, doomed)).state == "Cancelling"
+            kept = (await messages.send(db, None, user_id, command)).id
+            assert (await virtual.drive(db, phone, 10)).next_due == at[0] + timedelta(seconds=10)
+            assert (await messages.get(db, user_id, doomed)).state == "Cancelled"
+            assert (await messages.get(db, user_id, kept)).state == "Processed"
+            at[0] = CLOCK_START + timedelta(seconds=10)
+            drove = await virtual.drive(db, phone, 10)
+            assert drove.next_due is None and drove.more is False
+            assert (await messages.get(db, user_id, kept)).state == "Sent"  # the script's first
+            [phone] = await virtual.lease(db, "me", 30)
+            assert phone.step == 1
         finally:
             await db.dispose()
 
