@@ -27,4 +27,4 @@ class Device(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
     #: A phone that lives inside smsgw, for development (virtualphones/): never a real SMS.
-    virtual: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    virtual: Mapped[bool] = mapped_column(Boolean, server_default=false())
