@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Float, ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smsgw.db.base import Base, UTCDateTime
@@ -23,7 +23,8 @@ class VirtualPhone(Base):
     device_id: Mapped[str] = mapped_column(
         ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
     )
-    delay_seconds: Mapped[float] = mapped_column(Float)
+    #: From taking a message to its outcome, in milliseconds.
+    delay_ms: Mapped[int] = mapped_column(Integer)
     script: Mapped[str] = mapped_column(String(512))
     step: Mapped[int] = mapped_column(Integer, default=0)
     driver: Mapped[str | None] = mapped_column(String(32))

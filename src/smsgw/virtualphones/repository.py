@@ -34,9 +34,13 @@ class VirtualRecord:
 
     device_id: str
     user_id: int
-    delay_seconds: float
+    delay_ms: int
     script: str
     step: int
+
+    @property
+    def delay_seconds(self) -> float:
+        return self.delay_ms / 1000
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class Processed:
 _COLUMNS = (
     virtual_phones.c.device_id,
     devices.c.user_id,
-    virtual_phones.c.delay_seconds,
+    virtual_phones.c.delay_ms,
     virtual_phones.c.script,
     virtual_phones.c.step,
 )
@@ -70,7 +74,8 @@ _JOINED = virtual_phones.join(devices, devices.c.id == virtual_phones.c.device_i
 
 
 async def add(conn: AsyncConnection, device_id: str, delay_seconds: float, script: str) -> None:
-    values = {"device_id": device_id, "delay_seconds": delay_seconds, "script": script, "step": 0}
+    delay_ms = round(delay_seconds * 1000)
+    values = {"device_id": device_id, "delay_ms": delay_ms, "script": script, "step": 0}
     await conn.execute(insert(virtual_phones).values(values))
 
 

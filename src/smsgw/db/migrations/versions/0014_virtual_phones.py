@@ -32,7 +32,7 @@ def upgrade() -> None:
     op.create_table(
         "virtual_phones",
         sa.Column("device_id", sa.String(length=32), nullable=False),
-        sa.Column("delay_seconds", sa.Float(), nullable=False),
+        sa.Column("delay_ms", sa.Integer(), nullable=False),
         sa.Column("script", sa.String(length=512), nullable=False),
         sa.Column("step", sa.Integer(), nullable=False),
         sa.Column("driver", sa.String(length=32), nullable=True),
