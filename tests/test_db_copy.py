@@ -6,6 +6,7 @@ it and adding rows, and the refusals, each in one line without the password."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pty
 import selectors
@@ -23,10 +24,13 @@ import pytest
 from sqlalchemy import create_engine, select
 from typer.testing import CliRunner
 
+from smsgw.accounts import service as accounts
 from smsgw.cli import app
 from smsgw.db import copy_to_postgres, migrate
 from smsgw.db.copy_to_postgres import CopyFailed, tables
+from smsgw.db.engine import database_for
 from smsgw.db.postgres import connect_arguments, hold_node_lock
+from smsgw.virtualphones import service as virtual
 from tests.conftest import Account, LiveServer, free_port, make_settings, running
 from tests.fakes.phone import Credentials, SimulatedPhone
 from tests.fakes.receiver import Receiver
@@ -72,10 +76,14 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
     receiver = Receiver().start()
     try:
         # SQLite whatever engine the tests run on (SMSGW_TEST_ENGINE): the source of a copy
-        with running(hub_settings(data_dir, database_url=None)) as server:
+        # Development mode: a virtual phone (of an account of its own) fills virtual_phones.
+        settings = hub_settings(data_dir, database_url=None, mode="development")
+        with running(settings) as server:
             owner = server.create_user("owner")
             made: list[Installation] = []
             run(lambda: _fill(server, owner, receiver, made))
+            server.create_user("developer")
+            asyncio.run(_add_virtual_phone(server, "developer"))
             web = Dashboard(server)
             assert web.sign_in(owner).status_code == 303  # a dashboard session
             web.close()
@@ -85,6 +93,15 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
         empty = [t.name for t in tables() if _count(conn, t.name) == 0]
     assert empty == [], "the gateway left these tables empty: the copy of their types is untested"
     return made[0]
+
+
+async def _add_virtual_phone(server: LiveServer, login: str) -> None:
+    db = database_for(server.settings)
+    try:
+        user_id = await accounts.user_id_of(db, login)
+        await virtual.add(db, server.settings, user_id, login, outcome="delivered,failed:x")
+    finally:
+        await db.dispose()
 
 
 async def _fill(

@@ -53,6 +53,7 @@ from smsgw.tokens.secret import signing_key
 from smsgw.tokens.service import TokenService
 from smsgw.web import install as install_web
 from smsgw.workers.loop import Worker
+from smsgw.workers.virtual import VirtualDriver
 from smsgw.workers.webhooks import WebhookWorker
 
 log = logging.getLogger("smsgw")
@@ -311,11 +312,14 @@ class Workers:
     loop: Worker
     webhooks: WebhookWorker
     tasks: list[asyncio.Task[None]]
+    #: The virtual phones' driver, where they are on (workers/virtual.py).
+    virtual: VirtualDriver | None = None
 
 
 def start_workers(app: FastAPI, context: AppContext) -> Workers:
-    """The periodic worker (expiry, stale claims, presence, wake-ups) and the webhook delivery
-    worker, which hears of new outbox rows through a signal (events/signals.py)."""
+    """The periodic worker (expiry, stale claims, presence, wake-ups), the webhook delivery
+    worker, which hears of new outbox rows through a signal (events/signals.py), and the
+    virtual phones' driver where they are on."""
     settings, db = context.settings, context.db
     app.state.worker = loop = Worker(settings, db, context.hub, context.presence)
     app.state.webhook_worker = webhooks = WebhookWorker(settings, db)
@@ -324,12 +328,18 @@ def start_workers(app: FastAPI, context: AppContext) -> Workers:
         asyncio.create_task(loop.run(), name="smsgw-worker"),
         asyncio.create_task(webhooks.run(), name="smsgw-webhooks"),
     ]
-    return Workers(loop, webhooks, tasks)
+    virtual = None
+    if settings.virtual_phones_enabled:
+        virtual = VirtualDriver(settings, db, context.presence, context.signals)
+        tasks.append(asyncio.create_task(virtual.run(), name="smsgw-virtual-phones"))
+    return Workers(loop, webhooks, tasks, virtual)
 
 
 async def stop_workers(workers: Workers) -> None:
     for running in workers.tasks:
         await cancel_and_wait(running)
+    if workers.virtual is not None:
+        await workers.virtual.stop()
     await workers.loop.flush_presence()
 
 

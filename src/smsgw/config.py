@@ -34,6 +34,14 @@ class WebhooksMode(StrEnum):
     DIRECT = "direct"
 
 
+class Mode(StrEnum):
+    """`production` (the default): features for development stay off unless turned on one by
+    one; `development`: they are on unless turned off (virtual phones, docs/phones.md)."""
+
+    PRODUCTION = "production"
+    DEVELOPMENT = "development"
+
+
 class Settings(BaseSettings):
     """All of smsgw's settings. Build it once (`load_settings()`) and pass it down."""
 
@@ -54,6 +62,7 @@ class Settings(BaseSettings):
     credential_cache_size: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000
     log_level: str = "info"
     workers: Annotated[int, Field(ge=1, le=64)] = 1
+    mode: Mode = Mode.PRODUCTION
 
     # Phones (the mobile API)
     private_token: SecretStr | None = None
@@ -66,6 +75,8 @@ class Settings(BaseSettings):
     presence_flush_seconds: Annotated[float, Field(gt=0, le=3600)] = 30
     worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5
     code_ttl_seconds: Annotated[int, Field(ge=30, le=900)] = 120
+    #: Virtual phones for development (None: on in development mode, off in production).
+    virtual_phones: bool | None = None
 
     # Operations: health probes, metrics, the event log (docs/operations.md)
     metrics_token: SecretStr | None = None
@@ -122,6 +133,19 @@ class Settings(BaseSettings):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown region code {value!r}; use a two-letter code such as US")
         return region
+
+    @field_validator("virtual_phones", mode="before")
+    @classmethod
+    def _unset_follows_the_mode(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def virtual_phones_enabled(self) -> bool:
+        """Whether virtual phones may be added and are driven: SMSGW_VIRTUAL_PHONES when
+        set, else whether this is development mode."""
+        if self.virtual_phones is not None:
+            return self.virtual_phones
+        return self.mode == Mode.DEVELOPMENT
 
     @field_validator("public_url", mode="before")
     @classmethod

@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smsgw.db.base import table_of
 from smsgw.db.engine import Database
+from smsgw.devices.models import Device
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import EventHub
 from smsgw.messages import repository as stored
@@ -127,6 +128,8 @@ class Snapshot(Collector):
     """The gateway's state at one scrape, exposed as gauges."""
 
     messages: dict[str, int] = field(default_factory=dict)
+    #: Those of virtual phones, apart: they never count as real messages (virtualphones/).
+    virtual: dict[str, int] = field(default_factory=dict)
     claimed: int = 0
     phones: int = 0
     streams: int = 0
@@ -134,14 +137,24 @@ class Snapshot(Collector):
 
     def collect(self) -> Iterator[Metric]:
         by_state = GaugeMetricFamily(
-            "smsgw_messages", "Messages stored, by state.", labels=["state"]
+            "smsgw_messages",
+            "Messages stored, by state (but those of virtual phones).",
+            labels=["state"],
+        )
+        virtual = GaugeMetricFamily(
+            "smsgw_virtual_messages",
+            "Messages of virtual phones (never real SMS), by state.",
+            labels=["state"],
         )
         for state in ProcessingState:
             by_state.add_metric([state.value], self.messages.get(state.value, 0))
+            virtual.add_metric([state.value], self.virtual.get(state.value, 0))
         yield by_state
+        yield virtual
         yield GaugeMetricFamily(
             "smsgw_messages_claimed",
-            "Messages a phone has taken and not yet reported Sent, Delivered or Failed.",
+            "Messages a phone (not a virtual one) has taken and not yet reported Sent, "
+            "Delivered or Failed.",
             value=self.claimed,
         )
         yield GaugeMetricFamily(
@@ -159,17 +172,23 @@ class Snapshot(Collector):
 
 
 async def snapshot(db: Database, hub: EventHub) -> Snapshot:
-    messages = table_of(MessageRow)
+    messages, devices = table_of(MessageRow), table_of(Device)
     held = (ProcessingState.PENDING.value, ProcessingState.PROCESSED.value)
+    virtual_phones = select(devices.c.id).where(devices.c.virtual.is_(True))
     async with db.read() as conn:
-        counts = await stored.count_by_state(conn)
+        counts = await stored.count_by_state(conn, virtual=False)
+        virtual = await stored.count_by_state(conn, virtual=True)
         claimed = await conn.scalar(
             select(func.count()).where(
-                messages.c.state.in_(held), messages.c.claimed_at.is_not(None)
+                messages.c.state.in_(held),
+                messages.c.claimed_at.is_not(None),
+                messages.c.device_id.not_in(virtual_phones),
             )
         )
         outbox = await webhooks.pending_count(conn)
-    return Snapshot(counts, int(claimed or 0), len(hub.connected()), hub.stream_count(), outbox)
+    return Snapshot(
+        counts, virtual, int(claimed or 0), len(hub.connected()), hub.stream_count(), outbox
+    )
 
 
 async def exposition(db: Database, hub: EventHub) -> bytes:

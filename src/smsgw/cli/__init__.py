@@ -1,4 +1,5 @@
-"""The `smsgw` command line: serve, db, users, tokens, keys, send, messages, devices.
+"""The `smsgw` command line: serve, db, users, tokens, keys, send, messages, devices (or
+phones).
 
 Loading it costs Typer alone: each command imports the application's modules when it runs
 (tests/test_cli_fast.py holds it to that), so `smsgw --help` answers at once.
@@ -53,6 +54,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(messages.app, name="messages")
 app.add_typer(devices.app, name="devices")
+app.add_typer(devices.app, name="phones", help="Phones, and virtual phones for development.")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(keys.app, name="keys")
 

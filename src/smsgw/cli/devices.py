@@ -6,13 +6,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from smsgw.cli import virtual
 from smsgw.cli.common import JsonOption, print_json, run, say, show, table
 
 if TYPE_CHECKING:
     from smsgw.db.engine import Database
     from smsgw.devices.repository import DeviceRecord
 
-app = typer.Typer(help="Phones.", no_args_is_help=True)
+app = typer.Typer(help="Phones (the same commands as `smsgw phones`).", no_args_is_help=True)
 
 UserOption = Annotated[str, typer.Option("--user", "-u", help="The account (login).")]
 
@@ -29,13 +30,17 @@ def _wire(device: DeviceRecord) -> dict[str, Any]:
         "lastSeen": format_timestamp(device.last_seen),
         "simCards": device.sim_cards or None,
         "appVersion": device.app_version,
+        "virtual": device.virtual,
     }
 
 
 def _app(device: DeviceRecord) -> str:
-    """The app version, marked when that release only polls (docs/phones.md)."""
+    """The app version, marked when that release only polls (docs/phones.md); `virtual`
+    for a virtual phone."""
     from smsgw.devices import appversion
 
+    if device.virtual:
+        return "virtual (no real SMS)"
     version = device.app_version or "-"
     polls = appversion.polls_only(device.app_version, device.push_token)
     return f"{version} (polls only)" if polls else version
@@ -44,7 +49,8 @@ def _app(device: DeviceRecord) -> str:
 @app.command("list")
 def list_devices(user: UserOption, as_json: JsonOption = False) -> None:
     """List the phones of the account --user: SIM cards, app version (`polls only` after it:
-    that release opens no event stream, docs/phones.md), when last seen."""
+    that release opens no event stream, docs/phones.md; `virtual` for a virtual phone),
+    when last seen."""
     from smsgw.accounts import service as accounts
     from smsgw.devices import service as devices
 
@@ -91,3 +97,7 @@ def delete(
 
     run(action)
     say(f"deleted phone {device_id}")
+
+
+app.command("add-virtual")(virtual.add_virtual)
+app.command("inject")(virtual.inject)

@@ -15,6 +15,7 @@ from smsgw.messages.models import (
     Recipient,
 )
 from smsgw.tokens.models import Token
+from smsgw.virtualphones.models import VirtualPhone
 from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, WebhookEvent
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "Token",
     "User",
     "UserCode",
+    "VirtualPhone",
     "WebSession",
     "Webhook",
     "WebhookEvent",

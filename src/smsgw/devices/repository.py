@@ -27,6 +27,8 @@ class DeviceRecord:
     created_at: datetime
     updated_at: datetime
     last_seen: datetime
+    #: A virtual phone (virtualphones/): it lives inside smsgw and sends no real SMS.
+    virtual: bool = False
 
 
 _COLUMNS = (
@@ -39,6 +41,7 @@ _COLUMNS = (
     devices.c.created_at,
     devices.c.updated_at,
     devices.c.last_seen,
+    devices.c.virtual,
 )
 
 

@@ -70,6 +70,11 @@ class DeviceView(DeviceInfo):
     """A phone as the 3rd-party API lists it."""
 
     connected: bool = Field(description="Whether the phone holds an event stream open now.")
+    virtual: bool = Field(
+        False,
+        description="smsgw's extension: a virtual phone, which lives inside smsgw for "
+        "development and sends no real SMS (docs/phones.md).",
+    )
 
 
 class DeviceSelf(BaseModel):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.accounts import service as accounts
 from smsgw.accounts.errors import LoginTaken
@@ -20,6 +23,7 @@ from smsgw.domain.states import ProcessingState
 from smsgw.logs import service as logs
 from smsgw.routing import repository as routing
 from smsgw.routing.service import DEVICE_DELETED
+from smsgw.virtualphones import repository as virtual_rows
 from smsgw.webhooks import outbox
 
 DEVICE_ID_LENGTH = 21
@@ -60,8 +64,12 @@ async def register(
     sim_cards: list[dict[str, Any]] | None,
     password: str | None = None,
     app_version: str | None = None,
+    virtual: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
 ) -> Registration:
-    """Add a phone to `user_id`'s account and issue its token (stored only as a hash)."""
+    """Add a phone to `user_id`'s account and issue its token (stored only as a hash).
+
+    `virtual`: the phone is a virtual one (virtualphones/), whose settings this writes in the
+    same transaction, given the new phone's id."""
     now = clock.now()
     device_id = ids.random_token(DEVICE_ID_LENGTH)
     token = ids.random_token(TOKEN_LENGTH)
@@ -76,9 +84,12 @@ async def register(
         "created_at": now,
         "updated_at": now,
         "last_seen": now,
+        "virtual": virtual is not None,
     }
     async with db.write() as conn:
         await repository.add(conn, values)
+        if virtual is not None:
+            await virtual(conn, device_id)
         await logs.phone_event(conn, user_id, device_id, "registered")
     return Registration(device_id, token, login, password)
 
@@ -150,7 +161,9 @@ async def list_devices(db: Database, user_id: int) -> list[DeviceRecord]:
 
 
 async def delete(db: Database, user_id: int, device_id: str) -> None:
-    """Delete one of the user's phones: its queued work goes back to the queue or fails."""
+    """Delete one of the user's phones: its queued work goes back to the queue or fails.
+    A virtual phone's messages go with it (virtualphones/: they were never sent, and would
+    otherwise count as a real phone's)."""
     now = clock.now()
     async with db.write() as conn:
         device = await repository.by_id(conn, device_id)
@@ -162,6 +175,8 @@ async def delete(db: Database, user_id: int, device_id: str) -> None:
         await outbox.record_server_state(
             conn, pinned, ProcessingState.FAILED.value, DEVICE_DELETED, now
         )
+        if device.virtual:
+            await virtual_rows.delete_messages(conn, device_id)
         await repository.remove(conn, user_id, device_id)
         await logs.phone_event(conn, user_id, device_id, "deleted")
 

@@ -25,6 +25,8 @@ class UserFeed:
         self._listeners: dict[int, set[asyncio.Event]] = defaultdict(set)
         #: Tells the other server processes too (set when there are several: events/bus.py).
         self.relay: Callable[[int], None] | None = None
+        #: Called with the user of every notice, here or relayed (the virtual phones' driver).
+        self.watchers: list[Callable[[int], None]] = []
 
     def listen(self, user_id: int) -> asyncio.Event:
         event = asyncio.Event()
@@ -41,6 +43,8 @@ class UserFeed:
     def notify(self, user_id: int) -> None:
         for event in self._listeners.get(user_id, ()):
             event.set()
+        for watcher in self.watchers:
+            watcher(user_id)
 
     def notify_all(self) -> None:
         """Wake every listener (notices may have been missed: each reads afresh)."""

@@ -303,11 +303,22 @@ async def count(conn: UnitConnection, user_id: int, where: ListFilter) -> int:
     return int((await conn.execute(query, params + params)).fetchone()[0])
 
 
-async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
-    """How many messages of all owners are in each state, from the counts (as `count`)."""
+async def count_by_state(conn: AsyncConnection, virtual: bool | None = None) -> dict[str, int]:
+    """How many messages of all owners are in each state, from the counts (as `count`):
+    `virtual` True, only those of virtual phones (virtualphones/); False, all the others
+    (a message no phone holds among them); None, all."""
+
+    def kept(device_id: Any) -> Any:
+        if virtual is None:
+            return literal(True)
+        phones = select(devices.c.id).where(devices.c.virtual.is_(True))
+        return device_id.in_(phones) if virtual else device_id.not_in(phones)
+
     both = union_all(
-        select(counts.c.state, counts.c.n.label("n")),
-        select(count_changes.c.state, count_changes.c.change.label("n")),
+        select(counts.c.state, counts.c.n.label("n")).where(kept(counts.c.device_id)),
+        select(count_changes.c.state, count_changes.c.change.label("n")).where(
+            kept(count_changes.c.device_id)
+        ),
     ).subquery()
     rows = await conn.execute(select(both.c.state, func.sum(both.c.n)).group_by(both.c.state))
     return {str(state): int(n) for state, n in rows}

@@ -22,6 +22,7 @@ from smsgw.web import (
     send,
     settings,
     tokens,
+    virtual,
     webhooks,
 )
 from smsgw.web.common import HERE, NotSignedIn, to_login
@@ -36,6 +37,7 @@ def build_router() -> APIRouter:
         send,
         inbox,
         phones,
+        virtual,
         webhooks,
         settings,
         tokens,

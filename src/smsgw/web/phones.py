@@ -1,4 +1,5 @@
-"""The dashboard's phones: online status, SIM cards, a one-time code to add one, delete."""
+"""The dashboard's phones: online status, SIM cards, a one-time code to add one, delete
+(virtual phones: web/virtual.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from smsgw.domain import clock
 from smsgw.domain.errors import DomainError, status_of
 from smsgw.events.user_feed import notify
 from smsgw.forwarded import refused_by_phones
+from smsgw.virtualphones import service as virtual
+from smsgw.virtualphones.repository import VirtualRecord
 from smsgw.web.common import (
     FORM_EXPIRED,
     Visitor,
@@ -29,6 +32,11 @@ from smsgw.web.common import (
 )
 
 router = APIRouter()
+NOTICES = {
+    "deleted": "Phone deleted.",
+    "virtual": "Virtual phone added: it takes your messages from now on.",
+    "received": "The virtual phone received the SMS: see the inbox.",
+}
 
 
 @dataclass(frozen=True)
@@ -40,28 +48,39 @@ class PhoneRow:
     sim_cards: list[dict[str, Any]]
     app_version: str | None = None
     polls_only: bool = False  # an app that never opens the event stream (docs/phones.md)
+    #: A virtual phone's behaviour, e.g. "after 2 s: delivered" (None: a real phone).
+    virtual: str | None = None
 
 
 async def phone_rows(who: Visitor) -> list[PhoneRow]:
     context = who.context
     window = timedelta(seconds=context.settings.online_window_seconds)
     rows = []
+    behaviour = await virtual.of_user(context.db, who.user_id)
     for device in await devices.list_devices(context.db, who.user_id):
         seen = context.presence.last_seen(device.id, device.last_seen)
         online = context.hub.is_connected(device.id) or seen >= clock.now() - window
         row = PhoneRow(device.id, device.name or "", online, seen, device.sim_cards or [])
         polls = polls_only(device.app_version, device.push_token)
         rows.append(replace(row, app_version=device.app_version, polls_only=polls))
+        if device.virtual:
+            rows[-1] = replace(rows[-1], virtual=_behaviour(behaviour.get(device.id)))
     return rows
 
 
+def _behaviour(phone: VirtualRecord | None) -> str:
+    if phone is None:
+        return ""
+    return f"after {phone.delay_seconds:g} s: {phone.script.replace(',', ', ')}"
+
+
 async def phones_page(request: Request, who: Visitor, status: int = 200, **values: Any) -> Response:
-    notice = "Phone deleted." if request.query_params.get("notice") == "deleted" else None
     mobile_url = base_url(request) + "/api/mobile/v1"
+    notice = NOTICES.get(request.query_params.get("notice", ""))
     return render(
         request, "phones.html", status=status, who=who, phones=await phone_rows(who),
         mobile_url=mobile_url, plain_http=refused_by_phones(mobile_url), notice=notice,
-        **values,
+        virtual_on=who.context.settings.virtual_phones_enabled, **values,
     )  # fmt: skip
 
 

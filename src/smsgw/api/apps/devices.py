@@ -38,7 +38,11 @@ async def list_devices(context: Context, user_id: CurrentUser) -> JSONResponse:
     """Your phones, with when each was last heard from and whether it is connected now."""
     found = await devices.list_devices(context.db, user_id)
     views = [
-        DeviceView(**device_info(context, d).model_dump(), connected=context.hub.is_connected(d.id))
+        DeviceView(
+            **device_info(context, d).model_dump(),
+            connected=context.hub.is_connected(d.id),
+            virtual=d.virtual,
+        )
         for d in found
     ]
     return JSONResponse([v.model_dump(mode="json", exclude_none=True) for v in views])

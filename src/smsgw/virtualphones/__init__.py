@@ -1,0 +1,1 @@
+"""Virtual phones: phones that live inside smsgw, for development (docs/phones.md)."""
