@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     presence_flush_seconds: Annotated[float, Field(gt=0, le=3600)] = 30
     worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5
     code_ttl_seconds: Annotated[int, Field(ge=30, le=900)] = 120
+    #: Stop words beside the built-in ones, comma-separated (domain/keywords.py).
+    opt_out_words: str = ""
 
     # Operations: health probes, metrics, the event log (docs/operations.md)
     metrics_token: SecretStr | None = None
@@ -122,6 +124,13 @@ class Settings(BaseSettings):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown region code {value!r}; use a two-letter code such as US")
         return region
+
+    @field_validator("opt_out_words")
+    @classmethod
+    def _opt_out_words_are_words(cls, value: str) -> str:
+        from smsgw.domain.keywords import parse_extra
+
+        return ",".join(parse_extra(value))
 
     @field_validator("public_url", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from smsgw.messages.models import (
     MessageStateEntry,
     Recipient,
 )
+from smsgw.optouts.models import OptOut
 from smsgw.tokens.models import Token
 from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, WebhookEvent
 
@@ -30,6 +31,7 @@ __all__ = [
     "MessageCount",
     "MessageCountChange",
     "MessageStateEntry",
+    "OptOut",
     "Recipient",
     "SigningKey",
     "SystemValue",
