@@ -128,17 +128,25 @@ _write_at = ColumnWriter(messages.c.updated_at)
 
 
 async def store_message(
+    conn: UnitConnection, values: dict[str, Any], numbers: list[str], now: datetime
+) -> int:
+    """Store a message, its recipients and its first history entry; return its key."""
+    pk, _ = await store_checked(conn, values, numbers, now, [])
+    return pk
+
+
+async def store_checked(
     conn: UnitConnection,
     values: dict[str, Any],
     numbers: list[str],
-    keys: list[str],
     now: datetime,
+    keys: list[str],
 ) -> tuple[int, list[int]]:
-    """Store a message, its recipients and its first history entry; its key, and the
-    positions of the recipients whose number (as `keys` gives them, one per recipient; none
-    to skip the check) is on the owner's opt-out list. The check costs no statement of its
-    own on PostgreSQL (it goes with the inserts), one lookup by key on SQLite; only when a
-    number is listed does a second lookup say which."""
+    """`store_message`; its key, and the positions of the recipients whose number (as
+    `keys` gives them, one per recipient; none to skip the check) is on the owner's opt-out
+    list. The check costs no statement of its own on PostgreSQL (it goes with the inserts),
+    one lookup by key on SQLite; only when a number is listed does a second lookup say
+    which."""
     state = values["state"]
     recipient_rows = [
         {"position": i, "phone_number": n, "state": state} for i, n in enumerate(numbers)

@@ -140,7 +140,7 @@ async def send(
         await _check_device(conn, user_id, command)
         if command.ext_id is not None and await repository.ext_id_in_use(conn, user_id, ext_id):
             raise Conflict(DUPLICATE_ID)
-        pk, listed = await repository.store_message(conn, values, numbers, keys, now)
+        pk, listed = await repository.store_checked(conn, values, numbers, now, keys)
         if listed:
             await _fail_opted_out(conn, user_id, ext_id, pk, numbers, listed, now)
         return pk, listed
