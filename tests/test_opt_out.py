@@ -252,6 +252,8 @@ def test_numbers_are_added_listed_paged_and_removed(owner_api: httpx.Client) -> 
         str(owner_api.base_url).replace("/api/3rdparty", "/3rdparty").rstrip("/") + "/opt-outs"
     )
     assert [e["phoneNumber"] for e in alias.json()] == ["+12025550122", "+12025550121"]
+    past = owner_api.get("/opt-outs", params={"offset": 10})
+    assert past.json() == [] and past.headers["X-Total-Count"] == "2"
 
 
 @pytest.mark.parametrize(

@@ -140,8 +140,10 @@ def test_signed_out_visitors_are_sent_to_sign_in(region_server: LiveServer) -> N
 # --- In Chromium ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
+    """For this test only: Playwright's sync API keeps an event loop on the test's thread
+    while it lives, where the other tests' `create_user` runs one of its own."""
     with chromium() as launched:
         yield launched
 

@@ -27,7 +27,7 @@ async def add(conn: AsyncConnection, user_id: int, number: str, source: str, now
     True when added."""
     values = {"user_id": user_id, "phone_number": number, "source": source, "created_at": now}
     query = upsert(conn, opt_outs).values(**values).on_conflict_do_nothing()
-    return bool((await conn.execute(query)).rowcount)
+    return (await conn.execute(query.returning(opt_outs.c.id))).first() is not None
 
 
 async def remove(conn: AsyncConnection, user_id: int, number: str) -> bool:
@@ -46,18 +46,24 @@ async def find(conn: AsyncConnection, user_id: int, number: str) -> OptOutRecord
 async def page(
     conn: AsyncConnection, user_id: int, limit: int, offset: int
 ) -> tuple[list[OptOutRecord], int]:
-    """One page of the owner's list, newest first, and how many are listed."""
+    """One page of the owner's list, newest first, and how many are listed: counted by the
+    statement that reads the page (two statements would see different lists on PostgreSQL,
+    where each has its own snapshot), or apart when the page is past the end."""
     mine = opt_outs.c.user_id == user_id
-    total = (await conn.execute(select(func.count()).where(mine))).scalar_one()
     columns = (opt_outs.c.phone_number, opt_outs.c.source, opt_outs.c.created_at)
     query = (
-        select(*columns)
+        select(*columns, func.count().over())
         .where(mine)
         .order_by(opt_outs.c.created_at.desc(), opt_outs.c.id.desc())
         .limit(limit)
         .offset(offset)
     )
-    return [OptOutRecord(*row) for row in await conn.execute(query)], int(total)
+    rows = (await conn.execute(query)).all()
+    if rows:
+        return [OptOutRecord(*row[:3]) for row in rows], int(rows[0][3])
+    if offset == 0:
+        return [], 0
+    return [], int((await conn.execute(select(func.count()).where(mine))).scalar_one())
 
 
 # The send path (units of work, plain statements): see messages/service.py.
