@@ -18,9 +18,11 @@ class OptOutIn(BaseModel):
     phoneNumber: str = Field(
         min_length=1,
         max_length=128,
-        description="Read as `POST /messages` reads a recipient (E.164, or without `+` in "
-        "SMSGW_DEFAULT_REGION).",
+        description="Read as `POST /messages` reads a recipient: international (`+` and the "
+        "country code, as E.164) or, when the server sets `SMSGW_DEFAULT_REGION`, national; "
+        "a valid mobile number.",
         examples=["+12025550100"],
+        json_schema_extra={"format": "phone"},
     )
 
 
