@@ -121,7 +121,8 @@ async def _fill(
             await until(lambda: _all_delivered(api.client, sent))
             device.receive_sms("+12025550111", "héllo ✓ back")
             device.receive_mms("+12025550112", "Holidays", "Look", [("image/png", "cat.png", PNG)])
-            await until(lambda: _inbox_total(api.client, 3))
+            device.receive_sms("+12025550113", "STOP")  # an opt-out
+            await until(lambda: _inbox_total(api.client, 4))
             window = {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
             assert (await api.client.post("/inbox/refresh", json=window)).status_code == 202
             await until(drained(server.settings))
@@ -264,6 +265,9 @@ def test_a_gateway_on_the_copy_serves_its_data_and_adds_rows(
         [mms] = inbox.json()
         png = api.get(f"/inbox/{mms['id']}/attachments/{mms['attachments'][0]['partId']}")
         assert png.content == PNG
+        [opted] = api.get("/opt-outs").json()
+        assert opted["phoneNumber"] == "+12025550113" and opted["source"] == "sms"
+        assert api.post("/opt-outs", json={"phoneNumber": "+12025550114"}).status_code == 201
         for token, status in ((installation.token, 200), (installation.revoked, 401)):
             with bearer(server, token) as client:
                 assert client.get("/messages").status_code == status

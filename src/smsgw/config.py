@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     code_ttl_seconds: Annotated[int, Field(ge=30, le=900)] = 120
     #: Virtual phones for development (None: on in development mode, off in production).
     virtual_phones: bool | None = None
+    #: Stop words beside the built-in ones, comma-separated (domain/keywords.py).
+    opt_out_words: str = ""
 
     # Operations: health probes, metrics, the event log (docs/operations.md)
     metrics_token: SecretStr | None = None
@@ -146,6 +148,13 @@ class Settings(BaseSettings):
         if self.virtual_phones is not None:
             return self.virtual_phones
         return self.mode == Mode.DEVELOPMENT
+
+    @field_validator("opt_out_words")
+    @classmethod
+    def _opt_out_words_are_words(cls, value: str) -> str:
+        from smsgw.domain.keywords import parse_extra
+
+        return ",".join(parse_extra(value))
 
     @field_validator("public_url", mode="before")
     @classmethod

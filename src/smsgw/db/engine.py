@@ -561,13 +561,31 @@ class RowInsert:
         On PostgreSQL this is one statement, a data-modifying WITH, so it costs one
         statement's round trip and the driver's work for one; on SQLite, whose statements
         cost microseconds on the loop, the row and then each table's rows (`one`, `many`)."""
+        pk, _ = await self.one_with_scalar(conn, values, details, None)
+        return pk
+
+    async def one_with_scalar(
+        self,
+        conn: UnitConnection,
+        values: Mapping[str, Any],
+        details: Sequence[Details],
+        scalar: Scalar | None,
+    ) -> tuple[int, Any]:
+        """`one_with`, and the value of `scalar` (a query of one value, which must not read
+        the tables written): on PostgreSQL in the same statement, so without a round trip
+        of its own; on SQLite as a statement after the inserts. (key, value; None without
+        `scalar`)"""
         if conn.dialect.name != "postgresql":
             pk = await self.one(conn, values)
             for detail in details:
                 await detail.insert.many(conn, detail.rows_of(pk))
-            return pk
+            if scalar is None:
+                return pk, None
+            return pk, (await conn.execute(f"SELECT ({scalar.sql})", scalar.params)).fetchone()[0]
         sql = self._with_details(
-            conn.dialect, tuple((d.insert, d.key, len(d.rows)) for d in details)
+            conn.dialect,
+            tuple((d.insert, d.key, len(d.rows)) for d in details),
+            None if scalar is None else scalar.sql,
         )
         params = list(self._row(conn, values))
         for detail in details:
@@ -575,7 +593,10 @@ class RowInsert:
             for row in detail.rows:
                 given = detail.insert._row(conn, row)
                 params.extend(given[:at] + given[at + 1 :])
-        return int((await conn.execute(sql, params)).fetchone()[0])
+        if scalar is not None:
+            params.extend(scalar.params)
+        row = (await conn.execute(sql, params)).fetchone()
+        return int(row[0]), None if scalar is None else row[1]
 
     def position(self, name: str) -> int:
         """Where column `name` is among the values of a row (`_row`)."""
@@ -586,11 +607,15 @@ class RowInsert:
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 (a few RowInserts, made once, kept)
     def _with_details(
-        self, dialect: Dialect, details: tuple[tuple[RowInsert, str, int], ...]
+        self,
+        dialect: Dialect,
+        details: tuple[tuple[RowInsert, str, int], ...],
+        scalar: str | None = None,
     ) -> str:
         """PostgreSQL's statement for `one_with`: the row's INSERT ... RETURNING, then an
         INSERT ... SELECT for each table of details, the new key from the first, the rest
-        from VALUES, each value cast to its column's type (VALUES would not know it)."""
+        from VALUES, each value cast to its column's type (VALUES would not know it); the
+        key is selected with the value of `scalar` when given."""
         key = self.table.autoincrement_column
         if self._returning is None or key is None:
             raise TypeError(f"{self.table.name} has no autoincrement key")
@@ -616,8 +641,18 @@ class RowInsert:
                 f"SELECT {chosen} FROM parent, (VALUES {', '.join([f'({row})'] * count)}) "
                 f"AS v({labels}))"
             )
-        parts.append(f" SELECT {key.name} FROM parent")  # noqa: S608
+        also = "" if scalar is None else f", ({scalar})"
+        parts.append(f" SELECT {key.name}{also} FROM parent")  # noqa: S608
         return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """A query of one value evaluated with an insert (`RowInsert.one_with_scalar`): its SQL,
+    with `?` placeholders, and their values."""
+
+    sql: str
+    params: Sequence[Any]
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from smsgw.messages.models import (
     MessageStateEntry,
     Recipient,
 )
+from smsgw.optouts.models import OptOut
 from smsgw.tokens.models import Token
 from smsgw.virtualphones.models import VirtualPhone
 from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, WebhookEvent
@@ -33,6 +34,7 @@ __all__ = [
     "MessageCount",
     "MessageCountChange",
     "MessageStateEntry",
+    "OptOut",
     "Recipient",
     "SigningKey",
     "SystemValue",

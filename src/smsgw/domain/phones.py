@@ -49,3 +49,18 @@ def normalize_all(raws: list[str], default_region: str | None, validate: bool) -
             )
         seen[number] = i
     return numbers
+
+
+def match_key(raw: str, default_region: str | None) -> str:
+    """The form a number is compared in (opt-outs): E.164 whenever it parses as a phone
+    number (valid or not, mobile or not; without `+` read in `default_region`), else the text
+    as given, trimmed. A number `normalize` accepts keeps its E.164 form, so "+1 202 555
+    0100" and, with region US, "1 202 555 0100" or "(202) 555-0100" are one number."""
+    text = raw.strip()
+    if not text.startswith("+") and default_region is None:
+        return text
+    try:
+        parsed = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException:
+        return text
+    return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)

@@ -122,6 +122,13 @@ async def message_state(
     await repository.add(conn, [_state_row(user_id, message_id, state, device_id, error, extra)])
 
 
+async def message_state_unit(
+    conn: UnitConnection, user_id: int, message_id: str, state: str, error: str | None = None
+) -> None:
+    """`message_state` (no phone) for units of work of `Database.write_unit`."""
+    await _INSERT.many(conn, [_state_row(user_id, message_id, state, None, error, None)])
+
+
 async def new_states_unit(
     conn: UnitConnection,
     user_id: int,

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     delete,
     func,
     insert,
@@ -30,6 +31,7 @@ from smsgw.db.engine import (
     upsert,
 )
 from smsgw.devices.models import Device
+from smsgw.domain.states import FINAL_STATES, ProcessingState
 from smsgw.messages.models import (
     Message,
     MessageCount,
@@ -37,6 +39,7 @@ from smsgw.messages.models import (
     MessageStateEntry,
     Recipient,
 )
+from smsgw.optouts import repository as optouts
 
 messages = table_of(Message)
 recipients = table_of(Recipient)
@@ -124,18 +127,56 @@ async def store_message(
     conn: UnitConnection, values: dict[str, Any], numbers: list[str], now: datetime
 ) -> int:
     """Store a message, its recipients and its first history entry; return its key."""
+    pk, _ = await store_checked(conn, values, numbers, now, [])
+    return pk
+
+
+async def store_checked(
+    conn: UnitConnection,
+    values: dict[str, Any],
+    numbers: list[str],
+    now: datetime,
+    keys: list[str],
+) -> tuple[int, list[int]]:
+    """`store_message`; its key, and the positions of the recipients whose number (as
+    `keys` gives them, one per recipient; none to skip the check) is on the owner's opt-out
+    list. The check costs no statement of its own on PostgreSQL (it goes with the inserts),
+    one lookup by key on SQLite; only when a number is listed does a second lookup say
+    which."""
     state = values["state"]
     recipient_rows = [
         {"position": i, "phone_number": n, "state": state} for i, n in enumerate(numbers)
     ]
-    return await _message_insert.one_with(
-        conn,
-        values,
-        (
-            Details(_recipient_insert, "message_id", recipient_rows),
-            Details(_history_insert, "message_id", [{"state": state, "at": now}]),
-        ),
+    details = (
+        Details(_recipient_insert, "message_id", recipient_rows),
+        Details(_history_insert, "message_id", [{"state": state, "at": now}]),
     )
+    user_id = values["user_id"]
+    check = optouts.how_many_listed(user_id, keys) if keys else None
+    pk, listed = await _message_insert.one_with_scalar(conn, values, details, check)
+    if not listed:
+        return pk, []
+    found = await optouts.listed(conn, user_id, keys)
+    return pk, [i for i, key in enumerate(keys) if key in found]
+
+
+async def fail_recipients(
+    conn: UnitConnection, pk: int, positions: list[int], error: str, now: datetime, whole: bool
+) -> None:
+    """Fail the recipients at `positions` of message `pk` with `error`; with `whole` (they
+    are all of its recipients) the message too, with its history entry."""
+    failed = ProcessingState.FAILED.value
+    query = (
+        "UPDATE recipients SET state = ?, error = ?"  # noqa: S608
+        f" WHERE message_id = ? AND position IN ({marks(len(positions))})"
+    )
+    await conn.execute(query, [failed, error, pk, *positions])
+    if whole:
+        stamp = _write_at(conn, now)
+        await conn.execute(
+            "UPDATE messages SET state = ?, updated_at = ? WHERE id = ?", (failed, stamp, pk)
+        )
+        await _history_insert.many(conn, [{"message_id": pk, "state": failed, "at": now}])
 
 
 #: The columns of a `MessageRecord` (without its details), in its order, for units of work.
@@ -408,6 +449,12 @@ async def attach_details(conn: AsyncConnection, records: list[MessageRecord]) ->
         record.recipients = found[pk]
 
 
+def open_recipient() -> ColumnElement[bool]:
+    """A recipient not in a final state: what smsgw's own changes of a whole message move (a
+    recipient that failed already, as one opted out when the message was accepted, stays)."""
+    return recipients.c.state.not_in([s.value for s in FINAL_STATES])
+
+
 async def set_state(
     conn: AsyncConnection, pk: int, state: str, now: datetime, *, recipients_too: bool
 ) -> None:
@@ -417,7 +464,9 @@ async def set_state(
     )
     if recipients_too:
         await conn.execute(
-            update(recipients).where(recipients.c.message_id == pk).values(state=state)
+            update(recipients)
+            .where(recipients.c.message_id == pk, open_recipient())
+            .values(state=state)
         )
     await conn.execute(insert(history).values(message_id=pk, state=state, at=now))
 

@@ -15,12 +15,13 @@ from smsgw.db.engine import (
 )
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import Conflict, InvalidInput, NotFound
-from smsgw.domain.phones import normalize_all
+from smsgw.domain.phones import match_key, normalize_all
 from smsgw.domain.states import ProcessingState
 from smsgw.events.user_feed import notify
 from smsgw.logs import service as logs
 from smsgw.messages import repository
 from smsgw.messages.repository import ListFilter, MessageRecord, RecipientRecord
+from smsgw.optouts.service import OPTED_OUT
 from smsgw.webhooks import outbox
 
 DUPLICATE_ID = "message with the same ID already exists"
@@ -76,12 +77,43 @@ async def _check_device(conn: UnitConnection, user_id: int, command: SendCommand
         raise InvalidInput(f"deviceActiveWithin: {which} active within the last {hours} hours")
 
 
+def _match_keys(command: SendCommand, numbers: list[str], default_region: str | None) -> list[str]:
+    """The recipients' numbers as the opt-out list holds them; none for encrypted numbers,
+    which smsgw cannot read (they are not checked)."""
+    if command.is_encrypted:
+        return []
+    if command.skip_phone_validation:
+        return [match_key(number, default_region) for number in numbers]
+    return numbers  # normalised: E.164
+
+
+async def _fail_opted_out(
+    conn: UnitConnection, user_id: int, ext_id: str, pk: int, numbers: list[str],
+    positions: list[int], now: datetime,
+) -> None:  # fmt: skip
+    """Fail the recipients on the opt-out list (and the message, when they are all of its
+    recipients), in the unit of work that stores it: `sms:failed` for each, as for any
+    failure smsgw makes itself."""
+    whole = len(positions) == len(numbers)
+    await repository.fail_recipients(conn, pk, positions, OPTED_OUT, now, whole)
+    failed = ProcessingState.FAILED.value
+    for i in positions:
+        await outbox.record_state_unit(
+            conn, user_id, None, ext_id, numbers[i], failed, OPTED_OUT, now
+        )
+    if whole:
+        await logs.message_state_unit(conn, user_id, ext_id, failed, OPTED_OUT)
+
+
 async def send(
     db: Database, default_region: str | None, user_id: int, command: SendCommand
 ) -> MessageRecord:
-    """Validate and durably queue a message; when this returns, it is committed."""
+    """Validate and durably queue a message; when this returns, it is committed. Recipients
+    on the owner's opt-out list are stored Failed ("recipient opted out"), and so is the
+    message when that is all of them: no phone ever gets it."""
     validate = not (command.is_encrypted or command.skip_phone_validation)
     numbers = normalize_all(command.phone_numbers, default_region, validate)
+    keys = _match_keys(command, numbers, default_region)
     now = clock.now()
     valid_until, schedule_at = _expiry(command, now)
     ext_id = command.ext_id or ids.message_id()
@@ -105,20 +137,30 @@ async def send(
         "updated_at": now,
     }
 
-    async def store(conn: UnitConnection) -> int:
+    async def store(conn: UnitConnection) -> tuple[int, list[int]]:
         await _check_device(conn, user_id, command)
         if command.ext_id is not None and await repository.ext_id_in_use(conn, user_id, ext_id):
             raise Conflict(DUPLICATE_ID)
-        return await repository.store_message(conn, values, numbers, now)
+        pk, listed = await repository.store_checked(conn, values, numbers, now, keys)
+        if listed:
+            await _fail_opted_out(conn, user_id, ext_id, pk, numbers, listed, now)
+        return pk, listed
 
     try:
         # The hot path: one unit of work, committed with its neighbours (group commit).
-        pk = await db.write_unit(store)
+        pk, listed = await db.write_unit(store)
     except Exception as exc:
         if is_integrity_error(exc):  # the same id sent at once through another process
             raise Conflict(DUPLICATE_ID) from None
         raise
     notify(db, user_id)  # the dashboard's live views, whoever sent it
+    recipients = [RecipientRecord(n, state, None) for n in numbers]
+    states = {state: now}
+    for i in listed:
+        recipients[i] = RecipientRecord(numbers[i], ProcessingState.FAILED.value, OPTED_OUT)
+    if listed and len(listed) == len(numbers):
+        state = ProcessingState.FAILED.value
+        states[state] = now
     return MessageRecord(
         pk=pk,
         id=ext_id,
@@ -136,8 +178,8 @@ async def send(
         schedule_at=schedule_at,
         created_at=now,
         claimed_at=None,
-        recipients=[RecipientRecord(n, state, None) for n in numbers],
-        states={state: now},
+        recipients=recipients,
+        states=states,
     )
 
 

@@ -13,7 +13,7 @@ from smsgw.db.engine import ColumnWriter, UnitConnection, among, marks, row_lock
 from smsgw.domain.states import ProcessingState
 from smsgw.messages import repository as stored
 from smsgw.messages.models import QUEUED, UNTAKEN
-from smsgw.messages.repository import MessageRecord, RecipientRecord
+from smsgw.messages.repository import MessageRecord, RecipientRecord, open_recipient
 
 messages = stored.messages
 recipients = stored.recipients
@@ -223,7 +223,7 @@ async def fail(conn: AsyncConnection, keys: list[int], error: str, now: datetime
     )
     await conn.execute(
         update(recipients)
-        .where(recipients.c.message_id.in_(keys))
+        .where(recipients.c.message_id.in_(keys), open_recipient())
         .values(state=failed, error=error)
     )
     await conn.execute(
@@ -258,7 +258,7 @@ async def detach_device(conn: AsyncConnection, device_id: str, now: datetime) ->
         )
         await conn.execute(
             update(recipients)
-            .where(recipients.c.message_id.in_(cancel_keys))
+            .where(recipients.c.message_id.in_(cancel_keys), open_recipient())
             .values(state=cancelled)
         )
         await conn.execute(

@@ -10,6 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from smsgw.domain.clock import format_timestamp, now, parse_timestamp
 from smsgw.domain.states import ProcessingState
 from smsgw.messages.schemas import DataMessage, TextMessage, Timestamp
+from smsgw.optouts.service import OPTED_OUT
 from smsgw.routing.service import Pulled
 
 
@@ -47,7 +48,8 @@ def to_mobile(pulled: Pulled) -> dict[str, Any]:
     record = pulled.record
     body: dict[str, Any] = {
         "id": record.id,
-        "phoneNumbers": [r.phone_number for r in record.recipients],
+        # A recipient on the opt-out list when the message was accepted is never sent to.
+        "phoneNumbers": [r.phone_number for r in record.recipients if r.error != OPTED_OUT],
         "withDeliveryReport": record.with_delivery_report,
         "state": pulled.state.value,
         "createdAt": format_timestamp(record.created_at),

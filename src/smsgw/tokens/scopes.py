@@ -33,6 +33,8 @@ KNOWN: frozenset[str] = frozenset(
         "inbox:list",
         "inbox:refresh",
         "logs:read",
+        "opt-outs:list",
+        "opt-outs:write",
         MANAGE,
         ALL,
     }

@@ -15,7 +15,7 @@ from markupsafe import Markup, escape
 
 from smsgw.web.examples import EXAMPLES, Example
 
-GROUP_ORDER = ["Messages", "Devices", "Webhooks", "Inbox", "Settings", "Auth", "Health"]
+GROUP_ORDER = ["Messages", "Devices", "Webhooks", "Inbox", "Opt-outs", "Settings", "Auth", "Health"]
 METHODS = ("get", "post", "put", "patch", "delete")
 MAX_DEPTH = 4
 

@@ -34,6 +34,7 @@ NAV: list[tuple[str, str]] = [
     ("/dashboard/inbox", "Inbox"),
     ("/dashboard/phones", "Phones"),
     ("/dashboard/webhooks", "Webhooks"),
+    ("/dashboard/opt-outs", "Opt-outs"),
     ("/dashboard/settings", "Settings"),
     ("/dashboard/tokens", "API tokens"),
     ("/dashboard/keys", "API keys"),

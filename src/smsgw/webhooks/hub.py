@@ -10,6 +10,7 @@ plus smsgw's endpoints for received messages so that the inbox still fills.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from smsgw.db.engine import Database
 from smsgw.devices import appversion
 from smsgw.domain.errors import InvalidInput
+from smsgw.domain.keywords import Keywords
 from smsgw.inbox import exports
 from smsgw.inbox import service as inbox
+from smsgw.optouts import service as optouts
 from smsgw.webhooks import outbox, repository
 from smsgw.webhooks.events import BATCH_EVENTS, INBOX_EVENTS, PHONE_EVENTS, STATE_TIME_FIELD
 from smsgw.webhooks.repository import WebhookRecord
@@ -88,15 +91,31 @@ def _received(event: str, payload: dict[str, Any]) -> list[tuple[str, inbox.Rece
     return found
 
 
+@dataclass(frozen=True)
+class OptOutWords:
+    """What a received SMS's text opts its sender out of (or back into), and the region its
+    number is read in (optouts/service.py)."""
+
+    words: Keywords
+    default_region: str | None
+
+
 async def accept(
-    db: Database, user_id: int, device_id: str, body: Any, deliver: bool = True
+    db: Database,
+    user_id: int,
+    device_id: str,
+    body: Any,
+    deliver: bool = True,
+    opt_outs: OptOutWords | None = None,
 ) -> None:
     """Take in one event a phone posted: inbox and outbox in one transaction, once each.
 
     A batch (`{"messages": [...]}`) is taken as each of its messages posted alone; the batch
     itself is never forwarded (an empty one is taken and does nothing). A message in range of
     an open inbox export of the phone keeps that export open. `deliver=False` (direct mode:
-    the phone delivers to the users itself) fills the inbox only.
+    the phone delivers to the users itself) fills the inbox only. With `opt_outs`, a new
+    SMS that is a stop (start) word puts its sender on the owner's opt-out list (takes it
+    off), in the same transaction.
     """
     event, event_id, payload = _envelope(body)
     taken = event in INBOX_EVENTS or event in BATCH_EVENTS
@@ -105,6 +124,9 @@ async def accept(
         await exports.touch(conn, user_id, device_id, [item for _, item, _ in received])
         for single, item, posted in received:
             stored = await inbox.store(conn, user_id, device_id, item)
+            if stored and opt_outs is not None and item.type == "SMS":
+                rules = (opt_outs.words, opt_outs.default_region)
+                await optouts.from_sms(conn, user_id, item.sender, item.text, *rules)
             if stored and deliver:
                 key = "inbox:" + inbox.dedupe_key(device_id, item)
                 await outbox.record(conn, user_id, device_id, single, key, posted)

@@ -190,9 +190,11 @@ async def record_server_state(
     conn: AsyncConnection, message_pks: list[int], state: str, error: str | None, at: datetime
 ) -> None:
     """Events of messages smsgw itself moved to `state` (expired: Failed; cancelled before
-    any phone took it: Cancelled), one per recipient. Call in the transaction that moved them.
+    any phone took it: Cancelled), one per recipient it moved (one that was final already,
+    as one opted out, had its event then). Call in the transaction that moved them.
     """
     if not message_pks:
         return
-    for user_id, message_id, device_id, number in await repository.recipients_of(conn, message_pks):
+    moved = await repository.recipients_of(conn, message_pks, state)
+    for user_id, message_id, device_id, number in moved:
         await record_state(conn, user_id, device_id, message_id, number, state, error, at)

@@ -362,15 +362,16 @@ async def message_known(conn: AsyncConnection, user_id: int, ext_id: str) -> boo
 
 
 async def recipients_of(
-    conn: AsyncConnection, message_pks: list[int]
+    conn: AsyncConnection, message_pks: list[int], state: str
 ) -> list[tuple[int, str, str | None, str]]:
-    """(owner, message id, phone, phone number) of every recipient of these messages."""
+    """(owner, message id, phone, phone number) of every recipient of these messages that
+    is in `state`."""
     query = (
         select(
             messages.c.user_id, messages.c.ext_id, messages.c.device_id, recipients.c.phone_number
         )
         .join(recipients, recipients.c.message_id == messages.c.id)
-        .where(messages.c.id.in_(message_pks))
+        .where(messages.c.id.in_(message_pks), recipients.c.state == state)
         .order_by(messages.c.id, recipients.c.position)
     )
     return [(r.user_id, r.ext_id, r.device_id, r.phone_number) for r in await conn.execute(query)]

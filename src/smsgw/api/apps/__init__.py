@@ -3,7 +3,17 @@ served under /api/3rdparty/v1 (and /3rdparty/v1), the URL the upstream clients u
 
 from fastapi import APIRouter, Depends
 
-from smsgw.api.apps import auth, devices, inbox, keys, logs, messages, settings, webhooks
+from smsgw.api.apps import (
+    auth,
+    devices,
+    inbox,
+    keys,
+    logs,
+    messages,
+    optouts,
+    settings,
+    webhooks,
+)
 from smsgw.api.deps import authorize
 
 
@@ -14,6 +24,7 @@ def build_router() -> APIRouter:
     router.include_router(devices.router)
     router.include_router(webhooks.router)
     router.include_router(inbox.router)
+    router.include_router(optouts.router)
     router.include_router(settings.router)
     router.include_router(logs.router)
     router.include_router(auth.router)

@@ -18,6 +18,7 @@ from smsgw.api.errors import QUERY_CHECKS
 from smsgw.api.fastpath import json_body
 from smsgw.domain.errors import InvalidInput
 from smsgw.domain.states import ProcessingState
+from smsgw.events import signals
 from smsgw.events.hub import Event, PhoneEvent
 from smsgw.messages import service
 from smsgw.messages.repository import ListFilter, MessageRecord
@@ -193,7 +194,10 @@ async def send_message(request: Request, body: SendMessageRequest) -> JSONRespon
     )
     record = await service.send(context.db, context.settings.default_region, user_id, command)
     location = f"{request.scope['path'].rstrip('/')}/{quote(record.id, safe='')}"
-    routing.wake_for_new(context.hub, user_id, record.device_id, context.settings.claim_cap)
+    if record.state == ProcessingState.PENDING:
+        routing.wake_for_new(context.hub, user_id, record.device_id, context.settings.claim_cap)
+    if any(r.error is not None for r in record.recipients):  # opted out: sms:failed is due
+        context.signals.emit(signals.OUTBOX_FILLED)
     return JSONResponse(to_state(record, True), headers={"Location": location})
 
 

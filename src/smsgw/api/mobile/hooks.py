@@ -17,6 +17,7 @@ from smsgw.devices.service import token_hash
 from smsgw.domain.errors import InvalidInput, Unauthorized
 from smsgw.events import signals
 from smsgw.forwarded import refused_by_phones
+from smsgw.optouts import service as optouts
 from smsgw.webhooks import hub
 from smsgw.webhooks import service as webhooks
 
@@ -126,7 +127,9 @@ async def phone_post(
     )
     if user_id is None:
         raise Unauthorized("Unauthorized")
-    deliver = context.settings.webhooks_mode == WebhooksMode.HUB
-    await hub.accept(context.db, user_id, device_id, await _json(request), deliver)
+    settings = context.settings
+    deliver = settings.webhooks_mode == WebhooksMode.HUB
+    words = hub.OptOutWords(optouts.keywords(settings.opt_out_words), settings.default_region)
+    await hub.accept(context.db, user_id, device_id, await _json(request), deliver, words)
     context.signals.emit(signals.OUTBOX_FILLED)
     return Response(status_code=204)
