@@ -130,6 +130,8 @@ async def _fill(
             await device.stop()
         token, revoked = [await _token(api.client) for _ in range(2)]
         assert (await api.client.delete(f"/auth/token/{revoked['id']}")).status_code == 204
+        named = {"name": "copied", "scopes": ["messages:read"]}  # a named API key
+        assert (await api.client.post("/auth/keys", json=named)).status_code == 201
         async with httpx.AsyncClient(base_url=server.url + MOBILE, headers=APP) as mobile:
             assert (await mobile.get("/user/code", headers=basic(owner))).status_code == 200
         assert device.credentials is not None

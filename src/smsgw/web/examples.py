@@ -68,6 +68,13 @@ _SEND_BODY = {
     "withDeliveryReport": True,
 }
 
+#: A number that texted STOP (optouts/).
+_OPTED_OUT = {
+    "phoneNumber": "+12025550143",
+    "source": "sms",
+    "createdAt": "2026-05-17T08:15:02.000Z",
+}
+
 EXAMPLES: dict[str, Example] = {
     "sendMessages": Example(
         body=_SEND_BODY, response={**_PENDING, "textMessage": {"text": "Hello from API"}}
@@ -193,6 +200,14 @@ EXAMPLES.update(
         ),
         "list_keys_api_3rdparty_v1_auth_keys_get": Example(
             response=[{**_KEY, "lastUsedAt": "2026-05-17T09:32:00.000Z"}]
+        ),
+        "list_opt_outs_api_3rdparty_v1_opt_outs_get": Example(
+            query="limit=20&offset=0", response=[_OPTED_OUT]
+        ),
+        "add_opt_out_api_3rdparty_v1_opt_outs_post": Example(
+            body={"phoneNumber": "+12025550188"},
+            response={**_OPTED_OUT, "phoneNumber": "+12025550188", "source": "api"},
+            status=201,
         ),
         "get_logs_api_3rdparty_v1_logs_get": Example(
             query="from=2026-05-17T00:00:00.000Z&to=2026-05-18T00:00:00.000Z",
