@@ -27,6 +27,31 @@ def raise_nofile() -> int:
     return soft
 
 
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` (or one of its children) holds a socket listening on
+    127.0.0.1:`port` (Linux's /proc; True elsewhere, where it cannot be told)."""
+    try:
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return True
+    fds: list[Path] = []
+    for holder in [str(pid), *children]:  # with SMSGW_WORKERS > 1, its server processes
+        try:
+            fds += Path(f"/proc/{holder}/fd").iterdir()
+        except OSError:
+            continue
+    local, listen = f"0100007F:{port:04X}", "0A"
+    inodes = {f"socket:[{f[9]}]" for f in map(str.split, table) if f[1] == local and f[3] == listen}
+    held = set()
+    for fd in fds:
+        try:
+            held.add(os.readlink(fd))
+        except OSError:
+            continue
+    return bool(inodes & held)
+
+
 def rss_bytes(pid: int) -> int | None:
     """Resident set size (VmRSS) of a process, from /proc; None elsewhere."""
     try:
@@ -95,11 +120,14 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 sys.exit(f"bench: the server exited early:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.base_url}/openapi.json", timeout=10).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+            # Ours, not another process's that took the port `free_port` found free (the
+            # tests run benchmarks beside servers of their own): our process holds the socket.
+            if listens_on(self.process.pid, self.port):
+                try:
+                    if httpx.get(f"{self.base_url}/openapi.json", timeout=10).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
             time.sleep(0.1)
         self.stop()
         sys.exit(f"bench: the server did not answer within {READY_SECONDS} s:\n{self.log()}")
