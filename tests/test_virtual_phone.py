@@ -396,6 +396,8 @@ def test_the_dashboard_adds_a_virtual_phone_and_gives_it_an_sms(
     added = dashboard.post("/dashboard/phones/virtual", form, "/dashboard/phones")
     assert added.status_code == 303 and added.headers["location"].endswith("notice=virtual")
     page = dashboard.http.get("/dashboard/phones").text
+    assert "<title>Phones · smsgw</title>" in page  # the forms once leaked into the title
+    assert page.count('aria-label="Add a virtual phone"') == 1
     assert '<span class="tag virtual">Virtual</span>' in page
     assert "after 0 s: failed:Nope" in page
     bad = dashboard.post("/dashboard/phones/virtual", {"outcome": "bounce"}, "/dashboard/phones")
