@@ -98,6 +98,10 @@ UNIT_QUERIES: dict[str, tuple[UnitQuery, list[str]]] = {
             " (user_id=? AND created_at>?)",
         ],
     ),
+    "read_by_ext_id": (
+        lambda c: stored.read_by_ext_id(c, 1, "x"),
+        ["SEARCH messages USING INDEX sqlite_autoindex_messages_1 (user_id=? AND ext_id=?)"],
+    ),
     "in_flight": (
         lambda c: routing.in_flight(c, "phone1"),
         [
@@ -125,10 +129,6 @@ QUERIES: dict[str, tuple[Query, list[str]]] = {
             "SEARCH messages USING INDEX ix_messages_device_id_state (device_id=? AND state=?)",
             "SEARCH messages USING INDEX ix_messages_device_id_state (device_id=? AND state=?)",
         ],
-    ),
-    "by_ext_id": (
-        lambda c: stored.by_ext_id(c, 1, "x"),
-        ["SEARCH messages USING INDEX sqlite_autoindex_messages_1 (user_id=? AND ext_id=?)"],
     ),
 }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -95,26 +94,6 @@ class ListFilter:
     after: tuple[datetime, int] | None = None
 
 
-COLUMNS = (
-    messages.c.id.label("pk"),
-    messages.c.ext_id.label("id"),
-    messages.c.device_id,
-    messages.c.state,
-    messages.c.text,
-    messages.c.data,
-    messages.c.port,
-    messages.c.is_encrypted,
-    messages.c.is_hashed,
-    messages.c.sim_number,
-    messages.c.with_delivery_report,
-    messages.c.priority,
-    messages.c.valid_until,
-    messages.c.schedule_at,
-    messages.c.created_at,
-    messages.c.claimed_at,
-)
-
-
 # Writes and checks of sending, for `Database.write_unit` (a plain DB-API connection):
 # sending is the hot path, and these cost a tenth of SQLAlchemy statements.
 _message_insert = RowInsert(messages)
@@ -202,22 +181,14 @@ def record_of(conn: UnitConnection, row: tuple[Any, ...]) -> MessageRecord:
 
 
 async def read_by_ext_id(conn: UnitConnection, user_id: int, ext_id: str) -> MessageRecord | None:
-    """`by_ext_id` as a unit of work (`Database.read_unit`): three lookups by key, as plain
-    statements (the API's `GET /messages/{id}`; through SQLAlchemy's async connection each
-    statement was a trip to the driver's thread and back)."""
+    """The owner's message `ext_id` with its details: three lookups by key, as plain
+    statements (a unit of work: `Database.read_unit`, or `DriverUnit` in a write)."""
     query = f"SELECT {RECORD_COLUMNS} FROM messages WHERE user_id = ? AND ext_id = ?"  # noqa: S608
     row = (await conn.execute(query, (user_id, ext_id))).fetchone()
     if row is None:
         return None
     record = record_of(conn, row)
-    numbers = (
-        "SELECT phone_number, state, error FROM recipients WHERE message_id = ? ORDER BY position"
-    )
-    for number, state, error in await conn.execute(numbers, (record.pk,)):
-        record.recipients.append(RecipientRecord(number, state, error))
-    entries = "SELECT state, at FROM message_states WHERE message_id = ? ORDER BY at"
-    for state, at in await conn.execute(entries, (record.pk,)):
-        record.states[state] = _read_at(conn, at)
+    await read_details(conn, [record])
     return record
 
 
@@ -236,16 +207,6 @@ async def devices_last_seen(
     if device_id is not None:
         query, params = query + " AND id = ?", [user_id, device_id]
     return [_read_last_seen(conn, row[0]) for row in await conn.execute(query, params)]
-
-
-async def by_ext_id(conn: AsyncConnection, user_id: int, ext_id: str) -> MessageRecord | None:
-    query = select(*COLUMNS).where(messages.c.user_id == user_id, messages.c.ext_id == ext_id)
-    row = (await conn.execute(query)).first()
-    if row is None:
-        return None
-    record = MessageRecord(**row._asdict())
-    await attach_details(conn, [record])
-    return record
 
 
 def _list_where(conn: UnitConnection, user_id: int, where: ListFilter) -> tuple[str, list[Any]]:
@@ -421,32 +382,6 @@ async def fold_counts(conn: AsyncConnection, batch: int) -> int:
 
 async def any_count_changes(conn: AsyncConnection) -> bool:
     return (await conn.execute(select(count_changes.c.id).limit(1))).first() is not None
-
-
-async def attach_details(conn: AsyncConnection, records: list[MessageRecord]) -> None:
-    if not records:
-        return
-    by_pk = {record.pk: record for record in records}
-    found: dict[int, list[RecipientRecord]] = defaultdict(list)
-    query = (
-        select(
-            recipients.c.message_id,
-            recipients.c.phone_number,
-            recipients.c.state,
-            recipients.c.error,
-        )
-        .where(recipients.c.message_id.in_(by_pk))
-        .order_by(recipients.c.message_id, recipients.c.position)
-    )
-    for message_id, number, state, error in await conn.execute(query):
-        found[message_id].append(RecipientRecord(number, state, error))
-    entries = select(history.c.message_id, history.c.state, history.c.at).where(
-        history.c.message_id.in_(by_pk)
-    )
-    for message_id, state, at in await conn.execute(entries.order_by(history.c.at)):
-        by_pk[message_id].states[state] = at
-    for pk, record in by_pk.items():
-        record.recipients = found[pk]
 
 
 def open_recipient() -> ColumnElement[bool]:

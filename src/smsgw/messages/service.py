@@ -205,7 +205,7 @@ async def list_page(
 async def cancel(db: Database, user_id: int, ext_id: str) -> MessageRecord:
     """Cancel a Pending message: Cancelled at once if no phone has it yet, else Cancelling."""
     async with db.write() as conn:
-        record = await repository.by_ext_id(conn, user_id, ext_id)
+        record = await repository.read_by_ext_id(DriverUnit(conn), user_id, ext_id)
         if record is None:
             raise NotFound("message not found")
         if record.state != ProcessingState.PENDING:
@@ -218,7 +218,7 @@ async def cancel(db: Database, user_id: int, ext_id: str) -> MessageRecord:
         await logs.message_state(conn, user_id, ext_id, target.value, record.device_id)
         if not taken:  # no phone will report it: smsgw's own sms:cancelled events
             await outbox.record_server_state(conn, [record.pk], target.value, None, clock.now())
-        updated = await repository.by_ext_id(conn, user_id, ext_id)
+        updated = await repository.read_by_ext_id(DriverUnit(conn), user_id, ext_id)
     assert updated is not None
     notify(db, user_id)
     return updated
