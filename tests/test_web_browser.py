@@ -439,3 +439,17 @@ def test_a_change_before_the_live_stream_opens_still_shows(
     expect(page.locator("html[data-live-ready]")).to_have_count(1)
     expect(page.locator("#message-state")).to_have_text("Cancelled")
     assert cancelled == [200]
+
+
+def test_the_send_form_counts_parts_as_the_text_is_typed(
+    page: Page, live_server: LiveServer
+) -> None:
+    problems = Problems(page)
+    sign_in(page, create_user(live_server, "alice"))
+    page.goto("/dashboard/send")
+    text = page.get_by_label("Text")
+    text.fill("Hello")
+    expect(page.locator("#text-parts")).to_have_text("5 characters: 1 SMS part (GSM-7)")
+    text.fill("Привет! " * 9)
+    expect(page.locator("#text-parts")).to_have_text("71 characters: 2 SMS parts (UCS-2)")
+    assert problems.errors == []
