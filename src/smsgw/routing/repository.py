@@ -198,8 +198,9 @@ async def pull_state(conn: UnitConnection, device_id: str, now: datetime) -> Pul
     """The phone's `PullState` (None: no such phone), in one statement."""
     query = (
         "SELECT (SELECT count(*) FROM messages WHERE device_id = ? AND state = ?),"  # noqa: S608
-        " (SELECT coalesce(sum(parts), 0) FROM messages"
-        f" WHERE device_id = ? AND {UNTAKEN} AND (schedule_at IS NULL OR schedule_at <= ?)),"
+        " (SELECT coalesce(sum(parts), 0) FROM (SELECT parts FROM messages"
+        f" WHERE device_id = ? AND {UNTAKEN} AND (schedule_at IS NULL OR schedule_at <= ?)"
+        f" ORDER BY schedule_at LIMIT {PULL_LIMIT}) AS pinned),"  # a pull hands at most these
         " d.parts_per_minute, d.parts_per_day, u.minute, u.minute_parts, u.day, u.day_parts"
         " FROM devices d LEFT JOIN phone_usage u ON u.device_id = d.id WHERE d.id = ?"
     )
