@@ -28,6 +28,8 @@ from smsgw.config import Settings
 from smsgw.db.engine import Database, UnitConnection
 from smsgw.domain import clock
 from smsgw.messages.parts import count_parts
+from smsgw.messages.repository import MessageRecord
+from smsgw.optouts.service import OPTED_OUT
 
 #: Priority from which a message skips the budget, as it skips the app's own limits.
 EXPEDITED = 100
@@ -115,6 +117,34 @@ def fits(running: int, cost: int, priority: int, room: int, first_max: int) -> b
     if priority >= EXPEDITED or running <= room:
         return True
     return running == cost and cost <= first_max
+
+
+def within(
+    held: list[MessageRecord], budget: Budget, spent: int
+) -> tuple[list[MessageRecord], int, bool]:
+    """The held messages to hand over: those the phone has, and of its pinned ones not taken
+    yet, those that fit in its budget after the claims' `spent` parts, in pull order
+    (`fits`). Also the parts of those pinned ones, and whether any were left out."""
+    if not budget.limited:
+        return held, sum(pinned_parts(r) for r in held if r.claimed_at is None), False
+    room, first_max = budget.room(), budget.first_max() if spent == 0 else 0
+    kept, running, withheld = [], spent, False
+    for record in held:
+        if record.claimed_at is None:  # pinned, not taken yet
+            cost = pinned_parts(record)
+            blocked = withheld and record.priority < EXPEDITED  # in order, as a claim
+            if blocked or not fits(running + cost, cost, record.priority, room, first_max):
+                withheld = True
+                continue
+            running += cost
+        kept.append(record)
+    return kept, running - spent, withheld
+
+
+def pinned_parts(record: MessageRecord) -> int:
+    """A pinned message's cost, as `messages.parts` counts it: recipients not opted out."""
+    recipients = sum(1 for r in record.recipients if r.error != OPTED_OUT)
+    return message_parts(record.text, recipients)
 
 
 def stored_budget(

@@ -16,7 +16,6 @@ from smsgw.events.user_feed import notify
 from smsgw.logs import repository as log_rows
 from smsgw.logs import service as logs
 from smsgw.messages.repository import MessageRecord
-from smsgw.optouts.service import OPTED_OUT
 from smsgw.routing import budgets, repository
 from smsgw.routing.budgets import NO_LIMITS, Limits
 from smsgw.routing.repository import Phone
@@ -163,12 +162,12 @@ async def pull_unit(
     claimed: list[tuple[int, int]] = []
     if free > 0:
         room, first_max = budget.room(), budget.first_max()
-        if budget.limited and state.pinned_due:  # their share first (`_within`)
+        if budget.limited and state.pinned_due:  # their share first (`budgets.within`)
             room, first_max = max(0, room - state.pinned_due), 0
         claimed = await repository.claim(conn, phone, free, now, newest_first, room, first_max)
     spent = sum(parts for _, parts in claimed)
     held = await repository.held(conn, phone, newest_first, now)
-    held, pinned, withheld = _within(held, budget, spent)
+    held, pinned, withheld = budgets.within(held, budget, spent)
     await repository.mark_taken(conn, [r.pk for r in held if r.claimed_at is None], now)
     after = budget.spend(spent + pinned)
     if spent + pinned:
@@ -179,34 +178,6 @@ async def pull_unit(
     return Pull(
         pulled + [Pulled(r, ProcessingState.CANCELLING) for r in dropped], len(claimed), limited
     )
-
-
-def _within(
-    held: list[MessageRecord], budget: budgets.Budget, spent: int
-) -> tuple[list[MessageRecord], int, bool]:
-    """The held messages to hand over: those the phone has, and of its pinned ones not taken
-    yet, those that fit in its budget after the claims' `spent` parts, in pull order
-    (`budgets.fits`). Also the parts of those pinned ones, and whether any were left out."""
-    if not budget.limited:
-        return held, sum(_parts(r) for r in held if r.claimed_at is None), False
-    room, first_max = budget.room(), budget.first_max() if spent == 0 else 0
-    kept, running, withheld = [], spent, False
-    for record in held:
-        if record.claimed_at is None:  # pinned, not taken yet
-            cost = _parts(record)
-            blocked = withheld and record.priority < budgets.EXPEDITED  # in order, as a claim
-            if blocked or not budgets.fits(running + cost, cost, record.priority, room, first_max):
-                withheld = True
-                continue
-            running += cost
-        kept.append(record)
-    return kept, running - spent, withheld
-
-
-def _parts(record: MessageRecord) -> int:
-    """A pinned message's cost, as `messages.parts` counts it: recipients not opted out."""
-    recipients = sum(1 for r in record.recipients if r.error != OPTED_OUT)
-    return budgets.message_parts(record.text, recipients)
 
 
 def _match(
