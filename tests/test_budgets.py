@@ -4,6 +4,7 @@ the clock is moved (`at`), never waited for."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -14,7 +15,10 @@ import httpx
 import pytest
 
 from smsgw.config import load_settings
-from smsgw.routing.budgets import message_parts
+from smsgw.db.engine import database_for
+from smsgw.routing import service as routing
+from smsgw.routing.budgets import Limits, message_parts
+from smsgw.routing.repository import Phone as RoutingPhone
 from tests.conftest import (
     CLOCK_START,
     Account,
@@ -362,3 +366,35 @@ def test_parts_and_the_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.delenv("SMSGW_PHONE_PARTS_PER_MINUTE", raising=False)
     defaults = load_settings(data_dir=tmp_path)
     assert (defaults.phone_parts_per_minute, defaults.phone_parts_per_day) == (30, 0)
+
+
+def test_a_phone_whose_budget_is_spent_is_told_only_of_expedited_work(
+    served: LiveServer, at: list[datetime]
+) -> None:
+    """What decides whether a report wakes its phone again (routing.has_work_for)."""
+    owner = served.create_user("owner")
+    [(user_id,)] = database_rows(served.settings, "SELECT id FROM users WHERE login = 'owner'")
+    with served.client(owner) as api:
+        device = Phone(served, owner)
+        as_phone = RoutingPhone(device.id, user_id, None)
+        defaults = Limits(5, 0)
+
+        def has_work(limits: Limits | None) -> bool:
+            async def look() -> bool:
+                db = database_for(served.settings)
+                try:
+                    return await routing.has_work_for(db, as_phone, limits)
+                finally:
+                    await db.dispose()
+
+            return asyncio.run(look())
+
+        for _ in range(6):
+            send(api, ONE)
+        assert has_work(defaults)
+        assert len(device.pull()) == 5  # spent
+        assert not has_work(defaults) and has_work(None)
+        send(api, ONE, priority=100)
+        assert has_work(defaults)
+        at[0] = CLOCK_START + timedelta(minutes=1)
+        assert has_work(defaults)

@@ -27,6 +27,7 @@ from smsgw.events.hub import EventHub
 from smsgw.messages import repository as stored
 from smsgw.messages.models import Message
 from smsgw.routing import repository as routing
+from smsgw.routing.budgets import Limits
 from tests.conftest import create_account
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -59,6 +60,10 @@ UNIT_QUERIES: dict[str, tuple[UnitQuery, list[str]]] = {
     ),
     "has_claimable": (
         lambda c: routing.has_claimable(c, PHONE, NOW),
+        [QUEUE_OF_OWNER],
+    ),
+    "has_claimable within a budget": (
+        lambda c: routing.has_claimable(c, PHONE, NOW, Limits(30, 0)),
         [QUEUE_OF_OWNER],
     ),
     "queued_due": (

@@ -104,8 +104,9 @@ class Budget:
 
     @property
     def exhausted(self) -> bool:
-        """No message but an expedited one fits until a window turns."""
-        return self.room() == 0 and self.first_max() == 0
+        """No message but an expedited one fits until a window turns (a window at its
+        limit: then `first_max` is 0 too; repository.has_claimable says the same in SQL)."""
+        return self.room() == 0
 
     def spend(self, parts: int) -> Budget:
         return Budget(self.limits, self.minute_used + parts, self.day_used + parts)
@@ -190,16 +191,6 @@ def _usage_of(row: tuple[object, ...], defaults: Limits, now: datetime) -> Budge
         budget.minute_used, budget.limits.per_minute, budget.day_used, budget.limits.per_day,
         per_minute, per_day,
     )  # fmt: skip
-
-
-async def budget_of(
-    conn: UnitConnection, device_id: str, defaults: Limits, now: datetime
-) -> Budget | None:
-    """The phone's budget now (None: no such phone)."""
-    row = (await conn.execute(_USAGE + " WHERE d.id = ?", (device_id,))).fetchone()
-    if row is None:
-        return None
-    return _budget(_usage_of(tuple(row), defaults, now))
 
 
 def server_limits(settings: Settings) -> Limits:

@@ -14,7 +14,7 @@ from smsgw.domain.states import ProcessingState
 from smsgw.messages import repository as stored
 from smsgw.messages.models import QUEUED, UNTAKEN
 from smsgw.messages.repository import MessageRecord, RecipientRecord, open_recipient
-from smsgw.routing.budgets import EXPEDITED, UNBOUNDED, Budget, day_of, minute_of
+from smsgw.routing.budgets import EXPEDITED, UNBOUNDED, Budget, Limits, day_of, minute_of
 
 messages = stored.messages
 recipients = stored.recipients
@@ -169,12 +169,28 @@ async def mark_taken(conn: UnitConnection, keys: list[int], now: datetime) -> No
         await conn.execute(query, [_at(conn, now), *keys])
 
 
+#: Whether a phone's budget is spent: a window with a limit (its own, else the server's: the
+#: parameters) whose count for the current minute or day (parameters) has reached it.
+_SPENT = (
+    "EXISTS (SELECT 1 FROM devices d JOIN phone_usage u ON u.device_id = d.id WHERE d.id = ?"
+    " AND ((coalesce(d.parts_per_minute, ?) > 0 AND u.minute = ?"
+    " AND u.minute_parts >= coalesce(d.parts_per_minute, ?))"
+    " OR (coalesce(d.parts_per_day, ?) > 0 AND u.day = ?"
+    " AND u.day_parts >= coalesce(d.parts_per_day, ?))))"
+)
+
+
 async def has_claimable(
-    conn: UnitConnection, phone: Phone, now: datetime, expedited_only: bool = False
+    conn: UnitConnection, phone: Phone, now: datetime, limits: Limits | None = None
 ) -> bool:
+    """Whether a queued message waits that this phone may take; with `limits` (the
+    server's), that it may take now: any while its budget has room, else an expedited one.
+    One statement."""
     where, params = _claimable(conn, phone, now)
-    if expedited_only:
-        where += f" AND priority >= {EXPEDITED}"
+    if limits is not None:
+        where += f" AND (priority >= {EXPEDITED} OR NOT {_SPENT})"
+        minute, day = limits.per_minute, limits.per_day
+        params += [phone.device_id, minute, minute_of(now), minute, day, day_of(now), day]
     # In the order of the queue's index, so that this is what it reads.
     query = f"SELECT id FROM messages WHERE {where} ORDER BY {_ORDER[True]} LIMIT 1"  # noqa: S608
     return (await conn.execute(query, params)).fetchone() is not None

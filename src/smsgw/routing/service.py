@@ -300,15 +300,7 @@ async def has_work_for(db: Database, phone: Phone, limits: Limits | None = None)
     """Whether queued work waits that this phone may take; with `limits` (the server's),
     that it may take now, within its budget (else only expedited messages count)."""
     now = clock.now()
-
-    async def look(conn: UnitConnection) -> bool:
-        expedited_only = False
-        if limits is not None:
-            budget = await budgets.budget_of(conn, phone.device_id, limits, now)
-            expedited_only = budget is not None and budget.limited and budget.exhausted
-        return await repository.has_claimable(conn, phone, now, expedited_only)
-
-    return await db.read_unit(look)
+    return await db.read_unit(lambda conn: repository.has_claimable(conn, phone, now, limits))
 
 
 async def owners_with_work(db: Database, limits: dict[int, int]) -> list[tuple[int, int]]:
