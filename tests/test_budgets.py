@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from smsgw.config import load_settings
 from smsgw.db.engine import database_for
@@ -28,7 +29,8 @@ from tests.conftest import (
     running,
 )
 from tests.test_phones import Api, _true, eventually, phone, run
-from tests.web_support import Dashboard, alerts_of
+from tests.web_support import PHONE as PHONE_WIDTH
+from tests.web_support import Dashboard, Problems, alerts_of, chromium, screenshot
 
 MOBILE = "/api/mobile/v1"
 NUMBER = "+12025550100"
@@ -305,7 +307,7 @@ def test_the_phones_page_shows_usage_and_sets_limits_without_javascript(
     try:
         assert web.sign_in(owner).status_code == 303
         page = web.http.get("/dashboard/phones").text
-        assert "3 of 5 this minute" in page and "3 of no limit today (UTC)" in page
+        assert "3 of 5 this minute" in page and "3 today (UTC), no limit" in page
         form = {"perMinute": "12", "perDay": "1,000"}
         saved = web.post(f"/dashboard/phones/{device.id}/budget", form, page="/dashboard/phones")
         assert saved.status_code == 303
@@ -398,3 +400,33 @@ def test_a_phone_whose_budget_is_spent_is_told_only_of_expedited_work(
         assert has_work(defaults)
         at[0] = CLOCK_START + timedelta(minutes=1)
         assert has_work(defaults)
+
+
+def test_a_browser_sees_a_phones_budget_and_sets_its_limit(tmp_path: Path) -> None:
+    """Chromium at phone width (390 px): the phones page's budget, and its form."""
+    with running(budget_settings(tmp_path, phone_parts_per_minute=5)) as server:
+        owner = server.create_user("owner")
+        with server.client(owner) as api:
+            device = Phone(server, owner)
+            send(api, ONE, numbers=(NUMBER, "+12025550111"))
+            assert len(device.pull()) == 1
+        with chromium() as browser:
+            context = browser.new_context(base_url=server.url, viewport=PHONE_WIDTH)
+            page = context.new_page()
+            page.set_default_timeout(15_000)
+            problems = Problems(page)
+            page.goto("/dashboard")
+            page.get_by_label("Login").fill(owner.login)
+            page.get_by_label("Password").fill(owner.password)
+            page.get_by_role("button", name="Sign in").click()
+            page.goto("/dashboard/phones")
+            row = page.locator(f'tr[data-device-id="{device.id}"]')
+            expect(row.locator(".budget-minute")).to_have_text("2 of 5 this minute")
+            row.get_by_text("Set limits").click()
+            row.get_by_label("Per minute").fill("12")
+            row.get_by_role("button", name="Save limits").click()
+            expect(page.get_by_role("status")).to_contain_text("Budget saved")
+            expect(row.locator(".budget-minute")).to_have_text("2 of 12 this minute")
+            screenshot(page, "phones-budget")
+            context.close()
+            assert problems.errors == []
