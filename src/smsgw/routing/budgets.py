@@ -104,8 +104,8 @@ class Budget:
 
     @property
     def exhausted(self) -> bool:
-        """No message but an expedited one fits until a window turns (a window at its
-        limit: then `first_max` is 0 too; repository.has_claimable says the same in SQL)."""
+        """No message but an expedited one fits until a window turns: a window with a limit
+        has reached it (so `first_max` is 0 too). repository.has_claimable tests the same."""
         return self.room() == 0
 
     def spend(self, parts: int) -> Budget:

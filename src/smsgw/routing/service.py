@@ -125,7 +125,8 @@ class SettledReports:
 @dataclass(frozen=True)
 class Pull:
     """What a pull hands the phone, how many messages it newly claimed, and whether its
-    budget held some of the waiting work back (`limited`)."""
+    budget is spent for now or held pinned messages back (`limited`: work that waits is
+    then for another phone)."""
 
     items: list[Pulled]
     claimed: int
