@@ -37,6 +37,12 @@ from tests import pgcluster
 
 API = "/api/3rdparty/v1"
 
+# A phone's budget (routing/budgets.py) is 30 SMS parts a minute unless set; the suite's phones
+# send hundreds of messages within seconds. So its servers, in this process and `smsgw serve`
+# processes alike (they inherit the environment), leave phones without a budget unless a test
+# sets one: tests/test_budgets.py tests the budgets, and the default of 30.
+os.environ.setdefault("SMSGW_PHONE_PARTS_PER_MINUTE", "0")
+
 # Argon2 at its production cost (64 MiB, 3 passes: ~0.1 s a hash here) was a large share of
 # the suite's time. Hashes made here are still Argon2id and verify in any process, cheaply.
 passwords.set_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from smsgw.api.apps.inbox import RefreshIn
-from smsgw.devices.schemas import PasswordChange, RegisterRequest, UpdateRequest
+from smsgw.devices.schemas import DeviceChange, PasswordChange, RegisterRequest, UpdateRequest
 from smsgw.routing.schemas import StateReportIn
 from smsgw.tokens.schemas import TokenRequest
 from smsgw.web.examples import EXAMPLES
@@ -86,6 +86,7 @@ def test_every_written_request_body_is_accepted_by_its_route() -> None:
         "register_api_mobile_v1_device_post": RegisterRequest,
         "register_webhook_api_3rdparty_v1_webhooks_post": WebhookIn,
         "issue_token_api_3rdparty_v1_auth_token_post": TokenRequest,
+        "changeDevices": DeviceChange,
     }
     for operation_id, model in models.items():
         model.model_validate(EXAMPLES[operation_id].body)

@@ -27,6 +27,7 @@ from smsgw.events.hub import EventHub
 from smsgw.messages import repository as stored
 from smsgw.messages.models import Message
 from smsgw.routing import repository as routing
+from smsgw.routing.budgets import Limits
 from tests.conftest import create_account
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -59,6 +60,10 @@ UNIT_QUERIES: dict[str, tuple[UnitQuery, list[str]]] = {
     ),
     "has_claimable": (
         lambda c: routing.has_claimable(c, PHONE, NOW),
+        [QUEUE_OF_OWNER],
+    ),
+    "has_claimable within a budget": (
+        lambda c: routing.has_claimable(c, PHONE, NOW, Limits(30, 0)),
         [QUEUE_OF_OWNER],
     ),
     "queued_due": (
@@ -102,12 +107,17 @@ UNIT_QUERIES: dict[str, tuple[UnitQuery, list[str]]] = {
         lambda c: stored.read_by_ext_id(c, 1, "x"),
         ["SEARCH messages USING INDEX sqlite_autoindex_messages_1 (user_id=? AND ext_id=?)"],
     ),
-    "in_flight": (
-        lambda c: routing.in_flight(c, "phone1"),
+    "pull_state": (
+        lambda c: routing.pull_state(c, "phone1", NOW),
         [
             "SEARCH messages USING COVERING INDEX ix_messages_device_id_state"
-            " (device_id=? AND state=?)"
+            " (device_id=? AND state=?)",
+            "SEARCH messages USING INDEX ix_messages_untaken (device_id=?)",
         ],
+    ),
+    "claim within a budget": (
+        lambda c: routing.claim(c, PHONE, 10, NOW, True, room=30, first_max=30),
+        ["SEARCH messages USING INTEGER PRIMARY KEY (rowid=?)", QUEUE_OF_OWNER],
     ),
 }
 

@@ -37,6 +37,7 @@ from smsgw.messages import repository as stored
 from smsgw.messages.models import Message, MessageStateEntry, Recipient
 from smsgw.routing import repository as routing
 from smsgw.routing import service as routing_service
+from smsgw.routing.budgets import Budget, Limits, day_of, minute_of
 from smsgw.routing.repository import Phone
 from smsgw.routing.service import RecipientReport, StateReport
 from tests.conftest import make_settings
@@ -149,14 +150,21 @@ def _steps() -> list[Scenario]:
             await stored.devices_last_seen(conn, 1, "phone1"),
             await device_rows.auth_by_token_hash(conn, "t" * 64),
             await routing.has_claimable(conn, phone, NOW + timedelta(minutes=1)),
-            await routing.in_flight(conn, "phone1"),
+            await routing.pull_state(conn, "phone1", NOW),
         )
 
-    async def pull(conn: UnitConnection) -> tuple[list[int], list[Any]]:
+    async def pull(conn: UnitConnection) -> tuple[Any, ...]:
         later = NOW + timedelta(minutes=1)
         claimed = await routing.claim(conn, phone, 2, later, newest_first=False)
+        # Within a budget: the last one fits in 1 part (a window function over the choice).
+        budgeted = await routing.claim(conn, phone, 5, later, False, room=1, first_max=0)
+        used = Budget(Limits(5, 0), 0, 0).spend(3)
+        await routing.save_usage(conn, "phone1", later, used)
+        await routing.save_usage(conn, "phone1", later, used.spend(1))  # (the upsert's update)
         held = await routing.held(conn, phone, False, later)
-        return sorted(claimed), held  # (an UPDATE's RETURNING has no order)
+        state = await routing.pull_state(conn, "phone1", later)
+        # (an UPDATE's RETURNING has no order)
+        return sorted(claimed), budgeted, held, state
 
     async def report(conn: UnitConnection) -> tuple[Any, ...]:
         snapshot = StateReport(
@@ -188,14 +196,20 @@ def test_the_hot_paths_units_give_the_same_on_both_engines(
     on_sqlite = asyncio.run(_on_sqlite(settings, _steps()))
     assert on_postgresql == on_sqlite
 
-    (user, keys), look, (claimed, held), (done, again, state, history) = on_postgresql
+    (user, keys), look, (claimed, budgeted, held, pulled), (done, again, state, history) = (
+        on_postgresql
+    )
     assert user == 1 and len(keys) == 3
-    in_use, not_in_use, last_seen, auth, claimable, in_flight = look
-    assert (in_use, not_in_use, claimable, in_flight) == (True, False, True, 0)
+    in_use, not_in_use, last_seen, auth, claimable, phone_state = look
+    assert (in_use, not_in_use, claimable) == (True, False, True)
+    assert phone_state == routing.PullState(0, None, None, (None, None, None, None), 0)
+    assert budgeted == [(keys[2], 1)]  # (key, parts)
+    minute, day = minute_of(NOW + timedelta(minutes=1)), day_of(NOW)
+    assert pulled == routing.PullState(3, None, None, (minute, 4, day, 4), 0)
     assert last_seen == [NOW]  # a UTC datetime back, to the microsecond
     assert auth == ("phone1", 1, SIMS, None)  # the JSON column read back
-    assert claimed == keys[:2]  # oldest first
-    assert [r.id for r in held] == ["m0", "m1"]
+    assert claimed == [(key, 1) for key in keys[:2]]  # oldest first; (key, parts)
+    assert [r.id for r in held] == ["m0", "m1", "m2"]
     first = held[0]
     assert first.created_at == NOW and first.valid_until == NOW + timedelta(hours=1)
     assert first.with_delivery_report is True and first.is_encrypted is False

@@ -85,6 +85,9 @@ class Server:
             SMSGW_BOOTSTRAP_ACCOUNT="false",
             SMSGW_LOG_LEVEL="warning",
             SMSGW_REGISTRATION_RATE_LIMIT="0",
+            # Phones' budgets on (their statements are part of what a pull costs), but never
+            # reached: the phones here send thousands of parts a minute each.
+            SMSGW_PHONE_PARTS_PER_MINUTE="1000000",
             PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
         )
         env.update(settings or {})

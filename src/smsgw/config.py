@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     anonymous_registration: bool = False
     registration_rate_limit: Annotated[int, Field(ge=0, le=10_000)] = 10
     claim_cap: Annotated[int, Field(ge=1, le=100)] = 10
+    #: SMS parts a phone is handed per minute and per UTC day, unless the phone has its own
+    #: limits (routing/budgets.py); 0: no limit.
+    phone_parts_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 30
+    phone_parts_per_day: Annotated[int, Field(ge=0, le=100_000_000)] = 0
     release_after_seconds: Annotated[int, Field(ge=0, le=7 * 86400)] = 600
     online_window_seconds: Annotated[int, Field(ge=1, le=86400)] = 300
     sse_keepalive_seconds: Annotated[float, Field(gt=0, le=3600)] = 15

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, false
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smsgw.db.base import Base, UTCDateTime
@@ -28,3 +28,7 @@ class Device(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
     #: A phone that lives inside smsgw, for development (virtualphones/): never a real SMS.
     virtual: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    #: The phone's own budget, SMS parts per minute and per UTC day (routing/budgets.py):
+    #: None follows the server's default, 0 is no limit.
+    parts_per_minute: Mapped[int | None] = mapped_column(Integer)
+    parts_per_day: Mapped[int | None] = mapped_column(Integer)

@@ -29,6 +29,9 @@ class DeviceRecord:
     last_seen: datetime
     #: A virtual phone (virtualphones/): it lives inside smsgw and sends no real SMS.
     virtual: bool = False
+    #: Its own budget, SMS parts per minute and per day (None: the server's; 0: no limit).
+    parts_per_minute: int | None = None
+    parts_per_day: int | None = None
 
 
 _COLUMNS = (
@@ -42,6 +45,8 @@ _COLUMNS = (
     devices.c.updated_at,
     devices.c.last_seen,
     devices.c.virtual,
+    devices.c.parts_per_minute,
+    devices.c.parts_per_day,
 )
 
 

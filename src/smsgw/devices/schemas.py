@@ -75,6 +75,47 @@ class DeviceView(DeviceInfo):
         description="smsgw's extension: a virtual phone, which lives inside smsgw for "
         "development and sends no real SMS (docs/phones.md).",
     )
+    budget: BudgetView | None = Field(
+        None,
+        description="smsgw's extension: the SMS parts the phone may be handed per minute "
+        "and per day, and how many it was handed (docs/routing.md#budgets).",
+    )
+
+
+PartsPerMinute = Annotated[StrictInt, Field(ge=0, le=1_000_000), WHOLE]
+PartsPerDay = Annotated[StrictInt, Field(ge=0, le=100_000_000), WHOLE]
+
+
+class OwnBudget(BaseModel):
+    """A phone's own limits; null: the server's default (SMSGW_PHONE_PARTS_PER_MINUTE,
+    SMSGW_PHONE_PARTS_PER_DAY); 0: no limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    perMinute: PartsPerMinute | None = Field(
+        None, description="SMS parts per minute (0 to 1,000,000; 0: no limit)."
+    )
+    perDay: PartsPerDay | None = Field(
+        None, description="SMS parts per UTC day (0 to 100,000,000; 0: no limit)."
+    )
+
+
+class DeviceChange(BaseModel):
+    """`PATCH /devices/{id}`: smsgw's extension. A key of `budget` left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: OwnBudget
+
+
+class BudgetView(BaseModel):
+    """How close a phone is to its budget (docs/routing.md#budgets)."""
+
+    perMinute: int = Field(description="The limit in force, SMS parts per minute (0: none).")
+    perDay: int = Field(description="The limit in force, SMS parts per UTC day (0: none).")
+    usedThisMinute: int = Field(description="Parts handed to the phone this UTC minute.")
+    usedToday: int = Field(description="Parts handed to the phone this UTC day.")
+    own: OwnBudget = Field(description="The phone's own limits (null: the server's default).")
 
 
 class DeviceSelf(BaseModel):

@@ -181,6 +181,25 @@ async def delete(db: Database, user_id: int, device_id: str) -> None:
         await logs.phone_event(conn, user_id, device_id, "deleted")
 
 
+async def set_budget(
+    db: Database, user_id: int, device_id: str, limits: dict[str, int | None]
+) -> DeviceRecord:
+    """Set one of the user's phones' own budget (routing/budgets.py): `limits` maps
+    `per_minute` and/or `per_day` to parts (0: no limit) or None (the server's default);
+    a limit left out stays as it is. The phone's next pull applies it."""
+    values: dict[str, Any] = {f"parts_{key}": value for key, value in limits.items()}
+    values["updated_at"] = clock.now()
+    async with db.write() as conn:
+        device = await repository.by_id(conn, device_id)
+        if device is None or device.user_id != user_id:
+            raise UnknownDevice
+        await repository.change(conn, device_id, values)
+        await logs.phone_event(conn, user_id, device_id, "budget changed")
+        changed = await repository.by_id(conn, device_id)
+    assert changed is not None
+    return changed
+
+
 async def save_presence(db: Database, seen: dict[str, datetime]) -> None:
     if seen:
         async with db.write() as conn:

@@ -132,10 +132,15 @@ class EventHub:
                 # It went away with new messages left to its pull: tell another phone.
                 self.publish(self.pick(user_id, 1), Event(PhoneEvent.MESSAGE_ENQUEUED))
 
-    def pick(self, user_id: int, count: int, here_only: bool = False) -> list[str]:
+    def pick(
+        self, user_id: int, count: int, here_only: bool = False, among: set[str] | None = None
+    ) -> list[str]:
         """Up to `count` of the user's connected phones, taking turns across calls (only
-        those whose streams this process holds, with `here_only`, when there are several)."""
+        those whose streams this process holds, with `here_only`, when there are several;
+        only those `among`, when given: e.g. the phones with budget left)."""
         phones = sorted(self._owned.get(user_id, ()) if here_only else self.devices_of(user_id))
+        if among is not None:
+            phones = [device_id for device_id in phones if device_id in among]
         if not phones:
             return []
         start = self._turn[user_id] % len(phones)

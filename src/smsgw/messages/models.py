@@ -123,6 +123,10 @@ class Message(Base):
     sim_number: Mapped[int | None] = mapped_column(SmallInteger)
     with_delivery_report: Mapped[bool] = mapped_column(Boolean, default=True)
     priority: Mapped[int] = mapped_column(SmallInteger, default=0)
+    #: The SMS parts sending it takes: the text's parts (a data message: 1) times its
+    #: recipients that are not opted out; what it costs its phone's budget (routing/budgets.py).
+    #: (Migration 0015 gives the column a server default of 1 for the rows it found.)
+    parts: Mapped[int] = mapped_column(Integer, default=1)
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     schedule_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -158,6 +158,11 @@ async def fail_recipients(
         await _history_insert.many(conn, [{"message_id": pk, "state": failed, "at": now}])
 
 
+async def set_parts(conn: UnitConnection, pk: int, parts: int) -> None:
+    """What sending message `pk` costs its phone's budget (routing/budgets.py)."""
+    await conn.execute("UPDATE messages SET parts = ? WHERE id = ?", (parts, pk))
+
+
 #: The columns of a `MessageRecord` (without its details), in its order, for units of work.
 RECORD_COLUMNS = (
     "id, ext_id, device_id, state, text, data, port, is_encrypted, is_hashed, sim_number,"

@@ -22,6 +22,7 @@ from smsgw.logs import service as logs
 from smsgw.messages import repository
 from smsgw.messages.repository import ListFilter, MessageRecord, RecipientRecord
 from smsgw.optouts.service import OPTED_OUT
+from smsgw.routing.budgets import message_parts
 from smsgw.webhooks import outbox
 
 DUPLICATE_ID = "message with the same ID already exists"
@@ -89,13 +90,15 @@ def _match_keys(command: SendCommand, numbers: list[str], default_region: str | 
 
 async def _fail_opted_out(
     conn: UnitConnection, user_id: int, ext_id: str, pk: int, numbers: list[str],
-    positions: list[int], now: datetime,
+    positions: list[int], now: datetime, text: str | None,
 ) -> None:  # fmt: skip
     """Fail the recipients on the opt-out list (and the message, when they are all of its
     recipients), in the unit of work that stores it: `sms:failed` for each, as for any
     failure smsgw makes itself."""
     whole = len(positions) == len(numbers)
     await repository.fail_recipients(conn, pk, positions, OPTED_OUT, now, whole)
+    if not whole:  # what it costs a phone's budget: the recipients it is sent to
+        await repository.set_parts(conn, pk, message_parts(text, len(numbers) - len(positions)))
     failed = ProcessingState.FAILED.value
     for i in positions:
         await outbox.record_state_unit(
@@ -131,6 +134,7 @@ async def send(
         "sim_number": command.sim_number,
         "with_delivery_report": command.with_delivery_report,
         "priority": command.priority,
+        "parts": message_parts(command.text, len(numbers)),
         "valid_until": valid_until,
         "schedule_at": schedule_at,
         "created_at": now,
@@ -143,7 +147,7 @@ async def send(
             raise Conflict(DUPLICATE_ID)
         pk, listed = await repository.store_checked(conn, values, numbers, now, keys)
         if listed:
-            await _fail_opted_out(conn, user_id, ext_id, pk, numbers, listed, now)
+            await _fail_opted_out(conn, user_id, ext_id, pk, numbers, listed, now, command.text)
         return pk, listed
 
     try:

@@ -14,6 +14,7 @@ from smsgw.domain.states import ProcessingState
 from smsgw.messages import repository as stored
 from smsgw.messages.models import QUEUED, UNTAKEN
 from smsgw.messages.repository import MessageRecord, RecipientRecord, open_recipient
+from smsgw.routing.budgets import EXPEDITED, UNBOUNDED, Budget, Limits, day_of, minute_of
 
 messages = stored.messages
 recipients = stored.recipients
@@ -39,6 +40,8 @@ class Phone:
 # unit of work on a plain DB-API connection, statements in standard SQL (db/engine.py).
 _at = ColumnWriter(messages.c.created_at)  # every timestamp column has this type
 _RECORD_COLUMNS = stored.RECORD_COLUMNS
+#: What a claim within a budget reads of each candidate: its cost, and its pull order's keys.
+_COSTED = "id, parts, priority, schedule_at, created_at"
 _record = stored.record_of
 #: The order of a pull: due first, then by priority, then newest (lifo) or oldest first.
 _ORDER = {
@@ -107,28 +110,46 @@ def _claimable(conn: UnitConnection, phone: Phone, now: datetime) -> tuple[str, 
 
 
 async def claim(
-    conn: UnitConnection, phone: Phone, count: int, now: datetime, newest_first: bool
-) -> list[int]:
-    """Claim up to `count` queued messages for this phone; returns the keys it won.
+    conn: UnitConnection,
+    phone: Phone,
+    count: int,
+    now: datetime,
+    newest_first: bool,
+    room: int = UNBOUNDED,
+    first_max: int = UNBOUNDED,
+) -> list[tuple[int, int]]:
+    """Claim up to `count` queued messages for this phone, within its budget: `room` parts,
+    and a first message of at most `first_max` parts (routing/budgets.py `fits`; expedited
+    ones whatever is left). Returns (key, parts) of those it won.
 
     One statement. On SQLite the write transaction (`BEGIN IMMEDIATE`) keeps every other
     writer out between the choice and the update; on PostgreSQL the choice locks its rows
     and passes over those another node's claim holds (`row_lock`; a row another claim
     changed since this statement began is checked again against the WHERE before it is
     locked), so no message is ever claimed twice; and it is made once (`among`), so never
-    more than `count`."""
+    more than `count`. Within a budget, the choice keeps the candidates, in pull order,
+    whose running cost fits (a window function over them)."""
     where, params = _claimable(conn, phone, now)
-    chosen = (
-        f"SELECT id FROM messages WHERE {where}"  # noqa: S608
-        f" ORDER BY {_ORDER[newest_first]} LIMIT ?{row_lock(conn, skip_locked=True)}"
-    )
+    order = _ORDER[newest_first]
+    lock = row_lock(conn, skip_locked=True)
+    chosen = f"SELECT id FROM messages WHERE {where} ORDER BY {order} LIMIT ?{lock}"  # noqa: S608
+    params.append(count)
+    if room < UNBOUNDED:
+        candidates = chosen.replace("SELECT id ", f"SELECT {_COSTED} ", 1)
+        chosen = (
+            "SELECT id FROM (SELECT id, parts, priority,"  # noqa: S608
+            f" sum(parts) OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) AS running"
+            f" FROM ({candidates}) AS candidate) AS costed"
+            " WHERE priority >= ? OR running <= ? OR (running = parts AND parts <= ?)"
+        )
+        params += [EXPEDITED, room, first_max]
     query = (
         "UPDATE messages SET device_id = ?, claimed_at = ?, updated_at = ?"  # noqa: S608
-        f" WHERE {among(conn, 'id', chosen)} RETURNING id"
+        f" WHERE {among(conn, 'id', chosen)} RETURNING id, parts"
     )
     stamp = _at(conn, now)
-    rows = (await conn.execute(query, [phone.device_id, stamp, stamp, *params, count])).fetchall()
-    return [row[0] for row in rows]
+    rows = (await conn.execute(query, [phone.device_id, stamp, stamp, *params])).fetchall()
+    return [(row[0], row[1]) for row in rows]
 
 
 async def lock_phone(conn: UnitConnection, device_id: str) -> None:
@@ -148,17 +169,74 @@ async def mark_taken(conn: UnitConnection, keys: list[int], now: datetime) -> No
         await conn.execute(query, [_at(conn, now), *keys])
 
 
-async def has_claimable(conn: UnitConnection, phone: Phone, now: datetime) -> bool:
+#: Whether a phone's budget is spent: a window with a limit (its own, else the server's: the
+#: parameters) whose count for the current minute or day (parameters) has reached it.
+_SPENT = (
+    "EXISTS (SELECT 1 FROM devices d JOIN phone_usage u ON u.device_id = d.id WHERE d.id = ?"
+    " AND ((coalesce(d.parts_per_minute, ?) > 0 AND u.minute = ?"
+    " AND u.minute_parts >= coalesce(d.parts_per_minute, ?))"
+    " OR (coalesce(d.parts_per_day, ?) > 0 AND u.day = ?"
+    " AND u.day_parts >= coalesce(d.parts_per_day, ?))))"
+)
+
+
+async def has_claimable(
+    conn: UnitConnection, phone: Phone, now: datetime, limits: Limits | None = None
+) -> bool:
+    """Whether a queued message waits that this phone may take; with `limits` (the
+    server's), that it may take now: any while its budget has room, else an expedited one.
+    One statement."""
     where, params = _claimable(conn, phone, now)
+    if limits is not None:
+        where += f" AND (priority >= {EXPEDITED} OR NOT {_SPENT})"
+        minute, day = limits.per_minute, limits.per_day
+        params += [phone.device_id, minute, minute_of(now), minute, day, day_of(now), day]
     # In the order of the queue's index, so that this is what it reads.
     query = f"SELECT id FROM messages WHERE {where} ORDER BY {_ORDER[True]} LIMIT 1"  # noqa: S608
     return (await conn.execute(query, params)).fetchone() is not None
 
 
-async def in_flight(conn: UnitConnection, device_id: str) -> int:
-    """How many messages this phone holds without having reported on them."""
-    query = "SELECT count(*) FROM messages WHERE device_id = ? AND state = ?"
-    return int((await conn.execute(query, (device_id, PENDING))).fetchone()[0])
+@dataclass(frozen=True)
+class PullState:
+    """What a pull reads of its phone once it holds the phone's lock: how many messages it
+    holds unreported, its own limits (None: the server's), its `phone_usage` row (minute,
+    parts, day, parts; None without one), and the parts of its pinned messages that are
+    due and that it has not taken yet."""
+
+    in_flight: int
+    per_minute: int | None
+    per_day: int | None
+    usage: tuple[int | None, int | None, int | None, int | None]
+    pinned_due: int
+
+
+async def pull_state(conn: UnitConnection, device_id: str, now: datetime) -> PullState | None:
+    """The phone's `PullState` (None: no such phone), in one statement."""
+    query = (
+        "SELECT (SELECT count(*) FROM messages WHERE device_id = ? AND state = ?),"  # noqa: S608
+        " (SELECT coalesce(sum(parts), 0) FROM (SELECT parts FROM messages"
+        f" WHERE device_id = ? AND {UNTAKEN} AND (schedule_at IS NULL OR schedule_at <= ?)"
+        f" ORDER BY schedule_at LIMIT {PULL_LIMIT}) AS pinned),"  # a pull hands at most these
+        " d.parts_per_minute, d.parts_per_day, u.minute, u.minute_parts, u.day, u.day_parts"
+        " FROM devices d LEFT JOIN phone_usage u ON u.device_id = d.id WHERE d.id = ?"
+    )
+    params = (device_id, PENDING, device_id, _at(conn, now), device_id)
+    row = (await conn.execute(query, params)).fetchone()
+    if row is None:
+        return None
+    return PullState(int(row[0]), row[2], row[3], (row[4], row[5], row[6], row[7]), int(row[1]))
+
+
+async def save_usage(conn: UnitConnection, device_id: str, now: datetime, budget: Budget) -> None:
+    """Store what the phone was handed in `now`'s minute and day (under the phone's lock)."""
+    query = (
+        "INSERT INTO phone_usage (device_id, minute, minute_parts, day, day_parts)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET"
+        " minute = excluded.minute, minute_parts = excluded.minute_parts,"
+        " day = excluded.day, day_parts = excluded.day_parts"
+    )
+    values = (device_id, minute_of(now), budget.minute_used, day_of(now), budget.day_used)
+    await conn.execute(query, values)
 
 
 async def queued_due(conn: UnitConnection, owner: int, at_most: int, now: datetime) -> int:

@@ -16,7 +16,8 @@ from smsgw.events.user_feed import notify
 from smsgw.logs import repository as log_rows
 from smsgw.logs import service as logs
 from smsgw.messages.repository import MessageRecord
-from smsgw.routing import repository
+from smsgw.routing import budgets, repository
+from smsgw.routing.budgets import NO_LIMITS, Limits
 from smsgw.routing.repository import Phone
 from smsgw.webhooks import outbox
 
@@ -123,33 +124,61 @@ class SettledReports:
 
 @dataclass(frozen=True)
 class Pull:
-    """What a pull hands the phone, and how many messages it newly claimed."""
+    """What a pull hands the phone, how many messages it newly claimed, and whether its
+    budget is spent for now or held pinned messages back (`limited`: work that waits is
+    then for another phone)."""
 
     items: list[Pulled]
     claimed: int
+    limited: bool = False
 
 
-async def pull(db: Database, phone: Phone, newest_first: bool, cap: int) -> Pull:
-    """What the phone should work on: what it holds, plus new claims up to its cap.
+async def pull(
+    db: Database, phone: Phone, newest_first: bool, cap: int, limits: Limits = NO_LIMITS
+) -> Pull:
+    """What the phone should work on: what it holds, plus new claims up to its cap and
+    within its budget (`limits`: the server's defaults; routing/budgets.py).
 
     One unit of work on the group-commit path (db/engine.py): plain statements, no thread
     hop but the COMMIT's, committed with whatever else is being written."""
     now = clock.now()
-    return await db.write_unit(lambda conn: pull_unit(conn, phone, newest_first, cap, now))
+    return await db.write_unit(lambda conn: pull_unit(conn, phone, newest_first, cap, now, limits))
 
 
 async def pull_unit(
-    conn: UnitConnection, phone: Phone, newest_first: bool, cap: int, now: datetime
+    conn: UnitConnection,
+    phone: Phone,
+    newest_first: bool,
+    cap: int,
+    now: datetime,
+    limits: Limits = NO_LIMITS,
 ) -> Pull:
-    """`pull`'s unit of work."""
+    """`pull`'s unit of work. Pinned messages take the budget first, then the queue."""
     await repository.lock_phone(conn, phone.device_id)
-    free = cap - await repository.in_flight(conn, phone.device_id)
-    claimed = await repository.claim(conn, phone, free, now, newest_first) if free > 0 else []
+    state = await repository.pull_state(conn, phone.device_id, now)
+    if state is None:  # deleted meanwhile
+        return Pull([], 0)
+    budget = budgets.stored_budget(limits.own(state.per_minute, state.per_day), state.usage, now)
+    free = cap - state.in_flight
+    claimed: list[tuple[int, int]] = []
+    if free > 0:
+        room, first_max = budget.room(), budget.first_max()
+        if budget.limited and state.pinned_due:  # their share first (`budgets.within`)
+            room, first_max = max(0, room - state.pinned_due), 0
+        claimed = await repository.claim(conn, phone, free, now, newest_first, room, first_max)
+    spent = sum(parts for _, parts in claimed)
     held = await repository.held(conn, phone, newest_first, now)
+    held, pinned, withheld = budgets.within(held, budget, spent)
     await repository.mark_taken(conn, [r.pk for r in held if r.claimed_at is None], now)
+    after = budget.spend(spent + pinned)
+    if spent + pinned:
+        await repository.save_usage(conn, phone.device_id, now, after)
     dropped = await repository.released_from(conn, phone)
     pulled = [Pulled(r, ProcessingState(r.state)) for r in held]
-    return Pull(pulled + [Pulled(r, ProcessingState.CANCELLING) for r in dropped], len(claimed))
+    limited = withheld or (budget.limited and after.exhausted)
+    return Pull(
+        pulled + [Pulled(r, ProcessingState.CANCELLING) for r in dropped], len(claimed), limited
+    )
 
 
 def _match(
@@ -268,9 +297,11 @@ async def report(
     return reported
 
 
-async def has_work_for(db: Database, phone: Phone) -> bool:
+async def has_work_for(db: Database, phone: Phone, limits: Limits | None = None) -> bool:
+    """Whether queued work waits that this phone may take; with `limits` (the server's),
+    that it may take now, within its budget (else only expedited messages count)."""
     now = clock.now()
-    return await db.read_unit(lambda conn: repository.has_claimable(conn, phone, now))
+    return await db.read_unit(lambda conn: repository.has_claimable(conn, phone, now, limits))
 
 
 async def owners_with_work(db: Database, limits: dict[int, int]) -> list[tuple[int, int]]:
@@ -365,12 +396,14 @@ def wake(
     device_id: str | None = None,
     count: int = 1,
     here_only: bool = False,
+    among: set[str] | None = None,
 ) -> int:
-    """Tell `device_id`, or `count` of the user's connected phones in turn, that work waits.
+    """Tell `device_id`, or `count` of the user's connected phones in turn (of those `among`,
+    when given), that work waits.
 
     Waking every phone for every message would make them all pull at once and all but one
     find nothing; phones take turns instead, and a phone that reports progress while work
     remains is woken again (so a fast phone takes more).
     """
-    targets = [device_id] if device_id is not None else hub.pick(user_id, count, here_only)
+    targets = [device_id] if device_id is not None else hub.pick(user_id, count, here_only, among)
     return hub.publish(targets, Event(PhoneEvent.MESSAGE_ENQUEUED))

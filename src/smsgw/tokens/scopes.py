@@ -25,6 +25,7 @@ KNOWN: frozenset[str] = frozenset(
         "messages:export",
         "devices:list",
         "devices:delete",
+        "devices:write",
         "webhooks:list",
         "webhooks:write",
         "webhooks:delete",

@@ -25,6 +25,7 @@ from smsgw.domain import clock, ids
 from smsgw.domain.errors import InvalidInput
 from smsgw.domain.states import ProcessingState
 from smsgw.routing import service as routing
+from smsgw.routing.budgets import NO_LIMITS, Limits
 from smsgw.routing.repository import Phone
 from smsgw.routing.service import Pulled, RecipientReport, StateReport
 from smsgw.virtualphones import repository, script
@@ -189,22 +190,22 @@ def _outcome(message: Processed, outcome: Outcome) -> list[StateReport]:
     return reports
 
 
-async def _may_pull(db: Database, phone: Phone) -> bool:
+async def _may_pull(db: Database, phone: Phone, limits: Limits) -> bool:
     """Whether a pull would hand the phone anything (a read: most rounds find nothing, and
     a pull is a write)."""
     async with db.read() as conn:
         if await repository.holds_work(conn, phone.device_id, phone.user_id, clock.now()):
             return True
-    return await routing.has_work_for(db, phone)
+    return await routing.has_work_for(db, phone, limits)
 
 
-async def drive(db: Database, phone: VirtualRecord, cap: int) -> Drove:
+async def drive(db: Database, phone: VirtualRecord, cap: int, limits: Limits = NO_LIMITS) -> Drove:
     """One round of a virtual phone: take its new messages (Processed) and play out the
     outcome of those taken `delay_seconds` ago, through the phone's own services."""
     as_phone = Phone(phone.device_id, phone.user_id, None)
     events, more = 0, False
-    if await _may_pull(db, as_phone):
-        pulled = await routing.pull(db, as_phone, True, cap)
+    if await _may_pull(db, as_phone, limits):
+        pulled = await routing.pull(db, as_phone, True, cap, limits)
         if pulled.items:
             events += (await routing.report(db, as_phone, [_taken(i) for i in pulled.items])).events
         more = pulled.claimed >= cap

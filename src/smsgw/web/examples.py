@@ -76,6 +76,15 @@ _OPTED_OUT = {
     "createdAt": "2026-05-17T08:15:02.000Z",
 }
 
+#: A phone's budget (routing/budgets.py): 12 parts of 30 this minute, 310 of its own 500 today.
+_BUDGET = {
+    "perMinute": 30,
+    "perDay": 500,
+    "usedThisMinute": 12,
+    "usedToday": 310,
+    "own": {"perMinute": None, "perDay": 500},
+}
+
 EXAMPLES: dict[str, Example] = {
     "sendMessages": Example(
         body=_SEND_BODY, response={**_PENDING, "textMessage": {"text": "Hello from API"}}
@@ -93,8 +102,25 @@ EXAMPLES: dict[str, Example] = {
                 "lastSeen": "2026-05-17T09:32:15.004Z",
                 "simCards": [{"slotIndex": 0, "simNumber": 1, "carrierName": "Example"}],
                 "connected": True,
+                "virtual": False,
+                "budget": _BUDGET,
             }
         ]
+    ),
+    "changeDevices": Example(
+        path={"id": DEVICE_ID},
+        body={"budget": {"perDay": 500}},
+        response={
+            "id": DEVICE_ID,
+            "name": "Google/oriole",
+            "createdAt": "2026-05-01T08:00:00.000Z",
+            "updatedAt": "2026-05-17T09:32:16.201Z",
+            "lastSeen": "2026-05-17T09:32:15.004Z",
+            "simCards": [{"slotIndex": 0, "simNumber": 1, "carrierName": "Example"}],
+            "connected": True,
+            "virtual": False,
+            "budget": _BUDGET,
+        },
     ),
     "deleteDevices": Example(path={"id": DEVICE_ID}, status=204),
 }
@@ -157,6 +183,7 @@ EXAMPLES.update(
         "getMessage": EXAMPLES["getMessages"],
         "cancelMessage": EXAMPLES["cancelMessages"],
         "listDevice": EXAMPLES["listDevices"],
+        "changeDevice": EXAMPLES["changeDevices"],
         "list_webhooks_api_3rdparty_v1_webhooks_get": Example(response=[_WEBHOOK]),
         "register_webhook_api_3rdparty_v1_webhooks_post": Example(
             body={"id": WEBHOOK_ID, "url": _WEBHOOK["url"], "event": "sms:received"},

@@ -1,5 +1,5 @@
-"""The dashboard's phones: online status, SIM cards, a one-time code to add one, delete
-(virtual phones: web/virtual.py)."""
+"""The dashboard's phones: online status, SIM cards, budget, a one-time code to add one,
+delete (virtual phones: web/virtual.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from smsgw.domain import clock
 from smsgw.domain.errors import DomainError, status_of
 from smsgw.events.user_feed import notify
 from smsgw.forwarded import refused_by_phones
+from smsgw.routing import budgets
+from smsgw.routing.budgets import BudgetUsage
 from smsgw.virtualphones import service as virtual
 from smsgw.virtualphones.repository import VirtualRecord
 from smsgw.web.common import (
@@ -26,6 +28,7 @@ from smsgw.web.common import (
     base_url,
     checked_form,
     error_page,
+    field,
     redirect,
     render,
     visitor,
@@ -36,7 +39,10 @@ NOTICES = {
     "deleted": "Phone deleted.",
     "virtual": "Virtual phone added: it takes your messages from now on.",
     "received": "The virtual phone received the SMS: see the inbox.",
+    "budget": "Budget saved: the phone's next pull applies it.",
 }
+#: The budget form's fields: (name, what it is called in errors, largest value).
+BUDGET_FIELDS = (("perMinute", "Per minute", 1_000_000), ("perDay", "Per day", 100_000_000))
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ class PhoneRow:
     polls_only: bool = False  # an app that never opens the event stream (docs/phones.md)
     #: A virtual phone's behaviour, e.g. "after 2 s: delivered" (None: a real phone).
     virtual: str | None = None
+    #: How close it is to its budget (routing/budgets.py).
+    budget: BudgetUsage | None = None
 
 
 async def phone_rows(who: Visitor) -> list[PhoneRow]:
@@ -57,12 +65,14 @@ async def phone_rows(who: Visitor) -> list[PhoneRow]:
     window = timedelta(seconds=context.settings.online_window_seconds)
     rows = []
     behaviour = await virtual.of_user(context.db, who.user_id)
+    usage = await budgets.usage(context.db, who.user_id, budgets.server_limits(context.settings))
     for device in await devices.list_devices(context.db, who.user_id):
         seen = context.presence.last_seen(device.id, device.last_seen)
         online = context.hub.is_connected(device.id) or seen >= clock.now() - window
         row = PhoneRow(device.id, device.name or "", online, seen, device.sim_cards or [])
         polls = polls_only(device.app_version, device.push_token)
-        rows.append(replace(row, app_version=device.app_version, polls_only=polls))
+        row = replace(row, app_version=device.app_version, polls_only=polls)
+        rows.append(replace(row, budget=usage.get(device.id)))
         if device.virtual:
             rows[-1] = replace(rows[-1], virtual=_behaviour(behaviour.get(device.id)))
     return rows
@@ -80,7 +90,8 @@ async def phones_page(request: Request, who: Visitor, status: int = 200, **value
     return render(
         request, "phones.html", status=status, who=who, phones=await phone_rows(who),
         mobile_url=mobile_url, plain_http=refused_by_phones(mobile_url), notice=notice,
-        virtual_on=who.context.settings.virtual_phones_enabled, **values,
+        virtual_on=who.context.settings.virtual_phones_enabled,
+        defaults=budgets.server_limits(who.context.settings), **values,
     )  # fmt: skip
 
 
@@ -110,3 +121,29 @@ async def delete_phone(request: Request, device_id: str) -> Response:
     who.context.presence.forget(device_id)
     notify(who.context.db, who.user_id)
     return redirect("/dashboard/phones?notice=deleted")
+
+
+@router.post("/dashboard/phones/{device_id}/budget")
+async def set_budget(request: Request, device_id: str) -> Response:
+    """The phone's own budget: a number of parts per minute and per day (0: no limit), or
+    empty for the server's default."""
+    who = await visitor(request)
+    form = await checked_form(request, who)
+    if form is None:
+        return await phones_page(request, who, 403, error=FORM_EXPIRED)
+    limits: dict[str, int | None] = {}
+    for name, label, largest in BUDGET_FIELDS:
+        entered = field(form, name).replace(",", "").replace("_", "")
+        if entered and not (entered.isascii() and entered.isdigit() and int(entered) <= largest):
+            message = f"{label}: a whole number from 0 to {largest:,} (0: no limit), or empty"
+            return await phones_page(request, who, 400, error=message + " for the default.")
+        limits[name] = int(entered) if entered else None
+    try:
+        await devices.set_budget(
+            who.context.db, who.user_id, device_id,
+            {"per_minute": limits["perMinute"], "per_day": limits["perDay"]},
+        )  # fmt: skip
+    except DomainError as error:
+        return error_page(request, status_of(error), "No such phone of yours.", who)
+    notify(who.context.db, who.user_id)
+    return redirect("/dashboard/phones?notice=budget")

@@ -3,9 +3,10 @@
 Every `worker_interval_seconds` it fails queued messages past validUntil, returns stale
 claims to the queue, persists last-seen marks (every `presence_flush_seconds`), and wakes the
 connected phones of owners whose queue holds due work (scheduled messages that came due,
-released claims, work left after a phone's cap filled): as many phones as the waiting work
-fills at the claim cap. Once a minute it deletes what is past its retention or expired,
-and gives the space back (workers/retention.py).
+released claims, work left after a phone's cap filled or its budget was spent): as many
+phones with budget left as the waiting work fills at the claim cap. Once a minute it
+deletes what is past its retention or expired, and gives the space back
+(workers/retention.py).
 Each completed round sets `last_tick`, which the health probes read.
 """
 
@@ -23,6 +24,7 @@ from smsgw.devices import service as devices
 from smsgw.devices.presence import Presence
 from smsgw.events.hub import EventHub
 from smsgw.messages import service as messages
+from smsgw.routing import budgets
 from smsgw.routing import service as routing
 from smsgw.workers import retention
 
@@ -69,10 +71,19 @@ class Worker:
             return
         cap = self.settings.claim_cap
         limits = {user_id: len(phones) * cap for user_id, phones in held.items()}
-        for user_id, waiting in await routing.owners_with_work(self.db, limits):
-            routing.wake(self.hub, user_id, count=math.ceil(waiting / cap), here_only=True)
-        for user_id, device_id in await routing.phones_with_due_pinned(self.db, held):
-            routing.wake(self.hub, user_id, device_id=device_id)
+        queued = await routing.owners_with_work(self.db, limits)
+        pinned = await routing.phones_with_due_pinned(self.db, held)
+        if not queued and not pinned:
+            return
+        # A phone whose budget is spent would pull for nothing: it waits for its next window.
+        defaults = budgets.server_limits(self.settings)
+        room = await budgets.phones_with_room(self.db, set().union(*held.values()), defaults)
+        for user_id, waiting in queued:
+            count = math.ceil(waiting / cap)
+            routing.wake(self.hub, user_id, count=count, here_only=True, among=room)
+        for user_id, device_id in pinned:
+            if device_id in room:
+                routing.wake(self.hub, user_id, device_id=device_id)
 
     async def retain(self) -> None:
         """Delete what is past its retention or expired, and give the space back

@@ -22,6 +22,7 @@ from smsgw.domain import clock, ids
 from smsgw.events import signals
 from smsgw.events.signals import Signals
 from smsgw.events.user_feed import feed_of
+from smsgw.routing.budgets import server_limits
 from smsgw.virtualphones import service as virtual
 
 log = logging.getLogger("smsgw.workers")
@@ -40,6 +41,7 @@ class VirtualDriver:
         #: This process's name on the leases.
         self.name = ids.random_token(16)
         self.poll = min(POLL_SECONDS, settings.worker_interval_seconds)
+        self.limits = server_limits(settings)
         self._owners: set[int] = set()
         self._poke = asyncio.Event()
 
@@ -55,7 +57,7 @@ class VirtualDriver:
         pause, events = self.poll, 0
         for phone in phones:
             self.presence.mark(phone.device_id)  # a phone at work is online
-            drove = await virtual.drive(self.db, phone, self.settings.claim_cap)
+            drove = await virtual.drive(self.db, phone, self.settings.claim_cap, self.limits)
             events += drove.events
             if drove.more:
                 pause = 0.0

@@ -16,6 +16,7 @@ from smsgw.context import context_of
 from smsgw.devices import service as devices
 from smsgw.events import signals
 from smsgw.routing import service as routing
+from smsgw.routing.budgets import server_limits
 from smsgw.routing.repository import Phone
 from smsgw.routing.schemas import MobileMessage, StateReportIn, to_mobile
 from smsgw.routing.service import RecipientReport, StateReport
@@ -38,11 +39,16 @@ async def pull(
     """Messages for this phone: those it holds plus new ones claimed from the queue."""
     phone = phone_of(device)
     told = context.hub.pulling(phone.user_id, phone.device_id)
-    pulled = await routing.pull(context.db, phone, order == "lifo", context.settings.claim_cap)
-    if pulled.claimed < told and await routing.has_work_for(context.db, phone):
-        # Messages were left to this pull (EventHub.pick_for_new) that it had no room for:
-        # tell the next phone (once: a phone told this way leaves nothing to its own pull).
-        routing.wake(context.hub, phone.user_id)
+    limits = server_limits(context.settings)
+    claim_cap = context.settings.claim_cap
+    pulled = await routing.pull(context.db, phone, order == "lifo", claim_cap, limits)
+    spent = pulled.limited and pulled.claimed > 0
+    if (pulled.claimed < told or spent) and await routing.has_work_for(context.db, phone):
+        # Messages were left to this pull (EventHub.pick_for_new) that it had no room for,
+        # or it spent the rest of its budget: tell the next phone (once: a phone told this
+        # way leaves nothing to its own pull, and one that claims nothing passes nothing on).
+        others = context.hub.devices_of(phone.user_id) - {phone.device_id} if spent else None
+        routing.wake(context.hub, phone.user_id, among=others)
     return JSONResponse([to_mobile(item) for item in pulled.items])
 
 
@@ -68,7 +74,8 @@ async def report(
     reported = await routing.report(context.db, phone, reports, hub_mode, wait, context.settled)
     if reported.events:
         context.signals.emit(signals.OUTBOX_FILLED)  # they go out now, not at the next poll
-    if reported.freed and await routing.has_work_for(context.db, phone):
+    limits = server_limits(context.settings)
+    if reported.freed and await routing.has_work_for(context.db, phone, limits):
         routing.wake(context.hub, phone.user_id, phone.device_id)
     return Response(status_code=204)
 
