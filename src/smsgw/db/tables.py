@@ -15,6 +15,7 @@ from smsgw.messages.models import (
     Recipient,
 )
 from smsgw.optouts.models import OptOut
+from smsgw.phonehealth.models import PhoneHealth
 from smsgw.tokens.models import Token
 from smsgw.virtualphones.models import VirtualPhone
 from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, WebhookEvent
@@ -35,6 +36,7 @@ __all__ = [
     "MessageCountChange",
     "MessageStateEntry",
     "OptOut",
+    "PhoneHealth",
     "Recipient",
     "SigningKey",
     "SystemValue",
