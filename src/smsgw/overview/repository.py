@@ -1,7 +1,7 @@
 """The overview's queries, each scoped to its owner and bounded by an index.
 
-- Outcomes: the owner's messages accepted since a moment, in a final state, counted per
-  state and hour: a range of the index (state, user_id, created_at), read from the index
+- Outcomes: the owner's messages accepted in an hour or a day, in a final state, counted
+  per state: a range of the index (state, user_id, created_at) each, read from the index
   alone (no row of `messages` is visited).
 - Queue: the Pending count from the counts the triggers keep (messages/repository.py
   `count`), never by counting messages; the oldest Pending one is the first entry of the
@@ -19,7 +19,6 @@ from datetime import datetime
 from sqlalchemy import case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.buckets import HourOf
 from smsgw.domain.states import ProcessingState
 from smsgw.messages.repository import count_changes, counts, history, messages, recipients
 
@@ -29,22 +28,33 @@ PENDING = ProcessingState.PENDING.value
 FAILED = ProcessingState.FAILED.value
 
 
-async def outcomes_by_hour(
-    conn: AsyncConnection, user_id: int, since: datetime
-) -> list[tuple[str, str, int]]:
-    """(state, hour as "YYYY-MM-DD HH", how many) of the owner's messages accepted since
-    `since` that are Sent, Delivered or Failed now."""
-    hour = HourOf(messages.c.created_at)
-    query = (
-        select(messages.c.state, hour, func.count())
-        .where(
-            messages.c.state.in_([state.value for state in OUTCOMES]),
-            messages.c.user_id == user_id,
-            messages.c.created_at >= since,
+async def outcomes(
+    conn: AsyncConnection, user_id: int, ranges: list[tuple[datetime, datetime]]
+) -> list[dict[str, int]]:
+    """For each [start, end) of `ranges`: how many of the owner's messages accepted then are
+    Sent, Delivered or Failed now, by state. One statement of a count per range and state,
+    each a range of the index read from the index alone: grouping by an hour computed from
+    each row made SQLite sort every row (1.4 s for 870,000 messages, against 0.1 s)."""
+    names = [state.value for state in OUTCOMES]
+    query = select(
+        *(
+            select(func.count())
+            .where(
+                messages.c.state == state,
+                messages.c.user_id == user_id,
+                messages.c.created_at >= start,
+                messages.c.created_at < end,
+            )
+            .scalar_subquery()
+            for start, end in ranges
+            for state in names
         )
-        .group_by(messages.c.state, hour)
     )
-    return [(str(state), str(at), int(n)) for state, at, n in await conn.execute(query)]
+    row = list((await conn.execute(query)).one())
+    return [
+        dict(zip(names, (int(n) for n in row[i : i + len(names)]), strict=True))
+        for i in range(0, len(row), len(names))
+    ]
 
 
 async def pending(conn: AsyncConnection, user_id: int) -> tuple[int, int]:

@@ -84,15 +84,15 @@ def day_starts(now: datetime) -> list[datetime]:
     return [today - timedelta(days=DAYS - 1 - i) for i in range(DAYS)]
 
 
-def _fill(counted: list[tuple[str, str, int]], hours: list[Bucket], days: list[Bucket]) -> None:
-    """Add each (state, "YYYY-MM-DD HH", n) to its hour (when among `hours`) and its day."""
-    by_hour = {b.start.strftime("%Y-%m-%d %H"): b for b in hours}
-    by_day = {b.start.strftime("%Y-%m-%d"): b for b in days}
-    for state, hour, n in counted:
-        name = state.lower()
-        for bucket in (by_hour.get(hour), by_day.get(hour[:10])):
-            if bucket is not None:
-                setattr(bucket, name, getattr(bucket, name) + n)
+def _ranges(buckets: list[Bucket], step: timedelta) -> list[tuple[datetime, datetime]]:
+    return [(b.start, b.start + step) for b in buckets]
+
+
+def _fill(buckets: list[Bucket], counted: list[dict[str, int]]) -> None:
+    for bucket, counts in zip(buckets, counted, strict=True):
+        bucket.sent, bucket.delivered, bucket.failed = (
+            counts["Sent"], counts["Delivered"], counts["Failed"]
+        )  # fmt: skip
 
 
 async def overview(db: Database, user_id: int) -> Overview:
@@ -100,12 +100,14 @@ async def overview(db: Database, user_id: int) -> Overview:
     now = clock.now()
     hours = [Bucket(start) for start in hour_starts(now)]
     days = [Bucket(start) for start in day_starts(now)]
+    ranges = _ranges(hours, timedelta(hours=1)) + _ranges(days, timedelta(days=1))
     async with db.read() as conn:
-        counted = await repository.outcomes_by_hour(conn, user_id, days[0].start)
+        counted = await repository.outcomes(conn, user_id, ranges)
         pending, waiting = await repository.pending(conn, user_id)
         oldest = await repository.oldest_pending(conn, user_id) if pending else None
         failures = await repository.recent_failures(conn, user_id, FAILURES)
-    _fill(counted, hours, days)
+    _fill(hours, counted[: len(hours)])
+    _fill(days, counted[len(hours) :])
     return Overview(now, hours, days, Queue(pending, waiting, oldest), failures)
 
 

@@ -33,6 +33,7 @@ class Bar:
     title: str
     label: str
     label_x: float
+    anchor: str = "middle"  # the first and last labels stay inside the box
 
 
 @dataclass(frozen=True)
@@ -79,5 +80,14 @@ def stacked(
                 y -= height
                 rects.append(Rect(round(x, 2), round(y, 2), round(slot * 0.7, 2),
                                   round(height, 2), css))  # fmt: skip
-        bars.append(Bar(rects, titles[i], labels[i], round(LEFT + (i + 0.5) * slot, 2)))
+        bars.append(Bar(rects, titles[i], labels[i], *_label_at(i, len(values), slot)))
     return Chart(bars, top)
+
+
+def _label_at(i: int, count: int, slot: float) -> tuple[float, str]:
+    """Where bar `i`'s label goes and how it is anchored (inside the box at either end)."""
+    if i == count - 1:
+        return round(LEFT + count * slot, 2), "end"
+    if i == 0:
+        return float(LEFT), "start"
+    return round(LEFT + (i + 0.5) * slot, 2), "middle"
