@@ -79,7 +79,7 @@ def test_a_webhook_is_created_listed_told_to_the_phone_and_deleted(
     hub_server: LiveServer, owner: Account, web: Dashboard
 ) -> None:
     async def scenario() -> None:
-        device = await started(phone(hub_server, owner), webhooks=5)  # the inbox events
+        device = await started(phone(hub_server, owner), webhooks=5)  # inbox events, ping
         device_id = device.credentials.id  # type: ignore[union-attr]
         answer = await asyncio.to_thread(
             create, web, "https://example.com/hook", "sms:delivered", device_id
@@ -89,7 +89,7 @@ def test_a_webhook_is_created_listed_told_to_the_phone_and_deleted(
         [hook_id] = listed(page.text)
         assert "Webhook saved." in page.text and "https://example.com/hook" in page.text
         assert "sms:delivered" in page.text and device_id in page.text
-        await eventually(lambda: len(device.webhooks) == 5)  # WebhooksUpdated reached it
+        await eventually(lambda: len(device.webhooks) == 6)  # WebhooksUpdated reached it
         async with Api(hub_server, owner).client as api:
             [shown] = (await api.get("/webhooks")).json()
         assert shown["id"] == hook_id and shown["deviceId"] == device_id
@@ -99,7 +99,7 @@ def test_a_webhook_is_created_listed_told_to_the_phone_and_deleted(
         assert gone.status_code == 303
         after = await asyncio.to_thread(web.http.get, gone.headers["location"])
         assert listed(after.text) == [] and "Webhook deleted." in after.text
-        await eventually(lambda: len(device.webhooks) == 4)
+        await eventually(lambda: len(device.webhooks) == 5)
         await device.stop()
 
     run(scenario)
