@@ -102,7 +102,7 @@ def test_a_1_55_phone_keeps_its_webhooks_and_fills_the_inbox(hub_server: LiveSer
         api = Api(hub_server, owner)
         device = phone(hub_server, owner, app_version="1.55.1")
         await device.start()
-        await eventually(lambda: device.sse_opens > 0 and len(device.webhooks) == 3)
+        await eventually(lambda: device.sse_opens > 0 and len(device.webhooks) == 4)
         assert device.webhook_sync_failures == 0
         device.receive_sms("+12025550111", "Your code is 1234")
 
@@ -131,7 +131,7 @@ def test_direct_mode_hands_an_old_phone_none_of_the_events_it_does_not_know(
             theirs = {h["event"] for h in device.webhooks if not h["id"].startswith("smsgw-")}
             assert theirs == app_events("1.46.1")
             ours = {h["event"] for h in device.webhooks if h["id"].startswith("smsgw-")}
-            assert ours == {"sms:received", "sms:data-received"}
+            assert ours == {"sms:received", "sms:data-received", "system:ping"}
             await device.kill()
             await api.close()
 

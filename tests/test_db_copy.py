@@ -122,6 +122,8 @@ async def _fill(
             device.receive_sms("+12025550111", "héllo ✓ back")
             device.receive_mms("+12025550112", "Holidays", "Look", [("image/png", "cat.png", PNG)])
             device.receive_sms("+12025550113", "STOP")  # an opt-out
+            device.ping({"status": "pass", "checks": {"battery:level": {"observedValue": 80}}})
+            await eventually(lambda: ("system:ping", 204) in device.webhook_posts)  # health
             await until(lambda: _inbox_total(api.client, 4))
             window = {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
             assert (await api.client.post("/inbox/refresh", json=window)).status_code == 202

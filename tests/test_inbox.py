@@ -38,8 +38,8 @@ def test_received_messages_are_listed_with_filters(hub_server: LiveServer) -> No
 
     async def scenario() -> None:
         api = Api(hub_server, owner)
-        one = await started(phone(hub_server, owner), webhooks=4)
-        two = await started(phone(hub_server, owner), webhooks=4)
+        one = await started(phone(hub_server, owner), webhooks=5)
+        two = await started(phone(hub_server, owner), webhooks=5)
         base = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
         for i in range(3):
             one.receive_sms("+12025550111", f"hello {i}", received_at=base + timedelta(hours=i))
@@ -88,7 +88,7 @@ def test_a_refresh_replays_the_phones_inbox_without_duplicates(hub_server: LiveS
     async def scenario() -> None:
         api = Api(hub_server, owner)
         await api.hook(receiver.url, "sms:received")
-        device = await started(phone(hub_server, owner, skip_processed_on_export=False), webhooks=4)
+        device = await started(phone(hub_server, owner, skip_processed_on_export=False), webhooks=5)
         device.receive_sms("+12025550111", "live one")
         device.receive_sms("+12025550111", "live two")
         earlier = datetime.now(UTC) - timedelta(days=2)  # arrived while smsgw knew nothing
@@ -138,9 +138,9 @@ def test_a_refresh_reaches_only_the_named_phone_of_the_caller(hub_server: LiveSe
 
     async def scenario() -> None:
         api = Api(hub_server, owner)
-        mine = await started(phone(hub_server, owner), webhooks=4)
-        also_mine = await started(phone(hub_server, owner), webhooks=4)
-        theirs = await started(phone(hub_server, other), webhooks=4)
+        mine = await started(phone(hub_server, owner), webhooks=5)
+        also_mine = await started(phone(hub_server, owner), webhooks=5)
+        theirs = await started(phone(hub_server, other), webhooks=5)
         now = datetime.now(UTC)
         body = {"deviceId": mine.credentials.id, "since": (now - timedelta(days=1)).isoformat(),  # type: ignore[union-attr]
                 "until": now.isoformat(), "messageTypes": ["SMS"]}  # fmt: skip
@@ -168,7 +168,7 @@ def test_the_inbox_belongs_to_its_owner(hub_server: LiveServer) -> None:
 
     async def scenario() -> None:
         api, other_api = Api(hub_server, owner), Api(hub_server, other)
-        device = await started(phone(hub_server, owner), webhooks=4)
+        device = await started(phone(hub_server, owner), webhooks=5)
         device.receive_sms("+12025550111", "private")
 
         async def stored() -> bool:

@@ -86,7 +86,7 @@ def test_a_batch_refresh_delivers_every_message_in_range_in_batches_of_100(
             api = Api(live, owner)
             for event in ("sms:received", "sms:batch:received", "mms:batch:downloaded"):
                 await api.hook(receiver.url, event)
-            device = await started(phone(live, owner), webhooks=4)
+            device = await started(phone(live, owner), webhooks=5)
             for i in range(105):
                 device.receive_sms("+12025550111", f"live {i}", BASE + timedelta(minutes=10 + i))
             device.receive_mms("+12025550112", "Pic", "look", [("image/png", "a.png", b"\x01")],
@@ -143,7 +143,7 @@ def test_a_batch_export_is_delivered_once_across_restarts(tmp_path: Path) -> Non
             async def before() -> None:
                 api = Api(live, owner)
                 await api.hook(receiver.url, "sms:batch:received")
-                device = await started(phone(live, owner), webhooks=4)
+                device = await started(phone(live, owner), webhooks=5)
                 for i in range(3):
                     device.receive_sms("+12025550111", f"live {i}", BASE + timedelta(hours=i))
                 missed(device, 2, BASE - timedelta(days=1))
@@ -189,7 +189,7 @@ def test_individual_delivery_resends_known_messages_and_disabled_nothing_extra(
             api = Api(live, owner)
             for event in ("sms:received", "sms:batch:received"):
                 await api.hook(receiver.url, event)
-            device = await started(phone(live, owner), webhooks=4)
+            device = await started(phone(live, owner), webhooks=5)
             for i in range(2):
                 device.receive_sms("+12025550111", f"known {i}", BASE + timedelta(hours=i))
             device.receive_sms("+12025550111", "outside", datetime(2025, 6, 1, tzinfo=UTC))
@@ -229,7 +229,7 @@ def test_a_refresh_for_an_offline_phone_reaches_it_when_it_connects(tmp_path: Pa
             async def before() -> SimulatedPhone:
                 api = Api(live, owner)
                 await api.hook(receiver.url, "sms:batch:received")
-                device = await started(phone(live, owner), webhooks=4)
+                device = await started(phone(live, owner), webhooks=5)
                 device.receive_sms("+12025550111", "known", BASE)
                 await posted_settled(device, 1)
                 await device.stop()  # the phone goes away
@@ -248,7 +248,7 @@ def test_a_refresh_for_an_offline_phone_reaches_it_when_it_connects(tmp_path: Pa
             async def after() -> None:
                 back = phone(live, owner, credentials=gone.credentials)
                 back.inbox, back.processed = gone.inbox, gone.processed
-                await started(back, webhooks=4)
+                await started(back, webhooks=5)
                 await eventually(lambda: len(receiver.delivered()) == 1)
                 [(_event, data)] = [e for e in back.events if e[0] == "MessagesExportRequested"]
                 assert data["since"] == "2026-01-01T00:00:00.000Z"
@@ -270,7 +270,7 @@ def test_an_export_without_any_post_closes_and_sends_no_empty_batch(tmp_path: Pa
         async def scenario() -> None:
             api = Api(live, owner)
             await api.hook(receiver.url, "sms:batch:received")
-            device = await started(phone(live, owner), webhooks=4)
+            device = await started(phone(live, owner), webhooks=5)
             device.receive_sms("+12025550111", "long ago", datetime(2020, 1, 1, tzinfo=UTC))
             await posted_settled(device, 1)
             await refresh(api, webhookDelivery="Batch")
@@ -302,7 +302,7 @@ def test_in_direct_mode_exports_reach_phones_but_smsgw_sends_no_export_events(
         async def scenario() -> None:
             api = Api(live, owner)
             await api.hook(receiver.url, "sms:batch:received")
-            device = await started(phone(live, owner), webhooks=4)
+            device = await started(phone(live, owner), webhooks=5)
             device.receive_sms("+12025550111", "known", BASE)
             missed(device, 1, BASE)
             await posted_settled(device, 1)

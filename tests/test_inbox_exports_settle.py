@@ -42,7 +42,7 @@ def recorded(
             api = Api(live, owner)
             for event in hooks:
                 await api.hook(NOWHERE, event)
-            device = await started(phone(live, owner), webhooks=4)
+            device = await started(phone(live, owner), webhooks=5)
             for i, text in enumerate(texts):
                 device.receive_sms("+12025550111", text, BASE + timedelta(minutes=i))
             await posted_settled(device, len(texts))

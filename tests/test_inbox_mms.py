@@ -43,7 +43,7 @@ def test_a_received_mms_is_stored_once_and_listed_as_upstream_shapes_it(
         api = Api(hub_server, owner)
         for event in ("mms:received", "mms:downloaded"):
             await api.hook(receiver.url, event)
-        device = await started(phone(hub_server, owner, skip_processed_on_export=False), webhooks=4)
+        device = await started(phone(hub_server, owner, skip_processed_on_export=False), webhooks=5)
         at = datetime.now(UTC)
         device.receive_mms("+12025550111", "Holidays", "Look at this", PARTS, at)
         later = at + timedelta(seconds=1)
@@ -100,7 +100,7 @@ def test_an_attachment_is_downloaded_by_its_owner_only(hub_server: LiveServer) -
 
     async def scenario() -> None:
         api, other_api = Api(hub_server, owner), Api(hub_server, other)
-        device = await started(phone(hub_server, owner), webhooks=4)
+        device = await started(phone(hub_server, owner), webhooks=5)
         device.receive_mms("+12025550111", "Holidays", "Look", PARTS)
 
         async def stored() -> bool:
@@ -177,7 +177,7 @@ def test_bad_mms_and_batch_posts_get_a_400_naming_the_field(hub_server: LiveServ
 
     async def scenario() -> None:
         api = Api(hub_server, owner)
-        device = await started(phone(hub_server, owner), webhooks=4)
+        device = await started(phone(hub_server, owner), webhooks=5)
         url = device.webhooks[0]["url"]
         async with httpx.AsyncClient() as client:
             for event, payload, fragment in BAD_POSTS:
@@ -201,7 +201,7 @@ def test_batch_posts_of_a_phone_are_stored_and_forwarded_once(hub_server: LiveSe
         api = Api(hub_server, owner)
         for event in ("sms:received", "mms:downloaded", "sms:batch:received"):
             await api.hook(receiver.url, event)
-        device = await started(phone(hub_server, owner), webhooks=4)
+        device = await started(phone(hub_server, owner), webhooks=5)
         live = device.receive_sms("+12025550111", "live")
         await eventually(lambda: len(receiver.delivered()) == 1)
         texts = [{"messageId": f"b{i}", "sender": "+12025550112", "message": f"batched {i}",
@@ -265,7 +265,7 @@ def test_only_inert_types_are_served_as_stored_and_downloads_are_sandboxed(
 
     async def scenario() -> None:
         api = Api(hub_server, owner)
-        device = await started(phone(hub_server, owner), webhooks=4)
+        device = await started(phone(hub_server, owner), webhooks=5)
         url = device.webhooks[0]["url"]
         async with httpx.AsyncClient() as client:
             posted = downloaded_with(*(stored for stored, _ in SERVED))

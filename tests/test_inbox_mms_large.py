@@ -23,7 +23,7 @@ def receive_and_read_back(live: LiveServer, owner: Account, image: bytes) -> lis
 
     async def scenario() -> None:
         api = Api(live, owner)
-        device = await started(phone(live, owner), webhooks=4)
+        device = await started(phone(live, owner), webhooks=5)
         device.receive_mms("+12025550111", "Photo", "Big one", [("image/jpeg", "big.jpg", image)])
         # Each event's first post: a refused one is posted again after a moment (the app
         # retries), and on a busy machine a retry may come before the other event's post.

@@ -335,12 +335,13 @@ def test_settings_and_webhooks_for_the_phone(mobile: httpx.Client, owner: Accoun
     assert mobile.get("/settings", headers=bearer(token)).json() == {
         "gateway": {"notification_channel": "SSE_ONLY"}
     }
-    hooks = mobile.get("/webhooks", headers=bearer(token)).json()  # smsgw's own inbox endpoints
+    hooks = mobile.get("/webhooks", headers=bearer(token)).json()  # smsgw's own endpoints
     assert {h["event"] for h in hooks} == {
         "sms:received",
         "sms:data-received",
         "mms:received",
         "mms:downloaded",
+        "system:ping",  # the phone's health, for the overview
     }
     assert all("/api/mobile/v1/hooks/" in h["url"] for h in hooks)
 

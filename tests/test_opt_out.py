@@ -22,8 +22,9 @@ from tests.webhook_support import Api, eventually, hub_settings, phone, run, sta
 OPTED_OUT = "recipient opted out"
 STOPPER = "+12025550111"
 OTHER = "+12025550100"
-#: What a hub-mode phone of the simulated app version is told to post: the received kinds.
-INBOX_HOOKS = 4
+#: What a hub-mode phone of the simulated app version is told to post: the received kinds,
+#: and its pings (its health, for the overview).
+HUB_HOOKS = 5
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def test_a_stop_lists_the_sender_and_a_message_to_it_fails_without_reaching_a_ph
     async def scenario() -> None:
         api = Api(hub_server, owner)
         await api.hook(receiver.url, "sms:failed")
-        device = await started(phone(hub_server, owner), webhooks=INBOX_HOOKS + 1)
+        device = await started(phone(hub_server, owner), webhooks=HUB_HOOKS + 1)
         await opted_out_by_sms(api, device, STOPPER, "STOP")
         [entry] = await listed(api)
         assert entry["source"] == "sms" and entry["createdAt"].endswith("Z")
@@ -120,7 +121,7 @@ def test_the_other_recipients_of_a_message_are_sent_to(
     async def scenario() -> None:
         api = Api(hub_server, owner)
         await api.hook(receiver.url, "sms:failed")
-        device = await started(phone(hub_server, owner), webhooks=INBOX_HOOKS + 1)
+        device = await started(phone(hub_server, owner), webhooks=HUB_HOOKS + 1)
         await opted_out_by_sms(api, device, STOPPER, " stop. ")
         accepted = await send(api, [OTHER, STOPPER])
         assert accepted["state"] == "Pending"
@@ -161,7 +162,7 @@ def test_start_takes_the_number_off_and_messages_go_out_again(hub_server: LiveSe
 
     async def scenario() -> None:
         api = Api(hub_server, owner)
-        device = await started(phone(hub_server, owner), webhooks=INBOX_HOOKS)
+        device = await started(phone(hub_server, owner), webhooks=HUB_HOOKS)
         await opted_out_by_sms(api, device, STOPPER, "Unsubscribe")
         device.receive_sms(STOPPER, "please stop sending")  # not a stop word: nothing changes
         device.receive_sms(STOPPER, "Start!")
@@ -197,7 +198,7 @@ def test_a_stop_received_by_one_accounts_phone_does_not_list_it_for_another(
 
     async def scenario() -> None:
         alices, bobs = Api(hub_server, alice), Api(hub_server, bob)
-        device = await started(phone(hub_server, bob), webhooks=INBOX_HOOKS)
+        device = await started(phone(hub_server, bob), webhooks=HUB_HOOKS)
         await opted_out_by_sms(bobs, device, STOPPER, "QUIT")
         assert await listed(alices) == []
         accepted = await send(alices, [STOPPER])
@@ -339,7 +340,7 @@ def test_a_configured_stop_word_opts_out_too(tmp_path: Path) -> None:
 
         async def scenario() -> None:
             api = Api(server, owner)
-            device = await started(phone(server, owner), webhooks=INBOX_HOOKS)
+            device = await started(phone(server, owner), webhooks=HUB_HOOKS)
             await opted_out_by_sms(api, device, STOPPER, "ARRÊT!")
             device.receive_sms(STOPPER, "unstop")
             await until(lambda: _empty(api))

@@ -79,7 +79,7 @@ def test_a_webhook_is_created_listed_told_to_the_phone_and_deleted(
     hub_server: LiveServer, owner: Account, web: Dashboard
 ) -> None:
     async def scenario() -> None:
-        device = await started(phone(hub_server, owner), webhooks=4)  # the inbox events
+        device = await started(phone(hub_server, owner), webhooks=5)  # inbox events, ping
         device_id = device.credentials.id  # type: ignore[union-attr]
         answer = await asyncio.to_thread(
             create, web, "https://example.com/hook", "sms:delivered", device_id
@@ -89,7 +89,7 @@ def test_a_webhook_is_created_listed_told_to_the_phone_and_deleted(
         [hook_id] = listed(page.text)
         assert "Webhook saved." in page.text and "https://example.com/hook" in page.text
         assert "sms:delivered" in page.text and device_id in page.text
-        await eventually(lambda: len(device.webhooks) == 5)  # WebhooksUpdated reached it
+        await eventually(lambda: len(device.webhooks) == 6)  # WebhooksUpdated reached it
         async with Api(hub_server, owner).client as api:
             [shown] = (await api.get("/webhooks")).json()
         assert shown["id"] == hook_id and shown["deviceId"] == device_id
@@ -99,7 +99,7 @@ def test_a_webhook_is_created_listed_told_to_the_phone_and_deleted(
         assert gone.status_code == 303
         after = await asyncio.to_thread(web.http.get, gone.headers["location"])
         assert listed(after.text) == [] and "Webhook deleted." in after.text
-        await eventually(lambda: len(device.webhooks) == 4)
+        await eventually(lambda: len(device.webhooks) == 5)
         await device.stop()
 
     run(scenario)
@@ -113,7 +113,7 @@ def test_the_delivery_log_shows_attempts_newest_first(
     async def scenario() -> None:
         api = Api(hub_server, owner)
         hook = await api.hook(receiver.url, "sms:received")
-        device = await started(phone(hub_server, owner), webhooks=4)
+        device = await started(phone(hub_server, owner), webhooks=5)
         device.receive_sms("+12025550111", "first")
         device.receive_sms("+12025550111", "second")
         await eventually(lambda: len(receiver.delivered()) == 2)
@@ -307,9 +307,9 @@ def test_received_sms_are_listed_with_filters_and_paging(
 
     async def scenario() -> None:
         api = Api(hub_server, owner)
-        one = await started(phone(hub_server, owner), webhooks=4)
-        two = await started(phone(hub_server, owner), webhooks=4)
-        theirs = await started(phone(hub_server, other), webhooks=4)
+        one = await started(phone(hub_server, owner), webhooks=5)
+        two = await started(phone(hub_server, owner), webhooks=5)
+        theirs = await started(phone(hub_server, other), webhooks=5)
         base = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
         for i in range(3):
             one.receive_sms("+12025550111", f"hello {i}", received_at=base + timedelta(hours=i))
@@ -367,8 +367,8 @@ def test_refresh_from_phones_asks_the_connected_phones_to_replay(
     other = hub_server.create_user("other")
 
     async def scenario() -> None:
-        device = await started(phone(hub_server, owner, skip_processed_on_export=False), webhooks=4)
-        theirs = await started(phone(hub_server, other, skip_processed_on_export=False), webhooks=4)
+        device = await started(phone(hub_server, owner, skip_processed_on_export=False), webhooks=5)
+        theirs = await started(phone(hub_server, other, skip_processed_on_export=False), webhooks=5)
         device.receive_sms("+12025550111", "kept")
         theirs.receive_sms("+12025550111", "theirs")
         posted = lambda d: sum(e == "sms:received" for e, _ in d.webhook_posts)  # noqa: E731
@@ -395,7 +395,7 @@ def test_mms_rows_show_subject_body_and_parts_to_download(
 
     async def scenario() -> None:
         api = Api(hub_server, owner)
-        device = await started(phone(hub_server, owner), webhooks=4)
+        device = await started(phone(hub_server, owner), webhooks=5)
         parts = [("image/png", "<cat>.png", b"\x89PNG"), ("audio/amr", "voice.amr", None)]
         device.receive_mms("+12025550111", "Holiday <pics>", "Look!", parts)
 

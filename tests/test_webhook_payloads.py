@@ -44,7 +44,7 @@ def test_an_event_first_known_from_the_state_report_waits_for_the_post_and_has_i
         for event in ("sms:sent", "sms:delivered"):
             await api.hook(receiver.url, event)
         gate = asyncio.Event()  # the phone's posts wait, as without a network
-        device = await started(phone(waiting_server, owner, webhook_gate=gate), webhooks=6)
+        device = await started(phone(waiting_server, owner, webhook_gate=gate), webhooks=7)
         message_id = await api.send("hello")
 
         async def delivered() -> bool:
@@ -82,7 +82,7 @@ def test_an_event_the_post_told_first_has_the_fields_too(
         device = phone(
             waiting_server, owner, outcome=lambda _m, _n: ("Failed", "RESULT_ERROR_NO_SERVICE")
         )
-        await started(device, webhooks=5)
+        await started(device, webhooks=6)
         await api.send("x")
         await eventually(lambda: len(receiver.delivered()) == 1, within=20)
         payload = receiver.delivered()[0].json()["payload"]
@@ -113,7 +113,7 @@ def test_an_event_of_an_app_that_cannot_post_it_does_not_wait(
         await eventually(device.settled)
         await device.sync_webhooks()
         assert {hook["event"] for hook in device.webhooks} == {
-            "sms:received", "sms:data-received", "mms:received", "mms:downloaded"
+            "sms:received", "sms:data-received", "mms:received", "mms:downloaded", "system:ping"
         }  # fmt: skip
         message_id = await api.send("hello")
         await device.pull()  # the phone holds it, Pending

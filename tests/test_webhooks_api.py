@@ -118,8 +118,9 @@ def test_webhooks_need_credentials(server: LiveServer) -> None:
         assert anonymous.get("/inbox").status_code == 401
 
 
-#: What every phone posts to smsgw: the received messages that fill the inbox.
-INBOX_POSTS = ("sms:received", "sms:data-received", "mms:received", "mms:downloaded")
+#: What every phone posts to smsgw: the received messages that fill the inbox, and its pings
+#: (the phone's health, for the dashboard).
+HUB_POSTS = ("sms:received", "sms:data-received", "mms:received", "mms:downloaded", "system:ping")
 
 
 def test_phones_get_smsgw_endpoints_and_hear_of_changes(
@@ -129,18 +130,18 @@ def test_phones_get_smsgw_endpoints_and_hear_of_changes(
 
     async def scenario() -> None:
         api = Api(hub_server, owner)
-        device = await started(phone(hub_server, owner), webhooks=4)
+        device = await started(phone(hub_server, owner), webhooks=5)
         hook_base = f"{hub_server.url}{MOBILE}/hooks/{device.credentials.id}/"  # type: ignore[union-attr]
-        assert {h["event"] for h in device.webhooks} == set(INBOX_POSTS)
+        assert {h["event"] for h in device.webhooks} == set(HUB_POSTS)
         assert all(h["url"].startswith(hook_base) for h in device.webhooks)
         await api.hook("https://example.com/sent", "sms:sent")
-        await eventually(lambda: len(device.webhooks) == 5)
-        assert {h["event"] for h in device.webhooks} == {*INBOX_POSTS, "sms:sent"}
+        await eventually(lambda: len(device.webhooks) == 6)
+        assert {h["event"] for h in device.webhooks} == {*HUB_POSTS, "sms:sent"}
         assert all(h["url"].startswith(hook_base) for h in device.webhooks)
         await api.hook("https://example.com/batch", "sms:batch:received")  # not for phones
         await eventually(lambda: ("WebhooksUpdated", None) in device.events[2:])
         await device.sync_webhooks()
-        assert len(device.webhooks) == 5
+        assert len(device.webhooks) == 6
         await device.stop()
         await api.close()
 
@@ -153,7 +154,7 @@ def test_hub_urls_use_the_public_url_when_set(tmp_path: Path) -> None:
         owner = live.create_user("owner")
 
         async def scenario() -> None:
-            device = await started(phone(live, owner), webhooks=4)
+            device = await started(phone(live, owner), webhooks=5)
             prefix = f"https://sms.example.com{MOBILE}/hooks/"
             assert all(h["url"].startswith(prefix) for h in device.webhooks)
             await device.stop()
@@ -168,10 +169,11 @@ def test_direct_mode_hands_phones_the_users_urls(tmp_path: Path) -> None:
         async def scenario() -> None:
             api = Api(live, owner)
             await api.hook("https://example.com/in", "sms:received", id="mine")
-            device = await started(phone(live, owner), webhooks=5)
+            device = await started(phone(live, owner), webhooks=6)
             urls = {h["id"]: h["url"] for h in device.webhooks}
             assert urls["mine"] == "https://example.com/in"  # the phone posts there itself
-            assert sum(u.startswith(live.url) for u in urls.values()) == 4  # inbox still fills
+            # The inbox still fills, and pings still keep the phone's health.
+            assert sum(u.startswith(live.url) for u in urls.values()) == 5
             await device.stop()
             await api.close()
 
@@ -184,8 +186,8 @@ def test_a_hook_url_takes_posts_only_with_its_phones_secret(
     owner = hub_server.create_user("owner")
 
     async def scenario() -> None:
-        one = await started(phone(hub_server, owner), webhooks=4)
-        two = await started(phone(hub_server, owner), webhooks=4)
+        one = await started(phone(hub_server, owner), webhooks=5)
+        two = await started(phone(hub_server, owner), webhooks=5)
         url_one = one.webhooks[0]["url"]
         secret_two = two.webhooks[0]["url"].rsplit("/", 1)[1]
         envelope = {"id": "e1", "webhookId": "w", "event": "system:ping", "payload": {}}
@@ -214,7 +216,7 @@ def test_odd_values_in_a_phones_post_never_give_a_500(hub_server: LiveServer) ->
     async def scenario() -> None:
         api = Api(hub_server, owner)
         await api.hook("https://example.com/sent", "sms:sent")
-        device = await started(phone(hub_server, owner), webhooks=5)
+        device = await started(phone(hub_server, owner), webhooks=6)
         url = next(h["url"] for h in device.webhooks if h["event"] == "sms:sent")
         inbox_url = next(h["url"] for h in device.webhooks if h["event"] == "sms:received")
         sent = {"messageId": "m1", "recipient": "9" * 600, "sentAt": "2026-11-27T06:00:00Z"}

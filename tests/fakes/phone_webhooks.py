@@ -256,8 +256,10 @@ class PhoneWebhooks:
                     "deviceId": self.credentials.id, "payload": {"messages": payloads}}  # fmt: skip
         self._tasks.append(asyncio.create_task(self._deliver(hook["url"], envelope)))
 
-    def ping(self) -> None:
-        self.emit("system:ping", {"health": {"status": "pass", "checks": {}}})
+    def ping(self, health: dict[str, Any] | None = None) -> None:
+        """The app's `system:ping` (protocol §5): `{"health": ...}`, by default passing with
+        no checks."""
+        self.emit("system:ping", {"health": health or {"status": "pass", "checks": {}}})
 
     def _export(self, data: dict[str, str]) -> None:
         """Replay what was received in [since, until]: SMS, and downloaded MMS when

@@ -15,6 +15,7 @@ from smsgw.messages.models import (
     Recipient,
 )
 from smsgw.optouts.models import OptOut
+from smsgw.phonehealth.models import PhoneHealth
 from smsgw.routing.models import PhoneUsage
 from smsgw.tokens.models import Token
 from smsgw.virtualphones.models import VirtualPhone
@@ -36,6 +37,7 @@ __all__ = [
     "MessageCountChange",
     "MessageStateEntry",
     "OptOut",
+    "PhoneHealth",
     "PhoneUsage",
     "Recipient",
     "SigningKey",

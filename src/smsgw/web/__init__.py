@@ -18,6 +18,7 @@ from smsgw.web import (
     live,
     messages,
     optouts,
+    overview,
     pages,
     phones,
     send,
@@ -34,6 +35,7 @@ def build_router() -> APIRouter:
     for module in (
         pages,
         auth,
+        overview,
         messages,
         send,
         inbox,

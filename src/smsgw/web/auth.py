@@ -38,7 +38,7 @@ def safe_next(target: str) -> str:
     """Only a local dashboard path: never an open redirect."""
     if target.startswith("/dashboard") and not target.startswith("//"):
         return target
-    return "/dashboard/messages"
+    return "/dashboard"
 
 
 def login_page(request: Request, status: int = 200, error: str | None = None) -> Response:
@@ -61,7 +61,7 @@ def refused(request: Request, error: TooManyRequests) -> Response:
 async def show_login(request: Request) -> Response:
     try:
         await visitor(request)
-        return redirect("/dashboard/messages")
+        return redirect("/dashboard")
     except NotSignedIn:
         return login_page(request)
 

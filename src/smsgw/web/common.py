@@ -31,6 +31,7 @@ templates.env.filters["parts"] = count_parts
 
 #: The dashboard's sections: (path, label); the layout renders whatever is here.
 NAV: list[tuple[str, str]] = [
+    ("/dashboard", "Overview"),
     ("/dashboard/messages", "Messages"),
     ("/dashboard/send", "Send"),
     ("/dashboard/inbox", "Inbox"),

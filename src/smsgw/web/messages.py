@@ -94,12 +94,6 @@ def page_links(shown: dict[str, str], where: ListFilter, total: int) -> dict[str
     }
 
 
-@router.get("/dashboard")
-async def dashboard_home(request: Request) -> Response:
-    await visitor(request)
-    return redirect("/dashboard/messages")
-
-
 @router.get("/dashboard/messages")
 async def list_messages(request: Request) -> Response:
     who = await visitor(request)

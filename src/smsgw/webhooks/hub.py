@@ -4,7 +4,8 @@ In hub mode (the default) a phone's `GET /webhooks` lists endpoints of smsgw its
 event it must post, each URL carrying a secret derived from that phone's token; smsgw stores
 received messages in the inbox and puts every event in the outbox, from which the users'
 webhooks are served. In direct mode (upstream behaviour) phones get the users' own URLs,
-plus smsgw's endpoints for received messages so that the inbox still fills.
+plus smsgw's endpoints for received messages so that the inbox still fills. In both modes a
+phone posts its `system:ping` to smsgw too, which keeps the phone's health (phonehealth/).
 """
 
 from __future__ import annotations
@@ -17,16 +18,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.engine import Database
 from smsgw.devices import appversion
+from smsgw.domain import clock
 from smsgw.domain.errors import InvalidInput
 from smsgw.domain.keywords import Keywords
 from smsgw.inbox import exports
 from smsgw.inbox import service as inbox
 from smsgw.optouts import service as optouts
+from smsgw.phonehealth import service as phonehealth
 from smsgw.webhooks import outbox, repository
 from smsgw.webhooks.events import BATCH_EVENTS, INBOX_EVENTS, PHONE_EVENTS, STATE_TIME_FIELD
 from smsgw.webhooks.repository import WebhookRecord
 
 HOOK_ID_PREFIX = "smsgw-"
+PING = "system:ping"
+#: What every phone posts to smsgw itself, in either mode: received messages fill the inbox,
+#: pings keep the phone's health (battery, connection) for the dashboard.
+HUB_EVENTS = (*INBOX_EVENTS, PING)
 #: Messages in one batch a phone posts: at most 100, as upstream's batches (and smsgw's).
 MAX_BATCH = 100
 
@@ -37,14 +44,14 @@ def phone_hooks(
     """The list a phone gets from `GET /webhooks`: only events its app release knows (an
     unknown one would break the phone's sync, and with it every webhook of the phone)."""
     known = [r for r in records if appversion.knows_event(app_version, r.event)]
-    inbox = [event for event in INBOX_EVENTS if appversion.knows_event(app_version, event)]
+    own = [event for event in HUB_EVENTS if appversion.knows_event(app_version, event)]
     if direct:
         theirs = [{"id": r.ext_id, "deviceId": r.device_id, "url": r.url, "event": r.event}
                   for r in known]  # fmt: skip
-        wanted = inbox
+        wanted = own
     else:
         theirs = []
-        wanted = list(dict.fromkeys([*inbox, *(r.event for r in known)]))
+        wanted = list(dict.fromkeys([*own, *(r.event for r in known)]))
     ours = [{"id": HOOK_ID_PREFIX + event.replace(":", "-"), "deviceId": None, "url": hook_url,
              "event": event} for event in wanted]  # fmt: skip
     return ours + theirs
@@ -121,6 +128,8 @@ async def accept(
     taken = event in INBOX_EVENTS or event in BATCH_EVENTS
     received = _received(event, payload) if taken else []
     async with db.write() as conn:
+        if event == PING:
+            await phonehealth.record(conn, device_id, payload, clock.now())
         await exports.touch(conn, user_id, device_id, [item for _, item, _ in received])
         for single, item, posted in received:
             stored = await inbox.store(conn, user_id, device_id, item)

@@ -1,0 +1,1 @@
+"""The dashboard's overview: outcomes per hour and day, the queue, phones, recent failures."""

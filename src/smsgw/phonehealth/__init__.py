@@ -1,0 +1,1 @@
+"""The latest health each phone reported with its `system:ping` webhook."""
