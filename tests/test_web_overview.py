@@ -124,6 +124,9 @@ def test_the_overview_counts_outcomes_queue_and_failures_of_its_owner_only(
     # them, accepted in the last hour (since 11:30): the three of 11:40 to 11:42.
     assert '<td class="volume">3 / 5</td>' in row
     assert "no report yet" in row
+    # Its budget: the 8 parts (one per recipient) it was handed today at 11:42; none in this
+    # minute (12:30). The suite runs without limits, so no "of N" and no link to them.
+    assert '<td class="budget">0 this minute<br>8 today</td>' in row
 
 
 HEALTH = {

@@ -14,6 +14,7 @@ from smsgw.overview import service
 from smsgw.overview.service import Bucket, Overview
 from smsgw.phonehealth import service as phonehealth
 from smsgw.phonehealth.repository import HealthRecord
+from smsgw.routing.budgets import BudgetUsage
 from smsgw.web import charts
 from smsgw.web.common import Visitor, render, visitor
 from smsgw.web.phones import phone_rows
@@ -35,6 +36,8 @@ class SenderRow:
     last_day: int
     virtual: bool = False
     health: HealthRecord | None = None
+    #: How close it is to its parts per minute and per day (routing/budgets.py).
+    budget: BudgetUsage | None = None
 
     @property
     def battery(self) -> str:
@@ -46,16 +49,14 @@ class SenderRow:
 
 
 async def sender_rows(who: Visitor) -> list[SenderRow]:
-    """The account's phones with their volume and latest health."""
+    """The account's phones with their volume, latest health and budget."""
     db, user_id = who.context.db, who.user_id
     phones = await phone_rows(who)
     volumes = await service.volumes(db, user_id, [p.id for p in phones])
     health = await phonehealth.of_user(db, user_id)
-    # Per-phone budgets (issue 18, requirement 7): how close each phone is to its parts per
-    # minute and per day (smsgw.routing.budgets.usage) joins these rows here.
     return [
         SenderRow("phone", p.id, p.name, p.online, p.last_seen, volumes[p.id].last_hour,
-                  volumes[p.id].last_day, p.virtual is not None, health.get(p.id))
+                  volumes[p.id].last_day, p.virtual is not None, health.get(p.id), p.budget)
         for p in phones
     ]  # fmt: skip
 
