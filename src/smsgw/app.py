@@ -52,6 +52,7 @@ from smsgw.metrics import MetricsMiddleware, check_multiprocess
 from smsgw.tokens.secret import signing_key
 from smsgw.tokens.service import TokenService
 from smsgw.web import install as install_web
+from smsgw.workers.batches import BatchSender
 from smsgw.workers.loop import Worker
 from smsgw.workers.virtual import VirtualDriver
 from smsgw.workers.webhooks import WebhookWorker
@@ -314,6 +315,8 @@ class Workers:
     tasks: list[asyncio.Task[None]]
     #: The virtual phones' driver, where they are on (workers/virtual.py).
     virtual: VirtualDriver | None = None
+    #: The bulk sends' sender (workers/batches.py).
+    batches: BatchSender | None = None
 
 
 def start_workers(app: FastAPI, context: AppContext) -> Workers:
@@ -324,20 +327,24 @@ def start_workers(app: FastAPI, context: AppContext) -> Workers:
     app.state.worker = loop = Worker(settings, db, context.hub, context.presence)
     app.state.webhook_worker = webhooks = WebhookWorker(settings, db)
     context.signals.subscribe(signals.OUTBOX_FILLED, webhooks.poke)
+    context.batches = batches = BatchSender(settings, db, context.hub, context.signals)
     tasks = [
         asyncio.create_task(loop.run(), name="smsgw-worker"),
         asyncio.create_task(webhooks.run(), name="smsgw-webhooks"),
+        asyncio.create_task(batches.run(), name="smsgw-batches"),
     ]
     virtual = None
     if settings.virtual_phones_enabled:
         virtual = VirtualDriver(settings, db, context.presence, context.signals)
         tasks.append(asyncio.create_task(virtual.run(), name="smsgw-virtual-phones"))
-    return Workers(loop, webhooks, tasks, virtual)
+    return Workers(loop, webhooks, tasks, virtual, batches)
 
 
 async def stop_workers(workers: Workers) -> None:
     for running in workers.tasks:
         await cancel_and_wait(running)
+    if workers.batches is not None:
+        await workers.batches.stop()
     if workers.virtual is not None:
         await workers.virtual.stop()
     await workers.loop.flush_presence()
