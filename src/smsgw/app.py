@@ -34,6 +34,7 @@ from smsgw.api.mobile import messages as mobile_messages
 from smsgw.api.openapi import install_openapi
 from smsgw.api.routing import MOBILE_PREFIXES, THIRDPARTY_PREFIXES, add_routes, hot_first
 from smsgw.apikeys.service import KeyChecker
+from smsgw.bulk.csvfile import MAX_BYTES as CSV_MAX_BYTES
 from smsgw.config import Settings
 from smsgw.context import AppContext
 from smsgw.db import migrate
@@ -58,6 +59,8 @@ from smsgw.workers.virtual import VirtualDriver
 from smsgw.workers.webhooks import WebhookWorker
 
 log = logging.getLogger("smsgw")
+#: A dashboard CSV upload may be this large (the file's limit, with room for the form).
+UPLOAD_LIMIT = CSV_MAX_BYTES + 256 * 1024
 __all__ = ["MOBILE_PREFIXES", "THIRDPARTY_PREFIXES", "create_app"]
 
 
@@ -367,11 +370,12 @@ def add_middlewares(app: FastAPI, settings: Settings) -> None:
     app.state.fast_paths = FastPaths()
     app.add_middleware(FastLane, paths=app.state.fast_paths)
     app.add_middleware(UnexpectedErrorMiddleware)
+    hooks_limit = max(settings.phone_post_max_bytes, settings.max_body_bytes)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,
-        wider=tuple(f"{prefix}/hooks/" for prefix in MOBILE_PREFIXES),
-        wider_limit=max(settings.phone_post_max_bytes, settings.max_body_bytes),
+        wider=[(f"{prefix}/hooks/", hooks_limit) for prefix in MOBILE_PREFIXES]
+        + [("/dashboard/bulk", max(UPLOAD_LIMIT, settings.max_body_bytes))],
     )
     # Operations (docs/operations.md): health probes, /metrics, and the HTTP metrics.
     app.add_middleware(MetricsMiddleware)

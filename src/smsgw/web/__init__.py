@@ -13,6 +13,7 @@ from starlette.responses import Response
 from smsgw.web import (
     account,
     auth,
+    bulk,
     inbox,
     keys,
     live,
@@ -36,6 +37,7 @@ def build_router() -> APIRouter:
         auth,
         messages,
         send,
+        bulk,
         inbox,
         phones,
         virtual,

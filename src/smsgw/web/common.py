@@ -31,6 +31,7 @@ templates.env.filters["markdown"] = markdown
 NAV: list[tuple[str, str]] = [
     ("/dashboard/messages", "Messages"),
     ("/dashboard/send", "Send"),
+    ("/dashboard/bulk", "Bulk send"),
     ("/dashboard/inbox", "Inbox"),
     ("/dashboard/phones", "Phones"),
     ("/dashboard/webhooks", "Webhooks"),
