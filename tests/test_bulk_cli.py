@@ -86,7 +86,10 @@ def test_an_unknown_column_sends_nothing(cli: tuple[CliRunner, dict[str, str], P
     csv.write_text(CSV)
     code, _, err = invoke(cli, "send", "-u", "alice", "--csv", str(csv), "--text", "{{nme}}")
     assert code == 1
-    assert "error: " in err and "no such column for {{nme}} (the file's columns: name, phone, code)" in err
+    assert (
+        "error: " in err
+        and "no such column for {{nme}} (the file's columns: name, phone, code)" in err
+    )
     assert texts(cli[2]) == []
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.bulk.models import Batch, BatchItem
@@ -144,20 +144,21 @@ async def record(
 ) -> None:  # fmt: skip
     """Each row's outcome (position, state, error), if it is still waiting; the batch's
     counts then follow its rows (so a row recorded twice is counted once)."""
-    for position, state, error in outcomes:
-        query = update(items).where(
-            items.c.batch_id == batch_id, items.c.position == position, items.c.state == WAITING
-        )
-        await conn.execute(query.values(state=state, error=error))
-    counts = dict(
-        (
-            await conn.execute(
-                select(items.c.state, func.count())
-                .where(items.c.batch_id == batch_id, items.c.state.in_((ACCEPTED, REFUSED)))
-                .group_by(items.c.state)
-            )
-        ).all()
+    query = update(items).where(
+        items.c.batch_id == batch_id,
+        items.c.position == bindparam("at"),
+        items.c.state == WAITING,
     )
+    outcome = query.values(state=bindparam("new_state"), error=bindparam("why"))
+    rows = [{"at": at, "new_state": state, "why": why} for at, state, why in outcomes]
+    await conn.execute(outcome, rows)
+    done = (ACCEPTED, REFUSED)
+    tally = (
+        select(items.c.state, func.count())
+        .where(items.c.batch_id == batch_id, items.c.state.in_(done))
+        .group_by(items.c.state)
+    )
+    counts: dict[str, int] = {state: int(n) for state, n in await conn.execute(tally)}
     values = {"accepted": counts.get(ACCEPTED, 0), "failed": counts.get(REFUSED, 0)}
     await conn.execute(
         update(batches).where(batches.c.id == batch_id).values(**values, updated_at=now)

@@ -42,7 +42,14 @@ NOTICES = {
     "discarded": "Preview discarded: nothing was sent.",
 }
 #: The states of the batch's messages, in the order the page shows them.
-STATES = [s.value for s in ProcessingState]
+STATES = [
+    s.value
+    for s in (
+        ProcessingState.PENDING, ProcessingState.PROCESSED, ProcessingState.SENT,
+        ProcessingState.DELIVERED, ProcessingState.FAILED, ProcessingState.CANCELLING,
+        ProcessingState.CANCELLED,
+    )
+]  # fmt: skip
 #: Final states: a batch whose messages are all in one needs no more refreshing.
 FINAL = {"Sent", "Delivered", "Failed", "Cancelled"}
 

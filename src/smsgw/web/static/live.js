@@ -47,6 +47,11 @@
   source.addEventListener("changed", refresh);
   source.addEventListener("ready", function () {
     document.documentElement.setAttribute("data-live-ready", "1");
+    // A page whose state moves on by itself (a bulk send under way) may have changed
+    // between its rendering and the stream's start: read it once more.
+    if (region.hasAttribute("data-live-catch-up")) {
+      refresh();
+    }
   });
   window.addEventListener("pagehide", function () { source.close(); });
 })();
