@@ -1,4 +1,4 @@
-"""POST /messages/batch: many messages in one request, a result per item, each stored as
+"""POST /batch/messages: many messages in one request, a result per item, each stored as
 POST /messages stores one."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def item(number: str = "+12025550100", **extra: object) -> dict[str, object]:
 
 
 def batch(api: httpx.Client, items: list[object], **params: str) -> httpx.Response:
-    return api.post("/messages/batch", json={"messages": items}, params=params)
+    return api.post("/batch/messages", json={"messages": items}, params=params)
 
 
 def test_each_item_is_queued_or_refused_on_its_own_in_request_order(api: httpx.Client) -> None:
@@ -87,7 +87,7 @@ def test_the_query_applies_to_every_item(api: httpx.Client) -> None:
 def test_a_malformed_envelope_is_a_400_and_queues_nothing(
     api: httpx.Client, body: dict[str, object], message: str
 ) -> None:
-    response = api.post("/messages/batch", json=body)
+    response = api.post("/batch/messages", json=body)
     assert response.status_code == 400
     assert response.json() == {"message": message}
 
@@ -113,7 +113,7 @@ def test_a_batch_is_scoped_to_its_caller(server: LiveServer, api: httpx.Client) 
     assert refused.status_code == 403
     assert refused.json() == {"message": "scope required: messages:send"}
     assert (
-        httpx.post(server.api + "/messages/batch", json={"messages": [item()]}).status_code == 401
+        httpx.post(server.api + "/batch/messages", json={"messages": [item()]}).status_code == 401
     )
 
 

@@ -1,4 +1,4 @@
-"""`POST /messages/batch`: many messages in one request, each queued or refused on its own."""
+"""`POST /batch/messages`: many messages in one request, each queued or refused on its own."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def _wake(context: AppContext, user_id: int, records: list[MessageRecord]) -> No
 
 
 @router.post(
-    "/messages/batch",
+    "/batch/messages",
     response_model=BatchResult,
     summary="Queue many SMS in one request",
     operation_id="sendMessagesBatch",
