@@ -45,7 +45,7 @@ def live(tmp_path: Path) -> Iterator[LiveServer]:
 @pytest.fixture
 def web(live: LiveServer) -> Iterator[Dashboard]:
     dashboard = Dashboard(live)
-    dashboard.sign_in(live.create_user("alice"))
+    dashboard.sign_in(create_user(live, "alice"))  # on a thread: Playwright may hold a loop
     yield dashboard
     dashboard.close()
 
@@ -86,7 +86,8 @@ def test_upload_preview_confirm_and_follow_the_progress(web: Dashboard) -> None:
     confirmed = confirm(web, batch)
     assert confirmed.status_code == 303
     assert confirmed.headers["location"] == f"{PAGE}/{batch}?notice=sending"
-    page = wait_for(web, batch, "Queued: 3 of 3")
+    page = wait_for(web, batch, "Queued; waiting for the phones")  # every row queued
+    assert "Queued: 3 of 3" in page
     assert '<progress id="bulk-queued" max="3" value="3">' in page
     assert '<td data-state="Pending">3</td>' in page
     assert '<meta http-equiv="refresh" content="10">' in page  # messages not final yet
@@ -100,7 +101,7 @@ def test_a_second_confirmation_sends_nothing_more(web: Dashboard, live: LiveServ
     assert confirm(web, batch).status_code == 303
     again = confirm(web, batch)
     assert again.headers["location"] == f"{PAGE}/{batch}?notice=already"
-    wait_for(web, batch, "Queued: 3 of 3")
+    wait_for(web, batch, "Queued; waiting for the phones")
     shown = web.http.get(f"{PAGE}/{batch}?notice=already").text
     assert "confirmed already: nothing more was sent" in shown
     assert "Queued: 3 of 3" in shown and "Send 3 messages" not in shown
@@ -150,7 +151,7 @@ def test_forms_need_their_csrf_token_and_batches_are_their_owners(
     batch = upload(web).headers["location"].rsplit("/", 1)[1]
     assert web.http.post(f"{PAGE}/{batch}/send", data={}).status_code == 403
     other = Dashboard(live)
-    other.sign_in(live.create_user("bob"))
+    other.sign_in(create_user(live, "bob"))
     try:
         assert other.http.get(f"{PAGE}/{batch}").status_code == 404
         token = csrf_of(other.http.get(PAGE).text)

@@ -195,9 +195,12 @@ async def send_chunk(db: Database, region: str | None, batch_id: str, after: Aft
         outcomes = [_outcome(item, one) for item, one in zip(waiting, sent, strict=True)]
         await repository.record(conn, batch_id, outcomes, now)
         await repository.renew(conn, batch_id, now + LEASE)
+        last = len(waiting) < CHUNK
+        if last:  # done in the same transaction as its last rows' outcomes
+            await repository.finish(conn, batch_id, now)
     after(batch.user_id, [one for one in sent if isinstance(one, MessageRecord)])
     notify(db, batch.user_id)
-    return True
+    return not last
 
 
 async def send(db: Database, region: str | None, batch_id: str, after: AfterChunk) -> None:
