@@ -127,3 +127,10 @@ def test_a_thousand_messages_are_stored_in_one_request(api: httpx.Client) -> Non
     print(f"1000-item batch: {took:.2f} s")  # reported; not asserted (machines differ)
     assert api.get("/messages").headers["x-total-count"] == "1000"
     assert api.get("/messages/m999").json()["recipients"][0]["phoneNumber"] == "+12025550999"
+
+
+def test_the_documented_sample_is_what_the_route_answers(api: httpx.Client) -> None:
+    from smsgw.web.examples import EXAMPLES
+
+    sample = EXAMPLES["sendMessagesBatch"]
+    assert api.post("/batch/messages", json=sample.body).json() == sample.response
