@@ -17,6 +17,7 @@ from smsgw.accounts import service as accounts
 from smsgw.context import AppContext
 from smsgw.domain.clock import format_timestamp
 from smsgw.domain.errors import Unauthorized
+from smsgw.messages.parts import count_parts
 from smsgw.web import sessions
 from smsgw.web.apidocs import markdown
 from smsgw.web.sessions import Session
@@ -26,6 +27,7 @@ templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["version"] = __version__
 templates.env.filters["timestamp"] = lambda at: format_timestamp(at) if at else ""
 templates.env.filters["markdown"] = markdown
+templates.env.filters["parts"] = count_parts
 
 #: The dashboard's sections: (path, label); the layout renders whatever is here.
 NAV: list[tuple[str, str]] = [
