@@ -34,6 +34,7 @@ from smsgw.api.mobile import messages as mobile_messages
 from smsgw.api.openapi import install_openapi
 from smsgw.api.routing import MOBILE_PREFIXES, THIRDPARTY_PREFIXES, add_routes, hot_first
 from smsgw.apikeys.service import KeyChecker
+from smsgw.bulk.csvfile import MAX_BYTES as CSV_MAX_BYTES
 from smsgw.config import Settings
 from smsgw.context import AppContext
 from smsgw.db import migrate
@@ -52,11 +53,14 @@ from smsgw.metrics import MetricsMiddleware, check_multiprocess
 from smsgw.tokens.secret import signing_key
 from smsgw.tokens.service import TokenService
 from smsgw.web import install as install_web
+from smsgw.workers.batches import BatchSender
 from smsgw.workers.loop import Worker
 from smsgw.workers.virtual import VirtualDriver
 from smsgw.workers.webhooks import WebhookWorker
 
 log = logging.getLogger("smsgw")
+#: A dashboard CSV upload may be this large (the file's limit, with room for the form).
+UPLOAD_LIMIT = CSV_MAX_BYTES + 256 * 1024
 __all__ = ["MOBILE_PREFIXES", "THIRDPARTY_PREFIXES", "create_app"]
 
 
@@ -314,6 +318,8 @@ class Workers:
     tasks: list[asyncio.Task[None]]
     #: The virtual phones' driver, where they are on (workers/virtual.py).
     virtual: VirtualDriver | None = None
+    #: The bulk sends' sender (workers/batches.py).
+    batches: BatchSender | None = None
 
 
 def start_workers(app: FastAPI, context: AppContext) -> Workers:
@@ -324,20 +330,24 @@ def start_workers(app: FastAPI, context: AppContext) -> Workers:
     app.state.worker = loop = Worker(settings, db, context.hub, context.presence)
     app.state.webhook_worker = webhooks = WebhookWorker(settings, db)
     context.signals.subscribe(signals.OUTBOX_FILLED, webhooks.poke)
+    context.batches = batches = BatchSender(settings, db, context.hub, context.signals)
     tasks = [
         asyncio.create_task(loop.run(), name="smsgw-worker"),
         asyncio.create_task(webhooks.run(), name="smsgw-webhooks"),
+        asyncio.create_task(batches.run(), name="smsgw-batches"),
     ]
     virtual = None
     if settings.virtual_phones_enabled:
         virtual = VirtualDriver(settings, db, context.presence, context.signals)
         tasks.append(asyncio.create_task(virtual.run(), name="smsgw-virtual-phones"))
-    return Workers(loop, webhooks, tasks, virtual)
+    return Workers(loop, webhooks, tasks, virtual, batches)
 
 
 async def stop_workers(workers: Workers) -> None:
     for running in workers.tasks:
         await cancel_and_wait(running)
+    if workers.batches is not None:
+        await workers.batches.stop()
     if workers.virtual is not None:
         await workers.virtual.stop()
     await workers.loop.flush_presence()
@@ -360,11 +370,12 @@ def add_middlewares(app: FastAPI, settings: Settings) -> None:
     app.state.fast_paths = FastPaths()
     app.add_middleware(FastLane, paths=app.state.fast_paths)
     app.add_middleware(UnexpectedErrorMiddleware)
+    hooks_limit = max(settings.phone_post_max_bytes, settings.max_body_bytes)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,
-        wider=tuple(f"{prefix}/hooks/" for prefix in MOBILE_PREFIXES),
-        wider_limit=max(settings.phone_post_max_bytes, settings.max_body_bytes),
+        wider=[(f"{prefix}/hooks/", hooks_limit) for prefix in MOBILE_PREFIXES]
+        + [("/dashboard/bulk", max(UPLOAD_LIMIT, settings.max_body_bytes))],
     )
     # Operations (docs/operations.md): health probes, /metrics, and the HTTP metrics.
     app.add_middleware(MetricsMiddleware)

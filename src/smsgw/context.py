@@ -21,6 +21,8 @@ from smsgw.tokens.service import TokenService
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
 
+    from smsgw.workers.batches import BatchSender
+
 
 @dataclass
 class AppContext:
@@ -45,6 +47,8 @@ class AppContext:
     checks: dict[bytes, asyncio.Future[int]] = field(default_factory=dict)
     #: State reports whose repeats are answered without a unit of work (routing/service.py).
     settled: SettledReports = field(default_factory=SettledReports)
+    #: Sends the dashboard's bulk sends (workers/batches.py); None until the workers start.
+    batches: BatchSender | None = None
 
 
 def context_of(connection: HTTPConnection) -> AppContext:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -158,26 +158,26 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    """Answer 413 to a request body over `limit` bytes, whether declared or streamed; paths
-    starting with one of `wider`'s prefixes get `wider_limit` instead (phones' MMS posts)."""
+    """Answer 413 to a request body over `limit` bytes, whether declared or streamed; a path
+    starting with one of `wider`'s prefixes gets that prefix's limit instead (phones' MMS
+    posts, the dashboard's CSV uploads)."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        limit: int,
-        wider: tuple[str, ...] = (),
-        wider_limit: int = 0,
-    ) -> None:
+    def __init__(self, app: ASGIApp, limit: int, wider: Sequence[tuple[str, int]] = ()) -> None:
         self.app = app
         self.limit = limit
-        self.wider = wider
-        self.wider_limit = wider_limit
+        self.wider = list(wider)
+
+    def _limit_of(self, path: str) -> int:
+        for prefix, limit in self.wider:
+            if path.startswith(prefix):
+                return limit
+        return self.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.wider_limit if scope["path"].startswith(self.wider) else self.limit
+        limit = self._limit_of(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await error_response(413, BodyTooLarge(limit).message)(scope, receive, send)

@@ -19,6 +19,7 @@ THIRDPARTY_MARK = "/3rdparty/v1"
 
 ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/messages"): "messages:send",
+    ("POST", "/batch/messages"): "messages:send",
     ("GET", "/messages"): "messages:list",
     ("GET", "/messages/{id}"): "messages:read",
     ("DELETE", "/messages/{id}"): "messages:cancel",

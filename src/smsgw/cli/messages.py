@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from smsgw.cli.common import JsonOption, print_json, run, say, settings_or_exit, show, table
+from smsgw.cli.common import (
+    JsonOption,
+    fail,
+    print_json,
+    run,
+    say,
+    settings_or_exit,
+    show,
+    table,
+)
 from smsgw.domain.states import ProcessingState
 
 if TYPE_CHECKING:
@@ -27,8 +37,21 @@ async def _user_id(db: Database, login: str) -> int:
 
 def send(
     user: UserOption,
-    to: Annotated[list[str], typer.Option("--to", help="Recipient; repeat for several.")],
-    text: Annotated[str, typer.Option(help="Message text.")],
+    text: Annotated[
+        str,
+        typer.Option(help="Message text; with --csv a template: {{column}} is the row's value."),
+    ],
+    to: Annotated[
+        list[str] | None, typer.Option("--to", help="Recipient; repeat for several.")
+    ] = None,
+    csv: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="Send one message per row of this CSV file (UTF-8, a header row with a "
+            "phone column), instead of --to.",
+        ),
+    ] = None,
     sim: Annotated[int | None, typer.Option(min=1, max=3, help="SIM slot 1-3.")] = None,
     priority: Annotated[
         int,
@@ -39,13 +62,21 @@ def send(
     device: Annotated[str | None, typer.Option(help="Send only from this phone (its id).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Queue an SMS as the account --user, as the API would."""
+    """Queue an SMS as the account --user, as the API would; or, with --csv, one per row of
+    a file, with a progress bar, listing the rows not sent (exit status 1 if any)."""
+    if (csv is None) == (not to):
+        fail("give either --to (one message) or --csv (one message per row)", 2)
+    if csv is not None:
+        from smsgw.cli.bulk import Options, send_csv
+
+        send_csv(csv, text, Options(user, sim, priority, device, as_json))
+        return
     from smsgw.messages import service
     from smsgw.messages.wire import to_state
 
     region = settings_or_exit().default_region
     command = service.SendCommand(
-        phone_numbers=to, text=text, sim_number=sim, priority=priority, device_id=device
+        phone_numbers=to or [], text=text, sim_number=sim, priority=priority, device_id=device
     )
 
     async def action(db: Database) -> MessageRecord:

@@ -3,6 +3,7 @@
 from smsgw.accounts.models import User, UserCode, WebSession
 from smsgw.accountsettings.models import AccountSettings
 from smsgw.apikeys.models import ApiKey
+from smsgw.bulk.models import Batch, BatchItem
 from smsgw.db.base import Base, SystemValue
 from smsgw.devices.models import Device
 from smsgw.inbox.models import InboxAttachment, InboxExport, InboxMessage
@@ -26,6 +27,8 @@ __all__ = [
     "ApiKey",
     "Attempt",
     "Base",
+    "Batch",
+    "BatchItem",
     "Delivery",
     "Device",
     "InboxAttachment",

@@ -32,6 +32,10 @@ class Forbidden(DomainError):
     """Authenticated, but not allowed to do this (403)."""
 
 
+class TooLarge(DomainError):
+    """The input is larger than the server takes (413)."""
+
+
 class TooManyRequests(DomainError):
     """Slow down: try again after `retry_after` seconds (429)."""
 
@@ -46,6 +50,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    TooLarge: 413,
     TooManyRequests: 429,
 }
 

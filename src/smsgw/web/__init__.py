@@ -13,6 +13,7 @@ from starlette.responses import Response
 from smsgw.web import (
     account,
     auth,
+    bulk,
     inbox,
     keys,
     live,
@@ -38,6 +39,7 @@ def build_router() -> APIRouter:
         overview,
         messages,
         send,
+        bulk,
         inbox,
         phones,
         virtual,

@@ -34,6 +34,7 @@ NAV: list[tuple[str, str]] = [
     ("/dashboard", "Overview"),
     ("/dashboard/messages", "Messages"),
     ("/dashboard/send", "Send"),
+    ("/dashboard/bulk", "Bulk send"),
     ("/dashboard/inbox", "Inbox"),
     ("/dashboard/phones", "Phones"),
     ("/dashboard/webhooks", "Webhooks"),

@@ -89,6 +89,35 @@ EXAMPLES: dict[str, Example] = {
     "sendMessages": Example(
         body=_SEND_BODY, response={**_PENDING, "textMessage": {"text": "Hello from API"}}
     ),
+    "sendMessagesBatch": Example(
+        body={
+            "messages": [
+                {
+                    "id": "order-1",
+                    "phoneNumbers": ["+12025550100"],
+                    "textMessage": {"text": "Hi Ann"},
+                },
+                {"phoneNumbers": ["555"], "textMessage": {"text": "Hi Bob"}},
+            ]
+        },
+        response={
+            "accepted": 1,
+            "failed": 1,
+            "items": [
+                {"index": 0, "id": "order-1", "state": "Pending", "error": None},
+                {
+                    "index": 1,
+                    "id": None,
+                    "state": None,
+                    "error": {
+                        "status": 400,
+                        "message": "phoneNumbers[0]: '555' has no country code; write it as "
+                        "+<country code><number> or set SMSGW_DEFAULT_REGION on the server",
+                    },
+                },
+            ],
+        },
+    ),
     "listMessages": Example(query="skip=0&limit=20", response=[_PENDING]),
     "getMessages": Example(path={"id": MESSAGE_ID}, response=_STATE),
     "cancelMessages": Example(path={"id": MESSAGE_ID}, response=_CANCELLED),

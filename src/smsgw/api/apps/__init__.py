@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends
 
 from smsgw.api.apps import (
     auth,
+    batches,
     devices,
     inbox,
     keys,
@@ -21,6 +22,7 @@ def build_router() -> APIRouter:
     # The guard authenticates and checks every route's scope from the one table (scopes.py).
     router = APIRouter(dependencies=[Depends(authorize)])
     router.include_router(messages.router)
+    router.include_router(batches.router)
     router.include_router(devices.router)
     router.include_router(webhooks.router)
     router.include_router(inbox.router)
