@@ -13,6 +13,8 @@ from starlette.responses import Response
 from smsgw.web import (
     account,
     auth,
+    conversations,
+    exports,
     inbox,
     keys,
     live,
@@ -35,6 +37,8 @@ def build_router() -> APIRouter:
         pages,
         auth,
         messages,
+        conversations,
+        exports,
         send,
         inbox,
         phones,

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 from smsgw.api.apps import (
     auth,
     devices,
+    exports,
     inbox,
     keys,
     logs,
@@ -24,6 +25,7 @@ def build_router() -> APIRouter:
     router.include_router(devices.router)
     router.include_router(webhooks.router)
     router.include_router(inbox.router)
+    router.include_router(exports.router)
     router.include_router(optouts.router)
     router.include_router(settings.router)
     router.include_router(logs.router)
