@@ -195,6 +195,8 @@ def test_search_by_number_or_text(
     assert "Newest match" in page and "Your code is 4242" in page
     monkeypatch.setattr(conversations, "WINDOW", 1)  # the list reads the newest only
     assert numbers(web.http.get(LIST).text) == ["BANK", "+12025550199"]
+    assert found("4242") == ["+12025550100"]  # a search reads further
+    monkeypatch.setattr(conversations, "SEARCH_WINDOW", 1)
     assert found("4242") == []  # beyond the window
     assert found("+1 (202) 555-0100") == ["+12025550100"]  # a whole number: any age
 

@@ -4,19 +4,16 @@ CSV exports. Every query is scoped to its owner."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.inbox.repository import inbox
 from smsgw.messages.repository import messages, recipients
-
-#: Characters of a text read for a preview (the pages show fewer).
-PREVIEW = 80
 
 
 @dataclass(frozen=True)
@@ -108,61 +105,109 @@ def _received_item(row: Any) -> Item:
     return Item(False, row.received_at, row.ext_id, row.sender or "", kind, text, row.device_id)
 
 
-def _text_start(column: Any) -> Any:
-    return func.substr(column, 1, PREVIEW).label("text")
+@dataclass(frozen=True)
+class Mark:
+    """Where a message to or from `number` is: the message's key (in `messages` when
+    `outgoing`, else in `inbox`) and its time. What the list of conversations groups, before
+    reading the few messages a page shows."""
+
+    at: datetime
+    outgoing: bool
+    pk: int
+    number: str
 
 
 async def latest_sent(
     conn: AsyncConnection, user_id: int, window: int, search: Search | None = None
-) -> list[Item]:
-    """The recipients of the owner's latest `window` messages (matching `search`, if
-    given), newest first, with the start of each text."""
+) -> list[Mark]:
+    """The recipients of the owner's latest `window` messages (only those matching `search`,
+    if given). Without a search, from indexes alone (no message is read)."""
+    columns = [messages.c.id, messages.c.created_at]
+    if search is not None:
+        columns += [messages.c.text, messages.c.is_encrypted]
     latest = (
-        select(messages.c.id, messages.c.ext_id, messages.c.created_at, messages.c.text,
-               messages.c.data, messages.c.is_encrypted, messages.c.device_id)
+        select(*columns)
         .where(messages.c.user_id == user_id)
         .order_by(messages.c.created_at.desc(), messages.c.id.desc())
         .limit(window)
         .subquery()
-    )  # fmt: skip
-    query = (
-        select(latest.c.ext_id, latest.c.created_at, latest.c.is_encrypted, latest.c.device_id,
-               latest.c.data.is_not(None).label("has_data"), _text_start(latest.c.text),
-               recipients.c.phone_number, recipients.c.state, recipients.c.error)
-        .join_from(latest, recipients, recipients.c.message_id == latest.c.id)
-        .order_by(latest.c.created_at.desc(), latest.c.id.desc(), recipients.c.position)
-    )  # fmt: skip
+    )
+    query = select(latest.c.created_at, latest.c.id, recipients.c.phone_number).join_from(
+        latest, recipients, recipients.c.message_id == latest.c.id
+    )
     if search is not None:
         readable = latest.c.is_encrypted.is_(False)  # an encrypted text is not searched
         query = query.where(_matches(latest.c.text, recipients.c.phone_number, search, readable))
-    return [
-        Item(True, row.created_at, row.ext_id, row.phone_number,
-             "encrypted" if row.is_encrypted else "data" if row.has_data else "text",
-             row.text, row.device_id, row.state, row.error)
-        for row in await conn.execute(query)
-    ]  # fmt: skip
+    return [Mark(at, True, pk, number) for at, pk, number in await conn.execute(query)]
 
 
 async def latest_received(
     conn: AsyncConnection, user_id: int, window: int, search: Search | None = None
-) -> list[Item]:
-    """The owner's latest `window` received messages (matching `search`, if given), newest
-    first, with the start of each text."""
+) -> list[Mark]:
+    """The senders of the owner's latest `window` received messages (only those matching
+    `search`, if given)."""
+    columns = [inbox.c.id, inbox.c.received_at, inbox.c.sender]
+    if search is not None:
+        columns += [inbox.c.text, inbox.c.subject]
     latest = (
-        select(inbox.c.id, *_RECEIVED_COLUMNS, inbox.c.text, inbox.c.subject)
+        select(*columns)
         .where(inbox.c.user_id == user_id)
         .order_by(inbox.c.received_at.desc(), inbox.c.id.desc())
         .limit(window)
         .subquery()
     )
-    query = select(
-        latest.c.ext_id, latest.c.received_at, latest.c.type, latest.c.sender,
-        latest.c.device_id, _text_start(latest.c.text), latest.c.subject,
-    ).order_by(latest.c.received_at.desc(), latest.c.id.desc())  # fmt: skip
+    query = select(latest.c.received_at, latest.c.id, latest.c.sender)
     if search is not None:
         text = func.coalesce(latest.c.text, latest.c.subject)
         query = query.where(_matches(text, latest.c.sender, search))
-    return [_received_item(row) for row in await conn.execute(query)]
+    return [Mark(at, False, pk, sender or "") for at, pk, sender in await conn.execute(query)]
+
+
+async def items_of(
+    conn: AsyncConnection, user_id: int, marks: Collection[Mark]
+) -> dict[Mark, Item]:
+    """The owner's messages `marks` point to, as items, by mark."""
+    wanted = set(marks)
+    sent = {m.pk for m in wanted if m.outgoing}
+    received = {m.pk for m in wanted if not m.outgoing}
+    found: dict[Mark, Item] = {}
+    if sent:
+        query = (
+            select(messages.c.id.label("pk"), *_SENT_COLUMNS, messages.c.text, messages.c.data)
+            .join_from(recipients, messages, messages.c.id == recipients.c.message_id)
+            .where(messages.c.id.in_(sent), messages.c.user_id == user_id)
+        )
+        for row in await conn.execute(query):
+            mark = Mark(row.created_at, True, row.pk, row.phone_number)
+            if mark in wanted:
+                found[mark] = _sent_item(row)
+    if received:
+        rows = select(
+            inbox.c.id.label("pk"), *_RECEIVED_COLUMNS, inbox.c.text, inbox.c.subject
+        ).where(inbox.c.id.in_(received), inbox.c.user_id == user_id)
+        for got in await conn.execute(rows):
+            found[Mark(got.received_at, False, got.pk, got.sender or "")] = _received_item(got)
+    return found
+
+
+async def newest_marks(conn: AsyncConnection, user_id: int, numbers: Collection[str]) -> list[Mark]:
+    """The owner's newest message to any of `numbers` and newest one from them (those that
+    exist), through the indexes by number."""
+    sent = (
+        select(messages.c.created_at, messages.c.id, recipients.c.phone_number)
+        .join_from(recipients, messages, messages.c.id == recipients.c.message_id)
+        .where(recipients.c.phone_number.in_(list(numbers)), messages.c.user_id == user_id)
+        .order_by(messages.c.created_at.desc(), messages.c.id.desc())
+        .limit(1)
+    )
+    received = (
+        select(inbox.c.received_at, inbox.c.id, inbox.c.sender)
+        .where(inbox.c.user_id == user_id, inbox.c.sender.in_(list(numbers)))
+        .order_by(inbox.c.received_at.desc(), inbox.c.id.desc())
+        .limit(1)
+    )
+    marks = [Mark(at, True, pk, n) for at, pk, n in await conn.execute(sent)]
+    return marks + [Mark(at, False, pk, n or "") for at, pk, n in await conn.execute(received)]
 
 
 async def sent_to(
@@ -193,25 +238,35 @@ async def received_from(
     return [_received_item(row) for row in await conn.execute(query)]
 
 
-async def _count(conn: AsyncConnection, query: Select[Any], cap: int) -> int:
+def _capped(query: Select[Any], key: str, kind: str, cap: int) -> Select[str, str, int]:
     capped = query.limit(cap).subquery()
-    return int((await conn.execute(select(func.count()).select_from(capped))).scalar_one())
+    return select(literal(key).label("key"), literal(kind).label("kind"), func.count()).select_from(
+        capped
+    )
 
 
 async def counts(
-    conn: AsyncConnection, user_id: int, numbers: Collection[str], cap: int
-) -> tuple[int, int]:
-    """How many of the owner's messages went to `numbers` and came from them, each counted
-    up to `cap` (a count of a million rows would take a second)."""
-    sent = (
-        select(literal(1))
-        .select_from(recipients.join(messages, messages.c.id == recipients.c.message_id))
-        .where(recipients.c.phone_number.in_(list(numbers)), messages.c.user_id == user_id)
-    )
-    received = select(literal(1)).where(
-        inbox.c.user_id == user_id, inbox.c.sender.in_(list(numbers))
-    )
-    return await _count(conn, sent, cap), await _count(conn, received, cap)
+    conn: AsyncConnection, user_id: int, numbers: Mapping[str, Collection[str]], cap: int
+) -> dict[str, tuple[int, int]]:
+    """For each conversation (its number: its stored forms), how many of the owner's
+    messages went to it and came from it, each counted up to `cap` (a count of a million
+    rows would take a second); one statement for them all."""
+    parts = []
+    for key, forms in numbers.items():
+        sent = (
+            select(literal(1))
+            .select_from(recipients.join(messages, messages.c.id == recipients.c.message_id))
+            .where(recipients.c.phone_number.in_(list(forms)), messages.c.user_id == user_id)
+        )
+        received = select(literal(1)).where(
+            inbox.c.user_id == user_id, inbox.c.sender.in_(list(forms))
+        )
+        parts += [_capped(sent, key, "sent", cap), _capped(received, key, "received", cap)]
+    found = {key: [0, 0] for key in numbers}
+    if parts:
+        for key, kind, n in await conn.execute(union_all(*parts)):
+            found[key][0 if kind == "sent" else 1] = int(n)
+    return {key: (sent, received) for key, (sent, received) in found.items()}
 
 
 async def messages_between(

@@ -3,9 +3,10 @@ first), search, and one conversation: the messages sent to a number and those re
 it, newest first. A reply is a send (messages.service.send), as from the send page.
 
 Bounds, so that a page costs the same with a million messages as with a hundred: the list
-and a search read the owner's latest WINDOW messages sent and WINDOW received (a number
-typed in full also finds an older conversation, through the indexes by number); counts stop
-at COUNT_CAP; a conversation pages through its newest MAX_DEPTH messages of each kind.
+reads the owner's latest WINDOW messages sent and WINDOW received (from indexes), a search
+the latest SEARCH_WINDOW of each (their texts); a number typed in full also finds an older
+conversation, through the indexes by number. Counts stop at COUNT_CAP; a conversation pages
+through its newest MAX_DEPTH messages of each kind.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import phonenumbers
 from phonenumbers import PhoneNumberFormat
 
 from smsgw.conversations import repository
-from smsgw.conversations.repository import Item, Search
+from smsgw.conversations.repository import Item, Mark, Search
 from smsgw.db.engine import Database
 from smsgw.domain.errors import InvalidInput
 from smsgw.domain.phones import match_key
 
-WINDOW = 5000
+WINDOW = 2000
+SEARCH_WINDOW = 5000
 COUNT_CAP = 10_000
 MAX_DEPTH = 5000
 #: The longest search (longer text is cut here).
@@ -99,10 +101,10 @@ def full_number(query: str, region: str | None) -> str | None:
     return key if E164.fullmatch(key) else None
 
 
-def _newest_by_number(items: list[Item], region: str | None) -> dict[str, Item]:
-    newest: dict[str, Item] = {}
-    for item in sorted(items, key=lambda i: i.at, reverse=True):
-        newest.setdefault(key_of(item.number, region), item)
+def _newest_by_number(marks: list[Mark], region: str | None) -> dict[str, Mark]:
+    newest: dict[str, Mark] = {}
+    for mark in sorted(marks, key=lambda m: m.at, reverse=True):
+        newest.setdefault(key_of(mark.number, region), mark)
     return newest
 
 
@@ -114,21 +116,19 @@ async def conversations(
     search = search_of(query)
     exact = full_number(query, region)
     async with db.read() as conn:
-        found = await repository.latest_sent(conn, user_id, WINDOW, search)
-        found += await repository.latest_received(conn, user_id, WINDOW, search)
-        newest = _newest_by_number(found, region)
+        window = WINDOW if search is None else SEARCH_WINDOW
+        marks = await repository.latest_sent(conn, user_id, window, search)
+        marks += await repository.latest_received(conn, user_id, window, search)
+        newest = _newest_by_number(marks, region)
         if exact is not None and exact not in newest:  # older than the window
-            forms = forms_of(exact, region)
-            older = await repository.sent_to(conn, user_id, forms, 1)
-            older += await repository.received_from(conn, user_id, forms, 1)
+            older = await repository.newest_marks(conn, user_id, forms_of(exact, region))
             newest.update(_newest_by_number(older, region))
         ordered = sorted(newest.items(), key=lambda pair: pair[1].at, reverse=True)
-        page = []
-        for number, last in ordered[offset : offset + limit]:
-            sent, received = await repository.counts(
-                conn, user_id, forms_of(number, region), COUNT_CAP
-            )
-            page.append(Conversation(number, last, sent, received))
+        shown = ordered[offset : offset + limit]
+        items = await repository.items_of(conn, user_id, [mark for _, mark in shown])
+        forms = {number: forms_of(number, region) for number, _ in shown}
+        counted = await repository.counts(conn, user_id, forms, COUNT_CAP)
+    page = [Conversation(number, items[mark], *counted[number]) for number, mark in shown]
     return page, len(ordered)
 
 
@@ -147,7 +147,9 @@ async def thread(
     async with db.read() as conn:
         items = await repository.sent_to(conn, user_id, forms, depth)
         items += await repository.received_from(conn, user_id, forms, depth)
-        sent, received = await repository.counts(conn, user_id, forms, COUNT_CAP)
+        sent, received = (await repository.counts(conn, user_id, {number: forms}, COUNT_CAP))[
+            number
+        ]
     items.sort(key=lambda item: item.at, reverse=True)
     more = len(items) > offset + limit
     return Thread(number, items[offset : offset + limit], sent, received, more)

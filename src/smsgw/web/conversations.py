@@ -78,8 +78,8 @@ async def list_page(request: Request, who: Visitor, status: int = 200, **values:
     pages = {**links(kept, page, page * limit < total), "label": f"Page {page}"}
     return render(
         request, "conversations.html", status, who, rows=rows, shown=kept, total=total,
-        pages=pages, names=names, window=service.WINDOW, cap=service.COUNT_CAP,
-        max_days=MAX_SPAN.days, **values,
+        pages=pages, names=names, window=service.WINDOW, search_window=service.SEARCH_WINDOW,
+        cap=service.COUNT_CAP, max_days=MAX_SPAN.days, **values,
     )  # fmt: skip
 
 
