@@ -211,6 +211,20 @@ def test_the_list_pages(web: Dashboard, api: httpx.Client) -> None:
     assert 'rel="prev"' in second and 'rel="next"' not in second
 
 
+def test_a_thread_pages_newest_first(web: Dashboard, api: httpx.Client) -> None:
+    for n in range(22):
+        send(api, f"number {n}")
+    first = web.http.get(THREAD).text
+    assert items(first) == [f"number {n}" for n in range(21, 1, -1)]
+    assert 'href="?page=2" rel="next"' in first
+    second = web.http.get(THREAD, params={"page": "2"}).text
+    assert items(second) == ["number 1", "number 0"] and 'rel="next"' not in second
+    too_deep = web.http.get(THREAD, params={"page": "999"})
+    assert too_deep.status_code == 400 and "export older ones as CSV" in too_deep.text
+    replied = web.post(LIST + "/+1 202 555 0100", {"text": "to the number"}, page=THREAD)
+    assert replied.headers["location"] == THREAD + "?notice=sent"
+
+
 def test_another_user_sees_none_of_it(
     server: LiveServer, web: Dashboard, api: httpx.Client, phone: str
 ) -> None:

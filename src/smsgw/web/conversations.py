@@ -158,10 +158,11 @@ def _problem(error: ValidationError | DomainError) -> tuple[str, str]:
 async def reply(request: Request, number: str) -> Response:
     """Send a text to the conversation's number; back to the conversation."""
     who = await visitor(request)
+    context = who.context
+    number = service.key_of(number, context.settings.default_region)
     form = await checked_form(request, who)
     if form is None:
         return await thread_page(request, who, number, 403, error=FORM_EXPIRED)
-    context = who.context
     try:
         record = await messages.send(
             context.db, context.settings.default_region, who.user_id, _command(form, number)
