@@ -128,7 +128,12 @@ async def conversations(
         items = await repository.items_of(conn, user_id, [mark for _, mark in shown])
         forms = {number: forms_of(number, region) for number, _ in shown}
         counted = await repository.counts(conn, user_id, forms, COUNT_CAP)
-    page = [Conversation(number, items[mark], *counted[number]) for number, mark in shown]
+    # A message deleted since it was listed (PostgreSQL reads each statement afresh) is left out.
+    page = [
+        Conversation(number, items[mark], *counted[number])
+        for number, mark in shown
+        if mark in items
+    ]
     return page, len(ordered)
 
 
@@ -147,9 +152,8 @@ async def thread(
     async with db.read() as conn:
         items = await repository.sent_to(conn, user_id, forms, depth)
         items += await repository.received_from(conn, user_id, forms, depth)
-        sent, received = (await repository.counts(conn, user_id, {number: forms}, COUNT_CAP))[
-            number
-        ]
+        counted = await repository.counts(conn, user_id, {number: forms}, COUNT_CAP)
+    sent, received = counted[number]
     items.sort(key=lambda item: item.at, reverse=True)
     more = len(items) > offset + limit
     return Thread(number, items[offset : offset + limit], sent, received, more)
