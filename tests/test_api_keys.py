@@ -23,6 +23,7 @@ from smsgw.db.engine import UnitConnection, database_for
 from smsgw.domain.clock import format_timestamp
 from smsgw.domain.errors import Unauthorized
 from smsgw.tokens.service import TokenService
+from smsgw.workers import retention
 from tests.conftest import CLOCK_START, Account, LiveServer, database_rows
 from tests.test_tokens import bearer, issue, server_process
 from tests.test_tokens_access import smsgw
@@ -364,6 +365,42 @@ def test_checks_within_a_minute_cost_one_write_and_one_lookup_until_a_revocation
             with pytest.raises(Unauthorized, match="revoked"):
                 await checker.verify(made.key)
             assert len(lookups) == 2
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_keys_ended_90_days_ago_are_deleted_by_the_retention_round(
+    settings: Settings, at: list[datetime]
+) -> None:
+    migrate.upgrade(settings)
+
+    async def scenario() -> None:
+        db = database_for(settings)
+        try:
+            user = await accounts.create_user(db, "alice", "correct horse battery")
+            user_id = await accounts.user_id_of(db, user.login)
+            live = await keys.create(db, user_id, "live", ["messages:list"], None)
+            revoked = await keys.create(db, user_id, "revoked", ["messages:list"], None)
+            await keys.revoke(db, user_id, revoked.row.public_id)
+            expiring = CLOCK_START + timedelta(days=1)
+            expired = await keys.create(db, user_id, "expired", ["messages:list"], expiring)
+            names = lambda rows: sorted(row.name for row in rows)  # noqa: E731
+            at[0] = CLOCK_START + timedelta(days=90)  # revoked 90 days ago: still listed
+            assert (await retention.sweep(db, settings))["api_keys"] == 0
+            assert names(await keys.list_for_user(db, user_id)) == ["expired", "live", "revoked"]
+            at[0] = CLOCK_START + timedelta(days=90, seconds=1)
+            assert (await retention.sweep(db, settings))["api_keys"] == 1
+            assert names(await keys.list_for_user(db, user_id)) == ["expired", "live"]
+            at[0] = expiring + timedelta(days=90, seconds=1)
+            assert (await retention.sweep(db, settings))["api_keys"] == 1
+            assert names(await keys.list_for_user(db, user_id)) == ["live"]
+            checker = KeyChecker(db, TokenService(settings, db).revocations)
+            assert (await checker.verify(live.key)).user_id == user_id
+            for gone in (revoked, expired):
+                with pytest.raises(Unauthorized):
+                    await checker.verify(gone.key)
         finally:
             await db.dispose()
 

@@ -120,17 +120,28 @@ def test_the_total_is_exact_through_sends_reports_cancels_expiry_release_and_del
         await dying.start()
         await eventually(lambda: _true(len(dying.messages) == 3))
         await dying.kill()
-        holder = phone(fleet, owner, paused=True)
+        # The holder pulls only when told to (no event stream, no timer): a pull of its own
+        # between taking the pinned message and the cancel would report that message
+        # Processed (a phone holding it unsent says Pending) and the cancel would be refused.
+        holder = phone(fleet, owner, sse=False, pull_interval=1e6, paused=True)
         await holder.start()
-        await eventually(lambda: _true(set(held) <= set(holder.messages) and holder.settled()))
+
+        async def pulled_the_held() -> bool:
+            await holder.pull()
+            return set(held) <= set(holder.messages)
+
+        await eventually(pulled_the_held)  # once the server has taken them back from `dying`
         holder_id = holder.credentials.id  # type: ignore[union-attr]
+        await holder.pull()  # seen again: the holder reports them (Pending there: Processed)
         for message_id in held:
             await api.reaches(message_id, "Processed")
         pinned = await api.send("held", deviceId=holder_id)
-        await eventually(lambda: _true(pinned in holder.messages))
+        await holder.pull()
+        assert pinned in holder.messages
         response = await api.client.delete(f"/messages/{pinned}")
         assert response.json().get("state") == "Cancelling", response.text
-        await api.reaches(pinned, "Cancelled")  # the phone confirms it
+        await holder.pull()  # handed as Cancelling: the phone cancels it and says so
+        await api.reaches(pinned, "Cancelled")
         await holder.kill()
         await exact()
 

@@ -78,6 +78,20 @@ def test_list_leaves_content_out_unless_asked(api: httpx.Client) -> None:
     assert full["textMessage"] == {"text": "secret text"}
 
 
+def test_each_text_says_how_many_parts_it_is_sent_as(api: httpx.Client) -> None:
+    short, long_gsm, cyrillic = send(api, "Hi"), send(api, "a" * 161), send(api, "я" * 71)
+    assert [short["partsCount"], long_gsm["partsCount"], cyrillic["partsCount"]] == [1, 2, 2]
+    assert api.get(f"/messages/{cyrillic['id']}").json()["partsCount"] == 2
+    listed = {item["id"]: item["partsCount"] for item in api.get("/messages").json()}
+    assert listed == {short["id"]: 1, long_gsm["id"]: 2, cyrillic["id"]: 2}  # without content
+    data = api.post(
+        "/messages",
+        json={"phoneNumbers": ["+12025550100"], "dataMessage": {"data": "AQI=", "port": 53739}},
+    )
+    assert data.status_code == 200, data.text
+    assert "partsCount" not in data.json()
+
+
 def test_users_never_see_or_cancel_each_others_messages(
     server: LiveServer, api: httpx.Client
 ) -> None:

@@ -414,3 +414,42 @@ def test_the_inbox_shows_what_a_phone_received_and_filters_it(
     finally:
         device.stop()
     assert problems.errors == []
+
+
+def test_a_change_before_the_live_stream_opens_still_shows(
+    page: Page, live_server: LiveServer
+) -> None:
+    """The page is rendered, then the message changes, then the page's stream opens: the
+    stream's `ready` makes the page fetch its fragment once, so the change is not missed."""
+    alice = create_user(live_server, "alice")
+    sign_in(page, alice)
+    message_id = send(page, "cancelled while the page loads")
+    cancelled: list[int] = []
+
+    def cancel_first(route: Route) -> None:
+        if not cancelled:  # the page is on screen, its stream not yet open: change it now
+            answer = httpx.delete(
+                f"{live_server.api}/messages/{message_id}", auth=(alice.login, alice.password)
+            )
+            cancelled.append(answer.status_code)
+        route.continue_()
+
+    page.route("**/dashboard/live", cancel_first)
+    page.reload()
+    expect(page.locator("html[data-live-ready]")).to_have_count(1)
+    expect(page.locator("#message-state")).to_have_text("Cancelled")
+    assert cancelled == [200]
+
+
+def test_the_send_form_counts_parts_as_the_text_is_typed(
+    page: Page, live_server: LiveServer
+) -> None:
+    problems = Problems(page)
+    sign_in(page, create_user(live_server, "alice"))
+    page.goto("/dashboard/send")
+    text = page.get_by_label("Text")
+    text.fill("Hello")
+    expect(page.locator("#text-parts")).to_have_text("5 characters: 1 SMS part (GSM-7)")
+    text.fill("Привет! " * 9)
+    expect(page.locator("#text-parts")).to_have_text("71 characters: 2 SMS parts (UCS-2)")
+    assert problems.errors == []

@@ -295,3 +295,30 @@ def test_a_message_whose_own_id_needs_escaping_opens_and_cancels(
     cancelled = signed_in.post(f"{link}/cancel", page=link)
     assert cancelled.status_code == 303 and cancelled.headers["location"].startswith(link)
     assert [m["state"] for m in api.get("/messages").json()] == ["Cancelled"]
+
+
+def test_the_send_form_counts_the_texts_parts_as_the_api_does(
+    server: LiveServer, signed_in: Dashboard, api: httpx.Client
+) -> None:
+    token = signed_in.csrf("/dashboard/send")
+
+    def count(text: str, csrf: str = token) -> httpx.Response:
+        return signed_in.http.post("/dashboard/send/parts", data={"csrf": csrf, "text": text})
+
+    assert count("Hello").json() == {"label": "5 characters: 1 SMS part (GSM-7)", "parts": 1}
+    assert count("я" * 71).json()["label"] == "71 characters: 2 SMS parts (UCS-2)"
+    assert count("€" * 81).json()["parts"] == 2
+    assert count("x", csrf="forged").status_code == 403
+    too_long = count("x" * 65536)
+    assert too_long.status_code == 400 and "65535" in too_long.json()["message"]
+    # A text that comes back on the form (here: no recipient) shows its count, without JS.
+    refused = signed_in.send("я" * 71, phoneNumbers="")
+    assert refused.status_code == 400 and "71 characters: 2 SMS parts (UCS-2)" in refused.text
+    # The message's page says how many parts, as the API's partsCount.
+    sent = signed_in.send("a" * 161)
+    message_id = sent.headers["location"].split("/")[-1].split("?")[0]
+    page = signed_in.http.get(f"/dashboard/messages/{message_id}").text
+    assert '<dd id="message-parts">2</dd>' in page
+    assert api.get(f"/messages/{message_id}").json()["partsCount"] == 2
+    signed_out = httpx.post(f"{server.url}/dashboard/send/parts", data={"text": "x"})
+    assert signed_out.status_code in (303, 401)

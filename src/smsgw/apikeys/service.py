@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.apikeys import repository
 from smsgw.apikeys.repository import Credential, KeyRow
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, delete_older
 from smsgw.domain import clock
 from smsgw.domain.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from smsgw.logs import service as event_log
@@ -47,6 +47,9 @@ MAX_NAME = 100
 #: No control characters (C0, DEL, C1) in a name: it is shown in pages, logs and terminals.
 NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 _NAME = re.compile(NAME_PATTERN)
+#: How long a revoked or expired key stays listed (its owner sees what ended and when)
+#: before the worker deletes it.
+KEEP_ENDED = timedelta(days=90)
 #: Most keys an account may have that are not revoked.
 MAX_LIVE_KEYS = 100
 #: A key's last use is written at most this often (per key and process; see `note_use`).
@@ -179,6 +182,17 @@ async def revoke_any(db: Database, public_id: str) -> bool:
         return False
     await revoke(db, owner, public_id)
     return True
+
+
+async def prune_ended(db: Database) -> int:
+    """Delete the keys revoked, or expired, more than KEEP_ENDED ago, in small batches
+    (the retention worker): such a key is refused by its missing row as by its state.
+    How many went."""
+    before = clock.now() - KEEP_ENDED
+    table = repository.api_keys
+    return await delete_older(db, table.c.revoked_at, before) + await delete_older(
+        db, table.c.expires_at, before
+    )
 
 
 @dataclass

@@ -284,6 +284,13 @@ class MessageState(BaseModel):
     textMessage: TextMessage | None = None
     dataMessage: DataMessage | None = None
     hashedMessage: HashedMessage | None = None
+    partsCount: int | None = Field(
+        default=None,
+        description="How many SMS parts the text is sent as (GSM 7-bit: 160 in one part, 153 "
+        "per part of a longer text; UCS-2, when a character is not in the GSM alphabet: 70, "
+        "then 67); absent for a data message or a text smsgw no longer holds. An extension "
+        "of the upstream API.",
+    )
 
 
 class ErrorBody(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from smsgw.domain.clock import format_timestamp
+from smsgw.messages.parts import count_parts
 from smsgw.messages.repository import MessageRecord
 
 
@@ -33,8 +34,10 @@ def to_state(record: MessageRecord, include_content: bool) -> dict[str, Any]:
         body["validUntil"] = format_timestamp(record.valid_until)
     if record.schedule_at is not None:
         body["scheduleAt"] = format_timestamp(record.schedule_at)
-    if include_content and record.text is not None:
-        body["textMessage"] = {"text": record.text}
+    if record.text is not None:
+        body["partsCount"] = count_parts(record.text)
+        if include_content:
+            body["textMessage"] = {"text": record.text}
     if include_content and record.data is not None:
         body["dataMessage"] = {"data": record.data, "port": record.port}
     return body

@@ -17,6 +17,7 @@ from smsgw.accounts import service as accounts
 from smsgw.context import AppContext
 from smsgw.domain.clock import format_timestamp
 from smsgw.domain.errors import Unauthorized
+from smsgw.messages.parts import count_parts
 from smsgw.web import sessions
 from smsgw.web.apidocs import markdown
 from smsgw.web.sessions import Session
@@ -46,6 +47,7 @@ def conversation_url(number: str) -> str:
 
 templates.env.filters["start"] = text_start
 templates.env.filters["conversation_url"] = conversation_url
+templates.env.filters["parts"] = count_parts
 
 #: The dashboard's sections: (path, label); the layout renders whatever is here.
 NAV: list[tuple[str, str]] = [

@@ -28,6 +28,7 @@ _STATE: dict[str, Any] = {
     "createdAt": "2026-05-17T09:32:11.421Z",
     "withDeliveryReport": True,
     "priority": 0,
+    "partsCount": 1,
 }
 
 

@@ -10,18 +10,27 @@ from fastapi import APIRouter
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from smsgw.devices import service as devices
 from smsgw.domain.errors import DomainError, InvalidInput, status_of
 from smsgw.messages import service
-from smsgw.messages.schemas import SendMessageRequest
+from smsgw.messages.parts import count_parts, encoding_of
+from smsgw.messages.schemas import MAX_TEXT, SendMessageRequest
 from smsgw.routing import service as routing
 from smsgw.web.common import FORM_EXPIRED, Visitor, checked_form, field, redirect, render, visitor
 
 router = APIRouter()
 SEPARATORS = re.compile(r"[,;\n]+")
 PRIORITIES = [(0, "Normal"), (100, "Urgent (skips the phone's limits)"), (-128, "Low")]
+
+
+def parts_label(text: str) -> str:
+    """What the form says under the text: its length, its parts and their encoding."""
+    parts = count_parts(text)
+    return (
+        f"{len(text)} characters: {parts} SMS part{'s' if parts > 1 else ''} ({encoding_of(text)})"
+    )
 
 
 def _instant(value: str) -> str | None:
@@ -100,9 +109,10 @@ async def send_page(
 ) -> Response:
     phones = await devices.list_devices(who.context.db, who.user_id)
     form = await request.form() if request.method == "POST" else None
+    text = field(form, "text") if form is not None else ""
     return render(
         request, "send.html", status=status, who=who, phones=phones, error=error,
-        form=form or {}, priorities=PRIORITIES,
+        form=form or {}, priorities=PRIORITIES, parts=parts_label(text) if text else None,
     )  # fmt: skip
 
 
@@ -140,3 +150,21 @@ async def do_send(request: Request) -> Response:
         who.context.hub, who.user_id, record.device_id, who.context.settings.claim_cap
     )
     return redirect(f"/dashboard/messages/{quote(record.id)}?notice=queued")
+
+
+@router.post("/dashboard/send/parts")
+async def parts_of(request: Request) -> Response:
+    """The send form's count as the text is typed (static/parts.js): the same rules as
+    `partsCount`, so the page never counts differently from the API."""
+    who = await visitor(request)
+    form = await checked_form(request, who)
+    if form is None:
+        return JSONResponse({"message": FORM_EXPIRED}, status_code=403)
+    text = form.get("text")
+    if not isinstance(text, str) or len(text) > MAX_TEXT:
+        return JSONResponse(
+            {"message": f"text: a text of at most {MAX_TEXT} characters is needed"},
+            status_code=400,
+        )
+    text = text.strip()  # as the form's send reads it
+    return JSONResponse({"label": parts_label(text), "parts": count_parts(text)})

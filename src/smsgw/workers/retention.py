@@ -2,11 +2,12 @@
 
 Always: event-log entries past SMSGW_EVENT_LOG_RETENTION_DAYS, and whatever has expired and
 serves nothing any more (dashboard sessions, one-time codes, token records past their
-expiry). With SMSGW_RETENTION_DAYS: messages done for that long, with their recipients and
-history, and received messages that old, with their attachments. (Webhook events and
-deliveries and inbox exports are the webhook worker's: workers/webhooks.py.) Every kind
-goes in small batches, each its own short write (db/engine.py, `delete_in_batches`); then
-the file's free pages go back to the file system a few at a time (SQLite; db/space.py).
+expiry, API keys revoked or expired 90 days ago). With SMSGW_RETENTION_DAYS: messages done
+for that long, with their recipients and history, and received messages that old, with
+their attachments. (Webhook events and deliveries and inbox exports are the webhook
+worker's: workers/webhooks.py.) Every kind goes in small batches, each its own short write
+(db/engine.py, `delete_in_batches`); then the file's free pages go back to the file system
+a few at a time (SQLite; db/space.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 from pathlib import Path
 
 from smsgw.accounts import codes, sessions
+from smsgw.apikeys import service as apikeys
 from smsgw.config import Settings
 from smsgw.db import space
 from smsgw.db.engine import Database
@@ -35,6 +37,7 @@ async def sweep(db: Database, settings: Settings) -> dict[str, int]:
         "web_sessions": await sessions.prune_expired(db),
         "user_codes": await codes.prune_expired(db),
         "tokens": await tokens.prune_expired(db),
+        "api_keys": await apikeys.prune_ended(db),
     }
     if settings.retention_days is not None:
         gone["messages"] = await messages.prune(db, settings.retention_days)

@@ -45,7 +45,10 @@
 
   var source = new EventSource("/dashboard/live");
   source.addEventListener("changed", refresh);
+  // The stream opens after the page was rendered (and opens again after a lost
+  // connection): whatever changed in between was told to nobody, so look once now.
   source.addEventListener("ready", function () {
+    refresh();
     document.documentElement.setAttribute("data-live-ready", "1");
   });
   window.addEventListener("pagehide", function () { source.close(); });
