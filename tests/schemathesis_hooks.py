@@ -75,6 +75,15 @@ def _range_in_order(case: Any) -> bool:
     return since is None or until is None or since <= until
 
 
+def _export_span(case: Any) -> bool:
+    """CSV exports: `from` before `to`, at most 366 days apart."""
+    query = case.query or {}
+    since, until = _instant(query.get("from")), _instant(query.get("to"))
+    if since is None or until is None:
+        return True
+    return since < until and until - since <= timedelta(days=366)
+
+
 def _one_page_position(case: Any) -> bool:
     """Messages list: `skip` and `offset` are the same parameter; both only when equal."""
     query = case.query or {}
@@ -118,6 +127,8 @@ RULES: dict[tuple[str, str], Callable[[Any], bool]] = {
     ("POST", "/auth/keys"): _key_expiry_ahead,
     ("POST", "/inbox/refresh"): _range_in_order,
     ("POST", "/messages/inbox/export"): _range_in_order,
+    ("GET", "/exports/messages"): _export_span,
+    ("GET", "/exports/inbox"): _export_span,
     ("PATCH", "/settings"): _settings_consistent,
     ("PUT", "/settings"): _settings_consistent,
     ("DELETE", "/devices/{id}"): _keeps_the_phone,

@@ -300,6 +300,9 @@ def test_the_rules_json_schema_cannot_state_are_stated_in_the_document(
     described = {parameter["name"]: parameter.get("description", "") for parameter in listing}
     assert "not both" in described["skip"] and "not both" in described["offset"]
     assert "`since` ≤ `until`" in schemas["RefreshIn"]["description"]
+    for kind in ("messages", "inbox"):
+        export = document["paths"][f"/api/3rdparty/v1/exports/{kind}"]["get"]["parameters"]
+        assert "at most 366 days" in {p["name"]: p["description"] for p in export}["to"]
     send = schemas["SendMessageRequest"]
     assert "in the future" in send["properties"]["validUntil"]["description"]
     assert "not after the expiry" in send["properties"]["scheduleAt"]["description"]

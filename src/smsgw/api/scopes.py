@@ -43,6 +43,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/inbox"): "inbox:list",
     ("GET", "/inbox/{id}/attachments/{partId}"): "inbox:list",
     ("POST", "/inbox/refresh"): "inbox:refresh",
+    ("GET", "/exports/messages"): "messages:list",
+    ("GET", "/exports/inbox"): "inbox:list",
     ("GET", "/opt-outs"): "opt-outs:list",
     ("POST", "/opt-outs"): "opt-outs:write",
     ("DELETE", "/opt-outs/{phoneNumber}"): "opt-outs:write",

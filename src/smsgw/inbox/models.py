@@ -37,6 +37,8 @@ class InboxMessage(Base):
         UniqueConstraint("user_id", "dedupe_key"),
         Index(None, "user_id", "received_at"),
         Index(None, "user_id", "device_id", "received_at"),
+        # A conversation (conversations/): what a number sent, newest first.
+        Index(None, "user_id", "sender", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -137,7 +137,11 @@ class Recipient(Base):
     """One phone number of a message, with its own state and error."""
 
     __tablename__ = "recipients"
-    __table_args__ = (UniqueConstraint("message_id", "position"),)
+    # A conversation (conversations/) finds the messages to a number through the second.
+    __table_args__ = (
+        UniqueConstraint("message_id", "position"),
+        Index(None, "phone_number", "message_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))

@@ -27,12 +27,33 @@ templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["version"] = __version__
 templates.env.filters["timestamp"] = lambda at: format_timestamp(at) if at else ""
 templates.env.filters["markdown"] = markdown
+#: Characters of a text the lists show.
+TEXT_START = 40
+
+
+def text_start(text: str | None, length: int = TEXT_START) -> str:
+    """The start of a text for a list: its first `length` characters on one line, with `…`
+    when there is more (escaped by the template, as every value)."""
+    if not text:
+        return ""
+    line = " ".join(text.split())
+    return line if len(line) <= length else line[: length - 1].rstrip() + "…"
+
+
+def conversation_url(number: str) -> str:
+    """The dashboard's page of the conversation with `number` (any text, safely encoded)."""
+    return "/dashboard/conversations/" + quote(number, safe="")
+
+
+templates.env.filters["start"] = text_start
+templates.env.filters["conversation_url"] = conversation_url
 templates.env.filters["parts"] = count_parts
 
 #: The dashboard's sections: (path, label); the layout renders whatever is here.
 NAV: list[tuple[str, str]] = [
     ("/dashboard", "Overview"),
     ("/dashboard/messages", "Messages"),
+    ("/dashboard/conversations", "Conversations"),
     ("/dashboard/send", "Send"),
     ("/dashboard/bulk", "Bulk send"),
     ("/dashboard/inbox", "Inbox"),

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from smsgw.devices import service as devices
 from smsgw.domain.errors import DomainError, status_of
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import Event, PhoneEvent
@@ -101,12 +102,15 @@ async def list_messages(request: Request) -> Response:
         where, shown = filter_of(request)
     except FilterError as error:
         return render(request, "messages.html", 400, who, error=str(error), records=[],
-                      shown={}, total=0, pages=None, states=list(ProcessingState))  # fmt: skip
+                      shown={}, total=0, pages=None, states=list(ProcessingState), names={},
+                      phones=[])  # fmt: skip
     records, total, _ = await service.list_page(who.context.db, who.user_id, where)
+    phones = await devices.list_devices(who.context.db, who.user_id)
     template = "_table.html" if request.query_params.get("fragment") else "messages.html"
     return render(
         request, template, who=who, records=records, shown=shown, total=total,
         pages=page_links(shown, where, total), states=list(ProcessingState),
+        names={p.id: p.name or p.id for p in phones}, phones=phones,
     )  # fmt: skip
 
 

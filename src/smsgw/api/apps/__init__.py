@@ -7,6 +7,7 @@ from smsgw.api.apps import (
     auth,
     batches,
     devices,
+    exports,
     inbox,
     keys,
     logs,
@@ -26,6 +27,7 @@ def build_router() -> APIRouter:
     router.include_router(devices.router)
     router.include_router(webhooks.router)
     router.include_router(inbox.router)
+    router.include_router(exports.router)
     router.include_router(optouts.router)
     router.include_router(settings.router)
     router.include_router(logs.router)
