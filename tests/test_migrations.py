@@ -78,7 +78,7 @@ def _schema(settings: Settings) -> list[tuple[str, str, str, str | None]]:
     return sorted(rows, key=lambda row: (row[0], row[1]))
 
 
-@pytest.mark.parametrize("revision", ["0007", "0008", "0010", "0011", "0012", "0013"])
+@pytest.mark.parametrize("revision", ["0007", "0008", "0010", "0011", "0012", "0013", "0014"])
 def test_a_downgrade_restores_the_schema_of_the_revision_before(
     tmp_path: Path, revision: str
 ) -> None:

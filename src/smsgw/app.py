@@ -52,6 +52,7 @@ from smsgw.metrics import MetricsMiddleware, check_multiprocess
 from smsgw.tokens.secret import signing_key
 from smsgw.tokens.service import TokenService
 from smsgw.web import install as install_web
+from smsgw.workers.links import LinkSupervisor
 from smsgw.workers.loop import Worker
 from smsgw.workers.virtual import VirtualDriver
 from smsgw.workers.webhooks import WebhookWorker
@@ -314,12 +315,14 @@ class Workers:
     tasks: list[asyncio.Task[None]]
     #: The virtual phones' driver, where they are on (workers/virtual.py).
     virtual: VirtualDriver | None = None
+    #: The carrier links' supervisor, where links are on (workers/links.py).
+    links: LinkSupervisor | None = None
 
 
 def start_workers(app: FastAPI, context: AppContext) -> Workers:
     """The periodic worker (expiry, stale claims, presence, wake-ups), the webhook delivery
     worker, which hears of new outbox rows through a signal (events/signals.py), and the
-    virtual phones' driver where they are on."""
+    virtual phones' driver and the carrier links' supervisor where they are on."""
     settings, db = context.settings, context.db
     app.state.worker = loop = Worker(settings, db, context.hub, context.presence)
     app.state.webhook_worker = webhooks = WebhookWorker(settings, db)
@@ -332,7 +335,11 @@ def start_workers(app: FastAPI, context: AppContext) -> Workers:
     if settings.virtual_phones_enabled:
         virtual = VirtualDriver(settings, db, context.presence, context.signals)
         tasks.append(asyncio.create_task(virtual.run(), name="smsgw-virtual-phones"))
-    return Workers(loop, webhooks, tasks, virtual)
+    links = None
+    if settings.links:
+        links = LinkSupervisor(settings, db, context.presence, context.signals)
+        tasks.append(asyncio.create_task(links.run(), name="smsgw-links"))
+    return Workers(loop, webhooks, tasks, virtual, links)
 
 
 async def stop_workers(workers: Workers) -> None:
@@ -340,6 +347,8 @@ async def stop_workers(workers: Workers) -> None:
         await cancel_and_wait(running)
     if workers.virtual is not None:
         await workers.virtual.stop()
+    if workers.links is not None:
+        await workers.links.stop()
     await workers.loop.flush_presence()
 
 
