@@ -225,7 +225,7 @@ def test_a_connection_lost_mid_window_resends_only_what_the_carrier_cannot_have(
     states = {m: reaches(api, m, "Failed" if n < 3 else "Delivered") for n, m in enumerate(sent)}
 
     held = [s["text"] for s in smsc.submits() if s["answered"] == "held"]
-    assert held == ["message 0", "message 1", "message 2"]
+    assert sorted(held) == ["message 0", "message 1", "message 2"]  # in flight together
     assert len(smsc.submits()) == 5  # nothing sent twice
     for n in range(3):
         [recipient] = states[sent[n]]["recipients"]
