@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.accounts.models import User
@@ -290,7 +290,3 @@ async def cancel_unsent(conn: AsyncConnection, device_id: str, message_id: int) 
         return False
     await conn.execute(update(parts).where(mine).values(outcome=CANCELLED))
     return True
-
-
-async def remove(conn: AsyncConnection, device_id: str) -> None:
-    await conn.execute(delete(links).where(links.c.device_id == device_id))
