@@ -34,7 +34,9 @@ from smsgw.virtualphones import service as virtual
 from tests.conftest import Account, LiveServer, free_port, make_settings, running
 from tests.fakes.phone import Credentials, SimulatedPhone
 from tests.fakes.receiver import Receiver
+from tests.fakes.smsc import Smsc
 from tests.pgcluster import Cluster
+from tests.test_links import add_link, bound, reaches, send
 from tests.test_mobile_api import APP, basic
 from tests.test_tokens import bearer
 from tests.web_support import Dashboard
@@ -84,6 +86,7 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
             run(lambda: _fill(server, owner, receiver, made))
             server.create_user("developer")
             asyncio.run(_add_virtual_phone(server, "developer"))
+            _send_through_a_link(server, server.create_user("carrier"))
             web = Dashboard(server)
             assert web.sign_in(owner).status_code == 303  # a dashboard session
             web.close()
@@ -93,6 +96,22 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
         empty = [t.name for t in tables() if _count(conn, t.name) == 0]
     assert empty == [], "the gateway left these tables empty: the copy of their types is untested"
     return made[0]
+
+
+#: Messages the carrier account sends through its link (`_send_through_a_link`).
+THROUGH_THE_LINK = 1
+
+
+def _send_through_a_link(server: LiveServer, owner: Account) -> None:
+    """An SMPP link (of an account of its own) sends a message: links and link_parts."""
+    smsc = Smsc().start()
+    try:
+        link_id = add_link(server, smsc, owner.login)
+        bound(server, link_id)
+        with server.client(owner) as client:
+            reaches(client, send(client, "through the carrier"), "Delivered")
+    finally:
+        smsc.stop()
 
 
 async def _add_virtual_phone(server: LiveServer, login: str) -> None:
@@ -262,7 +281,8 @@ def test_a_gateway_on_the_copy_serves_its_data_and_adds_rows(
     with running(settings) as server, server.client(installation.owner) as api:
         first = api.get(f"/messages/{installation.sent[0]}").json()
         listed = api.get("/messages", params={"limit": 100})
-        assert int(listed.headers["X-Total-Count"]) == len(listed.json()) == before["messages"]
+        owners = before["messages"] - THROUGH_THE_LINK  # the carrier account's are not the owner's
+        assert int(listed.headers["X-Total-Count"]) == len(listed.json()) == owners
         assert first["state"] == "Delivered"  # the copied password verified, the rows read
         assert [r["state"] for r in first["recipients"]] == ["Delivered", "Delivered"]
         inbox = api.get("/inbox", params={"type": "MMS_DOWNLOADED", "includeAttachments": "true"})
@@ -453,7 +473,7 @@ def test_rows_lost_on_the_way_fail_the_copy_naming_the_table(
     assert error_line(output) == (
         "error: the rows copied differ from the source's in recipients, nothing was copied"
     )
-    assert summary_of(output)["recipients"] == (4, 0) and "differs" in output
+    assert summary_of(output)["recipients"] == (4 + THROUGH_THE_LINK, 0) and "differs" in output
     assert set(counts(target).values()) == {0}
 
 

@@ -54,6 +54,7 @@ from smsgw.tokens.secret import signing_key
 from smsgw.tokens.service import TokenService
 from smsgw.web import install as install_web
 from smsgw.workers.batches import BatchSender
+from smsgw.workers.links import LinkSupervisor
 from smsgw.workers.loop import Worker
 from smsgw.workers.virtual import VirtualDriver
 from smsgw.workers.webhooks import WebhookWorker
@@ -320,12 +321,14 @@ class Workers:
     virtual: VirtualDriver | None = None
     #: The bulk sends' sender (workers/batches.py).
     batches: BatchSender | None = None
+    #: The carrier links' supervisor, where links are on (workers/links.py).
+    links: LinkSupervisor | None = None
 
 
 def start_workers(app: FastAPI, context: AppContext) -> Workers:
     """The periodic worker (expiry, stale claims, presence, wake-ups), the webhook delivery
     worker, which hears of new outbox rows through a signal (events/signals.py), and the
-    virtual phones' driver where they are on."""
+    virtual phones' driver and the carrier links' supervisor where they are on."""
     settings, db = context.settings, context.db
     app.state.worker = loop = Worker(settings, db, context.hub, context.presence)
     app.state.webhook_worker = webhooks = WebhookWorker(settings, db)
@@ -340,7 +343,11 @@ def start_workers(app: FastAPI, context: AppContext) -> Workers:
     if settings.virtual_phones_enabled:
         virtual = VirtualDriver(settings, db, context.presence, context.signals)
         tasks.append(asyncio.create_task(virtual.run(), name="smsgw-virtual-phones"))
-    return Workers(loop, webhooks, tasks, virtual, batches)
+    links = None
+    if settings.links:
+        links = LinkSupervisor(settings, db, context.presence, context.signals)
+        tasks.append(asyncio.create_task(links.run(), name="smsgw-links"))
+    return Workers(loop, webhooks, tasks, virtual, batches, links)
 
 
 async def stop_workers(workers: Workers) -> None:
@@ -350,6 +357,8 @@ async def stop_workers(workers: Workers) -> None:
         await workers.batches.stop()
     if workers.virtual is not None:
         await workers.virtual.stop()
+    if workers.links is not None:
+        await workers.links.stop()
     await workers.loop.flush_presence()
 
 

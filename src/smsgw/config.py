@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     #: Stop words beside the built-in ones, comma-separated (domain/keywords.py).
     opt_out_words: str = ""
 
+    # Carrier links (docs/links.md)
+    #: Whether this server process runs carrier links (one process per link at a time).
+    links: bool = True
+    link_connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10
+    link_reconnect_max_seconds: Annotated[float, Field(ge=1, le=3600)] = 60
+
     # Operations: health probes, metrics, the event log (docs/operations.md)
     metrics_token: SecretStr | None = None
     worker_stall_seconds: Annotated[float, Field(gt=0, le=86400)] = 60

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 import typer.core
 
-from smsgw.cli import db, devices, keys, messages, tokens, users
+from smsgw.cli import db, devices, keys, links, messages, tokens, users
 
 _display_type_rich = typer.core.TyperOption.display_type_rich
 
@@ -57,6 +57,7 @@ app.add_typer(devices.app, name="devices")
 app.add_typer(devices.app, name="phones", help="Phones, and virtual phones for development.")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(keys.app, name="keys")
+app.add_typer(links.app, name="links")
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from smsgw.bulk.models import Batch, BatchItem
 from smsgw.db.base import Base, SystemValue
 from smsgw.devices.models import Device
 from smsgw.inbox.models import InboxAttachment, InboxExport, InboxMessage
+from smsgw.links.models import Link, LinkPart
 from smsgw.logs.models import LogEntry
 from smsgw.messages.models import (
     Message,
@@ -34,6 +35,8 @@ __all__ = [
     "InboxAttachment",
     "InboxExport",
     "InboxMessage",
+    "Link",
+    "LinkPart",
     "LogEntry",
     "Message",
     "MessageCount",

@@ -65,11 +65,13 @@ async def register(
     password: str | None = None,
     app_version: str | None = None,
     virtual: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
+    link: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
 ) -> Registration:
     """Add a phone to `user_id`'s account and issue its token (stored only as a hash).
 
     `virtual`: the phone is a virtual one (virtualphones/), whose settings this writes in the
-    same transaction, given the new phone's id."""
+    same transaction, given the new phone's id. `link`: the sender is a carrier link
+    (links/), whose settings this writes so."""
     now = clock.now()
     device_id = ids.random_token(DEVICE_ID_LENGTH)
     token = ids.random_token(TOKEN_LENGTH)
@@ -90,6 +92,8 @@ async def register(
         await repository.add(conn, values)
         if virtual is not None:
             await virtual(conn, device_id)
+        if link is not None:
+            await link(conn, device_id)
         await logs.phone_event(conn, user_id, device_id, "registered")
     return Registration(device_id, token, login, password)
 

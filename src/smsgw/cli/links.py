@@ -1,0 +1,143 @@
+"""`smsgw links ...`: carrier links (docs/links.md)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from smsgw.cli.common import JsonOption, fail, print_json, run, say, show, table
+
+if TYPE_CHECKING:
+    from smsgw.db.engine import Database
+    from smsgw.links.repository import LinkRecord
+
+app = typer.Typer(help="Carrier links: SMPP to an operator's SMSC.", no_args_is_help=True)
+add_app = typer.Typer(help="Add a carrier link.", no_args_is_help=True)
+app.add_typer(add_app, name="add")
+
+UserOption = Annotated[str, typer.Option("--user", "-u", help="The account (login).")]
+
+
+def _password(from_stdin: bool) -> str:
+    """The password, read from standard input (its first line): never on the command line,
+    where other users of the machine and the shell's history would see it."""
+    if not from_stdin:
+        fail("--password-stdin is required: give the password on standard input")
+    line = sys.stdin.readline()
+    return line.removesuffix("\n").removesuffix("\r")
+
+
+@add_app.command("smpp")
+def add_smpp(
+    user: UserOption,
+    host: Annotated[str, typer.Option(help="The SMSC's host name or address.")],
+    port: Annotated[int, typer.Option(help="The SMSC's SMPP port.")],
+    system_id: Annotated[str, typer.Option("--system-id", help="The login (system_id).")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    name: Annotated[str | None, typer.Option(help="The link's name.")] = None,
+    system_type: Annotated[str, typer.Option("--system-type", help="system_type.")] = "",
+    source: Annotated[
+        str, typer.Option("--source", help="Source address (sender) of every SMS.")
+    ] = "",
+    source_ton: Annotated[
+        int, typer.Option("--source-ton", help="Its TON: 5 alphanumeric, 1 international.")
+    ] = 5,
+    source_npi: Annotated[
+        int, typer.Option("--source-npi", help="Its NPI: 0 unknown, 1 ISDN (E.164).")
+    ] = 0,
+    throughput: Annotated[
+        int, typer.Option(help="submit_sm per second at most, as the carrier contracts.")
+    ] = 10,
+    window: Annotated[int, typer.Option(help="submit_sm awaiting an answer at most.")] = 10,
+    data_coding: Annotated[
+        int,
+        typer.Option(
+            "--data-coding", help="data_coding of GSM 7-bit texts: 0, 1 (IA5) or 3 (Latin-1)."
+        ),
+    ] = 0,
+) -> None:
+    """Add an SMPP link (bind transceiver) to the account --user: from then on it takes the
+    account's queued messages like one more phone. A running server binds it within
+    seconds; `smsgw links list` shows its state."""
+    from smsgw.accounts import service as accounts
+    from smsgw.links import service as links
+    from smsgw.links.schemas import SmppSettings
+
+    password = _password(password_stdin)
+
+    async def action(db: Database) -> str:
+        config = SmppSettings(
+            host, port, system_id, password, system_type, source, source_ton, source_npi,
+            throughput, window, data_coding,
+        )  # fmt: skip
+        user_id = await accounts.user_id_of(db, user)
+        return await links.add(db, user_id, user, name, config)
+
+    say(f"added SMPP link {run(action)}")
+
+
+def _wire(login: str, link: LinkRecord) -> dict[str, Any]:
+    """A link as listed: its settings and state, never its password."""
+    from smsgw.domain.clock import format_timestamp
+
+    return {
+        "id": link.device_id, "user": login, "name": link.name or "", "kind": link.kind,
+        "host": link.host, "port": link.port, "systemId": link.system_id,
+        "systemType": link.system_type, "source": link.source_addr,
+        "sourceTon": link.source_ton, "sourceNpi": link.source_npi,
+        "throughput": link.throughput, "window": link.window, "dataCoding": link.data_coding,
+        "state": link.state, "detail": link.detail, "since": format_timestamp(link.state_at),
+    }  # fmt: skip
+
+
+@app.command("list")
+def list_links(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this account's.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the carrier links (of --user, or all) with the state of their session, as the
+    server that runs them last recorded it: new, connecting, bound or down (and why)."""
+    from smsgw.links import service as links
+
+    async def action(db: Database) -> list[tuple[str, LinkRecord]]:
+        found = await links.every(db)
+        return [(login, link) for login, link in found if user is None or login == user]
+
+    found = [_wire(login, link) for login, link in run(action)]
+    if as_json:
+        print_json(found)
+        return
+    listing = table(
+        "id", "user", "name", "SMSC", "system_id", "state", "since",
+        title=f"{len(found)} link(s)", ids=[f["id"] for f in found],
+    )  # fmt: skip
+    for link in found:
+        state = link["state"] + (f": {link['detail']}" if link["detail"] else "")
+        listing.add_row(
+            link["id"], link["user"], link["name"], f"{link['host']}:{link['port']}",
+            link["systemId"], state, link["since"],
+        )  # fmt: skip
+    show(listing)
+
+
+@app.command("delete")
+def delete(
+    link_id: Annotated[str, typer.Argument(metavar="ID", help="The link's id.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a carrier link: its queued messages not yet planned go back to the queue (as
+    for a deleted phone); a running server unbinds it within seconds."""
+    from smsgw.links import service as links
+
+    if not yes:
+        typer.confirm(f"Delete link {link_id}?", abort=True)
+
+    async def action(db: Database) -> None:
+        await links.delete(db, link_id)
+
+    run(action)
+    say(f"deleted link {link_id}")

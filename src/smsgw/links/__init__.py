@@ -1,0 +1,1 @@
+"""Carrier links: senders beside phones (SMPP now; docs/links.md)."""

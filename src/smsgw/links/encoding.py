@@ -1,0 +1,102 @@
+"""A text as the SMS parts a link submits: GSM 03.38 when every character fits, else UCS-2;
+a long text split into parts behind an 8-bit-reference concatenation header (UDH).
+
+The split follows messages/parts.py's counting rules (so a link sends exactly `partsCount`
+parts): GSM 7-bit 160 septets alone, 153 per part of a longer text, an extension character
+(two septets) never split; UCS-2 70 code units alone, 67 per part, a surrogate pair never
+split. GSM text is encoded by the `gsm0338` package's codec, one septet per octet
+(unpacked, as SMPP carries it); UCS-2 as UTF-16 big-endian.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gsm0338 import Codec
+
+from smsgw.messages import parts as counting
+
+#: data_coding of UCS-2 (SMPP 3.4, 5.2.19).
+UCS2 = 0x08
+#: esm_class bit: short_message begins with a user data header.
+UDHI = 0x40
+_GSM = Codec()
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """The parts of a text, as submit_sm carries them."""
+
+    gsm: bool
+    esm_class: int
+    parts: list[bytes]
+
+
+def _gsm_weights(text: str) -> list[int] | None:
+    """Septets of each character, or None when one is outside GSM 03.38."""
+    weights = []
+    for character in text:
+        try:
+            weights.append(len(_GSM.encode(character)[0]))
+        except UnicodeEncodeError:
+            return None
+    return weights
+
+
+def _chunks(text: str, weights: list[int], single: int, multi: int) -> list[str]:
+    """`text` cut greedily into pieces of at most `multi` weight (one piece when all of it
+    fits `single`), no character split: messages/parts.py's `_count`, piece by piece."""
+    if sum(weights) <= single:
+        return [text]
+    pieces, start, used = [], 0, 0
+    for at, weight in enumerate(weights):
+        if used + weight > multi:
+            pieces.append(text[start:at])
+            start, used = at, 0
+        used += weight
+    pieces.append(text[start:])
+    return pieces
+
+
+def _udh(reference: int, total: int, number: int) -> bytes:
+    """The concatenation header: IEI 00 (8-bit reference), its length 3, reference, total
+    parts, this part's number (from 1)."""
+    return bytes([0x05, 0x00, 0x03, reference & 0xFF, total, number])
+
+
+def encode(text: str, reference: int) -> Encoded:
+    """`text` as parts; `reference` tells a recipient's phone which parts belong together
+    (only its low 8 bits are sent). Deterministic: the same text and reference give the same
+    parts, so a part can be submitted again after a restart in the same shape."""
+    weights = _gsm_weights(text)
+    if weights is not None:
+        pieces = _chunks(text, weights, counting.GSM_SINGLE, counting.GSM_MULTI)
+        bodies = [_GSM.encode(piece)[0] for piece in pieces]
+    else:
+        units = [2 if ord(c) > 0xFFFF else 1 for c in text]
+        pieces = _chunks(text, units, counting.UCS2_SINGLE, counting.UCS2_MULTI)
+        bodies = [piece.encode("utf-16-be") for piece in pieces]
+    if len(bodies) == 1:
+        return Encoded(weights is not None, 0, bodies)
+    total = len(bodies)
+    parts = [_udh(reference, total, n) + body for n, body in enumerate(bodies, start=1)]
+    return Encoded(weights is not None, UDHI, parts)
+
+
+def decode(data_coding: int, body: bytes, esm_class: int) -> str:
+    """The text of a received short_message (an MO): its header skipped when esm_class says
+    it has one; GSM 03.38 for data_coding 0, UCS-2 for 8, Latin-1 for 3, ASCII (IA5) for 1;
+    any other coding as Latin-1."""
+    if esm_class & UDHI and body:
+        body = body[1 + body[0] :]
+    coding = data_coding & 0x0F if data_coding & 0xF0 in (0x00, 0xF0) else data_coding
+    if coding == UCS2:
+        return body.decode("utf-16-be", errors="replace")
+    if coding == 0:
+        try:
+            return str(_GSM.decode(body)[0])
+        except UnicodeDecodeError:
+            return body.decode("latin-1")
+    if coding == 1:
+        return body.decode("ascii", errors="replace")
+    return body.decode("latin-1")

@@ -1,0 +1,352 @@
+"""The worker of one link: its SMPP session, kept bound, and the parts it submits.
+
+It binds transceiver and rebinds after a lost session with exponential backoff and jitter;
+claims the owner's queued messages as a phone pulls them (links/service.py `claim`); submits
+their parts with at most `window` submit_sm awaiting an answer and at most `throughput` per
+second (a token bucket); records each answer and receipt and reports the recipients' states
+through the phones' report path; takes MO messages into the inbox; slows down when the
+carrier says it is busy; unbinds when the server stops. docs/links.md states the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from smsgw.db.engine import Database
+from smsgw.events import signals
+from smsgw.events.signals import Signals
+from smsgw.links import repository, service
+from smsgw.links.encoding import UCS2, Encoded, encode
+from smsgw.links.receipts import Receipt, is_receipt, parse
+from smsgw.links.repository import LinkRecord, PartJob
+from smsgw.links.session import BindFailed, Inbound, Session, Submit, status_text
+from smsgw.webhooks.hub import OptOutWords
+
+log = logging.getLogger("smsgw.links")
+#: A receipt whose part is not known yet is tried again for this long (its submit_sm's
+#: answer may still be on its way to the database), then dropped with a warning.
+ORPHAN_SECONDS = 60.0
+#: How long a stopping link waits for the answers of its submit_sm in flight.
+DRAIN_SECONDS = 5.0
+#: The first pause after a busy answer (throttled, queue full); it doubles up to the last.
+BUSY_FIRST, BUSY_LONGEST = 0.5, 30.0
+RECONNECT_FIRST = 0.5
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    """How every link runs (config.py: SMSGW_LINK_*), and what MO texts opt out of."""
+
+    connect_timeout: float
+    reconnect_longest: float
+    claim_cap: int
+    poll: float
+    opt_outs: OptOutWords
+
+
+class TokenBucket:
+    """At most `rate` tokens a second, in bursts of at most a tenth of that (at least 1)."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = float(rate)
+        self.capacity = max(1.0, self.rate / 10)
+        self.tokens = self.capacity
+        self.at = time.monotonic()
+
+    async def take(self, wanted: int) -> int:
+        """Take between 1 and `wanted` tokens, waiting for the first one."""
+        while True:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens >= 1:
+                taken = min(wanted, int(self.tokens))
+                self.tokens -= taken
+                return taken
+            await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class Slowdown:
+    """The pause after busy answers: BUSY_FIRST, doubling with each busy answer in a row up
+    to BUSY_LONGEST; an accepted part ends it."""
+
+    def __init__(self) -> None:
+        self.delay = BUSY_FIRST
+        self.until = 0.0
+
+    def busy(self) -> None:
+        self.until = time.monotonic() + self.delay
+        self.delay = min(BUSY_LONGEST, self.delay * 2)
+
+    def accepted(self) -> None:
+        self.delay = BUSY_FIRST
+
+    async def wait(self) -> None:
+        pause = self.until - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
+
+
+def backoff(attempt: int, longest: float) -> float:
+    """The pause before reconnect `attempt` (from 1): exponential, with full jitter over its
+    upper half, so that links of one carrier do not reconnect in step."""
+    delay = min(longest, RECONNECT_FIRST * 2 ** (attempt - 1))
+    return random.uniform(delay / 2, delay)
+
+
+class LinkRunner:
+    def __init__(
+        self, db: Database, link: LinkRecord, options: LinkOptions, signals: Signals
+    ) -> None:
+        self.db, self.link, self.options, self.signals = db, link, options, signals
+        self.window = asyncio.Semaphore(link.window)
+        self.bucket = TokenBucket(link.throughput)
+        self.slowdown = Slowdown()
+        self.backlog: deque[PartJob] = deque()
+        #: Parts in the backlog or awaiting their answer.
+        self.queued: set[int] = set()
+        self.flying: set[asyncio.Task[None]] = set()
+        self.answers: list[service.Outcome] = []
+        self.receipts: list[tuple[float, Receipt]] = []
+        self.orphans: list[tuple[float, Receipt]] = []
+        self._encoded: tuple[int, Encoded] | None = None
+        self._poke = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        self._stopping = asyncio.Event()
+        low = 2 * link.window
+        self.low_water, self.load = low, max(4 * link.window, 100)
+
+    def poke(self) -> None:
+        """Work may wait (a message of the owner was queued): look now."""
+        self._poke.set()
+
+    async def stop(self) -> None:
+        """Stop sending, wait for the answers in flight, unbind (run() then returns)."""
+        self._stopping.set()
+        self._poke.set()
+
+    async def run(self) -> None:
+        flusher = asyncio.create_task(
+            self._flush_loop(), name=f"smsgw-link-flush-{self.link.device_id}"
+        )
+        try:
+            self._emitted(await service.recover(self.db, self.link))
+            await self._sessions()
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await self._flush(final=True)
+
+    async def _sessions(self) -> None:
+        attempt = 0
+        where = f"{self.link.host}:{self.link.port}"
+        while not self._stopping.is_set():
+            session = Session(self.link, self.options.connect_timeout)
+            await self._state("connecting", f"binding to {where}")
+            try:
+                await session.open()
+            except BindFailed as error:
+                log.warning("link %s: %s", self.link.device_id, error)
+                await self._state("down", str(error))
+            else:
+                log.info("link %s: bound to %s", self.link.device_id, where)
+                await self._state("bound", None)
+                attempt = 0
+                try:
+                    await self._serve(session)
+                finally:
+                    await session.close()
+                if self._stopping.is_set():
+                    await self._state("down", "stopped (unbound)")
+                    return
+                log.warning("link %s: the session with %s ended", self.link.device_id, where)
+                await self._state("down", f"the session with {where} ended; reconnecting")
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                pause = backoff(attempt, self.options.reconnect_longest)
+                await asyncio.wait_for(self._stopping.wait(), pause)
+
+    async def _state(self, state: str, detail: str | None) -> None:
+        await service.set_state(self.db, self.link, state, detail)
+
+    def _emitted(self, events: int) -> None:
+        if events:
+            self.signals.emit(signals.OUTBOX_FILLED)
+
+    # Sending.
+
+    async def _serve(self, session: Session) -> None:
+        reader = asyncio.create_task(self._read(session))
+        try:
+            await self._send(session, reader)
+        finally:
+            if self.flying:  # their answers, or the errors of a session that ended
+                await asyncio.wait(list(self.flying), timeout=DRAIN_SECONDS)
+            if not reader.done() and not self._stopping.is_set():
+                reader.cancel()
+            if self._stopping.is_set():
+                await session.close()  # unbind: the reader then sees the session end
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    def _over(self, session: Session, reader: asyncio.Task[None]) -> bool:
+        return session.dead or reader.done() or self._stopping.is_set()
+
+    async def _send(self, session: Session, reader: asyncio.Task[None]) -> None:
+        fresh = True
+        while not self._over(session, reader):
+            if len(self.backlog) < self.low_water:
+                await self._refill(claim_anyway=fresh)
+                fresh = False
+            if not self.backlog:
+                self._poke.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poke.wait(), self.options.poll)
+                continue
+            await self.slowdown.wait()
+            await self._submit_some(session)
+
+    async def _refill(self, claim_anyway: bool) -> None:
+        if claim_anyway or await service.may_claim(self.db, self.link):
+            self._emitted((await service.claim(self.db, self.link, self.options.claim_cap)).events)
+        for job in await service.unsent(self.db, self.link, self.load + len(self.queued)):
+            if job.id not in self.queued:
+                self.queued.add(job.id)
+                self.backlog.append(job)
+
+    async def _submit_some(self, session: Session) -> None:
+        """Submit as many parts as the window and the token bucket allow now (at least one),
+        each recorded as submitted first."""
+        await self.window.acquire()
+        slots = 1
+        while slots < len(self.backlog) and not self.window.locked():
+            await self.window.acquire()
+            slots += 1
+        taken = await self.bucket.take(slots)
+        for _ in range(slots - taken):
+            self.window.release()
+        jobs = [self.backlog.popleft() for _ in range(min(taken, len(self.backlog)))]
+        for _ in range(taken - len(jobs)):
+            self.window.release()
+        if not jobs:
+            return
+        await service.intend(self.db, [job.id for job in jobs])
+        for job in jobs:
+            task = asyncio.create_task(self._submit(session, job))
+            self.flying.add(task)
+            task.add_done_callback(self.flying.discard)
+
+    def _encode(self, job: PartJob) -> Encoded:
+        if self._encoded is None or self._encoded[0] != job.message_id:
+            self._encoded = (job.message_id, encode(job.text, job.message_id))
+        return self._encoded[1]
+
+    async def _submit(self, session: Session, job: PartJob) -> None:
+        try:
+            encoded = self._encode(job)
+            coding = self.link.data_coding if encoded.gsm else UCS2
+            body = encoded.parts[job.part - 1] if job.part <= len(encoded.parts) else b""
+            part = Submit(
+                job.phone_number, body, encoded.esm_class, coding, job.with_delivery_report
+            )
+            answer = await session.submit(part)
+        finally:
+            self.window.release()
+        if answer.status == 0:
+            self.slowdown.accepted()
+            self._answer(job, repository.ACCEPTED, answer.message_id, None)
+        elif answer.busy:
+            assert answer.status is not None
+            self.slowdown.busy()
+            log.info("link %s: the SMSC is busy (%s); slowing down", self.link.device_id,
+                     status_text(answer.status))  # fmt: skip
+            await self._again(job)
+        elif answer.status is not None:
+            error = f"the SMSC refused submit_sm: {status_text(answer.status)}"
+            self._answer(job, repository.REJECTED, None, error)
+        elif not answer.sent:
+            await self._again(job)
+        else:
+            log.warning("link %s: %s", self.link.device_id, answer.reason)
+            self._answer(job, repository.UNKNOWN, None, service.NO_ANSWER)
+
+    async def _again(self, job: PartJob) -> None:
+        """The part was certainly not accepted: planned again (recorded before it can be
+        submitted again), first in line."""
+        await service.unintend(self.db, [job.id])
+        self.backlog.appendleft(job)
+
+    def _answer(self, job: PartJob, outcome: str, smsc_id: str | None, error: str | None) -> None:
+        self.queued.discard(job.id)
+        self.answers.append((job.id, outcome, smsc_id, error))
+        self._flush_now.set()
+
+    # Receiving.
+
+    async def _read(self, session: Session) -> None:
+        try:
+            while (inbound := await session.next()) is not None:
+                await self._inbound(inbound)
+        finally:
+            self._poke.set()
+
+    async def _inbound(self, inbound: Inbound) -> None:
+        if is_receipt(inbound.esm_class, inbound.receipted_id):
+            receipt = parse(inbound.short_message, inbound.receipted_id, inbound.message_state)
+            if receipt is not None and receipt.final:
+                self.receipts.append((time.monotonic(), receipt))
+                self._flush_now.set()
+            return
+        mo = service.MobileOriginated(
+            inbound.source_addr, inbound.source_ton == 1, inbound.esm_class,
+            inbound.data_coding, inbound.short_message,
+        )  # fmt: skip
+        try:
+            await service.received(self.db, self.link, mo, self.options.opt_outs)
+        except Exception:  # the carrier has its deliver_sm_resp already (docs/links.md)
+            log.exception("link %s: an incoming SMS could not be stored", self.link.device_id)
+            return
+        self.signals.emit(signals.OUTBOX_FILLED)
+
+    # Recording answers and receipts.
+
+    async def _flush_loop(self) -> None:
+        while True:
+            wait = 1.0 if self.orphans else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), wait)
+            self._flush_now.clear()
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("link %s: recording answers failed; retrying", self.link.device_id)
+                await asyncio.sleep(1.0)
+
+    async def _flush(self, final: bool = False) -> None:
+        answers, self.answers = self.answers, []
+        receipts, self.receipts = self.receipts, []
+        receipts, self.orphans = self.orphans + receipts, []  # tried again each time
+        if not answers and not receipts:
+            return
+        try:
+            settled = await service.settle(self.db, self.link, answers, [r for _, r in receipts])
+        except BaseException:
+            self.answers[:0], self.receipts[:0] = answers, receipts
+            raise
+        self._emitted(settled.events)
+        now = time.monotonic()
+        for seen, receipt in receipts:
+            if receipt not in settled.unmatched:
+                continue
+            if final or now - seen > ORPHAN_SECONDS:
+                log.warning("link %s: a receipt for %r named no part it sent; dropped",
+                            self.link.device_id, receipt.smsc_id)  # fmt: skip
+            else:
+                self.orphans.append((seen, receipt))

@@ -1,0 +1,199 @@
+"""One SMPP session of a link: the only module that speaks to smpp34 (docs/links.md says why
+it is kept behind one module). Binds transceiver, submits parts, yields what the carrier
+sends, unbinds; and says what each failure means for the part concerned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from dataclasses import dataclass
+
+import smpp34
+from smpp34._smpp34 import (
+    ESME_RMSGQFUL,
+    ESME_RSYSERR,
+    ESME_RTHROTTLED,
+    TLV_MESSAGE_STATE,
+    TLV_RECEIPTED_MESSAGE_ID,
+)
+
+from smsgw.links.repository import LinkRecord
+
+#: Command statuses (SMPP 3.4, 5.1.3) by value, for errors people read.
+STATUS_NAMES = {
+    0x00: "ESME_ROK", 0x01: "ESME_RINVMSGLEN", 0x02: "ESME_RINVCMDLEN", 0x03: "ESME_RINVCMDID",
+    0x04: "ESME_RINVBNDSTS", 0x05: "ESME_RALYBND", 0x06: "ESME_RINVPRTFLG",
+    0x07: "ESME_RINVREGDLVFLG", 0x08: "ESME_RSYSERR", 0x0A: "ESME_RINVSRCADR",
+    0x0B: "ESME_RINVDSTADR", 0x0C: "ESME_RINVMSGID", 0x0D: "ESME_RBINDFAIL",
+    0x0E: "ESME_RINVPASWD", 0x0F: "ESME_RINVSYSID", 0x14: "ESME_RMSGQFUL",
+    0x15: "ESME_RINVSERTYP", 0x33: "ESME_RINVNUMDESTS", 0x45: "ESME_RSUBMITFAIL",
+    0x48: "ESME_RINVSRCTON", 0x49: "ESME_RINVSRCNPI", 0x50: "ESME_RINVDSTTON",
+    0x51: "ESME_RINVDSTNPI", 0x53: "ESME_RINVSYSTYP", 0x58: "ESME_RTHROTTLED",
+    0x61: "ESME_RINVSCHED", 0x62: "ESME_RINVEXPIRY", 0xFF: "ESME_RUNKNOWNERR",
+}  # fmt: skip
+#: The carrier is busy: the part waits and goes again, the link slows down.
+BUSY = frozenset({ESME_RTHROTTLED, ESME_RMSGQFUL})
+#: How long an unbind (and the session's end) may take at most.
+UNBIND_SECONDS = 5.0
+_STATUS = re.compile(r"\(0x([0-9A-Fa-f]+)\)")
+
+
+def status_text(status: int) -> str:
+    return f"{STATUS_NAMES.get(status, 'status')} (0x{status:08X})"
+
+
+class BindFailed(Exception):
+    """The session could not be opened; the message says why, for people."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What became of one submit_sm.
+
+    `sent`: the carrier may have it (False only when it certainly has not); `busy`: refused
+    for now (throttled, queue full); `status` the command status (None: no answer came);
+    `message_id` the carrier's id of the part when it accepted it."""
+
+    sent: bool
+    status: int | None
+    message_id: str | None = None
+    reason: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 0 and self.message_id is not None
+
+    @property
+    def busy(self) -> bool:
+        return self.status in BUSY
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A deliver_sm: a receipt (`receipted_id`/`message_state` from its TLVs) or an MO."""
+
+    source_addr: str
+    source_ton: int
+    destination_addr: str
+    esm_class: int
+    data_coding: int
+    short_message: bytes
+    receipted_id: str | None
+    message_state: int | None
+
+
+@dataclass(frozen=True)
+class Submit:
+    """One part's submit_sm."""
+
+    number: str
+    body: bytes
+    esm_class: int
+    data_coding: int
+    report: bool
+
+
+class Session:
+    """A bound transceiver session on `link`, or none yet (`open`)."""
+
+    def __init__(self, link: LinkRecord, connect_timeout: float) -> None:
+        self.link = link
+        self.connect_timeout = connect_timeout
+        self._client: smpp34.Client | None = None
+        self._smsc: smpp34.Smsc | None = None
+        #: The session is known to be over (Disconnected seen, or closed by us).
+        self.dead = False
+
+    async def open(self) -> None:
+        """Connect and bind transceiver; BindFailed saying why not."""
+        link = self.link
+        self._client = smpp34.Client(
+            link.host, link.port, link.system_id, link.password, bind_type="TRX",
+            system_type=link.system_type, window_size=link.window,
+            inbound_capacity=max(link.window, 16),
+            connect_timeout_ms=max(1, round(self.connect_timeout * 1000)),
+        )  # fmt: skip
+        try:
+            self._smsc = await self._client.connect()
+        except smpp34.SmppError as error:
+            self.dead = True
+            await self._stop_client()
+            raise BindFailed(_bind_reason(str(error), link)) from None
+
+    async def submit(self, part: Submit) -> Answer:
+        """Submit one part: the carrier's answer, or why none came and whether the part
+        may have reached the carrier (only a session known dead before the call means it
+        did not)."""
+        if self.dead or self._smsc is None:
+            return Answer(False, None, reason="the session was down before the submit_sm")
+        ton, number = (1, part.number[1:]) if part.number.startswith("+") else (0, part.number)
+        link = self.link
+        try:
+            response = await self._smsc.submit_sm(
+                number, part.body, source_addr=link.source_addr,
+                source_addr_ton=link.source_ton, source_addr_npi=link.source_npi,
+                dest_addr_ton=ton, dest_addr_npi=1, esm_class=part.esm_class,
+                data_coding=part.data_coding, registered_delivery=int(part.report),
+            )  # fmt: skip
+        except smpp34.SmppError as error:
+            return _raised(str(error))
+        return Answer(True, response.command_status, response.message_id or None)
+
+    async def next(self) -> Inbound | None:
+        """The next deliver_sm, or None once the session is over."""
+        if self._smsc is None:
+            return None
+        event = await self._smsc.next()
+        if not isinstance(event, smpp34.DeliverSmEvent):
+            self.dead = True
+            return None
+        tlvs = {tlv.tag: tlv for tlv in event.tlvs}
+        receipted = tlvs.get(TLV_RECEIPTED_MESSAGE_ID)
+        state = tlvs.get(TLV_MESSAGE_STATE)
+        return Inbound(
+            event.source_addr, event.source_addr_ton, event.destination_addr, event.esm_class,
+            event.data_coding, event.short_message,
+            receipted.as_string() if receipted is not None else None,
+            state.as_int() if state is not None else None,
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        """Unbind (when the session is still up) and end it."""
+        smsc, was_dead = self._smsc, self.dead
+        self.dead = True
+        if smsc is not None and not was_dead:
+            # the carrier may go first: nothing to unbind then
+            with contextlib.suppress(smpp34.SmppError, TimeoutError):
+                await asyncio.wait_for(smsc.unbind(), UNBIND_SECONDS)
+        await self._stop_client()
+
+    async def _stop_client(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            with contextlib.suppress(smpp34.SmppError, TimeoutError):
+                await asyncio.wait_for(client.stop(), UNBIND_SECONDS)
+
+
+def _bind_reason(error: str, link: LinkRecord) -> str:
+    """A failed bind said for people: smpp34 reports a refused bind only as a timeout."""
+    where = f"{link.host}:{link.port}"
+    if "bind timed out" in error:
+        return (
+            f"connected to {where}, but the SMSC did not accept the bind (check system_id, "
+            "password and system_type)"
+        )
+    if "connect" in error.lower():
+        return f"cannot connect to {where}: {error}"
+    return f"bind to {where} failed: {error}"
+
+
+def _raised(error: str) -> Answer:
+    """An exception from submit_sm: a generic_nack (the carrier answered: not sent) or a
+    local failure, response timeout or lost session (ESME_RSYSERR: the carrier may have it)."""
+    found = _STATUS.search(error)
+    status = int(found.group(1), 16) if found else ESME_RSYSERR
+    if status == ESME_RSYSERR:
+        return Answer(True, None, reason=f"no answer from the SMSC ({error})")
+    return Answer(False, status, reason=f"generic_nack {status_text(status)}")

@@ -1,0 +1,97 @@
+// SMSC simulator on npm "smpp" 0.5.1 (node-smpp), for tests/test_links.py: the recipe of
+// shared/reference/test-peers.md section 2.1, with controls over HTTP (127.0.0.1 only):
+//   GET /mo?from=&to=&text=      an MO deliver_sm to every bound session
+//   GET /submits                 every submit_sm seen (JSON)
+//   GET /binds                   binds and unbinds: {ok, refused, unbinds, bound}
+//   GET /throttle?n=N            the next N submit_sm answer ESME_RTHROTTLED
+//   GET /hold?on=1|0             hold submit_sm answers (never sent while on)
+//   GET /drop                    destroy every session's socket (a lost connection)
+// Env: SMSC_PORT, CONTROL_PORT, SMSC_USER/SMSC_PASS (bind checks them), DLR_DELAY_MS.
+// A destination ending 0000 is undeliverable (receipt stat:UNDELIV err:001).
+const smpp = require('smpp');
+const http = require('http');
+const PORT = +process.env.SMSC_PORT, CONTROL = +process.env.CONTROL_PORT;
+const USER = process.env.SMSC_USER || '', PASS = process.env.SMSC_PASS || '';
+const DLR_DELAY = +(process.env.DLR_DELAY_MS || 50);
+let nextId = 1, throttle = 0, hold = false;
+const submits = [], binds = {ok: 0, refused: 0, unbinds: 0}, bound = new Set(), sessions = new Set();
+const pad = n => String(n).padStart(2, '0');
+const ts = d => `${pad(d.getFullYear() % 100)}${pad(d.getMonth() + 1)}${pad(d.getDate())}${pad(d.getHours())}${pad(d.getMinutes())}`;
+
+function receipt(session, pdu, id) {
+  const fail = pdu.destination_addr.endsWith('0000');
+  const now = ts(new Date());
+  const stat = fail ? 'UNDELIV' : 'DELIVRD', err = fail ? '001' : '000';
+  const text = `id:${id} sub:001 dlvrd:${fail ? '000' : '001'} submit date:${now} done date:${now} stat:${stat} err:${err} text:`;
+  session.deliver_sm({
+    source_addr: pdu.destination_addr, destination_addr: pdu.source_addr,
+    esm_class: smpp.ESM_CLASS.MC_DELIVERY_RECEIPT,
+    short_message: Buffer.from(text, 'ascii'), data_coding: 0,
+    receipted_message_id: id,
+    message_state: fail ? smpp.MESSAGE_STATE.UNDELIVERABLE : smpp.MESSAGE_STATE.DELIVERED,
+  });
+}
+
+const server = smpp.createServer(session => {
+  sessions.add(session);
+  session.on('close', () => { bound.delete(session); sessions.delete(session); });
+  session.on('error', () => {});
+  const onBind = pdu => {
+    if (USER && (pdu.system_id !== USER || pdu.password !== PASS)) {
+      binds.refused++;
+      session.send(pdu.response({command_status: smpp.ESME_RBINDFAIL}));
+      return session.close();
+    }
+    binds.ok++;
+    session.send(pdu.response({system_id: 'SIMSMSC'}));
+    bound.add(session);
+  };
+  ['bind_transceiver', 'bind_transmitter', 'bind_receiver'].forEach(c => session.on(c, onBind));
+  session.on('enquire_link', pdu => session.send(pdu.response()));
+  session.on('unbind', pdu => { binds.unbinds++; session.send(pdu.response()); session.close(); });
+  session.on('submit_sm', pdu => {
+    const sm = pdu.short_message || {};
+    const udh = sm.udh ? sm.udh.map(b => Buffer.from(b).toString('hex')) : [];
+    const seen = {destination: pdu.destination_addr, source: pdu.source_addr,
+      data_coding: pdu.data_coding, esm_class: pdu.esm_class, udh,
+      text: typeof sm.message === 'string' ? sm.message : (Buffer.isBuffer(sm) ? sm.toString('hex') : ''),
+      registered_delivery: pdu.registered_delivery, answered: null};
+    submits.push(seen);
+    if (throttle > 0) {
+      throttle--;
+      seen.answered = 'throttled';
+      return session.send(pdu.response({command_status: smpp.ESME_RTHROTTLED}));
+    }
+    if (hold) { seen.answered = 'held'; return; }
+    const id = (nextId++).toString(16).toUpperCase().padStart(8, '0');
+    seen.answered = id;
+    session.send(pdu.response({message_id: id}));
+    if (pdu.registered_delivery & 1) setTimeout(() => receipt(session, pdu, id), DLR_DELAY);
+  });
+});
+server.listen(PORT, '127.0.0.1');
+
+const json = (res, body) => { res.writeHead(200, {'Content-Type': 'application/json'}); res.end(JSON.stringify(body)); };
+http.createServer((req, res) => {
+  const u = new URL(req.url, 'http://x'), q = u.searchParams;
+  if (u.pathname === '/mo') {
+    let n = 0;
+    for (const s of bound) {
+      n++;
+      s.deliver_sm({source_addr: q.get('from') || '4915100001', source_addr_ton: 1, source_addr_npi: 1,
+        destination_addr: q.get('to') || 'TEST', short_message: q.get('text') || ''});
+    }
+    return json(res, {sessions: n});
+  }
+  if (u.pathname === '/submits') return json(res, submits);
+  if (u.pathname === '/binds') return json(res, {...binds, bound: bound.size});
+  if (u.pathname === '/throttle') { throttle = +(q.get('n') || 1); return json(res, {throttle}); }
+  if (u.pathname === '/hold') { hold = q.get('on') === '1'; return json(res, {hold}); }
+  if (u.pathname === '/drop') {
+    const n = sessions.size;
+    for (const s of sessions) s.socket.destroy();
+    return json(res, {dropped: n});
+  }
+  res.writeHead(404); res.end();
+}).listen(CONTROL, '127.0.0.1', () => console.log('ready'));
+process.on('SIGTERM', () => process.exit(0));

@@ -1,0 +1,84 @@
+"""A link's parts (links/encoding.py: exactly as many as messages/parts.py counts, GSM 03.38
+unpacked or UCS-2, behind an 8-bit-reference UDH), its receipts (links/receipts.py) and a
+recipient's state from its parts' outcomes (links/service.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from smsgw.domain.states import ProcessingState
+from smsgw.links.encoding import UCS2, UDHI, decode, encode
+from smsgw.links.receipts import parse
+from smsgw.links.service import recipient_state
+from smsgw.messages.parts import count_parts
+
+TEXTS = [
+    "", "hello", "a" * 160, "a" * 161, "€" * 80, "€" * 81, "x" * 152 + "€", "Привет" * 11,
+    "Привет" * 12, "😀" * 35, "😀" * 36, "a" * 66 + "😀" * 2 + "é" * 100,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_a_text_goes_in_as_many_parts_as_it_is_counted(text: str) -> None:
+    assert len(encode(text, 7).parts) == count_parts(text)
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_the_parts_put_together_give_the_text_back(text: str) -> None:
+    encoded = encode(text, 7)
+    coding = 0 if encoded.gsm else UCS2
+    assert "".join(decode(coding, part, encoded.esm_class) for part in encoded.parts) == text
+
+
+def test_a_gsm_extension_character_is_never_split_between_two_parts() -> None:
+    encoded = encode("x" * 152 + "€" + "y" * 10, 1)  # € would straddle septets 153 and 154
+    first = encoded.parts[0][6:]
+    assert len(first) == 152 and first == b"x" * 152
+    assert encoded.parts[1][6:8] == b"\x1be"
+
+
+def test_long_parts_carry_one_reference_their_count_and_their_number() -> None:
+    encoded = encode("Ж" * 150, 0x1A5)
+    assert (encoded.gsm, encoded.esm_class) == (False, UDHI)
+    assert [p[:6] for p in encoded.parts] == [bytes([5, 0, 3, 0xA5, 3, n]) for n in (1, 2, 3)]
+    assert [len(p) - 6 for p in encoded.parts] == [134, 134, 32]  # 67, 67, 16 characters
+
+
+def test_one_part_has_no_header() -> None:
+    assert encode("hi", 3).parts == [b"hi"] and encode("hi", 3).esm_class == 0
+
+
+def test_a_receipt_is_read_from_its_tlvs_before_its_text() -> None:
+    text = (
+        b"id:0A sub:001 dlvrd:000 submit date:2612011200 done date:2612011200 stat:UNDELIV"
+        b" err:034 text:"
+    )
+    receipt = parse(text, "000000FF\0", 2)
+    assert receipt is not None
+    assert (receipt.smsc_id, receipt.stat, receipt.err) == ("000000FF", "DELIVRD", "034")
+    from_text = parse(text, None, None)
+    assert from_text is not None and (from_text.smsc_id, from_text.stat) == ("0A", "UNDELIV")
+    assert from_text.error() == "carrier receipt: stat:UNDELIV err:034"
+    assert parse(b"no id here", None, None) is None
+    enroute = parse(b"id:1 stat:ENROUTE", None, None)
+    assert enroute is not None and not enroute.final
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "state"),
+    [
+        ([("accepted", None), (None, None)], None),
+        ([("accepted", None), ("accepted", None)], (ProcessingState.SENT, None)),
+        ([("delivered", None), ("accepted", None)], (ProcessingState.SENT, None)),
+        ([("delivered", None), ("delivered", None)], (ProcessingState.DELIVERED, None)),
+        ([("delivered", None), ("undelivered", "e")], (ProcessingState.FAILED, "e")),
+        ([("rejected", "r"), (None, None)], (ProcessingState.FAILED, "r")),
+        ([("unknown", "u")], (ProcessingState.FAILED, "u")),
+        ([("cancelled", None)], (ProcessingState.CANCELLED, None)),
+    ],
+)
+def test_a_recipients_state_follows_its_parts(
+    outcomes: list[tuple[str | None, str | None]],
+    state: tuple[ProcessingState, str | None] | None,
+) -> None:
+    assert recipient_state(outcomes) == state

@@ -1,0 +1,278 @@
+"""Carrier links (SMPP) through a real running smsgw, against the npm `smpp` simulator
+(tests/fakes/smsc-sim.js): a link added by the CLI binds, claims the account's messages as a
+phone does, submits them (GSM 7-bit, or UCS-2 in parts behind a UDH), and the carrier's
+receipts make them Delivered or Failed in the API and the webhooks; MO messages land in the
+inbox; a busy carrier slows the link; a lost connection and a refused bind are survived."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from smsgw.cli import app
+from tests.conftest import Account, LiveServer, database_rows, running
+from tests.fakes.receiver import Receiver
+from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
+from tests.test_cli import environment
+from tests.webhook_support import hub_settings
+
+NUMBER = "+12025550100"
+
+
+@pytest.fixture
+def smsc() -> Iterator[Smsc]:
+    started = Smsc().start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server whose binds give up after 2 s (the simulator refuses a wrong password with
+    no answer smpp34 reports) and webhooks retry fast."""
+    with running(hub_settings(tmp_path / "data", link_connect_timeout_seconds=2)) as server:
+        yield server
+
+
+@pytest.fixture
+def alice(live: LiveServer) -> Account:
+    return live.create_user("alice")
+
+
+@pytest.fixture
+def api(live: LiveServer, alice: Account) -> Iterator[httpx.Client]:
+    with live.client(alice) as client:
+        yield client
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    started = Receiver().start()
+    yield started
+    started.stop()
+
+
+def cli(server: LiveServer, *args: str, stdin: str | None = None, code: int = 0) -> str:
+    result = CliRunner().invoke(
+        app, list(args), input=stdin, env=environment(server.settings.data_dir)
+    )
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def add_link(
+    server: LiveServer, smsc: Smsc, login: str, *options: str, password: str = PASSWORD
+) -> str:
+    said = cli(
+        server, "links", "add", "smpp", "--user", login, "--host", "127.0.0.1",
+        "--port", str(smsc.port), "--system-id", USER, "--password-stdin", "--source", "SMSGW",
+        *options, stdin=password + "\n",
+    )  # fmt: skip
+    assert said.startswith("added SMPP link "), said
+    return said.split()[-1]
+
+
+def listed(server: LiveServer, link_id: str) -> dict[str, Any]:
+    links = json.loads(cli(server, "links", "list", "--json"))
+    [found] = [link for link in links if link["id"] == link_id]
+    return dict(found)
+
+
+def bound(server: LiveServer, link_id: str) -> None:
+    wait_until(lambda: listed(server, link_id)["state"] == "bound", what="the link bound")
+
+
+def send(api: httpx.Client, text: str, number: str = NUMBER, **extra: Any) -> str:
+    body = {"phoneNumbers": [number], "textMessage": {"text": text}, **extra}
+    response = api.post("/messages", json=body)
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
+
+
+def message(api: httpx.Client, message_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = api.get(f"/messages/{message_id}").json()
+    return found
+
+
+def reaches(api: httpx.Client, message_id: str, state: str) -> dict[str, Any]:
+    wait_until(lambda: message(api, message_id)["state"] == state, what=f"{message_id} {state}")
+    return message(api, message_id)
+
+
+def hook(api: httpx.Client, receiver: Receiver, *events: str) -> None:
+    for event in events:
+        response = api.post("/webhooks", json={"url": receiver.url, "event": event})
+        assert response.status_code in (200, 201), response.text
+
+
+def test_a_message_goes_out_through_the_link_and_its_receipt_makes_it_delivered(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc, receiver: Receiver
+) -> None:
+    hook(api, receiver, "sms:sent", "sms:delivered")
+    link_id = add_link(live, smsc, alice.login)
+    bound(live, link_id)
+
+    message_id = send(api, "Hello via SMPP @ 10€")
+    done = reaches(api, message_id, "Delivered")
+
+    assert done["deviceId"] == link_id
+    assert done["recipients"] == [{"phoneNumber": NUMBER, "state": "Delivered", "error": None}]
+    [submit] = smsc.submits()
+    assert submit["destination"] == NUMBER.removeprefix("+")
+    assert submit["source"] == "SMSGW"
+    assert (submit["data_coding"], submit["esm_class"], submit["udh"]) == (0, 0, [])
+    assert submit["registered_delivery"] == 1
+    wait_until(lambda: len(receiver.delivered()) == 2, what="two webhooks")
+    events = {r.json()["event"]: r.json()["payload"] for r in receiver.delivered()}
+    assert set(events) == {"sms:sent", "sms:delivered"}
+    assert events["sms:delivered"]["messageId"] == message_id
+    [part] = database_rows(
+        live.settings, "SELECT smsc_id, outcome FROM link_parts WHERE device_id = ?", [link_id]
+    )
+    assert part == (submit["answered"], "delivered")
+
+
+def test_a_long_ucs2_text_goes_as_three_parts_behind_one_concatenation_header(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
+) -> None:
+    bound(live, add_link(live, smsc, alice.login))
+    text = "Привет, это длинное сообщение! " * 5 + "Конец"  # 160 characters: 3 UCS-2 parts
+
+    message_id = send(api, text)
+    reaches(api, message_id, "Delivered")
+
+    submits = smsc.submits()
+    assert len(submits) == 3
+    assert {(s["data_coding"], s["esm_class"]) for s in submits} == {(8, 0x40)}
+    headers = [bytes.fromhex(s["udh"][0]) for s in submits]
+    # IEI 00 (8-bit reference), length 3, one reference, 3 parts, numbered 1 to 3
+    assert [h[:2] for h in headers] == [b"\x00\x03"] * 3
+    assert len({h[2] for h in headers}) == 1
+    assert [(h[3], h[4]) for h in headers] == [(3, 1), (3, 2), (3, 3)]
+    assert [len(s["text"]) for s in submits] == [67, 67, 26]
+    assert "".join(s["text"] for s in submits) == text
+
+
+def test_an_undeliverable_receipt_fails_the_recipient_with_the_carriers_error(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
+) -> None:
+    bound(live, add_link(live, smsc, alice.login))
+
+    message_id = send(api, "to nowhere", number="+12025550000")
+    failed = reaches(api, message_id, "Failed")
+
+    [recipient] = failed["recipients"]
+    assert recipient["state"] == "Failed"
+    assert recipient["error"] == "carrier receipt: stat:UNDELIV err:001"
+
+
+def test_an_sms_the_carrier_delivers_lands_in_the_inbox_and_the_webhooks(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc, receiver: Receiver
+) -> None:
+    hook(api, receiver, "sms:received")
+    link_id = add_link(live, smsc, alice.login)
+    bound(live, link_id)
+
+    assert smsc.mo("4915100001", "hello smsgw") == 1
+
+    wait_until(lambda: len(receiver.delivered()) == 1, what="the sms:received webhook")
+    [envelope] = [r.json() for r in receiver.delivered()]
+    assert envelope["event"] == "sms:received"
+    assert envelope["deviceId"] == link_id
+    assert envelope["payload"]["message"] == "hello smsgw"
+    assert envelope["payload"]["phoneNumber"] == "+4915100001"
+    inbox = api.get("/inbox").json()
+    assert [(m["message"], m["sender"]) for m in inbox] == [("hello smsgw", "+4915100001")]
+
+
+def test_a_throttling_carrier_slows_the_link_and_the_message_still_goes(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
+) -> None:
+    bound(live, add_link(live, smsc, alice.login))
+    smsc.throttle(3)
+
+    message_id = send(api, "after a while")
+    reaches(api, message_id, "Delivered")
+
+    assert [s["answered"] == "throttled" for s in smsc.submits()] == [True, True, True, False]
+
+
+def test_a_connection_lost_mid_window_resends_only_what_the_carrier_cannot_have(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
+) -> None:
+    """Window 3: of five messages, three submit_sm go out and wait for answers the carrier
+    holds back; the connection drops. Those three may have reached the carrier: they fail
+    with an error saying so, never sent twice. The other two go after the link rebinds."""
+    link_id = add_link(live, smsc, alice.login, "--window", "3", "--throughput", "1000")
+    bound(live, link_id)
+    smsc.hold(True)
+
+    sent = [send(api, f"message {n}") for n in range(5)]
+    wait_until(lambda: len(smsc.submits()) == 3, what="a full window")
+    wait_until(lambda: all(message(api, m)["state"] == "Processed" for m in sent), what="claimed")
+    submitted = "SELECT count(*) FROM link_parts WHERE submitted_at IS NOT NULL"
+    assert database_rows(live.settings, submitted) == [(3,)]  # the window holds the rest
+
+    smsc.hold(False)
+    assert smsc.drop() == 1
+    states = {m: reaches(api, m, "Failed" if n < 3 else "Delivered") for n, m in enumerate(sent)}
+
+    held = [s["text"] for s in smsc.submits() if s["answered"] == "held"]
+    assert sorted(held) == ["message 0", "message 1", "message 2"]  # in flight together
+    assert len(smsc.submits()) == 5  # nothing sent twice
+    for n in range(3):
+        [recipient] = states[sent[n]]["recipients"]
+        assert "no answer from the SMSC" in recipient["error"]
+        assert "not resent" in recipient["error"]
+    assert smsc.binds()["ok"] == 2
+    bound(live, link_id)
+
+
+def test_a_refused_bind_is_said_in_the_log_and_the_links_list(
+    live: LiveServer, alice: Account, smsc: Smsc, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="smsgw.links")
+    link_id = add_link(live, smsc, alice.login, password="wrong")
+
+    def refused() -> bool:
+        return listed(live, link_id)["state"] == "down"
+
+    wait_until(refused, what="the refused bind in the list")
+    detail = listed(live, link_id)["detail"]
+    assert "did not accept the bind" in detail
+    assert "check system_id, password" in detail
+    assert smsc.binds()["refused"] >= 1
+    said = [r.getMessage() for r in caplog.records if r.name == "smsgw.links"]
+    assert any(link_id in line and "did not accept the bind" in line for line in said)
+    assert not any("wrong" in line for line in said)  # the password is never logged
+    listing = cli(live, "links", "list")
+    assert "wrong" not in listing and "secret" not in listing
+
+
+def test_the_link_unbinds_when_the_server_stops(tmp_path: Path, smsc: Smsc) -> None:
+    with running(hub_settings(tmp_path / "data")) as server:
+        owner = server.create_user("owner")
+        link_id = add_link(server, smsc, owner.login)
+        bound(server, link_id)
+    assert smsc.binds()["unbinds"] == 1
+    assert smsc.binds()["bound"] == 0
+
+
+def test_deleting_a_link_unbinds_it_and_removes_it_from_the_list(
+    live: LiveServer, alice: Account, smsc: Smsc
+) -> None:
+    link_id = add_link(live, smsc, alice.login)
+    bound(live, link_id)
+
+    assert cli(live, "links", "delete", link_id, "--yes").strip() == f"deleted link {link_id}"
+
+    wait_until(lambda: smsc.binds()["unbinds"] == 1, what="the unbind")
+    assert json.loads(cli(live, "links", "list", "--json")) == []
+    cli(live, "links", "delete", link_id, "--yes", code=1)
