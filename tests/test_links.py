@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from tests.conftest import Account, LiveServer, database_rows, running
 from tests.fakes.receiver import Receiver
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 from tests.test_cli import environment
+from tests.web_support import Dashboard
 from tests.webhook_support import hub_settings
 
 NUMBER = "+12025550100"
@@ -137,6 +139,34 @@ def test_a_message_goes_out_through_the_link_and_its_receipt_makes_it_delivered(
         live.settings, "SELECT smsc_id, outcome FROM link_parts WHERE device_id = ?", [link_id]
     )
     assert part == (submit["answered"], "delivered")
+
+
+def test_the_overview_and_the_phones_page_show_a_link_as_a_carrier_link(
+    tmp_path: Path, smsc: Smsc
+) -> None:
+    """On a server whose phones may have 30 parts a minute, a link is not held to it."""
+    with running(hub_settings(tmp_path / "data", phone_parts_per_minute=30)) as server:
+        alice = server.create_user("alice")
+        link_id = add_link(server, smsc, alice.login)
+        bound(server, link_id)
+        with server.client(alice) as api:
+            reaches(api, send(api, "Hello " * 30), "Delivered")  # two GSM-7 parts
+        dashboard = Dashboard(server)
+        try:
+            dashboard.sign_in(alice)
+            overview = dashboard.http.get("/dashboard").text
+            phones = dashboard.http.get("/dashboard/phones").text
+        finally:
+            dashboard.close()
+    row = overview.split(f'data-sender-id="{link_id}" data-kind="link"', 1)[1].split("</tr>")[0]
+    assert "Carrier link" in row and "Online" in row
+    assert f"SMPP 127.0.0.1:{smsc.port}, bound" in row
+    assert '<td class="volume">1 / 1</td>' in row
+    budget = row.split('<td class="budget">', 1)[1].split("</td>", 1)[0]
+    assert re.fullmatch(r"\d this minute<br>\d today", budget), budget  # no "of 30"
+    row = phones.split(f'data-device-id="{link_id}"', 1)[1].split("</tr>")[0]
+    assert "Carrier link" in row and f"SMPP 127.0.0.1:{smsc.port}, bound" in row
+    assert "this minute, no limit" in row and "today (UTC), no limit" in row
 
 
 def test_a_long_ucs2_text_goes_as_three_parts_behind_one_concatenation_header(

@@ -24,8 +24,8 @@ router = APIRouter()
 
 @dataclass(frozen=True)
 class SenderRow:
-    """One row of the senders' table: a phone now; an SMPP link later gives the same facts
-    (`kind` "link", health None) and takes its place in `sender_rows`."""
+    """One row of the senders' table: a phone, or a carrier link (`kind` "link", health
+    None)."""
 
     kind: str
     id: str
@@ -38,6 +38,8 @@ class SenderRow:
     health: HealthRecord | None = None
     #: How close it is to its parts per minute and per day (routing/budgets.py).
     budget: BudgetUsage | None = None
+    #: A carrier link's description (web/phones.py `describe_link`); None for a phone.
+    link: str | None = None
 
     @property
     def battery(self) -> str:
@@ -49,14 +51,15 @@ class SenderRow:
 
 
 async def sender_rows(who: Visitor) -> list[SenderRow]:
-    """The account's phones with their volume, latest health and budget."""
+    """The account's phones and carrier links with their volume, latest health, budget."""
     db, user_id = who.context.db, who.user_id
     phones = await phone_rows(who)
     volumes = await service.volumes(db, user_id, [p.id for p in phones])
     health = await phonehealth.of_user(db, user_id)
     return [
-        SenderRow("phone", p.id, p.name, p.online, p.last_seen, volumes[p.id].last_hour,
-                  volumes[p.id].last_day, p.virtual is not None, health.get(p.id), p.budget)
+        SenderRow("link" if p.link else "phone", p.id, p.name, p.online, p.last_seen,
+                  volumes[p.id].last_hour, volumes[p.id].last_day, p.virtual is not None,
+                  health.get(p.id), p.budget, p.link)
         for p in phones
     ]  # fmt: skip
 

@@ -18,6 +18,8 @@ from smsgw.domain import clock
 from smsgw.domain.errors import DomainError, status_of
 from smsgw.events.user_feed import notify
 from smsgw.forwarded import refused_by_phones
+from smsgw.links import service as links
+from smsgw.links.repository import LinkRecord
 from smsgw.routing import budgets
 from smsgw.routing.budgets import BudgetUsage
 from smsgw.virtualphones import service as virtual
@@ -58,6 +60,14 @@ class PhoneRow:
     virtual: str | None = None
     #: How close it is to its budget (routing/budgets.py).
     budget: BudgetUsage | None = None
+    #: A carrier link's description, e.g. "SMPP smsc.example:2775, bound" (None: a phone).
+    link: str | None = None
+
+
+def describe_link(link: LinkRecord) -> str:
+    """E.g. "SMPP smsc.example:2775, bound" or "..., down: bind refused"."""
+    state = f"{link.state}: {link.detail}" if link.detail else link.state
+    return f"{link.kind.upper()} {link.host}:{link.port}, {state}"
 
 
 async def phone_rows(who: Visitor) -> list[PhoneRow]:
@@ -66,6 +76,15 @@ async def phone_rows(who: Visitor) -> list[PhoneRow]:
     rows = []
     behaviour = await virtual.of_user(context.db, who.user_id)
     usage = await budgets.usage(context.db, who.user_id, budgets.server_limits(context.settings))
+    carriers = {link.device_id: link for link in await links.of_user(context.db, who.user_id)}
+    if carriers:  # a link has no limits of the server's (only its own, and its throughput)
+        usage |= {
+            device_id: used
+            for device_id, used in (
+                await budgets.usage(context.db, who.user_id, budgets.NO_LIMITS)
+            ).items()
+            if device_id in carriers
+        }
     for device in await devices.list_devices(context.db, who.user_id):
         seen = context.presence.last_seen(device.id, device.last_seen)
         online = context.hub.is_connected(device.id) or seen >= clock.now() - window
@@ -75,6 +94,8 @@ async def phone_rows(who: Visitor) -> list[PhoneRow]:
         rows.append(replace(row, budget=usage.get(device.id)))
         if device.virtual:
             rows[-1] = replace(rows[-1], virtual=_behaviour(behaviour.get(device.id)))
+        if (link := carriers.get(device.id)) is not None:
+            rows[-1] = replace(rows[-1], online=link.state == "bound", link=describe_link(link))
     return rows
 
 
