@@ -157,8 +157,12 @@ def test_every_page_renders_without_errors_at_desktop_and_phone_width(
     screenshot(page, "message")
     page.get_by_role("button", name="Cancel this message").click()
     for path, name in (
+        ("/dashboard", "overview-first"),
         ("/dashboard/messages", "messages"),
+        ("/dashboard/conversations", "conversations-first"),
         ("/dashboard/send", "send"),
+        ("/dashboard/bulk", "bulk"),
+        ("/dashboard/opt-outs", "opt-outs-first"),
         ("/dashboard/account", "account"),
         ("/dashboard/settings", "settings"),
         ("/dashboard/tokens", "tokens"),
