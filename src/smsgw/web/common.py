@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,8 +26,18 @@ from smsgw.web.sessions import Session
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["version"] = __version__
-templates.env.filters["timestamp"] = lambda at: format_timestamp(at) if at else ""
+templates.env.filters["timestamp"] = lambda at: human_time(at) if at else ""
+templates.env.filters["iso"] = lambda at: format_timestamp(at) if at else ""
 templates.env.filters["markdown"] = markdown
+
+
+def human_time(moment: datetime) -> str:
+    """A moment for people: "2026-12-04 10:14:29 UTC" (the API's RFC 3339 is for programs,
+    and goes in `<time datetime>`, the `iso` filter)."""
+    utc = moment.astimezone(UTC) if moment.tzinfo else moment
+    return f"{utc:%Y-%m-%d %H:%M:%S} UTC"
+
+
 #: Characters of a text the lists show.
 TEXT_START = 40
 
