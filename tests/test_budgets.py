@@ -402,8 +402,11 @@ def test_a_phone_whose_budget_is_spent_is_told_only_of_expedited_work(
         assert has_work(defaults)
 
 
-def test_a_browser_sees_a_phones_budget_and_sets_its_limit(tmp_path: Path) -> None:
-    """Chromium at phone width (390 px): the phones page's budget, and its form."""
+def test_a_browser_sees_a_phones_budget_and_sets_its_limit(
+    tmp_path: Path, at: list[datetime]
+) -> None:
+    """Chromium at phone width (390 px): the phones page's budget, and its form. The clock
+    stands still (`at`), so the minute of the pull is the minute the page shows."""
     with running(budget_settings(tmp_path, phone_parts_per_minute=5)) as server:
         owner = server.create_user("owner")
         with server.client(owner) as api:

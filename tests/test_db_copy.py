@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, select
 from typer.testing import CliRunner
 
 from smsgw.accounts import service as accounts
+from smsgw.bulk import service as bulk
 from smsgw.cli import app
 from smsgw.db import copy_to_postgres, migrate
 from smsgw.db.copy_to_postgres import CopyFailed, tables
@@ -86,6 +87,7 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
             run(lambda: _fill(server, owner, receiver, made))
             server.create_user("developer")
             asyncio.run(_add_virtual_phone(server, "developer"))
+            asyncio.run(_preview_a_bulk_send(server, "developer"))
             _send_through_a_link(server, server.create_user("carrier"))
             web = Dashboard(server)
             assert web.sign_in(owner).status_code == 303  # a dashboard session
@@ -112,6 +114,17 @@ def _send_through_a_link(server: LiveServer, owner: Account) -> None:
             reaches(client, send(client, "through the carrier"), "Delivered")
     finally:
         smsc.stop()
+
+
+async def _preview_a_bulk_send(server: LiveServer, login: str) -> None:
+    """A bulk send's preview: batches and batch_items (a valid row and an invalid one)."""
+    db = database_for(server.settings)
+    try:
+        user_id = await accounts.user_id_of(db, login)
+        csv = b"phone,name\n+12025550100,Ann\nnot a number,Bob\n"
+        await bulk.preview(db, None, user_id, bulk.Upload("people.csv", csv, "Hi {{name}}"))
+    finally:
+        await db.dispose()
 
 
 async def _add_virtual_phone(server: LiveServer, login: str) -> None:
