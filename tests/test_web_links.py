@@ -271,6 +271,7 @@ def test_metrics_show_each_link_up_its_submits_receipts_and_queue(
     assert add(dashboard, free_port(), name="Dead end").status_code == 303
     up, down = (link["id"] for link in links_of(api))
     wait_until(lambda: the_link_states(api) == ["bound", "down"], what="one up, one down")
+    smsc.throttle(2)  # the first two submit_sm are answered "busy": the part goes again
     message_id = send(api)
     wait_until(
         lambda: api.get(f"/messages/{message_id}").json()["state"] == "Delivered",
@@ -286,6 +287,8 @@ def test_metrics_show_each_link_up_its_submits_receipts_and_queue(
     assert value(samples, "smsgw_link_up", link=down) == 0
     assert ("smsgw_link_up", frozenset({("link", down)})) in samples
     assert value(samples, "smsgw_link_submitted_total", link=up, answer="accepted") == 1
+    assert value(samples, "smsgw_link_submitted_total", link=up, answer="busy") == 2
+    assert value(samples, "smsgw_link_submitted_total", link=up, answer="refused") == 0
     assert value(samples, "smsgw_link_submitted_total", link=down, answer="accepted") == 0
     assert value(samples, "smsgw_link_receipts_total", link=up, outcome="undelivered") == 0
     for name in ("queue_depth", "parts_planned", "parts_in_flight"):
