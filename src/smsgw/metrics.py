@@ -5,8 +5,11 @@ app's current state, into a fresh registry per scrape. Other parts of smsgw repo
 the functions here:
 
 - `webhook_delivery(event, ok)`: once per webhook delivery attempt (webhooks worker).
+- `link_submitted(link, answer)`, `link_receipt(link, delivered)`: once per submit_sm sent
+  and per final receipt received (links/runner.py).
 
-The webhook outbox's depth is read from the database at scrape, like the message counts.
+The webhook outbox's depth is read from the database at scrape, like the message counts and
+each carrier link's state and queue depth (links/activity.py).
 
 Several server processes (prometheus_client's multiprocess mode): when PROMETHEUS_MULTIPROC_DIR
 is set, every process writes its counters to its own files in that directory and a scrape,
@@ -38,6 +41,7 @@ from smsgw.db.engine import Database
 from smsgw.devices.models import Device
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import EventHub
+from smsgw.links import activity
 from smsgw.messages import repository as stored
 from smsgw.messages.models import Message as MessageRow
 from smsgw.webhooks import repository as webhooks
@@ -71,7 +75,23 @@ CODE_SIGN_INS = Counter(
     ["outcome"],
     registry=None,
 )
-SHARED = (HTTP_REQUESTS, HTTP_LATENCY, WEBHOOK_DELIVERIES, CODE_SIGN_INS)
+LINK_SUBMITS = Counter(
+    "smsgw_link_submitted",
+    "submit_sm PDUs a carrier link sent, by link (its id) and the SMSC's answer: accepted, "
+    "busy (throttled or queue full: sent again later), refused, none (the session ended).",
+    ["link", "answer"],
+    registry=None,
+)
+LINK_RECEIPTS = Counter(
+    "smsgw_link_receipts",
+    "Final delivery receipts a carrier link received, by link and outcome (delivered or "
+    "undelivered).",
+    ["link", "outcome"],
+    registry=None,
+)
+SHARED = (
+    HTTP_REQUESTS, HTTP_LATENCY, WEBHOOK_DELIVERIES, CODE_SIGN_INS, LINK_SUBMITS, LINK_RECEIPTS,
+)  # fmt: skip
 
 
 def webhook_delivery(event: str, ok: bool) -> None:
@@ -82,6 +102,17 @@ def webhook_delivery(event: str, ok: bool) -> None:
 def code_sign_in(outcome: str) -> None:
     """Count one attempt to sign a phone in by code: `accepted`, `wrong` or `throttled`."""
     CODE_SIGN_INS.labels(outcome).inc()
+
+
+def link_submitted(link: str, answer: str) -> None:
+    """Count one submit_sm that link `link` sent, by the SMSC's `answer` (accepted, busy,
+    refused or none)."""
+    LINK_SUBMITS.labels(link, answer).inc()
+
+
+def link_receipt(link: str, delivered: bool) -> None:
+    """Count one final delivery receipt link `link` received."""
+    LINK_RECEIPTS.labels(link, "delivered" if delivered else "undelivered").inc()
 
 
 def multiprocess_dir() -> str | None:
@@ -134,6 +165,7 @@ class Snapshot(Collector):
     phones: int = 0
     streams: int = 0
     outbox: int = 0
+    links: list[activity.Gauge] = field(default_factory=list)
 
     def collect(self) -> Iterator[Metric]:
         by_state = GaugeMetricFamily(
@@ -169,6 +201,24 @@ class Snapshot(Collector):
             "smsgw_event_streams", "Open event streams (a phone may hold several).",
             value=self.streams,
         )  # fmt: skip
+        yield from self._links()
+
+    def _links(self) -> Iterator[Metric]:
+        families = (
+            ("up", "1 when the carrier link's session is bound, else 0 (by link id).",
+             lambda g: int(g.up)),
+            ("queue_depth", "The owner's queued messages the carrier link could take now "
+             f"(counted up to {activity.COUNT_CAP}).", lambda g: g.waiting),
+            ("parts_planned", "SMS parts a carrier link has taken and not yet submitted.",
+             lambda g: g.planned),
+            ("parts_in_flight", "SMS parts a carrier link submitted whose answer is not "
+             "recorded yet.", lambda g: g.in_flight),
+        )  # fmt: skip
+        for name, text, value in families:
+            family = GaugeMetricFamily(f"smsgw_link_{name}", text, labels=["link"])
+            for gauge in self.links:
+                family.add_metric([gauge.device_id], value(gauge))
+            yield family
 
 
 async def snapshot(db: Database, hub: EventHub) -> Snapshot:
@@ -187,7 +237,13 @@ async def snapshot(db: Database, hub: EventHub) -> Snapshot:
         )
         outbox = await webhooks.pending_count(conn)
     return Snapshot(
-        counts, virtual, int(claimed or 0), len(hub.connected()), hub.stream_count(), outbox
+        counts,
+        virtual,
+        int(claimed or 0),
+        len(hub.connected()),
+        hub.stream_count(),
+        outbox,
+        await activity.gauges(db),
     )
 
 

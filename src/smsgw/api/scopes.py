@@ -34,6 +34,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/device"): "devices:list",
     ("DELETE", "/device/{id}"): "devices:delete",
     ("PATCH", "/device/{id}"): "devices:write",
+    ("GET", "/links"): "devices:list",
+    ("GET", "/links/{id}"): "devices:list",
     ("GET", "/webhooks"): "webhooks:list",
     ("POST", "/webhooks"): "webhooks:write",
     ("DELETE", "/webhooks/{id}"): "webhooks:delete",

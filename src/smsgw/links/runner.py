@@ -18,6 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from smsgw import metrics
 from smsgw.db.engine import Database
 from smsgw.events import signals
 from smsgw.events.signals import Signals
@@ -25,7 +26,7 @@ from smsgw.links import repository, service
 from smsgw.links.encoding import UCS2, Encoded, encode
 from smsgw.links.receipts import Receipt, is_receipt, parse
 from smsgw.links.repository import LinkRecord, PartJob
-from smsgw.links.session import BindFailed, Inbound, Session, Submit, status_text
+from smsgw.links.session import Answer, BindFailed, Inbound, Session, Submit, status_text
 from smsgw.webhooks.hub import OptOutWords
 
 log = logging.getLogger("smsgw.links")
@@ -98,6 +99,15 @@ def backoff(attempt: int, longest: float) -> float:
     upper half, so that links of one carrier do not reconnect in step."""
     delay = min(longest, RECONNECT_FIRST * 2 ** (attempt - 1))
     return random.uniform(delay / 2, delay)
+
+
+def _answer_label(answer: Answer) -> str:
+    """The SMSC's answer to a submit_sm as /metrics counts it."""
+    if answer.status is None:
+        return "none"
+    if answer.status == 0:
+        return "accepted"
+    return "busy" if answer.busy else "refused"
 
 
 class LinkRunner:
@@ -259,6 +269,8 @@ class LinkRunner:
             answer = await session.submit(part)
         finally:
             self.window.release()
+        if answer.sent:
+            metrics.link_submitted(self.link.device_id, _answer_label(answer))
         if answer.status == 0:
             self.slowdown.accepted()
             self._answer(job, repository.ACCEPTED, answer.message_id, None)
@@ -301,6 +313,7 @@ class LinkRunner:
         if is_receipt(inbound.esm_class, inbound.receipted_id):
             receipt = parse(inbound.short_message, inbound.receipted_id, inbound.message_state)
             if receipt is not None and receipt.final:
+                metrics.link_receipt(self.link.device_id, receipt.delivered)
                 self.receipts.append((time.monotonic(), receipt))
                 self._flush_now.set()
             return

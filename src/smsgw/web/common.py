@@ -69,6 +69,7 @@ NAV: list[tuple[str, str]] = [
     ("/dashboard/bulk", "Bulk send"),
     ("/dashboard/inbox", "Inbox"),
     ("/dashboard/phones", "Phones"),
+    ("/dashboard/links", "Carrier links"),
     ("/dashboard/webhooks", "Webhooks"),
     ("/dashboard/opt-outs", "Opt-outs"),
     ("/dashboard/settings", "Settings"),

@@ -10,6 +10,7 @@ from smsgw.api.apps import (
     exports,
     inbox,
     keys,
+    links,
     logs,
     messages,
     optouts,
@@ -25,6 +26,7 @@ def build_router() -> APIRouter:
     router.include_router(messages.router)
     router.include_router(batches.router)
     router.include_router(devices.router)
+    router.include_router(links.router)
     router.include_router(webhooks.router)
     router.include_router(inbox.router)
     router.include_router(exports.router)

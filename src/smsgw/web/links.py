@@ -1,0 +1,155 @@
+"""The dashboard's carrier links: each link of the account with its session's state, queue
+depth and the parts it submitted of late (links/activity.py); a form to add an SMPP link
+(the CLI's rules: links/schemas.py, through the same service); delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+
+from smsgw.domain.errors import DomainError, status_of
+from smsgw.events.user_feed import notify
+from smsgw.links import activity
+from smsgw.links import service as links
+from smsgw.links.schemas import (
+    MAX_THROUGHPUT,
+    MAX_WINDOW,
+    PASSWORD_LENGTH,
+    SOURCE_LENGTH,
+    SYSTEM_ID_LENGTH,
+    SYSTEM_TYPE_LENGTH,
+    SmppSettings,
+    problems,
+)
+from smsgw.web.common import (
+    FORM_EXPIRED,
+    Visitor,
+    checked_form,
+    error_page,
+    field,
+    redirect,
+    render,
+    visitor,
+)
+
+router = APIRouter()
+PAGE = "/dashboard/links"
+NOTICES = {
+    "added": "Link added: the server binds it within a few seconds (reload to see its state).",
+    "deleted": "Link deleted.",
+}
+NOT_YOURS = "No such link of yours."
+
+
+@dataclass(frozen=True)
+class Input:
+    """A field of the add form: its name (SmppSettings' own), label, default, limit."""
+
+    name: str
+    label: str
+    default: str = ""
+    number: bool = False
+    low: int = 0
+    high: int = 0
+    length: int = 0
+
+
+FIELDS = (
+    Input("name", "Name", length=128),
+    Input("host", "Host", length=253),
+    Input("port", "Port", "2775", True, 1, 65535),
+    Input("system_id", "System ID", length=SYSTEM_ID_LENGTH),
+    Input("password", "Password", length=PASSWORD_LENGTH),
+    Input("system_type", "System type", length=SYSTEM_TYPE_LENGTH),
+    Input("source_addr", "Source address", length=SOURCE_LENGTH),
+    Input("source_ton", "Source TON", "5", True, 0, 6),
+    Input("source_npi", "Source NPI", "0", True, 0, 18),
+    Input("throughput", "Throughput (per second)", "10", True, 1, MAX_THROUGHPUT),
+    Input("window", "Window", "10", True, 1, MAX_WINDOW),
+    Input("data_coding", "Data coding of GSM 7-bit texts", "0", True, 0, 3),
+)
+LABELS = {f.name: f.label for f in FIELDS}
+DATA_CODINGS = (("0", "0: SMSC default alphabet (GSM 03.38)"), ("1", "1: IA5"), ("3", "3: Latin-1"))
+
+
+async def links_page(request: Request, who: Visitor, status: int = 200, **values: Any) -> Response:
+    values.setdefault("errors", {})
+    values.setdefault("entered", {f.name: f.default for f in FIELDS})
+    values.pop("password", None)
+    return render(
+        request, "links.html", status=status, who=who, fields=LABELS, cap=activity.COUNT_CAP,
+        links=await activity.of_user(who.context.db, who.user_id), codings=DATA_CODINGS,
+        notice=NOTICES.get(request.query_params.get("notice", "")), **values,
+    )  # fmt: skip
+
+
+@router.get(PAGE)
+async def show_links(request: Request) -> Response:
+    return await links_page(request, await visitor(request))
+
+
+def _raw(form: FormData, name: str) -> str:
+    """A field as typed (the password is not trimmed: its spaces are its own)."""
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def read_form(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings typed (numbers as numbers; an empty number field its default) and the
+    problems of each field, by field name, in words ("a whole number from 1 to 65535")."""
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for spec in FIELDS:
+        typed = _raw(form, spec.name) if spec.name == "password" else field(form, spec.name)
+        if not spec.number:
+            values[spec.name] = typed
+        elif (typed or spec.default).isascii() and (typed or spec.default).isdigit():
+            values[spec.name] = int(typed or spec.default)
+        else:
+            values[spec.name] = int(spec.default)
+            errors[spec.name] = f"a whole number from {spec.low} to {spec.high}"
+    if len(values["name"]) > 128:
+        errors["name"] = "at most 128 characters"
+    for name, message in problems(values).items():
+        errors.setdefault(name, message.partition(": ")[2] or message)
+    return values, errors
+
+
+@router.post(PAGE)
+async def add_link(request: Request) -> Response:
+    who = await visitor(request)
+    form = await checked_form(request, who)
+    if form is None:
+        return await links_page(request, who, 403, error=FORM_EXPIRED)
+    values, errors = read_form(form)
+    entered = {f.name: field(form, f.name) for f in FIELDS if f.name != "password"}
+    if errors:
+        return await links_page(request, who, 400, errors=errors, entered=entered)
+    name = values.pop("name")
+    try:
+        await links.add(who.context.db, who.user_id, who.login, name, SmppSettings(**values))
+    except DomainError as error:
+        wrong, _, message = error.message.partition(": ")
+        errors = {wrong: message} if wrong in LABELS and message else {"host": error.message}
+        return await links_page(request, who, status_of(error), errors=errors, entered=entered)
+    notify(who.context.db, who.user_id)
+    return redirect(f"{PAGE}?notice=added")
+
+
+@router.post(PAGE + "/{device_id}/delete")
+async def delete_link(request: Request, device_id: str) -> Response:
+    who = await visitor(request)
+    if await checked_form(request, who) is None:
+        return error_page(request, 403, FORM_EXPIRED, who)
+    try:
+        await links.delete(who.context.db, device_id, who.user_id)
+    except DomainError as error:
+        return error_page(request, status_of(error), NOT_YOURS, who)
+    who.context.presence.forget(device_id)
+    notify(who.context.db, who.user_id)
+    return redirect(f"{PAGE}?notice=deleted")
