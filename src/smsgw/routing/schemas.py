@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from smsgw.domain.clock import format_timestamp, now, parse_timestamp
 from smsgw.domain.states import ProcessingState
@@ -90,3 +90,36 @@ class StateReportIn(BaseModel):
     state: ProcessingState
     recipients: Annotated[list[RecipientReportIn], Field(min_length=1, max_length=100)]
     states: dict[ProcessingState, PhoneTimestamp] = Field(default_factory=dict)
+
+
+class RoutingRuleIn(BaseModel):
+    """`PUT /links/routing`: the account's routing rule between its phones and its links."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: str = Field(
+        description="`shared` (any sender, whoever claims first: the default), `phones`, "
+        "`links`, `prefix` (links for numbers starting with one of `prefixes`) or "
+        "`fallback` (links only while no phone is online).",
+        examples=["prefix"],
+    )
+    prefixes: list[Any] = Field(
+        default_factory=list,
+        description="Mode `prefix` only: `+` and 1 to 15 digits each, at most 100. A message "
+        "goes to the links when every one of its recipients matches one.",
+        examples=[["+44", "+49"]],
+    )
+    failoverAfter: StrictInt = Field(
+        default=0,
+        description="Seconds (0 to 604800; 0: never): a message still queued this long after "
+        "it was due may be taken by the other kind of sender too. Not in mode `shared`.",
+        examples=[30],
+    )
+
+
+class RoutingRuleView(BaseModel):
+    """The account's routing rule (docs/links.md, "Routing rules")."""
+
+    mode: str
+    prefixes: list[str]
+    failoverAfter: int

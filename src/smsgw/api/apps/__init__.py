@@ -10,6 +10,7 @@ from smsgw.api.apps import (
     exports,
     inbox,
     keys,
+    link_routing,
     logs,
     messages,
     optouts,
@@ -33,4 +34,5 @@ def build_router() -> APIRouter:
     router.include_router(logs.router)
     router.include_router(auth.router)
     router.include_router(keys.router)
+    router.include_router(link_routing.router)
     return router
