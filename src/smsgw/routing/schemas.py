@@ -114,7 +114,8 @@ class RoutingRuleIn(BaseModel):
     mode: Literal["shared", "phones", "links", "prefix", "fallback"] = Field(
         description="`shared` (any sender, whoever claims first: the default), `phones`, "
         "`links`, `prefix` (links for messages whose recipients all start with one of "
-        "`prefixes`, phones for the rest) or `fallback` (links only while no phone is online)."
+        "`prefixes`, phones for the rest) or `fallback` (links only while no phone is online).",
+        examples=["prefix"],  # with the other fields' examples, one valid rule
     )
     prefixes: list[RoutePrefix] = Field(
         default_factory=list,
