@@ -425,3 +425,15 @@ def test_a_phone_with_a_budget_claims_by_the_rule_too(tmp_path: Path) -> None:
             assert hand.pull() == {us}
             set_rule(client, mode="phones")
             assert hand.pull() == {us, uk, later}
+
+
+def test_a_message_pinned_to_a_bound_idle_link_goes_out_at_once(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
+) -> None:
+    """Whatever the rule (here: phones only), a message pinned to the link is the link's;
+    and a bound link that has nothing queued for it still takes it (not only when it binds
+    again)."""
+    link_id = add_link(live, smsc, alice.login)
+    set_rule(api, mode="phones")
+    assert delivered_by(live, api, send(api, UK, deviceId=link_id)) == link_id
+    assert delivered_by(live, api, send(api, US, deviceId=link_id)) == link_id
