@@ -144,7 +144,7 @@ def condition(
     """The condition (and its parameters) on `messages` that the rule puts on what the
     claimer may take from the queue; None when it may take anything."""
     parts: list[tuple[str, list[Any]]] = []
-    mine = _favours(rule, claimer, conn, now)
+    mine = _favours(conn, rule, claimer, now)
     if mine is None:
         return None
     parts.append(mine)
@@ -156,7 +156,7 @@ def condition(
 
 
 def _favours(
-    rule: Rule, claimer: Claimer, conn: UnitConnection, now: datetime
+    conn: UnitConnection, rule: Rule, claimer: Claimer, now: datetime
 ) -> tuple[str, list[Any]] | None:
     """What the mode itself gives the claimer: None for everything, else the condition."""
     mode = rule.mode
