@@ -107,6 +107,15 @@ def _settings_consistent(case: Any) -> bool:
     return not enabled or all(messages.get(key) is not None for key in hours)
 
 
+def _routing_consistent(case: Any) -> bool:
+    """Routing rule: prefixes with mode `prefix` and only then; no failover in `shared`."""
+    body = _fields(case)
+    mode, prefixes = body.get("mode"), body.get("prefixes") or []
+    if (mode == "prefix") != bool(prefixes):
+        return False
+    return mode != "shared" or not body.get("failoverAfter")
+
+
 def _keeps_the_phone(case: Any) -> bool:
     """The run's own phone is not deleted: the phone's operations sign in with it, and
     `deviceActiveWithin` needs a phone seen lately."""
@@ -131,6 +140,7 @@ RULES: dict[tuple[str, str], Callable[[Any], bool]] = {
     ("GET", "/exports/inbox"): _export_span,
     ("PATCH", "/settings"): _settings_consistent,
     ("PUT", "/settings"): _settings_consistent,
+    ("PUT", "/links/routing"): _routing_consistent,
     ("DELETE", "/devices/{id}"): _keeps_the_phone,
     ("DELETE", "/device/{id}"): _keeps_the_phone,
 }

@@ -105,12 +105,15 @@ THROUGH_THE_LINK = 1
 
 
 def _send_through_a_link(server: LiveServer, owner: Account) -> None:
-    """An SMPP link (of an account of its own) sends a message: links and link_parts."""
+    """An SMPP link (of an account of its own) sends a message by its account's routing
+    rule: links, link_parts and routing_rules."""
     smsc = Smsc().start()
     try:
         link_id = add_link(server, smsc, owner.login)
         bound(server, link_id)
         with server.client(owner) as client:
+            rule = {"mode": "prefix", "prefixes": ["+1", "+44"], "failoverAfter": 60}
+            assert client.put("/links/routing", json=rule).status_code == 200
             reaches(client, send(client, "through the carrier"), "Delivered")
     finally:
         smsc.stop()

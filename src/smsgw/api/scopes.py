@@ -53,6 +53,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/settings"): "settings:read",
     ("PATCH", "/settings"): "settings:write",
     ("PUT", "/settings"): "settings:write",
+    ("GET", "/links/routing"): "settings:read",
+    ("PUT", "/links/routing"): "settings:write",
     ("GET", "/logs"): "logs:read",
     ("POST", "/auth/token"): MANAGE,
     ("POST", "/auth/token/refresh"): REFRESH,

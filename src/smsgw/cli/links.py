@@ -141,3 +141,55 @@ def delete(
 
     run(action)
     say(f"deleted link {link_id}")
+
+
+def _describe(login: str, rule: dict[str, Any]) -> str:
+    said = f"{login}: mode {rule['mode']}"
+    if rule["prefixes"]:
+        said += ", prefixes " + " ".join(rule["prefixes"])
+    if rule["failoverAfter"]:
+        said += f", failover after {rule['failoverAfter']} s"
+    return said
+
+
+@app.command("routing")
+def routing(
+    user: UserOption,
+    mode: Annotated[
+        str | None,
+        typer.Option(help="Set the rule: shared, phones, links, prefix or fallback."),
+    ] = None,
+    prefix: Annotated[
+        list[str] | None,
+        typer.Option("--prefix", help="Mode prefix: a number prefix such as +44 (repeat it)."),
+    ] = None,
+    failover_after: Annotated[
+        int,
+        typer.Option(
+            "--failover-after", help="Seconds before the other kind of sender may take it too."
+        ),
+    ] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the account's routing rule between its phones and its links, or set it with
+    --mode (the whole rule: options left out mean no prefixes, no failover). See
+    docs/links.md, "Routing rules"."""
+    from smsgw.accounts import service as accounts
+    from smsgw.routing import rules
+
+    if mode is None and (prefix or failover_after):
+        fail("give --mode too: the rule is set whole (see `smsgw links routing --help`)")
+
+    async def action(db: Database) -> rules.Rule:
+        user_id = await accounts.user_id_of(db, user)
+        if mode is None:
+            return await rules.get(db, user_id)
+        return await rules.put(db, user_id, rules.checked(mode, prefix or [], failover_after))
+
+    rule = run(action)
+    wire: dict[str, Any] = {"mode": rule.mode.value, "prefixes": list(rule.prefixes)}
+    wire["failoverAfter"] = rule.failover_after
+    if as_json:
+        print_json(wire)
+    else:
+        say(_describe(user, wire))

@@ -18,7 +18,7 @@ from smsgw.messages.models import (
 )
 from smsgw.optouts.models import OptOut
 from smsgw.phonehealth.models import PhoneHealth
-from smsgw.routing.models import PhoneUsage
+from smsgw.routing.models import PhoneUsage, RoutingRule
 from smsgw.tokens.models import Token
 from smsgw.virtualphones.models import VirtualPhone
 from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, WebhookEvent
@@ -46,6 +46,7 @@ __all__ = [
     "PhoneHealth",
     "PhoneUsage",
     "Recipient",
+    "RoutingRule",
     "SigningKey",
     "SystemValue",
     "Token",

@@ -17,6 +17,7 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import timedelta
 
 from smsgw import metrics
 from smsgw.db.engine import Database
@@ -49,6 +50,8 @@ class LinkOptions:
     claim_cap: int
     poll: float
     opt_outs: OptOutWords
+    #: SMSGW_ONLINE_WINDOW_SECONDS: a phone heard from within it is online (routing rules).
+    online_window: timedelta = timedelta(seconds=300)
 
 
 class TokenBucket:
@@ -224,8 +227,9 @@ class LinkRunner:
             await self._submit_some(session)
 
     async def _refill(self, claim_anyway: bool) -> None:
-        if claim_anyway or await service.may_claim(self.db, self.link):
-            self._emitted((await service.claim(self.db, self.link, self.options.claim_cap)).events)
+        window, cap = self.options.online_window, self.options.claim_cap
+        if claim_anyway or await service.may_claim(self.db, self.link, window):
+            self._emitted((await service.claim(self.db, self.link, cap, window)).events)
         for job in await service.unsent(self.db, self.link, self.load + len(self.queued)):
             if job.id not in self.queued:
                 self.queued.add(job.id)

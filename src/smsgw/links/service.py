@@ -26,7 +26,7 @@ from smsgw.links.repository import LinkRecord
 from smsgw.links.schemas import SmppSettings
 from smsgw.messages.repository import MessageRecord
 from smsgw.routing import service as routing
-from smsgw.routing.repository import Phone
+from smsgw.routing.repository import ONLINE_WINDOW, Phone
 from smsgw.routing.service import RecipientReport, StateReport
 from smsgw.webhooks import hub
 
@@ -112,8 +112,10 @@ async def set_state(db: Database, link: LinkRecord, state: str, detail: str | No
         await repository.set_state(conn, link.device_id, state, detail, clock.now())
 
 
-def _phone(link: LinkRecord) -> Phone:
-    return Phone(link.device_id, link.user_id, None)
+def _phone(link: LinkRecord, online_window: timedelta = ONLINE_WINDOW) -> Phone:
+    """The link as a sender; `online_window`: how recently a phone of the owner must have
+    been heard from to count as online (its routing rule's mode `fallback`)."""
+    return Phone(link.device_id, link.user_id, None, link=True, online_window=online_window)
 
 
 def _problem(record: MessageRecord) -> str | None:
@@ -155,11 +157,14 @@ class Claimed:
     events: int
 
 
-async def claim(db: Database, link: LinkRecord, cap: int) -> Claimed:
-    """Claim the owner's queued messages for the link as a phone's pull does, plan their
-    parts in the same transaction, then report them Processed (or Failed when a link cannot
-    send them, Cancelled when cancelled before any part went out)."""
-    phone, now = _phone(link), clock.now()
+async def claim(
+    db: Database, link: LinkRecord, cap: int, online_window: timedelta = ONLINE_WINDOW
+) -> Claimed:
+    """Claim the owner's queued messages for the link as a phone's pull does (those the
+    owner's routing rule gives links: routing/rules.py), plan their parts in the same
+    transaction, then report them Processed (or Failed when a link cannot send them,
+    Cancelled when cancelled before any part went out)."""
+    phone, now = _phone(link, online_window), clock.now()
     reports: list[StateReport] = []
     async with db.write() as conn:
         pulled = await routing.pull_unit(DriverUnit(conn), phone, False, cap, now)
@@ -186,10 +191,13 @@ def _processed(record: MessageRecord) -> StateReport:
     return _snapshot(record, ProcessingState.PROCESSED)
 
 
-async def may_claim(db: Database, link: LinkRecord) -> bool:
-    """Whether the owner's queue holds a message the link could claim (a read: most looks
-    find nothing, and a claim is a write)."""
-    return await routing.has_work_for(db, _phone(link))
+async def may_claim(
+    db: Database, link: LinkRecord, online_window: timedelta = ONLINE_WINDOW
+) -> bool:
+    """Whether the owner's queue holds a message the link could claim, or one pinned to the
+    link waits (a read: most looks find nothing, and a claim is a write)."""
+    phone = _phone(link, online_window)
+    return await routing.has_work_for(db, phone) or await routing.has_pinned_for(db, phone)
 
 
 async def unsent(db: Database, link: LinkRecord, limit: int) -> list[repository.PartJob]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -14,7 +14,9 @@ from smsgw.domain.states import ProcessingState
 from smsgw.messages import repository as stored
 from smsgw.messages.models import QUEUED, UNTAKEN
 from smsgw.messages.repository import MessageRecord, RecipientRecord, open_recipient
+from smsgw.routing import rules
 from smsgw.routing.budgets import EXPEDITED, UNBOUNDED, Budget, Limits, day_of, minute_of
+from smsgw.routing.rules import Claimer, Rule
 
 messages = stored.messages
 recipients = stored.recipients
@@ -27,13 +29,25 @@ ACTIVE = (PENDING, CANCELLING)
 PULL_LIMIT = 100
 
 
+#: SMSGW_ONLINE_WINDOW_SECONDS's default (config.py).
+ONLINE_WINDOW = timedelta(seconds=300)
+
+
 @dataclass(frozen=True)
 class Phone:
-    """The puller: its id, its owner, and its SIM slots (None when unknown)."""
+    """The puller: its id, its owner, and its SIM slots (None when unknown); whether it is
+    a carrier link, and then how recently a phone must have been heard from to count as
+    online (for the account's routing rule: routing/rules.py)."""
 
     device_id: str
     user_id: int
     sim_numbers: frozenset[int] | None
+    link: bool = False
+    online_window: timedelta = ONLINE_WINDOW
+
+    @property
+    def claimer(self) -> Claimer:
+        return Claimer(self.user_id, self.link, self.online_window)
 
 
 # The phone's hot paths (pull, state reports), for `Database.write_unit` and `read_unit`: one
@@ -92,8 +106,11 @@ async def released_from(conn: UnitConnection, phone: Phone) -> list[MessageRecor
     return await _records(conn, where, params, newest_first=True)
 
 
-def _claimable(conn: UnitConnection, phone: Phone, now: datetime) -> tuple[str, list[Any]]:
-    """The WHERE clause (and its parameters) of the queued messages this phone may take."""
+def _claimable(
+    conn: UnitConnection, phone: Phone, now: datetime, rule: Rule
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its parameters) of the queued messages this phone may take
+    under the account's routing `rule`."""
     stamp = _at(conn, now)
     where = (
         f"user_id = ? AND {QUEUED}"
@@ -106,6 +123,10 @@ def _claimable(conn: UnitConnection, phone: Phone, now: datetime) -> tuple[str, 
         sims = sorted(phone.sim_numbers)
         where += f" AND (sim_number IS NULL OR sim_number IN ({marks(len(sims))}))"
         params += sims
+    routed = rules.condition(conn, rule, phone.claimer, now)
+    if routed is not None:
+        where += f" AND {routed[0]}"
+        params += routed[1]
     return where, params
 
 
@@ -117,10 +138,12 @@ async def claim(
     newest_first: bool,
     room: int = UNBOUNDED,
     first_max: int = UNBOUNDED,
+    rule: Rule = rules.SHARED,
 ) -> list[tuple[int, int]]:
     """Claim up to `count` queued messages for this phone, within its budget: `room` parts,
     and a first message of at most `first_max` parts (routing/budgets.py `fits`; expedited
-    ones whatever is left). Returns (key, parts) of those it won.
+    ones whatever is left), of those the account's routing `rule` gives it. Returns (key,
+    parts) of those it won.
 
     One statement. On SQLite the write transaction (`BEGIN IMMEDIATE`) keeps every other
     writer out between the choice and the update; on PostgreSQL the choice locks its rows
@@ -129,7 +152,7 @@ async def claim(
     locked), so no message is ever claimed twice; and it is made once (`among`), so never
     more than `count`. Within a budget, the choice keeps the candidates, in pull order,
     whose running cost fits (a window function over them)."""
-    where, params = _claimable(conn, phone, now)
+    where, params = _claimable(conn, phone, now, rule)
     order = _ORDER[newest_first]
     lock = row_lock(conn, skip_locked=True)
     chosen = f"SELECT id FROM messages WHERE {where} ORDER BY {order} LIMIT ?{lock}"  # noqa: S608
@@ -185,8 +208,9 @@ async def has_claimable(
 ) -> bool:
     """Whether a queued message waits that this phone may take; with `limits` (the
     server's), that it may take now: any while its budget has room, else an expedited one.
-    One statement."""
-    where, params = _claimable(conn, phone, now)
+    Under the account's routing rule, read first."""
+    rule = await rules.of_owner(conn, phone.user_id)
+    where, params = _claimable(conn, phone, now, rule)
     if limits is not None:
         where += f" AND (priority >= {EXPEDITED} OR NOT {_SPENT})"
         minute, day = limits.per_minute, limits.per_day
@@ -200,14 +224,15 @@ async def has_claimable(
 class PullState:
     """What a pull reads of its phone once it holds the phone's lock: how many messages it
     holds unreported, its own limits (None: the server's), its `phone_usage` row (minute,
-    parts, day, parts; None without one), and the parts of its pinned messages that are
-    due and that it has not taken yet."""
+    parts, day, parts; None without one), the parts of its pinned messages that are
+    due and that it has not taken yet, and its owner's routing rule."""
 
     in_flight: int
     per_minute: int | None
     per_day: int | None
     usage: tuple[int | None, int | None, int | None, int | None]
     pinned_due: int
+    rule: Rule = rules.SHARED
 
 
 async def pull_state(conn: UnitConnection, device_id: str, now: datetime) -> PullState | None:
@@ -217,14 +242,17 @@ async def pull_state(conn: UnitConnection, device_id: str, now: datetime) -> Pul
         " (SELECT coalesce(sum(parts), 0) FROM (SELECT parts FROM messages"
         f" WHERE device_id = ? AND {UNTAKEN} AND (schedule_at IS NULL OR schedule_at <= ?)"
         f" ORDER BY schedule_at LIMIT {PULL_LIMIT}) AS pinned),"  # a pull hands at most these
-        " d.parts_per_minute, d.parts_per_day, u.minute, u.minute_parts, u.day, u.day_parts"
-        " FROM devices d LEFT JOIN phone_usage u ON u.device_id = d.id WHERE d.id = ?"
+        " d.parts_per_minute, d.parts_per_day, u.minute, u.minute_parts, u.day, u.day_parts,"
+        " r.mode, r.prefixes, r.failover_after"
+        " FROM devices d LEFT JOIN phone_usage u ON u.device_id = d.id"
+        " LEFT JOIN routing_rules r ON r.user_id = d.user_id WHERE d.id = ?"
     )
     params = (device_id, PENDING, device_id, _at(conn, now), device_id)
     row = (await conn.execute(query, params)).fetchone()
     if row is None:
         return None
-    return PullState(int(row[0]), row[2], row[3], (row[4], row[5], row[6], row[7]), int(row[1]))
+    usage = (row[4], row[5], row[6], row[7])
+    return PullState(int(row[0]), row[2], row[3], usage, int(row[1]), rules.of_row(row[8:]))
 
 
 async def save_usage(conn: UnitConnection, device_id: str, now: datetime, budget: Budget) -> None:
@@ -240,16 +268,26 @@ async def save_usage(conn: UnitConnection, device_id: str, now: datetime, budget
 
 
 async def queued_due(conn: UnitConnection, owner: int, at_most: int, now: datetime) -> int:
-    """How many of the owner's queued messages are due and unexpired, counted up to
-    `at_most` (in the queue's index, so a long queue costs no more than `at_most`)."""
+    """How many of the owner's queued messages are due and unexpired and for its phones
+    (by its routing rule), counted up to `at_most` (in the queue's index, so a long queue
+    costs no more than `at_most`)."""
     stamp = _at(conn, now)
-    query = (
-        f"SELECT count(*) FROM (SELECT id FROM messages WHERE user_id = ? AND {QUEUED}"  # noqa: S608
+    where = (
+        f"user_id = ? AND {QUEUED}"
         " AND (valid_until IS NULL OR valid_until > ?)"
         " AND (schedule_at IS NULL OR schedule_at <= ?)"
+    )
+    params: list[Any] = [owner, stamp, stamp]
+    phones = Claimer(owner, link=False, online_window=ONLINE_WINDOW)
+    routed = rules.condition(conn, await rules.of_owner(conn, owner), phones, now)
+    if routed is not None:
+        where += f" AND {routed[0]}"
+        params += routed[1]
+    query = (
+        f"SELECT count(*) FROM (SELECT id FROM messages WHERE {where}"  # noqa: S608
         f" ORDER BY {_ORDER[True]} LIMIT ?) AS due"  # the queue's own index, which it ends in
     )
-    return int((await conn.execute(query, [owner, stamp, stamp, at_most])).fetchone()[0])
+    return int((await conn.execute(query, [*params, at_most])).fetchone()[0])
 
 
 async def has_due_untaken(conn: UnitConnection, device_id: str, now: datetime) -> bool:

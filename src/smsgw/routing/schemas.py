@@ -1,16 +1,24 @@
-"""Wire shapes of the phone's message pull and state reports."""
+"""Wire shapes of the phone's message pull and state reports, and of the routing rule."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+)
 
 from smsgw.domain.clock import format_timestamp, now, parse_timestamp
 from smsgw.domain.states import ProcessingState
-from smsgw.messages.schemas import DataMessage, TextMessage, Timestamp
+from smsgw.messages.schemas import WHOLE, DataMessage, TextMessage, Timestamp
 from smsgw.optouts.service import OPTED_OUT
+from smsgw.routing.rules import MAX_FAILOVER_SECONDS, MAX_PREFIXES
 from smsgw.routing.service import Pulled
 
 
@@ -90,3 +98,42 @@ class StateReportIn(BaseModel):
     state: ProcessingState
     recipients: Annotated[list[RecipientReportIn], Field(min_length=1, max_length=100)]
     states: dict[ProcessingState, PhoneTimestamp] = Field(default_factory=dict)
+
+
+#: A number prefix of a routing rule: `+` and 1 to 15 digits.
+RoutePrefix = Annotated[str, StringConstraints(pattern=r"^\+[0-9]{1,15}$"), Field(examples=["+44"])]
+
+
+class RoutingRuleIn(BaseModel):
+    """`PUT /links/routing`: the account's routing rule between its phones and its links.
+    Mode `prefix` needs at least one prefix and the other modes take none; mode `shared`
+    takes no `failoverAfter` but 0."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["shared", "phones", "links", "prefix", "fallback"] = Field(
+        description="`shared` (any sender, whoever claims first: the default), `phones`, "
+        "`links`, `prefix` (links for messages whose recipients all start with one of "
+        "`prefixes`, phones for the rest) or `fallback` (links only while no phone is online).",
+        examples=["prefix"],  # with the other fields' examples, one valid rule
+    )
+    prefixes: list[RoutePrefix] = Field(
+        default_factory=list,
+        max_length=MAX_PREFIXES,
+        description="Mode `prefix` only, and required there: `+` and 1 to 15 digits each.",
+        examples=[["+44", "+49"]],
+    )
+    failoverAfter: Annotated[StrictInt, Field(ge=0, le=MAX_FAILOVER_SECONDS), WHOLE] = Field(
+        default=0,
+        description="Seconds (0: never): a message still queued this long after it was due "
+        "may be taken by the other kind of sender too. Only 0 in mode `shared`.",
+        examples=[30],
+    )
+
+
+class RoutingRuleView(BaseModel):
+    """The account's routing rule (docs/links.md, "Routing rules")."""
+
+    mode: str
+    prefixes: list[str]
+    failoverAfter: int

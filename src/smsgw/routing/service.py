@@ -153,7 +153,8 @@ async def pull_unit(
     now: datetime,
     limits: Limits = NO_LIMITS,
 ) -> Pull:
-    """`pull`'s unit of work. Pinned messages take the budget first, then the queue."""
+    """`pull`'s unit of work. Pinned messages take the budget first, then the queue, of
+    which the phone (or link) claims what its owner's routing rule gives it (rules.py)."""
     await repository.lock_phone(conn, phone.device_id)
     state = await repository.pull_state(conn, phone.device_id, now)
     if state is None:  # deleted meanwhile
@@ -165,7 +166,9 @@ async def pull_unit(
         room, first_max = budget.room(), budget.first_max()
         if budget.limited and state.pinned_due:  # their share first (`budgets.within`)
             room, first_max = max(0, room - state.pinned_due), 0
-        claimed = await repository.claim(conn, phone, free, now, newest_first, room, first_max)
+        claimed = await repository.claim(
+            conn, phone, free, now, newest_first, room, first_max, state.rule
+        )
     spent = sum(parts for _, parts in claimed)
     held = await repository.held(conn, phone, newest_first, now)
     held, pinned, withheld = budgets.within(held, budget, spent)
@@ -302,6 +305,12 @@ async def has_work_for(db: Database, phone: Phone, limits: Limits | None = None)
     that it may take now, within its budget (else only expedited messages count)."""
     now = clock.now()
     return await db.read_unit(lambda conn: repository.has_claimable(conn, phone, now, limits))
+
+
+async def has_pinned_for(db: Database, phone: Phone) -> bool:
+    """Whether a message pinned to this phone (or link) is due and not handed over yet."""
+    now = clock.now()
+    return await db.read_unit(lambda conn: repository.has_due_untaken(conn, phone.device_id, now))
 
 
 async def owners_with_work(db: Database, limits: dict[int, int]) -> list[tuple[int, int]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
 from smsgw.config import Settings
 from smsgw.db.engine import Database
@@ -44,6 +45,7 @@ class LinkSupervisor:
         self.options = LinkOptions(
             settings.link_connect_timeout_seconds, settings.link_reconnect_max_seconds,
             settings.claim_cap, POLL_SECONDS, words,
+            timedelta(seconds=settings.online_window_seconds),
         )  # fmt: skip
         self.runners: dict[str, tuple[LinkRunner, asyncio.Task[None], int]] = {}
 

@@ -10,6 +10,7 @@ from smsgw.api.apps import (
     exports,
     inbox,
     keys,
+    link_routing,
     links,
     logs,
     messages,
@@ -26,6 +27,7 @@ def build_router() -> APIRouter:
     router.include_router(messages.router)
     router.include_router(batches.router)
     router.include_router(devices.router)
+    router.include_router(link_routing.router)  # before links' /links/{id}
     router.include_router(links.router)
     router.include_router(webhooks.router)
     router.include_router(inbox.router)
