@@ -261,7 +261,9 @@ def test_a_connection_lost_mid_window_resends_only_what_the_carrier_cannot_have(
         [recipient] = states[sent[n]]["recipients"]
         assert "no answer from the SMSC" in recipient["error"]
         assert "not resent" in recipient["error"]
-    assert smsc.binds()["ok"] == 2
+    # It bound again (more than once when a busy machine let a bind outlast the fixture's
+    # 2 s connect timeout: the SMSC counts that bind, the link tries again).
+    assert smsc.binds()["ok"] >= 2
     bound(live, link_id)
 
 
