@@ -52,6 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--throughput", type=int, default=100_000, help="the link's submit_sm/s limit (100000)"
     )
     parser.add_argument("--workers", type=int, default=1, help="SMSGW_WORKERS (1)")
+    parser.add_argument(
+        "--sqlite-synchronous", choices=["FULL", "NORMAL"], default="FULL",
+        help="SMSGW_SQLITE_SYNCHRONOUS of the server (FULL, smsgw's default: a sync a commit)",
+    )  # fmt: skip
     parser.add_argument("--dlr-delay-ms", type=int, default=50, help="receipt delay (50 ms)")
     parser.add_argument(
         "--profile", type=Path, help="py-spy on the server during one more link phase, into "
@@ -99,7 +103,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> tuple[list[Phase], list[st
     sim = Simulator(args.dlr_delay_ms)
     data = tmp / "data"
     server = Server(
-        data, tmp / "server.log", ["ingest", "link"], {"SMSGW_WORKERS": str(args.workers)}
+        data,
+        tmp / "server.log",
+        ["ingest", "link"],
+        {"SMSGW_WORKERS": str(args.workers), "SMSGW_SQLITE_SYNCHRONOUS": args.sqlite_synchronous},
     )
     phases: list[Phase] = []
     texts: list[str] = []
