@@ -5,20 +5,25 @@
 //   GET /binds                   binds and unbinds: {ok, refused, unbinds, bound}
 //   GET /throttle?n=N            the next N submit_sm answer ESME_RTHROTTLED
 //   GET /hold?on=1|0             hold submit_sm answers (never sent while on)
+//   GET /release                 answer the held submit_sm still on an open session, hold off
+//   GET /count                   how many submit_sm were seen: {submits}
 //   GET /drop                    destroy every session's socket (a lost connection)
 // Env: SMSC_PORT, CONTROL_PORT, SMSC_USER/SMSC_PASS (bind checks them), DLR_DELAY_MS.
 // A destination ending 0000 is undeliverable (receipt stat:UNDELIV err:001).
+// A receipt whose session has ended waits for the next bind, and goes to that session (as
+// an SMSC keeps the receipts of an ESME that is not bound).
 const smpp = require('smpp');
 const http = require('http');
 const PORT = +process.env.SMSC_PORT, CONTROL = +process.env.CONTROL_PORT;
 const USER = process.env.SMSC_USER || '', PASS = process.env.SMSC_PASS || '';
 const DLR_DELAY = +(process.env.DLR_DELAY_MS || 50);
 let nextId = 1, throttle = 0, hold = false;
-const submits = [], binds = {ok: 0, refused: 0, unbinds: 0}, bound = new Set(), sessions = new Set();
+const submits = [], held = [], waiting = [], binds = {ok: 0, refused: 0, unbinds: 0}, bound = new Set(), sessions = new Set();
 const pad = n => String(n).padStart(2, '0');
 const ts = d => `${pad(d.getFullYear() % 100)}${pad(d.getMonth() + 1)}${pad(d.getDate())}${pad(d.getHours())}${pad(d.getMinutes())}`;
 
 function receipt(session, pdu, id) {
+  if (!bound.has(session)) return waiting.push([pdu, id]);
   const fail = pdu.destination_addr.endsWith('0000');
   const now = ts(new Date());
   const stat = fail ? 'UNDELIV' : 'DELIVRD', err = fail ? '001' : '000';
@@ -30,6 +35,13 @@ function receipt(session, pdu, id) {
     receipted_message_id: id,
     message_state: fail ? smpp.MESSAGE_STATE.UNDELIVERABLE : smpp.MESSAGE_STATE.DELIVERED,
   });
+}
+
+function answer(session, pdu, seen) {
+  const id = (nextId++).toString(16).toUpperCase().padStart(8, '0');
+  seen.answered = id;
+  session.send(pdu.response({message_id: id}));
+  if (pdu.registered_delivery & 1) setTimeout(() => receipt(session, pdu, id), DLR_DELAY);
 }
 
 const server = smpp.createServer(session => {
@@ -45,6 +57,7 @@ const server = smpp.createServer(session => {
     binds.ok++;
     session.send(pdu.response({system_id: 'SIMSMSC'}));
     bound.add(session);
+    for (const [waited, id] of waiting.splice(0)) receipt(session, waited, id);
   };
   ['bind_transceiver', 'bind_transmitter', 'bind_receiver'].forEach(c => session.on(c, onBind));
   session.on('enquire_link', pdu => session.send(pdu.response()));
@@ -62,11 +75,8 @@ const server = smpp.createServer(session => {
       seen.answered = 'throttled';
       return session.send(pdu.response({command_status: smpp.ESME_RTHROTTLED}));
     }
-    if (hold) { seen.answered = 'held'; return; }
-    const id = (nextId++).toString(16).toUpperCase().padStart(8, '0');
-    seen.answered = id;
-    session.send(pdu.response({message_id: id}));
-    if (pdu.registered_delivery & 1) setTimeout(() => receipt(session, pdu, id), DLR_DELAY);
+    if (hold) { seen.answered = 'held'; held.push([session, pdu, seen]); return; }
+    answer(session, pdu, seen);
   });
 });
 server.listen(PORT, '127.0.0.1');
@@ -84,6 +94,15 @@ http.createServer((req, res) => {
     return json(res, {sessions: n});
   }
   if (u.pathname === '/submits') return json(res, submits);
+  if (u.pathname === '/count') return json(res, {submits: submits.length});
+  if (u.pathname === '/release') {
+    hold = false;
+    let n = 0;
+    for (const [session, pdu, seen] of held.splice(0)) {
+      if (sessions.has(session)) { n++; answer(session, pdu, seen); }
+    }
+    return json(res, {released: n});
+  }
   if (u.pathname === '/binds') return json(res, {...binds, bound: bound.size});
   if (u.pathname === '/throttle') { throttle = +(q.get('n') || 1); return json(res, {throttle}); }
   if (u.pathname === '/hold') { hold = q.get('on') === '1'; return json(res, {hold}); }

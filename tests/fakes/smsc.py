@@ -84,6 +84,14 @@ class Smsc:
     def hold(self, on: bool) -> None:
         self._get("/hold", on="1" if on else "0")
 
+    def release(self) -> int:
+        """Answer the held submit_sm of sessions still open (and hold no more)."""
+        return int(self._get("/release")["released"])
+
+    def count(self) -> int:
+        """How many submit_sm the simulator has seen."""
+        return int(self._get("/count")["submits"])
+
     def drop(self) -> int:
         return int(self._get("/drop")["dropped"])
 

@@ -141,6 +141,10 @@ class LinkRunner:
 
     async def stop(self) -> None:
         """Stop sending, wait for the answers in flight, unbind (run() then returns)."""
+        if self.flying:  # parts at risk (docs/links.md): worth a line in the log
+            log.warning("link %s: stopping with %d submit_sm awaiting their answer; waiting up "
+                        "to %g s for them", self.link.device_id, len(self.flying),
+                        DRAIN_SECONDS)  # fmt: skip
         self._stopping.set()
         self._poke.set()
 
@@ -237,8 +241,9 @@ class LinkRunner:
 
     async def _submit_some(self, session: Session) -> None:
         """Submit as many parts as the window and the token bucket allow now (at least one),
-        each recorded as submitted first."""
-        await self.window.acquire()
+        each recorded as submitted first; none once the link is stopping."""
+        if not await self._slot():
+            return
         slots = 1
         while slots < len(self.backlog) and not self.window.locked():
             await self.window.acquire()
@@ -256,6 +261,26 @@ class LinkRunner:
             task = asyncio.create_task(self._submit(session, job))
             self.flying.add(task)
             task.add_done_callback(self.flying.discard)
+
+    async def _slot(self) -> bool:
+        """Wait for a place in the window; False (and none taken) once the link is stopping,
+        which a full window must not hold up (its answers may never come)."""
+        if not self.window.locked():
+            await self.window.acquire()
+            return True
+        acquire = asyncio.ensure_future(self.window.acquire())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait([acquire, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            acquire.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acquire
+        got = acquire.done() and not acquire.cancelled()
+        if got and self._stopping.is_set():
+            self.window.release()
+        return got and not self._stopping.is_set()
 
     def _encode(self, job: PartJob) -> Encoded:
         if self._encoded is None or self._encoded[0] != job.message_id:

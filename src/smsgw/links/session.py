@@ -35,6 +35,12 @@ STATUS_NAMES = {
 }  # fmt: skip
 #: The carrier is busy: the part waits and goes again, the link slows down.
 BUSY = frozenset({ESME_RTHROTTLED, ESME_RMSGQFUL})
+#: Places in smpp34's queue of received PDUs. smpp34 1.5.0 stalls a session whose queue
+#: fills, even for a moment: no more answers nor receipts, every submit_sm then times out
+#: (bench/smpp found it: with 16 places, a link sending at full speed with receipts on
+#: stalled after 40 to 1,500 submit_sm). smsgw reads the queue at once, so it holds many
+#: only in a burst; what it holds was acknowledged already (docs/links.md, caveat 4).
+INBOUND_CAPACITY = 4096
 #: How long an unbind (and the session's end) may take at most.
 UNBIND_SECONDS = 5.0
 _STATUS = re.compile(r"\(0x([0-9A-Fa-f]+)\)")
@@ -112,7 +118,7 @@ class Session:
         self._client = smpp34.Client(
             link.host, link.port, link.system_id, link.password, bind_type="TRX",
             system_type=link.system_type, window_size=link.window,
-            inbound_capacity=max(link.window, 16),
+            inbound_capacity=INBOUND_CAPACITY,
             connect_timeout_ms=max(1, round(self.connect_timeout * 1000)),
         )  # fmt: skip
         try:

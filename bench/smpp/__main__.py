@@ -1,0 +1,248 @@
+"""`python -m bench.smpp`: submit_sm a second through one carrier link (issue 19, requirement 6).
+
+One run: the npm `smpp` SMSC simulator (tests/fakes/smsc-sim.js, receipts on) and a fresh
+server process (bench/fleet/server.py, SQLite) on 127.0.0.1; two accounts, "ingest" with no
+sender and "link" with one SMPP link (one bind, transceiver, window 10, a throughput limit
+far above what is reached). Each round, `--messages` POSTed through the API as fast as
+`--concurrency` clients go: first for "ingest" (the baseline: accepting alone), then for
+"link", whose messages the link claims and submits, every one stored before its submit_sm
+(the API answers only once a message is committed; each part's intent is committed before
+its submit_sm goes out). Reported: the accepted rate, the rate at the simulator over the same
+interval and their ratio (1.0: no backlog), the rate at the simulator over the whole phase,
+the drain after the last accepted message, the server's CPU per message (against the
+baseline's), the simulator's CPU. At the end every link message must have been submitted
+exactly once and be Delivered (the simulator's receipts). Exit status: 0 when the run is
+valid, 1 when it is not, 2 with --strict when the 1,000 submit_sm/s target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import uvloop
+
+from bench import profile
+from bench.common import RESULTS_DIR, machine, report_run, results_stamp
+from bench.fleet.server import ROOT, Server
+from bench.smpp.load import Phase, Simulator, add_link, check_exactly_once, run_phase
+
+TARGET_SUBMITS_PER_S = 1000.0
+WARMUP_MESSAGES = 200
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.smpp", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument("--messages", type=int, default=5000, help="per phase (5000)")
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds (3)")
+    parser.add_argument("--concurrency", type=int, default=16, help="API clients (16)")
+    parser.add_argument("--window", type=int, default=10, help="the link's window (10)")
+    parser.add_argument(
+        "--throughput", type=int, default=100_000, help="the link's submit_sm/s limit (100000)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="SMSGW_WORKERS (1)")
+    parser.add_argument(
+        "--sqlite-synchronous", choices=["FULL", "NORMAL"], default="FULL",
+        help="SMSGW_SQLITE_SYNCHRONOUS of the server (FULL, smsgw's default: a sync a commit)",
+    )  # fmt: skip
+    parser.add_argument("--dlr-delay-ms", type=int, default=50, help="receipt delay (50 ms)")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy on the server during one more link phase, into "
+        "this file (collapsed stacks), and print where its time went",
+    )  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 200, one round")
+    parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.messages, args.rounds = 200, 1
+    if min(args.messages, args.rounds, args.concurrency, args.window, args.workers) < 1:
+        parser.error("counts must be at least 1")
+    return args
+
+
+async def wait_bound(sim: Simulator, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as session:
+        while (await sim.get(session, "/binds"))["bound"] < 1:
+            if time.monotonic() > deadline:
+                sys.exit("bench.smpp: the link did not bind")
+            await asyncio.sleep(0.1)
+
+
+def delivered(data_dir: Path, link_id: str) -> int:
+    with sqlite3.connect(data_dir / "smsgw.db") as db:
+        query = "SELECT count(*) FROM messages WHERE device_id = ? AND state = 'Delivered'"
+        return int(db.execute(query, (link_id,)).fetchone()[0])
+
+
+async def settle(sim: Simulator, data_dir: Path, link_id: str, texts: list[str]) -> list[str]:
+    """After the rounds: every link message submitted once and Delivered (within 120 s)."""
+    async with aiohttp.ClientSession() as session:
+        problems = check_exactly_once(await sim.get(session, "/submits"), texts)
+    deadline = time.monotonic() + 120
+    while (count := delivered(data_dir, link_id)) < len(texts):
+        if time.monotonic() > deadline:
+            problems.append(f"{len(texts) - count} link messages not Delivered within 120 s")
+            break
+        await asyncio.sleep(0.2)
+    return problems
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> tuple[list[Phase], list[str]]:
+    sim = Simulator(args.dlr_delay_ms)
+    data = tmp / "data"
+    server = Server(
+        data,
+        tmp / "server.log",
+        ["ingest", "link"],
+        {"SMSGW_WORKERS": str(args.workers), "SMSGW_SQLITE_SYNCHRONOUS": args.sqlite_synchronous},
+    )
+    phases: list[Phase] = []
+    texts: list[str] = []
+
+    async def phase(name: str, number: int, messages: int, spy: Path | None = None) -> Phase:
+        print(f"bench.smpp: round {number}, {name}, {messages} messages ...", flush=True)
+        done = await run_phase(
+            server, sim, name, name, number, messages, args.concurrency,
+            within=max(60.0, messages / 50), profile=spy,
+        )  # fmt: skip
+        if name == "link":
+            texts.extend(f"link {number} {n}" for n in range(messages))
+        phases.append(done)
+        return done
+
+    try:
+        link_id = add_link(server, sim, "link", args.window, args.throughput)
+        await wait_bound(sim)
+        if not args.quick:
+            await phase("ingest", 0, WARMUP_MESSAGES)
+            await phase("link", 0, WARMUP_MESSAGES)
+        for number in range(1, args.rounds + 1):
+            baseline = await phase("ingest", number, args.messages)
+            link = await phase("link", number, args.messages)
+            link.problems += baseline.problems
+        if args.profile is not None:
+            await phase("link", -1, args.messages, args.profile)
+        problems = [p for done in phases for p in done.problems]
+        problems += await settle(sim, data, link_id, texts)
+    finally:
+        server.stop()
+        sim.stop()
+    return phases, problems
+
+
+def _num(value: float | None, spec: str = ".1f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def print_table(phases: list[Phase]) -> None:
+    header = (
+        f"{'round':>5} {'phase':<6} {'msgs':>5} {'accept/s':>8} {'p99 ms':>7} "
+        f"{'sim/s load':>10} {'ratio':>5} {'sim/s all':>9} {'drain ms':>8} {'backlog':>7} "
+        f"{'srv ms/msg':>10} {'sim ms/msg':>10} {'cli cpu%':>8} {'other%':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for p in phases:
+        label = {0: "warm", -1: "prof"}.get(p.round, str(p.round))
+        print(
+            f"{label:>5} {p.name:<6} {p.messages:>5} {p.accepted_per_s:>8.1f} "
+            f"{p.post_p99_ms:>7.1f} {_num(p.submits_during_load_per_s):>10} "
+            f"{_num(p.ratio, '.2f'):>5} {_num(p.submits_per_s):>9} {_num(p.drain_ms):>8} "
+            f"{_num(p.backlog_at_last_accept, 'd'):>7} "
+            f"{_num(p.server_cpu_ms_per_message, '.3f'):>10} "
+            f"{_num(p.simulator_cpu_ms_per_message, '.3f'):>10} "
+            f"{p.client_cpu_percent:>8.0f} {_num(p.other_cpu_percent, '.0f'):>6}"
+        )
+
+
+def summary(phases: list[Phase]) -> dict[str, Any]:
+    """The median measured round (by submit_sm/s at the simulator) and its baseline."""
+    links = sorted(
+        (p for p in phases if p.name == "link" and p.round > 0),
+        key=lambda p: p.submits_per_s or 0.0,
+    )
+    if not links:
+        return {}
+    link = links[len(links) // 2]
+    [ingest] = [p for p in phases if p.name == "ingest" and p.round == link.round]
+    cpu = link.server_cpu_ms_per_message
+    base = ingest.server_cpu_ms_per_message
+    return {
+        "round": link.round,
+        "submits_per_s": link.submits_per_s,
+        "submits_during_load_per_s": link.submits_during_load_per_s,
+        "accepted_per_s": link.accepted_per_s,
+        "simulator_over_accepted": link.ratio,
+        "drain_ms": link.drain_ms,
+        "accepted_over_ingest_baseline": round(link.accepted_per_s / ingest.accepted_per_s, 3),
+        "server_cpu_ms_per_message": cpu,
+        "ingest_server_cpu_ms_per_message": base,
+        "cpu_over_ingest": None if cpu is None or not base else round(cpu / base, 2),
+        "target_submits_per_s": TARGET_SUBMITS_PER_S,
+        "target_met": (link.submits_per_s or 0.0) >= TARGET_SUBMITS_PER_S,
+        "spread_submits_per_s": [p.submits_per_s for p in links],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix="smsgw-bench-smpp-") as tmp,
+        asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
+    ):
+        phases, problems = runner.run(run(args, Path(tmp)))
+    elapsed = time.monotonic() - started
+    print()
+    print_table(phases)
+    found = summary(phases)
+    if found:
+        print(
+            f"link, median round {found['round']}: {_num(found['submits_per_s'], '.0f')} "
+            f"submit_sm/s at the simulator (target {TARGET_SUBMITS_PER_S:.0f}: "
+            f"{'met' if found['target_met'] else 'MISSED'}; rounds "
+            f"{found['spread_submits_per_s']}); during the load "
+            f"{found['simulator_over_accepted']}x the accepted rate; server CPU "
+            f"{found['server_cpu_ms_per_message']} ms per message submitted "
+            f"({found['cpu_over_ingest']}x accepting alone)"
+        )
+    if args.profile is not None:
+        print(f"\nserver profile of the last link phase ({args.profile}):")
+        print(profile.top(args.profile))
+    busy = report_run([p.other_cpu_percent or 0.0 for p in phases if p.round > 0], problems)
+    stamp = results_stamp()
+    result = {
+        "benchmark": "smpp",
+        "when": stamp,
+        "command": " ".join([".venv/bin/python -m bench.smpp", *(argv or sys.argv[1:])]),
+        "settings": {k: v for k, v in vars(args).items() if k != "profile"},
+        "machine": machine(),
+        "phases": [asdict(p) for p in phases],
+        "summary": found,
+        "machine_busy": busy,
+        "elapsed_s": round(elapsed, 1),
+        "valid": not problems,
+        "problems": problems,
+    }
+    out = RESULTS_DIR / f"smpp-{stamp}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"results: {out.relative_to(ROOT)}  ({elapsed:.0f} s)")
+    if problems:
+        return 1
+    return 2 if args.strict and not found.get("target_met") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

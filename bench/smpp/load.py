@@ -1,0 +1,221 @@
+"""The pieces of bench/smpp: the SMSC simulator as a process, the link, and the phases.
+
+A phase POSTs messages through the API as fast as `concurrency` clients go, while the
+simulator's count of `submit_sm` is sampled every SAMPLE_SECONDS; it ends when the simulator
+has seen every message of the phase (or `within` seconds). The accepted rate is measured
+over the POSTs (first request to last answer), the simulator's over the same interval and
+over the whole phase (first request to the last message's submit_sm).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from bench.common import cpu_seconds, free_port
+from bench.fleet.fleet import Meter, api_client, percentile
+from bench.fleet.server import ROOT, Server
+from bench.profile import Recording
+
+MESSAGES = "/api/3rdparty/v1/messages"
+NUMBER = "+12025550100"
+SCRIPT = ROOT / "tests" / "fakes" / "smsc-sim.js"
+MODULES = ROOT / "tests" / "npm" / "node_modules"
+SYSTEM_ID, SECRET = "bench", "secret"
+SAMPLE_SECONDS = 0.05
+
+
+class Simulator:
+    """tests/fakes/smsc-sim.js (npm `smpp`) on free 127.0.0.1 ports, its receipts on."""
+
+    def __init__(self, dlr_delay_ms: int) -> None:
+        if not (MODULES / "smpp").is_dir():
+            sys.exit("bench.smpp: no npm smpp package: make tests/npm/node_modules/.installed")
+        self.port, self.control = free_port(), free_port()
+        env = os.environ | {
+            "NODE_PATH": str(MODULES), "SMSC_PORT": str(self.port),
+            "CONTROL_PORT": str(self.control), "SMSC_USER": SYSTEM_ID, "SMSC_PASS": SECRET,
+            "DLR_DELAY_MS": str(dlr_delay_ms),
+        }  # fmt: skip
+        self.process = subprocess.Popen(
+            ["node", str(SCRIPT)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if line.strip() != "ready":
+            self.stop()
+            sys.exit(f"bench.smpp: the simulator did not start: {line}")
+        self.url = f"http://127.0.0.1:{self.control}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    async def get(self, session: aiohttp.ClientSession, path: str) -> Any:
+        async with session.get(self.url + path) as answer:
+            return await answer.json()
+
+
+def add_link(server: Server, sim: Simulator, login: str, window: int, throughput: int) -> str:
+    """`smsgw links add smpp` for `login`, bound to the simulator; the link's id."""
+    done = subprocess.run(
+        [sys.executable, "-m", "smsgw", "links", "add", "smpp", "--user", login,
+         "--host", "127.0.0.1", "--port", str(sim.port), "--system-id", SYSTEM_ID,
+         "--password-stdin", "--source", "BENCH", "--window", str(window),
+         "--throughput", str(throughput)],
+        env=server.env, cwd=ROOT, input=SECRET + "\n", capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        sys.exit(f"bench.smpp: could not add the link:\n{done.stdout}{done.stderr}")
+    return done.stdout.split()[-1]
+
+
+@dataclass
+class Phase:
+    name: str
+    round: int
+    messages: int
+    accepted_per_s: float
+    post_p50_ms: float
+    post_p99_ms: float
+    #: submit_sm a second at the simulator while the POSTs ran, and over the whole phase.
+    submits_during_load_per_s: float | None = None
+    submits_per_s: float | None = None
+    #: The simulator's rate during the load over the accepted rate (1.0: no backlog).
+    ratio: float | None = None
+    #: From the last accepted message to the simulator's last submit_sm of the phase.
+    drain_ms: float | None = None
+    backlog_at_last_accept: int | None = None
+    server_cpu_ms_per_message: float | None = None
+    simulator_cpu_ms_per_message: float | None = None
+    client_cpu_percent: float = 0.0
+    other_cpu_percent: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+class Sampler:
+    """The simulator's submit_sm count over time, read every SAMPLE_SECONDS."""
+
+    def __init__(self, sim: Simulator, session: aiohttp.ClientSession) -> None:
+        self.sim, self.session = sim, session
+        self.samples: list[tuple[float, int]] = []
+
+    async def count(self) -> int:
+        found: dict[str, int] = await self.sim.get(self.session, "/count")
+        self.samples.append((time.monotonic(), found["submits"]))
+        return found["submits"]
+
+    async def until(self, target: int, within: float) -> float | None:
+        """Sample until the count reaches `target`: when it did (None: not within)."""
+        deadline = time.monotonic() + within
+        while await self.count() < target:
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(SAMPLE_SECONDS)
+        return self.samples[-1][0]
+
+    def at(self, moment: float) -> int:
+        """The count last read at or before `moment`."""
+        seen = [count for when, count in self.samples if when <= moment]
+        return seen[-1] if seen else self.samples[0][1]
+
+
+async def post_all(
+    client: aiohttp.ClientSession, label: str, count: int, concurrency: int
+) -> tuple[float, float, list[float]]:
+    """POST `count` messages (texts unique within the run); (first start, last end, ms)."""
+    todo = iter(range(count))
+    rtts: list[float] = []
+    first = last = time.monotonic()
+
+    async def worker() -> None:
+        nonlocal last
+        for n in todo:
+            body = {"phoneNumbers": [NUMBER], "textMessage": {"text": f"{label} {n}"}}
+            before = time.monotonic()
+            async with client.post(MESSAGES, json=body) as answer:
+                content = await answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"POST /messages answered {answer.status}: {content!r}")
+            last = max(last, time.monotonic())
+            rtts.append((last - before) * 1000)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return first, last, rtts
+
+
+async def run_phase(
+    server: Server, sim: Simulator, login: str, name: str, number: int, messages: int,
+    concurrency: int, within: float, profile: Any = None,
+) -> Phase:  # fmt: skip
+    """One phase: `login`'s messages, through its link when it has one (`name` "link")."""
+    through_link = name == "link"
+    async with api_client(server, login, concurrency) as client, aiohttp.ClientSession() as s:
+        sampler = Sampler(sim, s)
+        start = await sampler.count()
+        meter = Meter(server)
+        sim_cpu = cpu_seconds(sim.pid)
+        recording = Recording(server.pid, profile) if profile is not None else None
+        poll = asyncio.ensure_future(sampler.until(start + messages, within))
+        first, last, rtts = await post_all(client, f"{name} {number}", messages, concurrency)
+        done = await poll if through_link else None
+        if not through_link:
+            poll.cancel()
+        if recording is not None:
+            recording.stop()
+        usage = meter.stop()
+        sim_after = cpu_seconds(sim.pid)
+    phase = Phase(
+        name, number, messages, round(messages / (last - first), 1),
+        round(percentile(rtts, 50), 2), round(percentile(rtts, 99), 2),
+        client_cpu_percent=round(usage.client_cpu * 100 / usage.wall, 1),
+        other_cpu_percent=usage.other_cpu_percent,
+    )  # fmt: skip
+    if usage.server_cpu is not None:
+        phase.server_cpu_ms_per_message = round(usage.server_cpu * 1000 / messages, 3)
+    if not through_link:
+        return phase
+    if sim_cpu is not None and sim_after is not None:
+        phase.simulator_cpu_ms_per_message = round((sim_after - sim_cpu) * 1000 / messages, 3)
+    during = sampler.at(last) - sampler.at(first)
+    phase.submits_during_load_per_s = round(during / (last - first), 1)
+    phase.ratio = round(phase.submits_during_load_per_s / phase.accepted_per_s, 3)
+    phase.backlog_at_last_accept = start + messages - sampler.at(last)
+    if done is None:
+        phase.problems.append(f"{name} round {number}: not every submit_sm within {within} s")
+    else:
+        phase.submits_per_s = round(messages / (done - first), 1)
+        phase.drain_ms = round(max(0.0, done - last) * 1000, 1)
+    return phase
+
+
+def check_exactly_once(sim_submits: list[dict[str, Any]], texts: list[str]) -> list[str]:
+    """Every text submitted once at the simulator, nothing else."""
+    seen: dict[str, int] = {}
+    for submit in sim_submits:
+        seen[submit["text"]] = seen.get(submit["text"], 0) + 1
+    problems = []
+    twice = [t for t, n in seen.items() if n > 1]
+    missing = [t for t in texts if t not in seen]
+    strangers = [t for t in seen if t not in set(texts)]
+    if twice:
+        problems.append(f"{len(twice)} messages submitted more than once, e.g. {twice[0]!r}")
+    if missing:
+        problems.append(f"{len(missing)} messages never submitted, e.g. {missing[0]!r}")
+    if strangers:
+        problems.append(f"{len(strangers)} submits of unknown texts, e.g. {strangers[0]!r}")
+    return problems
