@@ -13,7 +13,7 @@ import httpx
 
 from smsgw.api.apps.inbox import RefreshIn
 from smsgw.devices.schemas import DeviceChange, PasswordChange, RegisterRequest, UpdateRequest
-from smsgw.routing.schemas import StateReportIn
+from smsgw.routing.schemas import RoutingRuleIn, StateReportIn
 from smsgw.tokens.schemas import TokenRequest
 from smsgw.web.examples import EXAMPLES
 from smsgw.webhooks.schemas import AttemptView, WebhookIn
@@ -87,6 +87,7 @@ def test_every_written_request_body_is_accepted_by_its_route() -> None:
         "register_webhook_api_3rdparty_v1_webhooks_post": WebhookIn,
         "issue_token_api_3rdparty_v1_auth_token_post": TokenRequest,
         "changeDevices": DeviceChange,
+        "put_routing_api_3rdparty_v1_links_routing_put": RoutingRuleIn,
     }
     for operation_id, model in models.items():
         model.model_validate(EXAMPLES[operation_id].body)

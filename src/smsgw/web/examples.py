@@ -85,6 +85,38 @@ _BUDGET = {
     "own": {"perMinute": None, "perDay": 500},
 }
 
+LINK_ID = "Lk7QhX2mR9cTzW4pVb1Ns"
+_LINK = {
+    "id": LINK_ID,
+    "name": "Carrier A",
+    "kind": "smpp",
+    "host": "smsc.example.net",
+    "port": 2775,
+    "systemId": "alice01",
+    "systemType": "",
+    "source": "SMSGW",
+    "sourceTon": 5,
+    "sourceNpi": 0,
+    "throughput": 50,
+    "window": 10,
+    "dataCoding": 0,
+    "state": "bound",
+    "detail": None,
+    "stateSince": "2026-05-17T08:02:41.120Z",
+    "queue": {"waiting": 12, "planned": 3, "inFlight": 10},
+    "recent": {
+        "since": "2026-05-16T09:32:11.421Z",
+        "submitted": 1840,
+        "accepted": 25,
+        "delivered": 1790,
+        "undelivered": 17,
+        "rejected": 6,
+        "noAnswer": 2,
+        "lastMinute": 48,
+    },
+}
+_ROUTING = {"mode": "prefix", "prefixes": ["+44", "+49"], "failoverAfter": 30}
+
 EXAMPLES: dict[str, Example] = {
     "sendMessages": Example(
         body=_SEND_BODY, response={**_PENDING, "textMessage": {"text": "Hello from API"}}
@@ -258,6 +290,10 @@ EXAMPLES.update(
         "list_keys_api_3rdparty_v1_auth_keys_get": Example(
             response=[{**_KEY, "lastUsedAt": "2026-05-17T09:32:00.000Z"}]
         ),
+        "listLinks": Example(response=[_LINK]),
+        "getLink": Example(path={"id": LINK_ID}, response=_LINK),
+        "get_routing_api_3rdparty_v1_links_routing_get": Example(response=_ROUTING),
+        "put_routing_api_3rdparty_v1_links_routing_put": Example(body=_ROUTING, response=_ROUTING),
         "list_opt_outs_api_3rdparty_v1_opt_outs_get": Example(
             query="limit=20&offset=0", response=[_OPTED_OUT]
         ),
