@@ -10,8 +10,9 @@
 //   GET /drop                    destroy every session's socket (a lost connection)
 // Env: SMSC_PORT, CONTROL_PORT, SMSC_USER/SMSC_PASS (bind checks them), DLR_DELAY_MS.
 // A destination ending 0000 is undeliverable (receipt stat:UNDELIV err:001).
-// A receipt whose session has ended waits for the next bind, and goes to that session (as
-// an SMSC keeps the receipts of an ESME that is not bound).
+// A receipt whose session has ended, or ends before its deliver_sm_resp, waits for the next
+// bind and goes to that session (as an SMSC keeps the receipts of an ESME that is not bound);
+// a NAKed one is sent again.
 const smpp = require('smpp');
 const http = require('http');
 const PORT = +process.env.SMSC_PORT, CONTROL = +process.env.CONTROL_PORT;
@@ -28,12 +29,17 @@ function receipt(session, pdu, id) {
   const now = ts(new Date());
   const stat = fail ? 'UNDELIV' : 'DELIVRD', err = fail ? '001' : '000';
   const text = `id:${id} sub:001 dlvrd:${fail ? '000' : '001'} submit date:${now} done date:${now} stat:${stat} err:${err} text:`;
+  const pending = [pdu, id];
+  session.unanswered.add(pending);
   session.deliver_sm({
     source_addr: pdu.destination_addr, destination_addr: pdu.source_addr,
     esm_class: smpp.ESM_CLASS.MC_DELIVERY_RECEIPT,
     short_message: Buffer.from(text, 'ascii'), data_coding: 0,
     receipted_message_id: id,
     message_state: fail ? smpp.MESSAGE_STATE.UNDELIVERABLE : smpp.MESSAGE_STATE.DELIVERED,
+  }, resp => {
+    session.unanswered.delete(pending);
+    if (resp.command_status !== 0) setTimeout(() => receipt(session, pdu, id), DLR_DELAY);
   });
 }
 
@@ -46,7 +52,11 @@ function answer(session, pdu, seen) {
 
 const server = smpp.createServer(session => {
   sessions.add(session);
-  session.on('close', () => { bound.delete(session); sessions.delete(session); });
+  session.unanswered = new Set();  // receipts sent, their deliver_sm_resp not yet come
+  session.on('close', () => {
+    bound.delete(session); sessions.delete(session);
+    for (const pending of session.unanswered) waiting.push(pending);  // kept, as an SMSC does
+  });
   session.on('error', () => {});
   const onBind = pdu => {
     if (USER && (pdu.system_id !== USER || pdu.password !== PASS)) {
