@@ -18,3 +18,23 @@ def test_quick_benchmark_run_submits_every_message_once_and_delivers_it() -> Non
     assert link["messages"] == 200
     assert link["submits_per_s"] > 0 and link["accepted_per_s"] > 0
     assert result["summary"]["round"] == 1
+    assert result["jasmin"] is None and "over_jasmin" not in result["summary"]
+
+
+def test_the_anchor_ratio_is_smsgw_over_jasmin_at_the_simulator() -> None:
+    """With --jasmin (not run here: Jasmin needs RabbitMQ and a venv of its own), the summary
+    sets smsgw's rate at the simulator against Jasmin's of the same run, target 5x."""
+    from bench.smpp.__main__ import summary
+    from bench.smpp.jasmin import JasminPhase
+    from bench.smpp.load import Phase
+
+    ingest = Phase("ingest", 1, 100, 1000.0, 1.0, 2.0, server_cpu_ms_per_message=0.5)
+    link = Phase("link", 1, 100, 500.0, 1.0, 2.0, submits_per_s=240.0, ratio=0.2)
+    slow = JasminPhase(100, 100, 1000.0, 20.0, 0.02, submits_per_s=50.0)
+    found = summary([ingest, link], slow)
+    assert (found["over_jasmin"], found["target_over_jasmin_met"]) == (4.8, False)
+    fast = JasminPhase(100, 100, 1000.0, 20.0, 0.02, submits_per_s=40.0)
+    assert summary([ingest, link], fast)["target_over_jasmin_met"] is True
+    assert "over_jasmin" not in summary([ingest, link], None)
+    unfinished = JasminPhase(100, 100, 1000.0, 20.0, 0.02)  # never reached the simulator
+    assert "over_jasmin" not in summary([ingest, link], unfinished)

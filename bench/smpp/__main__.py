@@ -11,8 +11,10 @@ its submit_sm goes out). Reported: the accepted rate, the rate at the simulator 
 interval and their ratio (1.0: no backlog), the rate at the simulator over the whole phase,
 the drain after the last accepted message, the server's CPU per message (against the
 baseline's), the simulator's CPU. At the end every link message must have been submitted
-exactly once and be Delivered (the simulator's receipts). Exit status: 0 when the run is
-valid, 1 when it is not, 2 with --strict when the 1,000 submit_sm/s target is missed.
+exactly once and be Delivered (the simulator's receipts). With `--jasmin VENV`, the anchor
+follows in the same run (bench/smpp/jasmin.py): smsgw stopped, the same load through Jasmin
+0.11.0 to the same simulator, and smsgw's rate over Jasmin's (target: at least 5x). Exit
+status: 0 when the run is valid, 1 when it is not, 2 with --strict when a target is missed.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ import uvloop
 from bench import profile
 from bench.common import RESULTS_DIR, machine, report_run, results_stamp
 from bench.fleet.server import ROOT, Server
+from bench.smpp.jasmin import JasminPhase, run_jasmin
 from bench.smpp.load import Phase, Simulator, add_link, check_exactly_once, run_phase
 
 TARGET_SUBMITS_PER_S = 1000.0
+TARGET_OVER_JASMIN = 5.0
 WARMUP_MESSAGES = 200
 
 
@@ -60,6 +64,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, help="py-spy on the server during one more link phase, into "
         "this file (collapsed stacks), and print where its time went",
+    )  # fmt: skip
+    parser.add_argument(
+        "--jasmin", type=Path, metavar="VENV", help="a venv with jasmin==0.11.0: run the "
+        "same load through Jasmin to the same simulator after smsgw's rounds (the anchor)",
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a smoke run: 200, one round")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
@@ -99,7 +107,9 @@ async def settle(sim: Simulator, data_dir: Path, link_id: str, texts: list[str])
     return problems
 
 
-async def run(args: argparse.Namespace, tmp: Path) -> tuple[list[Phase], list[str]]:
+async def run(
+    args: argparse.Namespace, tmp: Path
+) -> tuple[list[Phase], JasminPhase | None, list[str]]:
     sim = Simulator(args.dlr_delay_ms)
     data = tmp / "data"
     server = Server(
@@ -110,6 +120,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> tuple[list[Phase], list[st
     )
     phases: list[Phase] = []
     texts: list[str] = []
+    anchor = None
 
     async def phase(name: str, number: int, messages: int, spy: Path | None = None) -> Phase:
         print(f"bench.smpp: round {number}, {name}, {messages} messages ...", flush=True)
@@ -136,10 +147,17 @@ async def run(args: argparse.Namespace, tmp: Path) -> tuple[list[Phase], list[st
             await phase("link", -1, args.messages, args.profile)
         problems = [p for done in phases for p in done.problems]
         problems += await settle(sim, data, link_id, texts)
+        server.stop()  # its link unbinds: Jasmin's connector is then the only session
+        if args.jasmin is not None:
+            anchor = await run_jasmin(
+                args.jasmin, tmp / "jasmin", sim, args.messages, args.concurrency,
+                args.throughput, within=max(120.0, args.messages / 10),
+            )  # fmt: skip
+            problems += anchor.problems
     finally:
         server.stop()
         sim.stop()
-    return phases, problems
+    return phases, anchor, problems
 
 
 def _num(value: float | None, spec: str = ".1f") -> str:
@@ -167,7 +185,19 @@ def print_table(phases: list[Phase]) -> None:
         )
 
 
-def summary(phases: list[Phase]) -> dict[str, Any]:
+def print_anchor(anchor: JasminPhase) -> None:
+    print(
+        f"\nJasmin 0.11.0, {anchor.accepted}/{anchor.messages} accepted at "
+        f"{anchor.accepted_per_s:.1f}/s; at the simulator {anchor.submits_during_load_per_s}/s "
+        f"during the load ({anchor.ratio}x), {_num(anchor.submits_per_s)}/s over the phase, "
+        f"drain {_num(anchor.drain_ms, '.0f')} ms, backlog {anchor.backlog_at_last_accept}; "
+        f"CPU {_num(anchor.cpu_ms_per_message, '.2f')} ms/msg (jasmind, RabbitMQ, Redis; "
+        f"jasmind alone {_num(anchor.jasmind_cpu_ms_per_message, '.2f')}); receipts called "
+        f"back {anchor.receipts_called_back}; machine busy {_num(anchor.machine_busy_percent)}%"
+    )
+
+
+def summary(phases: list[Phase], anchor: JasminPhase | None = None) -> dict[str, Any]:
     """The median measured round (by submit_sm/s at the simulator) and its baseline."""
     links = sorted(
         (p for p in phases if p.name == "link" and p.round > 0),
@@ -193,7 +223,26 @@ def summary(phases: list[Phase]) -> dict[str, Any]:
         "target_submits_per_s": TARGET_SUBMITS_PER_S,
         "target_met": (link.submits_per_s or 0.0) >= TARGET_SUBMITS_PER_S,
         "spread_submits_per_s": [p.submits_per_s for p in links],
+        **over_jasmin(link, anchor),
     }
+
+
+def over_jasmin(link: Phase, anchor: JasminPhase | None) -> dict[str, Any]:
+    """smsgw's rate at the simulator over Jasmin's, in the same run (none without --jasmin)."""
+    if anchor is None or not anchor.submits_per_s or not link.submits_per_s:
+        return {}
+    ratio = round(link.submits_per_s / anchor.submits_per_s, 2)
+    return {
+        "jasmin_submits_per_s": anchor.submits_per_s,
+        "over_jasmin": ratio,
+        "target_over_jasmin": TARGET_OVER_JASMIN,
+        "target_over_jasmin_met": ratio >= TARGET_OVER_JASMIN,
+    }
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    shown = {k: v for k, v in vars(args).items() if k != "profile"}
+    return {k: str(v) if isinstance(v, Path) else v for k, v in shown.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,11 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="smsgw-bench-smpp-") as tmp,
         asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
     ):
-        phases, problems = runner.run(run(args, Path(tmp)))
+        phases, anchor, problems = runner.run(run(args, Path(tmp)))
     elapsed = time.monotonic() - started
     print()
     print_table(phases)
-    found = summary(phases)
+    if anchor is not None:
+        print_anchor(anchor)
+    found = summary(phases, anchor)
     if found:
         print(
             f"link, median round {found['round']}: {_num(found['submits_per_s'], '.0f')} "
@@ -218,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{found['server_cpu_ms_per_message']} ms per message submitted "
             f"({found['cpu_over_ingest']}x accepting alone)"
         )
+    if "over_jasmin" in found:
+        print(
+            f"smsgw over Jasmin 0.11.0 at the same simulator, same run: "
+            f"{found['over_jasmin']}x (target {TARGET_OVER_JASMIN:.0f}x: "
+            f"{'met' if found['target_over_jasmin_met'] else 'MISSED'})"
+        )
     if args.profile is not None:
         print(f"\nserver profile of the last link phase ({args.profile}):")
         print(profile.top(args.profile))
@@ -227,9 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "smpp",
         "when": stamp,
         "command": " ".join([".venv/bin/python -m bench.smpp", *(argv or sys.argv[1:])]),
-        "settings": {k: v for k, v in vars(args).items() if k != "profile"},
+        "settings": settings(args),
         "machine": machine(),
         "phases": [asdict(p) for p in phases],
+        "jasmin": None if anchor is None else asdict(anchor),
         "summary": found,
         "machine_busy": busy,
         "elapsed_s": round(elapsed, 1),
@@ -241,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results: {out.relative_to(ROOT)}  ({elapsed:.0f} s)")
     if problems:
         return 1
-    return 2 if args.strict and not found.get("target_met") else 0
+    missed = not found.get("target_met") or found.get("target_over_jasmin_met") is False
+    return 2 if args.strict and missed else 0
 
 
 if __name__ == "__main__":
