@@ -113,3 +113,27 @@ def test_add_a_link_see_it_bound_and_sending_then_delete_it(
     expect(page.get_by_role("status")).to_contain_text("Link deleted.")
     expect(page.locator("table.links")).to_have_count(0)
     assert [e for e in problems.errors if "status of 400" not in e] == []  # the refused form
+
+
+def test_set_the_routing_rule_to_prefix_and_read_it_in_words(page: Page, live: LiveServer) -> None:
+    problems = Problems(page)
+    sign_in(page, create_user(live, "alice"))
+    page.goto("/dashboard/links")
+    rule = page.locator("#routing-rule")
+    expect(rule).to_contain_text("Shared (the default)")
+    expect(page.get_by_label("Prefixes")).to_be_hidden()  # CSS only: used in mode prefix alone
+
+    page.get_by_label("prefix", exact=True).check()
+    page.get_by_label("Prefixes").fill("+44, +4915")
+    page.get_by_label("Failover after (seconds)").fill("30")
+    page.get_by_role("button", name="Save the routing rule").click()
+    expect(page.get_by_role("status")).to_contain_text("Routing rule saved")
+    expect(rule).to_have_text(
+        "Prefix: your links take the messages whose recipients all start with +44 or +4915; "
+        "your phones take the others; either kind also takes the other's messages still "
+        "queued 30 s after they were due."
+    )
+    expect(page.get_by_label("prefix", exact=True)).to_be_checked()
+    expect(page.get_by_label("Prefixes")).to_have_value("+44, +4915")
+    screenshot(page, "links-routing")
+    assert problems.errors == []

@@ -1,6 +1,7 @@
 """The dashboard's carrier links: each link of the account with its session's state, queue
 depth and the parts it submitted of late (links/activity.py); a form to add an SMPP link
-(the CLI's rules: links/schemas.py, through the same service); delete."""
+(the CLI's rules: links/schemas.py, through the same service); delete; the account's routing
+rule between its phones and its links, in words and as a form (web/routing_form.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from smsgw.links.schemas import (
     SmppSettings,
     problems,
 )
+from smsgw.routing import rules
+from smsgw.web import routing_form
 from smsgw.web.common import (
     FORM_EXPIRED,
     Visitor,
@@ -42,6 +45,8 @@ PAGE = "/dashboard/links"
 NOTICES = {
     "added": "Link added: the server binds it within a few seconds (reload to see its state).",
     "deleted": "Link deleted.",
+    "routed": "Routing rule saved: claims from now on follow it (a message a sender already "
+    "took stays with it).",
 }
 NOT_YOURS = "No such link of yours."
 
@@ -81,10 +86,15 @@ async def links_page(request: Request, who: Visitor, status: int = 200, **values
     values.setdefault("errors", {})
     values.setdefault("entered", {f.name: f.default for f in FIELDS})
     values.pop("password", None)
+    db, rule = who.context.db, await rules.get(who.context.db, who.user_id)
+    values.setdefault("routing", routing_form.shown(rule))
+    values.setdefault("routing_errors", {})
     return render(
         request, "links.html", status=status, who=who, fields=LABELS, cap=activity.COUNT_CAP,
-        links=await activity.of_user(who.context.db, who.user_id), codings=DATA_CODINGS,
-        notice=NOTICES.get(request.query_params.get("notice", "")), **values,
+        links=await activity.of_user(db, who.user_id), codings=DATA_CODINGS,
+        notice=NOTICES.get(request.query_params.get("notice", "")), modes=routing_form.MODES,
+        rule=routing_form.in_words(rule), routing_labels=routing_form.LABELS,
+        routing_help=routing_form.HELP, **values,
     )  # fmt: skip
 
 
@@ -139,6 +149,21 @@ async def add_link(request: Request) -> Response:
         return await links_page(request, who, status_of(error), errors=errors, entered=entered)
     notify(who.context.db, who.user_id)
     return redirect(f"{PAGE}?notice=added")
+
+
+@router.post(PAGE + "/routing")
+async def set_routing(request: Request) -> Response:
+    """Set the signed-in account's routing rule (the same check as `PUT /links/routing`)."""
+    who = await visitor(request)
+    form = await checked_form(request, who)
+    if form is None:
+        return await links_page(request, who, 403, error=FORM_EXPIRED)
+    typed = {name: field(form, name) for name in routing_form.LABELS}
+    rule, errors = routing_form.read(typed)
+    if rule is None:
+        return await links_page(request, who, 400, routing=typed, routing_errors=errors)
+    await rules.put(who.context.db, who.user_id, rule)
+    return redirect(f"{PAGE}?notice=routed")
 
 
 @router.post(PAGE + "/{device_id}/delete")
