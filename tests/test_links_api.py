@@ -103,15 +103,16 @@ def test_a_link_added_through_the_api_binds_and_delivers_a_message(
     assert PASSWORD not in api.get("/links").text
 
 
-def test_the_defaults_are_the_clis_and_a_blank_name_is_the_default_name(
+def test_the_defaults_are_the_clis_a_blank_name_the_default_and_2775_0_is_2775(
     shared_api: httpx.Client,
 ) -> None:
-    body = {"host": "127.0.0.1", "port": free_port(), "systemId": "fuzz", "name": "  "}
+    port = free_port()
+    body = {"host": "127.0.0.1", "port": float(port), "systemId": "fuzz", "name": "  "}
     answer = shared_api.post("/links", json=body)
 
     assert answer.status_code == 201, answer.text
     added = answer.json()
-    defaults = {"name": "SMPP link", "systemType": "", "source": "", "sourceTon": 5,
+    defaults = {"port": port, "name": "SMPP link", "systemType": "", "source": "", "sourceTon": 5,
                 "sourceNpi": 0, "throughput": 10, "window": 10, "dataCoding": 0}  # fmt: skip
     assert {key: added[key] for key in defaults} == defaults
     assert shared_api.delete(f"/links/{added['id']}").status_code == 204
@@ -276,3 +277,12 @@ def test_a_phone_is_not_a_link_to_delete(live: LiveServer, api: httpx.Client) ->
 
     assert (answer.status_code, answer.json()) == (404, {"message": "link not found"})
     assert [device["id"] for device in api.get("/devices").json()] == [phone["id"]]
+
+
+def test_delete_on_the_routing_rule_is_no_link_to_delete(shared_api: httpx.Client) -> None:
+    """`/links/routing` is the routing rule's path, not a link's id."""
+    answer = shared_api.delete("/links/routing")
+
+    assert (answer.status_code, answer.json()) == (405, {"message": "Method Not Allowed"})
+    assert answer.headers["allow"] == "GET, PUT"
+    assert shared_api.get("/links/routing").json()["mode"] == "shared"

@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from smsgw.accounts import service as accounts
 from smsgw.api.deps import Context, CurrentUser
@@ -28,6 +29,16 @@ NOT_YOURS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such link of yours."}
 }
 LOCATION = {"Location": {"description": "URL of the new link", "schema": {"type": "string"}}}
+
+
+class LinkIdConvertor(StringConvertor):
+    """A link's id as a path segment, never `routing`: `/links/routing` is the routing rule's
+    (else DELETE on it would look for a link named "routing" and `Allow` would list DELETE)."""
+
+    regex = "(?!routing$)[^/]+"
+
+
+register_url_convertor("link_id", LinkIdConvertor())
 LinkId = Annotated[str, Path(min_length=1, max_length=32, description="The link's id.")]
 
 
@@ -97,7 +108,7 @@ async def create_link(
 
 
 @router.delete(
-    "/links/{id}", status_code=204, summary="Delete a carrier link",
+    "/links/{id:link_id}", status_code=204, summary="Delete a carrier link",
     responses={
         **ERRORS, **NOT_YOURS,
         403: {"model": ErrorBody, "description": "A token without the scope `devices:delete`."},
