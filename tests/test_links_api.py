@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from smsgw.links.schemas import DATA_CODING_RULE
+from smsgw.links.schemas import DATA_CODING_RULE, LinkIn
 from tests.conftest import Account, LiveServer, database_rows, free_port, running
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 from tests.test_links import cli, reaches, send
@@ -286,3 +286,11 @@ def test_delete_on_the_routing_rule_is_no_link_to_delete(shared_api: httpx.Clien
     assert (answer.status_code, answer.json()) == (405, {"message": "Method Not Allowed"})
     assert answer.headers["allow"] == "GET, PUT"
     assert shared_api.get("/links/routing").json()["mode"] == "shared"
+
+
+def test_the_settings_received_never_show_the_password() -> None:
+    given = LinkIn(host="127.0.0.1", port=2775, systemId=USER, password=PASSWORD)
+
+    assert PASSWORD not in repr(given) and PASSWORD not in str(given)
+    assert PASSWORD not in repr(given.settings())
+    assert given.settings().password == PASSWORD

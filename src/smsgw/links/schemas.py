@@ -239,7 +239,7 @@ class LinkIn(BaseModel):
     )  # fmt: skip
     password: StrictStr = Field(
         "", json_schema_extra=_text_schema("password"), examples=["s3cret"],
-        description="The password the carrier gave you. Never shown again.",
+        description="The password the carrier gave you. Never shown again.", repr=False,
     )  # fmt: skip
     systemType: StrictStr = Field(
         "", json_schema_extra=_text_schema("system_type"), examples=[""],
@@ -299,9 +299,6 @@ class LinkIn(BaseModel):
 
     def settings(self) -> SmppSettings:
         return SmppSettings(**self.settings_values())
-
-    def __repr__(self) -> str:  # the password never shows
-        return f"LinkIn(name={self.name!r}, host={self.host!r}, port={self.port})"
 
 
 def _renamed(message: str) -> str:
