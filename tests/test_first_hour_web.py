@@ -13,6 +13,7 @@ import httpx
 
 from smsgw.api.apps.inbox import RefreshIn
 from smsgw.devices.schemas import DeviceChange, PasswordChange, RegisterRequest, UpdateRequest
+from smsgw.links.schemas import LinkIn
 from smsgw.routing.schemas import RoutingRuleIn, StateReportIn
 from smsgw.tokens.schemas import TokenRequest
 from smsgw.web.examples import EXAMPLES
@@ -88,6 +89,7 @@ def test_every_written_request_body_is_accepted_by_its_route() -> None:
         "issue_token_api_3rdparty_v1_auth_token_post": TokenRequest,
         "changeDevices": DeviceChange,
         "put_routing_api_3rdparty_v1_links_routing_put": RoutingRuleIn,
+        "createLink": LinkIn,
     }
     for operation_id, model in models.items():
         model.model_validate(EXAMPLES[operation_id].body)

@@ -49,12 +49,15 @@ ALLOWED_FOR_VALID = ["2xx", "401", "403", "404", "409", "413", "429"]
 def settings(tmp_path: Path) -> Settings:
     """The fuzzer sends wrong credentials hundreds of times on purpose and expects 401 each
     time; the sign-in throttle would rightly answer 429 (tests/test_auth_throttle.py). It
-    registers phones as often as it likes (the per-address limit is off)."""
+    registers phones as often as it likes (the per-address limit is off). It adds carrier
+    links (`POST /links`) to whatever hosts it makes up: this server runs no links, so none
+    is ever connected to (nothing reaches beyond 127.0.0.1)."""
     return make_settings(
         tmp_path / "data",
         auth_failures_per_address=0,
         auth_failures_per_login=0,
         registration_rate_limit=0,
+        links=False,
     )
 
 
@@ -214,6 +217,7 @@ def body_schema(document: dict[str, Any], method: str, path: str) -> jsonschema_
 
 
 SMS = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "Hi"}}
+LINK = {"host": "127.0.0.1", "port": 2775, "systemId": "fuzz"}
 REPORT = {"id": "m1", "state": "Sent", "recipients": [{"phoneNumber": "+1", "state": "Sent"}]}
 
 
@@ -245,6 +249,10 @@ REPORT = {"id": "m1", "state": "Sent", "recipients": [{"phoneNumber": "+1", "sta
         ("post", "/api/3rdparty/v1/webhooks", {"url": "https://example.com/h", "event": ""}),
         ("post", "/api/3rdparty/v1/webhooks", {"url": "0", "event": "sms:received"}),
         ("patch", "/api/mobile/v1/message", [{**REPORT, "states": {"Sent": 0}}]),
+        ("post", "/api/3rdparty/v1/links", {**LINK, "host": "  "}),
+        ("post", "/api/3rdparty/v1/links", {**LINK, "source": "Ümlaut"}),
+        ("post", "/api/3rdparty/v1/links", {**LINK, "dataCoding": 2}),
+        ("post", "/api/3rdparty/v1/links", {**LINK, "name": "n" * 129}),
     ],
 )
 def test_a_body_the_server_refuses_is_one_the_published_schema_refuses(

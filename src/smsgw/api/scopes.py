@@ -36,6 +36,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("PATCH", "/device/{id}"): "devices:write",
     ("GET", "/links"): "devices:list",
     ("GET", "/links/{id}"): "devices:list",
+    ("POST", "/links"): "devices:write",
+    ("DELETE", "/links/{id}"): "devices:delete",
     ("GET", "/webhooks"): "webhooks:list",
     ("POST", "/webhooks"): "webhooks:write",
     ("DELETE", "/webhooks/{id}"): "webhooks:delete",

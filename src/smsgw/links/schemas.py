@@ -1,12 +1,21 @@
-"""A link's settings as an operator gives them (CLI, dashboard), checked against SMPP 3.4's
-limits; and a link as `GET /links` shows it."""
+"""A link's settings as an operator gives them (CLI, dashboard, `POST /links`), checked
+against SMPP 3.4's limits by one set of rules; and a link as `GET /links` shows it."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from smsgw.domain.errors import InvalidInput
 from smsgw.messages.schemas import Timestamp
@@ -50,38 +59,71 @@ class SmppSettings:
         return f"SmppSettings(host={self.host!r}, port={self.port}, system_id={self.system_id!r})"
 
 
+#: The settings' rules (SMPP 3.4's where it has one), which the CLI, the dashboard and the
+#: API all apply through `problems`. Texts, printable ASCII: (most characters, required).
+TEXTS = {
+    "host": (253, True),
+    "system_id": (SYSTEM_ID_LENGTH, True),
+    "password": (PASSWORD_LENGTH, False),
+    "system_type": (SYSTEM_TYPE_LENGTH, False),
+    "source_addr": (SOURCE_LENGTH, False),
+}
+#: Whole numbers: (lowest, highest).
+NUMBERS = {
+    "port": (1, 65535),
+    "source_ton": (0, 6),
+    "source_npi": (0, 18),
+    "throughput": (1, MAX_THROUGHPUT),
+    "window": (1, MAX_WINDOW),
+}
+DATA_CODINGS = (0, 1, 3)
+DATA_CODING_RULE = (
+    "0 (SMSC default alphabet, GSM 03.38), 1 (IA5) or 3 (Latin-1): the value sent with "
+    "GSM 7-bit texts; UCS-2 texts always go as 8"
+)
+#: A link's name: at most this many characters (none or blank: `service.DEFAULT_NAME`).
+NAME_LENGTH = 128
+_ORDER = ("name", "host", "port", "system_id", "password", "system_type", "source_addr",
+          "source_ton", "source_npi", "throughput", "window", "data_coding")  # fmt: skip
+
+
 def problems(values: dict[str, Any]) -> dict[str, str]:
     """Every value of the settings (by field name) that breaks a rule, with its message
     ("port: a whole number from 1 to 65535"), in the fields' order; empty when all is well.
-    The dashboard's form names each on its field; building SmppSettings raises the first."""
-    checks = {
-        "host": lambda v: _text("host", v, 253, required=True),
-        "port": lambda v: _number("port", v, 1, 65535),
-        "system_id": lambda v: _text("system_id", v, SYSTEM_ID_LENGTH, required=True),
-        "password": lambda v: _text("password", v, PASSWORD_LENGTH),
-        "system_type": lambda v: _text("system_type", v, SYSTEM_TYPE_LENGTH),
-        "source_addr": lambda v: _text("source_addr", v, SOURCE_LENGTH),
-        "source_ton": lambda v: _number("source_ton", v, 0, 6),
-        "source_npi": lambda v: _number("source_npi", v, 0, 18),
-        "throughput": lambda v: _number("throughput", v, 1, MAX_THROUGHPUT),
-        "window": lambda v: _number("window", v, 1, MAX_WINDOW),
-        "data_coding": _data_coding,
-    }
+    `name` is checked when given. The dashboard's form names each on its field, the API
+    under its own names (`LinkIn`); building SmppSettings raises the first."""
     found = {}
-    for name, check in checks.items():
+    for name in (name for name in _ORDER if name in values):
         try:
-            check(values[name])
+            _check(name, values[name])
         except InvalidInput as error:
             found[name] = error.message
     return found
 
 
+def number_rule(name: str) -> str:
+    """A number's rule in words: "a whole number from 1 to 65535"."""
+    if name == "data_coding":
+        return DATA_CODING_RULE
+    low, high = NUMBERS[name]
+    return f"a whole number from {low} to {high}"
+
+
+def _check(name: str, value: Any) -> None:
+    if name == "name":
+        if value is not None and len(value) > NAME_LENGTH:
+            raise InvalidInput(f"name: at most {NAME_LENGTH} characters")
+    elif name == "data_coding":
+        _data_coding(value)
+    elif name in TEXTS:
+        _text(name, value, *TEXTS[name])
+    elif not NUMBERS[name][0] <= value <= NUMBERS[name][1]:
+        raise InvalidInput(f"{name}: {number_rule(name)}")
+
+
 def _data_coding(value: int) -> None:
-    if value not in (0, 1, 3):
-        raise InvalidInput(
-            "data_coding: 0 (SMSC default alphabet, GSM 03.38), 1 (IA5) or 3 (Latin-1): "
-            "the value sent with GSM 7-bit texts; UCS-2 texts always go as 8"
-        )
+    if value not in DATA_CODINGS:
+        raise InvalidInput(f"data_coding: {DATA_CODING_RULE}")
 
 
 def _text(name: str, value: str, limit: int, required: bool = False) -> None:
@@ -91,11 +133,6 @@ def _text(name: str, value: str, limit: int, required: bool = False) -> None:
         raise InvalidInput(f"{name}: at most {limit} characters (SMPP 3.4)")
     if any(ord(c) < 32 or ord(c) > 126 for c in value):
         raise InvalidInput(f"{name}: printable ASCII characters only")
-
-
-def _number(name: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise InvalidInput(f"{name}: a whole number from {low} to {high}")
 
 
 # The wire shapes of `GET /links` (the 3rd-party API): a link's settings (never its
@@ -149,3 +186,122 @@ class LinkView(BaseModel):
     stateSince: Timestamp
     queue: LinkQueue
     recent: LinkRecent = Field(description="The last 24 hours.")
+
+
+# `POST /links`: the settings under the API's names (LinkView's), checked by `problems`.
+
+#: The API's names of the settings, where they differ from SmppSettings'.
+WIRE_NAMES = {
+    "system_id": "systemId", "system_type": "systemType", "source_addr": "source",
+    "source_ton": "sourceTon", "source_npi": "sourceNpi", "data_coding": "dataCoding",
+}  # fmt: skip
+_SETTING_OF = {wire: name for name, wire in WIRE_NAMES.items()}
+_PRINTABLE = "^[ -~]*$"
+_PRINTABLE_NOT_BLANK = "^[ -~]*[!-~][ -~]*$"
+
+
+def _text_schema(name: str) -> dict[str, Any]:
+    """Text setting `name`'s rules (TEXTS) in JSON Schema's words, for the API's document."""
+    limit, required = TEXTS[name]
+    return {"maxLength": limit, "pattern": _PRINTABLE_NOT_BLANK if required else _PRINTABLE}
+
+
+def _number_schema(name: str) -> dict[str, Any]:
+    """Number setting `name`'s rules (NUMBERS) in JSON Schema's words."""
+    if name == "data_coding":
+        return {"enum": list(DATA_CODINGS)}
+    low, high = NUMBERS[name]
+    return {"minimum": low, "maximum": high}
+
+
+class LinkIn(BaseModel):
+    """`POST /links`: an SMPP link's settings, as the CLI and the dashboard take them; the
+    same rules (`problems`), each broken one named under its name here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr | None = Field(
+        None, json_schema_extra={"maxLength": NAME_LENGTH}, examples=["Carrier A"],
+        description="The link's name; none or blank: `SMPP link`.",
+    )  # fmt: skip
+    host: StrictStr = Field(
+        json_schema_extra=_text_schema("host"), examples=["smsc.example.net"],
+        description="The SMSC's host name or address.",
+    )  # fmt: skip
+    port: StrictInt = Field(
+        json_schema_extra=_number_schema("port"),
+        examples=[2775],
+        description="The SMSC's SMPP port.",
+    )
+    systemId: StrictStr = Field(
+        json_schema_extra=_text_schema("system_id"), examples=["alice01"],
+        description="The login (system_id) the carrier gave you.",
+    )  # fmt: skip
+    password: StrictStr = Field(
+        "", json_schema_extra=_text_schema("password"), examples=["s3cret"],
+        description="The password the carrier gave you. Never shown again.", repr=False,
+    )  # fmt: skip
+    systemType: StrictStr = Field(
+        "", json_schema_extra=_text_schema("system_type"), examples=[""],
+        description="system_type, if the carrier asks for one.",
+    )  # fmt: skip
+    source: StrictStr = Field(
+        "", json_schema_extra=_text_schema("source_addr"), examples=["SMSGW"],
+        description="The source address (sender) of every SMS.",
+    )  # fmt: skip
+    sourceTon: StrictInt = Field(
+        5, json_schema_extra=_number_schema("source_ton"), examples=[5],
+        description="The source address's TON: 5 alphanumeric, 1 international.",
+    )  # fmt: skip
+    sourceNpi: StrictInt = Field(
+        0, json_schema_extra=_number_schema("source_npi"), examples=[0],
+        description="The source address's NPI: 0 unknown, 1 ISDN (E.164).",
+    )  # fmt: skip
+    throughput: StrictInt = Field(
+        10, json_schema_extra=_number_schema("throughput"), examples=[50],
+        description="submit_sm per second at most, as the carrier contracts.",
+    )  # fmt: skip
+    window: StrictInt = Field(
+        10, json_schema_extra=_number_schema("window"), examples=[10],
+        description="submit_sm awaiting their answer at most.",
+    )  # fmt: skip
+    dataCoding: StrictInt = Field(
+        0, json_schema_extra=_number_schema("data_coding"), examples=[0],
+        description="data_coding of texts in the GSM 7-bit alphabet: 0 (SMSC default "
+        "alphabet), 1 (IA5) or 3 (Latin-1). UCS-2 texts always go as 8.",
+    )  # fmt: skip
+
+    @field_validator(
+        "port", "sourceTon", "sourceNpi", "throughput", "window", "dataCoding", mode="before"
+    )
+    @classmethod
+    def _whole(cls, value: object, info: ValidationInfo) -> object:
+        """An integer as JSON Schema means it (`2775` or `2775.0`; never a boolean or a
+        string); anything else refused in the rule's words."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            field = info.field_name or ""
+            raise ValueError(number_rule(_SETTING_OF.get(field, field)))
+        return value
+
+    @model_validator(mode="after")
+    def _follows_the_rules(self) -> LinkIn:
+        found = problems({"name": self.name, **self.settings_values()})
+        if found:
+            raise ValueError("; ".join(_renamed(message) for message in found.values()))
+        return self
+
+    def settings_values(self) -> dict[str, Any]:
+        """The settings under SmppSettings' names."""
+        given = self.model_dump(exclude={"name"})
+        return {_SETTING_OF.get(wire, wire): value for wire, value in given.items()}
+
+    def settings(self) -> SmppSettings:
+        return SmppSettings(**self.settings_values())
+
+
+def _renamed(message: str) -> str:
+    """A rule's message under the API's name of its field ("systemId: required")."""
+    name, _, rule = message.partition(": ")
+    return f"{WIRE_NAMES.get(name, name)}: {rule}"

@@ -23,7 +23,7 @@ from smsgw.links.encoding import decode, encode
 from smsgw.links.errors import UnknownLink
 from smsgw.links.receipts import Receipt
 from smsgw.links.repository import LinkRecord
-from smsgw.links.schemas import SmppSettings
+from smsgw.links.schemas import SmppSettings, problems
 from smsgw.messages.repository import MessageRecord
 from smsgw.routing import service as routing
 from smsgw.routing.repository import ONLINE_WINDOW, Phone
@@ -47,8 +47,8 @@ async def add(
     """Add an SMPP link to `user_id`'s account (its sender row and settings in one
     transaction); its id. The server that runs links binds it within a second or so."""
     name = (name or "").strip() or DEFAULT_NAME
-    if len(name) > 128:
-        raise InvalidInput("name: at most 128 characters")
+    for problem in problems({"name": name}).values():
+        raise InvalidInput(problem)
 
     async def settings_of(conn: AsyncConnection, device_id: str) -> None:
         values = config.row() | {"device_id": device_id, "kind": "smpp"}

@@ -115,6 +115,15 @@ _LINK = {
         "lastMinute": 48,
     },
 }
+_NEW_LINK = {
+    "name": "Carrier A", "host": "smsc.example.net", "port": 2775, "systemId": "alice01",
+    "password": "s3cret", "source": "SMSGW", "throughput": 50,
+}  # fmt: skip
+_RECENT_NONE = {"since": "2026-05-16T09:32:11.421Z", "submitted": 0, "accepted": 0,
+                "delivered": 0, "undelivered": 0, "rejected": 0, "noAnswer": 0,
+                "lastMinute": 0}  # fmt: skip
+_ADDED = {**_LINK, "state": "new", "recent": _RECENT_NONE,
+          "queue": {"waiting": 12, "planned": 0, "inFlight": 0}}  # fmt: skip
 _ROUTING = {"mode": "prefix", "prefixes": ["+44", "+49"], "failoverAfter": 30}
 
 EXAMPLES: dict[str, Example] = {
@@ -292,6 +301,8 @@ EXAMPLES.update(
         ),
         "listLinks": Example(response=[_LINK]),
         "getLink": Example(path={"id": LINK_ID}, response=_LINK),
+        "createLink": Example(body=_NEW_LINK, response=_ADDED, status=201),
+        "deleteLink": Example(path={"id": LINK_ID}, status=204),
         "get_routing_api_3rdparty_v1_links_routing_get": Example(response=_ROUTING),
         "put_routing_api_3rdparty_v1_links_routing_put": Example(body=_ROUTING, response=_ROUTING),
         "list_opt_outs_api_3rdparty_v1_opt_outs_get": Example(

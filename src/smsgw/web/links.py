@@ -17,16 +17,7 @@ from smsgw.domain.errors import DomainError, status_of
 from smsgw.events.user_feed import notify
 from smsgw.links import activity
 from smsgw.links import service as links
-from smsgw.links.schemas import (
-    MAX_THROUGHPUT,
-    MAX_WINDOW,
-    PASSWORD_LENGTH,
-    SOURCE_LENGTH,
-    SYSTEM_ID_LENGTH,
-    SYSTEM_TYPE_LENGTH,
-    SmppSettings,
-    problems,
-)
+from smsgw.links.schemas import SmppSettings, number_rule, problems
 from smsgw.routing import rules
 from smsgw.web import routing_form
 from smsgw.web.common import (
@@ -53,30 +44,28 @@ NOT_YOURS = "No such link of yours."
 
 @dataclass(frozen=True)
 class Input:
-    """A field of the add form: its name (SmppSettings' own), label, default, limit."""
+    """A field of the add form: its name (SmppSettings' own), label, default; whether it
+    takes a number (its rules: links/schemas.py)."""
 
     name: str
     label: str
     default: str = ""
     number: bool = False
-    low: int = 0
-    high: int = 0
-    length: int = 0
 
 
 FIELDS = (
-    Input("name", "Name", length=128),
-    Input("host", "Host", length=253),
-    Input("port", "Port", "2775", True, 1, 65535),
-    Input("system_id", "System ID", length=SYSTEM_ID_LENGTH),
-    Input("password", "Password", length=PASSWORD_LENGTH),
-    Input("system_type", "System type", length=SYSTEM_TYPE_LENGTH),
-    Input("source_addr", "Source address", length=SOURCE_LENGTH),
-    Input("source_ton", "Source TON", "5", True, 0, 6),
-    Input("source_npi", "Source NPI", "0", True, 0, 18),
-    Input("throughput", "Throughput (per second)", "10", True, 1, MAX_THROUGHPUT),
-    Input("window", "Window", "10", True, 1, MAX_WINDOW),
-    Input("data_coding", "Data coding of GSM 7-bit texts", "0", True, 0, 3),
+    Input("name", "Name"),
+    Input("host", "Host"),
+    Input("port", "Port", "2775", True),
+    Input("system_id", "System ID"),
+    Input("password", "Password"),
+    Input("system_type", "System type"),
+    Input("source_addr", "Source address"),
+    Input("source_ton", "Source TON", "5", True),
+    Input("source_npi", "Source NPI", "0", True),
+    Input("throughput", "Throughput (per second)", "10", True),
+    Input("window", "Window", "10", True),
+    Input("data_coding", "Data coding of GSM 7-bit texts", "0", True),
 )
 LABELS = {f.name: f.label for f in FIELDS}
 DATA_CODINGS = (("0", "0: SMSC default alphabet (GSM 03.38)"), ("1", "1: IA5"), ("3", "3: Latin-1"))
@@ -122,9 +111,7 @@ def read_form(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
             values[spec.name] = int(typed or spec.default)
         else:
             values[spec.name] = int(spec.default)
-            errors[spec.name] = f"a whole number from {spec.low} to {spec.high}"
-    if len(values["name"]) > 128:
-        errors["name"] = "at most 128 characters"
+            errors[spec.name] = number_rule(spec.name)
     for name, message in problems(values).items():
         errors.setdefault(name, message.partition(": ")[2] or message)
     return values, errors
