@@ -6,6 +6,7 @@ inbox; a busy carrier slows the link; a lost connection and a refused bind are s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -18,6 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from smsgw.cli import app
+from smsgw.db.engine import database_for
+from smsgw.links import repository
 from tests.conftest import Account, LiveServer, database_rows, running
 from tests.fakes.receiver import Receiver
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
@@ -188,6 +191,44 @@ def test_a_long_ucs2_text_goes_as_three_parts_behind_one_concatenation_header(
     assert [(h[3], h[4]) for h in headers] == [(3, 1), (3, 2), (3, 3)]
     assert [len(s["text"]) for s in submits] == [67, 67, 26]
     assert "".join(s["text"] for s in submits) == text
+
+
+def test_receipts_are_applied_together_the_first_for_a_part_counting(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """links/repository.py `receipted` takes a flush's receipts in chunks (here of 2): an
+    accepted part moves once (two receipts for it: the first counts), a part already
+    Delivered stays so, an id no part has is left out."""
+    link_id = add_link(live, smsc, alice.login)
+    bound(live, link_id)
+    reaches(api, send(api, "Привет, это длинное сообщение! " * 5 + "Конец"), "Delivered")
+    ids = [row[0] for row in database_rows(
+        live.settings, "SELECT smsc_id FROM link_parts ORDER BY id")]  # fmt: skip
+    assert len(ids) == 3
+    database_rows(live.settings, "UPDATE link_parts SET outcome = 'accepted' WHERE smsc_id = ?",
+                  (ids[1],))  # fmt: skip
+    monkeypatch.setattr(repository, "RECEIPT_CHUNK", 2)
+
+    async def apply() -> dict[str, tuple[int, str]]:
+        db = database_for(live.settings)
+        try:
+            async with db.write() as conn:
+                return await repository.receipted(conn, link_id, [
+                    (ids[1], repository.UNDELIVERED, "carrier receipt: stat:UNDELIV err:001"),
+                    (ids[0], repository.UNDELIVERED, "late"), ("NO-SUCH-ID", "delivered", None),
+                    (ids[1], repository.DELIVERED, None),
+                ])  # fmt: skip
+        finally:
+            await db.dispose()
+
+    found = asyncio.run(apply())
+    [(_, number)] = set(found.values())
+    assert sorted(found) == sorted(ids[:2]) and number == NUMBER
+    outcomes = database_rows(live.settings, "SELECT outcome, error FROM link_parts ORDER BY id")
+    assert outcomes == [("delivered", None),
+                        ("undelivered", "carrier receipt: stat:UNDELIV err:001"),
+                        ("delivered", None)]  # fmt: skip
 
 
 def test_an_undeliverable_receipt_fails_the_recipient_with_the_carriers_error(

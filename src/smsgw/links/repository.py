@@ -218,25 +218,48 @@ async def in_doubt(conn: AsyncConnection, device_id: str) -> list[int]:
     return [row[0] for row in await conn.execute(query)]
 
 
+#: smsc_ids per statement when receipts are applied (well under SQLite's bound parameters).
+RECEIPT_CHUNK = 500
+
+#: A receipt to apply: the carrier's id of the part, the part's outcome, its error.
+Applied = tuple[str, str, str | None]
+
+
 async def receipted(
-    conn: AsyncConnection, device_id: str, smsc_id: str, outcome: str, error: str | None
-) -> tuple[int, str] | None:
-    """Apply a receipt to the part the carrier gave `smsc_id` (its latest, should the
-    carrier reuse ids): (message, recipient) it is about, or None when no part has that id.
-    Only an accepted part moves; a repeated receipt changes nothing."""
-    query = (
-        select(parts.c.id, parts.c.message_id, parts.c.phone_number, parts.c.outcome)
-        .where(parts.c.device_id == device_id, parts.c.smsc_id == smsc_id)
-        .order_by(parts.c.id.desc())
-        .limit(1)
-    )
-    row = (await conn.execute(query)).first()
-    if row is None:
-        return None
-    if row[3] == ACCEPTED:
-        change = update(parts).where(parts.c.id == row[0], parts.c.outcome == ACCEPTED)
-        await conn.execute(change.values(outcome=outcome, error=error))
-    return row[1], row[2]
+    conn: AsyncConnection, device_id: str, receipts: list[Applied]
+) -> dict[str, tuple[int, str]]:
+    """Apply receipts to the parts the carrier gave their `smsc_id` (its latest part with
+    that id, should the carrier reuse ids): (message, recipient) by smsc_id, for the ids
+    some part has. Only an accepted part moves; a repeated receipt changes nothing (of two
+    for one part in `receipts`, the first counts). One SELECT and one UPDATE per outcome and
+    error for each RECEIPT_CHUNK receipts."""
+    found: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(receipts), RECEIPT_CHUNK):
+        chunk = receipts[start : start + RECEIPT_CHUNK]
+        query = (
+            select(parts.c.smsc_id, parts.c.id, parts.c.message_id, parts.c.phone_number,
+                   parts.c.outcome)
+            .where(parts.c.device_id == device_id,
+                   parts.c.smsc_id.in_(sorted({smsc_id for smsc_id, _, _ in chunk})))
+            .order_by(parts.c.id.desc())
+        )  # fmt: skip
+        latest: dict[str, tuple[int, int, str, str | None]] = {}
+        for smsc_id, pk, message_id, number, outcome in await conn.execute(query):
+            latest.setdefault(smsc_id, (pk, message_id, number, outcome))
+        moves: dict[tuple[str, str | None], list[int]] = {}
+        moved: set[int] = set()
+        for smsc_id, outcome, error in chunk:
+            row = latest.get(smsc_id)
+            if row is None:
+                continue
+            found[smsc_id] = (row[1], row[2])
+            if row[3] == ACCEPTED and row[0] not in moved:
+                moved.add(row[0])
+                moves.setdefault((outcome, error), []).append(row[0])
+        for (outcome, error), ids in moves.items():
+            change = update(parts).where(parts.c.id.in_(ids), parts.c.outcome == ACCEPTED)
+            await conn.execute(change.values(outcome=outcome, error=error))
+    return found
 
 
 async def pairs_of(conn: AsyncConnection, ids: list[int]) -> set[tuple[int, str]]:

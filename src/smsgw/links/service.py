@@ -255,16 +255,18 @@ async def settle(
     async with db.write() as conn:
         await repository.set_outcomes(conn, outcomes)
         touched = await repository.pairs_of(conn, [o[0] for o in outcomes])
+        receipts = list(receipts)
+        applied: list[repository.Applied] = [
+            (receipt.smsc_id, repository.DELIVERED, None) if receipt.delivered
+            else (receipt.smsc_id, repository.UNDELIVERED, receipt.error())
+            for receipt in receipts
+        ]  # fmt: skip
+        found = await repository.receipted(conn, link.device_id, applied)
         for receipt in receipts:
-            outcome = repository.DELIVERED if receipt.delivered else repository.UNDELIVERED
-            error = None if receipt.delivered else receipt.error()
-            found = await repository.receipted(
-                conn, link.device_id, receipt.smsc_id, outcome, error
-            )
-            if found is None:
-                unmatched.append(receipt)
+            if receipt.smsc_id in found:
+                touched.add(found[receipt.smsc_id])
             else:
-                touched.add(found)
+                unmatched.append(receipt)
     return Settled(await _report(db, link, touched), unmatched)
 
 
