@@ -17,7 +17,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -33,6 +33,9 @@ from smsgw.cli.serve import Server
 from smsgw.config import Settings, load_settings
 from smsgw.db.engine import database_for
 from smsgw.domain import clock
+
+if TYPE_CHECKING:
+    from tests.fakes.smsc import Smsc
 from tests import pgcluster
 
 API = "/api/3rdparty/v1"
@@ -350,6 +353,16 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture
+def smsc() -> Iterator[Smsc]:
+    """The npm `smpp` SMSC simulator (tests/fakes/smsc-sim.js) of the carrier-link tests."""
+    from tests.fakes.smsc import Smsc  # it imports this module
+
+    started = Smsc().start()
+    yield started
+    started.stop()
 
 
 @pytest.fixture(scope="session")

@@ -115,13 +115,6 @@ def serving(settings: Settings) -> Iterator[Server]:
 
 
 @pytest.fixture
-def smsc() -> Iterator[Smsc]:
-    started = Smsc().start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     made = make_settings(tmp_path / "data")
     migrate.upgrade(made)

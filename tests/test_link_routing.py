@@ -34,13 +34,6 @@ ONLINE = 60
 
 
 @pytest.fixture
-def smsc() -> Iterator[Smsc]:
-    started = Smsc().start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
 def live(tmp_path: Path, at: list[datetime]) -> Iterator[LiveServer]:
     """A server on the moved clock: binds give up after 2 s, the worker runs every 0.2 s
     and writes phones' last-seen times as often, a phone is online for 60 s."""

@@ -32,13 +32,6 @@ NUMBER = "+12025550100"
 
 
 @pytest.fixture
-def smsc() -> Iterator[Smsc]:
-    started = Smsc().start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveServer]:
     """A server whose binds give up after 2 s (the simulator refuses a wrong password with
     no answer smpp34 reports) and webhooks retry fast."""

@@ -23,13 +23,6 @@ PREFIX = "/api/3rdparty/v1"
 
 
 @pytest.fixture
-def smsc() -> Iterator[Smsc]:
-    started = Smsc().start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveServer]:
     """As tests/test_links.py's: binds give up after 2 s."""
     with running(hub_settings(tmp_path / "data", link_connect_timeout_seconds=2)) as server:

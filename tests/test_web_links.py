@@ -24,13 +24,6 @@ NUMBER = "+12025550100"
 
 
 @pytest.fixture
-def smsc() -> Iterator[Smsc]:
-    started = Smsc().start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveServer]:
     """A server whose binds give up after 2 s (a refused bind is reported no sooner)."""
     with running(hub_settings(tmp_path / "data", link_connect_timeout_seconds=2)) as server:

@@ -25,13 +25,6 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def smsc() -> Iterator[Smsc]:
-    started = Smsc().start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveServer]:
     with running(hub_settings(tmp_path / "data", link_connect_timeout_seconds=2)) as server:
         yield server

@@ -37,7 +37,7 @@ from bench import profile
 from bench.common import RESULTS_DIR, machine, report_run, results_stamp
 from bench.fleet.server import ROOT, Server
 from bench.smpp.jasmin import JasminPhase, run_jasmin
-from bench.smpp.load import Phase, Simulator, add_link, check_exactly_once, run_phase
+from bench.smpp.load import Phase, Simulator, add_link, check_exactly_once, run_phase, wait_bind
 
 TARGET_SUBMITS_PER_S = 1000.0
 TARGET_OVER_JASMIN = 5.0
@@ -77,15 +77,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if min(args.messages, args.rounds, args.concurrency, args.window, args.workers) < 1:
         parser.error("counts must be at least 1")
     return args
-
-
-async def wait_bound(sim: Simulator, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    async with aiohttp.ClientSession() as session:
-        while (await sim.get(session, "/binds"))["bound"] < 1:
-            if time.monotonic() > deadline:
-                sys.exit("bench.smpp: the link did not bind")
-            await asyncio.sleep(0.1)
 
 
 def delivered(data_dir: Path, link_id: str) -> int:
@@ -135,7 +126,7 @@ async def run(
 
     try:
         link_id = add_link(server, sim, "link", args.window, args.throughput)
-        await wait_bound(sim)
+        await wait_bind(sim, 0, "the link")
         if not args.quick:
             await phase("ingest", 0, WARMUP_MESSAGES)
             await phase("link", 0, WARMUP_MESSAGES)

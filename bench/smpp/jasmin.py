@@ -29,8 +29,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from bench.common import cpu_seconds, free_port, machine_busy_seconds, process_children
-from bench.smpp.load import SECRET, SYSTEM_ID, Sampler, Simulator
+from bench.common import free_port, machine_busy_seconds, tree_cpu_seconds
+from bench.smpp.load import SECRET, SYSTEM_ID, Sampler, Simulator, wait_bind
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -60,16 +60,6 @@ class JasminPhase:
     machine_busy_percent: float | None = None
     receipts_called_back: int = 0
     problems: list[str] = field(default_factory=list)
-
-
-def group_cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its descendants alive now (RabbitMQ's Erlang helpers)."""
-    children, total, todo = process_children(), 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        total += cpu_seconds(current) or 0.0
-        todo.extend(children.get(current, []))
-    return total
 
 
 def wait_port(port: int, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -177,8 +167,8 @@ class Jasmin:
 
     def cpu_seconds(self) -> tuple[float, float]:
         """(jasmind, RabbitMQ and Redis together), (jasmind alone)."""
-        jasmind = group_cpu_seconds(self.jasmind_pid)
-        others = sum(group_cpu_seconds(self.processes[n].pid) for n in ("rabbit", "redis"))
+        jasmind = tree_cpu_seconds(self.jasmind_pid) or 0.0
+        others = sum(tree_cpu_seconds(self.processes[n].pid) or 0.0 for n in ("rabbit", "redis"))
         return jasmind + others, jasmind
 
     def jcli(self, commands: list[str]) -> str:
@@ -226,16 +216,6 @@ class Jasmin:
                 process.wait(timeout=10)
             except ProcessLookupError:
                 pass
-
-
-async def wait_bound(sim: Simulator, binds_before: int, within: float = 60) -> None:
-    """Until the simulator has seen one more bind than `binds_before` (Jasmin's connector)."""
-    deadline = time.monotonic() + within
-    async with aiohttp.ClientSession() as session:
-        while (await sim.get(session, "/binds"))["ok"] <= binds_before:
-            if time.monotonic() > deadline:
-                sys.exit("bench.smpp: Jasmin's connector did not bind to the simulator")
-            await asyncio.sleep(0.2)
 
 
 async def receipts_sink(port: int, seen: list[int]) -> web.AppRunner:
@@ -295,7 +275,7 @@ async def run_jasmin(
         async with aiohttp.ClientSession() as session:
             binds_before = (await sim.get(session, "/binds"))["ok"]
         jasmin.provision(sim, throughput)
-        await wait_bound(sim, binds_before)
+        await wait_bind(sim, binds_before, "Jasmin's connector")
         runner = await receipts_sink(sink_port, seen)
         try:
             print(f"bench.smpp: Jasmin, {messages} messages ...", flush=True)

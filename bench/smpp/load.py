@@ -69,6 +69,16 @@ class Simulator:
             return await answer.json()
 
 
+async def wait_bind(sim: Simulator, binds_before: int, who: str, within: float = 60) -> None:
+    """Until the simulator has accepted one more bind than `binds_before` (`who`'s)."""
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as session:
+        while (await sim.get(session, "/binds"))["ok"] <= binds_before:
+            if time.monotonic() > deadline:
+                sys.exit(f"bench.smpp: {who} did not bind to the simulator")
+            await asyncio.sleep(0.1)
+
+
 def add_link(server: Server, sim: Simulator, login: str, window: int, throughput: int) -> str:
     """`smsgw links add smpp` for `login`, bound to the simulator; the link's id."""
     done = subprocess.run(
