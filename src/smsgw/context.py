@@ -13,6 +13,7 @@ from smsgw.apikeys.service import KeyChecker
 from smsgw.config import Settings
 from smsgw.db.engine import Database
 from smsgw.devices.presence import Presence
+from smsgw.devices.recent import RecentPhones
 from smsgw.events.hub import EventHub
 from smsgw.events.signals import Signals
 from smsgw.routing.service import SettledReports
@@ -33,6 +34,8 @@ class AppContext:
     credentials: CredentialCache
     hub: EventHub = field(default_factory=EventHub)
     presence: Presence = field(default_factory=Presence)
+    #: Phones' tokens found valid a moment ago (devices/recent.py), for pulls and reports.
+    recent_phones: RecentPhones = field(default_factory=RecentPhones)
     registrations: RateLimiter = field(default_factory=lambda: RateLimiter(10))
     #: Dashboard sign-in attempts per client address (web/auth.py).
     web_logins: RateLimiter = field(default_factory=lambda: RateLimiter(10))

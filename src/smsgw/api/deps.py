@@ -15,6 +15,7 @@ from smsgw.apikeys import service as apikeys
 from smsgw.context import AppContext, context_of
 from smsgw.devices import appversion
 from smsgw.devices import service as devices
+from smsgw.devices.recent import RecentPhones
 from smsgw.domain.errors import Forbidden, Unauthorized
 from smsgw.tokens import scopes
 from smsgw.tokens.service import Principal
@@ -132,14 +133,27 @@ def bearer_token(request: HTTPConnection) -> str | None:
 async def current_device(request: Request, context: Context) -> devices.DeviceAuth:
     """The phone whose token the request carries (`Bearer`); 401 otherwise. Marks it seen,
     and keeps the app version its User-Agent names (devices/appversion.py)."""
+    return await _device(request, context, None)
+
+
+async def current_phone_hot(request: Request, context: AppContext) -> devices.DeviceAuth:
+    """`current_device` for the phones' pull and report fast paths: a token found valid a
+    moment ago is taken without a read (devices/recent.py says what that can cost)."""
+    return await _device(request, context, context.recent_phones)
+
+
+async def _device(
+    request: Request, context: AppContext, recent: RecentPhones | None
+) -> devices.DeviceAuth:
     token = bearer_token(request)
-    auth = await devices.authenticate(context.db, token) if token else None
+    auth = await devices.authenticate(context.db, token, recent) if token else None
     if auth is None:
         raise Unauthorized("Unauthorized")
     context.presence.mark(auth.device_id)
     version = appversion.from_user_agent(request.headers.get("user-agent"))
     if version is not None and version != auth.app_version:
         auth = await devices.note_app_version(context.db, auth, version)
+        context.recent_phones.forget(auth.device_id)
     return auth
 
 

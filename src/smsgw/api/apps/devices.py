@@ -96,6 +96,7 @@ async def delete_device(context: Context, user_id: CurrentUser, id: DeviceId) ->
     """Delete a phone. Its unsent queued messages go to your other phones; pinned ones fail."""
     await devices.delete(context.db, user_id, id)
     context.presence.forget(id)
+    context.recent_phones.forget(id)
     return Response(status_code=204)
 
 

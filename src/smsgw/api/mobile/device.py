@@ -145,6 +145,7 @@ async def update(body: UpdateRequest, device: CurrentDevice, context: Context) -
         else None
     )
     await devices.update(context.db, device, body.id, body.pushToken, sims)
+    context.recent_phones.forget(device.device_id)  # its SIM list may have changed
     return Response(status_code=204)
 
 

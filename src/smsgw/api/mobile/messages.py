@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
-from smsgw.api.deps import Context, CurrentDevice, current_device
+from smsgw.api.deps import Context, CurrentDevice, current_phone_hot
 from smsgw.api.fastpath import json_body
 from smsgw.api.mobile.device import ERRORS
 from smsgw.config import WebhooksMode
@@ -94,7 +94,7 @@ async def fast_pull(request: Request) -> Response | None:
     if len(orders) > 1 or order is None:
         return None
     context = context_of(request)
-    return await pull(await current_device(request, context), context, order)
+    return await pull(await current_phone_hot(request, context), context, order)
 
 
 async def fast_report(request: Request) -> Response | None:
@@ -106,7 +106,7 @@ async def fast_report(request: Request) -> Response | None:
     if body is None:
         return None
     context = context_of(request)
-    return await report(request, body, await current_device(request, context), context)
+    return await report(request, body, await current_phone_hot(request, context), context)
 
 
 #: (method, path under the prefix, fast path) for app.py to install.
