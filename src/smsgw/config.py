@@ -17,6 +17,8 @@ from smsgw.forwarded import DEFAULT_TRUSTED, parse_trusted
 
 SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
 POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg"}
+#: SMSGW_ONLINE_WINDOW_SECONDS's default: a phone heard from within it is online.
+ONLINE_WINDOW_SECONDS = 300
 
 
 class SqliteSynchronous(StrEnum):
@@ -74,7 +76,7 @@ class Settings(BaseSettings):
     phone_parts_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 30
     phone_parts_per_day: Annotated[int, Field(ge=0, le=100_000_000)] = 0
     release_after_seconds: Annotated[int, Field(ge=0, le=7 * 86400)] = 600
-    online_window_seconds: Annotated[int, Field(ge=1, le=86400)] = 300
+    online_window_seconds: Annotated[int, Field(ge=1, le=86400)] = ONLINE_WINDOW_SECONDS
     sse_keepalive_seconds: Annotated[float, Field(gt=0, le=3600)] = 15
     presence_flush_seconds: Annotated[float, Field(gt=0, le=3600)] = 30
     worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5

@@ -28,6 +28,7 @@ from smsgw.links.encoding import UCS2, Encoded, encode
 from smsgw.links.receipts import Receipt, is_receipt, parse
 from smsgw.links.repository import LinkRecord, PartJob
 from smsgw.links.session import Answer, BindFailed, Inbound, Session, Submit, status_text
+from smsgw.routing.repository import ONLINE_WINDOW
 from smsgw.webhooks.hub import OptOutWords
 
 log = logging.getLogger("smsgw.links")
@@ -51,7 +52,7 @@ class LinkOptions:
     poll: float
     opt_outs: OptOutWords
     #: SMSGW_ONLINE_WINDOW_SECONDS: a phone heard from within it is online (routing rules).
-    online_window: timedelta = timedelta(seconds=300)
+    online_window: timedelta = ONLINE_WINDOW
 
 
 class TokenBucket:

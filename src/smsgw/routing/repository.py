@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from smsgw.config import ONLINE_WINDOW_SECONDS
 from smsgw.db.engine import ColumnWriter, UnitConnection, among, marks, row_lock
 from smsgw.domain.states import ProcessingState
 from smsgw.messages import repository as stored
@@ -30,7 +31,7 @@ PULL_LIMIT = 100
 
 
 #: SMSGW_ONLINE_WINDOW_SECONDS's default (config.py).
-ONLINE_WINDOW = timedelta(seconds=300)
+ONLINE_WINDOW = timedelta(seconds=ONLINE_WINDOW_SECONDS)
 
 
 @dataclass(frozen=True)
