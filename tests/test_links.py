@@ -201,17 +201,16 @@ def test_receipts_are_applied_together_the_first_for_a_part_counting(
     assert len(ids) == 3
     database_rows(live.settings, "UPDATE link_parts SET outcome = 'accepted' WHERE smsc_id = ?",
                   (ids[1],))  # fmt: skip
-    monkeypatch.setattr(repository, "RECEIPT_CHUNK", 2)
+    monkeypatch.setattr(repository, "CHUNK", 2)
 
     async def apply() -> dict[str, tuple[int, str]]:
         db = database_for(live.settings)
         try:
-            async with db.write() as conn:
-                return await repository.receipted(conn, link_id, [
-                    (ids[1], repository.UNDELIVERED, "carrier receipt: stat:UNDELIV err:001"),
-                    (ids[0], repository.UNDELIVERED, "late"), ("NO-SUCH-ID", "delivered", None),
-                    (ids[1], repository.DELIVERED, None),
-                ])  # fmt: skip
+            return await db.write_unit(lambda conn: repository.receipted(conn, link_id, [
+                (ids[1], repository.UNDELIVERED, "carrier receipt: stat:UNDELIV err:001"),
+                (ids[0], repository.UNDELIVERED, "late"), ("NO-SUCH-ID", "delivered", None),
+                (ids[1], repository.DELIVERED, None),
+            ]))  # fmt: skip
         finally:
             await db.dispose()
 
@@ -273,12 +272,14 @@ def test_a_connection_lost_mid_window_resends_only_what_the_carrier_cannot_have(
 ) -> None:
     """Window 3: of five messages, three submit_sm go out and wait for answers the carrier
     holds back; the connection drops. Those three may have reached the carrier: they fail
-    with an error saying so, never sent twice. The other two go after the link rebinds."""
+    with an error saying so, never sent twice. The other two go after the link rebinds.
+    The five are queued before the link binds, so that its first claim takes them all (a
+    link whose window is full claims no more: sent while it waited, they could stay
+    Pending until an answer came)."""
+    smsc.hold(True)
+    sent = [send(api, f"message {n}") for n in range(5)]
     link_id = add_link(live, smsc, alice.login, "--window", "3", "--throughput", "1000")
     bound(live, link_id)
-    smsc.hold(True)
-
-    sent = [send(api, f"message {n}") for n in range(5)]
     wait_until(lambda: len(smsc.submits()) == 3, what="a full window")
     wait_until(lambda: all(message(api, m)["state"] == "Processed" for m in sent), what="claimed")
     submitted = "SELECT count(*) FROM link_parts WHERE submitted_at IS NOT NULL"

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.accounts.models import User
 from smsgw.db.base import table_of
+from smsgw.db.engine import ColumnWriter, RowInsert, UnitConnection, marks
 from smsgw.devices.models import Device
 from smsgw.domain.states import ProcessingState
 from smsgw.links.models import Link, LinkPart
@@ -31,6 +32,7 @@ DELIVERED = "delivered"
 UNDELIVERED = "undelivered"
 CANCELLED = "cancelled"
 _UNSETTLED = (ProcessingState.PROCESSED.value, ProcessingState.SENT.value)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -144,69 +146,84 @@ async def set_state(
     await conn.execute(update(links).where(links.c.device_id == device_id).values(values))
 
 
-# Parts.
+# Parts: the link worker's hot path (claim, submit, answers, receipts) runs as units of
+# work (db/engine.py: plain statements, group commit), as a phone's pulls and reports do.
+
+_PARTS = RowInsert(parts)
+_STAMP = ColumnWriter(parts.c.submitted_at)
+#: Keys or carrier ids per `IN (...)` (well under either engine's bound parameters).
+CHUNK = 500
 
 
-async def planned(conn: AsyncConnection, device_id: str, message_ids: list[int]) -> set[int]:
+def _chunks(values: list[T]) -> Iterable[list[T]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+async def planned(conn: UnitConnection, device_id: str, message_ids: list[int]) -> set[int]:
     """Which of these messages have parts planned on the link already."""
-    if not message_ids:
-        return set()
-    query = select(parts.c.message_id).where(
-        parts.c.device_id == device_id, parts.c.message_id.in_(message_ids)
-    )
-    return {row[0] for row in await conn.execute(query.distinct())}
+    found: set[int] = set()
+    for chunk in _chunks(message_ids):
+        query = (
+            "SELECT DISTINCT message_id FROM link_parts"  # noqa: S608
+            f" WHERE device_id = ? AND message_id IN ({marks(len(chunk))})"
+        )
+        found.update(row[0] for row in await conn.execute(query, [device_id, *chunk]))
+    return found
 
 
-async def plan(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+async def plan(conn: UnitConnection, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(insert(parts), rows)
+        await _PARTS.many(conn, rows)
 
 
-async def unsent(conn: AsyncConnection, device_id: str, limit: int) -> list[PartJob]:
+_UNSENT = (
+    "SELECT p.id, p.message_id, m.ext_id, p.phone_number, p.part, p.parts, m.text,"
+    " m.with_delivery_report FROM link_parts p JOIN messages m ON m.id = p.message_id"
+    " WHERE p.device_id = ? AND p.outcome IS NULL AND p.submitted_at IS NULL"
+    " ORDER BY p.id LIMIT ?"
+)
+
+
+async def unsent(conn: UnitConnection, device_id: str, limit: int) -> list[PartJob]:
     """Parts planned and not submitted, in the order they were planned."""
-    query = (
-        select(
-            parts.c.id, parts.c.message_id, messages.c.ext_id, parts.c.phone_number,
-            parts.c.part, parts.c.parts, messages.c.text, messages.c.with_delivery_report,
-        )
-        .select_from(parts.join(messages, messages.c.id == parts.c.message_id))
-        .where(
-            parts.c.device_id == device_id, parts.c.outcome.is_(None),
-            parts.c.submitted_at.is_(None),
-        )
-        .order_by(parts.c.id)
-        .limit(limit)
-    )  # fmt: skip
     return [
         PartJob(pk, mid, ext, number, n, total, text or "", bool(report))
-        for pk, mid, ext, number, n, total, text, report in await conn.execute(query)
+        for pk, mid, ext, number, n, total, text, report in await conn.execute(
+            _UNSENT, (device_id, limit)
+        )
     ]
 
 
-async def intend(conn: AsyncConnection, ids: list[int], now: datetime) -> None:
+async def intend(conn: UnitConnection, ids: list[int], now: datetime) -> None:
     """Record that these parts' submit_sm are about to go out."""
-    await conn.execute(update(parts).where(parts.c.id.in_(ids)).values(submitted_at=now))
+    for chunk in _chunks(ids):
+        query = f"UPDATE link_parts SET submitted_at = ? WHERE id IN ({marks(len(chunk))})"  # noqa: S608
+        await conn.execute(query, [_STAMP(conn, now), *chunk])
 
 
-async def unintend(conn: AsyncConnection, ids: list[int]) -> None:
+async def unintend(conn: UnitConnection, ids: list[int]) -> None:
     """These parts were not sent after all (the carrier refused them for now, or the session
     was down before the submit_sm): planned again."""
-    query = update(parts).where(parts.c.id.in_(ids), parts.c.outcome.is_(None))
-    await conn.execute(query.values(submitted_at=None))
+    for chunk in _chunks(ids):
+        query = (
+            "UPDATE link_parts SET submitted_at = NULL"  # noqa: S608
+            f" WHERE id IN ({marks(len(chunk))}) AND outcome IS NULL"
+        )
+        await conn.execute(query, chunk)
 
 
 async def set_outcomes(
-    conn: AsyncConnection, outcomes: Iterable[tuple[int, str, str | None, str | None]]
+    conn: UnitConnection, outcomes: Iterable[tuple[int, str, str | None, str | None]]
 ) -> None:
     """(part, outcome, carrier id, error) for parts that had none yet."""
-    rows = [{"pk": pk, "o": o, "s": smsc_id, "e": error} for pk, o, smsc_id, error in outcomes]
+    rows = [(o, smsc_id, error, pk) for pk, o, smsc_id, error in outcomes]
     if rows:
         query = (
-            update(parts)
-            .where(parts.c.id == bindparam("pk"), parts.c.outcome.is_(None))
-            .values(outcome=bindparam("o"), smsc_id=bindparam("s"), error=bindparam("e"))
+            "UPDATE link_parts SET outcome = ?, smsc_id = ?, error = ?"
+            " WHERE id = ? AND outcome IS NULL"
         )
-        await conn.execute(query, rows)
+        await conn.executemany(query, rows)
 
 
 async def in_doubt(conn: AsyncConnection, device_id: str) -> list[int]:
@@ -218,33 +235,29 @@ async def in_doubt(conn: AsyncConnection, device_id: str) -> list[int]:
     return [row[0] for row in await conn.execute(query)]
 
 
-#: smsc_ids per statement when receipts are applied (well under SQLite's bound parameters).
-RECEIPT_CHUNK = 500
-
 #: A receipt to apply: the carrier's id of the part, the part's outcome, its error.
 Applied = tuple[str, str, str | None]
 
 
 async def receipted(
-    conn: AsyncConnection, device_id: str, receipts: list[Applied]
+    conn: UnitConnection, device_id: str, receipts: list[Applied]
 ) -> dict[str, tuple[int, str]]:
     """Apply receipts to the parts the carrier gave their `smsc_id` (its latest part with
     that id, should the carrier reuse ids): (message, recipient) by smsc_id, for the ids
     some part has. Only an accepted part moves; a repeated receipt changes nothing (of two
     for one part in `receipts`, the first counts). One SELECT and one UPDATE per outcome and
-    error for each RECEIPT_CHUNK receipts."""
+    error for each CHUNK receipts."""
     found: dict[str, tuple[int, str]] = {}
-    for start in range(0, len(receipts), RECEIPT_CHUNK):
-        chunk = receipts[start : start + RECEIPT_CHUNK]
+    for chunk in _chunks(receipts):
+        smsc_ids = sorted({smsc_id for smsc_id, _, _ in chunk})
         query = (
-            select(parts.c.smsc_id, parts.c.id, parts.c.message_id, parts.c.phone_number,
-                   parts.c.outcome)
-            .where(parts.c.device_id == device_id,
-                   parts.c.smsc_id.in_(sorted({smsc_id for smsc_id, _, _ in chunk})))
-            .order_by(parts.c.id.desc())
-        )  # fmt: skip
+            "SELECT smsc_id, id, message_id, phone_number, outcome FROM link_parts"  # noqa: S608
+            f" WHERE device_id = ? AND smsc_id IN ({marks(len(smsc_ids))}) ORDER BY id DESC"
+        )
         latest: dict[str, tuple[int, int, str, str | None]] = {}
-        for smsc_id, pk, message_id, number, outcome in await conn.execute(query):
+        for smsc_id, pk, message_id, number, outcome in await conn.execute(
+            query, [device_id, *smsc_ids]
+        ):
             latest.setdefault(smsc_id, (pk, message_id, number, outcome))
         moves: dict[tuple[str, str | None], list[int]] = {}
         moved: set[int] = set()
@@ -256,32 +269,36 @@ async def receipted(
             if row[3] == ACCEPTED and row[0] not in moved:
                 moved.add(row[0])
                 moves.setdefault((outcome, error), []).append(row[0])
-        for (outcome, error), ids in moves.items():
-            change = update(parts).where(parts.c.id.in_(ids), parts.c.outcome == ACCEPTED)
-            await conn.execute(change.values(outcome=outcome, error=error))
+        for (outcome, error), keys in moves.items():
+            change = (
+                "UPDATE link_parts SET outcome = ?, error = ?"  # noqa: S608
+                f" WHERE id IN ({marks(len(keys))}) AND outcome = ?"
+            )
+            await conn.execute(change, [outcome, error, *keys, ACCEPTED])
     return found
 
 
-async def pairs_of(conn: AsyncConnection, ids: list[int]) -> set[tuple[int, str]]:
+async def pairs_of(conn: UnitConnection, ids: list[int]) -> set[tuple[int, str]]:
     """(message, recipient) of these parts."""
-    if not ids:
-        return set()
-    query = select(parts.c.message_id, parts.c.phone_number).where(parts.c.id.in_(ids))
-    return {(row[0], row[1]) for row in await conn.execute(query)}
+    found: set[tuple[int, str]] = set()
+    for chunk in _chunks(ids):
+        query = f"SELECT message_id, phone_number FROM link_parts WHERE id IN ({marks(len(chunk))})"  # noqa: S608
+        found.update((row[0], row[1]) for row in await conn.execute(query, chunk))
+    return found
 
 
 async def outcomes_of(
-    conn: AsyncConnection, message_ids: list[int]
+    conn: UnitConnection, message_ids: list[int]
 ) -> dict[tuple[int, str], list[tuple[str | None, str | None]]]:
-    """Every part's (outcome, error) of these messages, by (message, recipient)."""
+    """Every part's (outcome, error) of these messages, by (message, recipient), each
+    recipient's parts in the order they were planned."""
     found: dict[tuple[int, str], list[tuple[str | None, str | None]]] = {}
-    if message_ids:
+    for chunk in _chunks(sorted(message_ids)):
         query = (
-            select(parts.c.message_id, parts.c.phone_number, parts.c.outcome, parts.c.error)
-            .where(parts.c.message_id.in_(message_ids))
-            .order_by(parts.c.id)
+            "SELECT message_id, phone_number, outcome, error FROM link_parts"  # noqa: S608
+            f" WHERE message_id IN ({marks(len(chunk))}) ORDER BY id"
         )
-        for mid, number, outcome, error in await conn.execute(query):
+        for mid, number, outcome, error in await conn.execute(query, chunk):
             found.setdefault((mid, number), []).append((outcome, error))
     return found
 
@@ -300,16 +317,22 @@ async def open_pairs(conn: AsyncConnection, device_id: str) -> set[tuple[int, st
     return {(row[0], row[1]) for row in await conn.execute(query.distinct())}
 
 
-async def ext_ids(conn: AsyncConnection, message_ids: list[int]) -> dict[int, str]:
-    query = select(messages.c.id, messages.c.ext_id).where(messages.c.id.in_(message_ids))
-    return {row[0]: row[1] for row in await conn.execute(query)}
+async def ext_ids(conn: UnitConnection, message_ids: list[int]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for chunk in _chunks(message_ids):
+        query = f"SELECT id, ext_id FROM messages WHERE id IN ({marks(len(chunk))})"  # noqa: S608
+        found.update((row[0], row[1]) for row in await conn.execute(query, chunk))
+    return found
 
 
-async def cancel_unsent(conn: AsyncConnection, device_id: str, message_id: int) -> bool:
+async def cancel_unsent(conn: UnitConnection, device_id: str, message_id: int) -> bool:
     """Cancel a message's parts on the link if none was submitted yet; whether it was."""
-    mine = and_(parts.c.device_id == device_id, parts.c.message_id == message_id)
-    sent = select(parts.c.id).where(mine, parts.c.submitted_at.is_not(None)).limit(1)
-    if (await conn.execute(sent)).first() is not None:
+    sent = (
+        "SELECT id FROM link_parts WHERE device_id = ? AND message_id = ?"
+        " AND submitted_at IS NOT NULL LIMIT 1"
+    )
+    if (await conn.execute(sent, (device_id, message_id))).fetchone() is not None:
         return False
-    await conn.execute(update(parts).where(mine).values(outcome=CANCELLED))
+    cancel = "UPDATE link_parts SET outcome = ? WHERE device_id = ? AND message_id = ?"
+    await conn.execute(cancel, (CANCELLED, device_id, message_id))
     return True

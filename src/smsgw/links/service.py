@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.engine import Database, DriverUnit
+from smsgw.db.engine import Database, DriverUnit, UnitConnection
 from smsgw.devices import service as devices
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import InvalidInput
@@ -27,7 +27,7 @@ from smsgw.links.schemas import SmppSettings, problems
 from smsgw.messages.repository import MessageRecord
 from smsgw.routing import service as routing
 from smsgw.routing.repository import ONLINE_WINDOW, Phone
-from smsgw.routing.service import RecipientReport, StateReport
+from smsgw.routing.service import Pull, RecipientReport, StateReport
 from smsgw.webhooks import hub
 
 DEFAULT_NAME = "SMPP link"
@@ -162,23 +162,27 @@ async def claim(
 ) -> Claimed:
     """Claim the owner's queued messages for the link as a phone's pull does (those the
     owner's routing rule gives links: routing/rules.py), plan their parts in the same
-    transaction, then report them Processed (or Failed when a link cannot send them,
-    Cancelled when cancelled before any part went out)."""
+    transaction (one unit of work), then report them Processed (or Failed when a link
+    cannot send them, Cancelled when cancelled before any part went out)."""
     phone, now = _phone(link, online_window), clock.now()
-    reports: list[StateReport] = []
-    async with db.write() as conn:
-        pulled = await routing.pull_unit(DriverUnit(conn), phone, False, cap, now)
+
+    async def unit(conn: UnitConnection) -> tuple[Pull, list[MessageRecord], list[StateReport]]:
+        pulled = await routing.pull_unit(conn, phone, False, cap, now)
         taken = [item.record for item in pulled.items if item.state == ProcessingState.PENDING]
         sendable = [record for record in taken if _problem(record) is None]
         have = await repository.planned(conn, link.device_id, [r.pk for r in sendable])
         await repository.plan(
             conn, [row for r in sendable if r.pk not in have for row in _plan(link, r)]
         )
-        for item in pulled.items:
-            if item.state == ProcessingState.CANCELLING and await repository.cancel_unsent(
-                conn, link.device_id, item.record.pk
-            ):
-                reports.append(_snapshot(item.record, ProcessingState.CANCELLED))
+        cancelled = [
+            _snapshot(item.record, ProcessingState.CANCELLED)
+            for item in pulled.items
+            if item.state == ProcessingState.CANCELLING
+            and await repository.cancel_unsent(conn, link.device_id, item.record.pk)
+        ]
+        return pulled, taken, cancelled
+
+    pulled, taken, reports = await db.write_unit(unit)
     for record in taken:
         problem = _problem(record)
         failed = ProcessingState.FAILED
@@ -201,18 +205,17 @@ async def may_claim(
 
 
 async def unsent(db: Database, link: LinkRecord, limit: int) -> list[repository.PartJob]:
-    async with db.read() as conn:
-        return await repository.unsent(conn, link.device_id, limit)
+    return await db.read_unit(lambda conn: repository.unsent(conn, link.device_id, limit))
 
 
 async def intend(db: Database, ids_: list[int]) -> None:
-    async with db.write() as conn:
-        await repository.intend(conn, ids_, clock.now())
+    """Record that these parts' submit_sm are about to go out; returns once committed."""
+    now = clock.now()
+    await db.write_unit(lambda conn: repository.intend(conn, ids_, now))
 
 
 async def unintend(db: Database, ids_: list[int]) -> None:
-    async with db.write() as conn:
-        await repository.unintend(conn, ids_)
+    await db.write_unit(lambda conn: repository.unintend(conn, ids_))
 
 
 def recipient_state(
@@ -251,33 +254,36 @@ async def settle(
 ) -> Settled:
     """Record the carrier's answers (part, outcome, carrier id, error) and receipts, then
     report the recipients whose state they change, as a phone reports them."""
-    outcomes, unmatched = list(outcomes), []
-    async with db.write() as conn:
+    outcomes, receipts = list(outcomes), list(receipts)
+    applied: list[repository.Applied] = [
+        (receipt.smsc_id, repository.DELIVERED, None) if receipt.delivered
+        else (receipt.smsc_id, repository.UNDELIVERED, receipt.error())
+        for receipt in receipts
+    ]  # fmt: skip
+
+    async def unit(conn: UnitConnection) -> tuple[list[StateReport], list[Receipt]]:
         await repository.set_outcomes(conn, outcomes)
         touched = await repository.pairs_of(conn, [o[0] for o in outcomes])
-        receipts = list(receipts)
-        applied: list[repository.Applied] = [
-            (receipt.smsc_id, repository.DELIVERED, None) if receipt.delivered
-            else (receipt.smsc_id, repository.UNDELIVERED, receipt.error())
-            for receipt in receipts
-        ]  # fmt: skip
         found = await repository.receipted(conn, link.device_id, applied)
+        unmatched = []
         for receipt in receipts:
             if receipt.smsc_id in found:
                 touched.add(found[receipt.smsc_id])
             else:
                 unmatched.append(receipt)
-    return Settled(await _report(db, link, touched), unmatched)
+        return await _decided(conn, touched), unmatched
+
+    reports, unmatched = await db.write_unit(unit)
+    return Settled(await _report(db, link, reports), unmatched)
 
 
-async def _report(db: Database, link: LinkRecord, touched: set[tuple[int, str]]) -> int:
-    """Report the state of each touched (message, recipient) its parts now decide."""
+async def _decided(conn: UnitConnection, touched: set[tuple[int, str]]) -> list[StateReport]:
+    """The state report of each touched (message, recipient) its parts now decide."""
     message_ids = sorted({message_id for message_id, _ in touched})
     if not message_ids:
-        return 0
-    async with db.read() as conn:
-        parts = await repository.outcomes_of(conn, message_ids)
-        ext_ids = await repository.ext_ids(conn, message_ids)
+        return []
+    parts = await repository.outcomes_of(conn, message_ids)
+    ext_ids = await repository.ext_ids(conn, message_ids)
     reports = []
     for message_id in message_ids:
         numbers = [RecipientReport(number, *state)
@@ -287,6 +293,12 @@ async def _report(db: Database, link: LinkRecord, touched: set[tuple[int, str]])
         if numbers and message_id in ext_ids:
             overall = derive([r.state for r in numbers])
             reports.append(StateReport(ext_ids[message_id], overall, numbers, {}))
+    return reports
+
+
+async def _report(db: Database, link: LinkRecord, reports: list[StateReport]) -> int:
+    """Apply the reports as the link's phone-like reports: webhook events it put in the
+    outbox."""
     if not reports:
         return 0
     return (await routing.report(db, _phone(link), reports)).events
@@ -298,12 +310,14 @@ async def recover(db: Database, link: LinkRecord) -> int:
     every message the link holds reported again from its parts (a run that stopped between
     recording answers and reporting them). Webhook events it put in the outbox."""
     async with db.write() as conn:
+        unit = DriverUnit(conn)
         doubt = await repository.in_doubt(conn, link.device_id)
         await repository.set_outcomes(
-            conn, [(pk, repository.UNKNOWN, None, NO_ANSWER) for pk in doubt]
+            unit, [(pk, repository.UNKNOWN, None, NO_ANSWER) for pk in doubt]
         )
         touched = await repository.open_pairs(conn, link.device_id)
-    return await _report(db, link, touched)
+        reports = await _decided(unit, touched)
+    return await _report(db, link, reports)
 
 
 async def received(
