@@ -13,12 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
+from smsgw.config import Settings
 from smsgw.context import AppContext
 from smsgw.db.engine import database_for
 from smsgw.devices import service as devices
 from smsgw.devices.recent import RecentPhones
 from smsgw.devices.service import DeviceAuth
-from tests.conftest import Account, ServerThread, create_account, make_settings
+from tests.conftest import Account, LiveServer, ServerThread, make_settings
 
 MOBILE = "/api/mobile/v1"
 APP = {"User-Agent": "me.capcom.smsgateway/1.68.0"}
@@ -79,9 +80,9 @@ def test_nothing_is_kept_when_turned_off(kwargs: dict[str, Any]) -> None:
 class Live:
     """A server in this process, whose context's clock of recent phones the test moves."""
 
-    def __init__(self, thread: ServerThread, clock: Clock) -> None:
+    def __init__(self, thread: ServerThread, settings: Settings, clock: Clock) -> None:
         self.thread, self.clock = thread, clock
-        self.url = f"http://127.0.0.1:{thread.port}"
+        self.server = LiveServer(f"http://127.0.0.1:{thread.port}", settings)
 
     @property
     def context(self) -> AppContext:
@@ -95,7 +96,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
     thread = ServerThread(settings)
     thread.start()
     clock = Clock()
-    live = Live(thread, clock)
+    live = Live(thread, settings, clock)
     live.context.recent_phones = RecentPhones(seconds=2.0, monotonic=clock)
     try:
         yield live
@@ -105,20 +106,19 @@ def live(tmp_path: Path) -> Iterator[Live]:
 
 @pytest.fixture
 def owner(live: Live) -> Account:
-    create_account(live.context.settings, "owner", "correct horse battery")
-    return Account("owner", "correct horse battery")
+    return live.server.create_user("owner")
 
 
 @pytest.fixture
 def mobile(live: Live) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live.url + MOBILE, headers=APP, timeout=30) as client:
+    with live.server.client(prefix=MOBILE) as client:
+        client.headers.update(APP)
         yield client
 
 
 @pytest.fixture
 def api(live: Live, owner: Account) -> Iterator[httpx.Client]:
-    auth = (owner.login, owner.password)
-    with httpx.Client(base_url=live.url + "/api/3rdparty/v1", auth=auth, timeout=30) as client:
+    with live.server.client(owner) as client:
         yield client
 
 
