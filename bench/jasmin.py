@@ -31,6 +31,16 @@ RABBIT = Path("/usr/lib/rabbitmq/bin")
 USER, PASSWORD = "foo", "bar"
 PROMPTS = [re.compile(rb"jcli : $"), re.compile(rb"> $")]
 START_SECONDS = 90.0
+#: jasmind.py (`python -c OWN_LOCK jasmind.py ARGS...`) with its lock file at $JASMIND_LOCK
+#: instead of /tmp/jasmind, which it holds while it runs: with that one, a second Jasmin on
+#: the machine exits at once ("Lock not acquired"), and a killed one can leave it behind.
+OWN_LOCK = """
+import lockfile, os, runpy, sys
+FileLock = lockfile.FileLock
+lockfile.FileLock = lambda path, *args, **kw: FileLock(os.environ["JASMIND_LOCK"], *args, **kw)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
 
 class JasminError(RuntimeError):
@@ -76,7 +86,8 @@ class Jasmin:
             raise JasminError("no RabbitMQ: `make brokers` (apt: redis-server rabbitmq-server)")
         self.venv, self.scratch = venv, scratch
         scratch.mkdir(parents=True, exist_ok=True)
-        names = ("redis", "amqp", "dist", "epmd", "smpp", "http", "jcli")
+        names = ("redis", "amqp", "dist", "epmd", "smpp", "http", "jcli", "router-pb",
+                 "connectors-pb", "smpp-pb")  # fmt: skip
         self.port = {name: free_port() for name in names}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -126,6 +137,8 @@ class Jasmin:
             "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq"),
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(home / "advanced.config"),
             "RABBITMQ_CONF_ENV_FILE": str(home / "rabbitmq-env.conf"),
+            # its distribution port too on 127.0.0.1 only (else on every interface)
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }  # fmt: skip
         self._start("rabbit", [str(RABBIT / "rabbitmq-server")], env)
 
@@ -142,10 +155,16 @@ class Jasmin:
                                 "amqp0-9-1.stripped.xml")  # fmt: skip
         shutil.copy(spec, etc / "resource" / "amqp0-9-1.xml")
         port = self.port
+        # Every service on 127.0.0.1 and a port of its own: its Perspective Broker services
+        # (router, client-management, smpp-server-pb) would listen on 0.0.0.0 and on fixed
+        # ports, and a second Jasmin (another test worker, a benchmark) would not start.
         sections = {
             "smpp-server": ("127.0.0.1", port["smpp"]), "http-api": ("127.0.0.1", port["http"]),
             "jcli": ("127.0.0.1", port["jcli"]), "amqp-broker": ("127.0.0.1", port["amqp"]),
             "redis-client": ("127.0.0.1", port["redis"]),
+            "router": ("127.0.0.1", port["router-pb"]),
+            "client-management": ("127.0.0.1", port["connectors-pb"]),
+            "smpp-server-pb": ("127.0.0.1", port["smpp-pb"]),
         }  # fmt: skip
         config = "".join(
             f"[{name}]\n{'host' if name in ('amqp-broker', 'redis-client') else 'bind'} = "
@@ -153,10 +172,10 @@ class Jasmin:
             for name, (host, number) in sections.items()
         )
         (etc / "jasmin.cfg").write_text(config)
-        env = os.environ | {"ROOT_PATH": str(self.root)}
-        argv = [str(self.venv / "bin" / "python"), str(self.venv / "bin" / "jasmind.py"),
-                "-c", str(etc / "jasmin.cfg"), "--enable-dlr-thrower",
-                "--enable-dlr-lookup"]  # fmt: skip
+        env = os.environ | {"ROOT_PATH": str(self.root), "JASMIND_LOCK": str(self.root / "lock")}
+        argv = [str(self.venv / "bin" / "python"), "-c", OWN_LOCK,
+                str(self.venv / "bin" / "jasmind.py"), "-c", str(etc / "jasmin.cfg"),
+                "--enable-dlr-thrower", "--enable-dlr-lookup"]  # fmt: skip
         self._start("jasmind", argv, env)
 
     @property
