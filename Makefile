@@ -6,9 +6,14 @@ STAMP := $(VENV)/.installed
 #: `make run` needs only the package; the development tools (STAMP) are for tests and checks.
 RUN_STAMP := $(VENV)/.installed-run
 NPM_STAMP := tests/npm/node_modules/.installed
+#: Jasmin 0.11.0 (not 0.11.1, which loses receipts) in a venv of its own: the peer of
+#: tests/test_link_jasmin.py and the anchor of bench/smpp --jasmin.
+JASMIN_VERSION := 0.11.0
+JASMIN_VENV := .venv-jasmin
+JASMIN_STAMP := $(JASMIN_VENV)/.installed-$(JASMIN_VERSION)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test check lint format bench chromium postgresql
+.PHONY: help install run test check lint format bench chromium postgresql brokers
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -37,6 +42,11 @@ $(NPM_STAMP): tests/npm/package.json tests/npm/package-lock.json
 	cd tests/npm && npm ci --silent --no-audit --no-fund
 	touch $(NPM_STAMP)
 
+$(JASMIN_STAMP):
+	test -x $(JASMIN_VENV)/bin/python || $(PYTHON) -m venv $(JASMIN_VENV)
+	$(JASMIN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check jasmin==$(JASMIN_VERSION)
+	touch $(JASMIN_STAMP)
+
 install: $(STAMP) ## Create .venv and install smsgw with its development tools
 
 run: $(RUN_STAMP) ## Start the gateway on http://127.0.0.1:3000 (SQLite in ./data; migrates it)
@@ -52,7 +62,13 @@ chromium: ## Install Debian's Chromium for the browser tests (apt; sudo when not
 postgresql: ## Install PostgreSQL's server binaries for the tests (apt; sudo when not root)
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql)
 
-test: $(STAMP) $(NPM_STAMP) chromium postgresql ## Run the test suite (installs what it needs)
+#: Jasmin's message broker and store (tests/test_link_jasmin.py and bench/smpp --jasmin start
+#: their own on free ports; the system's services are not used).
+brokers: ## Install Redis and RabbitMQ for the Jasmin test (apt; sudo when not root)
+	command -v redis-server >/dev/null && test -x /usr/lib/rabbitmq/bin/rabbitmq-server || \
+	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends redis-server rabbitmq-server)
+
+test: $(STAMP) $(NPM_STAMP) $(JASMIN_STAMP) chromium postgresql brokers ## Run the test suite (installs what it needs)
 	$(BIN)/python -m pytest -n 3
 
 lint: $(STAMP) ## ruff format --check, ruff check, mypy --strict

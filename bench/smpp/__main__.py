@@ -13,7 +13,8 @@ the drain after the last accepted message, the server's CPU per message (against
 baseline's), the simulator's CPU. At the end every link message must have been submitted
 exactly once and be Delivered (the simulator's receipts). With `--jasmin VENV`, the anchor
 follows in the same run (bench/smpp/jasmin.py): smsgw stopped, the same load through Jasmin
-0.11.0 to the same simulator, and smsgw's rate over Jasmin's (target: at least 5x). Exit
+0.11.0 to the same simulator, and smsgw's rate over Jasmin's (target: at least 5x); `--jasmin`
+alone takes the venv `make test` makes (.venv-jasmin). Exit
 status: 0 when the run is valid, 1 when it is not, 2 with --strict when a target is missed.
 """
 
@@ -36,6 +37,7 @@ import uvloop
 from bench import profile
 from bench.common import RESULTS_DIR, machine, report_run, results_stamp
 from bench.fleet.server import ROOT, Server
+from bench.jasmin import JasminError, default_venv
 from bench.smpp.jasmin import JasminPhase, run_jasmin
 from bench.smpp.load import Phase, Simulator, add_link, check_exactly_once, run_phase, wait_bind
 
@@ -66,8 +68,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "this file (collapsed stacks), and print where its time went",
     )  # fmt: skip
     parser.add_argument(
-        "--jasmin", type=Path, metavar="VENV", help="a venv with jasmin==0.11.0: run the "
-        "same load through Jasmin to the same simulator after smsgw's rounds (the anchor)",
+        "--jasmin", type=Path, nargs="?", const=default_venv(), metavar="VENV",
+        help="run the same load through Jasmin to the same simulator after smsgw's rounds "
+        "(the anchor), from VENV, a venv with jasmin==0.11.0 (default: .venv-jasmin, which "
+        "`make test` makes; or SMSGW_JASMIN_VENV)",
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a smoke run: 200, one round")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
@@ -243,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="smsgw-bench-smpp-") as tmp,
         asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
     ):
-        phases, anchor, problems = runner.run(run(args, Path(tmp)))
+        try:
+            phases, anchor, problems = runner.run(run(args, Path(tmp)))
+        except JasminError as error:
+            sys.exit(f"bench.smpp: Jasmin: {error}")
     elapsed = time.monotonic() - started
     print()
     print_table(phases)

@@ -1,11 +1,10 @@
 """Jasmin 0.11.0, the anchor of bench/smpp (issue 19, requirement 6): the same load through
 Jasmin's HTTP API to the same simulator, in the same run.
 
-What runs (test-peers.md §2.3, with free 127.0.0.1 ports and a scratch directory of the
-run): Redis and RabbitMQ from apt (and an `epmd` of its own for RabbitMQ), `jasmind.py` of
-a venv holding `jasmin==0.11.0` (`--jasmin VENV`) with its receipt thrower and lookup in the
-same process; through jCli, a user, an SMPP client connector bound to the simulator with
-the link's window and throughput, and a default route to it. Then `messages` sent with
+What runs (bench/jasmin.py, in a scratch directory of the run): Redis, RabbitMQ and
+`jasmind.py` of a venv holding `jasmin==0.11.0` (`--jasmin VENV`); through jCli, a user, an
+SMPP client connector bound to the simulator with the link's throughput, and a default
+route to it. Then `messages` sent with
 `GET /send` (`dlr-level=2`: Jasmin calls a local sink back with each receipt) by
 `concurrency` clients, the simulator's count read as for smsgw, and the CPU of jasmind,
 RabbitMQ and Redis counted.
@@ -15,31 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
-from bench.common import free_port, machine_busy_seconds, tree_cpu_seconds
+from bench.common import free_port, machine_busy_seconds
+from bench.jasmin import PASSWORD, USER, Jasmin
 from bench.smpp.load import SECRET, SYSTEM_ID, Sampler, Simulator, wait_bind
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import telnetlib  # jCli is a telnet console; removed from the standard library in 3.13
-
-RABBIT = Path("/usr/lib/rabbitmq/bin")
 NUMBER = "12025550100"
-PROMPTS = [re.compile(rb"jcli : $"), re.compile(rb"> $")]
-START_SECONDS = 90.0
 
 
 @dataclass
@@ -60,162 +46,6 @@ class JasminPhase:
     machine_busy_percent: float | None = None
     receipts_called_back: int = 0
     problems: list[str] = field(default_factory=list)
-
-
-def wait_port(port: int, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_SECONDS
-    while True:
-        if process.poll() is not None:
-            sys.exit(f"bench.smpp: {what} ended at start:\n{log.read_text()[-2000:]}")
-        with socket.socket() as probe:
-            probe.settimeout(1)
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        if time.monotonic() > deadline:
-            sys.exit(f"bench.smpp: {what} did not listen on {port} in {START_SECONDS:.0f} s")
-        time.sleep(0.2)
-
-
-class Jasmin:
-    """Redis, RabbitMQ (with its epmd) and jasmind, each a process group of its own."""
-
-    def __init__(self, venv: Path, scratch: Path) -> None:
-        daemon = venv / "bin" / "jasmind.py"
-        if not daemon.exists():
-            sys.exit(f"bench.smpp: no {daemon}: make a venv with `pip install jasmin==0.11.0`")
-        for needed in ("redis-server", "epmd"):
-            if shutil.which(needed) is None:
-                sys.exit(f"bench.smpp: no {needed}: apt-get install redis-server rabbitmq-server")
-        if not (RABBIT / "rabbitmq-server").exists():
-            sys.exit("bench.smpp: no RabbitMQ: apt-get install rabbitmq-server")
-        self.venv, self.scratch = venv, scratch
-        scratch.mkdir(parents=True, exist_ok=True)
-        names = ("redis", "amqp", "dist", "epmd", "smpp", "http", "jcli")
-        self.port = {name: free_port() for name in names}
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        log = self.scratch / f"{name}.out"
-        with log.open("wb") as out:
-            self.processes[name] = subprocess.Popen(
-                argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.scratch,
-                start_new_session=True,
-            )  # fmt: skip
-
-    def start(self) -> None:
-        port, scratch = self.port, self.scratch
-        self._start("redis", ["redis-server", "--port", str(port["redis"]), "--bind",
-                              "127.0.0.1", "--save", "", "--dir", str(scratch)])  # fmt: skip
-        self._start("epmd", ["epmd", "-address", "127.0.0.1", "-port", str(port["epmd"])])
-        self._start_rabbit()
-        wait_port(port["redis"], "Redis", self.processes["redis"], scratch / "redis.out")
-        wait_port(port["amqp"], "RabbitMQ", self.processes["rabbit"], scratch / "rabbit.out")
-        self._start_jasmind()
-        wait_port(port["jcli"], "jasmind", self.processes["jasmind"], scratch / "jasmind.out")
-        wait_port(port["http"], "jasmind", self.processes["jasmind"], scratch / "jasmind.out")
-
-    def _start_rabbit(self) -> None:
-        home = self.scratch / "rabbit"
-        for sub in ("mnesia", "log"):
-            (home / sub).mkdir(parents=True)
-        (home / "enabled_plugins").write_text("[].\n")
-        (home / "rabbitmq.conf").write_text("")
-        (home / "rabbitmq-env.conf").write_text("")
-        env = os.environ | {
-            "HOME": str(home), "RABBITMQ_NODENAME": "bench@localhost",
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(self.port["amqp"]),
-            "RABBITMQ_DIST_PORT": str(self.port["dist"]),
-            "ERL_EPMD_ADDRESS": "127.0.0.1", "ERL_EPMD_PORT": str(self.port["epmd"]),
-            "RABBITMQ_MNESIA_BASE": str(home / "mnesia"), "RABBITMQ_LOG_BASE": str(home / "log"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
-            "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq"),
-            "RABBITMQ_ADVANCED_CONFIG_FILE": str(home / "advanced.config"),
-            "RABBITMQ_CONF_ENV_FILE": str(home / "rabbitmq-env.conf"),
-        }  # fmt: skip
-        self._start("rabbit", [str(RABBIT / "rabbitmq-server")], env)
-
-    def _start_jasmind(self) -> None:
-        root = self.scratch / "jasmin"
-        etc = root / "etc" / "jasmin"
-        for sub in (etc / "store", etc / "resource", root / "var" / "log" / "jasmin"):
-            sub.mkdir(parents=True)
-        [spec] = self.venv.glob("lib/python3*/site-packages/txamqp/specs/standard/"
-                                "amqp0-9-1.stripped.xml")  # fmt: skip
-        shutil.copy(spec, etc / "resource" / "amqp0-9-1.xml")
-        port = self.port
-        sections = {
-            "smpp-server": ("127.0.0.1", port["smpp"]), "http-api": ("127.0.0.1", port["http"]),
-            "jcli": ("127.0.0.1", port["jcli"]), "amqp-broker": ("127.0.0.1", port["amqp"]),
-            "redis-client": ("127.0.0.1", port["redis"]),
-        }  # fmt: skip
-        config = "".join(
-            f"[{name}]\n{'host' if name in ('amqp-broker', 'redis-client') else 'bind'} = "
-            f"{host}\nport = {number}\n"
-            for name, (host, number) in sections.items()
-        )
-        (etc / "jasmin.cfg").write_text(config)
-        env = os.environ | {"ROOT_PATH": str(root)}
-        argv = [str(self.venv / "bin" / "python"), str(self.venv / "bin" / "jasmind.py"),
-                "-c", str(etc / "jasmin.cfg"), "--enable-dlr-thrower",
-                "--enable-dlr-lookup"]  # fmt: skip
-        self._start("jasmind", argv, env)
-
-    @property
-    def jasmind_pid(self) -> int:
-        return self.processes["jasmind"].pid
-
-    def cpu_seconds(self) -> tuple[float, float]:
-        """(jasmind, RabbitMQ and Redis together), (jasmind alone)."""
-        jasmind = tree_cpu_seconds(self.jasmind_pid) or 0.0
-        others = sum(tree_cpu_seconds(self.processes[n].pid) or 0.0 for n in ("rabbit", "redis"))
-        return jasmind + others, jasmind
-
-    def jcli(self, commands: list[str]) -> str:
-        """Run jCli commands (its default admin); what it answered."""
-        said = []
-        # jCli speaks only telnet, on 127.0.0.1 here
-        with telnetlib.Telnet("127.0.0.1", self.port["jcli"], timeout=30) as console:  # noqa: S312
-            console.read_until(b"Username: ", 30)
-            console.write(b"jcliadmin\r\n")
-            console.read_until(b"Password: ", 30)
-            console.write(b"jclipwd\r\n")
-            console.read_until(b"jcli : ", 30)
-            for line in commands:
-                console.write(line.encode() + b"\r\n")
-                _, _, out = console.expect(PROMPTS, timeout=30)
-                said.append(f"{line} | {out.decode(errors='replace').strip()}")
-            console.write(b"quit\r\n")
-        return "\n".join(said)
-
-    def provision(self, sim: Simulator, throughput: int) -> None:
-        """A user foo/bar; a connector to the simulator, started; a default route to it."""
-        said = self.jcli([
-            "group -a", "gid g1", "ok",
-            "user -a", "username foo", "password bar", "gid g1", "uid u1", "ok",
-            "smppccm -a", "cid upstream", "host 127.0.0.1", f"port {sim.port}",
-            f"username {SYSTEM_ID}", f"password {SECRET}", f"submit_throughput {throughput}",
-            "ok",
-            "smppccm -1 upstream",
-            "mtrouter -a", "type DefaultRoute", "connector smppc(upstream)", "rate 0.00", "ok",
-        ])  # fmt: skip
-        (self.scratch / "jcli.out").write_text(said)
-        if re.search(r"error|unknown|invalid|not found", said, re.IGNORECASE):
-            sys.exit(f"bench.smpp: jCli did not take Jasmin's setup:\n{said}")
-
-    def stop(self) -> None:
-        for name in ("jasmind", "rabbit", "redis", "epmd"):
-            process = self.processes.get(name)
-            if process is None or process.poll() is not None:
-                continue
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-            except ProcessLookupError:
-                pass
 
 
 async def receipts_sink(port: int, seen: list[int]) -> web.AppRunner:
@@ -246,7 +76,7 @@ async def send_all(
         async def worker() -> None:
             nonlocal accepted, last
             for n in todo:
-                params = {"username": "foo", "password": "bar", "to": NUMBER,
+                params = {"username": USER, "password": PASSWORD, "to": NUMBER,
                           "content": f"jasmin {n}", "dlr": "yes", "dlr-level": "2",
                           "dlr-method": "GET", "dlr-url": sink}  # fmt: skip
                 async with client.get(http + "/send", params=params) as answer:
@@ -274,7 +104,7 @@ async def run_jasmin(
         jasmin.start()
         async with aiohttp.ClientSession() as session:
             binds_before = (await sim.get(session, "/binds"))["ok"]
-        jasmin.provision(sim, throughput)
+        jasmin.provision(sim.port, SYSTEM_ID, SECRET, throughput)
         await wait_bind(sim, binds_before, "Jasmin's connector")
         runner = await receipts_sink(sink_port, seen)
         try:
