@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from smsgw.links.schemas import DATA_CODING_RULE, LinkIn
+from smsgw.links.schemas import BIND_MODE_RULE, DATA_CODING_RULE, LinkIn
 from tests.conftest import Account, LiveServer, database_rows, free_port, running
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 from tests.test_links import cli, reaches, send
@@ -75,7 +75,7 @@ def test_a_link_added_through_the_api_binds_and_delivers_a_message(
     expected = {
         "name": "Carrier A", "kind": "smpp", "host": "127.0.0.1", "port": smsc.port,
         "systemId": USER, "systemType": "", "source": "SMSGW", "sourceTon": 5, "sourceNpi": 0,
-        "throughput": 50, "window": 5, "dataCoding": 0,
+        "throughput": 50, "window": 5, "dataCoding": 0, "bindMode": "transceiver",
     }  # fmt: skip
     assert {key: added[key] for key in expected} == expected
     shown = api.get(answer.headers["location"].removeprefix(PREFIX)).json()
@@ -106,7 +106,8 @@ def test_the_defaults_are_the_clis_a_blank_name_the_default_and_2775_0_is_2775(
     assert answer.status_code == 201, answer.text
     added = answer.json()
     defaults = {"port": port, "name": "SMPP link", "systemType": "", "source": "", "sourceTon": 5,
-                "sourceNpi": 0, "throughput": 10, "window": 10, "dataCoding": 0}  # fmt: skip
+                "sourceNpi": 0, "throughput": 10, "window": 10, "dataCoding": 0,
+                "bindMode": "transceiver"}  # fmt: skip
     assert {key: added[key] for key in defaults} == defaults
     assert shared_api.delete(f"/links/{added['id']}").status_code == 204
 
@@ -133,6 +134,11 @@ BROKEN = [
     ({"sourceTon": -1}, "sourceTon: a whole number from 0 to 6"),
     ({"sourceNpi": 19}, "sourceNpi: a whole number from 0 to 18"),
     ({"dataCoding": 8}, f"dataCoding: {DATA_CODING_RULE}"),
+    ({"bindMode": "tx"}, f"bindMode: {BIND_MODE_RULE}"),
+    ({"bindMode": "TRANSCEIVER"}, f"bindMode: {BIND_MODE_RULE}"),
+    ({"bindMode": ""}, f"bindMode: {BIND_MODE_RULE}"),
+    ({"bindMode": 1}, f"bindMode: {BIND_MODE_RULE}"),
+    ({"bindMode": None}, f"bindMode: {BIND_MODE_RULE}"),
     ({"name": "n" * 129}, "name: at most 128 characters"),
     ({"system_id": USER}, "system_id: Extra inputs are not permitted"),
 ]
@@ -176,6 +182,7 @@ def test_the_cli_refuses_what_the_api_refuses_in_the_same_words(
         ("--port", "0", "port: a whole number from 1 to 65535"),
         ("--window", "0", "window: a whole number from 1 to 1000"),
         ("--source-ton", "7", "source_ton: a whole number from 0 to 6"),
+        ("--bind-mode", "tx", f"bind_mode: {BIND_MODE_RULE}"),
     ):
         said = cli(
             live, "links", "add", "smpp", "--user", alice.login, "--host", "127.0.0.1",

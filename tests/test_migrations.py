@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, make_url
+from sqlalchemy import create_engine, make_url, text
 
 from smsgw.config import Settings
 from smsgw.db import migrate
@@ -51,6 +51,32 @@ def test_migrations_match_the_models(settings: Settings) -> None:
     engine.dispose()
 
 
+def test_links_added_before_the_bind_mode_bind_transceiver(settings: Settings) -> None:
+    """0021 gives every link already there the bind mode `transceiver` (its server default)."""
+    migrate.upgrade(settings, "0020")
+    engine = create_engine(migrate.sync_url(settings))
+    at = {"at": "2026-12-04 10:00:00"}
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO users (id, login, password_hash, created_at, updated_at)"
+                " VALUES (1, 'alice', 'x', :at, :at)"), at)  # fmt: skip
+            conn.execute(text(
+                "INSERT INTO devices (id, user_id, name, token_hash, created_at, updated_at,"
+                " last_seen) VALUES ('link1', 1, 'A', 'h', :at, :at, :at)"), at)  # fmt: skip
+            conn.execute(text(
+                'INSERT INTO links (device_id, kind, host, port, system_id, password,'
+                ' system_type, source_addr, source_ton, source_npi, throughput, "window",'
+                " data_coding, state, state_at) VALUES ('link1', 'smpp', 'smsc', 2775, 's',"
+                " 'p', '', '', 5, 0, 10, 10, 0, 'new', :at)"), at)  # fmt: skip
+        migrate.upgrade(settings)
+        with engine.connect() as conn:
+            modes = conn.execute(text("SELECT device_id, bind_mode FROM links")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in modes] == [("link1", "transceiver")]
+
+
 def test_downgrade_to_nothing_and_up_again(settings: Settings) -> None:
     migrate.upgrade(settings)
     engine = create_engine(migrate.sync_url(settings))
@@ -78,7 +104,9 @@ def _schema(settings: Settings) -> list[tuple[str, str, str, str | None]]:
     return sorted(rows, key=lambda row: (row[0], row[1]))
 
 
-@pytest.mark.parametrize("revision", ["0007", "0008", "0010", "0011", "0012", "0013", "0014"])
+@pytest.mark.parametrize(
+    "revision", ["0007", "0008", "0010", "0011", "0012", "0013", "0014", "0020"]
+)
 def test_a_downgrade_restores_the_schema_of_the_revision_before(
     tmp_path: Path, revision: str
 ) -> None:

@@ -252,6 +252,7 @@ REPORT = {"id": "m1", "state": "Sent", "recipients": [{"phoneNumber": "+1", "sta
         ("post", "/api/3rdparty/v1/links", {**LINK, "host": "  "}),
         ("post", "/api/3rdparty/v1/links", {**LINK, "source": "Ümlaut"}),
         ("post", "/api/3rdparty/v1/links", {**LINK, "dataCoding": 2}),
+        ("post", "/api/3rdparty/v1/links", {**LINK, "bindMode": "tx"}),
         ("post", "/api/3rdparty/v1/links", {**LINK, "name": "n" * 129}),
     ],
 )

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from smsgw.links.schemas import BIND_MODE_RULE
 from tests.conftest import Account, LiveServer, free_port, running
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 from tests.test_metrics import scrape, value
@@ -54,6 +55,7 @@ def form(smsc_port: int, **changes: str) -> dict[str, str]:
         "name": "Carrier A", "host": "127.0.0.1", "port": str(smsc_port), "system_id": USER,
         "password": PASSWORD, "system_type": "", "source_addr": "SMSGW", "source_ton": "5",
         "source_npi": "0", "throughput": "50", "window": "10", "data_coding": "0",
+        "bind_mode": "transceiver",
     }  # fmt: skip
     return fields | changes
 
@@ -109,7 +111,7 @@ def test_a_link_added_on_the_page_binds_sends_and_shows_its_figures_but_never_it
     row = row_of(page.text, link_id)
     assert "Carrier A" in row and "127.0.0.1:" + str(smsc.port) in row
     assert f"system_id {USER}" in row and "from SMSGW" in row
-    assert "bound" in row and "up to 50/s" in row
+    assert "bound" in row and "up to 50/s" in row and "binds transceiver" in row
     assert "1 part in the last minute" in row
     assert "0 waiting, 0 planned, 0 in flight" in row
     assert "1 submitted; receipts: 1 delivered, 0 undelivered" in row
@@ -123,7 +125,7 @@ def test_a_link_added_on_the_page_binds_sends_and_shows_its_figures_but_never_it
         "id": link_id, "name": "Carrier A", "kind": "smpp", "host": "127.0.0.1",
         "port": smsc.port, "systemId": USER, "systemType": "", "source": "SMSGW",
         "sourceTon": 5, "sourceNpi": 0, "throughput": 50, "window": 10, "dataCoding": 0,
-        "state": "bound", "detail": None,
+        "bindMode": "transceiver", "state": "bound", "detail": None,
         "queue": {"waiting": 0, "planned": 0, "inFlight": 0},
     }  # fmt: skip
     assert {key: link[key] for key in expected} == expected
@@ -185,12 +187,12 @@ def test_the_form_names_every_error_on_its_field_and_never_echoes_the_password(
 ) -> None:
     typed = form(
         2775, host=" ", port="abc", system_id="x" * 16, password="toolong99",
-        window="0", source_ton="9", throughput="1.5", name="n" * 129,
+        window="0", source_ton="9", throughput="1.5", name="n" * 129, bind_mode="tx",
     )  # fmt: skip
     refused = dashboard.post(PAGE, typed, page=PAGE)
 
     assert refused.status_code == 400
-    assert alerts_of(refused.text) == ["The link was not added: 8 fields to correct below."]
+    assert alerts_of(refused.text) == ["The link was not added: 9 fields to correct below."]
     errors = re.findall(r'<p class="field-error" id="([^"]+)">([^<]+)</p>', refused.text)
     assert errors == [
         ("l-name-error", "Name: at most 128 characters"),
@@ -201,6 +203,7 @@ def test_the_form_names_every_error_on_its_field_and_never_echoes_the_password(
         ("l-ton-error", "Source TON: a whole number from 0 to 6"),
         ("l-throughput-error", "Throughput (per second): a whole number from 1 to 100000"),
         ("l-window-error", "Window: a whole number from 1 to 1000"),
+        ("l-bind-mode-error", f"Bind mode: {BIND_MODE_RULE}"),
     ]
     assert 'id="l-port" name="port" type="text" value="abc"' in refused.text
     assert 'aria-invalid="true"' in refused.text

@@ -1,18 +1,26 @@
 // SMSC simulator on npm "smpp" 0.5.1 (node-smpp), for tests/test_links.py: the recipe of
 // shared/reference/test-peers.md section 2.1, with controls over HTTP (127.0.0.1 only):
-//   GET /mo?from=&to=&text=      an MO deliver_sm to every bound session
+//   GET /mo?from=&to=&text=      an MO deliver_sm to every bound session that receives
 //   GET /submits                 every submit_sm seen (JSON)
-//   GET /binds                   binds and unbinds: {ok, refused, unbinds, bound}
+//   GET /binds                   binds and unbinds: {ok, refused, unbinds, bound, kinds,
+//                                unbound, delivers}: `kinds` the kinds of the sessions bound
+//                                now (sorted), `unbound` of those that sent unbind (in
+//                                order), `delivers` the deliver_sm sent to each kind
 //   GET /throttle?n=N            the next N submit_sm answer ESME_RTHROTTLED
 //   GET /hold?on=1|0             hold submit_sm answers (never sent while on)
 //   GET /release                 answer the held submit_sm still on an open session, hold off
 //   GET /count                   how many submit_sm were seen: {submits}
-//   GET /drop                    destroy every session's socket (a lost connection)
+//   GET /drop[?kind=K]           destroy every session's socket (a lost connection), or
+//                                only those of kind K (transceiver, transmitter, receiver)
 // Env: SMSC_PORT, CONTROL_PORT, SMSC_USER/SMSC_PASS (bind checks them), DLR_DELAY_MS.
 // A destination ending 0000 is undeliverable (receipt stat:UNDELIV err:001).
-// A receipt whose session has ended, or ends before its deliver_sm_resp, waits for the next
-// bind and goes to that session (as an SMSC keeps the receipts of an ESME that is not bound);
-// a NAKed one is sent again.
+// As a real SMSC, it sends deliver_sm (receipts, MO) only to sessions bound transceiver or
+// receiver, never to a transmitter: a receipt goes to the session that submitted its message
+// when that one receives and is still bound, else to a receiving session of the same
+// system_id. A receipt with no such session, or whose session ends before its
+// deliver_sm_resp, waits for the next receiving bind of its system_id and goes to that
+// session (as an SMSC keeps the receipts of an ESME that is not bound); a NAKed one is sent
+// again.
 const smpp = require('smpp');
 const http = require('http');
 const PORT = +process.env.SMSC_PORT, CONTROL = +process.env.CONTROL_PORT;
@@ -20,18 +28,29 @@ const USER = process.env.SMSC_USER || '', PASS = process.env.SMSC_PASS || '';
 const DLR_DELAY = +(process.env.DLR_DELAY_MS || 50);
 let nextId = 1, throttle = 0, hold = false;
 const submits = [], held = [], waiting = [], binds = {ok: 0, refused: 0, unbinds: 0}, bound = new Set(), sessions = new Set();
+const unbound = [], delivers = {transceiver: 0, transmitter: 0, receiver: 0};
+const KINDS = {bind_transceiver: 'transceiver', bind_transmitter: 'transmitter', bind_receiver: 'receiver'};
+const receives = s => bound.has(s) && s.kind !== 'transmitter';
+// the session a receipt for `session`'s submit_sm goes to now (undefined: none; it waits)
+const receiverFor = session => receives(session) ? session :
+  [...bound].find(s => receives(s) && s.systemId === session.systemId);
+function deliver(session, fields, done) {
+  delivers[session.kind]++;
+  session.deliver_sm(fields, done);
+}
 const pad = n => String(n).padStart(2, '0');
 const ts = d => `${pad(d.getFullYear() % 100)}${pad(d.getMonth() + 1)}${pad(d.getDate())}${pad(d.getHours())}${pad(d.getMinutes())}`;
 
-function receipt(session, pdu, id) {
-  if (!bound.has(session)) return waiting.push([pdu, id]);
+function receipt(from, pdu, id) {
+  const session = receiverFor(from);
+  if (!session) return waiting.push([pdu, id, from.systemId]);
   const fail = pdu.destination_addr.endsWith('0000');
   const now = ts(new Date());
   const stat = fail ? 'UNDELIV' : 'DELIVRD', err = fail ? '001' : '000';
   const text = `id:${id} sub:001 dlvrd:${fail ? '000' : '001'} submit date:${now} done date:${now} stat:${stat} err:${err} text:`;
-  const pending = [pdu, id];
+  const pending = [pdu, id, session.systemId];
   session.unanswered.add(pending);
-  session.deliver_sm({
+  deliver(session, {
     source_addr: pdu.destination_addr, destination_addr: pdu.source_addr,
     esm_class: smpp.ESM_CLASS.MC_DELIVERY_RECEIPT,
     short_message: Buffer.from(text, 'ascii'), data_coding: 0,
@@ -65,13 +84,23 @@ const server = smpp.createServer(session => {
       return session.close();
     }
     binds.ok++;
+    session.kind = KINDS[pdu.command];
+    session.systemId = pdu.system_id;
     session.send(pdu.response({system_id: 'SIMSMSC'}));
     bound.add(session);
-    for (const [waited, id] of waiting.splice(0)) receipt(session, waited, id);
+    if (!receives(session)) return;
+    const mine = waiting.filter(w => w[2] === session.systemId);
+    const others = waiting.filter(w => w[2] !== session.systemId);
+    waiting.length = 0;
+    for (const w of others) waiting.push(w);
+    for (const [waited, id] of mine) receipt(session, waited, id);
   };
-  ['bind_transceiver', 'bind_transmitter', 'bind_receiver'].forEach(c => session.on(c, onBind));
+  Object.keys(KINDS).forEach(c => session.on(c, onBind));
   session.on('enquire_link', pdu => session.send(pdu.response()));
-  session.on('unbind', pdu => { binds.unbinds++; session.send(pdu.response()); session.close(); });
+  session.on('unbind', pdu => {
+    binds.unbinds++; unbound.push(session.kind);
+    session.send(pdu.response()); session.close();
+  });
   session.on('submit_sm', pdu => {
     const sm = pdu.short_message || {};
     const udh = sm.udh ? sm.udh.map(b => Buffer.from(b).toString('hex')) : [];
@@ -96,9 +125,9 @@ http.createServer((req, res) => {
   const u = new URL(req.url, 'http://x'), q = u.searchParams;
   if (u.pathname === '/mo') {
     let n = 0;
-    for (const s of bound) {
+    for (const s of [...bound].filter(receives)) {
       n++;
-      s.deliver_sm({source_addr: q.get('from') || '4915100001', source_addr_ton: 1, source_addr_npi: 1,
+      deliver(s, {source_addr: q.get('from') || '4915100001', source_addr_ton: 1, source_addr_npi: 1,
         destination_addr: q.get('to') || 'TEST', short_message: q.get('text') || ''});
     }
     return json(res, {sessions: n});
@@ -113,13 +142,17 @@ http.createServer((req, res) => {
     }
     return json(res, {released: n});
   }
-  if (u.pathname === '/binds') return json(res, {...binds, bound: bound.size});
+  if (u.pathname === '/binds') {
+    const kinds = [...bound].map(s => s.kind).sort();
+    return json(res, {...binds, bound: bound.size, kinds, unbound, delivers});
+  }
   if (u.pathname === '/throttle') { throttle = +(q.get('n') || 1); return json(res, {throttle}); }
   if (u.pathname === '/hold') { hold = q.get('on') === '1'; return json(res, {hold}); }
   if (u.pathname === '/drop') {
-    const n = sessions.size;
-    for (const s of sessions) s.socket.destroy();
-    return json(res, {dropped: n});
+    const kind = q.get('kind');
+    const dropped = [...sessions].filter(s => !kind || s.kind === kind);
+    for (const s of dropped) s.socket.destroy();
+    return json(res, {dropped: dropped.length});
   }
   res.writeHead(404); res.end();
 }).listen(CONTROL, '127.0.0.1', () => console.log('ready'));

@@ -71,8 +71,11 @@ class Smsc:
         found: list[dict[str, Any]] = self._get("/submits")
         return found
 
-    def binds(self) -> dict[str, int]:
-        found: dict[str, int] = self._get("/binds")
+    def binds(self) -> dict[str, Any]:
+        """Counts of binds (`ok`, `refused`), `unbinds`, sessions `bound` now; `kinds` of
+        those (sorted: "receiver", "transceiver", "transmitter"), `unbound`: the kinds of
+        the sessions that unbound, `delivers`: deliver_sm sent to each kind."""
+        found: dict[str, Any] = self._get("/binds")
         return found
 
     def mo(self, sender: str, text: str) -> int:
@@ -92,8 +95,9 @@ class Smsc:
         """How many submit_sm the simulator has seen."""
         return int(self._get("/count")["submits"])
 
-    def drop(self) -> int:
-        return int(self._get("/drop")["dropped"])
+    def drop(self, kind: str | None = None) -> int:
+        """Destroy the sockets of every session, or of those bound as `kind`."""
+        return int(self._get("/drop", **({"kind": kind} if kind else {}))["dropped"])
 
 
 def wait_until(check: Any, within: float = 30, what: str = "condition") -> None:

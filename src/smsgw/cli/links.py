@@ -59,10 +59,18 @@ def add_smpp(
             "--data-coding", help="data_coding of GSM 7-bit texts: 0, 1 (IA5) or 3 (Latin-1)."
         ),
     ] = 0,
+    bind_mode: Annotated[
+        str,
+        typer.Option(
+            "--bind-mode",
+            help="transceiver (one session) or tx_rx (a transmitter session sends, a receiver "
+            "session takes receipts and incoming SMS).",
+        ),
+    ] = "transceiver",
 ) -> None:
-    """Add an SMPP link (bind transceiver) to the account --user: from then on it takes the
-    account's queued messages like one more phone. A running server binds it within
-    seconds; `smsgw links list` shows its state."""
+    """Add an SMPP link to the account --user: from then on it takes the account's queued
+    messages like one more phone. A running server binds it (transceiver, or transmitter and
+    receiver: --bind-mode) within seconds; `smsgw links list` shows its state."""
     from smsgw.accounts import service as accounts
     from smsgw.links import service as links
     from smsgw.links.schemas import SmppSettings
@@ -72,7 +80,7 @@ def add_smpp(
     async def action(db: Database) -> str:
         config = SmppSettings(
             host, port, system_id, password, system_type, source, source_ton, source_npi,
-            throughput, window, data_coding,
+            throughput, window, data_coding, bind_mode,
         )  # fmt: skip
         user_id = await accounts.user_id_of(db, user)
         return await links.add(db, user_id, user, name, config)
@@ -90,7 +98,8 @@ def _wire(login: str, link: LinkRecord) -> dict[str, Any]:
         "systemType": link.system_type, "source": link.source_addr,
         "sourceTon": link.source_ton, "sourceNpi": link.source_npi,
         "throughput": link.throughput, "window": link.window, "dataCoding": link.data_coding,
-        "state": link.state, "detail": link.detail, "since": format_timestamp(link.state_at),
+        "bindMode": link.bind_mode, "state": link.state, "detail": link.detail,
+        "since": format_timestamp(link.state_at),
     }  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, SmallInteger, String, column
+from sqlalchemy import ForeignKey, Index, Integer, SmallInteger, String, column, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smsgw.db.base import Base, UTCDateTime
@@ -40,6 +40,8 @@ class Link(Base):
     window: Mapped[int] = mapped_column(Integer)
     #: The data_coding of texts sent in the GSM 7-bit alphabet (UCS-2 texts: always 8).
     data_coding: Mapped[int] = mapped_column(SmallInteger)
+    #: `transceiver` (one session) or `tx_rx` (a transmitter and a receiver session).
+    bind_mode: Mapped[str] = mapped_column(String(16), server_default=text("'transceiver'"))
     state: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(String(256))
     state_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -54,6 +54,7 @@ class LinkRecord:
     throughput: int
     window: int
     data_coding: int
+    bind_mode: str
     state: str
     detail: str | None
     state_at: datetime
@@ -77,7 +78,8 @@ _COLUMNS = (
     links.c.device_id, devices.c.user_id, devices.c.name, links.c.kind, links.c.host,
     links.c.port, links.c.system_id, links.c.password, links.c.system_type,
     links.c.source_addr, links.c.source_ton, links.c.source_npi, links.c.throughput,
-    links.c.window, links.c.data_coding, links.c.state, links.c.detail, links.c.state_at,
+    links.c.window, links.c.data_coding, links.c.bind_mode, links.c.state, links.c.detail,
+    links.c.state_at,
 )  # fmt: skip
 
 

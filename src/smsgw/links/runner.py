@@ -1,6 +1,8 @@
 """The worker of one link: its SMPP session, kept bound, and the parts it submits.
 
-It binds transceiver and rebinds after a lost session with exponential backoff and jitter;
+It binds (transceiver, or a transmitter and a receiver: the link's bind mode, one session for
+it all the same: links/session.py) and rebinds after a lost session with exponential backoff
+and jitter;
 claims the owner's queued messages as a phone pulls them (links/service.py `claim`); submits
 their parts with at most `window` submit_sm awaiting an answer and at most `throughput` per
 second (a token bucket); records each answer and receipt and reports the recipients' states
@@ -184,8 +186,9 @@ class LinkRunner:
                 if self._stopping.is_set():
                     await self._state("down", "stopped (unbound)")
                     return
-                log.warning("link %s: the session with %s ended", self.link.device_id, where)
-                await self._state("down", f"the session with {where} ended; reconnecting")
+                lost = session.lost
+                log.warning("link %s: %s with %s ended", self.link.device_id, lost, where)
+                await self._state("down", f"{lost} with {where} ended; reconnecting")
             attempt += 1
             with contextlib.suppress(TimeoutError):
                 pause = backoff(attempt, self.options.reconnect_longest)
@@ -202,15 +205,17 @@ class LinkRunner:
 
     async def _serve(self, session: Session) -> None:
         reader = asyncio.create_task(self._read(session))
+        ended = asyncio.create_task(session.ended.wait())
+        ended.add_done_callback(lambda _: self._poke.set())  # an idle sender looks at once
         try:
             await self._send(session, reader)
         finally:
+            ended.cancel()
             if self.flying:  # their answers, or the errors of a session that ended
                 await asyncio.wait(list(self.flying), timeout=DRAIN_SECONDS)
-            if not reader.done() and not self._stopping.is_set():
-                reader.cancel()
-            if self._stopping.is_set():
-                await session.close()  # unbind: the reader then sees the session end
+            # Unbind what is still bound (when stopping; in mode tx_rx, the bind left when
+            # the other ended): the reader takes what it still delivered, then sees the end.
+            await session.close()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
 
@@ -243,7 +248,7 @@ class LinkRunner:
     async def _submit_some(self, session: Session) -> None:
         """Submit as many parts as the window and the token bucket allow now (at least one),
         each recorded as submitted first; none once the link is stopping."""
-        if not await self._slot():
+        if not await self._slot(session):
             return
         slots = 1
         while slots < len(self.backlog) and not self.window.locked():
@@ -263,25 +268,29 @@ class LinkRunner:
             self.flying.add(task)
             task.add_done_callback(self.flying.discard)
 
-    async def _slot(self) -> bool:
-        """Wait for a place in the window; False (and none taken) once the link is stopping,
-        which a full window must not hold up (its answers may never come)."""
+    async def _slot(self, session: Session) -> bool:
+        """Wait for a place in the window; False (and none taken) once the link is stopping
+        or the session is over, which a full window must not hold up (its answers may never
+        come; in mode tx_rx the transmitter may outlive the receiver)."""
         if not self.window.locked():
             await self.window.acquire()
             return True
         acquire = asyncio.ensure_future(self.window.acquire())
         stopping = asyncio.ensure_future(self._stopping.wait())
+        ended = asyncio.ensure_future(session.ended.wait())
         try:
-            await asyncio.wait([acquire, stopping], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([acquire, stopping, ended], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
+            ended.cancel()
             acquire.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await acquire
         got = acquire.done() and not acquire.cancelled()
-        if got and self._stopping.is_set():
+        over = self._stopping.is_set() or session.dead
+        if got and over:
             self.window.release()
-        return got and not self._stopping.is_set()
+        return got and not over
 
     def _encode(self, job: PartJob) -> Encoded:
         if self._encoded is None or self._encoded[0] != job.message_id:

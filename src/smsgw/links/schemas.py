@@ -33,7 +33,7 @@ MAX_THROUGHPUT = 100_000
 class SmppSettings:
     """host, port, system_id, password, system_type, source address with TON/NPI,
     throughput (submit_sm per second), window (submit_sm awaiting their answer at most),
-    data_coding of GSM 7-bit texts."""
+    data_coding of GSM 7-bit texts, bind mode (BIND_MODES)."""
 
     host: str
     port: int
@@ -46,6 +46,7 @@ class SmppSettings:
     throughput: int = 10
     window: int = 10
     data_coding: int = 0
+    bind_mode: str = "transceiver"
 
     def __post_init__(self) -> None:
         found = problems(self.row())
@@ -81,10 +82,19 @@ DATA_CODING_RULE = (
     "0 (SMSC default alphabet, GSM 03.38), 1 (IA5) or 3 (Latin-1): the value sent with "
     "GSM 7-bit texts; UCS-2 texts always go as 8"
 )
+#: How a link binds (links/session.py): one transceiver session, or a transmitter session
+#: for submit_sm and a receiver session for what the SMSC delivers.
+TRANSCEIVER, TX_RX = "transceiver", "tx_rx"
+BIND_MODES = (TRANSCEIVER, TX_RX)
+BIND_MODE_RULE = (
+    "transceiver (one session) or tx_rx (a transmitter session to send and a receiver "
+    "session to receive)"
+)
 #: A link's name: at most this many characters (none or blank: `service.DEFAULT_NAME`).
 NAME_LENGTH = 128
 _ORDER = ("name", "host", "port", "system_id", "password", "system_type", "source_addr",
-          "source_ton", "source_npi", "throughput", "window", "data_coding")  # fmt: skip
+          "source_ton", "source_npi", "throughput", "window", "data_coding",
+          "bind_mode")  # fmt: skip
 
 
 def problems(values: dict[str, Any]) -> dict[str, str]:
@@ -115,6 +125,9 @@ def _check(name: str, value: Any) -> None:
             raise InvalidInput(f"name: at most {NAME_LENGTH} characters")
     elif name == "data_coding":
         _data_coding(value)
+    elif name == "bind_mode":
+        if value not in BIND_MODES:
+            raise InvalidInput(f"bind_mode: {BIND_MODE_RULE}")
     elif name in TEXTS:
         _text(name, value, *TEXTS[name])
     elif not NUMBERS[name][0] <= value <= NUMBERS[name][1]:
@@ -178,6 +191,10 @@ class LinkView(BaseModel):
     throughput: int = Field(description="submit_sm per second at most.")
     window: int = Field(description="submit_sm awaiting their answer at most.")
     dataCoding: int = Field(description="data_coding of texts sent in the GSM 7-bit alphabet.")
+    bindMode: str = Field(
+        description="`transceiver` (one session) or `tx_rx` (a transmitter session sends, a "
+        "receiver session takes receipts and incoming SMS)."
+    )
     state: str = Field(
         description="The session, as the server running the link last recorded it: `new`, "
         "`connecting`, `bound` or `down`."
@@ -194,6 +211,7 @@ class LinkView(BaseModel):
 WIRE_NAMES = {
     "system_id": "systemId", "system_type": "systemType", "source_addr": "source",
     "source_ton": "sourceTon", "source_npi": "sourceNpi", "data_coding": "dataCoding",
+    "bind_mode": "bindMode",
 }  # fmt: skip
 _SETTING_OF = {wire: name for name, wire in WIRE_NAMES.items()}
 _PRINTABLE = "^[ -~]*$"
@@ -270,6 +288,12 @@ class LinkIn(BaseModel):
         description="data_coding of texts in the GSM 7-bit alphabet: 0 (SMSC default "
         "alphabet), 1 (IA5) or 3 (Latin-1). UCS-2 texts always go as 8.",
     )  # fmt: skip
+    bindMode: StrictStr = Field(
+        TRANSCEIVER, json_schema_extra={"enum": list(BIND_MODES)}, examples=[TRANSCEIVER],
+        description="How the link binds: `transceiver`, one session that sends and receives; "
+        "`tx_rx`, a transmitter session that sends and a receiver session that takes "
+        "receipts and incoming SMS (for SMSCs that want them apart).",
+    )  # fmt: skip
 
     @field_validator(
         "port", "sourceTon", "sourceNpi", "throughput", "window", "dataCoding", mode="before"
@@ -283,6 +307,14 @@ class LinkIn(BaseModel):
         if isinstance(value, bool) or not isinstance(value, int):
             field = info.field_name or ""
             raise ValueError(number_rule(_SETTING_OF.get(field, field)))
+        return value
+
+    @field_validator("bindMode", mode="before")
+    @classmethod
+    def _mode(cls, value: object) -> object:
+        """Anything but a string refused in the rule's words, as a string that is no mode."""
+        if not isinstance(value, str):
+            raise ValueError(BIND_MODE_RULE)
         return value
 
     @model_validator(mode="after")

@@ -1,12 +1,14 @@
-"""One SMPP session of a link: the only module that speaks to smpp34 (docs/links.md says why
-it is kept behind one module). Binds transceiver, submits parts, yields what the carrier
-sends, unbinds; and says what each failure means for the part concerned.
+"""The SMPP session of a link: the only module that speaks to smpp34 (docs/links.md says why
+it is kept behind one module). Binds (transceiver, or a transmitter and a receiver: the
+link's bind mode), submits parts, yields what the carrier sends, unbinds; and says what each
+failure means for the part concerned. smpp34 sends and answers enquire_link on each bind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from dataclasses import dataclass
 
@@ -20,6 +22,9 @@ from smpp34._smpp34 import (
 )
 
 from smsgw.links.repository import LinkRecord
+from smsgw.links.schemas import TRANSCEIVER, TX_RX
+
+log = logging.getLogger("smsgw.links")
 
 #: Command statuses (SMPP 3.4, 5.1.3) by value, for errors people read.
 STATUS_NAMES = {
@@ -41,8 +46,14 @@ BUSY = frozenset({ESME_RTHROTTLED, ESME_RMSGQFUL})
 #: stalled after 40 to 1,500 submit_sm). smsgw reads the queue at once, so it holds many
 #: only in a burst; what it holds was acknowledged already (docs/links.md, caveat 4).
 INBOUND_CAPACITY = 4096
+#: deliver_sm taken from smpp34 ahead of the link's reader at most (the binds' together):
+#: the rest waits in smpp34's queue, as when the reader took them from smpp34 itself.
+READ_AHEAD = 64
 #: How long an unbind (and the session's end) may take at most.
 UNBIND_SECONDS = 5.0
+#: smpp34's bind types of a bind mode's binds; the first submits.
+BIND_TYPES = {TRANSCEIVER: ("TRX",), TX_RX: ("TX", "RX")}
+_NAMES = {"TRX": "transceiver", "TX": "transmitter", "RX": "receiver"}
 _STATUS = re.compile(r"\(0x([0-9A-Fa-f]+)\)")
 
 
@@ -101,43 +112,79 @@ class Submit:
     report: bool
 
 
+class _Bind:
+    """One smpp34 session of a link (bind type `TRX`, `TX` or `RX`)."""
+
+    def __init__(self, bind_type: str) -> None:
+        self.bind_type = bind_type
+        self.client: smpp34.Client | None = None
+        self.smsc: smpp34.Smsc | None = None
+        #: Known to be over: Disconnected seen, or unbound by us.
+        self.over = False
+
+
 class Session:
-    """A bound transceiver session on `link`, or none yet (`open`)."""
+    """A link's bound session, or none yet (`open`): one transceiver bind, or in bind mode
+    `tx_rx` a transmitter bind (submit_sm) and a receiver bind (deliver_sm) to the same SMSC,
+    which count as one: bound when both are, over as soon as either is."""
 
     def __init__(self, link: LinkRecord, connect_timeout: float) -> None:
         self.link = link
         self.connect_timeout = connect_timeout
-        self._client: smpp34.Client | None = None
-        self._smsc: smpp34.Smsc | None = None
-        #: The session is known to be over (Disconnected seen, or closed by us).
-        self.dead = False
+        self._binds = [_Bind(bind_type) for bind_type in BIND_TYPES[link.bind_mode]]
+        #: What the binds' readers took (deliver_sm), and None from each reader that ended.
+        self._inbound: asyncio.Queue[Inbound | None] = asyncio.Queue()
+        self._room = asyncio.Semaphore(READ_AHEAD)
+        self._readers: list[asyncio.Task[None]] = []
+        self._readers_over = 0
+        #: Set once the session is known to be over (a bind's end seen, or closed by us).
+        self.ended = asyncio.Event()
+        #: Which bind ended it first ("the session", "the receiver session"), for people.
+        self.lost = "the session"
+
+    @property
+    def dead(self) -> bool:
+        return self.ended.is_set()
 
     async def open(self) -> None:
-        """Connect and bind transceiver; BindFailed saying why not."""
+        """Connect and bind (the transmitter first in mode tx_rx); BindFailed saying why
+        not, after unbinding a bind already made."""
+        for bind in self._binds:
+            try:
+                await self._bind(bind)
+            except BindFailed:
+                await self.close()
+                raise
+        self._readers = [asyncio.create_task(self._read(bind)) for bind in self._binds]
+
+    async def _bind(self, bind: _Bind) -> None:
         link = self.link
-        self._client = smpp34.Client(
-            link.host, link.port, link.system_id, link.password, bind_type="TRX",
+        bind.client = smpp34.Client(
+            link.host, link.port, link.system_id, link.password, bind_type=bind.bind_type,
             system_type=link.system_type, window_size=link.window,
             inbound_capacity=INBOUND_CAPACITY,
             connect_timeout_ms=max(1, round(self.connect_timeout * 1000)),
         )  # fmt: skip
         try:
-            self._smsc = await self._client.connect()
+            bind.smsc = await bind.client.connect()
         except smpp34.SmppError as error:
-            self.dead = True
-            await self._stop_client()
-            raise BindFailed(_bind_reason(str(error), link)) from None
+            bind.over = True
+            reason = _bind_reason(str(error), link)
+            if len(self._binds) > 1:  # which of the two, in the same words
+                reason = f"{_NAMES[bind.bind_type]} session: {reason}"
+            raise BindFailed(reason) from None
 
     async def submit(self, part: Submit) -> Answer:
-        """Submit one part: the carrier's answer, or why none came and whether the part
-        may have reached the carrier (only a session known dead before the call means it
-        did not)."""
-        if self.dead or self._smsc is None:
+        """Submit one part (on the transceiver or the transmitter): the carrier's answer, or
+        why none came and whether the part may have reached the carrier (only a session
+        known over before the call means it did not: in mode tx_rx, either bind's end)."""
+        smsc = self._binds[0].smsc
+        if self.dead or smsc is None:
             return Answer(False, None, reason="the session was down before the submit_sm")
         ton, number = (1, part.number[1:]) if part.number.startswith("+") else (0, part.number)
         link = self.link
         try:
-            response = await self._smsc.submit_sm(
+            response = await smsc.submit_sm(
                 number, part.body, source_addr=link.source_addr,
                 source_addr_ton=link.source_ton, source_addr_npi=link.source_npi,
                 dest_addr_ton=ton, dest_addr_npi=1, esm_class=part.esm_class,
@@ -148,38 +195,76 @@ class Session:
         return Answer(True, response.command_status, response.message_id or None)
 
     async def next(self) -> Inbound | None:
-        """The next deliver_sm, or None once the session is over."""
-        if self._smsc is None:
-            return None
-        event = await self._smsc.next()
-        if not isinstance(event, smpp34.DeliverSmEvent):
-            self.dead = True
-            return None
-        tlvs = {tlv.tag: tlv for tlv in event.tlvs}
-        receipted = tlvs.get(TLV_RECEIPTED_MESSAGE_ID)
-        state = tlvs.get(TLV_MESSAGE_STATE)
-        return Inbound(
-            event.source_addr, event.source_addr_ton, event.destination_addr, event.esm_class,
-            event.data_coding, event.short_message,
-            receipted.as_string() if receipted is not None else None,
-            state.as_int() if state is not None else None,
-        )  # fmt: skip
+        """The next deliver_sm of any of its binds, or None once every bind is over (so
+        that what a bind still delivers after the other ended is taken too: smpp34 has
+        acknowledged it already)."""
+        while self._readers_over < len(self._readers):
+            inbound = await self._inbound.get()
+            if inbound is not None:
+                self._room.release()
+                return inbound
+            self._readers_over += 1
+        return None
+
+    async def _read(self, bind: _Bind) -> None:
+        """Take the bind's deliver_sm until it is over; its end ends the session."""
+        try:
+            while bind.smsc is not None:
+                event = await bind.smsc.next()
+                if not isinstance(event, smpp34.DeliverSmEvent):
+                    break
+                await self._room.acquire()
+                self._inbound.put_nowait(_inbound(event))
+        except smpp34.SmppError as error:
+            log.warning("link %s: reading the %s failed: %s", self.link.device_id,
+                        _NAMES[bind.bind_type], error)  # fmt: skip
+        finally:
+            bind.over = True
+            if not self.dead:
+                if len(self._binds) > 1:
+                    self.lost = f"the {_NAMES[bind.bind_type]} session"
+                self.ended.set()
+            self._inbound.put_nowait(None)
 
     async def close(self) -> None:
-        """Unbind (when the session is still up) and end it."""
-        smsc, was_dead = self._smsc, self.dead
-        self.dead = True
-        if smsc is not None and not was_dead:
-            # the carrier may go first: nothing to unbind then
-            with contextlib.suppress(smpp34.SmppError, TimeoutError):
-                await asyncio.wait_for(smsc.unbind(), UNBIND_SECONDS)
-        await self._stop_client()
+        """Unbind every bind still up and end them; their readers then end."""
+        self.ended.set()
+        up = [bind for bind in self._binds if bind.smsc is not None and not bind.over]
+        for bind in up:
+            bind.over = True
+        await asyncio.gather(*(_unbind(bind) for bind in up))
+        await asyncio.gather(*(_stop_client(bind) for bind in self._binds))
+        running = [reader for reader in self._readers if not reader.done()]
+        if running:  # a session ended by stop() yields Disconnected: this is a safeguard
+            _, late = await asyncio.wait(running, timeout=UNBIND_SECONDS)
+            for reader in late:
+                reader.cancel()
 
-    async def _stop_client(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            with contextlib.suppress(smpp34.SmppError, TimeoutError):
-                await asyncio.wait_for(client.stop(), UNBIND_SECONDS)
+
+async def _unbind(bind: _Bind) -> None:
+    assert bind.smsc is not None
+    # the carrier may go first: nothing to unbind then
+    with contextlib.suppress(smpp34.SmppError, TimeoutError):
+        await asyncio.wait_for(bind.smsc.unbind(), UNBIND_SECONDS)
+
+
+async def _stop_client(bind: _Bind) -> None:
+    if bind.client is not None:
+        client, bind.client = bind.client, None
+        with contextlib.suppress(smpp34.SmppError, TimeoutError):
+            await asyncio.wait_for(client.stop(), UNBIND_SECONDS)
+
+
+def _inbound(event: smpp34.DeliverSmEvent) -> Inbound:
+    tlvs = {tlv.tag: tlv for tlv in event.tlvs}
+    receipted = tlvs.get(TLV_RECEIPTED_MESSAGE_ID)
+    state = tlvs.get(TLV_MESSAGE_STATE)
+    return Inbound(
+        event.source_addr, event.source_addr_ton, event.destination_addr, event.esm_class,
+        event.data_coding, event.short_message,
+        receipted.as_string() if receipted is not None else None,
+        state.as_int() if state is not None else None,
+    )  # fmt: skip
 
 
 def _bind_reason(error: str, link: LinkRecord) -> str:

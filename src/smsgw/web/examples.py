@@ -100,6 +100,7 @@ _LINK = {
     "throughput": 50,
     "window": 10,
     "dataCoding": 0,
+    "bindMode": "transceiver",
     "state": "bound",
     "detail": None,
     "stateSince": "2026-05-17T08:02:41.120Z",

@@ -17,7 +17,7 @@ from smsgw.domain.errors import DomainError, status_of
 from smsgw.events.user_feed import notify
 from smsgw.links import activity
 from smsgw.links import service as links
-from smsgw.links.schemas import SmppSettings, number_rule, problems
+from smsgw.links.schemas import TRANSCEIVER, TX_RX, SmppSettings, number_rule, problems
 from smsgw.routing import rules
 from smsgw.web import routing_form
 from smsgw.web.common import (
@@ -44,8 +44,8 @@ NOT_YOURS = "No such link of yours."
 
 @dataclass(frozen=True)
 class Input:
-    """A field of the add form: its name (SmppSettings' own), label, default; whether it
-    takes a number (its rules: links/schemas.py)."""
+    """A field of the add form: its name (SmppSettings' own), label, default (also what an
+    empty field means); whether it takes a number (its rules: links/schemas.py)."""
 
     name: str
     label: str
@@ -66,9 +66,14 @@ FIELDS = (
     Input("throughput", "Throughput (per second)", "10", True),
     Input("window", "Window", "10", True),
     Input("data_coding", "Data coding of GSM 7-bit texts", "0", True),
+    Input("bind_mode", "Bind mode", TRANSCEIVER),
 )
 LABELS = {f.name: f.label for f in FIELDS}
 DATA_CODINGS = (("0", "0: SMSC default alphabet (GSM 03.38)"), ("1", "1: IA5"), ("3", "3: Latin-1"))
+BIND_MODES = {
+    TRANSCEIVER: "transceiver: one session sends and receives",
+    TX_RX: "tx_rx: a transmitter session sends, a receiver session receives",
+}
 
 
 async def links_page(request: Request, who: Visitor, status: int = 200, **values: Any) -> Response:
@@ -81,6 +86,7 @@ async def links_page(request: Request, who: Visitor, status: int = 200, **values
     return render(
         request, "links.html", status=status, who=who, fields=LABELS, cap=activity.COUNT_CAP,
         links=await activity.of_user(db, who.user_id), codings=DATA_CODINGS,
+        bind_modes=BIND_MODES,
         notice=NOTICES.get(request.query_params.get("notice", "")), modes=routing_form.MODES,
         rule=routing_form.in_words(rule), routing_labels=routing_form.LABELS,
         routing_help=routing_form.HELP, **values,
@@ -106,7 +112,7 @@ def read_form(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
     for spec in FIELDS:
         typed = _raw(form, spec.name) if spec.name == "password" else field(form, spec.name)
         if not spec.number:
-            values[spec.name] = typed
+            values[spec.name] = typed or spec.default
         elif (typed or spec.default).isascii() and (typed or spec.default).isdigit():
             values[spec.name] = int(typed or spec.default)
         else:

@@ -50,7 +50,7 @@ def link_view(status: LinkStatus) -> dict[str, Any]:
         port=link.port, systemId=link.system_id, systemType=link.system_type,
         source=link.source_addr, sourceTon=link.source_ton, sourceNpi=link.source_npi,
         throughput=link.throughput, window=link.window, dataCoding=link.data_coding,
-        state=link.state, detail=link.detail, stateSince=link.state_at,
+        bindMode=link.bind_mode, state=link.state, detail=link.detail, stateSince=link.state_at,
         queue=LinkQueue(waiting=status.waiting, planned=status.planned,
                         inFlight=status.in_flight),
         recent=LinkRecent(
@@ -96,7 +96,8 @@ async def get_link(context: Context, user_id: CurrentUser, id: LinkId) -> JSONRe
 async def create_link(
     body: LinkIn, request: Request, context: Context, user_id: CurrentUser
 ) -> JSONResponse:
-    """Add an SMPP link (bind transceiver) to your account, with the settings the CLI's
+    """Add an SMPP link (a transceiver bind, or a transmitter and a receiver: `bindMode`) to
+    your account, with the settings the CLI's
     `smsgw links add smpp` and the dashboard take: from then on it takes your queued
     messages like one more phone. The server binds it within seconds (`state`)."""
     login = await accounts.login_of(context.db, user_id)
