@@ -19,7 +19,17 @@ import pytest
 from tests.conftest import Account, LiveServer, running
 from tests.fakes.receiver import Receiver
 from tests.fakes.smsc import Smsc, wait_until
-from tests.test_links import NUMBER, add_link, bound, hook, listed, message, reaches, send
+from tests.test_links import (
+    NUMBER,
+    add_link,
+    bound,
+    cli,
+    hook,
+    listed,
+    message,
+    reaches,
+    send,
+)
 from tests.test_web_links import PAGE, row_of
 from tests.test_web_links import add as add_on_the_page
 from tests.web_support import Dashboard
@@ -69,6 +79,7 @@ def test_a_tx_rx_link_submits_on_its_transmitter_and_receives_on_its_receiver(
     # two binds (more when a busy machine let one outlast the 2 s connect timeout)
     wait_until(lambda: smsc.binds()["kinds"] == BOTH, what="a transmitter and a receiver")
     assert listed(live, link_id)["bindMode"] == "tx_rx"
+    assert "tx_rx" in cli(live, "links", "list")  # the table has the column too
     [shown] = api.get("/links").json()
     assert (shown["id"], shown["bindMode"], shown["state"]) == (link_id, "tx_rx", "bound")
     assert api.get(f"/links/{link_id}").json()["bindMode"] == "tx_rx"

@@ -121,14 +121,14 @@ def list_links(
         print_json(found)
         return
     listing = table(
-        "id", "user", "name", "SMSC", "system_id", "state", "since",
+        "id", "user", "name", "SMSC", "system_id", "bind", "state", "since",
         title=f"{len(found)} link(s)", ids=[f["id"] for f in found],
     )  # fmt: skip
     for link in found:
         state = link["state"] + (f": {link['detail']}" if link["detail"] else "")
         listing.add_row(
             link["id"], link["user"], link["name"], f"{link['host']}:{link['port']}",
-            link["systemId"], state, link["since"],
+            link["systemId"], link["bindMode"], state, link["since"],
         )  # fmt: skip
     show(listing)
 
