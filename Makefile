@@ -82,7 +82,7 @@ format: $(STAMP) ## Format the code
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-bench: $(STAMP) $(NPM_STAMP) postgresql ## Run the benchmarks (installs wrk); figures go to docs/performance.md
+bench: $(STAMP) $(NPM_STAMP) $(JASMIN_STAMP) postgresql brokers ## Run the benchmarks (installs wrk); figures go to docs/performance.md
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.fleet
@@ -91,4 +91,4 @@ bench: $(STAMP) $(NPM_STAMP) postgresql ## Run the benchmarks (installs wrk); fi
 	$(BIN)/python -m bench.nodes --parts engines
 	$(BIN)/python -m bench.churn
 	$(BIN)/python -m bench.data
-	$(BIN)/python -m bench.smpp
+	$(BIN)/python -m bench.smpp --jasmin $(JASMIN_VENV)
