@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from smsgw.config import Settings
 from tests.conftest import Account, LiveServer, running
 from tests.fakes.receiver import Receiver
 from tests.fakes.smsc import Smsc, wait_until
@@ -39,21 +40,10 @@ BOTH = ["receiver", "transmitter"]
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveServer]:
-    """As tests/test_links.py's: binds give up after 2 s, webhooks retry fast."""
-    with running(hub_settings(tmp_path / "data", link_connect_timeout_seconds=2)) as server:
-        yield server
-
-
-@pytest.fixture
-def alice(live: LiveServer) -> Account:
-    return live.create_user("alice")
-
-
-@pytest.fixture
-def api(live: LiveServer, alice: Account) -> Iterator[httpx.Client]:
-    with live.client(alice) as client:
-        yield client
+def settings(tmp_path: Path) -> Settings:
+    """As tests/test_links.py's server: binds give up after 2 s, webhooks retry fast
+    (tests/conftest.py's `server`, `alice` and `api` take these settings)."""
+    return hub_settings(tmp_path / "data", link_connect_timeout_seconds=2)
 
 
 @pytest.fixture
@@ -70,16 +60,16 @@ def delivers(smsc: Smsc) -> dict[str, int]:
 
 
 def test_a_tx_rx_link_submits_on_its_transmitter_and_receives_on_its_receiver(
-    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc, receiver: Receiver
+    server: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc, receiver: Receiver
 ) -> None:
     hook(api, receiver, "sms:delivered", "sms:received")
-    link_id = add_link(live, smsc, alice.login, "--bind-mode", "tx_rx")
-    bound(live, link_id)
+    link_id = add_link(server, smsc, alice.login, "--bind-mode", "tx_rx")
+    bound(server, link_id)
 
     # two binds (more when a busy machine let one outlast the 2 s connect timeout)
     wait_until(lambda: smsc.binds()["kinds"] == BOTH, what="a transmitter and a receiver")
-    assert listed(live, link_id)["bindMode"] == "tx_rx"
-    assert "tx_rx" in cli(live, "links", "list")  # the table has the column too
+    assert listed(server, link_id)["bindMode"] == "tx_rx"
+    assert "tx_rx" in cli(server, "links", "list")  # the table has the column too
     [shown] = api.get("/links").json()
     assert (shown["id"], shown["bindMode"], shown["state"]) == (link_id, "tx_rx", "bound")
     assert api.get(f"/links/{link_id}").json()["bindMode"] == "tx_rx"
@@ -104,7 +94,7 @@ def test_a_tx_rx_link_submits_on_its_transmitter_and_receives_on_its_receiver(
 
 
 def test_the_receiver_lost_takes_the_link_down_it_binds_again_and_sends_nothing_twice(
-    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc,
+    server: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc,
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     """Window 3: of five messages, three submit_sm go out on the transmitter and wait for
@@ -114,9 +104,9 @@ def test_the_receiver_lost_takes_the_link_down_it_binds_again_and_sends_nothing_
     receipts come on the new receiver."""
     caplog.set_level(logging.INFO, logger="smsgw.links")
     link_id = add_link(
-        live, smsc, alice.login, "--bind-mode", "tx_rx", "--window", "3", "--throughput", "1000"
+        server, smsc, alice.login, "--bind-mode", "tx_rx", "--window", "3", "--throughput", "1000"
     )
-    bound(live, link_id)
+    bound(server, link_id)
     smsc.hold(True)
 
     sent = [send(api, f"message {n}") for n in range(5)]
@@ -139,7 +129,7 @@ def test_the_receiver_lost_takes_the_link_down_it_binds_again_and_sends_nothing_
     assert "transmitter" in binds["unbound"]  # the one left was unbound, not abandoned
     assert binds["ok"] >= 4  # both bound again (a slow bind may be tried once more)
     assert binds["delivers"]["transmitter"] == 0
-    bound(live, link_id)
+    bound(server, link_id)
     wait_until(lambda: smsc.binds()["kinds"] == BOTH, what="a transmitter and a receiver")
     said = [r.getMessage() for r in caplog.records if r.name == "smsgw.links"]
     assert any(link_id in line and "the receiver session with" in line for line in said), said
@@ -156,13 +146,13 @@ def test_both_sessions_unbind_when_the_server_stops(tmp_path: Path, smsc: Smsc) 
 
 
 def test_a_refused_bind_says_which_session_and_why(
-    live: LiveServer, alice: Account, smsc: Smsc
+    server: LiveServer, alice: Account, smsc: Smsc
 ) -> None:
-    link_id = add_link(live, smsc, alice.login, "--bind-mode", "tx_rx", password="wrong")
+    link_id = add_link(server, smsc, alice.login, "--bind-mode", "tx_rx", password="wrong")
     seen: dict[str, Any] = {}
 
     def refused() -> bool:  # read once a round: the link may be binding again between reads
-        seen.update(listed(live, link_id))
+        seen.update(listed(server, link_id))
         return seen["state"] == "down" and "did not accept the bind" in (seen["detail"] or "")
 
     wait_until(refused, within=90, what="the refused bind in the list")
@@ -173,9 +163,9 @@ def test_a_refused_bind_says_which_session_and_why(
 
 
 def test_the_dashboard_adds_a_tx_rx_link_and_shows_its_bind_mode(
-    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
+    server: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
 ) -> None:
-    dashboard = Dashboard(live)
+    dashboard = Dashboard(server)
     try:
         assert dashboard.sign_in(alice).status_code == 303
         form = dashboard.http.get(PAGE).text
