@@ -67,10 +67,20 @@ def add_smpp(
             "session takes receipts and incoming SMS).",
         ),
     ] = "transceiver",
+    all_accounts: Annotated[
+        bool,
+        typer.Option(
+            "--all-accounts",
+            help="A link for all accounts: it takes every account's queued messages (each "
+            "under its routing rule); --user holds it and gets the incoming SMS no account "
+            "sent to before.",
+        ),
+    ] = False,
 ) -> None:
     """Add an SMPP link to the account --user: from then on it takes the account's queued
-    messages like one more phone. A running server binds it (transceiver, or transmitter and
-    receiver: --bind-mode) within seconds; `smsgw links list` shows its state."""
+    messages like one more phone (with --all-accounts: every account's). A running server
+    binds it (transceiver, or transmitter and receiver: --bind-mode) within seconds; `smsgw
+    links list` shows its state."""
     from smsgw.accounts import service as accounts
     from smsgw.links import service as links
     from smsgw.links.schemas import SmppSettings
@@ -83,9 +93,10 @@ def add_smpp(
             throughput, window, data_coding, bind_mode,
         )  # fmt: skip
         user_id = await accounts.user_id_of(db, user)
-        return await links.add(db, user_id, user, name, config)
+        return await links.add(db, user_id, user, name, config, all_accounts=all_accounts)
 
-    say(f"added SMPP link {run(action)}")
+    added = run(action)
+    say(f"added SMPP link {'for all accounts ' if all_accounts else ''}{added}")
 
 
 def _wire(login: str, link: LinkRecord) -> dict[str, Any]:
@@ -98,7 +109,8 @@ def _wire(login: str, link: LinkRecord) -> dict[str, Any]:
         "systemType": link.system_type, "source": link.source_addr,
         "sourceTon": link.source_ton, "sourceNpi": link.source_npi,
         "throughput": link.throughput, "window": link.window, "dataCoding": link.data_coding,
-        "bindMode": link.bind_mode, "state": link.state, "detail": link.detail,
+        "bindMode": link.bind_mode, "allAccounts": link.all_accounts,
+        "state": link.state, "detail": link.detail,
         "since": format_timestamp(link.state_at),
     }  # fmt: skip
 
@@ -126,8 +138,9 @@ def list_links(
     )  # fmt: skip
     for link in found:
         state = link["state"] + (f": {link['detail']}" if link["detail"] else "")
+        holder = link["user"] + (" (all accounts)" if link["allAccounts"] else "")
         listing.add_row(
-            link["id"], link["user"], link["name"], f"{link['host']}:{link['port']}",
+            link["id"], holder, link["name"], f"{link['host']}:{link['port']}",
             link["systemId"], link["bindMode"], state, link["since"],
         )  # fmt: skip
     show(listing)

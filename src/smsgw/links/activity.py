@@ -3,9 +3,10 @@
 
 Queue depth has three figures (docs/links.md, "Watching a link"):
 
-- `waiting`: the owner's messages this link could take now: queued (no sender holds them),
-  unpinned or pinned to this link, due (`scheduleAt` passed) and unexpired; counted up to
-  `COUNT_CAP`. Phones of the account may take them first.
+- `waiting`: the owner's messages (every account's, for a link for all accounts) this link
+  could take now: queued (no sender holds them), unpinned or pinned to this link, due
+  (`scheduleAt` passed) and unexpired; counted up to `COUNT_CAP`. Phones of the account may
+  take them first.
 - `planned`: SMS parts the link has taken (planned) and not yet submitted.
 - `in_flight`: parts submitted whose answer (`submit_sm_resp`) is not recorded yet; at most
   about the link's window.
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.engine import Database
@@ -119,10 +120,11 @@ async def _waiting(conn: AsyncConnection, link: LinkRecord, now: datetime) -> in
         or_(messages.c.released_from.is_(None), messages.c.released_from != link.device_id),
     )
     pinned = and_(messages.c.device_id == link.device_id, messages.c.claimed_at.is_(None))
+    mine = true() if link.all_accounts else messages.c.user_id == link.user_id
     query = (
         select(messages.c.id)
         .where(
-            messages.c.user_id == link.user_id,
+            mine,
             messages.c.state == ProcessingState.PENDING.value,
             or_(queued, pinned),
             or_(messages.c.valid_until.is_(None), messages.c.valid_until > now),

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, SmallInteger, String, column, text
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    column,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smsgw.db.base import Base, UTCDateTime
@@ -42,6 +52,9 @@ class Link(Base):
     data_coding: Mapped[int] = mapped_column(SmallInteger)
     #: `transceiver` (one session) or `tx_rx` (a transmitter and a receiver session).
     bind_mode: Mapped[str] = mapped_column(String(16), server_default=text("'transceiver'"))
+    #: A link the operator added for all accounts: it claims every account's queued
+    #: messages (each under its own routing rule); its `devices` row's owner holds it.
+    all_accounts: Mapped[bool] = mapped_column(Boolean, server_default=false())
     state: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(String(256))
     state_at: Mapped[datetime] = mapped_column(UTCDateTime())

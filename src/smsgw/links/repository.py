@@ -58,6 +58,8 @@ class LinkRecord:
     state: str
     detail: str | None
     state_at: datetime
+    #: Added by the operator for all accounts (docs/links.md); `user_id` holds it.
+    all_accounts: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ _COLUMNS = (
     links.c.port, links.c.system_id, links.c.password, links.c.system_type,
     links.c.source_addr, links.c.source_ton, links.c.source_npi, links.c.throughput,
     links.c.window, links.c.data_coding, links.c.bind_mode, links.c.state, links.c.detail,
-    links.c.state_at,
+    links.c.state_at, links.c.all_accounts,
 )  # fmt: skip
 
 
@@ -319,12 +321,30 @@ async def open_pairs(conn: AsyncConnection, device_id: str) -> set[tuple[int, st
     return {(row[0], row[1]) for row in await conn.execute(query.distinct())}
 
 
-async def ext_ids(conn: UnitConnection, message_ids: list[int]) -> dict[int, str]:
-    found: dict[int, str] = {}
+async def ext_ids(conn: UnitConnection, message_ids: list[int]) -> dict[int, tuple[str, int]]:
+    """(ext_id, account) of these messages."""
+    found: dict[int, tuple[str, int]] = {}
     for chunk in _chunks(message_ids):
-        query = f"SELECT id, ext_id FROM messages WHERE id IN ({marks(len(chunk))})"  # noqa: S608
-        found.update((row[0], row[1]) for row in await conn.execute(query, chunk))
+        query = f"SELECT id, ext_id, user_id FROM messages WHERE id IN ({marks(len(chunk))})"  # noqa: S608
+        found.update((row[0], (row[1], row[2])) for row in await conn.execute(query, chunk))
     return found
+
+
+async def owners(conn: UnitConnection, message_ids: list[int]) -> dict[int, int]:
+    """The account of each of these messages."""
+    return {key: owner for key, (_, owner) in (await ext_ids(conn, message_ids)).items()}
+
+
+async def last_sent_to(conn: UnitConnection, device_id: str, numbers: list[str]) -> int | None:
+    """The account of the latest message the link took for one of these numbers (the same
+    number as stored and as an MO may give it); None when it took none."""
+    query = (
+        "SELECT m.user_id FROM recipients r JOIN messages m ON m.id = r.message_id"  # noqa: S608
+        f" WHERE r.phone_number IN ({marks(len(numbers))}) AND m.device_id = ?"
+        " ORDER BY r.message_id DESC LIMIT 1"
+    )
+    row = (await conn.execute(query, [*numbers, device_id])).fetchone()
+    return None if row is None else int(row[0])
 
 
 async def cancel_unsent(conn: UnitConnection, device_id: str, message_id: int) -> bool:

@@ -132,6 +132,8 @@ class LinkRunner:
         self.receipts: list[tuple[float, Receipt]] = []
         self.orphans: list[tuple[float, Receipt]] = []
         self._encoded: tuple[int, Encoded] | None = None
+        #: A link for all accounts: the account its next claim starts from.
+        self.next_account = 0
         self._poke = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -239,7 +241,9 @@ class LinkRunner:
     async def _refill(self, claim_anyway: bool) -> None:
         window, cap = self.options.online_window, self.options.claim_cap
         if claim_anyway or await service.may_claim(self.db, self.link, window):
-            self._emitted((await service.claim(self.db, self.link, cap, window)).events)
+            claimed = await service.claim(self.db, self.link, cap, window, self.next_account)
+            self.next_account = claimed.next_account  # a link for all accounts: whose turn
+            self._emitted(claimed.events)
         for job in await service.unsent(self.db, self.link, self.load + len(self.queued)):
             if job.id not in self.queued:
                 self.queued.add(job.id)

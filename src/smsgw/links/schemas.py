@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     StrictStr,
     ValidationInfo,
@@ -195,6 +196,12 @@ class LinkView(BaseModel):
         description="`transceiver` (one session) or `tx_rx` (a transmitter session sends, a "
         "receiver session takes receipts and incoming SMS)."
     )
+    allAccounts: bool = Field(
+        False,
+        description="A link the operator added for all accounts (`smsgw links add smpp "
+        "--all-accounts`): it takes every account's queued messages, and this account holds "
+        "it. Only the operator adds one.",
+    )
     state: str = Field(
         description="The session, as the server running the link last recorded it: `new`, "
         "`connecting`, `bound` or `down`."
@@ -294,6 +301,11 @@ class LinkIn(BaseModel):
         "`tx_rx`, a transmitter session that sends and a receiver session that takes "
         "receipts and incoming SMS (for SMSCs that want them apart).",
     )  # fmt: skip
+    allAccounts: StrictBool = Field(
+        False, examples=[False], json_schema_extra={"enum": [False]},
+        description="Only `false`: a link for all accounts is the operator's to add "
+        "(`smsgw links add smpp --all-accounts`); a link added here is the caller's own.",
+    )  # fmt: skip
 
     @field_validator(
         "port", "sourceTon", "sourceNpi", "throughput", "window", "dataCoding", mode="before"
@@ -317,6 +329,13 @@ class LinkIn(BaseModel):
             raise ValueError(BIND_MODE_RULE)
         return value
 
+    @field_validator("allAccounts", mode="after")
+    @classmethod
+    def _own(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(ALL_ACCOUNTS_RULE)
+        return value
+
     @model_validator(mode="after")
     def _follows_the_rules(self) -> LinkIn:
         found = problems({"name": self.name, **self.settings_values()})
@@ -326,11 +345,18 @@ class LinkIn(BaseModel):
 
     def settings_values(self) -> dict[str, Any]:
         """The settings under SmppSettings' names."""
-        given = self.model_dump(exclude={"name"})
+        given = self.model_dump(exclude={"name", "allAccounts"})
         return {_SETTING_OF.get(wire, wire): value for wire, value in given.items()}
 
     def settings(self) -> SmppSettings:
         return SmppSettings(**self.settings_values())
+
+
+#: Why `POST /links` refuses `allAccounts: true`.
+ALL_ACCOUNTS_RULE = (
+    "only the operator adds a link for all accounts (smsgw links add smpp --all-accounts); "
+    "a link added through the API is your account's own"
+)
 
 
 def _renamed(message: str) -> str:

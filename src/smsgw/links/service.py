@@ -42,10 +42,17 @@ _FAILED = (repository.REJECTED, repository.UNKNOWN, repository.UNDELIVERED)
 
 
 async def add(
-    db: Database, user_id: int, login: str, name: str | None, config: SmppSettings
+    db: Database,
+    user_id: int,
+    login: str,
+    name: str | None,
+    config: SmppSettings,
+    all_accounts: bool = False,
 ) -> str:
     """Add an SMPP link to `user_id`'s account (its sender row and settings in one
-    transaction); its id. The server that runs links binds it within a second or so."""
+    transaction); its id. The server that runs links binds it within a second or so. With
+    `all_accounts` (the operator's choice only: the CLI), the link takes every account's
+    queued messages; `user_id` holds it."""
     name = (name or "").strip() or DEFAULT_NAME
     for problem in problems({"name": name}).values():
         raise InvalidInput(problem)
@@ -53,6 +60,7 @@ async def add(
     async def settings_of(conn: AsyncConnection, device_id: str) -> None:
         values = config.row() | {"device_id": device_id, "kind": "smpp"}
         values |= {"state": "new", "detail": None, "state_at": clock.now()}
+        values |= {"all_accounts": all_accounts}
         await repository.add(conn, values)
 
     registered = await devices.register(db, user_id, login, name, None, None, link=settings_of)
@@ -115,7 +123,16 @@ async def set_state(db: Database, link: LinkRecord, state: str, detail: str | No
 def _phone(link: LinkRecord, online_window: timedelta = ONLINE_WINDOW) -> Phone:
     """The link as a sender; `online_window`: how recently a phone of the owner must have
     been heard from to count as online (its routing rule's mode `fallback`)."""
-    return Phone(link.device_id, link.user_id, None, link=True, online_window=online_window)
+    return Phone(
+        link.device_id, link.user_id, None, link=True, online_window=online_window,
+        every_account=link.all_accounts,
+    )  # fmt: skip
+
+
+def _as_owner(link: LinkRecord, owner: int) -> Phone:
+    """The link reporting on a message of `owner` (its own account's, or, for a link for
+    all accounts, any account's): a phone's report applies to its owner's messages."""
+    return Phone(link.device_id, owner, None, link=True)
 
 
 def _problem(record: MessageRecord) -> str | None:
@@ -151,23 +168,36 @@ def _plan(link: LinkRecord, record: MessageRecord) -> list[dict[str, object]]:
 
 @dataclass(frozen=True)
 class Claimed:
-    """What a claim did: messages it took, and webhook events it put in the outbox."""
+    """What a claim did: messages it took, and webhook events it put in the outbox; for a
+    link for all accounts, the account its next claim starts from."""
 
     claimed: int
     events: int
+    next_account: int = 0
+
+
+#: A state report on a message of an account (the account first).
+OwnedReport = tuple[int, StateReport]
 
 
 async def claim(
-    db: Database, link: LinkRecord, cap: int, online_window: timedelta = ONLINE_WINDOW
+    db: Database,
+    link: LinkRecord,
+    cap: int,
+    online_window: timedelta = ONLINE_WINDOW,
+    accounts_from: int = 0,
 ) -> Claimed:
     """Claim the owner's queued messages for the link as a phone's pull does (those the
-    owner's routing rule gives links: routing/rules.py), plan their parts in the same
-    transaction (one unit of work), then report them Processed (or Failed when a link
-    cannot send them, Cancelled when cancelled before any part went out)."""
+    owner's routing rule gives links: routing/rules.py; for a link for all accounts, those
+    of every account under each one's rule, from account `accounts_from` on), plan their
+    parts in the same transaction (one unit of work), then report them Processed (or Failed
+    when a link cannot send them, Cancelled when cancelled before any part went out)."""
     phone, now = _phone(link, online_window), clock.now()
 
-    async def unit(conn: UnitConnection) -> tuple[Pull, list[MessageRecord], list[StateReport]]:
-        pulled = await routing.pull_unit(conn, phone, False, cap, now)
+    async def unit(
+        conn: UnitConnection,
+    ) -> tuple[Pull, list[MessageRecord], list[tuple[int, StateReport]], dict[int, int]]:
+        pulled = await routing.pull_unit(conn, phone, False, cap, now, accounts_from=accounts_from)
         taken = [item.record for item in pulled.items if item.state == ProcessingState.PENDING]
         sendable = [record for record in taken if _problem(record) is None]
         have = await repository.planned(conn, link.device_id, [r.pk for r in sendable])
@@ -175,20 +205,23 @@ async def claim(
             conn, [row for r in sendable if r.pk not in have for row in _plan(link, r)]
         )
         cancelled = [
-            _snapshot(item.record, ProcessingState.CANCELLED)
+            (item.record.pk, _snapshot(item.record, ProcessingState.CANCELLED))
             for item in pulled.items
             if item.state == ProcessingState.CANCELLING
             and await repository.cancel_unsent(conn, link.device_id, item.record.pk)
         ]
-        return pulled, taken, cancelled
+        keys = [item.record.pk for item in pulled.items]
+        owners = await repository.owners(conn, keys) if link.all_accounts else {}
+        return pulled, taken, cancelled, owners
 
-    pulled, taken, reports = await db.write_unit(unit)
+    pulled, taken, cancelled, owners = await db.write_unit(unit)
+    reports = [(owners.get(pk, link.user_id), report) for pk, report in cancelled]
     for record in taken:
         problem = _problem(record)
         failed = ProcessingState.FAILED
-        reports.append(_snapshot(record, failed, problem) if problem else _processed(record))
-    events = (await routing.report(db, phone, reports)).events if reports else 0
-    return Claimed(pulled.claimed, events)
+        report = _snapshot(record, failed, problem) if problem else _processed(record)
+        reports.append((owners.get(record.pk, link.user_id), report))
+    return Claimed(pulled.claimed, await _report(db, link, reports), pulled.next_account)
 
 
 def _processed(record: MessageRecord) -> StateReport:
@@ -261,7 +294,7 @@ async def settle(
         for receipt in receipts
     ]  # fmt: skip
 
-    async def unit(conn: UnitConnection) -> tuple[list[StateReport], list[Receipt]]:
+    async def unit(conn: UnitConnection) -> tuple[list[OwnedReport], list[Receipt]]:
         await repository.set_outcomes(conn, outcomes)
         touched = await repository.pairs_of(conn, [o[0] for o in outcomes])
         found = await repository.receipted(conn, link.device_id, applied)
@@ -277,8 +310,9 @@ async def settle(
     return Settled(await _report(db, link, reports), unmatched)
 
 
-async def _decided(conn: UnitConnection, touched: set[tuple[int, str]]) -> list[StateReport]:
-    """The state report of each touched (message, recipient) its parts now decide."""
+async def _decided(conn: UnitConnection, touched: set[tuple[int, str]]) -> list[OwnedReport]:
+    """The state report of each touched (message, recipient) its parts now decide, with
+    the message's account."""
     message_ids = sorted({message_id for message_id, _ in touched})
     if not message_ids:
         return []
@@ -292,16 +326,22 @@ async def _decided(conn: UnitConnection, touched: set[tuple[int, str]]) -> list[
                    and (state := recipient_state(outcomes)) is not None]  # fmt: skip
         if numbers and message_id in ext_ids:
             overall = derive([r.state for r in numbers])
-            reports.append(StateReport(ext_ids[message_id], overall, numbers, {}))
+            ext_id, owner = ext_ids[message_id]
+            reports.append((owner, StateReport(ext_id, overall, numbers, {})))
     return reports
 
 
-async def _report(db: Database, link: LinkRecord, reports: list[StateReport]) -> int:
-    """Apply the reports as the link's phone-like reports: webhook events it put in the
+async def _report(db: Database, link: LinkRecord, reports: list[OwnedReport]) -> int:
+    """Apply the reports as the link's phone-like reports, those of each account as the
+    link of that account (one unit of work per account): webhook events it put in the
     outbox."""
-    if not reports:
-        return 0
-    return (await routing.report(db, _phone(link), reports)).events
+    by_owner: dict[int, list[StateReport]] = {}
+    for owner, report in reports:
+        by_owner.setdefault(owner, []).append(report)
+    events = 0
+    for owner, group in by_owner.items():
+        events += (await routing.report(db, _as_owner(link, owner), group)).events
+    return events
 
 
 async def recover(db: Database, link: LinkRecord) -> int:
@@ -324,15 +364,24 @@ async def received(
     db: Database, link: LinkRecord, mo: MobileOriginated, words: hub.OptOutWords
 ) -> None:
     """An SMS the carrier delivers to the link (an MO): taken in as a phone's post of
-    `sms:received` is (inbox, opt-out words, then the webhooks)."""
+    `sms:received` is (inbox, opt-out words, then the webhooks), by the link's account; on
+    a link for all accounts, by the account that last sent to the MO's sender through the
+    link (a reply goes back to who wrote), else by the account that holds the link."""
     sender = ("+" + mo.sender) if mo.international and not mo.sender.startswith("+") else mo.sender
+    owner = link.user_id
+    if link.all_accounts:
+        numbers = [sender] if sender.startswith("+") else [sender, "+" + sender]
+        last = await db.read_unit(
+            lambda conn: repository.last_sent_to(conn, link.device_id, numbers)
+        )
+        owner = link.user_id if last is None else last
     payload = {
         "messageId": ids.random_token(21), "message": decode(mo.data_coding, mo.body, mo.esm_class),
         "sender": sender, "phoneNumber": sender, "receivedAt": clock.format_timestamp(clock.now()),
     }  # fmt: skip
     body = {"id": ids.random_token(21), "webhookId": "smsgw-sms-received",
             "event": "sms:received", "deviceId": link.device_id, "payload": payload}  # fmt: skip
-    await hub.accept(db, link.user_id, link.device_id, body, deliver=True, opt_outs=words)
+    await hub.accept(db, owner, link.device_id, body, deliver=True, opt_outs=words)
 
 
 @dataclass(frozen=True)

@@ -38,13 +38,17 @@ ONLINE_WINDOW = timedelta(seconds=ONLINE_WINDOW_SECONDS)
 class Phone:
     """The puller: its id, its owner, and its SIM slots (None when unknown); whether it is
     a carrier link, and then how recently a phone must have been heard from to count as
-    online (for the account's routing rule: routing/rules.py)."""
+    online (for the account's routing rule: routing/rules.py), and whether it is a link
+    for all accounts."""
 
     device_id: str
     user_id: int
     sim_numbers: frozenset[int] | None
     link: bool = False
     online_window: timedelta = ONLINE_WINDOW
+    #: A carrier link for all accounts: it claims from every account's queue, each under
+    #: that account's rule, as if it were that account's (`user_id` holds it).
+    every_account: bool = False
 
     @property
     def claimer(self) -> Claimer:
@@ -101,9 +105,13 @@ async def held(
 
 
 async def released_from(conn: UnitConnection, phone: Phone) -> list[MessageRecord]:
-    """Messages taken back from this phone that it must drop, until it answers about them."""
-    where = "released_from = ? AND user_id = ? AND (device_id IS NULL OR device_id != ?)"
-    params = [phone.device_id, phone.user_id, phone.device_id]
+    """Messages taken back from this phone that it must drop, until it answers about them
+    (of every account, for a link for all accounts)."""
+    where = "released_from = ? AND (device_id IS NULL OR device_id != ?)"
+    params: list[Any] = [phone.device_id, phone.device_id]
+    if not phone.every_account:
+        where += " AND user_id = ?"
+        params.append(phone.user_id)
     return await _records(conn, where, params, newest_first=True)
 
 
@@ -174,6 +182,31 @@ async def claim(
     stamp = _at(conn, now)
     rows = (await conn.execute(query, [phone.device_id, stamp, stamp, *params])).fetchall()
     return [(row[0], row[1]) for row in rows]
+
+
+#: The accounts with queued messages, in order of their ids from a starting point: each
+#: step finds the next in the queue's index (a skip scan), so the cost is one index probe
+#: per account, however long the queue.
+_OWNERS = (
+    "WITH RECURSIVE owner(id) AS ("  # noqa: S608
+    f" SELECT (SELECT min(user_id) FROM messages WHERE {QUEUED} AND user_id >= ?)"
+    f" UNION ALL SELECT (SELECT min(user_id) FROM messages WHERE {QUEUED} AND user_id > owner.id)"
+    " FROM owner WHERE owner.id IS NOT NULL)"
+    " SELECT id FROM owner WHERE id IS NOT NULL LIMIT ?"
+)
+
+
+async def queued_owners(conn: UnitConnection, start: int, at_most: int) -> list[int]:
+    """Up to `at_most` accounts with queued messages (due or not): those from account
+    `start` on, then from the first (each once)."""
+    found = [row[0] for row in await conn.execute(_OWNERS, (start, at_most))]
+    if len(found) < at_most and start > 0:
+        found += [
+            owner
+            for (owner,) in await conn.execute(_OWNERS, (0, at_most - len(found)))
+            if owner < start
+        ]
+    return found
 
 
 async def lock_phone(conn: UnitConnection, device_id: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from smsgw.db.engine import Database, UnitConnection
@@ -16,8 +16,8 @@ from smsgw.events.user_feed import notify
 from smsgw.logs import repository as log_rows
 from smsgw.logs import service as logs
 from smsgw.messages.repository import MessageRecord
-from smsgw.routing import budgets, repository
-from smsgw.routing.budgets import NO_LIMITS, Limits
+from smsgw.routing import budgets, repository, rules
+from smsgw.routing.budgets import NO_LIMITS, UNBOUNDED, Limits
 from smsgw.routing.repository import Phone
 from smsgw.webhooks import outbox
 
@@ -131,6 +131,9 @@ class Pull:
     items: list[Pulled]
     claimed: int
     limited: bool = False
+    #: For a link for all accounts: the account its next pull starts from (the one after
+    #: the last this pull claimed for), so that every account with work gets its turn.
+    next_account: int = 0
 
 
 async def pull(
@@ -152,9 +155,12 @@ async def pull_unit(
     cap: int,
     now: datetime,
     limits: Limits = NO_LIMITS,
+    accounts_from: int = 0,
 ) -> Pull:
     """`pull`'s unit of work. Pinned messages take the budget first, then the queue, of
-    which the phone (or link) claims what its owner's routing rule gives it (rules.py)."""
+    which the phone (or link) claims what its owner's routing rule gives it (rules.py); a
+    link for all accounts claims from every account's queue under each one's rule, from
+    account `accounts_from` on (`_claim_across`)."""
     await repository.lock_phone(conn, phone.device_id)
     state = await repository.pull_state(conn, phone.device_id, now)
     if state is None:  # deleted meanwhile
@@ -162,13 +168,19 @@ async def pull_unit(
     budget = budgets.stored_budget(limits.own(state.per_minute, state.per_day), state.usage, now)
     free = cap - state.in_flight
     claimed: list[tuple[int, int]] = []
+    next_account = 0
     if free > 0:
         room, first_max = budget.room(), budget.first_max()
         if budget.limited and state.pinned_due:  # their share first (`budgets.within`)
             room, first_max = max(0, room - state.pinned_due), 0
-        claimed = await repository.claim(
-            conn, phone, free, now, newest_first, room, first_max, state.rule
-        )
+        if phone.every_account:
+            claimed, next_account = await _claim_across(
+                conn, phone, free, now, newest_first, (room, first_max), accounts_from
+            )
+        else:
+            claimed = await repository.claim(
+                conn, phone, free, now, newest_first, room, first_max, state.rule
+            )
     spent = sum(parts for _, parts in claimed)
     held = await repository.held(conn, phone, newest_first, now)
     held, pinned, withheld = budgets.within(held, budget, spent)
@@ -180,8 +192,62 @@ async def pull_unit(
     pulled = [Pulled(r, ProcessingState(r.state)) for r in held]
     limited = withheld or (budget.limited and after.exhausted)
     return Pull(
-        pulled + [Pulled(r, ProcessingState.CANCELLING) for r in dropped], len(claimed), limited
+        pulled + [Pulled(r, ProcessingState.CANCELLING) for r in dropped],
+        len(claimed),
+        limited,
+        next_account,
     )
+
+
+#: The accounts a link for all accounts claims for in one pull at most.
+ACCOUNTS_PER_PULL = 100
+
+
+async def _claim_across(
+    conn: UnitConnection,
+    link: Phone,
+    free: int,
+    now: datetime,
+    newest_first: bool,
+    budget: tuple[int, int],
+    start: int,
+) -> tuple[list[tuple[int, int]], int]:
+    """A link for all accounts claims up to `free` queued messages from the accounts with
+    queued messages (up to ACCOUNTS_PER_PULL of them, from account `start` on), each claim
+    as if the link were that account's, under its routing rule. Each account gets an even
+    share of `free` first, then what is left goes to those that had more; all within the
+    link's own budget (`room` parts, a first message of at most `first_max`). Returns (key,
+    parts) of what it won, and the account to start from next time."""
+    room, first_max = budget
+    owners = await repository.queued_owners(conn, start, ACCOUNTS_PER_PULL)
+    share = max(1, free // max(1, len(owners)))
+    claimed: list[tuple[int, int]] = []
+    more: list[tuple[Phone, rules.Rule]] = []
+    next_account = 0
+
+    async def take(as_owner: Phone, rule: rules.Rule, count: int) -> int:
+        spent = sum(parts for _, parts in claimed)
+        left = room if room >= UNBOUNDED else max(0, room - spent)
+        got = await repository.claim(
+            conn, as_owner, count, now, newest_first, left, 0 if claimed else first_max, rule
+        )
+        claimed.extend(got)
+        return len(got)
+
+    for owner in owners:
+        count = min(share, free - len(claimed))
+        if count <= 0:
+            break
+        as_owner = replace(link, user_id=owner)
+        rule = await rules.of_owner(conn, owner)
+        next_account = owner + 1
+        if await take(as_owner, rule, count) == count:
+            more.append((as_owner, rule))
+    for as_owner, rule in more:
+        if len(claimed) >= free:
+            break
+        await take(as_owner, rule, free - len(claimed))
+    return claimed, next_account
 
 
 def _match(
@@ -302,9 +368,19 @@ async def report(
 
 async def has_work_for(db: Database, phone: Phone, limits: Limits | None = None) -> bool:
     """Whether queued work waits that this phone may take; with `limits` (the server's),
-    that it may take now, within its budget (else only expedited messages count)."""
+    that it may take now, within its budget (else only expedited messages count). For a
+    link for all accounts: in the queue of one of the accounts its pulls look at."""
     now = clock.now()
-    return await db.read_unit(lambda conn: repository.has_claimable(conn, phone, now, limits))
+    if not phone.every_account:
+        return await db.read_unit(lambda conn: repository.has_claimable(conn, phone, now, limits))
+
+    async def any_account(conn: UnitConnection) -> bool:  # a link for all accounts
+        for owner in await repository.queued_owners(conn, 0, ACCOUNTS_PER_PULL):
+            if await repository.has_claimable(conn, replace(phone, user_id=owner), now, limits):
+                return True
+        return False
+
+    return await db.read_unit(any_account)
 
 
 async def has_pinned_for(db: Database, phone: Phone) -> bool:

@@ -50,9 +50,10 @@ class LinkSupervisor:
         self.runners: dict[str, tuple[LinkRunner, asyncio.Task[None], int]] = {}
 
     def heard(self, user_id: int) -> None:
-        """A notice of the user feed: poke the runners of that owner's links."""
+        """A notice of the user feed: poke the runners of that owner's links, and of the
+        links for all accounts."""
         for runner, _, owner in self.runners.values():
-            if owner == user_id:
+            if owner == user_id or runner.link.all_accounts:
                 runner.poke()
 
     async def round(self) -> None:

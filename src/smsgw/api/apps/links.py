@@ -50,7 +50,8 @@ def link_view(status: LinkStatus) -> dict[str, Any]:
         port=link.port, systemId=link.system_id, systemType=link.system_type,
         source=link.source_addr, sourceTon=link.source_ton, sourceNpi=link.source_npi,
         throughput=link.throughput, window=link.window, dataCoding=link.data_coding,
-        bindMode=link.bind_mode, state=link.state, detail=link.detail, stateSince=link.state_at,
+        bindMode=link.bind_mode, allAccounts=link.all_accounts, state=link.state,
+        detail=link.detail, stateSince=link.state_at,
         queue=LinkQueue(waiting=status.waiting, planned=status.planned,
                         inFlight=status.in_flight),
         recent=LinkRecent(
