@@ -1,6 +1,7 @@
 // SMSC simulator on npm "smpp" 0.5.1 (node-smpp), for tests/test_links.py: the recipe of
 // shared/reference/test-peers.md section 2.1, with controls over HTTP (127.0.0.1 only):
 //   GET /mo?from=&to=&text=      an MO deliver_sm to every bound session that receives
+//                                (or hex=&esm=&dc=&sar=&payload=: moFields below)
 //   GET /submits                 every submit_sm seen (JSON)
 //   GET /binds                   binds and unbinds: {ok, refused, unbinds, bound, kinds,
 //                                unbound, delivers}: `kinds` the kinds of the sessions bound
@@ -34,6 +35,23 @@ const receives = s => bound.has(s) && s.kind !== 'transmitter';
 // the session a receipt for `session`'s submit_sm goes to now (undefined: none; it waits)
 const receiverFor = session => receives(session) ? session :
   [...bound].find(s => receives(s) && s.systemId === session.systemId);
+// An MO's fields: text=, or hex= (short_message as raw bytes, e.g. behind a UDH with esm=64),
+// dc= (data_coding), sar=REF,TOTAL,SEQ (the sar_* TLVs), payload= (hex: message_payload TLV
+// with an empty short_message).
+function moFields(q) {
+  const fields = {source_addr: q.get('from') || '4915100001', source_addr_ton: 1, source_addr_npi: 1,
+    destination_addr: q.get('to') || 'TEST',
+    short_message: q.has('hex') ? Buffer.from(q.get('hex'), 'hex') : (q.get('text') || '')};
+  if (q.has('esm')) fields.esm_class = +q.get('esm');
+  if (q.has('dc')) fields.data_coding = +q.get('dc');
+  if (q.has('sar')) {
+    const [ref, total, seq] = q.get('sar').split(',').map(Number);
+    Object.assign(fields, {sar_msg_ref_num: ref, sar_total_segments: total, sar_segment_seqnum: seq});
+  }
+  if (q.has('payload')) Object.assign(fields, {short_message: Buffer.alloc(0), message_payload: Buffer.from(q.get('payload'), 'hex')});
+  return fields;
+}
+
 function deliver(session, fields, done) {
   delivers[session.kind]++;
   session.deliver_sm(fields, done);
@@ -127,8 +145,7 @@ http.createServer((req, res) => {
     let n = 0;
     for (const s of [...bound].filter(receives)) {
       n++;
-      deliver(s, {source_addr: q.get('from') || '4915100001', source_addr_ton: 1, source_addr_npi: 1,
-        destination_addr: q.get('to') || 'TEST', short_message: q.get('text') || ''});
+      deliver(s, moFields(q));
     }
     return json(res, {sessions: n});
   }

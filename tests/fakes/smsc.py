@@ -78,8 +78,10 @@ class Smsc:
         found: dict[str, Any] = self._get("/binds")
         return found
 
-    def mo(self, sender: str, text: str) -> int:
-        return int(self._get("/mo", **{"from": sender, "text": text})["sessions"])
+    def mo(self, sender: str, text: str = "", **fields: str) -> int:
+        """Send an MO to every receiving session (how many got it); `fields`: smsc-sim.js's
+        `moFields` (hex, esm, dc, sar, payload)."""
+        return int(self._get("/mo", **{"from": sender, "text": text, **fields})["sessions"])
 
     def throttle(self, count: int) -> None:
         self._get("/throttle", n=count)

@@ -7,7 +7,7 @@ from smsgw.bulk.models import Batch, BatchItem
 from smsgw.db.base import Base, SystemValue
 from smsgw.devices.models import Device
 from smsgw.inbox.models import InboxAttachment, InboxExport, InboxMessage
-from smsgw.links.models import Link, LinkPart
+from smsgw.links.models import Link, LinkMoPart, LinkPart
 from smsgw.logs.models import LogEntry
 from smsgw.messages.models import (
     Message,
@@ -36,6 +36,7 @@ __all__ = [
     "InboxExport",
     "InboxMessage",
     "Link",
+    "LinkMoPart",
     "LinkPart",
     "LogEntry",
     "Message",

@@ -83,6 +83,41 @@ def encode(text: str, reference: int) -> Encoded:
     return Encoded(weights is not None, UDHI, parts)
 
 
+@dataclass(frozen=True)
+class Segment:
+    """Which part of an SMS in parts a received short_message is: the parts of one SMS share
+    `reference`; `number` counts from 1 to `total`."""
+
+    reference: int
+    total: int
+    number: int
+
+    @property
+    def valid(self) -> bool:
+        return self.total > 1 and 1 <= self.number <= self.total
+
+
+def split_header(body: bytes, esm_class: int) -> tuple[bytes, Segment | None]:
+    """A received short_message's user data without its header (when esm_class says it
+    begins with one), and the part it is when the header has a concatenation element:
+    IEI 00 (8-bit reference) or 08 (16-bit reference), as 3GPP TS 23.040 9.2.3.24.1 and
+    .8 lay them out; None when it has none (or a malformed one)."""
+    if not esm_class & UDHI or not body:
+        return body, None
+    end = 1 + body[0]
+    header, data = body[1:end], body[end:]
+    at, found = 0, None
+    while at + 2 <= len(header):
+        iei, size = header[at], header[at + 1]
+        value = header[at + 2 : at + 2 + size]
+        if len(value) == size == 3 and iei == 0x00:
+            found = Segment(value[0], value[1], value[2])
+        elif len(value) == size == 4 and iei == 0x08:
+            found = Segment(value[0] << 8 | value[1], value[2], value[3])
+        at += 2 + size
+    return data, found if found is not None and found.valid else None
+
+
 def decode(data_coding: int, body: bytes, esm_class: int) -> str:
     """The text of a received short_message (an MO): its header skipped when esm_class says
     it has one; GSM 03.38 for data_coding 0, UCS-2 for 8, Latin-1 for 3, ASCII (IA5) for 1;

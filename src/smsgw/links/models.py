@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     column,
@@ -94,3 +95,29 @@ class LinkPart(Base):
     smsc_id: Mapped[str | None] = mapped_column(String(65))
     outcome: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(String(256))
+
+
+class LinkMoPart(Base):
+    """One part of a long SMS the carrier delivered to a link (an MO in parts), kept until
+    every part is here and the whole SMS goes to the inbox (links/service.py `received`),
+    or until it waited too long and the parts here go as they are.
+
+    `reference`, `total` and `seq` come from the part's concatenation header (UDH) or its
+    `sar_*` TLVs; `body` is its user data without the header; `data_coding` its own.
+    """
+
+    __tablename__ = "link_mo_parts"
+    __table_args__ = (
+        Index(None, "device_id", "sender", "reference", "total", "seq", unique=True),
+        Index(None, "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("links.device_id", ondelete="CASCADE"))
+    sender: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(SmallInteger)
+    seq: Mapped[int] = mapped_column(SmallInteger)
+    data_coding: Mapped[int] = mapped_column(SmallInteger)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.accounts.models import User
@@ -16,7 +16,7 @@ from smsgw.db.base import table_of
 from smsgw.db.engine import ColumnWriter, RowInsert, UnitConnection, marks
 from smsgw.devices.models import Device
 from smsgw.domain.states import ProcessingState
-from smsgw.links.models import Link, LinkPart
+from smsgw.links.models import Link, LinkMoPart, LinkPart
 from smsgw.messages.models import Message
 
 links = table_of(Link)
@@ -24,6 +24,7 @@ parts = table_of(LinkPart)
 devices = table_of(Device)
 users = table_of(User)
 messages = table_of(Message)
+mo_parts = table_of(LinkMoPart)
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
@@ -358,3 +359,52 @@ async def cancel_unsent(conn: UnitConnection, device_id: str, message_id: int) -
     cancel = "UPDATE link_parts SET outcome = ? WHERE device_id = ? AND message_id = ?"
     await conn.execute(cancel, (CANCELLED, device_id, message_id))
     return True
+
+
+# The parts of a long MO, until all are here (links/service.py `received`).
+
+#: One SMS in parts: (link, sender, reference, total).
+MoKey = tuple[str, str, int, int]
+#: A part kept: (number, data_coding, user data, received at).
+MoPart = tuple[int, int, bytes, datetime]
+
+
+def _of_mo(key: MoKey) -> Any:
+    device_id, sender, reference, total = key
+    return and_(
+        mo_parts.c.device_id == device_id, mo_parts.c.sender == sender,
+        mo_parts.c.reference == reference, mo_parts.c.total == total,
+    )  # fmt: skip
+
+
+async def keep_mo_part(
+    conn: AsyncConnection, key: MoKey, number: int, data_coding: int, body: bytes, at: datetime
+) -> int:
+    """Keep one part (a part the carrier delivers again is kept once); how many parts of
+    its SMS are kept now."""
+    query = select(func.count()).select_from(mo_parts).where(_of_mo(key))
+    have = select(mo_parts.c.id).where(_of_mo(key), mo_parts.c.seq == number)
+    if (await conn.execute(have)).first() is None:
+        device_id, sender, reference, total = key
+        await conn.execute(insert(mo_parts).values(
+            device_id=device_id, sender=sender, reference=reference, total=total, seq=number,
+            data_coding=data_coding, body=body, received_at=at,
+        ))  # fmt: skip
+    return int(await conn.scalar(query) or 0)
+
+
+async def take_mo_parts(conn: AsyncConnection, key: MoKey) -> list[MoPart]:
+    """Remove the parts of one SMS; those removed (none when another took them first)."""
+    query = (
+        delete(mo_parts)
+        .where(_of_mo(key))
+        .returning(mo_parts.c.seq, mo_parts.c.data_coding, mo_parts.c.body, mo_parts.c.received_at)
+    )
+    return [(row[0], row[1], bytes(row[2]), row[3]) for row in await conn.execute(query)]
+
+
+async def stale_mo(conn: AsyncConnection, before: datetime) -> list[MoKey]:
+    """The SMS in parts whose first part came before `before` (at most 100)."""
+    key = (mo_parts.c.device_id, mo_parts.c.sender, mo_parts.c.reference, mo_parts.c.total)
+    query = select(*key).where(mo_parts.c.received_at < before).group_by(*key).limit(100)
+    return [(row[0], row[1], row[2], row[3]) for row in await conn.execute(query)]

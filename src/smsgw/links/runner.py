@@ -362,7 +362,7 @@ class LinkRunner:
             return
         mo = service.MobileOriginated(
             inbound.source_addr, inbound.source_ton == 1, inbound.esm_class,
-            inbound.data_coding, inbound.short_message,
+            inbound.data_coding, inbound.short_message, inbound.segment,
         )  # fmt: skip
         try:
             await service.received(self.db, self.link, mo, self.options.opt_outs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,7 +19,7 @@ from smsgw.domain import clock, ids
 from smsgw.domain.errors import InvalidInput
 from smsgw.domain.states import FINAL_STATES, ProcessingState, derive
 from smsgw.links import repository
-from smsgw.links.encoding import decode, encode
+from smsgw.links.encoding import Segment, decode, encode, split_header
 from smsgw.links.errors import UnknownLink
 from smsgw.links.receipts import Receipt
 from smsgw.links.repository import LinkRecord
@@ -360,28 +360,90 @@ async def recover(db: Database, link: LinkRecord) -> int:
     return await _report(db, link, reports)
 
 
+#: How long the parts of a long MO wait for the rest (Kannel's default, 1,800 s, too): then
+#: the parts that came go to the inbox as one SMS, in their order (links/service.py
+#: `join_stale`).
+MO_PARTS_WAIT = timedelta(minutes=30)
+
+
 async def received(
     db: Database, link: LinkRecord, mo: MobileOriginated, words: hub.OptOutWords
 ) -> None:
     """An SMS the carrier delivers to the link (an MO): taken in as a phone's post of
     `sms:received` is (inbox, opt-out words, then the webhooks), by the link's account; on
     a link for all accounts, by the account that last sent to the MO's sender through the
-    link (a reply goes back to who wrote), else by the account that holds the link."""
+    link (a reply goes back to who wrote), else by the account that holds the link.
+
+    A part of a long SMS (a concatenation header, or sar_* TLVs) is kept until its last part
+    comes, then the whole SMS is taken in, in the same transaction as that last part: one
+    inbox message, as a phone shows it (or, after MO_PARTS_WAIT, the parts that came:
+    `join_stale`)."""
     sender = ("+" + mo.sender) if mo.international and not mo.sender.startswith("+") else mo.sender
+    data, segment = split_header(mo.body, mo.esm_class)
+    segment = segment or mo.segment
+    now = clock.now()
+    async with db.write() as conn:
+        if segment is None:
+            await _take_in(conn, link, sender, decode(mo.data_coding, data, 0), now, words)
+            return
+        key = (link.device_id, sender, segment.reference, segment.total)
+        kept = await repository.keep_mo_part(conn, key, segment.number, mo.data_coding, data, now)
+        if kept >= segment.total:
+            text, first = _joined(await repository.take_mo_parts(conn, key))
+            await _take_in(conn, link, sender, text, first, words)
+
+
+def _joined(parts: list[repository.MoPart]) -> tuple[str, datetime]:
+    """The text of the parts kept, in their order, and when the first came. Parts in one
+    coding are decoded together (a character is never lost at a boundary)."""
+    parts = sorted(parts)
+    codings = {coding for _, coding, _, _ in parts}
+    if len(codings) == 1:
+        text = decode(parts[0][1], b"".join(body for _, _, body, _ in parts), 0)
+    else:
+        text = "".join(decode(coding, body, 0) for _, coding, body, _ in parts)
+    return text, min(at for _, _, _, at in parts)
+
+
+async def _take_in(
+    conn: AsyncConnection,
+    link: LinkRecord,
+    sender: str,
+    text: str,
+    at: datetime,
+    words: hub.OptOutWords,
+) -> None:
     owner = link.user_id
     if link.all_accounts:
         numbers = [sender] if sender.startswith("+") else [sender, "+" + sender]
-        last = await db.read_unit(
-            lambda conn: repository.last_sent_to(conn, link.device_id, numbers)
-        )
+        last = await repository.last_sent_to(DriverUnit(conn), link.device_id, numbers)
         owner = link.user_id if last is None else last
     payload = {
-        "messageId": ids.random_token(21), "message": decode(mo.data_coding, mo.body, mo.esm_class),
-        "sender": sender, "phoneNumber": sender, "receivedAt": clock.format_timestamp(clock.now()),
+        "messageId": ids.random_token(21), "message": text, "sender": sender,
+        "phoneNumber": sender, "receivedAt": clock.format_timestamp(at),
     }  # fmt: skip
     body = {"id": ids.random_token(21), "webhookId": "smsgw-sms-received",
             "event": "sms:received", "deviceId": link.device_id, "payload": payload}  # fmt: skip
-    await hub.accept(db, owner, link.device_id, body, deliver=True, opt_outs=words)
+    await hub.accept_on(conn, owner, link.device_id, body, deliver=True, opt_outs=words)
+
+
+async def join_stale(db: Database, held: dict[str, LinkRecord], words: hub.OptOutWords) -> int:
+    """Take in the long MO of these links whose parts waited MO_PARTS_WAIT for the rest:
+    the parts that came, as one SMS. How many it took in."""
+    async with db.read() as conn:
+        stale = await repository.stale_mo(conn, clock.now() - MO_PARTS_WAIT)
+    taken = 0
+    for key in stale:
+        link = held.get(key[0])
+        if link is None:  # another process runs that link
+            continue
+        async with db.write() as conn:
+            parts = await repository.take_mo_parts(conn, key)
+            if parts:
+                text, first = _joined(parts)
+                await _take_in(conn, link, key[1], text, first, words)
+                taken += 1
+    return taken
 
 
 @dataclass(frozen=True)
@@ -393,3 +455,6 @@ class MobileOriginated:
     esm_class: int
     data_coding: int
     body: bytes
+    #: The part of an SMS in parts it is, by its sar_* TLVs (None: one whole SMS, unless
+    #: its header says otherwise).
+    segment: Segment | None = None

@@ -17,10 +17,15 @@ from smpp34._smpp34 import (
     ESME_RMSGQFUL,
     ESME_RSYSERR,
     ESME_RTHROTTLED,
+    TLV_MESSAGE_PAYLOAD,
     TLV_MESSAGE_STATE,
     TLV_RECEIPTED_MESSAGE_ID,
+    TLV_SAR_MSG_REF_NUM,
+    TLV_SAR_SEGMENT_SEQNUM,
+    TLV_SAR_TOTAL_SEGMENTS,
 )
 
+from smsgw.links.encoding import Segment
 from smsgw.links.repository import LinkRecord
 from smsgw.links.schemas import TRANSCEIVER, TX_RX
 
@@ -99,6 +104,9 @@ class Inbound:
     short_message: bytes
     receipted_id: str | None
     message_state: int | None
+    #: The part of an SMS in parts it is, by its sar_* TLVs (a header in short_message says
+    #: so too: links/encoding.py `split_header`).
+    segment: Segment | None = None
 
 
 @dataclass(frozen=True)
@@ -259,12 +267,32 @@ def _inbound(event: smpp34.DeliverSmEvent) -> Inbound:
     tlvs = {tlv.tag: tlv for tlv in event.tlvs}
     receipted = tlvs.get(TLV_RECEIPTED_MESSAGE_ID)
     state = tlvs.get(TLV_MESSAGE_STATE)
+    body = event.short_message
+    if not body and (payload := tlvs.get(TLV_MESSAGE_PAYLOAD)) is not None:
+        body = payload.value  # a long SMS in one deliver_sm (SMPP 3.4, 5.3.2.32)
     return Inbound(
         event.source_addr, event.source_addr_ton, event.destination_addr, event.esm_class,
-        event.data_coding, event.short_message,
+        event.data_coding, body,
         receipted.as_string() if receipted is not None else None,
         state.as_int() if state is not None else None,
+        _segment(tlvs),
     )  # fmt: skip
+
+
+def _segment(tlvs: dict[int, smpp34.Tlv]) -> Segment | None:
+    """The part an MO is by its sar_msg_ref_num, sar_total_segments and sar_segment_seqnum
+    TLVs (SMPP 3.4, 5.3.2.22-24); None without all three (or with nonsense)."""
+    found = [
+        tlvs.get(tag)
+        for tag in (TLV_SAR_MSG_REF_NUM, TLV_SAR_TOTAL_SEGMENTS,
+                    TLV_SAR_SEGMENT_SEQNUM)
+    ]  # fmt: skip
+    values = [tlv.as_int() if tlv is not None else None for tlv in found]
+    if any(value is None for value in values):
+        return None
+    reference, total, number = (int(value or 0) for value in values)
+    segment = Segment(reference, total, number)
+    return segment if segment.valid else None
 
 
 def _bind_reason(error: str, link: LinkRecord) -> str:

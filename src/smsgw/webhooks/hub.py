@@ -124,23 +124,35 @@ async def accept(
     SMS that is a stop (start) word puts its sender on the owner's opt-out list (takes it
     off), in the same transaction.
     """
+    async with db.write() as conn:
+        await accept_on(conn, user_id, device_id, body, deliver, opt_outs)
+
+
+async def accept_on(
+    conn: AsyncConnection,
+    user_id: int,
+    device_id: str,
+    body: Any,
+    deliver: bool = True,
+    opt_outs: OptOutWords | None = None,
+) -> None:
+    """`accept` within the caller's write transaction (its other writes commit with it)."""
     event, event_id, payload = _envelope(body)
     taken = event in INBOX_EVENTS or event in BATCH_EVENTS
     received = _received(event, payload) if taken else []
-    async with db.write() as conn:
-        if event == PING:
-            await phonehealth.record(conn, device_id, payload, clock.now())
-        await exports.touch(conn, user_id, device_id, [item for _, item, _ in received])
-        for single, item, posted in received:
-            stored = await inbox.store(conn, user_id, device_id, item)
-            if stored and opt_outs is not None and item.type == "SMS":
-                rules = (opt_outs.words, opt_outs.default_region)
-                await optouts.from_sms(conn, user_id, item.sender, item.text, *rules)
-            if stored and deliver:
-                key = "inbox:" + inbox.dedupe_key(device_id, item)
-                await outbox.record(conn, user_id, device_id, single, key, posted)
-        if not taken and deliver:
-            await _forward(conn, user_id, device_id, (event, event_id, payload))
+    if event == PING:
+        await phonehealth.record(conn, device_id, payload, clock.now())
+    await exports.touch(conn, user_id, device_id, [item for _, item, _ in received])
+    for single, item, posted in received:
+        stored = await inbox.store(conn, user_id, device_id, item)
+        if stored and opt_outs is not None and item.type == "SMS":
+            rules = (opt_outs.words, opt_outs.default_region)
+            await optouts.from_sms(conn, user_id, item.sender, item.text, *rules)
+        if stored and deliver:
+            key = "inbox:" + inbox.dedupe_key(device_id, item)
+            await outbox.record(conn, user_id, device_id, single, key, posted)
+    if not taken and deliver:
+        await _forward(conn, user_id, device_id, (event, event_id, payload))
 
 
 async def _forward(

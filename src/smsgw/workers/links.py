@@ -19,6 +19,7 @@ from smsgw.config import Settings
 from smsgw.db.engine import Database
 from smsgw.devices.presence import Presence
 from smsgw.domain import ids
+from smsgw.events import signals
 from smsgw.events.signals import Signals
 from smsgw.events.user_feed import feed_of
 from smsgw.links import service as links
@@ -62,6 +63,8 @@ class LinkSupervisor:
         }
         for device_id in [d for d in self.runners if d not in held]:
             await self._stop(device_id)
+        if await links.join_stale(self.db, held, self.options.opt_outs):
+            self.signals.emit(signals.OUTBOX_FILLED)
         for device_id, link in held.items():
             self.presence.mark(device_id)  # a link at work is online: its claims stay its own
             running = self.runners.get(device_id)

@@ -1,0 +1,153 @@
+"""A long SMS a carrier delivers to a link in parts (docs/links.md "Incoming SMS"), through a
+real running smsgw against the npm `smpp` simulator (tests/fakes/smsc-sim.js): parts behind
+a concatenation header (8- or 16-bit reference) or with the sar_* TLVs are kept until the
+last one comes, in any order, then go to the inbox and the webhooks as one SMS; a part
+delivered twice counts once; a long SMS in message_payload is one SMS; parts whose rest never
+comes go as they are after 30 minutes (the clock moved, never waited for). And the header's
+parsing itself (links/encoding.py `split_header`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from smsgw.config import Settings
+from smsgw.links.encoding import UDHI, Segment, split_header
+from smsgw.links.service import MO_PARTS_WAIT
+from tests.conftest import Account, LiveServer, database_rows
+from tests.fakes.receiver import Receiver
+from tests.fakes.smsc import Smsc, wait_until
+from tests.test_links import add_link, bound, hook
+from tests.webhook_support import hub_settings
+
+SENDER = "4915112345601"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return hub_settings(tmp_path / "data", link_connect_timeout_seconds=2)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    started = Receiver().start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def link(server: LiveServer, alice: Account, smsc: Smsc) -> str:
+    link_id = add_link(server, smsc, alice.login)
+    bound(server, link_id)
+    return link_id
+
+
+def udh8(reference: int, total: int, number: int) -> str:
+    return bytes([0x05, 0x00, 0x03, reference, total, number]).hex()
+
+
+def udh16(reference: int, total: int, number: int) -> str:
+    return bytes([0x06, 0x08, 0x04, reference >> 8, reference & 0xFF, total, number]).hex()
+
+
+def inbox(api: httpx.Client) -> list[str]:
+    return [m["message"] for m in api.get("/inbox").json()]
+
+
+def barrier(api: httpx.Client, smsc: Smsc, text: str) -> None:
+    """An SMS in one part, sent after the others, is in the inbox: the link (which takes
+    deliver_sm one after another) has taken every one before it."""
+    assert smsc.mo(SENDER, text) == 1
+    wait_until(lambda: text in inbox(api), what=f"{text!r} in the inbox")
+
+
+def kept(server: LiveServer) -> int:
+    [(count,)] = database_rows(server.settings, "SELECT count(*) FROM link_mo_parts")
+    return int(count)
+
+
+def test_parts_behind_a_header_in_any_order_make_one_sms(
+    server: LiveServer, api: httpx.Client, link: str, smsc: Smsc, receiver: Receiver
+) -> None:
+    hook(api, receiver, "sms:received")
+    pieces = {1: "Hello, this is the first part ", 2: "and this the second ", 3: "and the end."}
+    for number in (3, 1):
+        body = udh8(7, 3, number) + pieces[number].encode().hex()
+        assert smsc.mo(SENDER, hex=body, esm=str(UDHI)) == 1
+    body = udh8(7, 3, 1) + pieces[1].encode().hex()  # the carrier delivers part 1 again
+    assert smsc.mo(SENDER, hex=body, esm=str(UDHI)) == 1
+    barrier(api, smsc, "in one part")
+    assert inbox(api) == ["in one part"]  # two of three parts: kept, not in the inbox
+    assert kept(server) == 2
+
+    body = udh8(7, 3, 2) + pieces[2].encode().hex()
+    assert smsc.mo(SENDER, hex=body, esm=str(UDHI)) == 1
+    whole = pieces[1] + pieces[2] + pieces[3]
+    wait_until(lambda: whole in inbox(api), what="the joined SMS")
+    assert sorted(inbox(api)) == sorted(["in one part", whole])
+    [message] = [m for m in api.get("/inbox").json() if m["message"] == whole]
+    assert message["sender"] == "+" + SENDER
+    assert message["deviceId"] == link
+    assert kept(server) == 0
+    wait_until(lambda: len(receiver.delivered()) == 2, what="two sms:received")
+    texts = sorted(r.json()["payload"]["message"] for r in receiver.delivered())
+    assert texts == sorted(["in one part", whole])
+
+
+def test_ucs2_parts_with_a_16_bit_reference_join_without_losing_a_character(
+    server: LiveServer, api: httpx.Client, link: str, smsc: Smsc
+) -> None:
+    text = "Привет, это длинное сообщение 👋 в двух частях"
+    data = text.encode("utf-16-be")
+    cut = data.index("👋".encode("utf-16-be")) + 2  # between the emoji's two halves
+    for number, piece in ((2, data[cut:]), (1, data[:cut])):
+        body = udh16(0x1234, 2, number) + piece.hex()
+        assert smsc.mo(SENDER, hex=body, esm=str(UDHI), dc="8") == 1
+    wait_until(lambda: inbox(api) == [text], what="the joined UCS-2 SMS")
+
+
+def test_parts_with_sar_tlvs_and_a_long_sms_in_message_payload(
+    server: LiveServer, api: httpx.Client, link: str, smsc: Smsc
+) -> None:
+    assert smsc.mo(SENDER, "second half.", sar="300,2,2") == 1
+    assert smsc.mo(SENDER, "First half, ", sar="300,2,1") == 1
+    wait_until(lambda: "First half, second half." in inbox(api), what="the SAR parts joined")
+    long_text = "A long SMS in one deliver PDU, in its message payload TLV. " * 4
+    assert smsc.mo(SENDER, payload=long_text.encode().hex()) == 1
+    wait_until(lambda: long_text in inbox(api), what="the message_payload SMS")
+
+
+def test_parts_whose_rest_never_comes_go_as_they_are_after_30_minutes(
+    at: list[datetime], server: LiveServer, api: httpx.Client, link: str, smsc: Smsc
+) -> None:
+    body = udh8(9, 3, 1) + b"Only the first part came".hex()
+    assert smsc.mo(SENDER, hex=body, esm=str(UDHI)) == 1
+    barrier(api, smsc, "a later one")
+    assert inbox(api) == ["a later one"]
+    at[0] += MO_PARTS_WAIT + timedelta(seconds=1)
+    wait_until(lambda: "Only the first part came" in inbox(api), what="the lone part")
+    assert kept(server) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "esm_class", "expected"),
+    [
+        (bytes.fromhex("050003070302") + b"hi", UDHI, (b"hi", Segment(7, 3, 2))),
+        (bytes.fromhex("0608041234020a") + b"x", UDHI, (b"x", None)),  # part 10 of 2
+        (bytes.fromhex("060804123402"), UDHI, (b"", None)),  # the element cut short
+        (bytes.fromhex("050003070101") + b"a", UDHI, (b"a", None)),  # one part of one
+        # a port element (05) before the concatenation element
+        (bytes.fromhex("0b0504162f162f00030c0201") + b"z", UDHI, (b"z", Segment(12, 2, 1))),
+        # no UDHI: the body is the user data, whatever it looks like
+        (bytes.fromhex("050003070302") + b"hi", 0, (bytes.fromhex("050003070302") + b"hi", None)),
+        (b"plain", 0, (b"plain", None)),
+    ],
+)
+def test_the_header_gives_the_user_data_and_the_part(
+    body: bytes, esm_class: int, expected: tuple[bytes, Segment | None]
+) -> None:
+    assert split_header(body, esm_class) == expected
