@@ -1,7 +1,7 @@
 """The carrier links page in headless Chromium with JavaScript off (the page needs none):
 add a link through the form (an error named on its field first), see it bound to the SMSC
 simulator and send through it, delete it; at desktop and phone widths (screenshots in
-tests/artifacts/screenshots/)."""
+tests/artifacts/screenshots/). With JavaScript on, the page follows the link live."""
 
 from __future__ import annotations
 
@@ -130,3 +130,38 @@ def test_set_the_routing_rule_to_prefix_and_read_it_in_words(page: Page, live: L
     expect(page.get_by_label("Prefixes")).to_have_value("+44, +4915")
     screenshot(page, "links-routing")
     assert problems.errors == []
+
+
+def test_with_javascript_the_page_follows_the_link_live(
+    browser: Browser, live: LiveServer, smsc: Smsc
+) -> None:
+    """The page open, never reloaded: a link added through the API shows, then bound once
+    the server binds it, and its parts sent and delivered show as they happen."""
+    context = browser.new_context(base_url=live.url, viewport=DESKTOP)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        problems = Problems(page)
+        alice = create_user(live, "alice")
+        sign_in(page, alice)
+        page.goto("/dashboard/links")
+        expect(page.locator("html[data-live-ready]")).to_have_count(1, timeout=30_000)
+        expect(page.get_by_text("You have no carrier link.")).to_be_visible()
+
+        with httpx.Client(base_url=live.api, auth=(alice.login, alice.password)) as api:
+            settings = {"host": "127.0.0.1", "port": smsc.port, "systemId": USER,
+                        "password": PASSWORD}  # fmt: skip
+            added = api.post("/links", json=settings)
+            assert added.status_code == 201, added.text
+            link_id = added.json()["id"]
+            row = page.locator(f'tr[data-link-id="{link_id}"]')
+            # the bind's notice (generous: a busy machine binds late)
+            expect(row.locator(".session")).to_contain_text("bound", timeout=30_000)
+            body = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "Hello"}}
+            assert api.post("/messages", json=body).status_code == 200
+        expect(row.locator(".recent")).to_contain_text(
+            "1 submitted; receipts: 1 delivered", timeout=30_000
+        )
+        assert problems.errors == []
+    finally:
+        context.close()

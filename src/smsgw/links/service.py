@@ -18,6 +18,7 @@ from smsgw.devices import service as devices
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import InvalidInput
 from smsgw.domain.states import FINAL_STATES, ProcessingState, derive
+from smsgw.events.user_feed import notify
 from smsgw.links import repository
 from smsgw.links.encoding import Segment, decode, encode, split_header
 from smsgw.links.errors import UnknownLink
@@ -118,6 +119,7 @@ async def release(db: Database, driver: str) -> None:
 async def set_state(db: Database, link: LinkRecord, state: str, detail: str | None) -> None:
     async with db.write() as conn:
         await repository.set_state(conn, link.device_id, state, detail, clock.now())
+    notify(db, link.user_id)  # the holder's open links page shows it (web/live.py)
 
 
 def _phone(link: LinkRecord, online_window: timedelta = ONLINE_WINDOW) -> Phone:

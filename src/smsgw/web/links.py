@@ -83,8 +83,10 @@ async def links_page(request: Request, who: Visitor, status: int = 200, **values
     db, rule = who.context.db, await rules.get(who.context.db, who.user_id)
     values.setdefault("routing", routing_form.shown(rule))
     values.setdefault("routing_errors", {})
+    # the live updates fetch the table again (static/live.js)
+    template = "_links_table.html" if request.query_params.get("fragment") else "links.html"
     return render(
-        request, "links.html", status=status, who=who, fields=LABELS, cap=activity.COUNT_CAP,
+        request, template, status=status, who=who, fields=LABELS, cap=activity.COUNT_CAP,
         links=await activity.of_user(db, who.user_id), codings=DATA_CODINGS,
         bind_modes=BIND_MODES,
         notice=NOTICES.get(request.query_params.get("notice", "")), modes=routing_form.MODES,
