@@ -124,7 +124,8 @@ const server = smpp.createServer(session => {
     const udh = sm.udh ? sm.udh.map(b => Buffer.from(b).toString('hex')) : [];
     const seen = {destination: pdu.destination_addr, source: pdu.source_addr,
       data_coding: pdu.data_coding, esm_class: pdu.esm_class, udh,
-      text: typeof sm.message === 'string' ? sm.message : (Buffer.isBuffer(sm) ? sm.toString('hex') : ''),
+      text: typeof sm.message === 'string' ? sm.message
+        : Buffer.isBuffer(sm.message) ? sm.message.toString('hex') : (Buffer.isBuffer(sm) ? sm.toString('hex') : ''),
       registered_delivery: pdu.registered_delivery, answered: null};
     submits.push(seen);
     if (throttle > 0) {

@@ -23,13 +23,22 @@ UDHI = 0x40
 _GSM = Codec()
 
 
+#: data_coding of 8-bit binary data (SMPP 3.4, 5.2.19).
+BINARY = 0x04
+#: The most bytes of data one SMS carries behind a port header (140 less its 7 octets), as
+#: Android's SmsManager.sendDataMessage allows.
+MAX_DATA = 133
+
+
 @dataclass(frozen=True)
 class Encoded:
-    """The parts of a text, as submit_sm carries them."""
+    """The parts of a text (or of data), as submit_sm carries them."""
 
     gsm: bool
     esm_class: int
     parts: list[bytes]
+    #: Data behind a port header (data_coding BINARY), not text.
+    binary: bool = False
 
 
 def _gsm_weights(text: str) -> list[int] | None:
@@ -62,6 +71,14 @@ def _udh(reference: int, total: int, number: int) -> bytes:
     """The concatenation header: IEI 00 (8-bit reference), its length 3, reference, total
     parts, this part's number (from 1)."""
     return bytes([0x05, 0x00, 0x03, reference & 0xFF, total, number])
+
+
+def encode_data(data: bytes, port: int) -> Encoded:
+    """Data for an application port as one SMS: a header with the application port
+    addressing element (IEI 05: destination and source ports, 16 bits each; the source 0, as
+    Android sends) and the data, at most MAX_DATA bytes (the caller checks)."""
+    header = bytes([0x06, 0x05, 0x04, port >> 8, port & 0xFF, 0x00, 0x00])
+    return Encoded(False, UDHI, [header + data], binary=True)
 
 
 def encode(text: str, reference: int) -> Encoded:

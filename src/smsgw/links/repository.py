@@ -75,6 +75,9 @@ class PartJob:
     parts: int
     text: str
     with_delivery_report: bool
+    #: A data message's payload (base64) and port; None for a text.
+    data: str | None = None
+    port: int | None = None
 
 
 _COLUMNS = (
@@ -184,7 +187,8 @@ async def plan(conn: UnitConnection, rows: list[dict[str, Any]]) -> None:
 
 _UNSENT = (
     "SELECT p.id, p.message_id, m.ext_id, p.phone_number, p.part, p.parts, m.text,"
-    " m.with_delivery_report FROM link_parts p JOIN messages m ON m.id = p.message_id"
+    " m.with_delivery_report, m.data, m.port"
+    " FROM link_parts p JOIN messages m ON m.id = p.message_id"
     " WHERE p.device_id = ? AND p.outcome IS NULL AND p.submitted_at IS NULL"
     " ORDER BY p.id LIMIT ?"
 )
@@ -193,8 +197,8 @@ _UNSENT = (
 async def unsent(conn: UnitConnection, device_id: str, limit: int) -> list[PartJob]:
     """Parts planned and not submitted, in the order they were planned."""
     return [
-        PartJob(pk, mid, ext, number, n, total, text or "", bool(report))
-        for pk, mid, ext, number, n, total, text, report in await conn.execute(
+        PartJob(pk, mid, ext, number, n, total, text or "", bool(report), data, port)
+        for pk, mid, ext, number, n, total, text, report, data, port in await conn.execute(
             _UNSENT, (device_id, limit)
         )
     ]

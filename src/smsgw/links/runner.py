@@ -13,6 +13,7 @@ carrier says it is busy; unbinds when the server stops. docs/links.md states the
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import random
@@ -26,7 +27,7 @@ from smsgw.db.engine import Database
 from smsgw.events import signals
 from smsgw.events.signals import Signals
 from smsgw.links import repository, service
-from smsgw.links.encoding import UCS2, Encoded, encode
+from smsgw.links.encoding import BINARY, UCS2, Encoded, encode, encode_data
 from smsgw.links.receipts import Receipt, is_receipt, parse
 from smsgw.links.repository import LinkRecord, PartJob
 from smsgw.links.session import Answer, BindFailed, Inbound, Session, Submit, status_text
@@ -298,13 +299,17 @@ class LinkRunner:
 
     def _encode(self, job: PartJob) -> Encoded:
         if self._encoded is None or self._encoded[0] != job.message_id:
-            self._encoded = (job.message_id, encode(job.text, job.message_id))
+            if job.data is not None and job.port is not None:  # checked when claimed
+                encoded = encode_data(base64.b64decode(job.data), job.port)
+            else:
+                encoded = encode(job.text, job.message_id)
+            self._encoded = (job.message_id, encoded)
         return self._encoded[1]
 
     async def _submit(self, session: Session, job: PartJob) -> None:
         try:
             encoded = self._encode(job)
-            coding = self.link.data_coding if encoded.gsm else UCS2
+            coding = BINARY if encoded.binary else self.link.data_coding if encoded.gsm else UCS2
             body = encoded.parts[job.part - 1] if job.part <= len(encoded.parts) else b""
             part = Submit(
                 job.phone_number, body, encoded.esm_class, coding, job.with_delivery_report

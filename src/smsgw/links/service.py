@@ -7,6 +7,7 @@ the services a phone's requests use: `routing.pull_unit` claims its messages (as
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from smsgw.domain.errors import InvalidInput
 from smsgw.domain.states import FINAL_STATES, ProcessingState, derive
 from smsgw.events.user_feed import notify
 from smsgw.links import repository
-from smsgw.links.encoding import Segment, decode, encode, split_header
+from smsgw.links.encoding import MAX_DATA, Segment, decode, encode, split_header
 from smsgw.links.errors import UnknownLink
 from smsgw.links.receipts import Receipt
 from smsgw.links.repository import LinkRecord
@@ -32,7 +33,10 @@ from smsgw.routing.service import Pull, RecipientReport, StateReport
 from smsgw.webhooks import hub
 
 DEFAULT_NAME = "SMPP link"
-NOT_TEXT = "a carrier link sends text messages only (data messages are not supported yet)"
+NOT_TEXT = "a carrier link sends text and data messages only"
+TOO_MUCH_DATA = (
+    f"a data message through a carrier link is one SMS: at most {MAX_DATA} bytes of data"
+)
 ENCRYPTED = "a carrier link cannot send encrypted messages (the Android app decrypts them)"
 #: The recipient's error for a part whose submit_sm got no answer (docs/links.md).
 NO_ANSWER = (
@@ -140,8 +144,12 @@ def _as_owner(link: LinkRecord, owner: int) -> Phone:
 def _problem(record: MessageRecord) -> str | None:
     if record.is_encrypted:
         return ENCRYPTED
-    if record.text is None:
+    if record.text is not None:
+        return None
+    if record.data is None or record.port is None:
         return NOT_TEXT
+    if len(base64.b64decode(record.data)) > MAX_DATA:
+        return TOO_MUCH_DATA
     return None
 
 
@@ -160,7 +168,7 @@ def _snapshot(
 
 def _plan(link: LinkRecord, record: MessageRecord) -> list[dict[str, object]]:
     """The part rows of a message: each of its open recipients gets each part."""
-    count = len(encode(record.text or "", record.pk).parts)
+    count = 1 if record.text is None else len(encode(record.text, record.pk).parts)
     return [
         {"device_id": link.device_id, "message_id": record.pk, "phone_number": number,
          "part": n, "parts": count}
