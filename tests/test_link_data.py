@@ -1,11 +1,13 @@
 """Data messages through a carrier link (docs/links.md "Which messages a link sends"),
 through a real running smsgw against the npm `smpp` simulator: a data message goes as one
 binary SMS (data_coding 4) behind an application port header, as Android's sendDataMessage
-sends it; more data than one SMS holds, and an encrypted message, fail at once with why."""
+sends it; more data than one SMS holds, and an encrypted message, fail at once with why. And
+a message's validUntil goes to the SMSC as the submit_sm's validity_period."""
 
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +74,16 @@ def test_an_encrypted_message_fails_at_once_with_why(
     failed = reaches(api, send(api, **body), "Failed")
     assert failed["recipients"][0]["error"] == ENCRYPTED
     assert smsc.submits() == []
+
+
+def test_valid_until_goes_to_the_smsc_as_the_validity_period(
+    api: httpx.Client, link: str, smsc: Smsc
+) -> None:
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    body = {"textMessage": {"text": "valid for two hours"}, "validUntil": until.isoformat()}
+    reaches(api, send(api, **body), "Delivered")
+    reaches(api, send(api, textMessage={"text": "no validUntil"}), "Delivered")
+    validity = {submit["text"]: submit["validity"] for submit in smsc.submits()}
+    assert validity["no validUntil"] is None  # the SMSC's default
+    # the simulator (node-smpp) reads the absolute time back as a moment
+    assert datetime.fromisoformat(validity["valid for two hours"]) == until

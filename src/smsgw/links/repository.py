@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.accounts.models import User
 from smsgw.db.base import table_of
-from smsgw.db.engine import ColumnWriter, RowInsert, UnitConnection, marks
+from smsgw.db.engine import ColumnReader, ColumnWriter, RowInsert, UnitConnection, marks
 from smsgw.devices.models import Device
 from smsgw.domain.states import ProcessingState
 from smsgw.links.models import Link, LinkMoPart, LinkPart
@@ -78,6 +78,8 @@ class PartJob:
     #: A data message's payload (base64) and port; None for a text.
     data: str | None = None
     port: int | None = None
+    #: The message's `validUntil`, passed on as the submit_sm's validity_period.
+    valid_until: datetime | None = None
 
 
 _COLUMNS = (
@@ -159,6 +161,7 @@ async def set_state(
 
 _PARTS = RowInsert(parts)
 _STAMP = ColumnWriter(parts.c.submitted_at)
+_READ_AT = ColumnReader(messages.c.valid_until)
 #: Keys or carrier ids per `IN (...)` (well under either engine's bound parameters).
 CHUNK = 500
 
@@ -187,7 +190,7 @@ async def plan(conn: UnitConnection, rows: list[dict[str, Any]]) -> None:
 
 _UNSENT = (
     "SELECT p.id, p.message_id, m.ext_id, p.phone_number, p.part, p.parts, m.text,"
-    " m.with_delivery_report, m.data, m.port"
+    " m.with_delivery_report, m.data, m.port, m.valid_until"
     " FROM link_parts p JOIN messages m ON m.id = p.message_id"
     " WHERE p.device_id = ? AND p.outcome IS NULL AND p.submitted_at IS NULL"
     " ORDER BY p.id LIMIT ?"
@@ -196,12 +199,16 @@ _UNSENT = (
 
 async def unsent(conn: UnitConnection, device_id: str, limit: int) -> list[PartJob]:
     """Parts planned and not submitted, in the order they were planned."""
-    return [
-        PartJob(pk, mid, ext, number, n, total, text or "", bool(report), data, port)
-        for pk, mid, ext, number, n, total, text, report, data, port in await conn.execute(
-            _UNSENT, (device_id, limit)
+    jobs = []
+    for row in await conn.execute(_UNSENT, (device_id, limit)):
+        pk, mid, ext, number, n, total, text, report, data, port, until = row
+        valid_until = None if until is None else _READ_AT(conn, until)
+        jobs.append(
+            PartJob(
+                pk, mid, ext, number, n, total, text or "", bool(report), data, port, valid_until
+            )
         )
-    ]
+    return jobs
 
 
 async def intend(conn: UnitConnection, ids: list[int], now: datetime) -> None:

@@ -30,7 +30,15 @@ from smsgw.links import repository, service
 from smsgw.links.encoding import BINARY, UCS2, Encoded, encode, encode_data
 from smsgw.links.receipts import Receipt, is_receipt, parse
 from smsgw.links.repository import LinkRecord, PartJob
-from smsgw.links.session import Answer, BindFailed, Inbound, Session, Submit, status_text
+from smsgw.links.session import (
+    Answer,
+    BindFailed,
+    Inbound,
+    Session,
+    Submit,
+    smpp_time,
+    status_text,
+)
 from smsgw.routing.repository import ONLINE_WINDOW
 from smsgw.webhooks.hub import OptOutWords
 
@@ -311,8 +319,14 @@ class LinkRunner:
             encoded = self._encode(job)
             coding = BINARY if encoded.binary else self.link.data_coding if encoded.gsm else UCS2
             body = encoded.parts[job.part - 1] if job.part <= len(encoded.parts) else b""
+            validity = "" if job.valid_until is None else smpp_time(job.valid_until)
             part = Submit(
-                job.phone_number, body, encoded.esm_class, coding, job.with_delivery_report
+                job.phone_number,
+                body,
+                encoded.esm_class,
+                coding,
+                job.with_delivery_report,
+                validity,
             )
             answer = await session.submit(part)
         finally:
