@@ -37,6 +37,7 @@ from smsgw.domain import clock
 if TYPE_CHECKING:
     from tests.fakes.smsc import Smsc
 from tests import pgcluster
+from tests.fakes.receiver import Receiver
 
 API = "/api/3rdparty/v1"
 
@@ -353,6 +354,14 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 (tests/fakes/receiver.py)."""
+    started = Receiver().start()
+    yield started
+    started.stop()
 
 
 @pytest.fixture

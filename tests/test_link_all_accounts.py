@@ -35,13 +35,6 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver().start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
 def ops(server: LiveServer) -> Account:
     """The operator's account, which holds the link for all accounts."""
     return server.create_user("ops")

@@ -9,7 +9,6 @@ so. (A bad mode refused: tests/test_links_api.py, tests/test_web_links.py.)"""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +43,6 @@ def settings(tmp_path: Path) -> Settings:
     """As tests/test_links.py's server: binds give up after 2 s, webhooks retry fast
     (tests/conftest.py's `server`, `alice` and `api` take these settings)."""
     return hub_settings(tmp_path / "data", link_connect_timeout_seconds=2)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver().start()
-    yield started
-    started.stop()
 
 
 def delivers(smsc: Smsc) -> dict[str, int]:

@@ -8,7 +8,6 @@ parsing itself (links/encoding.py `split_header`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -30,13 +29,6 @@ SENDER = "4915112345601"
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return hub_settings(tmp_path / "data", link_connect_timeout_seconds=2)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver().start()
-    yield started
-    started.stop()
 
 
 @pytest.fixture

@@ -59,13 +59,6 @@ def text_receipts() -> Iterator[Smpp34Smsc]:
     yield from serving_smsc(receipt_tlvs=False)
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver().start()
-    yield started
-    started.stop()
-
-
 def test_a_message_sent_through_smpp34s_smsc_is_delivered_by_its_receipt(
     live: LiveServer, alice: Account, api: httpx.Client, smsc: Smpp34Smsc, receiver: Receiver
 ) -> None:

@@ -50,13 +50,6 @@ def api(live: LiveServer, alice: Account) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver().start()
-    yield started
-    started.stop()
-
-
 def cli(server: LiveServer, *args: str, stdin: str | None = None, code: int = 0) -> str:
     result = CliRunner().invoke(
         app, list(args), input=stdin, env=environment(server.settings.data_dir)

@@ -33,13 +33,6 @@ def hub_server(tmp_path: Path) -> Iterator[LiveServer]:
         yield live
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started_receiver = Receiver().start()
-    yield started_receiver
-    started_receiver.stop()
-
-
 async def listed(api: Api) -> list[dict[str, Any]]:
     response = await api.client.get("/opt-outs")
     assert response.status_code == 200, response.text

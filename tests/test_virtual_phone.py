@@ -48,13 +48,6 @@ def dev_server(tmp_path: Path) -> Iterator[LiveServer]:
         yield live
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver().start()
-    yield started
-    started.stop()
-
-
 def cli(server: LiveServer, *args: str, code: int = 0) -> str:
     """Run `smsgw ...` on the server's database, in the server's mode."""
     env = environment(server.settings.data_dir) | {"SMSGW_MODE": server.settings.mode.value}

@@ -27,13 +27,6 @@ def waiting_server(tmp_path: Path) -> Iterator[LiveServer]:
         yield live
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started_receiver = Receiver().start()
-    yield started_receiver
-    started_receiver.stop()
-
-
 def test_an_event_first_known_from_the_state_report_waits_for_the_post_and_has_its_fields(
     waiting_server: LiveServer, receiver: Receiver
 ) -> None:

@@ -31,13 +31,6 @@ def hub_server(tmp_path: Path) -> Iterator[LiveServer]:
         yield live
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started_receiver = Receiver().start()
-    yield started_receiver
-    started_receiver.stop()
-
-
 def test_a_received_sms_reaches_the_webhook_signed(
     hub_server: LiveServer, receiver: Receiver
 ) -> None:
