@@ -1,26 +1,35 @@
-"""A long SMS a carrier delivers to a link in parts (docs/links.md "Incoming SMS"), through a
-real running smsgw against the npm `smpp` simulator (tests/fakes/smsc-sim.js): parts behind
-a concatenation header (8- or 16-bit reference) or with the sar_* TLVs are kept until the
-last one comes, in any order, then go to the inbox and the webhooks as one SMS; a part
-delivered twice counts once; a long SMS in message_payload is one SMS; parts whose rest never
-comes go as they are after 30 minutes (the clock moved, never waited for). And the header's
-parsing itself (links/encoding.py `split_header`)."""
+"""What a link sends and receives beyond a plain text (docs/links.md), through a real
+running smsgw against the npm `smpp` simulator (tests/fakes/smsc-sim.js).
+
+Received: a long SMS a carrier delivers in parts ("Incoming SMS"): parts behind a
+concatenation header (8- or 16-bit reference) or with the sar_* TLVs are kept until the last
+one comes, in any order, then go to the inbox and the webhooks as one SMS; a part delivered
+twice counts once; a long SMS in message_payload is one SMS; parts whose rest never comes go
+as they are after 30 minutes (the clock moved, never waited for); and the header's parsing
+itself (links/encoding.py `split_header`).
+
+Sent ("Which messages a link sends"): a data message goes as one binary SMS (data_coding 4)
+behind an application port header, as Android's sendDataMessage sends it; more data than one
+SMS holds, and an encrypted message, fail at once with why; a message's validUntil goes to
+the SMSC as the submit_sm's validity_period."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import base64
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from smsgw.config import Settings
-from smsgw.links.encoding import UDHI, Segment, split_header
-from smsgw.links.service import MO_PARTS_WAIT
+from smsgw.links.encoding import MAX_DATA, UDHI, Segment, split_header
+from smsgw.links.service import ENCRYPTED, MO_PARTS_WAIT, TOO_MUCH_DATA
 from tests.conftest import Account, LiveServer, database_rows
 from tests.fakes.receiver import Receiver
 from tests.fakes.smsc import Smsc, wait_until
-from tests.test_links import add_link, bound, hook
+from tests.test_links import NUMBER, add_link, bound, hook, reaches
 from tests.webhook_support import hub_settings
 
 SENDER = "4915112345601"
@@ -143,3 +152,60 @@ def test_the_header_gives_the_user_data_and_the_part(
     body: bytes, esm_class: int, expected: tuple[bytes, Segment | None]
 ) -> None:
     assert split_header(body, esm_class) == expected
+
+
+# Sent.
+
+
+def send(api: httpx.Client, **body: Any) -> str:
+    answer = api.post("/messages", json={"phoneNumbers": [NUMBER], **body})
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["id"])
+
+
+def data_message(payload: bytes, port: int) -> dict[str, Any]:
+    return {"dataMessage": {"data": base64.b64encode(payload).decode(), "port": port}}
+
+
+def test_a_data_message_goes_as_one_binary_sms_behind_a_port_header(
+    api: httpx.Client, link: str, smsc: Smsc
+) -> None:
+    payload = bytes([0x00, 0x01, 0xFE, 0xFF]) + b"wake up"
+    done = reaches(api, send(api, **data_message(payload, 0x1F90)), "Delivered")
+    assert done["deviceId"] == link
+    [submit] = smsc.submits()
+    assert (submit["data_coding"], submit["esm_class"]) == (4, 0x40)
+    assert submit["udh"] == ["05041f900000"]  # ports: 8080 to, 0 from
+    assert submit["text"] == payload.hex()
+
+
+def test_the_most_data_one_sms_holds_goes_and_one_byte_more_fails(
+    api: httpx.Client, link: str, smsc: Smsc
+) -> None:
+    fits = reaches(api, send(api, **data_message(bytes(MAX_DATA), 9200)), "Delivered")
+    assert fits["deviceId"] == link
+    too_much = reaches(api, send(api, **data_message(bytes(MAX_DATA + 1), 9200)), "Failed")
+    assert too_much["recipients"][0]["error"] == TOO_MUCH_DATA
+    assert len(smsc.submits()) == 1
+
+
+def test_an_encrypted_message_fails_at_once_with_why(
+    api: httpx.Client, link: str, smsc: Smsc
+) -> None:
+    body = {"textMessage": {"text": "c2VjcmV0"}, "isEncrypted": True}
+    failed = reaches(api, send(api, **body), "Failed")
+    assert failed["recipients"][0]["error"] == ENCRYPTED
+    assert smsc.submits() == []
+
+
+def test_valid_until_goes_to_the_smsc_as_the_validity_period(
+    api: httpx.Client, link: str, smsc: Smsc
+) -> None:
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    body = {"textMessage": {"text": "valid for two hours"}, "validUntil": until.isoformat()}
+    reaches(api, send(api, **body), "Delivered")
+    reaches(api, send(api, textMessage={"text": "no validUntil"}), "Delivered")
+    validity = {submit["text"]: submit["validity"] for submit in smsc.submits()}
+    assert validity["no validUntil"] is None  # the SMSC's default
+    # the simulator (node-smpp) reads the absolute time back as a moment
+    assert datetime.fromisoformat(validity["valid for two hours"]) == until
