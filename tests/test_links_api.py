@@ -112,6 +112,21 @@ def test_the_defaults_are_the_clis_a_blank_name_the_default_and_2775_0_is_2775(
     assert shared_api.delete(f"/links/{added['id']}").status_code == 204
 
 
+def test_spaces_around_a_name_or_address_are_trimmed(
+    shared_api: httpx.Client,
+) -> None:
+    body = {"host": " 127.0.0.1  ", "port": free_port(), "systemId": " fuzz ",
+            "systemType": " VMA ", "source": " SMSGW "}  # fmt: skip
+    answer = shared_api.post("/links", json=body)
+
+    assert answer.status_code == 201, answer.text
+    added = answer.json()
+    assert [added[key] for key in ("host", "systemId", "systemType", "source")] == [
+        "127.0.0.1", "fuzz", "VMA", "SMSGW"
+    ]  # fmt: skip
+    assert shared_api.delete(f"/links/{added['id']}").status_code == 204
+
+
 BROKEN = [
     ({"port": 0}, "port: a whole number from 1 to 65535"),
     ({"port": 65536}, "port: a whole number from 1 to 65535"),

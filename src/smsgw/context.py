@@ -53,6 +53,12 @@ class AppContext:
     #: Sends the dashboard's bulk sends (workers/batches.py); None until the workers start.
     batches: BatchSender | None = None
 
+    def forget_sender(self, device_id: str) -> None:
+        """A phone or link was deleted here: it is no longer online, and its token (a
+        phone's) no longer taken without a read (devices/recent.py)."""
+        self.presence.forget(device_id)
+        self.recent_phones.forget(device_id)
+
 
 def context_of(connection: HTTPConnection) -> AppContext:
     context: AppContext = connection.app.state.context

@@ -321,6 +321,13 @@ class LinkIn(BaseModel):
             raise ValueError(number_rule(_SETTING_OF.get(field, field)))
         return value
 
+    @field_validator("host", "systemId", "systemType", "source", mode="after")
+    @classmethod
+    def _trimmed(cls, value: str) -> str:
+        """Spaces around a name or address are no part of it (as the dashboard's form takes
+        them); the password's are its own."""
+        return value.strip(" ")
+
     @field_validator("bindMode", mode="before")
     @classmethod
     def _mode(cls, value: object) -> object:

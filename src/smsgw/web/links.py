@@ -170,6 +170,6 @@ async def delete_link(request: Request, device_id: str) -> Response:
         await links.delete(who.context.db, device_id, who.user_id)
     except DomainError as error:
         return error_page(request, status_of(error), NOT_YOURS, who)
-    who.context.presence.forget(device_id)
+    who.context.forget_sender(device_id)
     notify(who.context.db, who.user_id)
     return redirect(f"{PAGE}?notice=deleted")

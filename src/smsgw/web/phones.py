@@ -139,8 +139,7 @@ async def delete_phone(request: Request, device_id: str) -> Response:
         await devices.delete(who.context.db, who.user_id, device_id)
     except DomainError as error:
         return error_page(request, status_of(error), "No such phone of yours.", who)
-    who.context.presence.forget(device_id)
-    who.context.recent_phones.forget(device_id)
+    who.context.forget_sender(device_id)
     notify(who.context.db, who.user_id)
     return redirect("/dashboard/phones?notice=deleted")
 

@@ -95,8 +95,7 @@ _KEYS = {"perMinute": "per_minute", "perDay": "per_day"}
 async def delete_device(context: Context, user_id: CurrentUser, id: DeviceId) -> Response:
     """Delete a phone. Its unsent queued messages go to your other phones; pinned ones fail."""
     await devices.delete(context.db, user_id, id)
-    context.presence.forget(id)
-    context.recent_phones.forget(id)
+    context.forget_sender(id)
     return Response(status_code=204)
 
 

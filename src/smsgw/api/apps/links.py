@@ -121,6 +121,6 @@ async def delete_link(context: Context, user_id: CurrentUser, id: LinkId) -> Res
     """Delete one of your carrier links: its queued messages not yet planned go back to the
     queue (as for a deleted phone); the server unbinds it within seconds."""
     await links.delete(context.db, id, user_id)
-    context.presence.forget(id)
+    context.forget_sender(id)
     notify(context.db, user_id)
     return Response(status_code=204)
