@@ -166,7 +166,7 @@ async def claim(
     cannot send them, Cancelled when cancelled before any part went out)."""
     phone, now = _phone(link, online_window), clock.now()
 
-    async def unit(conn: UnitConnection) -> tuple[Pull, list[MessageRecord], list[StateReport]]:
+    async def unit(conn: UnitConnection) -> tuple[Pull, routing.Reported]:
         pulled = await routing.pull_unit(conn, phone, False, cap, now)
         taken = [item.record for item in pulled.items if item.state == ProcessingState.PENDING]
         sendable = [record for record in taken if _problem(record) is None]
@@ -174,21 +174,22 @@ async def claim(
         await repository.plan(
             conn, [row for r in sendable if r.pk not in have for row in _plan(link, r)]
         )
-        cancelled = [
+        reports = [
             _snapshot(item.record, ProcessingState.CANCELLED)
             for item in pulled.items
             if item.state == ProcessingState.CANCELLING
             and await repository.cancel_unsent(conn, link.device_id, item.record.pk)
         ]
-        return pulled, taken, cancelled
+        for record in taken:
+            problem = _problem(record)
+            failed = ProcessingState.FAILED
+            reports.append(_snapshot(record, failed, problem) if problem else _processed(record))
+        # Reported in the claim's own transaction (one commit, not two).
+        return pulled, await routing.report_unit(conn, phone, reports, now)
 
-    pulled, taken, reports = await db.write_unit(unit)
-    for record in taken:
-        problem = _problem(record)
-        failed = ProcessingState.FAILED
-        reports.append(_snapshot(record, failed, problem) if problem else _processed(record))
-    events = (await routing.report(db, phone, reports)).events if reports else 0
-    return Claimed(pulled.claimed, events)
+    pulled, reported = await db.write_unit(unit)
+    routing.notify_reported(db, phone, reported)
+    return Claimed(pulled.claimed, reported.events)
 
 
 def _processed(record: MessageRecord) -> StateReport:
@@ -261,7 +262,9 @@ async def settle(
         for receipt in receipts
     ]  # fmt: skip
 
-    async def unit(conn: UnitConnection) -> tuple[list[StateReport], list[Receipt]]:
+    phone, now = _phone(link), clock.now()
+
+    async def unit(conn: UnitConnection) -> tuple[routing.Reported, list[Receipt]]:
         await repository.set_outcomes(conn, outcomes)
         touched = await repository.pairs_of(conn, [o[0] for o in outcomes])
         found = await repository.receipted(conn, link.device_id, applied)
@@ -271,10 +274,12 @@ async def settle(
                 touched.add(found[receipt.smsc_id])
             else:
                 unmatched.append(receipt)
-        return await _decided(conn, touched), unmatched
+        # The states they decide, reported in the same transaction (one commit, not two).
+        return await routing.report_unit(conn, phone, await _decided(conn, touched), now), unmatched
 
-    reports, unmatched = await db.write_unit(unit)
-    return Settled(await _report(db, link, reports), unmatched)
+    reported, unmatched = await db.write_unit(unit)
+    routing.notify_reported(db, phone, reported)
+    return Settled(reported.events, unmatched)
 
 
 async def _decided(conn: UnitConnection, touched: set[tuple[int, str]]) -> list[StateReport]:
