@@ -18,8 +18,10 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from smsgw import metrics
 from smsgw.db.engine import Database
@@ -211,8 +213,11 @@ class LinkRunner:
             await self._send(session, reader)
         finally:
             ended.cancel()
-            if self.flying:  # their answers, or the errors of a session that ended
-                await asyncio.wait(list(self.flying), timeout=DRAIN_SECONDS)
+            # Their answers, or the errors of a session that ended; a batch whose intent
+            # is committing adds its submit_sm when it is: they are waited for too.
+            deadline = time.monotonic() + DRAIN_SECONDS
+            while self.flying and (left := deadline - time.monotonic()) > 0:
+                await asyncio.wait(list(self.flying), timeout=left)
             # Unbind what is still bound (when stopping; in mode tx_rx, the bind left when
             # the other ended): the reader takes what it still delivered, then sees the end.
             await session.close()
@@ -223,18 +228,32 @@ class LinkRunner:
         return session.dead or reader.done() or self._stopping.is_set()
 
     async def _send(self, session: Session, reader: asyncio.Task[None]) -> None:
+        """Submit the backlog while the session lasts, refilling it in the background when it
+        runs low (a claim is a commit: the parts at hand keep going out meanwhile)."""
         fresh = True
-        while not self._over(session, reader):
-            if len(self.backlog) < self.low_water:
-                await self._refill(claim_anyway=fresh)
-                fresh = False
-            if not self.backlog:
-                self._poke.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._poke.wait(), self.options.poll)
-                continue
-            await self.slowdown.wait()
-            await self._submit_some(session)
+        refill: asyncio.Task[None] | None = None  # the claim and read under way
+        try:
+            while not self._over(session, reader):
+                if len(self.backlog) < self.low_water and (refill is None or refill.done()):
+                    if refill is not None:
+                        await refill  # its error, if it failed
+                    refill = asyncio.create_task(self._refill(claim_anyway=fresh))
+                    fresh = False
+                if not self.backlog:
+                    assert refill is not None  # an empty backlog is below low water
+                    await asyncio.wait([refill])
+                    if refill.cancelled() or refill.exception() is not None:
+                        continue  # raised by the next round
+                    if not self.backlog:
+                        self._poke.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._poke.wait(), self.options.poll)
+                    continue
+                await self.slowdown.wait()
+                await self._submit_some(session)
+        finally:
+            if refill is not None:
+                await refill
 
     async def _refill(self, claim_anyway: bool) -> None:
         window, cap = self.options.online_window, self.options.claim_cap
@@ -262,11 +281,34 @@ class LinkRunner:
             self.window.release()
         if not jobs:
             return
-        await service.intend(self.db, [job.id for job in jobs])
+        # The intent's commit goes on in a task of its own, so that the window's next free
+        # places make the next batch meanwhile (its intent joins the same or the next group
+        # commit: batches commit, and so are submitted, in order).
+        self._fly(self._launch(session, jobs))
+
+    def _fly(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self.flying.add(task)
+        task.add_done_callback(self.flying.discard)
+
+    async def _launch(self, session: Session, jobs: list[PartJob]) -> None:
+        """Record the batch's intent (committed), then submit each of its parts; if the
+        intent could not be recorded, none went out: they wait first in line again."""
+        try:
+            await service.intend(self.db, [job.id for job in jobs])
+        except BaseException as error:
+            self.backlog.extendleft(reversed(jobs))
+            for _ in jobs:
+                self.window.release()
+            if not isinstance(error, Exception):
+                raise
+            log.exception(
+                "link %s: recording submit_sm intents failed; retrying", self.link.device_id
+            )
+            self.slowdown.busy()  # a pause before the next try
+            return
         for job in jobs:
-            task = asyncio.create_task(self._submit(session, job))
-            self.flying.add(task)
-            task.add_done_callback(self.flying.discard)
+            self._fly(self._submit(session, job))
 
     async def _slot(self, session: Session) -> bool:
         """Wait for a place in the window; False (and none taken) once the link is stopping

@@ -476,15 +476,15 @@ async def reported_messages(
     holds; their rows stay locked to this transaction."""
     found: dict[str, tuple[int, str]] = {}
     for chunk in _chunks(ext_ids):
+        # The sender is checked here rather than in the WHERE: with it there, SQLite may
+        # pick the (user_id, device_id, created_at) index and read all the sender's messages.
         query = (
-            "SELECT ext_id, id, state FROM messages"  # noqa: S608
-            f" WHERE user_id = ? AND device_id = ? AND ext_id IN ({marks(len(chunk))})"
-            f"{row_lock(conn)}"
+            "SELECT ext_id, id, state, device_id FROM messages"  # noqa: S608
+            f" WHERE user_id = ? AND ext_id IN ({marks(len(chunk))}){row_lock(conn)}"
         )
-        for ext_id, key, state in await conn.execute(
-            query, (phone.user_id, phone.device_id, *chunk)
-        ):
-            found[ext_id] = (key, state)
+        for ext_id, key, state, device_id in await conn.execute(query, (phone.user_id, *chunk)):
+            if device_id == phone.device_id:
+                found[ext_id] = (key, state)
     return found
 
 
