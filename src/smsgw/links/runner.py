@@ -44,6 +44,8 @@ DRAIN_SECONDS = 5.0
 #: The first pause after a busy answer (throttled, queue full); it doubles up to the last.
 BUSY_FIRST, BUSY_LONGEST = 0.5, 30.0
 RECONNECT_FIRST = 0.5
+#: The most messages a fast link claims at once (SMSGW_CLAIM_CAP's own upper bound).
+CLAIM_MOST = 100
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,10 @@ class LinkRunner:
         self._stopping = asyncio.Event()
         low = 2 * link.window
         self.low_water, self.load = low, max(4 * link.window, 100)
+        #: Messages one claim takes at most: SMSGW_CLAIM_CAP, or a tenth of a second of the
+        #: link's throughput when more (up to CLAIM_MOST): a fast link claiming 10 at a time
+        #: spends a commit per 10 messages, and its claims, not the SMSC, set its pace.
+        self.claim_cap = max(options.claim_cap, min(CLAIM_MOST, link.throughput // 10))
 
     def poke(self) -> None:
         """Work may wait (a message of the owner was queued): look now."""
@@ -256,7 +262,7 @@ class LinkRunner:
                 await refill
 
     async def _refill(self, claim_anyway: bool) -> None:
-        window, cap = self.options.online_window, self.options.claim_cap
+        window, cap = self.options.online_window, self.claim_cap
         if claim_anyway or await service.may_claim(self.db, self.link, window):
             self._emitted((await service.claim(self.db, self.link, cap, window)).events)
         for job in await service.unsent(self.db, self.link, self.load + len(self.queued)):
