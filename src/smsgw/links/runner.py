@@ -234,34 +234,20 @@ class LinkRunner:
         return session.dead or reader.done() or self._stopping.is_set()
 
     async def _send(self, session: Session, reader: asyncio.Task[None]) -> None:
-        """Submit the backlog while the session lasts, refilling it in the background when it
-        runs low (a claim is a commit: the parts at hand keep going out meanwhile)."""
         fresh = True
-        refill: asyncio.Task[None] | None = None  # the claim and read under way
-        try:
-            while not self._over(session, reader):
-                if len(self.backlog) < self.low_water and (refill is None or refill.done()):
-                    if refill is not None:
-                        await refill  # its error, if it failed
-                    refill = asyncio.create_task(self._refill(claim_anyway=fresh))
-                    fresh = False
-                if not self.backlog:
-                    assert refill is not None  # an empty backlog is below low water
-                    await asyncio.wait([refill])
-                    if refill.cancelled() or refill.exception() is not None:
-                        continue  # raised by the next round
-                    if not self.backlog:
-                        self._poke.clear()
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._poke.wait(), self.options.poll)
-                    continue
-                await self.slowdown.wait()
-                await self._submit_some(session)
-        finally:
-            if refill is not None:
-                await refill
+        while not self._over(session, reader):
+            if len(self.backlog) < self.low_water:
+                await self._refill(claim_anyway=fresh)
+                fresh = False
+            if not self.backlog:  # (a poke during the refill is still set: look again at once)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poke.wait(), self.options.poll)
+                continue
+            await self.slowdown.wait()
+            await self._submit_some(session)
 
     async def _refill(self, claim_anyway: bool) -> None:
+        self._poke.clear()  # what is queued from now on pokes again
         window, cap = self.options.online_window, self.claim_cap
         if claim_anyway or await service.may_claim(self.db, self.link, window):
             self._emitted((await service.claim(self.db, self.link, cap, window)).events)
@@ -319,18 +305,23 @@ class LinkRunner:
     async def _slot(self, session: Session) -> bool:
         """Wait for a place in the window; False (and none taken) once the link is stopping
         or the session is over, which a full window must not hold up (its answers may never
-        come; in mode tx_rx the transmitter may outlive the receiver)."""
+        come; in mode tx_rx the transmitter may outlive the receiver), and when poked while
+        the backlog is low (a message was queued: the caller claims it meanwhile, rather
+        than once the carrier answers)."""
         if not self.window.locked():
             await self.window.acquire()
             return True
         acquire = asyncio.ensure_future(self.window.acquire())
         stopping = asyncio.ensure_future(self._stopping.wait())
         ended = asyncio.ensure_future(session.ended.wait())
+        waits = [acquire, stopping, ended]
+        if len(self.backlog) < self.low_water:
+            waits.append(asyncio.ensure_future(self._poke.wait()))
         try:
-            await asyncio.wait([acquire, stopping, ended], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stopping.cancel()
-            ended.cancel()
+            for waiting in waits[1:]:
+                waiting.cancel()
             acquire.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await acquire
