@@ -162,8 +162,8 @@ async def claim(
 ) -> Claimed:
     """Claim the owner's queued messages for the link as a phone's pull does (those the
     owner's routing rule gives links: routing/rules.py), plan their parts in the same
-    transaction (one unit of work), then report them Processed (or Failed when a link
-    cannot send them, Cancelled when cancelled before any part went out)."""
+    transaction (one unit of work), and report them Processed (or Failed when a link
+    cannot send them, Cancelled when cancelled before any part went out) in it too."""
     phone, now = _phone(link, online_window), clock.now()
 
     async def unit(conn: UnitConnection) -> tuple[Pull, routing.Reported]:
@@ -253,8 +253,9 @@ Outcome = tuple[int, str, str | None, str | None]
 async def settle(
     db: Database, link: LinkRecord, outcomes: Iterable[Outcome], receipts: Iterable[Receipt]
 ) -> Settled:
-    """Record the carrier's answers (part, outcome, carrier id, error) and receipts, then
-    report the recipients whose state they change, as a phone reports them."""
+    """Record the carrier's answers (part, outcome, carrier id, error) and receipts, and
+    report the recipients whose state they change, as a phone reports them, in the same
+    transaction."""
     outcomes, receipts = list(outcomes), list(receipts)
     applied: list[repository.Applied] = [
         (receipt.smsc_id, repository.DELIVERED, None) if receipt.delivered
