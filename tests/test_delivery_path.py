@@ -27,6 +27,8 @@ from smsgw.messages import service as messages
 from smsgw.routing import service as routing
 from smsgw.routing.repository import Phone
 from smsgw.routing.service import RecipientReport, Reported, SettledReports, StateReport
+from smsgw.webhooks import service as webhooks
+from smsgw.webhooks.schemas import WebhookIn
 from tests.conftest import database_rows
 
 NUMBER = "+12025550100"
@@ -289,3 +291,112 @@ def test_a_phone_that_goes_away_with_messages_left_to_it_tells_another() -> None
     frame = streams["b"].queue.get_nowait()
     assert frame is not None and frame.name == "MessageEnqueued"
     assert hub.pick_for_new(7, cap=3) == ["b"]  # "a" holds nothing back any more
+
+
+def _rows_of(settings: Settings, user_id: int, ext_ids: list[str]) -> list[object]:
+    """What reports leave behind for these messages, in their order, without row ids."""
+    found: list[object] = []
+    for ext_id in ext_ids:
+        [(key, state)] = database_rows(
+            settings, "SELECT id, state FROM messages WHERE ext_id = ?", (ext_id,)
+        )
+        recipients = database_rows(
+            settings,
+            "SELECT phone_number, state, error FROM recipients WHERE message_id = ?"
+            " ORDER BY position",
+            (key,),
+        )
+        history = database_rows(
+            settings, "SELECT state FROM message_states WHERE message_id = ? ORDER BY state", (key,)
+        )
+        events = database_rows(
+            settings,
+            "SELECT event, dedupe_key FROM webhook_events WHERE user_id = ? AND dedupe_key LIKE ?"
+            " ORDER BY id",
+            (user_id, f"%{ext_id}%"),
+        )
+        log = database_rows(
+            settings,
+            "SELECT priority, message FROM event_log WHERE user_id = ? AND message LIKE ?"
+            " ORDER BY id",
+            (user_id, f"message {ext_id} %"),
+        )
+        found.append((state, recipients, history, events, log))
+    return [
+        tuple(str(v).replace(ext_id, "X") for v in row)
+        for ext_id, row in zip(ext_ids, found, strict=True)
+    ]
+
+
+def _batch(ext_ids: list[str], numbers: list[str]) -> list[StateReport]:
+    """Reports of every kind on four messages (the last with two recipients), one of them
+    twice (stale after the first), and one for a message the phone does not hold."""
+    a, b, c, d = ext_ids
+    two = [RecipientReport(numbers[0], ProcessingState.SENT, None)]
+    two.append(RecipientReport(numbers[1], ProcessingState.FAILED, "refused"))
+    return [
+        snapshot(a, ProcessingState.DELIVERED),
+        StateReport(
+            b,
+            ProcessingState.FAILED,
+            [RecipientReport(NUMBER, ProcessingState.FAILED, "the SMSC refused it")],
+            {},
+        ),
+        snapshot(c, ProcessingState.SENT),
+        StateReport(d, ProcessingState.FAILED, two, {ProcessingState.SENT: AT}),
+        snapshot("no-such-id", ProcessingState.SENT),
+        snapshot(c, ProcessingState.PROCESSED),  # older than what came before: changes nothing
+    ]
+
+
+async def _batch_scenario(settings: Settings) -> None:
+    db = database_for(settings)
+    try:
+        await accounts.create_user(db, "owner", "correct horse battery")
+        user_id = user_id_of(settings, "owner")
+        for event in ("sms:sent", "sms:delivered", "sms:failed"):
+            hook = WebhookIn(url="https://hooks.example.net/in", event=event)
+            await webhooks.register(db, user_id, hook, allow_private=False)
+        numbers = [NUMBER, "+12025550111"]
+        results, rows = [], []
+        for name in ("together", "apart"):
+            device = await devices.register(db, user_id, "owner", name, None, None)
+            phone = Phone(device.device_id, user_id, None)
+            commands = [messages.SendCommand([NUMBER], text=f"{i}") for i in range(3)]
+            commands.append(messages.SendCommand(numbers, text="two"))
+            sent = [await messages.send(db, None, user_id, command) for command in commands]
+            ext_ids = [record.id for record in sent]
+            await routing.pull(db, phone, newest_first=False, cap=10)
+            batch = _batch(ext_ids, numbers)
+            if name == "together":
+                # Six snapshots, one of them a second one of a message: applied one by one.
+                results.append(await routing.report(db, phone, batch))
+                results.append(await routing.report(db, phone, batch[:5]))  # the batch path
+            else:
+                done = [await routing.report(db, phone, [item]) for item in batch]
+                results.append(
+                    Reported(
+                        any(r.held for r in done),
+                        sum(r.freed for r in done),
+                        sum(r.events for r in done),
+                    )
+                )
+            rows.append(_rows_of(settings, user_id, ext_ids))
+        # One webhook event per recipient and state it reached (d: one Sent, one Failed).
+        assert results[0] == results[2] == Reported(held=True, freed=4, events=6)
+        assert results[1] == Reported(held=True, freed=0, events=0)  # again: nothing new
+        assert rows[0] == rows[1]
+        a, b, c, d = rows[0]
+        assert a[0] == "Delivered" and b[0] == "Failed" and c[0] == "Sent" and d[0] == "Sent"
+        assert "the SMSC refused it" in b[1] and "refused" in d[1]
+    finally:
+        await db.dispose()
+
+
+def test_a_batch_of_reports_does_what_they_do_one_by_one(settings: Settings) -> None:
+    """routing.report applies several snapshots with their reads and writes made together
+    (`_apply_many`): the same states, errors, history, log entries and webhook events (one
+    per recipient and state) as reporting them one at a time, and nothing again when the
+    batch comes twice."""
+    migrate.upgrade(settings)
+    asyncio.run(_batch_scenario(settings))

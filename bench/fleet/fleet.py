@@ -25,6 +25,7 @@ import os
 import resource
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,16 +117,21 @@ def self_cpu() -> float:
 class Meter:
     """Measures a phase: wall time, the server's CPU, this process's CPU, the rest."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, server: Server, also: Sequence[int] = ()) -> None:
+        """`also`: more server processes (not the server's children), counted as its own."""
+        self.server, self.pids = server, [server.pid, *also]
         self.wall = time.monotonic()
-        self.server_cpu = tree_cpu_seconds(server.pid)
+        self.server_cpu = self.cpu()
         self.client_cpu = self_cpu()
         self.busy = machine_busy_seconds()
 
+    def cpu(self) -> float | None:
+        seconds = [tree_cpu_seconds(pid) for pid in self.pids]
+        return None if None in seconds else sum(s for s in seconds if s is not None)
+
     def stop(self) -> Usage:
         wall = time.monotonic() - self.wall
-        server_after = tree_cpu_seconds(self.server.pid)
+        server_after = self.cpu()
         client = self_cpu() - self.client_cpu
         busy_after = machine_busy_seconds()
         server = None

@@ -39,7 +39,15 @@ from bench.common import RESULTS_DIR, machine, report_run, results_stamp
 from bench.fleet.server import ROOT, Server
 from bench.jasmin import JasminError, default_venv
 from bench.smpp.jasmin import JasminPhase, run_jasmin
-from bench.smpp.load import Phase, Simulator, add_link, check_exactly_once, run_phase, wait_bind
+from bench.smpp.load import (
+    LinksProcess,
+    Phase,
+    Simulator,
+    add_link,
+    check_exactly_once,
+    run_phase,
+    wait_bind,
+)
 
 TARGET_SUBMITS_PER_S = 1000.0
 TARGET_OVER_JASMIN = 5.0
@@ -72,6 +80,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run the same load through Jasmin to the same simulator after smsgw's rounds "
         "(the anchor), from VENV, a venv with jasmin==0.11.0 (default: .venv-jasmin, which "
         "`make test` makes; or SMSGW_JASMIN_VENV)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--links-process", action="store_true",
+        help="run the link in a process of its own (`smsgw links run`), the server with "
+        "SMSGW_LINKS=false (docs/links.md, \"A process for the links\")",
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a smoke run: 200, one round")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
@@ -111,8 +124,10 @@ async def run(
         data,
         tmp / "server.log",
         ["ingest", "link"],
-        {"SMSGW_WORKERS": str(args.workers), "SMSGW_SQLITE_SYNCHRONOUS": args.sqlite_synchronous},
+        {"SMSGW_WORKERS": str(args.workers), "SMSGW_SQLITE_SYNCHRONOUS": args.sqlite_synchronous}
+        | ({"SMSGW_LINKS": "false"} if args.links_process else {}),
     )
+    links = LinksProcess(server, tmp / "links.log") if args.links_process else None
     phases: list[Phase] = []
     texts: list[str] = []
     anchor = None
@@ -121,7 +136,7 @@ async def run(
         print(f"bench.smpp: round {number}, {name}, {messages} messages ...", flush=True)
         done = await run_phase(
             server, sim, name, name, number, messages, args.concurrency,
-            within=max(60.0, messages / 50), profile=spy,
+            within=max(60.0, messages / 50), profile=spy, links=links,
         )  # fmt: skip
         if name == "link":
             texts.extend(f"link {number} {n}" for n in range(messages))
@@ -142,6 +157,8 @@ async def run(
             await phase("link", -1, args.messages, args.profile)
         problems = [p for done in phases for p in done.problems]
         problems += await settle(sim, data, link_id, texts)
+        if links is not None:
+            links.stop()
         server.stop()  # its link unbinds: Jasmin's connector is then the only session
         if args.jasmin is not None:
             anchor = await run_jasmin(
@@ -150,6 +167,8 @@ async def run(
             )  # fmt: skip
             problems += anchor.problems
     finally:
+        if links is not None:
+            links.stop()
         server.stop()
         sim.stop()
     return phases, anchor, problems
@@ -163,7 +182,7 @@ def print_table(phases: list[Phase]) -> None:
     header = (
         f"{'round':>5} {'phase':<6} {'msgs':>5} {'accept/s':>8} {'p99 ms':>7} "
         f"{'sim/s load':>10} {'ratio':>5} {'sim/s all':>9} {'drain ms':>8} {'backlog':>7} "
-        f"{'srv ms/msg':>10} {'sim ms/msg':>10} {'cli cpu%':>8} {'other%':>6}"
+        f"{'srv ms/msg':>10} {'of links':>8} {'sim ms/msg':>10} {'cli cpu%':>8} {'other%':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -175,6 +194,7 @@ def print_table(phases: list[Phase]) -> None:
             f"{_num(p.ratio, '.2f'):>5} {_num(p.submits_per_s):>9} {_num(p.drain_ms):>8} "
             f"{_num(p.backlog_at_last_accept, 'd'):>7} "
             f"{_num(p.server_cpu_ms_per_message, '.3f'):>10} "
+            f"{_num(p.links_cpu_ms_per_message, '.3f'):>8} "
             f"{_num(p.simulator_cpu_ms_per_message, '.3f'):>10} "
             f"{p.client_cpu_percent:>8.0f} {_num(p.other_cpu_percent, '.0f'):>6}"
         )
@@ -276,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile is not None:
         print(f"\nserver profile of the last link phase ({args.profile}):")
         print(profile.top(args.profile))
+        if args.links_process:
+            spied = args.profile.with_suffix(".links.txt")
+            print(f"\nthe links' process, same phase ({spied}):")
+            print(profile.top(spied))
     busy = report_run([p.other_cpu_percent or 0.0 for p in phases if p.round > 0], problems)
     stamp = results_stamp()
     result = {

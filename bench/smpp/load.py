@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -79,6 +80,31 @@ async def wait_bind(sim: Simulator, binds_before: int, who: str, within: float =
             await asyncio.sleep(0.1)
 
 
+class LinksProcess:
+    """`smsgw links run` beside the server (started with SMSGW_LINKS=false): the links in a
+    process of their own, which serves no HTTP (docs/links.md, "A process for the links")."""
+
+    def __init__(self, server: Server, log_path: Path) -> None:
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "smsgw", "links", "run"],
+                env=server.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # its links unbind
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
 def add_link(server: Server, sim: Simulator, login: str, window: int, throughput: int) -> str:
     """`smsgw links add smpp` for `login`, bound to the simulator; the link's id."""
     done = subprocess.run(
@@ -111,6 +137,8 @@ class Phase:
     drain_ms: float | None = None
     backlog_at_last_accept: int | None = None
     server_cpu_ms_per_message: float | None = None
+    #: Of it, the links' process (`--links-process`).
+    links_cpu_ms_per_message: float | None = None
     simulator_cpu_ms_per_message: float | None = None
     client_cpu_percent: float = 0.0
     other_cpu_percent: float | None = None
@@ -170,24 +198,32 @@ async def post_all(
 
 async def run_phase(
     server: Server, sim: Simulator, login: str, name: str, number: int, messages: int,
-    concurrency: int, within: float, profile: Any = None,
+    concurrency: int, within: float, profile: Any = None, links: LinksProcess | None = None,
 ) -> Phase:  # fmt: skip
-    """One phase: `login`'s messages, through its link when it has one (`name` "link")."""
+    """One phase: `login`'s messages, through its link when it has one (`name` "link");
+    `links`: the process that runs the link, when not the server (its CPU counts as the
+    server's, and it is the one profiled)."""
     through_link = name == "link"
     async with api_client(server, login, concurrency) as client, aiohttp.ClientSession() as s:
         sampler = Sampler(sim, s)
         start = await sampler.count()
-        meter = Meter(server)
+        meter = Meter(server, [links.pid] if links is not None else [])
+        links_cpu = cpu_seconds(links.pid) if links is not None else None
         sim_cpu = cpu_seconds(sim.pid)
-        recording = Recording(server.pid, profile) if profile is not None else None
+        recordings = []
+        if profile is not None:
+            recordings.append(Recording(server.pid, profile))
+            if links is not None:
+                recordings.append(Recording(links.pid, profile.with_suffix(".links.txt")))
         poll = asyncio.ensure_future(sampler.until(start + messages, within))
         first, last, rtts = await post_all(client, f"{name} {number}", messages, concurrency)
         done = await poll if through_link else None
         if not through_link:
             poll.cancel()
-        if recording is not None:
+        for recording in recordings:
             recording.stop()
         usage = meter.stop()
+        links_after = cpu_seconds(links.pid) if links is not None else None
         sim_after = cpu_seconds(sim.pid)
     phase = Phase(
         name, number, messages, round(messages / (last - first), 1),
@@ -197,6 +233,8 @@ async def run_phase(
     )  # fmt: skip
     if usage.server_cpu is not None:
         phase.server_cpu_ms_per_message = round(usage.server_cpu * 1000 / messages, 3)
+    if links_cpu is not None and links_after is not None:
+        phase.links_cpu_ms_per_message = round((links_after - links_cpu) * 1000 / messages, 3)
     if not through_link:
         return phase
     if sim_cpu is not None and sim_after is not None:

@@ -215,3 +215,39 @@ def routing(
         print_json(wire)
     else:
         say(_describe(user, wire))
+
+
+@app.command("run")
+def run_links() -> None:
+    """Run the carrier links in a process of their own, which serves no HTTP, until
+    stopped (SIGTERM or Ctrl-C: each link unbinds). Run the API's server processes with
+    SMSGW_LINKS=false beside it; the leases make sure one process drives each link. See
+    docs/links.md, "A process for the links"."""
+    import asyncio
+    import logging
+    import signal
+
+    from smsgw.cli.common import migrate_quietly, settings_or_exit, usable_database_or_exit
+    from smsgw.workers.links import run_alone
+
+    settings = settings_or_exit()
+    usable_database_or_exit(settings)
+    migrate_quietly(settings)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        print("smsgw links: running the carrier links (no HTTP)", flush=True)
+        await run_alone(settings, stop)
+
+    try:  # the event loop uvicorn picks for `smsgw serve` where it is installed
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows, PyPy
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

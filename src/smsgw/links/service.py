@@ -200,13 +200,13 @@ async def claim(
     """Claim the owner's queued messages for the link as a phone's pull does (those the
     owner's routing rule gives links: routing/rules.py; for a link for all accounts, those
     of every account under each one's rule, from account `accounts_from` on), plan their
-    parts in the same transaction (one unit of work), then report them Processed (or Failed
-    when a link cannot send them, Cancelled when cancelled before any part went out)."""
-    phone, now = _phone(link, online_window), clock.now()
+    parts in the same transaction (one unit of work), and report them Processed (or Failed
+    when a link cannot send them, Cancelled when cancelled before any part went out) in it
+    too."""
+    now = clock.now()
+    phone = _phone(link, online_window)
 
-    async def unit(
-        conn: UnitConnection,
-    ) -> tuple[Pull, list[MessageRecord], list[tuple[int, StateReport]], dict[int, int]]:
+    async def unit(conn: UnitConnection) -> tuple[Pull, list[Done]]:
         pulled = await routing.pull_unit(conn, phone, False, cap, now, accounts_from=accounts_from)
         taken = [item.record for item in pulled.items if item.state == ProcessingState.PENDING]
         sendable = [record for record in taken if _problem(record) is None]
@@ -222,16 +222,17 @@ async def claim(
         ]
         keys = [item.record.pk for item in pulled.items]
         owners = await repository.owners(conn, keys) if link.all_accounts else {}
-        return pulled, taken, cancelled, owners
+        reports = [(owners.get(pk, link.user_id), report) for pk, report in cancelled]
+        for record in taken:
+            problem = _problem(record)
+            failed = ProcessingState.FAILED
+            report = _snapshot(record, failed, problem) if problem else _processed(record)
+            reports.append((owners.get(record.pk, link.user_id), report))
+        # Reported in the claim's own transaction (one commit, not two).
+        return pulled, await _report_unit(conn, link, reports, now)
 
-    pulled, taken, cancelled, owners = await db.write_unit(unit)
-    reports = [(owners.get(pk, link.user_id), report) for pk, report in cancelled]
-    for record in taken:
-        problem = _problem(record)
-        failed = ProcessingState.FAILED
-        report = _snapshot(record, failed, problem) if problem else _processed(record)
-        reports.append((owners.get(record.pk, link.user_id), report))
-    return Claimed(pulled.claimed, await _report(db, link, reports), pulled.next_account)
+    pulled, done = await db.write_unit(unit)
+    return Claimed(pulled.claimed, _notify(db, done), pulled.next_account)
 
 
 def _processed(record: MessageRecord) -> StateReport:
@@ -295,16 +296,18 @@ Outcome = tuple[int, str, str | None, str | None]
 async def settle(
     db: Database, link: LinkRecord, outcomes: Iterable[Outcome], receipts: Iterable[Receipt]
 ) -> Settled:
-    """Record the carrier's answers (part, outcome, carrier id, error) and receipts, then
-    report the recipients whose state they change, as a phone reports them."""
+    """Record the carrier's answers (part, outcome, carrier id, error) and receipts, and
+    report the recipients whose state they change, as a phone reports them, in the same
+    transaction."""
     outcomes, receipts = list(outcomes), list(receipts)
     applied: list[repository.Applied] = [
         (receipt.smsc_id, repository.DELIVERED, None) if receipt.delivered
         else (receipt.smsc_id, repository.UNDELIVERED, receipt.error())
         for receipt in receipts
     ]  # fmt: skip
+    now = clock.now()
 
-    async def unit(conn: UnitConnection) -> tuple[list[OwnedReport], list[Receipt]]:
+    async def unit(conn: UnitConnection) -> tuple[list[Done], list[Receipt]]:
         await repository.set_outcomes(conn, outcomes)
         touched = await repository.pairs_of(conn, [o[0] for o in outcomes])
         found = await repository.receipted(conn, link.device_id, applied)
@@ -314,10 +317,11 @@ async def settle(
                 touched.add(found[receipt.smsc_id])
             else:
                 unmatched.append(receipt)
-        return await _decided(conn, touched), unmatched
+        # The states they decide, reported in the same transaction (one commit, not two).
+        return await _report_unit(conn, link, await _decided(conn, touched), now), unmatched
 
-    reports, unmatched = await db.write_unit(unit)
-    return Settled(await _report(db, link, reports), unmatched)
+    done, unmatched = await db.write_unit(unit)
+    return Settled(_notify(db, done), unmatched)
 
 
 async def _decided(conn: UnitConnection, touched: set[tuple[int, str]]) -> list[OwnedReport]:
@@ -339,6 +343,33 @@ async def _decided(conn: UnitConnection, touched: set[tuple[int, str]]) -> list[
             ext_id, owner = ext_ids[message_id]
             reports.append((owner, StateReport(ext_id, overall, numbers, {})))
     return reports
+
+
+#: What the reports on one account's messages did, and as whose sender they were applied.
+Done = tuple[Phone, routing.Reported]
+
+
+async def _report_unit(
+    conn: UnitConnection, link: LinkRecord, reports: list[OwnedReport], now: datetime
+) -> list[Done]:
+    """Apply the reports inside the caller's unit of work, those of each account as the link
+    of that account (a link for all accounts reports on several accounts' messages)."""
+    by_owner: dict[int, list[StateReport]] = {}
+    for owner, report in reports:
+        by_owner.setdefault(owner, []).append(report)
+    done = []
+    for owner, group in by_owner.items():
+        phone = _as_owner(link, owner)
+        done.append((phone, await routing.report_unit(conn, phone, group, now)))
+    return done
+
+
+def _notify(db: Database, done: list[Done]) -> int:
+    """After the commit of `_report_unit`: each account's live views told; the webhook
+    events put in the outbox."""
+    for phone, reported in done:
+        routing.notify_reported(db, phone, reported)
+    return sum(reported.events for _, reported in done)
 
 
 async def _report(db: Database, link: LinkRecord, reports: list[OwnedReport]) -> int:

@@ -140,12 +140,25 @@ async def new_states_unit(
     """One entry per state in `fresh` (state -> when, as a phone reported it; states the
     message has no history entry for yet), in the order they happened; `error` goes on a
     Failed entry. For units of work of `Database.write_unit`."""
+    await _INSERT.many(conn, new_state_rows(user_id, message_id, fresh, device_id, error))
+
+
+def new_state_rows(
+    user_id: int, message_id: str, fresh: dict[str, datetime], device_id: str, error: str | None
+) -> list[dict[str, Any]]:
+    """`new_states_unit`'s rows, for `add_rows_unit` (several messages' in one statement)."""
     rows = []
     for at, _, state in sorted((at, ORDER.get(s, 0), s) for s, at in fresh.items()):
         failed = error if state == "Failed" else None
         extra = {"reportedAt": format_timestamp(at)}
         rows.append(_state_row(user_id, message_id, state, device_id, failed, extra))
-    await _INSERT.many(conn, rows)
+    return rows
+
+
+async def add_rows_unit(conn: UnitConnection, rows: list[dict[str, Any]]) -> None:
+    """Entries made by `new_state_rows`, in their order."""
+    if rows:
+        await _INSERT.many(conn, rows)
 
 
 async def messages_failed(conn: AsyncConnection, keys: list[int], error: str) -> None:

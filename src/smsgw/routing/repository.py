@@ -491,3 +491,86 @@ async def add_history(conn: UnitConnection, key: int, entries: dict[str, datetim
             "INSERT INTO message_states (message_id, state, at) VALUES (?, ?, ?)",
             [(key, state, _at(conn, at)) for state, at in entries.items()],
         )
+
+
+# The same reads and writes for a batch of reports (routing/service.py `_apply_many`).
+
+IN_LIST = 500
+
+
+def _chunks(values: list[Any]) -> list[list[Any]]:
+    return [values[i : i + IN_LIST] for i in range(0, len(values), IN_LIST)]
+
+
+async def reported_messages(
+    conn: UnitConnection, phone: Phone, ext_ids: list[str]
+) -> dict[str, tuple[int, str]]:
+    """`reported_message` of each of `ext_ids`: ext_id -> (key, state), those this phone
+    holds; their rows stay locked to this transaction."""
+    found: dict[str, tuple[int, str]] = {}
+    for chunk in _chunks(ext_ids):
+        # The sender is checked here rather than in the WHERE: with it there, SQLite may
+        # pick the (user_id, device_id, created_at) index and read all the sender's messages.
+        query = (
+            "SELECT ext_id, id, state, device_id FROM messages"  # noqa: S608
+            f" WHERE user_id = ? AND ext_id IN ({marks(len(chunk))}){row_lock(conn)}"
+        )
+        for ext_id, key, state, device_id in await conn.execute(query, (phone.user_id, *chunk)):
+            if device_id == phone.device_id:
+                found[ext_id] = (key, state)
+    return found
+
+
+async def recipients_of_many(
+    conn: UnitConnection, keys: list[int]
+) -> dict[int, list[StoredRecipient]]:
+    """`recipients_of` of each message key."""
+    found: dict[int, list[StoredRecipient]] = {key: [] for key in keys}
+    for chunk in _chunks(keys):
+        query = (
+            "SELECT message_id, id, phone_number, state, error FROM recipients"  # noqa: S608
+            f" WHERE message_id IN ({marks(len(chunk))}) ORDER BY message_id, position"
+        )
+        for key, *row in await conn.execute(query, chunk):
+            found[key].append(StoredRecipient(*row))
+    return found
+
+
+async def history_states_many(conn: UnitConnection, keys: list[int]) -> dict[int, set[str]]:
+    """`history_states` of each message key."""
+    found: dict[int, set[str]] = {key: set() for key in keys}
+    for chunk in _chunks(keys):
+        query = (
+            "SELECT message_id, state FROM message_states"  # noqa: S608
+            f" WHERE message_id IN ({marks(len(chunk))})"
+        )
+        for key, state in await conn.execute(query, chunk):
+            found[key].add(state)
+    return found
+
+
+async def set_recipients(conn: UnitConnection, rows: list[tuple[str, str | None, int]]) -> None:
+    """(state, error, recipient id) each."""
+    if rows:
+        await conn.executemany("UPDATE recipients SET state = ?, error = ? WHERE id = ?", rows)
+
+
+async def set_message_states(
+    conn: UnitConnection, rows: list[tuple[int, str]], now: datetime
+) -> None:
+    """(key, state) each, updated at `now`."""
+    if rows:
+        stamp = _at(conn, now)
+        await conn.executemany(
+            "UPDATE messages SET state = ?, updated_at = ? WHERE id = ?",
+            [(state, stamp, key) for key, state in rows],
+        )
+
+
+async def add_histories(conn: UnitConnection, rows: list[tuple[int, str, datetime]]) -> None:
+    """(key, state, when) each, none recorded yet."""
+    if rows:
+        await conn.executemany(
+            "INSERT INTO message_states (message_id, state, at) VALUES (?, ?, ?)",
+            [(key, state, _at(conn, at)) for key, state, at in rows],
+        )

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from smsgw.db.engine import Database, UnitConnection
 from smsgw.domain import clock
@@ -321,6 +322,108 @@ async def _apply(
     return Reported(held=True, freed=freed, events=recorded, settled=settled)
 
 
+@dataclass
+class _Writes:
+    """The rows a batch of snapshots changes, written together at the end of its unit."""
+
+    recipients: list[tuple[str, str | None, int]]
+    messages: list[tuple[int, str]]
+    history: list[tuple[int, str, datetime]]
+    logs: list[dict[str, Any]]
+
+
+async def _apply_many(
+    conn: UnitConnection,
+    phone: Phone,
+    reports: list[StateReport],
+    now: datetime,
+    events: bool,
+    wait: outbox.PostWait,
+) -> list[Reported]:
+    """`_apply` of each snapshot, in one unit, with the reads of all of them made together
+    (one statement each: their messages, recipients and history) and their writes too (one
+    statement per table), so a batch (a link's answers and receipts of a moment) costs a few
+    statements rather than a few per message. The same rules and results as `_apply` one
+    after the other; two snapshots of one message in a batch are applied that way."""
+    if len(reports) < 2 or len({item.ext_id for item in reports}) < len(reports):
+        return [await _apply(conn, phone, item, now, events, wait) for item in reports]
+    found = await repository.reported_messages(conn, phone, [item.ext_id for item in reports])
+    keys = [key for key, _ in found.values()]
+    recipients = await repository.recipients_of_many(conn, keys)
+    histories = await repository.history_states_many(conn, keys)
+    writes, matching = _Writes([], [], [], []), outbox.Matching()
+    done = []
+    for item in reports:
+        if item.ext_id not in found:
+            await repository.acknowledge_release(conn, phone, item.ext_id)
+            done.append(Reported(held=False, freed=0, events=0))
+            continue
+        key, current = found[item.ext_id]
+        stored = {r.phone_number: r for r in recipients[key]}
+        message = (key, current, stored, histories[key])
+        how = (events, wait, matching)
+        done.append(await _apply_one(conn, phone, item, now, message, how, writes))
+    await repository.set_recipients(conn, writes.recipients)
+    await repository.set_message_states(conn, writes.messages, now)
+    await logs.add_rows_unit(conn, writes.logs)
+    await repository.add_histories(conn, writes.history)
+    return done
+
+
+async def _apply_one(
+    conn: UnitConnection,
+    phone: Phone,
+    report: StateReport,
+    now: datetime,
+    message: tuple[int, str, dict[str, repository.StoredRecipient], set[str]],
+    how: tuple[bool, outbox.PostWait, outbox.Matching],
+    writes: _Writes,
+) -> Reported:
+    """`_apply` of one snapshot of `_apply_many`: its message (key, state, recipients,
+    history states) read already, its row changes added to `writes` (webhook events are
+    recorded at once, as `_apply` records them)."""
+    key, current, stored, known = message
+    events, wait, matching = how
+    recorded = 0
+    for item in report.recipients:
+        recipient = _match(stored, item.phone_number)
+        if recipient is None:
+            continue
+        state = advance(ProcessingState(recipient.state), item.state)
+        error = (
+            item.error[:256] if item.error and state == ProcessingState.FAILED else recipient.error
+        )
+        if state != recipient.state or error != recipient.error:
+            writes.recipients.append((state.value, error, recipient.id))
+            if events and state != recipient.state:
+                at = report.states.get(state, now)
+                recorded += await outbox.record_state_unit(
+                    conn, phone.user_id, phone.device_id, report.ext_id,
+                    recipient.phone_number, state.value, error, at, wait, matching,
+                )  # fmt: skip
+            stored[recipient.phone_number] = repository.StoredRecipient(
+                recipient.id, recipient.phone_number, state.value, error
+            )
+    derived = derive([ProcessingState(r.state) for r in stored.values()])
+    state = advance(ProcessingState(current), derived)
+    if state != current:
+        writes.messages.append((key, state.value))
+    entries = {s.value: at for s, at in report.states.items() if s != ProcessingState.PENDING}
+    entries.setdefault(state.value, now)
+    fresh = {s: at for s, at in entries.items() if s not in known}
+    if fresh:
+        error = next((r.error for r in stored.values() if r.error), None)
+        writes.logs += logs.new_state_rows(
+            phone.user_id, report.ext_id, fresh, phone.device_id, error
+        )
+        writes.history += [(key, s, at) for s, at in fresh.items()]
+    freed = int(current in repository.ACTIVE and state not in repository.ACTIVE)
+    settled = state in FINAL_STATES and all(
+        ProcessingState(r.state) in FINAL_STATES for r in stored.values()
+    )
+    return Reported(held=True, freed=freed, events=recorded, settled=settled)
+
+
 async def report(
     db: Database,
     phone: Phone,
@@ -345,7 +448,7 @@ async def report(
     now = clock.now()
 
     async def work(conn: UnitConnection) -> list[Reported]:
-        return [await _apply(conn, phone, item, now, events, wait) for item in reports]
+        return await _apply_many(conn, phone, reports, now, events, wait)
 
     if settled is None:
         done = await db.write_unit(work)
@@ -358,12 +461,32 @@ async def report(
                     settled.add(phone.device_id, item)
         finally:
             settled.land(flying)
-    reported = Reported(
-        any(d.held for d in done), sum(d.freed for d in done), sum(d.events for d in done)
-    )
+    reported = _total(done)
     if reported.held:
         notify(db, phone.user_id)  # the dashboard's live views of this user
     return reported
+
+
+def _total(done: list[Reported]) -> Reported:
+    return Reported(
+        any(d.held for d in done), sum(d.freed for d in done), sum(d.events for d in done)
+    )
+
+
+async def report_unit(
+    conn: UnitConnection, phone: Phone, reports: list[StateReport], now: datetime
+) -> Reported:
+    """`report`'s work (webhook events written) inside a caller's own unit of work, so that
+    the reports commit with what the caller changed (a link's claim, its answers and
+    receipts): one transaction rather than two. The caller tells the owner's live views
+    once it has committed (`notify_reported`)."""
+    return _total(await _apply_many(conn, phone, reports, now, True, outbox.NO_WAIT))
+
+
+def notify_reported(db: Database, phone: Phone, reported: Reported) -> None:
+    """After the commit of a `report_unit`: the dashboard's live views of the owner."""
+    if reported.held:
+        notify(db, phone.user_id)
 
 
 async def has_work_for(db: Database, phone: Phone, limits: Limits | None = None) -> bool:

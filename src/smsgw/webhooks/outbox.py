@@ -84,6 +84,22 @@ async def record(
     return True
 
 
+class Matching:
+    """The webhooks matching each (owner, phone, event), looked up once for a unit of work
+    that records many events (a batch of state reports): valid within that unit only."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[int, str | None, str], list[int]] = {}
+
+    async def of(
+        self, conn: UnitConnection, user_id: int, device_id: str | None, event: str
+    ) -> list[int]:
+        key = (user_id, device_id, event)
+        if key not in self._found:
+            self._found[key] = await repository.matching_unit(conn, user_id, device_id, event)
+        return self._found[key]
+
+
 async def record_unit(
     conn: UnitConnection,
     user_id: int,
@@ -92,10 +108,15 @@ async def record_unit(
     dedupe_key: str,
     payload: dict[str, Any],
     due_at: datetime | None = None,
+    matching: Matching | None = None,
 ) -> bool:
-    """`record` in a unit of work of `Database.write_unit` (a plain DB-API connection)."""
+    """`record` in a unit of work of `Database.write_unit` (a plain DB-API connection);
+    `matching`: the unit's lookups of matching webhooks, kept for its next events."""
     dedupe_key = dedupe_key[:512]
-    targets = await repository.matching_unit(conn, user_id, device_id, event)
+    if matching is None:
+        targets = await repository.matching_unit(conn, user_id, device_id, event)
+    else:
+        targets = await matching.of(conn, user_id, device_id, event)
     if not targets or await repository.event_exists_unit(conn, user_id, dedupe_key):
         return False
     row = _event_row(user_id, device_id, event, dedupe_key, payload)
@@ -178,11 +199,16 @@ async def record_state_unit(
     error: str | None,
     at: datetime,
     wait: PostWait = NO_WAIT,
+    matching: Matching | None = None,
 ) -> int:
     """`record_state` in a unit of work of `Database.write_unit`; how many it stored."""
+    if matching is not None:  # no payload to build for events no webhook takes (most often)
+        wanted = STATE_EVENTS.get(state, ())
+        if not any([await matching.of(conn, user_id, device_id, event) for event in wanted]):
+            return 0
     stored = 0
     for event, key, payload, due in _state_events(message_id, phone_number, state, error, at, wait):
-        stored += await record_unit(conn, user_id, device_id, event, key, payload, due)
+        stored += await record_unit(conn, user_id, device_id, event, key, payload, due, matching)
     return stored
 
 

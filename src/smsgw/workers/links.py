@@ -32,20 +32,29 @@ log = logging.getLogger("smsgw.links")
 LEASE_SECONDS = 30.0
 #: The pause between two rounds.
 POLL_SECONDS = 1.0
+#: How often an idle link looks for work in `smsgw links run`'s process, which hears of no
+#: message queued elsewhere (the server processes' pokes do not reach it).
+ALONE_POLL_SECONDS = 0.1
 #: How long a stopping runner may take to drain and unbind before it is cancelled.
 STOP_SECONDS = 15.0
 
 
 class LinkSupervisor:
     def __init__(
-        self, settings: Settings, db: Database, presence: Presence, signals: Signals
+        self,
+        settings: Settings,
+        db: Database,
+        presence: Presence,
+        signals: Signals,
+        idle_poll: float = POLL_SECONDS,
     ) -> None:
+        """`idle_poll`: how often an idle link looks for work without a poke."""
         self.db, self.presence, self.signals = db, presence, signals
         self.name = ids.random_token(16)
         words = OptOutWords(optouts.keywords(settings.opt_out_words), settings.default_region)
         self.options = LinkOptions(
             settings.link_connect_timeout_seconds, settings.link_reconnect_max_seconds,
-            settings.claim_cap, POLL_SECONDS, words,
+            settings.claim_cap, idle_poll, words,
             timedelta(seconds=settings.online_window_seconds),
         )  # fmt: skip
         self.runners: dict[str, tuple[LinkRunner, asyncio.Task[None], int]] = {}
@@ -109,3 +118,60 @@ class LinkSupervisor:
             await links.release(self.db, self.name)
         except Exception:
             log.exception("could not give up the links' leases")
+
+
+async def run_alone(settings: Settings, stop: asyncio.Event) -> None:
+    """`smsgw links run`: the carrier links in a process of their own, which serves no HTTP,
+    until `stop` is set (then each link unbinds and the leases are given up).
+
+    It takes the links' leases as any server process does (`links.lease`: exactly one
+    process drives each link), so the server processes that take the API's traffic run
+    with SMSGW_LINKS=false. Beside the links it runs what their work needs in this process:
+    webhook delivery, poked when a link's report puts events in the outbox (any process
+    may deliver: each takes its rows), and the links' last-seen marks written to the
+    database every SMSGW_PRESENCE_FLUSH_SECONDS (another process's stale-claim release
+    reads them; a link at work is online)."""
+    from smsgw.db.engine import database_for
+    from smsgw.events import signals as signal_names
+    from smsgw.workers.webhooks import WebhookWorker
+
+    db = database_for(settings)
+    presence, signals = Presence(), Signals()
+    webhooks = WebhookWorker(settings, db)
+    signals.subscribe(signal_names.OUTBOX_FILLED, webhooks.poke)
+    supervisor = LinkSupervisor(settings, db, presence, signals, ALONE_POLL_SECONDS)
+
+    async def keep_presence() -> None:
+        while True:
+            await asyncio.sleep(settings.presence_flush_seconds)
+            try:
+                await _save_presence(db, presence)
+            except Exception:
+                log.exception("could not save the links' last-seen marks; retrying")
+
+    tasks = [
+        asyncio.create_task(supervisor.run(), name="smsgw-links"),
+        asyncio.create_task(webhooks.run(), name="smsgw-webhooks"),
+        asyncio.create_task(keep_presence(), name="smsgw-links-presence"),
+    ]
+    try:
+        await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await supervisor.stop()
+        with contextlib.suppress(Exception):
+            await _save_presence(db, presence)
+        await db.dispose()
+
+
+async def _save_presence(db: Database, presence: Presence) -> None:
+    from smsgw.devices import service as devices
+
+    unsaved = presence.take_unsaved()
+    try:
+        await devices.save_presence(db, unsaved)
+    except Exception:
+        presence.restore(unsaved)
+        raise

@@ -1,0 +1,111 @@
+"""`smsgw links run` (workers/links.py `run_alone`, docs/links.md "A process for the
+links"): the carrier links in a process of their own beside a real server that runs none
+(SMSGW_LINKS=false), against the npm `smpp` simulator. The process takes the link's lease,
+binds, sends what the API queued, each part once, with its states and webhooks as the
+server would; on SIGTERM it unbinds and gives the lease up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, Account, LiveServer, database_rows, running
+from tests.fakes.receiver import Receiver
+from tests.fakes.smsc import Smsc, wait_until
+from tests.test_cli import environment
+from tests.test_links import NUMBER, add_link, bound, hook, reaches, send
+from tests.webhook_support import hub_settings
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server that runs no links (its webhooks retry fast)."""
+    settings = hub_settings(tmp_path / "data", links=False, link_connect_timeout_seconds=2)
+    with running(settings) as server:
+        yield server
+
+
+@pytest.fixture
+def alice(live: LiveServer) -> Account:
+    return live.create_user("alice")
+
+
+@pytest.fixture
+def api(live: LiveServer, alice: Account) -> Iterator[httpx.Client]:
+    with live.client(alice) as client:
+        yield client
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    started = Receiver().start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def links(live: LiveServer, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m smsgw links run` on the server's database, with its webhook settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSGW_")}
+    env |= environment(live.settings.data_dir) | {
+        "SMSGW_WEBHOOKS_ALLOW_PRIVATE_URLS": "true",
+        "SMSGW_WEBHOOKS_POLL_SECONDS": "0.05",
+        "SMSGW_LINK_CONNECT_TIMEOUT_SECONDS": "2",
+    }
+    with (tmp_path / "links.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "smsgw", "links", "run"],
+            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def drivers(server: LiveServer, link_id: str) -> list[object]:
+    rows = database_rows(server.settings, "SELECT driver FROM links WHERE device_id = ?", [link_id])
+    return [driver for (driver,) in rows]
+
+
+def test_a_links_process_sends_what_the_api_queued_and_unbinds_on_sigterm(
+    live: LiveServer,
+    alice: Account,
+    api: httpx.Client,
+    smsc: Smsc,
+    receiver: Receiver,
+    links: subprocess.Popen[bytes],
+) -> None:
+    hook(api, receiver, "sms:sent", "sms:delivered")
+    link_id = add_link(live, smsc, alice.login)
+    bound(live, link_id)
+    assert drivers(live, link_id) != [None]  # leased, and by the links' process alone
+    assert smsc.binds()["bound"] == 1
+
+    sent = [send(api, f"through the links' process {n}") for n in range(3)]
+    for message_id in sent:
+        done = reaches(api, message_id, "Delivered")
+        assert done["deviceId"] == link_id
+    assert sorted(s["text"] for s in smsc.submits()) == sorted(
+        f"through the links' process {n}" for n in range(3)
+    )
+    wait_until(lambda: len(receiver.delivered()) == 6, what="a sent and a delivered each")
+    events = sorted(
+        (r.json()["event"], r.json()["payload"]["messageId"]) for r in receiver.delivered()
+    )
+    assert events == sorted((e, m) for m in sent for e in ("sms:sent", "sms:delivered"))
+    assert all(r.json()["payload"]["phoneNumber"] == NUMBER for r in receiver.delivered())
+
+    links.send_signal(signal.SIGTERM)
+    assert links.wait(timeout=30) == 0
+    assert smsc.binds()["unbinds"] == 1
+    assert drivers(live, link_id) == [None]  # the lease given up: another may take it
