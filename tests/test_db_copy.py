@@ -35,7 +35,7 @@ from smsgw.virtualphones import service as virtual
 from tests.conftest import Account, LiveServer, free_port, make_settings, running
 from tests.fakes.phone import Credentials, SimulatedPhone
 from tests.fakes.receiver import Receiver
-from tests.fakes.smsc import Smsc
+from tests.fakes.smsc import Smsc, wait_until
 from tests.pgcluster import Cluster
 from tests.test_links import add_link, bound, reaches, send
 from tests.test_mobile_api import APP, basic
@@ -106,7 +106,8 @@ THROUGH_THE_LINK = 1
 
 def _send_through_a_link(server: LiveServer, owner: Account) -> None:
     """An SMPP link (of an account of its own) sends a message by its account's routing
-    rule: links, link_parts and routing_rules."""
+    rule: links, link_parts and routing_rules; and receives the first part of a long SMS
+    whose second part has not come (link_mo_parts, with its bytes)."""
     smsc = Smsc().start()
     try:
         link_id = add_link(server, smsc, owner.login)
@@ -115,6 +116,10 @@ def _send_through_a_link(server: LiveServer, owner: Account) -> None:
             rule = {"mode": "prefix", "prefixes": ["+1", "+44"], "failoverAfter": 60}
             assert client.put("/links/routing", json=rule).status_code == 200
             reaches(client, send(client, "through the carrier"), "Delivered")
+            first_half = "050003070201" + b"\x00\xff half".hex()  # part 1 of 2, raw bytes
+            assert smsc.mo("4915112345601", hex=first_half, esm="64") == 1
+            assert smsc.mo("4915112345601", "a whole one after it") == 1
+            wait_until(lambda: len(client.get("/inbox").json()) == 1, what="the whole one")
     finally:
         smsc.stop()
 
