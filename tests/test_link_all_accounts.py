@@ -188,3 +188,20 @@ def test_the_holders_dashboard_marks_the_link_for_all_accounts(
     finally:
         dashboard.close()
     assert "SMPP all accounts" in row
+
+
+def test_the_holder_is_not_deleted_while_it_holds_the_link(
+    server: LiveServer, alice: Account, api: httpx.Client, ops: Account, smsc: Smsc
+) -> None:
+    """Its account's deletion would take the link, and with it the hold on other accounts'
+    messages: refused, naming the link; once the link is deleted, the account goes."""
+    link_id = shared_link(server, smsc, ops)
+    refused = cli(server, "users", "delete", "ops", "--yes", code=1)
+    assert f"ops holds the link for all accounts {link_id}" in refused
+    assert f"smsgw links delete {link_id}" in refused
+    assert listed(server, link_id)["state"] == "bound"
+    with server.client(ops) as ops_api:
+        assert ops_api.get("/links").status_code == 200  # still signed in, still there
+
+    cli(server, "links", "delete", link_id, "--yes")
+    assert "deleted ops" in cli(server, "users", "delete", "ops", "--yes")

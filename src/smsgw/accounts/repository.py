@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.accounts.models import User
@@ -57,6 +57,18 @@ async def set_password(
 async def remove(conn: AsyncConnection, login: str) -> bool:
     result = await conn.execute(delete(users).where(users.c.login == login))
     return result.rowcount > 0
+
+
+#: The links for all accounts an account holds (links/models.py; plain SQL: accounts do not
+#: import links).
+_LINKS_FOR_ALL = text(
+    "SELECT l.device_id FROM links l JOIN devices d ON d.id = l.device_id"
+    " JOIN users u ON u.id = d.user_id WHERE u.login = :login AND l.all_accounts"
+)
+
+
+async def links_for_all(conn: AsyncConnection, login: str) -> list[str]:
+    return [row[0] for row in await conn.execute(_LINKS_FOR_ALL, {"login": login})]
 
 
 async def login_by_id(conn: AsyncConnection, user_id: int) -> str | None:

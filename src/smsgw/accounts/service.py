@@ -15,7 +15,7 @@ from smsgw.accounts.repository import UserRow
 from smsgw.db.base import SystemValue, table_of
 from smsgw.db.engine import Database
 from smsgw.domain import clock, ids
-from smsgw.domain.errors import Unauthorized
+from smsgw.domain.errors import Conflict, Unauthorized
 from smsgw.tokens import service as tokens
 
 LOGIN_PATTERN = re.compile(r"^[A-Za-z0-9._@+-]{1,64}$")
@@ -83,8 +83,17 @@ async def change_password(
 
 
 async def delete_user(db: Database, login: str) -> None:
-    """Delete an account with its devices, messages and tokens (refused at once everywhere)."""
+    """Delete an account with its devices, messages and tokens (refused at once everywhere).
+    Conflict while it holds a link for all accounts: the link holds other accounts'
+    messages, which deleting it (`smsgw links delete`) gives back to their queues."""
     async with db.write() as conn:
+        held = await repository.links_for_all(conn, login)
+        if held:
+            raise Conflict(
+                f"{login} holds the link for all accounts {held[0]}: delete the link first "
+                f"(smsgw links delete {held[0]}), which gives its other accounts' messages "
+                "back to their queues"
+            )
         if not await repository.remove(conn, login):
             raise UnknownLogin(login)
         await tokens.user_deleted(conn)

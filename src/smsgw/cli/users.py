@@ -81,8 +81,8 @@ def delete(
 
     async def remove(db: Database) -> None:
         user_id = await accounts.user_id_of(db, login)
+        await accounts.delete_user(db, login)  # refused while it holds a link for all
         await sessions.end_all(db, user_id)
-        await accounts.delete_user(db, login)
 
     run(remove)
     say(f"deleted {login}")
