@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Account, LiveServer, database_rows, running
+from smsgw.config import Settings
+from tests.conftest import ROOT, Account, LiveServer, database_rows
 from tests.fakes.receiver import Receiver
 from tests.fakes.smsc import Smsc, wait_until
 from tests.test_cli import environment
@@ -25,36 +26,17 @@ from tests.webhook_support import hub_settings
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveServer]:
-    """A server that runs no links (its webhooks retry fast)."""
-    settings = hub_settings(tmp_path / "data", links=False, link_connect_timeout_seconds=2)
-    with running(settings) as server:
-        yield server
+def settings(tmp_path: Path) -> Settings:
+    """A server that runs no links (its webhooks retry fast): conftest's `server`, `alice`
+    and `api` take these settings."""
+    return hub_settings(tmp_path / "data", links=False, link_connect_timeout_seconds=2)
 
 
 @pytest.fixture
-def alice(live: LiveServer) -> Account:
-    return live.create_user("alice")
-
-
-@pytest.fixture
-def api(live: LiveServer, alice: Account) -> Iterator[httpx.Client]:
-    with live.client(alice) as client:
-        yield client
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver().start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
-def links(live: LiveServer, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def links(server: LiveServer, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`python -m smsgw links run` on the server's database, with its webhook settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSGW_")}
-    env |= environment(live.settings.data_dir) | {
+    env |= environment(server.settings.data_dir) | {
         "SMSGW_WEBHOOKS_ALLOW_PRIVATE_URLS": "true",
         "SMSGW_WEBHOOKS_POLL_SECONDS": "0.05",
         "SMSGW_LINK_CONNECT_TIMEOUT_SECONDS": "2",
@@ -78,7 +60,7 @@ def drivers(server: LiveServer, link_id: str) -> list[object]:
 
 
 def test_a_links_process_sends_what_the_api_queued_and_unbinds_on_sigterm(
-    live: LiveServer,
+    server: LiveServer,
     alice: Account,
     api: httpx.Client,
     smsc: Smsc,
@@ -86,9 +68,9 @@ def test_a_links_process_sends_what_the_api_queued_and_unbinds_on_sigterm(
     links: subprocess.Popen[bytes],
 ) -> None:
     hook(api, receiver, "sms:sent", "sms:delivered")
-    link_id = add_link(live, smsc, alice.login)
-    bound(live, link_id)
-    assert drivers(live, link_id) != [None]  # leased, and by the links' process alone
+    link_id = add_link(server, smsc, alice.login)
+    bound(server, link_id)
+    assert drivers(server, link_id) != [None]  # leased, and by the links' process alone
     assert smsc.binds()["bound"] == 1
 
     sent = [send(api, f"through the links' process {n}") for n in range(3)]
@@ -108,4 +90,4 @@ def test_a_links_process_sends_what_the_api_queued_and_unbinds_on_sigterm(
     links.send_signal(signal.SIGTERM)
     assert links.wait(timeout=30) == 0
     assert smsc.binds()["unbinds"] == 1
-    assert drivers(live, link_id) == [None]  # the lease given up: another may take it
+    assert drivers(server, link_id) == [None]  # the lease given up: another may take it

@@ -260,6 +260,46 @@ def _match(
     return found
 
 
+def _step(
+    recipient: repository.StoredRecipient, item: RecipientReport
+) -> tuple[ProcessingState, str | None]:
+    """A recipient's state and error once a report on it is applied: states only move
+    forward; a failure's error (at most 256 characters) replaces the one stored."""
+    state = advance(ProcessingState(recipient.state), item.state)
+    error = item.error[:256] if item.error and state == ProcessingState.FAILED else recipient.error
+    return state, error
+
+
+def _message_state(
+    current: str,
+    stored: dict[str, repository.StoredRecipient],
+    report: StateReport,
+    now: datetime,
+) -> tuple[ProcessingState, dict[str, datetime]]:
+    """The message's state from its recipients' (never backwards), and the history entries
+    the snapshot brings (its own times, the new state's `now` unless given)."""
+    derived = derive([ProcessingState(r.state) for r in stored.values()])
+    state = advance(ProcessingState(current), derived)
+    entries = {s.value: at for s, at in report.states.items() if s != ProcessingState.PENDING}
+    entries.setdefault(state.value, now)
+    return state, entries
+
+
+def _reported(
+    current: str,
+    state: ProcessingState,
+    stored: dict[str, repository.StoredRecipient],
+    events: int,
+) -> Reported:
+    """What applying a snapshot did. Room under the phone's cap: a message it held (Pending,
+    or Cancelling: a cancel it has not confirmed) that has now left those states."""
+    freed = int(current in repository.ACTIVE and state not in repository.ACTIVE)
+    settled = state in FINAL_STATES and all(
+        ProcessingState(r.state) in FINAL_STATES for r in stored.values()
+    )
+    return Reported(held=True, freed=freed, events=events, settled=settled)
+
+
 async def _apply(
     conn: UnitConnection,
     phone: Phone,
@@ -284,10 +324,7 @@ async def _apply(
         recipient = _match(stored, item.phone_number)
         if recipient is None:
             continue
-        state = advance(ProcessingState(recipient.state), item.state)
-        error = (
-            item.error[:256] if item.error and state == ProcessingState.FAILED else recipient.error
-        )
+        state, error = _step(recipient, item)
         if state != recipient.state or error != recipient.error:
             await repository.set_recipient(conn, recipient.id, state.value, error)
             if events and state != recipient.state:  # webhooks: same transaction as the state
@@ -299,12 +336,9 @@ async def _apply(
             stored[recipient.phone_number] = repository.StoredRecipient(
                 recipient.id, recipient.phone_number, state.value, error
             )
-    derived = derive([ProcessingState(r.state) for r in stored.values()])
-    state = advance(ProcessingState(current), derived)
+    state, entries = _message_state(current, stored, report, now)
     if state != current:
         await repository.set_message_state(conn, key, state.value, now)
-    entries = {s.value: at for s, at in report.states.items() if s != ProcessingState.PENDING}
-    entries.setdefault(state.value, now)
     known = await repository.history_states(conn, key)
     fresh = {s: at for s, at in entries.items() if s not in known}
     if fresh:  # the first timestamp per state wins
@@ -313,13 +347,7 @@ async def _apply(
             conn, phone.user_id, report.ext_id, fresh, phone.device_id, error
         )
         await repository.add_history(conn, key, fresh)
-    # Room under the phone's cap: a message it held (Pending, or Cancelling: a cancel it has
-    # not confirmed) that has now left those states.
-    freed = int(current in repository.ACTIVE and state not in repository.ACTIVE)
-    settled = state in FINAL_STATES and all(
-        ProcessingState(r.state) in FINAL_STATES for r in stored.values()
-    )
-    return Reported(held=True, freed=freed, events=recorded, settled=settled)
+    return _reported(current, state, stored, recorded)
 
 
 @dataclass
@@ -389,10 +417,7 @@ async def _apply_one(
         recipient = _match(stored, item.phone_number)
         if recipient is None:
             continue
-        state = advance(ProcessingState(recipient.state), item.state)
-        error = (
-            item.error[:256] if item.error and state == ProcessingState.FAILED else recipient.error
-        )
+        state, error = _step(recipient, item)
         if state != recipient.state or error != recipient.error:
             writes.recipients.append((state.value, error, recipient.id))
             if events and state != recipient.state:
@@ -404,12 +429,9 @@ async def _apply_one(
             stored[recipient.phone_number] = repository.StoredRecipient(
                 recipient.id, recipient.phone_number, state.value, error
             )
-    derived = derive([ProcessingState(r.state) for r in stored.values()])
-    state = advance(ProcessingState(current), derived)
+    state, entries = _message_state(current, stored, report, now)
     if state != current:
         writes.messages.append((key, state.value))
-    entries = {s.value: at for s, at in report.states.items() if s != ProcessingState.PENDING}
-    entries.setdefault(state.value, now)
     fresh = {s: at for s, at in entries.items() if s not in known}
     if fresh:
         error = next((r.error for r in stored.values() if r.error), None)
@@ -417,11 +439,7 @@ async def _apply_one(
             phone.user_id, report.ext_id, fresh, phone.device_id, error
         )
         writes.history += [(key, s, at) for s, at in fresh.items()]
-    freed = int(current in repository.ACTIVE and state not in repository.ACTIVE)
-    settled = state in FINAL_STATES and all(
-        ProcessingState(r.state) in FINAL_STATES for r in stored.values()
-    )
-    return Reported(held=True, freed=freed, events=recorded, settled=settled)
+    return _reported(current, state, stored, recorded)
 
 
 async def report(
