@@ -8,8 +8,8 @@ Queue depth has three figures (docs/links.md, "Watching a link"):
   (`scheduleAt` passed) and unexpired; counted up to `COUNT_CAP`. Phones of the account may
   take them first.
 - `planned`: SMS parts the link has taken (planned) and not yet submitted.
-- `in_flight`: parts submitted whose answer (`submit_sm_resp`) is not recorded yet; at most
-  about the link's window.
+- `in_flight`: parts submitted (or their intent recorded, ahead of the window) whose answer
+  (`submit_sm_resp`) is not recorded yet; at most about twice the link's window.
 """
 
 from __future__ import annotations

@@ -137,10 +137,20 @@ class LinkRunner:
         self.window = asyncio.Semaphore(link.window)
         self.bucket = TokenBucket(link.throughput)
         self.slowdown = Slowdown()
+        #: Parts planned, their intent not recorded yet.
         self.backlog: deque[PartJob] = deque()
-        #: Parts in the backlog or awaiting their answer.
+        #: Parts whose intent is committed, waiting for a place in the window (at most
+        #: `ahead`, with those whose intent is committing: `intending`).
+        self.ready: deque[PartJob] = deque()
+        self.intending = 0
+        #: How many parts may be intended ahead of the window: the intent's commit then
+        #: overlaps the answers awaited, instead of holding a place in the window.
+        self.ahead = link.window
+        #: Parts in the backlog, ready, or awaiting their answer.
         self.queued: set[int] = set()
         self.flying: set[asyncio.Task[None]] = set()
+        #: submit_sm sent (or being sent) whose answer has not come.
+        self.awaiting = 0
         self.answers: list[service.Outcome] = []
         self.receipts: list[tuple[float, Receipt]] = []
         self.orphans: list[tuple[float, Receipt]] = []
@@ -148,6 +158,7 @@ class LinkRunner:
         #: A link for all accounts: the account its next claim starts from.
         self.next_account = 0
         self._poke = asyncio.Event()
+        self._readied = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._stopping = asyncio.Event()
         low = 2 * link.window
@@ -163,9 +174,9 @@ class LinkRunner:
 
     async def stop(self) -> None:
         """Stop sending, wait for the answers in flight, unbind (run() then returns)."""
-        if self.flying:  # parts at risk (docs/links.md): worth a line in the log
+        if self.awaiting:  # parts at risk (docs/links.md): worth a line in the log
             log.warning("link %s: stopping with %d submit_sm awaiting their answer; waiting up "
-                        "to %g s for them", self.link.device_id, len(self.flying),
+                        "to %g s for them", self.link.device_id, self.awaiting,
                         DRAIN_SECONDS)  # fmt: skip
         self._stopping.set()
         self._poke.set()
@@ -235,6 +246,7 @@ class LinkRunner:
             deadline = time.monotonic() + DRAIN_SECONDS
             while self.flying and (left := deadline - time.monotonic()) > 0:
                 await asyncio.wait(list(self.flying), timeout=left)
+            await self._unready()
             # Unbind what is still bound (when stopping; in mode tx_rx, the bind left when
             # the other ended): the reader takes what it still delivered, then sees the end.
             await session.close()
@@ -244,18 +256,88 @@ class LinkRunner:
     def _over(self, session: Session, reader: asyncio.Task[None]) -> bool:
         return session.dead or reader.done() or self._stopping.is_set()
 
+    def _waiting(self) -> int:
+        """Parts this runner holds that are not submitted yet."""
+        return len(self.backlog) + self.intending + len(self.ready)
+
     async def _send(self, session: Session, reader: asyncio.Task[None]) -> None:
         fresh = True
         while not self._over(session, reader):
-            if len(self.backlog) < self.low_water:
+            if self._waiting() < self.low_water:
                 await self._refill(claim_anyway=fresh)
                 fresh = False
-            if not self.backlog:  # (a poke during the refill is still set: look again at once)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._poke.wait(), self.options.poll)
+            await self.slowdown.wait()  # a busy carrier, or a failed intent: a pause first
+            self._prepare()
+            if not self.ready:
+                if not self._waiting():
+                    # (a poke during the refill is still set: look again at once)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._poke.wait(), self.options.poll)
+                    continue
+                await self._until_ready(session)
                 continue
-            await self.slowdown.wait()
             await self._submit_some(session)
+
+    def _prepare(self) -> None:
+        """Record the intent of the next parts of the backlog, up to `ahead` parts intended
+        and not submitted, in a task of its own (its commit overlaps the answers awaited)."""
+        room = self.ahead - self.intending - len(self.ready)
+        if room <= 0 or not self.backlog:
+            return
+        jobs = [self.backlog.popleft() for _ in range(min(room, len(self.backlog)))]
+        self.intending += len(jobs)
+        self._fly(self._intend(jobs))
+
+    async def _intend(self, jobs: list[PartJob]) -> None:
+        """The batch's intent committed, then ready to submit; if it could not be recorded,
+        the parts wait first in line again."""
+        try:
+            await service.intend(self.db, [job.id for job in jobs])
+        except BaseException as error:
+            self.backlog.extendleft(reversed(jobs))
+            if not isinstance(error, Exception):
+                raise
+            log.exception(
+                "link %s: recording submit_sm intents failed; retrying", self.link.device_id
+            )
+            self.slowdown.busy()  # a pause before the next try
+        else:
+            self.ready.extend(jobs)
+        finally:
+            self.intending -= len(jobs)
+            self._readied.set()
+
+    async def _until_ready(self, session: Session) -> None:
+        """Wait until an intent commits (or fails), or the session ends, or the link stops."""
+        self._readied.clear()
+        if self.ready or not self.intending:
+            return
+        waits = [
+            asyncio.ensure_future(self._readied.wait()),
+            asyncio.ensure_future(self._stopping.wait()),
+            asyncio.ensure_future(session.ended.wait()),
+        ]
+        try:
+            await asyncio.wait(
+                waits, timeout=self.options.poll, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    async def _unready(self) -> None:
+        """After a session: the parts intended and never submitted are planned again (their
+        intent taken back), so that a restart does not take them for sent."""
+        if not self.ready:
+            return
+        jobs = list(self.ready)
+        try:
+            await service.unintend(self.db, [job.id for job in jobs])
+        except Exception:  # kept ready: their intent stands, the next session submits them
+            log.exception("link %s: taking back unsent intents failed", self.link.device_id)
+            return
+        self.ready.clear()
+        self.backlog.extendleft(reversed(jobs))
 
     async def _refill(self, claim_anyway: bool) -> None:
         self._poke.clear()  # what is queued from now on pokes again
@@ -275,45 +357,22 @@ class LinkRunner:
         if not await self._slot(session):
             return
         slots = 1
-        while slots < len(self.backlog) and not self.window.locked():
+        while slots < len(self.ready) and not self.window.locked():
             await self.window.acquire()
             slots += 1
         taken = await self.bucket.take(slots)
         for _ in range(slots - taken):
             self.window.release()
-        jobs = [self.backlog.popleft() for _ in range(min(taken, len(self.backlog)))]
+        jobs = [self.ready.popleft() for _ in range(min(taken, len(self.ready)))]
         for _ in range(taken - len(jobs)):
             self.window.release()
-        if not jobs:
-            return
-        # The intent's commit goes on in a task of its own, so that the window's next free
-        # places make the next batch meanwhile (its intent joins the same or the next group
-        # commit: batches commit, and so are submitted, in order).
-        self._fly(self._launch(session, jobs))
+        for job in jobs:
+            self._fly(self._submit(session, job))
 
     def _fly(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self.flying.add(task)
         task.add_done_callback(self.flying.discard)
-
-    async def _launch(self, session: Session, jobs: list[PartJob]) -> None:
-        """Record the batch's intent (committed), then submit each of its parts; if the
-        intent could not be recorded, none went out: they wait first in line again."""
-        try:
-            await service.intend(self.db, [job.id for job in jobs])
-        except BaseException as error:
-            self.backlog.extendleft(reversed(jobs))
-            for _ in jobs:
-                self.window.release()
-            if not isinstance(error, Exception):
-                raise
-            log.exception(
-                "link %s: recording submit_sm intents failed; retrying", self.link.device_id
-            )
-            self.slowdown.busy()  # a pause before the next try
-            return
-        for job in jobs:
-            self._fly(self._submit(session, job))
 
     async def _slot(self, session: Session) -> bool:
         """Wait for a place in the window; False (and none taken) once the link is stopping
@@ -328,7 +387,7 @@ class LinkRunner:
         stopping = asyncio.ensure_future(self._stopping.wait())
         ended = asyncio.ensure_future(session.ended.wait())
         waits = [acquire, stopping, ended]
-        if len(self.backlog) < self.low_water:
+        if self._waiting() < self.low_water:
             waits.append(asyncio.ensure_future(self._poke.wait()))
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -367,7 +426,11 @@ class LinkRunner:
                 job.with_delivery_report,
                 validity,
             )
-            answer = await session.submit(part)
+            self.awaiting += 1
+            try:
+                answer = await session.submit(part)
+            finally:
+                self.awaiting -= 1
         finally:
             self.window.release()
         if answer.sent:
