@@ -38,3 +38,25 @@ def test_the_anchor_ratio_is_smsgw_over_jasmin_at_the_simulator() -> None:
     assert "over_jasmin" not in summary([ingest, link], None)
     unfinished = JasminPhase(100, 100, 1000.0, 20.0, 0.02)  # never reached the simulator
     assert "over_jasmin" not in summary([ingest, link], unfinished)
+
+
+def test_a_paced_run_meets_the_target_only_when_the_simulator_keeps_up_at_1000() -> None:
+    """With --rate, the target is met when the API accepted the offered rate (at least 1,000
+    a second) and the simulator saw the accepted rate during the load, each within KEEP_UP."""
+    from bench.smpp.__main__ import summary
+    from bench.smpp.load import Phase
+
+    ingest = Phase("ingest", 1, 100, 1000.0, 1.0, 2.0, server_cpu_ms_per_message=0.5)
+
+    def link(accepted: float, during: float) -> Phase:
+        return Phase("link", 1, 100, accepted, 1.0, 2.0, submits_during_load_per_s=during,
+                     submits_per_s=during, ratio=round(during / accepted, 3))  # fmt: skip
+
+    kept = summary([ingest, link(999.0, 980.0)], rate=1000.0)
+    assert kept["target_met"] is True and kept["rounds_keeping_up"] == 1
+    assert kept["offered_per_s"] == 1000.0
+    assert summary([ingest, link(999.0, 900.0)], rate=1000.0)["target_met"] is False  # backlog
+    assert summary([ingest, link(900.0, 900.0)], rate=1000.0)["target_met"] is False  # API
+    assert summary([ingest, link(800.0, 800.0)], rate=800.0)["target_met"] is False  # too slow
+    unpaced = summary([ingest, link(1500.0, 700.0)])
+    assert unpaced["target_met"] is False and "offered_per_s" not in unpaced  # 700/s overall

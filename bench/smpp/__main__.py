@@ -51,6 +51,10 @@ from bench.smpp.load import (
 
 TARGET_SUBMITS_PER_S = 1000.0
 TARGET_OVER_JASMIN = 5.0
+#: With --rate: the run keeps up when the API accepted at least this share of the offered
+#: rate and the simulator saw at least this share of the accepted rate during the load
+#: (what is left is the count's sampling, every 50 ms, at both ends).
+KEEP_UP = 0.97
 WARMUP_MESSAGES = 200
 
 
@@ -60,11 +64,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--messages", type=int, default=5000, help="per phase (5000)")
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds (3)")
-    parser.add_argument("--concurrency", type=int, default=16, help="API clients (16)")
+    parser.add_argument("--concurrency", type=int, help="API clients (16; 64 with --rate)")
     parser.add_argument("--window", type=int, default=10, help="the link's window (10)")
     parser.add_argument(
         "--throughput", type=int, default=100_000, help="the link's submit_sm/s limit (100000)"
     )
+    parser.add_argument(
+        "--rate", type=float, help="pace the POSTs at this many a second (an open loop, "
+        "--concurrency in flight at most; 64 unless given): does the simulator keep up with "
+        "the accepted rate? Without it, as fast as the clients go",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=1, help="SMSGW_WORKERS (1)")
     parser.add_argument(
         "--sqlite-synchronous", choices=["FULL", "NORMAL"], default="FULL",
@@ -91,6 +100,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.messages, args.rounds = 200, 1
+    if args.concurrency is None:
+        args.concurrency = 16 if args.rate is None else 64
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be above 0")
     if min(args.messages, args.rounds, args.concurrency, args.window, args.workers) < 1:
         parser.error("counts must be at least 1")
     return args
@@ -137,6 +150,7 @@ async def run(
         done = await run_phase(
             server, sim, name, name, number, messages, args.concurrency,
             within=max(60.0, messages / 50), profile=spy, links=links,
+            rate=None if number == 0 else args.rate,
         )  # fmt: skip
         if name == "link":
             texts.extend(f"link {number} {n}" for n in range(messages))
@@ -212,11 +226,14 @@ def print_anchor(anchor: JasminPhase) -> None:
     )
 
 
-def summary(phases: list[Phase], anchor: JasminPhase | None = None) -> dict[str, Any]:
-    """The median measured round (by submit_sm/s at the simulator) and its baseline."""
+def summary(
+    phases: list[Phase], anchor: JasminPhase | None = None, rate: float | None = None
+) -> dict[str, Any]:
+    """The median measured round (by submit_sm/s at the simulator: over the phase, or with
+    `rate` during the load) and its baseline."""
     links = sorted(
         (p for p in phases if p.name == "link" and p.round > 0),
-        key=lambda p: p.submits_per_s or 0.0,
+        key=lambda p: (p.submits_per_s if rate is None else p.submits_during_load_per_s) or 0.0,
     )
     if not links:
         return {}
@@ -236,9 +253,28 @@ def summary(phases: list[Phase], anchor: JasminPhase | None = None) -> dict[str,
         "ingest_server_cpu_ms_per_message": base,
         "cpu_over_ingest": None if cpu is None or not base else round(cpu / base, 2),
         "target_submits_per_s": TARGET_SUBMITS_PER_S,
-        "target_met": (link.submits_per_s or 0.0) >= TARGET_SUBMITS_PER_S,
+        "target_met": (link.submits_per_s or 0.0) >= TARGET_SUBMITS_PER_S
+        if rate is None
+        else rate >= TARGET_SUBMITS_PER_S and keeps_up(link, rate),
         "spread_submits_per_s": [p.submits_per_s for p in links],
+        **paced(links, rate),
         **over_jasmin(link, anchor),
+    }
+
+
+def keeps_up(link: Phase, rate: float) -> bool:
+    """The API accepted the offered rate, and the simulator saw the accepted rate (KEEP_UP)."""
+    return link.accepted_per_s >= KEEP_UP * rate and (link.ratio or 0.0) >= KEEP_UP
+
+
+def paced(links: list[Phase], rate: float | None) -> dict[str, Any]:
+    """With --rate: the offered rate, and each round's rate at the simulator during the load."""
+    if rate is None:
+        return {}
+    return {
+        "offered_per_s": rate,
+        "spread_submits_during_load_per_s": [p.submits_during_load_per_s for p in links],
+        "rounds_keeping_up": sum(keeps_up(p, rate) for p in links),
     }
 
 
@@ -276,8 +312,19 @@ def main(argv: list[str] | None = None) -> int:
     print_table(phases)
     if anchor is not None:
         print_anchor(anchor)
-    found = summary(phases, anchor)
-    if found:
+    found = summary(phases, anchor, args.rate)
+    if found and args.rate is not None:
+        print(
+            f"link, paced at {args.rate:.0f}/s, median round {found['round']}: accepted "
+            f"{found['accepted_per_s']:.0f}/s, at the simulator "
+            f"{_num(found['submits_during_load_per_s'], '.0f')}/s during the load "
+            f"({found['simulator_over_accepted']}x), drain {_num(found['drain_ms'], '.0f')} ms; "
+            f"keeps up (at least {KEEP_UP}x of each): {found['rounds_keeping_up']} of "
+            f"{len(found['spread_submits_during_load_per_s'])} rounds (rounds during the load "
+            f"{found['spread_submits_during_load_per_s']}); target {TARGET_SUBMITS_PER_S:.0f}/s "
+            f"with no backlog: {'met' if found['target_met'] else 'MISSED'}"
+        )
+    elif found:
         print(
             f"link, median round {found['round']}: {_num(found['submits_per_s'], '.0f')} "
             f"submit_sm/s at the simulator (target {TARGET_SUBMITS_PER_S:.0f}: "

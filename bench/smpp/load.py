@@ -1,6 +1,7 @@
 """The pieces of bench/smpp: the SMSC simulator as a process, the link, and the phases.
 
-A phase POSTs messages through the API as fast as `concurrency` clients go, while the
+A phase POSTs messages through the API as fast as `concurrency` clients go (or paced at
+`rate` a second), while the
 simulator's count of `submit_sm` is sampled every SAMPLE_SECONDS; it ends when the simulator
 has seen every message of the phase (or `within` seconds). The accepted rate is measured
 over the POSTs (first request to last answer), the simulator's over the same interval and
@@ -173,9 +174,12 @@ class Sampler:
 
 
 async def post_all(
-    client: aiohttp.ClientSession, label: str, count: int, concurrency: int
-) -> tuple[float, float, list[float]]:
-    """POST `count` messages (texts unique within the run); (first start, last end, ms)."""
+    client: aiohttp.ClientSession, label: str, count: int, concurrency: int,
+    rate: float | None = None,
+) -> tuple[float, float, list[float]]:  # fmt: skip
+    """POST `count` messages (texts unique within the run); (first start, last end, ms).
+    With `rate`, paced: message n is not sent before `n / rate` s from the first (an open
+    loop, `concurrency` requests at most in flight), else as fast as the clients go."""
     todo = iter(range(count))
     rtts: list[float] = []
     first = last = time.monotonic()
@@ -183,6 +187,8 @@ async def post_all(
     async def worker() -> None:
         nonlocal last
         for n in todo:
+            if rate is not None and (early := first + n / rate - time.monotonic()) > 0:
+                await asyncio.sleep(early)
             body = {"phoneNumbers": [NUMBER], "textMessage": {"text": f"{label} {n}"}}
             before = time.monotonic()
             async with client.post(MESSAGES, json=body) as answer:
@@ -199,6 +205,7 @@ async def post_all(
 async def run_phase(
     server: Server, sim: Simulator, login: str, name: str, number: int, messages: int,
     concurrency: int, within: float, profile: Any = None, links: LinksProcess | None = None,
+    rate: float | None = None,
 ) -> Phase:  # fmt: skip
     """One phase: `login`'s messages, through its link when it has one (`name` "link");
     `links`: the process that runs the link, when not the server (its CPU counts as the
@@ -216,7 +223,7 @@ async def run_phase(
             if links is not None:
                 recordings.append(Recording(links.pid, profile.with_suffix(".links.txt")))
         poll = asyncio.ensure_future(sampler.until(start + messages, within))
-        first, last, rtts = await post_all(client, f"{name} {number}", messages, concurrency)
+        first, last, rtts = await post_all(client, f"{name} {number}", messages, concurrency, rate)
         done = await poll if through_link else None
         if not through_link:
             poll.cancel()

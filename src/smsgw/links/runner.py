@@ -138,7 +138,8 @@ class LinkRunner:
         self, db: Database, link: LinkRecord, options: LinkOptions, signals: Signals
     ) -> None:
         self.db, self.link, self.options, self.signals = db, link, options, signals
-        self.window = asyncio.Semaphore(link.window)
+        #: Free places in the window (submit_sm that may go out without awaiting an answer).
+        self.free = link.window
         self.bucket = TokenBucket(link.throughput)
         self.slowdown = Slowdown()
         #: Parts planned, their intent not recorded yet.
@@ -157,6 +158,8 @@ class LinkRunner:
         self.flying: set[asyncio.Task[None]] = set()
         #: submit_sm sent (or being sent) whose answer has not come.
         self.awaiting = 0
+        #: A submit_sm of the current session went unanswered: it sends no more.
+        self._unanswered = False
         self.answers: list[service.Outcome] = []
         self.receipts: list[tuple[float, Receipt]] = []
         self.orphans: list[tuple[float, Receipt]] = []
@@ -164,7 +167,10 @@ class LinkRunner:
         #: A link for all accounts: the account its next claim starts from.
         self.next_account = 0
         self._poke = asyncio.Event()
-        self._readied = asyncio.Event()
+        #: Set on anything the sender may wait for: a free place in the window, an intent
+        #: committed (or failed), a poke, the session's end, the link stopping (one event
+        #: rather than a future for each of them at every wait: a full window waits often).
+        self._wake = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._stopping = asyncio.Event()
         low = 2 * link.window
@@ -177,6 +183,7 @@ class LinkRunner:
     def poke(self) -> None:
         """Work may wait (a message of the owner was queued): look now."""
         self._poke.set()
+        self._wake.set()
 
     async def stop(self) -> None:
         """Stop sending, wait for the answers in flight, unbind (run() then returns)."""
@@ -186,6 +193,7 @@ class LinkRunner:
                         DRAIN_SECONDS)  # fmt: skip
         self._stopping.set()
         self._poke.set()
+        self._wake.set()
 
     async def run(self) -> None:
         flusher = asyncio.create_task(
@@ -240,9 +248,10 @@ class LinkRunner:
     # Sending.
 
     async def _serve(self, session: Session) -> None:
+        self._unanswered = False
         reader = asyncio.create_task(self._read(session))
         ended = asyncio.create_task(session.ended.wait())
-        ended.add_done_callback(lambda _: self._poke.set())  # an idle sender looks at once
+        ended.add_done_callback(lambda _: self.poke())  # an idle sender looks at once
         try:
             await self._send(session, reader)
         finally:
@@ -260,7 +269,7 @@ class LinkRunner:
                 await reader
 
     def _over(self, session: Session, reader: asyncio.Task[None]) -> bool:
-        return session.dead or reader.done() or self._stopping.is_set()
+        return self._over_now(session) or reader.done()
 
     def _waiting(self) -> int:
         """Parts this runner holds that are not submitted yet."""
@@ -314,25 +323,22 @@ class LinkRunner:
             self.ready.extend(jobs)
         finally:
             self.intending -= len(jobs)
-            self._readied.set()
+            self._wake.set()
 
     async def _until_ready(self, session: Session) -> None:
-        """Wait until an intent commits (or fails), or the session ends, or the link stops."""
-        self._readied.clear()
-        if self.ready or not self.intending:
+        """Wait until an intent commits (or fails), or the session ends, or the link stops
+        (or anything else wakes the sender)."""
+        self._wake.clear()
+        if self.ready or not self.intending or self._over_now(session):
             return
-        waits = [
-            asyncio.ensure_future(self._readied.wait()),
-            asyncio.ensure_future(self._stopping.wait()),
-            asyncio.ensure_future(session.ended.wait()),
-        ]
-        try:
-            await asyncio.wait(
-                waits, timeout=self.options.poll, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for waiting in waits:
-                waiting.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.options.poll)
+
+    def _over_now(self, session: Session) -> bool:
+        """No more submit_sm on this session: the link is stopping, the session is over, or
+        a submit_sm on it went unanswered (a lost connection fails those in flight before
+        the session sees its end: the parts intended next must not go out on it)."""
+        return self._stopping.is_set() or session.dead or self._unanswered
 
     async def _unready(self) -> None:
         """After a session: the parts intended and never submitted are planned again (their
@@ -365,16 +371,10 @@ class LinkRunner:
         each recorded as submitted first; none once the link is stopping."""
         if not await self._slot(session):
             return
-        slots = 1
-        while slots < len(self.ready) and not self.window.locked():
-            await self.window.acquire()
-            slots += 1
-        taken = await self.bucket.take(slots)
-        for _ in range(slots - taken):
-            self.window.release()
+        # Only this task takes places and ready parts: both can only grow meanwhile.
+        taken = await self.bucket.take(min(self.free, len(self.ready)))
         jobs = [self.ready.popleft() for _ in range(min(taken, len(self.ready)))]
-        for _ in range(taken - len(jobs)):
-            self.window.release()
+        self.free -= len(jobs)
         for job in jobs:
             self._fly(self._submit(session, job))
 
@@ -384,33 +384,20 @@ class LinkRunner:
         task.add_done_callback(self.flying.discard)
 
     async def _slot(self, session: Session) -> bool:
-        """Wait for a place in the window; False (and none taken) once the link is stopping
-        or the session is over, which a full window must not hold up (its answers may never
-        come; in mode tx_rx the transmitter may outlive the receiver), and when poked while
-        the backlog is low (a message was queued: the caller claims it meanwhile, rather
-        than once the carrier answers)."""
-        if not self.window.locked():
-            await self.window.acquire()
-            return True
-        acquire = asyncio.ensure_future(self.window.acquire())
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        ended = asyncio.ensure_future(session.ended.wait())
-        waits = [acquire, stopping, ended]
-        if self._waiting() < self.low_water:
-            waits.append(asyncio.ensure_future(self._poke.wait()))
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiting in waits[1:]:
-                waiting.cancel()
-            acquire.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await acquire
-        got = acquire.done() and not acquire.cancelled()
-        over = self._stopping.is_set() or session.dead
-        if got and over:
-            self.window.release()
-        return got and not over
+        """Wait for a place in the window (True: at least one is free); False once the link
+        is stopping or the session is over, which a full window must not hold up (its
+        answers may never come; in mode tx_rx the transmitter may outlive the receiver),
+        and when poked while the backlog is low (a message was queued: the caller claims it
+        meanwhile, rather than once the carrier answers)."""
+        while True:
+            if self._over_now(session):
+                return False
+            if self.free > 0:
+                return True
+            if self._poke.is_set() and self._waiting() < self.low_water:
+                return False
+            self._wake.clear()
+            await self._wake.wait()
 
     def _encode(self, job: PartJob) -> Encoded:
         if self._encoded is None or self._encoded[0] != job.message_id:
@@ -438,10 +425,14 @@ class LinkRunner:
             self.awaiting += 1
             try:
                 answer = await session.submit(part)
+                if answer.sent and answer.status is None:  # before its place frees
+                    self._unanswered = True
+                    self.poke()
             finally:
                 self.awaiting -= 1
         finally:
-            self.window.release()
+            self.free += 1
+            self._wake.set()
         if answer.sent:
             metrics.link_submitted(self.link.device_id, _answer_label(answer))
         if answer.status == 0:
@@ -480,7 +471,7 @@ class LinkRunner:
             while (inbound := await session.next()) is not None:
                 await self._inbound(inbound)
         finally:
-            self._poke.set()
+            self.poke()
 
     async def _inbound(self, inbound: Inbound) -> None:
         if is_receipt(inbound.esm_class, inbound.receipted_id):
