@@ -23,6 +23,16 @@ FINAL_STATES = frozenset(
 )
 
 
+_BY_VALUE = {state.value: state for state in ProcessingState}
+
+
+def state_of(value: str) -> ProcessingState:
+    """`ProcessingState(value)` for a stored value, without the enum's slower lookup (the
+    report path reads a few per message); a value that is no state raises ValueError."""
+    found = _BY_VALUE.get(value)
+    return found if found is not None else ProcessingState(value)
+
+
 #: How far along each state is; a report never moves a recipient to a lower rank.
 _RANK = {
     ProcessingState.PENDING: 0,

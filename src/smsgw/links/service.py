@@ -155,7 +155,9 @@ def _problem(record: MessageRecord) -> str | None:
 
 def _open(record: MessageRecord) -> list[str]:
     return [
-        r.phone_number for r in record.recipients if ProcessingState(r.state) not in FINAL_STATES
+        r.phone_number
+        for r in record.recipients
+        if r.state not in FINAL_STATES  # (StrEnum)
     ]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from smsgw.db.engine import Database, UnitConnection
 from smsgw.domain import clock
-from smsgw.domain.states import FINAL_STATES, ProcessingState, advance, derive
+from smsgw.domain.states import FINAL_STATES, ProcessingState, advance, derive, state_of
 from smsgw.events.hub import Event, EventHub, PhoneEvent
 from smsgw.events.user_feed import notify
 from smsgw.logs import repository as log_rows
@@ -190,7 +190,7 @@ async def pull_unit(
     if spent + pinned:
         await repository.save_usage(conn, phone.device_id, now, after)
     dropped = await repository.released_from(conn, phone)
-    pulled = [Pulled(r, ProcessingState(r.state)) for r in held]
+    pulled = [Pulled(r, state_of(r.state)) for r in held]
     limited = withheld or (budget.limited and after.exhausted)
     return Pull(
         pulled + [Pulled(r, ProcessingState.CANCELLING) for r in dropped],
@@ -265,7 +265,7 @@ def _step(
 ) -> tuple[ProcessingState, str | None]:
     """A recipient's state and error once a report on it is applied: states only move
     forward; a failure's error (at most 256 characters) replaces the one stored."""
-    state = advance(ProcessingState(recipient.state), item.state)
+    state = advance(state_of(recipient.state), item.state)
     error = item.error[:256] if item.error and state == ProcessingState.FAILED else recipient.error
     return state, error
 
@@ -278,8 +278,8 @@ def _message_state(
 ) -> tuple[ProcessingState, dict[str, datetime]]:
     """The message's state from its recipients' (never backwards), and the history entries
     the snapshot brings (its own times, the new state's `now` unless given)."""
-    derived = derive([ProcessingState(r.state) for r in stored.values()])
-    state = advance(ProcessingState(current), derived)
+    derived = derive([state_of(r.state) for r in stored.values()])
+    state = advance(state_of(current), derived)
     entries = {s.value: at for s, at in report.states.items() if s != ProcessingState.PENDING}
     entries.setdefault(state.value, now)
     return state, entries
@@ -295,7 +295,7 @@ def _reported(
     or Cancelling: a cancel it has not confirmed) that has now left those states."""
     freed = int(current in repository.ACTIVE and state not in repository.ACTIVE)
     settled = state in FINAL_STATES and all(
-        ProcessingState(r.state) in FINAL_STATES for r in stored.values()
+        state_of(r.state) in FINAL_STATES for r in stored.values()
     )
     return Reported(held=True, freed=freed, events=events, settled=settled)
 
