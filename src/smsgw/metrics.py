@@ -22,6 +22,7 @@ each process it has stopped and removes the directory at exit.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import time
@@ -107,12 +108,19 @@ def code_sign_in(outcome: str) -> None:
 def link_submitted(link: str, answer: str) -> None:
     """Count one submit_sm that link `link` sent, by the SMSC's `answer` (accepted, busy,
     refused or none)."""
-    LINK_SUBMITS.labels(link, answer).inc()
+    _link_child(LINK_SUBMITS, link, answer).inc()
 
 
 def link_receipt(link: str, delivered: bool) -> None:
     """Count one final delivery receipt link `link` received."""
-    LINK_RECEIPTS.labels(link, "delivered" if delivered else "undelivered").inc()
+    _link_child(LINK_RECEIPTS, link, "delivered" if delivered else "undelivered").inc()
+
+
+@functools.lru_cache(maxsize=4096)
+def _link_child(metric: Counter, link: str, label: str) -> Counter:
+    """`metric.labels(link, label)`, looked up once (counted for every part a link sends
+    and every receipt it gets; children are never removed)."""
+    return metric.labels(link, label)
 
 
 def multiprocess_dir() -> str | None:

@@ -7,7 +7,7 @@ Queue depth has three figures (docs/links.md, "Watching a link"):
   could take now: queued (no sender holds them), unpinned or pinned to this link, due
   (`scheduleAt` passed) and unexpired; counted up to `COUNT_CAP`. Phones of the account may
   take them first.
-- `planned`: SMS parts the link has taken (planned) and not yet submitted.
+- `planned`: SMS parts the link has taken (planned) whose intent is not recorded yet.
 - `in_flight`: parts submitted (or their intent recorded, ahead of the window) whose answer
   (`submit_sm_resp`) is not recorded yet; at most about twice the link's window.
 """

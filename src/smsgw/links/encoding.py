@@ -10,6 +10,7 @@ split. GSM text is encoded by the `gsm0338` package's codec, one septet per octe
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from gsm0338 import Codec
@@ -81,10 +82,13 @@ def encode_data(data: bytes, port: int) -> Encoded:
     return Encoded(False, UDHI, [header + data], binary=True)
 
 
+@functools.lru_cache(maxsize=1024)
 def encode(text: str, reference: int) -> Encoded:
     """`text` as parts; `reference` tells a recipient's phone which parts belong together
     (only its low 8 bits are sent). Deterministic: the same text and reference give the same
-    parts, so a part can be submitted again after a restart in the same shape."""
+    parts, so a part can be submitted again after a restart in the same shape. Remembered
+    for the last texts: a link encodes each message when it plans its parts and again when
+    it submits them (the result is shared: do not change it)."""
     weights = _gsm_weights(text)
     if weights is not None:
         pieces = _chunks(text, weights, counting.GSM_SINGLE, counting.GSM_MULTI)

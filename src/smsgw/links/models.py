@@ -67,7 +67,8 @@ class LinkPart(Base):
     """One SMS part of one recipient of a message a link took.
 
     Planned when the link claims the message (`submitted_at` NULL); `submitted_at` is set
-    just before its submit_sm goes out (the intent), `smsc_id` and `outcome` when the
+    before its submit_sm goes out (the intent, committed at most a window's worth of parts
+    ahead; set back to NULL when the part was not sent after all), `smsc_id` and `outcome` when the
     carrier answers: `accepted`, `rejected`, `unknown` (no answer: it may have been sent),
     then `delivered` or `undelivered` from the receipt; `cancelled` when never sent.
     """

@@ -158,8 +158,8 @@ class LinkRunner:
         self.flying: set[asyncio.Task[None]] = set()
         #: submit_sm sent (or being sent) whose answer has not come.
         self.awaiting = 0
-        #: A submit_sm of the current session went unanswered: it sends no more.
-        self._unanswered = False
+        #: Intents being committed (`_intend` tasks).
+        self.intents: set[asyncio.Task[None]] = set()
         self.answers: list[service.Outcome] = []
         self.receipts: list[tuple[float, Receipt]] = []
         self.orphans: list[tuple[float, Receipt]] = []
@@ -230,9 +230,11 @@ class LinkRunner:
                 if self._stopping.is_set():
                     await self._state("down", "stopped (unbound)")
                     return
-                lost = session.lost
-                log.warning("link %s: %s with %s ended", self.link.device_id, lost, where)
-                await self._state("down", f"{lost} with {where} ended; reconnecting")
+                why = f"{session.lost} with {where} ended"
+                if session.unanswered:
+                    why += " after a submit_sm went unanswered"
+                log.warning("link %s: %s", self.link.device_id, why)
+                await self._state("down", f"{why}; reconnecting")
             attempt += 1
             with contextlib.suppress(TimeoutError):
                 pause = backoff(attempt, self.options.reconnect_longest)
@@ -248,7 +250,6 @@ class LinkRunner:
     # Sending.
 
     async def _serve(self, session: Session) -> None:
-        self._unanswered = False
         reader = asyncio.create_task(self._read(session))
         ended = asyncio.create_task(session.ended.wait())
         ended.add_done_callback(lambda _: self.poke())  # an idle sender looks at once
@@ -256,11 +257,14 @@ class LinkRunner:
             await self._send(session, reader)
         finally:
             ended.cancel()
-            # Their answers, or the errors of a session that ended; a batch whose intent
-            # is committing adds its submit_sm when it is: they are waited for too.
+            # Their answers, or the errors of a session that ended (for DRAIN_SECONDS);
+            # intents committing are waited for to the end (a write, not the carrier), so
+            # that what they make ready is taken back with the rest.
             deadline = time.monotonic() + DRAIN_SECONDS
             while self.flying and (left := deadline - time.monotonic()) > 0:
                 await asyncio.wait(list(self.flying), timeout=left)
+            while self.intents:
+                await asyncio.wait(list(self.intents))
             await self._unready()
             # Unbind what is still bound (when stopping; in mode tx_rx, the bind left when
             # the other ended): the reader takes what it still delivered, then sees the end.
@@ -282,7 +286,8 @@ class LinkRunner:
                 await self._refill(claim_anyway=fresh)
                 fresh = False
             await self.slowdown.wait()  # a busy carrier, or a failed intent: a pause first
-            self._prepare()
+            if not self._over_now(session):
+                self._prepare()
             if not self.ready:
                 if not self._waiting():
                     # (a poke during the refill is still set: look again at once)
@@ -304,7 +309,9 @@ class LinkRunner:
             return  # enough to submit meanwhile: a larger batch in a moment, fewer commits
         jobs = [self.backlog.popleft() for _ in range(min(room, len(self.backlog)))]
         self.intending += len(jobs)
-        self._fly(self._intend(jobs))
+        task = asyncio.create_task(self._intend(jobs))
+        self.intents.add(task)
+        task.add_done_callback(self.intents.discard)
 
     async def _intend(self, jobs: list[PartJob]) -> None:
         """The batch's intent committed, then ready to submit; if it could not be recorded,
@@ -338,7 +345,7 @@ class LinkRunner:
         """No more submit_sm on this session: the link is stopping, the session is over, or
         a submit_sm on it went unanswered (a lost connection fails those in flight before
         the session sees its end: the parts intended next must not go out on it)."""
-        return self._stopping.is_set() or session.dead or self._unanswered
+        return self._stopping.is_set() or session.dead or session.unanswered
 
     async def _unready(self) -> None:
         """After a session: the parts intended and never submitted are planned again (their
@@ -351,7 +358,8 @@ class LinkRunner:
         except Exception:  # kept ready: their intent stands, the next session submits them
             log.exception("link %s: taking back unsent intents failed", self.link.device_id)
             return
-        self.ready.clear()
+        for _ in jobs:  # (nothing else takes from it meanwhile)
+            self.ready.popleft()
         self.backlog.extendleft(reversed(jobs))
 
     async def _refill(self, claim_anyway: bool) -> None:
@@ -373,6 +381,8 @@ class LinkRunner:
             return
         # Only this task takes places and ready parts: both can only grow meanwhile.
         taken = await self.bucket.take(min(self.free, len(self.ready)))
+        if self._over_now(session):  # while waiting for the tokens
+            return
         jobs = [self.ready.popleft() for _ in range(min(taken, len(self.ready)))]
         self.free -= len(jobs)
         for job in jobs:
@@ -424,9 +434,12 @@ class LinkRunner:
             )
             self.awaiting += 1
             try:
-                answer = await session.submit(part)
-                if answer.sent and answer.status is None:  # before its place frees
-                    self._unanswered = True
+                if self._over_now(session):  # (it became so since the part was taken)
+                    answer = Answer(False, None, reason="not sent: the session is ending")
+                else:
+                    answer = await session.submit(part)
+                if answer.sent and answer.status is None and not session.dead:
+                    session.unanswered = True  # before its place frees: no more on it
                     self.poke()
             finally:
                 self.awaiting -= 1
@@ -458,6 +471,7 @@ class LinkRunner:
         submitted again), first in line."""
         await service.unintend(self.db, [job.id])
         self.backlog.appendleft(job)
+        self.poke()
 
     def _answer(self, job: PartJob, outcome: str, smsc_id: str | None, error: str | None) -> None:
         self.queued.discard(job.id)
@@ -499,8 +513,8 @@ class LinkRunner:
             wait = 1.0 if self.orphans else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), wait)
-            self._flush_now.clear()
             await asyncio.sleep(GATHER_SECONDS)  # more answers and receipts: one commit
+            self._flush_now.clear()
             try:
                 await self._flush()
             except Exception:

@@ -152,6 +152,10 @@ class Session:
         self.ended = asyncio.Event()
         #: Which bind ended it first ("the session", "the receiver session"), for people.
         self.lost = "the session"
+        #: A submit_sm on it went unanswered while it was not known to be over (the runner
+        #: sends no more on it: a lost connection fails those in flight before the end is
+        #: seen; a carrier that stopped answering is bound again).
+        self.unanswered = False
 
     @property
     def dead(self) -> bool:

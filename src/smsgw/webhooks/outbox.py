@@ -91,6 +91,10 @@ class Matching:
     def __init__(self) -> None:
         self._found: dict[tuple[int, str | None, str], list[int]] = {}
 
+    def known(self, user_id: int, device_id: str | None, event: str) -> list[int] | None:
+        """The webhooks found already for (owner, phone, event); None when not looked up."""
+        return self._found.get((user_id, device_id, event))
+
     async def of(
         self, conn: UnitConnection, user_id: int, device_id: str | None, event: str
     ) -> list[int]:
@@ -203,8 +207,13 @@ async def record_state_unit(
 ) -> int:
     """`record_state` in a unit of work of `Database.write_unit`; how many it stored."""
     if matching is not None:  # no payload to build for events no webhook takes (most often)
-        wanted = STATE_EVENTS.get(state, ())
-        if not any([await matching.of(conn, user_id, device_id, event) for event in wanted]):
+        for event in STATE_EVENTS.get(state, ()):
+            found = matching.known(user_id, device_id, event)
+            if found is None:
+                found = await matching.of(conn, user_id, device_id, event)
+            if found:
+                break
+        else:
             return 0
     stored = 0
     for event, key, payload, due in _state_events(message_id, phone_number, state, error, at, wait):
