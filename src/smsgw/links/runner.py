@@ -158,6 +158,8 @@ class LinkRunner:
         self.flying: set[asyncio.Task[None]] = set()
         #: submit_sm sent (or being sent) whose answer has not come.
         self.awaiting = 0
+        #: The claim and read of more parts, while it runs.
+        self.refill: asyncio.Task[None] | None = None
         #: Intents being committed (`_intend` tasks).
         self.intents: set[asyncio.Task[None]] = set()
         self.answers: list[service.Outcome] = []
@@ -265,6 +267,12 @@ class LinkRunner:
                 await asyncio.wait(list(self.flying), timeout=left)
             while self.intents:
                 await asyncio.wait(list(self.intents))
+            if self.refill is not None:  # a claim, then its parts read: a write, to its end
+                await asyncio.wait([self.refill])
+                try:
+                    self._refilling()
+                except Exception:
+                    log.exception("link %s: claiming failed", self.link.device_id)
             await self._unready()
             # Unbind what is still bound (when stopping; in mode tx_rx, the bind left when
             # the other ended): the reader takes what it still delivered, then sees the end.
@@ -282,8 +290,10 @@ class LinkRunner:
     async def _send(self, session: Session, reader: asyncio.Task[None]) -> None:
         fresh = True
         while not self._over(session, reader):
-            if self._waiting() < self.low_water:
-                await self._refill(claim_anyway=fresh)
+            if self._waiting() < self.low_water and not self._refilling():
+                # In a task of its own: the parts ready meanwhile go out while it claims.
+                self.refill = asyncio.create_task(self._refill(claim_anyway=fresh))
+                self.refill.add_done_callback(lambda _: self._wake.set())
                 fresh = False
             await self.slowdown.wait()  # a busy carrier, or a failed intent: a pause first
             if not self._over_now(session):
@@ -291,8 +301,12 @@ class LinkRunner:
             if not self.ready:
                 if not self._waiting():
                     # (a poke during the refill is still set: look again at once)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._poke.wait(), self.options.poll)
+                    self._wake.clear()
+                    if not self._refilling():
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._poke.wait(), self.options.poll)
+                    elif not self._over_now(session):
+                        await self._wake.wait()  # the refill's end
                     continue
                 await self._until_ready(session)
                 continue
@@ -362,6 +376,16 @@ class LinkRunner:
             self.ready.popleft()
         self.backlog.extendleft(reversed(jobs))
 
+    def _refilling(self) -> bool:
+        """Whether a refill runs (one that ended is done with: its error raised here)."""
+        if self.refill is None:
+            return False
+        if not self.refill.done():
+            return True
+        ended, self.refill = self.refill, None
+        ended.result()  # (a failed claim ends the session's sending, as it did inline)
+        return False
+
     async def _refill(self, claim_anyway: bool) -> None:
         self._poke.clear()  # what is queued from now on pokes again
         window, cap = self.options.online_window, self.claim_cap
@@ -404,7 +428,7 @@ class LinkRunner:
                 return False
             if self.free > 0:
                 return True
-            if self._poke.is_set() and self._waiting() < self.low_water:
+            if self._poke.is_set() and self._waiting() < self.low_water and not self._refilling():
                 return False
             self._wake.clear()
             await self._wake.wait()
