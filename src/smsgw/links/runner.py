@@ -160,6 +160,9 @@ class LinkRunner:
         self.awaiting = 0
         #: The claim and read of more parts, while it runs.
         self.refill: asyncio.Task[None] | None = None
+        #: A refill is due without a poke: the session's first, after one that found work,
+        #: and after `poll` seconds idle.
+        self._due = True
         #: Intents being committed (`_intend` tasks).
         self.intents: set[asyncio.Task[None]] = set()
         self.answers: list[service.Outcome] = []
@@ -288,9 +291,11 @@ class LinkRunner:
         return len(self.backlog) + self.intending + len(self.ready)
 
     async def _send(self, session: Session, reader: asyncio.Task[None]) -> None:
-        fresh = True
+        fresh = self._due = True
         while not self._over(session, reader):
-            if self._waiting() < self.low_water and not self._refilling():
+            due = self._due or self._poke.is_set()
+            if self._waiting() < self.low_water and due and not self._refilling():
+                self._due = False
                 # In a task of its own: the parts ready meanwhile go out while it claims.
                 self.refill = asyncio.create_task(self._refill(claim_anyway=fresh))
                 self.refill.add_done_callback(lambda _: self._wake.set())
@@ -303,8 +308,10 @@ class LinkRunner:
                     # (a poke during the refill is still set: look again at once)
                     self._wake.clear()
                     if not self._refilling():
-                        with contextlib.suppress(TimeoutError):
+                        try:
                             await asyncio.wait_for(self._poke.wait(), self.options.poll)
+                        except TimeoutError:
+                            self._due = True  # look now and then all the same
                     elif not self._over_now(session):
                         await self._wake.wait()  # the refill's end
                     continue
@@ -389,14 +396,19 @@ class LinkRunner:
     async def _refill(self, claim_anyway: bool) -> None:
         self._poke.clear()  # what is queued from now on pokes again
         window, cap = self.options.online_window, self.claim_cap
+        found = False
         if claim_anyway or await service.may_claim(self.db, self.link, window):
             claimed = await service.claim(self.db, self.link, cap, window, self.next_account)
             self.next_account = claimed.next_account  # a link for all accounts: whose turn
             self._emitted(claimed.events)
+            found = claimed.claimed > 0
         for job in await service.unsent(self.db, self.link, self.load + len(self.queued)):
             if job.id not in self.queued:
                 self.queued.add(job.id)
                 self.backlog.append(job)
+                found = True
+        if found:  # more may wait: the next refill need not wait for a poke
+            self._due = True
 
     async def _submit_some(self, session: Session) -> None:
         """Submit as many parts as the window and the token bucket allow now (at least one),
