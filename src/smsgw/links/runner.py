@@ -307,6 +307,8 @@ class LinkRunner:
                 if not self._waiting():
                     # (a poke during the refill is still set: look again at once)
                     self._wake.clear()
+                    if self._due and not self._refilling():
+                        continue  # (a refill that claimed but planned nothing: look again)
                     if not self._refilling():
                         try:
                             await asyncio.wait_for(self._poke.wait(), self.options.poll)
