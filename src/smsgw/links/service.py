@@ -473,6 +473,8 @@ async def _take_in(
 async def join_stale(db: Database, held: dict[str, LinkRecord], words: hub.OptOutWords) -> int:
     """Take in the long MO of these links whose parts waited MO_PARTS_WAIT for the rest:
     the parts that came, as one SMS. How many it took in."""
+    if not held:  # a process that runs no link takes in none (and need not look every second)
+        return 0
     async with db.read() as conn:
         stale = await repository.stale_mo(conn, clock.now() - MO_PARTS_WAIT)
     taken = 0
