@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 from smsgw.cli import app
 from smsgw.config import Settings
 from smsgw.db import migrate
+from smsgw.links.runner import intended_ahead
 from smsgw.links.service import NO_ANSWER
 from tests.conftest import (
     API,
@@ -48,6 +49,9 @@ LOGIN, SECRET = "alice", "correct horse battery"
 NUMBERS = [f"+120255501{n:02d}" for n in range(10)]
 LONG = "Two parts: " + "x" * 180
 WINDOW = 3
+#: 100 submit_sm a second: the link intends one window ahead of its window
+#: (links/runner.py `intended_ahead`: 30 ms of its throughput, at least a window).
+THROUGHPUT = 100
 
 
 class Server:
@@ -127,7 +131,7 @@ def add_link(settings: Settings, smsc: Smsc) -> str:
         app,
         ["links", "add", "smpp", "--user", LOGIN, "--host", "127.0.0.1",
          "--port", str(smsc.port), "--system-id", USER, "--password-stdin",
-         "--source", "SMSGW", "--window", str(WINDOW), "--throughput", "1000"],
+         "--source", "SMSGW", "--window", str(WINDOW), "--throughput", str(THROUGHPUT)],
         input=PASSWORD + "\n", env=environment(settings.data_dir),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -260,3 +264,14 @@ def test_a_server_killed_with_submits_in_flight_resends_only_what_never_left(
     )
     held = [s for s in smsc.submits() if s["answered"] == "held"]
     assert sorted("+" + s["destination"] for s in held) == NUMBERS[:3]  # submitted together
+
+
+def test_a_link_intends_30_ms_of_its_throughput_ahead_between_one_and_three_windows() -> None:
+    """What a killed process may fail as "not resent" beyond its window (docs/links.md):
+    a slow link one window, a fast one up to three."""
+    assert intended_ahead(WINDOW, THROUGHPUT) == WINDOW  # this module's link
+    assert intended_ahead(10, 100) == 10
+    assert intended_ahead(10, 500) == 15
+    assert intended_ahead(10, 1000) == 30
+    assert intended_ahead(10, 100_000) == 30
+    assert intended_ahead(1, 1) == 1

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -59,6 +60,19 @@ CLAIM_MOST = 100
 #: those that follow share its transaction (fewer commits, the write lock held less often:
 #: another process's API gets it sooner). The window does not wait for it.
 GATHER_SECONDS = 0.01
+#: Parts intended ahead of the window: as many as the link's throughput sends in this long,
+#: at least a window and at most AHEAD_WINDOWS windows (`intended_ahead`).
+AHEAD_SECONDS = 0.03
+AHEAD_WINDOWS = 3
+
+
+def intended_ahead(window: int, throughput: int) -> int:
+    """How many parts a link may have intended and not submitted: enough to keep its window
+    fed while an intent's commit waits behind another batch of the group commit (a claim of
+    100 messages holds SQLite's writer for over 10 ms), at least a window. A process that
+    dies without stopping fails these too as "not resent" (docs/links.md, "Durability")."""
+    wanted = math.ceil(throughput * AHEAD_SECONDS)
+    return max(window, min(AHEAD_WINDOWS * window, wanted))
 
 
 @dataclass(frozen=True)
@@ -150,7 +164,7 @@ class LinkRunner:
         self.intending = 0
         #: How many parts may be intended ahead of the window: the intent's commit then
         #: overlaps the answers awaited, instead of holding a place in the window.
-        self.ahead = link.window
+        self.ahead = intended_ahead(link.window, link.throughput)
         #: The fewest parts an intent takes while others are ready or being intended.
         self.intend_batch = max(1, link.window // 2)
         #: Parts in the backlog, ready, or awaiting their answer.
