@@ -60,3 +60,25 @@ def test_a_paced_run_meets_the_target_only_when_the_simulator_keeps_up_at_1000()
     assert summary([ingest, link(800.0, 800.0)], rate=800.0)["target_met"] is False  # too slow
     unpaced = summary([ingest, link(1500.0, 700.0)])
     assert unpaced["target_met"] is False and "offered_per_s" not in unpaced  # 700/s overall
+
+
+def test_the_latency_growth_tells_a_backlog_from_a_steady_delay() -> None:
+    """A link 100 ms behind the API at its pace grows nothing; one at 0.9 of it grows about
+    1000 x (1 / 0.9 - 1) = 111 ms a second of load."""
+    from bench.smpp.load import Phase, latencies
+
+    accepted = {f"m {n}": 1000.0 + n / 1000 for n in range(5000)}  # 1,000 a second, 5 s
+
+    def at(n: int, rate: float) -> dict[str, object]:
+        return {"text": f"m {n}", "at": (1000.1 + n / rate) * 1000}
+
+    steady = Phase("link", 1, 5000, 1000.0, 1.0, 2.0)
+    latencies(steady, accepted, [at(n, 1000) for n in range(5000)])
+    assert steady.latency_p50_ms == steady.latency_p99_ms == 100.0
+    assert steady.latency_growth_ms_per_s == 0.0
+
+    behind = Phase("link", 1, 5000, 1000.0, 1.0, 2.0)
+    latencies(behind, accepted, [at(n, 900) for n in range(5000)] + [{"text": "other", "at": 0}])
+    assert behind.latency_growth_ms_per_s is not None
+    assert 105 < behind.latency_growth_ms_per_s < 117
+    assert behind.latency_p99_ms is not None and behind.latency_p99_ms > 600

@@ -9,7 +9,9 @@ far above what is reached). Each round, `--messages` POSTed through the API as f
 (the API answers only once a message is committed; each part's intent is committed before
 its submit_sm goes out). Reported: the accepted rate, the rate at the simulator over the same
 interval and their ratio (1.0: no backlog), the rate at the simulator over the whole phase,
-the drain after the last accepted message, the server's CPU per message (against the
+the drain after the last accepted message, each message's time from accepted to submitted
+(p50, p99, and how much it grew a second of the load: a backlog building shows there, a
+pipeline's steady delay does not), the server's CPU per message (against the
 baseline's), the simulator's CPU. At the end every link message must have been submitted
 exactly once and be Delivered (the simulator's receipts). With `--jasmin VENV`, the anchor
 follows in the same run (bench/smpp/jasmin.py): smsgw stopped, the same load through Jasmin
@@ -196,6 +198,7 @@ def print_table(phases: list[Phase]) -> None:
     header = (
         f"{'round':>5} {'phase':<6} {'msgs':>5} {'accept/s':>8} {'p99 ms':>7} "
         f"{'sim/s load':>10} {'ratio':>5} {'sim/s all':>9} {'drain ms':>8} {'backlog':>7} "
+        f"{'lat p50':>7} {'lat p99':>7} {'grow/s':>6} "
         f"{'srv ms/msg':>10} {'of links':>8} {'sim ms/msg':>10} {'cli cpu%':>8} {'other%':>6}"
     )
     print(header)
@@ -207,6 +210,8 @@ def print_table(phases: list[Phase]) -> None:
             f"{p.post_p99_ms:>7.1f} {_num(p.submits_during_load_per_s):>10} "
             f"{_num(p.ratio, '.2f'):>5} {_num(p.submits_per_s):>9} {_num(p.drain_ms):>8} "
             f"{_num(p.backlog_at_last_accept, 'd'):>7} "
+            f"{_num(p.latency_p50_ms, '.0f'):>7} {_num(p.latency_p99_ms, '.0f'):>7} "
+            f"{_num(p.latency_growth_ms_per_s, '.0f'):>6} "
             f"{_num(p.server_cpu_ms_per_message, '.3f'):>10} "
             f"{_num(p.links_cpu_ms_per_message, '.3f'):>8} "
             f"{_num(p.simulator_cpu_ms_per_message, '.3f'):>10} "
@@ -248,6 +253,9 @@ def summary(
         "accepted_per_s": link.accepted_per_s,
         "simulator_over_accepted": link.ratio,
         "drain_ms": link.drain_ms,
+        "latency_p50_ms": link.latency_p50_ms,
+        "latency_p99_ms": link.latency_p99_ms,
+        "latency_growth_ms_per_s": link.latency_growth_ms_per_s,
         "accepted_over_ingest_baseline": round(link.accepted_per_s / ingest.accepted_per_s, 3),
         "server_cpu_ms_per_message": cpu,
         "ingest_server_cpu_ms_per_message": base,
@@ -318,7 +326,10 @@ def main(argv: list[str] | None = None) -> int:
             f"link, paced at {args.rate:.0f}/s, median round {found['round']}: accepted "
             f"{found['accepted_per_s']:.0f}/s, at the simulator "
             f"{_num(found['submits_during_load_per_s'], '.0f')}/s during the load "
-            f"({found['simulator_over_accepted']}x), drain {_num(found['drain_ms'], '.0f')} ms; "
+            f"({found['simulator_over_accepted']}x), drain {_num(found['drain_ms'], '.0f')} ms, "
+            f"from accepted to submitted {_num(found['latency_p50_ms'], '.0f')} ms p50, "
+            f"{_num(found['latency_p99_ms'], '.0f')} ms p99, growing "
+            f"{_num(found['latency_growth_ms_per_s'], '.0f')} ms a second of load; "
             f"keeps up (at least {KEEP_UP}x of each): {found['rounds_keeping_up']} of "
             f"{len(found['spread_submits_during_load_per_s'])} rounds (rounds during the load "
             f"{found['spread_submits_during_load_per_s']}); target {TARGET_SUBMITS_PER_S:.0f}/s "

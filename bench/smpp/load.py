@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import aiohttp
@@ -136,6 +137,13 @@ class Phase:
     ratio: float | None = None
     #: From the last accepted message to the simulator's last submit_sm of the phase.
     drain_ms: float | None = None
+    #: Each message's time from its POST's answer to its submit_sm at the simulator.
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    #: How much that time grew per second of the load (the median of the last tenth of the
+    #: messages accepted against the first tenth's): about 0 when the link keeps up, and
+    #: about 1000 x (1 - its rate / the accepted rate) ms a second when a backlog builds.
+    latency_growth_ms_per_s: float | None = None
     backlog_at_last_accept: int | None = None
     server_cpu_ms_per_message: float | None = None
     #: Of it, the links' process (`--links-process`).
@@ -175,11 +183,14 @@ class Sampler:
 
 async def post_all(
     client: aiohttp.ClientSession, label: str, count: int, concurrency: int,
-    rate: float | None = None,
+    rate: float | None = None, accepted: dict[str, float] | None = None,
 ) -> tuple[float, float, list[float]]:  # fmt: skip
     """POST `count` messages (texts unique within the run); (first start, last end, ms).
     With `rate`, paced: message n is not sent before `n / rate` s from the first (an open
-    loop, `concurrency` requests at most in flight), else as fast as the clients go."""
+    loop, `concurrency` requests at most in flight), else as fast as the clients go. Each
+    text's answer time (wall clock) goes into `accepted`."""
+    if accepted is None:
+        accepted = {}
     todo = iter(range(count))
     rtts: list[float] = []
     first = last = time.monotonic()
@@ -197,6 +208,7 @@ async def post_all(
                 raise RuntimeError(f"POST /messages answered {answer.status}: {content!r}")
             last = max(last, time.monotonic())
             rtts.append((last - before) * 1000)
+            accepted[body["textMessage"]["text"]] = time.time()  # the simulator's clock
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return first, last, rtts
@@ -223,7 +235,9 @@ async def run_phase(
             if links is not None:
                 recordings.append(Recording(links.pid, profile.with_suffix(".links.txt")))
         poll = asyncio.ensure_future(sampler.until(start + messages, within))
-        first, last, rtts = await post_all(client, f"{name} {number}", messages, concurrency, rate)
+        accepted: dict[str, float] = {}
+        label = f"{name} {number}"
+        first, last, rtts = await post_all(client, label, messages, concurrency, rate, accepted)
         done = await poll if through_link else None
         if not through_link:
             poll.cancel()
@@ -232,6 +246,7 @@ async def run_phase(
         usage = meter.stop()
         links_after = cpu_seconds(links.pid) if links is not None else None
         sim_after = cpu_seconds(sim.pid)
+        submitted = await sim.get(s, "/submits") if through_link and done is not None else []
     phase = Phase(
         name, number, messages, round(messages / (last - first), 1),
         round(percentile(rtts, 50), 2), round(percentile(rtts, 99), 2),
@@ -255,7 +270,30 @@ async def run_phase(
     else:
         phase.submits_per_s = round(messages / (done - first), 1)
         phase.drain_ms = round(max(0.0, done - last) * 1000, 1)
+        latencies(phase, accepted, submitted)
     return phase
+
+
+def latencies(phase: Phase, accepted: dict[str, float], submitted: list[dict[str, Any]]) -> None:
+    """Each accepted message's time to its submit_sm (`at`, ms since the epoch, the
+    simulator's), their p50 and p99, and how they grew over the load."""
+    seen = [
+        (accepted[s["text"]], s["at"] / 1000 - accepted[s["text"]])
+        for s in submitted
+        if s["text"] in accepted and s.get("at") is not None
+    ]
+    if len(seen) < 20:
+        return
+    seen.sort()
+    waits = [wait * 1000 for _, wait in seen]
+    phase.latency_p50_ms = round(percentile(waits, 50), 1)
+    phase.latency_p99_ms = round(percentile(waits, 99), 1)
+    tenth = len(seen) // 10
+    early, late = seen[:tenth], seen[-tenth:]
+    span = late[len(late) // 2][0] - early[len(early) // 2][0]
+    if span > 0:
+        grew = median(w for _, w in late) - median(w for _, w in early)
+        phase.latency_growth_ms_per_s = round(grew * 1000 / span, 1)
 
 
 def check_exactly_once(sim_submits: list[dict[str, Any]], texts: list[str]) -> list[str]:

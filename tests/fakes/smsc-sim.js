@@ -126,7 +126,8 @@ const server = smpp.createServer(session => {
       data_coding: pdu.data_coding, esm_class: pdu.esm_class, udh,
       text: typeof sm.message === 'string' ? sm.message
         : Buffer.isBuffer(sm.message) ? sm.message.toString('hex') : (Buffer.isBuffer(sm) ? sm.toString('hex') : ''),
-      registered_delivery: pdu.registered_delivery, validity: pdu.validity_period || null, answered: null};
+      registered_delivery: pdu.registered_delivery, validity: pdu.validity_period || null, answered: null,
+      at: Date.now()};
     submits.push(seen);
     if (throttle > 0) {
       throttle--;
