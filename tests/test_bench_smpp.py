@@ -21,6 +21,36 @@ def test_quick_benchmark_run_submits_every_message_once_and_delivers_it() -> Non
     assert result["jasmin"] is None and "over_jasmin" not in result["summary"]
 
 
+def test_the_probe_tells_what_the_links_window_waited_for() -> None:
+    """--probe (with the links in their own process): the share of the link's busy time in
+    each state of its window, and the group commit's batches of the links' process."""
+    result = bench_result("bench.smpp", "--quick", "--links-process", "--probe")
+    assert result["valid"] and not result["problems"]
+    probe = result["probe"]
+    assert probe["busy_ms"] > 0
+    assert 99 <= sum(probe["states_percent"].values()) <= 101
+    known = {
+        "window full (awaiting answers)",
+        "parts ready, places free (the sender's turn)",
+        "waiting for an intent's commit",
+        "parts planned, none being intended",
+        "all sent, answers awaited: waiting for more messages (a claim)",
+    }
+    assert probe["states_percent"] and set(probe["states_percent"]) <= known
+    kinds = set(probe["batches"])
+    assert any("claim.unit" in kind for kind in kinds)
+    assert any("settle.unit" in kind for kind in kinds)
+    assert all(b["count"] > 0 and b["max_ms"] >= b["median_ms"] for b in probe["batches"].values())
+
+
+def test_the_probe_needs_the_links_process() -> None:
+    from bench.smpp.__main__ import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--probe"])
+    assert parse_args(["--probe", "--links-process"]).probe
+
+
 def test_the_anchor_ratio_is_smsgw_over_jasmin_at_the_simulator() -> None:
     """With --jasmin (not run here: Jasmin needs RabbitMQ and a venv of its own), the summary
     sets smsgw's rate at the simulator against Jasmin's of the same run, target 5x."""

@@ -47,6 +47,7 @@ from bench.smpp.load import (
     Simulator,
     add_link,
     check_exactly_once,
+    probe_summary,
     run_phase,
     wait_bind,
 )
@@ -97,11 +98,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run the link in a process of its own (`smsgw links run`), the server with "
         "SMSGW_LINKS=false (docs/links.md, \"A process for the links\")",
     )  # fmt: skip
+    parser.add_argument(
+        "--probe", action="store_true",
+        help="with --links-process: sample what the link's window waits for and time the "
+        "group commit's batches in the links' process (bench/smpp/probe), and print them",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a smoke run: 200, one round")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
     args = parser.parse_args(argv)
     if args.quick:
         args.messages, args.rounds = 200, 1
+    if args.probe and not args.links_process:
+        parser.error("--probe needs --links-process")
+    args.probed = None
     if args.concurrency is None:
         args.concurrency = 16 if args.rate is None else 64
     if args.rate is not None and args.rate <= 0:
@@ -142,7 +151,8 @@ async def run(
         {"SMSGW_WORKERS": str(args.workers), "SMSGW_SQLITE_SYNCHRONOUS": args.sqlite_synchronous}
         | ({"SMSGW_LINKS": "false"} if args.links_process else {}),
     )
-    links = LinksProcess(server, tmp / "links.log") if args.links_process else None
+    probe = tmp / "probe.json" if args.probe else None
+    links = LinksProcess(server, tmp / "links.log", probe) if args.links_process else None
     phases: list[Phase] = []
     texts: list[str] = []
     anchor = None
@@ -187,6 +197,11 @@ async def run(
             links.stop()
         server.stop()
         sim.stop()
+    if probe is not None:
+        if probe.exists():
+            args.probed = probe_summary(json.loads(probe.read_text()))
+        else:
+            problems.append("the probe of the links' process wrote nothing")
     return phases, anchor, problems
 
 
@@ -229,6 +244,18 @@ def print_anchor(anchor: JasminPhase) -> None:
         f"jasmind alone {_num(anchor.jasmind_cpu_ms_per_message, '.2f')}); receipts called "
         f"back {anchor.receipts_called_back}; machine busy {_num(anchor.machine_busy_percent)}%"
     )
+
+
+def print_probe(probed: dict[str, Any]) -> None:
+    print(f"\nthe link's window, over the {probed['busy_ms']} ms it had work (sampled each ms):")
+    for state, share in probed["states_percent"].items():
+        print(f"  {share:5.1f}%  {state}")
+    print("the group commit's batches on the links' process's loop (its CPU, ms):")
+    for kind, b in probed["batches"].items():
+        print(
+            f"  {b['count']:6d}  median {b['median_ms']:6.2f}  p90 {b['p90_ms']:6.2f}  "
+            f"max {b['max_ms']:6.1f}  {kind}"
+        )
 
 
 def summary(
@@ -300,7 +327,7 @@ def over_jasmin(link: Phase, anchor: JasminPhase | None) -> dict[str, Any]:
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
-    shown = {k: v for k, v in vars(args).items() if k != "profile"}
+    shown = {k: v for k, v in vars(args).items() if k not in ("profile", "probed")}
     return {k: str(v) if isinstance(v, Path) else v for k, v in shown.items()}
 
 
@@ -358,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
             spied = args.profile.with_suffix(".links.txt")
             print(f"\nthe links' process, same phase ({spied}):")
             print(profile.top(spied))
+    if args.probed is not None:
+        print_probe(args.probed)
     busy = report_run([p.other_cpu_percent or 0.0 for p in phases if p.round > 0], problems)
     stamp = results_stamp()
     result = {
@@ -369,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         "phases": [asdict(p) for p in phases],
         "jasmin": None if anchor is None else asdict(anchor),
         "summary": found,
+        "probe": args.probed,
         "machine_busy": busy,
         "elapsed_s": round(elapsed, 1),
         "valid": not problems,

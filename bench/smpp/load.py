@@ -33,6 +33,7 @@ SCRIPT = ROOT / "tests" / "fakes" / "smsc-sim.js"
 MODULES = ROOT / "tests" / "npm" / "node_modules"
 SYSTEM_ID, SECRET = "bench", "secret"
 SAMPLE_SECONDS = 0.05
+PROBE = Path(__file__).parent / "probe"
 
 
 class Simulator:
@@ -86,11 +87,15 @@ class LinksProcess:
     """`smsgw links run` beside the server (started with SMSGW_LINKS=false): the links in a
     process of their own, which serves no HTTP (docs/links.md, "A process for the links")."""
 
-    def __init__(self, server: Server, log_path: Path) -> None:
+    def __init__(self, server: Server, log_path: Path, probe: Path | None = None) -> None:
+        env = server.env
+        if probe is not None:  # bench/smpp/probe/sitecustomize.py, into `probe`
+            path = os.pathsep.join(filter(None, [str(PROBE), env.get("PYTHONPATH")]))
+            env = env | {"PYTHONPATH": path, "BENCH_SMPP_PROBE": str(probe)}
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "smsgw", "links", "run"],
-                env=server.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
 
     @property
@@ -312,3 +317,26 @@ def check_exactly_once(sim_submits: list[dict[str, Any]], texts: list[str]) -> l
     if strangers:
         problems.append(f"{len(strangers)} submits of unknown texts, e.g. {strangers[0]!r}")
     return problems
+
+
+def probe_summary(found: dict[str, Any]) -> dict[str, Any]:
+    """What the probe of the links' process wrote: the share of the time the link had work
+    that its window spent in each state, and the group commit's batches on the loop by kind
+    (count, median, p90, max ms of the loop thread's CPU)."""
+    busy = sum(found["states"].values()) or 1.0
+    states = {k: round(v * 100 / busy, 1) for k, v in found["states"].items()}
+    batches = {
+        kind: {
+            "count": len(times),
+            "median_ms": round(percentile(times, 50), 2),
+            "p90_ms": round(percentile(times, 90), 2),
+            "max_ms": round(max(times), 2),
+        }
+        for kind, times in found["batches_ms"].items()
+        if times
+    }
+    return {
+        "busy_ms": round(busy),
+        "states_percent": dict(sorted(states.items(), key=lambda kv: -kv[1])),
+        "batches": dict(sorted(batches.items(), key=lambda kv: -kv[1]["count"])),
+    }

@@ -450,7 +450,8 @@ class LinkRunner:
         is stopping or the session is over, which a full window must not hold up (its
         answers may never come; in mode tx_rx the transmitter may outlive the receiver),
         and when poked while the backlog is low (a message was queued: the caller claims it
-        meanwhile, rather than once the carrier answers)."""
+        meanwhile, rather than once the carrier answers). While it waits, the parts planned
+        are intended ahead as the sender's loop would (`_prepare`)."""
         while True:
             if self._over_now(session):
                 return False
@@ -458,6 +459,9 @@ class LinkRunner:
                 return True
             if self._poke.is_set() and self._waiting() < self.low_water and not self._refilling():
                 return False
+            # Parts a refill planned meanwhile get their intent now, not once a place frees
+            # (the window would then wait for that commit).
+            self._prepare()
             self._wake.clear()
             await self._wake.wait()
 
