@@ -110,7 +110,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.messages, args.rounds = 200, 1
     if args.probe and not args.links_process:
         parser.error("--probe needs --links-process")
-    args.probed = None
     if args.concurrency is None:
         args.concurrency = 16 if args.rate is None else 64
     if args.rate is not None and args.rate <= 0:
@@ -141,7 +140,8 @@ async def settle(sim: Simulator, data_dir: Path, link_id: str, texts: list[str])
 
 async def run(
     args: argparse.Namespace, tmp: Path
-) -> tuple[list[Phase], JasminPhase | None, list[str]]:
+) -> tuple[list[Phase], JasminPhase | None, dict[str, Any] | None, list[str]]:
+    """The phases, Jasmin's anchor (--jasmin), the probe's summary (--probe), the problems."""
     sim = Simulator(args.dlr_delay_ms)
     data = tmp / "data"
     server = Server(
@@ -197,12 +197,13 @@ async def run(
             links.stop()
         server.stop()
         sim.stop()
+    probed = None
     if probe is not None:
         if probe.exists():
-            args.probed = probe_summary(json.loads(probe.read_text()))
+            probed = probe_summary(json.loads(probe.read_text()))
         else:
             problems.append("the probe of the links' process wrote nothing")
-    return phases, anchor, problems
+    return phases, anchor, probed, problems
 
 
 def _num(value: float | None, spec: str = ".1f") -> str:
@@ -327,7 +328,7 @@ def over_jasmin(link: Phase, anchor: JasminPhase | None) -> dict[str, Any]:
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
-    shown = {k: v for k, v in vars(args).items() if k not in ("profile", "probed")}
+    shown = {k: v for k, v in vars(args).items() if k != "profile"}
     return {k: str(v) if isinstance(v, Path) else v for k, v in shown.items()}
 
 
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
     ):
         try:
-            phases, anchor, problems = runner.run(run(args, Path(tmp)))
+            phases, anchor, probed, problems = runner.run(run(args, Path(tmp)))
         except JasminError as error:
             sys.exit(f"bench.smpp: Jasmin: {error}")
     elapsed = time.monotonic() - started
@@ -385,8 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             spied = args.profile.with_suffix(".links.txt")
             print(f"\nthe links' process, same phase ({spied}):")
             print(profile.top(spied))
-    if args.probed is not None:
-        print_probe(args.probed)
+    if probed is not None:
+        print_probe(probed)
     busy = report_run([p.other_cpu_percent or 0.0 for p in phases if p.round > 0], problems)
     stamp = results_stamp()
     result = {
@@ -398,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         "phases": [asdict(p) for p in phases],
         "jasmin": None if anchor is None else asdict(anchor),
         "summary": found,
-        "probe": args.probed,
+        "probe": probed,
         "machine_busy": busy,
         "elapsed_s": round(elapsed, 1),
         "valid": not problems,
