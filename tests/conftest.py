@@ -370,8 +370,14 @@ def smsc() -> Iterator[Smsc]:
     from tests.fakes.smsc import Smsc  # it imports this module
 
     started = Smsc().start()
-    yield started
-    started.stop()
+    try:
+        yield started
+        broken = started.binds()["broken"]
+    finally:
+        started.stop()
+    # smsgw never writes a PDU the simulator cannot frame (smpp34's short deliver_sm_resp
+    # of a full queue did: links/session.py INBOUND_CAPACITY)
+    assert broken == 0, f"the simulator closed {broken} session(s) on a PDU it could not read"
 
 
 @pytest.fixture(scope="session")

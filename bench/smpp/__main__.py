@@ -129,6 +129,9 @@ async def settle(sim: Simulator, data_dir: Path, link_id: str, texts: list[str])
     """After the rounds: every link message submitted once and Delivered (within 120 s)."""
     async with aiohttp.ClientSession() as session:
         problems = check_exactly_once(await sim.get(session, "/submits"), texts)
+        broken = (await sim.get(session, "/binds"))["broken"]
+    if broken:  # smsgw wrote a PDU it could not frame (docs/links.md, caveat 4)
+        problems.append(f"the simulator closed {broken} session(s) on a PDU it could not read")
     deadline = time.monotonic() + 120
     while (count := delivered(data_dir, link_id)) < len(texts):
         if time.monotonic() > deadline:

@@ -1,12 +1,15 @@
 // SMSC simulator on npm "smpp" 0.5.1 (node-smpp), for tests/test_links.py: the recipe of
 // shared/reference/test-peers.md section 2.1, with controls over HTTP (127.0.0.1 only):
 //   GET /mo?from=&to=&text=      an MO deliver_sm to every bound session that receives
-//                                (or hex=&esm=&dc=&sar=&payload=: moFields below)
+//                                (or hex=&esm=&dc=&sar=&payload=: moFields below; count=N:
+//                                N of them at once)
 //   GET /submits                 every submit_sm seen (JSON)
-//   GET /binds                   binds and unbinds: {ok, refused, unbinds, bound, kinds,
-//                                unbound, delivers}: `kinds` the kinds of the sessions bound
-//                                now (sorted), `unbound` of those that sent unbind (in
-//                                order), `delivers` the deliver_sm sent to each kind
+//   GET /binds                   binds and unbinds: {ok, refused, unbinds, broken, bound,
+//                                kinds, unbound, delivers}: `kinds` the kinds of the sessions
+//                                bound now (sorted), `unbound` of those that sent unbind (in
+//                                order), `delivers` the deliver_sm sent to each kind,
+//                                `broken` the sessions closed on a PDU it could not read,
+//                                `mo_answers` the MO's deliver_sm_resp: {ok, refused}
 //   GET /throttle?n=N            the next N submit_sm answer ESME_RTHROTTLED
 //   GET /hold?on=1|0             hold submit_sm answers (never sent while on)
 //   GET /release                 answer the held submit_sm still on an open session, hold off
@@ -22,14 +25,17 @@
 // deliver_sm_resp, waits for the next receiving bind of its system_id and goes to that
 // session (as an SMSC keeps the receipts of an ESME that is not bound); a NAKed one is sent
 // again.
+// A PDU it cannot read (a command_length that does not frame the stream) closes the session,
+// as an SMSC that lost the PDUs' boundaries must: node-smpp itself would read nothing more
+// on it and leave it open (Session._extractPDUs keeps its `_busy` flag after the error).
 const smpp = require('smpp');
 const http = require('http');
 const PORT = +process.env.SMSC_PORT, CONTROL = +process.env.CONTROL_PORT;
 const USER = process.env.SMSC_USER || '', PASS = process.env.SMSC_PASS || '';
 const DLR_DELAY = +(process.env.DLR_DELAY_MS || 50);
 let nextId = 1, throttle = 0, hold = false;
-const submits = [], held = [], waiting = [], binds = {ok: 0, refused: 0, unbinds: 0}, bound = new Set(), sessions = new Set();
-const unbound = [], delivers = {transceiver: 0, transmitter: 0, receiver: 0};
+const submits = [], held = [], waiting = [], binds = {ok: 0, refused: 0, unbinds: 0, broken: 0}, bound = new Set(), sessions = new Set();
+const unbound = [], delivers = {transceiver: 0, transmitter: 0, receiver: 0}, moAnswers = {ok: 0, refused: 0};
 const KINDS = {bind_transceiver: 'transceiver', bind_transmitter: 'transmitter', bind_receiver: 'receiver'};
 const receives = s => bound.has(s) && s.kind !== 'transmitter';
 // the session a receipt for `session`'s submit_sm goes to now (undefined: none; it waits)
@@ -94,7 +100,11 @@ const server = smpp.createServer(session => {
     bound.delete(session); sessions.delete(session);
     for (const pending of session.unanswered) waiting.push(pending);  // kept, as an SMSC does
   });
-  session.on('error', () => {});
+  session.on('error', e => {
+    if (e && e.code) return;  // the socket's own (ECONNRESET...): it closes by itself
+    binds.broken++;
+    session.socket.destroy();
+  });
   const onBind = pdu => {
     if (USER && (pdu.system_id !== USER || pdu.password !== PASS)) {
       binds.refused++;
@@ -147,7 +157,9 @@ http.createServer((req, res) => {
     let n = 0;
     for (const s of [...bound].filter(receives)) {
       n++;
-      deliver(s, moFields(q));
+      for (let i = +(q.get('count') || 1); i > 0; i--) {
+        deliver(s, moFields(q), resp => moAnswers[resp.command_status === 0 ? 'ok' : 'refused']++);
+      }
     }
     return json(res, {sessions: n});
   }
@@ -163,7 +175,7 @@ http.createServer((req, res) => {
   }
   if (u.pathname === '/binds') {
     const kinds = [...bound].map(s => s.kind).sort();
-    return json(res, {...binds, bound: bound.size, kinds, unbound, delivers});
+    return json(res, {...binds, bound: bound.size, kinds, unbound, delivers, mo_answers: moAnswers});
   }
   if (u.pathname === '/throttle') { throttle = +(q.get('n') || 1); return json(res, {throttle}); }
   if (u.pathname === '/hold') { hold = q.get('on') === '1'; return json(res, {hold}); }

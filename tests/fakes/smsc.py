@@ -72,7 +72,8 @@ class Smsc:
         return found
 
     def binds(self) -> dict[str, Any]:
-        """Counts of binds (`ok`, `refused`), `unbinds`, sessions `bound` now; `kinds` of
+        """Counts of binds (`ok`, `refused`), `unbinds`, sessions `broken` (closed on a PDU
+        the simulator could not read), sessions `bound` now; `kinds` of
         those (sorted: "receiver", "transceiver", "transmitter"), `unbound`: the kinds of
         the sessions that unbound, `delivers`: deliver_sm sent to each kind."""
         found: dict[str, Any] = self._get("/binds")

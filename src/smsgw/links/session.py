@@ -46,12 +46,20 @@ STATUS_NAMES = {
 }  # fmt: skip
 #: The carrier is busy: the part waits and goes again, the link slows down.
 BUSY = frozenset({ESME_RTHROTTLED, ESME_RMSGQFUL})
-#: Places in smpp34's queue of received PDUs. smpp34 1.5.0 stalls a session whose queue
-#: fills, even for a moment: no more answers nor receipts, every submit_sm then times out
-#: (bench/smpp found it: with 16 places, a link sending at full speed with receipts on
-#: stalled after 40 to 1,500 submit_sm). smsgw reads the queue at once, so it holds many
-#: only in a burst; what it holds was acknowledged already (docs/links.md, caveat 4).
-INBOUND_CAPACITY = 4096
+#: Places in smpp34's queue of received PDUs. It must never fill: smpp34 1.5.0 then answers
+#: the deliver_sm with an ESME_RMSGQFUL deliver_sm_resp whose command_length (16) is one
+#: byte short of what it writes (17), which throws the SMSC's reading of the stream out of
+#: step; the SMSC then reads nothing more on the session (no answers, every submit_sm
+#: times out) or drops it (docs/links.md, caveat 4). smsgw takes from it at once
+#: (`READERS`), so it holds many only in a burst; what it holds was acknowledged already.
+INBOUND_CAPACITY = 16384
+#: `next()` calls awaiting smpp34's queue at once, per bind. Each call hands over one PDU
+#: and its answer crosses to the event loop as a callback: with one call, the link read one
+#: deliver_sm a turn of the loop, while its sender puts a window's worth of submit_sm out
+#: in one turn; a busy process (the API's requests on the same loop) then read receipts
+#: slower than they came, and the queue filled (bench/smpp, one process at 1,000/s: after
+#: about 10 s). smpp34 hands the PDUs to the waiting calls in turn, in order.
+READERS = 16
 #: deliver_sm taken from smpp34 ahead of the link's reader at most (the binds' together):
 #: the rest waits in smpp34's queue, as when the reader took them from smpp34 itself.
 READ_AHEAD = 64
@@ -170,7 +178,9 @@ class Session:
             except BindFailed:
                 await self.close()
                 raise
-        self._readers = [asyncio.create_task(self._read(bind)) for bind in self._binds]
+        self._readers = [
+            asyncio.create_task(self._read(bind)) for bind in self._binds for _ in range(READERS)
+        ]
 
     async def _bind(self, bind: _Bind) -> None:
         link = self.link
@@ -250,8 +260,12 @@ class Session:
             bind.over = True
         await asyncio.gather(*(_unbind(bind) for bind in up))
         await asyncio.gather(*(_stop_client(bind) for bind in self._binds))
+        # smpp34 yields Disconnected once, to one of a bind's READERS: the others see the
+        # end when its queue closes, which it does once nothing holds the session.
+        for bind in self._binds:
+            bind.smsc = None
         running = [reader for reader in self._readers if not reader.done()]
-        if running:  # a session ended by stop() yields Disconnected: this is a safeguard
+        if running:  # a safeguard
             _, late = await asyncio.wait(running, timeout=UNBIND_SECONDS)
             for reader in late:
                 reader.cancel()
