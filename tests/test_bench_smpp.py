@@ -10,7 +10,9 @@ pytestmark = pytest.mark.one_engine("no database of the tests' own")  # conftest
 
 
 def test_quick_benchmark_run_submits_every_message_once_and_delivers_it() -> None:
-    result = bench_result("bench.smpp", "--quick")
+    """With the link in the server's process (the links' own process, the default, runs in
+    the probe's test below)."""
+    result = bench_result("bench.smpp", "--quick", "--one-process")
     assert result["valid"] and not result["problems"]
     phases = {(p["name"], p["round"]): p for p in result["phases"]}
     assert set(phases) == {("ingest", 1), ("link", 1)}
@@ -24,7 +26,7 @@ def test_quick_benchmark_run_submits_every_message_once_and_delivers_it() -> Non
 def test_the_probe_tells_what_the_links_window_waited_for() -> None:
     """--probe (with the links in their own process): the share of the link's busy time in
     each state of its window, and the group commit's batches of the links' process."""
-    result = bench_result("bench.smpp", "--quick", "--links-process", "--probe")
+    result = bench_result("bench.smpp", "--quick", "--probe")
     assert result["valid"] and not result["problems"]
     probe = result["probe"]
     assert probe["busy_ms"] > 0
@@ -47,8 +49,10 @@ def test_the_probe_needs_the_links_process() -> None:
     from bench.smpp.__main__ import parse_args
 
     with pytest.raises(SystemExit):
-        parse_args(["--probe"])
-    assert parse_args(["--probe", "--links-process"]).probe
+        parse_args(["--probe", "--one-process"])
+    assert parse_args(["--probe"]).probe
+    assert parse_args([]).links_process  # the default, as docs/links.md advises
+    assert parse_args(["--probe", "--links-process"]).links_process
 
 
 def test_the_anchor_ratio_is_smsgw_over_jasmin_at_the_simulator() -> None:

@@ -3,21 +3,23 @@
 One run: the npm `smpp` SMSC simulator (tests/fakes/smsc-sim.js, receipts on) and a fresh
 server process (bench/fleet/server.py, SQLite) on 127.0.0.1; two accounts, "ingest" with no
 sender and "link" with one SMPP link (one bind, transceiver, window 10, a throughput limit
-far above what is reached). Each round, `--messages` POSTed through the API as fast as
-`--concurrency` clients go: first for "ingest" (the baseline: accepting alone), then for
-"link", whose messages the link claims and submits, every one stored before its submit_sm
-(the API answers only once a message is committed; each part's intent is committed before
-its submit_sm goes out). Reported: the accepted rate, the rate at the simulator over the same
-interval and their ratio (1.0: no backlog), the rate at the simulator over the whole phase,
-the drain after the last accepted message, each message's time from accepted to submitted
-(p50, p99, and how much it grew a second of the load: a backlog building shows there, a
-pipeline's steady delay does not), the server's CPU per message (against the
-baseline's), the simulator's CPU. At the end every link message must have been submitted
-exactly once and be Delivered (the simulator's receipts). With `--jasmin VENV`, the anchor
-follows in the same run (bench/smpp/jasmin.py): smsgw stopped, the same load through Jasmin
-0.11.0 to the same simulator, and smsgw's rate over Jasmin's (target: at least 5x); `--jasmin`
-alone takes the venv `make test` makes (.venv-jasmin). Exit
-status: 0 when the run is valid, 1 when it is not, 2 with --strict when a target is missed.
+far above what is reached), run by `smsgw links run` in a process of its own as
+docs/links.md advises for a busy link (`--one-process`: by the server's process). Each
+round, `--messages` POSTed through the API as fast as `--concurrency` clients go: first for
+"ingest" (the baseline: accepting alone), then for "link", whose messages the link claims
+and submits, every one stored before its submit_sm (the API answers only once a message is
+committed; each part's intent is committed before its submit_sm goes out). Reported: the
+accepted rate, the rate at the simulator over the same interval and their ratio (1.0: no
+backlog), the rate at the simulator over the whole phase, the drain after the last accepted
+message, each message's time from accepted to submitted (p50, p99, and how much it grew a
+second of the load: a backlog building shows there, a pipeline's steady delay does not), the
+server's CPU per message (against the baseline's), the simulator's CPU. At the end every
+link message must have been submitted exactly once and be Delivered (the simulator's
+receipts). With `--jasmin VENV`, the anchor follows in the same run (bench/smpp/jasmin.py):
+smsgw stopped, the same load through Jasmin 0.11.0 to the same simulator, and smsgw's rate
+over Jasmin's (target: at least 5x); `--jasmin` alone takes the venv `make test` makes
+(.venv-jasmin). Exit status: 0 when the run is valid, 1 when it is not, 2 with --strict when
+a target is missed.
 """
 
 from __future__ import annotations
@@ -94,9 +96,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "`make test` makes; or SMSGW_JASMIN_VENV)",
     )  # fmt: skip
     parser.add_argument(
-        "--links-process", action="store_true",
+        "--links-process", action="store_true", default=True,
         help="run the link in a process of its own (`smsgw links run`), the server with "
-        "SMSGW_LINKS=false (docs/links.md, \"A process for the links\")",
+        "SMSGW_LINKS=false (docs/links.md, \"A process for the links\": how a link that must "
+        "carry 1,000/s runs on a small machine); the default",
+    )  # fmt: skip
+    parser.add_argument(
+        "--one-process", dest="links_process", action="store_false",
+        help="run the link in the server's own process instead (SMSGW_LINKS=true: the API's "
+        "requests and the link share one event loop)",
     )  # fmt: skip
     parser.add_argument(
         "--probe", action="store_true",
@@ -109,7 +117,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.messages, args.rounds = 200, 1
     if args.probe and not args.links_process:
-        parser.error("--probe needs --links-process")
+        parser.error("--probe needs the links' own process (not --one-process)")
     if args.concurrency is None:
         args.concurrency = 16 if args.rate is None else 64
     if args.rate is not None and args.rate <= 0:
