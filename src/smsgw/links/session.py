@@ -58,10 +58,12 @@ INBOUND_CAPACITY = 16384
 #: deliver_sm a turn of the loop, while its sender puts a window's worth of submit_sm out
 #: in one turn; a busy process (the API's requests on the same loop) then read receipts
 #: slower than they came, and the queue filled (bench/smpp, one process at 1,000/s: after
-#: about 10 s). smpp34 hands the PDUs to the waiting calls in turn, in order.
+#: about 10 s). The calls' answers come back in any order: PDUs of one burst are not
+#: handed over in the carrier's order (receipts and the parts of a long MO need none).
 READERS = 16
-#: deliver_sm taken from smpp34 ahead of the link's reader at most (the binds' together):
-#: the rest waits in smpp34's queue, as when the reader took them from smpp34 itself.
+#: deliver_sm taken from smpp34 ahead of the link's reader at most (the binds' together),
+#: reads awaiting included (at least READERS for each bind): the rest waits in smpp34's
+#: queue.
 READ_AHEAD = 64
 #: How long an unbind (and the session's end) may take at most.
 UNBIND_SECONDS = 5.0
@@ -164,6 +166,9 @@ class Session:
         #: sends no more on it: a lost connection fails those in flight before the end is
         #: seen; a carrier that stopped answering is bound again).
         self.unanswered = False
+        #: `close` had to let go of smpp34's session before its reads ended (no Disconnected
+        #: came within UNBIND_SECONDS: what smpp34 still queued may be lost).
+        self.let_go = False
 
     @property
     def dead(self) -> bool:
@@ -179,7 +184,9 @@ class Session:
                 await self.close()
                 raise
         self._readers = [
-            asyncio.create_task(self._read(bind)) for bind in self._binds for _ in range(READERS)
+            asyncio.create_task(self._read(bind))
+            for bind in self._binds
+            for _ in range(1 if bind.bind_type == "TX" else READERS)  # (a TX receives none)
         ]
 
     async def _bind(self, bind: _Bind) -> None:
@@ -233,15 +240,29 @@ class Session:
         return None
 
     async def _read(self, bind: _Bind) -> None:
-        """Take the bind's deliver_sm until it is over; its end ends the session."""
+        """Take the bind's deliver_sm until its end (smpp34's Disconnected, queued behind
+        every deliver_sm it acknowledged), which ends the session. A place of READ_AHEAD is
+        taken before each read, so that a reader never holds a PDU it cannot hand over.
+
+        One of the bind's READERS is told of the end; it lets go of smpp34's session, and
+        once `close` has too (the client), the queue closes and the other reads end: each
+        with what smpp34 already gave it, or Disconnected. Nothing acknowledged is dropped."""
         try:
             while bind.smsc is not None:
-                event = await bind.smsc.next()
-                if not isinstance(event, smpp34.DeliverSmEvent):
-                    break
                 await self._room.acquire()
+                try:
+                    # (no reference kept across the wait: the session must be let go of)
+                    event = None if bind.smsc is None else await bind.smsc.next()
+                except BaseException:
+                    self._room.release()
+                    raise
+                if not isinstance(event, smpp34.DeliverSmEvent):
+                    self._room.release()
+                    bind.smsc = None
+                    break
                 self._inbound.put_nowait(_inbound(event))
         except smpp34.SmppError as error:
+            bind.smsc = None
             log.warning("link %s: reading the %s failed: %s", self.link.device_id,
                         _NAMES[bind.bind_type], error)  # fmt: skip
         finally:
@@ -253,29 +274,33 @@ class Session:
             self._inbound.put_nowait(None)
 
     async def close(self) -> None:
-        """Unbind every bind still up and end them; their readers then end."""
+        """Unbind every bind still up and end them; their readers then end, once they have
+        handed over what smpp34 still queued (up to its Disconnected)."""
         self.ended.set()
         up = [bind for bind in self._binds if bind.smsc is not None and not bind.over]
         for bind in up:
             bind.over = True
-        await asyncio.gather(*(_unbind(bind) for bind in up))
+        await asyncio.gather(*(_unbind(bind.smsc) for bind in up if bind.smsc is not None))
         await asyncio.gather(*(_stop_client(bind) for bind in self._binds))
-        # smpp34 yields Disconnected once, to one of a bind's READERS: the others see the
-        # end when its queue closes, which it does once nothing holds the session.
-        for bind in self._binds:
-            bind.smsc = None
         running = [reader for reader in self._readers if not reader.done()]
-        if running:  # a safeguard
-            _, late = await asyncio.wait(running, timeout=UNBIND_SECONDS)
-            for reader in late:
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=UNBIND_SECONDS)
+        if late:  # no Disconnected came: let go of smpp34's sessions all the same
+            self.let_go = True
+            log.warning("link %s: the session's reads did not end in %g s; letting go of it",
+                        self.link.device_id, UNBIND_SECONDS)  # fmt: skip
+            for bind in self._binds:
+                bind.smsc = None
+            _, late = await asyncio.wait(late, timeout=UNBIND_SECONDS)
+            for reader in late:  # a safeguard
                 reader.cancel()
 
 
-async def _unbind(bind: _Bind) -> None:
-    assert bind.smsc is not None
+async def _unbind(smsc: smpp34.Smsc) -> None:
     # the carrier may go first: nothing to unbind then
     with contextlib.suppress(smpp34.SmppError, TimeoutError):
-        await asyncio.wait_for(bind.smsc.unbind(), UNBIND_SECONDS)
+        await asyncio.wait_for(smsc.unbind(), UNBIND_SECONDS)
 
 
 async def _stop_client(bind: _Bind) -> None:
