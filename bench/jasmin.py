@@ -197,15 +197,26 @@ class Jasmin:
             except ImportError as missing:
                 raise JasminError("jCli needs telnetlib (Python 3.12 at most)") from missing
         said = []
-        # jCli speaks only telnet, on 127.0.0.1 here
-        with telnetlib.Telnet("127.0.0.1", self.port["jcli"], timeout=30) as console:  # noqa: S312
-            # jCli 0.11.0 asks for the user name with no "Username: " prompt (waiting for
-            # one cost the whole timeout): it says this, then takes the first line as the name
-            console.read_until(b"Authentication required.", 30)
-            console.write(b"jcliadmin\r\n")
-            console.read_until(b"Password: ", 30)
-            console.write(b"jclipwd\r\n")
-            console.read_until(b"jcli : ", 30)
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            # jCli speaks only telnet, on 127.0.0.1 here
+            console = telnetlib.Telnet("127.0.0.1", self.port["jcli"], timeout=30)  # noqa: S312
+            try:
+                # jCli 0.11.0 asks for the user name with no "Username: " prompt (waiting for
+                # one cost the whole timeout): it says this, then takes the first line as the
+                # name
+                console.read_until(b"Authentication required.", 30)
+                console.write(b"jcliadmin\r\n")
+                console.read_until(b"Password: ", 30)
+                console.write(b"jclipwd\r\n")
+                console.read_until(b"jcli : ", 30)
+                break
+            except EOFError:  # seen once (bench/smpp), cause unknown: no command sent yet
+                console.close()
+                if time.monotonic() > deadline:
+                    raise JasminError("jCli closed the console before its prompt") from None
+                time.sleep(1)
+        with console:
             for line in commands:
                 console.write(line.encode() + b"\r\n")
                 _, _, out = console.expect(PROMPTS, timeout=30)
