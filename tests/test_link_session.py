@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from smsgw.links import session as session_module
 from smsgw.links.repository import LinkRecord
 from smsgw.links.session import READERS, Session
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
@@ -88,8 +89,12 @@ def test_closing_hands_over_every_deliver_sm_smpp34_acknowledged(
     assert asyncio.run(closing_with_a_backlog(smsc, session_of)) == BURST
 
 
-async def closing_with_a_backlog(smsc: Smsc, session: Session) -> int:
-    await queued(smsc, session, BURST)
+async def closing_with_a_backlog(
+    smsc: Smsc, session: Session, count: int = BURST, each: float = 0
+) -> int:
+    """How many of `count` deliver_sm queued reach a taker that spends `each` seconds on
+    each, the session closed as soon as they are queued."""
+    await queued(smsc, session, count)
     received = 0
 
     async def take() -> None:
@@ -97,13 +102,23 @@ async def closing_with_a_backlog(smsc: Smsc, session: Session) -> int:
         while (inbound := await session.next()) is not None:
             assert inbound.short_message == b"hello"
             received += 1
-            await asyncio.sleep(0)  # a taker that commits as it goes
+            await asyncio.sleep(each)  # a taker that commits as it goes
 
     taking = asyncio.create_task(take())
     await session.close()
     await asyncio.wait_for(taking, 60)
     assert not session.let_go  # (smpp34's Disconnected came behind the backlog)
     return received
+
+
+def test_closing_waits_for_a_slow_taker_as_long_as_it_takes_some(
+    smsc: Smsc, session_of: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A taker slower than UNBIND_SECONDS for the whole backlog (a database write per MO):
+    `close` waits while the reads take more, rather than letting go after a fixed time."""
+    monkeypatch.setattr(session_module, "UNBIND_SECONDS", 1.0)
+    count = 300  # 3 s at 10 ms each
+    assert asyncio.run(closing_with_a_backlog(smsc, session_of, count, 0.01)) == count
 
 
 def test_a_dropped_session_ends_with_every_read_at_once(smsc: Smsc, session_of: Session) -> None:

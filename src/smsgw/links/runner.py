@@ -240,9 +240,9 @@ class LinkRunner:
                 await self._state("down", str(error))
             else:
                 log.info("link %s: bound to %s", self.link.device_id, where)
-                await self._state("bound", None)
                 attempt = 0
                 try:
+                    await self._state("bound", None)
                     await self._serve(session)
                 finally:
                     await session.close()

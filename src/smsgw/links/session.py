@@ -62,8 +62,8 @@ INBOUND_CAPACITY = 16384
 #: handed over in the carrier's order (receipts and the parts of a long MO need none).
 READERS = 16
 #: deliver_sm taken from smpp34 ahead of the link's reader at most (the binds' together),
-#: reads awaiting included (at least READERS for each bind): the rest waits in smpp34's
-#: queue.
+#: reads awaiting included (at least the binds' readers: READERS, and one for a TX bind):
+#: the rest waits in smpp34's queue.
 READ_AHEAD = 64
 #: How long an unbind (and the session's end) may take at most.
 UNBIND_SECONDS = 5.0
@@ -166,9 +166,11 @@ class Session:
         #: sends no more on it: a lost connection fails those in flight before the end is
         #: seen; a carrier that stopped answering is bound again).
         self.unanswered = False
-        #: `close` had to let go of smpp34's session before its reads ended (no Disconnected
-        #: came within UNBIND_SECONDS: what smpp34 still queued may be lost).
+        #: `close` let go of smpp34's session before its reads ended (no Disconnected came,
+        #: and they took nothing more for UNBIND_SECONDS).
         self.let_go = False
+        #: deliver_sm taken from smpp34 (how `close` sees its reads make progress).
+        self._taken = 0
 
     @property
     def dead(self) -> bool:
@@ -216,13 +218,15 @@ class Session:
         ton, number = (1, part.number[1:]) if part.number.startswith("+") else (0, part.number)
         link = self.link
         try:
-            response = await smsc.submit_sm(
+            answer = smsc.submit_sm(
                 number, part.body, source_addr=link.source_addr,
                 source_addr_ton=link.source_ton, source_addr_npi=link.source_npi,
                 dest_addr_ton=ton, dest_addr_npi=1, esm_class=part.esm_class,
                 data_coding=part.data_coding, registered_delivery=int(part.report),
                 validity_period=part.validity,
             )  # fmt: skip
+            del smsc  # not held while the answer is awaited (`close` lets go of it)
+            response = await answer
         except smpp34.SmppError as error:
             return _raised(str(error))
         return Answer(True, response.command_status, response.message_id or None)
@@ -241,12 +245,12 @@ class Session:
 
     async def _read(self, bind: _Bind) -> None:
         """Take the bind's deliver_sm until its end (smpp34's Disconnected, queued behind
-        every deliver_sm it acknowledged), which ends the session. A place of READ_AHEAD is
+        the deliver_sm it acknowledged), which ends the session. A place of READ_AHEAD is
         taken before each read, so that a reader never holds a PDU it cannot hand over.
 
         One of the bind's READERS is told of the end; it lets go of smpp34's session, and
-        once `close` has too (the client), the queue closes and the other reads end: each
-        with what smpp34 already gave it, or Disconnected. Nothing acknowledged is dropped."""
+        once `close` has let go of the client too, the queue closes and the other reads end,
+        each with what smpp34 already gave it or Disconnected."""
         try:
             while bind.smsc is not None:
                 await self._room.acquire()
@@ -258,15 +262,23 @@ class Session:
                     raise
                 if not isinstance(event, smpp34.DeliverSmEvent):
                     self._room.release()
-                    bind.smsc = None
+                    if event is not None:  # the end: nothing more comes on this bind
+                        bind.over = True
+                        bind.smsc = None
                     break
-                self._inbound.put_nowait(_inbound(event))
-        except smpp34.SmppError as error:
-            bind.smsc = None
+                try:
+                    inbound = _inbound(event)
+                except Exception:  # (smpp34 has acknowledged it: nothing else to do)
+                    self._room.release()
+                    log.exception("link %s: a deliver_sm could not be read; skipped",
+                                  self.link.device_id)  # fmt: skip
+                    continue
+                self._taken += 1
+                self._inbound.put_nowait(inbound)
+        except smpp34.SmppError as error:  # the session ends; `close` unbinds and drains it
             log.warning("link %s: reading the %s failed: %s", self.link.device_id,
                         _NAMES[bind.bind_type], error)  # fmt: skip
         finally:
-            bind.over = True
             if not self.dead:
                 if len(self._binds) > 1:
                     self.lost = f"the {_NAMES[bind.bind_type]} session"
@@ -275,24 +287,31 @@ class Session:
 
     async def close(self) -> None:
         """Unbind every bind still up and end them; their readers then end, once they have
-        handed over what smpp34 still queued (up to its Disconnected)."""
+        handed over what smpp34 still queued: up to its Disconnected, or, when none comes
+        (a carrier that does not answer the unbind: smpp34 then stops the session without
+        one), until they have taken nothing more for UNBIND_SECONDS."""
         self.ended.set()
         up = [bind for bind in self._binds if bind.smsc is not None and not bind.over]
         for bind in up:
             bind.over = True
         await asyncio.gather(*(_unbind(bind.smsc) for bind in up if bind.smsc is not None))
         await asyncio.gather(*(_stop_client(bind) for bind in self._binds))
+        for bind in self._binds:
+            if bind.bind_type == "TX":  # (it receives nothing: no queue to drain)
+                bind.smsc = None
         running = [reader for reader in self._readers if not reader.done()]
-        if not running:
-            return
-        _, late = await asyncio.wait(running, timeout=UNBIND_SECONDS)
-        if late:  # no Disconnected came: let go of smpp34's sessions all the same
+        taken = -1
+        while running and self._taken != taken:  # while they take what smpp34 queued
+            taken = self._taken
+            _, pending = await asyncio.wait(running, timeout=UNBIND_SECONDS)
+            running = list(pending)
+        if running:  # no Disconnected came: let go of smpp34's sessions all the same
             self.let_go = True
-            log.warning("link %s: the session's reads did not end in %g s; letting go of it",
-                        self.link.device_id, UNBIND_SECONDS)  # fmt: skip
+            log.info("link %s: no end of the session came from smpp34 in %g s; letting go "
+                     "of it", self.link.device_id, UNBIND_SECONDS)  # fmt: skip
             for bind in self._binds:
                 bind.smsc = None
-            _, late = await asyncio.wait(late, timeout=UNBIND_SECONDS)
+            _, late = await asyncio.wait(running, timeout=UNBIND_SECONDS)
             for reader in late:  # a safeguard
                 reader.cancel()
 
