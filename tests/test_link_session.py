@@ -19,6 +19,7 @@ import pytest
 
 from smsgw.links import session as session_module
 from smsgw.links.repository import LinkRecord
+from smsgw.links.schemas import TRANSCEIVER, TX_RX
 from smsgw.links.session import READERS, Session
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 
@@ -26,13 +27,17 @@ from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 BURST, BUSY_TURN = 1000, 0.005
 
 
-@pytest.fixture
-def session_of(smsc: Smsc) -> Iterator[Session]:
+def link_session(smsc: Smsc, bind_mode: str) -> Session:
     record = LinkRecord(
         "link-session-test", 1, "test", "smpp", "127.0.0.1", smsc.port, USER, PASSWORD, "",
-        "TEST", 5, 0, 100, 10, 0, "transceiver", "new", None, datetime.now(UTC),
+        "TEST", 5, 0, 100, 10, 0, bind_mode, "new", None, datetime.now(UTC),
     )  # fmt: skip
-    yield Session(record, connect_timeout=10)
+    return Session(record, connect_timeout=10)
+
+
+@pytest.fixture
+def session_of(smsc: Smsc) -> Iterator[Session]:
+    yield link_session(smsc, TRANSCEIVER)
 
 
 def test_a_busy_loop_reads_many_deliver_sm_a_turn(smsc: Smsc, session_of: Session) -> None:
@@ -119,6 +124,37 @@ def test_closing_waits_for_a_slow_taker_as_long_as_it_takes_some(
     monkeypatch.setattr(session_module, "UNBIND_SECONDS", 1.0)
     count = 300  # 3 s at 10 ms each
     assert asyncio.run(closing_with_a_backlog(smsc, session_of, count, 0.01)) == count
+
+
+def test_a_receiver_left_with_a_backlog_when_the_transmitter_ends_hands_it_all_over(
+    smsc: Smsc,
+) -> None:
+    """Bind mode tx_rx: the transmitter's end ends the session; the receiver, unbound by
+    `close`, still hands over every deliver_sm smpp34 queued on it."""
+    session = link_session(smsc, TX_RX)
+    assert asyncio.run(transmitter_lost(smsc, session)) == BURST
+
+
+async def transmitter_lost(smsc: Smsc, session: Session) -> int:
+    await queued(smsc, session, BURST)  # (to the receiver: the simulator's rule)
+    assert len(session._readers) == 1 + READERS  # (a transmitter receives nothing)
+    assert smsc.drop("transmitter") == 1
+    await asyncio.wait_for(session.ended.wait(), 30)
+    assert session.lost == "the transmitter session"
+    received = 0
+
+    async def take() -> None:
+        nonlocal received
+        while (inbound := await session.next()) is not None:
+            assert inbound.short_message == b"hello"
+            received += 1
+
+    taking = asyncio.create_task(take())
+    await session.close()
+    await asyncio.wait_for(taking, 60)
+    assert not session.let_go
+    assert smsc.binds()["unbound"] == ["receiver"]
+    return received
 
 
 def test_a_dropped_session_ends_with_every_read_at_once(smsc: Smsc, session_of: Session) -> None:
