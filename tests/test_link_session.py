@@ -100,6 +100,12 @@ async def closing_with_a_backlog(
     """How many of `count` deliver_sm queued reach a taker that spends `each` seconds on
     each, the session closed as soon as they are queued."""
     await queued(smsc, session, count)
+    return await closed_while_taking(session, each)
+
+
+async def closed_while_taking(session: Session, each: float = 0) -> int:
+    """Close the session while a taker that spends `each` seconds on each deliver_sm (a
+    commit as it goes) takes them to the end: how many it got."""
     received = 0
 
     async def take() -> None:
@@ -107,7 +113,7 @@ async def closing_with_a_backlog(
         while (inbound := await session.next()) is not None:
             assert inbound.short_message == b"hello"
             received += 1
-            await asyncio.sleep(each)  # a taker that commits as it goes
+            await asyncio.sleep(each)
 
     taking = asyncio.create_task(take())
     await session.close()
@@ -141,18 +147,7 @@ async def transmitter_lost(smsc: Smsc, session: Session) -> int:
     assert smsc.drop("transmitter") == 1
     await asyncio.wait_for(session.ended.wait(), 30)
     assert session.lost == "the transmitter session"
-    received = 0
-
-    async def take() -> None:
-        nonlocal received
-        while (inbound := await session.next()) is not None:
-            assert inbound.short_message == b"hello"
-            received += 1
-
-    taking = asyncio.create_task(take())
-    await session.close()
-    await asyncio.wait_for(taking, 60)
-    assert not session.let_go
+    received = await closed_while_taking(session)
     assert smsc.binds()["unbound"] == ["receiver"]
     return received
 
