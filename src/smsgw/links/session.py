@@ -142,6 +142,8 @@ class _Bind:
         self.smsc: smpp34.Smsc | None = None
         #: Known to be over: Disconnected seen, or unbound by us.
         self.over = False
+        #: Whether the carrier delivers on it (a transmitter's gets no deliver_sm).
+        self.receives = bind_type != "TX"
 
 
 class Session:
@@ -188,7 +190,7 @@ class Session:
         self._readers = [
             asyncio.create_task(self._read(bind))
             for bind in self._binds
-            for _ in range(1 if bind.bind_type == "TX" else READERS)  # (a TX receives none)
+            for _ in range(READERS if bind.receives else 1)
         ]
 
     async def _bind(self, bind: _Bind) -> None:
@@ -297,7 +299,7 @@ class Session:
         await asyncio.gather(*(_unbind(bind.smsc) for bind in up if bind.smsc is not None))
         await asyncio.gather(*(_stop_client(bind) for bind in self._binds))
         for bind in self._binds:
-            if bind.bind_type == "TX":  # (it receives nothing: no queue to drain)
+            if not bind.receives:  # (no queue to drain)
                 bind.smsc = None
         running = [reader for reader in self._readers if not reader.done()]
         taken = -1
