@@ -120,6 +120,115 @@ def test_a_queued_row_that_breaks_a_constraint_last_fails_at_the_commit_alone(
     assert _keys(pg_settings) == {"same", "other"}
 
 
+def counted(key: str) -> Unit[int]:
+    """Stores its key, then counts the keys stored: one after the other, each unit sees
+    those before it; side by side, all of them."""
+
+    async def work(conn: UnitConnection) -> int:
+        await conn.execute("INSERT INTO system_values (key, value) VALUES (?, 'v')", (key,))
+        found = await conn.execute("SELECT count(*) FROM system_values WHERE key LIKE 'k%'")
+        return int(found.fetchone()[0])
+
+    return work
+
+
+def in_one_interleaved_batch(
+    settings: Settings, units: list[tuple[Unit[Any], bool]]
+) -> tuple[list[object], int]:
+    """`in_one_batch` with each unit interleaved or not; and how many times the pipeline
+    synced (a round trip each) before the COMMIT."""
+    syncs = 0
+    sync = psycopg.AsyncPipeline.sync
+
+    async def counting(pipeline: psycopg.AsyncPipeline) -> None:
+        nonlocal syncs
+        syncs += 1
+        await sync(pipeline)
+
+    async def scenario() -> list[object]:
+        db = database_for(settings)
+        try:
+            queued = (db.write_unit(unit, interleaved=side) for unit, side in units)
+            return await asyncio.gather(*queued, return_exceptions=True)
+        finally:
+            await db.dispose()
+
+    psycopg.AsyncPipeline.sync = counting  # type: ignore[method-assign]
+    try:
+        return asyncio.run(scenario()), syncs
+    finally:
+        psycopg.AsyncPipeline.sync = sync  # type: ignore[method-assign]
+
+
+def test_interleaved_units_share_their_round_trips(pg_settings: Settings) -> None:
+    alone, syncs_alone = in_one_interleaved_batch(
+        pg_settings, [(counted(f"k{i}"), False) for i in range(4)]
+    )
+    assert (alone, syncs_alone) == ([1, 2, 3, 4], 8)  # a round trip per statement
+    side, syncs_side = in_one_interleaved_batch(
+        pg_settings, [(counted(f"k{i}"), True) for i in range(4, 8)]
+    )
+    assert (side, syncs_side) == ([8, 8, 8, 8], 2)  # the inserts together, then the counts
+
+
+def test_units_not_interleaved_keep_their_place_between_interleaved_ones(
+    pg_settings: Settings,
+) -> None:
+    units = [(counted("k1"), True), (counted("k2"), True), (counted("k3"), False)]
+    units += [(counted("k4"), True), (counted("k5"), True)]
+    done, syncs = in_one_interleaved_batch(pg_settings, units)
+    assert done == [2, 2, 3, 5, 5]
+    assert syncs == 2 + 2 + 2
+
+
+def test_an_interleaved_unit_that_raises_is_rolled_back_alone(pg_settings: Settings) -> None:
+    units = [(put("a"), True), (put("b", fail=True), True), (put("c"), True), (put("d"), False)]
+    a, b, c, d = in_one_interleaved_batch(pg_settings, units)[0]
+    assert (a, c, d) == ("a", "c", "d")
+    assert isinstance(b, ValueError) and str(b) == "unit b fails"
+    assert _keys(pg_settings) == {"a", "c", "d"}
+
+
+def test_interleaved_units_that_break_a_constraint_lose_only_the_later_one(
+    pg_settings: Settings,
+) -> None:
+    """Side by side, two units may both find a key free: the constraint refuses the second,
+    in a round or at the COMMIT (a queued row), and the batch runs again unit by unit."""
+    units = [(put("same"), True), (put_many("queued"), True), (put("same"), True)]
+    units += [(put_many("queued"), True), (put("other"), True)]
+    first, queued, again, queued_again, other = in_one_interleaved_batch(pg_settings, units)[0]
+    assert (first, queued, other) == ("same", "queued", "other")
+    assert isinstance(again, psycopg.errors.UniqueViolation)
+    assert isinstance(queued_again, psycopg.errors.UniqueViolation)
+    assert _keys(pg_settings) == {"same", "queued", "other"}
+
+
+def test_messages_of_one_id_sent_in_one_batch_are_stored_once(pg_settings: Settings) -> None:
+    """Sending is an interleaved unit: two sends of one id side by side both find the id
+    free, and the constraint keeps the second out (409), the others stored."""
+
+    async def scenario() -> list[object]:
+        db = database_for(pg_settings)
+        try:
+            await accounts.create_user(db, "owner", "correct horse battery")
+            async with db.read() as conn:
+                user_id = (await conn.exec_driver_sql("SELECT id FROM users")).scalar_one()
+            ids = ["one", "same", "two", "same", "three"]
+            commands = [messages.SendCommand([NUMBER], text="hi", ext_id=i) for i in ids]
+            sends = (messages.send(db, None, user_id, command) for command in commands)
+            return await asyncio.gather(*sends, return_exceptions=True)
+        finally:
+            await db.dispose()
+
+    one, same, two, again, three = asyncio.run(scenario())
+    assert isinstance(again, Conflict)
+    stored = [one, same, two, three]
+    assert [m.id for m in stored] == ["one", "same", "two", "three"]  # type: ignore[attr-defined]
+    with psycopg.connect(**connect_arguments(pg_settings.resolved_database_url)) as conn:
+        rows = conn.execute("SELECT ext_id, count(*) FROM messages GROUP BY ext_id").fetchall()
+    assert sorted(rows) == [("one", 1), ("same", 1), ("three", 1), ("two", 1)]
+
+
 async def _a_message_s_life(settings: Settings) -> tuple[str, list[str], str]:
     db = database_for(settings)
     try:

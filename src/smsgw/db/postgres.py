@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from smsgw.config import Settings
-from smsgw.db.engine import Database, Job, Rows, Unit, UnitConnection, placeholders
+from smsgw.db.engine import (
+    Database,
+    Interleaved,
+    Job,
+    Rows,
+    Unit,
+    UnitConnection,
+    placeholders,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -138,6 +146,114 @@ class PostgresUnit(UnitConnection):
         # Not closed at once: in a pipeline, its answers arrive later.
         cursor = self._conn.cursor()
         await cursor.executemany(placeholders(sql), [tuple(row) for row in rows])
+
+
+class _SideBySide:
+    """A batch's interleaved units (db/engine.Interleaved) run side by side in its pipeline,
+    in rounds: once every unit still running awaits the answer to a statement, the round
+    sends them all, syncs once and gives each unit its rows. N messages then take one round
+    trip, where one after the other took N, each waiting for a pass of the busy event loop.
+    A unit's `executemany` rows are only queued, as PostgresUnit's. If a unit raises, or a
+    statement fails, the others are cancelled and the error goes up (the batch then runs
+    again apart, unit after unit: PostgresDatabase._run_batch_on)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], pipeline: psycopg.AsyncPipeline) -> None:
+        self._conn, self._pipeline = conn, pipeline
+        self._asked: list[tuple[str, tuple[Any, ...], asyncio.Future[Rows]]] = []
+        self._running = 0
+        self._failed = False
+        self._round = asyncio.Event()
+
+    async def run(self, works: list[Unit[Any]]) -> list[Any]:
+        """Each unit's value, in the order of `works`."""
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(self._unit(work)) for work in works]
+        self._running = len(tasks)
+        for task in tasks:
+            task.add_done_callback(self._ended)
+        try:
+            while self._running:
+                await self._round.wait()
+                self._round.clear()
+                if self._failed:
+                    break
+                if self._asked and len(self._asked) >= self._running:
+                    await self._answer()
+        finally:
+            for task in tasks:
+                task.cancel()  # those still waiting, when a statement or a unit failed
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error
+        return [task.result() for task in tasks]
+
+    async def _unit(self, work: Unit[T]) -> T:
+        return await work(_SideUnit(self))
+
+    async def _answer(self) -> None:
+        asked, self._asked = self._asked, []
+        cursors = [await self._conn.execute(sql, params) for sql, params, _ in asked]
+        await self._pipeline.sync()
+        for (_, _, future), cursor in zip(asked, cursors, strict=True):
+            rows = await cursor.fetchall() if cursor.description is not None else []
+            future.set_result(Fetched(rows, cursor.rowcount))
+
+    async def statement(self, sql: str, params: tuple[Any, ...]) -> Rows:
+        future: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
+        self._asked.append((sql, params, future))
+        if len(self._asked) >= self._running:
+            self._round.set()
+        return await future
+
+    async def queue_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        # Not closed at once: in a pipeline, its answers arrive later.
+        await self._conn.cursor().executemany(sql, rows)
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        self._running -= 1
+        if task.cancelled() or task.exception() is not None:
+            self._failed = True
+        if self._failed or len(self._asked) >= self._running:
+            self._round.set()
+
+
+class _SideUnit(UnitConnection):
+    """An interleaved unit's connection: its statements go in their rounds (_SideBySide)."""
+
+    __slots__ = ("_side",)
+    dialect = POSTGRESQL
+
+    def __init__(self, side: _SideBySide) -> None:
+        self._side = side
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> Rows:
+        return await self._side.statement(placeholders(sql), tuple(params))
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        await self._side.queue_many(placeholders(sql), [tuple(row) for row in rows])
+
+
+async def _in_pipeline(
+    conn: psycopg.AsyncConnection[Any], pipeline: psycopg.AsyncPipeline, works: list[Unit[Any]]
+) -> list[tuple[bool, Any]]:
+    """The batch's units in its pipeline, in order; interleaved ones that come together, side
+    by side (_SideBySide)."""
+    unit = PostgresUnit(conn, pipeline)
+    done: list[tuple[bool, Any]] = []
+    at = 0
+    while at < len(works):
+        end = at
+        while end < len(works) and isinstance(works[end], Interleaved):
+            end += 1
+        if end - at > 1:
+            values = await _SideBySide(conn, pipeline).run(works[at:end])
+            done.extend((True, value) for value in values)
+            at = end
+        else:
+            done.append((True, await works[at](unit)))
+            at += 1
+    return done
 
 
 class Fetched:
@@ -382,10 +498,11 @@ class PostgresDatabase(Database):
         """The batch in one transaction, in pipeline mode: the lock goes with the first
         statement, and each unit's `executemany` rows with the statement after them
         (PostgresUnit), so a batch takes one round trip per statement whose answer a unit
-        awaits, plus one for its COMMIT. If anything fails (a unit, or the COMMIT: a
-        deadlock with another node's batch, say), it runs again without the pipeline, with
-        each unit in its own SAVEPOINT, so only the failing units lose their changes.
-        StaleSession when the connection was found broken before the COMMIT was sent."""
+        awaits (interleaved units' together: _SideBySide), plus one for its COMMIT. If
+        anything fails (a unit, or the COMMIT: a deadlock with another node's batch, say),
+        it runs again without the pipeline, with each unit in its own SAVEPOINT, so only the
+        failing units lose their changes. StaleSession when the connection was found
+        broken before the COMMIT was sent."""
         committing = False
         async with pool.connection(timeout=wait) as conn:
             try:
@@ -394,8 +511,7 @@ class PostgresDatabase(Database):
                 async with conn.pipeline() as pipeline:
                     await conn.execute("BEGIN")
                     await conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
-                    unit = PostgresUnit(conn, pipeline)
-                    done: list[tuple[bool, Any]] = [(True, await work(unit)) for work in works]
+                    done = await _in_pipeline(conn, pipeline, works)
                     committing = True
                     await conn.execute("COMMIT")  # its answer awaited as the pipeline ends
                 return done

@@ -151,8 +151,9 @@ async def send(
         return pk, listed
 
     try:
-        # The hot path: one unit of work, committed with its neighbours (group commit).
-        pk, listed = await db.write_unit(store)
+        # The hot path: one unit of work, committed with its neighbours (group commit). It
+        # reads what no other unit writes but its id, which a constraint guards: interleaved.
+        pk, listed = await db.write_unit(store, interleaved=True)
     except Exception as exc:
         if is_integrity_error(exc):  # the same id sent at once through another process
             raise Conflict(DUPLICATE_ID) from None
