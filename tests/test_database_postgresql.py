@@ -132,32 +132,46 @@ def counted(key: str) -> Unit[int]:
     return work
 
 
+class Syncs:
+    """How many times psycopg's pipelines synced (a round trip each) while it is entered."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._sync = psycopg.AsyncPipeline.sync
+
+    def __enter__(self) -> Syncs:
+        sync = self._sync
+
+        async def counting(pipeline: psycopg.AsyncPipeline) -> None:
+            self.count += 1
+            await sync(pipeline)
+
+        psycopg.AsyncPipeline.sync = counting  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        psycopg.AsyncPipeline.sync = self._sync  # type: ignore[method-assign]
+
+
 def in_one_interleaved_batch(
     settings: Settings, units: list[tuple[Unit[Any], bool]]
 ) -> tuple[list[object], int]:
     """`in_one_batch` with each unit interleaved or not; and how many times the pipeline
-    synced (a round trip each) before the COMMIT."""
-    syncs = 0
-    sync = psycopg.AsyncPipeline.sync
-
-    async def counting(pipeline: psycopg.AsyncPipeline) -> None:
-        nonlocal syncs
-        syncs += 1
-        await sync(pipeline)
+    synced before the COMMIT."""
 
     async def scenario() -> list[object]:
         db = database_for(settings)
         try:
             queued = (db.write_unit(unit, interleaved=side) for unit, side in units)
-            return await asyncio.gather(*queued, return_exceptions=True)
+            # Generous: a unit left waiting for a round that never comes would hang here,
+            # and its batch with it (disposing waits for the batch: given up on too).
+            done = asyncio.gather(*queued, return_exceptions=True)
+            return await asyncio.wait_for(done, timeout=60)
         finally:
-            await db.dispose()
+            await asyncio.wait_for(db.dispose(), timeout=60)
 
-    psycopg.AsyncPipeline.sync = counting  # type: ignore[method-assign]
-    try:
-        return asyncio.run(scenario()), syncs
-    finally:
-        psycopg.AsyncPipeline.sync = sync  # type: ignore[method-assign]
+    with Syncs() as syncs:
+        return asyncio.run(scenario()), syncs.count
 
 
 def test_interleaved_units_share_their_round_trips(pg_settings: Settings) -> None:
@@ -203,11 +217,43 @@ def test_interleaved_units_that_break_a_constraint_lose_only_the_later_one(
     assert _keys(pg_settings) == {"same", "queued", "other"}
 
 
+def put_and_clean_up(key: str) -> Unit[str]:
+    """Inserts its key; then, however it ends, one more statement (a unit may do that)."""
+
+    async def work(conn: UnitConnection) -> str:
+        try:
+            await conn.execute("INSERT INTO system_values (key, value) VALUES (?, 'v')", (key,))
+            return key
+        finally:
+            await conn.execute("SELECT 1")
+
+    return work
+
+
+async def fails_at_once(conn: UnitConnection) -> str:
+    raise ValueError("unit b fails")
+
+
+def test_a_failing_interleaved_unit_does_not_leave_the_others_waiting(
+    pg_settings: Settings,
+) -> None:
+    """When one unit fails while the others await their first round, their statements are
+    cancelled, and the statement of the clean-up they then do is refused at once: nothing
+    waits for a round that never comes."""
+    units = [(put_and_clean_up("a"), True), (fails_at_once, True)]
+    units += [(put_and_clean_up("c"), True)]
+    a, b, c = in_one_interleaved_batch(pg_settings, units)[0]
+    assert (a, c) == ("a", "c")  # run again apart, each unit in its SAVEPOINT
+    assert isinstance(b, ValueError)
+    assert _keys(pg_settings) == {"a", "c"}
+
+
 def test_messages_of_one_id_sent_in_one_batch_are_stored_once(pg_settings: Settings) -> None:
     """Sending is an interleaved unit: two sends of one id side by side both find the id
-    free, and the constraint keeps the second out (409), the others stored."""
+    free (one round of the id checks, one of the inserts, which fails), and the constraint
+    keeps the second out (409) once the batch runs again apart; the others are stored."""
 
-    async def scenario() -> list[object]:
+    async def scenario(syncs: Syncs) -> tuple[list[object], int]:
         db = database_for(pg_settings)
         try:
             await accounts.create_user(db, "owner", "correct horse battery")
@@ -215,12 +261,16 @@ def test_messages_of_one_id_sent_in_one_batch_are_stored_once(pg_settings: Setti
                 user_id = (await conn.exec_driver_sql("SELECT id FROM users")).scalar_one()
             ids = ["one", "same", "two", "same", "three"]
             commands = [messages.SendCommand([NUMBER], text="hi", ext_id=i) for i in ids]
+            before = syncs.count
             sends = (messages.send(db, None, user_id, command) for command in commands)
-            return await asyncio.gather(*sends, return_exceptions=True)
+            done = await asyncio.gather(*sends, return_exceptions=True)
+            return done, syncs.count - before
         finally:
             await db.dispose()
 
-    one, same, two, again, three = asyncio.run(scenario())
+    with Syncs() as syncs:
+        (one, same, two, again, three), rounds = asyncio.run(scenario(syncs))
+    assert rounds == 2
     assert isinstance(again, Conflict)
     stored = [one, same, two, three]
     assert [m.id for m in stored] == ["one", "same", "two", "three"]  # type: ignore[attr-defined]

@@ -190,9 +190,11 @@ class Interleaved(Generic[T]):
     """A unit of work that may run interleaved with the other such units of its batch
     (`write_unit(work, interleaved=True)`): on PostgreSQL they run side by side, so their
     statements share the batch's round trips (db/postgres.py). Only for a unit that reads
-    nothing another unit of its batch may write, except what a constraint guards (two
-    messages of one id: the batch then runs again, unit after unit). On SQLite it runs as
-    any unit: its statements cost microseconds on the loop, with no round trip to share."""
+    nothing another interleaved unit may write, except what a unique constraint guards
+    (two messages of one id: the batch then runs again, unit after unit), and that awaits
+    its statements one at a time, as every unit does (a round goes when each unit still
+    running awaits one). On SQLite it runs as any unit: its statements cost microseconds on
+    the loop, with no round trip to share."""
 
     __slots__ = ("work",)
 

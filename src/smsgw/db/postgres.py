@@ -148,14 +148,22 @@ class PostgresUnit(UnitConnection):
         await cursor.executemany(placeholders(sql), [tuple(row) for row in rows])
 
 
+class _RoundsEnded(Exception):
+    """What an interleaved unit's statement gets once its batch has failed (_SideBySide)."""
+
+
 class _SideBySide:
     """A batch's interleaved units (db/engine.Interleaved) run side by side in its pipeline,
     in rounds: once every unit still running awaits the answer to a statement, the round
-    sends them all, syncs once and gives each unit its rows. N messages then take one round
-    trip, where one after the other took N, each waiting for a pass of the busy event loop.
-    A unit's `executemany` rows are only queued, as PostgresUnit's. If a unit raises, or a
-    statement fails, the others are cancelled and the error goes up (the batch then runs
-    again apart, unit after unit: PostgresDatabase._run_batch_on)."""
+    sends them all, syncs once and gives each unit its rows. N messages then take the round
+    trips of one, where one after the other took N times as many, each waiting for a pass
+    of the busy event loop. A unit's `executemany` rows are only queued, as PostgresUnit's.
+
+    If a unit raises, or a statement fails, the statements waiting for a round are
+    cancelled and any later one is refused (_RoundsEnded), so every unit ends soon, and
+    none is cancelled inside psycopg (in `executemany`, which would send the server a
+    cancel request); the error goes up, and the batch runs again apart, unit after unit
+    (PostgresDatabase._run_batch_on)."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any], pipeline: psycopg.AsyncPipeline) -> None:
         self._conn, self._pipeline = conn, pipeline
@@ -180,12 +188,17 @@ class _SideBySide:
                 if self._asked and len(self._asked) >= self._running:
                     await self._answer()
         finally:
-            for task in tasks:
-                task.cancel()  # those still waiting, when a statement or a unit failed
+            self._failed = True  # ended: a statement asked from now on is refused
+            for _, _, future in self._asked:
+                future.cancel()
+            self._asked = []
             await asyncio.gather(*tasks, return_exceptions=True)
-        for task in tasks:
-            if not task.cancelled() and (error := task.exception()) is not None:
-                raise error
+        if any(task.cancelled() or task.exception() is not None for task in tasks):
+            errors = [task.exception() for task in tasks if not task.cancelled()]
+            raise next(
+                (e for e in errors if e is not None and not isinstance(e, _RoundsEnded)),
+                _RoundsEnded("a unit of the batch was cancelled"),
+            )  # a unit's own error first
         return [task.result() for task in tasks]
 
     async def _unit(self, work: Unit[T]) -> T:
@@ -193,13 +206,19 @@ class _SideBySide:
 
     async def _answer(self) -> None:
         asked, self._asked = self._asked, []
-        cursors = [await self._conn.execute(sql, params) for sql, params, _ in asked]
-        await self._pipeline.sync()
-        for (_, _, future), cursor in zip(asked, cursors, strict=True):
-            rows = await cursor.fetchall() if cursor.description is not None else []
-            future.set_result(Fetched(rows, cursor.rowcount))
+        try:
+            cursors = [await self._conn.execute(sql, params) for sql, params, _ in asked]
+            await self._pipeline.sync()
+            for (_, _, future), cursor in zip(asked, cursors, strict=True):
+                rows = await cursor.fetchall() if cursor.description is not None else []
+                future.set_result(Fetched(rows, cursor.rowcount))
+        finally:
+            for _, _, future in asked:
+                future.cancel()  # unanswered: the round failed (no-op for the answered)
 
     async def statement(self, sql: str, params: tuple[Any, ...]) -> Rows:
+        if self._failed:
+            raise _RoundsEnded("another unit of the batch failed")
         future: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
         self._asked.append((sql, params, future))
         if len(self._asked) >= self._running:
@@ -207,6 +226,8 @@ class _SideBySide:
         return await future
 
     async def queue_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if self._failed:
+            raise _RoundsEnded("another unit of the batch failed")
         # Not closed at once: in a pipeline, its answers arrive later.
         await self._conn.cursor().executemany(sql, rows)
 

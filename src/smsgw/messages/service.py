@@ -151,8 +151,9 @@ async def send(
         return pk, listed
 
     try:
-        # The hot path: one unit of work, committed with its neighbours (group commit). It
-        # reads what no other unit writes but its id, which a constraint guards: interleaved.
+        # The hot path: one unit of work, committed with its neighbours (group commit). Of
+        # what another send writes it reads only rows keyed by the message's id (the message,
+        # its webhook events), which unique constraints guard: interleaved (db/engine.py).
         pk, listed = await db.write_unit(store, interleaved=True)
     except Exception as exc:
         if is_integrity_error(exc):  # the same id sent at once through another process
