@@ -35,7 +35,7 @@ class Recording:
 
 def _frames(line: str) -> tuple[list[str], int]:
     stack, _, count = line.rpartition(" ")
-    return stack.split(";"), int(count)
+    return stack.split(";"), int(count) if count.isdigit() else 0
 
 
 def top(collapsed: Path, lines: int = 15) -> str:
@@ -44,10 +44,13 @@ def top(collapsed: Path, lines: int = 15) -> str:
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
-    for line in collapsed.read_text().splitlines():
-        if not line.strip():
-            continue
+    # Lines end at a newline only: py-spy, sampling without stopping the process, now and
+    # then reads a frame's name half-written, with a carriage return or other bytes that
+    # text mode and str.splitlines() take for line breaks.
+    for line in collapsed.read_bytes().decode(errors="replace").split("\n"):
         frames, count = _frames(line)
+        if not count:
+            continue
         frames = [f for f in frames if not f.startswith(("process ", "thread "))]
         samples += count
         if frames:
