@@ -87,7 +87,7 @@ def test_unknown_logins_cannot_be_changed_or_deleted(migrated: Settings) -> None
 def test_cache_hit_needs_the_same_pair_and_the_same_stored_hash() -> None:
     cache = CredentialCache(max_size=10)
     stored = hash_password("pw-one-long")
-    cache.remember("ann", "pw-one-long", stored)
+    cache.remember("ann", "pw-one-long", stored, 1)
     assert cache.is_verified("ann", "pw-one-long", stored)
     assert not cache.is_verified("ann", "pw-two-long", stored)
     assert not cache.is_verified("bob", "pw-one-long", stored)
@@ -97,7 +97,7 @@ def test_cache_hit_needs_the_same_pair_and_the_same_stored_hash() -> None:
 def test_cache_evicts_the_least_recently_remembered() -> None:
     cache = CredentialCache(max_size=2)
     for login in ("a", "b", "c"):
-        cache.remember(login, "pw", "hash")
+        cache.remember(login, "pw", "hash", 1)
     assert not cache.is_verified("a", "pw", "hash")
     assert cache.is_verified("c", "pw", "hash")
 

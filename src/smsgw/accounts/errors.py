@@ -21,3 +21,12 @@ class BadLogin(InvalidInput):
 
 class WeakPassword(InvalidInput):
     pass
+
+
+class StaleCredentials(Exception):
+    """Credentials taken from the cache without a read no longer hold (accounts/service
+    .confirm): the caller authenticates the usual way, and answers as that does. Not a
+    domain error: no answer is ever rendered from it."""
+
+    def __init__(self, login: str) -> None:
+        super().__init__(f"the stored credentials of {login!r} changed")

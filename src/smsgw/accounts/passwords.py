@@ -61,7 +61,7 @@ class CredentialCache:
     def __init__(self, max_size: int) -> None:
         self._key = secrets.token_bytes(32)
         self._max_size = max_size
-        self._entries: OrderedDict[bytes, str] = OrderedDict()
+        self._entries: OrderedDict[bytes, tuple[str, int]] = OrderedDict()
 
     def digest(self, login: str, password: str) -> bytes:
         """The keyed digest naming this pair (the pair itself is never kept)."""
@@ -75,13 +75,19 @@ class CredentialCache:
         remembered = self._entries.get(self.digest(login, password))
         if remembered is None:
             return False
-        return hmac.compare_digest(remembered, stored_hash)
+        return hmac.compare_digest(remembered[0], stored_hash)
 
-    def remember(self, login: str, password: str, stored_hash: str) -> None:
+    def recall(self, login: str, password: str) -> tuple[str, int] | None:
+        """(stored hash, user id) this exact pair verified against earlier, read then: a
+        caller that takes it without reading the login again must confirm it in its own
+        transaction (accounts/service.confirm)."""
+        return self._entries.get(self.digest(login, password))
+
+    def remember(self, login: str, password: str, stored_hash: str, user_id: int) -> None:
         if self._max_size == 0:
             return
         digest = self.digest(login, password)
-        self._entries[digest] = stored_hash
+        self._entries[digest] = (stored_hash, user_id)
         self._entries.move_to_end(digest)
         while len(self._entries) > self._max_size:
             self._entries.popitem(last=False)

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import re
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select
 
 from smsgw.accounts import repository, sessions
-from smsgw.accounts.errors import BadLogin, LoginTaken, UnknownLogin, WeakPassword
+from smsgw.accounts.errors import (
+    BadLogin,
+    LoginTaken,
+    StaleCredentials,
+    UnknownLogin,
+    WeakPassword,
+)
 from smsgw.accounts.passwords import CredentialCache, hash_password, verify_password
 from smsgw.accounts.repository import UserRow
 from smsgw.db.base import SystemValue, table_of
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, UnitConnection
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import Conflict, Unauthorized
 from smsgw.tokens import service as tokens
@@ -121,8 +128,37 @@ async def verify_pair(cache: CredentialCache, login: str, password: str, stored:
     if not await asyncio.to_thread(verify_password, stored and stored[1], password):
         raise Unauthorized("Unauthorized")
     assert stored is not None
-    cache.remember(login, password, stored[1])
+    cache.remember(login, password, stored[1], stored[0])
     return stored[0]
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """A Basic pair verified earlier, taken from the credential cache without a read: the
+    login's id and stored hash as they were then (`confirm` checks they still are)."""
+
+    login: str
+    user_id: int
+    stored_hash: str
+
+
+def recall(cache: CredentialCache, login: str, password: str) -> Recalled | None:
+    """The pair as it verified earlier (no read, no hash); None when it has not."""
+    remembered = cache.recall(login, password)
+    return None if remembered is None else Recalled(login, remembered[1], remembered[0])
+
+
+async def confirm(conn: UnitConnection, recalled: Recalled) -> None:
+    """In a unit of work (the send's own transaction): StaleCredentials unless the login's
+    stored credentials are still those its pair verified against (not changed, nor the
+    account deleted, since, in any process or node)."""
+    stored = await repository.stored_credentials(conn, recalled.login)
+    if (
+        stored is None
+        or stored[0] != recalled.user_id
+        or not hmac.compare_digest(stored[1], recalled.stored_hash)
+    ):
+        raise StaleCredentials(recalled.login)
 
 
 async def authenticate(db: Database, cache: CredentialCache, login: str, password: str) -> int:

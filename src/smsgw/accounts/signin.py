@@ -74,6 +74,18 @@ async def authenticate_basic(
     return await asyncio.shield(check)  # a caller that goes away does not cancel the others'
 
 
+def recall_basic(
+    context: SignInContext, address: str, credentials: BasicCredentials
+) -> accounts.Recalled | None:
+    """Basic credentials that verified before, taken from the credential cache with no read,
+    for a caller that confirms them in its own transaction (accounts/service.confirm, and
+    `authenticate_basic` when they do not hold); None when the pair has not verified.
+    The throttle first, as in `authenticate_basic`: a blocked login or address is refused
+    (TooManyRequests), whatever the cache holds."""
+    context.auth_throttle.refuse_if_blocked(address, credentials.login)
+    return accounts.recall(context.credentials, credentials.login, credentials.password)
+
+
 async def _check(
     context: SignInContext, attempt: Attempt, credentials: BasicCredentials, stored: Stored
 ) -> int:

@@ -9,6 +9,7 @@ from fastapi.security import HTTPBearer
 from starlette.requests import HTTPConnection
 
 from smsgw.accounts import signin
+from smsgw.accounts.service import Recalled
 from smsgw.accounts.signin import BasicCredentials, parse_basic
 from smsgw.api.scopes import PUBLIC, required_scope
 from smsgw.apikeys import service as apikeys
@@ -94,6 +95,34 @@ async def authorize(request: Request) -> None:
         principal = await _principal(request, context_of(request))
         demand(principal, scope)
         request.state.authorized = principal
+
+
+def authorize_recalled(request: Request) -> Recalled | None:
+    """`authorize` for Basic credentials that verified before, without reading the login
+    (the sign-in throttle is checked first all the same): the caller confirms what this
+    gives in its own transaction (accounts/service.confirm) and, when that fails, calls
+    `unauthorize` then `authorize`. None (nothing authorized) for any other request."""
+    basic = parse_basic(request.headers.get("authorization", ""))
+    if basic is None:
+        return None
+    context = context_of(request)
+    recalled = signin.recall_basic(context, client_address(request), basic)
+    if recalled is None:
+        return None
+    principal = Principal(recalled.user_id, BASIC_SCOPES)
+    demand(principal, required_scope(request))
+    request.state.principal = request.state.authorized = principal
+    return recalled
+
+
+def unauthorize(request: Request, stale: bool) -> None:
+    """Forget what `authorize_recalled` let through, for `authorize` to start afresh; when
+    the credentials proved `stale`, the cache forgets them too (they would be recalled,
+    and fail their confirmation, on every request that brings them again)."""
+    request.state.principal = request.state.authorized = None
+    basic = parse_basic(request.headers.get("authorization", ""))
+    if stale and basic is not None:
+        context_of(request).credentials.forget_login(basic.login, basic.password)
 
 
 async def _authorized(request: Request, context: AppContext) -> Principal:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from smsgw.accounts import service as accounts
 from smsgw.db.engine import (
     Database,
     DriverUnit,
@@ -109,11 +110,17 @@ async def _fail_opted_out(
 
 
 async def send(
-    db: Database, default_region: str | None, user_id: int, command: SendCommand
+    db: Database,
+    default_region: str | None,
+    user_id: int,
+    command: SendCommand,
+    confirm: accounts.Recalled | None = None,
 ) -> MessageRecord:
     """Validate and durably queue a message; when this returns, it is committed. Recipients
     on the owner's opt-out list are stored Failed ("recipient opted out"), and so is the
-    message when that is all of them: no phone ever gets it."""
+    message when that is all of them: no phone ever gets it. With `confirm` (Basic
+    credentials taken from the cache unread), the message is stored only if they still hold
+    (in the same transaction; StaleCredentials otherwise, and nothing is stored)."""
     validate = not (command.is_encrypted or command.skip_phone_validation)
     numbers = normalize_all(command.phone_numbers, default_region, validate)
     keys = _match_keys(command, numbers, default_region)
@@ -142,6 +149,8 @@ async def send(
     }
 
     async def store(conn: UnitConnection) -> tuple[int, list[int]]:
+        if confirm is not None:
+            await accounts.confirm(conn, confirm)
         await _check_device(conn, user_id, command)
         if command.ext_id is not None and await repository.ext_id_in_use(conn, user_id, ext_id):
             raise Conflict(DUPLICATE_ID)

@@ -13,10 +13,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from smsgw.api.deps import Context, CurrentUser, authorize, context_of, current_user
+from smsgw.accounts.errors import StaleCredentials
+from smsgw.accounts.service import Recalled
+from smsgw.api.deps import (
+    Context,
+    CurrentUser,
+    authorize,
+    authorize_recalled,
+    context_of,
+    current_user,
+    unauthorize,
+)
 from smsgw.api.errors import QUERY_CHECKS
 from smsgw.api.fastpath import json_body
-from smsgw.domain.errors import InvalidInput
+from smsgw.domain.errors import DomainError, InvalidInput
 from smsgw.domain.states import ProcessingState
 from smsgw.events import signals
 from smsgw.events.hub import Event, PhoneEvent
@@ -169,6 +179,15 @@ def _cursor(micros: int, pk: int) -> str:
 
 async def send_message(request: Request, body: SendMessageRequest) -> JSONResponse:
     """Queue an SMS. It is stored durably before this answers, and waits for a phone."""
+    return await _send(request, body, None)
+
+
+async def _send(
+    request: Request, body: SendMessageRequest, recalled: Recalled | None
+) -> JSONResponse:
+    """`send_message`; with `recalled`, the caller's credentials as the cache holds them,
+    confirmed as the message is stored (NotConfirmed when they are not, or when the send
+    fails before it is stored: nothing is stored then, and the usual path answers)."""
     # The busiest route takes the context, the caller and its query from the request, not as
     # `Context`, `CurrentUser` and query parameters: FastAPI solves each of those on every
     # request (docs/performance.md). Same values: the router's guard authenticated the caller.
@@ -192,7 +211,14 @@ async def send_message(request: Request, body: SendMessageRequest) -> JSONRespon
         skip_phone_validation=options.skipPhoneValidation,
         device_active_within_hours=options.deviceActiveWithin,
     )
-    record = await service.send(context.db, context.settings.default_region, user_id, command)
+    try:
+        record = await service.send(
+            context.db, context.settings.default_region, user_id, command, recalled
+        )
+    except (DomainError, StaleCredentials) as exc:
+        if recalled is None:
+            raise
+        raise NotConfirmed from exc
     location = f"{request.scope['path'].rstrip('/')}/{quote(record.id, safe='')}"
     if record.state == ProcessingState.PENDING:
         routing.wake_for_new(context.hub, user_id, record.device_id, context.settings.claim_cap)
@@ -206,15 +232,32 @@ QUERY_CHECKS[send_message] = send_query_errors
 _SEND = TypeAdapter(SendMessageRequest)
 
 
+class NotConfirmed(Exception):
+    """A send whose recalled credentials were not confirmed, or that failed before its
+    message was stored: nothing of it was stored (`_send`)."""
+
+
 async def fast_send(request: Request) -> Response | None:
     """`send_message` (api/fastpath.py) for a JSON body that validates (`json_body`) and no
     query: the router's guard first, as FastAPI runs it before the endpoint; anything else
-    is FastAPI's to answer."""
+    is FastAPI's to answer.
+
+    Basic credentials that verified before are not read again (on PostgreSQL a round trip
+    of its own): the send's transaction confirms them as it stores the message. If they no
+    longer hold, or the send fails before storing anything, the request is authorized
+    and sent again the usual way, so it gets the same answer, in the same order of checks
+    (401 before any complaint about the body), as it would have."""
     if request.scope["query_string"]:
         return None
     body = await json_body(request, _SEND)
     if body is None:
         return None
+    recalled = authorize_recalled(request)
+    if recalled is not None:
+        try:
+            return await _send(request, body, recalled)
+        except NotConfirmed as exc:
+            unauthorize(request, stale=isinstance(exc.__cause__, StaleCredentials))
     await authorize(request)
     return await send_message(request, body)
 

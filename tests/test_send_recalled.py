@@ -1,0 +1,160 @@
+"""Sending with Basic credentials that verified before (api/apps/messages.fast_send): no read
+of the login, the send's own transaction confirms them, and whatever does not hold is
+answered as the usual path answers it, with nothing stored."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from smsgw.accounts import service as accounts
+from smsgw.config import Settings
+from smsgw.db.engine import database_for
+from tests.conftest import Account, LiveServer, ServerThread, make_settings
+
+SENT = 200  # the seed API's answer to a queued message
+BODY = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "hi"}}
+
+
+class Counted:
+    """Calls of a module's function, counted (the server runs in this process)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> None:
+        self.calls = 0
+        original = getattr(module, name)
+
+        async def counted(*args: Any) -> Any:
+            self.calls += 1
+            return await original(*args)
+
+        monkeypatch.setattr(module, name, counted)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data", auth_failures_per_login=3)
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[LiveServer]:
+    thread = ServerThread(settings)
+    thread.start()
+    try:
+        yield LiveServer(f"http://127.0.0.1:{thread.port}", settings)
+    finally:
+        thread.stop()
+
+
+@pytest.fixture
+def owner(server: LiveServer) -> Account:
+    return server.create_user("owner")
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> Counted:
+    """Reads of a login's stored credentials outside a send (the usual path)."""
+    return Counted(monkeypatch, accounts, "stored_credentials")
+
+
+@pytest.fixture
+def confirmations(monkeypatch: pytest.MonkeyPatch) -> Counted:
+    """Confirmations of recalled credentials inside a send's transaction."""
+    return Counted(monkeypatch, accounts, "confirm")
+
+
+def post(server: LiveServer, login: str, password: str, body: Any = BODY) -> httpx.Response:
+    with server.client() as client:
+        return client.post("/messages", json=body, auth=(login, password))
+
+
+def stored(server: LiveServer, account: Account) -> list[str]:
+    with server.client(account) as client:
+        answer = client.get("/messages")
+        assert answer.status_code == 200, answer.text
+        return [m["id"] for m in answer.json()]
+
+
+def elsewhere(settings: Settings, change: Any) -> None:
+    """A change made by another process or node: this server's caches hear nothing of it."""
+
+    async def run() -> None:
+        db = database_for(settings)
+        try:
+            await change(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+
+
+def test_a_pair_verified_before_sends_without_a_read(
+    server: LiveServer, owner: Account, lookups: Counted, confirmations: Counted
+) -> None:
+    assert post(server, owner.login, owner.password).status_code == SENT
+    assert (lookups.calls, confirmations.calls) == (1, 0)  # verified: now in the cache
+    for _ in range(3):
+        assert post(server, owner.login, owner.password).status_code == SENT
+    assert (lookups.calls, confirmations.calls) == (1, 3)
+    assert len(stored(server, owner)) == 4
+
+
+def test_a_password_changed_elsewhere_is_refused_and_forgotten(
+    server: LiveServer, settings: Settings, owner: Account, confirmations: Counted
+) -> None:
+    assert post(server, owner.login, owner.password).status_code == SENT
+    elsewhere(settings, lambda db: accounts.change_password(db, owner.login, "a new password"))
+    answer = post(server, owner.login, owner.password)
+    assert answer.status_code == 401, answer.text
+    assert confirmations.calls == 1  # recalled, and not confirmed
+    assert post(server, owner.login, owner.password).status_code == 401
+    assert confirmations.calls == 1  # forgotten: not recalled again
+    assert post(server, owner.login, "a new password").status_code == SENT
+    assert len(stored(server, Account(owner.login, "a new password"))) == 2
+
+
+def test_an_account_deleted_elsewhere_is_refused(
+    server: LiveServer, settings: Settings, owner: Account, confirmations: Counted
+) -> None:
+    assert post(server, owner.login, owner.password).status_code == SENT
+    elsewhere(settings, lambda db: accounts.delete_user(db, owner.login))
+    assert post(server, owner.login, owner.password).status_code == 401
+    assert confirmations.calls == 1
+
+
+def test_credentials_that_no_longer_hold_are_answered_before_the_body(
+    server: LiveServer, settings: Settings, owner: Account
+) -> None:
+    """A number that is not one is a 400, but only for a caller whose credentials hold."""
+    bad = {"phoneNumbers": ["not a number"], "textMessage": {"text": "hi"}}
+    assert post(server, owner.login, owner.password).status_code == SENT
+    assert post(server, owner.login, owner.password, bad).status_code == 400
+    elsewhere(settings, lambda db: accounts.change_password(db, owner.login, "a new password"))
+    assert post(server, owner.login, owner.password, bad).status_code == 401
+
+
+def test_a_duplicate_id_with_recalled_credentials_is_refused_as_ever(
+    server: LiveServer, owner: Account, confirmations: Counted
+) -> None:
+    body = BODY | {"id": "once"}
+    assert post(server, owner.login, owner.password).status_code == SENT
+    assert post(server, owner.login, owner.password, body).status_code == SENT
+    answer = post(server, owner.login, owner.password, body)
+    assert answer.status_code == 409, answer.text
+    assert confirmations.calls == 2  # both recalled; the second then went the usual way
+    assert stored(server, owner).count("once") == 1
+
+
+def test_a_blocked_login_is_refused_even_with_a_pair_in_the_cache(
+    server: LiveServer, owner: Account, confirmations: Counted
+) -> None:
+    assert post(server, owner.login, owner.password).status_code == SENT
+    for _ in range(3):  # the settings' auth_failures_per_login
+        assert post(server, owner.login, "a wrong password").status_code == 401
+    answer = post(server, owner.login, owner.password)
+    assert answer.status_code == 429, answer.text
+    assert confirmations.calls == 0
