@@ -5,6 +5,7 @@ answered as the usual path answers it, with nothing stored."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,16 @@ class Counted:
         self.calls = 0
         original = getattr(module, name)
 
-        async def counted(*args: Any) -> Any:
+        async def counted_async(*args: Any) -> Any:
             self.calls += 1
             return await original(*args)
 
-        monkeypatch.setattr(module, name, counted)
+        def counted(*args: Any) -> Any:
+            self.calls += 1
+            return original(*args)
+
+        wrapper = counted_async if inspect.iscoroutinefunction(original) else counted
+        monkeypatch.setattr(module, name, wrapper)
 
 
 @pytest.fixture
@@ -62,9 +68,9 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> Counted:
 
 
 @pytest.fixture
-def confirmations(monkeypatch: pytest.MonkeyPatch) -> Counted:
-    """Confirmations of recalled credentials inside a send's transaction."""
-    return Counted(monkeypatch, accounts, "confirm")
+def recalls(monkeypatch: pytest.MonkeyPatch) -> Counted:
+    """Sends that took credentials from the cache, to confirm them in their transaction."""
+    return Counted(monkeypatch, accounts, "confirming")
 
 
 def post(server: LiveServer, login: str, password: str, body: Any = BODY) -> httpx.Response:
@@ -93,37 +99,37 @@ def elsewhere(settings: Settings, change: Any) -> None:
 
 
 def test_a_pair_verified_before_sends_without_a_read(
-    server: LiveServer, owner: Account, lookups: Counted, confirmations: Counted
+    server: LiveServer, owner: Account, lookups: Counted, recalls: Counted
 ) -> None:
     assert post(server, owner.login, owner.password).status_code == SENT
-    assert (lookups.calls, confirmations.calls) == (1, 0)  # verified: now in the cache
+    assert (lookups.calls, recalls.calls) == (1, 0)  # verified: now in the cache
     for _ in range(3):
         assert post(server, owner.login, owner.password).status_code == SENT
-    assert (lookups.calls, confirmations.calls) == (1, 3)
+    assert (lookups.calls, recalls.calls) == (1, 3)
     assert len(stored(server, owner)) == 4
 
 
 def test_a_password_changed_elsewhere_is_refused_and_forgotten(
-    server: LiveServer, settings: Settings, owner: Account, confirmations: Counted
+    server: LiveServer, settings: Settings, owner: Account, recalls: Counted
 ) -> None:
     assert post(server, owner.login, owner.password).status_code == SENT
     elsewhere(settings, lambda db: accounts.change_password(db, owner.login, "a new password"))
     answer = post(server, owner.login, owner.password)
     assert answer.status_code == 401, answer.text
-    assert confirmations.calls == 1  # recalled, and not confirmed
+    assert recalls.calls == 1  # recalled, and not confirmed
     assert post(server, owner.login, owner.password).status_code == 401
-    assert confirmations.calls == 1  # forgotten: not recalled again
+    assert recalls.calls == 1  # forgotten: not recalled again
     assert post(server, owner.login, "a new password").status_code == SENT
     assert len(stored(server, Account(owner.login, "a new password"))) == 2
 
 
 def test_an_account_deleted_elsewhere_is_refused(
-    server: LiveServer, settings: Settings, owner: Account, confirmations: Counted
+    server: LiveServer, settings: Settings, owner: Account, recalls: Counted
 ) -> None:
     assert post(server, owner.login, owner.password).status_code == SENT
     elsewhere(settings, lambda db: accounts.delete_user(db, owner.login))
     assert post(server, owner.login, owner.password).status_code == 401
-    assert confirmations.calls == 1
+    assert recalls.calls == 1
 
 
 def test_credentials_that_no_longer_hold_are_answered_before_the_body(
@@ -138,23 +144,23 @@ def test_credentials_that_no_longer_hold_are_answered_before_the_body(
 
 
 def test_a_duplicate_id_with_recalled_credentials_is_refused_as_ever(
-    server: LiveServer, owner: Account, confirmations: Counted
+    server: LiveServer, owner: Account, recalls: Counted
 ) -> None:
     body = BODY | {"id": "once"}
     assert post(server, owner.login, owner.password).status_code == SENT
     assert post(server, owner.login, owner.password, body).status_code == SENT
     answer = post(server, owner.login, owner.password, body)
     assert answer.status_code == 409, answer.text
-    assert confirmations.calls == 2  # both recalled; the second then went the usual way
+    assert recalls.calls == 2  # both recalled; the second then went the usual way
     assert stored(server, owner).count("once") == 1
 
 
 def test_a_blocked_login_is_refused_even_with_a_pair_in_the_cache(
-    server: LiveServer, owner: Account, confirmations: Counted
+    server: LiveServer, owner: Account, recalls: Counted
 ) -> None:
     assert post(server, owner.login, owner.password).status_code == SENT
     for _ in range(3):  # the settings' auth_failures_per_login
         assert post(server, owner.login, "a wrong password").status_code == 401
     answer = post(server, owner.login, owner.password)
     assert answer.status_code == 429, answer.text
-    assert confirmations.calls == 0
+    assert recalls.calls == 0

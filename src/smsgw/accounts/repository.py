@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.accounts.models import User
 from smsgw.db.base import table_of
-from smsgw.db.engine import UnitConnection
+from smsgw.db.engine import Scalar, UnitConnection
 
 users = table_of(User)
 
@@ -74,6 +74,12 @@ async def links_for_all(conn: AsyncConnection, login: str) -> list[str]:
 async def login_by_id(conn: AsyncConnection, user_id: int) -> str | None:
     row = (await conn.execute(select(users.c.login).where(users.c.id == user_id))).first()
     return None if row is None else str(row[0])
+
+
+def current_hash(login: str, user_id: int) -> Scalar:
+    """The password hash of `login` if it is still account `user_id` (NULL otherwise), as
+    a query of one value (db/engine.Scalar)."""
+    return Scalar("SELECT password_hash FROM users WHERE login = ? AND id = ?", [login, user_id])
 
 
 async def stored_credentials(conn: UnitConnection, login: str) -> tuple[int, str] | None:

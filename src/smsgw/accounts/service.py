@@ -20,7 +20,7 @@ from smsgw.accounts.errors import (
 from smsgw.accounts.passwords import CredentialCache, hash_password, verify_password
 from smsgw.accounts.repository import UserRow
 from smsgw.db.base import SystemValue, table_of
-from smsgw.db.engine import Database, UnitConnection
+from smsgw.db.engine import Database, Scalar
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import Conflict, Unauthorized
 from smsgw.tokens import service as tokens
@@ -148,16 +148,18 @@ def recall(cache: CredentialCache, login: str, password: str) -> Recalled | None
     return None if remembered is None else Recalled(login, remembered[1], remembered[0])
 
 
-async def confirm(conn: UnitConnection, recalled: Recalled) -> None:
-    """In a unit of work (the send's own transaction): StaleCredentials unless the login's
-    stored credentials are still those its pair verified against (not changed, nor the
-    account deleted, since, in any process or node)."""
-    stored = await repository.stored_credentials(conn, recalled.login)
-    if (
-        stored is None
-        or stored[0] != recalled.user_id
-        or not hmac.compare_digest(stored[1], recalled.stored_hash)
-    ):
+def confirming(recalled: Recalled) -> Scalar:
+    """The query whose value `confirm` checks: the login's stored hash now, if it is still
+    the same account (a query of one value, to go with a send's inserts: no round trip of
+    its own on PostgreSQL)."""
+    return repository.current_hash(recalled.login, recalled.user_id)
+
+
+def confirm(recalled: Recalled, current_hash: str | None) -> None:
+    """StaleCredentials unless `current_hash` (the value of `confirming`, read in the
+    transaction that acts on the credentials) is the one the pair verified against: the
+    password not changed, nor the account deleted, since, in any process or node."""
+    if current_hash is None or not hmac.compare_digest(current_hash, recalled.stored_hash):
         raise StaleCredentials(recalled.login)
 
 

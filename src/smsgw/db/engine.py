@@ -581,31 +581,33 @@ class RowInsert:
         On PostgreSQL this is one statement, a data-modifying WITH, so it costs one
         statement's round trip and the driver's work for one; on SQLite, whose statements
         cost microseconds on the loop, the row and then each table's rows (`one`, `many`)."""
-        pk, _ = await self.one_with_scalar(conn, values, details, None)
+        pk, _ = await self.one_with_scalars(conn, values, details, ())
         return pk
 
-    async def one_with_scalar(
+    async def one_with_scalars(
         self,
         conn: UnitConnection,
         values: Mapping[str, Any],
         details: Sequence[Details],
-        scalar: Scalar | None,
-    ) -> tuple[int, Any]:
-        """`one_with`, and the value of `scalar` (a query of one value, which must not read
-        the tables written): on PostgreSQL in the same statement, so without a round trip
-        of its own; on SQLite as a statement after the inserts. (key, value; None without
-        `scalar`)"""
+        scalars: Sequence[Scalar],
+    ) -> tuple[int, list[Any]]:
+        """`one_with`, and the value of each of `scalars` (queries of one value, which must
+        not read the tables written): on PostgreSQL in the same statement, so without a
+        round trip of their own; on SQLite as one statement after the inserts. (key, the
+        values in the order of `scalars`)"""
         if conn.dialect.name != "postgresql":
             pk = await self.one(conn, values)
             for detail in details:
                 await detail.insert.many(conn, detail.rows_of(pk))
-            if scalar is None:
-                return pk, None
-            return pk, (await conn.execute(f"SELECT ({scalar.sql})", scalar.params)).fetchone()[0]
+            if not scalars:
+                return pk, []
+            sql = "SELECT " + ", ".join(f"({scalar.sql})" for scalar in scalars)
+            params = [param for scalar in scalars for param in scalar.params]
+            return pk, list((await conn.execute(sql, params)).fetchone())
         sql = self._with_details(
             conn.dialect,
             tuple((d.insert, d.key, len(d.rows)) for d in details),
-            None if scalar is None else scalar.sql,
+            tuple(scalar.sql for scalar in scalars),
         )
         params = list(self._row(conn, values))
         for detail in details:
@@ -613,10 +615,10 @@ class RowInsert:
             for row in detail.rows:
                 given = detail.insert._row(conn, row)
                 params.extend(given[:at] + given[at + 1 :])
-        if scalar is not None:
+        for scalar in scalars:
             params.extend(scalar.params)
         row = (await conn.execute(sql, params)).fetchone()
-        return int(row[0]), None if scalar is None else row[1]
+        return int(row[0]), list(row[1:])
 
     def position(self, name: str) -> int:
         """Where column `name` is among the values of a row (`_row`)."""
@@ -630,12 +632,12 @@ class RowInsert:
         self,
         dialect: Dialect,
         details: tuple[tuple[RowInsert, str, int], ...],
-        scalar: str | None = None,
+        scalars: tuple[str, ...] = (),
     ) -> str:
         """PostgreSQL's statement for `one_with`: the row's INSERT ... RETURNING, then an
         INSERT ... SELECT for each table of details, the new key from the first, the rest
         from VALUES, each value cast to its column's type (VALUES would not know it); the
-        key is selected with the value of `scalar` when given."""
+        key is selected with the value of each of `scalars`."""
         key = self.table.autoincrement_column
         if self._returning is None or key is None:
             raise TypeError(f"{self.table.name} has no autoincrement key")
@@ -661,15 +663,15 @@ class RowInsert:
                 f"SELECT {chosen} FROM parent, (VALUES {', '.join([f'({row})'] * count)}) "
                 f"AS v({labels}))"
             )
-        also = "" if scalar is None else f", ({scalar})"
+        also = "".join(f", ({scalar})" for scalar in scalars)
         parts.append(f" SELECT {key.name}{also} FROM parent")  # noqa: S608
         return "".join(parts)
 
 
 @dataclass(frozen=True)
 class Scalar:
-    """A query of one value evaluated with an insert (`RowInsert.one_with_scalar`): its SQL,
-    with `?` placeholders, and their values."""
+    """A query of one value evaluated with an insert (`RowInsert.one_with_scalars`): its
+    SQL, with `?` placeholders, and their values."""
 
     sql: str
     params: Sequence[Any]

@@ -25,6 +25,7 @@ from smsgw.db.engine import (
     ColumnWriter,
     Details,
     RowInsert,
+    Scalar,
     UnitConnection,
     marks,
     upsert,
@@ -106,7 +107,7 @@ async def store_message(
     conn: UnitConnection, values: dict[str, Any], numbers: list[str], now: datetime
 ) -> int:
     """Store a message, its recipients and its first history entry; return its key."""
-    pk, _ = await store_checked(conn, values, numbers, now, [])
+    pk, _, _ = await store_checked(conn, values, numbers, now, [])
     return pk
 
 
@@ -116,12 +117,13 @@ async def store_checked(
     numbers: list[str],
     now: datetime,
     keys: list[str],
-) -> tuple[int, list[int]]:
-    """`store_message`; its key, and the positions of the recipients whose number (as
-    `keys` gives them, one per recipient; none to skip the check) is on the owner's opt-out
-    list. The check costs no statement of its own on PostgreSQL (it goes with the inserts),
-    one lookup by key on SQLite; only when a number is listed does a second lookup say
-    which."""
+    also: Scalar | None = None,
+) -> tuple[int, list[int], Any]:
+    """`store_message`; its key, the positions of the recipients whose number (as `keys`
+    gives them, one per recipient; none to skip the check) is on the owner's opt-out list,
+    and the value of `also` (None without). The check and `also` cost no statement of their
+    own on PostgreSQL (they go with the inserts), one on SQLite; only when a number is
+    listed does a second lookup say which."""
     state = values["state"]
     recipient_rows = [
         {"position": i, "phone_number": n, "state": state} for i, n in enumerate(numbers)
@@ -131,12 +133,15 @@ async def store_checked(
         Details(_history_insert, "message_id", [{"state": state, "at": now}]),
     )
     user_id = values["user_id"]
-    check = optouts.how_many_listed(user_id, keys) if keys else None
-    pk, listed = await _message_insert.one_with_scalar(conn, values, details, check)
+    scalars = [optouts.how_many_listed(user_id, keys)] if keys else []
+    if also is not None:
+        scalars.append(also)
+    pk, got = await _message_insert.one_with_scalars(conn, values, details, scalars)
+    listed, value = (got[0] if keys else 0), (got[-1] if also is not None else None)
     if not listed:
-        return pk, []
+        return pk, [], value
     found = await optouts.listed(conn, user_id, keys)
-    return pk, [i for i, key in enumerate(keys) if key in found]
+    return pk, [i for i, key in enumerate(keys) if key in found], value
 
 
 async def fail_recipients(

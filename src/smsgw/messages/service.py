@@ -148,13 +148,17 @@ async def send(
         "updated_at": now,
     }
 
+    holds = None if confirm is None else accounts.confirming(confirm)
+
     async def store(conn: UnitConnection) -> tuple[int, list[int]]:
-        if confirm is not None:
-            await accounts.confirm(conn, confirm)
         await _check_device(conn, user_id, command)
         if command.ext_id is not None and await repository.ext_id_in_use(conn, user_id, ext_id):
             raise Conflict(DUPLICATE_ID)
-        pk, listed = await repository.store_checked(conn, values, numbers, now, keys)
+        pk, listed, current = await repository.store_checked(
+            conn, values, numbers, now, keys, holds
+        )
+        if confirm is not None:  # raising undoes what this unit stored
+            accounts.confirm(confirm, current)
         if listed:
             await _fail_opted_out(conn, user_id, ext_id, pk, numbers, listed, now, command.text)
         return pk, listed
