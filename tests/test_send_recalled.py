@@ -16,6 +16,7 @@ import pytest
 from smsgw.accounts import service as accounts
 from smsgw.config import Settings
 from smsgw.db.engine import database_for
+from smsgw.messages import repository as message_rows
 from tests.conftest import Account, LiveServer, ServerThread, make_settings
 
 SENT = 200  # the seed API's answer to a queued message
@@ -130,6 +131,61 @@ def test_an_account_deleted_elsewhere_is_refused(
     elsewhere(settings, lambda db: accounts.delete_user(db, owner.login))
     assert post(server, owner.login, owner.password).status_code == 401
     assert recalls.calls == 1
+    assert post(server, owner.login, owner.password).status_code == 401
+    assert recalls.calls == 1  # forgotten: the usual path found the login gone
+
+
+def test_an_account_made_again_with_the_login_refuses_the_old_password(
+    server: LiveServer, settings: Settings, owner: Account, recalls: Counted
+) -> None:
+    """SQLite may give the new account the old one's id: the stored hash tells them apart."""
+    assert post(server, owner.login, owner.password).status_code == SENT
+
+    async def again(db: Any) -> None:
+        await accounts.delete_user(db, owner.login)
+        await accounts.create_user(db, owner.login, "another password")
+
+    elsewhere(settings, again)
+    assert post(server, owner.login, owner.password).status_code == 401
+    assert recalls.calls == 1
+    assert stored(server, Account(owner.login, "another password")) == []
+
+
+def test_a_stale_pair_is_forgotten_whatever_failed_first(
+    server: LiveServer, settings: Settings, owner: Account, recalls: Counted
+) -> None:
+    """A phone of no one's fails the send before the credentials are confirmed: the usual
+    path still finds them stale (401) and drops them from the cache."""
+    body = BODY | {"deviceId": "no-such-phone"}
+    assert post(server, owner.login, owner.password).status_code == SENT
+    elsewhere(settings, lambda db: accounts.change_password(db, owner.login, "a new password"))
+    for _ in range(2):
+        assert post(server, owner.login, owner.password, body).status_code == 401
+    assert recalls.calls == 1
+
+
+def test_a_failure_of_another_kind_answers_stale_credentials_first(
+    server: LiveServer,
+    settings: Settings,
+    owner: Account,
+    recalls: Counted,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A send that fails unexpectedly is not sent again (its outcome could be unknown); the
+    caller whose credentials no longer hold gets 401, one whose credentials hold the 500."""
+    assert post(server, owner.login, owner.password).status_code == SENT
+    stores = Counted(monkeypatch, message_rows, "store_checked")
+
+    async def broken(*_: Any) -> Any:
+        stores.calls += 1
+        raise RuntimeError("the disk is on fire")
+
+    monkeypatch.setattr(message_rows, "store_checked", broken)
+    assert post(server, owner.login, owner.password).status_code == 500
+    assert (recalls.calls, stores.calls) == (1, 1)  # recalled, failed, not sent again
+    elsewhere(settings, lambda db: accounts.change_password(db, owner.login, "a new password"))
+    assert post(server, owner.login, owner.password).status_code == 401
+    assert (recalls.calls, stores.calls) == (2, 2)
 
 
 def test_credentials_that_no_longer_hold_are_answered_before_the_body(

@@ -70,6 +70,14 @@ def post(api: httpx.Client, body: dict[str, Any], **params: str) -> httpx.Respon
         (ONE | TEXT | {"withDeliveryReport": "maybe"}, "withDeliveryReport"),
         (ONE | TEXT | {"mmsMessage": {"text": "x"}}, "mmsMessage is not supported"),
         ({"phoneNumbers": "+12025550100"} | TEXT, "phoneNumbers"),
+        # U+0000: stored by SQLite, refused by PostgreSQL's text: a 400 on both.
+        (ONE | {"textMessage": {"text": "a\x00b"}}, "textMessage.text: must not contain the NUL"),
+        (ONE | {"message": "a\x00b"}, "message: must not contain the NUL character"),
+        (ONE | TEXT | {"deviceId": "a\x00"}, "deviceId: must not contain the NUL character"),
+        (
+            {"phoneNumbers": ["+1202555\x000100"], "isEncrypted": True} | TEXT,
+            "phoneNumbers[0]: must not contain the NUL character",
+        ),
     ],
 )
 def test_a_field_breaking_its_rule_is_refused_naming_it(

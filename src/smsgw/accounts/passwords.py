@@ -70,12 +70,19 @@ class CredentialCache:
         # Basic-auth request works this out).
         return hmac.digest(self._key, pair, "sha256")
 
-    def is_verified(self, login: str, password: str, stored_hash: str) -> bool:
-        """True when this exact pair verified earlier against this exact stored hash."""
-        remembered = self._entries.get(self.digest(login, password))
+    def is_verified(self, login: str, password: str, stored_hash: str | None) -> bool:
+        """True when this exact pair verified earlier against this exact stored hash. An
+        entry for another hash (the password changed since) or for a login gone (None) is
+        dropped: it would only be recalled (`recall`) to fail its confirmation again."""
+        digest = self.digest(login, password)
+        remembered = self._entries.get(digest)
         if remembered is None:
             return False
-        return hmac.compare_digest(remembered[0], stored_hash)
+        if stored_hash is not None and hmac.compare_digest(remembered[0], stored_hash):
+            return True
+        if self._entries.get(digest) is remembered:
+            del self._entries[digest]
+        return False
 
     def recall(self, login: str, password: str) -> tuple[str, int] | None:
         """(stored hash, user id) this exact pair verified against earlier, read then: a
@@ -91,6 +98,3 @@ class CredentialCache:
         self._entries.move_to_end(digest)
         while len(self._entries) > self._max_size:
             self._entries.popitem(last=False)
-
-    def forget_login(self, login: str, password: str) -> None:
-        self._entries.pop(self.digest(login, password), None)

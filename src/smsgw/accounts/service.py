@@ -117,7 +117,8 @@ async def stored_credentials(db: Database, login: str) -> Stored:
 def known_pair(cache: CredentialCache, login: str, password: str, stored: Stored) -> int | None:
     """The user id when this exact pair verified before against the stored hash (no hash is
     spent); None when it must be checked."""
-    if stored is not None and cache.is_verified(login, password, stored[1]):
+    if cache.is_verified(login, password, stored and stored[1]):
+        assert stored is not None
         return stored[0]
     return None
 

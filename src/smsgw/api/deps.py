@@ -115,14 +115,10 @@ def authorize_recalled(request: Request) -> Recalled | None:
     return recalled
 
 
-def unauthorize(request: Request, stale: bool) -> None:
-    """Forget what `authorize_recalled` let through, for `authorize` to start afresh; when
-    the credentials proved `stale`, the cache forgets them too (they would be recalled,
-    and fail their confirmation, on every request that brings them again)."""
+def unauthorize(request: Request) -> None:
+    """Forget what `authorize_recalled` let through, for `authorize` to start afresh (which
+    also drops the pair from the cache if it no longer holds: CredentialCache.is_verified)."""
     request.state.principal = request.state.authorized = None
-    basic = parse_basic(request.headers.get("authorization", ""))
-    if stale and basic is not None:
-        context_of(request).credentials.forget_login(basic.login, basic.password)
 
 
 async def _authorized(request: Request, context: AppContext) -> Principal:

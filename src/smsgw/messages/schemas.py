@@ -77,8 +77,23 @@ def _whole(value: object) -> object:
 WHOLE = BeforeValidator(_whole)
 
 
+def _no_nul(value: str) -> str:
+    """Refused with a 400: an SMS has no use for U+0000, and PostgreSQL's text columns (and
+    its parameters) cannot hold it, where SQLite would store it."""
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    return value
+
+
+#: Text without U+0000 (`_no_nul`).
+NO_NUL = AfterValidator(_no_nul)
+NoNulStr = Annotated[str, NO_NUL]
+
+
 class TextMessage(BaseModel):
-    text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT, description="Message text.")]
+    text: Annotated[
+        str, Field(min_length=1, max_length=MAX_TEXT, description="Message text."), NO_NUL
+    ]
 
 
 #: Standard base64 with its padding, as `binascii.a2b_base64(strict_mode=True)` reads it.
@@ -161,7 +176,7 @@ class SendMessageRequest(BaseModel):
         ),
     ] = None
     deviceId: Annotated[
-        str | None,
+        NoNulStr | None,
         Field(min_length=1, max_length=32, description="Send only from this phone (yours)."),
     ] = None
     textMessage: TextMessage | None = Field(
@@ -171,7 +186,7 @@ class SendMessageRequest(BaseModel):
         None, description="A binary (data) SMS to this port instead of a text."
     )
     message: Annotated[
-        str | None,
+        NoNulStr | None,
         Field(
             min_length=1,
             max_length=MAX_TEXT,
@@ -189,6 +204,7 @@ class SendMessageRequest(BaseModel):
                     description=PHONE_NUMBER,
                     json_schema_extra={"format": "phone"},
                 ),
+                NO_NUL,
             ]
         ],
         Field(

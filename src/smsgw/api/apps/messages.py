@@ -246,7 +246,8 @@ async def fast_send(request: Request) -> Response | None:
     of its own): the send's transaction confirms them as it stores the message. If they no
     longer hold, or the send fails before storing anything, the request is authorized
     and sent again the usual way, so it gets the same answer, in the same order of checks
-    (401 before any complaint about the body), as it would have."""
+    (401 before any complaint about the body), as it would have. Any other failure is
+    answered as it was, once the credentials are read and found to hold."""
     if request.scope["query_string"]:
         return None
     body = await json_body(request, _SEND)
@@ -256,8 +257,14 @@ async def fast_send(request: Request) -> Response | None:
     if recalled is not None:
         try:
             return await _send(request, body, recalled)
-        except NotConfirmed as exc:
-            unauthorize(request, stale=isinstance(exc.__cause__, StaleCredentials))
+        except NotConfirmed:
+            unauthorize(request)  # nothing stored: sent again, the usual way
+        except Exception:
+            # Whether the message was kept may be unknown (a COMMIT cut short): it is not
+            # sent again. But credentials that no longer hold are answered first, as ever.
+            unauthorize(request)
+            await authorize(request)
+            raise
     await authorize(request)
     return await send_message(request, body)
 
