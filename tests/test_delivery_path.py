@@ -154,10 +154,10 @@ async def _settled_scenario(settings: Settings) -> None:
     units = 0
     write_unit = db.write_unit
 
-    async def counted(work: object) -> object:
+    async def counted(work: object, interleaved: bool = False) -> object:
         nonlocal units
         units += 1
-        return await write_unit(work)  # type: ignore[arg-type]
+        return await write_unit(work, interleaved)  # type: ignore[arg-type]
 
     db.write_unit = counted  # type: ignore[method-assign, assignment]
     settled = SettledReports()
