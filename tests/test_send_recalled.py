@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from smsgw.accounts import service as accounts
 from smsgw.config import Settings
 from smsgw.db.engine import database_for
 from smsgw.messages import repository as message_rows
-from tests.conftest import Account, LiveServer, ServerThread, make_settings
+from tests.conftest import Account, LiveServer, make_settings
 
 SENT = 200  # the seed API's answer to a queued message
 BODY = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "hi"}}
@@ -44,17 +43,8 @@ class Counted:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
+    """conftest's `server` serves these: a login is blocked after three failures."""
     return make_settings(tmp_path / "data", auth_failures_per_login=3)
-
-
-@pytest.fixture
-def server(settings: Settings) -> Iterator[LiveServer]:
-    thread = ServerThread(settings)
-    thread.start()
-    try:
-        yield LiveServer(f"http://127.0.0.1:{thread.port}", settings)
-    finally:
-        thread.stop()
 
 
 @pytest.fixture
