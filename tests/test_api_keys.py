@@ -111,8 +111,10 @@ def test_a_key_creates_keys_and_tokens_only_with_scopes_it_holds(
 
 
 def test_last_use_is_written_at_most_once_a_minute(
-    server: LiveServer, api: httpx.Client, at: list[datetime]
+    at: list[datetime], server: LiveServer, api: httpx.Client
 ) -> None:
+    # The clock first, then the server: its workers never see the real date (the retention
+    # worker, reading that, would count a key expiring on CLOCK_START's day long ended).
     made = create(api, "poller", ["messages:list"])
     stored = "SELECT last_used_at FROM api_keys WHERE public_id = ?"
     with bearer(server, made["key"]) as client:
@@ -146,8 +148,10 @@ def test_a_revoked_key_is_401_at_once_and_its_name_is_free_again(
 
 
 def test_an_expired_key_is_401_once_the_clock_passes_its_expiry(
-    server: LiveServer, api: httpx.Client, at: list[datetime]
+    at: list[datetime], server: LiveServer, api: httpx.Client
 ) -> None:
+    # The clock first, as above: a retention pass begun on the real date, under load, once
+    # deleted this key as long expired before it was first used (a 401 in CI).
     expiry = CLOCK_START + timedelta(hours=1)
     made = create(api, "short", ["messages:list"], expiresAt=format_timestamp(expiry))
     assert made["expiresAt"] == format_timestamp(expiry)
