@@ -164,18 +164,18 @@ def test_a_failure_of_another_kind_answers_stale_credentials_first(
     """A send that fails unexpectedly is not sent again (its outcome could be unknown); the
     caller whose credentials no longer hold gets 401, one whose credentials hold the 500."""
     assert post(server, owner.login, owner.password).status_code == SENT
-    stores = Counted(monkeypatch, message_rows, "store_checked")
+    stores: list[object] = []
 
     async def broken(*_: Any) -> Any:
-        stores.calls += 1
+        stores.append(None)
         raise RuntimeError("the disk is on fire")
 
     monkeypatch.setattr(message_rows, "store_checked", broken)
     assert post(server, owner.login, owner.password).status_code == 500
-    assert (recalls.calls, stores.calls) == (1, 1)  # recalled, failed, not sent again
+    assert (recalls.calls, len(stores)) == (1, 1)  # recalled, failed, not sent again
     elsewhere(settings, lambda db: accounts.change_password(db, owner.login, "a new password"))
     assert post(server, owner.login, owner.password).status_code == 401
-    assert (recalls.calls, stores.calls) == (2, 2)
+    assert (recalls.calls, len(stores)) == (2, 2)
 
 
 def test_credentials_that_no_longer_hold_are_answered_before_the_body(

@@ -139,13 +139,18 @@ class PostgresUnit(UnitConnection):
         cursor = await self._conn.execute(placeholders(sql), tuple(params))
         if self._pipeline is not None:
             await self._pipeline.sync()  # its answer (and those of what was queued before)
-        rows = await cursor.fetchall() if cursor.description is not None else []
-        return Fetched(rows, cursor.rowcount)
+        return await _fetched(cursor)
 
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         # Not closed at once: in a pipeline, its answers arrive later.
         cursor = self._conn.cursor()
         await cursor.executemany(placeholders(sql), [tuple(row) for row in rows])
+
+
+async def _fetched(cursor: psycopg.AsyncCursor[Any]) -> Fetched:
+    """A statement's rows, its answer having arrived."""
+    rows = await cursor.fetchall() if cursor.description is not None else []
+    return Fetched(rows, cursor.rowcount)
 
 
 class _RoundsEnded(Exception):
@@ -210,15 +215,17 @@ class _SideBySide:
             cursors = [await self._conn.execute(sql, params) for sql, params, _ in asked]
             await self._pipeline.sync()
             for (_, _, future), cursor in zip(asked, cursors, strict=True):
-                rows = await cursor.fetchall() if cursor.description is not None else []
-                future.set_result(Fetched(rows, cursor.rowcount))
+                future.set_result(await _fetched(cursor))
         finally:
             for _, _, future in asked:
                 future.cancel()  # unanswered: the round failed (no-op for the answered)
 
-    async def statement(self, sql: str, params: tuple[Any, ...]) -> Rows:
+    def _refuse_once_failed(self) -> None:
         if self._failed:
             raise _RoundsEnded("another unit of the batch failed")
+
+    async def statement(self, sql: str, params: tuple[Any, ...]) -> Rows:
+        self._refuse_once_failed()
         future: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
         self._asked.append((sql, params, future))
         if len(self._asked) >= self._running:
@@ -226,8 +233,7 @@ class _SideBySide:
         return await future
 
     async def queue_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        if self._failed:
-            raise _RoundsEnded("another unit of the batch failed")
+        self._refuse_once_failed()
         # Not closed at once: in a pipeline, its answers arrive later.
         await self._conn.cursor().executemany(sql, rows)
 

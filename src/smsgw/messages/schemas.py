@@ -86,14 +86,11 @@ def _no_nul(value: str) -> str:
 
 
 #: Text without U+0000 (`_no_nul`).
-NO_NUL = AfterValidator(_no_nul)
-NoNulStr = Annotated[str, NO_NUL]
+NoNulStr = Annotated[str, AfterValidator(_no_nul)]
 
 
 class TextMessage(BaseModel):
-    text: Annotated[
-        str, Field(min_length=1, max_length=MAX_TEXT, description="Message text."), NO_NUL
-    ]
+    text: Annotated[NoNulStr, Field(min_length=1, max_length=MAX_TEXT, description="Message text.")]
 
 
 #: Standard base64 with its padding, as `binascii.a2b_base64(strict_mode=True)` reads it.
@@ -197,14 +194,13 @@ class SendMessageRequest(BaseModel):
     phoneNumbers: Annotated[
         list[
             Annotated[
-                str,
+                NoNulStr,
                 Field(
                     min_length=1,
                     max_length=128,
                     description=PHONE_NUMBER,
                     json_schema_extra={"format": "phone"},
                 ),
-                NO_NUL,
             ]
         ],
         Field(
