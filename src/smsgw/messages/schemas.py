@@ -85,12 +85,16 @@ def _no_nul(value: str) -> str:
     return value
 
 
-#: Text without U+0000 (`_no_nul`).
-NoNulStr = Annotated[str, AfterValidator(_no_nul)]
+#: Text without U+0000 (`_no_nul`), put after the text's `Field` (`Annotated[str, Field(...),
+#: NO_NUL]`): a length given after the validator is checked after validation, and its error
+#: then says "Value should have at least 1 item after validation" instead of the usual words.
+NO_NUL = AfterValidator(_no_nul)
 
 
 class TextMessage(BaseModel):
-    text: Annotated[NoNulStr, Field(min_length=1, max_length=MAX_TEXT, description="Message text.")]
+    text: Annotated[
+        str, Field(min_length=1, max_length=MAX_TEXT, description="Message text."), NO_NUL
+    ]
 
 
 #: Standard base64 with its padding, as `binascii.a2b_base64(strict_mode=True)` reads it.
@@ -173,8 +177,8 @@ class SendMessageRequest(BaseModel):
         ),
     ] = None
     deviceId: Annotated[
-        NoNulStr | None,
-        Field(min_length=1, max_length=32, description="Send only from this phone (yours)."),
+        Annotated[str, Field(min_length=1, max_length=32), NO_NUL] | None,
+        Field(description="Send only from this phone (yours)."),
     ] = None
     textMessage: TextMessage | None = Field(
         None, description="An SMS with this text (long text goes as a multipart SMS)."
@@ -183,10 +187,8 @@ class SendMessageRequest(BaseModel):
         None, description="A binary (data) SMS to this port instead of a text."
     )
     message: Annotated[
-        NoNulStr | None,
+        Annotated[str, Field(min_length=1, max_length=MAX_TEXT), NO_NUL] | None,
         Field(
-            min_length=1,
-            max_length=MAX_TEXT,
             description="Deprecated plain text; use textMessage.",
             json_schema_extra={"deprecated": True},
         ),
@@ -194,13 +196,14 @@ class SendMessageRequest(BaseModel):
     phoneNumbers: Annotated[
         list[
             Annotated[
-                NoNulStr,
+                str,
                 Field(
                     min_length=1,
                     max_length=128,
                     description=PHONE_NUMBER,
                     json_schema_extra={"format": "phone"},
                 ),
+                NO_NUL,
             ]
         ],
         Field(
