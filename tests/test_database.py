@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from smsgw.config import Settings
-from smsgw.db import migrate
+from smsgw.db import engine, migrate
 from smsgw.db.engine import Database, Unit, UnitConnection, database_for
 from tests.conftest import Account, LiveServer, database_rows, make_settings, running
 
@@ -129,3 +129,80 @@ def test_committed_messages_survive_a_restart(tmp_path: Path, synchronous: str) 
     with running(settings) as again, again.client(account) as api:
         listed = api.get("/messages", params={"limit": 100}).json()
     assert sorted(m["id"] for m in listed) == sorted(ids)
+
+
+def batch_sizes(db: Database) -> list[int]:
+    """The number of units of each batch `db` commits from now on (filled as they run)."""
+    sizes: list[int] = []
+    run = db._run_batch
+
+    async def counted(works: list[Unit[object]]) -> list[object]:
+        sizes.append(len(works))
+        return await run(works)
+
+    db._run_batch = counted  # type: ignore[method-assign,assignment]
+    return sizes
+
+
+def test_a_lone_writer_never_waits_for_others(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One unit at a time, each awaited: nothing queues while a batch runs, so no batch
+    waits for more (with a wait of 30 s, any would time the test out)."""
+    migrate.upgrade(settings)
+    monkeypatch.setattr(engine, "GATHER_SECONDS", 30.0)
+
+    async def scenario() -> tuple[list[int], bool]:
+        db = database_for(settings)
+        try:
+            sizes = batch_sizes(db)
+            for i in range(10):
+                await asyncio.wait_for(db.write_unit(put(f"k{i}")), 20)
+            return sizes, db._gathering
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(scenario()) == ([1] * 10, False)
+
+
+def test_units_that_queue_while_a_batch_runs_make_the_next_batch_wait_for_more(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit's commit delay (db/engine.py GATHER_SECONDS): once a unit queued while a
+    batch ran, the next batch begins no sooner than GATHER_SECONDS after that one began, so
+    units coming meanwhile share its commit; a wait that brings none ends the waiting."""
+    migrate.upgrade(settings)
+    monkeypatch.setattr(engine, "GATHER_SECONDS", 2.0)
+    running_now, release = asyncio.Event(), asyncio.Event()
+
+    async def held(conn: UnitConnection) -> str:
+        await put("held")(conn)
+        running_now.set()
+        await release.wait()
+        return "held"
+
+    async def scenario() -> tuple[list[int], list[str], bool, list[int]]:
+        db = database_for(settings)
+        try:
+            sizes = batch_sizes(db)
+            first = asyncio.create_task(db.write_unit(held))
+            await asyncio.wait_for(running_now.wait(), 20)
+            queued = asyncio.create_task(db.write_unit(put("queued")))  # while it runs
+            release.set()
+            await asyncio.wait_for(first, 20)
+            # The next batch (of "queued") waits: these two come in time to join it.
+            later = [asyncio.create_task(db.write_unit(put(k))) for k in ("later1", "later2")]
+            stored = await asyncio.wait_for(asyncio.gather(queued, *later), 20)
+            gathered = list(sizes)
+            # One more unit alone: its batch waits, in vain; the one after it does not.
+            await asyncio.wait_for(db.write_unit(put("alone")), 20)
+            still = db._gathering
+            await asyncio.wait_for(db.write_unit(put("after")), 20)
+            return gathered, stored, still, sizes[len(gathered) :]
+        finally:
+            await db.dispose()
+
+    gathered, stored, still, after = asyncio.run(scenario())
+    assert gathered == [1, 3]
+    assert stored == ["queued", "later1", "later2"]
+    assert (still, after) == (False, [1, 1])

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from smsgw.config import Settings
 from smsgw.db import migrate
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, UnitConnection
 from smsgw.db.tables import Base
 
 TABLES = {"users", "devices", "messages", "recipients", "message_states", "system_values"}
@@ -28,18 +28,27 @@ def test_upgrade_creates_every_table(settings: Settings) -> None:
 
 @pytest.mark.sqlite_only("SQLite's PRAGMAs: journal mode, sync, foreign keys, busy timeout")
 def test_the_database_runs_in_wal_mode_with_full_sync_and_foreign_keys(settings: Settings) -> None:
+    """On the engine's connections and on group commit's own, statement journals (temp_store
+    2: in memory) included."""
     migrate.upgrade(settings)
+    names = ("journal_mode", "synchronous", "foreign_keys", "temp_store")
 
-    async def pragmas() -> list[object]:
+    async def unit(conn: UnitConnection) -> list[object]:
+        return [(await conn.execute(f"PRAGMA {n}")).fetchone()[0] for n in names]
+
+    async def pragmas() -> tuple[list[object], list[object]]:
         db = Database(settings)
         try:
             async with db.write() as conn:
-                names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
-                return [(await conn.exec_driver_sql(f"PRAGMA {n}")).scalar() for n in names]
+                some = [(await conn.exec_driver_sql(f"PRAGMA {n}")).scalar() for n in names]
+                some.append((await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar())
+            return some, await db.write_unit(unit)
         finally:
             await db.dispose()
 
-    assert asyncio.run(pragmas()) == ["wal", 2, 1, 10000]
+    engine, group_commit = asyncio.run(pragmas())
+    assert engine == ["wal", 2, 1, 2, 10000]
+    assert group_commit == ["wal", 2, 1, 2]
 
 
 def test_migrations_match_the_models(settings: Settings) -> None:

@@ -95,6 +95,18 @@ LOOP_LOCK_PATIENCE_SECONDS = 0.05
 LOOP_LOCK_MAX_SECONDS = 0.01
 #: Most units of work one group-commit transaction takes; the rest wait for the next one.
 MAX_BATCH = 256
+#: Group commit's commit delay. Each transaction writes every page it touched to the WAL
+#: (on PostgreSQL too, and syncs it once): a message's insert touches about 15 (the last
+#: pages of its table and indexes), which the messages of one batch share. At a steady
+#: 1,000 sends a second most batches held one or two messages: 30-60 KB of WAL and 0.81
+#: ms of the server's CPU a message, 0.62 with this wait (docs/performance.md). So once
+#: units queue while a batch runs (others write at once), a batch begins GATHER_SECONDS
+#: after the one before it began at the soonest, unless GATHER_BELOW units wait already: a
+#: batch that took that long (a busy server) is followed at once. A wait that brings no
+#: unit ends the waiting until units queue during a batch again, so a lone writer (one
+#: unit at a time: a test's requests one after the other) never waits more than once.
+GATHER_SECONDS = 0.002
+GATHER_BELOW = 16
 #: SQLite's dialect, whose type processing `RowInsert`, `column_reader` and `column_writer`
 #: apply on its unit connections (as SQLAlchemy's engines do).
 SQLITE = SQLiteDialect_pysqlite()
@@ -244,6 +256,9 @@ class Database:
 
     #: Whether nodes on other machines may share it (PostgreSQL), or only this one's.
     shared = False
+    #: Whether a batch may wait for more units, and when the last one began (`_flush`).
+    _gathering = False
+    _batch_began = 0.0
 
     def __init__(self, settings: Settings) -> None:
         self.url = settings.resolved_database_url
@@ -330,8 +345,15 @@ class Database:
     async def _flush(self) -> None:
         """Commit queued units, batch after batch, while any are waiting (both engines;
         `_run_batch` is each one's own)."""
+        loop = asyncio.get_running_loop()
         try:
             while self._queue:
+                pause = self._batch_began + GATHER_SECONDS - loop.time()
+                if self._gathering and pause > 0 and len(self._queue) < GATHER_BELOW:
+                    waiting = len(self._queue)
+                    await asyncio.sleep(pause)
+                    self._gathering = len(self._queue) > waiting  # in vain: no more waits
+                self._batch_began = loop.time()
                 async with self._batch_turn():
                     # Take the batch only now: what queued while waiting for the turn joins it.
                     batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
@@ -347,6 +369,8 @@ class Database:
                             job.future.cancel()
                         raise
                 settle(batch, outcomes)
+                if self._queue:  # units came while it ran: others write at once
+                    self._gathering = True
         finally:
             self._flusher = None
 
@@ -940,6 +964,13 @@ def _set_pragmas(
         "journal_mode=WAL",
         f"synchronous={synchronous}",
         "foreign_keys=ON",
+        # Statement journals (the undo of one statement inside a transaction: a multi-row
+        # UPDATE, a statement that fires a trigger) in memory: on disk, one over 64 KiB
+        # went to a temp file, created, written page by page and deleted; a link's process
+        # wrote 12,000 pages a second to them (docs/performance.md). Temp tables and
+        # indexes a query builds are held in memory too (a large sort still goes to a
+        # file once it outgrows the page cache).
+        "temp_store=MEMORY",
     ):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
