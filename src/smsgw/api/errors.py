@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smsgw.api.redact import redact
+from smsgw.db.engine import is_nul_refused
 from smsgw.domain.errors import (
     DomainError,
     TooManyRequests,
@@ -25,6 +26,7 @@ log = logging.getLogger("smsgw.api")
 UNAUTHORIZED = "Unauthorized"
 NOT_FOUND = "Not Found"
 INTERNAL = "internal server error"
+NUL_REFUSED = "text must not contain the NUL character (U+0000)"
 PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Basic realm="smsgw", charset="UTF-8"'}
 
@@ -218,8 +220,11 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, watched_send)
-        except Exception:
+        except Exception as exc:
             if started:  # too late for an answer: let the server end the connection
                 raise
+            if is_nul_refused(exc):  # bad input, on PostgreSQL only: its text cannot hold it
+                await error_response(400, NUL_REFUSED)(scope, receive, send)
+                return
             log.exception("unhandled error on %s %s", scope["method"], redact(scope["path"]))
             await error_response(500, INTERNAL)(scope, receive, send)

@@ -799,6 +799,23 @@ def is_integrity_error(exc: BaseException) -> bool:
     return psycopg is not None and isinstance(exc, psycopg.IntegrityError)
 
 
+def is_nul_refused(exc: BaseException) -> bool:
+    """Whether `exc` is PostgreSQL's driver refusing a text that holds U+0000 (its text type
+    cannot hold it; SQLite stores it): bad input, not a fault. Also when SQLAlchemy wraps it
+    (`orig`) or another error was raised from it."""
+    psycopg = sys.modules.get("psycopg")  # loaded only where PostgreSQL is used
+    if psycopg is None:
+        return False
+    seen: BaseException | None = exc
+    for _ in range(4):  # the error itself, and what it wraps
+        if seen is None:
+            return False
+        if isinstance(seen, psycopg.DataError) and "NUL" in str(seen):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
 def row_lock(conn: UnitConnection, skip_locked: bool = False) -> str:
     """The clause that ends a SELECT whose rows the transaction goes on to change, so that
     another node's transaction cannot change them meanwhile: PostgreSQL's `FOR UPDATE`

@@ -65,7 +65,8 @@ def check_url(url: str, allow_private: bool) -> str:
     except ValueError as error:
         raise InvalidInput(f"url: not a valid URL ({error})") from None
     scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname or any(c in url for c in " \n\t"):
+    spaced = any(c <= " " or c == "\x7f" for c in url)  # a space, or any control character
+    if scheme not in ("http", "https") or not parts.hostname or spaced:
         raise InvalidInput("url: must be an absolute http(s) URL such as https://example.com/hook")
     if allow_private:
         return url
