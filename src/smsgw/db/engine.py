@@ -743,11 +743,16 @@ class ColumnWriter:
     def __init__(self, column: Column[Any]) -> None:
         self._type = column.type
         self._by_dialect: dict[str, Callable[[Any], Any]] = {}
+        self._remembering: dict[str, Callable[[Any], Any]] = {}
 
     def __call__(self, conn: UnitConnection, value: Any) -> Any:
         if value is None:
             return None
-        return self.of(conn.dialect)(value)
+        process = self._remembering.get(conn.dialect.name)
+        if process is None:  # (the rows a unit writes at once mostly share one `now`)
+            process = self.remembered(conn.dialect) or unchanged
+            self._remembering[conn.dialect.name] = process
+        return process(value)
 
     def of(self, dialect: Dialect) -> Callable[[Any], Any]:
         """The conversion for `dialect` (`unchanged` when the driver takes the value as it

@@ -162,10 +162,10 @@ def _open(record: MessageRecord) -> list[str]:
 
 
 def _snapshot(
-    record: MessageRecord, state: ProcessingState, error: str | None = None
+    record: MessageRecord, state: ProcessingState, at: datetime, error: str | None = None
 ) -> StateReport:
     numbers = [RecipientReport(number, state, error) for number in _open(record)]
-    return StateReport(record.id, state, numbers, {state: clock.now()})
+    return StateReport(record.id, state, numbers, {state: at})
 
 
 def _plan(link: LinkRecord, record: MessageRecord) -> list[dict[str, object]]:
@@ -217,7 +217,7 @@ async def claim(
             conn, [row for r in sendable if r.pk not in have for row in _plan(link, r)]
         )
         cancelled = [
-            (item.record.pk, _snapshot(item.record, ProcessingState.CANCELLED))
+            (item.record.pk, _snapshot(item.record, ProcessingState.CANCELLED, now))
             for item in pulled.items
             if item.state == ProcessingState.CANCELLING
             and await repository.cancel_unsent(conn, link.device_id, item.record.pk)
@@ -227,18 +227,14 @@ async def claim(
         reports = [(owners.get(pk, link.user_id), report) for pk, report in cancelled]
         for record in taken:
             problem = _problem(record)
-            failed = ProcessingState.FAILED
-            report = _snapshot(record, failed, problem) if problem else _processed(record)
+            failed, processed = ProcessingState.FAILED, ProcessingState.PROCESSED
+            report = _snapshot(record, failed if problem else processed, now, problem)
             reports.append((owners.get(record.pk, link.user_id), report))
         # Reported in the claim's own transaction (one commit, not two).
         return pulled, await _report_unit(conn, link, reports, now)
 
     pulled, done = await db.write_unit(unit)
     return Claimed(pulled.claimed, _notify(db, done), pulled.next_account)
-
-
-def _processed(record: MessageRecord) -> StateReport:
-    return _snapshot(record, ProcessingState.PROCESSED)
 
 
 async def may_claim(
@@ -334,12 +330,15 @@ async def _decided(conn: UnitConnection, touched: set[tuple[int, str]]) -> list[
         return []
     parts = await repository.outcomes_of(conn, message_ids)
     ext_ids = await repository.ext_ids(conn, message_ids)
+    # Each message's recipients once (not every part of the batch for each message: a link
+    # that falls behind settles hundreds of messages at once).
+    by_message: dict[int, list[RecipientReport]] = {}
+    for (message_id, number), outcomes in parts.items():
+        if (message_id, number) in touched and (state := recipient_state(outcomes)) is not None:
+            by_message.setdefault(message_id, []).append(RecipientReport(number, *state))
     reports = []
     for message_id in message_ids:
-        numbers = [RecipientReport(number, *state)
-                   for (mid, number), outcomes in parts.items()
-                   if mid == message_id and (mid, number) in touched
-                   and (state := recipient_state(outcomes)) is not None]  # fmt: skip
+        numbers = by_message.get(message_id, [])
         if numbers and message_id in ext_ids:
             overall = derive([r.state for r in numbers])
             ext_id, owner = ext_ids[message_id]
