@@ -34,7 +34,7 @@ def test_a_nul_in_a_path_or_query_is_a_4xx_on_either_engine(
     assert api.get("/messages").status_code == 200  # the connection and the server go on
 
 
-@pytest.mark.parametrize("bad", ["\x00", "\x01", "\x1f", "\x7f", " "])
+@pytest.mark.parametrize("bad", ["\x00", "\x01", "\x1f", "\x7f", "\x85", " "])
 def test_a_webhook_url_with_a_control_character_is_refused(api: httpx.Client, bad: str) -> None:
     body = {"url": f"https://example.com/a{bad}b", "event": "sms:received"}
     response = api.post("/webhooks", json=body)
@@ -52,3 +52,4 @@ def test_only_the_nul_refusal_counts_as_bad_input() -> None:
     assert is_nul_refused(wrapped)
     assert not is_nul_refused(psycopg.DataError("value too long for type character varying(32)"))
     assert not is_nul_refused(ValueError("NUL"))
+    assert not is_nul_refused(psycopg.DataError('null value in column "NUL" violates ...'))

@@ -371,6 +371,11 @@ class Database:
                 settle(batch, outcomes)
                 if self._queue:  # units came while it ran: others write at once
                     self._gathering = True
+        except BaseException:  # cancelled: the units still queued will never run
+            for job in self._queue:
+                job.future.cancel()
+            self._queue = []
+            raise
         finally:
             self._flusher = None
 
@@ -815,7 +820,7 @@ def is_nul_refused(exc: BaseException) -> bool:
     for _ in range(4):  # the error itself, and what it wraps
         if seen is None:
             return False
-        if isinstance(seen, psycopg.DataError) and "NUL" in str(seen):
+        if isinstance(seen, psycopg.DataError) and "cannot contain NUL (0x00)" in str(seen):
             return True
         seen = getattr(seen, "orig", None) or seen.__cause__
     return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -65,7 +66,7 @@ def check_url(url: str, allow_private: bool) -> str:
     except ValueError as error:
         raise InvalidInput(f"url: not a valid URL ({error})") from None
     scheme = parts.scheme.lower()
-    spaced = any(c <= " " or c == "\x7f" for c in url)  # a space, or any control character
+    spaced = any(c == " " or unicodedata.category(c) == "Cc" for c in url)  # or a control char
     if scheme not in ("http", "https") or not parts.hostname or spaced:
         raise InvalidInput("url: must be an absolute http(s) URL such as https://example.com/hook")
     if allow_private:
