@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from gsm0338 import Codec
 
-from smsgw.messages.parts import count_parts, encoding_of
+from smsgw.messages.parts import count_parts, encoding_of, gsm_septets, gsm_weights
 
 pytestmark = pytest.mark.one_engine("no database")  # conftest.py
 
@@ -50,3 +51,24 @@ def test_encoding() -> None:
     assert encoding_of("Your code is 1234 {ok}") == "GSM-7"
     assert encoding_of("Код 1234") == "UCS-2"
     assert encoding_of("") == "GSM-7"
+
+
+def test_the_septet_table_encodes_every_character_as_the_codec_does() -> None:
+    """messages/parts.py translates texts through a table built from the `gsm0338` codec:
+    for every character of the Basic Multilingual Plane (and one beyond it), the table and
+    the codec agree on whether it is GSM and on its septets (the escape first for the
+    extension table's)."""
+    codec = Codec()
+    differ = []
+    for code in [*range(0xD800), *range(0xE000, 0x10000), 0x1F600]:
+        character = chr(code)
+        try:
+            expected: bytes | None = bytes(codec.encode(character)[0])
+        except UnicodeEncodeError:
+            expected = None
+        septets = gsm_septets(character)
+        if (septets.encode("ascii") if septets is not None else None) != expected:
+            differ.append(hex(code))
+    assert differ == []
+    assert gsm_septets("€[x") == "\x1be\x1b<x" and gsm_septets("x`") is None  # (` is not GSM)
+    assert gsm_weights("a€") == [1, 2]

@@ -4,8 +4,9 @@ a long text split into parts behind an 8-bit-reference concatenation header (UDH
 The split follows messages/parts.py's counting rules (so a link sends exactly `partsCount`
 parts): GSM 7-bit 160 septets alone, 153 per part of a longer text, an extension character
 (two septets) never split; UCS-2 70 code units alone, 67 per part, a surrogate pair never
-split. GSM text is encoded by the `gsm0338` package's codec, one septet per octet
-(unpacked, as SMPP carries it); UCS-2 as UTF-16 big-endian.
+split. GSM text goes out as the `gsm0338` package's codec encodes it, one septet per
+octet (unpacked, as SMPP carries it), through a table built from that codec
+(messages/parts.py); UCS-2 as UTF-16 big-endian.
 """
 
 from __future__ import annotations
@@ -42,17 +43,6 @@ class Encoded:
     binary: bool = False
 
 
-def _gsm_weights(text: str) -> list[int] | None:
-    """Septets of each character, or None when one is outside GSM 03.38."""
-    weights = []
-    for character in text:
-        try:
-            weights.append(len(_GSM.encode(character)[0]))
-        except UnicodeEncodeError:
-            return None
-    return weights
-
-
 def _chunks(text: str, weights: list[int], single: int, multi: int) -> list[str]:
     """`text` cut greedily into pieces of at most `multi` weight (one piece when all of it
     fits `single`), no character split: messages/parts.py's `_count`, piece by piece."""
@@ -66,6 +56,13 @@ def _chunks(text: str, weights: list[int], single: int, multi: int) -> list[str]
         used += weight
     pieces.append(text[start:])
     return pieces
+
+
+def _septets(text: str) -> bytes:
+    """An all-GSM text's septets, one an octet."""
+    septets = counting.gsm_septets(text)
+    assert septets is not None  # (a piece of an all-GSM text)
+    return septets.encode("ascii")
 
 
 def _udh(reference: int, total: int, number: int) -> bytes:
@@ -89,19 +86,22 @@ def encode(text: str, reference: int) -> Encoded:
     parts, so a part can be submitted again after a restart in the same shape. Remembered
     for the last texts: a link encodes each message when it plans its parts and again when
     it submits them (the result is shared: do not change it)."""
-    weights = _gsm_weights(text)
-    if weights is not None:
+    septets = counting.gsm_septets(text)
+    if septets is not None:
+        if len(septets) <= counting.GSM_SINGLE:
+            return Encoded(True, 0, [septets.encode("ascii")])
+        weights = counting.gsm_weights(text)
         pieces = _chunks(text, weights, counting.GSM_SINGLE, counting.GSM_MULTI)
-        bodies = [_GSM.encode(piece)[0] for piece in pieces]
+        bodies = [_septets(piece) for piece in pieces]
     else:
-        units = [2 if ord(c) > 0xFFFF else 1 for c in text]
+        units = counting.ucs2_units(text)
         pieces = _chunks(text, units, counting.UCS2_SINGLE, counting.UCS2_MULTI)
         bodies = [piece.encode("utf-16-be") for piece in pieces]
     if len(bodies) == 1:
-        return Encoded(weights is not None, 0, bodies)
+        return Encoded(septets is not None, 0, bodies)
     total = len(bodies)
     parts = [_udh(reference, total, n) + body for n, body in enumerate(bodies, start=1)]
-    return Encoded(weights is not None, UDHI, parts)
+    return Encoded(septets is not None, UDHI, parts)
 
 
 @dataclass(frozen=True)

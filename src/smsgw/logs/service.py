@@ -7,6 +7,7 @@ hold message text or recipients' numbers: only ids, states, and error descriptio
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -50,11 +51,16 @@ class Module(StrEnum):
 
 
 def _row(
-    user_id: int, module: str, priority: Priority, message: str, context: dict[str, Any] | None
+    user_id: int,
+    module: str,
+    priority: Priority,
+    message: str,
+    context: dict[str, Any] | None,
+    created: datetime | None = None,
 ) -> dict[str, Any]:
     return {
         "user_id": user_id,
-        "created_at": clock.now(),
+        "created_at": clock.now() if created is None else created,
         "module": str(module)[:32],
         "priority": Priority(priority).value,
         "message": message[:MAX_MESSAGE],
@@ -98,6 +104,7 @@ def _state_row(
     device_id: str | None,
     error: str | None,
     extra: dict[str, Any] | None,
+    created: datetime | None = None,
 ) -> dict[str, Any]:
     priority = Priority.WARN if state == "Failed" else Priority.INFO
     context: dict[str, Any] = {"messageId": message_id, "state": state, **(extra or {})}
@@ -106,7 +113,7 @@ def _state_row(
     if error is not None:
         context["error"] = error
     text = f"message {message_id} is {state}" + (f": {error}" if error else "")
-    return _row(user_id, Module.MESSAGES, priority, text, context)
+    return _row(user_id, Module.MESSAGES, priority, text, context, created)
 
 
 async def message_state(
@@ -144,15 +151,28 @@ async def new_states_unit(
 
 
 def new_state_rows(
-    user_id: int, message_id: str, fresh: dict[str, datetime], device_id: str, error: str | None
+    user_id: int,
+    message_id: str,
+    fresh: dict[str, datetime],
+    device_id: str,
+    error: str | None,
+    created: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """`new_states_unit`'s rows, for `add_rows_unit` (several messages' in one statement)."""
+    """`new_states_unit`'s rows, for `add_rows_unit` (several messages' in one statement);
+    `created`: when they are written (the clock's now unless given: a unit's own now)."""
+    created = clock.now() if created is None else created
     rows = []
     for at, _, state in sorted((at, ORDER.get(s, 0), s) for s, at in fresh.items()):
         failed = error if state == "Failed" else None
-        extra = {"reportedAt": format_timestamp(at)}
-        rows.append(_state_row(user_id, message_id, state, device_id, failed, extra))
+        extra = {"reportedAt": _reported_at(at)}
+        rows.append(_state_row(user_id, message_id, state, device_id, failed, extra, created))
     return rows
+
+
+@functools.lru_cache(maxsize=64)
+def _reported_at(at: datetime) -> str:
+    """`format_timestamp`, remembered: the entries of one unit mostly share its now."""
+    return format_timestamp(at)
 
 
 async def add_rows_unit(conn: UnitConnection, rows: list[dict[str, Any]]) -> None:

@@ -436,7 +436,7 @@ async def _apply_one(
     if fresh:
         error = next((r.error for r in stored.values() if r.error), None)
         writes.logs += logs.new_state_rows(
-            phone.user_id, report.ext_id, fresh, phone.device_id, error
+            phone.user_id, report.ext_id, fresh, phone.device_id, error, now
         )
         writes.history += [(key, s, at) for s, at in fresh.items()]
     return _reported(current, state, stored, recorded)
