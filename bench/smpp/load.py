@@ -11,6 +11,7 @@ over the whole phase (first request to the last message's submit_sm).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -23,9 +24,10 @@ from typing import Any
 import aiohttp
 
 from bench.common import cpu_seconds, free_port
-from bench.fleet.fleet import Meter, api_client, percentile
-from bench.fleet.server import ROOT, Server
+from bench.fleet.fleet import Meter, percentile
+from bench.fleet.server import PASSWORD, ROOT, Server
 from bench.profile import Recording
+from bench.smpp.poster import Poster, poster
 
 MESSAGES = "/api/3rdparty/v1/messages"
 NUMBER = "+12025550100"
@@ -187,7 +189,7 @@ class Sampler:
 
 
 async def post_all(
-    client: aiohttp.ClientSession, label: str, count: int, concurrency: int,
+    client: Poster, label: str, count: int, concurrency: int,
     rate: float | None = None, accepted: dict[str, float] | None = None,
 ) -> tuple[float, float, list[float]]:  # fmt: skip
     """POST `count` messages (texts unique within the run); (first start, last end, ms).
@@ -199,21 +201,22 @@ async def post_all(
     todo = iter(range(count))
     rtts: list[float] = []
     first = last = time.monotonic()
+    head = client.head(MESSAGES)
 
     async def worker() -> None:
         nonlocal last
         for n in todo:
             if rate is not None and (early := first + n / rate - time.monotonic()) > 0:
                 await asyncio.sleep(early)
-            body = {"phoneNumbers": [NUMBER], "textMessage": {"text": f"{label} {n}"}}
+            text = f"{label} {n}"
+            body = {"phoneNumbers": [NUMBER], "textMessage": {"text": text}}
             before = time.monotonic()
-            async with client.post(MESSAGES, json=body) as answer:
-                content = await answer.read()
-            if answer.status != 200:
-                raise RuntimeError(f"POST /messages answered {answer.status}: {content!r}")
+            status, content = await client.post(head, json.dumps(body).encode())
+            if status != 200:
+                raise RuntimeError(f"POST /messages answered {status}: {content!r}")
             last = max(last, time.monotonic())
             rtts.append((last - before) * 1000)
-            accepted[body["textMessage"]["text"]] = time.time()  # the simulator's clock
+            accepted[text] = time.time()  # the simulator's clock
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return first, last, rtts
@@ -228,7 +231,10 @@ async def run_phase(
     `links`: the process that runs the link, when not the server (its CPU counts as the
     server's, and it is the one profiled)."""
     through_link = name == "link"
-    async with api_client(server, login, concurrency) as client, aiohttp.ClientSession() as s:
+    async with (
+        poster(server.base_url, login, PASSWORD, concurrency) as client,
+        aiohttp.ClientSession() as s,
+    ):
         sampler = Sampler(sim, s)
         start = await sampler.count()
         meter = Meter(server, [links.pid] if links is not None else [])
