@@ -171,15 +171,18 @@ def _chunks(values: list[T]) -> Iterable[list[T]]:
         yield values[start : start + CHUNK]
 
 
+#: The parts of some messages, by their message index. The link is checked on the rows, not
+#: in the WHERE: with `device_id = ?` there, SQLite (no statistics) read the link's parts
+#: by its (device_id, outcome, id) index, every part the link ever had, on every claim.
+_PARTS_OF = "SELECT message_id, device_id FROM link_parts WHERE message_id IN ({})"
+
+
 async def planned(conn: UnitConnection, device_id: str, message_ids: list[int]) -> set[int]:
     """Which of these messages have parts planned on the link already."""
     found: set[int] = set()
     for chunk in _chunks(message_ids):
-        query = (
-            "SELECT DISTINCT message_id FROM link_parts"  # noqa: S608
-            f" WHERE device_id = ? AND message_id IN ({marks(len(chunk))})"
-        )
-        found.update(row[0] for row in await conn.execute(query, [device_id, *chunk]))
+        rows = await conn.execute(_PARTS_OF.format(marks(len(chunk))), chunk)
+        found.update(message_id for message_id, link in rows if link == device_id)
     return found
 
 
