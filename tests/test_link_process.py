@@ -91,3 +91,33 @@ def test_a_links_process_sends_what_the_api_queued_and_unbinds_on_sigterm(
     assert links.wait(timeout=30) == 0
     assert smsc.binds()["unbinds"] == 1
     assert drivers(server, link_id) == [None]  # the lease given up: another may take it
+
+
+def test_the_links_process_keeps_the_collector_off_what_start_up_loaded(
+    settings: Settings,
+) -> None:
+    """As the server does (app.py): what is alive once the links' process has started is
+    frozen, so that a full collection (a pause of tens of milliseconds while a link's
+    window waits) does not walk it again and again."""
+    import asyncio
+    import gc
+    import time
+
+    from smsgw.db import migrate
+    from smsgw.workers.links import run_alone
+
+    migrate.upgrade(settings)
+    gc.unfreeze()
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_alone(settings, stop))
+        deadline = time.monotonic() + 60
+        while gc.get_freeze_count() == 0 and not task.done() and time.monotonic() < deadline:  # noqa: ASYNC110 (a count)
+            await asyncio.sleep(0.01)
+        frozen = gc.get_freeze_count()
+        stop.set()
+        await task
+        return frozen
+
+    assert asyncio.run(run()) > 1000
