@@ -86,8 +86,8 @@ def test_posts_go_over_few_connections_kept_open_with_basic_auth() -> None:
 
 
 def test_a_connection_idle_too_long_is_replaced_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Against a server that closes an idle connection (uvicorn's keep-alive timeout): the
-    connection is not used again after IDLE_SECONDS, so no request is written into it."""
+    """uvicorn closes a connection idle for its keep-alive timeout: one idle for
+    IDLE_SECONDS (here 0) is not used again, so no request is written into it as it does."""
     monkeypatch.setattr(poster_module, "IDLE_SECONDS", 0.0)
 
     async def run() -> None:
@@ -104,7 +104,6 @@ def test_a_connection_idle_too_long_is_replaced_not_used(monkeypatch: pytest.Mon
     ("answer", "says"),
     [
         (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n", "chunked"),
-        (b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n", "closes"),
         (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n", "without Content-Length"),
         (b"SMTP ready\r\n\r\n", "not an HTTP/1.x answer"),
     ],
@@ -131,6 +130,76 @@ def test_a_server_that_hangs_up_before_answering_is_an_error() -> None:
                 with pytest.raises(PosterError, match="closed the connection"):
                     await client.post(client.head("/m"), b"{}")
         finally:
+            listening.close()
+            await listening.wait_closed()
+
+    asyncio.run(run())
+
+
+def test_a_connection_the_server_closes_is_not_used_again() -> None:
+    """Said (`Connection: close`, or HTTP/1.0 without keep-alive) or done (the server
+    closes it after answering): the answer is read and returned, the next request goes
+    over a new connection."""
+
+    def closing(body: bytes) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
+
+    def old_style(body: bytes) -> bytes:
+        return b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+    async def run(answer: Answer) -> int:
+        async with serving(answer) as (server, url), poster(url, "bob", "pw", 1) as client:
+            head = client.head("/m")
+            assert [await client.post(head, b"{}") for _ in range(3)] == [(200, b"ok")] * 3
+            return server.connections
+
+    assert asyncio.run(run(closing)) == 3
+    assert asyncio.run(run(old_style)) == 3
+
+    async def hang_up_after_answering(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(2)
+        writer.write(json_answer(b"{}"))
+        await writer.drain()
+        writer.close()
+
+    async def silently_closed() -> None:
+        listening = await asyncio.start_server(hang_up_after_answering, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
+        try:
+            async with poster(url, "bob", "pw", 1) as client:
+                head = client.head("/m")
+                assert (await client.post(head, b"{}"))[0] == 200
+                kept = client._free[0][0]
+                async with asyncio.timeout(30):  # until the end of the stream is seen
+                    while not kept.reader.at_eof():  # noqa: ASYNC110 (a stream's state)
+                        await asyncio.sleep(0.01)
+                assert (await client.post(head, b"{}"))[0] == 200  # over a new connection
+        finally:
+            listening.close()
+            await listening.wait_closed()
+
+    asyncio.run(silently_closed())
+
+
+def test_a_server_that_never_answers_fails_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(poster_module, "TIMEOUT_SECONDS", 0.2)
+    never = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await never.wait()
+
+    async def run() -> None:
+        listening = await asyncio.start_server(silent, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
+        try:
+            async with poster(url, "bob", "pw", 1) as client:
+                with pytest.raises(PosterError, match=r"no answer within 0\.2 s"):
+                    await client.post(client.head("/m"), b"{}")
+        finally:
+            never.set()
             listening.close()
             await listening.wait_closed()
 

@@ -3,10 +3,12 @@ one request at a time on each, written with asyncio's streams.
 
 bench/smpp runs its load on the machine it measures (2 cores: the server, the links'
 process, the simulator and the load share them). aiohttp's client cost this process about
-0.2 ms of CPU a request, a fifth of a core at 1,000 a second; this one about a quarter of
-that (docs/performance.md, "A leaner load"). It speaks only what the bench needs of the
-server: a request with `Content-Length`, an answer with `Content-Length` (uvicorn's for
-every JSON answer), the connection kept open. Anything else is an error that says so.
+0.2 ms of CPU a request, a fifth of a core at 1,000 a second; this one about half of that
+(docs/performance.md, bench/smpp: "a leaner load"). It speaks only what the bench needs of
+the server: a request with `Content-Length`, an answer with `Content-Length` (uvicorn's for
+every JSON answer); a connection the server closes is not used again. Anything else is an
+error that says so, as is an answer that takes longer than TIMEOUT_SECONDS. A POST is
+never sent twice.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ HEAD_LIMIT = 64 * 1024
 #: A connection idle for longer is closed rather than used again: uvicorn closes one idle
 #: for its keep-alive timeout (5 s), and a request written as it does would be lost.
 IDLE_SECONDS = 2.0
+#: The longest a connection's opening, or a request and its answer, may take (aiohttp's
+#: 30 s before): a server that stalls fails the run rather than hanging it.
+TIMEOUT_SECONDS = 30.0
 
 
 class PosterError(Exception):
@@ -35,9 +40,9 @@ class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
 
-    async def post(self, head: bytes, body: bytes) -> tuple[int, bytes]:
+    async def post(self, head: bytes, body: bytes) -> tuple[int, bytes, bool]:
         """Send `head` (request line and headers, up to the Content-Length's value) and
-        `body`; the answer's status and body."""
+        `body`; the answer's status and body, and whether the connection stays open."""
         self.writer.write(b"%s%d\r\n\r\n%s" % (head, len(body), body))
         try:
             answer = await self.reader.readuntil(b"\r\n\r\n")
@@ -47,7 +52,7 @@ class Connection:
         parts = status_line.split(b" ", 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             raise PosterError(f"not an HTTP/1.x answer: {status_line[:80]!r}")
-        length = None
+        length, keep = None, parts[0] != b"HTTP/1.0"
         for line in headers.split(b"\r\n"):
             name, _, value = line.partition(b":")
             lowered = name.strip().lower()
@@ -55,11 +60,13 @@ class Connection:
                 length = int(value.strip())
             elif lowered == b"transfer-encoding":
                 raise PosterError("a chunked answer (this client reads Content-Length only)")
-            elif lowered == b"connection" and value.strip().lower() == b"close":
-                raise PosterError("the server closes the connection (this client keeps it)")
+            elif lowered == b"connection":
+                keep = value.strip().lower() == b"keep-alive" or (
+                    keep and value.strip().lower() != b"close"
+                )
         if length is None:
             raise PosterError("an answer without Content-Length")
-        return int(parts[1]), await self.reader.readexactly(length)
+        return int(parts[1]), await self.reader.readexactly(length), keep
 
     async def close(self) -> None:
         self.writer.close()
@@ -93,14 +100,25 @@ class Poster:
     async def post(self, head: bytes, body: bytes) -> tuple[int, bytes]:
         """POST `body` with `head` (`head(path)`): the answer's status and body."""
         async with self._room:
-            connection = await self._take()
             try:
-                answer = await connection.post(head, body)
+                async with asyncio.timeout(TIMEOUT_SECONDS):
+                    connection = await self._take()
+            except TimeoutError as error:
+                raise PosterError(f"no connection within {TIMEOUT_SECONDS:g} s") from error
+            try:
+                async with asyncio.timeout(TIMEOUT_SECONDS):
+                    status, content, keep = await connection.post(head, body)
+            except TimeoutError as error:
+                await self._drop(connection)
+                raise PosterError(f"no answer within {TIMEOUT_SECONDS:g} s") from error
             except BaseException:
                 await self._drop(connection)
                 raise
-            self._free.append((connection, time.monotonic()))
-            return answer
+            if keep:
+                self._free.append((connection, time.monotonic()))
+            else:  # (the server closes it)
+                await self._drop(connection)
+            return status, content
 
     async def _take(self) -> Connection:
         """The free connection used last, if it has not been idle for IDLE_SECONDS (those
