@@ -353,6 +353,7 @@ def start_workers(app: FastAPI, context: AppContext) -> Workers:
 async def stop_workers(workers: Workers) -> None:
     for running in workers.tasks:
         await cancel_and_wait(running)
+    await workers.webhooks.release_leases()
     if workers.batches is not None:
         await workers.batches.stop()
     if workers.virtual is not None:

@@ -292,6 +292,36 @@ async def settle(
     await conn.execute(query)
 
 
+async def release(
+    conn: AsyncConnection,
+    delivery_pk: int,
+    lease_until: datetime,
+    attempt_pk: int,
+    now: datetime,
+    error: str,
+) -> bool:
+    """Give back a delivery taken until `lease_until` whose request was cut off: due at
+    once, its attempt finished with `error`. Only while the delivery still holds that lease
+    (an outcome written meanwhile is left as it is); whether it did."""
+    query = (
+        update(deliveries)
+        .where(
+            deliveries.c.id == delivery_pk,
+            deliveries.c.state == PENDING,
+            deliveries.c.next_at == lease_until,
+        )
+        .values(next_at=now, updated_at=now)
+    )
+    if not (await conn.execute(query)).rowcount:
+        return False
+    await conn.execute(
+        update(attempts)
+        .where(attempts.c.id == attempt_pk, attempts.c.finished_at.is_(None))
+        .values(finished_at=now, error=error)
+    )
+    return True
+
+
 async def disable(conn: AsyncConnection, webhook_pk: int, reason: str, now: datetime) -> None:
     """Stop a webhook: no further deliveries until it is registered again."""
     await conn.execute(

@@ -66,7 +66,7 @@ class WebhookView(BaseModel):
 
 
 class AttemptView(BaseModel):
-    """One delivery attempt: `finishedAt` is null while it runs (or if smsgw stopped)."""
+    """One delivery attempt: `finishedAt` is null while it runs (or if smsgw was killed)."""
 
     eventId: str
     event: str = Field(json_schema_extra={"enum": list(EVENTS)})

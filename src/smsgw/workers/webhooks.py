@@ -5,6 +5,8 @@ share the work), writing for each the intent of an attempt before the request is
 pushing its due time past the request's timeout; after the request it writes the outcome.
 A crash in between leaves the attempt unfinished in the log and the delivery due again once
 its lease runs out: an event may then reach a receiver twice (same `id`), never zero times.
+A stop gives the leases of requests it cut off back (`release_leases`): those deliveries
+are due again at once, not a lease later.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -33,6 +35,8 @@ log = logging.getLogger("smsgw.webhooks")
 #: margin covers writing the outcome, which may wait for the write lock: with several nodes
 #: on PostgreSQL, for the others' writes too; past the lease another node would send again.
 LEASE_MARGIN_SECONDS = 15
+#: The error of an attempt whose request a stop cut off.
+STOPPED = "smsgw stopped before the answer; sent again"
 PRUNE_EVERY_SECONDS = 3600
 EXPIRE_EVERY_SECONDS = 60
 
@@ -63,6 +67,8 @@ class WebhookWorker:
         self._last_prune = self._last_settle = 0.0
         self._last_expiry = -float(EXPIRE_EVERY_SECONDS)
         self._export_failures: dict[int, int] = {}
+        #: The attempts taken and not yet settled: attempt -> (delivery, its lease's end).
+        self._in_flight: dict[int, tuple[int, datetime]] = {}
         timeout = settings.webhooks_timeout_seconds
         self.client = httpx.AsyncClient(
             transport=guard.transport(settings.webhooks_allow_private_urls),
@@ -96,6 +102,7 @@ class WebhookWorker:
             for item in await repository.due(conn, now, self.settings.webhooks_concurrency):
                 if await repository.take(conn, item, lease, now):
                     attempt = await repository.start_attempt(conn, item, now)
+                    self._in_flight[attempt] = (item.pk, lease)
                     if item.user_id not in keys:
                         keys[item.user_id] = await signing_key_of(conn, item.user_id)
                     taken.append((item, attempt, keys[item.user_id]))
@@ -118,9 +125,34 @@ class WebhookWorker:
                 await repository.disable(conn, item.webhook_pk, plan.disable_reason, now)
             if plan.state != repository.DELIVERED:
                 await _log_failure(conn, item, outcome.error, plan)
+        # Settled. Cut off before this (a stop), the attempt stays in flight for
+        # release_leases; a failure leaves its lease to run out.
+        self._in_flight.pop(attempt, None)
         metrics.webhook_delivery(item.event, plan.state == repository.DELIVERED)
         if plan.state != repository.DELIVERED:
             log.info("webhook %s: %s -> %s", item.webhook_id, outcome.error, plan.state)
+
+    async def release_leases(self) -> int:
+        """Once the worker's task has been cancelled (a stop): the deliveries whose requests
+        it cut off are due again at once, their attempts finished as `STOPPED`, rather than
+        waiting out their leases after a restart. A delivery whose outcome was written
+        meanwhile is left alone (`repository.release` checks the lease). How many went back;
+        a failure is logged, never raised (the stop goes on; the leases then run out)."""
+        leases, self._in_flight = self._in_flight, {}
+        if not leases:
+            return 0
+        now = clock.now()
+        released = 0
+        try:
+            async with self.db.write() as conn:
+                for attempt, (delivery, lease) in leases.items():
+                    released += await repository.release(
+                        conn, delivery, lease, attempt, now, STOPPED
+                    )
+        except Exception:
+            log.exception("could not give back %d webhook deliveries in flight", len(leases))
+            return 0
+        return released
 
     async def round(self) -> int:
         """Close settled inbox exports, deliver what is due; returns how many deliveries
