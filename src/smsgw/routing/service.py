@@ -38,14 +38,14 @@ class Pulled:
     state: ProcessingState
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made per message, and a frozen __init__ costs 4x
 class RecipientReport:
     phone_number: str
     state: ProcessingState
     error: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made per message, and a frozen __init__ costs 4x
 class Reported:
     """What a `PATCH /message` did: whether it was about a message the phone holds, how
     many of its messages left `Pending` or `Cancelling` (freeing room under its claim cap),
@@ -59,7 +59,7 @@ class Reported:
     settled: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made per message, and a frozen __init__ costs 4x
 class StateReport:
     """One snapshot a phone sends in `PATCH /message`."""
 
