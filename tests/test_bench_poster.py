@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -56,16 +56,25 @@ class Server:
             writer.close()
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def listening(handler: Handler) -> AsyncIterator[str]:
+    """A server on 127.0.0.1 whose connections `handler` serves: its URL."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 @asynccontextmanager
 async def serving(answer: Answer) -> AsyncIterator[tuple[Server, str]]:
     server = Server(answer)
-    listening = await asyncio.start_server(server.serve, "127.0.0.1", 0)
-    port = listening.sockets[0].getsockname()[1]
-    try:
-        yield server, f"http://127.0.0.1:{port}"
-    finally:
-        listening.close()
-        await listening.wait_closed()
+    async with listening(server.serve) as url:
+        yield server, url
 
 
 def test_posts_go_over_few_connections_kept_open_with_basic_auth() -> None:
@@ -123,15 +132,9 @@ def test_a_server_that_hangs_up_before_answering_is_an_error() -> None:
         writer.close()
 
     async def run() -> None:
-        listening = await asyncio.start_server(hang_up, "127.0.0.1", 0)
-        url = f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
-        try:
-            async with poster(url, "bob", "pw", 1) as client:
-                with pytest.raises(PosterError, match="closed the connection"):
-                    await client.post(client.head("/m"), b"{}")
-        finally:
-            listening.close()
-            await listening.wait_closed()
+        async with listening(hang_up) as url, poster(url, "bob", "pw", 1) as client:
+            with pytest.raises(PosterError, match="closed the connection"):
+                await client.post(client.head("/m"), b"{}")
 
     asyncio.run(run())
 
@@ -166,20 +169,14 @@ def test_a_connection_the_server_closes_is_not_used_again() -> None:
         writer.close()
 
     async def silently_closed() -> None:
-        listening = await asyncio.start_server(hang_up_after_answering, "127.0.0.1", 0)
-        url = f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
-        try:
-            async with poster(url, "bob", "pw", 1) as client:
-                head = client.head("/m")
-                assert (await client.post(head, b"{}"))[0] == 200
-                kept = client._free[0][0]
-                async with asyncio.timeout(30):  # until the end of the stream is seen
-                    while not kept.reader.at_eof():  # noqa: ASYNC110 (a stream's state)
-                        await asyncio.sleep(0.01)
-                assert (await client.post(head, b"{}"))[0] == 200  # over a new connection
-        finally:
-            listening.close()
-            await listening.wait_closed()
+        async with listening(hang_up_after_answering) as url, poster(url, "bob", "pw", 1) as client:
+            head = client.head("/m")
+            assert (await client.post(head, b"{}"))[0] == 200
+            kept = client._free[0][0]
+            async with asyncio.timeout(30):  # until the end of the stream is seen
+                while not kept.reader.at_eof():  # noqa: ASYNC110 (a stream's state)
+                    await asyncio.sleep(0.01)
+            assert (await client.post(head, b"{}"))[0] == 200  # over a new connection
 
     asyncio.run(silently_closed())
 
@@ -192,15 +189,11 @@ def test_a_server_that_never_answers_fails_the_request(monkeypatch: pytest.Monke
         await never.wait()
 
     async def run() -> None:
-        listening = await asyncio.start_server(silent, "127.0.0.1", 0)
-        url = f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
-        try:
-            async with poster(url, "bob", "pw", 1) as client:
+        async with listening(silent) as url, poster(url, "bob", "pw", 1) as client:
+            try:
                 with pytest.raises(PosterError, match=r"no answer within 0\.2 s"):
                     await client.post(client.head("/m"), b"{}")
-        finally:
-            never.set()
-            listening.close()
-            await listening.wait_closed()
+            finally:
+                never.set()
 
     asyncio.run(run())

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveServer, running
+from tests.conftest import Account, LiveServer, running
+from tests.fakes.phone import SimulatedPhone
 from tests.fakes.receiver import Receiver
 from tests.test_metrics import scrape, value
 from tests.webhook_support import (
@@ -160,6 +161,13 @@ def test_a_receiver_answering_500_then_200_gets_one_success_per_event(
         receiver.stop()
 
 
+async def hooked_phone(live: LiveServer, owner: Account, url: str) -> tuple[Api, SimulatedPhone]:
+    """The owner's API with a webhook `in` of received SMS to `url`, and a started phone."""
+    api = Api(live, owner)
+    await api.hook(url, "sms:received", id="in")
+    return api, await started(phone(live, owner), webhooks=5)
+
+
 def test_a_receiver_down_across_a_restart_of_smsgw_still_gets_every_event(
     tmp_path: Path,
 ) -> None:
@@ -170,9 +178,7 @@ def test_a_receiver_down_across_a_restart_of_smsgw_still_gets_every_event(
         owner = live.create_user("owner")
 
         async def before_restart() -> None:
-            api = Api(live, owner)
-            await api.hook(receiver.url, "sms:received", id="in")
-            device = await started(phone(live, owner), webhooks=5)
+            api, device = await hooked_phone(live, owner, receiver.url)
             for i in range(3):
                 device.receive_sms("+12025550111", f"text {i}")
             await eventually(lambda: sum(s == 204 for _, s in device.webhook_posts) == 3)
@@ -213,9 +219,7 @@ def test_a_request_cut_off_by_a_stop_is_sent_again_at_once_after_the_restart(
             owner = live.create_user("owner")
 
             async def cut_off() -> None:
-                api = Api(live, owner)
-                await api.hook(receiver.url, "sms:received", id="in")
-                device = await started(phone(live, owner), webhooks=5)
+                api, device = await hooked_phone(live, owner, receiver.url)
                 device.receive_sms("+12025550111", "hello")
 
                 async def in_flight() -> bool:
