@@ -121,3 +121,56 @@ def test_the_links_process_keeps_the_collector_off_what_start_up_loaded(
         return frozen
 
     assert asyncio.run(run()) > 1000
+
+
+def test_a_webhook_request_the_links_process_was_making_when_stopped_is_due_again_at_once(
+    tmp_path: Path,
+) -> None:
+    """The links' process delivers webhooks too (its links' events): a request its stop cut
+    off is given back, due at once rather than a lease (2 x 60 s + 15 s) later, its attempt
+    finished with the reason (workers/webhooks.py `release_leases`)."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from smsgw.accounts import service as accounts
+    from smsgw.db import migrate
+    from smsgw.db.engine import database_for
+    from smsgw.domain import clock
+    from smsgw.webhooks import outbox
+    from smsgw.webhooks import service as webhooks
+    from smsgw.webhooks.schemas import WebhookIn
+    from smsgw.workers.links import run_alone
+    from smsgw.workers.webhooks import STOPPED
+
+    settings = hub_settings(tmp_path / "data", links=False, webhooks_timeout_seconds=60)
+    migrate.upgrade(settings)
+    receiver = Receiver(delays=[600]).start()  # hangs on the request
+
+    async def run() -> None:
+        db = database_for(settings)
+        try:
+            await accounts.create_user(db, "alice", "correct horse battery")
+            [(user_id,)] = database_rows(settings, "SELECT id FROM users")
+            hook = WebhookIn(id="in", url=receiver.url, event="sms:sent")
+            await webhooks.register(db, user_id, hook, allow_private=True)
+            async with db.write() as conn:
+                await outbox.record(conn, user_id, None, "sms:sent", "k", {"messageId": "m"})
+            stop = asyncio.Event()
+            task = asyncio.create_task(run_alone(settings, stop))
+            async with asyncio.timeout(60):  # until the request is out
+                while not await webhooks.attempts(db, user_id, "in"):  # noqa: ASYNC110 (a row)
+                    await asyncio.sleep(0.05)
+            stop.set()
+            await task
+            [attempt] = await webhooks.attempts(db, user_id, "in")
+            assert attempt["finished_at"] is not None and attempt["error"] == STOPPED
+            [(due,)] = database_rows(settings, "SELECT next_at FROM webhook_deliveries")
+            due = due if isinstance(due, datetime) else datetime.fromisoformat(due)
+            assert due.replace(tzinfo=UTC) <= clock.now()  # due now: the lease given back
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        receiver.stop()

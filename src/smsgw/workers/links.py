@@ -166,6 +166,7 @@ async def run_alone(settings: Settings, stop: asyncio.Event) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await webhooks.release_leases()
         await supervisor.stop()
         with contextlib.suppress(Exception):
             await _save_presence(db, presence)
