@@ -22,7 +22,7 @@ from tests.fakes.receiver import Receiver
 from tests.fakes.smsc import Smsc, wait_until
 from tests.test_cli import environment
 from tests.test_links import NUMBER, add_link, bound, hook, reaches, send
-from tests.webhook_support import hub_settings
+from tests.webhook_support import hub_settings, one_event
 
 
 @pytest.fixture
@@ -132,13 +132,10 @@ def test_a_webhook_request_the_links_process_was_making_when_stopped_is_due_agai
     import asyncio
     from datetime import UTC, datetime
 
-    from smsgw.accounts import service as accounts
     from smsgw.db import migrate
     from smsgw.db.engine import database_for
     from smsgw.domain import clock
-    from smsgw.webhooks import outbox
     from smsgw.webhooks import service as webhooks
-    from smsgw.webhooks.schemas import WebhookIn
     from smsgw.workers.links import run_alone
     from smsgw.workers.webhooks import STOPPED
 
@@ -149,12 +146,7 @@ def test_a_webhook_request_the_links_process_was_making_when_stopped_is_due_agai
     async def run() -> None:
         db = database_for(settings)
         try:
-            await accounts.create_user(db, "alice", "correct horse battery")
-            [(user_id,)] = database_rows(settings, "SELECT id FROM users")
-            hook = WebhookIn(id="in", url=receiver.url, event="sms:sent")
-            await webhooks.register(db, user_id, hook, allow_private=True)
-            async with db.write() as conn:
-                await outbox.record(conn, user_id, None, "sms:sent", "k", {"messageId": "m"})
+            user_id = await one_event(db, settings, receiver.url)
             stop = asyncio.Event()
             task = asyncio.create_task(run_alone(settings, stop))
             async with asyncio.timeout(60):  # until the request is out

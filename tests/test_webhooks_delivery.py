@@ -6,10 +6,18 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from smsgw.app import cancel_and_wait
+from smsgw.db import migrate
+from smsgw.db.engine import database_for
+from smsgw.webhooks import repository as webhook_repository
+from smsgw.webhooks import service as webhooks_service
+from smsgw.workers.webhooks import LEASE_MARGIN_SECONDS, STOPPED, WebhookWorker
 from tests.conftest import Account, LiveServer, running
 from tests.fakes.phone import SimulatedPhone
 from tests.fakes.receiver import Receiver
@@ -18,6 +26,7 @@ from tests.webhook_support import (
     Api,
     eventually,
     hub_settings,
+    one_event,
     phone,
     run,
     started,
@@ -476,3 +485,70 @@ def test_a_receiver_trickling_its_answer_is_cut_off_at_the_deadline() -> None:
         assert outcome.duration_ms < 2000
 
     run(scenario)
+
+
+def test_a_delivery_taken_by_a_process_killed_before_the_answer_is_due_once_its_lease_ends(
+    tmp_path: Path, at: list[datetime]
+) -> None:
+    """A process killed between taking a delivery and writing its outcome gives nothing
+    back: the delivery waits out its lease (2 x the timeout + 15 s), then any process sends
+    it again (the same event: an event may reach a receiver twice, never zero times)."""
+    settings = hub_settings(tmp_path / "data", webhooks_timeout_seconds=30)
+    migrate.upgrade(settings)
+
+    async def scenario() -> None:
+        db = database_for(settings)
+        try:
+            await one_event(db, settings, "http://127.0.0.1:9/hook")
+            [(item, _, _)] = await WebhookWorker(settings, db).take()  # then killed
+            other = WebhookWorker(settings, db)
+            at[0] += timedelta(seconds=2 * 30 + LEASE_MARGIN_SECONDS - 1)
+            assert await other.take() == []  # still leased
+            at[0] += timedelta(seconds=2)
+            [(again, _, _)] = await other.take()
+            assert again.pk == item.pk and again.event_id == item.event_id
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_a_stop_cuts_off_every_request_of_a_round_even_after_one_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing one delivery's outcome fails while another's request hangs: the round waits
+    for both, so the stop's cancel reaches the hanging one (no delivery runs on by itself,
+    which the stop would give back while its request is still out) and gives it back."""
+    fast, hanging = Receiver().start(), Receiver(delays=[600]).start()
+    settings = hub_settings(tmp_path / "data", webhooks_timeout_seconds=60)
+    migrate.upgrade(settings)
+    real_settle, failed = webhook_repository.settle, []
+
+    async def failing_once(*args: Any) -> None:
+        if not failed:
+            failed.append(args[1])
+            raise RuntimeError("the outcome could not be written")
+        await real_settle(*args)
+
+    monkeypatch.setattr(webhook_repository, "settle", failing_once)
+
+    async def scenario() -> None:
+        db = database_for(settings)
+        try:
+            user_id = await one_event(db, settings, hanging.url, fast.url)
+            worker = WebhookWorker(settings, db)
+            task = asyncio.create_task(worker.run())
+            await eventually(lambda: bool(failed))  # the fast one's outcome failed
+            await cancel_and_wait(task)
+            assert asyncio.all_tasks() == {asyncio.current_task()}  # nothing runs on
+            assert await worker.release_leases() == 1  # the hanging one, not the failed one
+            [cut] = await webhooks_service.attempts(db, user_id, "in")
+            assert cut["error"] == STOPPED
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        fast.stop()
+        hanging.stop()

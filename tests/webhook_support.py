@@ -12,7 +12,12 @@ from typing import Any
 
 import httpx
 
+from smsgw.accounts import service as accounts
 from smsgw.config import Settings
+from smsgw.db.engine import Database
+from smsgw.webhooks import outbox
+from smsgw.webhooks import service as webhooks
+from smsgw.webhooks.schemas import WebhookIn
 from tests.conftest import Account, LiveServer, database_rows, make_settings
 from tests.fakes.phone import SimulatedPhone
 
@@ -154,3 +159,17 @@ async def started(device: SimulatedPhone, webhooks: int | None = None) -> Simula
     if webhooks is not None:
         await eventually(lambda: len(device.webhooks) == webhooks)
     return device
+
+
+async def one_event(db: Database, settings: Settings, url: str, *more: str) -> int:
+    """An account, its webhook `in` of `sms:sent` to `url` (and `in2`, `in3`... to `more`),
+    and one such event in the outbox, made in-process (for a worker run without a server);
+    the account's id."""
+    await accounts.create_user(db, "alice", "correct horse battery")
+    [(user_id,)] = database_rows(settings, "SELECT id FROM users WHERE login = 'alice'")
+    for n, target in enumerate([url, *more], start=1):
+        hook = WebhookIn(id="in" if n == 1 else f"in{n}", url=target, event="sms:sent")
+        await webhooks.register(db, user_id, hook, allow_private=True)
+    async with db.write() as conn:
+        await outbox.record(conn, user_id, None, "sms:sent", "k", {"messageId": "m"})
+    return int(user_id)

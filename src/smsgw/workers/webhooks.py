@@ -102,13 +102,26 @@ class WebhookWorker:
             for item in await repository.due(conn, now, self.settings.webhooks_concurrency):
                 if await repository.take(conn, item, lease, now):
                     attempt = await repository.start_attempt(conn, item, now)
-                    self._in_flight[attempt] = (item.pk, lease)
                     if item.user_id not in keys:
                         keys[item.user_id] = await signing_key_of(conn, item.user_id)
                     taken.append((item, attempt, keys[item.user_id]))
+        # In flight once the take has committed (release_leases gives them back at a stop).
+        self._in_flight.update((attempt, (item.pk, lease)) for item, attempt, _ in taken)
         return taken
 
     async def deliver(self, item: Due, attempt: int, key: str) -> None:
+        """One request and its outcome written. Cut off by a stop (cancelled), the attempt
+        stays in flight for release_leases; a failure leaves its lease to run out."""
+        try:
+            await self._deliver(item, attempt, key)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._in_flight.pop(attempt, None)
+            raise
+        self._in_flight.pop(attempt, None)
+
+    async def _deliver(self, item: Due, attempt: int, key: str) -> None:
         max_bytes = self.settings.webhooks_max_response_bytes
         # Within the lease (take): past it, another process may take the delivery again.
         deadline = 2 * self.settings.webhooks_timeout_seconds
@@ -125,9 +138,6 @@ class WebhookWorker:
                 await repository.disable(conn, item.webhook_pk, plan.disable_reason, now)
             if plan.state != repository.DELIVERED:
                 await _log_failure(conn, item, outcome.error, plan)
-        # Settled. Cut off before this (a stop), the attempt stays in flight for
-        # release_leases; a failure leaves its lease to run out.
-        self._in_flight.pop(attempt, None)
         metrics.webhook_delivery(item.event, plan.state == repository.DELIVERED)
         if plan.state != repository.DELIVERED:
             log.info("webhook %s: %s -> %s", item.webhook_id, outcome.error, plan.state)
@@ -164,7 +174,13 @@ class WebhookWorker:
                       type(error).__name__)  # fmt: skip
             closed = 0
         taken = await self.take()
-        await asyncio.gather(*(self.deliver(*job) for job in taken))
+        # Every delivery ends before the round does (a failed one does not leave the others
+        # running on their own, where a stop's cancel would not reach them and
+        # release_leases would give back a request still out); then the first failure.
+        ended = await asyncio.gather(*(self.deliver(*job) for job in taken), return_exceptions=True)
+        for failure in ended:
+            if isinstance(failure, BaseException):
+                raise failure
         await self.prune()
         return len(taken) + closed
 
