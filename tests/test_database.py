@@ -102,6 +102,131 @@ def test_a_batch_waits_for_the_lock_another_process_holds_without_stalling_the_l
     assert {"other", "k0", "k1", "k2"} <= keys
 
 
+UNITS_ON_THREAD = pytest.mark.sqlite_only(
+    "units on the write thread are SQLite's (`units_on_thread`): PostgreSQL's units await the "
+    "server on the loop"
+)
+
+
+def on_thread(settings: Settings) -> Database:
+    db = Database(settings)
+    db.units_on_thread = True
+    return db
+
+
+@UNITS_ON_THREAD
+def test_on_the_write_thread_a_failing_unit_of_a_batch_is_rolled_back_alone(
+    settings: Settings,
+) -> None:
+    migrate.upgrade(settings)
+
+    def stored() -> set[str]:
+        return {row[0] for row in database_rows(settings, "SELECT key FROM system_values")}
+
+    assert_only_the_failing_unit_is_lost(on_thread(settings), stored)
+
+
+@UNITS_ON_THREAD
+def test_on_the_write_thread_the_loop_runs_while_a_unit_does(settings: Settings) -> None:
+    """What `units_on_thread` is for (`smsgw links run`): while a batch's statements run,
+    the loop goes on (a link's answers are read); on the loop it would wait for them."""
+    migrate.upgrade(settings)
+    ticks, run = 0, "thread"
+    seen: list[int] = []
+
+    async def slow(conn: UnitConnection) -> int:
+        seen.append(ticks)
+        # A statement that takes a while (SQLite lets go of the GIL while it runs).
+        query = (
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000)"
+            " SELECT count(*) FROM n"
+        )
+        counted = int((await conn.execute(query)).fetchone()[0])
+        seen.append(ticks)
+        await put(f"slow-{run}")(conn)
+        return counted
+
+    async def scenario(db: Database) -> tuple[int, str]:
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        beat = asyncio.create_task(ticker())
+        try:
+            counted = await db.write_unit(slow)
+            return counted, await db.write_unit(put(f"after-{run}"))
+        finally:
+            beat.cancel()
+            await db.dispose()
+
+    assert asyncio.run(scenario(on_thread(settings))) == (3_000_000, "after-thread")
+    assert seen[1] - seen[0] >= 3  # the ticker ran meanwhile
+    keys = {row[0] for row in database_rows(settings, "SELECT key FROM system_values")}
+    assert {"slow-thread", "after-thread"} <= keys
+    seen.clear()
+    run = "loop"
+    asyncio.run(scenario(Database(settings)))  # on the loop: it waits for the statement
+    assert seen[1] == seen[0]
+
+
+@UNITS_ON_THREAD
+def test_on_the_write_thread_a_batch_waits_for_the_lock_another_process_holds(
+    settings: Settings,
+) -> None:
+    migrate.upgrade(settings)
+    other = sqlite3.connect(settings.data_dir / "smsgw.db", isolation_level=None)
+
+    async def scenario() -> list[str]:
+        db = on_thread(settings)
+        try:
+            await db.write_unit(put("first"))
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("INSERT INTO system_values (key, value) VALUES ('other', 'v')")
+            writes = asyncio.gather(*(db.write_unit(put(f"k{i}")) for i in range(3)))
+            await asyncio.sleep(0.3)
+            assert not writes.done()  # waiting for the lock, not failed
+            other.execute("COMMIT")
+            return list(await asyncio.wait_for(writes, 20))
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(scenario()) == ["k0", "k1", "k2"]
+    other.close()
+    keys = {row[0] for row in database_rows(settings, "SELECT key FROM system_values")}
+    assert {"first", "other", "k0", "k1", "k2"} <= keys
+
+
+@UNITS_ON_THREAD
+def test_on_the_write_thread_a_unit_that_awaits_anything_else_fails_and_keeps_nothing(
+    settings: Settings,
+) -> None:
+    """A unit may await only its connection's statements (db/engine.py): on the write thread
+    one that awaits anything else is an error, and its batch keeps nothing."""
+    migrate.upgrade(settings)
+
+    async def waits(conn: UnitConnection) -> str:
+        await put("waits")(conn)
+        await asyncio.sleep(0)
+        return "waits"
+
+    async def scenario() -> tuple[BaseException | str, str]:
+        db = on_thread(settings)
+        try:
+            failed = await asyncio.gather(db.write_unit(waits), return_exceptions=True)
+            return failed[0], await db.write_unit(put("next"))
+        finally:
+            await db.dispose()
+
+    failed, after = asyncio.run(scenario())
+    assert isinstance(failed, RuntimeError)
+    assert "awaited something other" in str(failed)
+    assert after == "next"
+    keys = {row[0] for row in database_rows(settings, "SELECT key FROM system_values")}
+    assert "waits" not in keys and "next" in keys
+
+
 def test_concurrent_sends_with_one_client_id_store_exactly_one(
     server: LiveServer, alice: Account
 ) -> None:
@@ -211,6 +336,54 @@ def test_units_that_queue_while_a_batch_runs_make_the_next_batch_wait_for_more(
     assert gathered == [1, 3]
     assert stored == ["queued", "later1", "later2"]
     assert (still, after) == (False, [1, 1])
+
+
+def test_urgent_units_go_in_a_batch_of_their_own_ahead_of_those_queued_before(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`write_unit(urgent=True)` (a link's intents, which its window waits for): the next
+    batch holds only the urgent units queued, and does not wait for more (GATHER_SECONDS);
+    the others follow in their order."""
+    migrate.upgrade(settings)
+    monkeypatch.setattr(engine, "GATHER_SECONDS", 5.0)
+    running_now, release = asyncio.Event(), asyncio.Event()
+    ran: list[str] = []
+
+    def noted(key: str) -> Unit[str]:
+        async def work(conn: UnitConnection) -> str:
+            ran.append(key)
+            return await put(key)(conn)
+
+        return work
+
+    async def held(conn: UnitConnection) -> str:
+        await noted("held")(conn)
+        running_now.set()
+        await release.wait()
+        return "held"
+
+    async def scenario() -> tuple[list[int], bool, list[str]]:
+        db = database_for(settings)
+        try:
+            sizes = batch_sizes(db)
+            first = asyncio.create_task(db.write_unit(held))
+            await asyncio.wait_for(running_now.wait(), 20)
+            keys = [("a", False), ("u1", True), ("b", False), ("u2", True), ("c", False)]
+            tasks = {k: asyncio.create_task(db.write_unit(noted(k), urgent=u)) for k, u in keys}
+            await asyncio.sleep(0)  # (queued while the batch runs)
+            release.set()
+            await asyncio.wait_for(first, 20)
+            await asyncio.wait_for(asyncio.gather(tasks["u1"], tasks["u2"]), 20)
+            others_waited = not any(tasks[k].done() for k in "abc")  # (for GATHER_SECONDS)
+            await asyncio.wait_for(asyncio.gather(*tasks.values()), 20)
+            return sizes, others_waited, ran
+        finally:
+            await db.dispose()
+
+    sizes, others_waited, order = asyncio.run(scenario())
+    assert sizes == [1, 2, 3]
+    assert others_waited
+    assert order == ["held", "u1", "u2", "a", "b", "c"]
 
 
 def test_a_timestamp_written_twice_is_converted_once() -> None:
