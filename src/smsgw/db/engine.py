@@ -17,8 +17,7 @@ Two ways in:
   types as SQLAlchemy would), no SQLAlchemy machinery per statement. They are for the hot
   paths (queueing a message, a phone's pull and reports). A unit awaits nothing but its
   connection's statements: on SQLite these never suspend, so a unit runs in one piece on
-  the event loop (or, in a process that sets `units_on_thread`, on the write thread while
-  the loop goes on). `write_unit` does group commit: the units submitted while a commit is in
+  the event loop. `write_unit` does group commit: the units submitted while a commit is in
   progress run together in the next transaction, under one COMMIT, so one WAL sync serves
   many requests; a unit that raises is rolled back alone and gets its exception (the batch
   is then run again with a SAVEPOINT around each unit, so a unit may run twice: it must do
@@ -54,7 +53,6 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Coroutine,
     Iterable,
     Iterator,
     Mapping,
@@ -223,8 +221,6 @@ class Interleaved(Generic[T]):
 class Job(Generic[T]):
     work: Unit[T]
     future: asyncio.Future[T]
-    #: `write_unit(urgent=True)`: in the next batch, ahead of the others queued.
-    urgent: bool = False
 
 
 #: Outcome of one unit of work in a batch: (True, its value) or (False, what it raised).
@@ -240,15 +236,6 @@ def settle(batch: list[Job[Any]], outcomes: list[_Outcome]) -> None:
             job.future.set_result(value)
         else:
             job.future.set_exception(value)
-
-
-def _next_batch(queue: list[Job[Any]]) -> tuple[list[Job[Any]], list[Job[Any]]]:
-    """The next batch (at most MAX_BATCH units: the urgent ones when any is queued), and
-    what stays queued, in its order."""
-    if any(job.urgent for job in queue) and not all(job.urgent for job in queue):
-        urgent = [job for job in queue if job.urgent]
-        return urgent[:MAX_BATCH], urgent[MAX_BATCH:] + [job for job in queue if not job.urgent]
-    return queue[:MAX_BATCH], queue[MAX_BATCH:]
 
 
 def database_for(settings: Settings) -> Database:
@@ -269,12 +256,6 @@ class Database:
 
     #: Whether nodes on other machines may share it (PostgreSQL), or only this one's.
     shared = False
-    #: Whether group commit runs its batches' units on the write thread rather than on the
-    #: event loop (SQLite; PostgreSQL's units await their round trips on the loop): for a
-    #: process whose loop must answer at once while a batch runs (`smsgw links run`: a
-    #: link's window), not for the API's, whose loop is busy enough to keep a unit's
-    #: statements waiting for the GIL (`_run_batch_now`).
-    units_on_thread = False
     #: Whether a batch may wait for more units, and when the last one began (`_flush`).
     _gathering = False
     _batch_began = 0.0
@@ -345,21 +326,17 @@ class Database:
                     raise
             await waits.next()
 
-    async def write_unit(self, work: Unit[T], interleaved: bool = False, urgent: bool = False) -> T:
+    async def write_unit(self, work: Unit[T], interleaved: bool = False) -> T:
         """Run `work(connection)` in a write transaction; its result once committed.
 
         If `work` raises, none of its changes are kept and its exception is raised here; the
         other units committed with it are not affected. If the COMMIT fails, every unit of
         that transaction gets the error. With `interleaved`, the unit may run side by side
         with the batch's other interleaved units (`Interleaved` says when that is safe).
-        With `urgent` (a small unit that something waits on at once: a link's intents, which
-        its window waits for), the next batch holds the urgent units queued and no other,
-        and begins without waiting for more: the others, which may take milliseconds,
-        follow in a batch of their own.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        job = Job(Interleaved(work) if interleaved else work, future, urgent)
+        job = Job(Interleaved(work) if interleaved else work, future)
         self._queue.append(job)
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
@@ -372,19 +349,14 @@ class Database:
         try:
             while self._queue:
                 pause = self._batch_began + GATHER_SECONDS - loop.time()
-                if (
-                    self._gathering
-                    and pause > 0
-                    and len(self._queue) < GATHER_BELOW
-                    and not any(job.urgent for job in self._queue)
-                ):
+                if self._gathering and pause > 0 and len(self._queue) < GATHER_BELOW:
                     waiting = len(self._queue)
                     await asyncio.sleep(pause)
                     self._gathering = len(self._queue) > waiting  # in vain: no more waits
                 self._batch_began = loop.time()
                 async with self._batch_turn():
                     # Take the batch only now: what queued while waiting for the turn joins it.
-                    batch, self._queue = _next_batch(self._queue)
+                    batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                     batch = [job for job in batch if not job.future.done()]  # caller gone
                     if not batch:
                         continue
@@ -421,12 +393,6 @@ class Database:
         if self._write_connection is None:  # PRAGMAs may wait: apart
             await loop.run_in_executor(self._write_thread, self._writer_connection)
         waits = _LockWaits()
-        if self.units_on_thread:
-            while (done := await loop.run_in_executor(
-                self._write_thread, self._run_batch_on_thread, works
-            )) is None:  # fmt: skip
-                await waits.next()  # the lock is another process's, as below
-            return done
         while (ran := await self._run_batch_now(works)) is None:
             # Another process holds the lock (several server processes, or `smsgw send`):
             # try again in a moment, the loop serving meanwhile.
@@ -447,8 +413,7 @@ class Database:
         Why on the loop: the units are a few indexed statements each, but every statement
         releases the GIL around SQLite and must win it back from the busy event loop. On
         the write thread that made a unit take about a millisecond of waiting for 0.2 ms of
-        work, and the group-commit pipeline, not the loop, set the API's throughput. (The
-        links' process is the other way round: `units_on_thread`.)
+        work, and the group-commit pipeline, not the loop, set the API's throughput.
         """
         conn = self._writer_connection()  # its busy timeout is 0: never sleep on the loop
         try:
@@ -488,15 +453,6 @@ class Database:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-
-    def _run_batch_on_thread(self, works: list[Unit[Any]]) -> list[_Outcome] | None:
-        """`units_on_thread`: BEGIN, the batch's units and the COMMIT, on the write thread;
-        None, with nothing done, when another process holds the lock."""
-        ran = _drive(self._run_batch_now(works))
-        if ran is None:
-            return None
-        self._commit()  # (with nothing written, no WAL sync: the thread is here anyway)
-        return ran[0]
 
     def _commit(self) -> None:
         """COMMIT the write connection's open transaction, if any (rolled back on failure)."""
@@ -1009,17 +965,6 @@ class _LockWaits:
         if waited > LOOP_LOCK_PATIENCE_SECONDS:
             self._pause = min(self._pause * 2, LOOP_LOCK_MAX_SECONDS)
         await asyncio.sleep(self._pause)
-
-
-def _drive(work: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends (units of work on SQLite: their statements do
-    not wait) to its end, outside any event loop; one that does suspend is an error."""
-    try:
-        work.send(None)
-    except StopIteration as end:
-        return cast(T, end.value)
-    work.close()
-    raise RuntimeError("a unit of work awaited something other than its connection's statements")
 
 
 def _ping(path: str) -> None:

@@ -137,9 +137,6 @@ async def run_alone(settings: Settings, stop: asyncio.Event) -> None:
     from smsgw.workers.webhooks import WebhookWorker
 
     db = database_for(settings)
-    # This loop's work is the links' windows: their answers are read while a batch's units
-    # run on the write thread (db/engine.py: `units_on_thread`).
-    db.units_on_thread = True
     presence, signals = Presence(), Signals()
     webhooks = WebhookWorker(settings, db)
     signals.subscribe(signal_names.OUTBOX_FILLED, webhooks.poke)
