@@ -6,17 +6,27 @@ server would; on SIGTERM it unbinds and gives the lease up."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from smsgw.config import Settings
+from smsgw.db import migrate
+from smsgw.db.engine import database_for
+from smsgw.domain import clock
+from smsgw.webhooks import service as webhooks
+from smsgw.workers.links import run_alone
+from smsgw.workers.webhooks import STOPPED
 from tests.conftest import ROOT, Account, LiveServer, database_rows
 from tests.fakes.receiver import Receiver
 from tests.fakes.smsc import Smsc, wait_until
@@ -99,13 +109,6 @@ def test_the_links_process_keeps_the_collector_off_what_start_up_loaded(
     """As the server does (app.py): what is alive once the links' process has started is
     frozen, so that a full collection (a pause of tens of milliseconds while a link's
     window waits) does not walk it again and again."""
-    import asyncio
-    import gc
-    import time
-
-    from smsgw.db import migrate
-    from smsgw.workers.links import run_alone
-
     migrate.upgrade(settings)
     gc.unfreeze()
 
@@ -129,16 +132,6 @@ def test_a_webhook_request_the_links_process_was_making_when_stopped_is_due_agai
     """The links' process delivers webhooks too (its links' events): a request its stop cut
     off is given back, due at once rather than a lease (2 x 60 s + 15 s) later, its attempt
     finished with the reason (workers/webhooks.py `release_leases`)."""
-    import asyncio
-    from datetime import UTC, datetime
-
-    from smsgw.db import migrate
-    from smsgw.db.engine import database_for
-    from smsgw.domain import clock
-    from smsgw.webhooks import service as webhooks
-    from smsgw.workers.links import run_alone
-    from smsgw.workers.webhooks import STOPPED
-
     settings = hub_settings(tmp_path / "data", links=False, webhooks_timeout_seconds=60)
     migrate.upgrade(settings)
     receiver = Receiver(delays=[600]).start()  # hangs on the request
