@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
 import sqlite3
+import statistics
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,11 @@ from typing import Any
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: Above this share of the CPUs used by other processes, a run's figures are not trusted.
 BUSY_MACHINE_PERCENT = 10.0
+
+
+#: Iterations of `host_gauge_ms`'s fixed work: 40-130 ms of CPU on the 2-core machine of
+#: docs/performance.md, as fast or slow as its host ran it.
+GAUGE_ITERATIONS = 30_000
 
 
 #: How long a benchmark waits for its server to answer: generous, a busy machine (the test
@@ -26,6 +34,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def host_gauge_ms(repeats: int = 3) -> float:
+    """How fast the host runs Python right now: the median CPU time, in ms, of a fixed piece
+    of work (string formatting, dict updates, JSON encoding: the stuff of a request's
+    handling), done `repeats` times. A virtual machine's share of its host's cores moves:
+    the same code's CPU a message moved by twice within minutes on the machine of
+    docs/performance.md ("The host's speed, gauged"), and the guest counts the time its
+    cores were held back as CPU time. A benchmark's rounds compare only at similar gauges."""
+    timings = []
+    for _ in range(repeats):
+        counts: dict[str, int] = {}
+        began = time.process_time()
+        for i in range(GAUGE_ITERATIONS):
+            key = f"k{i % 1000}"
+            counts[key] = counts.get(key, 0) + 1
+            json.dumps({"a": i, "b": key})
+        timings.append((time.process_time() - began) * 1000)
+    return round(statistics.median(timings), 1)
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -19,6 +19,7 @@ def test_quick_benchmark_run_submits_every_message_once_and_delivers_it() -> Non
     link = phases[("link", 1)]
     assert link["messages"] == 200
     assert link["submits_per_s"] > 0 and link["accepted_per_s"] > 0
+    assert all(p["host_gauge_ms"] > 0 for p in result["phases"])  # the host's speed, gauged
     assert result["summary"]["round"] == 1
     assert result["jasmin"] is None and "over_jasmin" not in result["summary"]
 

@@ -226,7 +226,8 @@ def print_table(phases: list[Phase]) -> None:
         f"{'round':>5} {'phase':<6} {'msgs':>5} {'accept/s':>8} {'p99 ms':>7} "
         f"{'sim/s load':>10} {'ratio':>5} {'sim/s all':>9} {'drain ms':>8} {'backlog':>7} "
         f"{'lat p50':>7} {'lat p99':>7} {'grow/s':>6} "
-        f"{'srv ms/msg':>10} {'of links':>8} {'sim ms/msg':>10} {'cli cpu%':>8} {'other%':>6}"
+        f"{'srv ms/msg':>10} {'of links':>8} {'sim ms/msg':>10} {'cli cpu%':>8} {'other%':>6} "
+        f"{'host ms':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -242,7 +243,8 @@ def print_table(phases: list[Phase]) -> None:
             f"{_num(p.server_cpu_ms_per_message, '.3f'):>10} "
             f"{_num(p.links_cpu_ms_per_message, '.3f'):>8} "
             f"{_num(p.simulator_cpu_ms_per_message, '.3f'):>10} "
-            f"{p.client_cpu_percent:>8.0f} {_num(p.other_cpu_percent, '.0f'):>6}"
+            f"{p.client_cpu_percent:>8.0f} {_num(p.other_cpu_percent, '.0f'):>6} "
+            f"{_num(p.host_gauge_ms, '.0f'):>7}"
         )
 
 

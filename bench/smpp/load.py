@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import cpu_seconds, free_port
+from bench.common import cpu_seconds, free_port, host_gauge_ms
 from bench.fleet.fleet import Meter, percentile
 from bench.fleet.server import PASSWORD, ROOT, Server
 from bench.profile import Recording
@@ -160,6 +160,8 @@ class Phase:
     simulator_cpu_ms_per_message: float | None = None
     client_cpu_percent: float = 0.0
     other_cpu_percent: float | None = None
+    #: `host_gauge_ms` just before the phase: how fast the host ran then (lower: faster).
+    host_gauge_ms: float | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -233,6 +235,7 @@ async def run_phase(
     `links`: the process that runs the link, when not the server (its CPU counts as the
     server's, and it is the one profiled)."""
     through_link = name == "link"
+    gauge = host_gauge_ms()  # before the load: it would slow the bench's own client
     async with (
         poster(server.base_url, login, PASSWORD, concurrency) as client,
         aiohttp.ClientSession() as s,
@@ -264,7 +267,7 @@ async def run_phase(
         name, number, messages, round(messages / (last - first), 1),
         round(percentile(rtts, 50), 2), round(percentile(rtts, 99), 2),
         client_cpu_percent=round(usage.client_cpu * 100 / usage.wall, 1),
-        other_cpu_percent=usage.other_cpu_percent,
+        other_cpu_percent=usage.other_cpu_percent, host_gauge_ms=gauge,
     )  # fmt: skip
     if usage.server_cpu is not None:
         phase.server_cpu_ms_per_message = round(usage.server_cpu * 1000 / messages, 3)
