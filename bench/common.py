@@ -18,7 +18,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BUSY_MACHINE_PERCENT = 10.0
 
 
-#: Iterations of `host_gauge_ms`'s fixed work: 40-130 ms of CPU on the 2-core machine of
+#: Iterations of `host_gauge_ms`'s fixed work: 50-135 ms of CPU on the 2-core machine of
 #: docs/performance.md, as fast or slow as its host ran it.
 GAUGE_ITERATIONS = 30_000
 
