@@ -206,3 +206,45 @@ def test_an_entry_recorded_in_a_unit_of_work_is_listed(
     [entry] = entries(api)
     assert (entry["module"], entry["priority"]) == ("webhooks", "ERROR")
     assert entry["context"] == {"webhookId": "wh1"}
+
+
+def test_state_entries_written_together_read_as_each_state_in_its_order(
+    server: LiveServer, alice: Account, api: httpx.Client
+) -> None:
+    """`new_state_rows` and `add_rows_unit` (a batch of reports: a link's answers and
+    receipts) write what `GET /logs` lists: Failed as a warning with its error, states of
+    one instant in their order, each with its own `reportedAt`."""
+    early = datetime(2026, 12, 1, 12, 0, 0, 250000, tzinfo=UTC)
+    late = early + timedelta(seconds=3)
+    fresh = {"Failed": late, "Sent": early, "Processed": early}
+
+    async def unit(conn: UnitConnection) -> None:
+        rows = logs.new_state_rows(1, "msg1", fresh, "dev1", "boom: 0x45", created=late)
+        rows += logs.new_state_rows(1, "msg2", {"Delivered": late}, "dev1", "ignored")
+        await logs.add_rows_unit(conn, rows)
+
+    async def write() -> None:
+        db = database_for(server.settings)
+        try:
+            await db.write_unit(unit)
+        finally:
+            await db.dispose()
+
+    asyncio.run(write())
+    found = entries(api)
+    assert [(e["message"], e["priority"]) for e in found] == [
+        ("message msg1 is Processed", "INFO"),
+        ("message msg1 is Sent", "INFO"),
+        ("message msg1 is Failed: boom: 0x45", "WARN"),
+        ("message msg2 is Delivered", "INFO"),
+    ]
+    assert found[0]["context"] == {
+        "messageId": "msg1", "state": "Processed", "deviceId": "dev1",
+        "reportedAt": "2026-12-01T12:00:00.250Z",
+    }  # fmt: skip
+    assert found[2]["context"] == {
+        "messageId": "msg1", "state": "Failed", "deviceId": "dev1", "error": "boom: 0x45",
+        "reportedAt": "2026-12-01T12:00:03.250Z",
+    }  # fmt: skip
+    assert "error" not in found[3]["context"]
+    assert found[2]["createdAt"] == "2026-12-01T12:00:03.250Z"

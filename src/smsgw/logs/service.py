@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.engine import Database, RowInsert, UnitConnection, delete_older
+from smsgw.db.engine import ColumnWriter, Database, RowInsert, UnitConnection, delete_older
 from smsgw.domain import clock
 from smsgw.domain.clock import format_timestamp
 from smsgw.domain.states import ProcessingState
@@ -147,7 +147,19 @@ async def new_states_unit(
     """One entry per state in `fresh` (state -> when, as a phone reported it; states the
     message has no history entry for yet), in the order they happened; `error` goes on a
     Failed entry. For units of work of `Database.write_unit`."""
-    await _INSERT.many(conn, new_state_rows(user_id, message_id, fresh, device_id, error))
+    await add_rows_unit(conn, new_state_rows(user_id, message_id, fresh, device_id, error))
+
+
+#: A state entry as `add_rows_unit` writes it: (owner, created, priority, message, context).
+#: A tuple, not `_row`'s mapping: a link writes three of these for every message it sends.
+StateRow = tuple[int, datetime, str, str, dict[str, Any]]
+_STATE_INSERT = (
+    f"INSERT INTO {entries.name} (user_id, created_at, module, priority, message, context)"  # noqa: S608
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+_CREATED = ColumnWriter(entries.c.created_at)
+_CONTEXT = ColumnWriter(entries.c.context)
+_MESSAGES = Module.MESSAGES.value
 
 
 def new_state_rows(
@@ -157,15 +169,25 @@ def new_state_rows(
     device_id: str,
     error: str | None,
     created: datetime | None = None,
-) -> list[dict[str, Any]]:
+) -> list[StateRow]:
     """`new_states_unit`'s rows, for `add_rows_unit` (several messages' in one statement);
-    `created`: when they are written (the clock's now unless given: a unit's own now)."""
+    `created`: when they are written (the clock's now unless given: a unit's own now).
+    The same entries as `message_state` writes, with the state's time as `reportedAt`."""
     created = clock.now() if created is None else created
-    rows = []
+    rows: list[StateRow] = []
     for at, _, state in sorted((at, ORDER.get(s, 0), s) for s, at in fresh.items()):
-        failed = error if state == "Failed" else None
-        extra = {"reportedAt": _reported_at(at)}
-        rows.append(_state_row(user_id, message_id, state, device_id, failed, extra, created))
+        context: dict[str, Any] = {
+            "messageId": message_id, "state": state, "reportedAt": _reported_at(at),
+            "deviceId": device_id,
+        }  # fmt: skip
+        if state == "Failed":
+            if error is not None:
+                context["error"] = error
+            text = f"message {message_id} is Failed" + (f": {error}" if error else "")
+            rows.append((user_id, created, Priority.WARN.value, text[:MAX_MESSAGE], context))
+        else:
+            text = f"message {message_id} is {state}"
+            rows.append((user_id, created, Priority.INFO.value, text[:MAX_MESSAGE], context))
     return rows
 
 
@@ -175,10 +197,16 @@ def _reported_at(at: datetime) -> str:
     return format_timestamp(at)
 
 
-async def add_rows_unit(conn: UnitConnection, rows: list[dict[str, Any]]) -> None:
+async def add_rows_unit(conn: UnitConnection, rows: list[StateRow]) -> None:
     """Entries made by `new_state_rows`, in their order."""
     if rows:
-        await _INSERT.many(conn, rows)
+        await conn.executemany(
+            _STATE_INSERT,
+            [
+                (owner, _CREATED(conn, created), _MESSAGES, priority, text, _CONTEXT(conn, context))
+                for owner, created, priority, text, context in rows
+            ],
+        )
 
 
 async def messages_failed(conn: AsyncConnection, keys: list[int], error: str) -> None:

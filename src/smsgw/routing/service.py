@@ -7,7 +7,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from smsgw.db.engine import Database, UnitConnection
 from smsgw.domain import clock
@@ -357,7 +356,7 @@ class _Writes:
     recipients: list[tuple[str, str | None, int]]
     messages: list[tuple[int, str]]
     history: list[tuple[int, str, datetime]]
-    logs: list[dict[str, Any]]
+    logs: list[logs.StateRow]
 
 
 async def _apply_many(
