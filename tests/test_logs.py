@@ -4,7 +4,7 @@ scoped to its owner, never holding message text, and pruned past its retention."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -186,14 +186,8 @@ def test_entries_past_their_retention_are_pruned_by_the_worker(tmp_path: Path) -
         assert [e["message"] for e in entries(client)] == ["aged 1", "aged 0"]
 
 
-def test_an_entry_recorded_in_a_unit_of_work_is_listed(
-    server: LiveServer, alice: Account, api: httpx.Client
-) -> None:
-    async def unit(conn: UnitConnection) -> None:
-        context = {"webhookId": "wh1"}
-        await logs.record_unit(
-            conn, 1, "webhooks", logs.Priority.ERROR, "webhook wh1 failed", context
-        )
+def write_unit(server: LiveServer, unit: Callable[[UnitConnection], Awaitable[None]]) -> None:
+    """Run `unit` as a unit of work on the server's database, from a Database of its own."""
 
     async def write() -> None:
         db = database_for(server.settings)
@@ -203,6 +197,18 @@ def test_an_entry_recorded_in_a_unit_of_work_is_listed(
             await db.dispose()
 
     asyncio.run(write())
+
+
+def test_an_entry_recorded_in_a_unit_of_work_is_listed(
+    server: LiveServer, alice: Account, api: httpx.Client
+) -> None:
+    async def unit(conn: UnitConnection) -> None:
+        context = {"webhookId": "wh1"}
+        await logs.record_unit(
+            conn, 1, "webhooks", logs.Priority.ERROR, "webhook wh1 failed", context
+        )
+
+    write_unit(server, unit)
     [entry] = entries(api)
     assert (entry["module"], entry["priority"]) == ("webhooks", "ERROR")
     assert entry["context"] == {"webhookId": "wh1"}
@@ -223,14 +229,7 @@ def test_state_entries_written_together_read_as_each_state_in_its_order(
         rows += logs.new_state_rows(1, "msg2", {"Delivered": late}, "dev1", "ignored")
         await logs.add_rows_unit(conn, rows)
 
-    async def write() -> None:
-        db = database_for(server.settings)
-        try:
-            await db.write_unit(unit)
-        finally:
-            await db.dispose()
-
-    asyncio.run(write())
+    write_unit(server, unit)
     found = entries(api)
     assert [(e["message"], e["priority"]) for e in found] == [
         ("message msg1 is Processed", "INFO"),
