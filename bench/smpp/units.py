@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import make_url
+
 from smsgw.accounts import service as accounts
 from smsgw.config import load_settings
 from smsgw.db import migrate
@@ -58,7 +60,7 @@ async def cycle(data: Path, count: int, sql: list[str]) -> tuple[float, int]:
     settings = load_settings(data_dir=data, bootstrap_account=False)
     migrate.upgrade(settings)
     if sql:
-        conn = sqlite3.connect(data / "smsgw.db")
+        conn = sqlite3.connect(str(make_url(migrate.sync_url(settings)).database))
         try:
             for statement in sql:
                 conn.execute(statement)

@@ -97,23 +97,38 @@ async def record_unit(
     await _INSERT.many(conn, [_row(user_id, module, priority, message, context)])
 
 
-def _state_row(
+#: A state entry as `add_rows_unit` writes it: (owner, created, priority, message, context).
+#: A tuple, not `_row`'s mapping: a link writes three of these for every message it sends.
+StateRow = tuple[int, datetime, str, str, dict[str, Any]]
+_STATE_INSERT = (
+    f"INSERT INTO {entries.name} (user_id, created_at, module, priority, message, context)"  # noqa: S608
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+_CREATED = ColumnWriter(entries.c.created_at)
+_CONTEXT = ColumnWriter(entries.c.context)
+_MESSAGES = Module.MESSAGES.value
+
+
+def _state_entry(
     user_id: int,
     message_id: str,
     state: str,
     device_id: str | None,
     error: str | None,
-    extra: dict[str, Any] | None,
-    created: datetime | None = None,
-) -> dict[str, Any]:
-    priority = Priority.WARN if state == "Failed" else Priority.INFO
-    context: dict[str, Any] = {"messageId": message_id, "state": state, **(extra or {})}
+    reported_at: str | None,
+    created: datetime,
+) -> StateRow:
+    """The entry that message `message_id` reached `state` (Failed: a warning)."""
+    context: dict[str, Any] = {"messageId": message_id, "state": state}
+    if reported_at is not None:
+        context["reportedAt"] = reported_at
     if device_id is not None:
         context["deviceId"] = device_id
     if error is not None:
         context["error"] = error
+    priority = Priority.WARN.value if state == "Failed" else Priority.INFO.value
     text = f"message {message_id} is {state}" + (f": {error}" if error else "")
-    return _row(user_id, Module.MESSAGES, priority, text, context, created)
+    return (user_id, created, priority, text[:MAX_MESSAGE], context)
 
 
 async def message_state(
@@ -123,17 +138,19 @@ async def message_state(
     state: str,
     device_id: str | None = None,
     error: str | None = None,
-    extra: dict[str, Any] | None = None,
 ) -> None:
     """Record that message `message_id` reached `state` (Failed entries are warnings)."""
-    await repository.add(conn, [_state_row(user_id, message_id, state, device_id, error, extra)])
+    entry = _state_entry(user_id, message_id, state, device_id, error, None, clock.now())
+    owner, created, priority, text, context = entry
+    await repository.add(conn, [_row(owner, _MESSAGES, Priority(priority), text, context, created)])
 
 
 async def message_state_unit(
     conn: UnitConnection, user_id: int, message_id: str, state: str, error: str | None = None
 ) -> None:
     """`message_state` (no phone) for units of work of `Database.write_unit`."""
-    await _INSERT.many(conn, [_state_row(user_id, message_id, state, None, error, None)])
+    entry = _state_entry(user_id, message_id, state, None, error, None, clock.now())
+    await add_rows_unit(conn, [entry])
 
 
 async def new_states_unit(
@@ -150,18 +167,6 @@ async def new_states_unit(
     await add_rows_unit(conn, new_state_rows(user_id, message_id, fresh, device_id, error))
 
 
-#: A state entry as `add_rows_unit` writes it: (owner, created, priority, message, context).
-#: A tuple, not `_row`'s mapping: a link writes three of these for every message it sends.
-StateRow = tuple[int, datetime, str, str, dict[str, Any]]
-_STATE_INSERT = (
-    f"INSERT INTO {entries.name} (user_id, created_at, module, priority, message, context)"  # noqa: S608
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
-_CREATED = ColumnWriter(entries.c.created_at)
-_CONTEXT = ColumnWriter(entries.c.context)
-_MESSAGES = Module.MESSAGES.value
-
-
 def new_state_rows(
     user_id: int,
     message_id: str,
@@ -174,20 +179,11 @@ def new_state_rows(
     `created`: when they are written (the clock's now unless given: a unit's own now).
     The same entries as `message_state` writes, with the state's time as `reportedAt`."""
     created = clock.now() if created is None else created
-    rows: list[StateRow] = []
+    rows = []
     for at, _, state in sorted((at, ORDER.get(s, 0), s) for s, at in fresh.items()):
-        context: dict[str, Any] = {
-            "messageId": message_id, "state": state, "reportedAt": _reported_at(at),
-            "deviceId": device_id,
-        }  # fmt: skip
-        if state == "Failed":
-            if error is not None:
-                context["error"] = error
-            text = f"message {message_id} is Failed" + (f": {error}" if error else "")
-            rows.append((user_id, created, Priority.WARN.value, text[:MAX_MESSAGE], context))
-        else:
-            text = f"message {message_id} is {state}"
-            rows.append((user_id, created, Priority.INFO.value, text[:MAX_MESSAGE], context))
+        failed = error if state == "Failed" else None
+        reported = _reported_at(at)
+        rows.append(_state_entry(user_id, message_id, state, device_id, failed, reported, created))
     return rows
 
 
@@ -198,7 +194,7 @@ def _reported_at(at: datetime) -> str:
 
 
 async def add_rows_unit(conn: UnitConnection, rows: list[StateRow]) -> None:
-    """Entries made by `new_state_rows`, in their order."""
+    """Entries made by `new_state_rows` (or `_state_entry`), in their order."""
     if rows:
         await conn.executemany(
             _STATE_INSERT,
