@@ -23,10 +23,13 @@ Two ways in:
   is then run again with a SAVEPOINT around each unit, so a unit may run twice: it must do
   nothing but use its connection). It returns only after that COMMIT: durability is that
   of one transaction per unit. Only the COMMIT, the WAL sync, goes to the write thread (a
-  batch that changed no row commits on the loop: nothing to sync). When another process
-  holds the write lock (several server processes take turns), the loop tries again every
-  `LOOP_LOCK_RETRY_SECONDS`, then less often (`_LockWaits`), serving requests meanwhile,
-  for up to `BUSY_TIMEOUT_MS`.
+  batch that changed no row commits on the loop: nothing to sync). Processes that write
+  with group commit (several server processes, the links' process) take turns at SQLite's
+  write lock through a file lock (db/turn.py): a batch waits for its turn on a thread, woken
+  the moment the other process's COMMIT is over, and takes the units queued meanwhile. When
+  a writer that takes no turn holds the write lock (a `write()` block, `smsgw send`), the
+  loop tries again every `LOOP_LOCK_RETRY_SECONDS`, then less often (`_LockWaits`),
+  serving requests meanwhile, for up to `BUSY_TIMEOUT_MS`.
 - `read_unit(work)` runs `work(connection)` in a read transaction right on the event loop,
   for a lookup by key that takes microseconds (the credential check every API request
   makes): a thread hop costs more than such a query. WAL readers do not wait for writers;
@@ -73,6 +76,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from smsgw.config import Settings
 from smsgw.db import space
+from smsgw.db.turn import Turn
 
 T = TypeVar("T")
 
@@ -82,14 +86,14 @@ BUSY_TIMEOUT_MS = 10_000
 PING_TIMEOUT_SECONDS = 5.0
 #: How long `read_unit` may hold the event loop waiting on a lock before trying again later.
 LOOP_BUSY_TIMEOUT_MS = 20
-#: When another process holds the write lock, how often the loop tries again to take it:
-#: every LOOP_LOCK_RETRY_SECONDS for LOOP_LOCK_PATIENCE_SECONDS (another process's batch
-#: holds it a few milliseconds), then less and less often (the wait doubling up to
-#: LOOP_LOCK_MAX_SECONDS: a long write), for up to BUSY_TIMEOUT_MS in all. Every 2 ms, not
-#: sooner: the other process's batch holds the lock for about its COMMIT's WAL sync (a few
-#: ms with synchronous=FULL), so earlier tries mostly fail (a statement and a timer each),
-#: and a later one finds more messages queued, to commit in one batch (docs/performance.md:
-#: 0.5 ms cost two server processes about 30% more CPU per message).
+#: When a writer that takes no turn (db/turn.py: a `write()` block, another program) holds
+#: the write lock, how often the loop tries again to take it: every LOOP_LOCK_RETRY_SECONDS
+#: for LOOP_LOCK_PATIENCE_SECONDS (such a write holds it a few milliseconds), then less and
+#: less often (the wait doubling up to LOOP_LOCK_MAX_SECONDS: a long write), for up to
+#: BUSY_TIMEOUT_MS in all. Every 2 ms, not sooner: earlier tries mostly fail (a statement and
+#: a timer each), and a later one finds more units queued, to commit in one batch (before
+#: the turn, when two server processes met this way: docs/performance.md, 0.5 ms cost them
+#: about 30% more CPU per message).
 LOOP_LOCK_RETRY_SECONDS = 0.002
 LOOP_LOCK_PATIENCE_SECONDS = 0.05
 LOOP_LOCK_MAX_SECONDS = 0.01
@@ -278,6 +282,9 @@ class Database:
         self._write_turn_lock: asyncio.Lock | None = None
         self._queue: list[Job[Any]] = []
         self._flusher: asyncio.Task[None] | None = None
+        #: Taken by group commit's batches (not by `write()` blocks): a file's lock that
+        #: hands SQLite's write lock over between processes without polling.
+        self._turn = Turn(self.path) if self.path not in ("", ":memory:") else None
 
     @property
     def _write_turn(self) -> asyncio.Lock:
@@ -380,8 +387,21 @@ class Database:
             self._flusher = None
 
     def _batch_turn(self) -> AbstractAsyncContextManager[Any]:
-        """What a batch holds while it runs: SQLite's one writer turn (`write()` too)."""
-        return self._write_turn
+        """What a batch holds while it runs: this process's write turn (`write()` takes it
+        too), then the turn between processes (db/turn.py), which `_run_batch` gives back
+        right after its COMMIT."""
+        return self._turns()
+
+    @asynccontextmanager
+    async def _turns(self) -> AsyncIterator[None]:
+        async with self._write_turn:
+            if self._turn is not None:
+                await self._turn.take(BUSY_TIMEOUT_MS / 1000)
+            try:
+                yield
+            finally:
+                if self._turn is not None:
+                    self._turn.give()
 
     async def _run_batch(self, works: list[Unit[Any]]) -> list[_Outcome]:
         """The batch in one transaction, committed: its units on the loop, the COMMIT (a WAL
@@ -399,10 +419,19 @@ class Database:
             await waits.next()
         outcomes, wrote = ran
         if wrote:
-            await loop.run_in_executor(self._write_thread, self._commit)
+            await loop.run_in_executor(self._write_thread, self._commit_and_give)
         else:  # nothing written (pulls that found nothing, repeated reports): no WAL sync,
             self._commit()  # so no thread hop
         return outcomes
+
+    def _commit_and_give(self) -> None:
+        """`_commit`, then the turn between processes given back at once (on the write
+        thread: not once the busy loop comes back to this batch)."""
+        try:
+            self._commit()
+        finally:
+            if self._turn is not None:
+                self._turn.give()
 
     async def _run_batch_now(self, works: list[Unit[Any]]) -> tuple[list[_Outcome], bool] | None:
         """On the event loop: BEGIN and the batch's units, leaving the COMMIT to the caller:
@@ -507,7 +536,7 @@ class Database:
     async def reclaim_space(self, step_pages: int = space.VACUUM_STEP_PAGES) -> int:
         """Give the file's free pages back to the file system (db/space.py), `step_pages`
         at a time, each step a write transaction of its own on the write thread, taking
-        the write turn as `write()` does; looks first without it. How many pages went."""
+        the write turns as a batch does; looks first without them. How many pages went."""
         free = await self.read_unit(_freelist_count)
         if free == 0:
             return 0
@@ -516,7 +545,7 @@ class Database:
             self._write_thread = ThreadPoolExecutor(1, "smsgw-db-write")
         freed = 0
         while True:
-            async with self._write_turn:
+            async with self._turns():
                 step = await loop.run_in_executor(
                     self._write_thread,
                     lambda: space.vacuum_step(self._writer_connection(), step_pages),
@@ -538,6 +567,8 @@ class Database:
             if conn is not None:
                 conn.close()
         self._loop_connection = self._write_connection = self._version_connection = None
+        if self._turn is not None:
+            self._turn.close()
 
 
 class RowInsert:
