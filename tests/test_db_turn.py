@@ -13,11 +13,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from smsgw.config import Settings
 from smsgw.db import migrate
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, UnitConnection
 from smsgw.db.turn import SUFFIX, Turn
+from tests.conftest import database_rows
 from tests.test_database import batch_sizes, put
 
 #: Generous: these waits end on a condition, long before this on any machine.
@@ -81,14 +83,14 @@ def test_a_turn_held_elsewhere_is_handed_over_when_given_back(tmp_path: Path) ->
 
 def test_a_wait_given_up_never_keeps_the_turn(tmp_path: Path) -> None:
     """A wait past its patience ends without the turn (the batch then meets SQLite's lock
-    as before); its thread, which gets the lock once the holder gives it back, gives it
-    back at once; so does a cancelled wait."""
+    as before), and so does a cancelled one; their threads, which get the lock in their
+    turn, give it back at once, and never the lock of the one that holds it then."""
     path = database(tmp_path)
 
-    async def scenario() -> bool:
+    async def scenario() -> tuple[bool, bool, bool, bool]:
         holder, impatient, cancelled, last = (Turn(path) for _ in range(4))
         try:
-            await holder.take(PATIENCE)
+            assert await holder.take(PATIENCE)
             given_up = not await impatient.take(0.05)
             taking = asyncio.create_task(cancelled.take(PATIENCE))
             assert await still_waiting(taking)
@@ -96,15 +98,46 @@ def test_a_wait_given_up_never_keeps_the_turn(tmp_path: Path) -> None:
             with pytest.raises(asyncio.CancelledError):
                 await taking
             holder.give()
-            await last.take(PATIENCE)  # neither wait given up kept it
-            assert not impatient.held and not cancelled.held
-            return given_up
+            had = await last.take(PATIENCE)
+            # The waits given up are still queued for the lock, in threads of their own:
+            # they cannot take it from `last`, whatever they do meanwhile.
+            await still_waiting(asyncio.create_task(asyncio.Event().wait()))
+            kept = not free(path)
+            last.give()
+            # Their threads get the lock in turn, give it back, and end once closed.
+            threads = [t._waiter.thread for t in (impatient, cancelled) if t._waiter]
+            impatient.close()
+            cancelled.close()
+            for thread in threads:
+                await asyncio.to_thread(thread.join, PATIENCE)
+            released = free(path)
+            return given_up, had, kept, released and not (impatient.held or cancelled.held)
         finally:
             for turn in (holder, impatient, cancelled, last):
                 turn.close()
 
-    assert asyncio.run(scenario())
-    assert free(path)
+    assert asyncio.run(scenario()) == (True, True, True, True)
+
+
+def test_a_wait_given_up_does_not_give_back_the_turn_taken_after_it(tmp_path: Path) -> None:
+    """One Turn gives a wait up, then takes the turn without waiting once it is free: the
+    wait given up, which then gets the lock in its thread, must not give that back."""
+    path = database(tmp_path)
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        holder, turn = Turn(path), Turn(path)
+        try:
+            assert await holder.take(PATIENCE)
+            given_up = not await turn.take(0.05)
+            holder.give()
+            had = await turn.take(PATIENCE)
+            await still_waiting(asyncio.create_task(asyncio.Event().wait()))
+            return given_up, had, not free(path)
+        finally:
+            holder.close()
+            turn.close()
+
+    assert asyncio.run(scenario()) == (True, True, True)
 
 
 def test_taking_a_turn_one_holds_already_is_a_mistake(tmp_path: Path) -> None:
@@ -122,14 +155,14 @@ def test_taking_a_turn_one_holds_already_is_a_mistake(tmp_path: Path) -> None:
 
 @pytest.mark.sqlite_only("the turn orders SQLite's writers; PostgreSQL writes side by side")
 def test_group_commit_waits_for_the_turn_another_process_holds_and_takes_what_queued(
-    settings: Settings,
+    settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """While another process holds the turn, the units queue (the loop serving); once it
     gives the turn back, the units queued meanwhile go in one batch, and the turn is free
     again after its COMMIT."""
     migrate.upgrade(settings)
     db = Database(settings)
-    with holding(db.path) as give_back:
+    with caplog.at_level("WARNING", logger="smsgw.db.turn"), holding(db.path) as give_back:
 
         async def scenario() -> tuple[bool, list[str], list[int], bool]:
             try:
@@ -149,6 +182,51 @@ def test_group_commit_waits_for_the_turn_another_process_holds_and_takes_what_qu
     assert stored == [f"k{i}" for i in range(5)]
     assert sizes == [5]
     assert after
+    assert not caplog.records  # handed over, not given up on after its patience
+
+
+@pytest.mark.sqlite_only("the turn orders SQLite's writers; PostgreSQL writes side by side")
+def test_a_write_block_waits_for_the_turn_too_and_gives_it_back(settings: Settings) -> None:
+    migrate.upgrade(settings)
+    db = Database(settings)
+
+    async def block() -> None:
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO system_values (key, value) VALUES ('w', 'v')"))
+
+    with holding(db.path) as give_back:
+
+        async def scenario() -> tuple[bool, bool]:
+            try:
+                writing = asyncio.create_task(block())
+                waited = await still_waiting(writing)
+                give_back()
+                await asyncio.wait_for(writing, PATIENCE)
+                return waited, free(db.path)
+            finally:
+                await db.dispose()
+
+        assert asyncio.run(scenario()) == (True, True)
+    assert database_rows(settings, "SELECT value FROM system_values WHERE key = 'w'") == [("v",)]
+
+
+@pytest.mark.sqlite_only("the turn orders SQLite's writers; PostgreSQL writes side by side")
+def test_a_batch_that_writes_nothing_gives_the_turn_back_too(settings: Settings) -> None:
+    """Its COMMIT runs on the loop (no WAL sync), not on the write thread."""
+    migrate.upgrade(settings)
+
+    async def look(conn: UnitConnection) -> int:
+        await conn.execute("SELECT count(*) FROM system_values")
+        return 1
+
+    async def scenario() -> tuple[int, bool]:
+        db = Database(settings)
+        try:
+            return await db.write_unit(look), free(db.path)
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(scenario()) == (1, True)
 
 
 @pytest.mark.sqlite_only("the turn orders SQLite's writers; PostgreSQL writes side by side")
@@ -194,30 +272,35 @@ def holding(database: str) -> Iterator[Callable[[], None]]:
 
 
 def test_the_turn_file_takes_the_database_files_permissions(tmp_path: Path) -> None:
-    database = tmp_path / "db"
-    database.touch()
-    database.chmod(0o640)
+    """Whatever the umask (here one that would leave it to its owner alone)."""
+    file = tmp_path / "db"
+    file.touch()
+    file.chmod(0o660)
+    umask = os.umask(0o077)
 
     async def scenario() -> None:
-        turn = Turn(str(database))
+        turn = Turn(str(file))
         try:
-            await turn.take(PATIENCE)
+            assert await turn.take(PATIENCE)
         finally:
             turn.close()
 
-    asyncio.run(scenario())
-    assert (tmp_path / f"db{SUFFIX}").stat().st_mode & 0o777 == 0o640
+    try:
+        asyncio.run(scenario())
+    finally:
+        os.umask(umask)
+    assert (tmp_path / f"db{SUFFIX}").stat().st_mode & 0o777 == 0o660
 
 
 @pytest.mark.sqlite_only("the turn orders SQLite's writers; PostgreSQL writes side by side")
 def test_a_turn_file_that_cannot_be_opened_leaves_writes_working_and_says_so(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Should the lock file be unusable (here a directory stands in its place), group
+    """Should the lock file be unusable (here a link to nowhere stands in its place), group
     commit waits for SQLite's lock as it did before the turn, and the log says why once."""
     migrate.upgrade(settings)
     db = Database(settings)
-    Path(db.path + SUFFIX).mkdir()
+    Path(db.path + SUFFIX).symlink_to(settings.data_dir / "nowhere" / "turn")
 
     async def scenario() -> list[str]:
         try:

@@ -23,25 +23,27 @@ Two ways in:
   is then run again with a SAVEPOINT around each unit, so a unit may run twice: it must do
   nothing but use its connection). It returns only after that COMMIT: durability is that
   of one transaction per unit. Only the COMMIT, the WAL sync, goes to the write thread (a
-  batch that changed no row commits on the loop: nothing to sync). Processes that write
-  with group commit (several server processes, the links' process) take turns at SQLite's
-  write lock through a file lock (db/turn.py): a batch waits for its turn on a thread, woken
-  the moment the other process's COMMIT is over, and takes the units queued meanwhile. When
-  a writer that takes no turn holds the write lock (a `write()` block, `smsgw send`), the
-  loop tries again every `LOOP_LOCK_RETRY_SECONDS`, then less often (`_LockWaits`),
-  serving requests meanwhile, for up to `BUSY_TIMEOUT_MS`.
+  batch that changed no row commits on the loop: nothing to sync). The processes that
+  write to one database (several server processes, the links' process, a command such as
+  `smsgw send`) take turns at SQLite's write lock through a file lock (db/turn.py): a batch
+  waits for its turn on a thread, woken the moment the other process's COMMIT is over, and
+  takes the units queued meanwhile. When a writer that takes no turn holds the write lock
+  (a migration, another program), the loop tries again every `LOOP_LOCK_RETRY_SECONDS`,
+  then less often (`_LockWaits`), serving requests meanwhile, for up to `BUSY_TIMEOUT_MS`
+  from the moment the batch asked for its turn.
 - `read_unit(work)` runs `work(connection)` in a read transaction right on the event loop,
   for a lookup by key that takes microseconds (the credential check every API request
   makes): a thread hop costs more than such a query. WAL readers do not wait for writers;
   in the rare case one would (SQLITE_BUSY: recovery after a crash), it gives up after
   `LOOP_BUSY_TIMEOUT_MS` and tries again a moment later, so the loop is never held long.
 
-Both writers take the same turn (`_write_turn`), so within a process there is still one
-write transaction at a time. Do not call `write_unit` inside a `write()` block: it would wait
-for the turn that block holds. And since a `write()` block holds the turn across every
-statement's trip through a busy event loop (tens to hundreds of milliseconds under load,
-while every queued message waits for its commit), periodic work looks first with `read()`
-and takes the turn only when there is something to change.
+Both writers take the same turns (`_write_turn` within the process, then the file lock), so
+within a process there is still one write transaction at a time. Do not call `write_unit`
+inside a `write()` block: it would wait for the turn that block holds. And since a
+`write()` block holds the turns across every statement's trip through a busy event loop
+(tens to hundreds of milliseconds under load, while every queued message, of every process,
+waits for its commit), periodic work looks first with `read()` and takes the turns only
+when there is something to change.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ BUSY_TIMEOUT_MS = 10_000
 PING_TIMEOUT_SECONDS = 5.0
 #: How long `read_unit` may hold the event loop waiting on a lock before trying again later.
 LOOP_BUSY_TIMEOUT_MS = 20
-#: When a writer that takes no turn (db/turn.py: a `write()` block, another program) holds
+#: When a writer that takes no turn (db/turn.py: a migration, another program) holds
 #: the write lock, how often the loop tries again to take it: every LOOP_LOCK_RETRY_SECONDS
 #: for LOOP_LOCK_PATIENCE_SECONDS (such a write holds it a few milliseconds), then less and
 #: less often (the wait doubling up to LOOP_LOCK_MAX_SECONDS: a long write), for up to
@@ -282,8 +284,8 @@ class Database:
         self._write_turn_lock: asyncio.Lock | None = None
         self._queue: list[Job[Any]] = []
         self._flusher: asyncio.Task[None] | None = None
-        #: Taken by group commit's batches (not by `write()` blocks): a file's lock that
-        #: hands SQLite's write lock over between processes without polling.
+        #: Taken by group commit's batches and `write()` blocks: a file's lock that hands
+        #: SQLite's write lock over between processes without polling.
         self._turn = Turn(self.path) if self.path not in ("", ":memory:") else None
 
     @property
@@ -300,8 +302,9 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a write transaction, committed when the block exits cleanly."""
-        async with self._write_turn, self.writer.begin() as conn:
+        """A connection in a write transaction, committed when the block exits cleanly
+        (holding the write turns, as a batch of units does)."""
+        async with self._turns(), self.writer.begin() as conn:
             yield conn
 
     def data_version(self) -> int | None:
@@ -395,6 +398,9 @@ class Database:
     @asynccontextmanager
     async def _turns(self) -> AsyncIterator[None]:
         async with self._write_turn:
+            #: The waiting began here: SQLite's lock is then waited for what is left of
+            #: BUSY_TIMEOUT_MS (`_run_batch`), not that long again.
+            self._turn_asked = time.monotonic()
             if self._turn is not None:
                 await self._turn.take(BUSY_TIMEOUT_MS / 1000)
             try:
@@ -402,6 +408,8 @@ class Database:
             finally:
                 if self._turn is not None:
                     self._turn.give()
+
+    _turn_asked = 0.0
 
     async def _run_batch(self, works: list[Unit[Any]]) -> list[_Outcome]:
         """The batch in one transaction, committed: its units on the loop, the COMMIT (a WAL
@@ -412,14 +420,14 @@ class Database:
             self._write_thread = ThreadPoolExecutor(1, "smsgw-db-write")
         if self._write_connection is None:  # PRAGMAs may wait: apart
             await loop.run_in_executor(self._write_thread, self._writer_connection)
-        waits = _LockWaits()
+        waits = _LockWaits(since=self._turn_asked or None)
         while (ran := await self._run_batch_now(works)) is None:
             # Another process holds the lock (several server processes, or `smsgw send`):
             # try again in a moment, the loop serving meanwhile.
             await waits.next()
         outcomes, wrote = ran
         if wrote:
-            await loop.run_in_executor(self._write_thread, self._commit_and_give)
+            await _to_the_end(loop.run_in_executor(self._write_thread, self._commit_and_give))
         else:  # nothing written (pulls that found nothing, repeated reports): no WAL sync,
             self._commit()  # so no thread hop
         return outcomes
@@ -546,9 +554,11 @@ class Database:
         freed = 0
         while True:
             async with self._turns():
-                step = await loop.run_in_executor(
-                    self._write_thread,
-                    lambda: space.vacuum_step(self._writer_connection(), step_pages),
+                step = await _to_the_end(
+                    loop.run_in_executor(
+                        self._write_thread,
+                        lambda: space.vacuum_step(self._writer_connection(), step_pages),
+                    )
                 )
             freed += step
             if step < step_pages:
@@ -981,12 +991,24 @@ async def _in_read_transaction(conn: sqlite3.Connection, work: Unit[T]) -> T:
         conn.execute("ROLLBACK")
 
 
+async def _to_the_end(work: asyncio.Future[T]) -> T:
+    """`work` (a COMMIT, a vacuum step: on the write thread, with the write connection)
+    awaited; if the awaiting is cancelled, still to its end, so that the write turns are
+    not given back, nor the connection used again, while it runs."""
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
+
+
 class _LockWaits:
     """The pauses between tries at a lock another connection holds (LOOP_LOCK_*); past
-    BUSY_TIMEOUT_MS, SQLite's own "database is locked" is raised."""
+    BUSY_TIMEOUT_MS from `since` (now by default), SQLite's own "database is locked" is
+    raised."""
 
-    def __init__(self) -> None:
-        self._started = time.monotonic()
+    def __init__(self, since: float | None = None) -> None:
+        self._started = time.monotonic() if since is None else since
         self._pause = LOOP_LOCK_RETRY_SECONDS
 
     async def next(self) -> None:

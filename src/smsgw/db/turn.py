@@ -6,8 +6,8 @@ the database is busy, so each used to try again every couple of milliseconds
 (engine.LOOP_LOCK_RETRY_SECONDS). A try that comes a millisecond after the lock is free
 wastes that millisecond for everyone, and each failed try costs a statement and a timer:
 at 1,000 messages a second through a carrier link, the server and the links' process
-tried 100 to 200 times a second each and waited a quarter to a half of the time
-(docs/performance.md).
+tried 80 to 210 times a second each, and their batches spent 17-57% of the time waiting
+(docs/performance.md, "SQLite's write turn handed over between processes").
 
 `Turn` is an exclusive `flock` on a file beside the database (`<database>-turn`), taken
 before `BEGIN IMMEDIATE` and given back right after `COMMIT`: a process that finds it
@@ -15,8 +15,10 @@ taken waits in the kernel, on a thread of its own, and is woken the moment the o
 it back. Group commit (engine.Database) takes it before it takes its batch from the queue,
 so that what queued while it waited joins that batch.
 
-It only orders the writers that take it. Any other writer (a `write()` block, a migration,
-another program) still meets SQLite's own lock, which the group commit waits for as before;
+It only orders the writers that take it (group commit's batches, `write()` blocks, space
+reclaimed). Any other writer (a migration, another program) still meets SQLite's own lock,
+which the group commit waits for as before (and so does a writer that waited 10 s for the
+turn in vain, or could not open its file);
 and SQLite's lock, not this one, is what keeps the data whole. The file holds nothing, and
 the kernel gives the lock back when its process ends, however it ends.
 """
@@ -24,13 +26,12 @@ the kernel gives the lock back when its process ends, however it ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
 import queue
 import threading
-from collections.abc import Callable
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -38,29 +39,41 @@ log = logging.getLogger(__name__)
 SUFFIX = "-turn"
 
 
-def _open(path: str) -> int:
-    """Open (or create) the lock file as SQLite makes the database's `-wal` and `-shm`:
-    with the database file's permissions, and, when run as root, its owner, so that a
-    command run as root does not lock the service's user out of it."""
-    database = os.stat(path.removesuffix(SUFFIX))
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, database.st_mode & 0o666)
-    if os.geteuid() == 0:
-        try:
+def _open(path: str, database: os.stat_result) -> int:
+    """Open (or create) the lock file, read-only (a lock needs no more). Made with the
+    database file's permissions whatever the umask, and, when run as root, its owner, as
+    SQLite makes the database's `-wal` and `-shm`: a command run as root, or as another
+    user of the database's group, does not lock the service's user out of it."""
+    mode = database.st_mode & 0o666
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except FileExistsError:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchmod(fd, mode)
+        if os.geteuid() == 0:
             os.fchown(fd, database.st_uid, database.st_gid)
-        except OSError:
-            os.close(fd)
-            raise
+    except OSError:
+        os.close(fd)
+        raise
     return fd
 
 
 class _Wait:
-    """One wait for the lock on the turn's thread, which the loop may give up on (a
-    timeout, a cancelled flush): the lock is then given back as soon as it is had."""
+    """One wait for the lock, on a descriptor of its own (an open file of its own, so
+    that a wait given up competes for the lock like any other holder and can never give
+    back a lock taken meanwhile through another descriptor).
+
+    The waiting thread owns the descriptor until it has the lock; then whoever holds the
+    wait does (the Turn, to give the lock back by closing it, or `abandon`). A wait given
+    up before that (a timeout, a cancelled flush, the Database disposed) closes it in the
+    thread as soon as it has the lock, which gives the lock back at once."""
 
     def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
         self.fd = fd
         self.loop = loop
-        self.had: asyncio.Future[None] = loop.create_future()
+        #: True once the lock is had; False when the wait failed or was given up.
+        self.had: asyncio.Future[bool] = loop.create_future()
         self._mutex = threading.Lock()
         self._had = False
         self._abandoned = False
@@ -68,37 +81,40 @@ class _Wait:
     def run(self) -> None:  # on the turn's thread
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
-        except OSError as error:
-            self._tell(_failed, self.had, error)
+        except Exception as error:  # (ENOLCK on some file systems)
+            log.warning("waiting for the write turn failed: %s", error)
+            with self._mutex:
+                self._abandoned = True
+            os.close(self.fd)
+            with contextlib.suppress(RuntimeError):  # (a closed loop)
+                self.loop.call_soon_threadsafe(_tell, self.had, False)
             return
         with self._mutex:
             if self._abandoned:
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
+                os.close(self.fd)
                 return
             self._had = True
-        self._tell(_done, self.had)
-
-    def _tell(self, what: Callable[..., None], *args: Any) -> None:
         try:
-            self.loop.call_soon_threadsafe(what, *args)
+            self.loop.call_soon_threadsafe(_tell, self.had, True)
         except RuntimeError:  # the loop is closed: nobody waits any more
             self.abandon()
 
-    def abandon(self) -> None:  # on the loop
+    def abandon(self) -> None:
+        """Give the wait up (on the loop, or on the thread when it failed): the lock is
+        given back now if had, else as soon as the thread has it."""
         with self._mutex:
+            if self._abandoned:
+                return
             self._abandoned = True
             if self._had:
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
+                os.close(self.fd)
+        with contextlib.suppress(RuntimeError):  # (a closed loop)
+            self.loop.call_soon_threadsafe(_tell, self.had, False)
 
 
-def _done(future: asyncio.Future[None]) -> None:
+def _tell(future: asyncio.Future[bool], had: bool) -> None:
     if not future.done():
-        future.set_result(None)
-
-
-def _failed(future: asyncio.Future[None], error: OSError) -> None:
-    if not future.done():
-        future.set_exception(error)
+        future.set_result(had)
 
 
 class _Waiter:
@@ -106,21 +122,19 @@ class _Waiter:
     its exit for a lock another process holds."""
 
     def __init__(self) -> None:
-        self._waits: queue.SimpleQueue[_Wait | int] = queue.SimpleQueue()
-        threading.Thread(target=self._serve, name="smsgw-db-turn", daemon=True).start()
+        self._waits: queue.SimpleQueue[_Wait | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._serve, name="smsgw-db-turn", daemon=True)
+        self.thread.start()
 
     def wait(self, wait: _Wait) -> None:
         self._waits.put(wait)
 
-    def close(self, fd: int) -> None:
-        """Close `fd` once the waits queued before are over (one given up may still get
-        the lock and give it back: its descriptor must stay open until then)."""
-        self._waits.put(fd)
+    def stop(self) -> None:
+        self._waits.put(None)
 
     def _serve(self) -> None:
-        while not isinstance(wait := self._waits.get(), int):
+        while (wait := self._waits.get()) is not None:
             wait.run()
-        os.close(wait)
 
 
 class Turn:
@@ -129,24 +143,33 @@ class Turn:
 
     def __init__(self, path: str) -> None:
         self.path = path + SUFFIX
-        self.held = False
+        #: The descriptor through which the lock is held, while it is.
+        self._held: int | None = None
+        #: Opened once, for the try without waiting (on the loop only).
         self._fd: int | None = None
         self._pid = 0
-        self._waiter_pid = 0
         self._waiter: _Waiter | None = None
-        self._unusable = False
+        self._waiting: _Wait | None = None
+        self._unusable = self._closed = False
+
+    @property
+    def held(self) -> bool:
+        return self._held is not None
 
     def _file(self) -> int | None:
         """The lock file's descriptor, opened in this process (a child that inherited one
         would share its lock); None when it cannot be opened (logged once): the turn is
         then not taken, and SQLite's lock is waited for by trying again, as before."""
-        if self._pid != os.getpid():
-            self._fd, self._pid, self._unusable = None, os.getpid(), False
-        if self._fd is None and not self._unusable:
+        if self._pid != os.getpid():  # (a child does not give back its parent's lock)
+            self._fd = self._held = self._waiter = self._waiting = None
+            self._pid, self._unusable = os.getpid(), False
+        if self._fd is None and not self._unusable and not self._closed:
             try:
-                self._fd = _open(self.path)
-            except FileNotFoundError:
-                pass  # no database file yet (its first connection makes it): next time
+                database = os.stat(self.path.removesuffix(SUFFIX))
+            except OSError:
+                return None  # no database file yet (its first connection makes it)
+            try:
+                self._fd = _open(self.path, database)
             except OSError as error:
                 self._unusable = True
                 log.warning(
@@ -168,44 +191,59 @@ class Turn:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            if not await self._wait(fd, patience):
-                return False
-        self.held = True
+            return await self._wait(patience)
+        self._held = fd
         return True
 
-    async def _wait(self, fd: int, patience: float) -> bool:
-        if self._waiter is None or self._pid != self._waiter_pid:
-            self._waiter, self._waiter_pid = _Waiter(), self._pid
-        wait = _Wait(fd, asyncio.get_running_loop())
+    async def _wait(self, patience: float) -> bool:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as error:
+            log.warning("the write turn %s cannot be waited for (%s); writing without it",
+                        self.path, error)  # fmt: skip
+            return False
+        if self._waiter is None:
+            self._waiter = _Waiter()
+        wait = self._waiting = _Wait(fd, asyncio.get_running_loop())
         self._waiter.wait(wait)
         try:
-            await asyncio.wait_for(wait.had, patience)
+            had = await asyncio.wait_for(asyncio.shield(wait.had), patience)
         except TimeoutError:
             wait.abandon()
             log.warning("waited %g s for the write turn %s in vain; writing without it",
                         patience, self.path)  # fmt: skip
             return False
-        except OSError as error:  # the kernel would not lock it (ENOLCK on some file systems)
-            log.warning("the write turn %s cannot be waited for (%s); writing without it",
-                        self.path, error)  # fmt: skip
-            return False
         except BaseException:
             wait.abandon()
             raise
-        return True
+        finally:
+            self._waiting = None
+        if had and self._closed:  # closed while it waited
+            wait.abandon()
+            return False
+        if had:
+            self._held = wait.fd
+        return had
 
     def give(self) -> None:
-        """Give the turn back, if held."""
-        if self.held:
-            self.held = False
-            assert self._fd is not None
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        """Give the turn back, if held (in the process that took it)."""
+        fd, self._held = self._held, None
+        if fd is None or self._pid != os.getpid():
+            return
+        if fd == self._fd:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        else:  # a wait's own descriptor: closing it gives the lock back
+            os.close(fd)
 
     def close(self) -> None:
+        self._closed = True
         self.give()
-        if self._fd is not None and self._pid == os.getpid():
-            if self._waiter is not None and self._waiter_pid == self._pid:
-                self._waiter.close(self._fd)  # its thread ends there
-            else:
-                os.close(self._fd)
+        if self._pid != os.getpid():
+            return
+        if self._waiting is not None:
+            self._waiting.abandon()
+        if self._waiter is not None:
+            self._waiter.stop()  # after the waits queued: their threads close their files
+        if self._fd is not None:
+            os.close(self._fd)
         self._fd = self._waiter = None
