@@ -398,8 +398,6 @@ class Database:
     @asynccontextmanager
     async def _turns(self) -> AsyncIterator[None]:
         async with self._write_turn:
-            #: The waiting began here: SQLite's lock is then waited for what is left of
-            #: BUSY_TIMEOUT_MS (`_run_batch`), not that long again.
             self._turn_asked = time.monotonic()
             if self._turn is not None:
                 await self._turn.take(BUSY_TIMEOUT_MS / 1000)
@@ -409,6 +407,8 @@ class Database:
                 if self._turn is not None:
                     self._turn.give()
 
+    #: When the batch that runs asked for the turn between processes: SQLite's lock is then
+    #: waited for what is left of BUSY_TIMEOUT_MS (`_run_batch`), not that long again.
     _turn_asked = 0.0
 
     async def _run_batch(self, works: list[Unit[Any]]) -> list[_Outcome]:
@@ -422,8 +422,9 @@ class Database:
             await loop.run_in_executor(self._write_thread, self._writer_connection)
         waits = _LockWaits(since=self._turn_asked or None)
         while (ran := await self._run_batch_now(works)) is None:
-            # Another process holds the lock (several server processes, or `smsgw send`):
-            # try again in a moment, the loop serving meanwhile.
+            # A writer that takes no turn holds the lock (a migration, another program; or
+            # this batch went without its turn): try again in a moment, the loop serving
+            # meanwhile.
             await waits.next()
         outcomes, wrote = ran
         if wrote:
