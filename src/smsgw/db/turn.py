@@ -6,7 +6,7 @@ the database is busy, so each used to try again every couple of milliseconds
 (engine.LOOP_LOCK_RETRY_SECONDS). A try that comes a millisecond after the lock is free
 wastes that millisecond for everyone, and each failed try costs a statement and a timer:
 at 1,000 messages a second through a carrier link, the server and the links' process
-tried 80 to 210 times a second each, and their batches spent 17-57% of the time waiting
+tried 58 to 210 times a second each, and their batches spent 12-57% of the time waiting
 (docs/performance.md, "SQLite's write turn handed over between processes").
 
 `Turn` is an exclusive `flock` on a file beside the database (`<database>-turn`), taken
