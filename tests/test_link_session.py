@@ -11,6 +11,9 @@ reads await."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,7 +23,7 @@ import pytest
 from smsgw.links import session as session_module
 from smsgw.links.repository import LinkRecord
 from smsgw.links.schemas import TRANSCEIVER, TX_RX
-from smsgw.links.session import READERS, Session
+from smsgw.links.session import READERS, Session, without_nagle
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 
 #: deliver_sm the simulator sends at once, and how long each turn of the loop is kept busy.
@@ -167,3 +170,52 @@ async def dropped(smsc: Smsc, session: Session) -> None:
     # after close's wait of UNBIND_SECONDS for a Disconnected (nor by its cancel).
     assert not session.let_go
     assert all(reader.done() and not reader.cancelled() for reader in session._readers)
+
+
+def nagle_of(port: int) -> list[bool]:
+    """Whether Nagle's algorithm is on, for each of this process's TCP connections to `port`
+    (as the kernel has it: TCP_NODELAY unset)."""
+    on = []
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                with socket.socket(fileno=os.dup(int(name))) as sock:
+                    if sock.family == socket.AF_INET and sock.getpeername()[1] == port:
+                        on.append(not sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    return on
+
+
+@pytest.mark.parametrize("bind_mode", [TRANSCEIVER, TX_RX])
+def test_each_bind_goes_without_nagles_algorithm(smsc: Smsc, bind_mode: str) -> None:
+    """smpp34 leaves Nagle's algorithm on (a submit_sm written while an earlier write awaits
+    its ACK waits for it, up to 40 ms when the SMSC delays its ACKs): each bind turns it off
+    on its connection, as soon as it is bound."""
+    asyncio.run(nagle_after_bind(link_session(smsc, bind_mode), smsc.port))
+
+
+async def nagle_after_bind(session: Session, port: int) -> None:
+    binds = 2 if session.link.bind_mode == TX_RX else 1
+    try:
+        await session.open()
+        assert nagle_of(port) == [False] * binds
+    finally:
+        await session.close()
+
+
+def test_without_nagle_turns_off_only_the_connections_to_the_port() -> None:
+    """Connections to another port keep their setting; a listener on the port, and sockets
+    of other kinds, are passed over."""
+    with contextlib.ExitStack() as stack:
+        listeners = [stack.enter_context(socket.create_server(("127.0.0.1", 0))) for _ in "abc"]
+        port, other, unused = (listener.getsockname()[1] for listener in listeners)
+        mine = [stack.enter_context(socket.create_connection(("127.0.0.1", port))) for _ in "ab"]
+        theirs = stack.enter_context(socket.create_connection(("127.0.0.1", other)))
+        stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+        accepted = [stack.enter_context(listeners[0].accept()[0]) for _ in mine]
+        assert nagle_of(port) == [True, True]
+        assert without_nagle(port) == 2
+        assert nagle_of(port) == [False, False]
+        assert nagle_of(other) == [True]
+        assert not theirs.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert all(not sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for sock in accepted)
+        assert without_nagle(unused) == 0  # (its listener only)

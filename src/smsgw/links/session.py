@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -209,6 +211,10 @@ class Session:
             if len(self._binds) > 1:  # which of the two, in the same words
                 reason = f"{_NAMES[bind.bind_type]} session: {reason}"
             raise BindFailed(reason) from None
+        if not without_nagle(link.port):
+            log.debug("link %s: Nagle's algorithm could not be switched off on its %s; its "
+                      "submit_sm may wait for the carrier's ACKs", link.device_id,
+                      _NAMES[bind.bind_type])  # fmt: skip
 
     async def submit(self, part: Submit) -> Answer:
         """Submit one part (on the transceiver or the transmitter): the carrier's answer, or
@@ -316,6 +322,43 @@ class Session:
             _, late = await asyncio.wait(running, timeout=UNBIND_SECONDS)
             for reader in late:  # a safeguard
                 reader.cancel()
+
+
+def without_nagle(port: int) -> int:
+    """Switch Nagle's algorithm off (TCP_NODELAY) on this process's TCP connections to
+    `port` (the link's: smpp34 opens them and offers no option for it); how many were found.
+
+    With it on, a submit_sm written while an earlier write still awaits the carrier's ACK
+    is held back until that ACK comes; and the carrier's system may delay an ACK (up to
+    40 ms on Linux) when it has nothing to send back at once, as after a deliver_sm_resp,
+    which it does not answer. The window then waits with it (docs/links.md, "A process for
+    the links"). Linux only (/proc/self/fd); elsewhere none is found. Other connections to
+    the same port number get it too, which changes nothing but when their small writes
+    leave."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return 0
+    found = 0
+    for name in names:
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except (OSError, ValueError):  # (closed meanwhile; the listing's own descriptor)
+            continue
+        with sock:  # (a copy of the descriptor: closing it leaves the connection open)
+            try:
+                if (
+                    sock.family in (socket.AF_INET, socket.AF_INET6)
+                    and sock.type == socket.SOCK_STREAM
+                    and sock.getpeername()[1] == port
+                ):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    found += 1
+            except OSError:  # not connected (a listener), or closed meanwhile
+                continue
+    return found
 
 
 async def _unbind(smsc: smpp34.Smsc) -> None:
