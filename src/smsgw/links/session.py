@@ -331,8 +331,8 @@ def without_nagle(port: int) -> int:
     With it on, a submit_sm written while an earlier write still awaits the carrier's ACK
     is held back until that ACK comes; and the carrier's system may delay an ACK (up to
     40 ms on Linux) when it has nothing to send back at once, as after a deliver_sm_resp,
-    which it does not answer. The window then waits with it (docs/links.md, "A process for
-    the links"). Linux only (/proc/self/fd); elsewhere none is found. Other connections to
+    which it does not answer. The window then waits with it (docs/links.md, the caveats of
+    smpp34, 11). Linux only (/proc/self/fd); elsewhere none is found. Other connections to
     the same port number get it too, which changes nothing but when their small writes
     leave."""
     try:
@@ -344,8 +344,13 @@ def without_nagle(port: int) -> int:
         try:
             if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
                 continue
-            sock = socket.socket(fileno=os.dup(int(name)))
+            copy = os.dup(int(name))
         except (OSError, ValueError):  # (closed meanwhile; the listing's own descriptor)
+            continue
+        try:
+            sock = socket.socket(fileno=copy)
+        except OSError:  # (the number was reused meanwhile, for something else)
+            os.close(copy)
             continue
         with sock:  # (a copy of the descriptor: closing it leaves the connection open)
             try:
