@@ -241,14 +241,17 @@ def test_cancel_after_the_pull_is_confirmed_by_the_phone(
 ) -> None:
     async def scenario() -> None:
         api = Api(fleet_server, owner)
-        device = phone(fleet_server, owner, paused=True)  # it takes messages but holds them
+        # It takes messages but holds them, and pulls only when told to: a later pull would
+        # see the message again and re-report it as Pending, which counts as Processed (its
+        # pull of every 18 s did so once, on a slow host).
+        device = phone(fleet_server, owner, paused=True, pull_interval=1e9)
         await device.start()
-        # Wait for the pulls of start-up and of the stream's opening: a later pull would see
-        # the message again and re-report it as Pending, which counts as Processed.
+        # Wait for the pulls of start-up and of the stream's opening, and for the one that
+        # takes the message to end.
         await eventually(lambda: _true(device.sse_opens > 0 and device.settled()))
         pinned = device.credentials.id  # type: ignore[union-attr]
         message_id = await api.send("held", deviceId=pinned)
-        await eventually(lambda: _true(message_id in device.messages))
+        await eventually(lambda: _true(message_id in device.messages and device.settled()))
         response = await api.client.delete(f"/messages/{message_id}")
         assert response.json().get("state") == "Cancelling", response.text
         await api.reaches(message_id, "Cancelled")
