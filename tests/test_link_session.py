@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import pytest
 from smsgw.links import session as session_module
 from smsgw.links.repository import LinkRecord
 from smsgw.links.schemas import TRANSCEIVER, TX_RX
-from smsgw.links.session import READERS, Session, without_nagle
+from smsgw.links.session import READERS, Session, connections_to, without_nagle
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 
 #: deliver_sm the simulator sends at once, and how long each turn of the loop is kept busy.
@@ -176,12 +175,9 @@ def nagle_of(port: int) -> list[bool]:
     """Whether Nagle's algorithm is on, for each of this process's TCP connections to `port`
     (as the kernel has it: TCP_NODELAY unset)."""
     on = []
-    for name in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
-                with socket.socket(fileno=os.dup(int(name))) as sock:
-                    if sock.family == socket.AF_INET and sock.getpeername()[1] == port:
-                        on.append(not sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    for sock in connections_to(port):
+        with sock:
+            on.append(not sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
     return on
 
 

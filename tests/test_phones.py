@@ -242,8 +242,8 @@ def test_cancel_after_the_pull_is_confirmed_by_the_phone(
     async def scenario() -> None:
         api = Api(fleet_server, owner)
         # It takes messages but holds them, and pulls only when told to: a later pull would
-        # see the message again and re-report it as Pending, which counts as Processed (its
-        # pull of every 18 s did so once, on a slow host).
+        # see the message again and re-report it as Pending, which counts as Processed
+        # (probably what its pull of every 18 s did once, on a slow host).
         device = phone(fleet_server, owner, paused=True, pull_interval=1e9)
         await device.start()
         # Wait for the pulls of start-up and of the stream's opening, and for the one that

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -335,11 +336,22 @@ def without_nagle(port: int) -> int:
     smpp34, 11). Linux only (/proc/self/fd); elsewhere none is found. Other connections to
     the same port number get it too, which changes nothing but when their small writes
     leave."""
+    found = 0
+    for sock in connections_to(port):
+        with sock, contextlib.suppress(OSError):  # (closed meanwhile)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            found += 1
+    return found
+
+
+def connections_to(port: int) -> Iterator[socket.socket]:
+    """This process's connected TCP sockets to `port`, each a copy of its descriptor (closing
+    the copy leaves the connection open; the caller closes it). Linux only (/proc/self/fd):
+    elsewhere none."""
     try:
         names = os.listdir("/proc/self/fd")
     except OSError:
-        return 0
-    found = 0
+        return
     for name in names:
         try:
             if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
@@ -352,18 +364,17 @@ def without_nagle(port: int) -> int:
         except OSError:  # (the number was reused meanwhile, for something else)
             os.close(copy)
             continue
-        with sock:  # (a copy of the descriptor: closing it leaves the connection open)
-            try:
-                if (
-                    sock.family in (socket.AF_INET, socket.AF_INET6)
-                    and sock.type == socket.SOCK_STREAM
-                    and sock.getpeername()[1] == port
-                ):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    found += 1
-            except OSError:  # not connected (a listener), or closed meanwhile
+        try:
+            if (
+                sock.family in (socket.AF_INET, socket.AF_INET6)
+                and sock.type == socket.SOCK_STREAM
+                and sock.getpeername()[1] == port
+            ):
+                yield sock
                 continue
-    return found
+        except OSError:  # not connected (a listener), or closed meanwhile
+            pass
+        sock.close()
 
 
 async def _unbind(smsc: smpp34.Smsc) -> None:
