@@ -241,17 +241,19 @@ def test_cancel_after_the_pull_is_confirmed_by_the_phone(
 ) -> None:
     async def scenario() -> None:
         api = Api(fleet_server, owner)
-        # It takes messages but holds them, and pulls only when told to: a later pull would
-        # see the message again and re-report it as Pending, which counts as Processed
-        # (probably what its pull of every 18 s did once, on a slow host).
-        device = phone(fleet_server, owner, paused=True, pull_interval=1e9)
+        # It takes messages but holds them, and pulls only when the test says so. A second
+        # pull would list the message again, and the phone would re-report it as Pending,
+        # which counts as Processed (not cancellable). The worker's round wakes a phone for
+        # its pinned messages not yet taken, so a second MessageEnqueued may reach the phone
+        # after its first pull (probably what failed twice on slow hosts).
+        device = phone(fleet_server, owner, paused=True, pull_interval=1e9, pull_on_enqueued=False)
         await device.start()
-        # Wait for the pulls of start-up and of the stream's opening, and for the one that
-        # takes the message to end.
+        # Wait for the pulls of start-up and of the stream's opening to end.
         await eventually(lambda: _true(device.sse_opens > 0 and device.settled()))
         pinned = device.credentials.id  # type: ignore[union-attr]
         message_id = await api.send("held", deviceId=pinned)
-        await eventually(lambda: _true(message_id in device.messages and device.settled()))
+        await device.pull()
+        assert message_id in device.messages
         response = await api.client.delete(f"/messages/{message_id}")
         assert response.json().get("state") == "Cancelling", response.text
         await api.reaches(message_id, "Cancelled")

@@ -120,6 +120,7 @@ class SimulatedPhone(PhoneWebhooks):
         credentials: Credentials | None = None,
         sse: bool | None = None,
         paused: bool = False,
+        pull_on_enqueued: bool = True,
         skip_processed_on_export: bool = True,
         webhook_retries: int = 15,
         app_version: str = APP_VERSION,
@@ -141,6 +142,8 @@ class SimulatedPhone(PhoneWebhooks):
         # False: a phone that only polls (push mode, or an app before 1.43 without a stream)
         self.sse = sse if sse is not None else _release(app_version) >= (1, 43)
         self.paused = paused  # True: the sender waits (the phone's own limits hold it back)
+        # False: MessageEnqueued does not make it pull (a test calls pull() itself)
+        self.pull_on_enqueued = pull_on_enqueued
         self.app_version = app_version  # named in every request's User-Agent, as the app does
         self.webhook_gate = webhook_gate  # posts wait until it is set (as without a network)
         self.init_webhooks(skip_processed_on_export, webhook_retries)
@@ -295,7 +298,8 @@ class SimulatedPhone(PhoneWebhooks):
         payload = json.loads(data)
         self.events.append((event, payload))
         if event == "MessageEnqueued":
-            self._pull_now.set()
+            if self.pull_on_enqueued:
+                self._pull_now.set()
         elif event == "MessageCancelled":
             message = self.messages.get(payload["messageId"])
             if message is not None and message.overall() == "Pending":
