@@ -213,65 +213,6 @@ def test_units_that_queue_while_a_batch_runs_make_the_next_batch_wait_for_more(
     assert (still, after) == (False, [1, 1])
 
 
-def test_units_marked_first_go_in_a_batch_ahead_of_those_queued_before_them(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`write_unit(..., first=True)` (a link's intents, which its window waits for): the
-    next batch takes only the `first` units queued, in their order, and does not wait for
-    company (with a wait of 30 s it would time the test out); the others follow."""
-    migrate.upgrade(settings)
-    monkeypatch.setattr(engine, "GATHER_SECONDS", 30.0)
-    ran: list[str] = []
-
-    def noted(key: str) -> Unit[str]:
-        async def work(conn: UnitConnection) -> str:
-            ran.append(key)
-            return await put(key)(conn)
-
-        return work
-
-    async def behind_a_batch(db: Database, keys: list[str]) -> list[str]:
-        """`keys` queued while a batch runs (those named F... first), then stored."""
-        running_now, release = asyncio.Event(), asyncio.Event()
-
-        async def held(conn: UnitConnection) -> None:
-            running_now.set()
-            await release.wait()
-
-        # (first too, so that it goes at once: after units queued while a batch ran, the
-        # others wait for company)
-        holding = asyncio.create_task(db.write_unit(held, first=True))
-        try:
-            await asyncio.wait_for(running_now.wait(), 20)
-            queued = [
-                asyncio.create_task(db.write_unit(noted(key), first=key.startswith("F")))
-                for key in keys
-            ]
-            await asyncio.sleep(0)  # (each task queues its unit)
-        finally:
-            release.set()  # (also when the batch never began: it must not wait forever)
-        await asyncio.wait_for(holding, 20)
-        return await asyncio.wait_for(asyncio.gather(*queued), 20)
-
-    async def scenario() -> tuple[list[int], list[str], list[str]]:
-        db = database_for(settings)
-        try:
-            sizes = batch_sizes(db)
-            # Enough others (GATHER_BELOW) that they do not wait for company either.
-            others = [f"n{i}" for i in range(engine.GATHER_BELOW)]
-            keys = [*others[:8], "F1", *others[8:], "F2"]
-            assert await behind_a_batch(db, keys) == keys
-            # A `first` unit alone, queued while a batch ran: it goes at once.
-            assert await behind_a_batch(db, ["F3"]) == ["F3"]
-            return sizes, ran, others
-        finally:
-            await db.dispose()
-
-    sizes, order, others = asyncio.run(scenario())
-    assert sizes == [1, 2, len(others), 1, 1]
-    assert order == ["F1", "F2", *others, "F3"]
-
-
 def test_a_timestamp_written_twice_is_converted_once() -> None:
     """`ColumnWriter` remembers a timestamp's text (a unit's rows share one `now`); an equal
     instant in another zone is the same text."""

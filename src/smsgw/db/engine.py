@@ -227,8 +227,6 @@ class Interleaved(Generic[T]):
 class Job(Generic[T]):
     work: Unit[T]
     future: asyncio.Future[T]
-    #: `write_unit(work, first=True)`: goes in a batch ahead of the others queued.
-    first: bool = False
 
 
 #: Outcome of one unit of work in a batch: (True, its value) or (False, what it raised).
@@ -338,24 +336,17 @@ class Database:
                     raise
             await waits.next()
 
-    async def write_unit(self, work: Unit[T], interleaved: bool = False, first: bool = False) -> T:
+    async def write_unit(self, work: Unit[T], interleaved: bool = False) -> T:
         """Run `work(connection)` in a write transaction; its result once committed.
 
         If `work` raises, none of its changes are kept and its exception is raised here; the
         other units committed with it are not affected. If the COMMIT fails, every unit of
         that transaction gets the error. With `interleaved`, the unit may run side by side
         with the batch's other interleaved units (`Interleaved` says when that is safe).
-
-        With `first`, the unit is short and someone waits on its commit: the next batch
-        takes only such units when any are queued (`_take_batch`), so it does not wait
-        behind the longer units queued before it, and does not wait for company. Only for
-        units that come at a bounded pace, so that the others' batches still come: a link's
-        intents, which its window waits for (a claim of 100 messages holds the writer for
-        over 10 ms), come a few parts at a time, and only for parts its claims planned.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        job = Job(Interleaved(work) if interleaved else work, future, first)
+        job = Job(Interleaved(work) if interleaved else work, future)
         self._queue.append(job)
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
@@ -368,14 +359,14 @@ class Database:
         try:
             while self._queue:
                 pause = self._batch_began + GATHER_SECONDS - loop.time()
-                waiting = len(self._queue)
-                if self._gathering and pause > 0 and waiting < GATHER_BELOW and not self._firsts:
+                if self._gathering and pause > 0 and len(self._queue) < GATHER_BELOW:
+                    waiting = len(self._queue)
                     await asyncio.sleep(pause)
                     self._gathering = len(self._queue) > waiting  # in vain: no more waits
                 self._batch_began = loop.time()
                 async with self._batch_turn():
                     # Take the batch only now: what queued while waiting for the turn joins it.
-                    batch = self._take_batch()
+                    batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                     batch = [job for job in batch if not job.future.done()]  # caller gone
                     if not batch:
                         continue
@@ -397,21 +388,6 @@ class Database:
             raise
         finally:
             self._flusher = None
-
-    @property
-    def _firsts(self) -> bool:
-        return any(job.first for job in self._queue)
-
-    def _take_batch(self) -> list[Job[Any]]:
-        """The next batch, out of the queue: the `first` units queued, when there are any
-        (in their order), else the oldest units; at most MAX_BATCH."""
-        if self._firsts:
-            firsts = [job for job in self._queue if job.first][:MAX_BATCH]
-            taken = {id(job) for job in firsts}
-            self._queue = [job for job in self._queue if id(job) not in taken]
-            return firsts
-        batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-        return batch
 
     def _batch_turn(self) -> AbstractAsyncContextManager[Any]:
         """What a batch holds while it runs: this process's write turn (`write()` takes it

@@ -251,10 +251,9 @@ async def unsent(db: Database, link: LinkRecord, limit: int) -> list[repository.
 
 
 async def intend(db: Database, ids_: list[int]) -> None:
-    """Record that these parts' submit_sm are about to go out; returns once committed
-    (ahead of the claims and settles queued: the link's window waits for it)."""
+    """Record that these parts' submit_sm are about to go out; returns once committed."""
     now = clock.now()
-    await db.write_unit(lambda conn: repository.intend(conn, ids_, now), first=True)
+    await db.write_unit(lambda conn: repository.intend(conn, ids_, now))
 
 
 async def unintend(db: Database, ids_: list[int]) -> None:
