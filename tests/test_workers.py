@@ -274,7 +274,8 @@ async def connected_answers(api: httpx.AsyncClient, device_id: str) -> list[bool
 async def start_phone(serve: Serve, account: Account, **options: Any) -> SimulatedPhone:
     """A phone whose stream is open, known to every process, done with its start-up pulls.
 
-    Its own timer never pulls: only an event on its stream makes it pull.
+    Its own timer never pulls: only an event on its stream makes it pull (with
+    `pull_on_enqueued=False`, not even that: only the test's own `pull()` calls).
     """
     phone = SimulatedPhone(
         serve.url + MOBILE, login=(account.login, account.password), pull_interval=1e9, **options
