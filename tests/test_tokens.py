@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -22,12 +23,14 @@ from android_sms_gateway import APIClient, AsyncAPIClient, Message, TextMessage,
 from android_sms_gateway.errors import UnauthorizedError
 
 from smsgw.config import Settings
+from smsgw.db import migrate
 from smsgw.domain.clock import parse_timestamp
 from smsgw.tokens.secret import FILE_NAME
 from tests.conftest import (
     API,
     Account,
     LiveServer,
+    create_account,
     database_environment,
     free_port,
     make_settings,
@@ -285,6 +288,28 @@ def server_process(
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=20)
+
+
+def test_serve_writes_smsgw_own_log_lines_with_time_level_and_source(tmp_path: Path) -> None:
+    """`smsgw serve` at SMSGW_LOG_LEVEL=info writes smsgw's own info lines (here: a token
+    issued, from `smsgw.tokens`) with their time, level and logger; the token never. Before,
+    only uvicorn's lines came out: smsgw's info lines were lost."""
+    settings = make_settings(tmp_path / "data")
+    migrate.upgrade(settings)
+    create_account(settings, "alice", "correct horse battery")
+    output = tmp_path / "serve.log"
+    with output.open("wb") as sink, server_process(settings, "info", sink) as url:
+        response = httpx.post(
+            url + "/auth/token", json={"scopes": ["messages:list"]},
+            auth=("alice", "correct horse battery"),
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+        body = response.json()
+    logged = output.read_text()
+    when = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    line = rf"^{when} INFO smsgw\.tokens: token issued: user \d+, jti {body['id']}"
+    assert re.search(line, logged, re.MULTILINE), logged
+    assert body["access_token"] not in logged and body["refresh_token"] not in logged
 
 
 def test_revocation_takes_effect_at_once_in_a_second_server_process(

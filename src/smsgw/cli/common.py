@@ -8,6 +8,7 @@ it runs.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -47,6 +48,19 @@ def fail(message: str, status: int = 1) -> NoReturn:
     """End the command with `error: message` on standard error."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise typer.Exit(status)
+
+
+#: How smsgw's own log lines read (`smsgw serve` and `smsgw links run`).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    """smsgw's own log (the `smsgw.*` loggers: links, webhooks, tokens, API keys, retention)
+    on standard error at `level` (SMSGW_LOG_LEVEL); other libraries' warnings and errors in
+    the same form. uvicorn's own lines keep uvicorn's handlers. Without this, a server
+    wrote none of smsgw's info lines, and its warnings without time or source."""
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    logging.getLogger("smsgw").setLevel(level.upper())
 
 
 def settings_or_exit(**overrides: object) -> Settings:

@@ -224,18 +224,20 @@ def run_links() -> None:
     SMSGW_LINKS=false beside it; the leases make sure one process drives each link. See
     docs/links.md, "A process for the links"."""
     import asyncio
-    import logging
     import signal
 
-    from smsgw.cli.common import migrate_quietly, settings_or_exit, usable_database_or_exit
+    from smsgw.cli.common import (
+        configure_logging,
+        migrate_quietly,
+        settings_or_exit,
+        usable_database_or_exit,
+    )
     from smsgw.workers.links import run_alone
 
     settings = settings_or_exit()
     usable_database_or_exit(settings)
     migrate_quietly(settings)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
 
     async def main() -> None:
         stop = asyncio.Event()

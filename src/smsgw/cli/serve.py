@@ -30,7 +30,12 @@ from fastapi import FastAPI
 from smsgw import metrics
 from smsgw.accounts import service as accounts
 from smsgw.app import announce_account, announce_migration, create_app, end_streams
-from smsgw.cli.common import fail, settings_or_exit, usable_database_or_exit
+from smsgw.cli.common import (
+    configure_logging,
+    fail,
+    settings_or_exit,
+    usable_database_or_exit,
+)
 from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.engine import database_for
@@ -146,6 +151,7 @@ def run_server(app: FastAPI, settings: Settings, sock: socket.socket | None = No
         server_header=False,
         timeout_graceful_shutdown=5,
     )
+    configure_logging(settings.log_level)  # after uvicorn's own (made by its Config)
     server = Server(config, app)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has shut down cleanly
         server.run(sockets=[sock] if sock is not None else None)
