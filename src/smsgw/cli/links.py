@@ -118,7 +118,14 @@ def _wire(login: str, link: LinkRecord) -> dict[str, Any]:
 @app.command("list")
 def list_links(
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this account's.")] = None,
-    as_json: JsonOption = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print JSON: each link's settings (named as in the API) and state, with its "
+            "account (user) and when the state was recorded (since); no password.",
+        ),
+    ] = False,
 ) -> None:
     """List the carrier links (of --user, or all) with the state of their session, as the
     server that runs them last recorded it: new, connecting, bound or down (and why)."""
