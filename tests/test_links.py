@@ -25,6 +25,7 @@ from tests.conftest import Account, LiveServer, database_rows, running
 from tests.fakes.receiver import Receiver
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 from tests.test_cli import environment
+from tests.test_metrics import scrape, value
 from tests.web_support import Dashboard
 from tests.webhook_support import hub_settings
 
@@ -258,6 +259,30 @@ def test_a_throttling_carrier_slows_the_link_and_the_message_still_goes(
     reaches(api, message_id, "Delivered")
 
     assert [s["answered"] == "throttled" for s in smsc.submits()] == [True, True, True, False]
+
+
+def test_a_generic_nack_fails_the_part_and_the_session_goes_on(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
+) -> None:
+    """A carrier that answers a submit_sm with a generic_nack has refused it: the recipient
+    fails with the status, nothing is resent, /metrics counts it refused, and the same bind
+    sends the next message."""
+    link_id = add_link(live, smsc, alice.login)
+    bound(live, link_id)
+    smsc.nack(1)
+
+    refused = reaches(api, send(api, "not readable"), "Failed")
+    after = reaches(api, send(api, "after it"), "Delivered")
+
+    [recipient] = refused["recipients"]
+    assert recipient["error"] == "the SMSC refused submit_sm: ESME_RINVCMDLEN (0x00000002)"
+    assert [s["text"] for s in smsc.submits()] == ["not readable", "after it"]
+    assert [s["answered"] == "nack" for s in smsc.submits()] == [True, False]
+    assert smsc.binds()["ok"] == 1  # no new bind
+    assert after["recipients"][0]["state"] == "Delivered"
+    samples = scrape(live)
+    assert value(samples, "smsgw_link_submitted_total", link=link_id, answer="refused") == 1
+    assert value(samples, "smsgw_link_submitted_total", link=link_id, answer="accepted") == 1
 
 
 def test_a_connection_lost_mid_window_resends_only_what_the_carrier_cannot_have(

@@ -11,6 +11,7 @@
 //                                `broken` the sessions closed on a PDU it could not read,
 //                                `mo_answers` the MO's deliver_sm_resp: {ok, refused}
 //   GET /throttle?n=N            the next N submit_sm answer ESME_RTHROTTLED
+//   GET /nack?n=N                the next N submit_sm get a generic_nack (ESME_RINVCMDLEN)
 //   GET /hold?on=1|0             hold submit_sm answers (never sent while on)
 //   GET /release                 answer the held submit_sm still on an open session, hold off
 //   GET /count                   how many submit_sm were seen: {submits}
@@ -33,7 +34,7 @@ const http = require('http');
 const PORT = +process.env.SMSC_PORT, CONTROL = +process.env.CONTROL_PORT;
 const USER = process.env.SMSC_USER || '', PASS = process.env.SMSC_PASS || '';
 const DLR_DELAY = +(process.env.DLR_DELAY_MS || 50);
-let nextId = 1, throttle = 0, hold = false;
+let nextId = 1, throttle = 0, nack = 0, hold = false;
 const submits = [], held = [], waiting = [], binds = {ok: 0, refused: 0, unbinds: 0, broken: 0}, bound = new Set(), sessions = new Set();
 const unbound = [], delivers = {transceiver: 0, transmitter: 0, receiver: 0}, moAnswers = {ok: 0, refused: 0};
 const KINDS = {bind_transceiver: 'transceiver', bind_transmitter: 'transmitter', bind_receiver: 'receiver'};
@@ -144,6 +145,12 @@ const server = smpp.createServer(session => {
       seen.answered = 'throttled';
       return session.send(pdu.response({command_status: smpp.ESME_RTHROTTLED}));
     }
+    if (nack > 0) {  // as a carrier that could not read the PDU: no submit_sm_resp
+      nack--;
+      seen.answered = 'nack';
+      return session.send(new smpp.PDU('generic_nack',
+        {sequence_number: pdu.sequence_number, command_status: smpp.ESME_RINVCMDLEN}));
+    }
     if (hold) { seen.answered = 'held'; held.push([session, pdu, seen]); return; }
     answer(session, pdu, seen);
   });
@@ -178,6 +185,7 @@ http.createServer((req, res) => {
     return json(res, {...binds, bound: bound.size, kinds, unbound, delivers, mo_answers: moAnswers});
   }
   if (u.pathname === '/throttle') { throttle = +(q.get('n') || 1); return json(res, {throttle}); }
+  if (u.pathname === '/nack') { nack = +(q.get('n') || 1); return json(res, {nack}); }
   if (u.pathname === '/hold') { hold = q.get('on') === '1'; return json(res, {hold}); }
   if (u.pathname === '/drop') {
     const kind = q.get('kind');

@@ -87,6 +87,10 @@ class Smsc:
     def throttle(self, count: int) -> None:
         self._get("/throttle", n=count)
 
+    def nack(self, count: int) -> None:
+        """The next `count` submit_sm get a generic_nack (ESME_RINVCMDLEN), not an answer."""
+        self._get("/nack", n=count)
+
     def hold(self, on: bool) -> None:
         self._get("/hold", on="1" if on else "0")
 

@@ -502,7 +502,7 @@ class LinkRunner:
         finally:
             self.free += 1
             self._wake.set()
-        if answer.sent:
+        if answer.sent or answer.status is not None:  # (a generic_nack: sent, and refused)
             metrics.link_submitted(self.link.device_id, _answer_label(answer))
         if answer.status == 0:
             self.slowdown.accepted()
