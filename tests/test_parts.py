@@ -57,10 +57,11 @@ def test_the_septet_table_encodes_every_character_as_the_codec_does() -> None:
     """messages/parts.py translates texts through a table built from the `gsm0338` codec:
     for every character of the Basic Multilingual Plane (and one beyond it), the table and
     the codec agree on whether it is GSM and on its septets (the escape first for the
-    extension table's)."""
+    extension table's); all but the escape itself (U+001B), which the codec takes as one
+    septet and the table leaves out (`test_a_literal_escape_makes_a_text_ucs2`)."""
     codec = Codec()
     differ = []
-    for code in [*range(0xD800), *range(0xE000, 0x10000), 0x1F600]:
+    for code in [*range(0x1B), *range(0x1C, 0xD800), *range(0xE000, 0x10000), 0x1F600]:
         character = chr(code)
         try:
             expected: bytes | None = bytes(codec.encode(character)[0])
@@ -72,3 +73,11 @@ def test_the_septet_table_encodes_every_character_as_the_codec_does() -> None:
     assert differ == []
     assert gsm_septets("€[x") == "\x1be\x1b<x" and gsm_septets("x`") is None  # (` is not GSM)
     assert gsm_weights("a€") == [1, 2]
+
+
+def test_a_literal_escape_makes_a_text_ucs2() -> None:
+    """U+001B as a septet is the escape to the extension table: a phone would read it with
+    the septet after it (losing that character), and a part could end in a lone one."""
+    assert gsm_septets("a\x1bb") is None
+    assert encoding_of("code \x1b 1234") == "UCS-2"
+    assert count_parts("\x1b" * 70) == 1 and count_parts("\x1b" * 71) == 2

@@ -3,9 +3,10 @@
 A text whose every character is in the GSM 7-bit default alphabet or its extension table
 (the `gsm0338` package's codec) travels in septets: 160 in one part, 153 per part of a
 longer text (the rest of each part holds the concatenation header); an extension character
-(`€ [ ] { } ~ ^ | \\`, form feed) takes two septets and never straddles two parts. Any other
-text travels as UCS-2: 70 code units in one part, 67 per part of a longer one, and a character
-outside the Basic Multilingual Plane (an emoji) takes two units that stay in one part.
+(`€ [ ] { } ~ ^ | \\`, form feed) takes two septets and never straddles two parts. A literal
+escape (U+001B) is not taken as GSM (`ESC`). Any other text travels as UCS-2: 70 code units
+in one part, 67 per part of a longer one, and a character outside the Basic Multilingual
+Plane (an emoji) takes two units that stay in one part.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ UCS2_MULTI = 67
 _GSM = Codec()
 #: What stands for a character outside the alphabet in `_SEPTETS` (any non-ASCII character).
 _OUTSIDE = "\u0100"
+#: The escape to the extension table. The codec encodes a literal U+001B as that septet, but
+#: a phone reads it as an escape and loses the character after it (and a part could end in
+#: a lone one): a text with it is not GSM here, so it goes as UCS-2.
+ESC = "\x1b"
 
 
 def _septet_table() -> dict[int, str]:
@@ -30,7 +35,7 @@ def _septet_table() -> dict[int, str]:
     septet (an extension character: ESC and its septet). Every other ASCII code point maps
     to `_OUTSIDE`, so a text is all GSM exactly when its translation is ASCII. Built once
     from the codec itself: every character it decodes a septet (or ESC and a septet) to,
-    and every Latin-1 one, kept when it encodes."""
+    and every Latin-1 one, kept when it encodes; but ESC itself (U+001B) is outside."""
     candidates = {chr(code) for code in range(256)}
     for encoded in [bytes([value]) for value in range(128)] + [
         bytes([0x1B, value]) for value in range(128)
@@ -39,7 +44,7 @@ def _septet_table() -> dict[int, str]:
             candidates.add(str(_GSM.decode(encoded)[0]))
     table: dict[int, str] = {code: _OUTSIDE for code in range(128)}
     for character in candidates:
-        if len(character) != 1:
+        if len(character) != 1 or character == ESC:
             continue
         try:
             table[ord(character)] = bytes(_GSM.encode(character)[0]).decode("ascii")
