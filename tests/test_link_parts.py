@@ -10,7 +10,7 @@ from smsgw.domain.states import ProcessingState
 from smsgw.links.encoding import UCS2, UDHI, decode, encode
 from smsgw.links.receipts import parse
 from smsgw.links.service import recipient_state
-from smsgw.messages.parts import count_parts
+from smsgw.messages.parts import count_parts, gsm_septets
 
 TEXTS = [
     "", "hello", "a" * 160, "a" * 161, "€" * 80, "€" * 81, "x" * 152 + "€", "Привет" * 11,
@@ -46,6 +46,15 @@ def test_long_parts_carry_one_reference_their_count_and_their_number() -> None:
 
 def test_one_part_has_no_header() -> None:
     assert encode("hi", 3).parts == [b"hi"] and encode("hi", 3).esm_class == 0
+
+
+def test_an_mo_with_a_message_class_is_read_in_the_alphabet_its_bit_2_names() -> None:
+    """data_coding 0xF0-0xFF: the low two bits are the message class, bit 2 the alphabet
+    (clear: GSM 7-bit, set: 8-bit data), not an SMPP data_coding of their own."""
+    septets = b"\x00\x05Hi"
+    assert gsm_septets("@éHi") == septets.decode("ascii")
+    assert [decode(coding, septets, 0) for coding in (0xF0, 0xF1, 0xF3)] == ["@éHi"] * 3
+    assert decode(0xF5, "é!".encode("latin-1"), 0) == "é!"  # (8-bit data as today)
 
 
 def test_a_receipt_is_read_from_its_tlvs_before_its_text() -> None:

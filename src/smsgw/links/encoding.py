@@ -139,13 +139,23 @@ def split_header(body: bytes, esm_class: int) -> tuple[bytes, Segment | None]:
     return data, found if found is not None and found.valid else None
 
 
+def _alphabet(data_coding: int) -> int:
+    """The SMPP data_coding (0x00-0x0F) whose alphabet a received one names. In the group
+    0xF0-0xFF (3GPP TS 23.038 section 4) the low bits are the message class and bit 2 the
+    alphabet: clear, the GSM 7-bit default alphabet; set, 8-bit data."""
+    if data_coding & 0xF0 == 0xF0:
+        return BINARY if data_coding & 0x04 else 0
+    return data_coding & 0x0F if data_coding & 0xF0 == 0 else data_coding
+
+
 def decode(data_coding: int, body: bytes, esm_class: int) -> str:
     """The text of a received short_message (an MO): its header skipped when esm_class says
-    it has one; GSM 03.38 for data_coding 0, UCS-2 for 8, Latin-1 for 3, ASCII (IA5) for 1;
-    any other coding as Latin-1."""
+    it has one; GSM 03.38 for data_coding 0 (and 0xF0-0xF3: `_alphabet`), UCS-2 for 8,
+    Latin-1 for 3, ASCII (IA5) for 1; any other coding (8-bit data among them) as
+    Latin-1."""
     if esm_class & UDHI and body:
         body = body[1 + body[0] :]
-    coding = data_coding & 0x0F if data_coding & 0xF0 in (0x00, 0xF0) else data_coding
+    coding = _alphabet(data_coding)
     if coding == UCS2:
         return body.decode("utf-16-be", errors="replace")
     if coding == 0:
