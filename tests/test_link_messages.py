@@ -10,8 +10,10 @@ itself (links/encoding.py `split_header`).
 
 Sent ("Which messages a link sends"): a data message goes as one binary SMS (data_coding 4)
 behind an application port header, as Android's sendDataMessage sends it; more data than one
-SMS holds, and an encrypted message, fail at once with why; a message's validUntil goes to
-the SMSC as the submit_sm's validity_period."""
+SMS holds, an encrypted message, and a text of more parts than a header numbers (255), fail
+at once with why, and so does a message whose encoding fails, alone: the rest of its claim
+and the messages after it go out; a message's validUntil goes to the SMSC as the
+submit_sm's validity_period."""
 
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ import httpx
 import pytest
 
 from smsgw.config import Settings
-from smsgw.links.encoding import MAX_DATA, UDHI, Segment, split_header
-from smsgw.links.service import ENCRYPTED, MO_PARTS_WAIT, TOO_MUCH_DATA
+from smsgw.links import service
+from smsgw.links.encoding import MAX_DATA, UDHI, Encoded, Segment, split_header
+from smsgw.links.service import ENCRYPTED, MO_PARTS_WAIT, NOT_ENCODED, TOO_MUCH_DATA
+from smsgw.messages.parts import GSM_MULTI
 from tests.conftest import Account, LiveServer, database_rows
 from tests.fakes.receiver import Receiver
 from tests.fakes.smsc import Smsc, wait_until
@@ -196,6 +200,50 @@ def test_an_encrypted_message_fails_at_once_with_why(
     failed = reaches(api, send(api, **body), "Failed")
     assert failed["recipients"][0]["error"] == ENCRYPTED
     assert smsc.submits() == []
+
+
+def text(words: str) -> dict[str, Any]:
+    return {"textMessage": {"text": words}}
+
+
+def test_a_text_of_more_than_255_parts_fails_and_the_link_goes_on(
+    server: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
+) -> None:
+    """A concatenation header numbers at most 255 parts: a longer text (the API takes 65,535
+    characters) fails when claimed, and the message claimed with it and one sent after it
+    go out (before, every claim of the link failed on it, and nothing went out again)."""
+    too_long = send(api, **text("a" * GSM_MULTI * 256))  # 256 GSM 7-bit parts
+    with_it = send(api, **text("claimed with it"))
+    bound(server, add_link(server, smsc, alice.login))  # one claim takes both
+    failed = reaches(api, too_long, "Failed")
+    assert failed["recipients"][0]["error"] == (
+        "too long for a carrier link: 256 parts, at most 255"
+    )
+    reaches(api, with_it, "Delivered")
+    reaches(api, send(api, **text("sent after it")), "Delivered")
+    assert [s["text"] for s in smsc.submits()] == ["claimed with it", "sent after it"]
+
+
+def test_a_message_whose_encoding_fails_fails_alone(
+    server: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Whatever goes wrong encoding one message (here a bug, made up) fails that message
+    with why; the rest of its claim goes out."""
+    encode = service.encode
+
+    def failing(words: str, reference: int) -> Encoded:
+        if words == "cannot encode":
+            raise RuntimeError("made up")
+        return encode(words, reference)
+
+    monkeypatch.setattr(service, "encode", failing)
+    broken = send(api, **text("cannot encode"))
+    with_it = send(api, **text("claimed with it"))
+    bound(server, add_link(server, smsc, alice.login))
+    assert reaches(api, broken, "Failed")["recipients"][0]["error"] == NOT_ENCODED
+    reaches(api, with_it, "Delivered")
+    assert [s["text"] for s in smsc.submits()] == ["claimed with it"]
 
 
 def test_valid_until_goes_to_the_smsc_as_the_validity_period(

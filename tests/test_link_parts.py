@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from smsgw.domain.states import ProcessingState
-from smsgw.links.encoding import UCS2, UDHI, decode, encode
+from smsgw.links.encoding import UCS2, UDHI, TooManyParts, decode, encode
 from smsgw.links.receipts import parse
 from smsgw.links.service import recipient_state
 from smsgw.messages.parts import count_parts, gsm_septets
@@ -42,6 +42,16 @@ def test_long_parts_carry_one_reference_their_count_and_their_number() -> None:
     assert (encoded.gsm, encoded.esm_class) == (False, UDHI)
     assert [p[:6] for p in encoded.parts] == [bytes([5, 0, 3, 0xA5, 3, n]) for n in (1, 2, 3)]
     assert [len(p) - 6 for p in encoded.parts] == [134, 134, 32]  # 67, 67, 16 characters
+
+
+@pytest.mark.parametrize(("letter", "per_part"), [("a", 153), ("я", 67)])
+def test_a_text_goes_in_at_most_255_parts(letter: str, per_part: int) -> None:
+    """The header counts the parts in one octet."""
+    most = encode(letter * per_part * 255, 9)
+    assert len(most.parts) == 255 and most.parts[-1][:6] == bytes([5, 0, 3, 9, 255, 255])
+    with pytest.raises(TooManyParts) as raised:
+        encode(letter * (per_part * 255 + 1), 9)
+    assert raised.value.parts == 256
 
 
 def test_one_part_has_no_header() -> None:

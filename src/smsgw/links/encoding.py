@@ -6,7 +6,8 @@ parts): GSM 7-bit 160 septets alone, 153 per part of a longer text, an extension
 (two septets) never split; UCS-2 70 code units alone, 67 per part, a surrogate pair never
 split. GSM text goes out as the `gsm0338` package's codec encodes it, one septet per
 octet (unpacked, as SMPP carries it), through a table built from that codec
-(messages/parts.py); UCS-2 as UTF-16 big-endian.
+(messages/parts.py); UCS-2 as UTF-16 big-endian. The header numbers the parts in one
+octet: a text that needs more than MAX_PARTS cannot go (TooManyParts).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ UDHI = 0x40
 _GSM = Codec()
 
 
+#: The most parts a text goes in: the concatenation header counts them in one octet.
+MAX_PARTS = 255
+
 #: data_coding of 8-bit binary data (SMPP 3.4, 5.2.19).
 BINARY = 0x04
 #: The most bytes of data one SMS carries behind a port header (140 less its 7 octets), as
@@ -41,6 +45,14 @@ class Encoded:
     parts: list[bytes]
     #: Data behind a port header (data_coding BINARY), not text.
     binary: bool = False
+
+
+class TooManyParts(ValueError):
+    """A text that needs more than MAX_PARTS parts (`parts`): no header can number them."""
+
+    def __init__(self, parts: int) -> None:
+        super().__init__(f"{parts} parts, at most {MAX_PARTS}")
+        self.parts = parts
 
 
 def _chunks(text: str, weights: list[int], single: int, multi: int) -> list[str]:
@@ -85,7 +97,8 @@ def encode(text: str, reference: int) -> Encoded:
     (only its low 8 bits are sent). Deterministic: the same text and reference give the same
     parts, so a part can be submitted again after a restart in the same shape. Remembered
     for the last texts: a link encodes each message when it plans its parts and again when
-    it submits them (the result is shared: do not change it)."""
+    it submits them (the result is shared: do not change it). TooManyParts when the text
+    needs more than MAX_PARTS parts."""
     septets = counting.gsm_septets(text)
     if septets is not None:
         if len(septets) <= counting.GSM_SINGLE:
@@ -100,6 +113,8 @@ def encode(text: str, reference: int) -> Encoded:
     if len(bodies) == 1:
         return Encoded(septets is not None, 0, bodies)
     total = len(bodies)
+    if total > MAX_PARTS:
+        raise TooManyParts(total)
     parts = [_udh(reference, total, n) + body for n, body in enumerate(bodies, start=1)]
     return Encoded(septets is not None, UDHI, parts)
 

@@ -8,6 +8,7 @@ the services a phone's requests use: `routing.pull_unit` claims its messages (as
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +22,15 @@ from smsgw.domain.errors import InvalidInput
 from smsgw.domain.states import FINAL_STATES, ProcessingState, derive
 from smsgw.events.user_feed import notify
 from smsgw.links import repository
-from smsgw.links.encoding import MAX_DATA, Segment, decode, encode, split_header
+from smsgw.links.encoding import (
+    MAX_DATA,
+    MAX_PARTS,
+    Segment,
+    TooManyParts,
+    decode,
+    encode,
+    split_header,
+)
 from smsgw.links.errors import UnknownLink
 from smsgw.links.receipts import Receipt
 from smsgw.links.repository import LinkRecord
@@ -38,12 +47,18 @@ TOO_MUCH_DATA = (
     f"a data message through a carrier link is one SMS: at most {MAX_DATA} bytes of data"
 )
 ENCRYPTED = "a carrier link cannot send encrypted messages (the Android app decrypts them)"
+#: The recipient's error for a message that needs more parts than a link can number.
+TOO_LONG = "too long for a carrier link: {parts} parts, at most " + str(MAX_PARTS)
+#: The recipient's error for a message whose encoding failed otherwise (a bug, logged).
+NOT_ENCODED = "a carrier link could not encode this message"
 #: The recipient's error for a part whose submit_sm got no answer (docs/links.md).
 NO_ANSWER = (
     "no answer from the SMSC to submit_sm before the connection ended; not resent, since "
     "the carrier may have accepted it"
 )
 _FAILED = (repository.REJECTED, repository.UNKNOWN, repository.UNDELIVERED)
+
+log = logging.getLogger("smsgw.links")
 
 
 async def add(
@@ -153,6 +168,24 @@ def _problem(record: MessageRecord) -> str | None:
     return None
 
 
+def _verdict(record: MessageRecord) -> tuple[int, str | None]:
+    """The parts the link sends `record` as, or 0 and why it cannot send it. Whatever goes
+    wrong with one message fails that message only: an exception would roll the claim back,
+    leave the message queued to fail every later claim alike, and the link would send
+    nothing more."""
+    try:
+        problem = _problem(record)
+        if problem is not None:
+            return 0, problem
+        return (1 if record.text is None else len(encode(record.text, record.pk).parts)), None
+    except TooManyParts as error:
+        return 0, TOO_LONG.format(parts=error.parts)
+    except Exception as error:  # (named by its type only: its words may quote the text)
+        log.error("message %s could not be encoded for a carrier link: %s", record.id,
+                  type(error).__name__)  # fmt: skip
+        return 0, NOT_ENCODED
+
+
 def _open(record: MessageRecord) -> list[str]:
     return [
         r.phone_number
@@ -168,9 +201,9 @@ def _snapshot(
     return StateReport(record.id, state, numbers, {state: at})
 
 
-def _plan(link: LinkRecord, record: MessageRecord) -> list[dict[str, object]]:
-    """The part rows of a message: each of its open recipients gets each part."""
-    count = 1 if record.text is None else len(encode(record.text, record.pk).parts)
+def _plan(link: LinkRecord, record: MessageRecord, count: int) -> list[dict[str, object]]:
+    """The part rows of a message in `count` parts: each of its open recipients gets each
+    part."""
     return [
         {"device_id": link.device_id, "message_id": record.pk, "phone_number": number,
          "part": n, "parts": count}
@@ -211,11 +244,14 @@ async def claim(
     async def unit(conn: UnitConnection) -> tuple[Pull, list[Done]]:
         pulled = await routing.pull_unit(conn, phone, False, cap, now, accounts_from=accounts_from)
         taken = [item.record for item in pulled.items if item.state == ProcessingState.PENDING]
-        sendable = [record for record in taken if _problem(record) is None]
+        verdicts = {record.pk: _verdict(record) for record in taken}
+        sendable = [record for record in taken if verdicts[record.pk][1] is None]
         have = await repository.planned(conn, link.device_id, [r.pk for r in sendable])
         await repository.plan(
-            conn, [row for r in sendable if r.pk not in have for row in _plan(link, r)]
-        )
+            conn,
+            [row for r in sendable if r.pk not in have
+             for row in _plan(link, r, verdicts[r.pk][0])],
+        )  # fmt: skip
         cancelled = [
             (item.record.pk, _snapshot(item.record, ProcessingState.CANCELLED, now))
             for item in pulled.items
@@ -226,7 +262,7 @@ async def claim(
         owners = await repository.owners(conn, keys) if link.all_accounts else {}
         reports = [(owners.get(pk, link.user_id), report) for pk, report in cancelled]
         for record in taken:
-            problem = _problem(record)
+            problem = verdicts[record.pk][1]
             failed, processed = ProcessingState.FAILED, ProcessingState.PROCESSED
             report = _snapshot(record, failed if problem else processed, now, problem)
             reports.append((owners.get(record.pk, link.user_id), report))
