@@ -27,7 +27,7 @@ import pytest
 
 from smsgw.config import Settings
 from smsgw.links import service
-from smsgw.links.encoding import MAX_DATA, UDHI, Encoded, Segment, split_header
+from smsgw.links.encoding import MAX_DATA, UCS2, UDHI, Encoded, Segment, split_header
 from smsgw.links.service import ENCRYPTED, MO_PARTS_WAIT, NOT_ENCODED, TOO_MUCH_DATA
 from smsgw.messages.parts import GSM_MULTI
 from tests.conftest import Account, LiveServer, database_rows
@@ -224,6 +224,34 @@ def test_a_text_of_more_than_255_parts_fails_and_the_link_goes_on(
     assert [s["text"] for s in smsc.submits()] == ["claimed with it", "sent after it"]
 
 
+@pytest.mark.parametrize(
+    ("coding", "fits", "does_not"),
+    [(3, "Price 10$ @home_ £5 é {x}", "Price 10 €"), (1, "Price 10$ @home_ {x} ~`", "café")],
+)
+def test_a_text_goes_in_the_8_bit_alphabet_of_the_link_when_it_fits_else_as_ucs2(
+    server: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc,
+    coding: int, fits: str, does_not: str,
+) -> None:  # fmt: skip
+    """A link with data_coding 3 (Latin-1) or 1 (IA5) sends a text whose every character is
+    in that alphabet as its octets (before, as GSM septets labelled so: the SMSC read other
+    characters), 134 of them per part of a longer one; any other text as UCS-2."""
+    bound(server, add_link(server, smsc, alice.login, "--data-coding", str(coding)))
+    longer = (fits * 7)[:141]  # one octet more than one SMS holds
+    for words in (fits, does_not, longer):
+        reaches(api, send(api, **text(words)), "Delivered")
+    one, other, *parts = smsc.submits()
+    assert (one["data_coding"], one["esm_class"]) == (coding, 0)
+    assert bytes.fromhex(one["hex"]) == fits.encode("latin-1")  # (ASCII's octets too)
+    assert (other["data_coding"], other["esm_class"]) == (UCS2, 0)
+    assert bytes.fromhex(other["hex"]) == does_not.encode("utf-16-be")
+    assert [(s["data_coding"], s["esm_class"]) for s in parts] == [(coding, UDHI)] * 2
+    raw = [bytes.fromhex(s["hex"]) for s in parts]
+    assert [r[4:6] for r in raw] == [bytes([2, 1]), bytes([2, 2])]  # (total, number)
+    assert [r[6:] for r in raw] == [longer.encode("latin-1")[:134], longer.encode("latin-1")[134:]]
+    if coding == 3:  # the simulator reads data_coding 3 as Latin-1 (1 as GSM 03.38)
+        assert one["text"] == fits
+
+
 def test_a_message_whose_encoding_fails_fails_alone(
     server: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc,
     monkeypatch: pytest.MonkeyPatch,
@@ -232,10 +260,10 @@ def test_a_message_whose_encoding_fails_fails_alone(
     with why; the rest of its claim goes out."""
     encode = service.encode
 
-    def failing(words: str, reference: int) -> Encoded:
+    def failing(words: str, reference: int, data_coding: int) -> Encoded:
         if words == "cannot encode":
             raise RuntimeError("made up")
-        return encode(words, reference)
+        return encode(words, reference, data_coding)
 
     monkeypatch.setattr(service, "encode", failing)
     broken = send(api, **text("cannot encode"))

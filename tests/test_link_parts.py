@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from smsgw.domain.states import ProcessingState
-from smsgw.links.encoding import UCS2, UDHI, TooManyParts, decode, encode
+from smsgw.links.encoding import IA5, LATIN1, UCS2, UDHI, TooManyParts, decode, encode
 from smsgw.links.receipts import parse
 from smsgw.links.service import recipient_state
 from smsgw.messages.parts import count_parts, gsm_septets
@@ -26,7 +26,7 @@ def test_a_text_goes_in_as_many_parts_as_it_is_counted(text: str) -> None:
 @pytest.mark.parametrize("text", TEXTS)
 def test_the_parts_put_together_give_the_text_back(text: str) -> None:
     encoded = encode(text, 7)
-    coding = 0 if encoded.gsm else UCS2
+    coding = encoded.data_coding
     assert "".join(decode(coding, part, encoded.esm_class) for part in encoded.parts) == text
 
 
@@ -39,19 +39,50 @@ def test_a_gsm_extension_character_is_never_split_between_two_parts() -> None:
 
 def test_long_parts_carry_one_reference_their_count_and_their_number() -> None:
     encoded = encode("Ж" * 150, 0x1A5)
-    assert (encoded.gsm, encoded.esm_class) == (False, UDHI)
+    assert (encoded.data_coding, encoded.esm_class) == (UCS2, UDHI)
     assert [p[:6] for p in encoded.parts] == [bytes([5, 0, 3, 0xA5, 3, n]) for n in (1, 2, 3)]
     assert [len(p) - 6 for p in encoded.parts] == [134, 134, 32]  # 67, 67, 16 characters
 
 
-@pytest.mark.parametrize(("letter", "per_part"), [("a", 153), ("я", 67)])
-def test_a_text_goes_in_at_most_255_parts(letter: str, per_part: int) -> None:
-    """The header counts the parts in one octet."""
-    most = encode(letter * per_part * 255, 9)
+@pytest.mark.parametrize(
+    ("letter", "per_part", "coding"), [("a", 153, 0), ("я", 67, 0), ("a", 134, LATIN1)]
+)
+def test_a_text_goes_in_at_most_255_parts(letter: str, per_part: int, coding: int) -> None:
+    """The header counts the parts in one octet (a link with data_coding 3 or 1 counts its
+    own parts: 134 octets each)."""
+    most = encode(letter * per_part * 255, 9, coding)
     assert len(most.parts) == 255 and most.parts[-1][:6] == bytes([5, 0, 3, 9, 255, 255])
     with pytest.raises(TooManyParts) as raised:
-        encode(letter * (per_part * 255 + 1), 9)
+        encode(letter * (per_part * 255 + 1), 9, coding)
     assert raised.value.parts == 256
+
+
+@pytest.mark.parametrize(
+    ("coding", "text", "sent_as", "lengths"),
+    [
+        (LATIN1, "Price 10$ @home_ £5 é {x}", LATIN1, [25]),
+        (LATIN1, "é" * 140, LATIN1, [140]),
+        (LATIN1, "é" * 141, LATIN1, [6 + 134, 6 + 7]),  # one octet a character, not septets
+        (LATIN1, "a" * 153 + "ÿ" * 250, LATIN1, [140, 140, 140, 6 + 1]),
+        (LATIN1, "10 €", UCS2, [8]),  # € is not Latin-1
+        (IA5, "Price 10$ {x} ~`", IA5, [16]),
+        (IA5, "a" * 141, IA5, [140, 6 + 7]),
+        (IA5, "café", UCS2, [8]),  # é is not ASCII
+        (0, "é" * 141, 0, [141]),  # GSM 7-bit: 160 septets in one SMS
+        (0, "é" * 161, 0, [6 + 153, 6 + 8]),
+    ],
+)
+def test_an_8_bit_link_sends_a_text_that_fits_its_alphabet_in_octets_else_ucs2(
+    coding: int, text: str, sent_as: int, lengths: list[int]
+) -> None:
+    """A link with data_coding 1 (IA5) or 3 (Latin-1) sends a text whose every character is
+    in that alphabet one octet a character, 140 in one SMS and 134 per part behind the
+    header; any other text as UCS-2; with 0, GSM 7-bit as before."""
+    encoded = encode(text, 5, coding)
+    assert encoded.data_coding == sent_as
+    assert [len(part) for part in encoded.parts] == lengths
+    joined = "".join(decode(sent_as, part, encoded.esm_class) for part in encoded.parts)
+    assert joined == text
 
 
 def test_one_part_has_no_header() -> None:

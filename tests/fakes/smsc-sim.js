@@ -3,7 +3,9 @@
 //   GET /mo?from=&to=&text=      an MO deliver_sm to every bound session that receives
 //                                (or hex=&esm=&dc=&sar=&payload=: moFields below; count=N:
 //                                N of them at once)
-//   GET /submits                 every submit_sm seen (JSON)
+//   GET /submits                 every submit_sm seen (JSON): `text` as node-smpp decodes it
+//                                by data_coding (its decoder for 1 is GSM 03.38's), `hex` its
+//                                short_message as sent (header included)
 //   GET /binds                   binds and unbinds: {ok, refused, unbinds, broken, bound,
 //                                kinds, unbound, delivers}: `kinds` the kinds of the sessions
 //                                bound now (sorted), `unbound` of those that sent unbind (in
@@ -34,6 +36,12 @@ const http = require('http');
 const PORT = +process.env.SMSC_PORT, CONTROL = +process.env.CONTROL_PORT;
 const USER = process.env.SMSC_USER || '', PASS = process.env.SMSC_PASS || '';
 const DLR_DELAY = +(process.env.DLR_DELAY_MS || 50);
+// Each PDU's short_message as it came, kept before node-smpp decodes it (for `hex`).
+const decodeFields = smpp.PDU.prototype._filter;
+smpp.PDU.prototype._filter = function (func) {
+  if (func === 'decode' && Buffer.isBuffer(this.short_message)) this.raw = Buffer.from(this.short_message);
+  return decodeFields.call(this, func);
+};
 let nextId = 1, throttle = 0, nack = 0, hold = false;
 const submits = [], held = [], waiting = [], binds = {ok: 0, refused: 0, unbinds: 0, broken: 0}, bound = new Set(), sessions = new Set();
 const unbound = [], delivers = {transceiver: 0, transmitter: 0, receiver: 0}, moAnswers = {ok: 0, refused: 0};
@@ -137,6 +145,7 @@ const server = smpp.createServer(session => {
       data_coding: pdu.data_coding, esm_class: pdu.esm_class, udh,
       text: typeof sm.message === 'string' ? sm.message
         : Buffer.isBuffer(sm.message) ? sm.message.toString('hex') : (Buffer.isBuffer(sm) ? sm.toString('hex') : ''),
+      hex: pdu.raw ? pdu.raw.toString('hex') : '',
       registered_delivery: pdu.registered_delivery, validity: pdu.validity_period || null, answered: null,
       at: Date.now()};
     submits.push(seen);

@@ -56,7 +56,9 @@ def add_smpp(
     data_coding: Annotated[
         int,
         typer.Option(
-            "--data-coding", help="data_coding of GSM 7-bit texts: 0, 1 (IA5) or 3 (Latin-1)."
+            "--data-coding",
+            help="The alphabet texts go in when they fit it: 0 (GSM 03.38), 1 (IA5) or 3 "
+            "(Latin-1); other texts go as UCS-2.",
         ),
     ] = 0,
     bind_mode: Annotated[

@@ -1,13 +1,18 @@
-"""A text as the SMS parts a link submits: GSM 03.38 when every character fits, else UCS-2;
-a long text split into parts behind an 8-bit-reference concatenation header (UDH).
+"""A text as the SMS parts a link submits, in the alphabet the link's `data_coding` names
+when every character fits it, else UCS-2; a long text split into parts behind an
+8-bit-reference concatenation header (UDH).
 
-The split follows messages/parts.py's counting rules (so a link sends exactly `partsCount`
-parts): GSM 7-bit 160 septets alone, 153 per part of a longer text, an extension character
-(two septets) never split; UCS-2 70 code units alone, 67 per part, a surrogate pair never
-split. GSM text goes out as the `gsm0338` package's codec encodes it, one septet per
-octet (unpacked, as SMPP carries it), through a table built from that codec
-(messages/parts.py); UCS-2 as UTF-16 big-endian. The header numbers the parts in one
-octet: a text that needs more than MAX_PARTS cannot go (TooManyParts).
+data_coding 0: GSM 03.38, split as messages/parts.py counts (so a link sends exactly
+`partsCount` parts): 160 septets alone, 153 per part of a longer text, an extension
+character (two septets) never split. It goes out as the `gsm0338` package's codec encodes
+it, one septet per octet (unpacked, as SMPP carries it), through a table built from that
+codec (messages/parts.py). data_coding 1 (IA5: ASCII) and 3 (Latin-1): one octet a
+character, 140 alone, 134 per part behind the header's 6 octets: what one SMS holds as 8-bit
+data, safe whether the SMSC sends them on so or as GSM septets (160 would fit those only),
+so such a link may send more parts than `partsCount`. UCS-2 (any other text): 70 code
+units alone, 67 per part, a surrogate pair never split, as UTF-16 big-endian. The header
+numbers the parts in one octet: a text that needs more than MAX_PARTS cannot go
+(TooManyParts).
 """
 
 from __future__ import annotations
@@ -31,6 +36,12 @@ MAX_PARTS = 255
 
 #: data_coding of 8-bit binary data (SMPP 3.4, 5.2.19).
 BINARY = 0x04
+#: data_coding of IA5 (ASCII) and of Latin-1 (SMPP 3.4, 5.2.19): the 8-bit alphabets a link
+#: may name for its texts, each by the Python codec that writes it.
+IA5, LATIN1 = 0x01, 0x03
+EIGHT_BIT = {IA5: "ascii", LATIN1: "latin-1"}
+#: Octets of an 8-bit text in one SMS, and in each part behind the concatenation header.
+OCTETS_SINGLE, OCTETS_MULTI = 140, 134
 #: The most bytes of data one SMS carries behind a port header (140 less its 7 octets), as
 #: Android's SmsManager.sendDataMessage allows.
 MAX_DATA = 133
@@ -40,11 +51,9 @@ MAX_DATA = 133
 class Encoded:
     """The parts of a text (or of data), as submit_sm carries them."""
 
-    gsm: bool
+    data_coding: int
     esm_class: int
     parts: list[bytes]
-    #: Data behind a port header (data_coding BINARY), not text.
-    binary: bool = False
 
 
 class TooManyParts(ValueError):
@@ -88,35 +97,60 @@ def encode_data(data: bytes, port: int) -> Encoded:
     addressing element (IEI 05: destination and source ports, 16 bits each; the source 0, as
     Android sends) and the data, at most MAX_DATA bytes (the caller checks)."""
     header = bytes([0x06, 0x05, 0x04, port >> 8, port & 0xFF, 0x00, 0x00])
-    return Encoded(False, UDHI, [header + data], binary=True)
+    return Encoded(BINARY, UDHI, [header + data])
+
+
+def _octets(text: str, data_coding: int) -> bytes | None:
+    """`text` in the 8-bit alphabet `data_coding` names, or None when it names none or a
+    character is outside it."""
+    codec = EIGHT_BIT.get(data_coding)
+    if codec is None:
+        return None
+    try:
+        return text.encode(codec)
+    except UnicodeEncodeError:
+        return None
+
+
+def _bodies(text: str, data_coding: int) -> tuple[int, list[bytes]]:
+    """The data_coding `text` goes as on a link whose texts go as `data_coding`, and the
+    user data of each of its parts (no header yet)."""
+    octets = _octets(text, data_coding)
+    if octets is not None:
+        if len(octets) <= OCTETS_SINGLE:
+            return data_coding, [octets]
+        return data_coding, [
+            octets[at : at + OCTETS_MULTI] for at in range(0, len(octets), OCTETS_MULTI)
+        ]
+    septets = None if data_coding in EIGHT_BIT else counting.gsm_septets(text)
+    if septets is not None:
+        if len(septets) <= counting.GSM_SINGLE:
+            return data_coding, [septets.encode("ascii")]
+        weights = counting.gsm_weights(text)
+        pieces = _chunks(text, weights, counting.GSM_SINGLE, counting.GSM_MULTI)
+        return data_coding, [_septets(piece) for piece in pieces]
+    units = counting.ucs2_units(text)
+    pieces = _chunks(text, units, counting.UCS2_SINGLE, counting.UCS2_MULTI)
+    return UCS2, [piece.encode("utf-16-be") for piece in pieces]
 
 
 @functools.lru_cache(maxsize=1024)
-def encode(text: str, reference: int) -> Encoded:
-    """`text` as parts; `reference` tells a recipient's phone which parts belong together
-    (only its low 8 bits are sent). Deterministic: the same text and reference give the same
-    parts, so a part can be submitted again after a restart in the same shape. Remembered
-    for the last texts: a link encodes each message when it plans its parts and again when
-    it submits them (the result is shared: do not change it). TooManyParts when the text
-    needs more than MAX_PARTS parts."""
-    septets = counting.gsm_septets(text)
-    if septets is not None:
-        if len(septets) <= counting.GSM_SINGLE:
-            return Encoded(True, 0, [septets.encode("ascii")])
-        weights = counting.gsm_weights(text)
-        pieces = _chunks(text, weights, counting.GSM_SINGLE, counting.GSM_MULTI)
-        bodies = [_septets(piece) for piece in pieces]
-    else:
-        units = counting.ucs2_units(text)
-        pieces = _chunks(text, units, counting.UCS2_SINGLE, counting.UCS2_MULTI)
-        bodies = [piece.encode("utf-16-be") for piece in pieces]
+def encode(text: str, reference: int, data_coding: int = 0) -> Encoded:
+    """`text` as parts on a link whose texts go as `data_coding` (0, IA5 or LATIN1: the
+    module's docstring); `reference` tells a recipient's phone which parts belong together
+    (only its low 8 bits are sent). Deterministic: the same text, reference and coding give
+    the same parts, so a part can be submitted again after a restart in the same shape.
+    Remembered for the last texts: a link encodes each message when it plans its parts and
+    again when it submits them (the result is shared: do not change it). TooManyParts when
+    the text needs more than MAX_PARTS parts."""
+    coding, bodies = _bodies(text, data_coding)
     if len(bodies) == 1:
-        return Encoded(septets is not None, 0, bodies)
+        return Encoded(coding, 0, bodies)
     total = len(bodies)
     if total > MAX_PARTS:
         raise TooManyParts(total)
     parts = [_udh(reference, total, n) + body for n, body in enumerate(bodies, start=1)]
-    return Encoded(septets is not None, UDHI, parts)
+    return Encoded(coding, UDHI, parts)
 
 
 @dataclass(frozen=True)

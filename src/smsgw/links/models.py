@@ -49,7 +49,7 @@ class Link(Base):
     throughput: Mapped[int] = mapped_column(Integer)
     #: submit_sm PDUs awaiting their response at most.
     window: Mapped[int] = mapped_column(Integer)
-    #: The data_coding of texts sent in the GSM 7-bit alphabet (UCS-2 texts: always 8).
+    #: The alphabet of texts that fit it: 0 GSM 03.38, 1 IA5, 3 Latin-1 (others: UCS-2, 8).
     data_coding: Mapped[int] = mapped_column(SmallInteger)
     #: `transceiver` (one session) or `tx_rx` (a transmitter and a receiver session).
     bind_mode: Mapped[str] = mapped_column(String(16), server_default=text("'transceiver'"))

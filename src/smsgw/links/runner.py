@@ -30,7 +30,7 @@ from smsgw.db.engine import Database
 from smsgw.events import signals
 from smsgw.events.signals import Signals
 from smsgw.links import repository, service
-from smsgw.links.encoding import BINARY, UCS2, Encoded, encode, encode_data
+from smsgw.links.encoding import Encoded, encode, encode_data
 from smsgw.links.receipts import Receipt, is_receipt, parse
 from smsgw.links.repository import LinkRecord, PartJob
 from smsgw.links.session import (
@@ -470,21 +470,20 @@ class LinkRunner:
             if job.data is not None and job.port is not None:  # checked when claimed
                 encoded = encode_data(base64.b64decode(job.data), job.port)
             else:
-                encoded = encode(job.text, job.message_id)
+                encoded = encode(job.text, job.message_id, self.link.data_coding)
             self._encoded = (job.message_id, encoded)
         return self._encoded[1]
 
     async def _submit(self, session: Session, job: PartJob) -> None:
         try:
             encoded = self._encode(job)
-            coding = BINARY if encoded.binary else self.link.data_coding if encoded.gsm else UCS2
             body = encoded.parts[job.part - 1] if job.part <= len(encoded.parts) else b""
             validity = "" if job.valid_until is None else smpp_time(job.valid_until)
             part = Submit(
                 job.phone_number,
                 body,
                 encoded.esm_class,
-                coding,
+                encoded.data_coding,
                 job.with_delivery_report,
                 validity,
             )

@@ -34,7 +34,7 @@ MAX_THROUGHPUT = 100_000
 class SmppSettings:
     """host, port, system_id, password, system_type, source address with TON/NPI,
     throughput (submit_sm per second), window (submit_sm awaiting their answer at most),
-    data_coding of GSM 7-bit texts, bind mode (BIND_MODES)."""
+    data_coding of texts that fit its alphabet, bind mode (BIND_MODES)."""
 
     host: str
     port: int
@@ -80,8 +80,8 @@ NUMBERS = {
 }
 DATA_CODINGS = (0, 1, 3)
 DATA_CODING_RULE = (
-    "0 (SMSC default alphabet, GSM 03.38), 1 (IA5) or 3 (Latin-1): the value sent with "
-    "GSM 7-bit texts; UCS-2 texts always go as 8"
+    "0 (SMSC default alphabet, GSM 03.38), 1 (IA5) or 3 (Latin-1): the alphabet texts go "
+    "in when they fit it; other texts go as UCS-2 (8)"
 )
 #: How a link binds (links/session.py): one transceiver session, or a transmitter session
 #: for submit_sm and a receiver session for what the SMSC delivers.
@@ -191,7 +191,10 @@ class LinkView(BaseModel):
     sourceNpi: int
     throughput: int = Field(description="submit_sm per second at most.")
     window: int = Field(description="submit_sm awaiting their answer at most.")
-    dataCoding: int = Field(description="data_coding of texts sent in the GSM 7-bit alphabet.")
+    dataCoding: int = Field(
+        description="The alphabet texts go in when they fit it: 0 (GSM 03.38), 1 (IA5) or 3 "
+        "(Latin-1); other texts go as UCS-2 (8)."
+    )
     bindMode: str = Field(
         description="`transceiver` (one session) or `tx_rx` (a transmitter session sends, a "
         "receiver session takes receipts and incoming SMS)."
@@ -292,8 +295,10 @@ class LinkIn(BaseModel):
     )  # fmt: skip
     dataCoding: StrictInt = Field(
         0, json_schema_extra=_number_schema("data_coding"), examples=[0],
-        description="data_coding of texts in the GSM 7-bit alphabet: 0 (SMSC default "
-        "alphabet), 1 (IA5) or 3 (Latin-1). UCS-2 texts always go as 8.",
+        description="The alphabet texts go in when they fit it: 0 (SMSC default alphabet, "
+        "GSM 03.38: 160 septets in one SMS, 153 per part), 1 (IA5) or 3 (Latin-1): one octet "
+        "a character, 140 in one SMS, 134 per part, so a text may take more parts than its "
+        "partsCount. Other texts go as UCS-2 (8).",
     )  # fmt: skip
     bindMode: StrictStr = Field(
         TRANSCEIVER, json_schema_extra={"enum": list(BIND_MODES)}, examples=[TRANSCEIVER],

@@ -168,8 +168,8 @@ def _problem(record: MessageRecord) -> str | None:
     return None
 
 
-def _verdict(record: MessageRecord) -> tuple[int, str | None]:
-    """The parts the link sends `record` as, or 0 and why it cannot send it. Whatever goes
+def _verdict(link: LinkRecord, record: MessageRecord) -> tuple[int, str | None]:
+    """The parts `link` sends `record` as, or 0 and why it cannot send it. Whatever goes
     wrong with one message fails that message only: an exception would roll the claim back,
     leave the message queued to fail every later claim alike, and the link would send
     nothing more."""
@@ -177,7 +177,9 @@ def _verdict(record: MessageRecord) -> tuple[int, str | None]:
         problem = _problem(record)
         if problem is not None:
             return 0, problem
-        return (1 if record.text is None else len(encode(record.text, record.pk).parts)), None
+        if record.text is None:
+            return 1, None
+        return len(encode(record.text, record.pk, link.data_coding).parts), None
     except TooManyParts as error:
         return 0, TOO_LONG.format(parts=error.parts)
     except Exception as error:  # (named by its type only: its words may quote the text)
@@ -244,7 +246,7 @@ async def claim(
     async def unit(conn: UnitConnection) -> tuple[Pull, list[Done]]:
         pulled = await routing.pull_unit(conn, phone, False, cap, now, accounts_from=accounts_from)
         taken = [item.record for item in pulled.items if item.state == ProcessingState.PENDING]
-        verdicts = {record.pk: _verdict(record) for record in taken}
+        verdicts = {record.pk: _verdict(link, record) for record in taken}
         sendable = [record for record in taken if verdicts[record.pk][1] is None]
         have = await repository.planned(conn, link.device_id, [r.pk for r in sendable])
         await repository.plan(

@@ -65,11 +65,15 @@ FIELDS = (
     Input("source_npi", "Source NPI", "0", True),
     Input("throughput", "Throughput (per second)", "10", True),
     Input("window", "Window", "10", True),
-    Input("data_coding", "Data coding of GSM 7-bit texts", "0", True),
+    Input("data_coding", "Data coding of texts", "0", True),
     Input("bind_mode", "Bind mode", TRANSCEIVER),
 )
 LABELS = {f.name: f.label for f in FIELDS}
-DATA_CODINGS = (("0", "0: SMSC default alphabet (GSM 03.38)"), ("1", "1: IA5"), ("3", "3: Latin-1"))
+DATA_CODINGS = (
+    ("0", "0: SMSC default alphabet (GSM 03.38)"),
+    ("1", "1: IA5 (ASCII)"),
+    ("3", "3: Latin-1"),
+)
 BIND_MODES = {
     TRANSCEIVER: "transceiver: one session sends and receives",
     TX_RX: "tx_rx: a transmitter session sends, a receiver session receives",
