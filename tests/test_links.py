@@ -261,6 +261,33 @@ def test_a_throttling_carrier_slows_the_link_and_the_message_still_goes(
     assert [s["answered"] == "throttled" for s in smsc.submits()] == [True, True, True, False]
 
 
+def test_a_throttled_window_pauses_the_link_once_and_then_everything_goes(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
+) -> None:
+    """A window of 10 answered busy together is one pause of 0.5 s, not ten doublings of it
+    (0.5 s became 30 s); during it no submit_sm goes out, not even in the places the busy
+    answers freed; then the ten go again with the ten behind them. Queued before the link
+    binds, so that its first claim takes them all."""
+    smsc.throttle(10)
+    sent = [send(api, f"message {n}") for n in range(20)]
+    link_id = add_link(live, smsc, alice.login, "--window", "10", "--throughput", "1000")
+    bound(live, link_id)
+
+    wait_until(
+        lambda: all(message(api, m)["state"] == "Delivered" for m in sent),
+        within=15,  # generous for a busy machine, and half of the 30 s it took
+        what="the 20 messages delivered",
+    )
+
+    submits = smsc.submits()
+    assert [s["answered"] == "throttled" for s in submits[:10]] == [True] * 10
+    accepted = [s for s in submits if s["answered"] != "throttled"]
+    assert sorted(s["text"] for s in accepted) == sorted(f"message {n}" for n in range(20))
+    assert len(submits) == 30
+    # The pause began with the first busy answer, after the first submit_sm (Date.now, ms).
+    assert min(s["at"] for s in submits[10:]) - submits[0]["at"] >= 450
+
+
 def test_a_generic_nack_fails_the_part_and_the_session_goes_on(
     live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
 ) -> None:

@@ -20,7 +20,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -111,24 +111,45 @@ class TokenBucket:
 
 
 class Slowdown:
-    """The pause after busy answers: BUSY_FIRST, doubling with each busy answer in a row up
-    to BUSY_LONGEST; an accepted part ends it."""
+    """The pause after busy answers (docs/links.md, "Throttling"): no submit_sm goes out
+    while it lasts. BUSY_FIRST, doubling each time the carrier is busy again after a pause,
+    up to BUSY_LONGEST; an accepted answer ends it and the next starts from BUSY_FIRST again.
+    The busy answers to the submit_sm out when a pause began (a window throttled together)
+    are of that pause: they neither double it nor make it longer."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.delay = BUSY_FIRST
+        #: When the pause in force ends; 0 once none is (the sender's check reads no clock).
         self.until = 0.0
+        #: Pauses begun: a submit_sm goes out with the count of its time (`busy`'s `since`).
+        self.pauses = 0
 
-    def busy(self) -> None:
-        self.until = time.monotonic() + self.delay
+    def busy(self, since: int | None = None) -> None:
+        """A busy answer (or an intent that could not be recorded: `since` None) to a
+        submit_sm that went out when `pauses` was `since`."""
+        if since is not None and since != self.pauses:
+            return  # out before the last pause began: that pause was its answer
+        now = self.clock()
+        if now < self.until:
+            return  # a pause in force already
+        self.until = now + self.delay
         self.delay = min(BUSY_LONGEST, self.delay * 2)
+        self.pauses += 1
 
     def accepted(self) -> None:
         self.delay = BUSY_FIRST
+        self.until = 0.0
 
-    async def wait(self) -> None:
-        pause = self.until - time.monotonic()
-        if pause > 0:
-            await asyncio.sleep(pause)
+    def left(self) -> float:
+        """The seconds the pause in force has left (0: none is)."""
+        if not self.until:
+            return 0.0
+        left = self.until - self.clock()
+        if left <= 0:
+            self.until = 0.0
+            return 0.0
+        return left
 
 
 def backoff(attempt: int, longest: float) -> float:
@@ -314,7 +335,7 @@ class LinkRunner:
                 self.refill = asyncio.create_task(self._refill(claim_anyway=fresh))
                 self.refill.add_done_callback(lambda _: self._wake.set())
                 fresh = False
-            await self.slowdown.wait()  # a busy carrier, or a failed intent: a pause first
+            await self._pause(session)  # a busy carrier, or a failed intent: a pause first
             if not self._over_now(session):
                 self._prepare()
             if not self.ready:
@@ -334,6 +355,14 @@ class LinkRunner:
                 await self._until_ready(session)
                 continue
             await self._submit_some(session)
+
+    async def _pause(self, session: Session) -> None:
+        """Wait out the slowdown's pause in force (none: return at once), or until an
+        accepted answer ends it, the session ends or the link stops."""
+        while (left := self.slowdown.left()) > 0 and not self._over_now(session):
+            self._wake.clear()  # (set by every answer: an accepted one ends the pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
 
     def _prepare(self) -> None:
         """Record the intent of the next parts of the backlog, up to `ahead` parts intended
@@ -433,12 +462,15 @@ class LinkRunner:
             return
         # Only this task takes places and ready parts: both can only grow meanwhile.
         taken = await self.bucket.take(min(self.free, len(self.ready)))
-        if self._over_now(session):  # while waiting for the tokens
+        # While waiting for the tokens: the session ended, or a busy answer came (the tokens
+        # are forgone, a tenth of a second's worth at most: the pause is longer).
+        if self._over_now(session) or self.slowdown.until:
             return
         jobs = [self.ready.popleft() for _ in range(min(taken, len(self.ready)))]
         self.free -= len(jobs)
+        since = self.slowdown.pauses
         for job in jobs:
-            self._fly(self._submit(session, job))
+            self._fly(self._submit(session, job, since))
 
     def _fly(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -451,12 +483,16 @@ class LinkRunner:
         answers may never come; in mode tx_rx the transmitter may outlive the receiver),
         and when poked while the backlog is low (a message was queued: the caller claims it
         meanwhile, rather than once the carrier answers). While it waits, the parts planned
-        are intended ahead as the sender's loop would (`_prepare`)."""
+        are intended ahead as the sender's loop would (`_prepare`). A place free during a
+        pause of the slowdown waits for its end (a busy answer frees its place at once)."""
         while True:
             if self._over_now(session):
                 return False
             if self.free > 0:
-                return True
+                if not self.slowdown.until:
+                    return True
+                await self._pause(session)
+                continue
             if self._poke.is_set() and self._waiting() < self.low_water and not self._refilling():
                 return False
             # Parts a refill planned meanwhile get their intent now, not once a place frees
@@ -474,7 +510,8 @@ class LinkRunner:
             self._encoded = (job.message_id, encoded)
         return self._encoded[1]
 
-    async def _submit(self, session: Session, job: PartJob) -> None:
+    async def _submit(self, session: Session, job: PartJob, since: int) -> None:
+        """`since`: the slowdown's pauses begun when the part was taken (`Slowdown.busy`)."""
         try:
             encoded = self._encode(job)
             body = encoded.parts[job.part - 1] if job.part <= len(encoded.parts) else b""
@@ -508,7 +545,7 @@ class LinkRunner:
             self._answer(job, repository.ACCEPTED, answer.message_id, None)
         elif answer.busy:
             assert answer.status is not None
-            self.slowdown.busy()
+            self.slowdown.busy(since)
             log.info("link %s: the SMSC is busy (%s); slowing down", self.link.device_id,
                      status_text(answer.status))  # fmt: skip
             await self._again(job)
