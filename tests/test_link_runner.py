@@ -1,11 +1,36 @@
 """The link runner's pacing on its own (links/runner.py), with an injected clock: the pause
-after busy answers (docs/links.md, "Throttling")."""
+after busy answers (docs/links.md, "Throttling") and the pauses between binds ("Connection
+and errors in the log")."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+from typing import Any, cast
+
 import pytest
 
-from smsgw.links.runner import BUSY_FIRST, BUSY_LONGEST, Slowdown
+from smsgw.db.engine import Database
+from smsgw.events.signals import Signals
+from smsgw.links.repository import LinkRecord, PartJob
+from smsgw.links.runner import (
+    BUSY_FIRST,
+    BUSY_LONGEST,
+    HELD_SECONDS,
+    RECONNECT_FIRST,
+    LinkOptions,
+    LinkRunner,
+    Reconnects,
+    Slowdown,
+)
+from smsgw.links.schemas import TRANSCEIVER
+from smsgw.links.session import Answer, Session, Submit
+from smsgw.webhooks.hub import OptOutWords
+
+pytestmark = pytest.mark.one_engine("no database")  # conftest.py
+
+#: SMSGW_LINK_RECONNECT_MAX_SECONDS's default.
+LONGEST = 60.0
 
 
 class Clock:
@@ -90,3 +115,82 @@ def test_an_intent_that_could_not_be_recorded_pauses_unless_a_pause_is_in_force(
 
     assert slowdown.left() == pytest.approx(BUSY_FIRST - 0.1)
     assert slowdown.delay == 2 * BUSY_FIRST
+
+
+def drawn_from(pauses: list[float], steps: list[float]) -> bool:
+    """Whether each pause was drawn from the upper half of its step of the backoff."""
+    assert len(pauses) == len(steps)
+    return all(step / 2 <= pause <= step for pause, step in zip(pauses, steps, strict=True))
+
+
+def test_sessions_that_end_at_once_count_as_failed_attempts() -> None:
+    """A carrier that accepts each bind and drops the connection at once: the pauses double
+    up to the longest, as for binds that fail."""
+    clock = Clock()
+    reconnects = Reconnects(LONGEST, clock)
+    pauses = []
+    for _ in range(9):
+        reconnects.bound()
+        clock.now += 0.05  # dropped at once
+        reconnects.ended()
+        pauses.append(reconnects.pause())
+        clock.now += pauses[-1]
+
+    assert drawn_from(pauses, [0.5, 1, 2, 4, 8, 16, 32, 60, 60]), pauses
+
+
+def test_a_session_that_stayed_bound_starts_the_backoff_again() -> None:
+    clock = Clock()
+    reconnects = Reconnects(LONGEST, clock)
+    for _ in range(4):  # four failed attempts: the next pause would be 8 s
+        reconnects.pause()
+
+    reconnects.bound()
+    clock.now += HELD_SECONDS
+    reconnects.ended()
+
+    assert drawn_from([reconnects.pause(), reconnects.pause()], [RECONNECT_FIRST, 1])
+
+
+def test_a_session_that_carried_traffic_starts_the_backoff_again() -> None:
+    clock = Clock()
+    reconnects = Reconnects(LONGEST, clock)
+    for _ in range(4):
+        reconnects.pause()
+
+    reconnects.bound()
+    reconnects.carried = True  # what the runner sets when a submit_sm is accepted
+    clock.now += 1
+    reconnects.ended()
+    assert drawn_from([reconnects.pause()], [RECONNECT_FIRST])
+
+    reconnects.bound()  # the next session has carried nothing yet
+    clock.now += 1
+    reconnects.ended()
+    assert drawn_from([reconnects.pause()], [1])
+
+
+class AcceptingSession:
+    """A session whose carrier accepts every submit_sm."""
+
+    dead = unanswered = False
+
+    async def submit(self, part: Submit) -> Answer:
+        return Answer(True, 0, message_id="1")
+
+
+def test_an_accepted_submit_sm_marks_the_session_as_held() -> None:
+    """The runner tells its reconnects that the session carried traffic."""
+    link = LinkRecord(
+        "link-runner-test", 1, "test", "smpp", "127.0.0.1", 2775, "user", "secret", "",
+        "TEST", 5, 0, 100, 10, 0, TRANSCEIVER, "new", None, datetime.now(UTC),
+    )  # fmt: skip
+    options = LinkOptions(1.0, LONGEST, 10, 0.1, OptOutWords(cast(Any, None), None))
+    runner = LinkRunner(cast(Database, None), link, options, Signals())  # (no database used)
+    job = PartJob(1, 1, "ext", "+12025550100", 1, 1, "hello", False)
+    runner.reconnects.bound()
+    assert not runner.reconnects.carried
+
+    asyncio.run(runner._submit(cast(Session, AcceptingSession()), job, 0))
+
+    assert runner.reconnects.carried

@@ -7,6 +7,7 @@ inbox; a busy carrier slows the link; a lost connection and a refused bind are s
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import re
@@ -21,7 +22,9 @@ from typer.testing import CliRunner
 from smsgw.cli import app
 from smsgw.db.engine import database_for
 from smsgw.links import repository
+from smsgw.links.runner import RECONNECT_FIRST
 from tests.conftest import Account, LiveServer, database_rows, running
+from tests.fakes.drop_smsc import DropAfterBind
 from tests.fakes.receiver import Receiver
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 from tests.test_cli import environment
@@ -60,7 +63,11 @@ def cli(server: LiveServer, *args: str, stdin: str | None = None, code: int = 0)
 
 
 def add_link(
-    server: LiveServer, smsc: Smsc, login: str, *options: str, password: str = PASSWORD
+    server: LiveServer,
+    smsc: Smsc | DropAfterBind,
+    login: str,
+    *options: str,
+    password: str = PASSWORD,
 ) -> str:
     said = cli(
         server, "links", "add", "smpp", "--user", login, "--host", "127.0.0.1",
@@ -372,6 +379,25 @@ def test_a_refused_bind_is_said_in_the_log_and_the_links_list(
     assert not any("wrong" in line for line in said)  # the password is never logged
     listing = cli(live, "links", "list")
     assert "wrong" not in listing and "secret" not in listing
+
+
+def test_a_carrier_that_drops_each_bind_at_once_is_bound_again_ever_more_slowly(
+    live: LiveServer, alice: Account
+) -> None:
+    """An SMSC that accepts the bind and closes the connection at once (a limit on binds, a
+    policy): each such session counts as a failed attempt, so the pauses between binds
+    double from 0.5 s, each at least the lower half of its step: at most six binds in the
+    first 10 s. (Before, a successful bind started the backoff again: a bind every 0.25 to
+    0.5 s, for ever, which a carrier may punish by blocking the account.) Only lower bounds
+    of the pauses are checked: a busy machine only makes them longer."""
+    with DropAfterBind() as smsc:
+        add_link(live, smsc, alice.login)
+        wait_until(lambda: len(smsc.binds()) >= 6, within=90, what="six binds")
+        binds = smsc.binds()[:6]
+
+    gaps = [later - earlier for earlier, later in itertools.pairwise(binds)]
+    least = [RECONNECT_FIRST * 2**step / 2 for step in range(5)]  # 0.25, 0.5, 1, 2, 4 s
+    assert all(gap >= 0.9 * low for gap, low in zip(gaps, least, strict=True)), gaps
 
 
 def test_the_link_unbinds_when_the_server_stops(tmp_path: Path, smsc: Smsc) -> None:

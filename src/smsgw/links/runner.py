@@ -54,6 +54,12 @@ DRAIN_SECONDS = 5.0
 #: The first pause after a busy answer (throttled, queue full); it doubles up to the last.
 BUSY_FIRST, BUSY_LONGEST = 0.5, 30.0
 RECONNECT_FIRST = 0.5
+#: A session that stays bound this long, or on which the carrier accepts a submit_sm, held:
+#: the reconnect backoff starts again from its first step. One that ends sooner counts as a
+#: failed attempt, so that a carrier that accepts the bind and drops the connection at once
+#: (a limit on binds, a policy) is not bound again every half second, which may get the
+#: account blocked.
+HELD_SECONDS = 30.0
 #: The most messages a fast link claims at once (SMSGW_CLAIM_CAP's own upper bound).
 CLAIM_MOST = 100
 #: How long the recorder waits after an answer or a receipt before recording, so that
@@ -159,6 +165,34 @@ def backoff(attempt: int, longest: float) -> float:
     return random.uniform(delay / 2, delay)
 
 
+class Reconnects:
+    """The pauses between binds (`backoff`), counted from the last session that held
+    (HELD_SECONDS)."""
+
+    def __init__(self, longest: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.longest, self.clock = longest, clock
+        #: Attempts since the last session that held (failed binds, sessions that ended
+        #: too soon).
+        self.attempt = 0
+        self.bound_at = 0.0
+        #: The carrier accepted a submit_sm on the session bound last (set by the runner).
+        self.carried = False
+
+    def bound(self) -> None:
+        self.bound_at = self.clock()
+        self.carried = False
+
+    def ended(self) -> None:
+        """The session bound last ended: the next pause is the first step if it held."""
+        if self.carried or self.clock() - self.bound_at >= HELD_SECONDS:
+            self.attempt = 0
+
+    def pause(self) -> float:
+        """The pause before the next bind (after a failed bind, or a session's end)."""
+        self.attempt += 1
+        return backoff(self.attempt, self.longest)
+
+
 def _answer_label(answer: Answer) -> str:
     """The SMSC's answer to a submit_sm as /metrics counts it."""
     if answer.status is None:
@@ -177,6 +211,7 @@ class LinkRunner:
         self.free = link.window
         self.bucket = TokenBucket(link.throughput)
         self.slowdown = Slowdown()
+        self.reconnects = Reconnects(options.reconnect_longest)
         #: Parts planned, their intent not recorded yet.
         self.backlog: deque[PartJob] = deque()
         #: Parts whose intent is committed, waiting for a place in the window (at most
@@ -249,7 +284,6 @@ class LinkRunner:
             await self._flush(final=True)
 
     async def _sessions(self) -> None:
-        attempt = 0
         where = f"{self.link.host}:{self.link.port}"
         while not self._stopping.is_set():
             session = Session(self.link, self.options.connect_timeout)
@@ -261,11 +295,12 @@ class LinkRunner:
                 await self._state("down", str(error))
             else:
                 log.info("link %s: bound to %s", self.link.device_id, where)
-                attempt = 0
+                self.reconnects.bound()
                 try:
                     await self._state("bound", None)
                     await self._serve(session)
                 finally:
+                    self.reconnects.ended()  # (its length: not the writes that follow)
                     await session.close()
                 if self._stopping.is_set():
                     await self._state("down", "stopped (unbound)")
@@ -275,9 +310,8 @@ class LinkRunner:
                     why += " after a submit_sm went unanswered"
                 log.warning("link %s: %s", self.link.device_id, why)
                 await self._state("down", f"{why}; reconnecting")
-            attempt += 1
             with contextlib.suppress(TimeoutError):
-                pause = backoff(attempt, self.options.reconnect_longest)
+                pause = self.reconnects.pause()
                 await asyncio.wait_for(self._stopping.wait(), pause)
 
     async def _state(self, state: str, detail: str | None) -> None:
@@ -542,6 +576,7 @@ class LinkRunner:
             metrics.link_submitted(self.link.device_id, _answer_label(answer))
         if answer.status == 0:
             self.slowdown.accepted()
+            self.reconnects.carried = True  # the session held (the backoff starts over)
             self._answer(job, repository.ACCEPTED, answer.message_id, None)
         elif answer.busy:
             assert answer.status is not None
