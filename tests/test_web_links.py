@@ -174,12 +174,24 @@ def test_queue_depth_counts_the_accounts_messages_the_link_could_take(
     other = {"phoneNumbers": [NUMBER], "textMessage": {"text": "pinned"}, "deviceId": link_id}
     assert api.post("/messages", json=other).status_code == 200
 
-    link = the_link(api)
-    assert link["queue"] == {"waiting": 3, "planned": 0, "inFlight": 0}
-    assert str(link["detail"]).startswith(f"cannot connect to 127.0.0.1:{closed}")
-    row = row_of(dashboard.http.get(PAGE).text, link_id)
-    assert "3 waiting, 0 planned, 0 in flight" in row
-    assert f"down: cannot connect to 127.0.0.1:{closed}" in row
+    # Read while the link is down: between its attempts it is `connecting` again (and the
+    # sends above may take longer than its pause on a busy machine).
+    seen: dict[str, Any] = {}
+
+    def down() -> bool:
+        seen["link"] = the_link(api)
+        return bool(seen["link"]["state"] == "down")
+
+    wait_until(down, within=90, what="the link down again")
+    assert seen["link"]["queue"] == {"waiting": 3, "planned": 0, "inFlight": 0}
+    assert str(seen["link"]["detail"]).startswith(f"cannot connect to 127.0.0.1:{closed}")
+
+    def down_on_the_page() -> bool:
+        seen["row"] = row_of(dashboard.http.get(PAGE).text, link_id)
+        return f"down: cannot connect to 127.0.0.1:{closed}" in seen["row"]
+
+    wait_until(down_on_the_page, within=90, what="the link down on the page")
+    assert "3 waiting, 0 planned, 0 in flight" in seen["row"]
 
 
 def test_the_form_names_every_error_on_its_field_and_never_echoes_the_password(
