@@ -6,6 +6,7 @@ import asyncio
 import gc
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -31,6 +32,7 @@ from smsgw.accounts import service as accounts
 from smsgw.app import create_app
 from smsgw.cli.serve import Server
 from smsgw.config import Settings, load_settings
+from smsgw.db import migrate
 from smsgw.db.engine import database_for
 from smsgw.domain import clock
 
@@ -157,7 +159,7 @@ _postgresql: Callable[[Path], str] | None = None
 
 @pytest.fixture(autouse=True)
 def _engine_of_the_test(engine: str, request: pytest.FixtureRequest) -> Iterator[None]:
-    global _postgresql
+    global _postgresql, _cluster
     if engine == "postgresql":
         sqlite_only = request.node.get_closest_marker("sqlite_only")
         if sqlite_only is not None:
@@ -169,13 +171,17 @@ def _engine_of_the_test(engine: str, request: pytest.FixtureRequest) -> Iterator
             key = Path(data_dir).resolve()
             if key not in made:
                 made[key] = cluster.create_database()
+                _made_here.add(made[key])
             return made[key]
 
         _postgresql = database
+        _cluster = cluster
     try:
         yield
     finally:
         _postgresql = None
+        _cluster = None
+        _made_here.clear()
 
 
 def database_rows(settings: Settings, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -378,6 +384,89 @@ def smsc() -> Iterator[Smsc]:
     # smsgw never writes a PDU the simulator cannot frame (smpp34's short deliver_sm_resp
     # of a full queue did: links/session.py INBOUND_CAPACITY)
     assert broken == 0, f"the simulator closed {broken} session(s) on a PDU it could not read"
+
+
+#: PostgreSQL databases `make_settings` made in the session's cluster for this test process
+#: (`_engine_of_the_test`): empty, owned by postgres; and the cluster.
+_made_here: set[str] = set()
+_cluster: pgcluster.Cluster | None = None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _schema_from_a_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A new database brought to the newest revision in this process is a copy of one this
+    process migrated once: a SQLite file copied, a PostgreSQL database made again from a
+    template database. Alembic's migrations took about 0.2 s of CPU (and many syncs) for each
+    of the suite's thousands of databases. Everything else goes to Alembic as before: a
+    database with a schema (or data), an older revision, a PostgreSQL database the test made
+    itself, and `smsgw` run as a process. tests/test_migrations.py and
+    tests/test_migrations_postgresql.py check that the migrations make what the models say
+    (their tests run Alembic: `real_migrations`)."""
+    real = migrate.upgrade
+    sqlite_template: list[Path] = []
+    pg_templates: dict[int, str] = {}  # per cluster (its port): the template database
+
+    def sqlite_copy(path: Path) -> None:
+        if not sqlite_template:
+            settings = load_settings(
+                data_dir=tmp_path_factory.mktemp("schema") / "data", bootstrap_account=False
+            )
+            real(settings)
+            made = migrate.sqlite_path(settings)
+            assert made is not None and not Path(f"{made}-wal").exists()
+            sqlite_template.append(made)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sqlite_template[0], path)
+
+    def postgresql_copy(cluster: pgcluster.Cluster, url: str) -> bool:
+        if cluster.port not in pg_templates:
+            template = cluster.create_database()
+            real(load_settings(
+                data_dir=tmp_path_factory.mktemp("schema"), database_url=template,
+                bootstrap_account=False,
+            ))  # fmt: skip
+            pg_templates[cluster.port] = template
+        return cluster.remake_from(url, pg_templates[cluster.port])
+
+    def upgrade(settings: Settings, revision: str = "head") -> migrate.Outcome:
+        if revision == "head" and not _real_migrations:
+            path = migrate.sqlite_path(settings)
+            if path is not None and _new_file(path):
+                sqlite_copy(path)
+                return "created"
+            url = settings.database_url
+            if url in _made_here and _cluster is not None and postgresql_copy(_cluster, url):
+                _made_here.discard(url)
+                return "created"
+        return real(settings, revision)
+
+    migrate.upgrade = upgrade  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        migrate.upgrade = real  # type: ignore[assignment]
+
+
+#: Whether the running test asks for Alembic itself (marker `real_migrations`).
+_real_migrations = False
+
+
+@pytest.fixture(autouse=True)
+def _migrations_of_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    global _real_migrations
+    _real_migrations = request.node.get_closest_marker("real_migrations") is not None
+    try:
+        yield
+    finally:
+        _real_migrations = False
+
+
+def _new_file(path: Path) -> bool:
+    """Whether a SQLite file is not there yet, or empty with no journal beside it."""
+    if not path.exists():
+        return True
+    journals = (Path(f"{path}{end}") for end in ("-wal", "-journal"))
+    return path.stat().st_size == 0 and not any(journal.exists() for journal in journals)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,9 @@ from smsgw.db import migrate
 from smsgw.db.engine import Database, UnitConnection
 from smsgw.db.tables import Base
 
+# Alembic itself, never the test process's copy of a migrated database (conftest.py).
+pytestmark = pytest.mark.real_migrations
+
 TABLES = {"users", "devices", "messages", "recipients", "message_states", "system_values"}
 
 

@@ -27,7 +27,10 @@ from smsgw.db.tables import Base
 from tests.conftest import make_settings
 from tests.pgcluster import Cluster
 
-pytestmark = pytest.mark.one_engine("they choose their engines themselves")  # conftest.py
+pytestmark = [
+    pytest.mark.one_engine("they choose their engines themselves"),  # conftest.py
+    pytest.mark.real_migrations,  # Alembic itself, never a copy of a migrated database
+]
 
 TABLES = {"users", "devices", "messages", "recipients", "message_states", "system_values"}
 
