@@ -69,7 +69,7 @@ def run_a_link(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, l
             for _ in range(2):  # the second claim finds parts of the link already
                 await links.claim(db, link, 20)
                 jobs = await links.unsent(db, link, 100)
-                await links.intend(db, [job.id for job in jobs])
+                await links.intend(db, link, [job.id for job in jobs])
                 answers = [(job.id, "accepted", f"C{job.id}", None) for job in jobs]
                 await links.settle(db, link, answers, [])
                 text = "id:C{} sub:001 dlvrd:001 submit date:2612011200 stat:DELIVRD err:000"

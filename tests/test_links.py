@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from smsgw.cli import app
 from smsgw.db.engine import database_for
-from smsgw.links import repository
+from smsgw.links import repository, service
 from smsgw.links.runner import RECONNECT_FIRST
 from tests.conftest import Account, LiveServer, database_rows, running
 from tests.fakes.drop_smsc import DropAfterBind
@@ -103,6 +103,59 @@ def message(api: httpx.Client, message_id: str) -> dict[str, Any]:
 def reaches(api: httpx.Client, message_id: str, state: str) -> dict[str, Any]:
     wait_until(lambda: message(api, message_id)["state"] == state, what=f"{message_id} {state}")
     return message(api, message_id)
+
+
+class Rounds:
+    """The answer of links/service.py `lease`, which each round of the links' supervisor
+    (workers/links.py) asks for: held still on demand (`freeze`), so that the rounds then
+    neither start nor stop a runner, as when the next round has not come yet."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.real = service.lease
+        self.last: Any = None
+        self.frozen = False
+        self.held_still = 0
+        monkeypatch.setattr(service, "lease", self._lease)
+
+    async def _lease(self, *args: Any) -> Any:
+        if self.frozen and self.last is not None:
+            self.held_still += 1
+            return self.last
+        self.last = await self.real(*args)
+        return self.last
+
+    def freeze(self) -> None:
+        """Hold the answer still from now on: returns once a round got the held answer (so
+        that no round is still asking the database)."""
+        self.frozen, held = True, self.held_still
+        wait_until(lambda: self.held_still > held, what="a round held still")
+
+    def thaw(self) -> None:
+        self.frozen = False
+
+
+#: The texts of the parts intended (recorded as submitted, or about to be).
+INTENDED = (
+    "SELECT m.text FROM link_parts p JOIN messages m ON m.id = p.message_id"
+    " WHERE p.submitted_at IS NOT NULL"
+)
+
+
+def a_window_intended_ahead(
+    server: LiveServer, api: httpx.Client, smsc: Smsc, login: str
+) -> tuple[str, set[str]]:
+    """A link of window 2 and 10 submit_sm a second whose SMSC holds its answers, with 20
+    messages queued: 2 submitted and awaiting their answer, 2 more intended ahead (the
+    most it intends: runner.py `intended_ahead`), the rest planned. The link, and the
+    texts of the 4 parts intended."""
+    smsc.hold(True)
+    for n in range(20):
+        send(api, f"message {n}")
+    link_id = add_link(server, smsc, login, "--window", "2", "--throughput", "10")
+    bound(server, link_id)
+    wait_until(lambda: smsc.count() == 2, what="a full window")
+    wait_until(lambda: len(database_rows(server.settings, INTENDED)) == 4, what="intended ahead")
+    return link_id, {text for (text,) in database_rows(server.settings, INTENDED)}
 
 
 def hook(api: httpx.Client, receiver: Receiver, *events: str) -> None:
@@ -420,3 +473,29 @@ def test_deleting_a_link_unbinds_it_and_removes_it_from_the_list(
     wait_until(lambda: smsc.binds()["unbinds"] == 1, what="the unbind")
     assert json.loads(cli(live, "links", "list", "--json")) == []
     cli(live, "links", "delete", link_id, "--yes", code=1)
+
+
+def test_a_deleted_links_runner_submits_no_part_it_had_not_intended_before(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """docs/links.md: once a link is deleted, its parts not yet submitted are not sent. Its
+    runner hears of the deletion only at its supervisor's next round (held back here, as a
+    slow round would be); meanwhile its intents take nothing (the parts went with the
+    link), so it submits no part but those it had intended before the delete."""
+    caplog.set_level(logging.INFO, logger="smsgw.links")
+    rounds = Rounds(monkeypatch)
+    link_id, intended = a_window_intended_ahead(live, api, smsc, alice.login)
+    rounds.freeze()
+    cli(live, "links", "delete", link_id, "--yes")
+
+    assert smsc.release() == 2  # the window's answers: places for more
+
+    def dropped() -> bool:
+        return any("no longer planned on the link" in r.getMessage() for r in caplog.records)
+
+    wait_until(lambda: dropped() or smsc.count() > 4, what="an intent after the delete")
+    rounds.thaw()
+    wait_until(lambda: smsc.binds()["unbinds"] == 1, what="the unbind")
+    assert {s["text"] for s in smsc.submits()} <= intended
+    assert smsc.count() <= 4

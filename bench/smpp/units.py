@@ -86,7 +86,7 @@ async def cycle(data: Path, count: int, sql: list[str]) -> tuple[float, int]:
             claimed = await links.claim(db, link, 40)
             jobs = await links.unsent(db, link, 100)
             for at in range(0, len(jobs), 5):
-                await links.intend(db, [job.id for job in jobs[at : at + 5]])
+                await links.intend(db, link, [job.id for job in jobs[at : at + 5]])
             for at in range(0, len(jobs), 10):
                 chunk = jobs[at : at + 10]
                 answers = [(job.id, "accepted", f"C{job.id}", None) for job in chunk]

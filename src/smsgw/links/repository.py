@@ -214,11 +214,20 @@ async def unsent(conn: UnitConnection, device_id: str, limit: int) -> list[PartJ
     return jobs
 
 
-async def intend(conn: UnitConnection, ids: list[int], now: datetime) -> None:
-    """Record that these parts' submit_sm are about to go out."""
+async def intend(conn: UnitConnection, device_id: str, ids: list[int], now: datetime) -> set[int]:
+    """Record that these parts' submit_sm are about to go out; the parts it took. Only parts
+    still planned on the link are taken: not those of a link deleted meanwhile (its parts
+    went with it), nor those cancelled, nor those intended already."""
+    taken: set[int] = set()
     for chunk in _chunks(ids):
-        query = f"UPDATE link_parts SET submitted_at = ? WHERE id IN ({marks(len(chunk))})"  # noqa: S608
-        await conn.execute(query, [_STAMP(conn, now), *chunk])
+        query = (
+            "UPDATE link_parts SET submitted_at = ?"  # noqa: S608
+            f" WHERE id IN ({marks(len(chunk))}) AND device_id = ?"
+            " AND submitted_at IS NULL AND outcome IS NULL RETURNING id"
+        )
+        rows = await conn.execute(query, [_STAMP(conn, now), *chunk, device_id])
+        taken.update(row[0] for row in rows.fetchall())
+    return taken
 
 
 async def unintend(conn: UnitConnection, ids: list[int]) -> None:

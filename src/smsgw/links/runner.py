@@ -415,9 +415,11 @@ class LinkRunner:
 
     async def _intend(self, jobs: list[PartJob]) -> None:
         """The batch's intent committed, then ready to submit; if it could not be recorded,
-        the parts wait first in line again."""
+        the parts wait first in line again. A part the intent did not take (no longer
+        planned on the link: deleted with it, or cancelled) leaves the runner's hands
+        unsent."""
         try:
-            await service.intend(self.db, [job.id for job in jobs])
+            taken = await service.intend(self.db, self.link, [job.id for job in jobs])
         except BaseException as error:
             self.backlog.extendleft(reversed(jobs))
             if not isinstance(error, Exception):
@@ -427,10 +429,21 @@ class LinkRunner:
             )
             self.slowdown.busy()  # a pause before the next try
         else:
-            self.ready.extend(jobs)
+            if len(taken) == len(jobs):
+                self.ready.extend(jobs)
+            else:
+                self._drop([job for job in jobs if job.id not in taken])
+                self.ready.extend(job for job in jobs if job.id in taken)
         finally:
             self.intending -= len(jobs)
             self._wake.set()
+
+    def _drop(self, jobs: list[PartJob]) -> None:
+        """Parts no longer planned on the link when their intent was recorded: not sent."""
+        for job in jobs:
+            self.queued.discard(job.id)
+        log.info("link %s: %d part(s) no longer planned on the link (deleted, or their "
+                 "message cancelled); not sent", self.link.device_id, len(jobs))  # fmt: skip
 
     async def _until_ready(self, session: Session) -> None:
         """Wait until an intent commits (or fails), or the session ends, or the link stops

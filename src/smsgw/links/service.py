@@ -288,10 +288,12 @@ async def unsent(db: Database, link: LinkRecord, limit: int) -> list[repository.
     return await db.read_unit(lambda conn: repository.unsent(conn, link.device_id, limit))
 
 
-async def intend(db: Database, ids_: list[int]) -> None:
-    """Record that these parts' submit_sm are about to go out; returns once committed."""
+async def intend(db: Database, link: LinkRecord, ids_: list[int]) -> set[int]:
+    """Record that these parts' submit_sm are about to go out; returns once committed, with
+    the parts it took (those still planned on the link: repository.intend). Only those
+    may be submitted."""
     now = clock.now()
-    await db.write_unit(lambda conn: repository.intend(conn, ids_, now))
+    return await db.write_unit(lambda conn: repository.intend(conn, link.device_id, ids_, now))
 
 
 async def unintend(db: Database, ids_: list[int]) -> None:
