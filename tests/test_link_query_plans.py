@@ -62,6 +62,7 @@ def run_a_link(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, l
             config = SmppSettings(host="127.0.0.1", port=9, system_id="x", password="y")
             await links.add(db, 1, "alice", None, config)
             link = (await links.of_user(db, 1))[0]
+            await links.lease(db, "me", 3600)  # (an intent requires the link's lease)
             for n in range(40):  # (sent before the recording: the API's statements)
                 await messages.send(db, None, 1, SendCommand(["+12025550100"], text=f"m{n}"))
             monkeypatch.setattr(SQLiteUnit, "execute", recorded_execute)
@@ -69,7 +70,7 @@ def run_a_link(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, l
             for _ in range(2):  # the second claim finds parts of the link already
                 await links.claim(db, link, 20)
                 jobs = await links.unsent(db, link, 100)
-                await links.intend(db, link, [job.id for job in jobs])
+                await links.intend(db, link, "me", [job.id for job in jobs])
                 answers = [(job.id, "accepted", f"C{job.id}", None) for job in jobs]
                 await links.settle(db, link, answers, [])
                 text = "id:C{} sub:001 dlvrd:001 submit date:2612011200 stat:DELIVRD err:000"

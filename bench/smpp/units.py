@@ -73,6 +73,7 @@ async def cycle(data: Path, count: int, sql: list[str]) -> tuple[float, int]:
         config = SmppSettings(host="127.0.0.1", port=9, system_id="bench", password="bench")
         await links.add(db, 1, "bench", None, config)
         [link] = await links.of_user(db, 1)
+        await links.lease(db, "bench", 3600)  # (an intent requires the link's lease)
 
         def command(n: int) -> SendCommand:
             return SendCommand(["+12025550100"], text=f"message number {n} for you")
@@ -86,7 +87,7 @@ async def cycle(data: Path, count: int, sql: list[str]) -> tuple[float, int]:
             claimed = await links.claim(db, link, 40)
             jobs = await links.unsent(db, link, 100)
             for at in range(0, len(jobs), 5):
-                await links.intend(db, link, [job.id for job in jobs[at : at + 5]])
+                await links.intend(db, link, "bench", [job.id for job in jobs[at : at + 5]])
             for at in range(0, len(jobs), 10):
                 chunk = jobs[at : at + 10]
                 answers = [(job.id, "accepted", f"C{job.id}", None) for job in chunk]

@@ -214,18 +214,27 @@ async def unsent(conn: UnitConnection, device_id: str, limit: int) -> list[PartJ
     return jobs
 
 
-async def intend(conn: UnitConnection, device_id: str, ids: list[int], now: datetime) -> set[int]:
+#: The link's lease is still `driver`'s (links.driver, lease_until: `lease`).
+_LEASED = "EXISTS (SELECT 1 FROM links WHERE device_id = ? AND driver = ? AND lease_until > ?)"
+
+
+async def intend(
+    conn: UnitConnection, device_id: str, driver: str, ids: list[int], now: datetime
+) -> set[int]:
     """Record that these parts' submit_sm are about to go out; the parts it took. Only parts
     still planned on the link are taken: not those of a link deleted meanwhile (its parts
-    went with it), nor those cancelled, nor those intended already."""
+    went with it), nor those cancelled, nor those intended already; and none unless
+    `driver` still holds the link's lease (another driver that took the link over fails
+    the parts intended before as "not resent": they must not go out)."""
     taken: set[int] = set()
+    stamp = _STAMP(conn, now)
     for chunk in _chunks(ids):
         query = (
             "UPDATE link_parts SET submitted_at = ?"  # noqa: S608
             f" WHERE id IN ({marks(len(chunk))}) AND device_id = ?"
-            " AND submitted_at IS NULL AND outcome IS NULL RETURNING id"
+            f" AND submitted_at IS NULL AND outcome IS NULL AND {_LEASED} RETURNING id"
         )
-        rows = await conn.execute(query, [_STAMP(conn, now), *chunk, device_id])
+        rows = await conn.execute(query, [stamp, *chunk, device_id, device_id, driver, stamp])
         taken.update(row[0] for row in rows.fetchall())
     return taken
 

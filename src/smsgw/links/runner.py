@@ -204,9 +204,12 @@ def _answer_label(answer: Answer) -> str:
 
 class LinkRunner:
     def __init__(
-        self, db: Database, link: LinkRecord, options: LinkOptions, signals: Signals
+        self, db: Database, link: LinkRecord, options: LinkOptions, signals: Signals, driver: str
     ) -> None:
+        """`driver`: the process's name in the links' leases (workers/links.py), whose lease
+        on the link every intent requires."""
         self.db, self.link, self.options, self.signals = db, link, options, signals
+        self.driver = driver
         #: Free places in the window (submit_sm that may go out without awaiting an answer).
         self.free = link.window
         self.bucket = TokenBucket(link.throughput)
@@ -416,10 +419,10 @@ class LinkRunner:
     async def _intend(self, jobs: list[PartJob]) -> None:
         """The batch's intent committed, then ready to submit; if it could not be recorded,
         the parts wait first in line again. A part the intent did not take (no longer
-        planned on the link: deleted with it, or cancelled) leaves the runner's hands
-        unsent."""
+        planned on the link: deleted with it, or cancelled; or the link's lease is no
+        longer this process's) leaves the runner's hands unsent."""
         try:
-            taken = await service.intend(self.db, self.link, [job.id for job in jobs])
+            taken = await service.intend(self.db, self.link, self.driver, [j.id for j in jobs])
         except BaseException as error:
             self.backlog.extendleft(reversed(jobs))
             if not isinstance(error, Exception):
@@ -439,11 +442,13 @@ class LinkRunner:
             self._wake.set()
 
     def _drop(self, jobs: list[PartJob]) -> None:
-        """Parts no longer planned on the link when their intent was recorded: not sent."""
+        """Parts their intent did not take (`_intend`): not sent. Those still planned come
+        back with a later refill, if the lease is still this process's."""
         for job in jobs:
             self.queued.discard(job.id)
         log.info("link %s: %d part(s) no longer planned on the link (deleted, or their "
-                 "message cancelled); not sent", self.link.device_id, len(jobs))  # fmt: skip
+                 "message cancelled) or its lease lost; not sent", self.link.device_id,
+                 len(jobs))  # fmt: skip
 
     async def _until_ready(self, session: Session) -> None:
         """Wait until an intent commits (or fails), or the session ends, or the link stops

@@ -288,12 +288,14 @@ async def unsent(db: Database, link: LinkRecord, limit: int) -> list[repository.
     return await db.read_unit(lambda conn: repository.unsent(conn, link.device_id, limit))
 
 
-async def intend(db: Database, link: LinkRecord, ids_: list[int]) -> set[int]:
+async def intend(db: Database, link: LinkRecord, driver: str, ids_: list[int]) -> set[int]:
     """Record that these parts' submit_sm are about to go out; returns once committed, with
-    the parts it took (those still planned on the link: repository.intend). Only those
-    may be submitted."""
+    the parts it took (those still planned on the link, while `driver` holds its lease:
+    repository.intend). Only those may be submitted."""
     now = clock.now()
-    return await db.write_unit(lambda conn: repository.intend(conn, link.device_id, ids_, now))
+    return await db.write_unit(
+        lambda conn: repository.intend(conn, link.device_id, driver, ids_, now)
+    )
 
 
 async def unintend(db: Database, ids_: list[int]) -> None:

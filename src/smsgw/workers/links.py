@@ -83,7 +83,7 @@ class LinkSupervisor:
             if running is not None and not running[1].cancelled() and running[1].exception():
                 log.error("link %s failed; starting it again", device_id,
                           exc_info=running[1].exception())  # fmt: skip
-            runner = LinkRunner(self.db, link, self.options, self.signals)
+            runner = LinkRunner(self.db, link, self.options, self.signals, self.name)
             task = asyncio.create_task(runner.run(), name=f"smsgw-link-{device_id}")
             self.runners[device_id] = (runner, task, link.user_id)
 
