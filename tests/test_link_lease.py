@@ -67,3 +67,29 @@ def test_a_runner_whose_lease_another_process_took_submits_nothing_it_had_not_in
     assert {s["text"] for s in smsc.submits()} <= intended
     assert smsc.count() <= 4
     assert database_rows(server.settings, "SELECT driver FROM links") == [("another",)]
+
+
+def test_a_runner_whose_lease_ran_out_by_its_clock_submits_nothing_until_it_is_renewed(
+    server: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A process paused past its lease finds, when it resumes, that the lease its last round
+    renewed has run out by its clock (here: its round says so, for the link's runner to
+    see first): another process may have taken the link over and failed the parts intended
+    here as "not resent". So the runner submits none of them until a round renews the
+    lease; then they go, each once."""
+    caplog.set_level(logging.WARNING, logger="smsgw.links")
+    rounds = Rounds(monkeypatch)
+    a_window_intended_ahead(server, api, smsc, alice.login)
+    rounds.lapse()
+
+    assert smsc.release() == 2  # the window's answers: places for the 2 parts intended
+
+    def held_back() -> bool:
+        return any("no submit_sm until it is" in r.getMessage() for r in caplog.records)
+
+    wait_until(lambda: held_back() or smsc.count() > 2, what="the runner held back")
+    assert smsc.count() == 2
+    rounds.thaw()  # the next round's renewal: the parts intended go, then the rest
+    wait_until(lambda: smsc.count() == 20, what="every message submitted")
+    assert sorted(s["text"] for s in smsc.submits()) == sorted(f"message {n}" for n in range(20))

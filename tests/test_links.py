@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 
 from smsgw.cli import app
 from smsgw.db.engine import database_for
+from smsgw.domain import clock
 from smsgw.links import repository, service
 from smsgw.links.runner import RECONNECT_FIRST
 from tests.conftest import Account, LiveServer, database_rows, running
@@ -108,30 +110,44 @@ def reaches(api: httpx.Client, message_id: str, state: str) -> dict[str, Any]:
 class Rounds:
     """The answer of links/service.py `lease`, which each round of the links' supervisor
     (workers/links.py) asks for: held still on demand (`freeze`), so that the rounds then
-    neither start nor stop a runner, as when the next round has not come yet."""
+    neither start nor stop a runner, as when the next round has not come yet; or with
+    leases that ran out a second ago (`lapse`), as a process paused past its lease sees
+    them when it resumes."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.real = service.lease
         self.last: Any = None
-        self.frozen = False
-        self.held_still = 0
+        self.mode = "real"
+        self.answered = 0  # (in another mode than "real")
         monkeypatch.setattr(service, "lease", self._lease)
 
     async def _lease(self, *args: Any) -> Any:
-        if self.frozen and self.last is not None:
-            self.held_still += 1
+        if self.mode == "frozen" and self.last is not None:
+            self.answered += 1
             return self.last
         self.last = await self.real(*args)
+        if self.mode == "lapsed":
+            self.answered += 1
+            ago = clock.now() - timedelta(seconds=1)
+            return [(link, ago) for link, _ in self.last]
         return self.last
+
+    def _answer(self, mode: str, rounds: int) -> None:
+        self.mode, answered = mode, self.answered
+        wait_until(lambda: self.answered >= answered + rounds, what=f"{rounds} {mode} round(s)")
 
     def freeze(self) -> None:
         """Hold the answer still from now on: returns once a round got the held answer (so
         that no round is still asking the database)."""
-        self.frozen, held = True, self.held_still
-        wait_until(lambda: self.held_still > held, what="a round held still")
+        self._answer("frozen", 1)
+
+    def lapse(self) -> None:
+        """Answer with the leases run out from now on: returns once a whole round took the
+        answer (the round after the first got it)."""
+        self._answer("lapsed", 2)
 
     def thaw(self) -> None:
-        self.frozen = False
+        self.mode = "real"
 
 
 #: The texts of the parts intended (recorded as submitted, or about to be).

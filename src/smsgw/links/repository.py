@@ -127,21 +127,23 @@ async def leases(conn: AsyncConnection) -> list[tuple[str, str | None, datetime 
     return [(row[0], row[1], row[2]) for row in await conn.execute(query)]
 
 
-async def lease(
-    conn: AsyncConnection, driver: str, now: datetime, until: datetime
-) -> list[LinkRecord]:
+#: A link a driver holds, and until when its lease lasts.
+Leased = tuple[LinkRecord, datetime]
+
+
+async def lease(conn: AsyncConnection, driver: str, now: datetime, until: datetime) -> list[Leased]:
     """Take or renew the lease on every link no other driver holds (or whose driver's lease
     ran out); the links `driver` holds now. A conditional UPDATE: of two drivers, the row
     count says which won."""
     free = or_(links.c.driver.is_(None), links.c.driver == driver, links.c.lease_until < now)
     await conn.execute(update(links).where(free).values(driver=driver, lease_until=until))
-    query = select(*_COLUMNS).select_from(_JOINED).where(links.c.driver == driver)
-    return [_record(row) for row in await conn.execute(query.order_by(links.c.device_id))]
+    return await leases_of(conn, driver)
 
 
-async def leases_of(conn: AsyncConnection, driver: str) -> list[LinkRecord]:
-    query = select(*_COLUMNS).select_from(_JOINED).where(links.c.driver == driver)
-    return [_record(row) for row in await conn.execute(query.order_by(links.c.device_id))]
+async def leases_of(conn: AsyncConnection, driver: str) -> list[Leased]:
+    query = select(*_COLUMNS, links.c.lease_until).select_from(_JOINED)
+    query = query.where(links.c.driver == driver).order_by(links.c.device_id)
+    return [(_record(row[:-1]), row[-1]) for row in await conn.execute(query)]
 
 
 async def release(conn: AsyncConnection, driver: str) -> None:

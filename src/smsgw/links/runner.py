@@ -22,11 +22,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from smsgw import metrics
 from smsgw.db.engine import Database
+from smsgw.domain import clock
 from smsgw.events import signals
 from smsgw.events.signals import Signals
 from smsgw.links import repository, service
@@ -70,6 +71,10 @@ GATHER_SECONDS = 0.01
 #: at least a window and at most AHEAD_WINDOWS windows (`intended_ahead`).
 AHEAD_SECONDS = 0.03
 AHEAD_WINDOWS = 3
+#: A runner submits only while its lease on the link (as of its last renewal) has at least
+#: this much left by the process's own clock: the clock of a process that may take the link
+#: over once the lease has run out may be ahead (docs/links.md, "Durability").
+LEASE_MARGIN = timedelta(seconds=5)
 
 
 def intended_ahead(window: int, throughput: int) -> int:
@@ -204,12 +209,21 @@ def _answer_label(answer: Answer) -> str:
 
 class LinkRunner:
     def __init__(
-        self, db: Database, link: LinkRecord, options: LinkOptions, signals: Signals, driver: str
+        self,
+        db: Database,
+        link: LinkRecord,
+        options: LinkOptions,
+        signals: Signals,
+        driver: str,
+        lease_until: datetime,
     ) -> None:
         """`driver`: the process's name in the links' leases (workers/links.py), whose lease
-        on the link every intent requires."""
+        on the link every intent requires; `lease_until`: when that lease runs out (each
+        round of the supervisor tells the runner its renewal: `leased`)."""
         self.db, self.link, self.options, self.signals = db, link, options, signals
         self.driver = driver
+        #: Submit_sm go out only before this (the lease's end, less LEASE_MARGIN).
+        self.submit_until = lease_until - LEASE_MARGIN
         #: Free places in the window (submit_sm that may go out without awaiting an answer).
         self.free = link.window
         self.bucket = TokenBucket(link.throughput)
@@ -257,6 +271,18 @@ class LinkRunner:
         #: link's throughput when more (up to CLAIM_MOST): a fast link claiming 10 at a time
         #: spends a commit per 10 messages, and its claims, not the SMSC, set its pace.
         self.claim_cap = max(options.claim_cap, min(CLAIM_MOST, link.throughput // 10))
+
+    def leased(self, until: datetime) -> None:
+        """The supervisor's round: the link's lease is this process's until `until`."""
+        if until - LEASE_MARGIN != self.submit_until:
+            self.submit_until = until - LEASE_MARGIN
+            self._wake.set()  # a sender waiting for the renewal (`_until_leased`)
+
+    def _leased(self) -> bool:
+        """Whether the lease, as of its last renewal, still lasts long enough by this
+        process's clock to submit (a process paused past it may have lost the link: another
+        then fails the parts intended here as "not resent", and they must not go out)."""
+        return clock.now() < self.submit_until
 
     def poke(self) -> None:
         """Work may wait (a message of the owner was queued): look now."""
@@ -373,6 +399,9 @@ class LinkRunner:
                 self.refill.add_done_callback(lambda _: self._wake.set())
                 fresh = False
             await self._pause(session)  # a busy carrier, or a failed intent: a pause first
+            if not self._leased() and not self._over(session, reader):
+                await self._until_leased(session, reader)
+                continue
             if not self._over_now(session):
                 self._prepare()
             if not self.ready:
@@ -406,7 +435,7 @@ class LinkRunner:
         and not submitted, in a task of its own (its commit overlaps the answers awaited);
         at least `intend_batch` parts unless none is ready or being intended."""
         room = self.ahead - self.intending - len(self.ready)
-        if room <= 0 or not self.backlog:
+        if room <= 0 or not self.backlog or not self._leased():
             return
         if room < self.intend_batch and (self.ready or self.intending):
             return  # enough to submit meanwhile: a larger batch in a moment, fewer commits
@@ -449,6 +478,18 @@ class LinkRunner:
         log.info("link %s: %d part(s) no longer planned on the link (deleted, or their "
                  "message cancelled) or its lease lost; not sent", self.link.device_id,
                  len(jobs))  # fmt: skip
+
+    async def _until_leased(self, session: Session, reader: asyncio.Task[None]) -> None:
+        """Wait until the supervisor's round renews the lease (`leased`), the session ends
+        or the link stops; the parts already intended stay so, unsent (should another
+        process have taken the link over, it fails them as "not resent"; if not, they go
+        once the lease is renewed)."""
+        log.warning("link %s: its lease runs out in under %g s and was not renewed; no "
+                    "submit_sm until it is", self.link.device_id,
+                    LEASE_MARGIN.total_seconds())  # fmt: skip
+        while not self._leased() and not self._over(session, reader):
+            self._wake.clear()
+            await self._wake.wait()
 
     async def _until_ready(self, session: Session) -> None:
         """Wait until an intent commits (or fails), or the session ends, or the link stops
@@ -514,9 +555,10 @@ class LinkRunner:
             return
         # Only this task takes places and ready parts: both can only grow meanwhile.
         taken = await self.bucket.take(min(self.free, len(self.ready)))
-        # While waiting for the tokens: the session ended, or a busy answer came (the tokens
-        # are forgone, a tenth of a second's worth at most: the pause is longer).
-        if self._over_now(session) or self.slowdown.until:
+        # While waiting for the tokens: the session ended, a busy answer came (the tokens
+        # are forgone, a tenth of a second's worth at most: the pause is longer), or the
+        # lease ran short (each submit_sm checks it again).
+        if self._over_now(session) or self.slowdown.until or not self._leased():
             return
         jobs = [self.ready.popleft() for _ in range(min(taken, len(self.ready)))]
         self.free -= len(jobs)
@@ -580,6 +622,9 @@ class LinkRunner:
             try:
                 if self._over_now(session):  # (it became so since the part was taken)
                     answer = Answer(False, None, reason="not sent: the session is ending")
+                elif not self._leased():  # (run out since the part was taken: a pause)
+                    self.ready.appendleft(job)  # still intended: it goes once renewed
+                    return
                 else:
                     answer = await session.submit(part)
                 if answer.sent and answer.status is None and not session.dead:

@@ -113,9 +113,10 @@ async def delete(db: Database, device_id: str, user_id: int | None = None) -> Li
 # The worker's side.
 
 
-async def lease(db: Database, driver: str, seconds: float) -> list[LinkRecord]:
-    """The links `driver` runs for the next `seconds` (taking those no driver holds or whose
-    driver's lease ran out; renewing its own when half of it is gone)."""
+async def lease(db: Database, driver: str, seconds: float) -> list[repository.Leased]:
+    """The links `driver` runs, each with the end of its lease (taking for `seconds` those
+    no driver holds or whose driver's lease ran out; renewing its own when half of it is
+    gone)."""
     now = clock.now()
     async with db.read() as conn:  # look first: a write would hold up the API (db/engine.py)
         rows = await repository.leases(conn)

@@ -68,22 +68,23 @@ class LinkSupervisor:
                 runner.poke()
 
     async def round(self) -> None:
-        held = {
-            link.device_id: link for link in await links.lease(self.db, self.name, LEASE_SECONDS)
-        }
+        leased = await links.lease(self.db, self.name, LEASE_SECONDS)
+        held = {link.device_id: link for link, _ in leased}
         for device_id in [d for d in self.runners if d not in held]:
             await self._stop(device_id)
         if await links.join_stale(self.db, held, self.options.opt_outs):
             self.signals.emit(signals.OUTBOX_FILLED)
-        for device_id, link in held.items():
+        for link, until in leased:
+            device_id = link.device_id
             self.presence.mark(device_id)  # a link at work is online: its claims stay its own
             running = self.runners.get(device_id)
             if running is not None and not running[1].done():
+                running[0].leased(until)  # (it submits only while the lease lasts)
                 continue
             if running is not None and not running[1].cancelled() and running[1].exception():
                 log.error("link %s failed; starting it again", device_id,
                           exc_info=running[1].exception())  # fmt: skip
-            runner = LinkRunner(self.db, link, self.options, self.signals, self.name)
+            runner = LinkRunner(self.db, link, self.options, self.signals, self.name, until)
             task = asyncio.create_task(runner.run(), name=f"smsgw-link-{device_id}")
             self.runners[device_id] = (runner, task, link.user_id)
 
