@@ -261,8 +261,8 @@ def test_receipts_are_applied_together_the_first_for_a_part_counting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     """links/repository.py `receipted` takes a flush's receipts in chunks (here of 2): an
-    accepted part moves once (two receipts for it: the first counts), a part already
-    Delivered stays so, an id no part has is left out."""
+    accepted part moves once (two receipts for it: the first counts); a part already
+    Delivered stays so, and its id, like an id no part has, is left out."""
     link_id = add_link(live, smsc, alice.login)
     bound(live, link_id)
     reaches(api, send(api, "Привет, это длинное сообщение! " * 5 + "Конец"), "Delivered")
@@ -286,11 +286,60 @@ def test_receipts_are_applied_together_the_first_for_a_part_counting(
 
     found = asyncio.run(apply())
     [(_, number)] = set(found.values())
-    assert sorted(found) == sorted(ids[:2]) and number == NUMBER
+    assert sorted(found) == [ids[1]] and number == NUMBER
     outcomes = database_rows(live.settings, "SELECT outcome, error FROM link_parts ORDER BY id")
     assert outcomes == [("delivered", None),
                         ("undelivered", "carrier receipt: stat:UNDELIV err:001"),
                         ("delivered", None)]  # fmt: skip
+
+
+def test_a_receipt_goes_to_the_part_awaiting_it_when_the_carrier_reuses_ids(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
+) -> None:
+    """A carrier whose counter started again gives a new part the id of an old part whose
+    receipt came already: a receipt for that id is the new part's (or an old part's that
+    still awaits its own), never the part that has its receipt, even when that is the latest
+    with the id. A receipt that comes before the new part's answer is recorded matches
+    nothing (the runner tries it again) rather than being spent on the old part."""
+    link_id = add_link(live, smsc, alice.login)
+    bound(live, link_id)
+    reaches(api, send(api, "Привет, это длинное сообщение! " * 5 + "Конец"), "Delivered")
+    keys = [row[0] for row in database_rows(live.settings, "SELECT id FROM link_parts ORDER BY id")]
+    assert len(keys) == 3
+
+    def part(key: int, smsc_id: str | None, outcome: str | None) -> None:
+        database_rows(live.settings, "UPDATE link_parts SET smsc_id = ?, outcome = ? WHERE id = ?",
+                      (smsc_id, outcome, key))  # fmt: skip
+
+    def receipt(smsc_id: str) -> list[str]:
+        """A DELIVRD receipt for `smsc_id` applied: the ids it matched."""
+
+        async def apply() -> dict[str, tuple[int, str]]:
+            db = database_for(live.settings)
+            try:
+                return await db.write_unit(lambda conn: repository.receipted(
+                    conn, link_id, [(smsc_id, repository.DELIVERED, None)]))  # fmt: skip
+            finally:
+                await db.dispose()
+
+        return sorted(asyncio.run(apply()))
+
+    def outcomes() -> list[tuple[str | None, str | None]]:
+        return database_rows(live.settings, "SELECT smsc_id, outcome FROM link_parts ORDER BY id")
+
+    part(keys[0], "R", "delivered")  # an old part with its receipt
+    part(keys[1], None, None)  # a new part, its answer (id R again) not recorded yet
+    assert receipt("R") == []
+    assert outcomes()[:2] == [("R", "delivered"), (None, None)]
+
+    part(keys[1], "R", "accepted")  # its answer recorded: the receipt, tried again, is its
+    assert receipt("R") == ["R"]
+    assert outcomes()[:2] == [("R", "delivered"), ("R", "delivered")]
+
+    part(keys[0], "R", "accepted")  # an old part whose receipt comes late, the new one's came
+    assert receipt("R") == ["R"]
+    assert outcomes()[:2] == [("R", "delivered"), ("R", "delivered")]
+    assert receipt("R") == []  # a receipt again: no part awaits one
 
 
 def test_an_undeliverable_receipt_fails_the_recipient_with_the_carriers_error(

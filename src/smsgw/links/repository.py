@@ -281,23 +281,29 @@ Applied = tuple[str, str, str | None]
 async def receipted(
     conn: UnitConnection, device_id: str, receipts: list[Applied]
 ) -> dict[str, tuple[int, str]]:
-    """Apply receipts to the parts the carrier gave their `smsc_id` (its latest part with
-    that id, should the carrier reuse ids): (message, recipient) by smsc_id, for the ids
-    some part has. Only an accepted part moves; a repeated receipt changes nothing (of two
-    for one part in `receipts`, the first counts). One SELECT and one UPDATE per outcome and
+    """Apply receipts to the parts the carrier gave their `smsc_id` and that await a receipt
+    (accepted: its latest such part, should the carrier reuse ids): (message, recipient) by
+    smsc_id, for the ids some accepted part has. A part with a receipt already is left out:
+    with ids reused (a carrier's counter that starts again), a receipt that came before the
+    answer of the new part with its id is recorded would otherwise be taken by an old part,
+    and lost; unmatched, it is tried again (runner.py ORPHAN_SECONDS). Of two receipts for
+    one part in `receipts`, the first counts. One SELECT and one UPDATE per outcome and
     error for each CHUNK receipts."""
     found: dict[str, tuple[int, str]] = {}
     for chunk in _chunks(receipts):
         smsc_ids = sorted({smsc_id for smsc_id, _, _ in chunk})
+        # (the outcome is checked on the rows: with `outcome = ?` in the WHERE, SQLite read
+        # the parts by the (device_id, outcome, id) index, every part awaiting a receipt)
         query = (
             "SELECT smsc_id, id, message_id, phone_number, outcome FROM link_parts"  # noqa: S608
             f" WHERE device_id = ? AND smsc_id IN ({marks(len(smsc_ids))}) ORDER BY id DESC"
         )
-        latest: dict[str, tuple[int, int, str, str | None]] = {}
+        latest: dict[str, tuple[int, int, str]] = {}
         for smsc_id, pk, message_id, number, outcome in await conn.execute(
             query, [device_id, *smsc_ids]
         ):
-            latest.setdefault(smsc_id, (pk, message_id, number, outcome))
+            if outcome == ACCEPTED:
+                latest.setdefault(smsc_id, (pk, message_id, number))
         moves: dict[tuple[str, str | None], list[int]] = {}
         moved: set[int] = set()
         for smsc_id, outcome, error in chunk:
@@ -305,7 +311,7 @@ async def receipted(
             if row is None:
                 continue
             found[smsc_id] = (row[1], row[2])
-            if row[3] == ACCEPTED and row[0] not in moved:
+            if row[0] not in moved:
                 moved.add(row[0])
                 moves.setdefault((outcome, error), []).append(row[0])
         for (outcome, error), keys in moves.items():

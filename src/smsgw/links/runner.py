@@ -728,7 +728,7 @@ class LinkRunner:
             if receipt not in settled.unmatched:
                 continue
             if final or now - seen > ORPHAN_SECONDS:
-                log.warning("link %s: a receipt for %r named no part it sent; dropped",
+                log.warning("link %s: a receipt for %r named no part awaiting one; dropped",
                             self.link.device_id, receipt.smsc_id)  # fmt: skip
             else:
                 self.orphans.append((seen, receipt))

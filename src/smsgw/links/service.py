@@ -325,7 +325,8 @@ def recipient_state(
 @dataclass(slots=True)  # not frozen: made per message, and a frozen __init__ costs 4x
 class Settled:
     """What `settle` did: webhook events it put in the outbox, and the receipts that named
-    no part of the link (yet: the part's answer may still be on its way to the database)."""
+    no part of the link awaiting one (yet: the part's answer may still be on its way to the
+    database)."""
 
     events: int
     unmatched: list[Receipt]
