@@ -8,7 +8,7 @@ refused bind is tested against the npm simulator only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -143,3 +143,49 @@ def test_an_mo_from_smpp34s_smsc_lands_in_the_inbox_and_the_webhooks(
     assert envelope["payload"]["phoneNumber"] == "+4915100001"
     inbox = api.get("/inbox").json()
     assert [(m["message"], m["sender"]) for m in inbox] == [("Grüße, 你好", "+4915100001")]
+
+
+def big(n: int) -> int:
+    """The n-th id as a number with hex letters in it (700001 is AAE61)."""
+    return 700_000 + n
+
+
+@pytest.mark.parametrize(
+    ("answer_id", "receipt_id"),
+    [
+        (lambda n: f"{big(n):X}", lambda n: f"{big(n):010d}"),  # hex, then decimal (Kannel)
+        (lambda n: f"{big(n)}", lambda n: f"{big(n):X}"),  # decimal, then hex
+        (lambda n: f"{big(n):x}", lambda n: f"{big(n):X}"),  # the letters' case
+        (lambda n: f"{big(n)}", lambda n: f"{big(n):010d}"),  # zeros added (Appendix B)
+        (lambda n: f"{big(n):08X}", lambda n: f"{big(n):X}"),  # zeros left out
+    ],
+    ids=["hex-decimal", "decimal-hex", "case", "zeros-added", "zeros-left-out"],
+)
+def test_a_receipt_that_spells_its_parts_id_otherwise_delivers_it(
+    live: LiveServer,
+    alice: Account,
+    api: httpx.Client,
+    answer_id: Callable[[int], str],
+    receipt_id: Callable[[int], str],
+) -> None:
+    """Many SMSCs write the id in a text receipt (SMPP 3.3 style, no TLVs) otherwise than in
+    the submit_sm_resp: a receipt whose id no part of the link has as spelled names the
+    part that awaits a receipt under another spelling of it (links/repository.py
+    `spellings`). Three parts, three receipts, each finding its own."""
+    smsc = Smpp34Smsc(receipt_tlvs=False, answer_id=answer_id, receipt_id=receipt_id).start()
+    try:
+        link_id = add_link(live, smsc, alice.login)
+        bound(live, link_id)
+
+        reaches(api, send(api, "Grüße aus Köln, 你好世界! " * 7 + "Ende"), "Delivered")
+
+        assert smsc.receipts_sent == 3
+        outcomes = database_rows(
+            live.settings,
+            "SELECT smsc_id, outcome FROM link_parts WHERE device_id = ? ORDER BY part",
+            [link_id],
+        )
+        assert outcomes == [(s.message_id, "delivered") for s in smsc.submitted]
+        assert all(answer_id(n) != receipt_id(n) for n in range(1, 4))
+    finally:
+        smsc.stop()

@@ -293,6 +293,25 @@ def test_receipts_are_applied_together_the_first_for_a_part_counting(
                         ("delivered", None)]  # fmt: skip
 
 
+def receipted(server: LiveServer, link_id: str, smsc_id: str, loose: bool = False) -> list[str]:
+    """A DELIVRD receipt for `smsc_id` applied (links/repository.py `receipted`, its id in
+    `loose` or not): the ids it matched."""
+
+    async def apply() -> dict[str, tuple[int, str]]:
+        db = database_for(server.settings)
+        receipts = [(smsc_id, repository.DELIVERED, None)]
+        try:
+            return await db.write_unit(
+                lambda conn: repository.receipted(
+                    conn, link_id, receipts, {smsc_id} if loose else set()
+                )
+            )
+        finally:
+            await db.dispose()
+
+    return sorted(asyncio.run(apply()))
+
+
 def test_a_receipt_goes_to_the_part_awaiting_it_when_the_carrier_reuses_ids(
     live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
 ) -> None:
@@ -312,17 +331,7 @@ def test_a_receipt_goes_to_the_part_awaiting_it_when_the_carrier_reuses_ids(
                       (smsc_id, outcome, key))  # fmt: skip
 
     def receipt(smsc_id: str) -> list[str]:
-        """A DELIVRD receipt for `smsc_id` applied: the ids it matched."""
-
-        async def apply() -> dict[str, tuple[int, str]]:
-            db = database_for(live.settings)
-            try:
-                return await db.write_unit(lambda conn: repository.receipted(
-                    conn, link_id, [(smsc_id, repository.DELIVERED, None)]))  # fmt: skip
-            finally:
-                await db.dispose()
-
-        return sorted(asyncio.run(apply()))
+        return receipted(live, link_id, smsc_id)
 
     def outcomes() -> list[tuple[str | None, str | None]]:
         return database_rows(live.settings, "SELECT smsc_id, outcome FROM link_parts ORDER BY id")
@@ -340,6 +349,28 @@ def test_a_receipt_goes_to_the_part_awaiting_it_when_the_carrier_reuses_ids(
     assert receipt("R") == ["R"]
     assert outcomes()[:2] == [("R", "delivered"), ("R", "delivered")]
     assert receipt("R") == []  # a receipt again: no part awaits one
+
+
+def test_a_receipt_takes_a_part_by_another_spelling_only_when_no_part_has_its_id(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
+) -> None:
+    """Another spelling of a receipt's id (hex for decimal, here) is tried only for an id
+    given as `loose` (the runner: a receipt that waited a second unmatched) that no part
+    of the link has as spelled: a second receipt for a part that has its receipt already
+    must not take another part whose id reads the same number in another base."""
+    link_id = add_link(live, smsc, alice.login)
+    bound(live, link_id)
+    reaches(api, send(api, "Привет, это длинное сообщение! " * 5 + "Конец"), "Delivered")
+    keys = [row[0] for row in database_rows(live.settings, "SELECT id FROM link_parts ORDER BY id")]
+    update = "UPDATE link_parts SET smsc_id = ?, outcome = ? WHERE id = ?"
+    database_rows(live.settings, update, ("291", "delivered", keys[0]))
+    database_rows(live.settings, update, ("123", "accepted", keys[1]))  # 0x123 is 291
+
+    assert receipted(live, link_id, "291", loose=True) == []  # a part has 291: not 123's
+    assert receipted(live, link_id, "0000000123") == []  # not loose: as spelled only
+    assert receipted(live, link_id, "0000000123", loose=True) == ["0000000123"]
+    outcomes = database_rows(live.settings, "SELECT smsc_id, outcome FROM link_parts ORDER BY id")
+    assert outcomes[:2] == [("291", "delivered"), ("123", "delivered")]
 
 
 def test_an_undeliverable_receipt_fails_the_recipient_with_the_carriers_error(

@@ -6,6 +6,7 @@ It accepts every bind (any system_id and password: smpp34's server has no hook t
 one), answers each submit_sm with the next id (`00000001`, ...), and when a receipt is asked
 for sends one: `stat:DELIVRD`, or `stat:UNDELIV err:001` for a destination ending 0000; with
 the TLVs `receipted_message_id` and `message_state` (`receipt_tlvs`), or as the text alone.
+`answer_id` and `receipt_id` spell the n-th id in the answer and in the receipt.
 `mo()` sends an MO deliver_sm to every bound session.
 """
 
@@ -15,6 +16,7 @@ import asyncio
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +41,19 @@ class Submitted:
     message_id: str
 
 
+def hex8(n: int) -> str:
+    return f"{n:08X}"
+
+
 class Smpp34Smsc:
-    def __init__(self, receipt_tlvs: bool = True) -> None:
+    def __init__(
+        self,
+        receipt_tlvs: bool = True,
+        answer_id: Callable[[int], str] = hex8,
+        receipt_id: Callable[[int], str] = hex8,
+    ) -> None:
         self.receipt_tlvs = receipt_tlvs
+        self.answer_id, self.receipt_id = answer_id, receipt_id
         self.port = 0
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -104,7 +116,8 @@ class Smpp34Smsc:
                 self._submitted(event)
 
     def _submitted(self, event: smpp34.SubmitSmEvent) -> None:
-        message_id = f"{next(self.ids):08X}"
+        n = next(self.ids)
+        message_id = self.answer_id(n)
         event.accept(message_id=message_id)
         seen = Submitted(
             event.destination_addr, event.source_addr, event.data_coding, event.esm_class,
@@ -113,7 +126,7 @@ class Smpp34Smsc:
         self.submitted.append(seen)
         session = self.sessions.get(event.session_id)
         if event.registered_delivery & 1 and session is not None:
-            task = asyncio.ensure_future(self._receipt(session, event, message_id))
+            task = asyncio.ensure_future(self._receipt(session, event, self.receipt_id(n)))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 

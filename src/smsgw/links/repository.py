@@ -278,8 +278,62 @@ async def in_doubt(conn: AsyncConnection, device_id: str) -> list[int]:
 Applied = tuple[str, str, str | None]
 
 
+#: The widths, besides none and the receipt's own, that a carrier pads its ids to with
+#: leading zeros: 32 bits in hex and in decimal (SMPP 3.4 Appendix B's 10 digits), 64 bits.
+_WIDTHS = (8, 10, 16, 20)
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def spellings(smsc_id: str) -> list[str]:
+    """Other spellings of a carrier's id for the same message, most alike first: in upper
+    or lower case, with its leading zeros stripped or padded to the widths of _WIDTHS; and
+    for an id of digits only, or of hex digits only, the same number in the other base (an
+    SMSC may answer submit_sm in hex and spell the receipt's id in decimal, or the reverse:
+    Kannel's msg-id-type)."""
+    found: dict[str, None] = {}
+
+    def spelled(core: str) -> None:
+        for text in (core.upper(), core.lower()):
+            for width in (0, len(smsc_id), *_WIDTHS):
+                found.setdefault(text.rjust(width, "0"))
+
+    spelled(smsc_id.lstrip("0") or "0")
+    if smsc_id.isascii() and smsc_id.isdigit():
+        spelled(f"{int(smsc_id):x}")
+    if _HEX_DIGITS.issuperset(smsc_id):
+        spelled(str(int(smsc_id, 16)))
+    found.pop(smsc_id, None)
+    return list(found)
+
+
+async def _parts_named(
+    conn: UnitConnection, device_id: str, smsc_ids: list[str]
+) -> tuple[set[str], dict[str, tuple[int, int, str]]]:
+    """Which of these carrier ids some part of the link has, and the latest part awaiting a
+    receipt (accepted) of each: (part, message, recipient) by id."""
+    named: set[str] = set()
+    latest: dict[str, tuple[int, int, str]] = {}
+    for chunk in _chunks(smsc_ids):
+        # (the outcome is checked on the rows: with `outcome = ?` in the WHERE, SQLite read
+        # the parts by the (device_id, outcome, id) index, every part awaiting a receipt)
+        query = (
+            "SELECT smsc_id, id, message_id, phone_number, outcome FROM link_parts"  # noqa: S608
+            f" WHERE device_id = ? AND smsc_id IN ({marks(len(chunk))}) ORDER BY id DESC"
+        )
+        for smsc_id, pk, message_id, number, outcome in await conn.execute(
+            query, [device_id, *chunk]
+        ):
+            named.add(smsc_id)
+            if outcome == ACCEPTED:
+                latest.setdefault(smsc_id, (pk, message_id, number))
+    return named, latest
+
+
 async def receipted(
-    conn: UnitConnection, device_id: str, receipts: list[Applied]
+    conn: UnitConnection,
+    device_id: str,
+    receipts: list[Applied],
+    loose: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, tuple[int, str]]:
     """Apply receipts to the parts the carrier gave their `smsc_id` and that await a receipt
     (accepted: its latest such part, should the carrier reuse ids): (message, recipient) by
@@ -287,23 +341,27 @@ async def receipted(
     with ids reused (a carrier's counter that starts again), a receipt that came before the
     answer of the new part with its id is recorded would otherwise be taken by an old part,
     and lost; unmatched, it is tried again (runner.py ORPHAN_SECONDS). Of two receipts for
-    one part in `receipts`, the first counts. One SELECT and one UPDATE per outcome and
-    error for each CHUNK receipts."""
+    one part in `receipts`, the first counts.
+
+    An id of `loose` that no part of the link has as spelled (of any outcome: a second
+    receipt for a part must not find another by a spelling) names the part that awaits a
+    receipt under one of its other `spellings`, the most alike first: many SMSCs spell the
+    receipt's id otherwise than the submit_sm_resp's.
+
+    One SELECT (two when an id of `loose` is not found as spelled) and one UPDATE per
+    outcome and error for each CHUNK receipts."""
     found: dict[str, tuple[int, str]] = {}
     for chunk in _chunks(receipts):
         smsc_ids = sorted({smsc_id for smsc_id, _, _ in chunk})
-        # (the outcome is checked on the rows: with `outcome = ?` in the WHERE, SQLite read
-        # the parts by the (device_id, outcome, id) index, every part awaiting a receipt)
-        query = (
-            "SELECT smsc_id, id, message_id, phone_number, outcome FROM link_parts"  # noqa: S608
-            f" WHERE device_id = ? AND smsc_id IN ({marks(len(smsc_ids))}) ORDER BY id DESC"
-        )
-        latest: dict[str, tuple[int, int, str]] = {}
-        for smsc_id, pk, message_id, number, outcome in await conn.execute(
-            query, [device_id, *smsc_ids]
-        ):
-            if outcome == ACCEPTED:
-                latest.setdefault(smsc_id, (pk, message_id, number))
+        named, latest = await _parts_named(conn, device_id, smsc_ids)
+        strays = {s: spellings(s) for s in smsc_ids if s in loose and s not in named}
+        if strays:
+            others = sorted({form for forms in strays.values() for form in forms})
+            _, alike = await _parts_named(conn, device_id, others)
+            for smsc_id, forms in strays.items():
+                row = next((alike[form] for form in forms if form in alike), None)
+                if row is not None:
+                    latest[smsc_id] = row
         moves: dict[tuple[str, str | None], list[int]] = {}
         moved: set[int] = set()
         for smsc_id, outcome, error in chunk:

@@ -50,6 +50,15 @@ log = logging.getLogger("smsgw.links")
 #: A receipt whose part is not known yet is tried again for this long (its submit_sm's
 #: answer may still be on its way to the database), then dropped with a warning.
 ORPHAN_SECONDS = 60.0
+#: How often those receipts are tried again: not with every recording of answers (every
+#: few milliseconds on a busy link), since with an SMSC that spells the receipts' ids
+#: otherwise (LOOSE_SECONDS) every receipt waits here a second or two.
+ORPHAN_EVERY_SECONDS = 1.0
+#: A receipt whose id names no part of the link as spelled is matched by its other
+#: spellings (repository.spellings: letter case, leading zeros, hex or decimal) only once
+#: it has waited this long: had it come before its own part's answer was recorded, that
+#: answer is recorded by then, and the receipt is not taken by another part.
+LOOSE_SECONDS = 1.0
 #: How long a stopping link waits for the answers of its submit_sm in flight.
 DRAIN_SECONDS = 5.0
 #: The first pause after a busy answer (throttled, queue full); it doubles up to the last.
@@ -255,6 +264,8 @@ class LinkRunner:
         self.answers: list[service.Outcome] = []
         self.receipts: list[tuple[float, Receipt]] = []
         self.orphans: list[tuple[float, Receipt]] = []
+        #: When the orphans are tried again next (ORPHAN_EVERY_SECONDS).
+        self.orphans_due = 0.0
         self._encoded: tuple[int, Encoded] | None = None
         #: A link for all accounts: the account its next claim starts from.
         self.next_account = 0
@@ -700,7 +711,7 @@ class LinkRunner:
 
     async def _flush_loop(self) -> None:
         while True:
-            wait = 1.0 if self.orphans else None
+            wait = ORPHAN_EVERY_SECONDS if self.orphans else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), wait)
             await asyncio.sleep(GATHER_SECONDS)  # more answers and receipts: one commit
@@ -714,11 +725,17 @@ class LinkRunner:
     async def _flush(self, final: bool = False) -> None:
         answers, self.answers = self.answers, []
         receipts, self.receipts = self.receipts, []
-        receipts, self.orphans = self.orphans + receipts, []  # tried again each time
+        at = time.monotonic()
+        if final or at >= self.orphans_due:  # tried again
+            receipts, self.orphans = self.orphans + receipts, []
+            self.orphans_due = at + ORPHAN_EVERY_SECONDS
         if not answers and not receipts:
             return
+        loose = {r.smsc_id for seen, r in receipts if final or at - seen >= LOOSE_SECONDS}
         try:
-            settled = await service.settle(self.db, self.link, answers, [r for _, r in receipts])
+            settled = await service.settle(
+                self.db, self.link, answers, [r for _, r in receipts], loose
+            )
         except BaseException:
             self.answers[:0], self.receipts[:0] = answers, receipts
             raise
