@@ -5,7 +5,7 @@ and errors in the log")."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -186,7 +186,10 @@ def test_an_accepted_submit_sm_marks_the_session_as_held() -> None:
         "TEST", 5, 0, 100, 10, 0, TRANSCEIVER, "new", None, datetime.now(UTC),
     )  # fmt: skip
     options = LinkOptions(1.0, LONGEST, 10, 0.1, OptOutWords(cast(Any, None), None))
-    runner = LinkRunner(cast(Database, None), link, options, Signals())  # (no database used)
+    leased = datetime.now(UTC) + timedelta(minutes=1)
+    runner = LinkRunner(  # (no database used)
+        cast(Database, None), link, options, Signals(), "test-driver", leased
+    )
     job = PartJob(1, 1, "ext", "+12025550100", 1, 1, "hello", False)
     runner.reconnects.bound()
     assert not runner.reconnects.carried
