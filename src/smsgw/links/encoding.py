@@ -194,7 +194,7 @@ def _alphabet(data_coding: int) -> int:
     alphabet: clear, the GSM 7-bit default alphabet; set, 8-bit data."""
     if data_coding & 0xF0 == 0xF0:
         return BINARY if data_coding & 0x04 else 0
-    return data_coding & 0x0F if data_coding & 0xF0 == 0 else data_coding
+    return data_coding
 
 
 def decode(data_coding: int, body: bytes, esm_class: int) -> str:
