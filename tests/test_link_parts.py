@@ -9,6 +9,7 @@ import pytest
 from smsgw.domain.states import ProcessingState
 from smsgw.links.encoding import IA5, LATIN1, UCS2, UDHI, TooManyParts, decode, encode
 from smsgw.links.receipts import parse
+from smsgw.links.repository import spellings
 from smsgw.links.service import recipient_state
 from smsgw.messages.parts import count_parts, gsm_septets
 
@@ -112,6 +113,14 @@ def test_a_receipt_is_read_from_its_tlvs_before_its_text() -> None:
     assert parse(b"no id here", None, None) is None
     enroute = parse(b"id:1 stat:ENROUTE", None, None)
     assert enroute is not None and not enroute.final
+
+
+def test_a_carriers_id_is_also_looked_for_in_its_other_spellings() -> None:
+    found = spellings("00ff1A")
+    assert found[0] == "FF1A" and "00ff1A" not in found  # most alike first; never itself
+    assert {"ff1a", "0000ff1a", "000000FF1A", "65306"} <= set(found)  # 0xff1a in decimal
+    assert {"1a2b", "0000006699", "26265"} <= set(spellings("6699"))  # digits: hex both ways
+    assert spellings("") == []  # an empty id names no part (it raised ValueError)
 
 
 @pytest.mark.parametrize(

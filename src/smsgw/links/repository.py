@@ -289,7 +289,9 @@ def spellings(smsc_id: str) -> list[str]:
     or lower case, with its leading zeros stripped or padded to the widths of _WIDTHS; and
     for an id of digits only, or of hex digits only, the same number in the other base (an
     SMSC may answer submit_sm in hex and spell the receipt's id in decimal, or the reverse:
-    Kannel's msg-id-type)."""
+    Kannel's msg-id-type). An empty id has none: it names no part."""
+    if not smsc_id:
+        return []
     found: dict[str, None] = {}
 
     def spelled(core: str) -> None:
