@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -572,6 +572,25 @@ def test_deleting_a_link_unbinds_it_and_removes_it_from_the_list(
     wait_until(lambda: smsc.binds()["unbinds"] == 1, what="the unbind")
     assert json.loads(cli(live, "links", "list", "--json")) == []
     cli(live, "links", "delete", link_id, "--yes", code=1)
+
+
+def test_a_message_pinned_to_a_deleted_link_fails_saying_so(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
+) -> None:
+    """A message pinned to a link (`deviceId`) and still on the server (scheduled) fails when
+    the link is deleted, with an error that names a device, not a phone (it said "the phone
+    this message was pinned to was deleted")."""
+    link_id = add_link(live, smsc, alice.login)
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    pinned = send(api, "for the link alone", deviceId=link_id, scheduleAt=later)
+
+    cli(live, "links", "delete", link_id, "--yes")
+
+    failed = message(api, pinned)
+    assert failed["state"] == "Failed"
+    error = "the device this message was pinned to (deviceId) was deleted"
+    assert [r["error"] for r in failed["recipients"]] == [error]
+    assert smsc.submits() == []
 
 
 def test_a_deleted_links_runner_submits_no_part_it_had_not_intended_before(

@@ -22,7 +22,8 @@ from smsgw.routing.repository import Phone
 from smsgw.webhooks import outbox
 
 TTL_EXPIRED = "TTL expired"
-DEVICE_DELETED = "the phone this message was pinned to was deleted"
+#: A phone's or a carrier link's: both are devices (`deviceId`).
+DEVICE_DELETED = "the device this message was pinned to (deviceId) was deleted"
 
 #: Whether a phone was heard from (a request, or an open event stream) after a moment,
 #: given the last-seen time the database holds for it.
