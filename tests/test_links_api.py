@@ -6,6 +6,7 @@ refused naming its field, by the same rules as the CLI's; the scopes `devices:wr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from smsgw.links.schemas import BIND_MODE_RULE, DATA_CODING_RULE, LinkIn
+from smsgw.links.schemas import BIND_MODE_RULE, DATA_CODING_RULE, HOST_RULE, NAME_RULE, LinkIn
 from tests.conftest import Account, LiveServer, database_rows, free_port, running
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
+from tests.test_links import bound as listed_bound
 from tests.test_links import cli, reaches, send
 from tests.webhook_support import hub_settings
 
@@ -127,6 +129,17 @@ def test_spaces_around_a_name_or_address_are_trimmed(
     assert shared_api.delete(f"/links/{added['id']}").status_code == 204
 
 
+def test_a_host_is_a_name_or_an_address_of_either_kind_and_a_name_any_text(
+    shared_api: httpx.Client,
+) -> None:
+    for host, name in (("::1", "Carrier Ä 😀"), ("localhost", "β-link (backup)")):
+        body = {"host": host, "port": free_port(), "systemId": USER, "name": name}
+        answer = shared_api.post("/links", json=body)
+        assert answer.status_code == 201, answer.text
+        assert (answer.json()["host"], answer.json()["name"]) == (host, name)
+        assert shared_api.delete(f"/links/{answer.json()['id']}").status_code == 204
+
+
 BROKEN = [
     ({"port": 0}, "port: a whole number from 1 to 65535"),
     ({"port": 65536}, "port: a whole number from 1 to 65535"),
@@ -155,6 +168,15 @@ BROKEN = [
     ({"bindMode": 1}, f"bindMode: {BIND_MODE_RULE}"),
     ({"bindMode": None}, f"bindMode: {BIND_MODE_RULE}"),
     ({"name": "n" * 129}, "name: at most 128 characters"),
+    ({"host": "smpp://smsc.example.net:2775"}, f"host: {HOST_RULE}"),  # can never connect
+    ({"host": "127.0.0.1:2775"}, f"host: {HOST_RULE}"),
+    ({"host": "smsc example"}, f"host: {HOST_RULE}"),
+    ({"host": "-smsc.example.net"}, f"host: {HOST_RULE}"),
+    ({"host": "fe80::1%eth0"}, f"host: {HOST_RULE}"),
+    ({"name": "\x1b[31mred\x1b[0m"}, f"name: {NAME_RULE}"),  # (on the operator's terminal)
+    ({"name": "two\nlines"}, f"name: {NAME_RULE}"),
+    ({"name": "a\x00b"}, f"name: {NAME_RULE}"),
+    ({"name": "abc\u202eevil"}, f"name: {NAME_RULE}"),
     ({"system_id": USER}, "system_id: Extra inputs are not permitted"),
 ]
 
@@ -198,6 +220,8 @@ def test_the_cli_refuses_what_the_api_refuses_in_the_same_words(
         ("--window", "0", "window: a whole number from 1 to 1000"),
         ("--source-ton", "7", "source_ton: a whole number from 0 to 6"),
         ("--bind-mode", "tx", f"bind_mode: {BIND_MODE_RULE}"),
+        ("--host", "smpp://127.0.0.1:2775", f"host: {HOST_RULE}"),
+        ("--name", "\x1b]0;title\x07", f"name: {NAME_RULE}"),
     ):
         said = cli(
             live, "links", "add", "smpp", "--user", alice.login, "--host", "127.0.0.1",
@@ -205,6 +229,44 @@ def test_the_cli_refuses_what_the_api_refuses_in_the_same_words(
             stdin="x\n", code=1,
         )  # fmt: skip
         assert rule in said
+
+
+def test_the_cli_trims_spaces_around_a_name_or_address_as_the_api_does(
+    live: LiveServer, alice: Account, smsc: Smsc
+) -> None:
+    """(It stored them as typed: a link to " 127.0.0.1 " never connected, and " smsgw" was
+    refused by the SMSC.)"""
+    said = cli(
+        live, "links", "add", "smpp", "--user", alice.login, "--host", " 127.0.0.1 ",
+        "--port", str(smsc.port), "--system-id", f" {USER} ", "--system-type", " VMA ",
+        "--source", " SMSGW ", "--password-stdin", stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    link_id = said.split()[-1]
+    [listed] = json.loads(cli(live, "links", "list", "--json"))
+    assert [listed[key] for key in ("host", "systemId", "systemType", "source")] == [
+        "127.0.0.1", USER, "VMA", "SMSGW"
+    ]  # fmt: skip
+    listed_bound(live, link_id)
+
+
+def test_the_cli_wants_a_password_line_and_an_account_that_exists(
+    live: LiveServer, alice: Account
+) -> None:
+    """An empty standard input gave a link with an empty password (an empty line still
+    does, on purpose); `links list --user` of no account listed nothing, as if it had none."""
+    no_line = cli(
+        live, "links", "add", "smpp", "--user", alice.login, "--host", "127.0.0.1",
+        "--port", "2775", "--system-id", USER, "--password-stdin", stdin="", code=1,
+    )  # fmt: skip
+    assert "no password on standard input" in no_line
+    assert json.loads(cli(live, "links", "list", "--json")) == []
+    cli(
+        live, "links", "add", "smpp", "--user", alice.login, "--host", "127.0.0.1",
+        "--port", "2775", "--system-id", USER, "--password-stdin", stdin="\n",
+    )  # fmt: skip
+    assert "no user with login 'nobody'" in cli(live, "links", "list", "--user", "nobody", code=1)
+    [listed] = json.loads(cli(live, "links", "list", "--user", alice.login, "--json"))
+    assert listed["user"] == alice.login
 
 
 def token(api: httpx.Client, *scopes: str) -> dict[str, str]:

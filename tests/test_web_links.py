@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from smsgw.links.schemas import BIND_MODE_RULE
+from smsgw.links.schemas import BIND_MODE_RULE, HOST_RULE, NAME_RULE
 from tests.conftest import Account, LiveServer, free_port, running
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 from tests.test_metrics import scrape, value
@@ -225,6 +225,24 @@ def test_the_form_names_every_error_on_its_field_and_never_echoes_the_password(
     printable = dashboard.post(PAGE, form(2775, password="tab\there"), page=PAGE)
     assert printable.status_code == 400
     assert "Password: printable ASCII characters only" in printable.text
+
+
+def test_a_number_of_thousands_of_digits_or_a_name_with_escapes_is_named_not_a_500(
+    dashboard: Dashboard, api: httpx.Client
+) -> None:
+    """(A port of more than 4,300 digits was a 500: int() refuses such strings.)"""
+    typed = form(2775, port="9" * 5000, window="9" * 19, name="\x1b[2Jgone", host="smpp://x:1")
+    refused = dashboard.post(PAGE, typed, page=PAGE)
+
+    assert refused.status_code == 400
+    errors = re.findall(r'<p class="field-error" id="([^"]+)">([^<]+)</p>', refused.text)
+    assert errors == [
+        ("l-name-error", f"Name: {NAME_RULE}"),
+        ("l-host-error", f"Host: {HOST_RULE}"),
+        ("l-port-error", "Port: a whole number from 1 to 65535"),
+        ("l-window-error", "Window: a whole number from 1 to 1000"),
+    ]
+    assert links_of(api) == []
 
 
 def test_forms_without_this_sessions_token_are_refused(

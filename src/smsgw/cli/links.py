@@ -26,6 +26,8 @@ def _password(from_stdin: bool) -> str:
     if not from_stdin:
         fail("--password-stdin is required: give the password on standard input")
     line = sys.stdin.readline()
+    if not line:  # (an empty line is an empty password, given on purpose)
+        fail("no password on standard input: --password-stdin reads its first line")
     return line.removesuffix("\n").removesuffix("\r")
 
 
@@ -90,8 +92,12 @@ def add_smpp(
     password = _password(password_stdin)
 
     async def action(db: Database) -> str:
+        # (spaces around a name or address are no part of it, as for the API and the form)
+        host_, system_id_, system_type_, source_ = (
+            text.strip(" ") for text in (host, system_id, system_type, source)
+        )
         config = SmppSettings(
-            host, port, system_id, password, system_type, source, source_ton, source_npi,
+            host_, port, system_id_, password, system_type_, source_, source_ton, source_npi,
             throughput, window, data_coding, bind_mode,
         )  # fmt: skip
         user_id = await accounts.user_id_of(db, user)
@@ -131,9 +137,12 @@ def list_links(
 ) -> None:
     """List the carrier links (of --user, or all) with the state of their session, as the
     server that runs them last recorded it: new, connecting, bound or down (and why)."""
+    from smsgw.accounts import service as accounts
     from smsgw.links import service as links
 
     async def action(db: Database) -> list[tuple[str, LinkRecord]]:
+        if user is not None:
+            await accounts.user_id_of(db, user)  # a login that is no account's: an error
         found = await links.every(db)
         return [(login, link) for login, link in found if user is None or login == user]
 

@@ -3,6 +3,8 @@ against SMPP 3.4's limits by one set of rules; and a link as `GET /links` shows 
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -93,6 +95,21 @@ BIND_MODE_RULE = (
 )
 #: A link's name: at most this many characters (none or blank: `service.DEFAULT_NAME`).
 NAME_LENGTH = 128
+#: What a name may not hold: control characters (escapes, line breaks, NUL), line and
+#: paragraph separators and the bidirectional overrides, which would play tricks on the
+#: terminal of an operator listing the links (`smsgw links list`) or on a page.
+_NAME_REFUSED = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+NAME_PATTERN = f"^[^{_NAME_REFUSED}]*$"
+NAME_RULE = "no control characters (line breaks, tabs, escapes)"
+#: A host name (RFC 1123 labels of letters, digits, hyphens and, as some networks name
+#: hosts, underscores; an IPv4 address is one too), or an IPv6 address (`ipaddress`,
+#: without a zone). The API's schema says so with the spaces around it that it trims.
+_LABEL = "[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME = rf"{_LABEL}(\.{_LABEL})*\.?"
+HOST_RULE = (
+    "a host name or IP address, without a scheme, port or spaces (smsc.example.net, "
+    "10.0.0.5, 2001:db8::5)"
+)
 _ORDER = ("name", "host", "port", "system_id", "password", "system_type", "source_addr",
           "source_ton", "source_npi", "throughput", "window", "data_coding",
           "bind_mode")  # fmt: skip
@@ -124,6 +141,8 @@ def _check(name: str, value: Any) -> None:
     if name == "name":
         if value is not None and len(value) > NAME_LENGTH:
             raise InvalidInput(f"name: at most {NAME_LENGTH} characters")
+        if value is not None and not re.fullmatch(NAME_PATTERN, value):
+            raise InvalidInput(f"name: {NAME_RULE}")
     elif name == "data_coding":
         _data_coding(value)
     elif name == "bind_mode":
@@ -131,8 +150,19 @@ def _check(name: str, value: Any) -> None:
             raise InvalidInput(f"bind_mode: {BIND_MODE_RULE}")
     elif name in TEXTS:
         _text(name, value, *TEXTS[name])
+        if name == "host" and not _is_host(value):
+            raise InvalidInput(f"host: {HOST_RULE}")
     elif not NUMBERS[name][0] <= value <= NUMBERS[name][1]:
         raise InvalidInput(f"{name}: {number_rule(name)}")
+
+
+def _is_host(value: str) -> bool:
+    if re.fullmatch(_HOST_NAME, value):
+        return True
+    try:
+        return "%" not in value and ipaddress.IPv6Address(value) is not None
+    except ValueError:
+        return False
 
 
 def _data_coding(value: int) -> None:
@@ -249,12 +279,17 @@ class LinkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: StrictStr | None = Field(
-        None, json_schema_extra={"maxLength": NAME_LENGTH}, examples=["Carrier A"],
-        description="The link's name; none or blank: `SMPP link`.",
+        None, json_schema_extra={"maxLength": NAME_LENGTH, "pattern": NAME_PATTERN},
+        examples=["Carrier A"],
+        description=f"The link's name, {NAME_RULE}; none or blank: `SMPP link`.",
     )  # fmt: skip
     host: StrictStr = Field(
-        json_schema_extra=_text_schema("host"), examples=["smsc.example.net"],
-        description="The SMSC's host name or address.",
+        json_schema_extra={
+            "maxLength": TEXTS["host"][0],
+            "anyOf": [{"pattern": f"^ *{_HOST_NAME} *$"}, {"format": "ipv6"}],
+        },
+        examples=["smsc.example.net"],
+        description=f"The SMSC's host: {HOST_RULE}.",
     )  # fmt: skip
     port: StrictInt = Field(
         json_schema_extra=_number_schema("port"),

@@ -110,6 +110,11 @@ def _raw(form: FormData, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _whole(typed: str) -> bool:
+    """Digits, few enough for int() (Python refuses more than 4,300) and for any rule."""
+    return typed.isascii() and typed.isdigit() and len(typed) <= 18
+
+
 def read_form(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
     """The settings typed (numbers as numbers; an empty number field its default) and the
     problems of each field, by field name, in words ("a whole number from 1 to 65535")."""
@@ -119,7 +124,7 @@ def read_form(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
         typed = _raw(form, spec.name) if spec.name == "password" else field(form, spec.name)
         if not spec.number:
             values[spec.name] = typed or spec.default
-        elif (typed or spec.default).isascii() and (typed or spec.default).isdigit():
+        elif _whole(typed or spec.default):
             values[spec.name] = int(typed or spec.default)
         else:
             values[spec.name] = int(spec.default)
