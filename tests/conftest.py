@@ -160,12 +160,14 @@ _postgresql: Callable[[Path], str] | None = None
 @pytest.fixture(autouse=True)
 def _engine_of_the_test(engine: str, request: pytest.FixtureRequest) -> Iterator[None]:
     global _postgresql, _cluster
+    made: dict[Path, str] = {}  # the test's own PostgreSQL databases, by data directory
+    cluster: pgcluster.Cluster | None = None
     if engine == "postgresql":
         sqlite_only = request.node.get_closest_marker("sqlite_only")
         if sqlite_only is not None:
             pytest.skip(f"about SQLite itself: {sqlite_only.args[0]}")
-        cluster: pgcluster.Cluster = request.getfixturevalue("pg_cluster")
-        made: dict[Path, str] = {}
+        cluster = request.getfixturevalue("pg_cluster")
+        assert cluster is not None
 
         def database(data_dir: Path) -> str:
             key = Path(data_dir).resolve()
@@ -182,6 +184,8 @@ def _engine_of_the_test(engine: str, request: pytest.FixtureRequest) -> Iterator
         _postgresql = None
         _cluster = None
         _made_here.clear()
+        if cluster is not None and made:
+            cluster.drop_databases(list(made.values()))
 
 
 def database_rows(settings: Settings, sql: str, params: Sequence[Any] = ()) -> list[Any]:

@@ -68,6 +68,16 @@ class Cluster:
             conn.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
         return self.url(name)
 
+    def drop_databases(self, urls: list[str]) -> None:
+        """Drop the databases of `urls` (their sessions ended: WITH (FORCE)). A test's
+        database dropped when it ends keeps the cluster small: the suite's thousands of
+        databases of about 10 MB each took the session's end half a minute to delete."""
+        import psycopg
+
+        with contextlib.suppress(psycopg.Error), self._admin() as conn:  # (cleaning only)
+            for url in urls:
+                conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
     def remake_from(self, url: str, template: str) -> bool:
         """Make the database of `url` again as a copy of the database of `template`, if it
         is empty (no table of its own) and nobody is connected to it: whether it did. A copy
