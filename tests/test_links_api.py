@@ -173,6 +173,8 @@ BROKEN = [
     ({"host": "smsc example"}, f"host: {HOST_RULE}"),
     ({"host": "-smsc.example.net"}, f"host: {HOST_RULE}"),
     ({"host": "fe80::1%eth0"}, f"host: {HOST_RULE}"),
+    ({"host": "::ffff:10.0.0.5"}, f"host: {HOST_RULE}"),  # (give 10.0.0.5)
+    ({"host": "x" + " " * 253}, "host: at most 253 characters (SMPP 3.4)"),  # as given
     ({"name": "\x1b[31mred\x1b[0m"}, f"name: {NAME_RULE}"),  # (on the operator's terminal)
     ({"name": "two\nlines"}, f"name: {NAME_RULE}"),
     ({"name": "a\x00b"}, f"name: {NAME_RULE}"),
