@@ -14,7 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from smsgw.links.schemas import BIND_MODE_RULE, DATA_CODING_RULE, HOST_RULE, NAME_RULE, LinkIn
+from smsgw.links.schemas import (
+    BIND_MODE_RULE,
+    DATA_CODING_RULE,
+    HOST_RULE,
+    NAME_RULE,
+    NPI_RULE,
+    LinkIn,
+)
 from tests.conftest import Account, LiveServer, database_rows, free_port, running
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 from tests.test_links import bound as listed_bound
@@ -160,7 +167,9 @@ BROKEN = [
     ({"source": "1" * 21}, "source: at most 20 characters (SMPP 3.4)"),
     ({"sourceTon": 7}, "sourceTon: a whole number from 0 to 6"),
     ({"sourceTon": -1}, "sourceTon: a whole number from 0 to 6"),
-    ({"sourceNpi": 19}, "sourceNpi: a whole number from 0 to 18"),
+    ({"sourceNpi": 19}, f"sourceNpi: {NPI_RULE}"),
+    ({"sourceNpi": 2}, f"sourceNpi: {NPI_RULE}"),  # (no plan of SMPP 3.4's)
+    ({"sourceNpi": 13}, f"sourceNpi: {NPI_RULE}"),
     ({"dataCoding": 8}, f"dataCoding: {DATA_CODING_RULE}"),
     ({"bindMode": "tx"}, f"bindMode: {BIND_MODE_RULE}"),
     ({"bindMode": "TRANSCEIVER"}, f"bindMode: {BIND_MODE_RULE}"),
@@ -216,21 +225,33 @@ def test_a_missing_setting_or_body_is_refused(shared_api: httpx.Client) -> None:
 def test_the_cli_refuses_what_the_api_refuses_in_the_same_words(
     live: LiveServer, alice: Account
 ) -> None:
-    """One set of rules (links/schemas.py): the CLI says them under its own field names."""
+    """One set of rules (links/schemas.py): the CLI says them under its options' names,
+    every one it breaks (it said only the first, under the setting's name)."""
     for option, value, rule in (
-        ("--port", "0", "port: a whole number from 1 to 65535"),
-        ("--window", "0", "window: a whole number from 1 to 1000"),
-        ("--source-ton", "7", "source_ton: a whole number from 0 to 6"),
-        ("--bind-mode", "tx", f"bind_mode: {BIND_MODE_RULE}"),
-        ("--host", "smpp://127.0.0.1:2775", f"host: {HOST_RULE}"),
-        ("--name", "\x1b]0;title\x07", f"name: {NAME_RULE}"),
+        ("--port", "0", "--port: a whole number from 1 to 65535"),
+        ("--window", "0", "--window: a whole number from 1 to 1000"),
+        ("--source-ton", "7", "--source-ton: a whole number from 0 to 6"),
+        ("--source-npi", "2", f"--source-npi: {NPI_RULE}"),
+        ("--bind-mode", "tx", f"--bind-mode: {BIND_MODE_RULE}"),
+        ("--host", "smpp://127.0.0.1:2775", f"--host: {HOST_RULE}"),
+        ("--name", "\x1b]0;title\x07", f"--name: {NAME_RULE}"),
+        ("--source", "S" * 21, "--source: at most 20 characters (SMPP 3.4)"),
     ):
         said = cli(
             live, "links", "add", "smpp", "--user", alice.login, "--host", "127.0.0.1",
             "--port", "2775", "--system-id", USER, "--password-stdin", option, value,
             stdin="x\n", code=1,
         )  # fmt: skip
-        assert rule in said
+        assert f"error: {rule}\n" in said
+    every = cli(
+        live, "links", "add", "smpp", "--user", alice.login, "--host", "a b", "--port", "0",
+        "--system-id", "s" * 16, "--password-stdin", "--data-coding", "8", stdin="x\n", code=1,
+    )  # fmt: skip
+    assert (
+        f"error: --host: {HOST_RULE}; --port: a whole number from 1 to 65535; --system-id: at "
+        f"most 15 characters (SMPP 3.4); --data-coding: {DATA_CODING_RULE}\n"
+    ) in every
+    assert json.loads(cli(live, "links", "list", "--json")) == []
 
 
 def test_the_cli_trims_spaces_around_a_name_or_address_as_the_api_does(

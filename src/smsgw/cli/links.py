@@ -31,6 +31,13 @@ def _password(from_stdin: bool) -> str:
     return line.removesuffix("\n").removesuffix("\r")
 
 
+#: The options of `links add smpp` named otherwise than their settings.
+_OPTION = {"source_addr": "source"} | {
+    name: name.replace("_", "-")
+    for name in ("system_id", "system_type", "source_ton", "source_npi", "data_coding", "bind_mode")
+}
+
+
 @add_app.command("smpp")
 def add_smpp(
     user: UserOption,
@@ -87,19 +94,25 @@ def add_smpp(
     links list` shows its state."""
     from smsgw.accounts import service as accounts
     from smsgw.links import service as links
-    from smsgw.links.schemas import SmppSettings
+    from smsgw.links.schemas import SmppSettings, problems
 
     password = _password(password_stdin)
+    # (spaces around a name or address are no part of it, as for the API and the form)
+    host, system_id, system_type, source = (
+        text.strip(" ") for text in (host, system_id, system_type, source)
+    )
+    values: dict[str, Any] = {
+        "name": name, "host": host, "port": port, "system_id": system_id,
+        "password": password, "system_type": system_type, "source_addr": source,
+        "source_ton": source_ton, "source_npi": source_npi, "throughput": throughput,
+        "window": window, "data_coding": data_coding, "bind_mode": bind_mode,
+    }  # fmt: skip
+    broken = problems(values)
+    if broken:  # every one, under the option's name
+        fail("; ".join(f"--{_OPTION.get(k, k)}: {m.partition(': ')[2]}" for k, m in broken.items()))
 
     async def action(db: Database) -> str:
-        # (spaces around a name or address are no part of it, as for the API and the form)
-        host_, system_id_, system_type_, source_ = (
-            text.strip(" ") for text in (host, system_id, system_type, source)
-        )
-        config = SmppSettings(
-            host_, port, system_id_, password, system_type_, source_, source_ton, source_npi,
-            throughput, window, data_coding, bind_mode,
-        )  # fmt: skip
+        config = SmppSettings(**{k: v for k, v in values.items() if k != "name"})
         user_id = await accounts.user_id_of(db, user)
         return await links.add(db, user_id, user, name, config, all_accounts=all_accounts)
 

@@ -75,10 +75,13 @@ TEXTS = {
 NUMBERS = {
     "port": (1, 65535),
     "source_ton": (0, 6),
-    "source_npi": (0, 18),
     "throughput": (1, MAX_THROUGHPUT),
     "window": (1, MAX_WINDOW),
 }
+#: SMPP 3.4's numbering plans (5.2.6): unknown, ISDN (E.164), data (X.121), telex (F.69),
+#: land mobile (E.212), national, private, ERMES, Internet (IP), WAP client id.
+NPIS = (0, 1, 3, 4, 6, 8, 9, 10, 14, 18)
+NPI_RULE = "one of SMPP 3.4's numbering plans: 0, 1, 3, 4, 6, 8, 9, 10, 14 or 18"
 DATA_CODINGS = (0, 1, 3)
 DATA_CODING_RULE = (
     "0 (SMSC default alphabet, GSM 03.38), 1 (IA5) or 3 (Latin-1): the alphabet texts go "
@@ -140,6 +143,8 @@ def number_rule(name: str) -> str:
     """A number's rule in words: "a whole number from 1 to 65535"."""
     if name == "data_coding":
         return DATA_CODING_RULE
+    if name == "source_npi":
+        return NPI_RULE
     low, high = NUMBERS[name]
     return f"a whole number from {low} to {high}"
 
@@ -159,6 +164,9 @@ def _check(name: str, value: Any) -> None:
         _text(name, value, *TEXTS[name])
         if name == "host" and not _is_host(value):
             raise InvalidInput(f"host: {HOST_RULE}")
+    elif name == "source_npi":
+        if value not in NPIS:
+            raise InvalidInput(f"source_npi: {NPI_RULE}")
     elif not NUMBERS[name][0] <= value <= NUMBERS[name][1]:
         raise InvalidInput(f"{name}: {number_rule(name)}")
 
@@ -270,6 +278,8 @@ def _number_schema(name: str) -> dict[str, Any]:
     """Number setting `name`'s rules (NUMBERS) in JSON Schema's words."""
     if name == "data_coding":
         return {"enum": list(DATA_CODINGS)}
+    if name == "source_npi":
+        return {"enum": list(NPIS)}
     low, high = NUMBERS[name]
     return {"minimum": low, "maximum": high}
 
