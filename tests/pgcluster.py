@@ -76,7 +76,7 @@ class Cluster:
 
         with contextlib.suppress(psycopg.Error), self._admin() as conn:  # (cleaning only)
             for url in urls:
-                conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+                conn.execute(f'DROP DATABASE IF EXISTS "{_name_of(url)}" WITH (FORCE)')
 
     def remake_from(self, url: str, template: str) -> bool:
         """Make the database of `url` again as a copy of the database of `template`, if it
@@ -84,7 +84,7 @@ class Cluster:
         of a migrated database costs PostgreSQL a file copy, not the migrations again."""
         import psycopg
 
-        name, source = url.rsplit("/", 1)[1], template.rsplit("/", 1)[1]
+        name, source = _name_of(url), _name_of(template)
         with psycopg.connect(url) as conn:
             has_tables = conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n"
@@ -152,6 +152,11 @@ class Cluster:
         )
         if done.returncode != 0:
             raise RuntimeError(f"{tool} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+
+
+def _name_of(url: str) -> str:
+    """The database a URL of `Cluster.url` names."""
+    return url.rsplit("/", 1)[1]
 
 
 def start(attempts: int = 3, durable: bool = False) -> Cluster:
