@@ -224,3 +224,30 @@ def test_a_timestamp_written_twice_is_converted_once() -> None:
         write(conn, at) == write(conn, elsewhere) == write(conn, at) == "2026-12-05 12:00:00.000000"
     )
     assert write._remembering["sqlite"].cache_info().hits == 2  # type: ignore[attr-defined]
+
+
+def test_an_error_of_the_database_does_not_carry_the_statements_values(settings: Settings) -> None:
+    """SQLAlchemy writes a failed statement's parameters into the error's text, which the
+    log then shows (an incoming SMS that could not be stored put its text and sender into
+    the log). Both engines hide them (docs/operations.md: message text is never logged)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    migrate.upgrade(settings)
+
+    async def body() -> str:
+        db = database_for(settings)
+        try:
+            async with db.writer.begin() as conn:
+                await conn.execute(
+                    text("INSERT INTO no_such_table (body) VALUES (:body)"),
+                    {"body": "secret code 123456"},
+                )
+        except DBAPIError as error:
+            return str(error)
+        finally:
+            await db.dispose()
+        raise AssertionError("the insert did not fail")
+
+    said = asyncio.run(body())
+    assert "no_such_table" in said and "secret code" not in said

@@ -1064,6 +1064,7 @@ def _sqlite_engine(url: str, synchronous: str, *, immediate: bool, pool_size: in
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=30,
+        hide_parameters=True,  # no message text in an error (docs/operations.md)
     )
 
     @event.listens_for(engine.sync_engine, "connect")

@@ -426,6 +426,7 @@ class PostgresDatabase(Database):
             max_overflow=0,
             pool_pre_ping=True,
             connect_args={"options": options},
+            hide_parameters=True,  # no message text in an error (docs/operations.md)
         )
         self.reader = self.writer = self.engine
         self._pool: AsyncConnectionPool[Any] | None = None
