@@ -8,7 +8,7 @@ import pytest
 
 from smsgw.domain.states import ProcessingState
 from smsgw.links.encoding import IA5, LATIN1, UCS2, UDHI, TooManyParts, decode, encode
-from smsgw.links.receipts import parse
+from smsgw.links.receipts import ID_LENGTH, carrier_id, is_receipt, parse
 from smsgw.links.repository import spellings
 from smsgw.links.service import recipient_state
 from smsgw.messages.parts import count_parts, gsm_septets
@@ -121,6 +121,44 @@ def test_a_carriers_id_is_also_looked_for_in_its_other_spellings() -> None:
     assert {"ff1a", "0000ff1a", "000000FF1A", "65306"} <= set(found)  # 0xff1a in decimal
     assert {"1a2b", "0000006699", "26265"} <= set(spellings("6699"))  # digits: hex both ways
     assert spellings("") == []  # an empty id names no part (it raised ValueError)
+
+
+def test_without_bases_an_id_is_spelled_only_in_case_and_zeros() -> None:
+    """runner.py `same_base`: the same number in the other base is not tried."""
+    found = spellings("0000001A", bases=False)
+    assert {"1A", "1a", "0000001a", "000000001A"} <= set(found)
+    assert "26" not in {form.lstrip("0") for form in found}
+    assert "12" not in {form.lstrip("0") for form in spellings("18", bases=False)}
+
+
+def test_a_carriers_id_is_kept_to_its_first_nul_and_65_characters() -> None:
+    """What a carrier gives as an id, in an answer or a receipt alike: a NUL ended it (and
+    PostgreSQL's text cannot hold one), and a longer id than SMPP 3.4's 65 octets failed
+    its column (the link then recorded nothing more until a restart)."""
+    assert carrier_id(" 1A2B\0junk") == "1A2B"
+    assert carrier_id("9" * 5000) == "9" * ID_LENGTH  # (its spellings once raised: int())
+    assert len(spellings(carrier_id("9" * 5000))) > 0
+    receipt = parse(b"id:AB\0CD stat:DELIVRD err:" + b"7" * 300, None, None)
+    assert receipt is not None and (receipt.smsc_id, receipt.err) == ("AB", "7" * 16)
+    from_tlv = parse(b"", "X" * 100 + "\0", 2)
+    assert from_tlv is not None and from_tlv.smsc_id == "X" * ID_LENGTH
+
+
+def test_a_receipt_without_a_state_is_not_final() -> None:
+    """No message_state SMPP 3.4 defines and no stat: in the text: not UNKNOWN (which is a
+    final failure when a carrier says it), but no state at all."""
+    for receipt in (parse(b"id:1A err:000", None, None), parse(b"", "1A", 9), parse(b"", "1A", 0)):
+        assert receipt is not None and receipt.stat == "" and not receipt.final
+    said_unknown = parse(b"id:1A stat:UNKNOWN", None, None)
+    assert said_unknown is not None and said_unknown.final and not said_unknown.delivered
+
+
+def test_a_plain_message_with_a_receipted_id_is_a_receipt_only_with_a_state() -> None:
+    assert is_receipt(0x04, None, None, b"anything")  # esm_class says so
+    assert is_receipt(0x00, "1A", 2, b"")  # message_state
+    assert is_receipt(0x00, "1A", None, b"id:1A stat:DELIVRD")
+    assert not is_receipt(0x00, "1A", None, b"hello there")  # an incoming SMS
+    assert not is_receipt(0x00, None, 2, b"id:1A stat:DELIVRD")
 
 
 @pytest.mark.parametrize(

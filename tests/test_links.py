@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from smsgw.cli import app
 from smsgw.db.engine import database_for
 from smsgw.domain import clock
-from smsgw.links import repository, service
+from smsgw.links import repository, runner, service
 from smsgw.links.runner import RECONNECT_FIRST
 from tests.conftest import Account, LiveServer, database_rows, running
 from tests.fakes.drop_smsc import DropAfterBind
@@ -617,3 +617,121 @@ def test_a_deleted_links_runner_submits_no_part_it_had_not_intended_before(
     wait_until(lambda: smsc.binds()["unbinds"] == 1, what="the unbind")
     assert {s["text"] for s in smsc.submits()} <= intended
     assert smsc.count() <= 4
+
+
+# -- what a carrier says that smsgw must not believe (a probe acting as a carrier) ----------
+
+
+def said(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in r.getMessage() for r in caplog.records if r.name == "smsgw.links")
+
+
+def test_once_a_receipt_matched_as_spelled_another_base_is_never_tried(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A carrier that spells its receipts' ids as its answers' (a receipt found its part as
+    spelled, an id of two digits or more): a receipt for an id no part has (the part's
+    answer was lost, say) is not taken by another part whose id is the same number in the
+    other base (decimal 18 is 0x12). It failed that other message, whose own receipt was
+    then dropped."""
+    caplog.set_level(logging.WARNING, logger="smsgw.links")
+    monkeypatch.setattr(runner, "ORPHAN_SECONDS", 3.0)
+    link_id = add_link(live, smsc, alice.login)
+    bound(live, link_id)
+    smsc.ids("0000001F")
+    reaches(api, send(api, "first"), "Delivered")  # its receipt matched as spelled
+    smsc.receipts(on=False)
+    smsc.ids("00000012")
+    waiting = send(api, "second")
+    reaches(api, waiting, "Sent")
+
+    assert smsc.receipt("0000000018", stat="UNDELIV", err="001") == 1
+    wait_until(lambda: said(caplog, "a receipt for '0000000018' named no part awaiting one"),
+               what="the stray receipt dropped")  # fmt: skip
+    assert message(api, waiting)["state"] == "Sent"
+    smsc.receipt("00000012", stat="DELIVRD", err="000")
+    reaches(api, waiting, "Delivered")
+
+
+def test_an_id_longer_than_smpp_allows_is_kept_to_65_characters_and_its_receipt_finds_it(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
+) -> None:
+    """SMPP 3.4's message_id is 65 octets at most; smpp34 takes any. A longer one in an
+    answer failed PostgreSQL's column, and the link then recorded no answer at all until a
+    restart. Answer and receipt are cut alike, so the receipt still finds its part."""
+    link_id = add_link(live, smsc, alice.login)
+    bound(live, link_id)
+    long_id = "A" * 40 + "B" * 40
+    smsc.ids(long_id)
+    first = send(api, "first")
+    after = send(api, "second")
+    reaches(api, first, "Delivered")
+    reaches(api, after, "Delivered")
+    ids = database_rows(live.settings, "SELECT smsc_id FROM link_parts ORDER BY id")
+    assert ids[0] == (long_id[:65],)
+
+
+def test_an_answer_the_database_refuses_is_dropped_and_the_others_are_recorded(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """An answer or receipt whose recording fails every time (a value the database cannot
+    hold) kept every later answer and receipt of the link out with it, for ever: the
+    messages stayed Processed while the carrier delivered them. It is dropped (an error in
+    the log), and the others are recorded."""
+    caplog.set_level(logging.ERROR, logger="smsgw.links")
+    real = service.settle
+
+    async def settle(*args: Any, **kwargs: Any) -> service.Settled:
+        if any(outcome[2] == "POISON" for outcome in args[2]):
+            raise ValueError("the database refuses this value")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "settle", settle)
+    link_id = add_link(live, smsc, alice.login)
+    bound(live, link_id)
+    smsc.ids("POISON")
+    poisoned = send(api, "first")
+    wait_until(lambda: said(caplog, "recording answers failed"), what="the failed recording")
+    others = [send(api, f"message {n}") for n in range(3)]
+    for other in others:
+        reaches(api, other, "Delivered")
+    wait_until(lambda: said(caplog, "could not be recorded; dropped"), what="the drop")
+    assert message(api, poisoned)["state"] == "Processed"
+
+
+def test_a_generic_nack_without_an_error_status_fails_the_part(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc
+) -> None:
+    """A generic_nack is never an acceptance: one with command_status 0 (no reason given)
+    was taken for an accepted submit_sm, and the message was Sent for ever."""
+    link_id = add_link(live, smsc, alice.login)
+    bound(live, link_id)
+    smsc.nack_with(1, status=0)
+    failed = reaches(api, send(api, "hello"), "Failed")
+    [recipient] = failed["recipients"]
+    assert "ESME_RUNKNOWNERR" in recipient["error"]
+    assert len(smsc.submits()) == 1  # not sent again
+
+
+def test_a_receipt_without_a_state_is_ignored_and_the_next_one_counts(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smsc,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A receipt that gives no state (no message_state SMPP 3.4 defines, no stat:; an SME's
+    acknowledgement, say) failed its message as stat:UNKNOWN, and the carrier's DELIVRD
+    that came next was dropped. It is ignored, with a warning."""
+    caplog.set_level(logging.WARNING, logger="smsgw.links")
+    link_id = add_link(live, smsc, alice.login)
+    bound(live, link_id)
+    smsc.receipts(on=False)
+    smsc.ids("00000ABC")
+    sent = send(api, "hello")
+    reaches(api, sent, "Sent")
+    smsc.receipt("00000ABC", state="9")
+    wait_until(lambda: said(caplog, "a receipt for '00000ABC' gave no final state"),
+               what="the receipt ignored")  # fmt: skip
+    assert message(api, sent)["state"] == "Sent"
+    smsc.receipt("00000ABC", stat="DELIVRD", err="000")
+    reaches(api, sent, "Delivered")

@@ -13,7 +13,14 @@
 //                                `broken` the sessions closed on a PDU it could not read,
 //                                `mo_answers` the MO's deliver_sm_resp: {ok, refused}
 //   GET /throttle?n=N            the next N submit_sm answer ESME_RTHROTTLED
-//   GET /nack?n=N                the next N submit_sm get a generic_nack (ESME_RINVCMDLEN)
+//   GET /nack?n=N[&status=S]     the next N submit_sm get a generic_nack (ESME_RINVCMDLEN,
+//                                or command_status S)
+//   GET /ids?list=A,B            the next submit_sm_resp give these message_ids, in order
+//   GET /receipts?on=1|0         send receipts by themselves (on at start) or not
+//   GET /receipt?id=&stat=&err=  a receipt deliver_sm (esm_class 0x04) to every receiving
+//                                session: its text `id:ID ... stat:STAT err:ERR text:` (no
+//                                stat: without stat=), receipted_message_id ID unless tlv=0,
+//                                message_state S with state=S
 //   GET /hold?on=1|0             hold submit_sm answers (never sent while on)
 //   GET /release                 answer the held submit_sm still on an open session, hold off
 //   GET /count                   how many submit_sm were seen: {submits}
@@ -42,7 +49,9 @@ smpp.PDU.prototype._filter = function (func) {
   if (func === 'decode' && Buffer.isBuffer(this.short_message)) this.raw = Buffer.from(this.short_message);
   return decodeFields.call(this, func);
 };
-let nextId = 1, throttle = 0, nack = 0, hold = false;
+let nextId = 1, throttle = 0, nack = 0, nackStatus = smpp.ESME_RINVCMDLEN, hold = false;
+let autoReceipts = true;
+const givenIds = [];
 const submits = [], held = [], waiting = [], binds = {ok: 0, refused: 0, unbinds: 0, broken: 0}, bound = new Set(), sessions = new Set();
 const unbound = [], delivers = {transceiver: 0, transmitter: 0, receiver: 0}, moAnswers = {ok: 0, refused: 0};
 const KINDS = {bind_transceiver: 'transceiver', bind_transmitter: 'transmitter', bind_receiver: 'receiver'};
@@ -96,10 +105,11 @@ function receipt(from, pdu, id) {
 }
 
 function answer(session, pdu, seen) {
-  const id = (nextId++).toString(16).toUpperCase().padStart(8, '0');
+  const counted = (nextId++).toString(16).toUpperCase().padStart(8, '0');
+  const id = givenIds.length ? givenIds.shift() : counted;
   seen.answered = id;
   session.send(pdu.response({message_id: id}));
-  if (pdu.registered_delivery & 1) setTimeout(() => receipt(session, pdu, id), DLR_DELAY);
+  if ((pdu.registered_delivery & 1) && autoReceipts) setTimeout(() => receipt(session, pdu, id), DLR_DELAY);
 }
 
 const server = smpp.createServer(session => {
@@ -158,7 +168,7 @@ const server = smpp.createServer(session => {
       nack--;
       seen.answered = 'nack';
       return session.send(new smpp.PDU('generic_nack',
-        {sequence_number: pdu.sequence_number, command_status: smpp.ESME_RINVCMDLEN}));
+        {sequence_number: pdu.sequence_number, command_status: nackStatus}));
     }
     if (hold) { seen.answered = 'held'; held.push([session, pdu, seen]); return; }
     answer(session, pdu, seen);
@@ -194,7 +204,25 @@ http.createServer((req, res) => {
     return json(res, {...binds, bound: bound.size, kinds, unbound, delivers, mo_answers: moAnswers});
   }
   if (u.pathname === '/throttle') { throttle = +(q.get('n') || 1); return json(res, {throttle}); }
-  if (u.pathname === '/nack') { nack = +(q.get('n') || 1); return json(res, {nack}); }
+  if (u.pathname === '/nack') {
+    nack = +(q.get('n') || 1);
+    nackStatus = q.has('status') ? +q.get('status') : smpp.ESME_RINVCMDLEN;
+    return json(res, {nack});
+  }
+  if (u.pathname === '/ids') { givenIds.push(...q.get('list').split(',')); return json(res, {ids: givenIds}); }
+  if (u.pathname === '/receipts') { autoReceipts = q.get('on') === '1'; return json(res, {on: autoReceipts}); }
+  if (u.pathname === '/receipt') {
+    const id = q.get('id'), stat = q.has('stat') ? ` stat:${q.get('stat')}` : '';
+    const err = q.has('err') ? ` err:${q.get('err')}` : '';
+    const fields = {source_addr: '4915100001', destination_addr: 'SMSGW',
+      esm_class: smpp.ESM_CLASS.MC_DELIVERY_RECEIPT, data_coding: 0,
+      short_message: Buffer.from(`id:${id} sub:001 dlvrd:001${stat}${err} text:`, 'ascii')};
+    if (q.get('tlv') !== '0') fields.receipted_message_id = id;
+    if (q.has('state')) fields.message_state = +q.get('state');
+    const to = [...bound].filter(receives);
+    for (const s of to) deliver(s, fields, () => {});
+    return json(res, {sessions: to.length});
+  }
   if (u.pathname === '/hold') { hold = q.get('on') === '1'; return json(res, {hold}); }
   if (u.pathname === '/drop') {
     const kind = q.get('kind');

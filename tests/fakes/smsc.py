@@ -91,6 +91,24 @@ class Smsc:
         """The next `count` submit_sm get a generic_nack (ESME_RINVCMDLEN), not an answer."""
         self._get("/nack", n=count)
 
+    def nack_with(self, count: int, status: int) -> None:
+        """The next `count` submit_sm get a generic_nack with this command_status."""
+        self._get("/nack", n=count, status=status)
+
+    def ids(self, *given: str) -> None:
+        """The next submit_sm_resp give these message_ids, in order (then the counter's)."""
+        self._get("/ids", list=",".join(given))
+
+    def receipts(self, on: bool) -> None:
+        """Whether the simulator sends receipts by itself (it does at start)."""
+        self._get("/receipts", on="1" if on else "0")
+
+    def receipt(self, smsc_id: str, **fields: str) -> int:
+        """Send a receipt (esm_class 0x04) for `smsc_id` to every receiving session (how
+        many got it); `fields`: stat, err, state (message_state), tlv ("0": no
+        receipted_message_id)."""
+        return int(self._get("/receipt", id=smsc_id, **fields)["sessions"])
+
     def hold(self, on: bool) -> None:
         self._get("/hold", on="1" if on else "0")
 

@@ -284,12 +284,13 @@ _WIDTHS = (8, 10, 16, 20)
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
-def spellings(smsc_id: str) -> list[str]:
+def spellings(smsc_id: str, bases: bool = True) -> list[str]:
     """Other spellings of a carrier's id for the same message, most alike first: in upper
     or lower case, with its leading zeros stripped or padded to the widths of _WIDTHS; and
     for an id of digits only, or of hex digits only, the same number in the other base (an
     SMSC may answer submit_sm in hex and spell the receipt's id in decimal, or the reverse:
-    Kannel's msg-id-type). An empty id has none: it names no part."""
+    Kannel's msg-id-type), unless not `bases`. An empty id has none: it names no part. The
+    ids are carrier_id's (at most 65 characters), so their numbers are small enough to read."""
     if not smsc_id:
         return []
     found: dict[str, None] = {}
@@ -300,9 +301,9 @@ def spellings(smsc_id: str) -> list[str]:
                 found.setdefault(text.rjust(width, "0"))
 
     spelled(smsc_id.lstrip("0") or "0")
-    if smsc_id.isascii() and smsc_id.isdigit():
+    if bases and smsc_id.isascii() and smsc_id.isdigit():
         spelled(f"{int(smsc_id):x}")
-    if _HEX_DIGITS.issuperset(smsc_id):
+    if bases and _HEX_DIGITS.issuperset(smsc_id):
         spelled(str(int(smsc_id, 16)))
     found.pop(smsc_id, None)
     return list(found)
@@ -336,6 +337,7 @@ async def receipted(
     device_id: str,
     receipts: list[Applied],
     loose: set[str] | frozenset[str] = frozenset(),
+    bases: bool = True,
 ) -> dict[str, tuple[int, str]]:
     """Apply receipts to the parts the carrier gave their `smsc_id` and that await a receipt
     (accepted: its latest such part, should the carrier reuse ids): (message, recipient) by
@@ -347,8 +349,8 @@ async def receipted(
 
     An id of `loose` that no part of the link has as spelled (of any outcome: a second
     receipt for a part must not find another by a spelling) names the part that awaits a
-    receipt under one of its other `spellings`, the most alike first: many SMSCs spell the
-    receipt's id otherwise than the submit_sm_resp's.
+    receipt under one of its other `spellings` (with `bases`, or without), the most alike
+    first: many SMSCs spell the receipt's id otherwise than the submit_sm_resp's.
 
     One SELECT (two when an id of `loose` is not found as spelled) and one UPDATE per
     outcome and error for each CHUNK receipts."""
@@ -356,7 +358,7 @@ async def receipted(
     for chunk in _chunks(receipts):
         smsc_ids = sorted({smsc_id for smsc_id, _, _ in chunk})
         named, latest = await _parts_named(conn, device_id, smsc_ids)
-        strays = {s: spellings(s) for s in smsc_ids if s in loose and s not in named}
+        strays = {s: spellings(s, bases) for s in smsc_ids if s in loose and s not in named}
         if strays:
             others = sorted({form for forms in strays.values() for form in forms})
             _, alike = await _parts_named(conn, device_id, others)

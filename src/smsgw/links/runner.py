@@ -32,7 +32,7 @@ from smsgw.events import signals
 from smsgw.events.signals import Signals
 from smsgw.links import repository, service
 from smsgw.links.encoding import Encoded, encode, encode_data
-from smsgw.links.receipts import Receipt, is_receipt, parse
+from smsgw.links.receipts import PASSING, Receipt, is_receipt, parse
 from smsgw.links.repository import LinkRecord, PartJob
 from smsgw.links.session import (
     Answer,
@@ -57,7 +57,9 @@ ORPHAN_EVERY_SECONDS = 1.0
 #: A receipt whose id names no part of the link as spelled is matched by its other
 #: spellings (repository.spellings: letter case, leading zeros, hex or decimal) only once
 #: it has waited this long: had it come before its own part's answer was recorded, that
-#: answer is recorded by then, and the receipt is not taken by another part.
+#: answer is recorded by then, and the receipt is not taken by another part. The same
+#: number in the other base is tried only until a receipt of the link matched as spelled
+#: (`Runner.same_base`).
 LOOSE_SECONDS = 1.0
 #: How long a stopping link waits for the answers of its submit_sm in flight.
 DRAIN_SECONDS = 5.0
@@ -264,6 +266,12 @@ class LinkRunner:
         self.answers: list[service.Outcome] = []
         self.receipts: list[tuple[float, Receipt]] = []
         self.orphans: list[tuple[float, Receipt]] = []
+        #: A receipt of the link found its part by its id as spelled, an id whose digits
+        #: read in the other base name another number (two or more of them): the carrier
+        #: spells its receipts' ids in the base of its answers, and a receipt that does not
+        #: match is never matched by the same number in the other base (which is another
+        #: part's id, as often as not: id 20 read as hex is 32, 0x10 read as decimal 10).
+        self.same_base = False
         #: When the orphans are tried again next (ORPHAN_EVERY_SECONDS).
         self.orphans_due = 0.0
         self._encoded: tuple[int, Encoded] | None = None
@@ -651,6 +659,9 @@ class LinkRunner:
         if answer.status == 0:
             self.slowdown.accepted()
             self.reconnects.carried = True  # the session held (the backoff starts over)
+            if answer.message_id is None:
+                log.warning("link %s: the SMSC accepted a part without an id; no receipt "
+                            "can name it", self.link.device_id)  # fmt: skip
             self._answer(job, repository.ACCEPTED, answer.message_id, None)
         elif answer.busy:
             assert answer.status is not None
@@ -689,12 +700,19 @@ class LinkRunner:
             self.poke()
 
     async def _inbound(self, inbound: Inbound) -> None:
-        if is_receipt(inbound.esm_class, inbound.receipted_id):
-            receipt = parse(inbound.short_message, inbound.receipted_id, inbound.message_state)
+        text, state = inbound.short_message, inbound.message_state
+        if is_receipt(inbound.esm_class, inbound.receipted_id, state, text):
+            receipt = parse(text, inbound.receipted_id, state)
             if receipt is not None and receipt.final:
                 metrics.link_receipt(self.link.device_id, receipt.delivered)
                 self.receipts.append((time.monotonic(), receipt))
                 self._flush_now.set()
+            elif receipt is None:
+                log.warning("link %s: a receipt named no part (no receipted_message_id, no "
+                            "id:); ignored", self.link.device_id)  # fmt: skip
+            elif receipt.stat not in PASSING:
+                log.warning("link %s: a receipt for %r gave no final state (stat %r); ignored",
+                            self.link.device_id, receipt.smsc_id, receipt.stat)  # fmt: skip
             return
         mo = service.MobileOriginated(
             inbound.source_addr, inbound.source_ton == 1, inbound.esm_class,
@@ -708,6 +726,53 @@ class LinkRunner:
         self.signals.emit(signals.OUTBOX_FILLED)
 
     # Recording answers and receipts.
+
+    async def _settle(
+        self, answers: list[service.Outcome], receipts: list[Receipt], loose: set[str]
+    ) -> service.Settled:
+        return await service.settle(
+            self.db, self.link, answers, receipts, loose, bases=not self.same_base
+        )
+
+    async def _one_by_one(
+        self,
+        answers: list[service.Outcome],
+        receipts: list[tuple[float, Receipt]],
+        loose: set[str],
+    ) -> service.Settled:
+        """Answers and receipts whose recording together failed, recorded each on its own
+        (answers first): one the database refuses (a value it cannot hold) must not keep the
+        others out for ever. One that fails on its own twice, while others of the same lot
+        were recorded, is dropped with an error in the log; when none could be recorded
+        (the database is down, say), the last failure is raised and they are all tried
+        again later."""
+        events, unmatched = 0, []
+        failed: list[tuple[service.Outcome | None, Receipt | None, Exception]] = []
+        lots: list[tuple[service.Outcome | None, Receipt | None]] = [
+            *((answer, None) for answer in answers),
+            *((None, r) for _, r in receipts),
+        ]
+        for attempt in range(2):
+            failed = []
+            for answer, receipt in lots:
+                try:
+                    settled = await self._settle(
+                        [answer] if answer else [], [receipt] if receipt else [], loose
+                    )
+                except Exception as exc:
+                    failed.append((answer, receipt, exc))
+                    continue
+                events += settled.events
+                unmatched += settled.unmatched
+            if len(failed) == len(lots) and attempt == 0:
+                raise failed[-1][2]
+            lots = [(answer, receipt) for answer, receipt, _ in failed]
+        for answer, receipt, problem in failed:
+            what = f"the answer for part {answer[0]}" if answer else "a receipt for "
+            what += repr(receipt.smsc_id) if receipt else ""
+            log.error("link %s: %s could not be recorded; dropped (%s)", self.link.device_id,
+                      what, problem)  # fmt: skip
+        return service.Settled(events, unmatched)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -733,9 +798,12 @@ class LinkRunner:
             return
         loose = {r.smsc_id for seen, r in receipts if final or at - seen >= LOOSE_SECONDS}
         try:
-            settled = await service.settle(
-                self.db, self.link, answers, [r for _, r in receipts], loose
-            )
+            try:
+                settled = await self._settle(answers, [r for _, r in receipts], loose)
+            except Exception:
+                if len(answers) + len(receipts) < 2:
+                    raise
+                settled = await self._one_by_one(answers, receipts, loose)
         except BaseException:
             self.answers[:0], self.receipts[:0] = answers, receipts
             raise
@@ -743,6 +811,8 @@ class LinkRunner:
         now = time.monotonic()
         for seen, receipt in receipts:
             if receipt not in settled.unmatched:
+                if receipt.smsc_id not in loose and len(receipt.smsc_id.lstrip("0")) > 1:
+                    self.same_base = True
                 continue
             if final or now - seen > ORPHAN_SECONDS:
                 log.warning("link %s: a receipt for %r named no part awaiting one; dropped",

@@ -341,11 +341,12 @@ async def settle(
     outcomes: Iterable[Outcome],
     receipts: Iterable[Receipt],
     loose: set[str] | frozenset[str] = frozenset(),
+    bases: bool = True,
 ) -> Settled:
     """Record the carrier's answers (part, outcome, carrier id, error) and receipts, and
     report the recipients whose state they change, as a phone reports them, in the same
     transaction. A receipt whose id is in `loose` may name its part in another spelling
-    (repository.receipted)."""
+    (repository.receipted; the same number in the other base too when `bases`)."""
     outcomes, receipts = list(outcomes), list(receipts)
     applied: list[repository.Applied] = [
         (receipt.smsc_id, repository.DELIVERED, None) if receipt.delivered
@@ -357,7 +358,7 @@ async def settle(
     async def unit(conn: UnitConnection) -> tuple[list[Done], list[Receipt]]:
         await repository.set_outcomes(conn, outcomes)
         touched = await repository.pairs_of(conn, [o[0] for o in outcomes])
-        found = await repository.receipted(conn, link.device_id, applied, loose)
+        found = await repository.receipted(conn, link.device_id, applied, loose, bases)
         unmatched = []
         for receipt in receipts:
             if receipt.smsc_id in found:

@@ -30,6 +30,7 @@ from smpp34._smpp34 import (
 )
 
 from smsgw.links.encoding import Segment
+from smsgw.links.receipts import carrier_id
 from smsgw.links.repository import LinkRecord
 from smsgw.links.schemas import TRANSCEIVER, TX_RX
 
@@ -47,6 +48,8 @@ STATUS_NAMES = {
     0x51: "ESME_RINVDSTNPI", 0x53: "ESME_RINVSYSTYP", 0x58: "ESME_RTHROTTLED",
     0x61: "ESME_RINVSCHED", 0x62: "ESME_RINVEXPIRY", 0xFF: "ESME_RUNKNOWNERR",
 }  # fmt: skip
+#: What a generic_nack with status 0 (no reason) is taken for: a refusal.
+ESME_RUNKNOWNERR = 0xFF
 #: The carrier is busy: the part waits and goes again, the link slows down.
 BUSY = frozenset({ESME_RTHROTTLED, ESME_RMSGQFUL})
 #: Places in smpp34's queue of received PDUs. It must never fill: smpp34 1.5.0 then answers
@@ -238,7 +241,7 @@ class Session:
             response = await answer
         except smpp34.SmppError as error:
             return _raised(str(error))
-        return Answer(True, response.command_status, response.message_id or None)
+        return Answer(True, response.command_status, carrier_id(response.message_id or "") or None)
 
     async def next(self) -> Inbound | None:
         """The next deliver_sm of any of its binds, or None once every bind is over (so
@@ -449,4 +452,6 @@ def _raised(error: str) -> Answer:
     status = int(found.group(1), 16) if found else ESME_RSYSERR
     if status == ESME_RSYSERR:
         return Answer(True, None, reason=f"no answer from the SMSC ({error})")
+    if status == 0:  # a refusal that gives no reason: not an acceptance
+        status = ESME_RUNKNOWNERR
     return Answer(False, status, reason=f"generic_nack {status_text(status)}")
