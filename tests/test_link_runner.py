@@ -170,6 +170,27 @@ def test_a_session_that_carried_traffic_starts_the_backoff_again() -> None:
     assert drawn_from([reconnects.pause()], [1])
 
 
+def test_a_session_that_ended_unanswered_held_only_if_the_carrier_accepted_a_part() -> None:
+    """A carrier that binds and never answers: each session lasts smpp34's 30 s response
+    timeout, which counted as a session that held, so the link bound again at once and a
+    window of parts failed each time."""
+    clock = Clock()
+    reconnects = Reconnects(LONGEST, clock)
+    for _ in range(4):
+        reconnects.pause()
+
+    reconnects.bound()
+    clock.now += HELD_SECONDS + 5
+    reconnects.ended(unanswered=True)
+    assert drawn_from([reconnects.pause()], [RECONNECT_FIRST * 2**4])
+
+    reconnects.bound()
+    reconnects.carried = True
+    clock.now += HELD_SECONDS + 5
+    reconnects.ended(unanswered=True)
+    assert drawn_from([reconnects.pause()], [RECONNECT_FIRST])
+
+
 class AcceptingSession:
     """A session whose carrier accepts every submit_sm."""
 

@@ -198,9 +198,13 @@ class Reconnects:
         self.bound_at = self.clock()
         self.carried = False
 
-    def ended(self) -> None:
-        """The session bound last ended: the next pause is the first step if it held."""
-        if self.carried or self.clock() - self.bound_at >= HELD_SECONDS:
+    def ended(self, unanswered: bool = False) -> None:
+        """The session bound last ended: the next pause is the first step if it held. One
+        that ended because a submit_sm went unanswered held only if the carrier accepted
+        one: smpp34 waits 30 s for an answer, so a carrier that binds and never answers
+        made every session last HELD_SECONDS, and was bound again at once each time."""
+        long_enough = not unanswered and self.clock() - self.bound_at >= HELD_SECONDS
+        if self.carried or long_enough:
             self.attempt = 0
 
     def pause(self) -> float:
@@ -348,7 +352,8 @@ class LinkRunner:
                     await self._state("bound", None)
                     await self._serve(session)
                 finally:
-                    self.reconnects.ended()  # (its length: not the writes that follow)
+                    # (its length: not the writes that follow)
+                    self.reconnects.ended(session.unanswered)
                     await session.close()
                 if self._stopping.is_set():
                     await self._state("down", "stopped (unbound)")
