@@ -7,7 +7,15 @@ from __future__ import annotations
 import pytest
 
 from smsgw.domain.states import ProcessingState
-from smsgw.links.encoding import IA5, LATIN1, UCS2, UDHI, TooManyParts, decode, encode
+from smsgw.links.encoding import (
+    IA5,
+    LATIN1,
+    UCS2,
+    UDHI,
+    TooManyParts,
+    decode,
+    encode,
+)
 from smsgw.links.receipts import parse
 from smsgw.links.repository import spellings
 from smsgw.links.service import recipient_state
@@ -97,6 +105,30 @@ def test_an_mo_with_a_message_class_is_read_in_the_alphabet_its_bit_2_names() ->
     assert gsm_septets("@éHi") == septets.decode("ascii")
     assert [decode(coding, septets, 0) for coding in (0xF0, 0xF1, 0xF3)] == ["@éHi"] * 3
     assert decode(0xF5, "é!".encode("latin-1"), 0) == "é!"  # (8-bit data as today)
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "text"),
+    [
+        (0x10, b"\x00\x05Hi", "@éHi"),  # general group, class 0: bits 3-2 00, GSM 7-bit
+        (0x11, b"\x00\x05Hi", "@éHi"),
+        (0x14, "é!".encode("latin-1"), "é!"),  # 01: 8-bit data
+        (0x18, "Привет".encode("utf-16-be"), "Привет"),  # 10: UCS-2 (a flash SMS)
+        (0x1B, "Привет".encode("utf-16-be"), "Привет"),
+        (0x08 | 0x40, "你好".encode("utf-16-be"), "你好"),  # marked for automatic deletion
+        (0x50, b"\x00\x05Hi", "@éHi"),
+        (0x18 | 0x20, "é".encode("latin-1"), "é"),  # compressed: not read, 8-bit data
+        (0xC0, b"\x00\x05Hi", "@éHi"),  # message waiting, discard: GSM 7-bit
+        (0xD8, b"\x00\x05Hi", "@éHi"),  # message waiting, store: GSM 7-bit
+        (0xE1, "Привет".encode("utf-16-be"), "Привет"),  # message waiting, store: UCS-2
+        (0x80, "é".encode("latin-1"), "é"),  # reserved: as 8-bit data
+    ],
+)
+def test_an_mo_in_a_coding_group_is_read_in_the_alphabet_its_bits_name(
+    coding: int, body: bytes, text: str
+) -> None:
+    """data_coding above 0x0F is one of 3GPP TS 23.038's coding groups, not Latin-1."""
+    assert decode(coding, body, 0) == text
 
 
 def test_a_receipt_is_read_from_its_tlvs_before_its_text() -> None:
