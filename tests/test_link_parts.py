@@ -8,6 +8,7 @@ import pytest
 
 from smsgw.domain.states import ProcessingState
 from smsgw.links.encoding import (
+    BINARY,
     IA5,
     LATIN1,
     UCS2,
@@ -129,6 +130,27 @@ def test_an_mo_in_a_coding_group_is_read_in_the_alphabet_its_bits_name(
 ) -> None:
     """data_coding above 0x0F is one of 3GPP TS 23.038's coding groups, not Latin-1."""
     assert decode(coding, body, 0) == text
+
+
+@pytest.mark.parametrize(
+    ("coding", "body"),
+    [
+        (LATIN1, b"a\x00b"),
+        (IA5, b"a\x00b"),
+        (BINARY, b"a\x00b"),
+        (2, b"a\x00b"),  # octets unspecified: as Latin-1
+        (0x99, b"a\x00b"),  # a coding it does not know: as Latin-1
+        (UCS2, "a\x00b".encode("utf-16-be")),
+        (0x18, "a\x00b".encode("utf-16-be")),
+    ],
+)
+def test_u0000_in_a_received_text_is_read_as_the_replacement_character(
+    coding: int, body: bytes
+) -> None:
+    """PostgreSQL's text cannot hold U+0000: a received text holds U+FFFD in its place, on
+    either engine; GSM 7-bit's septet 0 is `@`."""
+    assert decode(coding, body, 0) == "a\ufffdb"
+    assert decode(0, b"a\x00b", 0) == "a@b"
 
 
 def test_a_receipt_is_read_from_its_tlvs_before_its_text() -> None:

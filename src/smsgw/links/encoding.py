@@ -214,14 +214,19 @@ def _alphabet(data_coding: int) -> int:
     return BINARY
 
 
+#: What a received text holds in place of U+0000 (PostgreSQL's text cannot hold it).
+NUL_REPLACEMENT = "\ufffd"
+
+
 def decode(data_coding: int, body: bytes, esm_class: int) -> str:
     """The text of a received short_message (an MO): its header skipped when esm_class says
     it has one; GSM 03.38 for data_coding 0, UCS-2 for 8, Latin-1 for 3, ASCII (IA5) for 1
     (and the alphabet a coding group above 0x0F names: `_alphabet`); any other coding (8-bit
-    data among them) as Latin-1."""
+    data among them) as Latin-1. U+0000 (an octet 0 of 8-bit data, Latin-1 or ASCII, a UCS-2
+    unit 0) is read as U+FFFD, the replacement character: the same on either engine."""
     if esm_class & UDHI and body:
         body = body[1 + body[0] :]
-    return _decoded(_alphabet(data_coding), body)
+    return _decoded(_alphabet(data_coding), body).replace("\x00", NUL_REPLACEMENT)
 
 
 def _decoded(coding: int, body: bytes) -> str:

@@ -1,0 +1,65 @@
+"""What a carrier puts in an incoming SMS (MO) beyond what SMPP 3.4 allows or what a
+database column holds, through a real running smsgw (docs/links.md "Incoming SMS"): the
+SMS goes to the inbox alike on SQLite and PostgreSQL, never lost after the carrier had its
+deliver_sm_resp.
+
+A text holding U+0000 (PostgreSQL's text cannot hold it) is stored with U+FFFD in its place
+(the npm simulator)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from smsgw.config import Settings
+from smsgw.links.encoding import UDHI
+from tests.conftest import Account, LiveServer
+from tests.fakes.receiver import Receiver
+from tests.fakes.smsc import Smsc, wait_until
+from tests.test_link_messages import SENDER, barrier, inbox, udh8
+from tests.test_links import add_link, bound, hook
+from tests.webhook_support import hub_settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return hub_settings(tmp_path / "data", link_connect_timeout_seconds=2)
+
+
+@pytest.fixture
+def link(server: LiveServer, alice: Account, smsc: Smsc) -> str:
+    link_id = add_link(server, smsc, alice.login)
+    bound(server, link_id)
+    return link_id
+
+
+def webhook_texts(receiver: Receiver) -> list[str]:
+    return sorted(r.json()["payload"]["message"] for r in receiver.delivered())
+
+
+def test_u0000_in_a_text_is_stored_as_u_fffd_alike_on_either_engine(
+    server: LiveServer, api: httpx.Client, link: str, smsc: Smsc, receiver: Receiver
+) -> None:
+    """Latin-1, IA5, 8-bit data (data_coding 4 and 2: read as Latin-1) with an octet 0,
+    UCS-2 with a unit 0, and a long SMS in two parts: on PostgreSQL each was lost (its
+    insert refused) after the carrier had its deliver_sm_resp."""
+    hook(api, receiver, "sms:received")
+    sent = [
+        ("3", b"Latin-1 \x00 end"), ("1", b"IA5 \x00 end"), ("4", b"\x00 data"),
+        ("2", b"octets \x00 end"), ("8", "UCS-2 \x00 end".encode("utf-16-be")),
+    ]  # fmt: skip
+    for coding, body in sent:
+        assert smsc.mo(SENDER, hex=body.hex(), dc=coding) == 1
+    for number, piece in ((1, b"first \x00 part, "), (2, b"second part")):
+        body = udh8(3, 2, number) + piece.hex()
+        assert smsc.mo(SENDER, hex=body, esm=str(UDHI), dc="3") == 1
+    barrier(api, smsc, "after them")
+    expected = [
+        "Latin-1 \ufffd end", "IA5 \ufffd end", "\ufffd data", "octets \ufffd end",
+        "UCS-2 \ufffd end", "first \ufffd part, second part", "after them",
+    ]  # fmt: skip
+    assert sorted(inbox(api)) == sorted(expected)
+    wait_until(lambda: len(receiver.delivered()) == len(expected), what="each sms:received")
+    assert webhook_texts(receiver) == sorted(expected)
