@@ -3,11 +3,13 @@ database column holds, through a real running smsgw (docs/links.md "Incoming SMS
 SMS goes to the inbox alike on SQLite and PostgreSQL, never lost after the carrier had its
 deliver_sm_resp.
 
-A text holding U+0000 (PostgreSQL's text cannot hold it) is stored with U+FFFD in its place
-(the npm simulator)."""
+A text holding U+0000 (PostgreSQL's text cannot hold it) is stored with U+FFFD in its place;
+a sender longer than the 20 characters SMPP allows is cut to 32, alike for one SMS and for
+one in parts, and the log says so without the SMS's text (the npm simulator)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx
@@ -33,6 +35,15 @@ def link(server: LiveServer, alice: Account, smsc: Smsc) -> str:
     link_id = add_link(server, smsc, alice.login)
     bound(server, link_id)
     return link_id
+
+
+def said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "smsgw.links"]
+
+
+def messages(api: httpx.Client) -> list[tuple[str, str]]:
+    """(sender, text) of each inbox message, sorted."""
+    return sorted((m["sender"], m["message"]) for m in api.get("/inbox").json())
 
 
 def webhook_texts(receiver: Receiver) -> list[str]:
@@ -63,3 +74,36 @@ def test_u0000_in_a_text_is_stored_as_u_fffd_alike_on_either_engine(
     assert sorted(inbox(api)) == sorted(expected)
     wait_until(lambda: len(receiver.delivered()) == len(expected), what="each sms:received")
     assert webhook_texts(receiver) == sorted(expected)
+
+
+def test_a_sender_longer_than_smpp_allows_is_cut_alike_in_one_sms_and_in_parts(
+    server: LiveServer,
+    api: httpx.Client,
+    link: str,
+    smsc: Smsc,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SMPP 3.4's source_addr holds 20 characters; smpp34 reads longer ones. A part of a long
+    SMS from a sender of more than 31 failed on PostgreSQL (link_mo_parts.sender is 32
+    wide), and was lost; the sender an SMS is stored under is cut to 32 characters (its
+    `+` counted) however it came."""
+    caplog.set_level(logging.WARNING, logger="smsgw.links")
+    number, name = "49151" + "1234567890" * 4, "A-very-long-alphanumeric-sender-name"
+    for sender in (number, name):
+        for part, piece in ((1, "a long SMS in "), (2, "two parts")):
+            body = udh8(4, 2, part) + piece.encode().hex()
+            assert smsc.mo(sender, hex=body, esm=str(UDHI)) == 1
+        assert smsc.mo(sender, "one SMS") == 1
+    barrier(api, smsc, "after them")
+    cut = ("+" + number)[:32]
+    assert messages(api) == sorted([
+        (cut, "a long SMS in two parts"), (cut, "one SMS"),
+        (name[:32], "a long SMS in two parts"), (name[:32], "one SMS"),
+        ("+" + SENDER, "after them"),
+    ])  # fmt: skip
+    warned = [line for line in said(caplog) if "sender of" in line]
+    assert warned == [
+        f"link {link}: an incoming SMS's sender of {length} characters is cut to 32"
+        " (SMPP 3.4 allows 20)"
+        for length in (len(number) + 1, len(name)) for _ in range(3)
+    ]  # fmt: skip

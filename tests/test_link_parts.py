@@ -19,7 +19,7 @@ from smsgw.links.encoding import (
 )
 from smsgw.links.receipts import parse
 from smsgw.links.repository import spellings
-from smsgw.links.service import recipient_state
+from smsgw.links.service import recipient_state, sender_of
 from smsgw.messages.parts import count_parts, gsm_septets
 
 TEXTS = [
@@ -151,6 +151,24 @@ def test_u0000_in_a_received_text_is_read_as_the_replacement_character(
     either engine; GSM 7-bit's septet 0 is `@`."""
     assert decode(coding, body, 0) == "a\ufffdb"
     assert decode(0, b"a\x00b", 0) == "a@b"
+
+
+@pytest.mark.parametrize(
+    ("address", "international", "sender"),
+    [
+        ("4915112345601", True, "+4915112345601"),
+        ("4915112345601", False, "4915112345601"),
+        ("+4915112345601", True, "+4915112345601"),
+        ("ACME", True, "ACME"),  # an alphanumeric sender a carrier gives TON 1
+        ("", True, ""),
+        ("49 151 1234", True, "49 151 1234"),
+        ("١٢٣", True, "١٢٣"),  # digits, but not ASCII ones
+    ],
+)
+def test_an_international_mo_sender_gets_a_plus_only_before_digits(
+    address: str, international: bool, sender: str
+) -> None:
+    assert sender_of(address, international) == sender
 
 
 def test_a_receipt_is_read_from_its_tlvs_before_its_text() -> None:

@@ -469,7 +469,11 @@ async def received(
     comes, then the whole SMS is taken in, in the same transaction as that last part: one
     inbox message, as a phone shows it (or, after MO_PARTS_WAIT, the parts that came:
     `join_stale`)."""
-    sender = ("+" + mo.sender) if mo.international and not mo.sender.startswith("+") else mo.sender
+    sender = sender_of(mo.sender, mo.international)
+    if len(sender) > MAX_SENDER:
+        log.warning("link %s: an incoming SMS's sender of %d characters is cut to %d (SMPP 3.4 "
+                    "allows 20)", link.device_id, len(sender), MAX_SENDER)  # fmt: skip
+        sender = sender[:MAX_SENDER]
     data, segment = split_header(mo.body, mo.esm_class)
     segment = segment or mo.segment
     now = clock.now()
@@ -482,6 +486,19 @@ async def received(
         if kept >= segment.total:
             text, first = _joined(await repository.take_mo_parts(conn, key))
             await _take_in(conn, link, sender, text, first, words)
+
+
+#: The most characters of an MO's sender kept (SMPP 3.4's source_addr holds 20; smpp34 reads
+#: longer ones): link_mo_parts.sender holds 32, the inbox's sender 128.
+MAX_SENDER = 32
+
+
+def sender_of(address: str, international: bool) -> str:
+    """The sender of an MO from `address`: `+` and its digits when its TON is international
+    (an alphanumeric or empty address as it is)."""
+    if international and address.isascii() and address.isdigit():
+        return "+" + address
+    return address
 
 
 def _joined(parts: list[repository.MoPart]) -> tuple[str, datetime]:
