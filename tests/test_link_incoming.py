@@ -5,22 +5,26 @@ deliver_sm_resp.
 
 A text holding U+0000 (PostgreSQL's text cannot hold it) is stored with U+FFFD in its place;
 a sender longer than the 20 characters SMPP allows is cut to 32, alike for one SMS and for
-one in parts, and the log says so without the SMS's text (the npm simulator)."""
+one in parts; sar_* TLVs wider than SMPP's make the part an SMS of its own; and the log says
+so without the SMS's text (the smpp34 SMSC for the TLVs, the npm simulator for the rest)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import smpp34
 
 from smsgw.config import Settings
 from smsgw.links.encoding import UDHI
 from tests.conftest import Account, LiveServer
 from tests.fakes.receiver import Receiver
+from tests.fakes.smpp34_smsc import Smpp34Smsc
 from tests.fakes.smsc import Smsc, wait_until
-from tests.test_link_messages import SENDER, barrier, inbox, udh8
+from tests.test_link_messages import SENDER, barrier, inbox, kept, udh8
 from tests.test_links import add_link, bound, hook
 from tests.webhook_support import hub_settings
 
@@ -107,3 +111,50 @@ def test_a_sender_longer_than_smpp_allows_is_cut_alike_in_one_sms_and_in_parts(
         " (SMPP 3.4 allows 20)"
         for length in (len(number) + 1, len(name)) for _ in range(3)
     ]  # fmt: skip
+
+
+@pytest.fixture
+def smsc34() -> Iterator[Smpp34Smsc]:
+    started = Smpp34Smsc().start()
+    yield started
+    started.stop()
+
+
+def sar(reference: bytes, total: bytes, number: bytes) -> list[smpp34.Tlv]:
+    return [
+        smpp34.Tlv(smpp34.TLV_SAR_MSG_REF_NUM, reference),
+        smpp34.Tlv(smpp34.TLV_SAR_TOTAL_SEGMENTS, total),
+        smpp34.Tlv(smpp34.TLV_SAR_SEGMENT_SEQNUM, number),
+    ]
+
+
+def test_sar_values_wider_than_smpp_allows_make_the_part_an_sms_of_its_own(
+    server: LiveServer,
+    api: httpx.Client,
+    alice: Account,
+    smsc34: Smpp34Smsc,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """sar_msg_ref_num is 2 octets and sar_total_segments 1 (SMPP 3.4, 5.3.2.22-23); smpp34
+    reads 4 octets too. A reference beyond 2**31 or a count beyond 32767 failed on
+    PostgreSQL (link_mo_parts' integer columns), and was lost; on SQLite such parts waited
+    30 minutes. Beyond SMPP's sizes (a reference over 65535, more than 255 parts), the part
+    is taken as an SMS of its own."""
+    caplog.set_level(logging.WARNING, logger="smsgw.links")
+    link_id = add_link(server, smsc34, alice.login)
+    bound(server, link_id)
+    wide = (2**32 - 1).to_bytes(4, "big")
+    assert smsc34.mo(SENDER, b"reference of 4 octets", 0, sar(wide, b"\x02", b"\x01")) == 1
+    many = (40_000).to_bytes(4, "big")
+    assert smsc34.mo(SENDER, b"40000 parts", 0, sar(b"\x00\x09", many, b"\x00\x01")) == 1
+    assert smsc34.mo(SENDER, b"two ", 0, sar(b"\x01\x00", b"\x02", b"\x01")) == 1
+    assert smsc34.mo(SENDER, b"parts", 0, sar(b"\x01\x00", b"\x02", b"\x02")) == 1
+    wait_until(lambda: "two parts" in inbox(api), what="the SAR parts joined")
+    assert sorted(inbox(api)) == sorted(["reference of 4 octets", "40000 parts", "two parts"])
+    assert kept(server) == 0
+    warned = [line for line in said(caplog) if "sar_" in line]
+    assert warned == [
+        f"link {link_id}: an incoming SMS's sar_* TLVs are beyond SMPP 3.4's sizes (reference"
+        f" {n}, {total} parts); taken as an SMS of its own"
+        for n, total in ((2**32 - 1, 2), (9, 40_000))
+    ]

@@ -33,6 +33,9 @@ _GSM = Codec()
 
 #: The most parts a text goes in: the concatenation header counts them in one octet.
 MAX_PARTS = 255
+#: The largest reference of an SMS in parts: a header's 16-bit one, SMPP 3.4's 2-octet
+#: sar_msg_ref_num.
+MAX_REFERENCE = 0xFFFF
 
 #: data_coding of 8-bit binary data (SMPP 3.4, 5.2.19).
 BINARY = 0x04

@@ -25,6 +25,7 @@ from smsgw.links import repository
 from smsgw.links.encoding import (
     MAX_DATA,
     MAX_PARTS,
+    MAX_REFERENCE,
     Segment,
     TooManyParts,
     decode,
@@ -475,7 +476,7 @@ async def received(
                     "allows 20)", link.device_id, len(sender), MAX_SENDER)  # fmt: skip
         sender = sender[:MAX_SENDER]
     data, segment = split_header(mo.body, mo.esm_class)
-    segment = segment or mo.segment
+    segment = segment or _sized(link, mo.segment)
     now = clock.now()
     async with db.write() as conn:
         if segment is None:
@@ -486,6 +487,19 @@ async def received(
         if kept >= segment.total:
             text, first = _joined(await repository.take_mo_parts(conn, key))
             await _take_in(conn, link, sender, text, first, words)
+
+
+def _sized(link: LinkRecord, segment: Segment | None) -> Segment | None:
+    """The part an MO's sar_* TLVs say it is, unless they are beyond SMPP 3.4's sizes (a
+    reference of 2 octets, at most 255 parts; smpp34 reads 4 octets too): then None, an SMS
+    of its own, as the log says (its text kept, not joined with parts it cannot be told
+    from)."""
+    if segment is None or (segment.reference <= MAX_REFERENCE and segment.total <= MAX_PARTS):
+        return segment
+    log.warning("link %s: an incoming SMS's sar_* TLVs are beyond SMPP 3.4's sizes (reference "
+                "%d, %d parts); taken as an SMS of its own", link.device_id, segment.reference,
+                segment.total)  # fmt: skip
+    return None
 
 
 #: The most characters of an MO's sender kept (SMPP 3.4's source_addr holds 20; smpp34 reads
