@@ -5,13 +5,15 @@ deliver_sm_resp.
 
 A text holding U+0000 (PostgreSQL's text cannot hold it) is stored with U+FFFD in its place;
 a sender longer than the 20 characters SMPP allows is cut to 32, alike for one SMS and for
-one in parts; sar_* TLVs wider than SMPP's make the part an SMS of its own; and the log says
-so without the SMS's text (the smpp34 SMSC for the TLVs, the npm simulator for the rest)."""
+one in parts; sar_* TLVs wider than SMPP's make the part an SMS of its own; a part the
+carrier delivers again after its SMS was joined is dropped; and the log says so without the
+SMS's text (the smpp34 SMSC for the TLVs, the npm simulator for the rest)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -20,7 +22,8 @@ import smpp34
 
 from smsgw.config import Settings
 from smsgw.links.encoding import UDHI
-from tests.conftest import Account, LiveServer
+from smsgw.links.service import MO_PARTS_WAIT
+from tests.conftest import Account, LiveServer, database_rows
 from tests.fakes.receiver import Receiver
 from tests.fakes.smpp34_smsc import Smpp34Smsc
 from tests.fakes.smsc import Smsc, wait_until
@@ -158,3 +161,59 @@ def test_sar_values_wider_than_smpp_allows_make_the_part_an_sms_of_its_own(
         f" {n}, {total} parts); taken as an SMS of its own"
         for n, total in ((2**32 - 1, 2), (9, 40_000))
     ]
+
+
+def test_a_part_delivered_again_after_its_sms_was_joined_is_dropped(
+    at: list[datetime],
+    server: LiveServer,
+    api: httpx.Client,
+    link: str,
+    smsc: Smsc,
+    receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The carrier delivers part 1 again after the SMS was joined: it was kept, and 30
+    minutes later went to the inbox and the webhooks as a second SMS. Within 30 minutes of
+    the join, a part with the same number and user data as one joined is dropped; another
+    under the same reference (the sender's phone used it again) starts a new SMS."""
+    caplog.set_level(logging.INFO, logger="smsgw.links")
+    hook(api, receiver, "sms:received")
+
+    def part(number: int, text: str) -> None:
+        body = udh8(7, 2, number) + text.encode().hex()
+        assert smsc.mo(SENDER, hex=body, esm=str(UDHI)) == 1
+
+    part(1, "The first part, ")
+    part(2, "the second.")
+    wait_until(lambda: "The first part, the second." in inbox(api), what="the SMS joined")
+    part(1, "The first part, ")  # again
+    barrier(api, smsc, "after the repeat")
+    part(2, "and its end.")  # a new SMS under the same reference, its part 2 first
+    part(1, "Another SMS, ")
+    wait_until(lambda: "Another SMS, and its end." in inbox(api), what="the second joined")
+    part(2, "and its end.")  # again, after the second SMS was joined
+    barrier(api, smsc, "after the second repeat")
+
+    at[0] += MO_PARTS_WAIT + timedelta(seconds=1)
+    wait_until(lambda: joined_rows(server) == 0, what="the joined parts forgotten")
+    barrier(api, smsc, "30 minutes later")
+    expected = [
+        "The first part, the second.", "after the repeat", "Another SMS, and its end.",
+        "after the second repeat", "30 minutes later",
+    ]  # fmt: skip
+    assert sorted(inbox(api)) == sorted(expected)
+    wait_until(lambda: len(receiver.delivered()) == len(expected), what="each sms:received")
+    assert webhook_texts(receiver) == sorted(expected)
+    dropped = [line for line in said(caplog) if "again" in line]
+    assert dropped == [
+        f"link {link}: part {n} of 2 of an incoming SMS came again after its SMS was joined;"
+        " dropped"
+        for n in (1, 2)
+    ]
+
+
+def joined_rows(server: LiveServer) -> int:
+    [(count,)] = database_rows(
+        server.settings, "SELECT count(*) FROM link_mo_parts WHERE joined_at IS NOT NULL"
+    )
+    return int(count)

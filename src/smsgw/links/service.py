@@ -469,7 +469,8 @@ async def received(
     A part of a long SMS (a concatenation header, or sar_* TLVs) is kept until its last part
     comes, then the whole SMS is taken in, in the same transaction as that last part: one
     inbox message, as a phone shows it (or, after MO_PARTS_WAIT, the parts that came:
-    `join_stale`)."""
+    `join_stale`). A part the carrier delivers again within MO_PARTS_WAIT after its SMS was
+    taken in is dropped (repository.keep_mo_part tells it), as the log says."""
     sender = sender_of(mo.sender, mo.international)
     if len(sender) > MAX_SENDER:
         log.warning("link %s: an incoming SMS's sender of %d characters is cut to %d (SMPP 3.4 "
@@ -484,8 +485,11 @@ async def received(
             return
         key = (link.device_id, sender, segment.reference, segment.total)
         kept = await repository.keep_mo_part(conn, key, segment.number, mo.data_coding, data, now)
-        if kept >= segment.total:
-            text, first = _joined(await repository.take_mo_parts(conn, key))
+        if kept is None:
+            log.info("link %s: part %d of %d of an incoming SMS came again after its SMS was "
+                     "joined; dropped", link.device_id, segment.number, segment.total)  # fmt: skip
+        elif kept >= segment.total:
+            text, first = _joined(await repository.take_mo_parts(conn, key, now))
             await _take_in(conn, link, sender, text, first, words)
 
 
@@ -551,18 +555,24 @@ async def _take_in(
 
 async def join_stale(db: Database, held: dict[str, LinkRecord], words: hub.OptOutWords) -> int:
     """Take in the long MO of these links whose parts waited MO_PARTS_WAIT for the rest:
-    the parts that came, as one SMS. How many it took in."""
+    the parts that came, as one SMS; and forget the parts of those joined MO_PARTS_WAIT
+    ago. How many it took in."""
     if not held:  # a process that runs no link takes in none (and need not look every second)
         return 0
+    now = clock.now()
+    before = now - MO_PARTS_WAIT
     async with db.read() as conn:
-        stale = await repository.stale_mo(conn, clock.now() - MO_PARTS_WAIT)
+        stale = await repository.stale_mo(conn, before)
     taken = 0
-    for key in stale:
+    for key, joined in stale:
         link = held.get(key[0])
         if link is None:  # another process runs that link
             continue
         async with db.write() as conn:
-            parts = await repository.take_mo_parts(conn, key)
+            if joined:  # its repeats are told no longer
+                await repository.forget_mo_parts(conn, key, before)
+                continue
+            parts = await repository.take_mo_parts(conn, key, now)
             if parts:
                 text, first = _joined(parts)
                 await _take_in(conn, link, key[1], text, first, words)
