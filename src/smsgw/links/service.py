@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -578,6 +579,18 @@ async def join_stale(db: Database, held: dict[str, LinkRecord], words: hub.OptOu
                 await _take_in(conn, link, key[1], text, first, words)
                 taken += 1
     return taken
+
+
+def error_kind(error: BaseException) -> str:
+    """`error` said without its words, which for a database error quote the statement and its
+    values (an SMS's text and sender): its type, that of the driver's error SQLAlchemy
+    wraps (psycopg's name the condition, as StringDataRightTruncation), and where it was
+    raised."""
+    kind = type(error).__name__
+    wrapped = getattr(error, "orig", None)
+    if wrapped is not None:
+        kind += f" ({type(wrapped).__module__}.{type(wrapped).__qualname__})"
+    return kind + "\n" + "".join(traceback.format_tb(error.__traceback__)).rstrip()
 
 
 @dataclass(frozen=True)
