@@ -523,9 +523,15 @@ async def take_mo_parts(conn: AsyncConnection, key: MoKey, at: datetime) -> list
     return [(row[0], row[1], bytes(row[2]), row[3]) for row in await conn.execute(query)]
 
 
-async def forget_mo_parts(conn: AsyncConnection, key: MoKey, before: datetime) -> None:
-    """Remove the parts of one SMS joined before `before`."""
-    await conn.execute(delete(mo_parts).where(_of_mo(key), mo_parts.c.joined_at < before))
+async def forget_mo_parts(conn: AsyncConnection, device_ids: list[str], before: datetime) -> None:
+    """Remove the parts of these links' SMS joined before `before` (by the received_at index:
+    a part is joined after it came)."""
+    await conn.execute(
+        delete(mo_parts).where(
+            mo_parts.c.device_id.in_(device_ids), mo_parts.c.received_at < before,
+            mo_parts.c.joined_at < before,
+        )
+    )  # fmt: skip
 
 
 async def stale_mo(conn: AsyncConnection, before: datetime) -> list[tuple[MoKey, bool]]:

@@ -564,15 +564,16 @@ async def join_stale(db: Database, held: dict[str, LinkRecord], words: hub.OptOu
     before = now - MO_PARTS_WAIT
     async with db.read() as conn:
         stale = await repository.stale_mo(conn, before)
+    forget = sorted({key[0] for key, joined in stale if joined and key[0] in held})
+    if forget:  # their repeats are told no longer
+        async with db.write() as conn:
+            await repository.forget_mo_parts(conn, forget, before)
     taken = 0
     for key, joined in stale:
         link = held.get(key[0])
-        if link is None:  # another process runs that link
+        if link is None or joined:  # another process runs that link; or forgotten above
             continue
         async with db.write() as conn:
-            if joined:  # its repeats are told no longer
-                await repository.forget_mo_parts(conn, key, before)
-                continue
             parts = await repository.take_mo_parts(conn, key, now)
             if parts:
                 text, first = _joined(parts)
