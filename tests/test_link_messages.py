@@ -71,7 +71,9 @@ def barrier(api: httpx.Client, smsc: Smsc, text: str) -> None:
 
 
 def kept(server: LiveServer) -> int:
-    [(count,)] = database_rows(server.settings, "SELECT count(*) FROM link_mo_parts")
+    """Parts waiting for the rest of their SMS (not those of an SMS joined)."""
+    query = "SELECT count(*) FROM link_mo_parts WHERE joined_at IS NULL"
+    [(count,)] = database_rows(server.settings, query)
     return int(count)
 
 

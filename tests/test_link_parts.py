@@ -7,10 +7,19 @@ from __future__ import annotations
 import pytest
 
 from smsgw.domain.states import ProcessingState
-from smsgw.links.encoding import IA5, LATIN1, UCS2, UDHI, TooManyParts, decode, encode
+from smsgw.links.encoding import (
+    BINARY,
+    IA5,
+    LATIN1,
+    UCS2,
+    UDHI,
+    TooManyParts,
+    decode,
+    encode,
+)
 from smsgw.links.receipts import ID_LENGTH, carrier_id, is_receipt, parse
 from smsgw.links.repository import spellings
-from smsgw.links.service import recipient_state
+from smsgw.links.service import recipient_state, sender_of
 from smsgw.messages.parts import count_parts, gsm_septets
 
 TEXTS = [
@@ -97,6 +106,69 @@ def test_an_mo_with_a_message_class_is_read_in_the_alphabet_its_bit_2_names() ->
     assert gsm_septets("@éHi") == septets.decode("ascii")
     assert [decode(coding, septets, 0) for coding in (0xF0, 0xF1, 0xF3)] == ["@éHi"] * 3
     assert decode(0xF5, "é!".encode("latin-1"), 0) == "é!"  # (8-bit data as today)
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "text"),
+    [
+        (0x10, b"\x00\x05Hi", "@éHi"),  # general group, class 0: bits 3-2 00, GSM 7-bit
+        (0x11, b"\x00\x05Hi", "@éHi"),
+        (0x14, "é!".encode("latin-1"), "é!"),  # 01: 8-bit data
+        (0x18, "Привет".encode("utf-16-be"), "Привет"),  # 10: UCS-2 (a flash SMS)
+        (0x1B, "Привет".encode("utf-16-be"), "Привет"),
+        (0x08 | 0x40, "你好".encode("utf-16-be"), "你好"),  # marked for automatic deletion
+        (0x50, b"\x00\x05Hi", "@éHi"),
+        (0x18 | 0x20, "é".encode("latin-1"), "é"),  # compressed: not read, 8-bit data
+        (0xC0, b"\x00\x05Hi", "@éHi"),  # message waiting, discard: GSM 7-bit
+        (0xD8, b"\x00\x05Hi", "@éHi"),  # message waiting, store: GSM 7-bit
+        (0xE1, "Привет".encode("utf-16-be"), "Привет"),  # message waiting, store: UCS-2
+        (0x80, "é".encode("latin-1"), "é"),  # reserved: as 8-bit data
+    ],
+)
+def test_an_mo_in_a_coding_group_is_read_in_the_alphabet_its_bits_name(
+    coding: int, body: bytes, text: str
+) -> None:
+    """data_coding above 0x0F is one of 3GPP TS 23.038's coding groups, not Latin-1."""
+    assert decode(coding, body, 0) == text
+
+
+@pytest.mark.parametrize(
+    ("coding", "body"),
+    [
+        (LATIN1, b"a\x00b"),
+        (IA5, b"a\x00b"),
+        (BINARY, b"a\x00b"),
+        (2, b"a\x00b"),  # octets unspecified: as Latin-1
+        (0x99, b"a\x00b"),  # a coding it does not know: as Latin-1
+        (UCS2, "a\x00b".encode("utf-16-be")),
+        (0x18, "a\x00b".encode("utf-16-be")),
+    ],
+)
+def test_u0000_in_a_received_text_is_read_as_the_replacement_character(
+    coding: int, body: bytes
+) -> None:
+    """PostgreSQL's text cannot hold U+0000: a received text holds U+FFFD in its place, on
+    either engine; GSM 7-bit's septet 0 is `@`."""
+    assert decode(coding, body, 0) == "a\ufffdb"
+    assert decode(0, b"a\x00b", 0) == "a@b"
+
+
+@pytest.mark.parametrize(
+    ("address", "international", "sender"),
+    [
+        ("4915112345601", True, "+4915112345601"),
+        ("4915112345601", False, "4915112345601"),
+        ("+4915112345601", True, "+4915112345601"),
+        ("ACME", True, "ACME"),  # an alphanumeric sender a carrier gives TON 1
+        ("", True, ""),
+        ("49 151 1234", True, "49 151 1234"),
+        ("١٢٣", True, "١٢٣"),  # digits, but not ASCII ones
+    ],
+)
+def test_an_international_mo_sender_gets_a_plus_only_before_digits(
+    address: str, international: bool, sender: str
+) -> None:
+    assert sender_of(address, international) == sender
 
 
 def test_a_receipt_is_read_from_its_tlvs_before_its_text() -> None:

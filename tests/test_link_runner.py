@@ -5,13 +5,16 @@ and errors in the log")."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
+from sqlalchemy.exc import DataError
 
 from smsgw.db.engine import Database
 from smsgw.events.signals import Signals
+from smsgw.links import service
 from smsgw.links.repository import LinkRecord, PartJob
 from smsgw.links.runner import (
     BUSY_FIRST,
@@ -24,7 +27,7 @@ from smsgw.links.runner import (
     Slowdown,
 )
 from smsgw.links.schemas import TRANSCEIVER
-from smsgw.links.session import Answer, Session, Submit
+from smsgw.links.session import Answer, Inbound, Session, Submit
 from smsgw.webhooks.hub import OptOutWords
 
 pytestmark = pytest.mark.one_engine("no database")  # conftest.py
@@ -200,17 +203,20 @@ class AcceptingSession:
         return Answer(True, 0, message_id="1")
 
 
-def test_an_accepted_submit_sm_marks_the_session_as_held() -> None:
-    """The runner tells its reconnects that the session carried traffic."""
+def a_runner() -> LinkRunner:
+    """A runner of a link that uses no database."""
     link = LinkRecord(
         "link-runner-test", 1, "test", "smpp", "127.0.0.1", 2775, "user", "secret", "",
         "TEST", 5, 0, 100, 10, 0, TRANSCEIVER, "new", None, datetime.now(UTC),
     )  # fmt: skip
     options = LinkOptions(1.0, LONGEST, 10, 0.1, OptOutWords(cast(Any, None), None))
     leased = datetime.now(UTC) + timedelta(minutes=1)
-    runner = LinkRunner(  # (no database used)
-        cast(Database, None), link, options, Signals(), "test-driver", leased
-    )
+    return LinkRunner(cast(Database, None), link, options, Signals(), "test-driver", leased)
+
+
+def test_an_accepted_submit_sm_marks_the_session_as_held() -> None:
+    """The runner tells its reconnects that the session carried traffic."""
+    runner = a_runner()
     job = PartJob(1, 1, "ext", "+12025550100", 1, 1, "hello", False)
     runner.reconnects.bound()
     assert not runner.reconnects.carried
@@ -218,3 +224,29 @@ def test_an_accepted_submit_sm_marks_the_session_as_held() -> None:
     asyncio.run(runner._submit(cast(Session, AcceptingSession()), job, 0))
 
     assert runner.reconnects.carried
+
+
+def test_an_mo_that_could_not_be_stored_is_logged_without_its_text_or_sender(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database error's words quote the statement's values (SQLAlchemy's `[parameters:
+    ...]`, PostgreSQL's DETAIL): the log names the error's types and where it was raised."""
+    text, sender = "the secret words", "4915112345601"
+
+    async def refused(*args: Any) -> None:
+        statement = "INSERT INTO inbox (sender, text) VALUES (?, ?)"
+        orig = ValueError(f"DETAIL: Failing row contains ({sender}, {text})")
+        raise DataError(statement, (sender, text), orig)
+
+    monkeypatch.setattr(service, "received", refused)
+    caplog.set_level(logging.ERROR, logger="smsgw.links")
+    mo = Inbound(sender, 1, "TEST", 0, 0, text.encode(), None, None)
+
+    asyncio.run(a_runner()._inbound(mo))
+
+    [record] = caplog.records
+    said = caplog.text
+    assert said.startswith("ERROR") and record.exc_info is None
+    assert "link link-runner-test: an incoming SMS could not be stored, and is lost: " in said
+    assert "DataError (builtins.ValueError)" in said and "in refused" in said
+    assert text not in said and sender not in said

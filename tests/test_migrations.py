@@ -117,7 +117,7 @@ def _schema(settings: Settings) -> list[tuple[str, str, str, str | None]]:
 
 
 @pytest.mark.parametrize(
-    "revision", ["0007", "0008", "0010", "0011", "0012", "0013", "0014", "0020"]
+    "revision", ["0007", "0008", "0010", "0011", "0012", "0013", "0014", "0020", "0023"]
 )
 def test_a_downgrade_restores_the_schema_of_the_revision_before(
     tmp_path: Path, revision: str

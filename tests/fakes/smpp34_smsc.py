@@ -84,9 +84,12 @@ class Smpp34Smsc:
     def bound(self) -> int:
         return len(self.sessions)
 
-    def mo(self, sender: str, body: bytes, data_coding: int) -> int:
-        """An MO deliver_sm from `sender` (international) to every bound session; how many."""
-        return int(self._call(self._mo(sender, body, data_coding)))
+    def mo(
+        self, sender: str, body: bytes, data_coding: int, tlvs: list[smpp34.Tlv] | None = None
+    ) -> int:
+        """An MO deliver_sm from `sender` (international), with `tlvs` if given, to every
+        bound session; how many."""
+        return int(self._call(self._mo(sender, body, data_coding, tlvs or [])))
 
     def _call(self, work: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=30)
@@ -154,10 +157,10 @@ class Smpp34Smsc:
         )  # fmt: skip
         self.receipts_sent += 1
 
-    async def _mo(self, sender: str, body: bytes, data_coding: int) -> int:
+    async def _mo(self, sender: str, body: bytes, data_coding: int, tlvs: list[smpp34.Tlv]) -> int:
         for session in list(self.sessions.values()):
             await session.deliver_sm(
                 "SMSGW", body, source_addr=sender, source_addr_ton=1, source_addr_npi=1,
-                data_coding=data_coding,
+                data_coding=data_coding, tlvs=tlvs,
             )  # fmt: skip
         return len(self.sessions)

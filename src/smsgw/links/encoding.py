@@ -33,6 +33,9 @@ _GSM = Codec()
 
 #: The most parts a text goes in: the concatenation header counts them in one octet.
 MAX_PARTS = 255
+#: The largest reference of an SMS in parts: a header's 16-bit one, SMPP 3.4's 2-octet
+#: sar_msg_ref_num.
+MAX_REFERENCE = 0xFFFF
 
 #: data_coding of 8-bit binary data (SMPP 3.4, 5.2.19).
 BINARY = 0x04
@@ -188,23 +191,48 @@ def split_header(body: bytes, esm_class: int) -> tuple[bytes, Segment | None]:
     return data, found if found is not None and found.valid else None
 
 
+#: The alphabet bits 3-2 of a general data coding group name (3GPP TS 23.038 section 4).
+_BITS_3_2 = {0x00: 0, 0x04: BINARY, 0x08: UCS2}
+
+
 def _alphabet(data_coding: int) -> int:
-    """The SMPP data_coding (0x00-0x0F) whose alphabet a received one names. In the group
-    0xF0-0xFF (3GPP TS 23.038 section 4) the low bits are the message class and bit 2 the
-    alphabet: clear, the GSM 7-bit default alphabet; set, 8-bit data."""
-    if data_coding & 0xF0 == 0xF0:
+    """The SMPP data_coding (0x00-0x0F: SMPP 3.4, 5.2.19) whose alphabet a received one
+    names. Above 0x0F, 3GPP TS 23.038 section 4's coding groups: in the general data coding
+    groups (0x10-0x3F, and 0x40-0x7F: marked for automatic deletion) bits 3-2 name the
+    alphabet: 00 the GSM 7-bit default alphabet, 01 8-bit data, 10 UCS-2 (11 is reserved),
+    unless bit 5 says the text is compressed (TS 23.042, not read: 8-bit data); in the
+    message waiting groups 0xC0-0xDF it is GSM 7-bit, in 0xE0-0xEF UCS-2; in 0xF0-0xFF the
+    low bits are the message class and bit 2 the alphabet: clear, GSM 7-bit; set, 8-bit
+    data. Anything else (0x80-0xBF: reserved) as 8-bit data."""
+    if data_coding <= 0x0F:
+        return data_coding
+    if data_coding <= 0x7F and not data_coding & 0x20:
+        return _BITS_3_2.get(data_coding & 0x0C, BINARY)
+    if 0xC0 <= data_coding <= 0xDF:
+        return 0
+    if 0xE0 <= data_coding <= 0xEF:
+        return UCS2
+    if data_coding >= 0xF0:
         return BINARY if data_coding & 0x04 else 0
-    return data_coding
+    return BINARY
+
+
+#: What a received text holds in place of U+0000 (PostgreSQL's text cannot hold it).
+NUL_REPLACEMENT = "\ufffd"
 
 
 def decode(data_coding: int, body: bytes, esm_class: int) -> str:
     """The text of a received short_message (an MO): its header skipped when esm_class says
-    it has one; GSM 03.38 for data_coding 0 (and 0xF0-0xF3: `_alphabet`), UCS-2 for 8,
-    Latin-1 for 3, ASCII (IA5) for 1; any other coding (8-bit data among them) as
-    Latin-1."""
+    it has one; GSM 03.38 for data_coding 0, UCS-2 for 8, Latin-1 for 3, ASCII (IA5) for 1
+    (and the alphabet a coding group above 0x0F names: `_alphabet`); any other coding (8-bit
+    data among them) as Latin-1. U+0000 (an octet 0 of 8-bit data, Latin-1 or ASCII, a UCS-2
+    unit 0) is read as U+FFFD, the replacement character: the same on either engine."""
     if esm_class & UDHI and body:
         body = body[1 + body[0] :]
-    coding = _alphabet(data_coding)
+    return _decoded(_alphabet(data_coding), body).replace("\x00", NUL_REPLACEMENT)
+
+
+def _decoded(coding: int, body: bytes) -> str:
     if coding == UCS2:
         return body.decode("utf-16-be", errors="replace")
     if coding == 0:

@@ -101,7 +101,9 @@ class LinkPart(Base):
 class LinkMoPart(Base):
     """One part of a long SMS the carrier delivered to a link (an MO in parts), kept until
     every part is here and the whole SMS goes to the inbox (links/service.py `received`),
-    or until it waited too long and the parts here go as they are.
+    or until it waited too long and the parts here go as they are; then kept as joined
+    (`joined_at`) for as long again, so that a part the carrier delivers again is told from
+    the first part of another SMS.
 
     `reference`, `total` and `seq` come from the part's concatenation header (UDH) or its
     `sar_*` TLVs; `body` is its user data without the header; `data_coding` its own.
@@ -122,3 +124,5 @@ class LinkMoPart(Base):
     data_coding: Mapped[int] = mapped_column(SmallInteger)
     body: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: When its SMS went to the inbox; NULL while the part waits for the rest.
+    joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

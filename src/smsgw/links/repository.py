@@ -463,7 +463,8 @@ async def cancel_unsent(conn: UnitConnection, device_id: str, message_id: int) -
     return True
 
 
-# The parts of a long MO, until all are here (links/service.py `received`).
+# The parts of a long MO, until all are here, and as long again after they were joined
+# (links/service.py `received`).
 
 #: One SMS in parts: (link, sender, reference, total).
 MoKey = tuple[str, str, int, int]
@@ -481,32 +482,68 @@ def _of_mo(key: MoKey) -> Any:
 
 async def keep_mo_part(
     conn: AsyncConnection, key: MoKey, number: int, data_coding: int, body: bytes, at: datetime
-) -> int:
+) -> int | None:
     """Keep one part (a part the carrier delivers again is kept once); how many parts of
-    its SMS are kept now."""
-    query = select(func.count()).select_from(mo_parts).where(_of_mo(key))
-    have = select(mo_parts.c.id).where(_of_mo(key), mo_parts.c.seq == number)
-    if (await conn.execute(have)).first() is None:
-        device_id, sender, reference, total = key
-        await conn.execute(insert(mo_parts).values(
-            device_id=device_id, sender=sender, reference=reference, total=total, seq=number,
-            data_coding=data_coding, body=body, received_at=at,
-        ))  # fmt: skip
-    return int(await conn.scalar(query) or 0)
+    its SMS wait now. None when its SMS was joined already (`take_mo_parts`) and the part
+    repeats one of the joined parts (the same number, coding and user data): not kept. A
+    part that repeats none begins another SMS (the sender used the reference again): the
+    joined parts are forgotten first."""
+    query = select(mo_parts.c.id, mo_parts.c.seq, mo_parts.c.joined_at).where(_of_mo(key))
+    rows = (await conn.execute(query)).all()
+    if any(joined is not None for _, _, joined in rows):
+        same = [pk for pk, seq, _ in rows if seq == number]
+        if same and await _repeats(conn, same[0], data_coding, body):
+            return None
+        await conn.execute(delete(mo_parts).where(_of_mo(key)))
+        rows = []
+    if any(seq == number for _, seq, _ in rows):
+        return len(rows)
+    device_id, sender, reference, total = key
+    await conn.execute(insert(mo_parts).values(
+        device_id=device_id, sender=sender, reference=reference, total=total, seq=number,
+        data_coding=data_coding, body=body, received_at=at,
+    ))  # fmt: skip
+    return len(rows) + 1
 
 
-async def take_mo_parts(conn: AsyncConnection, key: MoKey) -> list[MoPart]:
-    """Remove the parts of one SMS; those removed (none when another took them first)."""
+async def _repeats(conn: AsyncConnection, pk: int, data_coding: int, body: bytes) -> bool:
+    """Whether part `pk` has this coding and user data."""
+    query = select(mo_parts.c.data_coding, mo_parts.c.body).where(mo_parts.c.id == pk)
+    row = (await conn.execute(query)).first()
+    return row is not None and row[0] == data_coding and bytes(row[1]) == body
+
+
+async def take_mo_parts(conn: AsyncConnection, key: MoKey, at: datetime) -> list[MoPart]:
+    """Mark the waiting parts of one SMS joined at `at` (kept until `forget_mo_parts`, for
+    `keep_mo_part` to tell a repeat); those marked (none when another took them first)."""
     query = (
-        delete(mo_parts)
-        .where(_of_mo(key))
+        update(mo_parts)
+        .where(_of_mo(key), mo_parts.c.joined_at.is_(None))
+        .values(joined_at=at)
         .returning(mo_parts.c.seq, mo_parts.c.data_coding, mo_parts.c.body, mo_parts.c.received_at)
     )
     return [(row[0], row[1], bytes(row[2]), row[3]) for row in await conn.execute(query)]
 
 
-async def stale_mo(conn: AsyncConnection, before: datetime) -> list[MoKey]:
-    """The SMS in parts whose first part came before `before` (at most 100)."""
+async def forget_mo_parts(conn: AsyncConnection, device_ids: list[str], before: datetime) -> None:
+    """Remove the parts of these links' SMS joined before `before` (by the received_at index:
+    a part is joined after it came)."""
+    await conn.execute(
+        delete(mo_parts).where(
+            mo_parts.c.device_id.in_(device_ids), mo_parts.c.received_at < before,
+            mo_parts.c.joined_at < before,
+        )
+    )  # fmt: skip
+
+
+async def stale_mo(conn: AsyncConnection, before: datetime) -> list[tuple[MoKey, bool]]:
+    """The SMS in parts whose first part came before `before` (at most 100), each with
+    whether it was joined: those still waiting for the rest, and those joined before
+    `before`. (A part is joined after it came: the received_at index finds both.)"""
     key = (mo_parts.c.device_id, mo_parts.c.sender, mo_parts.c.reference, mo_parts.c.total)
-    query = select(*key).where(mo_parts.c.received_at < before).group_by(*key).limit(100)
-    return [(row[0], row[1], row[2], row[3]) for row in await conn.execute(query)]
+    due = or_(mo_parts.c.joined_at.is_(None), mo_parts.c.joined_at < before)
+    query = select(*key, func.count(mo_parts.c.joined_at)).where(
+        mo_parts.c.received_at < before, due
+    )
+    rows = await conn.execute(query.group_by(*key).limit(100))
+    return [((row[0], row[1], row[2], row[3]), row[4] > 0) for row in rows]

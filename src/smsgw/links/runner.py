@@ -725,8 +725,9 @@ class LinkRunner:
         )  # fmt: skip
         try:
             await service.received(self.db, self.link, mo, self.options.opt_outs)
-        except Exception:  # the carrier has its deliver_sm_resp already (docs/links.md)
-            log.exception("link %s: an incoming SMS could not be stored", self.link.device_id)
+        except Exception as error:  # the carrier has its deliver_sm_resp already (docs/links.md)
+            log.error("link %s: an incoming SMS could not be stored, and is lost: %s",
+                      self.link.device_id, service.error_kind(error))  # fmt: skip
             return
         self.signals.emit(signals.OUTBOX_FILLED)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from smsgw.links import repository
 from smsgw.links.encoding import (
     MAX_DATA,
     MAX_PARTS,
+    MAX_REFERENCE,
     Segment,
     TooManyParts,
     decode,
@@ -469,10 +471,15 @@ async def received(
     A part of a long SMS (a concatenation header, or sar_* TLVs) is kept until its last part
     comes, then the whole SMS is taken in, in the same transaction as that last part: one
     inbox message, as a phone shows it (or, after MO_PARTS_WAIT, the parts that came:
-    `join_stale`)."""
-    sender = ("+" + mo.sender) if mo.international and not mo.sender.startswith("+") else mo.sender
+    `join_stale`). A part the carrier delivers again within MO_PARTS_WAIT after its SMS was
+    taken in is dropped (repository.keep_mo_part tells it), as the log says."""
+    sender = sender_of(mo.sender, mo.international)
+    if len(sender) > MAX_SENDER:
+        log.warning("link %s: an incoming SMS's sender of %d characters is cut to %d (SMPP 3.4 "
+                    "allows 20)", link.device_id, len(sender), MAX_SENDER)  # fmt: skip
+        sender = sender[:MAX_SENDER]
     data, segment = split_header(mo.body, mo.esm_class)
-    segment = segment or mo.segment
+    segment = segment or _sized(link, mo.segment)
     now = clock.now()
     async with db.write() as conn:
         if segment is None:
@@ -480,9 +487,38 @@ async def received(
             return
         key = (link.device_id, sender, segment.reference, segment.total)
         kept = await repository.keep_mo_part(conn, key, segment.number, mo.data_coding, data, now)
-        if kept >= segment.total:
-            text, first = _joined(await repository.take_mo_parts(conn, key))
+        if kept is None:
+            log.info("link %s: part %d of %d of an incoming SMS came again after its SMS was "
+                     "joined; dropped", link.device_id, segment.number, segment.total)  # fmt: skip
+        elif kept >= segment.total:
+            text, first = _joined(await repository.take_mo_parts(conn, key, now))
             await _take_in(conn, link, sender, text, first, words)
+
+
+def _sized(link: LinkRecord, segment: Segment | None) -> Segment | None:
+    """The part an MO's sar_* TLVs say it is, unless they are beyond SMPP 3.4's sizes (a
+    reference of 2 octets, at most 255 parts; smpp34 reads 4 octets too): then None, an SMS
+    of its own, as the log says (its text kept, not joined with parts it cannot be told
+    from)."""
+    if segment is None or (segment.reference <= MAX_REFERENCE and segment.total <= MAX_PARTS):
+        return segment
+    log.warning("link %s: an incoming SMS's sar_* TLVs are beyond SMPP 3.4's sizes (reference "
+                "%d, %d parts); taken as an SMS of its own", link.device_id, segment.reference,
+                segment.total)  # fmt: skip
+    return None
+
+
+#: The most characters of an MO's sender kept (SMPP 3.4's source_addr holds 20; smpp34 reads
+#: longer ones): link_mo_parts.sender holds 32, the inbox's sender 128.
+MAX_SENDER = 32
+
+
+def sender_of(address: str, international: bool) -> str:
+    """The sender of an MO from `address`: `+` and its digits when its TON is international
+    (an alphanumeric or empty address as it is)."""
+    if international and address.isascii() and address.isdigit():
+        return "+" + address
+    return address
 
 
 def _joined(parts: list[repository.MoPart]) -> tuple[str, datetime]:
@@ -521,23 +557,42 @@ async def _take_in(
 
 async def join_stale(db: Database, held: dict[str, LinkRecord], words: hub.OptOutWords) -> int:
     """Take in the long MO of these links whose parts waited MO_PARTS_WAIT for the rest:
-    the parts that came, as one SMS. How many it took in."""
+    the parts that came, as one SMS; and forget the parts of those joined MO_PARTS_WAIT
+    ago. How many it took in."""
     if not held:  # a process that runs no link takes in none (and need not look every second)
         return 0
+    now = clock.now()
+    before = now - MO_PARTS_WAIT
     async with db.read() as conn:
-        stale = await repository.stale_mo(conn, clock.now() - MO_PARTS_WAIT)
+        stale = await repository.stale_mo(conn, before)
+    forget = sorted({key[0] for key, joined in stale if joined and key[0] in held})
+    if forget:  # their repeats are told no longer
+        async with db.write() as conn:
+            await repository.forget_mo_parts(conn, forget, before)
     taken = 0
-    for key in stale:
+    for key, joined in stale:
         link = held.get(key[0])
-        if link is None:  # another process runs that link
+        if link is None or joined:  # another process runs that link; or forgotten above
             continue
         async with db.write() as conn:
-            parts = await repository.take_mo_parts(conn, key)
+            parts = await repository.take_mo_parts(conn, key, now)
             if parts:
                 text, first = _joined(parts)
                 await _take_in(conn, link, key[1], text, first, words)
                 taken += 1
     return taken
+
+
+def error_kind(error: BaseException) -> str:
+    """`error` said without its words, which for a database error quote the statement and its
+    values (an SMS's text and sender): its type, that of the driver's error SQLAlchemy
+    wraps (psycopg's name the condition, as StringDataRightTruncation), and where it was
+    raised."""
+    kind = type(error).__name__
+    wrapped = getattr(error, "orig", None)
+    if wrapped is not None:
+        kind += f" ({type(wrapped).__module__}.{type(wrapped).__qualname__})"
+    return kind + "\n" + "".join(traceback.format_tb(error.__traceback__)).rstrip()
 
 
 @dataclass(frozen=True)
