@@ -28,7 +28,7 @@ from tests.fakes.receiver import Receiver
 from tests.fakes.smpp34_smsc import Smpp34Smsc
 from tests.fakes.smsc import Smsc, wait_until
 from tests.test_link_messages import SENDER, barrier, inbox, kept, udh8
-from tests.test_links import add_link, bound, hook
+from tests.test_links import add_link, bound, hook, said
 from tests.webhook_support import hub_settings
 
 
@@ -42,10 +42,6 @@ def link(server: LiveServer, alice: Account, smsc: Smsc) -> str:
     link_id = add_link(server, smsc, alice.login)
     bound(server, link_id)
     return link_id
-
-
-def said(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "smsgw.links"]
 
 
 def messages(api: httpx.Client) -> list[tuple[str, str]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -15,18 +16,22 @@ from sqlalchemy.exc import DataError
 from smsgw.db.engine import Database
 from smsgw.events.signals import Signals
 from smsgw.links import service
+from smsgw.links.receipts import Receipt
 from smsgw.links.repository import LinkRecord, PartJob
 from smsgw.links.runner import (
     BUSY_FIRST,
     BUSY_LONGEST,
     HELD_SECONDS,
     RECONNECT_FIRST,
+    SAME_BASE_AFTER,
     LinkOptions,
     LinkRunner,
     Reconnects,
     Slowdown,
+    _refused,
 )
 from smsgw.links.schemas import TRANSCEIVER
+from smsgw.links.service import Outcome, Settled
 from smsgw.links.session import Answer, Inbound, Session, Submit
 from smsgw.webhooks.hub import OptOutWords
 
@@ -250,3 +255,88 @@ def test_an_mo_that_could_not_be_stored_is_logged_without_its_text_or_sender(
     assert "link link-runner-test: an incoming SMS could not be stored, and is lost: " in said
     assert "DataError (builtins.ValueError)" in said and "in refused" in said
     assert text not in said and sender not in said
+
+
+def receipt(smsc_id: str) -> Receipt:
+    return Receipt(smsc_id, "DELIVRD", None)
+
+
+def test_the_base_of_a_carriers_receipts_is_learnt_from_what_they_matched() -> None:
+    """`same_base`: yes after a match as spelled by an id with a hex letter, or after
+    SAME_BASE_AFTER by ids of digits; no after a match in the other base, before either. A
+    chance match as spelled of a carrier that crosses bases decides nothing alone."""
+    runner = a_runner()
+    runner._learn_base([receipt("0000000F"), receipt("1A")], {"1A"}, 0)  # 1 digit; loose
+    assert runner.same_base is None
+    runner._learn_base([receipt("0000001F")], set(), 0)
+    assert runner.same_base is True
+
+    runner = a_runner()
+    runner._learn_base([receipt("1234")], set(), 0)  # a chance match, maybe
+    assert runner.same_base is None
+    runner._learn_base([receipt("4660")], {"4660"}, 1)  # found in the other base
+    assert runner.same_base is False
+    runner._learn_base([receipt("FF")] + [receipt("12")] * SAME_BASE_AFTER, set(), 0)
+    assert runner.same_base is False  # decided
+
+    runner = a_runner()
+    runner._learn_base([receipt(f"{n:010d}") for n in range(10, 9 + SAME_BASE_AFTER)], set(), 0)
+    assert runner.same_base is None
+    runner._learn_base([receipt("0000000099")], set(), 0)
+    assert runner.same_base is True
+
+
+def test_only_a_value_the_database_refuses_counts_as_refused() -> None:
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    assert _refused(ValueError("Exceeds the limit (4300 digits)"))
+    assert _refused(sqlite3.IntegrityError("UNIQUE constraint failed"))
+    truncated = psycopg.errors.StringDataRightTruncation("value too long")
+    assert _refused(DBAPIError("INSERT", None, truncated))
+    assert not _refused(sqlite3.OperationalError("database is locked"))
+    assert not _refused(DBAPIError("INSERT", None, psycopg.OperationalError("server closed")))
+    assert not _refused(TimeoutError())
+
+
+def test_recorded_one_by_one_only_what_was_not_recorded_goes_back() -> None:
+    """A failure that is not a refusal (the database went away) in the middle of recording
+    one by one: what was recorded is not queued again (it would be applied twice), the rest
+    is, and the error is raised."""
+    runner = a_runner()
+    answers: list[Outcome] = [(n, "accepted", f"C{n}", None) for n in (1, 2, 3)]
+    calls: list[int] = []
+
+    async def settle(outs: list[Outcome], _receipts: list[Receipt], _loose: set[str]) -> Settled:
+        [(key, *_)] = outs
+        calls.append(key)
+        if key == 2:
+            raise sqlite3.IntegrityError("refused")
+        if key == 3:
+            raise sqlite3.OperationalError("database is locked")
+        return Settled(1, [])
+
+    runner._settle = settle  # type: ignore[method-assign]
+    with pytest.raises(sqlite3.OperationalError):
+        asyncio.run(runner._one_by_one(answers, [(0.0, receipt("R1"))], set()))
+    assert calls == [1, 2, 3]
+    assert [answer[0] for answer in runner.answers] == [3, 2]
+    assert [r.smsc_id for _, r in runner.receipts] == ["R1"]
+
+
+def test_what_the_database_refuses_alone_twice_is_dropped_and_the_rest_recorded() -> None:
+    runner = a_runner()
+    answers: list[Outcome] = [(n, "accepted", f"C{n}", None) for n in (1, 2)]
+
+    async def settle(outs: list[Outcome], found: list[Receipt], _loose: set[str]) -> Settled:
+        if (outs and outs[0][0] == 2) or (found and found[0].smsc_id == "BAD"):
+            raise ValueError("refused")
+        return Settled(1, list(found))
+
+    runner._settle = settle  # type: ignore[method-assign]
+    settled, dropped = asyncio.run(
+        runner._one_by_one(answers, [(0.0, receipt("BAD")), (0.0, receipt("R1"))], set())
+    )
+    assert settled.events == 2 and settled.unmatched == [receipt("R1")]
+    assert dropped == [receipt("BAD")]
+    assert runner.answers == [] and runner.receipts == []

@@ -622,8 +622,13 @@ def test_a_deleted_links_runner_submits_no_part_it_had_not_intended_before(
 # -- what a carrier says that smsgw must not believe (a probe acting as a carrier) ----------
 
 
-def said(caplog: pytest.LogCaptureFixture, text: str) -> bool:
-    return any(text in r.getMessage() for r in caplog.records if r.name == "smsgw.links")
+def said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The lines the links logged."""
+    return [r.getMessage() for r in caplog.records if r.name == "smsgw.links"]
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in line for line in said(caplog))
 
 
 def test_once_a_receipt_matched_as_spelled_another_base_is_never_tried(
@@ -631,7 +636,7 @@ def test_once_a_receipt_matched_as_spelled_another_base_is_never_tried(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     """A carrier that spells its receipts' ids as its answers' (a receipt found its part as
-    spelled, an id of two digits or more): a receipt for an id no part has (the part's
+    spelled by an id with a hex letter): a receipt for an id no part has (the part's
     answer was lost, say) is not taken by another part whose id is the same number in the
     other base (decimal 18 is 0x12). It failed that other message, whose own receipt was
     then dropped."""
@@ -640,14 +645,14 @@ def test_once_a_receipt_matched_as_spelled_another_base_is_never_tried(
     link_id = add_link(live, smsc, alice.login)
     bound(live, link_id)
     smsc.ids("0000001F")
-    reaches(api, send(api, "first"), "Delivered")  # its receipt matched as spelled
+    reaches(api, send(api, "first"), "Delivered")  # its receipt matched as spelled (hex)
     smsc.receipts(on=False)
     smsc.ids("00000012")
     waiting = send(api, "second")
     reaches(api, waiting, "Sent")
 
     assert smsc.receipt("0000000018", stat="UNDELIV", err="001") == 1
-    wait_until(lambda: said(caplog, "a receipt for '0000000018' named no part awaiting one"),
+    wait_until(lambda: logged(caplog, "a receipt for '0000000018' named no part awaiting one"),
                what="the stray receipt dropped")  # fmt: skip
     assert message(api, waiting)["state"] == "Sent"
     smsc.receipt("00000012", stat="DELIVRD", err="000")
@@ -691,13 +696,15 @@ def test_an_answer_the_database_refuses_is_dropped_and_the_others_are_recorded(
     monkeypatch.setattr(service, "settle", settle)
     link_id = add_link(live, smsc, alice.login)
     bound(live, link_id)
+    smsc.receipts(on=False)  # (the poisoned answer is recorded alone first, and fails)
     smsc.ids("POISON")
     poisoned = send(api, "first")
-    wait_until(lambda: said(caplog, "recording answers failed"), what="the failed recording")
+    wait_until(lambda: logged(caplog, "recording answers failed"), what="the failed recording")
+    smsc.receipts(on=True)
     others = [send(api, f"message {n}") for n in range(3)]
     for other in others:
         reaches(api, other, "Delivered")
-    wait_until(lambda: said(caplog, "could not be recorded; dropped"), what="the drop")
+    wait_until(lambda: logged(caplog, "could not be recorded; dropped"), what="the drop")
     assert message(api, poisoned)["state"] == "Processed"
 
 
@@ -730,7 +737,7 @@ def test_a_receipt_without_a_state_is_ignored_and_the_next_one_counts(
     sent = send(api, "hello")
     reaches(api, sent, "Sent")
     smsc.receipt("00000ABC", state="9")
-    wait_until(lambda: said(caplog, "a receipt for '00000ABC' gave no final state"),
+    wait_until(lambda: logged(caplog, "a receipt for '00000ABC' gave no final state"),
                what="the receipt ignored")  # fmt: skip
     assert message(api, sent)["state"] == "Sent"
     smsc.receipt("00000ABC", stat="DELIVRD", err="000")

@@ -309,6 +309,10 @@ def spellings(smsc_id: str, bases: bool = True) -> list[str]:
     return list(found)
 
 
+def _digits(smsc_id: str) -> str:
+    return smsc_id.lstrip("0").lower()
+
+
 async def _parts_named(
     conn: UnitConnection, device_id: str, smsc_ids: list[str]
 ) -> tuple[set[str], dict[str, tuple[int, int, str]]]:
@@ -338,6 +342,7 @@ async def receipted(
     receipts: list[Applied],
     loose: set[str] | frozenset[str] = frozenset(),
     bases: bool = True,
+    crossed: set[str] | None = None,
 ) -> dict[str, tuple[int, str]]:
     """Apply receipts to the parts the carrier gave their `smsc_id` and that await a receipt
     (accepted: its latest such part, should the carrier reuse ids): (message, recipient) by
@@ -350,7 +355,8 @@ async def receipted(
     An id of `loose` that no part of the link has as spelled (of any outcome: a second
     receipt for a part must not find another by a spelling) names the part that awaits a
     receipt under one of its other `spellings` (with `bases`, or without), the most alike
-    first: many SMSCs spell the receipt's id otherwise than the submit_sm_resp's.
+    first: many SMSCs spell the receipt's id otherwise than the submit_sm_resp's. Those
+    that found their part as the same number in the other base are added to `crossed`.
 
     One SELECT (two when an id of `loose` is not found as spelled) and one UPDATE per
     outcome and error for each CHUNK receipts."""
@@ -363,9 +369,11 @@ async def receipted(
             others = sorted({form for forms in strays.values() for form in forms})
             _, alike = await _parts_named(conn, device_id, others)
             for smsc_id, forms in strays.items():
-                row = next((alike[form] for form in forms if form in alike), None)
-                if row is not None:
-                    latest[smsc_id] = row
+                form = next((form for form in forms if form in alike), None)
+                if form is not None:
+                    latest[smsc_id] = alike[form]
+                    if crossed is not None and _digits(form) != _digits(smsc_id):
+                        crossed.add(smsc_id)
         moves: dict[tuple[str, str | None], list[int]] = {}
         moved: set[int] = set()
         for smsc_id, outcome, error in chunk:

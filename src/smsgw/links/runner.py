@@ -58,9 +58,12 @@ ORPHAN_EVERY_SECONDS = 1.0
 #: spellings (repository.spellings: letter case, leading zeros, hex or decimal) only once
 #: it has waited this long: had it come before its own part's answer was recorded, that
 #: answer is recorded by then, and the receipt is not taken by another part. The same
-#: number in the other base is tried only until a receipt of the link matched as spelled
-#: (`Runner.same_base`).
+#: number in the other base is tried until the link's receipts show that the carrier
+#: spells them in the base of its answers (`LinkRunner.same_base`).
 LOOSE_SECONDS = 1.0
+#: Receipts of all-digit ids (two significant digits or more) found as spelled, none in the
+#: other base, that show a carrier spells its receipts' ids in its answers' base.
+SAME_BASE_AFTER = 20
 #: How long a stopping link waits for the answers of its submit_sm in flight.
 DRAIN_SECONDS = 5.0
 #: The first pause after a busy answer (throttled, queue full); it doubles up to the last.
@@ -213,6 +216,18 @@ class Reconnects:
         return backoff(self.attempt, self.longest)
 
 
+def _refused(error: BaseException) -> bool:
+    """Whether the database refused a statement for its values (DB-API's DataError or
+    IntegrityError, from any driver, as is or wrapped by SQLAlchemy), or Python did before
+    it ran: not whether the database is there."""
+    if isinstance(error, ValueError | UnicodeError | OverflowError):
+        return True
+    for kind in (type(error), type(getattr(error, "orig", None))):
+        if any(c.__name__ in ("DataError", "IntegrityError") for c in kind.__mro__):
+            return True
+    return False
+
+
 def _answer_label(answer: Answer) -> str:
     """The SMSC's answer to a submit_sm as /metrics counts it."""
     if answer.status is None:
@@ -270,12 +285,17 @@ class LinkRunner:
         self.answers: list[service.Outcome] = []
         self.receipts: list[tuple[float, Receipt]] = []
         self.orphans: list[tuple[float, Receipt]] = []
-        #: A receipt of the link found its part by its id as spelled, an id whose digits
-        #: read in the other base name another number (two or more of them): the carrier
-        #: spells its receipts' ids in the base of its answers, and a receipt that does not
-        #: match is never matched by the same number in the other base (which is another
-        #: part's id, as often as not: id 20 read as hex is 32, 0x10 read as decimal 10).
-        self.same_base = False
+        #: Whether the carrier spells its receipts' ids in the base of its answers (None:
+        #: not known yet). Yes once a receipt found its part as spelled by an id with a hex
+        #: letter, or SAME_BASE_AFTER by ids of digits (two significant ones or more), before
+        #: any found its part in the other base; no once one did, before that. Then a receipt
+        #: that does not match is never matched by the same number in the other base, which
+        #: is another part's id as often as not (20 read as hex is 32, 0x10 read as decimal
+        #: 10). A chance match of another part as spelled must not decide it for a carrier
+        #: that answers in one base and spells receipts in the other: its receipts find
+        #: their parts in the other base from the first, and one such decides it.
+        self.same_base: bool | None = None
+        self.as_spelled = 0
         #: When the orphans are tried again next (ORPHAN_EVERY_SECONDS).
         self.orphans_due = 0.0
         self._encoded: tuple[int, Encoded] | None = None
@@ -737,48 +757,84 @@ class LinkRunner:
         self, answers: list[service.Outcome], receipts: list[Receipt], loose: set[str]
     ) -> service.Settled:
         return await service.settle(
-            self.db, self.link, answers, receipts, loose, bases=not self.same_base
+            self.db, self.link, answers, receipts, loose, bases=self.same_base is not True
         )
+
+    def _learn_base(self, matched: list[Receipt], loose: set[str], crossed: int) -> None:
+        """`same_base` from the receipts that found their parts (`matched`)."""
+        if self.same_base is not None:
+            return
+        if crossed:
+            self.same_base = False
+            return
+        for receipt in matched:
+            digits = receipt.smsc_id.lstrip("0")
+            if receipt.smsc_id in loose or len(digits) < 2:
+                continue
+            if not digits.isdigit():  # (carrier_id's ids: a hex letter, or not hex at all)
+                self.same_base = True
+                return
+            self.as_spelled += 1
+        if self.as_spelled >= SAME_BASE_AFTER:
+            self.same_base = True
 
     async def _one_by_one(
         self,
         answers: list[service.Outcome],
         receipts: list[tuple[float, Receipt]],
         loose: set[str],
-    ) -> service.Settled:
-        """Answers and receipts whose recording together failed, recorded each on its own
-        (answers first): one the database refuses (a value it cannot hold) must not keep the
-        others out for ever. One that fails on its own twice, while others of the same lot
-        were recorded, is dropped with an error in the log; when none could be recorded
-        (the database is down, say), the last failure is raised and they are all tried
-        again later."""
-        events, unmatched = 0, []
-        failed: list[tuple[service.Outcome | None, Receipt | None, Exception]] = []
-        lots: list[tuple[service.Outcome | None, Receipt | None]] = [
+    ) -> tuple[service.Settled, list[Receipt]]:
+        """Answers and receipts whose recording together the database refused (`_refused`),
+        recorded each on its own (answers first): one it refuses whatever happens (a value
+        it cannot hold) must not keep the others out for ever. One refused on its own twice,
+        while others of the lot were recorded, is dropped with an error in the log; the
+        receipts dropped are returned beside what was recorded. When none could be
+        recorded, or the database fails otherwise (it is down, say), what was not recorded
+        goes back to be tried again, and the error is raised."""
+        events, unmatched, crossed, dropped = 0, [], 0, []
+        waiting: list[tuple[service.Outcome | None, tuple[float, Receipt] | None]] = [
             *((answer, None) for answer in answers),
-            *((None, r) for _, r in receipts),
+            *((None, receipt) for receipt in receipts),
         ]
-        for attempt in range(2):
-            failed = []
-            for answer, receipt in lots:
-                try:
-                    settled = await self._settle(
-                        [answer] if answer else [], [receipt] if receipt else [], loose
-                    )
-                except Exception as exc:
-                    failed.append((answer, receipt, exc))
-                    continue
-                events += settled.events
-                unmatched += settled.unmatched
-            if len(failed) == len(lots) and attempt == 0:
-                raise failed[-1][2]
-            lots = [(answer, receipt) for answer, receipt, _ in failed]
-        for answer, receipt, problem in failed:
-            what = f"the answer for part {answer[0]}" if answer else "a receipt for "
-            what += repr(receipt.smsc_id) if receipt else ""
-            log.error("link %s: %s could not be recorded; dropped (%s)", self.link.device_id,
-                      what, problem)  # fmt: skip
-        return service.Settled(events, unmatched)
+        refused: list[tuple[service.Outcome | None, tuple[float, Receipt] | None]] = []
+        recorded = False
+        try:
+            for _ in range(2):  # the second time, what was refused
+                refused, problems = [], []
+                while waiting:
+                    answer, receipt = waiting[0]
+                    try:
+                        settled = await self._settle(
+                            [answer] if answer else [], [receipt[1]] if receipt else [], loose
+                        )
+                    except Exception as error:
+                        if not _refused(error):
+                            raise
+                        refused.append(waiting.pop(0))
+                        problems.append(error)
+                        continue
+                    waiting.pop(0)
+                    recorded = True
+                    events += settled.events
+                    unmatched += settled.unmatched
+                    crossed += settled.crossed
+                if not recorded:
+                    raise problems[-1]
+                waiting, refused = refused, []
+            for (answer, receipt), problem in zip(waiting, problems, strict=True):
+                what = f"the answer for part {answer[0]}" if answer else "a receipt for "
+                if receipt:
+                    what += repr(receipt[1].smsc_id)
+                    dropped.append(receipt[1])
+                log.error("link %s: %s could not be recorded; dropped: %s",
+                          self.link.device_id, what, service.error_kind(problem))  # fmt: skip
+        except BaseException:
+            back = waiting + refused
+            self.answers[:0] = [answer for answer, _ in back if answer]
+            self.receipts[:0] = [receipt for _, receipt in back if receipt]
+            self._emitted(events)
+            raise
+        return service.Settled(events, unmatched, crossed), dropped
 
     async def _flush_loop(self) -> None:
         while True:
@@ -789,8 +845,9 @@ class LinkRunner:
             self._flush_now.clear()
             try:
                 await self._flush()
-            except Exception:
-                log.exception("link %s: recording answers failed; retrying", self.link.device_id)
+            except Exception as error:  # (said without its words: they may quote values)
+                log.error("link %s: recording answers failed; retrying: %s",
+                          self.link.device_id, service.error_kind(error))  # fmt: skip
                 await asyncio.sleep(1.0)
 
     async def _flush(self, final: bool = False) -> None:
@@ -803,22 +860,23 @@ class LinkRunner:
         if not answers and not receipts:
             return
         loose = {r.smsc_id for seen, r in receipts if final or at - seen >= LOOSE_SECONDS}
+        dropped: list[Receipt] = []
         try:
-            try:
-                settled = await self._settle(answers, [r for _, r in receipts], loose)
-            except Exception:
-                if len(answers) + len(receipts) < 2:
-                    raise
-                settled = await self._one_by_one(answers, receipts, loose)
+            settled = await self._settle(answers, [r for _, r in receipts], loose)
+        except Exception as error:
+            if len(answers) + len(receipts) < 2 or not _refused(error):
+                self.answers[:0], self.receipts[:0] = answers, receipts
+                raise
+            settled, dropped = await self._one_by_one(answers, receipts, loose)
         except BaseException:
             self.answers[:0], self.receipts[:0] = answers, receipts
             raise
         self._emitted(settled.events)
         now = time.monotonic()
+        kept = [r for _, r in receipts if r not in settled.unmatched and r not in dropped]
+        self._learn_base(kept, loose, settled.crossed)
         for seen, receipt in receipts:
             if receipt not in settled.unmatched:
-                if receipt.smsc_id not in loose and len(receipt.smsc_id.lstrip("0")) > 1:
-                    self.same_base = True
                 continue
             if final or now - seen > ORPHAN_SECONDS:
                 log.warning("link %s: a receipt for %r named no part awaiting one; dropped",

@@ -332,6 +332,8 @@ class Settled:
 
     events: int
     unmatched: list[Receipt]
+    #: Receipts that found their part as the same number in the other base.
+    crossed: int = 0
 
 
 Outcome = tuple[int, str, str | None, str | None]
@@ -357,10 +359,13 @@ async def settle(
     ]  # fmt: skip
     now = clock.now()
 
+    crossed: set[str] = set()
+
     async def unit(conn: UnitConnection) -> tuple[list[Done], list[Receipt]]:
+        crossed.clear()  # (a unit may run again)
         await repository.set_outcomes(conn, outcomes)
         touched = await repository.pairs_of(conn, [o[0] for o in outcomes])
-        found = await repository.receipted(conn, link.device_id, applied, loose, bases)
+        found = await repository.receipted(conn, link.device_id, applied, loose, bases, crossed)
         unmatched = []
         for receipt in receipts:
             if receipt.smsc_id in found:
@@ -371,7 +376,7 @@ async def settle(
         return await _report_unit(conn, link, await _decided(conn, touched), now), unmatched
 
     done, unmatched = await db.write_unit(unit)
-    return Settled(_notify(db, done), unmatched)
+    return Settled(_notify(db, done), unmatched, len(crossed))
 
 
 async def _decided(conn: UnitConnection, touched: set[tuple[int, str]]) -> list[OwnedReport]:
