@@ -1,12 +1,12 @@
 """A throwaway PostgreSQL cluster for the tests: started on first use, stopped at exit.
 
 The installed server binaries (Debian's `postgresql` package: /usr/lib/postgresql/N/bin, or
-`SMSGW_TEST_PG_BIN`) run a cluster in a fresh directory under /tmp, listening on 127.0.0.1
-only, at a free port, with durability off (fsync, synchronous_commit: a test's data need not
-survive a crash of the machine; `start(durable=True)` keeps PostgreSQL's durable defaults, for
-the benchmarks, whose SQLite figures are durable too). PostgreSQL refuses to run as root; as
-root (CI), the server runs as the `postgres` user the package creates. Each test gets a
-database of its own.
+`SMSGW_TEST_PG_BIN`) run a cluster in a fresh directory (`_parent`: in memory, /dev/shm, or
+under /tmp), listening on 127.0.0.1 only, at a free port, with durability off (fsync,
+synchronous_commit: a test's data need not survive a crash of the machine;
+`start(durable=True)` keeps PostgreSQL's durable defaults, for the benchmarks, whose SQLite
+figures are durable too). PostgreSQL refuses to run as root; as root (CI), the server runs as
+the `postgres` user the package creates. Each test gets a database of its own.
 """
 
 from __future__ import annotations
@@ -28,6 +28,16 @@ if TYPE_CHECKING:
     import psycopg
 
 START_SECONDS = 60
+
+#: Where a cluster that need not be durable goes when this tmpfs has the room (`_parent`).
+MEMORY = Path("/dev/shm")
+MEMORY_ROOM = 2 << 30  # bytes free
+
+#: How CREATE DATABASE copies its template: file by file, with a checkpoint before and after
+#: (fsync off: writes to the page cache), rather than PostgreSQL 15's default WAL_LOG, which
+#: reads and writes every page through the shared buffers and the WAL. On the 2-core test
+#: machine, in memory: 13 ms for an empty database, not 22; 17 ms, not 27, for a migrated one.
+STRATEGY = "STRATEGY FILE_COPY"
 
 
 def server_binaries() -> Path | None:
@@ -65,7 +75,7 @@ class Cluster:
         """A new empty database of `owner`; its URL (as user postgres)."""
         name = f"t_{uuid.uuid4().hex[:16]}"
         with self._admin() as conn:
-            conn.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
+            conn.execute(f'CREATE DATABASE "{name}" OWNER "{owner}" {STRATEGY}')
         return self.url(name)
 
     def drop_databases(self, urls: list[str]) -> None:
@@ -97,7 +107,7 @@ class Cluster:
                 conn.execute(f'DROP DATABASE "{name}"')  # (refused while a session is on it)
             except psycopg.errors.ObjectInUse:
                 return False
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}" {STRATEGY}')
         return True
 
     def add_user(self, name: str, password: str) -> None:
@@ -159,6 +169,20 @@ def _name_of(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
+def _parent(durable: bool) -> str:
+    """The directory a new cluster's directory goes in: /dev/shm, a tmpfs (memory), for a
+    cluster that need not be durable, when it has 2 GiB free; /tmp otherwise (a durable cluster,
+    or a container's small /dev/shm). A database is some 300 files: on the 2-core test
+    machine's disk (ext4), creating one took 250 us a file even with fsync off, and
+    CREATE DATABASE 100-350 ms; in memory, 13-25 ms."""
+    if not durable:
+        with contextlib.suppress(OSError):
+            room = os.statvfs(MEMORY)
+            if room.f_bavail * room.f_frsize >= MEMORY_ROOM and os.access(MEMORY, os.W_OK):
+                return str(MEMORY)
+    return "/tmp"
+
+
 def start(attempts: int = 3, durable: bool = False) -> Cluster:
     """Create and start a cluster. Raises RuntimeError when PostgreSQL is not installed or
     does not start (with its log). The port is chosen free before the server binds it: if
@@ -179,7 +203,7 @@ def _start(durable: bool) -> Cluster:
     if binaries is None:
         raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
     run_as: list[str] = []
-    directory = Path(tempfile.mkdtemp(prefix="smsgw-pg-", dir="/tmp"))
+    directory = Path(tempfile.mkdtemp(prefix="smsgw-pg-", dir=_parent(durable)))
     if os.geteuid() == 0:  # initdb and postgres refuse root
         owner = pwd.getpwnam("postgres")
         os.chown(directory, owner.pw_uid, owner.pw_gid)
