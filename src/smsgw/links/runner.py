@@ -220,7 +220,7 @@ def _refused(error: BaseException) -> bool:
     """Whether the database refused a statement for its values (DB-API's DataError or
     IntegrityError, from any driver, as is or wrapped by SQLAlchemy), or Python did before
     it ran: not whether the database is there."""
-    if isinstance(error, ValueError | UnicodeError | OverflowError):
+    if isinstance(error, ValueError | OverflowError):  # (UnicodeError is a ValueError)
         return True
     for kind in (type(error), type(getattr(error, "orig", None))):
         if any(c.__name__ in ("DataError", "IntegrityError") for c in kind.__mro__):
@@ -863,14 +863,11 @@ class LinkRunner:
         dropped: list[Receipt] = []
         try:
             settled = await self._settle(answers, [r for _, r in receipts], loose)
-        except Exception as error:
-            if len(answers) + len(receipts) < 2 or not _refused(error):
+        except BaseException as error:
+            if len(answers) + len(receipts) < 2 or not _refused(error):  # (cancelled, say)
                 self.answers[:0], self.receipts[:0] = answers, receipts
                 raise
             settled, dropped = await self._one_by_one(answers, receipts, loose)
-        except BaseException:
-            self.answers[:0], self.receipts[:0] = answers, receipts
-            raise
         self._emitted(settled.events)
         now = time.monotonic()
         kept = [r for _, r in receipts if r not in settled.unmatched and r not in dropped]
