@@ -15,12 +15,14 @@ import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import smpp34
 
 from smsgw.config import Settings
+from smsgw.links import service
 from smsgw.links.encoding import UDHI
 from smsgw.links.service import MO_PARTS_WAIT
 from tests.conftest import Account, LiveServer, database_rows
@@ -213,3 +215,48 @@ def joined_rows(server: LiveServer) -> int:
         server.settings, "SELECT count(*) FROM link_mo_parts WHERE joined_at IS NOT NULL"
     )
     return int(count)
+
+
+def waiting_parts(server: LiveServer, link_id: str) -> int:
+    query = "SELECT count(*) FROM link_mo_parts WHERE joined_at IS NULL AND device_id = ?"
+    [(count,)] = database_rows(server.settings, query, (link_id,))
+    return int(count)
+
+
+def test_parts_of_links_no_process_runs_never_hold_up_those_of_links_it_runs(
+    at: list[datetime],
+    server: LiveServer,
+    alice: Account,
+    smsc: Smsc,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each second the process looks for SMS whose parts waited 30 minutes, 100 at a time
+    (here 3). It looked among those of every link: 100 waiting for a link no process runs
+    (disabled, or held by a node that is gone) came first each time, and the late parts of
+    the links it runs waited for ever. Four lone parts reach two links; then the process
+    runs only the second, by its id the later."""
+    monkeypatch.setattr(service, "STALE_MO_AT_ONCE", 3)
+    first, second = sorted(add_link(server, smsc, alice.login) for _ in range(2))
+    for link_id in (first, second):
+        bound(server, link_id)
+    for reference in range(4):
+        body = udh8(reference, 2, 1) + f"part 1 of {reference}".encode().hex()
+        assert smsc.mo(SENDER, hex=body, esm=str(UDHI)) == 2
+    wait_until(
+        lambda: [waiting_parts(server, first), waiting_parts(server, second)] == [4, 4],
+        what="the parts kept",
+    )
+
+    real = service.lease
+
+    async def only_the_second(*args: Any) -> Any:
+        return [(link, until) for link, until in await real(*args) if link.device_id == second]
+
+    monkeypatch.setattr(service, "lease", only_the_second)
+    at[0] += MO_PARTS_WAIT + timedelta(seconds=1)
+    wait_until(lambda: waiting_parts(server, second) == 0, what="the second's parts taken in")
+    [(taken,)] = database_rows(
+        server.settings, "SELECT count(*) FROM inbox WHERE device_id = ?", (second,)
+    )
+    assert taken == 4
+    assert waiting_parts(server, first) == 4  # no process runs it: they wait for it

@@ -3,7 +3,7 @@ link worker's (leases, parts, outcomes) are the server's own work on the links i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -544,14 +544,17 @@ async def forget_mo_parts(conn: AsyncConnection, device_ids: list[str], before: 
     )  # fmt: skip
 
 
-async def stale_mo(conn: AsyncConnection, before: datetime) -> list[tuple[MoKey, bool]]:
-    """The SMS in parts whose first part came before `before` (at most 100), each with
-    whether it was joined: those still waiting for the rest, and those joined before
-    `before`. (A part is joined after it came: the received_at index finds both.)"""
+async def stale_mo(
+    conn: AsyncConnection, device_ids: Collection[str], before: datetime, limit: int
+) -> list[tuple[MoKey, bool]]:
+    """The SMS in parts of these links whose first part came before `before` (at most
+    `limit`), each with whether it was joined: those still waiting for the rest, and those
+    joined before `before`. (A part is joined after it came: the received_at index finds
+    both.) Only these links': those of links no process runs would fill the limit for ever."""
     key = (mo_parts.c.device_id, mo_parts.c.sender, mo_parts.c.reference, mo_parts.c.total)
     due = or_(mo_parts.c.joined_at.is_(None), mo_parts.c.joined_at < before)
     query = select(*key, func.count(mo_parts.c.joined_at)).where(
-        mo_parts.c.received_at < before, due
+        mo_parts.c.device_id.in_(device_ids), mo_parts.c.received_at < before, due
     )
-    rows = await conn.execute(query.group_by(*key).limit(100))
+    rows = await conn.execute(query.group_by(*key).limit(limit))
     return [((row[0], row[1], row[2], row[3]), row[4] > 0) for row in rows]

@@ -463,6 +463,8 @@ async def recover(db: Database, link: LinkRecord) -> int:
 #: the parts that came go to the inbox as one SMS, in their order (links/service.py
 #: `join_stale`).
 MO_PARTS_WAIT = timedelta(minutes=30)
+#: How many such SMS a look takes at most (each second: the rest wait for the next look).
+STALE_MO_AT_ONCE = 100
 
 
 async def received(
@@ -569,16 +571,16 @@ async def join_stale(db: Database, held: dict[str, LinkRecord], words: hub.OptOu
     now = clock.now()
     before = now - MO_PARTS_WAIT
     async with db.read() as conn:
-        stale = await repository.stale_mo(conn, before)
-    forget = sorted({key[0] for key, joined in stale if joined and key[0] in held})
+        stale = await repository.stale_mo(conn, sorted(held), before, STALE_MO_AT_ONCE)
+    forget = sorted({key[0] for key, joined in stale if joined})
     if forget:  # their repeats are told no longer
         async with db.write() as conn:
             await repository.forget_mo_parts(conn, forget, before)
     taken = 0
     for key, joined in stale:
-        link = held.get(key[0])
-        if link is None or joined:  # another process runs that link; or forgotten above
+        if joined:  # forgotten above
             continue
+        link = held[key[0]]
         async with db.write() as conn:
             parts = await repository.take_mo_parts(conn, key, now)
             if parts:
