@@ -50,9 +50,12 @@ log = logging.getLogger("smsgw.links")
 #: A receipt whose part is not known yet is tried again for this long (its submit_sm's
 #: answer may still be on its way to the database), then dropped with a warning.
 ORPHAN_SECONDS = 60.0
-#: How often those receipts are tried again: not with every recording of answers (every
-#: few milliseconds on a busy link), since with an SMSC that spells the receipts' ids
-#: otherwise (LOOSE_SECONDS) every receipt waits here a second or two.
+#: When such a receipt is tried again: this long after it came, then each time it has
+#: waited twice as long as at its last try (2, 4, 8, 16, 32 s), and at ORPHAN_SECONDS. Not
+#: with every recording of answers (every few milliseconds on a busy link), since with an
+#: SMSC that spells the receipts' ids otherwise (LOOSE_SECONDS) every receipt waits here a
+#: second or two; and not every second for a minute, for a carrier whose receipts name
+#: nothing of ours.
 ORPHAN_EVERY_SECONDS = 1.0
 #: A receipt whose id names no part of the link as spelled is matched by its other
 #: spellings (repository.spellings: letter case, leading zeros, hex or decimal) only once
@@ -284,7 +287,10 @@ class LinkRunner:
         self.intents: set[asyncio.Task[None]] = set()
         self.answers: list[service.Outcome] = []
         self.receipts: list[tuple[float, Receipt]] = []
-        self.orphans: list[tuple[float, Receipt]] = []
+        #: Receipts that matched no part: (when each came, when it is tried again, it).
+        self.orphans: list[tuple[float, float, Receipt]] = []
+        #: The clock of receipts' waits (a test's own).
+        self.monotonic: Callable[[], float] = time.monotonic
         #: Whether the carrier spells its receipts' ids in the base of its answers (None:
         #: not known yet). Yes once a receipt found its part as spelled by an id with a hex
         #: letter, or SAME_BASE_AFTER by ids of digits (two significant ones or more), before
@@ -296,8 +302,6 @@ class LinkRunner:
         #: their parts in the other base from the first, and one such decides it.
         self.same_base: bool | None = None
         self.as_spelled = 0
-        #: When the orphans are tried again next (ORPHAN_EVERY_SECONDS).
-        self.orphans_due = 0.0
         self._encoded: tuple[int, Encoded] | None = None
         #: A link for all accounts: the account its next claim starts from.
         self.next_account = 0
@@ -730,7 +734,7 @@ class LinkRunner:
             receipt = parse(text, inbound.receipted_id, state)
             if receipt is not None and receipt.final:
                 metrics.link_receipt(self.link.device_id, receipt.delivered)
-                self.receipts.append((time.monotonic(), receipt))
+                self.receipts.append((self.monotonic(), receipt))
                 self._flush_now.set()
             elif receipt is None:
                 log.warning("link %s: a receipt named no part (no receipted_message_id, no "
@@ -838,7 +842,9 @@ class LinkRunner:
 
     async def _flush_loop(self) -> None:
         while True:
-            wait = ORPHAN_EVERY_SECONDS if self.orphans else None
+            wait = None
+            if self.orphans:
+                wait = max(0.0, min(due for _, due, _ in self.orphans) - self.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), wait)
             await asyncio.sleep(GATHER_SECONDS)  # more answers and receipts: one commit
@@ -853,10 +859,12 @@ class LinkRunner:
     async def _flush(self, final: bool = False) -> None:
         answers, self.answers = self.answers, []
         receipts, self.receipts = self.receipts, []
-        at = time.monotonic()
-        if final or at >= self.orphans_due:  # tried again
-            receipts, self.orphans = self.orphans + receipts, []
-            self.orphans_due = at + ORPHAN_EVERY_SECONDS
+        at = self.monotonic()
+        if self.orphans:  # those due tried again
+            again = [(seen, r) for seen, due, r in self.orphans if final or due <= at]
+            if again:
+                receipts = again + receipts
+                self.orphans = [o for o in self.orphans if not final and o[1] > at]
         if not answers and not receipts:
             return
         loose = {r.smsc_id for seen, r in receipts if final or at - seen >= LOOSE_SECONDS}
@@ -869,14 +877,15 @@ class LinkRunner:
                 raise
             settled, dropped = await self._one_by_one(answers, receipts, loose)
         self._emitted(settled.events)
-        now = time.monotonic()
+        now = self.monotonic()
         kept = [r for _, r in receipts if r not in settled.unmatched and r not in dropped]
         self._learn_base(kept, loose, settled.crossed)
         for seen, receipt in receipts:
             if receipt not in settled.unmatched:
                 continue
-            if final or now - seen > ORPHAN_SECONDS:
+            if final or now - seen >= ORPHAN_SECONDS:
                 log.warning("link %s: a receipt for %r named no part awaiting one; dropped",
                             self.link.device_id, receipt.smsc_id)  # fmt: skip
             else:
-                self.orphans.append((seen, receipt))
+                again_at = min(now + max(ORPHAN_EVERY_SECONDS, now - seen), seen + ORPHAN_SECONDS)
+                self.orphans.append((seen, again_at, receipt))
