@@ -30,6 +30,7 @@ from tests.fakes.receiver import Receiver
 from tests.fakes.smpp34_smsc import Smpp34Smsc
 from tests.fakes.smsc import Smsc, wait_until
 from tests.test_link_messages import SENDER, barrier, inbox, kept, udh8
+from tests.test_link_parts import NATIONAL_TEXTS
 from tests.test_links import add_link, bound, hook, said
 from tests.webhook_support import hub_settings
 
@@ -215,6 +216,18 @@ def joined_rows(server: LiveServer) -> int:
         server.settings, "SELECT count(*) FROM link_mo_parts WHERE joined_at IS NOT NULL"
     )
     return int(count)
+
+
+def test_an_sms_in_a_national_alphabet_reaches_the_inbox_in_its_letters(
+    api: httpx.Client, link: str, smsc: Smsc
+) -> None:
+    """Each of SMPP 3.4's national alphabets (Cyrillic, Hebrew, Shift_JIS, ISO-2022-JP,
+    KS C 5601...) was read as Latin-1."""
+    for coding, text, codec in NATIONAL_TEXTS:
+        assert smsc.mo(SENDER, hex=text.encode(codec).hex(), dc=str(coding)) == 1
+    barrier(api, smsc, "after them")
+    expected = [text for _, text, _ in NATIONAL_TEXTS] + ["after them"]
+    assert sorted(inbox(api)) == sorted(expected)
 
 
 def waiting_parts(server: LiveServer, link_id: str) -> int:

@@ -132,6 +132,29 @@ def test_an_mo_in_a_coding_group_is_read_in_the_alphabet_its_bits_name(
     assert decode(coding, body, 0) == text
 
 
+#: A text in each of SMPP 3.4's national alphabets, as a carrier sends it.
+NATIONAL_TEXTS = [
+    (0x05, "こんにちは", "shift_jis"),  # JIS, sent as Shift_JIS
+    (0x06, "Привет, мир", "iso8859_5"),  # Cyrillic
+    (0x07, "שלום עולם", "iso8859_8"),  # Hebrew
+    (0x09, "絵文字", "shift_jis"),  # pictograms, as Shift_JIS
+    (0x0A, "音楽のコード", "iso2022_jp"),
+    (0x0D, "丂", "iso2022_jp_1"),  # a kanji of JIS X 0212 only, behind its escape
+    (0x0E, "안녕하세요", "euc_kr"),  # KS C 5601
+]
+
+
+@pytest.mark.parametrize(("coding", "text", "codec"), NATIONAL_TEXTS)
+def test_an_mo_in_a_national_alphabet_is_read_in_it(coding: int, text: str, codec: str) -> None:
+    """They were read as Latin-1: mojibake in the inbox."""
+    assert decode(coding, text.encode(codec), 0) == text
+
+
+def test_what_a_national_alphabet_cannot_read_is_the_replacement_character() -> None:
+    assert decode(0x0E, b"ok \xff", 0) == "ok \ufffd"
+    assert decode(0x05, b"\x82", 0) == "\ufffd"  # a Shift_JIS lead byte alone
+
+
 @pytest.mark.parametrize(
     ("coding", "body"),
     [

@@ -223,18 +223,32 @@ NUL_REPLACEMENT = "\ufffd"
 
 def decode(data_coding: int, body: bytes, esm_class: int) -> str:
     """The text of a received short_message (an MO): its header skipped when esm_class says
-    it has one; GSM 03.38 for data_coding 0, UCS-2 for 8, Latin-1 for 3, ASCII (IA5) for 1
-    (and the alphabet a coding group above 0x0F names: `_alphabet`); any other coding (8-bit
-    data among them) as Latin-1. U+0000 (an octet 0 of 8-bit data, Latin-1 or ASCII, a UCS-2
-    unit 0) is read as U+FFFD, the replacement character: the same on either engine."""
+    it has one; GSM 03.38 for data_coding 0, UCS-2 for 8, Latin-1 for 3, ASCII (IA5) for 1,
+    a national alphabet by its codec (`NATIONAL`), and the alphabet a coding group above
+    0x0F names (`_alphabet`); any other coding (8-bit data among them) as Latin-1. U+0000
+    (an octet 0 of 8-bit data, Latin-1 or ASCII, a UCS-2 unit 0) is read as U+FFFD, the
+    replacement character: the same on either engine."""
     if esm_class & UDHI and body:
         body = body[1 + body[0] :]
     return _decoded(_alphabet(data_coding), body).replace("\x00", NUL_REPLACEMENT)
 
 
+#: The national alphabets of SMPP 3.4 (5.2.19) a received text may come in, by the codec
+#: each is read with (as Jasmin reads them): 5, JIS X 0208, and 9, pictograms, as Shift_JIS,
+#: which carriers in Japan send under them; 6, Cyrillic (ISO-8859-5); 7, Hebrew
+#: (ISO-8859-8); 10, ISO-2022-JP; 13, JIS X 0212, in ISO-2022-JP-1 (whose escapes name it);
+#: 14, KS C 5601 (EUC-KR). What a codec cannot read is U+FFFD.
+NATIONAL = {
+    0x05: "shift_jis", 0x06: "iso8859_5", 0x07: "iso8859_8", 0x09: "shift_jis",
+    0x0A: "iso2022_jp", 0x0D: "iso2022_jp_1", 0x0E: "euc_kr",
+}  # fmt: skip
+
+
 def _decoded(coding: int, body: bytes) -> str:
     if coding == UCS2:
         return body.decode("utf-16-be", errors="replace")
+    if coding in NATIONAL:
+        return body.decode(NATIONAL[coding], errors="replace")
     if coding == 0:
         try:
             return str(_GSM.decode(body)[0])
