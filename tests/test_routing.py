@@ -45,7 +45,7 @@ def test_flat_routes_are_served_and_documented_as_the_included_router(
     build: Callable[[], APIRouter] = BUILDERS[kind]
     included, flat = FastAPI(), FastAPI()
     included.include_router(build(), prefix="/v1", include_in_schema=documented)
-    add_routes(flat, build(), prefix="/v1", include_in_schema=documented)
+    add_routes(flat.router, build(), prefix="/v1", include_in_schema=documented)
     assert served(flat) == served(included)
     assert flat.openapi() == included.openapi()
     flat_routes = [route for route in flat.router.routes if isinstance(route, APIRoute)]

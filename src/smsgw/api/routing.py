@@ -18,14 +18,18 @@ THIRDPARTY_PREFIXES = ("/api/3rdparty/v1", "/3rdparty/v1")
 MOBILE_PREFIXES = ("/api/mobile/v1", "/mobile/v1")
 
 
-def add_routes(app: FastAPI, router: APIRouter, *, prefix: str, include_in_schema: bool) -> None:
-    """Add every route of `router` (walking the routers it includes) to `app` under `prefix`,
-    in order, as `app.include_router(router, prefix=..., include_in_schema=...)` would serve
-    them. Only FastAPI routes are supported: anything else raises TypeError."""
+def add_routes(
+    target: APIRouter, router: APIRouter, *, prefix: str, include_in_schema: bool
+) -> None:
+    """Add every route of `router` (walking the routers it includes) to `target` (an
+    application's router, or one whose routes go to applications: app.py `api_routes`)
+    under `prefix`, in order, as `target.include_router(router, prefix=...,
+    include_in_schema=...)` would serve them. Only FastAPI routes are supported: anything
+    else raises TypeError."""
     try:
         from fastapi.routing import iter_route_contexts
     except ImportError:  # FastAPI before 0.16x: include_router itself adds the routes flat
-        app.include_router(router, prefix=prefix, include_in_schema=include_in_schema)
+        target.include_router(router, prefix=prefix, include_in_schema=include_in_schema)
         return
     for route in iter_route_contexts(router.routes):
         original, path, endpoint = route.original_route, route.path, route.endpoint
@@ -35,7 +39,7 @@ def add_routes(app: FastAPI, router: APIRouter, *, prefix: str, include_in_schem
             raise TypeError(f"cannot add {route.path} flat: a streaming route")
         # The route as its routers made it (their dependencies, tags, responses...), FastAPI's
         # own resolution of the nesting.
-        app.router.add_api_route(
+        target.add_api_route(
             prefix + path,
             endpoint,
             response_model=route.response_model,
