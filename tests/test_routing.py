@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import APIRouter, FastAPI, routing
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from smsgw.api.apps import build_router
 from smsgw.api.mobile import build_router as build_mobile_router
-from smsgw.api.routing import add_routes
+from smsgw.api.routing import MOBILE_PREFIXES, THIRDPARTY_PREFIXES, add_routes
+from smsgw.app import create_app
+from smsgw.config import Settings
 
 pytestmark = pytest.mark.one_engine("no database")  # conftest.py
 
@@ -22,6 +26,11 @@ BUILDERS = {"3rdparty": build_router, "mobile": build_mobile_router}
 
 def served(app: FastAPI) -> list[tuple[Any, ...]]:
     """What matching, handling and url_path_for see of each route, in order."""
+    return served_routes(app.router.routes)
+
+
+def served_routes(routes: Sequence[BaseRoute]) -> list[tuple[Any, ...]]:
+    """What matching, handling and url_path_for see of each of these routes, in order."""
     return [
         (
             route.path_format,
@@ -32,7 +41,7 @@ def served(app: FastAPI) -> list[tuple[Any, ...]]:
             [dependency.call for dependency in route.dependant.dependencies],
             [param.alias for param in route.dependant.query_params],
         )
-        for route in routing.iter_route_contexts(app.router.routes)
+        for route in routing.iter_route_contexts(routes)
         if isinstance(route.original_route, APIRoute)
     ]
 
@@ -50,3 +59,37 @@ def test_flat_routes_are_served_and_documented_as_the_included_router(
     assert flat.openapi() == included.openapi()
     flat_routes = [route for route in flat.router.routes if isinstance(route, APIRoute)]
     assert len(flat_routes) == len(served(included))  # the app's own: no included router
+
+
+def api_routes_of(app: FastAPI) -> list[APIRoute]:
+    prefixes = (*THIRDPARTY_PREFIXES, *MOBILE_PREFIXES)
+    return [r for r in app.router.routes if isinstance(r, APIRoute) and r.path.startswith(prefixes)]
+
+
+def test_each_application_serves_its_own_copies_of_routes_built_once(tmp_path: Path) -> None:
+    """create_app builds the APIs' routes once a process (FastAPI analyses each route as it is
+    added: 0.4-0.6 s an application, one for each test's server) and each application
+    serves copies: as routes added to it directly are served, and what is set on one
+    application's route (a test wraps a handler) reaches no other."""
+    one = create_app(Settings(data_dir=tmp_path / "one"))
+    two = create_app(Settings(data_dir=tmp_path / "two"))
+    direct = FastAPI()
+    for prefixes, build in (
+        (THIRDPARTY_PREFIXES, build_router),
+        (MOBILE_PREFIXES, build_mobile_router),
+    ):
+        for prefix in prefixes:
+            add_routes(
+                direct.router, build(), prefix=prefix, include_in_schema=prefix == prefixes[0]
+            )
+
+    def by_path(app: FastAPI) -> list[tuple[Any, ...]]:
+        routes = served_routes(api_routes_of(app))
+        return sorted(routes, key=lambda route: (route[0], sorted(route[1])))
+
+    assert by_path(one) == by_path(two) == by_path(direct)
+    pairs = list(zip(api_routes_of(one), api_routes_of(two), strict=True))
+    assert all(a is not b and a.dependant is b.dependant for a, b in pairs)
+    first = pairs[0][0]
+    first.app = None  # type: ignore[assignment]
+    assert pairs[0][1].app is not None

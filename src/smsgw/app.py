@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import gc
 import hashlib
@@ -395,11 +396,9 @@ def add_middlewares(app: FastAPI, settings: Settings) -> None:
 @functools.cache
 def api_routes() -> tuple[BaseRoute, ...]:
     """The routes of the two APIs under each of their prefixes, flat (api/routing.py: an
-    included router costs every request it serves), built once a process and shared by its
-    applications. FastAPI analyses each route's parameters and models as it is added: about
-    0.4 s for these, for each application the tests make. A route holds nothing of an
-    application but the one whose dependency overrides it would apply, which smsgw never
-    sets: they are built on a router of FastAPI's defaults, as an application's own is."""
+    included router costs every request it serves), built once a process: FastAPI analyses
+    each route's parameters and models as it is added, about 0.4 s for these, for each
+    application the tests make. Each application serves copies (`add_routers`)."""
     built = APIRouter()
     for prefix in THIRDPARTY_PREFIXES:
         first = prefix == THIRDPARTY_PREFIXES[0]
@@ -412,10 +411,15 @@ def api_routes() -> tuple[BaseRoute, ...]:
 
 def add_routers(app: FastAPI) -> None:
     """The APIs, /metrics and the health probes. Routes are matched in order, one by one: the
-    busiest (the API, then the phones') first."""
-    app.router.routes.extend(api_routes())
-    # A delivered message costs a phone a share of a pull and about three reports
-    # (docs/performance.md): those routes are tried before the rest.
+    busiest (the API, then the phones') first.
+
+    The APIs' routes are shallow copies of `api_routes`: they share FastAPI's analysis, and
+    what is set on one application's route (a test wraps its handler) reaches no other.
+    They differ from routes added by `app.router.add_api_route` in two things that change
+    nothing smsgw serves: no application's dependency overrides apply to them (smsgw sets
+    none), and their strict_content_type is FastAPI's default (True) rather than the
+    application's (True)."""
+    app.router.routes.extend(copy.copy(route) for route in api_routes())
     hot_first(app, {MOBILE_PREFIXES[0] + "/message"})
     paths: FastPaths = app.state.fast_paths
     for prefixes, fast in (
