@@ -260,12 +260,15 @@ def test_parts_of_links_no_process_runs_never_hold_up_those_of_links_it_runs(
         what="the parts kept",
     )
 
-    real = service.lease
+    real, asked = service.lease, [0]
 
     async def only_the_second(*args: Any) -> Any:
+        asked[0] += 1
         return [(link, until) for link, until in await real(*args) if link.device_id == second]
 
     monkeypatch.setattr(service, "lease", only_the_second)
+    # The second round to ask began after the first ended: none runs the first link now.
+    wait_until(lambda: asked[0] >= 2, what="two rounds of the second link alone")
     at[0] += MO_PARTS_WAIT + timedelta(seconds=1)
     wait_until(lambda: waiting_parts(server, second) == 0, what="the second's parts taken in")
     [(taken,)] = database_rows(
