@@ -29,7 +29,7 @@ from tests.conftest import Account, LiveServer, database_rows
 from tests.fakes.receiver import Receiver
 from tests.fakes.smpp34_smsc import Smpp34Smsc
 from tests.fakes.smsc import Smsc, wait_until
-from tests.test_link_messages import SENDER, barrier, inbox, kept, udh8
+from tests.test_link_messages import SENDER, barrier, inbox, inbox_is, kept, udh8
 from tests.test_link_parts import NATIONAL_TEXTS
 from tests.test_links import add_link, bound, hook, said
 from tests.webhook_support import hub_settings
@@ -77,7 +77,7 @@ def test_u0000_in_a_text_is_stored_as_u_fffd_alike_on_either_engine(
         "Latin-1 \ufffd end", "IA5 \ufffd end", "\ufffd data", "octets \ufffd end",
         "UCS-2 \ufffd end", "first \ufffd part, second part", "after them",
     ]  # fmt: skip
-    assert sorted(inbox(api)) == sorted(expected)
+    inbox_is(api, expected)
     wait_until(lambda: len(receiver.delivered()) == len(expected), what="each sms:received")
     assert webhook_texts(receiver) == sorted(expected)
 
@@ -102,11 +102,11 @@ def test_a_sender_longer_than_smpp_allows_is_cut_alike_in_one_sms_and_in_parts(
         assert smsc.mo(sender, "one SMS") == 1
     barrier(api, smsc, "after them")
     cut = ("+" + number)[:32]
-    assert messages(api) == sorted([
+    wait_until(lambda: messages(api) == sorted([
         (cut, "a long SMS in two parts"), (cut, "one SMS"),
         (name[:32], "a long SMS in two parts"), (name[:32], "one SMS"),
         ("+" + SENDER, "after them"),
-    ])  # fmt: skip
+    ]), what="each SMS in the inbox")  # fmt: skip
     # (the link's readers hand deliver_sm over in any order: links/session.READERS)
     warned = sorted(line for line in said(caplog) if "sender of" in line)
     assert warned == sorted([
@@ -152,8 +152,7 @@ def test_sar_values_wider_than_smpp_allows_make_the_part_an_sms_of_its_own(
     assert smsc34.mo(SENDER, b"40000 parts", 0, sar(b"\x00\x09", many, b"\x00\x01")) == 1
     assert smsc34.mo(SENDER, b"two ", 0, sar(b"\x01\x00", b"\x02", b"\x01")) == 1
     assert smsc34.mo(SENDER, b"parts", 0, sar(b"\x01\x00", b"\x02", b"\x02")) == 1
-    wait_until(lambda: "two parts" in inbox(api), what="the SAR parts joined")
-    assert sorted(inbox(api)) == sorted(["reference of 4 octets", "40000 parts", "two parts"])
+    inbox_is(api, ["reference of 4 octets", "40000 parts", "two parts"])
     assert kept(server) == 0
     warned = sorted(line for line in said(caplog) if "sar_" in line)  # (in any order)
     assert warned == sorted(
@@ -183,16 +182,21 @@ def test_a_part_delivered_again_after_its_sms_was_joined_is_dropped(
         body = udh8(7, 2, number) + text.encode().hex()
         assert smsc.mo(SENDER, hex=body, esm=str(UDHI)) == 1
 
+    def dropped() -> list[str]:  # (in any order)
+        return sorted(line for line in said(caplog) if "again" in line)
+
     part(1, "The first part, ")
     part(2, "the second.")
     wait_until(lambda: "The first part, the second." in inbox(api), what="the SMS joined")
     part(1, "The first part, ")  # again
     barrier(api, smsc, "after the repeat")
+    wait_until(lambda: len(dropped()) == 1, what="the repeat dropped")
     part(2, "and its end.")  # a new SMS under the same reference, its part 2 first
     part(1, "Another SMS, ")
     wait_until(lambda: "Another SMS, and its end." in inbox(api), what="the second joined")
     part(2, "and its end.")  # again, after the second SMS was joined
     barrier(api, smsc, "after the second repeat")
+    wait_until(lambda: len(dropped()) == 2, what="the second repeat dropped")  # (clock moves)
 
     at[0] += MO_PARTS_WAIT + timedelta(seconds=1)
     wait_until(lambda: joined_rows(server) == 0, what="the joined parts forgotten")
@@ -204,8 +208,7 @@ def test_a_part_delivered_again_after_its_sms_was_joined_is_dropped(
     assert sorted(inbox(api)) == sorted(expected)
     wait_until(lambda: len(receiver.delivered()) == len(expected), what="each sms:received")
     assert webhook_texts(receiver) == sorted(expected)
-    dropped = sorted(line for line in said(caplog) if "again" in line)  # (in any order)
-    assert dropped == [
+    assert dropped() == [
         f"link {link}: part {n} of 2 of an incoming SMS came again after its SMS was joined;"
         " dropped"
         for n in (1, 2)
@@ -227,8 +230,7 @@ def test_an_sms_in_a_national_alphabet_reaches_the_inbox_in_its_letters(
     for coding, text, codec in NATIONAL_TEXTS:
         assert smsc.mo(SENDER, hex=text.encode(codec).hex(), dc=str(coding)) == 1
     barrier(api, smsc, "after them")
-    expected = [text for _, text, _ in NATIONAL_TEXTS] + ["after them"]
-    assert sorted(inbox(api)) == sorted(expected)
+    inbox_is(api, [text for _, text, _ in NATIONAL_TEXTS] + ["after them"])
 
 
 def waiting_parts(server: LiveServer, link_id: str) -> int:
