@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
+import ssl
 from pathlib import Path
 
 import pytest
 
-from smsgw.webhooks.guard import why_refused
+from smsgw.webhooks.guard import tls as tls_context
+from smsgw.webhooks.guard import transport, why_refused
 from tests.conftest import running
 from tests.fakes.receiver import Receiver
 from tests.webhook_support import Api, eventually, hub_settings, phone, run, started, until
@@ -109,3 +112,53 @@ def test_plain_http_and_loopback_are_allowed_when_configured(tmp_path: Path) -> 
             run(scenario)
         finally:
             receiver.stop()
+
+
+#: A certificate for 127.0.0.1 that no authority signed (made with `openssl req -x509 -newkey
+#: ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 36500 -subj /CN=127.0.0.1 -addext
+#: subjectAltName=IP:127.0.0.1`).
+SELF_SIGNED = Path(__file__).parent / "fakes" / "tls"
+
+
+def test_a_receiver_whose_certificate_no_authority_signed_is_refused(tmp_path: Path) -> None:
+    """Webhook requests verify the receiver's certificate (the transports of every
+    application share one TLS context, made once a process): a receiver on HTTPS with a
+    self-signed certificate gets no request, and the attempt says why."""
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(SELF_SIGNED / "self-signed.crt", SELF_SIGNED / "self-signed.key")
+    requests: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):  # (the client gives up during the handshake)
+            requests.append(await reader.readline())
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    with running(hub_settings(tmp_path / "data")) as live:  # private URLs allowed
+        owner = live.create_user("owner")
+
+        async def scenario() -> None:
+            server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
+            port = server.sockets[0].getsockname()[1]
+            api = Api(live, owner)
+            await api.hook(f"https://127.0.0.1:{port}/hook", "system:ping", id="h")
+            device = await started(phone(live, owner), webhooks=5)
+            device.ping()
+            attempts: list[dict[str, object]] = []
+
+            async def failed() -> bool:
+                attempts[:] = await api.deliveries("h")
+                return bool(attempts) and attempts[-1]["finishedAt"] is not None
+
+            await until(failed)
+            assert "CERTIFICATE_VERIFY_FAILED" in str(attempts[-1]["error"])
+            assert attempts[-1]["statusCode"] is None
+            assert requests == []
+            await device.stop()
+            await api.close()
+            server.close()
+
+        run(scenario)
+    one, other = transport(allow_private=True), transport(allow_private=False)
+    assert one._pool._ssl_context is other._pool._ssl_context is tls_context()

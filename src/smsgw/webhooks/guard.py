@@ -10,8 +10,10 @@ name). `SMSGW_WEBHOOKS_ALLOW_PRIVATE_URLS=true` lifts all of this (and allows ht
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+import ssl
 import unicodedata
 from collections.abc import Iterable
 from typing import Any
@@ -152,12 +154,20 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
+@functools.cache
+def tls() -> ssl.SSLContext:
+    """How webhook requests verify their receivers (httpx's default: certifi's authorities,
+    or SSL_CERT_FILE / SSL_CERT_DIR), made once a process: reading the authorities takes
+    30-40 ms, which each application's start paid twice. A context is safe to share."""
+    return httpx.create_ssl_context()
+
+
 def transport(allow_private: bool) -> httpx.AsyncHTTPTransport:
     """The transport webhook requests go through; guarded unless private URLs are allowed."""
-    plain = httpx.AsyncHTTPTransport(retries=0)
+    plain = httpx.AsyncHTTPTransport(verify=tls(), retries=0)
     if allow_private:
         return plain
     plain._pool = httpcore.AsyncConnectionPool(  # the public API has no backend parameter
-        ssl_context=httpx.create_ssl_context(), network_backend=GuardedBackend()
+        ssl_context=tls(), network_backend=GuardedBackend()
     )
     return plain
