@@ -13,7 +13,7 @@ import pytest
 
 from smsgw.webhooks.guard import tls as tls_context
 from smsgw.webhooks.guard import transport, why_refused
-from tests.conftest import running
+from tests.conftest import Account, LiveServer, running
 from tests.fakes.receiver import Receiver
 from tests.webhook_support import Api, eventually, hub_settings, phone, run, started, until
 
@@ -59,6 +59,24 @@ def _loopback_name() -> str | None:
     return name if addresses and all(a.startswith("127.") for a in addresses) else None
 
 
+async def ping_once(live: LiveServer, owner: Account, url: str) -> dict[str, object]:
+    """A phone's system:ping to a hook on `url`: the latest attempt to deliver it, once over."""
+    api = Api(live, owner)
+    await api.hook(url, "system:ping", id="h")
+    device = await started(phone(live, owner), webhooks=5)
+    device.ping()
+    attempts: list[dict[str, object]] = []
+
+    async def over() -> bool:
+        attempts[:] = await api.deliveries("h")
+        return bool(attempts) and attempts[-1]["finishedAt"] is not None
+
+    await until(over)
+    await device.stop()
+    await api.close()
+    return attempts[-1]
+
+
 def test_a_name_resolving_to_loopback_is_refused_at_connect_time(tmp_path: Path) -> None:
     name = _loopback_name()
     if name is None:
@@ -69,24 +87,12 @@ def test_a_name_resolving_to_loopback_is_refused_at_connect_time(tmp_path: Path)
         owner = live.create_user("owner")
 
         async def scenario() -> None:
-            api = Api(live, owner)
-            await api.hook(f"https://{name}:{receiver.port}/hook", "system:ping", id="h")
-            device = await started(phone(live, owner), webhooks=5)
-            device.ping()
-            attempts: list[dict[str, object]] = []
-
-            async def refused() -> bool:
-                attempts[:] = await api.deliveries("h")
-                return bool(attempts) and attempts[-1]["finishedAt"] is not None
-
-            await until(refused)
-            error = str(attempts[-1]["error"])
+            attempt = await ping_once(live, owner, f"https://{name}:{receiver.port}/hook")
+            error = str(attempt["error"])
             assert error.startswith(f"refused to connect to {name}") and "loopback" in error
-            assert attempts[-1]["statusCode"] is None
+            assert attempt["statusCode"] is None
             await asyncio.sleep(0.5)
             assert receiver.requests == []  # not even a TLS handshake reached it
-            await device.stop()
-            await api.close()
 
         try:
             run(scenario)
@@ -141,22 +147,10 @@ def test_a_receiver_whose_certificate_no_authority_signed_is_refused(tmp_path: P
         async def scenario() -> None:
             server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
             port = server.sockets[0].getsockname()[1]
-            api = Api(live, owner)
-            await api.hook(f"https://127.0.0.1:{port}/hook", "system:ping", id="h")
-            device = await started(phone(live, owner), webhooks=5)
-            device.ping()
-            attempts: list[dict[str, object]] = []
-
-            async def failed() -> bool:
-                attempts[:] = await api.deliveries("h")
-                return bool(attempts) and attempts[-1]["finishedAt"] is not None
-
-            await until(failed)
-            assert "CERTIFICATE_VERIFY_FAILED" in str(attempts[-1]["error"])
-            assert attempts[-1]["statusCode"] is None
+            attempt = await ping_once(live, owner, f"https://127.0.0.1:{port}/hook")
+            assert "CERTIFICATE_VERIFY_FAILED" in str(attempt["error"])
+            assert attempt["statusCode"] is None
             assert requests == []
-            await device.stop()
-            await api.close()
             server.close()
 
         run(scenario)
