@@ -28,6 +28,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
+from smsgw import heap
 from smsgw.accounts import passwords
 from smsgw.accounts import service as accounts
 from smsgw.app import create_app, end_streams
@@ -40,6 +41,7 @@ from smsgw.domain import clock
 if TYPE_CHECKING:
     from tests.fakes.smsc import Smsc
 from tests import pgcluster
+from tests.clients import TLS
 from tests.fakes.receiver import Receiver
 
 API = "/api/3rdparty/v1"
@@ -54,26 +56,21 @@ os.environ.setdefault("SMSGW_PHONE_PARTS_PER_MINUTE", "0")
 # the suite's time. Hashes made here are still Argon2id and verify in any process, cheaply.
 passwords.set_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
+# A server's start ends with a full collection and gc.freeze() (heap.py). Here, where each
+# process starts server after server, each such collection walked the whole test process
+# (7.5% of the suite's CPU in Python), and what each froze stayed in memory for good. The
+# tests of the freeze turn it on (test_heap.py, test_link_process.py).
+heap.FREEZE_AT_START = False
 
-#: Tests between two releases of what servers froze (see _unfreeze_gc).
-UNFREEZE_EVERY = 10
-_tests_run = 0
 
-
-@pytest.fixture(autouse=True)
-def _unfreeze_gc() -> Iterator[None]:
-    """Let the collector reclaim what earlier tests' servers left.
-
-    A server calls gc.collect() then gc.freeze() on start: everything alive then (its own
-    app included) is never collected again, so without this every app ever started stayed
-    in memory (1.7 GB a run). Releasing after each test would make every server start pay
-    a full collection of this process (~0.1-0.5 s); every tenth test keeps memory bounded.
-    """
-    global _tests_run
+@pytest.fixture
+def freezing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`heap.freeze_start_up` as outside the tests (a full collection, then gc.freeze()),
+    from a heap with nothing frozen; what the test froze is released after it."""
+    gc.unfreeze()
+    monkeypatch.setattr(heap, "FREEZE_AT_START", True)
     yield
-    _tests_run += 1
-    if _tests_run % UNFREEZE_EVERY == 0:
-        gc.unfreeze()
+    gc.unfreeze()
 
 
 @dataclass
@@ -95,7 +92,7 @@ class LiveServer:
 
     def client(self, account: Account | None = None, prefix: str = API) -> httpx.Client:
         auth = (account.login, account.password) if account else None
-        return httpx.Client(base_url=self.url + prefix, auth=auth, timeout=30)
+        return httpx.Client(base_url=self.url + prefix, auth=auth, timeout=30, verify=TLS)
 
     def create_user(self, login: str, password: str = "correct horse battery") -> Account:
         create_account(self.settings, login, password)

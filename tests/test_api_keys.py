@@ -24,6 +24,7 @@ from smsgw.domain.clock import format_timestamp
 from smsgw.domain.errors import Unauthorized
 from smsgw.tokens.service import TokenService
 from smsgw.workers import retention
+from tests.clients import TLS
 from tests.conftest import CLOCK_START, Account, LiveServer, database_rows
 from tests.test_tokens import bearer, issue, server_process
 from tests.test_tokens_access import smsgw
@@ -177,7 +178,7 @@ def test_an_expired_key_is_401_once_the_clock_passes_its_expiry(
 def test_a_malformed_or_unknown_key_is_401(shared_api: httpx.Client, token: str) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     url = f"{shared_api.base_url}messages"  # without the client's Basic credentials
-    assert refusal(httpx.get(url, headers=headers)) == (
+    assert refusal(httpx.get(url, headers=headers, verify=TLS)) == (
         401,
         "Unauthorized: invalid API key",
     )
@@ -263,7 +264,7 @@ def test_a_revocation_is_refused_at_once_in_a_second_server_process(
 ) -> None:
     made = create(api, "shared", ["messages:list"])
     headers = {"Authorization": f"Bearer {made['key']}"}
-    with server_process(server.settings) as url, httpx.Client(base_url=url) as second:
+    with server_process(server.settings) as url, httpx.Client(base_url=url, verify=TLS) as second:
         for _ in range(3):  # the second process has the key checked and kept
             assert second.get("/messages", headers=headers).status_code == 200
         assert api.delete(f"/auth/keys/{made['id']}").status_code == 204

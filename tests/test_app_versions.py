@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from smsgw.cli import app
 from smsgw.devices import appversion
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, database_environment, running
 from tests.fakes.phone import SimulatedPhone
 from tests.fakes.phone_webhooks import EVENT_SINCE, app_events
@@ -82,7 +83,7 @@ def test_a_phone_without_a_version_gets_the_newest_list(hub_server: LiveServer) 
         await device.sync_webhooks()
         assert {hook["event"] for hook in device.webhooks} == set(EVENTS)
         await device.kill()
-        async with httpx.AsyncClient(base_url=hub_server.url + MOBILE) as plain:
+        async with httpx.AsyncClient(base_url=hub_server.url + MOBILE, verify=TLS) as plain:
             listed = await plain.get(
                 "/webhooks",
                 headers={"Authorization": f"Bearer {credentials.token}", "User-Agent": "curl/8"},
@@ -180,7 +181,7 @@ def test_the_dashboard_says_when_a_phone_only_polls(hub_server: LiveServer) -> N
     async def scenario() -> None:
         old = phone(hub_server, owner, app_version="1.52.0")
         credentials = await old.register()
-        async with httpx.AsyncClient(base_url=hub_server.url + MOBILE) as client:
+        async with httpx.AsyncClient(base_url=hub_server.url + MOBILE, verify=TLS) as client:
             answer = await client.patch(
                 "/device",
                 json={"id": credentials.id, "pushToken": "fcm-token-of-the-phone"},

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from smsgw.accounts.throttle import AuthThrottle
 from smsgw.api.deps import AppContext
+from tests.clients import TLS
 from tests.conftest import LiveServer, ServerThread, make_settings
 
 WINDOW = 60
@@ -75,7 +76,9 @@ def clock_of(server: LiveServer) -> SteppedClock:
 
 
 def get(server: LiveServer, login: str, password: str, path: str = "/messages") -> httpx.Response:
-    with httpx.Client(base_url=server.api, auth=(login, password), timeout=30) as client:
+    with httpx.Client(
+        base_url=server.api, auth=(login, password), timeout=30, verify=TLS
+    ) as client:
         return client.get(path)
 
 
@@ -115,7 +118,7 @@ def test_failures_on_one_login_block_that_login_only_and_not_for_long(
 def test_the_mobile_api_basic_routes_share_the_throttle(per_login: LiveServer) -> None:
     per_login.create_user("alice", PASSWORD)
     mobile = per_login.url + "/api/mobile/v1"
-    with httpx.Client(base_url=mobile, auth=("alice", "guess"), timeout=30) as client:
+    with httpx.Client(base_url=mobile, auth=("alice", "guess"), timeout=30, verify=TLS) as client:
         assert [client.get("/user/code").status_code for _ in range(3)] == [401] * 3
         assert client.get("/user/code").status_code == 429
     assert get(per_login, "alice", PASSWORD).status_code == 429

@@ -13,6 +13,7 @@ import pytest
 
 from smsgw.app import warn_of_plain_hooks
 from smsgw.config import SettingsError, load_settings
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.test_mobile_api import APP, MOBILE, basic, bearer, register
 from tests.web_support import Dashboard
@@ -40,7 +41,7 @@ def untrusting(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 def mobile(live: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=live.url + MOBILE, headers=APP, timeout=10)
+    return httpx.Client(base_url=live.url + MOBILE, headers=APP, timeout=10, verify=TLS)
 
 
 def registered(live: LiveServer, owner: Account) -> str:

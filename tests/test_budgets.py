@@ -20,6 +20,7 @@ from smsgw.db.engine import database_for
 from smsgw.routing import service as routing
 from smsgw.routing.budgets import Limits, message_parts
 from smsgw.routing.repository import Phone as RoutingPhone
+from tests.clients import TLS
 from tests.conftest import (
     CLOCK_START,
     Account,
@@ -56,7 +57,7 @@ class Phone:
 
     def __init__(self, server: LiveServer, account: Account, name: str = "Google/oriole") -> None:
         self.url = server.url
-        self.http = httpx.Client(base_url=server.url + MOBILE, timeout=30)
+        self.http = httpx.Client(base_url=server.url + MOBILE, timeout=30, verify=TLS)
         basic = base64.b64encode(f"{account.login}:{account.password}".encode()).decode()
         answer = self.http.post(
             "/device", json={"name": name}, headers={"Authorization": f"Basic {basic}"}
@@ -82,7 +83,9 @@ class Phone:
 def pull_as(url: str, token: str) -> list[str]:
     """A pull of the phone whose token this is, from the server at `url`: the ids of the
     messages it is handed (and holds), in pull order."""
-    answer = httpx.get(url + MOBILE + "/message", headers={"Authorization": f"Bearer {token}"})
+    answer = httpx.get(
+        url + MOBILE + "/message", headers={"Authorization": f"Bearer {token}"}, verify=TLS
+    )
     assert answer.status_code == 200, answer.text
     return [item["id"] for item in answer.json()]
 

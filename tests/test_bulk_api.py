@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from tests.clients import TLS
 from tests.conftest import LiveServer
 
 HELLO = {"textMessage": {"text": "Hello"}}
@@ -108,12 +109,15 @@ def test_a_batch_is_scoped_to_its_caller(server: LiveServer, api: httpx.Client) 
     assert api.get("/messages").headers["x-total-count"] == "1"
     token = api.post("/auth/token", json={"scopes": ["messages:list"]}).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=server.api, headers=headers) as limited:
+    with httpx.Client(base_url=server.api, headers=headers, verify=TLS) as limited:
         refused = batch(limited, [item()])
     assert refused.status_code == 403
     assert refused.json() == {"message": "scope required: messages:send"}
     assert (
-        httpx.post(server.api + "/batch/messages", json={"messages": [item()]}).status_code == 401
+        httpx.post(
+            server.api + "/batch/messages", json={"messages": [item()]}, verify=TLS
+        ).status_code
+        == 401
     )
 
 

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smsgw.cli import app
+from tests.clients import TLS
 from tests.conftest import database_environment, free_port, make_settings
 
 
@@ -149,7 +150,7 @@ def test_serve_first_start_prints_an_account_and_a_command_that_work(tmp_path: P
         assert f"Try: curl -u {login} {url}" in output
         for _ in range(100):
             try:
-                response = httpx.get(url, auth=("admin", password.group(1)))
+                response = httpx.get(url, auth=("admin", password.group(1)), verify=TLS)
                 break
             except httpx.ConnectError:
                 time.sleep(0.1)

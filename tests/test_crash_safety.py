@@ -28,6 +28,7 @@ import pytest
 
 from smsgw.config import Settings
 from smsgw.db import migrate
+from tests.clients import TLS
 from tests.conftest import (
     API,
     Account,
@@ -89,7 +90,7 @@ def wait_until_serving(server: Server) -> None:
     while True:
         assert server.process.poll() is None, server.process.communicate()[1]
         try:
-            if httpx.get(server.url + "/health/startup", timeout=10).status_code == 200:
+            if httpx.get(server.url + "/health/startup", timeout=10, verify=TLS).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -111,7 +112,9 @@ class Load:
 
 def post_until_refused(url: str, account: Account, load: Load, own_ids: bool) -> None:
     """POST messages one after another until the server stops answering."""
-    with httpx.Client(base_url=url + API, auth=(account.login, account.password)) as client:
+    with httpx.Client(
+        base_url=url + API, auth=(account.login, account.password), verify=TLS
+    ) as client:
         while True:
             own = str(uuid.uuid4()) if own_ids else None
             body: dict[str, object] = {"phoneNumbers": [PHONE], "textMessage": {"text": "x"}}
@@ -197,7 +200,10 @@ def test_sigkill_under_load_loses_no_acknowledged_message_and_duplicates_none(
     with (
         serving(settings, workers) as server,
         httpx.Client(
-            base_url=server.url + API, auth=(account.login, account.password), timeout=60
+            base_url=server.url + API,
+            auth=(account.login, account.password),
+            timeout=60,
+            verify=TLS,
         ) as client,
     ):
         for own in load.unanswered:  # a careful client sends again what got no answer

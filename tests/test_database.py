@@ -15,6 +15,7 @@ from smsgw.config import Settings
 from smsgw.db import engine, migrate
 from smsgw.db.engine import SQLITE, ColumnWriter, Database, Unit, UnitConnection, database_for
 from smsgw.messages.repository import messages
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, database_rows, make_settings, running
 
 
@@ -107,7 +108,7 @@ def test_concurrent_sends_with_one_client_id_store_exactly_one(
 ) -> None:
     async def scenario() -> list[int]:
         async with httpx.AsyncClient(
-            base_url=server.api, auth=(alice.login, alice.password), timeout=30
+            base_url=server.api, auth=(alice.login, alice.password), timeout=30, verify=TLS
         ) as client:
             body = {"id": "only-once", "phoneNumbers": ["+12025550100"], "message": "x"}
             answers = await asyncio.gather(

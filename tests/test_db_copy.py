@@ -32,6 +32,7 @@ from smsgw.db.copy_to_postgres import CopyFailed, tables
 from smsgw.db.engine import database_for
 from smsgw.db.postgres import connect_arguments, hold_node_lock
 from smsgw.virtualphones import service as virtual
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, free_port, make_settings, running
 from tests.fakes.phone import Credentials, SimulatedPhone
 from tests.fakes.receiver import Receiver
@@ -174,7 +175,9 @@ async def _fill(
         assert (await api.client.delete(f"/auth/token/{revoked['id']}")).status_code == 204
         named = {"name": "copied", "scopes": ["messages:read"]}  # a named API key
         assert (await api.client.post("/auth/keys", json=named)).status_code == 201
-        async with httpx.AsyncClient(base_url=server.url + MOBILE, headers=APP) as mobile:
+        async with httpx.AsyncClient(
+            base_url=server.url + MOBILE, headers=APP, verify=TLS
+        ) as mobile:
             assert (await mobile.get("/user/code", headers=basic(owner))).status_code == 200
         assert device.credentials is not None
         made.append(

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from smsgw.api.fastpath import FastPaths, serve_fast
 from smsgw.config import Settings
+from tests.clients import TLS
 from tests.conftest import ServerThread, create_account, make_settings, module_settings
 
 MOBILE = "/api/mobile/v1"
@@ -93,6 +94,7 @@ def gateway(
             json={"name": "fastpath"},
             headers={"Authorization": f"Basic {basic}"},
             timeout=10,
+            verify=TLS,
         )
         assert answer.status_code == 201, answer.text
         jwt = httpx.post(
@@ -100,6 +102,7 @@ def gateway(
             json={"scopes": ["messages:read"]},
             auth=("owner", PASSWORD),
             timeout=10,
+            verify=TLS,
         )
         assert jwt.status_code == 201, jwt.text
         app = thread.server.app
@@ -167,7 +170,7 @@ def answer_of(gateway: Gateway, path: str, request: tuple[str, str, dict[str, st
     method, query, headers, body = request
     if isinstance(body, Streamed):
         body = chunks(body)
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, verify=TLS) as client:
         answer = client.request(method, gateway.url + path + query, headers=headers, content=body)
     kept = ("content-type", "www-authenticate", "content-length", "retry-after")
     return answer.status_code, answer.content, {k: answer.headers.get(k) for k in kept}
@@ -227,7 +230,7 @@ def test_every_answer_is_the_framework_s_own(gateway: Gateway, path: str) -> Non
 
 @pytest.mark.parametrize("path", SENDS)
 def test_every_answer_to_a_refused_send_is_the_framework_s_own(gateway: Gateway, path: str) -> None:
-    with httpx.Client(timeout=10, auth=("owner", PASSWORD)) as client:
+    with httpx.Client(timeout=10, auth=("owner", PASSWORD), verify=TLS) as client:
         taken = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "hi"}, "id": "taken-id"}
         assert client.post(gateway.url + API + "/messages", json=taken).status_code in (200, 409)
     for request in sends(gateway):
@@ -241,7 +244,9 @@ def test_a_send_answers_the_same_through_either_path(gateway: Gateway) -> None:
     for on in (True, False):
         gateway.fast_paths(on=on)
         try:
-            with httpx.Client(base_url=gateway.url + API, auth=("owner", PASSWORD)) as client:
+            with httpx.Client(
+                base_url=gateway.url + API, auth=("owner", PASSWORD), verify=TLS
+            ) as client:
                 body = {"phoneNumbers": ["+12025550101"], "textMessage": {"text": "hi"}}
                 answer = client.post("/messages", json=body)
                 assert answer.status_code == 200, answer.text
@@ -263,7 +268,9 @@ def test_plain_requests_take_the_fast_path_and_odd_ones_fastapi(gateway: Gateway
     patch = gateway.framework["PATCH", f"{MOBILE}/message"]
     pull = gateway.framework["GET", f"{MOBILE}/message"]
     before = (patch.calls, pull.calls)
-    with httpx.Client(base_url=gateway.url + MOBILE, headers=bearer, timeout=10) as client:
+    with httpx.Client(
+        base_url=gateway.url + MOBILE, headers=bearer, timeout=10, verify=TLS
+    ) as client:
         assert client.patch("/message", json=REPORT).status_code == 204
         assert client.get("/message", params={"order": "lifo"}).status_code == 200
         assert (patch.calls, pull.calls) == before  # FastAPI never saw them
@@ -276,7 +283,9 @@ def test_plain_requests_take_the_fast_path_and_odd_ones_fastapi(gateway: Gateway
         assert (patch.calls, pull.calls) == (before[0] + 1, before[1] + 1)
     send = gateway.framework["POST", f"{API}/messages"]
     calls = send.calls
-    with httpx.Client(base_url=gateway.url + API, auth=("owner", PASSWORD), timeout=10) as api:
+    with httpx.Client(
+        base_url=gateway.url + API, auth=("owner", PASSWORD), timeout=10, verify=TLS
+    ) as api:
         body = {"phoneNumbers": ["+12025550102"], "textMessage": {"text": "hi"}}
         assert api.post("/messages", json=body).status_code == 200
         assert send.calls == calls
@@ -299,7 +308,7 @@ def test_a_streamed_body_over_the_limit_is_refused_as_before(tmp_path: Path) -> 
         answers = []
         for on in (True, False):
             paths.lanes = lanes if on else {}
-            with httpx.Client(timeout=10) as client:
+            with httpx.Client(timeout=10, verify=TLS) as client:
                 answer = client.patch(
                     f"http://127.0.0.1:{thread.port}{MOBILE}/message",
                     content=chunks(big),
@@ -313,7 +322,7 @@ def test_a_streamed_body_over_the_limit_is_refused_as_before(tmp_path: Path) -> 
 
 
 def requests_counted(gateway: Gateway, method: str, route: str, status: int) -> float:
-    page = httpx.get(gateway.url + "/metrics", timeout=20).text
+    page = httpx.get(gateway.url + "/metrics", timeout=20, verify=TLS).text
     wanted = f'smsgw_http_requests_total{{method="{method}",route="{route}",status="{status}"}} '
     lines = [line for line in page.splitlines() if line.startswith(wanted)]
     return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
@@ -327,7 +336,9 @@ def test_the_fast_path_s_requests_are_counted_under_their_route(gateway: Gateway
         requests_counted(gateway, "GET", route, 200),
     )
     bearer = {"Authorization": f"Bearer {gateway.token}"}
-    with httpx.Client(base_url=gateway.url + MOBILE, headers=bearer, timeout=10) as client:
+    with httpx.Client(
+        base_url=gateway.url + MOBILE, headers=bearer, timeout=10, verify=TLS
+    ) as client:
         for _ in range(3):
             assert client.patch("/message", json=REPORT).status_code == 204
             assert client.get("/message").status_code == 200

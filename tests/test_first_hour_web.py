@@ -18,6 +18,7 @@ from smsgw.routing.schemas import RoutingRuleIn, StateReportIn
 from smsgw.tokens.schemas import TokenRequest
 from smsgw.web.examples import EXAMPLES
 from smsgw.webhooks.schemas import AttemptView, WebhookIn
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.web_support import Dashboard
 
@@ -31,7 +32,7 @@ def text_of(markup: str) -> str:
 def test_the_home_page_names_the_phone_address_and_why_127_0_0_1_will_not_do(
     server: LiveServer,
 ) -> None:
-    page = httpx.get(server.url + "/").text
+    page = httpx.get(server.url + "/", verify=TLS).text
     address = re.search(r'<code id="phone-address">([^<]+)</code>', page)
     assert address and address.group(1) == f"{server.url}/api/mobile/v1"
     note = text_of(page.split('id="phone-address-note">')[1].split("</span>")[0])
@@ -41,7 +42,7 @@ def test_the_home_page_names_the_phone_address_and_why_127_0_0_1_will_not_do(
 def test_the_home_page_gives_the_public_url_when_set(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", public_url="https://sms.example.org")
     with running(settings) as live:
-        page = httpx.get(live.url + "/").text
+        page = httpx.get(live.url + "/", verify=TLS).text
     assert '<code id="phone-address">https://sms.example.org/api/mobile/v1</code>' in page
     assert "phone-address-note" not in page
 
@@ -52,7 +53,7 @@ def operations_of(page: str) -> dict[str, str]:
 
 
 def test_every_documented_field_has_a_meaning(server: LiveServer) -> None:
-    page = httpx.get(server.url + "/docs").text
+    page = httpx.get(server.url + "/docs", verify=TLS).text
     blank = [
         (op_id, row)
         for op_id, body in operations_of(page).items()
@@ -65,7 +66,7 @@ def test_every_documented_field_has_a_meaning(server: LiveServer) -> None:
 
 
 def test_every_sample_response_is_a_real_example(server: LiveServer) -> None:
-    page = httpx.get(server.url + "/docs").text
+    page = httpx.get(server.url + "/docs", verify=TLS).text
     generic = [
         op_id
         for op_id, body in operations_of(page).items()
@@ -98,14 +99,14 @@ def test_every_written_request_body_is_accepted_by_its_route() -> None:
 
 
 def test_descriptions_render_their_markdown(server: LiveServer) -> None:
-    page = httpx.get(server.url + "/docs").text
+    page = httpx.get(server.url + "/docs", verify=TLS).text
     outside_samples = re.sub(r"<pre>.*?</pre>", "", page, flags=re.S)
     assert "`" not in text_of(outside_samples)
     assert "<code>X-Total-Count</code>" in page
 
 
 def test_summaries_read_alike(server: LiveServer) -> None:
-    schema = httpx.get(server.url + "/openapi.json").json()
+    schema = httpx.get(server.url + "/openapi.json", verify=TLS).json()
     title_cased = [
         op["summary"]
         for item in schema["paths"].values()
@@ -118,12 +119,12 @@ def test_summaries_read_alike(server: LiveServer) -> None:
 
 
 def test_pages_have_a_favicon(server: LiveServer) -> None:
-    icon = httpx.get(server.url + "/favicon.ico")
+    icon = httpx.get(server.url + "/favicon.ico", verify=TLS)
     assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
     for path in ("/", "/docs", "/docs/interactive"):
-        page = httpx.get(server.url + path).text
+        page = httpx.get(server.url + path, verify=TLS).text
         assert '<link rel="icon" href="/static/favicon.svg"' in page, path
-    assert httpx.get(server.url + "/static/favicon.svg").status_code == 200
+    assert httpx.get(server.url + "/static/favicon.svg", verify=TLS).status_code == 200
 
 
 def test_a_refused_webhook_url_names_the_setting_that_allows_it(

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from smsgw.app import cancel_and_wait
+from tests.clients import TLS
 from tests.conftest import Account, create_account, database_environment, free_port, make_settings
 from tests.test_mobile_api import APP, MOBILE, basic, register
 
@@ -47,7 +48,7 @@ def start(data_dir: Path, port: int, workers: int) -> subprocess.Popen[str]:
     while True:
         assert process.poll() is None, process.communicate()[0]
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/startup").status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/health/startup", verify=TLS).status_code == 200:
                 return process
         except httpx.TransportError:
             pass
@@ -72,7 +73,7 @@ def test_sigterm_ends_phone_streams_and_exits_promptly(tmp_path: Path, workers: 
     try:
         create_account(make_settings(data_dir), "owner", "correct horse battery")
         base = f"http://127.0.0.1:{port}{MOBILE}"
-        with httpx.Client(base_url=base, headers=APP, timeout=30) as client:
+        with httpx.Client(base_url=base, headers=APP, timeout=30, verify=TLS) as client:
             owner = basic(Account("owner", "correct horse battery"))
             tokens = []
             for _ in range(PHONES):

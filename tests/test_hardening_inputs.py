@@ -13,6 +13,7 @@ import jwt
 import pytest
 
 from smsgw.inbox import service as inbox_service
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer
 from tests.web_support import Dashboard, alerts_of, csrf_of
 
@@ -42,7 +43,9 @@ def hook(server: LiveServer, alice: Account) -> str:
 def test_basic_credentials_with_non_ascii_bytes_are_401_on_every_route(
     server: LiveServer,
 ) -> None:
-    with httpx.Client(base_url=server.url, timeout=30, headers=NON_ASCII_BASIC) as client:
+    with httpx.Client(
+        base_url=server.url, timeout=30, headers=NON_ASCII_BASIC, verify=TLS
+    ) as client:
         answers = [
             client.get("/api/3rdparty/v1/messages"),
             client.post(MOBILE + "/device", json={"name": "phone"}),
@@ -68,7 +71,7 @@ def test_basic_credentials_with_non_ascii_bytes_are_401_on_every_route(
 def test_a_phones_hook_post_that_cannot_be_read_is_400(
     server: LiveServer, hook: str, body: str, message: str
 ) -> None:
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with httpx.Client(base_url=server.url, timeout=30, verify=TLS) as client:
         answer = client.post(hook, content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 400
     assert answer.json()["message"].startswith(message)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from smsgw.domain import clock
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.web_support import Dashboard
 
@@ -125,7 +126,7 @@ def test_concurrent_guesses_cannot_overshoot_the_limit(per_login: LiveServer) ->
     per_login.create_user("alice")
 
     async def guesses() -> list[int]:
-        async with httpx.AsyncClient(base_url=per_login.api, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=per_login.api, timeout=60, verify=TLS) as client:
             answers = await asyncio.gather(
                 *(client.get("/messages", auth=("alice", f"guess {n}")) for n in range(30))
             )
@@ -142,7 +143,9 @@ def test_concurrent_first_sign_ins_with_the_right_password_all_pass(
 
     async def sign_ins() -> set[int]:
         auth = (alice.login, alice.password)
-        async with httpx.AsyncClient(base_url=per_login.api, timeout=60, auth=auth) as client:
+        async with httpx.AsyncClient(
+            base_url=per_login.api, timeout=60, auth=auth, verify=TLS
+        ) as client:
             answers = await asyncio.gather(*(client.get("/messages") for _ in range(20)))
         return {answer.status_code for answer in answers}
 

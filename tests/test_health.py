@@ -15,6 +15,7 @@ import pytest
 
 from smsgw.config import Settings, SettingsError, load_settings
 from smsgw.db.postgres import WRITE_LOCK, connect_arguments
+from tests.clients import TLS
 from tests.conftest import LiveServer, make_settings, running
 
 PROBES = ("/health", "/health/live", "/health/ready", "/health/startup")
@@ -30,7 +31,7 @@ def quick(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 def probe(server: LiveServer, path: str = "/health") -> tuple[int, dict[str, Any]]:
-    response = httpx.get(server.url + path, timeout=20)
+    response = httpx.get(server.url + path, timeout=20, verify=TLS)
     assert response.headers["content-type"] == "application/json"
     return response.status_code, response.json()
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from smsgw.downloads import shown_type
+from tests.clients import TLS
 from tests.conftest import LiveServer, running
 from tests.fakes.receiver import Receiver
 from tests.webhook_support import Api, drained, eventually, hub_settings, phone, run, started, until
@@ -179,7 +180,7 @@ def test_bad_mms_and_batch_posts_get_a_400_naming_the_field(hub_server: LiveServ
         api = Api(hub_server, owner)
         device = await started(phone(hub_server, owner), webhooks=5)
         url = device.webhooks[0]["url"]
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(verify=TLS) as client:
             for event, payload, fragment in BAD_POSTS:
                 answer = await client.post(url, json=envelope(event, payload))
                 assert answer.status_code == 400, (fragment, answer.text)
@@ -267,7 +268,7 @@ def test_only_inert_types_are_served_as_stored_and_downloads_are_sandboxed(
         api = Api(hub_server, owner)
         device = await started(phone(hub_server, owner), webhooks=5)
         url = device.webhooks[0]["url"]
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(verify=TLS) as client:
             posted = downloaded_with(*(stored for stored, _ in SERVED))
             answer = await client.post(url, json=envelope("mms:downloaded", posted))
             assert answer.status_code == 204, answer.text

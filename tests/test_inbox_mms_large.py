@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, running
 from tests.webhook_support import Api, eventually, hub_settings, phone, run, started, until
 
@@ -65,6 +66,8 @@ def test_a_post_over_the_phones_limit_is_refused_and_the_api_keeps_its_own(
         statuses = receive_and_read_back(live, owner, os.urandom(3 * 1000 * 1000))
         assert sorted(statuses) == [204, 413]  # the notification is small; the download is not
         big = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "x" * (MIB + 10)}}
-        answer = httpx.post(f"{live.api}/messages", json=big, auth=(owner.login, owner.password))
+        answer = httpx.post(
+            f"{live.api}/messages", json=big, auth=(owner.login, owner.password), verify=TLS
+        )
         assert answer.status_code == 413
         assert "limit is 1048576 bytes" in answer.json()["message"]

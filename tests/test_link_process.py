@@ -104,13 +104,12 @@ def test_a_links_process_sends_what_the_api_queued_and_unbinds_on_sigterm(
 
 
 def test_the_links_process_keeps_the_collector_off_what_start_up_loaded(
-    settings: Settings,
+    settings: Settings, freezing: None
 ) -> None:
     """As the server does (app.py): what is alive once the links' process has started is
     frozen, so that a full collection (a pause of tens of milliseconds while a link's
     window waits) does not walk it again and again."""
     migrate.upgrade(settings)
-    gc.unfreeze()
 
     async def run() -> int:
         stop = asyncio.Event()

@@ -33,6 +33,7 @@ from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.links.runner import intended_ahead
 from smsgw.links.service import NO_ANSWER
+from tests.clients import TLS
 from tests.conftest import (
     API,
     create_account,
@@ -84,7 +85,9 @@ class Server:
     def _ready(self) -> bool:
         assert self.process.poll() is None, "".join(self.lines)
         try:
-            return httpx.get(self.url + "/health/startup", timeout=10).status_code == 200
+            return (
+                httpx.get(self.url + "/health/startup", timeout=10, verify=TLS).status_code == 200
+            )
         except httpx.TransportError:
             return False
 
@@ -92,7 +95,7 @@ class Server:
         return any(text in line for line in self.lines)
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url + API, auth=(LOGIN, SECRET), timeout=30)
+        return httpx.Client(base_url=self.url + API, auth=(LOGIN, SECRET), timeout=30, verify=TLS)
 
     def signal(self, how: signal.Signals) -> None:
         os.killpg(self.process.pid, how)

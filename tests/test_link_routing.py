@@ -22,6 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smsgw.cli import app
+from tests.clients import TLS
 from tests.conftest import CLOCK_START, Account, LiveServer, database_rows, make_settings, running
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 from tests.test_cli import environment
@@ -84,7 +85,7 @@ class HandPhone:
     """A phone driven by hand through the mobile API: registered (so heard from now)."""
 
     def __init__(self, server: LiveServer, account: Account) -> None:
-        self.http = httpx.Client(base_url=server.url + MOBILE, timeout=30)
+        self.http = httpx.Client(base_url=server.url + MOBILE, timeout=30, verify=TLS)
         basic = base64.b64encode(f"{account.login}:{account.password}".encode()).decode()
         answer = self.http.post(
             "/device", json={"name": "hand"}, headers={"Authorization": f"Basic {basic}"}

@@ -22,6 +22,7 @@ from smsgw.links.schemas import (
     NPI_RULE,
     LinkIn,
 )
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, database_rows, free_port, running
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 from tests.test_links import bound as listed_bound
@@ -302,7 +303,7 @@ def test_adding_needs_devices_write_and_deleting_devices_delete(
     live: LiveServer, smsc: Smsc, api: httpx.Client
 ) -> None:
     lister = token(api, "devices:list")
-    with httpx.Client(base_url=live.api, timeout=30) as bare:
+    with httpx.Client(base_url=live.api, timeout=30, verify=TLS) as bare:
         refused = bare.post("/links", json=settings_of(smsc), headers=lister)
         assert (refused.status_code, refused.json()) == (
             403,

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from smsgw.domain import clock
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 
 
@@ -172,7 +173,7 @@ def test_bad_credentials_are_401_with_a_basic_challenge(
     server: LiveServer, alice: Account, authorization: str | None
 ) -> None:
     headers = {"Authorization": authorization} if authorization else {}
-    with httpx.Client(base_url=server.api, headers=headers) as client:
+    with httpx.Client(base_url=server.api, headers=headers, verify=TLS) as client:
         for response in (client.get("/messages"), client.post("/messages", json={})):
             assert response.status_code == 401
             assert response.headers["www-authenticate"].startswith("Basic")
@@ -182,13 +183,15 @@ def test_bad_credentials_are_401_with_a_basic_challenge(
 def test_basic_scheme_word_is_case_insensitive_and_utf8(server: LiveServer) -> None:
     account = server.create_user("zoe", "pässwörd-long-enough")
     token = base64.b64encode(f"{account.login}:{account.password}".encode()).decode()
-    with httpx.Client(base_url=server.api, headers={"Authorization": f"basic {token}"}) as client:
+    with httpx.Client(
+        base_url=server.api, headers={"Authorization": f"basic {token}"}, verify=TLS
+    ) as client:
         assert client.get("/messages").status_code == 200
 
 
 def test_unknown_routes_are_404_json(server: LiveServer) -> None:
     for path in ("/nope", "/api/3rdparty/v1/nope", "/api/3rdparty/v2/messages"):
-        response = httpx.get(server.url + path)
+        response = httpx.get(server.url + path, verify=TLS)
         assert response.status_code == 404
         assert response.json() == {"message": "Not Found"}
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.fakes.phone import SimulatedPhone
 from tests.test_phones import MOBILE, _true, eventually, run
@@ -16,7 +17,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def scrape(server: LiveServer, headers: dict[str, str] | None = None) -> Samples:
-    response = httpx.get(server.url + "/metrics", headers=headers, timeout=20)
+    response = httpx.get(server.url + "/metrics", headers=headers, timeout=20, verify=TLS)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     samples: Samples = {}
@@ -72,7 +73,7 @@ def test_requests_are_counted_by_route_template_and_messages_by_state(
 def test_unmatched_paths_share_one_series(server: LiveServer) -> None:
     before = scrape(server)
     for i in range(3):
-        httpx.get(f"{server.url}/no/such/path/{i}")
+        httpx.get(f"{server.url}/no/such/path/{i}", verify=TLS)
     after = scrape(server)
     assert (
         requests(after, "GET", "<unmatched>", "404") - requests(before, "GET", "<unmatched>", "404")
@@ -93,7 +94,7 @@ def test_connected_phones_and_claims_follow_a_phone(server: LiveServer, alice: A
         assert value(samples, "smsgw_event_streams") == 1
         assert value(samples, "smsgw_messages_claimed") == 0
         auth = (alice.login, alice.password)
-        async with httpx.AsyncClient(base_url=server.api, auth=auth) as client:
+        async with httpx.AsyncClient(base_url=server.api, auth=auth, verify=TLS) as client:
             body = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "held"}}
             message_id = (await client.post("/messages", json=body)).json()["id"]
         await eventually(lambda: _true(message_id in device.messages))
@@ -111,12 +112,14 @@ def test_connected_phones_and_claims_follow_a_phone(server: LiveServer, alice: A
 def test_a_metrics_token_closes_the_page_to_others(tmp_path: Path) -> None:
     token = "metrics-token-0123456789"
     with running(make_settings(tmp_path / "data", metrics_token=token)) as live:
-        anonymous = httpx.get(live.url + "/metrics")
+        anonymous = httpx.get(live.url + "/metrics", verify=TLS)
         assert anonymous.status_code == 401
         assert anonymous.json() == {"message": "Unauthorized"}
-        wrong = httpx.get(live.url + "/metrics", headers={"Authorization": "Bearer nope"})
+        wrong = httpx.get(
+            live.url + "/metrics", headers={"Authorization": "Bearer nope"}, verify=TLS
+        )
         assert wrong.status_code == 401
         accented = [(b"authorization", "Bearer \u00e9t\u00e9".encode("latin-1"))]
-        assert httpx.get(live.url + "/metrics", headers=accented).status_code == 401
+        assert httpx.get(live.url + "/metrics", headers=accented, verify=TLS).status_code == 401
         samples = scrape(live, {"Authorization": f"Bearer {token}"})
         assert ("smsgw_phones_connected", frozenset()) in samples

@@ -23,6 +23,7 @@ from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.db.engine import database_for
 from smsgw.events.hub import EventHub
+from tests.clients import TLS
 from tests.conftest import LiveServer, database_environment, free_port, make_settings
 from tests.test_metrics import Samples, requests, scrape, value
 
@@ -59,7 +60,7 @@ def serving(data_dir: Path, shared: Path) -> Iterator[tuple[LiveServer, int]]:
         while True:
             assert process.poll() is None, process.communicate()[1]
             try:
-                if httpx.get(live.url + "/health/startup").status_code == 200:
+                if httpx.get(live.url + "/health/startup", verify=TLS).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -73,7 +74,7 @@ def serving(data_dir: Path, shared: Path) -> Iterator[tuple[LiveServer, int]]:
 
 def families(server: LiveServer) -> list[str]:
     """The metric families of a scrape, in order (a family listed twice shows twice)."""
-    text = httpx.get(server.url + "/metrics", timeout=20).text
+    text = httpx.get(server.url + "/metrics", timeout=20, verify=TLS).text
     return [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
 
 
@@ -102,9 +103,9 @@ def test_any_process_answers_the_scrape_with_the_counts_of_all(
     with serving(data, shared) as (first, first_pid), serving(data, shared) as (second, pid):
         account = first.create_user("alice")
         for _ in range(3):
-            assert httpx.get(first.url + LIVE).status_code == 200
+            assert httpx.get(first.url + LIVE, verify=TLS).status_code == 200
         for _ in range(2):
-            assert httpx.get(second.url + LIVE).status_code == 200
+            assert httpx.get(second.url + LIVE, verify=TLS).status_code == 200
         with second.client(account) as api:
             body = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "hello"}}
             assert api.post("/messages", json=body).status_code == 200

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 
 MOBILE = "/api/mobile/v1"
@@ -38,7 +39,9 @@ def owner(mobile_server: LiveServer) -> Account:
 
 @pytest.fixture
 def mobile(mobile_server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mobile_server.url + MOBILE, headers=APP, timeout=10) as client:
+    with httpx.Client(
+        base_url=mobile_server.url + MOBILE, headers=APP, timeout=10, verify=TLS
+    ) as client:
         yield client
 
 
@@ -380,7 +383,7 @@ def test_events_stream_syncs_first_then_wakes_on_enqueue_and_keeps_alive(
 ) -> None:
     token = register(mobile, basic(owner)).json()["token"]
     url = mobile_server.url + MOBILE + "/events"
-    with httpx.stream("GET", url, headers=bearer(token), timeout=10) as response:
+    with httpx.stream("GET", url, headers=bearer(token), timeout=10, verify=TLS) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         lines = response.iter_lines()
@@ -401,8 +404,8 @@ def test_a_second_stream_of_the_same_phone_gets_events_too(
     token = register(mobile, basic(owner)).json()["token"]
     url = mobile_server.url + MOBILE + "/events"
     with (
-        httpx.stream("GET", url, headers=bearer(token), timeout=10) as one,
-        httpx.stream("GET", url, headers=bearer(token), timeout=10) as two,
+        httpx.stream("GET", url, headers=bearer(token), timeout=10, verify=TLS) as one,
+        httpx.stream("GET", url, headers=bearer(token), timeout=10, verify=TLS) as two,
     ):
         one_lines, two_lines = one.iter_lines(), two.iter_lines()
         read_frames(one_lines, 2)
@@ -425,5 +428,5 @@ def test_a_second_stream_of_the_same_phone_gets_events_too(
 def test_hosted_layout_prefix_serves_the_mobile_api(
     mobile_server: LiveServer, owner: Account
 ) -> None:
-    with httpx.Client(base_url=mobile_server.url + "/mobile/v1") as client:
+    with httpx.Client(base_url=mobile_server.url + "/mobile/v1", verify=TLS) as client:
         assert register(client, basic(owner)).status_code == 201

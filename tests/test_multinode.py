@@ -30,6 +30,7 @@ import pytest
 
 from smsgw.db import migrate
 from smsgw.events.pgbus import CHANNEL
+from tests.clients import TLS
 from tests.conftest import API, Account, create_account, free_port, make_settings
 from tests.fakes.balancer import Balancer
 from tests.fakes.phone import SimulatedPhone
@@ -111,7 +112,7 @@ def wait_serving(node: Node, within: float = 120) -> None:
     while True:
         assert node.process.poll() is None, node.log.read_text()
         try:
-            if httpx.get(f"{node.url}/health/startup", timeout=5).status_code == 200:
+            if httpx.get(f"{node.url}/health/startup", timeout=5, verify=TLS).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -156,7 +157,7 @@ async def true(value: Callable[[], bool]) -> bool:
 
 def client(base: str, account: Account) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        base_url=base + API, auth=(account.login, account.password), timeout=60
+        base_url=base + API, auth=(account.login, account.password), timeout=60, verify=TLS
     )
 
 
@@ -473,12 +474,16 @@ def test_sign_in_and_registration_limits_hold_across_nodes(
 
         def get(node: Node, password: str) -> int:
             login = (account.login, password)
-            return httpx.get(f"{node.url}{API}/messages", auth=login, timeout=30).status_code
+            return httpx.get(
+                f"{node.url}{API}/messages", auth=login, timeout=30, verify=TLS
+            ).status_code
 
         def register(node: Node) -> httpx.Response:
             login = (account.login, account.password)
             body = {"name": "phone", "pushToken": None}
-            return httpx.post(f"{node.url}{MOBILE}/device", json=body, auth=login, timeout=30)
+            return httpx.post(
+                f"{node.url}{MOBILE}/device", json=body, auth=login, timeout=30, verify=TLS
+            )
 
         def blocked_soon(node: Node) -> None:
             """The right password is refused (429) once the node counts the login blocked;

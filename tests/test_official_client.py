@@ -27,6 +27,7 @@ from android_sms_gateway import (
 from android_sms_gateway.errors import NotFoundError, UnauthorizedError
 from android_sms_gateway.http import HttpxHttpClient
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer
 
 NUMBER = "+12025550100"
@@ -204,7 +205,7 @@ def test_the_client_sends_its_requests_with_basic_auth_and_json(
 ) -> None:
     """What the client puts on the wire, seen through an httpx client it is given."""
     seen: list[httpx.Request] = []
-    with httpx.Client(event_hooks={"request": [seen.append]}) as http:
+    with httpx.Client(event_hooks={"request": [seen.append]}, verify=TLS) as http:
         client = APIClient(
             alice.login,
             alice.password,

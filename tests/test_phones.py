@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from smsgw.domain import clock
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer
 from tests.fakes.phone import SimulatedPhone
 from tests.fakes.phone_http import HTTPStatusError
@@ -41,7 +42,7 @@ class Api:
 
     def __init__(self, server: LiveServer, account: Account) -> None:
         self.client = httpx.AsyncClient(
-            base_url=server.api, auth=(account.login, account.password), timeout=20
+            base_url=server.api, auth=(account.login, account.password), timeout=20, verify=TLS
         )
 
     async def send(self, text: str = "hi", **extra: Any) -> str:

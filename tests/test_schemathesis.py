@@ -33,6 +33,7 @@ import jsonschema_rs
 import pytest
 
 from smsgw.config import Settings
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -68,6 +69,7 @@ def register_phone(server: LiveServer, account: Account) -> dict[str, Any]:
         json={"name": "fuzz", "simCards": [{"slotIndex": 0, "simNumber": 1}]},
         auth=(account.login, account.password),
         timeout=30,
+        verify=TLS,
     )
     assert response.status_code == 201, response.text
     phone: dict[str, Any] = response.json()
@@ -141,7 +143,7 @@ def test_schemathesis_finds_no_server_error_or_schema_mismatch_in_either_api(
 
 
 def openapi(server: LiveServer) -> dict[str, Any]:
-    response = httpx.get(f"{server.url}/openapi.json", timeout=10)
+    response = httpx.get(f"{server.url}/openapi.json", timeout=10, verify=TLS)
     assert response.status_code == 200
     document: dict[str, Any] = response.json()
     return document
@@ -265,7 +267,12 @@ def test_a_body_the_server_refuses_is_one_the_published_schema_refuses(
     auth: Any = (account.login, account.password)
     headers = {"Authorization": f"Bearer {token}"} if "/mobile/" in path else {}
     response = httpx.request(
-        method, f"{server.url}{path}", json=body, auth=None if headers else auth, headers=headers
+        method,
+        f"{server.url}{path}",
+        json=body,
+        auth=None if headers else auth,
+        headers=headers,
+        verify=TLS,
     )
     assert response.status_code == 400, response.text
     assert response.json()["message"]
@@ -280,22 +287,34 @@ def test_an_integer_may_be_written_with_a_zero_fraction_as_json_schema_reads_it(
     auth = (account.login, account.password)
     api = f"{server.url}/api/3rdparty/v1"
     sim = {"slotIndex": 0.0, "simNumber": 1.0}
-    phone = httpx.post(f"{server.url}/api/mobile/v1/device", json={"simCards": [sim]}, auth=auth)
+    phone = httpx.post(
+        f"{server.url}/api/mobile/v1/device", json={"simCards": [sim]}, auth=auth, verify=TLS
+    )
     assert phone.status_code == 201, phone.text
     sent = httpx.post(
-        f"{api}/messages", json={**SMS, "ttl": 60.0, "priority": 5.0, "simNumber": 1.0}, auth=auth
+        f"{api}/messages",
+        json={**SMS, "ttl": 60.0, "priority": 5.0, "simNumber": 1.0},
+        auth=auth,
+        verify=TLS,
     )
     assert sent.status_code == 200, sent.text
     assert (sent.json()["priority"], sent.json()["simNumber"]) == (5, 1)
     data = {"phoneNumbers": ["+12025550101"], "dataMessage": {"data": "AAAA", "port": 53.0}}
-    assert httpx.post(f"{api}/messages", json=data, auth=auth).status_code == 200
-    changed = httpx.patch(f"{api}/settings", json={"messages": {"limit_value": 10.0}}, auth=auth)
+    assert httpx.post(f"{api}/messages", json=data, auth=auth, verify=TLS).status_code == 200
+    changed = httpx.patch(
+        f"{api}/settings", json={"messages": {"limit_value": 10.0}}, auth=auth, verify=TLS
+    )
     assert changed.status_code == 200, changed.text
-    assert repr(httpx.get(f"{api}/settings", auth=auth).json()["messages"]["limit_value"]) == "10"
-    token = httpx.post(f"{api}/auth/token", json={"scopes": ["all:any"], "ttl": 60.0}, auth=auth)
+    assert (
+        repr(httpx.get(f"{api}/settings", auth=auth, verify=TLS).json()["messages"]["limit_value"])
+        == "10"
+    )
+    token = httpx.post(
+        f"{api}/auth/token", json={"scopes": ["all:any"], "ttl": 60.0}, auth=auth, verify=TLS
+    )
     assert token.status_code == 201, token.text
     for wrong in (60.5, True, "60"):
-        refused = httpx.post(f"{api}/messages", json={**SMS, "ttl": wrong}, auth=auth)
+        refused = httpx.post(f"{api}/messages", json={**SMS, "ttl": wrong}, auth=auth, verify=TLS)
         assert refused.status_code == 400 and refused.json()["message"].startswith("ttl: ")
 
 
@@ -327,11 +346,13 @@ def test_a_wrong_method_answers_405_naming_every_method_of_the_path(
 ) -> None:
     auth = (alice.login, alice.password)
     for prefix in ("/api/3rdparty/v1", "/3rdparty/v1"):
-        by_id = httpx.request("PUT", f"{server.url}{prefix}/messages/some-id", auth=auth)
+        by_id = httpx.request(
+            "PUT", f"{server.url}{prefix}/messages/some-id", auth=auth, verify=TLS
+        )
         assert by_id.status_code == 405
         assert by_id.json() == {"message": "Method Not Allowed"}
         assert by_id.headers["allow"] == "GET, DELETE"
-        collection = httpx.request("PATCH", f"{server.url}{prefix}/messages", auth=auth)
+        collection = httpx.request("PATCH", f"{server.url}{prefix}/messages", auth=auth, verify=TLS)
         assert collection.status_code == 405
         assert collection.headers["allow"] == "GET, POST"
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from smsgw.api.scopes import PUBLIC, ROUTE_SCOPES, relative_path, scope_for
 from smsgw.app import THIRDPARTY_PREFIXES, create_app
 from smsgw.tokens.scopes import ALL, KNOWN, REFRESH, grants
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, module_settings, running
 
 BODIES: dict[str, Any] = {"POST": {}, "PUT": {}, "PATCH": {}}
@@ -106,7 +107,7 @@ def token(live: tuple[LiveServer, Account], scopes: list[str]) -> dict[str, str]
 
 def call(server: LiveServer, method: str, template: str, **kwargs: Any) -> httpx.Response:
     path = re.sub(r"\{[^}]+\}", "no-such-id", template)
-    with httpx.Client(base_url=server.api, timeout=30) as client:
+    with httpx.Client(base_url=server.api, timeout=30, verify=TLS) as client:
         return client.request(method, path, json=BODIES.get(method), **kwargs)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from smsgw.db.postgres import COPY_UNDER_WAY, NODE_LOCK, connect_arguments, hold_node_lock
 from smsgw.tokens.rotation import OTHER_SIGNER
+from tests.clients import TLS
 from tests.conftest import free_port
 from tests.pgcluster import Cluster
 
@@ -48,7 +49,9 @@ def _read_until(process: subprocess.Popen[str], marker: str, within: float = 120
 
 def _health(port: int) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+        return (
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5, verify=TLS).status_code == 200
+        )
     except httpx.HTTPError:
         return False
 
@@ -79,16 +82,16 @@ def test_serve_on_postgresql_nodes_side_by_side(pg_cluster: Cluster, tmp_path: P
         auth = (login.group(1), password.group(1))
         api = f"http://127.0.0.1:{first_port}/api/3rdparty/v1"
         body = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "hi"}}
-        sent = httpx.post(f"{api}/messages", json=body, auth=auth, timeout=30)
+        sent = httpx.post(f"{api}/messages", json=body, auth=auth, timeout=30, verify=TLS)
         assert sent.status_code == 200, sent.text
-        listed = httpx.get(f"{api}/messages", auth=auth, timeout=30)
+        listed = httpx.get(f"{api}/messages", auth=auth, timeout=30, verify=TLS)
         assert [m["id"] for m in listed.json()] == [sent.json()["id"]]
 
         second = _start(env, second_port)  # the account exists: no first-start output
         try:
             _wait_healthy(second_port)
             there = httpx.get(f"http://127.0.0.1:{second_port}/api/3rdparty/v1/messages",
-                              auth=auth, timeout=30)  # fmt: skip
+                              auth=auth, timeout=30, verify=TLS)  # fmt: skip
             assert [m["id"] for m in there.json()] == [sent.json()["id"]]
         finally:
             second.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop
@@ -100,7 +103,7 @@ def test_serve_on_postgresql_nodes_side_by_side(pg_cluster: Cluster, tmp_path: P
         try:
             _wait_healthy(third_port)
             again = httpx.get(f"http://127.0.0.1:{third_port}/api/3rdparty/v1/messages",
-                              auth=auth, timeout=30)  # fmt: skip
+                              auth=auth, timeout=30, verify=TLS)  # fmt: skip
             assert [m["id"] for m in again.json()] == [sent.json()["id"]]
         finally:
             third.terminate()

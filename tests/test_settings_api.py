@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer
 from tests.fakes.phone import SimulatedPhone
 from tests.test_phones import MOBILE, _true, eventually, run
@@ -150,7 +151,7 @@ def test_a_phone_is_told_of_new_settings_and_reads_them(server: LiveServer, alic
             "webhooks": {"signing_key": "phone-needs-this", "retry_count": None},
         }
         auth = (alice.login, alice.password)
-        async with httpx.AsyncClient(base_url=server.api, auth=auth) as client:
+        async with httpx.AsyncClient(base_url=server.api, auth=auth, verify=TLS) as client:
             response = await client.patch("/settings", json=body)
         assert response.status_code == 200, response.text
         expected = {

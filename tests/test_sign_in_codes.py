@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from smsgw.accounts import codes
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.test_mobile_api import APP, MOBILE, basic, register
 
@@ -24,7 +25,7 @@ def serve(tmp_path: Path, **overrides: Any) -> Iterator[LiveServer]:
 
 
 def mobile(live: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=live.url + MOBILE, headers=APP, timeout=10)
+    return httpx.Client(base_url=live.url + MOBILE, headers=APP, timeout=10, verify=TLS)
 
 
 def issue(client: httpx.Client, owner: Account) -> dict[str, Any]:
@@ -98,7 +99,9 @@ def test_wrong_codes_are_capped_across_all_addresses(tmp_path: Path) -> None:
 
 
 def code_counts(live: LiveServer, token: str) -> dict[str, float]:
-    scrape = httpx.get(f"{live.url}/metrics", headers={"Authorization": f"Bearer {token}"})
+    scrape = httpx.get(
+        f"{live.url}/metrics", headers={"Authorization": f"Bearer {token}"}, verify=TLS
+    )
     found = re.findall(r'smsgw_code_sign_ins_total\{outcome="(\w+)"\} (\S+)', scrape.text)
     return {outcome: float(value) for outcome, value in found}
 

@@ -26,6 +26,7 @@ from smsgw.config import Settings
 from smsgw.db import migrate
 from smsgw.domain.clock import parse_timestamp
 from smsgw.tokens.secret import FILE_NAME
+from tests.clients import TLS
 from tests.conftest import (
     API,
     Account,
@@ -43,7 +44,7 @@ SEND_AND_READ = ["messages:send", "messages:read", "messages:list", "tokens:mana
 
 def bearer(server: LiveServer, token: str) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"}
-    return httpx.Client(base_url=server.api, headers=headers, timeout=30)
+    return httpx.Client(base_url=server.api, headers=headers, timeout=30, verify=TLS)
 
 
 def issue(
@@ -280,7 +281,7 @@ def server_process(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                httpx.get(url + "/messages", timeout=5)
+                httpx.get(url + "/messages", timeout=5, verify=TLS)
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
@@ -301,7 +302,7 @@ def test_serve_writes_smsgw_own_log_lines_with_time_level_and_source(tmp_path: P
     with output.open("wb") as sink, server_process(settings, "info", sink) as url:
         response = httpx.post(
             url + "/auth/token", json={"scopes": ["messages:list"]},
-            auth=("alice", "correct horse battery"),
+            auth=("alice", "correct horse battery"), verify=TLS,
         )  # fmt: skip
         assert response.status_code == 201, response.text
         body = response.json()
@@ -319,7 +320,7 @@ def test_revocation_takes_effect_at_once_in_a_second_server_process(
     other = issue(server, alice, ["messages:list"])
     headers = {"Authorization": f"Bearer {pair['access_token']}"}
     other_headers = {"Authorization": f"Bearer {other['access_token']}"}
-    with server_process(server.settings) as url, httpx.Client(base_url=url) as second:
+    with server_process(server.settings) as url, httpx.Client(base_url=url, verify=TLS) as second:
         for _ in range(3):  # the second process has the token checked and cached
             assert second.get("/messages", headers=headers).status_code == 200
         assert api.delete(f"/auth/token/{pair['id']}").status_code == 204

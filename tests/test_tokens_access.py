@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from smsgw.config import Settings
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, database_environment
 from tests.test_tokens import bearer, issue, server_process
 from tests.web_support import Dashboard
@@ -37,7 +38,9 @@ def smsgw(settings: Settings, *args: str, code: int = 0) -> str:
 
 
 def change_password_from_a_phone(server: LiveServer, account: Account) -> None:
-    with httpx.Client(base_url=server.url + "/api/mobile/v1", headers=MOBILE_APP) as mobile:
+    with httpx.Client(
+        base_url=server.url + "/api/mobile/v1", headers=MOBILE_APP, verify=TLS
+    ) as mobile:
         device = mobile.post(
             "/device",
             json={"name": "Google/oriole"},
@@ -61,7 +64,7 @@ def test_a_password_change_from_the_api_ends_tokens_at_once_also_in_a_second_pro
     dashboard = Dashboard(server)
     assert dashboard.sign_in(alice).status_code == 303
     headers = {"Authorization": f"Bearer {pair['access_token']}"}
-    with server_process(server.settings) as url, httpx.Client(base_url=url) as second:
+    with server_process(server.settings) as url, httpx.Client(base_url=url, verify=TLS) as second:
         for _ in range(3):  # the second process has the token checked and its stamp cached
             assert second.get("/messages", headers=headers).status_code == 200
         with bearer(server, pair["access_token"]) as here:
@@ -84,7 +87,7 @@ def test_cli_passwd_ends_tokens_and_dashboard_sessions_at_once(
     dashboard = Dashboard(server)
     assert dashboard.sign_in(alice).status_code == 303
     assert dashboard.http.get("/dashboard/messages").status_code == 200
-    with server_process(server.settings) as url, httpx.Client(base_url=url) as second:
+    with server_process(server.settings) as url, httpx.Client(base_url=url, verify=TLS) as second:
         headers = {"Authorization": f"Bearer {pair['access_token']}"}
         assert second.get("/messages", headers=headers).status_code == 200
         smsgw(server.settings, "users", "passwd", alice.login, "--password", NEW_PASSWORD)

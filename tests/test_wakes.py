@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.test_mobile_api import (
     APP,
@@ -47,7 +48,7 @@ def owner(server: LiveServer) -> Account:
 
 @pytest.fixture
 def mobile(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url + MOBILE, headers=APP, timeout=10) as client:
+    with httpx.Client(base_url=server.url + MOBILE, headers=APP, timeout=10, verify=TLS) as client:
         yield client
 
 
@@ -85,7 +86,7 @@ def test_a_report_that_frees_room_wakes_its_phone_and_so_does_a_confirmed_cancel
 ) -> None:
     token = register(mobile, basic(owner)).json()["token"]
     url = server.url + MOBILE + "/events"
-    with httpx.stream("GET", url, headers=bearer(token) | APP, timeout=10) as stream:
+    with httpx.stream("GET", url, headers=bearer(token) | APP, timeout=10, verify=TLS) as stream:
         lines = stream.iter_lines()
         read_frames(lines, 2)  # WebhooksUpdated, SettingsUpdated
         first = send(api, "one")
@@ -122,8 +123,12 @@ def test_a_phone_told_of_work_it_has_no_room_for_passes_it_on(
     x, y = sorted(phones, key=lambda phone: str(phone["id"]))
     url = server.url + MOBILE + "/events"
     with (
-        httpx.stream("GET", url, headers=bearer(x["token"]) | APP, timeout=10) as x_stream,
-        httpx.stream("GET", url, headers=bearer(y["token"]) | APP, timeout=10) as y_stream,
+        httpx.stream(
+            "GET", url, headers=bearer(x["token"]) | APP, timeout=10, verify=TLS
+        ) as x_stream,
+        httpx.stream(
+            "GET", url, headers=bearer(y["token"]) | APP, timeout=10, verify=TLS
+        ) as y_stream,
     ):
         x_lines, y_lines = x_stream.iter_lines(), y_stream.iter_lines()
         read_frames(x_lines, 2)

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.web_support import (
     DESKTOP,
@@ -226,7 +227,7 @@ def test_issue_a_token_copy_it_use_it_and_revoke_it(page: Page, live_server: Liv
     expect(page.locator("#access-token-said")).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == token
     bearer = {"Authorization": f"Bearer {token}"}
-    assert httpx.get(live_server.api + "/messages", headers=bearer).status_code == 200
+    assert httpx.get(live_server.api + "/messages", headers=bearer, verify=TLS).status_code == 200
     page.goto("/dashboard/tokens")
     expect(page.get_by_label("Access token")).to_have_count(0)  # shown only once
     assert token not in page.content()
@@ -236,7 +237,7 @@ def test_issue_a_token_copy_it_use_it_and_revoke_it(page: Page, live_server: Liv
     row.get_by_role("button", name=re.compile("^Revoke token")).click()
     expect(page.get_by_role("status")).to_contain_text("Token revoked")
     expect(page.locator("table.tokens")).to_have_count(0)
-    assert httpx.get(live_server.api + "/messages", headers=bearer).status_code == 401
+    assert httpx.get(live_server.api + "/messages", headers=bearer, verify=TLS).status_code == 401
     assert problems.errors == []
 
 
@@ -256,7 +257,7 @@ def test_create_a_key_copy_it_use_it_and_revoke_it(page: Page, live_server: Live
     expect(page.locator("#api-key-said")).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == key
     bearer = {"Authorization": f"Bearer {key}"}
-    assert httpx.get(live_server.api + "/messages", headers=bearer).status_code == 200
+    assert httpx.get(live_server.api + "/messages", headers=bearer, verify=TLS).status_code == 200
     screenshot(page, "keys-created")
     page.goto("/dashboard/keys")
     expect(page.get_by_label("API key", exact=True)).to_have_count(0)  # shown only once
@@ -268,7 +269,7 @@ def test_create_a_key_copy_it_use_it_and_revoke_it(page: Page, live_server: Live
     expect(page.get_by_role("status")).to_contain_text("API key revoked")
     expect(row).to_contain_text("revoked")
     expect(row.get_by_role("button")).to_have_count(0)
-    assert httpx.get(live_server.api + "/messages", headers=bearer).status_code == 401
+    assert httpx.get(live_server.api + "/messages", headers=bearer, verify=TLS).status_code == 401
     assert problems.errors == []
 
 
@@ -303,7 +304,7 @@ def test_change_settings_see_errors_by_field_then_see_them_saved(
     expect(page.get_by_label("Work hours end (HH:mm, 24-hour)")).to_have_value("17:00")
     assert "never-shown-k3y" not in page.content()
     auth = (alice.login, alice.password)
-    saved = httpx.get(live_server.api + "/settings", auth=auth).json()
+    saved = httpx.get(live_server.api + "/settings", auth=auth, verify=TLS).json()
     assert saved["messages"]["limit_value"] == 50 and saved["webhooks"] == {}
     assert [e for e in problems.errors if "status of 400" not in e] == []  # the refused save
 
@@ -319,12 +320,12 @@ def test_a_message_sent_through_the_api_appears_in_the_open_table(
     page.evaluate("window.notReloaded = true")
     body = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "from an app"}}
     auth = (alice.login, alice.password)
-    sent = httpx.post(live_server.api + "/messages", json=body, auth=auth)
+    sent = httpx.post(live_server.api + "/messages", json=body, auth=auth, verify=TLS)
     assert sent.status_code == 200
     message_id = sent.json()["id"]
     row = page.locator(f'table.messages tr[data-message-id="{message_id}"]')
     expect(row).to_contain_text("Pending")
-    cancelled = httpx.delete(f"{live_server.api}/messages/{message_id}", auth=auth)
+    cancelled = httpx.delete(f"{live_server.api}/messages/{message_id}", auth=auth, verify=TLS)
     assert cancelled.status_code == 200
     expect(row).to_contain_text("Cancelled")
     assert page.evaluate("window.notReloaded") is True, "the page was reloaded"
@@ -364,7 +365,9 @@ def test_add_a_webhook_see_it_listed_see_its_log_and_delete_it(
     page.get_by_role("button", name="Show the signing key").click()
     key = page.get_by_label("Signing key", exact=True).input_value()
     assert len(key) >= 24
-    with httpx.Client(base_url=live_server.api, auth=(alice.login, alice.password)) as api:
+    with httpx.Client(
+        base_url=live_server.api, auth=(alice.login, alice.password), verify=TLS
+    ) as api:
         assert api.get("/webhooks/signing/key").json()["signingKey"] == key
         [hook] = api.get("/webhooks").json()
     screenshot(page, "webhooks-key")
@@ -376,7 +379,9 @@ def test_add_a_webhook_see_it_listed_see_its_log_and_delete_it(
     page.get_by_role("button", name=f"Delete webhook {hook['id']}").click()
     expect(page.get_by_role("status")).to_contain_text("Webhook deleted.")
     expect(page.locator("table.webhooks")).to_have_count(0)
-    with httpx.Client(base_url=live_server.api, auth=(alice.login, alice.password)) as api:
+    with httpx.Client(
+        base_url=live_server.api, auth=(alice.login, alice.password), verify=TLS
+    ) as api:
         assert api.get("/webhooks").json() == []
     assert [e for e in problems.errors if "status of 400" not in e] == []
 
@@ -394,7 +399,9 @@ def test_the_inbox_shows_what_a_phone_received_and_filters_it(
         device.phone.receive_data_sms("+12025550112", b"\x01\x02")
 
     try:
-        with httpx.Client(base_url=live_server.api, auth=(alice.login, alice.password)) as api:
+        with httpx.Client(
+            base_url=live_server.api, auth=(alice.login, alice.password), verify=TLS
+        ) as api:
             for _ in range(200):
                 if device.phone.webhooks:
                     break
@@ -435,7 +442,9 @@ def test_a_change_before_the_live_stream_opens_still_shows(
     def cancel_first(route: Route) -> None:
         if not cancelled:  # the page is on screen, its stream not yet open: change it now
             answer = httpx.delete(
-                f"{live_server.api}/messages/{message_id}", auth=(alice.login, alice.password)
+                f"{live_server.api}/messages/{message_id}",
+                auth=(alice.login, alice.password),
+                verify=TLS,
             )
             cancelled.append(answer.status_code)
         route.continue_()

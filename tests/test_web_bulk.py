@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.web_support import (
     DESKTOP,
@@ -105,7 +106,9 @@ def test_a_second_confirmation_sends_nothing_more(web: Dashboard, live: LiveServ
     shown = web.http.get(f"{PAGE}/{batch}?notice=already").text
     assert "confirmed already: nothing more was sent" in shown
     assert "Queued: 3 of 3" in shown and "Send 3 messages" not in shown
-    with httpx.Client(base_url=live.api, auth=("alice", "correct horse battery")) as api:
+    with httpx.Client(
+        base_url=live.api, auth=("alice", "correct horse battery"), verify=TLS
+    ) as api:
         assert api.get("/messages").headers["x-total-count"] == "3"
 
 

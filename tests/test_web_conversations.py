@@ -19,6 +19,7 @@ import pytest
 
 from smsgw.conversations import export
 from smsgw.conversations import service as conversations
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, running
 from tests.web_support import Dashboard, alerts_of
 from tests.webhook_support import hub_settings
@@ -346,7 +347,9 @@ def test_the_api_exports_with_the_list_scopes_and_checks_the_range(
         refused = api.get("/exports/messages", params=params)
         assert refused.status_code == 400 and message in refused.json()["message"]
     token = api.post("/auth/token", json={"scopes": ["inbox:list"]}).json()["access_token"]
-    with httpx.Client(base_url=server.api, headers={"Authorization": f"Bearer {token}"}) as app:
+    with httpx.Client(
+        base_url=server.api, headers={"Authorization": f"Bearer {token}"}, verify=TLS
+    ) as app:
         assert app.get("/exports/inbox", params=span).status_code == 200
         refused = app.get("/exports/messages", params=span)
         assert refused.status_code == 403 and "messages:list" in refused.json()["message"]

@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from smsgw.conversations.export import MESSAGE_COLUMNS
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.test_web_browser import sign_in
 from tests.web_support import DESKTOP, PHONE, Problems, chromium, create_user, screenshot
@@ -66,7 +67,9 @@ def receive(page: Page, sender: str, text: str) -> None:
 
 def send(server: LiveServer, account: Account, text: str, *numbers: str) -> None:
     body = {"phoneNumbers": list(numbers), "textMessage": {"text": text}}
-    answer = httpx.post(server.api + "/messages", json=body, auth=(account.login, account.password))
+    answer = httpx.post(
+        server.api + "/messages", json=body, auth=(account.login, account.password), verify=TLS
+    )
     assert answer.status_code == 200, answer.text
 
 

@@ -8,13 +8,14 @@ import httpx
 
 from smsgw.messages.schemas import SendMessageRequest
 from smsgw.web.examples import EXAMPLES
+from tests.clients import TLS
 from tests.conftest import LiveServer
 
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
 def operations(server: LiveServer) -> dict[str, tuple[str, str]]:
-    schema = httpx.get(f"{server.url}/openapi.json").json()
+    schema = httpx.get(f"{server.url}/openapi.json", verify=TLS).json()
     return {
         op["operationId"]: (method.upper(), path)
         for path, item in schema["paths"].items()
@@ -24,7 +25,7 @@ def operations(server: LiveServer) -> dict[str, tuple[str, str]]:
 
 
 def test_the_home_page_says_what_smsgw_is_and_links_docs_and_dashboard(server: LiveServer) -> None:
-    page = httpx.get(server.url + "/")
+    page = httpx.get(server.url + "/", verify=TLS)
     assert page.status_code == 200
     assert "your own SMS gateway" in page.text and "Quick start" in page.text
     assert 'href="/docs"' in page.text and 'href="/dashboard"' in page.text
@@ -32,7 +33,7 @@ def test_the_home_page_says_what_smsgw_is_and_links_docs_and_dashboard(server: L
 
 
 def test_the_docs_page_lists_every_operation_of_the_openapi_document(server: LiveServer) -> None:
-    page = httpx.get(server.url + "/docs").text
+    page = httpx.get(server.url + "/docs", verify=TLS).text
     listed = set(re.findall(r'data-operation-id="([^"]+)"', page))
     expected = operations(server)
     assert listed == set(expected)
@@ -41,7 +42,7 @@ def test_the_docs_page_lists_every_operation_of_the_openapi_document(server: Liv
 
 
 def test_the_docs_page_reads_like_the_seed(server: LiveServer) -> None:
-    page = httpx.get(server.url + "/docs", headers={"Host": "sms.example.org"}).text
+    page = httpx.get(server.url + "/docs", headers={"Host": "sms.example.org"}, verify=TLS).text
     assert 'Base URL: <code id="base-url">http://sms.example.org/api/3rdparty/v1</code>' in page
     assert "<code>basicAuth</code>: HTTP Basic: your smsgw login" in page
     groups = re.findall(r'<h2 id="group-([a-z]+)">', page)
@@ -70,17 +71,17 @@ def test_a_written_example_works_against_the_api(server: LiveServer, api: httpx.
 
 
 def test_the_interactive_explorer_uses_only_files_served_by_smsgw(server: LiveServer) -> None:
-    page = httpx.get(server.url + "/docs/interactive").text
+    page = httpx.get(server.url + "/docs/interactive", verify=TLS).text
     assets = re.findall(r'(?:src|href)="([^"]+)"', page)
     assert not [a for a in assets if a.startswith(("http:", "https:", "//"))]
     for asset in assets:
         if asset.startswith("/static/"):
-            assert httpx.get(server.url + asset).status_code == 200, asset
+            assert httpx.get(server.url + asset, verify=TLS).status_code == 200, asset
     assert "/static/swagger/swagger-ui-bundle.js" in assets
 
 
 def test_openapi_documents_every_route_with_its_security(server: LiveServer) -> None:
-    schema = httpx.get(f"{server.url}/openapi.json").json()
+    schema = httpx.get(f"{server.url}/openapi.json", verify=TLS).json()
     assert schema["components"]["securitySchemes"]["basicAuth"]["scheme"] == "basic"
     paths = set(schema["paths"])
     assert {"/api/3rdparty/v1/messages", "/api/3rdparty/v1/devices"} <= paths

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.web_support import Dashboard, alerts_of, csrf_of
 
@@ -73,7 +74,10 @@ def test_the_session_cookie_is_httponly_lax_and_secure_only_over_https(
         assert "Secure" in form.headers["set-cookie"]
         fields = {"csrf": csrf_of(form.text), "login": "alice", "password": alice.password}
         signed = httpx.post(
-            f"{proxied.url}/dashboard/login", data=fields, headers={"Cookie": login_cookie}
+            f"{proxied.url}/dashboard/login",
+            data=fields,
+            headers={"Cookie": login_cookie},
+            verify=TLS,
         )
         cookie = session_cookie(signed)
         assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
@@ -217,6 +221,7 @@ def test_a_one_time_code_adds_a_phone_with_the_settings_shown(
         f"{server.url}/api/mobile/v1/device",
         json={"name": "Pixel", "simCards": [{"slotIndex": 0, "simNumber": 1}]},
         headers={"Authorization": f"Code {code}"},
+        verify=TLS,
     )
     assert registered.status_code == 201
     phones = signed_in.http.get("/dashboard/phones").text
@@ -239,8 +244,8 @@ def test_changing_the_password_changes_the_api_credentials_and_ends_other_sessio
     assert short.status_code == 400 and "8 to 128 characters" in alerts_of(short.text)[0]
     assert signed_in.post("/dashboard/account/password", form).status_code == 303
     api = f"{server.api}/messages"
-    assert httpx.get(api, auth=(alice.login, "a brand new secret")).status_code == 200
-    assert httpx.get(api, auth=(alice.login, alice.password)).status_code == 401
+    assert httpx.get(api, auth=(alice.login, "a brand new secret"), verify=TLS).status_code == 200
+    assert httpx.get(api, auth=(alice.login, alice.password), verify=TLS).status_code == 401
     assert other.http.get("/dashboard/messages").status_code == 303
     assert signed_in.http.get("/dashboard/messages").status_code == 200
     other.close()
@@ -251,7 +256,9 @@ def test_signing_out_revokes_the_session_on_the_server(signed_in: Dashboard) -> 
     response = signed_in.post("/dashboard/logout")
     assert response.status_code == 303
     replay = httpx.get(
-        str(signed_in.http.base_url) + "/dashboard/messages", cookies={"smsgw_session": cookie}
+        str(signed_in.http.base_url) + "/dashboard/messages",
+        cookies={"smsgw_session": cookie},
+        verify=TLS,
     )
     assert replay.status_code == 303
 
@@ -263,7 +270,7 @@ def test_the_live_stream_announces_a_change(signed_in: Dashboard, server: LiveSe
     cookies = {"smsgw_session": signed_in.http.cookies["smsgw_session"]}
 
     async def scenario() -> list[str]:
-        client = httpx.AsyncClient(base_url=server.url, cookies=cookies, timeout=10)
+        client = httpx.AsyncClient(base_url=server.url, cookies=cookies, timeout=10, verify=TLS)
         async with client, client.stream("GET", "/dashboard/live") as stream:
             lines = stream.aiter_lines()
             events = [line async for line in _until(lines, "event: ready")]
@@ -320,5 +327,5 @@ def test_the_send_form_counts_the_texts_parts_as_the_api_does(
     page = signed_in.http.get(f"/dashboard/messages/{message_id}").text
     assert '<dd id="message-parts">2</dd>' in page
     assert api.get(f"/messages/{message_id}").json()["partsCount"] == 2
-    signed_out = httpx.post(f"{server.url}/dashboard/send/parts", data={"text": "x"})
+    signed_out = httpx.post(f"{server.url}/dashboard/send/parts", data={"text": "x"}, verify=TLS)
     assert signed_out.status_code in (303, 401)

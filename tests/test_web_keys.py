@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer
 from tests.web_support import Dashboard, alerts_of
 
@@ -43,7 +44,7 @@ def rows(page: str) -> dict[str, str]:
 
 
 def bearer(server: LiveServer, key: str) -> httpx.Client:
-    return httpx.Client(base_url=server.api, headers={"Authorization": f"Bearer {key}"})
+    return httpx.Client(base_url=server.api, headers={"Authorization": f"Bearer {key}"}, verify=TLS)
 
 
 def test_a_key_is_shown_once_works_with_its_scopes_is_listed_and_revoked(

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from smsgw.links.schemas import BIND_MODE_RULE, HOST_RULE, NAME_RULE
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, free_port, running
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 from tests.test_metrics import scrape, value
@@ -291,7 +292,7 @@ def test_reading_links_takes_the_devices_list_scope(live: LiveServer, api: httpx
         assert response.status_code == 201, response.text
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
-    with httpx.Client(base_url=live.api, timeout=30) as anonymous:
+    with httpx.Client(base_url=live.api, timeout=30, verify=TLS) as anonymous:
         assert anonymous.get("/links").status_code == 401
         assert anonymous.get("/links", headers=bearer(["devices:list"])).json() == []
         refused = anonymous.get("/links", headers=bearer(["messages:send"]))

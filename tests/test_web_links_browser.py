@@ -12,6 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, running
 from tests.fakes.smsc import PASSWORD, USER, Smsc, wait_until
 from tests.web_support import DESKTOP, Problems, chromium, create_user, screenshot
@@ -83,7 +84,7 @@ def test_add_a_link_see_it_bound_and_sending_then_delete_it(
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Add the link").click()
     expect(page.get_by_role("status")).to_contain_text("Link added")
-    with httpx.Client(base_url=live.api, auth=(alice.login, alice.password)) as api:
+    with httpx.Client(base_url=live.api, auth=(alice.login, alice.password), verify=TLS) as api:
         wait_until(lambda: api.get("/links").json()[0]["state"] == "bound", what="bound")
         body = {"phoneNumbers": ["+12025550100"], "textMessage": {"text": "Hello"}}
         message_id = api.post("/messages", json=body).json()["id"]
@@ -148,7 +149,7 @@ def test_with_javascript_the_page_follows_the_link_live(
         expect(page.locator("html[data-live-ready]")).to_have_count(1, timeout=30_000)
         expect(page.get_by_text("You have no carrier link.")).to_be_visible()
 
-        with httpx.Client(base_url=live.api, auth=(alice.login, alice.password)) as api:
+        with httpx.Client(base_url=live.api, auth=(alice.login, alice.password), verify=TLS) as api:
             settings = {"host": "127.0.0.1", "port": smsc.port, "systemId": USER,
                         "password": PASSWORD}  # fmt: skip
             added = api.post("/links", json=settings)

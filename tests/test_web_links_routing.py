@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smsgw.cli import app
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer
 from tests.test_cli import environment
 from tests.web_support import Dashboard, alerts_of
@@ -201,7 +202,7 @@ def test_the_form_needs_this_sessions_csrf_token_and_a_session(
     finally:
         other.close()
     assert dashboard.http.post(ROUTE, data={**typed, "csrf": foreign}).status_code == 403
-    with httpx.Client(base_url=server.url, timeout=30) as anonymous:
+    with httpx.Client(base_url=server.url, timeout=30, verify=TLS) as anonymous:
         refused = anonymous.post(ROUTE, data={**typed, "csrf": foreign})
         assert refused.status_code == 303
         assert refused.headers["location"].startswith("/dashboard/login")

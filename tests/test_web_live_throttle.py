@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.test_phones import Api, _true, eventually, phone, run
 from tests.web_support import Dashboard, alerts_of
@@ -39,7 +40,7 @@ async def told_after(
 ) -> None:
     """Open the dashboard's live stream, make `change`, and wait for `event: changed`."""
     cookies = {"smsgw_session": web.http.cookies["smsgw_session"]}
-    client = httpx.AsyncClient(base_url=server.url, cookies=cookies, timeout=30)
+    client = httpx.AsyncClient(base_url=server.url, cookies=cookies, timeout=30, verify=TLS)
     async with client, client.stream("GET", "/dashboard/live") as stream:
         lines = stream.aiter_lines()
         await _lines_until(lines, "event: ready")

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, make_settings, running
 from tests.web_support import (
     DESKTOP,
@@ -132,7 +133,7 @@ def test_long_lists_are_paged(region_server: LiveServer, owner: Account, web: Da
 
 
 def test_signed_out_visitors_are_sent_to_sign_in(region_server: LiveServer) -> None:
-    with httpx.Client(base_url=region_server.url) as anonymous:
+    with httpx.Client(base_url=region_server.url, verify=TLS) as anonymous:
         answer = anonymous.get(PAGE)
     assert answer.status_code == 303 and answer.headers["location"].startswith("/dashboard/login")
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, running
 from tests.test_web_overview import DELIVERED, FAILED, HEALTH, NO_SERVICE, SENT, radio
 from tests.web_support import DESKTOP, PhoneThread, Problems, chromium, create_user, screenshot
@@ -57,7 +58,7 @@ def fill(server: LiveServer, account: Account) -> str:
     device.start()
     auth = (account.login, account.password)
     try:
-        with httpx.Client(base_url=server.api, auth=auth, timeout=30) as api:
+        with httpx.Client(base_url=server.api, auth=auth, timeout=30, verify=TLS) as api:
             ids = []
             for number in (DELIVERED, FAILED, SENT):
                 body = {"phoneNumbers": [number], "textMessage": {"text": "for the overview"}}
@@ -66,7 +67,9 @@ def fill(server: LiveServer, account: Account) -> str:
                 states = {api.get(f"/messages/{i}").json()["state"] for i in ids}
                 if states == {"Delivered", "Failed", "Sent"}:
                     break
-                httpx.get(server.url + "/health")  # a moment's wait that asks the server
+                httpx.get(
+                    server.url + "/health", verify=TLS
+                )  # a moment's wait that asks the server
             assert states == {"Delivered", "Failed", "Sent"}
 
             async def ping() -> None:
@@ -76,12 +79,12 @@ def fill(server: LiveServer, account: Account) -> str:
             for _ in range(600):
                 if ("system:ping", 204) in device.phone.webhook_posts:
                     break
-                httpx.get(server.url + "/health")
+                httpx.get(server.url + "/health", verify=TLS)
             assert device.phone.credentials is not None
             phone_id = device.phone.credentials.id
     finally:
         device.stop()
-    with httpx.Client(base_url=server.api, auth=auth, timeout=30) as api:
+    with httpx.Client(base_url=server.api, auth=auth, timeout=30, verify=TLS) as api:
         body = {"phoneNumbers": [DELIVERED], "textMessage": {"text": "queued"}}
         assert api.post("/messages", json=body).status_code == 200
     return phone_id

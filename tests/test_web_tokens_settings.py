@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer
 from tests.fakes.phone import SimulatedPhone
 from tests.test_phones import MOBILE, _true, eventually, run
@@ -46,7 +47,9 @@ def listed_ids(page: str) -> list[str]:
 
 
 def bearer(server: LiveServer, token: str) -> httpx.Client:
-    return httpx.Client(base_url=server.api, headers={"Authorization": f"Bearer {token}"})
+    return httpx.Client(
+        base_url=server.api, headers={"Authorization": f"Bearer {token}"}, verify=TLS
+    )
 
 
 def test_a_token_is_shown_once_works_with_its_scopes_and_is_revoked(

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, running
 from tests.fakes.receiver import Receiver
 from tests.web_support import Dashboard, alerts_of
@@ -294,7 +295,7 @@ def test_another_users_webhook_is_not_found(hub_server: LiveServer, web: Dashboa
 
 
 def test_the_pages_need_a_session(hub_server: LiveServer) -> None:
-    with httpx.Client(base_url=hub_server.url) as anonymous:
+    with httpx.Client(base_url=hub_server.url, verify=TLS) as anonymous:
         for path in (WEBHOOKS, INBOX, f"{WEBHOOKS}/x"):
             answer = anonymous.get(path)
             assert answer.status_code == 303 and "/dashboard/login" in answer.headers["location"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.clients import TLS
 from tests.conftest import API, LiveServer, make_settings, running
 from tests.test_tokens import bearer, issue, server_process
 from tests.webhook_support import MOBILE, Api, eventually, hub_settings, phone, run, started
@@ -191,7 +192,7 @@ def test_a_hook_url_takes_posts_only_with_its_phones_secret(
         url_one = one.webhooks[0]["url"]
         secret_two = two.webhooks[0]["url"].rsplit("/", 1)[1]
         envelope = {"id": "e1", "webhookId": "w", "event": "system:ping", "payload": {}}
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(verify=TLS) as client:
             assert (await client.post(url_one, json=envelope)).status_code == 204
             forged = url_one.rsplit("/", 1)[0] + "/" + secret_two
             answer = await client.post(forged, json=envelope)
@@ -224,7 +225,7 @@ def test_odd_values_in_a_phones_post_never_give_a_500(hub_server: LiveServer) ->
             "messageId": "r1", "message": "hi", "phoneNumber": "+12025550100",
             "simNumber": 10**20, "receivedAt": "2026-11-27T06:00:00Z",
         }  # fmt: skip
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(verify=TLS) as client:
             for _ in range(2):  # the same event twice: stored once, both accepted
                 envelope = {"id": "e1", "webhookId": "w", "event": "sms:sent", "payload": sent}
                 assert (await client.post(url, json=envelope)).status_code == 204
@@ -246,7 +247,7 @@ def test_hook_secrets_stay_out_of_the_access_log(tmp_path: Path) -> None:
         base = api_url.removesuffix(API)
         path = f"{MOBILE}/hooks/some-device/the-secret-part-0123456789"
         envelope = {"id": "e1", "webhookId": "w", "event": "system:ping", "payload": {}}
-        assert httpx.post(base + path, json=envelope).status_code == 401
+        assert httpx.post(base + path, json=envelope, verify=TLS).status_code == 401
     logged = output.read_text()
     assert f"{MOBILE}/hooks/some-device/*** HTTP/1.1" in logged, logged
     assert "the-secret-part" not in logged

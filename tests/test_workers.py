@@ -28,6 +28,7 @@ from typing import IO, Any
 import httpx
 import pytest
 
+from tests.clients import TLS
 from tests.conftest import API, Account, create_account, free_port, make_settings
 from tests.fakes.phone import SimulatedPhone
 
@@ -121,7 +122,9 @@ class Serve:
 
     def client(self, account: Account | None = None, prefix: str = API) -> httpx.AsyncClient:
         auth = (account.login, account.password) if account else None
-        return httpx.AsyncClient(base_url=self.url + prefix, auth=auth, timeout=60, limits=FRESH)
+        return httpx.AsyncClient(
+            base_url=self.url + prefix, auth=auth, timeout=60, limits=FRESH, verify=TLS
+        )
 
     def wait(self, timeout: float = 60) -> int:
         code = self.process.wait(timeout)
@@ -196,7 +199,7 @@ def wait_until_serving(serve: Serve, within: float = 120) -> None:
     serve.children()
     # A connection queued at a process still starting waits for it: once SPREAD of them are
     # answered, both processes most likely run their application (and its bus).
-    with httpx.Client(base_url=serve.url, timeout=60, limits=FRESH) as client:
+    with httpx.Client(base_url=serve.url, timeout=60, limits=FRESH, verify=TLS) as client:
         for _ in range(SPREAD):
             assert client.get("/health/startup").status_code == 200, serve.output()
 
@@ -381,7 +384,7 @@ def test_a_cancel_reaches_the_phone_whichever_process_accepts_it(tmp_path: Path)
 def test_health_answers_from_every_process(tmp_path: Path) -> None:
     with (
         serving(tmp_path / "data") as serve,
-        httpx.Client(base_url=serve.url, timeout=60, limits=FRESH) as client,
+        httpx.Client(base_url=serve.url, timeout=60, limits=FRESH, verify=TLS) as client,
     ):
         for path in ("/health", "/health/live", API + "/health"):
             answers = [client.get(path) for _ in range(SPREAD)]
@@ -399,7 +402,9 @@ def test_the_first_account_is_made_once_and_works_in_every_process(tmp_path: Pat
         password = re.search(r"password: (\S+)", serve.output())
         assert password, serve.output()
         auth = ("admin", password.group(1))
-        with httpx.Client(base_url=serve.url + API, auth=auth, timeout=60, limits=FRESH) as api:
+        with httpx.Client(
+            base_url=serve.url + API, auth=auth, timeout=60, limits=FRESH, verify=TLS
+        ) as api:
             answers = [api.get("/messages") for _ in range(SPREAD)]
         assert [r.status_code for r in answers] == [200] * SPREAD
         serve.process.send_signal(signal.SIGINT)

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer
 from tests.fakes.phone import SimulatedPhone
 
@@ -48,7 +49,7 @@ class Dashboard:
     """The dashboard driven with plain HTTP forms, as a browser without JavaScript does."""
 
     def __init__(self, server: LiveServer, **headers: str) -> None:
-        self.http = httpx.Client(base_url=server.url, timeout=30, headers=headers)
+        self.http = httpx.Client(base_url=server.url, timeout=30, headers=headers, verify=TLS)
 
     def sign_in(self, account: Account, password: str | None = None) -> httpx.Response:
         token = csrf_of(self.http.get("/dashboard/login").text)

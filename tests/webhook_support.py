@@ -18,6 +18,7 @@ from smsgw.db.engine import Database
 from smsgw.webhooks import outbox
 from smsgw.webhooks import service as webhooks
 from smsgw.webhooks.schemas import WebhookIn
+from tests.clients import TLS
 from tests.conftest import Account, LiveServer, database_rows, make_settings
 from tests.fakes.phone import SimulatedPhone
 
@@ -101,7 +102,7 @@ class Api:
 
     def __init__(self, server: LiveServer, account: Account) -> None:
         self.client = httpx.AsyncClient(
-            base_url=server.api, auth=(account.login, account.password), timeout=20
+            base_url=server.api, auth=(account.login, account.password), timeout=20, verify=TLS
         )
 
     async def hook(self, url: str, event: str, **extra: Any) -> dict[str, Any]:

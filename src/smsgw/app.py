@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
-import gc
 import hashlib
 import hmac
 import logging
@@ -19,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from starlette.routing import BaseRoute
 
-from smsgw import __version__
+from smsgw import __version__, heap
 from smsgw.accounts import passwords
 from smsgw.accounts import service as accounts
 from smsgw.accounts.passwords import CredentialCache
@@ -263,10 +262,7 @@ async def lifespan(
     if bus is not None:
         share_limits(bus, context)
     await first_start(context)
-    # What start-up loaded lives as long as the process: keep the collector from walking
-    # it on every full collection (those pauses were most of the API's p99 latency).
-    gc.collect()
-    gc.freeze()
+    heap.freeze_start_up()
     app.state.probe = probe_of(settings, db)
     workers = start_workers(app, context)
     try:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.clients import TLS
 from tests.conftest import free_port
 
 SCRIPT = Path(__file__).with_name("smsc-sim.js")
@@ -63,7 +64,9 @@ class Smsc:
                 self.process.stdout.close()
 
     def _get(self, path: str, **params: Any) -> Any:
-        answer = httpx.get(f"http://127.0.0.1:{self.control}{path}", params=params, timeout=10)
+        answer = httpx.get(
+            f"http://127.0.0.1:{self.control}{path}", params=params, timeout=10, verify=TLS
+        )
         answer.raise_for_status()
         return answer.json()
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from datetime import timedelta
 
+from smsgw import heap
 from smsgw.config import Settings
 from smsgw.db.engine import Database
 from smsgw.devices.presence import Presence
@@ -151,11 +151,7 @@ async def run_alone(settings: Settings, stop: asyncio.Event) -> None:
             except Exception:
                 log.exception("could not save the links' last-seen marks; retrying")
 
-    # What start-up loaded lives as long as the process: keep the collector from walking it
-    # on every full collection (as the server does, app.py: a pause of up to 50 ms here,
-    # while a link's window waits for its answers to be read).
-    gc.collect()
-    gc.freeze()
+    heap.freeze_start_up()  # as the server does (app.py)
     tasks = [
         asyncio.create_task(supervisor.run(), name="smsgw-links"),
         asyncio.create_task(webhooks.run(), name="smsgw-webhooks"),
