@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -139,10 +139,10 @@ def batch_sizes(db: Database) -> list[int]:
     sizes: list[int] = []
     run = db._run_batch
 
-    async def counted(works: list[Unit[object]]) -> list[object]:
+    async def counted(works: list[Unit[object]], locks: Collection[str] = ()) -> list[object]:
         sizes.append(len(works))
         try:
-            return await run(works)
+            return await run(works, locks)
         finally:  # the delay counted from the batch's end: however slow a commit is
             db._batch_began = asyncio.get_running_loop().time()
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -17,8 +18,8 @@ from smsgw.accounts import service as accounts
 from smsgw.accountsettings import service as account_settings
 from smsgw.config import Settings
 from smsgw.db import migrate
-from smsgw.db.engine import Unit, UnitConnection, database_for
-from smsgw.db.postgres import PostgresDatabase, _SideBySide, connect_arguments
+from smsgw.db.engine import Database, Unit, UnitConnection, database_for
+from smsgw.db.postgres import NAMED_LOCKS, PostgresDatabase, _SideBySide, connect_arguments
 from smsgw.devices import service as devices
 from smsgw.domain.errors import Conflict, Unauthorized
 from smsgw.domain.states import ProcessingState
@@ -37,6 +38,7 @@ from tests.test_database import assert_only_the_failing_unit_is_lost, put
 pytestmark = pytest.mark.one_engine("they choose their engines themselves")  # conftest.py
 
 NUMBER = "+12025550100"
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -319,6 +321,147 @@ def test_a_message_is_sent_pulled_and_delivered_on_postgresql(pg_settings: Setti
     state, history, recipient = asyncio.run(_a_message_s_life(pg_settings))
     assert (state, recipient) == ("Delivered", "Delivered")
     assert history == ["Delivered", "Pending"]  # the states the report named, and the first
+
+
+# Two nodes' batches and the locks their units name (`write_unit`'s `locks`).
+
+
+async def _until_a_session_waits(settings: Settings, named: bool = False) -> None:
+    """Until a session of this database waits for a lock (with `named`, one of those a batch
+    takes on its units' names); waiting on the condition, however slow the machine."""
+    query = (
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE NOT l.granted AND a.datname = current_database()"
+    )
+    if named:
+        query += f" AND l.locktype = 'advisory' AND l.classid = {NAMED_LOCKS}"
+    arguments = connect_arguments(settings.resolved_database_url)
+    async with await psycopg.AsyncConnection.connect(**arguments, autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while not (await (await conn.execute(query)).fetchone())[0]:  # type: ignore[index]
+            assert time.monotonic() < deadline, "no session waits for a lock"
+            await asyncio.sleep(0.02)
+
+
+async def _crossing_batches(settings: Settings, named: bool) -> tuple[list[str], list[object]]:
+    """Node one's unit locks row a, then, once node two's batch waits, row b; node two's
+    unit locks b, then a: the two transactions of a textbook deadlock. What ran (a unit
+    run again shows twice) and what each gave."""
+    one, two = database_for(settings), database_for(settings)
+    ran: list[str] = []
+    one_holds_a = asyncio.Event()
+
+    def locking(name: str, first: str, then: str) -> Unit[str]:
+        async def work(conn: UnitConnection) -> str:
+            ran.append(name)
+            lock = "SELECT key FROM system_values WHERE key = ? FOR UPDATE"
+            await conn.execute(lock, (first,))
+            if name == "one":
+                one_holds_a.set()
+                await _until_a_session_waits(settings)
+            await conn.execute(lock, (then,))
+            return name
+
+        return work
+
+    try:
+        await asyncio.gather(one.write_unit(put("a")), one.write_unit(put("b")))
+        first = asyncio.create_task(
+            one.write_unit(locking("one", "a", "b"), locks=["a", "b"] if named else [])
+        )
+        await one_holds_a.wait()
+        second = two.write_unit(locking("two", "b", "a"), locks=["b", "a"] if named else [])
+        done = await asyncio.gather(first, second, return_exceptions=True)
+        return ran, done
+    finally:
+        await one.dispose()
+        await two.dispose()
+
+
+def test_batches_on_two_nodes_take_the_locks_their_units_name_in_one_order(
+    pg_settings: Settings,
+) -> None:
+    """Named, the locks are taken before any unit runs, every batch in the same order: node
+    two's batch waits for node one's to end before its unit begins, and each unit runs
+    once, with no deadlock for PostgreSQL to break."""
+    ran, done = asyncio.run(_crossing_batches(pg_settings, named=True))
+    assert ran == ["one", "two"]
+    assert done == ["one", "two"]
+
+
+def test_without_names_the_same_batches_deadlock_and_one_runs_again(
+    pg_settings: Settings,
+) -> None:
+    """What the names prevent, with the same units: PostgreSQL breaks the deadlock after
+    its deadlock_timeout (1 s) by failing one batch, which runs again unit by unit."""
+    ran, done = asyncio.run(_crossing_batches(pg_settings, named=False))
+    assert done == ["one", "two"]  # nothing lost...
+    assert sorted(ran) == ["one", "two", "two"]  # ...but node two's unit ran twice
+
+
+async def _waits_for_a_batch_naming(
+    settings: Settings, one: Database, name: str, waiting: Awaitable[T]
+) -> T:
+    """What `waiting` (on node two) gives, once it was seen waiting, before it ran, for a
+    batch of node one that holds a lock on `name`."""
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(conn: UnitConnection) -> None:
+        holding.set()
+        await release.wait()
+
+    held = asyncio.create_task(one.write_unit(hold, locks=[name]))
+    await holding.wait()
+    other = asyncio.ensure_future(waiting)
+    await _until_a_session_waits(settings, named=True)
+    assert not other.done()
+    release.set()
+    await held
+    return await asyncio.wait_for(other, 60)
+
+
+async def _reports_and_pulls_wait_for_their_names(
+    settings: Settings,
+) -> tuple[routing.Reported, routing.Pull]:
+    """A message pulled by a phone; then node two's report of it, and its pull, each while
+    node one's batch holds the name of the message, then of the phone."""
+    one, two = database_for(settings), database_for(settings)
+    try:
+        await accounts.create_user(one, "owner", "correct horse battery")
+        async with one.read() as conn:
+            user_id = (await conn.exec_driver_sql("SELECT id FROM users")).scalar_one()
+        device = await devices.register(one, user_id, "owner", "phone", None, None)
+        phone = Phone(device.device_id, user_id, None)
+        sent = await messages.send(one, None, user_id, messages.SendCommand([NUMBER], text="x"))
+        assert (await routing.pull(one, phone, newest_first=False, cap=10)).claimed == 1
+        delivered = StateReport(
+            sent.id,
+            ProcessingState.DELIVERED,
+            [RecipientReport(NUMBER, ProcessingState.DELIVERED, None)],
+            {ProcessingState.DELIVERED: sent.created_at},
+        )
+        message, of_phone = (
+            routing.message_lock(user_id, sent.id),
+            routing.phone_lock(phone.device_id),
+        )
+        reported = await _waits_for_a_batch_naming(
+            settings, one, message, routing.report(two, phone, [delivered])
+        )
+        pulled = await _waits_for_a_batch_naming(
+            settings, one, of_phone, routing.pull(two, phone, False, 10)
+        )
+        return reported, pulled
+    finally:
+        await one.dispose()
+        await two.dispose()
+
+
+def test_reports_and_pulls_name_their_message_and_phone_for_the_batch_to_lock(
+    pg_settings: Settings,
+) -> None:
+    reported, pulled = asyncio.run(_reports_and_pulls_wait_for_their_names(pg_settings))
+    assert reported.freed == 1
+    assert pulled.claimed == 0 and pulled.items == []
 
 
 async def _upserts(settings: Settings) -> tuple[object, str]:

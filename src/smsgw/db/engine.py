@@ -58,6 +58,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
     Iterator,
     Mapping,
@@ -227,6 +228,8 @@ class Interleaved(Generic[T]):
 class Job(Generic[T]):
     work: Unit[T]
     future: asyncio.Future[T]
+    #: What the unit names for its batch to lock first (`write_unit`'s `locks`).
+    locks: tuple[str, ...] = ()
 
 
 #: Outcome of one unit of work in a batch: (True, its value) or (False, what it raised).
@@ -336,17 +339,26 @@ class Database:
                     raise
             await waits.next()
 
-    async def write_unit(self, work: Unit[T], interleaved: bool = False) -> T:
+    async def write_unit(
+        self, work: Unit[T], interleaved: bool = False, locks: Iterable[str] = ()
+    ) -> T:
         """Run `work(connection)` in a write transaction; its result once committed.
 
         If `work` raises, none of its changes are kept and its exception is raised here; the
         other units committed with it are not affected. If the COMMIT fails, every unit of
         that transaction gets the error. With `interleaved`, the unit may run side by side
         with the batch's other interleaved units (`Interleaved` says when that is safe).
+
+        `locks` names what the unit will lock that a unit of another node may lock in the
+        same moment (a message its reports change, say). On PostgreSQL the batch takes a lock
+        on each name of its units before any of them runs, every batch in the same order, so
+        two nodes' batches never each hold what the other waits for (a deadlock, which
+        PostgreSQL breaks only after a second); on SQLite, where one batch writes at a time,
+        they are not needed.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        job = Job(Interleaved(work) if interleaved else work, future)
+        job = Job(Interleaved(work) if interleaved else work, future, tuple(locks))
         self._queue.append(job)
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
@@ -371,7 +383,8 @@ class Database:
                     if not batch:
                         continue
                     try:
-                        outcomes = await self._run_batch([job.work for job in batch])
+                        locks = {name for job in batch for name in job.locks}
+                        outcomes = await self._run_batch([job.work for job in batch], locks)
                     except Exception as exc:  # the COMMIT failed: nothing of the batch is kept
                         outcomes = [(False, exc)] * len(batch)
                     except BaseException:  # cancelled: its callers must not wait forever
@@ -411,10 +424,12 @@ class Database:
     #: waited for what is left of BUSY_TIMEOUT_MS (`_run_batch`), not that long again.
     _turn_asked = 0.0
 
-    async def _run_batch(self, works: list[Unit[Any]]) -> list[_Outcome]:
+    async def _run_batch(
+        self, works: list[Unit[Any]], locks: Collection[str] = ()
+    ) -> list[_Outcome]:
         """The batch in one transaction, committed: its units on the loop, the COMMIT (a WAL
         sync) on the write thread; waiting on the loop while another process holds the
-        lock."""
+        lock (the batch's `locks`, write_unit's, are that one lock on SQLite)."""
         loop = asyncio.get_running_loop()
         if self._write_thread is None:
             self._write_thread = ThreadPoolExecutor(1, "smsgw-db-write")

@@ -9,7 +9,8 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+import zlib
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -393,8 +394,22 @@ class NodeLock:
 
 #: The advisory lock between `write()` blocks (exclusive: one at a time in the whole
 #: cluster, as SQLite has one writer) and group-commit batches (shared: batches run side by
-#: side, their conflicts settled by row locks, `row_lock`).
+#: side, their conflicts settled by row locks, `row_lock`, and the named locks below).
 WRITE_LOCK = 0x736D7368
+#: The class of the locks a batch takes on the names its units give (`write_unit`'s
+#: `locks`): advisory locks of two int4 keys, a key space apart from the locks above.
+NAMED_LOCKS = 0x736D736A
+#: Those locks, taken in the order of the array's keys.
+TAKE_NAMED_LOCKS = (
+    f"SELECT pg_advisory_xact_lock({NAMED_LOCKS}, key) FROM unnest(%s::int4[]) AS key"  # noqa: S608
+)
+
+
+def named_lock_keys(names: Collection[str]) -> list[int]:
+    """The keys of the locks on `names`: one int4 each (the same on every node; two names
+    may share one, which only makes their units take turns), sorted, so that every batch
+    takes its locks in one order and none waits for a batch that waits for it."""
+    return sorted({zlib.crc32(name.encode()) - 2**31 for name in names})
 
 
 class PostgresDatabase(Database):
@@ -508,28 +523,37 @@ class PostgresDatabase(Database):
         async with pool.connection(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
             return await work(PostgresUnit(conn))
 
-    async def _run_batch(self, works: list[Unit[Any]]) -> list[tuple[bool, Any]]:
+    async def _run_batch(
+        self, works: list[Unit[Any]], locks: Collection[str] = ()
+    ) -> list[tuple[bool, Any]]:
         """`_run_batch_on` a pooled connection; if its session turns out to have ended
         before the COMMIT was sent (PostgreSQL restarted, failed over, or ended an idle
         session: nothing of the batch can have been kept), the pool's idle connections are
         checked and the batch runs once more on a good one."""
         pool = await self._units_pool()
+        keys = named_lock_keys(locks)
         try:
-            return await self._run_batch_on(pool, works)
+            return await self._run_batch_on(pool, works, keys)
         except StaleSession:
             await pool.check()
-            return await self._run_batch_on(pool, works, wait=CONNECT_TIMEOUT_SECONDS)
+            return await self._run_batch_on(pool, works, keys, wait=CONNECT_TIMEOUT_SECONDS)
 
     async def _run_batch_on(
-        self, pool: AsyncConnectionPool[Any], works: list[Unit[Any]], wait: float | None = None
+        self,
+        pool: AsyncConnectionPool[Any],
+        works: list[Unit[Any]],
+        keys: list[int],
+        wait: float | None = None,
     ) -> list[tuple[bool, Any]]:
-        """The batch in one transaction, in pipeline mode: the lock goes with the first
-        statement, and each unit's `executemany` rows with the statement after them
-        (PostgresUnit), so a batch takes one round trip per statement whose answer a unit
-        awaits (interleaved units' together: _SideBySide), plus one for its COMMIT. If
-        anything fails (a unit, or the COMMIT: a deadlock with another node's batch, say),
-        it runs again without the pipeline, with each unit in its own SAVEPOINT, so only the
-        failing units lose their changes. StaleSession when the connection was found
+        """The batch in one transaction, in pipeline mode: the locks (the shared write lock,
+        then those of `keys`: named_lock_keys) go with the first statements, and each unit's
+        `executemany` rows with the statement after them (PostgresUnit), so a batch takes
+        one round trip per statement whose answer a unit awaits (interleaved units'
+        together: _SideBySide), plus one for its COMMIT. If anything fails (a unit, or the
+        COMMIT: a deadlock with another node's batch, say), it runs again without the
+        pipeline, with each unit in its own SAVEPOINT, so only the failing units lose their
+        changes (a batch of one unit runs again only after a deadlock or a serialization
+        failure: its other errors are its own). StaleSession when the connection was found
         broken before the COMMIT was sent."""
         committing = False
         async with pool.connection(timeout=wait) as conn:
@@ -539,6 +563,8 @@ class PostgresDatabase(Database):
                 async with conn.pipeline() as pipeline:
                     await conn.execute("BEGIN")
                     await conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
+                    if keys:
+                        await conn.execute(TAKE_NAMED_LOCKS, (keys,))
                     done = await _in_pipeline(conn, pipeline, works)
                     committing = True
                     await conn.execute("COMMIT")  # its answer awaited as the pipeline ends
@@ -553,12 +579,20 @@ class PostgresDatabase(Database):
                 status = conn.info.transaction_status
                 if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
                     await conn.execute("ROLLBACK")
-                if len(works) == 1:
+                import psycopg
+
+                # A lone unit's own error is its outcome; but a deadlock (or a serialization
+                # failure) is the transaction's bad luck, not the unit's: it runs again.
+                errors = psycopg.errors
+                again = (errors.DeadlockDetected, errors.SerializationFailure)
+                if len(works) == 1 and not isinstance(exc, again):
                     return [(False, exc)]
             unit = PostgresUnit(conn)
             outcomes: list[tuple[bool, Any]] = []
             async with conn.transaction():
                 await conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
+                if keys:
+                    await conn.execute(TAKE_NAMED_LOCKS, (keys,))
                 for work in works:
                     try:
                         async with conn.transaction():  # a SAVEPOINT

@@ -144,9 +144,14 @@ async def pull(
     within its budget (`limits`: the server's defaults; routing/budgets.py).
 
     One unit of work on the group-commit path (db/engine.py): plain statements, no thread
-    hop but the COMMIT's, committed with whatever else is being written."""
+    hop but the COMMIT's, committed with whatever else is being written. It names its phone
+    among its batch's locks (`write_unit`), as `report` names its messages: the phone's row
+    stays locked to the end of the batch (`repository.lock_phone`)."""
     now = clock.now()
-    return await db.write_unit(lambda conn: pull_unit(conn, phone, newest_first, cap, now, limits))
+    return await db.write_unit(
+        lambda conn: pull_unit(conn, phone, newest_first, cap, now, limits),
+        locks=[phone_lock(phone.device_id)],
+    )
 
 
 async def pull_unit(
@@ -468,12 +473,15 @@ async def report(
     async def work(conn: UnitConnection) -> list[Reported]:
         return await _apply_many(conn, phone, reports, now, events, wait)
 
+    # A phone's reports of one message may reach several nodes at once (behind a balancer):
+    # their batches lock the messages in one order (`write_unit`'s locks).
+    locks = [message_lock(phone.user_id, item.ext_id) for item in reports]
     if settled is None:
-        done = await db.write_unit(work)
+        done = await db.write_unit(work, locks=locks)
     else:
         flying = settled.take_off(phone.device_id, reports)
         try:
-            done = await db.write_unit(work)
+            done = await db.write_unit(work, locks=locks)
             for item, result in zip(reports, done, strict=True):
                 if result.settled:
                     settled.add(phone.device_id, item)
@@ -483,6 +491,16 @@ async def report(
     if reported.held:
         notify(db, phone.user_id)  # the dashboard's live views of this user
     return reported
+
+
+def message_lock(owner: int, ext_id: str) -> str:
+    """The name of the lock a batch takes on the owner's message `ext_id` (`report`)."""
+    return f"message {owner} {ext_id}"
+
+
+def phone_lock(device_id: str) -> str:
+    """The name of the lock a batch takes on a phone (`pull`)."""
+    return f"phone {device_id}"
 
 
 def _total(done: list[Reported]) -> Reported:
