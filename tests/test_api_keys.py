@@ -354,9 +354,9 @@ def test_checks_within_a_minute_cost_one_write_and_one_lookup_until_a_revocation
             writes: list[object] = []
             write_unit = db.write_unit
 
-            def counted_write(work: Any) -> Any:
+            def counted_write(work: Any, **options: Any) -> Any:
                 writes.append(work)
-                return write_unit(work)
+                return write_unit(work, **options)
 
             monkeypatch.setattr(db, "write_unit", counted_write)
             for second in range(60):

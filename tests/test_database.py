@@ -150,6 +150,42 @@ def batch_sizes(db: Database) -> list[int]:
     return sizes
 
 
+def test_a_batch_stops_taking_units_before_their_names_pass_its_lock_budget(
+    settings: Settings,
+) -> None:
+    """Each name a unit gives is a lock of PostgreSQL's shared lock table: a batch takes
+    no more than MAX_BATCH_LOCKS (the first unit always), and a unit that names more than
+    that names none."""
+    migrate.upgrade(settings)
+    budget = engine.MAX_BATCH_LOCKS
+
+    def names(count: int, prefix: str) -> list[str]:
+        return [f"{prefix}{i}" for i in range(count)]
+
+    async def scenario() -> list[tuple[int, int]]:
+        db = database_for(settings)
+        seen: list[tuple[int, int]] = []
+        run = db._run_batch
+
+        async def counted(works: list[Unit[object]], locks: Collection[str] = ()) -> list[object]:
+            seen.append((len(works), len(locks)))
+            return await run(works, locks)
+
+        db._run_batch = counted  # type: ignore[method-assign,assignment]
+        try:
+            await asyncio.gather(
+                db.write_unit(put("a"), locks=names(budget - 56, "a")),
+                db.write_unit(put("b"), locks=names(100, "b")),  # over the budget: next batch
+                db.write_unit(put("c"), locks=names(budget + 1, "c")),  # too many: none
+                db.write_unit(put("d"), locks=names(2, "d")),
+            )
+            return seen
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(scenario()) == [(1, budget - 56), (3, 102)]
+
+
 def test_a_lone_writer_never_waits_for_others(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

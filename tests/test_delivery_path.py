@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -154,10 +155,10 @@ async def _settled_scenario(settings: Settings) -> None:
     units = 0
     write_unit = db.write_unit
 
-    async def counted(work: object, interleaved: bool = False) -> object:
+    async def counted(work: object, **options: Any) -> object:
         nonlocal units
         units += 1
-        return await write_unit(work, interleaved)  # type: ignore[arg-type]
+        return await write_unit(work, **options)  # type: ignore[arg-type]
 
     db.write_unit = counted  # type: ignore[method-assign, assignment]
     settled = SettledReports()
@@ -215,7 +216,7 @@ async def _settled_scenario(settings: Settings) -> None:
         await routing.pull(db, phone, newest_first=False, cap=2)
         applied = db.write_unit
 
-        async def fails_once(work: object) -> object:
+        async def fails_once(work: object, **options: Any) -> object:
             db.write_unit = applied  # type: ignore[method-assign]
             await asyncio.sleep(0)
             raise RuntimeError("the disk is full")

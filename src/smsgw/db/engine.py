@@ -102,6 +102,11 @@ LOOP_LOCK_PATIENCE_SECONDS = 0.05
 LOOP_LOCK_MAX_SECONDS = 0.01
 #: Most units of work one group-commit transaction takes; the rest wait for the next one.
 MAX_BATCH = 256
+#: Most names (`write_unit`'s locks) one transaction locks: on PostgreSQL each takes a place
+#: in the server's shared lock table, which has room for about 64 per connection it allows
+#: (max_locks_per_transaction) and fails every transaction that finds it full. A batch stops
+#: taking units before it would pass this; a unit that names more names none.
+MAX_BATCH_LOCKS = 256
 #: Group commit's commit delay. Each transaction writes every page it touched to the WAL
 #: (on PostgreSQL too, and syncs it once): a message's insert touches about 15 (the last
 #: pages of its table and indexes), which the messages of one batch share. At a steady
@@ -236,6 +241,17 @@ class Job(Generic[T]):
 _Outcome = tuple[bool, Any]
 
 
+def _batch_end(queue: list[Job[Any]]) -> int:
+    """How many of the queued units the next batch takes: MAX_BATCH at most, and no more
+    than MAX_BATCH_LOCKS names between them (the first unit always)."""
+    names = 0
+    for at, job in enumerate(queue[:MAX_BATCH]):
+        names += len(job.locks)
+        if names > MAX_BATCH_LOCKS and at > 0:
+            return at
+    return min(len(queue), MAX_BATCH)
+
+
 def settle(batch: list[Job[Any]], outcomes: list[_Outcome]) -> None:
     """Give each unit's caller its outcome (those gone already are passed over)."""
     for job, (ok, value) in zip(batch, outcomes, strict=True):
@@ -352,13 +368,17 @@ class Database:
         `locks` names what the unit will lock that a unit of another node may lock in the
         same moment (a message its reports change, say). On PostgreSQL the batch takes a lock
         on each name of its units before any of them runs, every batch in the same order, so
-        two nodes' batches never each hold what the other waits for (a deadlock, which
-        PostgreSQL breaks only after a second); on SQLite, where one batch writes at a time,
-        they are not needed.
+        two nodes' batches never each hold a name's rows while the other waits for them (a
+        deadlock, which PostgreSQL breaks only after a second); on SQLite, where one batch
+        writes at a time, they are not needed. A unit that names more than MAX_BATCH_LOCKS
+        names none: its row locks alone keep it right, as they keep every unit.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        job = Job(Interleaved(work) if interleaved else work, future, tuple(locks))
+        named = tuple(locks)
+        if len(named) > MAX_BATCH_LOCKS:  # (a link's recovery of all it holds): row locks only
+            named = ()
+        job = Job(Interleaved(work) if interleaved else work, future, named)
         self._queue.append(job)
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
@@ -378,7 +398,8 @@ class Database:
                 self._batch_began = loop.time()
                 async with self._batch_turn():
                     # Take the batch only now: what queued while waiting for the turn joins it.
-                    batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                    taken = _batch_end(self._queue)
+                    batch, self._queue = self._queue[:taken], self._queue[taken:]
                     batch = [job for job in batch if not job.future.done()]  # caller gone
                     if not batch:
                         continue

@@ -399,9 +399,11 @@ WRITE_LOCK = 0x736D7368
 #: The class of the locks a batch takes on the names its units give (`write_unit`'s
 #: `locks`): advisory locks of two int4 keys, a key space apart from the locks above.
 NAMED_LOCKS = 0x736D736A
-#: Those locks, taken in the order of the array's keys.
+#: Those locks, taken in the order of the array's keys (unnest gives them in that order); one
+#: row back, whatever their number.
 TAKE_NAMED_LOCKS = (
-    f"SELECT pg_advisory_xact_lock({NAMED_LOCKS}, key) FROM unnest(%s::int4[]) AS key"  # noqa: S608
+    f"SELECT count(pg_advisory_xact_lock({NAMED_LOCKS}, key))"  # noqa: S608
+    " FROM unnest(%s::int4[]) AS key"
 )
 
 

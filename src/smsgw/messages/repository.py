@@ -95,6 +95,12 @@ class ListFilter:
     after: tuple[datetime, int] | None = None
 
 
+def message_lock(owner: int, ext_id: str) -> str:
+    """The name a unit gives the owner's message `ext_id` among what it locks (`write_unit`'s
+    locks): a send with the client's own id, a report of the message."""
+    return f"message {owner} {ext_id}"
+
+
 # Writes and checks of sending, for `Database.write_unit` (a plain DB-API connection):
 # sending is the hot path, and these cost a tenth of SQLAlchemy statements.
 _message_insert = RowInsert(messages)

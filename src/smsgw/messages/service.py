@@ -167,7 +167,10 @@ async def send(
         # The hot path: one unit of work, committed with its neighbours (group commit). Of
         # what another send writes it reads only rows keyed by the message's id (the message,
         # its webhook events), which unique constraints guard: interleaved (db/engine.py).
-        pk, listed = await db.write_unit(store, interleaved=True)
+        # A client's own id may come twice at once through two nodes: named, so that their
+        # batches wait on each other in one order, not in a cycle (db/engine.py).
+        named = [] if command.ext_id is None else [repository.message_lock(user_id, ext_id)]
+        pk, listed = await db.write_unit(store, interleaved=True, locks=named)
     except Exception as exc:
         if is_integrity_error(exc):  # the same id sent at once through another process
             raise Conflict(DUPLICATE_ID) from None

@@ -211,9 +211,15 @@ async def queued_owners(conn: UnitConnection, start: int, at_most: int) -> list[
 
 async def lock_phone(conn: UnitConnection, device_id: str) -> None:
     """Keep this phone's other pulls (on other nodes) waiting until this transaction ends,
-    so that what it holds is counted once against its cap (nothing to do on SQLite)."""
-    if lock := row_lock(conn):
-        await conn.execute(f"SELECT id FROM devices WHERE id = ?{lock}", (device_id,))  # noqa: S608
+    so that what it holds is counted once against its cap (nothing to do on SQLite).
+
+    `FOR NO KEY UPDATE`, not `FOR UPDATE`: a message stored for this phone (pinned to it)
+    checks its foreign key with a KEY SHARE lock on the phone's row, which FOR UPDATE would
+    make wait; two nodes' batches, each with one phone's pull and a send pinned to the
+    other's, then deadlocked."""
+    if row_lock(conn):
+        query = "SELECT id FROM devices WHERE id = ? FOR NO KEY UPDATE"
+        await conn.execute(query, (device_id,))
 
 
 async def mark_taken(conn: UnitConnection, keys: list[int], now: datetime) -> None:

@@ -15,7 +15,7 @@ from smsgw.events.hub import Event, EventHub, PhoneEvent
 from smsgw.events.user_feed import notify
 from smsgw.logs import repository as log_rows
 from smsgw.logs import service as logs
-from smsgw.messages.repository import MessageRecord
+from smsgw.messages.repository import MessageRecord, message_lock
 from smsgw.routing import budgets, repository, rules
 from smsgw.routing.budgets import NO_LIMITS, UNBOUNDED, Limits
 from smsgw.routing.repository import Phone
@@ -491,11 +491,6 @@ async def report(
     if reported.held:
         notify(db, phone.user_id)  # the dashboard's live views of this user
     return reported
-
-
-def message_lock(owner: int, ext_id: str) -> str:
-    """The name of the lock a batch takes on the owner's message `ext_id` (`report`)."""
-    return f"message {owner} {ext_id}"
 
 
 def phone_lock(device_id: str) -> str:
