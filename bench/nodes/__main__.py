@@ -1,7 +1,7 @@
 """`python -m bench.nodes`: several smsgw nodes on one PostgreSQL database (issue 16).
 
 A throwaway PostgreSQL cluster with its durable defaults (fsync and synchronous_commit on),
-then up to three parts (`--parts`, each in its own database):
+then up to four parts (`--parts`, each in its own database):
 
 - scale: 1, 2, 3 real `smsgw serve` nodes (SMSGW_WORKERS=1 each, own data directory and
   port, one JWT secret), bench.ingest's wrk load spread over their ports; the accepted
@@ -13,9 +13,16 @@ then up to three parts (`--parts`, each in its own database):
 - engines: one node on SQLite (`synchronous=FULL`) and one on PostgreSQL, loaded in turn
   (S P, P S, ...): PostgreSQL's ingest as a share of SQLite's. `--profile PREFIX` then
   records each node with py-spy during one more load and prints where its time went.
+- balanced: 3 nodes, 4 fresh simulated phones a side, `--balanced-messages` sent 50 at a
+  time over the nodes' APIs; the phones straight to one node each ("direct", the baseline)
+  or all through one round-robin TCP balancer in front of the nodes ("balancer"), the two
+  sides in turn (D B, B D, ...): the time to post, POST p50/p95, the time until the phones'
+  last Delivered report was taken, delivered messages/s, the database's deadlocks; the
+  balancer's delivered/s over the direct side's in the same round (balanced.py).
 
 Exit status: 0 when the run is valid, 1 when it is not (a non-2xx answer, a socket error,
-messages stored that were not accepted or accepted and not stored, a wake never heard).
+messages stored that were not accepted or accepted and not stored, a wake never heard,
+a message of the balanced part sent twice, never sent or not delivered).
 """
 
 from __future__ import annotations
@@ -37,12 +44,14 @@ from tests import pgcluster
 from bench import profile
 from bench.common import RESULTS_DIR, machine, report_run, results_stamp
 from bench.fleet.server import ROOT, Server
-from bench.nodes import postgres, wake
+from bench.nodes import balanced, postgres, wake
 from bench.nodes.load import Load, Loader
 from bench.nodes.nodes import Nodes
 
 T = TypeVar("T")
-PARTS = ("scale", "wake", "engines")
+PARTS = ("scale", "wake", "engines", "balanced")
+#: The parts that load the nodes with wrk.
+WRK_PARTS = {"scale", "engines"}
 #: Issue 16's target for one node: PostgreSQL's ingest at least this share of SQLite's.
 TARGET_ENGINE_RATIO = 0.8
 
@@ -52,8 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench.nodes", description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument(
-        "--parts", default="scale,wake", help="comma-separated, of scale, wake, engines "
-        "(default scale,wake; each part is about a minute and a half)",
+        "--parts", default="scale,wake", help="comma-separated, of scale, wake, engines, "
+        "balanced (default scale,wake; each part is about a minute and a half)",
     )  # fmt: skip
     parser.add_argument("--max-nodes", type=int, default=3, help="largest node count (3)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each part (3)")
@@ -62,6 +71,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=6, help="wrk -t (6: 6, 3, 2 per node)")
     parser.add_argument("--connections", type=int, default=36, help="wrk -c (36)")
     parser.add_argument("--wake-samples", type=int, default=200, help="sends per node (200)")
+    parser.add_argument(
+        "--balanced-messages", type=int, default=1000,
+        help="messages of each side of a balanced round (1000)",
+    )  # fmt: skip
     parser.add_argument(
         "--log-level", default="info", help="SMSGW_LOG_LEVEL (info, as `smsgw serve`)"
     )
@@ -80,8 +93,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     if not args.parts or set(args.parts) - set(PARTS):
         parser.error(f"--parts: choose among {', '.join(PARTS)}")
-    if min(args.max_nodes, args.rounds, args.duration, args.threads, args.wake_samples) < 1:
-        parser.error("max-nodes, rounds, duration, threads and wake-samples must be at least 1")
+    if min(args.max_nodes, args.rounds, args.duration, args.threads, args.wake_samples,
+           args.balanced_messages) < 1:  # fmt: skip
+        parser.error(
+            "max-nodes, rounds, duration, threads, wake-samples and balanced-messages must be "
+            "at least 1"
+        )
     if any("=" not in s or not s.startswith("SMSGW_") for s in args.set):
         parser.error("--set takes SMSGW_NAME=VALUE")
     return args
@@ -124,6 +141,19 @@ def run_wake(args: argparse.Namespace, url: str, root: Path) -> dict[str, wake.S
     try:
         a, b = nodes.resize(2)
         return asyncio.run(wake.measure(a.base_url, b.base_url, args.wake_samples))
+    finally:
+        nodes.stop()
+
+
+def run_balanced(
+    args: argparse.Namespace, pg: postgres.PgWatch, url: str, root: Path
+) -> list[balanced.Side]:
+    # The periodic worker as tests/test_multinode.py runs it beside its balancer.
+    nodes = Nodes(root, url, node_settings(args, SMSGW_WORKER_INTERVAL_SECONDS="0.5"))
+    try:
+        servers = nodes.resize(balanced.NODES)
+        order = visiting_order(list(balanced.SIDES), args.rounds)
+        return asyncio.run(balanced.measure(servers, url, pg, order, args.balanced_messages))
     finally:
         nodes.stop()
 
@@ -316,18 +346,23 @@ def postgres_version(cluster: pgcluster.Cluster) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wrk = shutil.which("wrk")
-    if wrk is None:
+    if wrk is None and WRK_PARTS & set(args.parts):
         sys.exit("bench: wrk is not installed (`make bench` installs it: apt-get install wrk)")
     result: dict[str, Any] = {"benchmark": "nodes"}
     problems: list[str] = []
     loads: list[Load] = []
+    balanced_sides: list[balanced.Side] = []
     cluster = postgres.start()
     try:
-        loader = Loader(wrk, args.threads, args.connections, postgres.PgWatch(cluster))
+        pg = postgres.PgWatch(cluster)
+        loader = Loader(wrk or "wrk", args.threads, args.connections, pg)
         info = machine() | {"postgresql": postgres_version(cluster)}
-        print(f"bench.nodes: {info['postgresql']} (fsync on), parts {', '.join(args.parts)}, "
-              f"wrk -t{args.threads} -c{args.connections}, {args.warmup}s warm-up + "
-              f"{args.duration}s per load", flush=True)  # fmt: skip
+        wrk_note = ""
+        if WRK_PARTS & set(args.parts):
+            wrk_note = (f", wrk -t{args.threads} -c{args.connections}, {args.warmup}s warm-up + "
+                    f"{args.duration}s per load")  # fmt: skip
+        print(f"bench.nodes: {info['postgresql']} (fsync on), parts {', '.join(args.parts)}"
+              f"{wrk_note}", flush=True)  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="smsgw-bench-nodes-") as tmp:
             root = Path(tmp)
             if "scale" in args.parts:
@@ -359,10 +394,20 @@ def main(argv: list[str] | None = None) -> int:
                     "summary": summarise_engines([e for e in engines if "profiled" not in e.label]),
                     "profiles": profiles,
                 }
+            if "balanced" in args.parts:
+                balanced_sides = run_balanced(
+                    args, pg, cluster.create_database(), root / "balanced"
+                )
+                result["balanced"] = {
+                    "sides": [asdict(side) for side in balanced_sides],
+                    "summary": balanced.summarise(balanced_sides),
+                }
+                problems += [problem for side in balanced_sides for problem in side.problems]
     finally:
         cluster.stop()
     problems += check(loads, args.connections)
-    busy = report_run([load.other_cpu_percent for load in loads], problems)
+    others = [load.other_cpu_percent for load in loads]
+    busy = report_run(others + [side.other_cpu_percent for side in balanced_sides], problems)
     stamp = results_stamp()
     result |= {
         "when": stamp,
