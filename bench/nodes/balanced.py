@@ -78,6 +78,10 @@ class Side:
     delivered_per_s: float = 0.0
     deadlocks: int = 0
     deadlocks_logged: int = 0
+    #: PostgreSQL's commits and WAL syncs a message, cluster-wide, from the first POST to
+    #: the end of the side (its sessions' counts lag by a second or so: approximate).
+    commits_per_message: float = 0.0
+    wal_syncs_per_message: float = 0.0
     #: POSTs sent again (no answer, or an answer other than 200 and 409), by cause.
     post_retries: dict[str, int] = field(default_factory=dict)
     sent_total: int = 0
@@ -171,7 +175,7 @@ async def _one_side(
         await _start(phones, apis)
         stored_before = await _delivered_count(apis[0])
         deadlocks_before, logged_before = await _deadlocks(database_url), _logged_deadlocks(log)
-        cpu_before = _cpu([server.pid for server in servers], pg)
+        cpu_before, counts_before = _cpu([server.pid for server in servers], pg), pg.counts()
         first = time.monotonic()
         posted, latencies = await _post_all(apis, ids, side.post_retries)
         side.posting_s = round(time.monotonic() - first, 3)
@@ -185,6 +189,9 @@ async def _one_side(
             await balancer.stop()
     side.deadlocks_logged = _logged_deadlocks(log) - logged_before
     side.deadlocks = await _caught_up(database_url, deadlocks_before, side.deadlocks_logged)
+    counts = pg.counts() - counts_before
+    side.commits_per_message = round(counts.commits / messages, 2)
+    side.wal_syncs_per_message = round(counts.wal_syncs / messages, 2)
     side.stored_delivered = await _delivered_count(apis[0]) - stored_before
     _outcome(side, phones, ids, posted, latencies, done, first)
     return side
@@ -366,7 +373,8 @@ def print_side(side: Side) -> None:
         f"{side.posting_s:6.2f} s (p50/p95 {side.post_p50_ms:7.1f}/{side.post_p95_ms:7.1f} ms, "
         f"{retries} retries), delivered in {side.delivered_s:6.2f} s "
         f"({side.delivered_per_s:6.1f}/s), deadlocks {side.deadlocks} "
-        f"(log {side.deadlocks_logged}), cores nodes {side.node_cores:.2f} "
+        f"(log {side.deadlocks_logged}), {side.commits_per_message:.2f} commits and "
+        f"{side.wal_syncs_per_message:.2f} WAL syncs/msg, cores nodes {side.node_cores:.2f} "
         f"pg {side.pg_cores:.2f} bench {side.bench_cores:.2f}, other {side.other_cpu_percent}%",
         flush=True,
     )
@@ -380,8 +388,10 @@ def spread(values: list[float]) -> dict[str, float]:
     }
 
 
-FIGURES = ("posting_s", "post_p50_ms", "post_p95_ms", "delivered_s", "delivered_per_s",
-           "deadlocks", "other_cpu_percent")  # fmt: skip
+FIGURES = (
+    "posting_s", "post_p50_ms", "post_p95_ms", "delivered_s", "delivered_per_s", "deadlocks",
+    "commits_per_message", "wal_syncs_per_message", "other_cpu_percent",
+)  # fmt: skip
 
 
 def summarise(sides: list[Side]) -> dict[str, Any]:
@@ -410,13 +420,13 @@ def _print_summary(summary: dict[str, Any], rounds: int, messages: int) -> None:
     print(f"\nbalanced: {NODES} nodes, {PHONES} phones, {messages} messages a side, {BATCH} "
           f"at a time; median (min-max) over {rounds} round(s)")  # fmt: skip
     columns = ("posting s", "POST p50 ms", "POST p95 ms", "delivered msg/s", "deadlocks")
-    print(f"{'side':<9}" + "".join(f"{c:<24}" for c in columns))
+    print((f"{'side':<9}" + "".join(f"{c:<24}" for c in columns)).rstrip())
     for name in SIDES:
         s = summary[name]
         cells = [_range(s["posting_s"], 2), _range(s["post_p50_ms"], 1),
                  _range(s["post_p95_ms"], 1), _range(s["delivered_per_s"], 1),
                  f"{_range(s['deadlocks'], 0)}, {s['deadlocks_total']} in all"]  # fmt: skip
-        print(f"{name:<9}" + "".join(f"{c:<24}" for c in cells))
+        print((f"{name:<9}" + "".join(f"{c:<24}" for c in cells)).rstrip())
     ratio = summary["ratio_balancer_to_direct_delivered_per_s"]
     posting = summary["ratio_balancer_to_direct_posting_s"]
     print(f"balancer / direct, same round: delivered msg/s x{_range(ratio)}, "
