@@ -15,10 +15,11 @@ then up to four parts (`--parts`, each in its own database):
   records each node with py-spy during one more load and prints where its time went.
 - balanced: 3 nodes, 4 fresh simulated phones a side, `--balanced-messages` sent 50 at a
   time over the nodes' APIs; the phones straight to one node each ("direct", the baseline)
-  or all through one round-robin TCP balancer in front of the nodes ("balancer"), the two
-  sides in turn (D B, B D, ...): the time to post, POST p50/p95, the time until the phones'
-  last Delivered report was taken, delivered messages/s, the database's deadlocks; the
-  balancer's delivered/s over the direct side's in the same round (balanced.py).
+  or each through a balancer of its own in front of one node ("relayed": the hop alone),
+  or all through one round-robin TCP balancer in front of the nodes ("balancer"), the
+  sides in turn (D R B, B R D, ...): the time to post, POST p50/p95, the time until the
+  phones' last Delivered report was taken, delivered messages/s, the database's deadlocks;
+  each side's delivered/s over the direct side's in the same round (balanced.py).
 
 Exit status: 0 when the run is valid, 1 when it is not (a non-2xx answer, a socket error,
 messages stored that were not accepted or accepted and not stored, a wake never heard,

@@ -9,6 +9,9 @@ front of all three nodes, which hands each new connection to the next node in tu
 phone's reports of one message (Processed, Sent, Delivered) reach different nodes at once.
 This is where the nodes' report batches deadlocked before each batch locked what its units
 name in one order (commit 088cd43); "direct" is the baseline, measured in the same run.
+"relayed": each phone talks to a balancer of its own in front of one node (1, 2, 3, 1), so
+it pays the balancer's hop but its reports all reach one node: what the balancer side
+loses beyond the relayed one is the nodes' own, not the hop's.
 
 The messages (`messages` a side, with ids of the bench's own, unique per side and round) go
 50 at a time, spread round-robin over the nodes' own APIs (only the phones go through the
@@ -49,7 +52,9 @@ from bench.fleet.server import Server
 from bench.ingest.__main__ import INGEST_PATH, LOGIN, PASSWORD
 from bench.nodes.postgres import PgWatch
 
-SIDES = ("direct", "balancer")
+SIDES = ("direct", "relayed", "balancer")
+#: The sides measured against "direct", in the same round.
+AGAINST_DIRECT = ("relayed", "balancer")
 NODES = 3
 PHONES = 4
 #: Messages posted at once, as tests/test_multinode.py sends them.
@@ -89,7 +94,7 @@ class Side:
     never_sent: int = 0
     phones_that_sent: int = 0
     stored_delivered: int = 0
-    #: New connections the balancer gave each node (the balancer side only).
+    #: New connections each balancer gave each of its nodes (not on the direct side).
     balancer_connections: list[int] = field(default_factory=list)
     #: Cores' worth used from the first POST to the last final report.
     node_cores: float = 0.0
@@ -157,10 +162,14 @@ async def _one_side(
     messages: int,
 ) -> Side:
     side = Side(name, number + 1, messages)
-    balancer = None
+    balancers = []
     if name == "balancer":
-        balancer = await Balancer([server.port for server in servers]).start()
-        urls = [balancer.url] * PHONES
+        balancers = [await Balancer([server.port for server in servers]).start()]
+        urls = [balancers[0].url] * PHONES
+    elif name == "relayed":
+        for i in range(PHONES):
+            balancers.append(await Balancer([servers[i % len(servers)].port]).start())
+        urls = [balancer.url for balancer in balancers]
     else:
         urls = [servers[i % len(servers)].base_url for i in range(PHONES)]
     phones = [
@@ -184,8 +193,8 @@ async def _one_side(
         await asyncio.sleep(0.5)  # a second send of any message would show by now
     finally:
         await asyncio.gather(*(phone.stop() for phone in phones))
-        if balancer is not None:
-            side.balancer_connections = list(balancer.connections.values())
+        for balancer in balancers:
+            side.balancer_connections += list(balancer.connections.values())
             await balancer.stop()
     side.deadlocks_logged = _logged_deadlocks(log) - logged_before
     side.deadlocks = await _caught_up(database_url, deadlocks_before, side.deadlocks_logged)
@@ -395,24 +404,29 @@ FIGURES = (
 
 
 def summarise(sides: list[Side]) -> dict[str, Any]:
-    """Per side, each figure's median and range over the rounds; and the balancer's
-    delivered messages a second over the direct side's of the same round."""
+    """Per side, each figure's median and range over the rounds; and the relayed and
+    balancer sides' delivered messages a second over the direct side's of the same round."""
     summary: dict[str, Any] = {}
     for name in SIDES:
         mine = [s for s in sides if s.side == name]
+        if not mine:
+            continue
         summary[name] = {key: spread([getattr(s, key) for s in mine]) for key in FIGURES}
         summary[name]["deadlocks_total"] = sum(s.deadlocks for s in mine)
     rounds: dict[int, dict[str, Side]] = {}
     for s in sides:
         rounds.setdefault(s.round, {})[s.side] = s
-    pairs = [r for r in rounds.values() if set(r) == set(SIDES)]
-    summary["ratio_balancer_to_direct_delivered_per_s"] = spread(
-        [r["balancer"].delivered_per_s / max(r["direct"].delivered_per_s, 1e-9) for r in pairs]
-    )
-    summary["ratio_balancer_to_direct_posting_s"] = spread(
-        [r["balancer"].posting_s / max(r["direct"].posting_s, 1e-9) for r in pairs]
-    )
-    _print_summary(summary, len(pairs), sides[0].messages)
+    for name in AGAINST_DIRECT:
+        pairs = [r for r in rounds.values() if {"direct", name} <= set(r)]
+        if not pairs:
+            continue
+        summary[f"ratio_{name}_to_direct_delivered_per_s"] = spread(
+            [r[name].delivered_per_s / max(r["direct"].delivered_per_s, 1e-9) for r in pairs]
+        )
+        summary[f"ratio_{name}_to_direct_posting_s"] = spread(
+            [r[name].posting_s / max(r["direct"].posting_s, 1e-9) for r in pairs]
+        )
+    _print_summary(summary, len(rounds), sides[0].messages)
     return summary
 
 
@@ -422,15 +436,20 @@ def _print_summary(summary: dict[str, Any], rounds: int, messages: int) -> None:
     columns = ("posting s", "POST p50 ms", "POST p95 ms", "delivered msg/s", "deadlocks")
     print((f"{'side':<9}" + "".join(f"{c:<24}" for c in columns)).rstrip())
     for name in SIDES:
+        if name not in summary:
+            continue
         s = summary[name]
         cells = [_range(s["posting_s"], 2), _range(s["post_p50_ms"], 1),
                  _range(s["post_p95_ms"], 1), _range(s["delivered_per_s"], 1),
                  f"{_range(s['deadlocks'], 0)}, {s['deadlocks_total']} in all"]  # fmt: skip
         print((f"{name:<9}" + "".join(f"{c:<24}" for c in cells)).rstrip())
-    ratio = summary["ratio_balancer_to_direct_delivered_per_s"]
-    posting = summary["ratio_balancer_to_direct_posting_s"]
-    print(f"balancer / direct, same round: delivered msg/s x{_range(ratio)}, "
-          f"posting time x{_range(posting)}")  # fmt: skip
+    for name in AGAINST_DIRECT:
+        if f"ratio_{name}_to_direct_delivered_per_s" not in summary:
+            continue
+        ratio = summary[f"ratio_{name}_to_direct_delivered_per_s"]
+        posting = summary[f"ratio_{name}_to_direct_posting_s"]
+        print(f"{name} / direct, same round: delivered msg/s x{_range(ratio)}, "
+              f"posting time x{_range(posting)}")  # fmt: skip
 
 
 def _range(spread: dict[str, float], digits: int = 3) -> str:
