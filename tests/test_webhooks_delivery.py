@@ -513,6 +513,56 @@ def test_a_delivery_taken_by_a_process_killed_before_the_answer_is_due_once_its_
     asyncio.run(scenario())
 
 
+def winding_down(
+    tmp_path: Path, receiver: Receiver, grace: float
+) -> tuple[bool, int, dict[str, Any]]:
+    """A worker whose request to `receiver` is out when a stop begins, given `grace`:
+    whether its task had ended by itself, how many leases the stop then gave back, and
+    the attempt as the log holds it."""
+    settings = hub_settings(tmp_path / "data", webhooks_timeout_seconds=60)
+    migrate.upgrade(settings)
+
+    async def scenario() -> tuple[bool, int, dict[str, Any]]:
+        db = database_for(settings)
+        try:
+            user_id = await one_event(db, settings, receiver.url)
+            worker = WebhookWorker(settings, db)
+            task = asyncio.create_task(worker.run())
+            await eventually(lambda: len(worker._in_flight) == 1)  # the request is out
+            await worker.wind_down(grace)
+            ended = task.done()
+            await cancel_and_wait(task)
+            released = await worker.release_leases()
+            [attempt] = await webhooks_service.attempts(db, user_id, "in")
+            return ended, released, attempt
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        receiver.stop()
+
+
+def test_a_stop_lets_a_request_answered_within_its_grace_finish(tmp_path: Path) -> None:
+    """The receiver answers half a second after the stop began: the delivery is settled as
+    delivered, nothing is given back, and no later start sends the event again."""
+    receiver = Receiver(delays=[0.5]).start()
+    ended, released, attempt = winding_down(tmp_path, receiver, grace=60)
+    assert ended and released == 0
+    assert attempt["status_code"] == 200 and attempt["error"] is None
+    assert len(receiver.delivered()) == 1
+
+
+def test_a_request_not_answered_within_the_grace_is_cut_off_and_given_back(
+    tmp_path: Path,
+) -> None:
+    receiver = Receiver(delays=[600]).start()  # hangs on the request
+    ended, released, attempt = winding_down(tmp_path, receiver, grace=0.2)
+    assert not ended and released == 1
+    assert attempt["error"] == STOPPED
+
+
 def test_a_stop_cuts_off_every_request_of_a_round_even_after_one_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -349,6 +349,7 @@ def start_workers(app: FastAPI, context: AppContext) -> Workers:
 
 
 async def stop_workers(workers: Workers) -> None:
+    await workers.webhooks.wind_down()  # the requests out may be answered first
     for running in workers.tasks:
         await cancel_and_wait(running)
     await workers.webhooks.release_leases()

@@ -159,6 +159,7 @@ async def run_alone(settings: Settings, stop: asyncio.Event) -> None:
     ]
     try:
         await stop.wait()
+        await webhooks.wind_down()  # the requests out may be answered first
     finally:
         for task in tasks:
             task.cancel()

@@ -5,8 +5,10 @@ share the work), writing for each the intent of an attempt before the request is
 pushing its due time past the request's timeout; after the request it writes the outcome.
 A crash in between leaves the attempt unfinished in the log and the delivery due again once
 its lease runs out: an event may then reach a receiver twice (same `id`), never zero times.
-A stop gives the leases of requests it cut off back (`release_leases`): those deliveries
-are due again at once, not a lease later.
+A stop first lets the requests out be answered, for up to STOP_GRACE_SECONDS (`wind_down`),
+so that a receiver that answers meanwhile is not sent the event again; it gives the leases
+of the requests it then cuts off back (`release_leases`): those deliveries are due again at
+once, not a lease later.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ log = logging.getLogger("smsgw.webhooks")
 LEASE_MARGIN_SECONDS = 15
 #: The error of an attempt whose request a stop cut off.
 STOPPED = "smsgw stopped before the answer; sent again"
+#: How long a stop waits for the requests out to be answered (`wind_down`) before it cuts
+#: them off: within the 5 s uvicorn gives connections, short beside a service manager's
+#: patience (systemd's 90 s, Kubernetes' 30 s).
+STOP_GRACE_SECONDS = 3.0
 PRUNE_EVERY_SECONDS = 3600
 EXPIRE_EVERY_SECONDS = 60
 
@@ -69,6 +75,9 @@ class WebhookWorker:
         self._export_failures: dict[int, int] = {}
         #: The attempts taken and not yet settled: attempt -> (delivery, its lease's end).
         self._in_flight: dict[int, tuple[int, datetime]] = {}
+        #: Set by `wind_down`: no round begins any more. `run`'s own task.
+        self._finishing = False
+        self._task: asyncio.Task[None] | None = None
         timeout = settings.webhooks_timeout_seconds
         self.client = httpx.AsyncClient(
             transport=guard.transport(settings.webhooks_allow_private_urls),
@@ -142,6 +151,15 @@ class WebhookWorker:
         if plan.state != repository.DELIVERED:
             log.info("webhook %s: %s -> %s", item.webhook_id, outcome.error, plan.state)
 
+    async def wind_down(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """At a stop, before `run`'s task is cancelled: no round begins any more, and the
+        round under way gets up to `grace` seconds to have its requests answered and their
+        outcomes written. Returns as soon as `run` has ended."""
+        self._finishing = True
+        self.wakeup.set()
+        if self._task is not None and not self._task.done():
+            await asyncio.wait([self._task], timeout=grace)
+
     async def release_leases(self) -> int:
         """Once the worker's task has been cancelled (a stop): the deliveries whose requests
         it cut off are due again at once, their attempts finished as `STOPPED`, rather than
@@ -173,6 +191,8 @@ class WebhookWorker:
             log.error("inbox exports: settling failed (%s); retried next round",
                       type(error).__name__)  # fmt: skip
             closed = 0
+        if self._finishing:
+            return closed
         taken = await self.take()
         # Every delivery ends before the round does (a failed one does not leave the others
         # running on their own, where a stop's cancel would not reach them and
@@ -225,8 +245,9 @@ class WebhookWorker:
         return gone
 
     async def run(self) -> None:
+        self._task = asyncio.current_task()
         try:
-            while True:
+            while not self._finishing:
                 try:
                     busy = await self.round()
                 except asyncio.CancelledError:
@@ -234,7 +255,7 @@ class WebhookWorker:
                 except Exception:
                     log.exception("webhook round failed; retrying next round")
                     busy = 0
-                if not busy:
+                if not busy and not self._finishing:
                     self.wakeup.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(
