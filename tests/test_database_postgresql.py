@@ -426,16 +426,21 @@ async def _waits_for_a_batch_naming(
     holding, release = asyncio.Event(), asyncio.Event()
 
     async def hold(conn: UnitConnection) -> None:
+        # A statement answered: the batch's locks, sent before it in the pipeline, are
+        # held now (until then they may not even have left the client).
+        await conn.execute("SELECT 1")
         holding.set()
         await release.wait()
 
     held = asyncio.create_task(one.write_unit(hold, locks=[name]))
-    await asyncio.wait_for(holding.wait(), 60)
-    other = asyncio.ensure_future(waiting)
-    await _until_a_session_waits(settings, named=True)
-    assert not other.done()
-    release.set()
-    await asyncio.wait_for(held, 60)
+    try:
+        await asyncio.wait_for(holding.wait(), 60)
+        other = asyncio.ensure_future(waiting)
+        await _until_a_session_waits(settings, named=True)
+        assert not other.done()
+    finally:  # never left holding: the databases' disposal would wait for it
+        release.set()
+        await asyncio.wait_for(held, 60)
     return await asyncio.wait_for(other, 60)
 
 
