@@ -263,7 +263,7 @@ class KeyChecker:
         if known is not None and known.credential is credential:
             known.credential = replace(credential, last_used_at=now)
         before = now - USE_INTERVAL
-        # Named: two keys' uses noted by two nodes' batches in turn orders would deadlock.
+        # Named: two nodes' batches noting two keys' uses in opposite orders would deadlock.
         await self._db.write_unit(
             lambda c: repository.note_use(c, public_id, now, before),
             locks=[f"api key {public_id}"],
