@@ -4,6 +4,7 @@ exactly one event per recipient and state, retries, restarts, 410, the delivery 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -17,8 +18,9 @@ from smsgw.db import migrate
 from smsgw.db.engine import database_for
 from smsgw.webhooks import repository as webhook_repository
 from smsgw.webhooks import service as webhooks_service
+from smsgw.workers import webhooks as webhook_worker
 from smsgw.workers.webhooks import LEASE_MARGIN_SECONDS, STOPPED, WebhookWorker
-from tests.conftest import Account, LiveServer, running
+from tests.conftest import Account, LiveServer, database_rows, running
 from tests.fakes.phone import SimulatedPhone
 from tests.fakes.receiver import Receiver
 from tests.test_metrics import scrape, value
@@ -514,27 +516,39 @@ def test_a_delivery_taken_by_a_process_killed_before_the_answer_is_due_once_its_
 
 
 def winding_down(
-    tmp_path: Path, receiver: Receiver, grace: float
-) -> tuple[bool, int, dict[str, Any]]:
-    """A worker whose request to `receiver` is out when a stop begins, given `grace`:
-    whether its task had ended by itself, how many leases the stop then gave back, and
-    the attempt as the log holds it."""
-    settings = hub_settings(tmp_path / "data", webhooks_timeout_seconds=60)
+    tmp_path: Path, receiver: Receiver, grace: float, concurrency: int = 8, hooks: int = 1
+) -> tuple[float, bool, int, list[dict[str, Any]], list[str]]:
+    """A worker whose request to `receiver` is out when a stop begins, given `grace`; with
+    `hooks` webhooks of the event (each a delivery) and `concurrency` requests at most at a
+    time. How long the wind-down took, whether the worker's task had ended by itself, how
+    many leases the stop then gave back, every attempt the log holds, and the deliveries'
+    states."""
+    settings = hub_settings(
+        tmp_path / "data", webhooks_timeout_seconds=60, webhooks_concurrency=concurrency
+    )
     migrate.upgrade(settings)
 
-    async def scenario() -> tuple[bool, int, dict[str, Any]]:
+    async def scenario() -> tuple[float, bool, int, list[dict[str, Any]], list[str]]:
         db = database_for(settings)
         try:
-            user_id = await one_event(db, settings, receiver.url)
+            user_id = await one_event(db, settings, *[receiver.url] * hooks)
             worker = WebhookWorker(settings, db)
             task = asyncio.create_task(worker.run())
-            await eventually(lambda: len(worker._in_flight) == 1)  # the request is out
+            await eventually(lambda: len(worker._in_flight) == 1)  # a request is out
+            began = time.monotonic()
             await worker.wind_down(grace)
+            took = time.monotonic() - began
             ended = task.done()
             await cancel_and_wait(task)
             released = await worker.release_leases()
-            [attempt] = await webhooks_service.attempts(db, user_id, "in")
-            return ended, released, attempt
+            names = ["in"] + [f"in{n}" for n in range(2, hooks + 1)]
+            attempts = [
+                a for name in names for a in await webhooks_service.attempts(db, user_id, name)
+            ]
+            states = [
+                row[0] for row in database_rows(settings, "SELECT state FROM webhook_deliveries")
+            ]
+            return took, ended, released, attempts, sorted(states)
         finally:
             await db.dispose()
 
@@ -546,21 +560,69 @@ def winding_down(
 
 def test_a_stop_lets_a_request_answered_within_its_grace_finish(tmp_path: Path) -> None:
     """The receiver answers half a second after the stop began: the delivery is settled as
-    delivered, nothing is given back, and no later start sends the event again."""
+    delivered, nothing is given back, and so nothing is sent again."""
     receiver = Receiver(delays=[0.5]).start()
-    ended, released, attempt = winding_down(tmp_path, receiver, grace=60)
+    _, ended, released, [attempt], states = winding_down(tmp_path, receiver, grace=60)
     assert ended and released == 0
     assert attempt["status_code"] == 200 and attempt["error"] is None
+    assert states == ["delivered"]
     assert len(receiver.delivered()) == 1
+
+
+def test_a_stop_takes_no_delivery_while_it_winds_down(tmp_path: Path) -> None:
+    """One request at a time, two deliveries due: the stop begins while the first one's
+    request is out; the second is not taken (no attempt, still pending), for another node
+    or the next start."""
+    receiver = Receiver(delays=[0.5]).start()
+    _, ended, released, attempts, states = winding_down(
+        tmp_path, receiver, grace=60, concurrency=1, hooks=2
+    )
+    assert ended and released == 0
+    assert [a["status_code"] for a in attempts] == [200]
+    assert states == ["delivered", "pending"]
+    assert len(receiver.requests) == 1
 
 
 def test_a_request_not_answered_within_the_grace_is_cut_off_and_given_back(
     tmp_path: Path,
 ) -> None:
     receiver = Receiver(delays=[600]).start()  # hangs on the request
-    ended, released, attempt = winding_down(tmp_path, receiver, grace=0.2)
+    took, ended, released, [attempt], _ = winding_down(tmp_path, receiver, grace=0.5)
+    assert took >= 0.49  # it waited for the answer, in vain
     assert not ended and released == 1
     assert attempt["error"] == STOPPED
+
+
+def test_a_server_stopped_while_a_request_is_out_lets_it_be_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real stop of the server (uvicorn's, then its lifespan's end): the receiver answers
+    a moment after the stop began, and that answer settles the delivery; nothing is given
+    back. (A grace of 30 s: however slow the machine, the answer comes within it.)"""
+    monkeypatch.setattr(webhook_worker, "STOP_GRACE_SECONDS", 30.0)
+    receiver = Receiver(delays=[1.0]).start()
+    settings = hub_settings(tmp_path / "data", webhooks_timeout_seconds=60)
+    try:
+        with running(settings) as live:
+            owner = live.create_user("owner")
+
+            async def out() -> None:
+                api, device = await hooked_phone(live, owner, receiver.url)
+                device.receive_sms("+12025550111", "hello")
+
+                async def in_flight() -> bool:
+                    return len(await api.deliveries("in")) == 1
+
+                await until(in_flight)  # recorded before the request is sent
+                await device.stop()
+                await api.close()
+
+            run(out)
+        rows = database_rows(settings, "SELECT status_code, error FROM webhook_attempts")
+        assert rows == [(200, None)]
+        assert len(receiver.delivered()) == 1
+    finally:
+        receiver.stop()
 
 
 def test_a_stop_cuts_off_every_request_of_a_round_even_after_one_failed(

@@ -436,12 +436,17 @@ def add_routers(app: FastAPI) -> None:
 
 def end_streams(app: FastAPI) -> None:
     """The server is stopping: end the phones' and the dashboard's event streams now (both
-    reconnect by themselves), rather than have the stop wait for them."""
+    reconnect by themselves), rather than have the stop wait for them; and the webhook
+    worker takes no delivery any more, while those out may still be answered (its grace
+    runs from now, beside uvicorn's wait for the requests in progress)."""
     context: AppContext | None = getattr(app.state, "context", None)
     if context is None:  # not started
         return
     context.hub.end_streams()
     feed_of(context.db).end_all()
+    webhooks: WebhookWorker | None = getattr(app.state, "webhook_worker", None)
+    if webhooks is not None:
+        webhooks.finish()
 
 
 def warn_of_plain_hooks(settings: Settings) -> None:

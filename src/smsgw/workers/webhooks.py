@@ -39,9 +39,9 @@ log = logging.getLogger("smsgw.webhooks")
 LEASE_MARGIN_SECONDS = 15
 #: The error of an attempt whose request a stop cut off.
 STOPPED = "smsgw stopped before the answer; sent again"
-#: How long a stop waits for the requests out to be answered (`wind_down`) before it cuts
-#: them off: within the 5 s uvicorn gives connections, short beside a service manager's
-#: patience (systemd's 90 s, Kubernetes' 30 s).
+#: How long a stop lets the requests out be answered (`wind_down`) before it cuts them off,
+#: counted from the moment the server is told to stop (`finish`), so that it runs beside
+#: the up to 5 s uvicorn gives the connections rather than after them.
 STOP_GRACE_SECONDS = 3.0
 PRUNE_EVERY_SECONDS = 3600
 EXPIRE_EVERY_SECONDS = 60
@@ -75,8 +75,10 @@ class WebhookWorker:
         self._export_failures: dict[int, int] = {}
         #: The attempts taken and not yet settled: attempt -> (delivery, its lease's end).
         self._in_flight: dict[int, tuple[int, datetime]] = {}
-        #: Set by `wind_down`: no round begins any more. `run`'s own task.
+        #: Set by `finish`: no round begins and no delivery is taken any more; since when
+        #: (time.monotonic()). `run`'s own task.
         self._finishing = False
+        self._finish_began = 0.0
         self._task: asyncio.Task[None] | None = None
         timeout = settings.webhooks_timeout_seconds
         self.client = httpx.AsyncClient(
@@ -102,6 +104,8 @@ class WebhookWorker:
             if not await repository.due(conn, now, 1):
                 return taken
         async with self.db.write() as conn:
+            if self._finishing:  # the stop began while this waited for the write lock
+                return taken
             # Counted from now, after any wait for the write lock (another server process
             # may hold it): the request must end within the lease (see deliver).
             now = clock.now()
@@ -151,14 +155,23 @@ class WebhookWorker:
         if plan.state != repository.DELIVERED:
             log.info("webhook %s: %s -> %s", item.webhook_id, outcome.error, plan.state)
 
-    async def wind_down(self, grace: float = STOP_GRACE_SECONDS) -> None:
-        """At a stop, before `run`'s task is cancelled: no round begins any more, and the
-        round under way gets up to `grace` seconds to have its requests answered and their
-        outcomes written. Returns as soon as `run` has ended."""
-        self._finishing = True
-        self.wakeup.set()
-        if self._task is not None and not self._task.done():
-            await asyncio.wait([self._task], timeout=grace)
+    def finish(self) -> None:
+        """The server is told to stop: no round begins and no delivery is taken any more;
+        the requests out may still be answered (`wind_down`)."""
+        if not self._finishing:
+            self._finishing, self._finish_began = True, time.monotonic()
+            self.wakeup.set()
+
+    async def wind_down(self, grace: float | None = None) -> None:
+        """At a stop, before `run`'s task is cancelled: `finish`, then let the round under
+        way have its requests answered and their outcomes written, until `grace` seconds
+        (STOP_GRACE_SECONDS unless given) after `finish` was first called. Returns as soon
+        as `run` has ended."""
+        self.finish()
+        grace = STOP_GRACE_SECONDS if grace is None else grace
+        left = self._finish_began + grace - time.monotonic()
+        if self._task is not None and not self._task.done() and left > 0:
+            await asyncio.wait([self._task], timeout=left)
 
     async def release_leases(self) -> int:
         """Once the worker's task has been cancelled (a stop): the deliveries whose requests
@@ -185,6 +198,8 @@ class WebhookWorker:
     async def round(self) -> int:
         """Close settled inbox exports, deliver what is due; returns how many deliveries
         were attempted (a closed export counts: its events are due now)."""
+        if self._finishing:
+            return 0
         try:
             closed = await self.settle_exports()
         except Exception as error:  # exports must never hold up the deliveries
@@ -201,7 +216,8 @@ class WebhookWorker:
         for failure in ended:
             if isinstance(failure, BaseException):
                 raise failure
-        await self.prune()
+        if not self._finishing:
+            await self.prune()
         return len(taken) + closed
 
     async def settle_exports(self) -> int:
