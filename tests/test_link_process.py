@@ -25,6 +25,7 @@ from smsgw.db import migrate
 from smsgw.db.engine import database_for
 from smsgw.domain import clock
 from smsgw.webhooks import service as webhooks
+from smsgw.workers import webhooks as webhook_worker
 from smsgw.workers.links import run_alone
 from smsgw.workers.webhooks import STOPPED
 from tests.conftest import ROOT, Account, LiveServer, database_rows
@@ -123,6 +124,40 @@ def test_the_links_process_keeps_the_collector_off_what_start_up_loaded(
         return frozen
 
     assert asyncio.run(run()) > 1000
+
+
+def test_a_webhook_request_the_links_process_was_making_when_stopped_may_still_be_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The links' process winds its webhook worker down at a stop as the server does: an
+    answer that comes within the grace (30 s here, however slow the machine) settles the
+    delivery, and nothing is given back."""
+    monkeypatch.setattr(webhook_worker, "STOP_GRACE_SECONDS", 30.0)
+    settings = hub_settings(tmp_path / "data", links=False, webhooks_timeout_seconds=60)
+    migrate.upgrade(settings)
+    receiver = Receiver(delays=[1.0]).start()
+
+    async def run() -> None:
+        db = database_for(settings)
+        try:
+            user_id = await one_event(db, settings, receiver.url)
+            stop = asyncio.Event()
+            task = asyncio.create_task(run_alone(settings, stop))
+            async with asyncio.timeout(60):  # until the request is out
+                while not await webhooks.attempts(db, user_id, "in"):  # noqa: ASYNC110 (a row)
+                    await asyncio.sleep(0.05)
+            stop.set()
+            await asyncio.wait_for(task, 60)
+            [attempt] = await webhooks.attempts(db, user_id, "in")
+            assert attempt["status_code"] == 200 and attempt["error"] is None
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        receiver.stop()
+    assert len(receiver.delivered()) == 1
 
 
 def test_a_webhook_request_the_links_process_was_making_when_stopped_is_due_again_at_once(
