@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -126,18 +127,17 @@ def test_the_links_process_keeps_the_collector_off_what_start_up_loaded(
     assert asyncio.run(run()) > 1000
 
 
-def test_a_webhook_request_the_links_process_was_making_when_stopped_may_still_be_answered(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The links' process winds its webhook worker down at a stop as the server does: an
-    answer that comes within the grace (30 s here, however slow the machine) settles the
-    delivery, and nothing is given back."""
-    monkeypatch.setattr(webhook_worker, "STOP_GRACE_SECONDS", 30.0)
+def links_process_stopped_with_a_request_out(
+    tmp_path: Path, answer_after: float
+) -> tuple[Settings, dict[str, Any], Receiver]:
+    """The links' process delivering a webhook request, to a receiver that answers after
+    `answer_after` seconds, when it is told to stop: its settings, the attempt as the log
+    then holds it, and the receiver."""
     settings = hub_settings(tmp_path / "data", links=False, webhooks_timeout_seconds=60)
     migrate.upgrade(settings)
-    receiver = Receiver(delays=[1.0]).start()
+    receiver = Receiver(delays=[answer_after]).start()
 
-    async def run() -> None:
+    async def run() -> dict[str, Any]:
         db = database_for(settings)
         try:
             user_id = await one_event(db, settings, receiver.url)
@@ -149,14 +149,25 @@ def test_a_webhook_request_the_links_process_was_making_when_stopped_may_still_b
             stop.set()
             await asyncio.wait_for(task, 60)
             [attempt] = await webhooks.attempts(db, user_id, "in")
-            assert attempt["status_code"] == 200 and attempt["error"] is None
+            return attempt
         finally:
             await db.dispose()
 
     try:
-        asyncio.run(run())
+        return settings, asyncio.run(run()), receiver
     finally:
         receiver.stop()
+
+
+def test_a_webhook_request_the_links_process_was_making_when_stopped_may_still_be_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The links' process winds its webhook worker down at a stop as the server does: an
+    answer that comes within the grace (30 s here, however slow the machine) settles the
+    delivery, and nothing is given back."""
+    monkeypatch.setattr(webhook_worker, "STOP_GRACE_SECONDS", 30.0)
+    _, attempt, receiver = links_process_stopped_with_a_request_out(tmp_path, 1.0)
+    assert attempt["status_code"] == 200 and attempt["error"] is None
     assert len(receiver.delivered()) == 1
 
 
@@ -166,30 +177,8 @@ def test_a_webhook_request_the_links_process_was_making_when_stopped_is_due_agai
     """The links' process delivers webhooks too (its links' events): a request its stop cut
     off is given back, due at once rather than a lease (2 x 60 s + 15 s) later, its attempt
     finished with the reason (workers/webhooks.py `release_leases`)."""
-    settings = hub_settings(tmp_path / "data", links=False, webhooks_timeout_seconds=60)
-    migrate.upgrade(settings)
-    receiver = Receiver(delays=[600]).start()  # hangs on the request
-
-    async def run() -> None:
-        db = database_for(settings)
-        try:
-            user_id = await one_event(db, settings, receiver.url)
-            stop = asyncio.Event()
-            task = asyncio.create_task(run_alone(settings, stop))
-            async with asyncio.timeout(60):  # until the request is out
-                while not await webhooks.attempts(db, user_id, "in"):  # noqa: ASYNC110 (a row)
-                    await asyncio.sleep(0.05)
-            stop.set()
-            await task
-            [attempt] = await webhooks.attempts(db, user_id, "in")
-            assert attempt["finished_at"] is not None and attempt["error"] == STOPPED
-            [(due,)] = database_rows(settings, "SELECT next_at FROM webhook_deliveries")
-            due = due if isinstance(due, datetime) else datetime.fromisoformat(due)
-            assert due.replace(tzinfo=UTC) <= clock.now()  # due now: the lease given back
-        finally:
-            await db.dispose()
-
-    try:
-        asyncio.run(run())
-    finally:
-        receiver.stop()
+    settings, attempt, _ = links_process_stopped_with_a_request_out(tmp_path, 600)  # hangs
+    assert attempt["finished_at"] is not None and attempt["error"] == STOPPED
+    [(due,)] = database_rows(settings, "SELECT next_at FROM webhook_deliveries")
+    due = due if isinstance(due, datetime) else datetime.fromisoformat(due)
+    assert due.replace(tzinfo=UTC) <= clock.now()  # due now: the lease given back
