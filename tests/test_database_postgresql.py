@@ -402,10 +402,11 @@ def test_without_names_the_same_batches_deadlock_and_one_runs_again(
 ) -> None:
     """What the names prevent, with the same units: PostgreSQL breaks the deadlock after
     its deadlock_timeout (1 s) by failing one batch (node two's, as a rule: it has waited
-    longer), which runs again unit by unit."""
+    longer), which runs again unit by unit; and that run may meet the other batch in a
+    deadlock once more (on a busy machine both units then ran twice)."""
     ran, done = asyncio.run(_crossing_batches(pg_settings, named=False))
     assert done == ["one", "two"]  # nothing lost...
-    assert sorted(ran) in (["one", "one", "two"], ["one", "two", "two"])  # ...one ran twice
+    assert len(ran) > 2 and set(ran) == {"one", "two"}  # ...but a unit ran again
 
 
 def test_named_lock_keys_are_int4s_sorted_and_the_same_on_every_node() -> None:
