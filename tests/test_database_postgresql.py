@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -298,13 +299,18 @@ def test_messages_of_one_id_sent_in_one_batch_are_stored_once(
     assert sorted(rows) == [("one", 1), ("same", 1), ("three", 1), ("two", 1)]
 
 
+async def _owner_and_phone(db: Database) -> tuple[int, devices.Registration]:
+    """An account and a phone registered to it: the account's id and the registration."""
+    await accounts.create_user(db, "owner", "correct horse battery")
+    async with db.read() as conn:
+        user_id = (await conn.exec_driver_sql("SELECT id FROM users")).scalar_one()
+    return user_id, await devices.register(db, user_id, "owner", "phone", None, None)
+
+
 async def _a_message_s_life(settings: Settings) -> tuple[str, list[str], str]:
     db = database_for(settings)
     try:
-        await accounts.create_user(db, "owner", "correct horse battery")
-        async with db.read() as conn:
-            user_id = (await conn.exec_driver_sql("SELECT id FROM users")).scalar_one()
-        device = await devices.register(db, user_id, "owner", "phone", None, None)
+        user_id, device = await _owner_and_phone(db)
         auth = await devices.authenticate(db, device.token)  # a unit on the loop
         assert auth is not None and auth.device_id == device.device_id
         phone = Phone(device.device_id, user_id, None)
@@ -351,11 +357,44 @@ async def _until_a_session_waits(settings: Settings, named: bool = False) -> Non
             await asyncio.sleep(0.02)
 
 
+@asynccontextmanager
+async def _two_nodes(settings: Settings) -> AsyncIterator[tuple[Database, Database]]:
+    """Two handles on the database, as two nodes' processes; disposed of at the end."""
+    one, two = database_for(settings), database_for(settings)
+    try:
+        yield one, two
+    finally:
+        await one.dispose()
+        await two.dispose()
+
+
+@asynccontextmanager
+async def _batch_held(
+    db: Database, first: Unit[object], locks: list[str] | None = None
+) -> AsyncIterator[None]:
+    """A batch of `db` whose unit has run `first` and then waits, holding what its batch
+    and `first` locked, for the block's length; released whatever the block raises (the
+    databases' disposal would wait for it)."""
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(conn: UnitConnection) -> None:
+        await first(conn)
+        holding.set()
+        await release.wait()
+
+    held = asyncio.create_task(db.write_unit(hold, locks=locks or []))
+    try:
+        await asyncio.wait_for(holding.wait(), 60)
+        yield
+    finally:
+        release.set()
+        await asyncio.wait_for(held, 60)
+
+
 async def _crossing_batches(settings: Settings, named: bool) -> tuple[list[str], list[object]]:
     """Node one's unit locks row a, then, once node two's batch waits, row b; node two's
     unit locks b, then a: the two transactions of a textbook deadlock. What ran (a unit
     run again shows twice) and what each gave."""
-    one, two = database_for(settings), database_for(settings)
     ran: list[str] = []
     one_holds_a = asyncio.Event()
 
@@ -372,7 +411,7 @@ async def _crossing_batches(settings: Settings, named: bool) -> tuple[list[str],
 
         return work
 
-    try:
+    async with _two_nodes(settings) as (one, two):
         await asyncio.gather(one.write_unit(put("a")), one.write_unit(put("b")))
         first = asyncio.create_task(
             one.write_unit(locking("one", "a", "b"), locks=["a", "b"] if named else [])
@@ -381,9 +420,6 @@ async def _crossing_batches(settings: Settings, named: bool) -> tuple[list[str],
         second = two.write_unit(locking("two", "b", "a"), locks=["b", "a"] if named else [])
         done = await asyncio.gather(first, second, return_exceptions=True)
         return ran, done
-    finally:
-        await one.dispose()
-        await two.dispose()
 
 
 def test_batches_on_two_nodes_take_the_locks_their_units_name_in_one_order(
@@ -424,24 +460,16 @@ async def _waits_for_a_batch_naming(
 ) -> T:
     """What `waiting` (on node two) gives, once it was seen waiting, before it ran, for a
     batch of node one that holds a lock on `name`."""
-    holding, release = asyncio.Event(), asyncio.Event()
 
-    async def hold(conn: UnitConnection) -> None:
+    async def answered(conn: UnitConnection) -> object:
         # A statement answered: the batch's locks, sent before it in the pipeline, are
         # held now (until then they may not even have left the client).
-        await conn.execute("SELECT 1")
-        holding.set()
-        await release.wait()
+        return await conn.execute("SELECT 1")
 
-    held = asyncio.create_task(one.write_unit(hold, locks=[name]))
-    try:
-        await asyncio.wait_for(holding.wait(), 60)
+    async with _batch_held(one, answered, [name]):
         other = asyncio.ensure_future(waiting)
         await _until_a_session_waits(settings, named=True)
         assert not other.done()
-    finally:  # never left holding: the databases' disposal would wait for it
-        release.set()
-        await asyncio.wait_for(held, 60)
     return await asyncio.wait_for(other, 60)
 
 
@@ -450,12 +478,8 @@ async def _reports_and_pulls_wait_for_their_names(
 ) -> tuple[routing.Reported, routing.Pull]:
     """A message pulled by a phone; then node two's report of it, and its pull, each while
     node one's batch holds the name of the message, then of the phone."""
-    one, two = database_for(settings), database_for(settings)
-    try:
-        await accounts.create_user(one, "owner", "correct horse battery")
-        async with one.read() as conn:
-            user_id = (await conn.exec_driver_sql("SELECT id FROM users")).scalar_one()
-        device = await devices.register(one, user_id, "owner", "phone", None, None)
+    async with _two_nodes(settings) as (one, two):
+        user_id, device = await _owner_and_phone(one)
         phone = Phone(device.device_id, user_id, None)
         sent = await messages.send(one, None, user_id, messages.SendCommand([NUMBER], text="x"))
         assert (await routing.pull(one, phone, newest_first=False, cap=10)).claimed == 1
@@ -482,9 +506,6 @@ async def _reports_and_pulls_wait_for_their_names(
         )
         assert stored.id == "own-id"
         return reported, pulled
-    finally:
-        await one.dispose()
-        await two.dispose()
 
 
 def test_reports_pulls_and_sends_with_an_id_name_what_they_lock(
@@ -498,31 +519,16 @@ def test_reports_pulls_and_sends_with_an_id_name_what_they_lock(
 async def _pinned_send_while_its_phone_pulls(settings: Settings) -> str:
     """While node one's batch holds a phone's row as a pull does, node two stores a message
     pinned to that phone (its foreign key checks the phone's row): what it stored."""
-    one, two = database_for(settings), database_for(settings)
-    try:
-        await accounts.create_user(one, "owner", "correct horse battery")
-        async with one.read() as conn:
-            user_id = (await conn.exec_driver_sql("SELECT id FROM users")).scalar_one()
-        device = await devices.register(one, user_id, "owner", "phone", None, None)
-        holding, release = asyncio.Event(), asyncio.Event()
+    async with _two_nodes(settings) as (one, two):
+        user_id, device = await _owner_and_phone(one)
 
-        async def hold(conn: UnitConnection) -> None:
+        async def as_a_pull(conn: UnitConnection) -> None:
             await routing_rows.lock_phone(conn, device.device_id)
-            holding.set()
-            await release.wait()
 
-        held = asyncio.create_task(one.write_unit(hold))
-        try:
-            await asyncio.wait_for(holding.wait(), 60)
+        async with _batch_held(one, as_a_pull):
             command = messages.SendCommand([NUMBER], text="z", device_id=device.device_id)
             sent = await asyncio.wait_for(messages.send(two, None, user_id, command), 60)
-        finally:
-            release.set()
-            await asyncio.wait_for(held, 60)
         return sent.id
-    finally:
-        await one.dispose()
-        await two.dispose()
 
 
 def test_a_send_pinned_to_a_phone_does_not_wait_for_its_pull(pg_settings: Settings) -> None:

@@ -407,6 +407,14 @@ TAKE_NAMED_LOCKS = (
 )
 
 
+async def _take_batch_locks(conn: psycopg.AsyncConnection[Any], keys: list[int]) -> None:
+    """What a batch's transaction locks first: the write lock, shared, then the named locks
+    of `keys` (named_lock_keys), in their order."""
+    await conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
+    if keys:
+        await conn.execute(TAKE_NAMED_LOCKS, (keys,))
+
+
 def named_lock_keys(names: Collection[str]) -> list[int]:
     """The keys of the locks on `names`: one int4 each (the same on every node; two names
     may share one, which only makes their units take turns), sorted, so that every batch
@@ -564,9 +572,7 @@ class PostgresDatabase(Database):
                 # as it opens and at each level it closes (three round trips more a batch).
                 async with conn.pipeline() as pipeline:
                     await conn.execute("BEGIN")
-                    await conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
-                    if keys:
-                        await conn.execute(TAKE_NAMED_LOCKS, (keys,))
+                    await _take_batch_locks(conn, keys)
                     done = await _in_pipeline(conn, pipeline, works)
                     committing = True
                     await conn.execute("COMMIT")  # its answer awaited as the pipeline ends
@@ -592,9 +598,7 @@ class PostgresDatabase(Database):
             unit = PostgresUnit(conn)
             outcomes: list[tuple[bool, Any]] = []
             async with conn.transaction():
-                await conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
-                if keys:
-                    await conn.execute(TAKE_NAMED_LOCKS, (keys,))
+                await _take_batch_locks(conn, keys)
                 for work in works:
                     try:
                         async with conn.transaction():  # a SAVEPOINT

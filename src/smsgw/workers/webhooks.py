@@ -104,7 +104,7 @@ class WebhookWorker:
             if not await repository.due(conn, now, 1):
                 return taken
         async with self.db.write() as conn:
-            if self._finishing:  # the stop began while this waited for the write lock
+            if self._finishing:  # the stop began since the round did (during this wait, say)
                 return taken
             # Counted from now, after any wait for the write lock (another server process
             # may hold it): the request must end within the lease (see deliver).
@@ -198,16 +198,12 @@ class WebhookWorker:
     async def round(self) -> int:
         """Close settled inbox exports, deliver what is due; returns how many deliveries
         were attempted (a closed export counts: its events are due now)."""
-        if self._finishing:
-            return 0
         try:
             closed = await self.settle_exports()
         except Exception as error:  # exports must never hold up the deliveries
             log.error("inbox exports: settling failed (%s); retried next round",
                       type(error).__name__)  # fmt: skip
             closed = 0
-        if self._finishing:
-            return closed
         taken = await self.take()
         # Every delivery ends before the round does (a failed one does not leave the others
         # running on their own, where a stop's cancel would not reach them and
