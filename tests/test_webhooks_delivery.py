@@ -16,6 +16,7 @@ import pytest
 from smsgw.app import cancel_and_wait
 from smsgw.db import migrate
 from smsgw.db.engine import database_for
+from smsgw.webhooks import outbox
 from smsgw.webhooks import repository as webhook_repository
 from smsgw.webhooks import service as webhooks_service
 from smsgw.workers import webhooks as webhook_worker
@@ -583,6 +584,44 @@ def test_a_stop_takes_no_delivery_while_it_winds_down(tmp_path: Path) -> None:
     assert len(receiver.requests) == 1
 
 
+def test_a_slow_receiver_holds_up_only_its_own_request(tmp_path: Path) -> None:
+    """Two requests out at most, four events for two webhooks: while the first request to
+    one receiver hangs, the other slot delivers the seven other deliveries one after the
+    other (before, a round of two waited for its slowest request)."""
+    slow, fast = Receiver(delays=[600]).start(), Receiver().start()
+    settings = hub_settings(tmp_path / "data", webhooks_timeout_seconds=300, webhooks_concurrency=2)
+    migrate.upgrade(settings)
+
+    async def scenario() -> None:
+        db = database_for(settings)
+        try:
+            user_id = await one_event(db, settings, slow.url, fast.url)
+            for n in range(2, 5):
+                async with db.write() as conn:
+                    await outbox.record(conn, user_id, None, "sms:sent", f"k{n}", {"n": n})
+            worker = WebhookWorker(settings, db)
+            task = asyncio.create_task(worker.run())
+            try:
+                # the seven answered and their outcomes written; the hanging one still out
+                await eventually(
+                    lambda: (
+                        len(slow.delivered()) + len(fast.delivered()) == 7
+                        and len(worker._in_flight) == 1
+                    )
+                )
+            finally:
+                await cancel_and_wait(task)
+            assert await worker.release_leases() == 1
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        slow.stop()
+        fast.stop()
+
+
 def test_a_request_not_answered_within_the_grace_is_cut_off_and_given_back(
     tmp_path: Path,
 ) -> None:
@@ -634,15 +673,15 @@ def test_a_stop_cuts_off_every_request_of_a_round_even_after_one_failed(
     fast, hanging = Receiver().start(), Receiver(delays=[600]).start()
     settings = hub_settings(tmp_path / "data", webhooks_timeout_seconds=60)
     migrate.upgrade(settings)
-    real_settle, failed = webhook_repository.settle, []
+    real_outcome, failed = webhook_repository.outcome_unit, []
 
     async def failing_once(*args: Any) -> None:
         if not failed:
-            failed.append(args[1])
+            failed.append(args[3])
             raise RuntimeError("the outcome could not be written")
-        await real_settle(*args)
+        await real_outcome(*args)
 
-    monkeypatch.setattr(webhook_repository, "settle", failing_once)
+    monkeypatch.setattr(webhook_repository, "outcome_unit", failing_once)
 
     async def scenario() -> None:
         db = database_for(settings)
@@ -655,7 +694,9 @@ def test_a_stop_cuts_off_every_request_of_a_round_even_after_one_failed(
             # too and rightly give its lease back as well
             await eventually(lambda: bool(failed) and len(worker._in_flight) == 1)
             await cancel_and_wait(task)
-            assert asyncio.all_tasks() == {asyncio.current_task()}  # nothing runs on
+            # no request runs on
+            names = {task.get_name() for task in asyncio.all_tasks()}
+            assert "smsgw-webhook-delivery" not in names
             assert await worker.release_leases() == 1  # the hanging one, not the failed one
             [cut] = await webhooks_service.attempts(db, user_id, "in")
             assert cut["error"] == STOPPED

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.accountsettings.models import AccountSettings
 from smsgw.db.base import table_of
-from smsgw.db.engine import upsert
+from smsgw.db.engine import ColumnReader, UnitConnection, upsert
 
 documents = table_of(AccountSettings)
 
@@ -19,6 +19,17 @@ async def load(conn: AsyncConnection, user_id: int) -> dict[str, Any]:
     """The owner's stored document; `{}` when none was stored."""
     query = select(documents.c.document).where(documents.c.user_id == user_id)
     stored = (await conn.execute(query)).scalar_one_or_none()
+    return dict(stored) if stored else {}
+
+
+_DOCUMENT = f"SELECT document FROM {documents.name} WHERE user_id = ?"  # noqa: S608
+_read_document = ColumnReader(documents.c.document)
+
+
+async def load_unit(conn: UnitConnection, user_id: int) -> dict[str, Any]:
+    """`load` in a unit of work."""
+    row = (await conn.execute(_DOCUMENT, (user_id,))).fetchone()
+    stored = None if row is None else _read_document(conn, row[0])
     return dict(stored) if stored else {}
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, u
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
-from smsgw.db.engine import RowInsert, UnitConnection
+from smsgw.db.engine import ColumnReader, ColumnWriter, RowInsert, UnitConnection
 from smsgw.devices.models import Device
 from smsgw.messages.models import Message, Recipient
 from smsgw.webhooks.models import Attempt, Delivery, SigningKey, Webhook, WebhookEvent
@@ -133,14 +133,19 @@ async def matching(
     return list((await conn.execute(query)).scalars())
 
 
-async def signing_key(conn: AsyncConnection, user_id: int) -> str | None:
-    query = select(keys.c.key).where(keys.c.user_id == user_id)
-    return (await conn.execute(query)).scalar()
+_KEY = f"SELECT key FROM {keys.name} WHERE user_id = ?"  # noqa: S608
+_KEY_GONE = f"DELETE FROM {keys.name} WHERE user_id = ?"  # noqa: S608
+_key_insert = RowInsert(keys)
 
 
-async def set_signing_key(conn: AsyncConnection, user_id: int, key: str, now: datetime) -> None:
-    await conn.execute(delete(keys).where(keys.c.user_id == user_id))
-    await conn.execute(insert(keys).values(user_id=user_id, key=key, created_at=now))
+async def signing_key_unit(conn: UnitConnection, user_id: int) -> str | None:
+    row = (await conn.execute(_KEY, (user_id,))).fetchone()
+    return None if row is None else str(row[0])
+
+
+async def set_signing_key_unit(conn: UnitConnection, user_id: int, key: str, now: datetime) -> None:
+    await conn.execute(_KEY_GONE, (user_id,))
+    await _key_insert.many(conn, [{"user_id": user_id, "key": key, "created_at": now}])
 
 
 async def event_exists(conn: AsyncConnection, user_id: int, dedupe_key: str) -> bool:
@@ -236,60 +241,89 @@ async def complete_event(
     )
 
 
-async def due(conn: AsyncConnection, now: datetime, limit: int) -> list[Due]:
-    """Pending deliveries due at `now`, oldest first."""
-    query = (
-        select(
-            deliveries.c.id.label("pk"), deliveries.c.attempts, deliveries.c.next_at,
-            deliveries.c.created_at, webhooks.c.id.label("webhook_pk"),
-            webhooks.c.ext_id.label("webhook_id"), webhooks.c.url, webhooks.c.user_id,
-            events.c.event_id, events.c.event, events.c.device_id, events.c.payload,
-        )
-        .join(webhooks, webhooks.c.id == deliveries.c.webhook_pk)
-        .join(events, events.c.id == deliveries.c.event_pk)
-        .where(deliveries.c.state == PENDING, deliveries.c.next_at <= now)
-        .order_by(deliveries.c.next_at, deliveries.c.id)
-        .limit(limit)
-    )  # fmt: skip
-    return [Due(**row._asdict()) for row in await conn.execute(query)]
+_at = ColumnWriter(deliveries.c.next_at)  # every timestamp column has this type
+_FINISH = (
+    f"UPDATE {attempts.name} SET finished_at = ?, status_code = ?, duration_ms = ?, error = ?"  # noqa: S608
+    " WHERE id = ?"
+)
+_SETTLE = f"UPDATE {deliveries.name} SET state = ?, next_at = ?, updated_at = ? WHERE id = ?"  # noqa: S608
+_DISABLE = (
+    f"UPDATE {webhooks.name} SET disabled_at = ?, disabled_reason = ?, updated_at = ?"  # noqa: S608
+    " WHERE id = ?"
+)
+_DISABLE_PENDING = (
+    f"UPDATE {deliveries.name} SET state = ?, updated_at = ?"  # noqa: S608
+    " WHERE webhook_pk = ? AND state = ?"
+)
 
 
-async def take(conn: AsyncConnection, item: Due, lease_until: datetime, now: datetime) -> bool:
+_DUE = (
+    "SELECT d.id, d.attempts, d.next_at, d.created_at, w.id, w.ext_id, w.url, w.user_id,"  # noqa: S608
+    " e.event_id, e.event, e.device_id, e.payload"
+    f" FROM {deliveries.name} d JOIN {webhooks.name} w ON w.id = d.webhook_pk"
+    f" JOIN {events.name} e ON e.id = d.event_pk"
+    " WHERE d.state = ? AND d.next_at <= ? ORDER BY d.next_at, d.id LIMIT ?"
+)
+#: On PostgreSQL, rows another node is taking are passed over rather than waited for.
+_DUE_TAKEN = _DUE + " FOR UPDATE OF d SKIP LOCKED"
+_read_at = ColumnReader(deliveries.c.next_at)
+_read_payload = ColumnReader(events.c.payload)
+_TAKE = (
+    f"UPDATE {deliveries.name} SET attempts = attempts + 1, next_at = ?, updated_at = ?"  # noqa: S608
+    " WHERE id = ? AND state = ? AND next_at = ?"
+)
+_attempt_insert = RowInsert(attempts)
+
+
+async def due_unit(
+    conn: UnitConnection, now: datetime, limit: int, taking: bool = False
+) -> list[Due]:
+    """Pending deliveries due at `now`, oldest first (`taking`: to take them, in a write)."""
+    sql = _DUE_TAKEN if taking and conn.dialect.name == "postgresql" else _DUE
+    at, payload = _read_at.of(conn.dialect), _read_payload.of(conn.dialect)
+    return [
+        Due(pk, tries, at(next_at), at(created), webhook_pk, webhook_id, url, user_id,
+            event_id, event, device_id, payload(body))
+        for (pk, tries, next_at, created, webhook_pk, webhook_id, url, user_id, event_id, event,
+             device_id, body) in await conn.execute(sql, (PENDING, _at(conn, now), limit))
+    ]  # fmt: skip
+
+
+async def take_unit(conn: UnitConnection, item: Due, lease_until: datetime, now: datetime) -> bool:
     """Claim `item` for one attempt (a conditional UPDATE: one taker wins)."""
-    query = (
-        update(deliveries)
-        .where(
-            deliveries.c.id == item.pk,
-            deliveries.c.state == PENDING,
-            deliveries.c.next_at == item.next_at,
-        )
-        .values(attempts=deliveries.c.attempts + 1, next_at=lease_until, updated_at=now)
-    )
-    return bool((await conn.execute(query)).rowcount)
+    values = (_at(conn, lease_until), _at(conn, now), item.pk, PENDING, _at(conn, item.next_at))
+    return (await conn.execute(_TAKE, values)).rowcount > 0
 
 
-async def start_attempt(conn: AsyncConnection, item: Due, now: datetime) -> int:
+async def start_attempt_unit(conn: UnitConnection, item: Due, now: datetime) -> int:
+    """The attempt's row, written before its request is sent."""
     values = {
         "webhook_pk": item.webhook_pk, "delivery_pk": item.pk, "event_id": item.event_id,
         "event": item.event, "started_at": now,
     }  # fmt: skip
-    result = await conn.execute(insert(attempts).values(**values))
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    return await _attempt_insert.one(conn, values)
 
 
-async def finish_attempt(conn: AsyncConnection, attempt_pk: int, values: dict[str, Any]) -> None:
-    await conn.execute(update(attempts).where(attempts.c.id == attempt_pk).values(**values))
-
-
-async def settle(
-    conn: AsyncConnection, delivery_pk: int, state: str, next_at: datetime, now: datetime
+async def outcome_unit(
+    conn: UnitConnection,
+    attempt_pk: int,
+    finished: tuple[datetime, int | None, int | None, str | None],
+    delivery_pk: int,
+    state: str,
+    next_at: datetime,
 ) -> None:
-    query = (
-        update(deliveries)
-        .where(deliveries.c.id == delivery_pk)
-        .values(state=state, next_at=next_at, updated_at=now)
-    )
-    await conn.execute(query)
+    """An attempt's outcome (finished at, status code, duration in ms, error) and its
+    delivery's new state."""
+    at, status, duration_ms, error = finished
+    await conn.execute(_FINISH, (_at(conn, at), status, duration_ms, error, attempt_pk))
+    await conn.execute(_SETTLE, (state, _at(conn, next_at), _at(conn, at), delivery_pk))
+
+
+async def disable_unit(conn: UnitConnection, webhook_pk: int, reason: str, now: datetime) -> None:
+    """Stop a webhook: no further deliveries until it is registered again."""
+    when = _at(conn, now)
+    await conn.execute(_DISABLE, (when, reason[:256], when, webhook_pk))
+    await conn.execute(_DISABLE_PENDING, (DISABLED, when, webhook_pk, PENDING))
 
 
 async def release(
@@ -320,20 +354,6 @@ async def release(
         .values(finished_at=now, error=error)
     )
     return True
-
-
-async def disable(conn: AsyncConnection, webhook_pk: int, reason: str, now: datetime) -> None:
-    """Stop a webhook: no further deliveries until it is registered again."""
-    await conn.execute(
-        update(webhooks)
-        .where(webhooks.c.id == webhook_pk)
-        .values(disabled_at=now, disabled_reason=reason[:256], updated_at=now)
-    )
-    await conn.execute(
-        update(deliveries)
-        .where(deliveries.c.webhook_pk == webhook_pk, deliveries.c.state == PENDING)
-        .values(state=DISABLED, updated_at=now)
-    )
 
 
 async def attempts_of(conn: AsyncConnection, webhook_pk: int, limit: int) -> list[dict[str, Any]]:

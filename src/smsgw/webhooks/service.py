@@ -7,10 +7,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from smsgw.accountsettings import repository as account_settings
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, DriverUnit, UnitConnection
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import Conflict, InvalidInput, NotFound
 from smsgw.events.hub import Event, EventHub, PhoneEvent
@@ -30,36 +28,39 @@ class Changed:
     device_id: str | None
 
 
-async def _key_in_settings(conn: AsyncConnection, user_id: int) -> str | None:
+async def _key_in_settings(conn: UnitConnection, user_id: int) -> str | None:
     """The `webhooks.signing_key` account setting, when the user set one (it then wins)."""
-    section = (await account_settings.load(conn, user_id)).get("webhooks") or {}
+    section = (await account_settings.load_unit(conn, user_id)).get("webhooks") or {}
     key = section.get("signing_key") if isinstance(section, dict) else None
     return key if isinstance(key, str) and key else None
 
 
-async def signing_key_of(conn: AsyncConnection, user_id: int) -> str:
+async def signing_key_of(conn: UnitConnection, user_id: int) -> str:
     """The key `user_id`'s webhooks are signed with: the `webhooks.signing_key` setting when
     set (phones sign with that one too), else one smsgw made on first use (needs a write)."""
     key = await _key_in_settings(conn, user_id)
     if key is not None:
         return key
-    key = await repository.signing_key(conn, user_id)
+    key = await repository.signing_key_unit(conn, user_id)
     if key is None:
         key = secrets.token_urlsafe(24)
-        await repository.set_signing_key(conn, user_id, key, clock.now())
+        await repository.set_signing_key_unit(conn, user_id, key, clock.now())
     return key
 
 
 async def signing_key(db: Database, user_id: int, rotate: bool = False) -> str:
     """The caller's signing key; `rotate` replaces it with a new one first."""
     async with db.write() as conn:
-        if rotate and await _key_in_settings(conn, user_id) is not None:
+        unit = DriverUnit(conn)
+        if rotate and await _key_in_settings(unit, user_id) is not None:
             raise Conflict(
                 "the signing key is set in /settings (webhooks.signing_key): change it there"
             )
         if rotate:
-            await repository.set_signing_key(conn, user_id, secrets.token_urlsafe(24), clock.now())
-        return await signing_key_of(conn, user_id)
+            await repository.set_signing_key_unit(
+                unit, user_id, secrets.token_urlsafe(24), clock.now()
+            )
+        return await signing_key_of(unit, user_id)
 
 
 async def list_webhooks(db: Database, user_id: int) -> list[WebhookRecord]:
@@ -79,7 +80,7 @@ async def register(db: Database, user_id: int, body: WebhookIn, allow_private: b
         values = {"ext_id": ext_id, "device_id": body.deviceId or None, "url": url,
                   "event": body.event, "updated_at": now}  # fmt: skip
         await repository.upsert(conn, user_id, values)
-        await signing_key_of(conn, user_id)
+        await signing_key_of(DriverUnit(conn), user_id)
         stored = await repository.find(conn, user_id, ext_id)
     assert stored is not None
     moved = previous is not None and previous.device_id != stored.device_id

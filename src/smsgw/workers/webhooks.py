@@ -20,11 +20,10 @@ import time
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw import metrics
 from smsgw.config import Settings, WebhooksMode
-from smsgw.db.engine import Database, delete_in_batches
+from smsgw.db.engine import Database, UnitConnection, delete_in_batches
 from smsgw.domain import clock
 from smsgw.inbox import exports
 from smsgw.logs import service as logs
@@ -48,13 +47,13 @@ EXPIRE_EVERY_SECONDS = 60
 
 
 async def _log_failure(
-    conn: AsyncConnection, item: Due, error: str | None, plan: sender.Plan
+    conn: UnitConnection, item: Due, error: str | None, plan: sender.Plan
 ) -> None:
     """A failed attempt in the owner's event log: a warning while it will be retried, an
     error once the delivery is given up or the webhook disabled."""
     retried = plan.state == repository.PENDING
     what = "will be retried" if retried else f"given up ({plan.disable_reason or plan.state})"
-    await logs.record(
+    await logs.record_unit(
         conn,
         item.user_id,
         logs.Module.WEBHOOKS,
@@ -92,32 +91,39 @@ class WebhookWorker:
         """Look for due deliveries now rather than at the next poll."""
         self.wakeup.set()
 
-    async def take(self) -> list[tuple[Due, int, str]]:
+    async def take(self, limit: int | None = None) -> list[tuple[Due, int, str]]:
         """Claim due deliveries: (delivery, attempt row, signing key) for each.
 
-        No more than can be in flight at once, so every lease starts when its request does.
+        No more than `limit` (as many as may be in flight at once unless given), so every
+        lease starts when its request does.
         """
+        limit = self.settings.webhooks_concurrency if limit is None else limit
         now = clock.now()
-        taken: list[tuple[Due, int, str]] = []
-        keys: dict[int, str] = {}  # one look-up per owner and round, not per delivery
-        async with self.db.read() as conn:  # look first: a write would hold up the API
-            if not await repository.due(conn, now, 1):
-                return taken
-        async with self.db.write() as conn:
-            if self._finishing:  # the stop began since the round did (during this wait, say)
-                return taken
+        # Look first: most looks find nothing, and a read costs less than a write.
+        if not await self.db.read_unit(lambda conn: repository.due_unit(conn, now, 1)):
+            return []
+
+        async def unit(conn: UnitConnection) -> tuple[datetime, list[tuple[Due, int, str]]]:
+            taken: list[tuple[Due, int, str]] = []
             # Counted from now, after any wait for the write lock (another server process
             # may hold it): the request must end within the lease (see deliver).
             now = clock.now()
             lease = now + timedelta(
                 seconds=2 * self.settings.webhooks_timeout_seconds + LEASE_MARGIN_SECONDS
             )
-            for item in await repository.due(conn, now, self.settings.webhooks_concurrency):
-                if await repository.take(conn, item, lease, now):
-                    attempt = await repository.start_attempt(conn, item, now)
+            if self._finishing:  # the stop began since the look (while this unit queued)
+                return lease, taken
+            keys: dict[int, str] = {}  # one look-up per owner and take, not per delivery
+            for item in await repository.due_unit(conn, now, limit, taking=True):
+                if await repository.take_unit(conn, item, lease, now):
+                    attempt = await repository.start_attempt_unit(conn, item, now)
                     if item.user_id not in keys:
                         keys[item.user_id] = await signing_key_of(conn, item.user_id)
                     taken.append((item, attempt, keys[item.user_id]))
+            return lease, taken
+
+        # A unit of work: it shares its commit with the outcomes written meanwhile.
+        lease, taken = await self.db.write_unit(unit)
         # In flight once the take has committed (release_leases gives them back at a stop).
         self._in_flight.update((attempt, (item.pk, lease)) for item, attempt, _ in taken)
         return taken
@@ -141,16 +147,20 @@ class WebhookWorker:
         outcome = await sender.post(self.client, item, key, max_bytes, deadline)
         now = clock.now()
         plan = sender.plan(self.settings, item, outcome, now)
-        async with self.db.write() as conn:
-            await repository.finish_attempt(conn, attempt, {
-                "finished_at": now, "status_code": outcome.status,
-                "duration_ms": outcome.duration_ms, "error": outcome.error,
-            })  # fmt: skip
-            await repository.settle(conn, item.pk, plan.state, plan.next_at, now)
+        finished = (now, outcome.status, outcome.duration_ms, outcome.error)
+
+        async def unit(conn: UnitConnection) -> None:
+            await repository.outcome_unit(
+                conn, attempt, finished, item.pk, plan.state, plan.next_at
+            )
             if plan.disable_reason is not None:
-                await repository.disable(conn, item.webhook_pk, plan.disable_reason, now)
+                await repository.disable_unit(conn, item.webhook_pk, plan.disable_reason, now)
             if plan.state != repository.DELIVERED:
                 await _log_failure(conn, item, outcome.error, plan)
+
+        # A unit of work: the outcomes of requests answered together share one commit (and
+        # on PostgreSQL do not wait for other nodes' writes).
+        await self.db.write_unit(unit)
         metrics.webhook_delivery(item.event, plan.state == repository.DELIVERED)
         if plan.state != repository.DELIVERED:
             log.info("webhook %s: %s -> %s", item.webhook_id, outcome.error, plan.state)
@@ -197,13 +207,9 @@ class WebhookWorker:
 
     async def round(self) -> int:
         """Close settled inbox exports, deliver what is due; returns how many deliveries
-        were attempted (a closed export counts: its events are due now)."""
-        try:
-            closed = await self.settle_exports()
-        except Exception as error:  # exports must never hold up the deliveries
-            log.error("inbox exports: settling failed (%s); retried next round",
-                      type(error).__name__)  # fmt: skip
-            closed = 0
+        were attempted (a closed export counts: its events are due now). One look as `run`
+        makes them, waiting for every request it starts."""
+        closed = await self._settle_exports_logged()
         taken = await self.take()
         # Every delivery ends before the round does (a failed one does not leave the others
         # running on their own, where a stop's cancel would not reach them and
@@ -215,6 +221,15 @@ class WebhookWorker:
         if not self._finishing:
             await self.prune()
         return len(taken) + closed
+
+    async def _settle_exports_logged(self) -> int:
+        """`settle_exports`; a failure is logged, and tried again at the next look."""
+        try:
+            return await self.settle_exports()
+        except Exception as error:  # exports must never hold up the deliveries
+            log.error("inbox exports: settling failed (%s); retried next round",
+                      type(error).__name__)  # fmt: skip
+            return 0
 
     async def settle_exports(self) -> int:
         """Inbox exports whose replay went quiet: closed, with their events in the outbox
@@ -257,21 +272,74 @@ class WebhookWorker:
         return gone
 
     async def run(self) -> None:
+        """Deliver until told to stop (`finish`), with up to `webhooks_concurrency` requests
+        out at once: slots are taken again as soon as half of them are free (their requests
+        ended, their outcomes written), not once the slowest request of a round has ended.
+        Once told to stop, the requests out end first (`wind_down`); cancelled, they are
+        cut off with it."""
         self._task = asyncio.current_task()
+        out: set[asyncio.Task[None]] = set()
         try:
             while not self._finishing:
-                try:
-                    busy = await self.round()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("webhook round failed; retrying next round")
-                    busy = 0
-                if not busy and not self._finishing:
-                    self.wakeup.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self.wakeup.wait(), self.settings.webhooks_poll_seconds
-                        )
+                self.wakeup.clear()  # before the look: a poke from now on is seen
+                concurrency = self.settings.webhooks_concurrency
+                free = concurrency - len(out)
+                # Taken once half the slots are free (a take per request would cost more).
+                looks = not out or free >= max(concurrency // 2, 1)
+                busy = not looks or await self._start(out, free) == free
+                if self._finishing:
+                    break
+                if busy:  # wait for a request to end
+                    await asyncio.wait(out, return_when=asyncio.FIRST_COMPLETED)
+                else:  # nothing more is due
+                    await self._idle(out)
+                self._reap(out)
+            if out:  # the stop began: the requests out may still be answered
+                await asyncio.wait(out)
+                self._reap(out)
         finally:
+            for task in out:  # cut off (the stop's grace is over): release_leases follows
+                task.cancel()
+            if out:
+                await asyncio.gather(*out, return_exceptions=True)
             await self.client.aclose()
+
+    async def _start(self, out: set[asyncio.Task[None]], free: int) -> int:
+        """Settle the inbox exports due, take up to `free` deliveries and start their
+        requests as tasks in `out`; how many were taken. A failure is logged (the next
+        look tries again)."""
+        await self._settle_exports_logged()
+        try:
+            taken = await self.take(free)
+            if not self._finishing:
+                await self.prune()
+        except Exception:
+            log.exception("webhook round failed; retrying next round")
+            return 0
+        for job in taken:
+            out.add(asyncio.create_task(self.deliver(*job), name="smsgw-webhook-delivery"))
+        return len(taken)
+
+    async def _idle(self, out: set[asyncio.Task[None]]) -> None:
+        """Until a request ends, a poke (new events) or the poll (retries come due)."""
+        waker = asyncio.ensure_future(self.wakeup.wait())
+        try:
+            await asyncio.wait(
+                {*out, waker},
+                timeout=self.settings.webhooks_poll_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            waker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waker
+
+    @staticmethod
+    def _reap(out: set[asyncio.Task[None]]) -> None:
+        """Forget the requests that ended; a failure to write an outcome is logged (the
+        delivery's lease then runs out and it is sent again)."""
+        for task in [task for task in out if task.done()]:
+            out.discard(task)
+            if not task.cancelled() and (error := task.exception()) is not None:
+                log.error("webhook delivery failed; due again once its lease ends",
+                          exc_info=error)  # fmt: skip
