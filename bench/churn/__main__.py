@@ -38,7 +38,7 @@ from bench.common import RESULTS_DIR, machine, results_stamp
 from smsgw.accounts import service as accounts
 from smsgw.config import Settings, load_settings
 from smsgw.db import migrate
-from smsgw.db.engine import Database, database_for
+from smsgw.db.engine import Database, DriverUnit, database_for
 from smsgw.devices import service as devices
 from smsgw.domain import clock
 from smsgw.domain.states import ProcessingState
@@ -206,12 +206,13 @@ class Churn:
     async def receive(self, count: int) -> None:
         assert self.phone is not None
         async with self.db.write() as conn:
+            unit = DriverUnit(conn)
             for _ in range(count):
                 self.serial += 1
                 item = Received(
                     "SMS", f"in{self.serial}", NUMBER, None, 1, "Thanks, received.", None, None
                 )
-                await inbox.store(conn, self.user_id, self.phone.device_id, item)
+                await inbox.store_unit(unit, self.user_id, self.phone.device_id, item)
 
     async def tick(self, sent: int, expiring: int, received: int, day: Day) -> None:
         await self.send(sent, expiring)

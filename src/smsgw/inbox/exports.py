@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smsgw.db.engine import Database, delete_older
+from smsgw.db.engine import Database, UnitConnection, delete_older
 from smsgw.devices import repository as devices
 from smsgw.domain import clock
 from smsgw.events.hub import Event, EventHub, PhoneEvent
@@ -115,12 +115,12 @@ async def send_pending(db: Database, hub: EventHub, device_ids: Sequence[str]) -
             await repository.mark_requested(conn, sent, clock.now())
 
 
-async def touch(
-    conn: AsyncConnection, user_id: int, device_id: str, items: Sequence[Received]
+async def touch_unit(
+    conn: UnitConnection, user_id: int, device_id: str, items: Sequence[Received]
 ) -> None:
     """Posted messages in range of the phone's open exports keep them open a while (one
     look-up for a whole batch post)."""
-    found = await repository.open_exports_of(conn, user_id, device_id) if items else []
+    found = await repository.open_exports_of_unit(conn, user_id, device_id) if items else []
     if not found:
         return
     hits: set[int] = set()
@@ -132,7 +132,7 @@ async def touch(
             and (at is None or export.since <= at <= export.until)
         )  # fmt: skip
     if hits:
-        await repository.touch(conn, sorted(hits), clock.now())
+        await repository.touch_unit(conn, sorted(hits), clock.now())
 
 
 async def expire(db: Database, max_age_seconds: float) -> int:

@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
+from smsgw.db.engine import ColumnReader, ColumnWriter, RowInsert, UnitConnection, marks
 from smsgw.inbox.models import InboxAttachment, InboxExport, InboxMessage
 
 inbox = table_of(InboxMessage)
@@ -27,19 +28,22 @@ class InboxFilter:
     device_id: str | None = None
 
 
-async def exists(conn: AsyncConnection, user_id: int, dedupe_key: str) -> bool:
-    query = select(inbox.c.id).where(inbox.c.user_id == user_id, inbox.c.dedupe_key == dedupe_key)
-    return (await conn.execute(query)).first() is not None
+_EXISTS = f"SELECT 1 FROM {inbox.name} WHERE user_id = ? AND dedupe_key = ?"  # noqa: S608
+_inbox_insert = RowInsert(inbox)
+_parts_insert = RowInsert(parts)
 
 
-async def add(conn: AsyncConnection, values: dict[str, Any]) -> int:
-    result = await conn.execute(insert(inbox).values(**values))
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+async def exists_unit(conn: UnitConnection, user_id: int, dedupe_key: str) -> bool:
+    return (await conn.execute(_EXISTS, (user_id, dedupe_key))).fetchone() is not None
 
 
-async def add_parts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+async def add_unit(conn: UnitConnection, values: dict[str, Any]) -> int:
+    return await _inbox_insert.one(conn, values)
+
+
+async def add_parts_unit(conn: UnitConnection, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(insert(parts), rows)
+        await _parts_insert.many(conn, rows)
 
 
 def _where(user_id: int, wanted: InboxFilter) -> ColumnElement[bool]:
@@ -157,21 +161,34 @@ async def mark_requested(conn: AsyncConnection, export_ids: Sequence[int], now: 
     await conn.execute(query)
 
 
-async def open_exports_of(conn: AsyncConnection, user_id: int, device_id: str) -> list[Any]:
+_OPEN_EXPORTS = (
+    f"SELECT id, since, until, types FROM {exports.name}"  # noqa: S608
+    " WHERE device_id = ? AND state = ? AND user_id = ? AND requested_at IS NOT NULL"
+)
+_read_at = ColumnReader(exports.c.since)
+_at = ColumnWriter(exports.c.last_activity_at)
+
+
+@dataclass(frozen=True)
+class OpenExport:
+    id: int
+    since: datetime
+    until: datetime
+    types: str
+
+
+async def open_exports_of_unit(
+    conn: UnitConnection, user_id: int, device_id: str
+) -> list[OpenExport]:
     """(id, since, until, types) of the phone's exports being replayed now."""
-    query = select(exports.c.id, exports.c.since, exports.c.until, exports.c.types).where(
-        exports.c.device_id == device_id,
-        exports.c.state == OPEN,
-        exports.c.user_id == user_id,
-        exports.c.requested_at.is_not(None),
-    )
-    return list(await conn.execute(query))
+    read = _read_at.of(conn.dialect)
+    rows = await conn.execute(_OPEN_EXPORTS, (device_id, OPEN, user_id))
+    return [OpenExport(pk, read(since), read(until), types) for pk, since, until, types in rows]
 
 
-async def touch(conn: AsyncConnection, export_ids: Sequence[int], now: datetime) -> None:
-    await conn.execute(
-        update(exports).where(exports.c.id.in_(export_ids)).values(last_activity_at=now)
-    )
+async def touch_unit(conn: UnitConnection, export_ids: Sequence[int], now: datetime) -> None:
+    sql = f"UPDATE {exports.name} SET last_activity_at = ? WHERE id IN ({marks(len(export_ids))})"  # noqa: S608
+    await conn.execute(sql, (_at(conn, now), *export_ids))
 
 
 def _unrequested_before(created_before: datetime) -> ColumnElement[bool]:

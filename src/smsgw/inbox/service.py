@@ -5,16 +5,22 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from smsgw.db.engine import Database, delete_older
+from smsgw.db.engine import Database, UnitConnection, delete_older
 from smsgw.domain import clock, ids
 from smsgw.domain.errors import NotFound
 from smsgw.inbox import repository
 from smsgw.inbox.repository import InboxFilter
 from smsgw.inbox.schemas import TYPE_OF_EVENT, Received, parse, received_moment
 
-__all__ = ["TYPE_OF_EVENT", "Received", "attachment", "dedupe_key", "list_inbox", "parse", "store"]
+__all__ = [
+    "TYPE_OF_EVENT",
+    "Received",
+    "attachment",
+    "dedupe_key",
+    "list_inbox",
+    "parse",
+    "store_unit",
+]
 ID_LENGTH = 21
 
 
@@ -22,13 +28,13 @@ def dedupe_key(device_id: str, item: Received) -> str:
     return f"{device_id}:{item.type}:{item.message_id}"
 
 
-async def store(conn: AsyncConnection, user_id: int, device_id: str, item: Received) -> bool:
+async def store_unit(conn: UnitConnection, user_id: int, device_id: str, item: Received) -> bool:
     """Keep a received message unless this phone posted it before; True when new."""
     key = dedupe_key(device_id, item)
-    if await repository.exists(conn, user_id, key):
+    if await repository.exists_unit(conn, user_id, key):
         return False
     now = clock.now()
-    pk = await repository.add(
+    pk = await repository.add_unit(
         conn,
         {
             "ext_id": ids.random_token(ID_LENGTH), "user_id": user_id, "device_id": device_id,
@@ -40,7 +46,7 @@ async def store(conn: AsyncConnection, user_id: int, device_id: str, item: Recei
             "received_at": received_moment(item) or now, "created_at": now,
         },
     )  # fmt: skip
-    await repository.add_parts(conn, [
+    await repository.add_parts_unit(conn, [
         {"inbox_pk": pk, "part_id": a.part_id, "content_type": a.content_type, "name": a.name,
          "size": a.size, "data": a.data}
         for a in item.attachments

@@ -559,7 +559,9 @@ async def _take_in(
     }  # fmt: skip
     body = {"id": ids.random_token(21), "webhookId": "smsgw-sms-received",
             "event": "sms:received", "deviceId": link.device_id, "payload": payload}  # fmt: skip
-    await hub.accept_on(conn, owner, link.device_id, body, deliver=True, opt_outs=words)
+    await hub.accept_unit(
+        DriverUnit(conn), owner, link.device_id, body, deliver=True, opt_outs=words
+    )
 
 
 async def join_stale(db: Database, held: dict[str, LinkRecord], words: hub.OptOutWords) -> int:

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
-from smsgw.db.engine import Scalar, UnitConnection, marks, upsert
+from smsgw.db.engine import ColumnWriter, Scalar, UnitConnection, marks, upsert
 from smsgw.optouts.models import OptOut
 
 opt_outs = table_of(OptOut)
@@ -28,6 +28,27 @@ async def add(conn: AsyncConnection, user_id: int, number: str, source: str, now
     values = {"user_id": user_id, "phone_number": number, "source": source, "created_at": now}
     query = upsert(conn, opt_outs).values(**values).on_conflict_do_nothing()
     return (await conn.execute(query.returning(opt_outs.c.id))).first() is not None
+
+
+_ADD = (
+    f"INSERT INTO {opt_outs.name} (user_id, phone_number, source, created_at)"  # noqa: S608
+    " VALUES (?, ?, ?, ?) ON CONFLICT (user_id, phone_number) DO NOTHING"
+)
+_REMOVE = f"DELETE FROM {opt_outs.name} WHERE user_id = ? AND phone_number = ?"  # noqa: S608
+_created = ColumnWriter(opt_outs.c.created_at)
+
+
+async def add_unit(
+    conn: UnitConnection, user_id: int, number: str, source: str, now: datetime
+) -> bool:
+    """`add` in a unit of work."""
+    values = (user_id, number, source, _created(conn, now))
+    return (await conn.execute(_ADD, values)).rowcount > 0
+
+
+async def remove_unit(conn: UnitConnection, user_id: int, number: str) -> bool:
+    """`remove` in a unit of work."""
+    return (await conn.execute(_REMOVE, (user_id, number))).rowcount > 0
 
 
 async def remove(conn: AsyncConnection, user_id: int, number: str) -> bool:

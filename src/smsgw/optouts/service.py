@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, UnitConnection
 from smsgw.domain import clock
 from smsgw.domain.errors import NotFound
 from smsgw.domain.keywords import Keywords
@@ -31,8 +29,8 @@ def keywords(extra: str) -> Keywords:
     return Keywords.with_extra(extra)
 
 
-async def from_sms(
-    conn: AsyncConnection,
+async def from_sms_unit(
+    conn: UnitConnection,
     user_id: int,
     sender: str | None,
     text: str | None,
@@ -46,9 +44,9 @@ async def from_sms(
         return None
     number = match_key(sender, default_region)
     if meaning:
-        await repository.add(conn, user_id, number, SMS, clock.now())
+        await repository.add_unit(conn, user_id, number, SMS, clock.now())
     else:
-        await repository.remove(conn, user_id, number)
+        await repository.remove_unit(conn, user_id, number)
     return meaning
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smsgw.db.base import table_of
-from smsgw.db.engine import upsert
+from smsgw.db.engine import ColumnWriter, UnitConnection, marks
 from smsgw.devices.models import Device
 from smsgw.phonehealth.models import PhoneHealth
 
@@ -31,11 +31,20 @@ class HealthRecord:
     failed_last_hour: int | None = None
 
 
-async def store(conn: AsyncConnection, device_id: str, record: HealthRecord) -> None:
-    """Keep `record` as the phone's latest health, replacing the one before."""
-    values = asdict(record)
-    insert = upsert(conn, health).values(device_id=device_id, **values)
-    await conn.execute(insert.on_conflict_do_update(index_elements=["device_id"], set_=values))
+_FIELDS = tuple(HealthRecord.__dataclass_fields__)
+_STORE = (
+    f"INSERT INTO {health.name} (device_id, {', '.join(_FIELDS)})"  # noqa: S608
+    f" VALUES ({marks(len(_FIELDS) + 1)}) ON CONFLICT (device_id) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _FIELDS)
+)
+_reported = ColumnWriter(health.c.reported_at)
+
+
+async def store_unit(conn: UnitConnection, device_id: str, record: HealthRecord) -> None:
+    """`store` in a unit of work."""
+    values = [getattr(record, name) for name in _FIELDS]
+    values[_FIELDS.index("reported_at")] = _reported(conn, record.reported_at)
+    await conn.execute(_STORE, (device_id, *values))
 
 
 async def of_user(conn: AsyncConnection, user_id: int) -> dict[str, HealthRecord]:

@@ -11,9 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, UnitConnection
 from smsgw.phonehealth import repository
 from smsgw.phonehealth.repository import HealthRecord
 
@@ -49,9 +47,9 @@ def parse(payload: Any, now: datetime) -> HealthRecord:
     return HealthRecord(reported_at=now, **values)
 
 
-async def record(conn: AsyncConnection, device_id: str, payload: Any, now: datetime) -> None:
-    """Keep the health of a phone's `system:ping` (in the caller's transaction)."""
-    await repository.store(conn, device_id, parse(payload, now))
+async def record_unit(conn: UnitConnection, device_id: str, payload: Any, now: datetime) -> None:
+    """Keep the health of a phone's `system:ping` (in the caller's unit of work)."""
+    await repository.store_unit(conn, device_id, parse(payload, now))
 
 
 async def of_user(db: Database, user_id: int) -> dict[str, HealthRecord]:

@@ -14,15 +14,14 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from smsgw.db.engine import Database
+from smsgw.db.engine import Database, UnitConnection
 from smsgw.devices import appversion
 from smsgw.domain import clock
 from smsgw.domain.errors import InvalidInput
 from smsgw.domain.keywords import Keywords
 from smsgw.inbox import exports
 from smsgw.inbox import service as inbox
+from smsgw.messages.repository import message_lock
 from smsgw.optouts import service as optouts
 from smsgw.phonehealth import service as phonehealth
 from smsgw.webhooks import outbox, repository
@@ -123,52 +122,92 @@ async def accept(
     the phone delivers to the users itself) fills the inbox only. With `opt_outs`, a new
     SMS that is a stop (start) word puts its sender on the owner's opt-out list (takes it
     off), in the same transaction.
+
+    A unit of work: posts taken in together share one commit. It names what another node
+    could be writing at the same moment (`write_unit`'s locks): each received message, or
+    the message a state event is about (its state report names it too).
     """
-    async with db.write() as conn:
-        await accept_on(conn, user_id, device_id, body, deliver, opt_outs)
+    posted = _envelope(body)
+    received = _received(posted[0], posted[2]) if _taken(posted[0]) else []
+    await db.write_unit(
+        lambda conn: _accept(conn, user_id, device_id, posted, received, deliver, opt_outs),
+        locks=_names(user_id, device_id, posted, received),
+    )
 
 
-async def accept_on(
-    conn: AsyncConnection,
+async def accept_unit(
+    conn: UnitConnection,
     user_id: int,
     device_id: str,
     body: Any,
     deliver: bool = True,
     opt_outs: OptOutWords | None = None,
 ) -> None:
-    """`accept` within the caller's write transaction (its other writes commit with it)."""
-    event, event_id, payload = _envelope(body)
-    taken = event in INBOX_EVENTS or event in BATCH_EVENTS
-    received = _received(event, payload) if taken else []
+    """`accept` within the caller's unit of work or transaction (its other writes commit
+    with it)."""
+    posted = _envelope(body)
+    received = _received(posted[0], posted[2]) if _taken(posted[0]) else []
+    await _accept(conn, user_id, device_id, posted, received, deliver, opt_outs)
+
+
+def _taken(event: str) -> bool:
+    """Whether the event is of received messages (the inbox takes them in)."""
+    return event in INBOX_EVENTS or event in BATCH_EVENTS
+
+
+def _names(
+    user_id: int,
+    device_id: str,
+    posted: tuple[str, str, dict[str, Any]],
+    received: list[tuple[str, inbox.Received, Any]],
+) -> list[str]:
+    event, _, payload = posted
+    names = [f"inbox {user_id} {inbox.dedupe_key(device_id, item)}" for _, item, _ in received]
+    message_id = payload.get("messageId")
+    if event in STATE_TIME_FIELD and isinstance(message_id, str):
+        names.append(message_lock(user_id, message_id))
+    return names
+
+
+async def _accept(
+    conn: UnitConnection,
+    user_id: int,
+    device_id: str,
+    posted: tuple[str, str, dict[str, Any]],
+    received: list[tuple[str, inbox.Received, Any]],
+    deliver: bool,
+    opt_outs: OptOutWords | None,
+) -> None:
+    event, _, payload = posted
     if event == PING:
-        await phonehealth.record(conn, device_id, payload, clock.now())
-    await exports.touch(conn, user_id, device_id, [item for _, item, _ in received])
-    for single, item, posted in received:
-        stored = await inbox.store(conn, user_id, device_id, item)
+        await phonehealth.record_unit(conn, device_id, payload, clock.now())
+    await exports.touch_unit(conn, user_id, device_id, [item for _, item, _ in received])
+    for single, item, as_posted in received:
+        stored = await inbox.store_unit(conn, user_id, device_id, item)
         if stored and opt_outs is not None and item.type == "SMS":
             rules = (opt_outs.words, opt_outs.default_region)
-            await optouts.from_sms(conn, user_id, item.sender, item.text, *rules)
+            await optouts.from_sms_unit(conn, user_id, item.sender, item.text, *rules)
         if stored and deliver:
             key = "inbox:" + inbox.dedupe_key(device_id, item)
-            await outbox.record(conn, user_id, device_id, single, key, posted)
-    if not taken and deliver:
-        await _forward(conn, user_id, device_id, (event, event_id, payload))
+            await outbox.record_unit(conn, user_id, device_id, single, key, as_posted)
+    if not _taken(event) and deliver:
+        await _forward(conn, user_id, device_id, posted)
 
 
 async def _forward(
-    conn: AsyncConnection, user_id: int, device_id: str, posted: tuple[str, str, dict[str, Any]]
+    conn: UnitConnection, user_id: int, device_id: str, posted: tuple[str, str, dict[str, Any]]
 ) -> None:
     """Outbox an event other than a received message (a message event once per recipient)."""
     event, event_id, payload = posted
     if event not in STATE_TIME_FIELD:
         key = f"{event}:{device_id}:{event_id}"
-        await outbox.record(conn, user_id, device_id, event, key, payload)
+        await outbox.record_unit(conn, user_id, device_id, event, key, payload)
         return
     message_id = payload.get("messageId")
     number = payload.get("recipient") or payload.get("phoneNumber")
     if not isinstance(message_id, str) or not isinstance(number, str):
         raise InvalidInput("payload.messageId and payload.recipient are required")
-    if await repository.message_known(conn, user_id, message_id):
+    if await repository.message_known_unit(conn, user_id, message_id):
         key = outbox.state_key(event, message_id, number)
-        if not await outbox.record(conn, user_id, device_id, event, key, payload):
-            await outbox.complete(conn, user_id, key, payload)  # the report came first
+        if not await outbox.record_unit(conn, user_id, device_id, event, key, payload):
+            await outbox.complete_unit(conn, user_id, key, payload)  # the report came first

@@ -130,17 +130,17 @@ async def record_unit(
     return True
 
 
-async def complete(
-    conn: AsyncConnection, user_id: int, dedupe_key: str, posted: dict[str, Any]
+async def complete_unit(
+    conn: UnitConnection, user_id: int, dedupe_key: str, posted: dict[str, Any]
 ) -> bool:
     """Complete an event smsgw built from a state report with the phone's own post of it:
     while none of its deliveries has been attempted, the payload gains the post's fields (the
     post's values win) and the deliveries are due now. True when it was completed."""
-    found = await repository.unattempted_event(conn, user_id, dedupe_key[:512])
+    found = await repository.unattempted_event_unit(conn, user_id, dedupe_key[:512])
     if found is None:
         return False
     event_pk, stored = found
-    await repository.complete_event(conn, event_pk, {**stored, **posted}, clock.now())
+    await repository.complete_event_unit(conn, event_pk, {**stored, **posted}, clock.now())
     return True
 
 

@@ -100,11 +100,13 @@ async def device_owned(conn: AsyncConnection, user_id: int, device_id: str) -> b
     return (await conn.execute(query)).first() is not None
 
 
-async def device_secret_source(conn: AsyncConnection, device_id: str) -> tuple[int, str] | None:
+_SECRET_SOURCE = f"SELECT user_id, token_hash FROM {devices.name} WHERE id = ?"  # noqa: S608
+
+
+async def device_secret_source(conn: UnitConnection, device_id: str) -> tuple[int, str] | None:
     """(owner, token hash) of a phone, from which its hook secret is derived."""
-    query = select(devices.c.user_id, devices.c.token_hash).where(devices.c.id == device_id)
-    row = (await conn.execute(query)).first()
-    return None if row is None else (row.user_id, row.token_hash)
+    row = (await conn.execute(_SECRET_SOURCE, (device_id,))).fetchone()
+    return None if row is None else (row[0], row[1])
 
 
 async def for_phone(conn: AsyncConnection, user_id: int, device_id: str) -> list[WebhookRecord]:
@@ -208,37 +210,41 @@ async def add_deliveries_unit(
     await _delivery_insert.many(conn, _delivery_rows(event_pk, webhook_pks, now, due))
 
 
-async def unattempted_event(
-    conn: AsyncConnection, user_id: int, dedupe_key: str
+_UNATTEMPTED = (
+    f"SELECT e.id, e.payload FROM {events.name} e WHERE e.user_id = ? AND e.dedupe_key = ?"  # noqa: S608
+    f" AND EXISTS (SELECT 1 FROM {deliveries.name} d WHERE d.event_pk = e.id"
+    " AND d.state = ? AND d.attempts = 0)"
+)
+_COMPLETE = f"UPDATE {events.name} SET payload = ? WHERE id = ?"  # noqa: S608
+_DUE_NOW = (
+    f"UPDATE {deliveries.name} SET next_at = ?, updated_at = ?"  # noqa: S608
+    " WHERE event_pk = ? AND state = ? AND attempts = 0"
+)
+_write_payload = ColumnWriter(events.c.payload)
+_MESSAGE_KNOWN = f"SELECT 1 FROM {messages.name} WHERE user_id = ? AND ext_id = ?"  # noqa: S608
+
+
+async def unattempted_event_unit(
+    conn: UnitConnection, user_id: int, dedupe_key: str
 ) -> tuple[int, dict[str, Any]] | None:
     """(pk, payload) of the event, when some delivery of it is pending and never attempted."""
-    waiting = select(deliveries.c.id).where(
-        deliveries.c.event_pk == events.c.id,
-        deliveries.c.state == PENDING,
-        deliveries.c.attempts == 0,
-    )
-    query = select(events.c.id, events.c.payload).where(
-        events.c.user_id == user_id, events.c.dedupe_key == dedupe_key, waiting.exists()
-    )
-    row = (await conn.execute(query)).first()
-    return None if row is None else (row.id, row.payload)
+    row = (await conn.execute(_UNATTEMPTED, (user_id, dedupe_key, PENDING))).fetchone()
+    return None if row is None else (row[0], _read_payload(conn, row[1]))
 
 
-async def complete_event(
-    conn: AsyncConnection, event_pk: int, payload: dict[str, Any], now: datetime
+async def complete_event_unit(
+    conn: UnitConnection, event_pk: int, payload: dict[str, Any], now: datetime
 ) -> None:
     """Replace the payload of an event not yet attempted and make its deliveries due now
-    (moving `next_at` also makes a worker's `take` of the old row fail: it reads again)."""
-    await conn.execute(update(events).where(events.c.id == event_pk).values(payload=payload))
-    await conn.execute(
-        update(deliveries)
-        .where(
-            deliveries.c.event_pk == event_pk,
-            deliveries.c.state == PENDING,
-            deliveries.c.attempts == 0,
-        )
-        .values(next_at=now, updated_at=now)
-    )
+    (moving `next_at` also makes a worker's take of the old row fail: it reads again)."""
+    await conn.execute(_COMPLETE, (_write_payload(conn, payload), event_pk))
+    when = _at(conn, now)
+    await conn.execute(_DUE_NOW, (when, when, event_pk, PENDING))
+
+
+async def message_known_unit(conn: UnitConnection, user_id: int, ext_id: str) -> bool:
+    """Whether `ext_id` is a message of `user_id` (phones' posts name messages by it)."""
+    return (await conn.execute(_MESSAGE_KNOWN, (user_id, ext_id))).fetchone() is not None
 
 
 _at = ColumnWriter(deliveries.c.next_at)  # every timestamp column has this type
@@ -403,12 +409,6 @@ async def delete_old(
 async def pending_count(conn: AsyncConnection) -> int:
     query = select(func.count()).select_from(deliveries).where(deliveries.c.state == PENDING)
     return int((await conn.execute(query)).scalar_one())
-
-
-async def message_known(conn: AsyncConnection, user_id: int, ext_id: str) -> bool:
-    """Whether `ext_id` is a message of `user_id` (phones' posts name messages by it)."""
-    query = select(messages.c.id).where(messages.c.user_id == user_id, messages.c.ext_id == ext_id)
-    return (await conn.execute(query)).first() is not None
 
 
 async def recipients_of(

@@ -118,8 +118,7 @@ async def phone_of_hook(
     """The owner of `device_id` if `secret` is its hub secret (constant-time), else None;
     `previous`: the derivation under the server's secret before a rotation, whose URLs the
     phone may still hold (during the grace period, see tokens/rotation.py)."""
-    async with db.read() as conn:
-        found = await repository.device_secret_source(conn, device_id)
+    found = await db.read_unit(lambda conn: repository.device_secret_source(conn, device_id))
     source = found[1] if found else "absent"
     matched = False
     for each in (derive, previous):
