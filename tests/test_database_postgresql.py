@@ -633,6 +633,59 @@ def test_without_skip_locked_a_webhook_take_waits_for_another_node_s(
     assert len(by_one) == 2 and len(by_two) == 2 and not set(by_one) & set(by_two)
 
 
+async def _keys_made_by_two_takes(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str, list[Any]]:
+    """An owner with two deliveries due and no signing key yet (as when the key had been
+    in its settings, then taken out). Node two's take finds no key and pauses there (its
+    batch open); node one's take, meanwhile, makes one and commits; then node two's goes
+    on. The key each signs its request with, and the keys stored."""
+    real, paused, resume = webhook_rows.signing_key_unit, asyncio.Event(), asyncio.Event()
+
+    async def first_pauses(conn: UnitConnection, user_id: int) -> str | None:
+        key = await real(conn, user_id)
+        if not paused.is_set():  # node two's, the first look
+            paused.set()
+            await resume.wait()
+        return key
+
+    async with _two_nodes(settings) as (one, two):
+        user_id = await one_event(one, settings, "http://127.0.0.1:9/hook")
+        async with one.write() as conn:
+            await outbox.record(conn, user_id, None, "sms:sent", "k2", {"n": 2})
+        database_rows(settings, "DELETE FROM webhook_signing_keys")
+        monkeypatch.setattr(webhook_rows, "signing_key_unit", first_pauses)
+        first, second = WebhookWorker(settings, one), WebhookWorker(settings, two)
+        by_two: asyncio.Future[list[tuple[Due, int, str]]] | None = None
+        try:
+            by_two = asyncio.ensure_future(second.take(1))
+            await asyncio.wait_for(paused.wait(), 60)
+            [(_, _, key_one)] = await asyncio.wait_for(first.take(1), 60)
+            resume.set()
+            [(_, _, key_two)] = await asyncio.wait_for(by_two, 60)
+        finally:
+            resume.set()
+            if by_two is not None and not by_two.done():
+                by_two.cancel()
+                await asyncio.gather(by_two, return_exceptions=True)
+            await first.client.aclose()
+            await second.client.aclose()
+        return key_one, key_two, database_rows(settings, "SELECT key FROM webhook_signing_keys")
+
+
+def test_two_nodes_taking_for_an_owner_without_a_key_sign_with_the_one_kept(
+    pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key one node's take made is kept: the other's, which had found none, signs with
+    it too (before, it deleted that key and stored its own, so the first node's requests
+    carried a signature no receiver could check)."""
+    key_one, key_two, stored = asyncio.run(
+        asyncio.wait_for(_keys_made_by_two_takes(pg_settings, monkeypatch), 120)
+    )
+    assert stored == [(key_one,)]
+    assert key_two == key_one
+
+
 async def _upserts(settings: Settings) -> tuple[object, str]:
     db = database_for(settings)
     try:
