@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ from smsgw.db.postgres import (
     named_lock_keys,
 )
 from smsgw.devices import service as devices
+from smsgw.domain import clock
 from smsgw.domain.errors import Conflict, Unauthorized
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import EventHub
@@ -39,10 +41,15 @@ from smsgw.routing.repository import Phone
 from smsgw.routing.service import RecipientReport, StateReport
 from smsgw.tokens import repository as token_rows
 from smsgw.tokens.service import TokenService
+from smsgw.webhooks import outbox
+from smsgw.webhooks import repository as webhook_rows
+from smsgw.webhooks.repository import Due
+from smsgw.workers.webhooks import WebhookWorker
 from tests import pgcluster
-from tests.conftest import Account, create_account, make_settings, running
+from tests.conftest import Account, create_account, database_rows, make_settings, running
 from tests.pgcluster import Cluster
 from tests.test_database import assert_only_the_failing_unit_is_lost, put
+from tests.webhook_support import one_event
 
 pytestmark = pytest.mark.one_engine("they choose their engines themselves")  # conftest.py
 
@@ -537,6 +544,146 @@ def test_a_send_pinned_to_a_phone_does_not_wait_for_its_pull(pg_settings: Settin
     and two nodes' batches, each with one phone's pull and a send pinned to the other
     phone, deadlocked."""
     assert asyncio.run(_pinned_send_while_its_phone_pulls(pg_settings))
+
+
+async def _waited_before(settings: Settings, task: asyncio.Future[Any]) -> bool:
+    """Whether a session of this database was seen waiting for a lock before `task` was
+    done (waiting on the two conditions, however slow the machine)."""
+    query = (
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE NOT l.granted AND a.datname = current_database()"
+    )
+    arguments = connect_arguments(settings.resolved_database_url)
+    async with await psycopg.AsyncConnection.connect(**arguments, autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while not task.done():
+            if (await (await conn.execute(query)).fetchone())[0]:  # type: ignore[index]
+                return True
+            assert time.monotonic() < deadline, "neither done nor waiting"
+            await asyncio.sleep(0.02)
+    return False
+
+
+async def _takes_on_two_nodes(settings: Settings) -> tuple[list[int], list[int], bool, list[Any]]:
+    """Four webhook deliveries due; node one's take holds the two oldest (its batch open)
+    while node two's worker takes what it can. What node one took, what node two took,
+    whether node two's take was seen waiting for node one's batch, and every delivery's
+    attempts (its row's count, and its attempt rows) once both batches have ended."""
+    async with _two_nodes(settings) as (one, two):
+        await one_event(one, settings, "http://127.0.0.1:9/hook")
+        [(user_id,)] = database_rows(settings, "SELECT id FROM users")
+        for n in range(2, 5):
+            async with one.write() as conn:
+                await outbox.record(conn, user_id, None, "sms:sent", f"k{n}", {"n": n})
+        by_one: list[int] = []
+
+        async def take_two(conn: UnitConnection) -> None:  # as a worker's take does
+            now = clock.now()
+            lease = now + timedelta(minutes=5)
+            for item in await webhook_rows.due_unit(conn, now, 2, taking=True):
+                assert await webhook_rows.take_unit(conn, item, lease, now)
+                by_one.append(item.pk)
+
+        worker = WebhookWorker(settings, two)
+        taking: asyncio.Future[list[tuple[Due, int, str]]] | None = None
+        try:
+            async with _batch_held(one, take_two):
+                taking = asyncio.ensure_future(worker.take())
+                waited = await _waited_before(settings, taking)
+            # node one's batch has ended: node two's take ends too, if it waited
+            by_two = [item.pk for item, _, _ in await asyncio.wait_for(taking, 60)]
+        finally:
+            if taking is not None and not taking.done():
+                taking.cancel()
+                await asyncio.gather(taking, return_exceptions=True)
+            await worker.client.aclose()
+        attempts = database_rows(
+            settings,
+            "SELECT d.id, d.attempts, count(a.id) FROM webhook_deliveries d"
+            " LEFT JOIN webhook_attempts a ON a.delivery_pk = d.id GROUP BY d.id ORDER BY d.id",
+        )
+        return by_one, by_two, waited, attempts
+
+
+def test_a_webhook_take_passes_over_deliveries_another_node_is_taking(
+    pg_settings: Settings,
+) -> None:
+    """While node one's take holds the two oldest deliveries due (its batch still open),
+    node two's take does not wait for it: it takes the two others (FOR UPDATE ... SKIP
+    LOCKED), and no delivery is taken twice. (Node one's two have no attempt row: its
+    take here is the repository's, without one.)"""
+    by_one, by_two, waited, attempts = asyncio.run(_takes_on_two_nodes(pg_settings))
+    assert not waited
+    assert len(by_one) == 2 and len(by_two) == 2 and not set(by_one) & set(by_two)
+    assert sorted(by_one + by_two) == [pk for pk, _, _ in attempts]
+    assert [(pk, tries) for pk, tries, _ in attempts] == [(pk, 1) for pk, _, _ in attempts]
+    assert {pk: rows for pk, _, rows in attempts} == {
+        pk: 1 if pk in by_two else 0 for pk, _, _ in attempts
+    }
+
+
+def test_without_skip_locked_a_webhook_take_waits_for_another_node_s(
+    pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control: with FOR UPDATE alone, node two's take waits for node one's batch (it
+    takes the two others only once that batch has ended); still none taken twice."""
+    monkeypatch.setattr(webhook_rows, "_DUE_TAKEN", webhook_rows._DUE + " FOR UPDATE OF d")
+    by_one, by_two, waited, _ = asyncio.run(_takes_on_two_nodes(pg_settings))
+    assert waited
+    assert len(by_one) == 2 and len(by_two) == 2 and not set(by_one) & set(by_two)
+
+
+async def _keys_made_by_two_takes(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str, list[Any]]:
+    """An owner with two deliveries due and no signing key yet (as when the key had been
+    in its settings, then taken out). Node two's take finds no key and pauses there (its
+    batch open); node one's take, meanwhile, makes one and commits; then node two's goes
+    on. The key each signs its request with, and the keys stored."""
+    real, paused, resume = webhook_rows.signing_key_unit, asyncio.Event(), asyncio.Event()
+
+    async def first_pauses(conn: UnitConnection, user_id: int) -> str | None:
+        key = await real(conn, user_id)
+        if not paused.is_set():  # node two's, the first look
+            paused.set()
+            await resume.wait()
+        return key
+
+    async with _two_nodes(settings) as (one, two):
+        user_id = await one_event(one, settings, "http://127.0.0.1:9/hook")
+        async with one.write() as conn:
+            await outbox.record(conn, user_id, None, "sms:sent", "k2", {"n": 2})
+        database_rows(settings, "DELETE FROM webhook_signing_keys")
+        monkeypatch.setattr(webhook_rows, "signing_key_unit", first_pauses)
+        first, second = WebhookWorker(settings, one), WebhookWorker(settings, two)
+        by_two: asyncio.Future[list[tuple[Due, int, str]]] | None = None
+        try:
+            by_two = asyncio.ensure_future(second.take(1))
+            await asyncio.wait_for(paused.wait(), 60)
+            [(_, _, key_one)] = await asyncio.wait_for(first.take(1), 60)
+            resume.set()
+            [(_, _, key_two)] = await asyncio.wait_for(by_two, 60)
+        finally:
+            resume.set()
+            if by_two is not None and not by_two.done():
+                by_two.cancel()
+                await asyncio.gather(by_two, return_exceptions=True)
+            await first.client.aclose()
+            await second.client.aclose()
+        return key_one, key_two, database_rows(settings, "SELECT key FROM webhook_signing_keys")
+
+
+def test_two_nodes_taking_for_an_owner_without_a_key_sign_with_the_one_kept(
+    pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key one node's take made is kept: the other's, which had found none, signs with
+    it too (before, it deleted that key and stored its own, so the first node's requests
+    carried a signature no receiver could check)."""
+    key_one, key_two, stored = asyncio.run(
+        asyncio.wait_for(_keys_made_by_two_takes(pg_settings, monkeypatch), 120)
+    )
+    assert stored == [(key_one,)]
+    assert key_two == key_one
 
 
 async def _upserts(settings: Settings) -> tuple[object, str]:

@@ -4,6 +4,7 @@ exactly one event per recipient and state, retries, restarts, 410, the delivery 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -708,3 +709,50 @@ def test_a_stop_cuts_off_every_request_of_a_round_even_after_one_failed(
     finally:
         fast.stop()
         hanging.stop()
+
+
+def test_requests_taken_go_out_before_the_prune_and_whatever_it_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hourly prune comes due with a take: the requests taken go out first (their leases
+    run from the take: a prune that took long would eat into them), and a prune that then
+    fails strands none of them (before, they were dropped, taken and never sent, until their
+    leases ran out, 2 x 60 s + 15 s later)."""
+    receiver = Receiver().start()
+    settings = hub_settings(tmp_path / "data", webhooks_timeout_seconds=60)
+    migrate.upgrade(settings)
+
+    async def scenario() -> None:
+        db = database_for(settings)
+        try:
+            await one_event(db, settings, receiver.url)
+            worker = WebhookWorker(settings, db)
+            pruned: list[bool] = []
+
+            async def prune() -> int:
+                if pruned:  # the hourly prune: once
+                    return 0
+                # The request is out while the prune runs (bounded: before, it never was).
+                with contextlib.suppress(AssertionError):
+                    await eventually(lambda: len(receiver.delivered()) == 1, within=20)
+                pruned.append(len(receiver.delivered()) == 1)
+                raise RuntimeError("the prune failed")
+
+            worker.prune = prune  # type: ignore[method-assign]
+            task = asyncio.create_task(worker.run())
+            try:
+                await eventually(lambda: bool(pruned))
+                assert pruned == [True]
+                await eventually(lambda: not worker._in_flight)  # its outcome written
+            finally:
+                await cancel_and_wait(task)
+            states = database_rows(settings, "SELECT state FROM webhook_deliveries")
+            assert [state for (state,) in states] == ["delivered"]
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        receiver.stop()
+    assert "the prune failed" in caplog.text

@@ -146,8 +146,27 @@ async def signing_key_unit(conn: UnitConnection, user_id: int) -> str | None:
 
 
 async def set_signing_key_unit(conn: UnitConnection, user_id: int, key: str, now: datetime) -> None:
+    """Replace `user_id`'s key (a rotation: in a `write()` block, which on PostgreSQL no
+    other node's write runs beside)."""
     await conn.execute(_KEY_GONE, (user_id,))
     await _key_insert.many(conn, [{"user_id": user_id, "key": key, "created_at": now}])
+
+
+_KEY_IF_NONE = (
+    f"INSERT INTO {keys.name} (user_id, key, created_at) VALUES (?, ?, ?)"  # noqa: S608
+    " ON CONFLICT (user_id) DO NOTHING"
+)
+_key_at = ColumnWriter(keys.c.created_at)
+
+
+async def first_signing_key_unit(
+    conn: UnitConnection, user_id: int, key: str, now: datetime
+) -> str:
+    """`user_id`'s key: `key`, stored, unless one is stored already (on PostgreSQL another
+    node's take may store one at the same moment: the first committed is kept, the other
+    waits for it and then reads it)."""
+    await conn.execute(_KEY_IF_NONE, (user_id, key, _key_at(conn, now)))
+    return await signing_key_unit(conn, user_id) or key
 
 
 async def event_exists(conn: AsyncConnection, user_id: int, dedupe_key: str) -> bool:

@@ -42,9 +42,10 @@ async def signing_key_of(conn: UnitConnection, user_id: int) -> str:
     if key is not None:
         return key
     key = await repository.signing_key_unit(conn, user_id)
-    if key is None:
-        key = secrets.token_urlsafe(24)
-        await repository.set_signing_key_unit(conn, user_id, key, clock.now())
+    if key is None:  # (not replaced: another node may have stored one since the look)
+        key = await repository.first_signing_key_unit(
+            conn, user_id, secrets.token_urlsafe(24), clock.now()
+        )
     return key
 
 

@@ -306,18 +306,23 @@ class WebhookWorker:
 
     async def _start(self, out: set[asyncio.Task[None]], free: int) -> int:
         """Settle the inbox exports due, take up to `free` deliveries and start their
-        requests as tasks in `out`; how many were taken. A failure is logged (the next
-        look tries again)."""
+        requests as tasks in `out`, then prune when that is due; how many were taken. A
+        failure is logged (the next look tries again)."""
         await self._settle_exports_logged()
         try:
             taken = await self.take(free)
-            if not self._finishing:
-                await self.prune()
         except Exception:
             log.exception("webhook round failed; retrying next round")
             return 0
+        # Out at once: each lease runs from its take (and a failing prune below must not
+        # leave them taken and never sent until their leases end).
         for job in taken:
             out.add(asyncio.create_task(self.deliver(*job), name="smsgw-webhook-delivery"))
+        if not self._finishing:
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("webhook pruning failed; retried in an hour")
         return len(taken)
 
     async def _idle(self, out: set[asyncio.Task[None]]) -> None:
