@@ -585,34 +585,44 @@ def test_a_stop_takes_no_delivery_while_it_winds_down(tmp_path: Path) -> None:
     assert len(receiver.requests) == 1
 
 
-def test_a_slow_receiver_holds_up_only_its_own_request(tmp_path: Path) -> None:
-    """Two requests out at most, four events for two webhooks: while the first request to
-    one receiver hangs, the other slot delivers the seven other deliveries one after the
-    other (before, a round of two waited for its slowest request)."""
-    slow, fast = Receiver(delays=[600]).start(), Receiver().start()
-    settings = hub_settings(tmp_path / "data", webhooks_timeout_seconds=300, webhooks_concurrency=2)
+@pytest.mark.parametrize(("concurrency", "slow_hooks", "events"), [(2, 1, 4), (4, 3, 3)])
+def test_slow_receivers_hold_up_only_their_own_requests(
+    tmp_path: Path, concurrency: int, slow_hooks: int, events: int
+) -> None:
+    """`slow_hooks` webhooks whose first requests hang, one more that answers at once, and
+    `events` events for all of them: the slots left deliver every other delivery one after
+    the other, also when the hanging requests hold half the slots or more (the free ones are
+    then taken a poll after the last look). Before, a round waited for its slowest request."""
+    slow, fast = Receiver(delays=[600] * slow_hooks).start(), Receiver().start()
+    settings = hub_settings(
+        tmp_path / "data",
+        webhooks_timeout_seconds=300,
+        webhooks_concurrency=concurrency,
+        webhooks_poll_seconds=0.2,
+    )
     migrate.upgrade(settings)
+    answered = (slow_hooks + 1) * events - slow_hooks
 
     async def scenario() -> None:
         db = database_for(settings)
         try:
-            user_id = await one_event(db, settings, slow.url, fast.url)
-            for n in range(2, 5):
+            user_id = await one_event(db, settings, *[slow.url] * slow_hooks, fast.url)
+            for n in range(2, events + 1):
                 async with db.write() as conn:
                     await outbox.record(conn, user_id, None, "sms:sent", f"k{n}", {"n": n})
             worker = WebhookWorker(settings, db)
             task = asyncio.create_task(worker.run())
             try:
-                # the seven answered and their outcomes written; the hanging one still out
+                # the others answered and their outcomes written; the hanging ones still out
                 await eventually(
                     lambda: (
-                        len(slow.delivered()) + len(fast.delivered()) == 7
-                        and len(worker._in_flight) == 1
+                        len(slow.delivered()) + len(fast.delivered()) == answered
+                        and len(worker._in_flight) == slow_hooks
                     )
                 )
             finally:
                 await cancel_and_wait(task)
-            assert await worker.release_leases() == 1
+            assert await worker.release_leases() == slow_hooks
         finally:
             await db.dispose()
 

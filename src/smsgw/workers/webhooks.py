@@ -274,23 +274,32 @@ class WebhookWorker:
     async def run(self) -> None:
         """Deliver until told to stop (`finish`), with up to `webhooks_concurrency` requests
         out at once: slots are taken again as soon as half of them are free (their requests
-        ended, their outcomes written), not once the slowest request of a round has ended.
+        ended, their outcomes written), or any free slot a poll after the last look, not once
+        the slowest request of a round has ended.
         Once told to stop, the requests out end first (`wind_down`); cancelled, they are
         cut off with it."""
         self._task = asyncio.current_task()
         out: set[asyncio.Task[None]] = set()
+        poll, looked = self.settings.webhooks_poll_seconds, -float("inf")
         try:
             while not self._finishing:
                 self.wakeup.clear()  # before the look: a poke from now on is seen
                 concurrency = self.settings.webhooks_concurrency
                 free = concurrency - len(out)
-                # Taken once half the slots are free (a take per request would cost more).
-                looks = not out or free >= max(concurrency // 2, 1)
-                busy = not looks or await self._start(out, free) == free
+                # Taken once half the slots are free (a take per request would cost more),
+                # or a slot a poll after the last look (slow receivers holding half).
+                looks = free >= max(concurrency // 2, 1) or (
+                    free > 0 and time.monotonic() - looked >= poll
+                )
+                busy = True
+                if looks:
+                    looked = time.monotonic()
+                    busy = await self._start(out, free) == free
                 if self._finishing:
                     break
-                if busy:  # wait for a request to end
-                    await asyncio.wait(out, return_when=asyncio.FIRST_COMPLETED)
+                if busy:  # wait for a request to end, or (a slot free) the next poll
+                    timeout = poll if len(out) < concurrency else None
+                    await asyncio.wait(out, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 else:  # nothing more is due
                     await self._idle(out)
                 self._reap(out)
