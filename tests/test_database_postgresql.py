@@ -596,7 +596,7 @@ async def _takes_on_two_nodes(settings: Settings) -> tuple[list[int], list[int],
             if taking is not None and not taking.done():
                 taking.cancel()
                 await asyncio.gather(taking, return_exceptions=True)
-            await worker.client.aclose()
+            await worker.close()
         attempts = database_rows(
             settings,
             "SELECT d.id, d.attempts, count(a.id) FROM webhook_deliveries d"
@@ -668,8 +668,8 @@ async def _keys_made_by_two_takes(
             if by_two is not None and not by_two.done():
                 by_two.cancel()
                 await asyncio.gather(by_two, return_exceptions=True)
-            await first.client.aclose()
-            await second.client.aclose()
+            await first.close()
+            await second.close()
         return key_one, key_two, database_rows(settings, "SELECT key FROM webhook_signing_keys")
 
 

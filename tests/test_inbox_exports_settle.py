@@ -165,7 +165,7 @@ def test_a_round_delivers_even_when_settling_exports_fails(
             for _ in range(2):
                 await worker.round()
         finally:
-            await worker.client.aclose()
+            await worker.close()
 
     with_db(settings, round_of)
     assert taken == [True, True]
@@ -219,7 +219,7 @@ def test_exports_no_longer_open_are_pruned_with_the_webhook_events(
         try:
             await worker.prune()
         finally:
-            await worker.client.aclose()
+            await worker.close()
 
     with_db(settings, prune)
     assert export_states(settings) == ["open"]

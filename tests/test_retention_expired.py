@@ -152,7 +152,7 @@ def _prune_webhooks(settings: Settings) -> int:
         try:
             return await worker.prune()
         finally:
-            await worker.client.aclose()
+            await worker.close()
 
     return with_db(settings, prune)
 

@@ -17,7 +17,7 @@ import pytest
 from smsgw.app import cancel_and_wait
 from smsgw.db import migrate
 from smsgw.db.engine import database_for
-from smsgw.webhooks import outbox
+from smsgw.webhooks import guard, outbox
 from smsgw.webhooks import repository as webhook_repository
 from smsgw.webhooks import service as webhooks_service
 from smsgw.workers import webhooks as webhook_worker
@@ -462,8 +462,6 @@ def test_a_receiver_trickling_its_answer_is_cut_off_at_the_deadline() -> None:
     delivery never outlives its lease (past it, another server process would send it again)."""
     from datetime import UTC, datetime
 
-    import httpx
-
     from smsgw.webhooks import sender
     from smsgw.webhooks.repository import Due
 
@@ -482,8 +480,8 @@ def test_a_receiver_trickling_its_answer_is_cut_off_at_the_deadline() -> None:
         now = datetime.now(UTC)
         item = Due(1, 0, now, now, 1, "hook", f"http://127.0.0.1:{port}/", 1, "ev", "sms:sent",
                    None, {"x": 1})  # fmt: skip
-        async with server, httpx.AsyncClient(timeout=5, trust_env=False) as client:
-            outcome = await sender.post(client, item, "k" * 32, 1024, deadline=0.5)
+        async with server, guard.session(allow_private=True, timeout=5) as client:
+            outcome = await sender.post(client, item, "k" * 32, 1024, deadline=0.5, guarded=False)
             server.close()
         assert outcome.status is None and outcome.error == "no complete answer within 0.5 s"
         assert outcome.duration_ms < 2000

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from smsgw.webhooks.guard import Refused, check_literal, session, why_refused
 from smsgw.webhooks.guard import tls as tls_context
-from smsgw.webhooks.guard import transport, why_refused
 from tests.conftest import Account, LiveServer, running
 from tests.fakes.receiver import Receiver
 from tests.webhook_support import Api, eventually, hub_settings, phone, run, started, until
@@ -47,6 +47,21 @@ def test_internal_addresses_are_refused(address: str, reason: str) -> None:
 @pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"])
 def test_public_addresses_pass(address: str) -> None:
     assert why_refused(ipaddress.ip_address(address)) is None
+
+
+@pytest.mark.parametrize(
+    "url", ["https://127.0.0.1/hook", "https://[::1]:8443/hook", "http://169.254.169.254/"]
+)
+def test_a_literal_internal_address_is_refused_before_the_request(url: str) -> None:
+    """aiohttp connects to a literal address without asking the resolver: the guarded
+    request checks it itself (a URL registered while private URLs were allowed)."""
+    with pytest.raises(Refused, match="refused to connect to"):
+        check_literal(url)
+
+
+@pytest.mark.parametrize("url", ["https://example.com/hook", "https://93.184.216.34/hook"])
+def test_a_name_or_a_public_literal_passes_the_literal_check(url: str) -> None:
+    check_literal(url)
 
 
 def _loopback_name() -> str | None:
@@ -154,5 +169,11 @@ def test_a_receiver_whose_certificate_no_authority_signed_is_refused(tmp_path: P
             server.close()
 
         run(scenario)
-    one, other = transport(allow_private=True), transport(allow_private=False)
-    assert one._pool._ssl_context is other._pool._ssl_context is tls_context()
+
+
+def test_the_sessions_share_one_tls_context() -> None:
+    async def scenario() -> None:
+        async with session(True, 5) as one, session(False, 5) as other:
+            assert one.connector._ssl is other.connector._ssl is tls_context()  # type: ignore[union-attr]
+
+    asyncio.run(scenario())

@@ -10,7 +10,7 @@ answered each, and reads back from the receiver when each event arrived:
 - posts: the phone's hub post of an `sms:received` to `/api/mobile/v1/hooks/{device}/{secret}`
   (one received SMS each, stored in the inbox and forwarded);
 - baseline: no smsgw at all: `concurrency` tasks sign and POST envelopes to the same receiver
-  with smsgw's own request code (`smsgw.webhooks.sender.post`, an httpx client made as the
+  with smsgw's own request code (`smsgw.webhooks.sender.post`, a session made as the
   delivery worker makes its own).
 """
 
@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import aiohttp
 import httpx
 
 from bench.common import cpu_seconds, machine_busy_seconds
@@ -185,7 +186,7 @@ def poster(setup: Setup, phone: httpx.AsyncClient, tag: str) -> Send:
     return send
 
 
-def direct(setup: Setup, client: httpx.AsyncClient, tag: str) -> Send:
+def direct(setup: Setup, client: aiohttp.ClientSession, tag: str) -> Send:
     """Each call does what one delivery does minus smsgw: sign and POST an envelope."""
     url = f"http://127.0.0.1:{setup.receiver_port}/hook"
     max_bytes = 64 * 1024
@@ -201,7 +202,7 @@ def direct(setup: Setup, client: httpx.AsyncClient, tag: str) -> Send:
                      "phoneNumber": "+12025550199", "simNumber": 1,
                      "receivedAt": clock.format_timestamp(now), "message": f"bench {number}"},
         )  # fmt: skip
-        outcome = await sender.post(client, item, setup.signing_key, max_bytes)
+        outcome = await sender.post(client, item, setup.signing_key, max_bytes, guarded=False)
         if outcome.status != 204:
             raise RuntimeError(f"baseline POST: {outcome.status} {outcome.error}")
         return message_id
@@ -209,14 +210,10 @@ def direct(setup: Setup, client: httpx.AsyncClient, tag: str) -> Send:
     return send
 
 
-def worker_client() -> httpx.AsyncClient:
-    """An httpx client made as the delivery worker makes its own (workers/webhooks.py)."""
-    return httpx.AsyncClient(
-        transport=guard.transport(True),
-        timeout=httpx.Timeout(10.0, connect=5.0),
-        follow_redirects=False,
-        trust_env=False,
-    )
+def worker_client() -> aiohttp.ClientSession:
+    """A session made as the delivery worker makes its own (workers/webhooks.py), in the
+    running event loop."""
+    return guard.session(allow_private=True, timeout=10.0)
 
 
 def phone_client(setup: Setup, clients: int) -> httpx.AsyncClient:

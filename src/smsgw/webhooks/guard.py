@@ -1,10 +1,12 @@
 """The SSRF guard: outbound webhook requests never reach internal addresses.
 
 URLs are checked when registered (scheme, literal addresses) and, since a name can resolve
-to anything later, the address is checked again at connect time: the guarded transport
-resolves the host itself, refuses loopback, private, link-local, multicast, reserved and
-cloud-metadata addresses, and connects to the address it checked (TLS still verifies the
-name). `SMSGW_WEBHOOKS_ALLOW_PRIVATE_URLS=true` lifts all of this (and allows http://).
+to anything later, the address is checked again at connect time: the guarded session's
+resolver resolves the host itself, refuses loopback, private, link-local, multicast,
+reserved and cloud-metadata addresses, and the session connects to the address it checked
+(TLS still verifies the name); a literal address, which aiohttp connects to without asking
+the resolver, is checked before the request (`check_literal`).
+`SMSGW_WEBHOOKS_ALLOW_PRIVATE_URLS=true` lifts all of this (and allows http://).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import socket
 import ssl
 import unicodedata
 from collections.abc import Iterable
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from smsgw.domain.errors import InvalidInput
 
@@ -31,7 +34,7 @@ METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:
 BLOCKED_NAMES = {"localhost", "localhost.localdomain", "metadata.google.internal"}
 
 
-class Refused(httpcore.ConnectError):
+class Refused(Exception):
     """The guard refused to connect (the message says to which address and why)."""
 
 
@@ -121,54 +124,59 @@ def first_allowed(host: str, addresses: Iterable[str]) -> str:
     return found[0]
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend with the address check before every TCP connect."""
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver with the address check: the host's addresses, refused (Refused)
+    unless every one is public; the first is the one connected to."""
 
-    def __init__(self) -> None:
-        self.inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         try:
-            addresses = await asyncio.wait_for(resolve(host, port), timeout)
-        except (OSError, TimeoutError) as error:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {error}") from error
+            addresses = await resolve(host, port)
+        except OSError as error:
+            raise Refused(f"refused to connect to {host}: cannot resolve it ({error})") from None
         address = first_allowed(host, addresses)
-        return await self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
+        kind = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [
+            ResolveResult(hostname=host, host=address, port=port, family=kind, proto=0,
+                          flags=socket.AI_NUMERICHOST)
+        ]  # fmt: skip
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise Refused("refused to connect to a Unix socket")
+    async def close(self) -> None:
+        pass
 
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
+
+def check_literal(url: str) -> None:
+    """Refused when `url`'s host is a literal address that is not public (aiohttp connects
+    to a literal address without asking the resolver)."""
+    host = URL(url).raw_host or ""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return  # a name: the resolver checks it
+    if (reason := why_refused(address)) is not None:
+        raise Refused(f"refused to connect to {host}: {host} is {reason}")
 
 
 @functools.cache
 def tls() -> ssl.SSLContext:
     """How webhook requests verify their receivers (httpx's default: certifi's authorities,
     or SSL_CERT_FILE / SSL_CERT_DIR), made once a process: reading the authorities takes
-    30-40 ms, which each application's start paid twice. Shared safely: httpcore sets the
-    same ALPN on it (HTTP/1.1 only) for each connection of either transport."""
+    30-40 ms, which each application's start paid twice. Shared safely: the sessions use it
+    as it is, and httpx clients (the tests') set the same ALPN on it (HTTP/1.1 only)."""
     return httpx.create_ssl_context()
 
 
-def transport(allow_private: bool) -> httpx.AsyncHTTPTransport:
-    """The transport webhook requests go through; guarded unless private URLs are allowed."""
-    plain = httpx.AsyncHTTPTransport(verify=tls(), retries=0)
-    if allow_private:
-        return plain
-    plain._pool = httpcore.AsyncConnectionPool(  # the public API has no backend parameter
-        ssl_context=tls(), network_backend=GuardedBackend()
+def session(allow_private: bool, timeout: float) -> aiohttp.ClientSession:
+    """The session webhook requests go through (in a running event loop): guarded unless
+    private URLs are allowed; `timeout` bounds the connect (at most 5 s) and each read."""
+    connector = aiohttp.TCPConnector(
+        ssl=tls(), resolver=None if allow_private else GuardedResolver(), use_dns_cache=False
     )
-    return plain
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None, connect=min(timeout, 5.0), sock_read=timeout),
+        trust_env=False,
+        auto_decompress=False,
+        skip_auto_headers=("Accept-Encoding",),
+    )

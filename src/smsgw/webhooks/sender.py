@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
+import aiohttp
 
 from smsgw import __version__
 from smsgw.config import Settings
-from smsgw.webhooks import repository, signing
+from smsgw.webhooks import guard, repository, signing
 from smsgw.webhooks.repository import Due
 
 USER_AGENT = f"smsgw/{__version__} (webhooks)"
@@ -49,18 +49,25 @@ def body_of(item: Due) -> bytes:
     return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _describe(error: httpx.HTTPError) -> str:
+def _describe(error: BaseException) -> str:
     kind = type(error).__name__
     text = str(error) or kind
     return (text if text.startswith("refused") else f"{kind}: {text}")[:256]
 
 
 async def post(
-    client: httpx.AsyncClient, item: Due, key: str, max_bytes: int, deadline: float | None = None
+    client: aiohttp.ClientSession,
+    item: Due,
+    key: str,
+    max_bytes: int,
+    deadline: float | None = None,
+    guarded: bool = True,
 ) -> Outcome:
-    """POST one delivery; never raises for network trouble (it is in the Outcome).
+    """POST one delivery on a session of `guard.session`; never raises for network trouble
+    (it is in the Outcome). `guarded`: the session is the guarded one (literal addresses
+    are then checked here).
 
-    `deadline` bounds the whole exchange (httpx's timeouts bound each step only, so a
+    `deadline` bounds the whole exchange (the session's timeouts bound each step only, so a
     receiver trickling its answer could otherwise outlast the delivery's lease and another
     server process would send it again)."""
     body = body_of(item)
@@ -68,20 +75,28 @@ async def post(
                **signing.headers(key, body, int(time.time()))}  # fmt: skip
     started = time.monotonic()
     try:
-        async with asyncio.timeout(deadline):
-            async with client.stream("POST", item.url, content=body, headers=headers) as response:
+        async with asyncio.timeout(deadline) as scope:
+            if guarded:
+                guard.check_literal(item.url)
+            async with client.post(
+                item.url, data=body, headers=headers, allow_redirects=False
+            ) as response:
                 read = 0
-                async for chunk in response.aiter_raw():
+                async for chunk in response.content.iter_any():
                     read += len(chunk)
                     if read >= max_bytes:
                         break
-                status = response.status_code
-    except TimeoutError:
-        return Outcome(None, f"no complete answer within {deadline:g} s", _since(started))
-    except httpx.HTTPError as error:
-        return Outcome(None, _describe(error), _since(started))
-    except (httpx.InvalidURL, ValueError) as error:  # a URL httpx cannot send to
+                status = response.status
+    except TimeoutError as error:
+        if scope.expired():
+            return Outcome(None, f"no complete answer within {deadline:g} s", _since(started))
+        return Outcome(None, _describe(error), _since(started))  # a step's own timeout
+    except guard.Refused as error:
+        return Outcome(None, str(error)[:256], _since(started))
+    except (aiohttp.InvalidURL, ValueError) as error:  # a URL aiohttp cannot send to
         return Outcome(None, f"invalid URL: {error}"[:256], _since(started))
+    except (aiohttp.ClientError, OSError) as error:
+        return Outcome(None, _describe(error), _since(started))
     return Outcome(status, None if 200 <= status < 300 else f"HTTP {status}", _since(started))
 
 

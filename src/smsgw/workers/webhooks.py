@@ -19,7 +19,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 
-import httpx
+import aiohttp
 
 from smsgw import metrics
 from smsgw.config import Settings, WebhooksMode
@@ -79,13 +79,25 @@ class WebhookWorker:
         self._finishing = False
         self._finish_began = 0.0
         self._task: asyncio.Task[None] | None = None
-        timeout = settings.webhooks_timeout_seconds
-        self.client = httpx.AsyncClient(
-            transport=guard.transport(settings.webhooks_allow_private_urls),
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            follow_redirects=False,
-            trust_env=False,
-        )
+        #: The session of the requests, made at the first (in the running event loop).
+        self._client: aiohttp.ClientSession | None = None
+
+    @property
+    def _guarded(self) -> bool:
+        return not self.settings.webhooks_allow_private_urls
+
+    def client(self) -> aiohttp.ClientSession:
+        """The session webhook requests go through (guard.session), made at the first."""
+        if self._client is None:
+            timeout = self.settings.webhooks_timeout_seconds
+            self._client = guard.session(not self._guarded, timeout)
+        return self._client
+
+    async def close(self) -> None:
+        """Close the session of the requests (when one was made)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
 
     def poke(self) -> None:
         """Look for due deliveries now rather than at the next poll."""
@@ -144,7 +156,7 @@ class WebhookWorker:
         max_bytes = self.settings.webhooks_max_response_bytes
         # Within the lease (take): past it, another process may take the delivery again.
         deadline = 2 * self.settings.webhooks_timeout_seconds
-        outcome = await sender.post(self.client, item, key, max_bytes, deadline)
+        outcome = await sender.post(self.client(), item, key, max_bytes, deadline, self._guarded)
         now = clock.now()
         plan = sender.plan(self.settings, item, outcome, now)
         finished = (now, outcome.status, outcome.duration_ms, outcome.error)
@@ -311,7 +323,7 @@ class WebhookWorker:
                 task.cancel()
             if out:
                 await asyncio.gather(*out, return_exceptions=True)
-            await self.client.aclose()
+            await self.close()
 
     async def _start(self, out: set[asyncio.Task[None]], free: int) -> int:
         """Settle the inbox exports due, take up to `free` deliveries and start their
