@@ -169,7 +169,9 @@ def tls() -> ssl.SSLContext:
 
 def session(allow_private: bool, timeout: float) -> aiohttp.ClientSession:
     """The session webhook requests go through (in a running event loop): guarded unless
-    private URLs are allowed; `timeout` bounds the connect (at most 5 s) and each read."""
+    private URLs are allowed; `timeout` bounds the connect (at most 5 s) and each read.
+    No cookies: one session carries every owner's requests, and a request goes out as it
+    was signed (a cookie one receiver set would go to every webhook on its domain)."""
     connector = aiohttp.TCPConnector(
         ssl=tls(), resolver=None if allow_private else GuardedResolver(), use_dns_cache=False
     )
@@ -177,6 +179,7 @@ def session(allow_private: bool, timeout: float) -> aiohttp.ClientSession:
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None, connect=min(timeout, 5.0), sock_read=timeout),
         trust_env=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         skip_auto_headers=("Accept-Encoding",),
     )

@@ -1,0 +1,127 @@
+"""One webhook request as the delivery worker sends it (`sender.post` on a `guard.session`),
+against servers on 127.0.0.1 only: what goes out (exactly the signed body, no cookies), what
+is read back, the timeouts' texts, and the guard in the session's own path (names are
+resolved by a patched `guard.resolve`, never by DNS)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+
+import aiohttp
+import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from smsgw.webhooks import guard, sender
+from smsgw.webhooks.repository import Due
+from tests.webhook_support import run, verify_signature
+
+pytestmark = pytest.mark.one_engine("no database")  # conftest.py
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def due(url: str) -> Due:
+    now = datetime.now(UTC)
+    return Due(1, 0, now, now, 1, "hook", url, 1, "ev", "sms:sent", None, {"x": "é"})
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A server on 127.0.0.1: its port and every connection it accepted (what each sent)."""
+    accepted: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(b"")
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await handler(reader, writer)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, backlog=512)
+    try:
+        yield server.sockets[0].getsockname()[1], accepted
+    finally:
+        server.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return head + await reader.readexactly(length)
+
+
+class Fixed(AbstractResolver):
+    """aiohttp's resolver for the unguarded session: every name is 127.0.0.1."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [ResolveResult(hostname=host, host="127.0.0.1", port=port,
+                              family=socket.AF_INET, proto=0, flags=0)]  # fmt: skip
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_cookie_a_receiver_sets_is_never_sent_with_a_later_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One session carries every owner's requests: a cookie one receiver sets must not go
+    out with the next requests to that host (another owner's webhook there, say), and
+    nothing outside the signed request may be added to it."""
+    monkeypatch.setattr(aiohttp.connector, "DefaultResolver", Fixed)
+    requests: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            requests.append(await read_request(reader))
+            cookie = b"Set-Cookie: session=of-the-first; Path=/; Domain=receiver.test\r\n"
+            writer.write(b"HTTP/1.1 204 No Content\r\n" + cookie + b"\r\n")
+            await writer.drain()
+
+    async def scenario() -> None:
+        async with serving(answer) as (port, _), guard.session(True, 5) as client:
+            for path in ("one", "two"):
+                item = due(f"http://receiver.test:{port}/{path}")
+                outcome = await sender.post(client, item, "k" * 32, 1024, 5, guarded=False)
+                assert outcome.status == 204
+
+    run(scenario)
+    assert len(requests) == 2
+    assert all(b"\r\ncookie:" not in request.lower() for request in requests)
+
+
+def test_headers_and_body_go_out_exactly_as_signed() -> None:
+    requests: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await read_request(reader))
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+
+    async def scenario() -> None:
+        async with serving(answer) as (port, _), guard.session(True, 5) as client:
+            item = due(f"http://127.0.0.1:{port}/hook")
+            assert (await sender.post(client, item, "k" * 32, 1024, 5, guarded=False)).status == 204
+
+    run(scenario)
+    [request] = requests
+    head, body = request.split(b"\r\n\r\n", 1)
+    headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    item = due("http://127.0.0.1/hook")
+    assert body == sender.body_of(item)
+    assert headers[b"Content-Type"] == b"application/json"
+    assert headers[b"Content-Length"] == str(len(body)).encode()
+    assert b"Accept-Encoding" not in headers and b"Transfer-Encoding" not in headers
+    signed = {k.decode(): v.decode() for k, v in headers.items()}
+    assert verify_signature("k" * 32, body, signed)
