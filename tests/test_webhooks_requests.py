@@ -125,3 +125,30 @@ def test_headers_and_body_go_out_exactly_as_signed() -> None:
     assert b"Accept-Encoding" not in headers and b"Transfer-Encoding" not in headers
     signed = {k.decode(): v.decode() for k, v in headers.items()}
     assert verify_signature("k" * 32, body, signed)
+
+
+def test_more_requests_out_than_aiohttps_default_pool_get_connections() -> None:
+    """SMSGW_WEBHOOKS_CONCURRENCY goes up to 256; aiohttp's connector allows 100
+    connections unless told otherwise, and a request waiting for one counts it against
+    its connect timeout: the 101st of slow receivers' requests failed as a connect timeout
+    the receiver had nothing to do with."""
+    many = 110
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n")
+        for _ in range(8):  # 0.8 s in all, each read well within the 0.5 s timeout
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+    async def scenario() -> None:
+        async with serving(slow) as (port, accepted), guard.session(True, 0.5) as client:
+            item = due(f"http://127.0.0.1:{port}/hook")
+            outcomes = await asyncio.gather(
+                *(sender.post(client, item, "k" * 32, 1024, 5, guarded=False) for _ in range(many))
+            )
+            assert [o.error for o in outcomes if o.status != 200] == []
+            assert len(accepted) == many
+
+    run(scenario)

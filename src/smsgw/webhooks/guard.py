@@ -173,7 +173,13 @@ def session(allow_private: bool, timeout: float) -> aiohttp.ClientSession:
     No cookies: one session carries every owner's requests, and a request goes out as it
     was signed (a cookie one receiver set would go to every webhook on its domain)."""
     connector = aiohttp.TCPConnector(
-        ssl=tls(), resolver=None if allow_private else GuardedResolver(), use_dns_cache=False
+        ssl=tls(),
+        resolver=None if allow_private else GuardedResolver(),
+        use_dns_cache=False,
+        # No cap of its own (aiohttp's is 100): the worker bounds the requests out
+        # (SMSGW_WEBHOOKS_CONCURRENCY, up to 256), and a request waiting for a connection
+        # counts the wait against its connect timeout.
+        limit=0,
     )
     return aiohttp.ClientSession(
         connector=connector,
