@@ -152,3 +152,23 @@ def test_more_requests_out_than_aiohttps_default_pool_get_connections() -> None:
             assert len(accepted) == many
 
     run(scenario)
+
+
+def test_a_connect_timeout_does_not_echo_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiohttp's text of a connect timeout is the whole URL, query and all (which may hold
+    the owner's token), and the error goes to the server's log as well as the owner's."""
+
+    async def hanging(host: str, port: int) -> list[str]:
+        await asyncio.sleep(10)
+        return []
+
+    monkeypatch.setattr(guard, "resolve", hanging)
+
+    async def scenario() -> None:
+        async with guard.session(False, 0.3) as client:
+            item = due("https://hook.test/in/s3cret?token=s3cret")
+            outcome = await sender.post(client, item, "k" * 32, 1024, 5)
+        assert outcome.status is None
+        assert outcome.error == "ConnectionTimeoutError: no connection within 0.3 s"
+
+    run(scenario)
