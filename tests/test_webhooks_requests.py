@@ -172,3 +172,24 @@ def test_a_connect_timeout_does_not_echo_the_url(monkeypatch: pytest.MonkeyPatch
         assert outcome.error == "ConnectionTimeoutError: no connection within 0.3 s"
 
     run(scenario)
+
+
+def test_a_name_that_does_not_resolve_is_not_called_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A refusal is the guard's (an address it will not reach, which the operator's setting
+    would allow); a failed look-up is the network's, as it is with private URLs allowed."""
+
+    async def unknown(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(guard, "resolve", unknown)
+
+    async def scenario() -> None:
+        async with guard.session(False, 5) as client:
+            outcome = await sender.post(client, due("https://hook.test/in"), "k" * 32, 1024, 5)
+        assert outcome.status is None and outcome.error is not None
+        assert not outcome.error.startswith("refused")
+        assert "hook.test" in outcome.error and "Name or service not known" in outcome.error
+
+    run(scenario)

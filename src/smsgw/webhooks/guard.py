@@ -126,16 +126,14 @@ def first_allowed(host: str, addresses: Iterable[str]) -> str:
 
 class GuardedResolver(AbstractResolver):
     """aiohttp's resolver with the address check: the host's addresses, refused (Refused)
-    unless every one is public; the first is the one connected to."""
+    unless every one is public; the first is the one connected to. A failed look-up is
+    no refusal: its OSError goes to aiohttp (ClientConnectorDNSError), as with the
+    resolver of an unguarded session."""
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        try:
-            addresses = await resolve(host, port)
-        except OSError as error:
-            raise Refused(f"refused to connect to {host}: cannot resolve it ({error})") from None
-        address = first_allowed(host, addresses)
+        address = first_allowed(host, await resolve(host, port))
         kind = socket.AF_INET6 if ":" in address else socket.AF_INET
         return [
             ResolveResult(hostname=host, host=address, port=port, family=kind, proto=0,
