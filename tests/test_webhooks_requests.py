@@ -193,3 +193,122 @@ def test_a_name_that_does_not_resolve_is_not_called_refused(
         assert "hook.test" in outcome.error and "Name or service not known" in outcome.error
 
     run(scenario)
+
+
+def test_the_guarded_session_refuses_a_name_resolving_to_an_internal_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check in aiohttp's path (GuardedResolver): its Refused reaches the outcome as it
+    is (aiohttp neither wraps nor swallows it), and no connection is made."""
+
+    async def internal(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(guard, "resolve", internal)
+
+    async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pass
+
+    async def scenario() -> None:
+        async with serving(never) as (port, accepted), guard.session(False, 5) as client:
+            item = due(f"https://hook.test:{port}/in")
+            outcome = await sender.post(client, item, "k" * 32, 1024, 5)
+            await asyncio.sleep(0.1)
+            assert accepted == []
+        assert outcome.status is None
+        assert outcome.error == "refused to connect to hook.test: 127.0.0.1 is a loopback address"
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "addresses", [["93.184.216.34", "10.0.0.1"], ["2606:2800:220:1::1", "::ffff:169.254.169.254"]]
+)
+def test_a_name_resolving_to_public_and_internal_addresses_is_refused(
+    monkeypatch: pytest.MonkeyPatch, addresses: list[str]
+) -> None:
+    """(Checked in the resolver alone: nothing is connected to, whatever it answers.)"""
+
+    async def mixed(host: str, port: int) -> list[str]:
+        return addresses
+
+    monkeypatch.setattr(guard, "resolve", mixed)
+
+    async def scenario() -> None:
+        with pytest.raises(guard.Refused, match=f"refused to connect to hook.test: {addresses[1]}"):
+            await guard.GuardedResolver().resolve("hook.test", 443)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "[::ffff:127.0.0.1]", "[::ffff:7f00:1%25lo]", "0x7f.1", "0x7f000001",
+     "127.1", "2130706433", "017700000001", "127.0.0.1.", "127.000.000.001"],
+)  # fmt: skip
+def test_the_guarded_request_reaches_no_literal_loopback_in_any_form(host: str) -> None:
+    """URLs registered while private URLs were allowed, sent once they are not: refused by
+    check_literal or the resolver, or not sent at all (aiohttp refuses the legacy numeric
+    forms of IPv4 as invalid URLs)."""
+
+    async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pass
+
+    async def scenario() -> None:
+        async with serving(never) as (port, accepted), guard.session(False, 5) as client:
+            item = due(f"https://{host}:{port}/in")
+            outcome = await sender.post(client, item, "k" * 32, 1024, 5)
+            await asyncio.sleep(0.1)
+            assert accepted == []
+        assert outcome.status is None and outcome.error is not None
+        assert outcome.error.startswith(("refused to connect to", "invalid URL")), outcome.error
+
+    run(scenario)
+
+
+def test_a_redirect_is_not_followed() -> None:
+    async def elsewhere(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    async def scenario() -> None:
+        async with serving(elsewhere) as (other, reached):
+
+            async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                await read_request(reader)
+                location = f"Location: http://127.0.0.1:{other}/internal\r\n".encode()
+                writer.write(b"HTTP/1.1 307 Temporary Redirect\r\n" + location
+                             + b"Content-Length: 0\r\n\r\n")  # fmt: skip
+                await writer.drain()
+
+            async with serving(redirect) as (port, _), guard.session(True, 5) as client:
+                item = due(f"http://127.0.0.1:{port}/hook")
+                outcome = await sender.post(client, item, "k" * 32, 1024, 5, guarded=False)
+                await asyncio.sleep(0.1)
+            assert (outcome.status, outcome.error) == (307, "HTTP 307")
+            assert reached == []
+
+    run(scenario)
+
+
+def test_at_most_max_bytes_of_an_endless_answer_are_read() -> None:
+    sent = [0]
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+        chunk = b"x" * 65536
+        while sent[0] < 1_000_000_000:
+            writer.write(chunk)
+            await writer.drain()
+            sent[0] += len(chunk)
+
+    async def scenario() -> None:
+        async with serving(endless) as (port, _), guard.session(True, 5) as client:
+            item = due(f"http://127.0.0.1:{port}/hook")
+            outcome = await sender.post(client, item, "k" * 32, 64 * 1024, 5, guarded=False)
+            await asyncio.sleep(0.2)
+        assert (outcome.status, outcome.error) == (200, None)
+        assert outcome.duration_ms < 2000
+        assert sent[0] < 16 * 1024 * 1024  # the connection was closed, not read to its end
+
+    run(scenario)
