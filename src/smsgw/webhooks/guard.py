@@ -78,7 +78,7 @@ def check_url(url: str, allow_private: bool) -> str:
         return url
     if scheme != "https":
         raise InvalidInput(f"url: must start with https:// ({ALLOW_HINT} to allow http://)")
-    host = parts.hostname.lower().rstrip(".")
+    host = _host_as_sent(url, parts.hostname)
     if host in BLOCKED_NAMES or host.endswith(".localhost"):
         raise InvalidInput(
             f"url: {host} is a local name; webhooks must reach a public host ({ALLOW_HINT})"
@@ -89,6 +89,17 @@ def check_url(url: str, allow_private: bool) -> str:
             f"url: {host} is {reason}; webhooks must reach a public host ({ALLOW_HINT})"
         )
     return url
+
+
+def _host_as_sent(url: str, hostname: str) -> str:
+    """The host as the request will name it: yarl's, which aiohttp connects to (IDNA
+    mapped: `localhost` in full-width letters, or ending in an ideographic full stop, is
+    `localhost`), in lower case and without a trailing dot."""
+    try:
+        host = URL(url).raw_host or hostname
+    except ValueError:  # (a host yarl cannot encode: no request can be sent to it)
+        host = hostname
+    return host.lower().rstrip(".")
 
 
 def _numeric_host(host: str) -> IPAddress | None:
