@@ -312,3 +312,25 @@ def test_at_most_max_bytes_of_an_endless_answer_are_read() -> None:
         assert sent[0] < 16 * 1024 * 1024  # the connection was closed, not read to its end
 
     run(scenario)
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "017700000001"])
+def test_a_legacy_numeric_loopback_is_refused_with_an_aiohttp_that_sends_it_as_it_is(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    """aiohttp before 3.14 (the dependency allows 3.10) hands `127.1` or `2130706433` to the
+    socket, which connects to 127.0.0.1, without asking the resolver: the guard must not
+    count on aiohttp refusing them (simulated here by turning that refusal off)."""
+    monkeypatch.setattr(aiohttp.connector, "is_canonical_ipv4_address", lambda host: True)
+
+    async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pass
+
+    async def scenario() -> None:
+        async with serving(never) as (port, accepted), guard.session(False, 5) as client:
+            outcome = await sender.post(client, due(f"https://{host}:{port}/in"), "k" * 32, 1024, 5)
+            await asyncio.sleep(0.1)
+            assert accepted == []
+        assert outcome.error == f"refused to connect to {host}: {host} is a loopback address"
+
+    run(scenario)

@@ -156,14 +156,17 @@ class GuardedResolver(AbstractResolver):
 
 
 def check_literal(url: str) -> None:
-    """Refused when `url`'s host is a literal address that is not public (aiohttp connects
-    to a literal address without asking the resolver)."""
+    """Refused when `url`'s host is a literal address that is not public. aiohttp connects
+    to what it takes for a literal (a host with a colon, or of digits and dots) without
+    asking the resolver, and before 3.14 (aio-libs/aiohttp#12827) handed the socket the
+    forms `ipaddress` does not read (`127.1`, `2130706433`, `0177.0.0.1`) as they are: they
+    are read here as the socket reads them, and one that reads as no address is refused."""
     host = URL(url).raw_host or ""
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
+    if ":" not in host and not host.replace(".", "").isdigit():
         return  # a name: the resolver checks it
-    if (reason := why_refused(address)) is not None:
+    address = _numeric_host(host.split("%", 1)[0])
+    reason = "not an address" if address is None else why_refused(address)
+    if reason is not None:
         raise Refused(f"refused to connect to {host}: {host} is {reason}")
 
 
