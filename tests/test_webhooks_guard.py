@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from smsgw.webhooks.guard import Refused, check_literal, session, why_refused
+from smsgw.domain.errors import InvalidInput
+from smsgw.webhooks.guard import Refused, check_literal, check_url, session, why_refused
 from smsgw.webhooks.guard import tls as tls_context
 from tests.conftest import Account, LiveServer, running
 from tests.fakes.receiver import Receiver
@@ -59,9 +60,44 @@ def test_a_literal_internal_address_is_refused_before_the_request(url: str) -> N
         check_literal(url)
 
 
-@pytest.mark.parametrize("url", ["https://example.com/hook", "https://93.184.216.34/hook"])
+@pytest.mark.parametrize(
+    "host",
+    ["2130706433", "127.1", "017700000001", "0177.0.0.1", "127.000.000.001", "0", "1.2.3.4.5"],
+)
+def test_a_legacy_numeric_form_of_an_internal_address_is_refused_by_the_literal_check(
+    host: str,
+) -> None:
+    """aiohttp takes any host of digits and dots for a literal address and skips the
+    resolver for it; only since 3.14 (aio-libs/aiohttp#12827) does it refuse the forms
+    `ipaddress` does not read, which the socket reads as 127.0.0.1 (`aiohttp>=3.10`). A
+    host of digits and dots that reads as no address at all is refused too."""
+    with pytest.raises(Refused, match=f"refused to connect to {host}: {host} is"):
+        check_literal(f"https://{host}:8443/hook")
+
+
+@pytest.mark.parametrize(
+    "url", ["https://example.com/hook", "https://93.184.216.34/hook", "https://1.0.0.1.example/"]
+)
 def test_a_name_or_a_public_literal_passes_the_literal_check(url: str) -> None:
     check_literal(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/hook",  # full-width
+        "https://localhost\u3002/hook",  # an ideographic full stop
+        "https://\uff2c\uff2f\uff23\uff21\uff2c\uff28\uff2f\uff33\uff34./hook",
+        "https://metadata.google.internal\u3002/computeMetadata/v1/",
+    ],
+)
+def test_a_local_name_is_refused_at_registration_in_any_form_the_request_would_send(
+    url: str,
+) -> None:
+    """The request's host is yarl's (IDNA maps full-width letters and the ideographic full
+    stop), so the name check is made on it too."""
+    with pytest.raises(InvalidInput, match="is a local name"):
+        check_url(url, allow_private=False)
 
 
 def _loopback_name() -> str | None:

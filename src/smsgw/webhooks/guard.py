@@ -78,7 +78,7 @@ def check_url(url: str, allow_private: bool) -> str:
         return url
     if scheme != "https":
         raise InvalidInput(f"url: must start with https:// ({ALLOW_HINT} to allow http://)")
-    host = parts.hostname.lower().rstrip(".")
+    host = _host_as_sent(url, parts.hostname)
     if host in BLOCKED_NAMES or host.endswith(".localhost"):
         raise InvalidInput(
             f"url: {host} is a local name; webhooks must reach a public host ({ALLOW_HINT})"
@@ -89,6 +89,17 @@ def check_url(url: str, allow_private: bool) -> str:
             f"url: {host} is {reason}; webhooks must reach a public host ({ALLOW_HINT})"
         )
     return url
+
+
+def _host_as_sent(url: str, hostname: str) -> str:
+    """The host as the request will name it: yarl's, which aiohttp connects to (IDNA
+    mapped: `localhost` in full-width letters, or ending in an ideographic full stop, is
+    `localhost`), in lower case and without a trailing dot."""
+    try:
+        host = URL(url).raw_host or hostname
+    except ValueError:  # (a host yarl cannot encode: no request can be sent to it)
+        host = hostname
+    return host.lower().rstrip(".")
 
 
 def _numeric_host(host: str) -> IPAddress | None:
@@ -126,16 +137,14 @@ def first_allowed(host: str, addresses: Iterable[str]) -> str:
 
 class GuardedResolver(AbstractResolver):
     """aiohttp's resolver with the address check: the host's addresses, refused (Refused)
-    unless every one is public; the first is the one connected to."""
+    unless every one is public; the first is the one connected to. A failed look-up is
+    no refusal: its OSError goes to aiohttp (ClientConnectorDNSError), as with the
+    resolver of an unguarded session."""
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        try:
-            addresses = await resolve(host, port)
-        except OSError as error:
-            raise Refused(f"refused to connect to {host}: cannot resolve it ({error})") from None
-        address = first_allowed(host, addresses)
+        address = first_allowed(host, await resolve(host, port))
         kind = socket.AF_INET6 if ":" in address else socket.AF_INET
         return [
             ResolveResult(hostname=host, host=address, port=port, family=kind, proto=0,
@@ -147,14 +156,17 @@ class GuardedResolver(AbstractResolver):
 
 
 def check_literal(url: str) -> None:
-    """Refused when `url`'s host is a literal address that is not public (aiohttp connects
-    to a literal address without asking the resolver)."""
+    """Refused when `url`'s host is a literal address that is not public. aiohttp connects
+    to what it takes for a literal (a host with a colon, or of digits and dots) without
+    asking the resolver, and before 3.14 (aio-libs/aiohttp#12827) handed the socket the
+    forms `ipaddress` does not read (`127.1`, `2130706433`, `0177.0.0.1`) as they are: they
+    are read here as the socket reads them, and one that reads as no address is refused."""
     host = URL(url).raw_host or ""
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
+    if ":" not in host and not host.replace(".", "").isdigit():
         return  # a name: the resolver checks it
-    if (reason := why_refused(address)) is not None:
+    address = _numeric_host(host.split("%", 1)[0])
+    reason = "not an address" if address is None else why_refused(address)
+    if reason is not None:
         raise Refused(f"refused to connect to {host}: {host} is {reason}")
 
 
@@ -169,14 +181,23 @@ def tls() -> ssl.SSLContext:
 
 def session(allow_private: bool, timeout: float) -> aiohttp.ClientSession:
     """The session webhook requests go through (in a running event loop): guarded unless
-    private URLs are allowed; `timeout` bounds the connect (at most 5 s) and each read."""
+    private URLs are allowed; `timeout` bounds the connect (at most 5 s) and each read.
+    No cookies: one session carries every owner's requests, and a request goes out as it
+    was signed (a cookie one receiver set would go to every webhook on its domain)."""
     connector = aiohttp.TCPConnector(
-        ssl=tls(), resolver=None if allow_private else GuardedResolver(), use_dns_cache=False
+        ssl=tls(),
+        resolver=None if allow_private else GuardedResolver(),
+        use_dns_cache=False,
+        # No cap of its own (aiohttp's is 100): the worker bounds the requests out
+        # (SMSGW_WEBHOOKS_CONCURRENCY, up to 256), and a request waiting for a connection
+        # counts the wait against its connect timeout.
+        limit=0,
     )
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None, connect=min(timeout, 5.0), sock_read=timeout),
         trust_env=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         skip_auto_headers=("Accept-Encoding",),
     )

@@ -90,6 +90,10 @@ async def post(
     except TimeoutError as error:
         if scope.expired():
             return Outcome(None, f"no complete answer within {deadline:g} s", _since(started))
+        if isinstance(error, aiohttp.ConnectionTimeoutError) and client.timeout.connect:
+            # (aiohttp's text is the whole URL, which may hold the owner's token)
+            text = f"{type(error).__name__}: no connection within {client.timeout.connect:g} s"
+            return Outcome(None, text, _since(started))
         return Outcome(None, _describe(error), _since(started))  # a step's own timeout
     except guard.Refused as error:
         return Outcome(None, str(error)[:256], _since(started))
