@@ -41,9 +41,11 @@ from smsgw.routing.repository import Phone
 from smsgw.routing.service import RecipientReport, StateReport
 from smsgw.tokens import repository as token_rows
 from smsgw.tokens.service import TokenService
-from smsgw.webhooks import outbox
+from smsgw.webhooks import hub, outbox
 from smsgw.webhooks import repository as webhook_rows
+from smsgw.webhooks import service as webhooks
 from smsgw.webhooks.repository import Due
+from smsgw.webhooks.schemas import WebhookIn
 from smsgw.workers.webhooks import WebhookWorker
 from tests import pgcluster
 from tests.conftest import Account, create_account, database_rows, make_settings, running
@@ -631,6 +633,124 @@ def test_without_skip_locked_a_webhook_take_waits_for_another_node_s(
     by_one, by_two, waited, _ = asyncio.run(_takes_on_two_nodes(pg_settings))
     assert waited
     assert len(by_one) == 2 and len(by_two) == 2 and not set(by_one) & set(by_two)
+
+
+# A phone's post to the hub taken by two nodes at once (a retry behind a balancer).
+
+
+async def _wait_seen_before(settings: Settings, task: asyncio.Future[Any]) -> str | None:
+    """What a session of this database was first seen waiting for before `task` was done:
+    "named" (a lock a batch takes on its units' names) or the kind of lock (`pg_locks`'
+    locktype: "transactionid" for another transaction's row); None when `task` was done
+    first (waiting on the two conditions, however slow the machine)."""
+    query = (
+        "SELECT l.locktype, l.classid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE NOT l.granted AND a.datname = current_database()"
+    )
+    arguments = connect_arguments(settings.resolved_database_url)
+    async with await psycopg.AsyncConnection.connect(**arguments, autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while not task.done():
+            found = await (await conn.execute(query)).fetchone()
+            if found is not None:
+                kind, of_class = found
+                return "named" if (kind, of_class) == ("advisory", NAMED_LOCKS) else str(kind)
+            assert time.monotonic() < deadline, "neither done nor waiting"
+            await asyncio.sleep(0.02)
+    return None
+
+
+@asynccontextmanager
+async def _taken_in_a_held_batch(
+    db: Database, taking: Awaitable[T]
+) -> AsyncIterator[asyncio.Future[T]]:
+    """`taking` (a call that queues one unit of `db`: `hub.accept`) run in a batch whose
+    next unit then waits, so that the batch holds what it locked and wrote, uncommitted,
+    for the block's length; its outcome, once the block is over. Released whatever the
+    block raises."""
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(conn: UnitConnection) -> None:
+        await conn.execute("SELECT 1")  # what the batch's units sent before is answered
+        holding.set()
+        await release.wait()
+
+    taken = asyncio.ensure_future(taking)  # queued first: both join the flusher's first batch
+    held = asyncio.ensure_future(db.write_unit(hold))
+    try:
+        await asyncio.wait_for(holding.wait(), 60)
+        yield taken
+    finally:
+        release.set()
+        await asyncio.wait_for(asyncio.gather(taken, held, return_exceptions=True), 60)
+
+
+def _post(device_id: str, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "post-1", "webhookId": "smsgw-" + event.replace(":", "-"), "event": event,
+            "deviceId": device_id, "payload": payload}  # fmt: skip
+
+
+SMS_POST = {"messageId": "in-1", "message": "hello", "phoneNumber": NUMBER,
+            "receivedAt": "2026-03-01T12:00:00.000+00:00"}  # fmt: skip
+
+
+async def _one_post_through_two_nodes(
+    settings: Settings, event: str, payload: dict[str, Any]
+) -> tuple[str | None, list[object], list[Any]]:
+    """A phone's post (of `event`, to which the owner has a webhook) taken by node one in a
+    batch held open, and meanwhile by node two: what node two was seen waiting for before
+    it was done (`_wait_seen_before`); what each node's `accept` gave; and the rows then in
+    the inbox and the outbox (inbox, events, deliveries)."""
+    async with _two_nodes(settings) as (one, two):
+        user_id, device = await _owner_and_phone(one)
+        hook = WebhookIn(id="in", url="http://127.0.0.1:9/hook", event=event)
+        await webhooks.register(one, user_id, hook, allow_private=True)
+        body = _post(device.device_id, event, payload)
+        second: asyncio.Future[None] | None = None
+        try:
+            async with _taken_in_a_held_batch(
+                one, hub.accept(one, user_id, device.device_id, body)
+            ) as first:
+                second = asyncio.ensure_future(hub.accept(two, user_id, device.device_id, body))
+                waited = await _wait_seen_before(settings, second)
+            done = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 60)
+        finally:
+            if second is not None and not second.done():
+                second.cancel()
+                await asyncio.gather(second, return_exceptions=True)
+        rows = database_rows(
+            settings,
+            "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM webhook_events),"
+            " (SELECT count(*) FROM webhook_deliveries)",
+        )
+        return waited, done, rows
+
+
+def test_two_nodes_taking_one_received_sms_at_once_store_it_once(pg_settings: Settings) -> None:
+    """The post names the message it carries (`hub.accept`'s locks): node two's batch waits
+    for node one's, then finds the message stored and stores nothing; neither fails, and
+    the message is in the inbox and the outbox once."""
+    waited, done, rows = asyncio.run(
+        _one_post_through_two_nodes(pg_settings, "sms:received", SMS_POST)
+    )
+    assert done == [None, None]
+    assert rows == [(1, 1, 1)]
+    assert waited == "named"
+
+
+def test_without_the_names_two_nodes_taking_one_received_sms_fail_one(
+    pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control: without the names, node two's unit looks before node one's commits,
+    finds nothing, and its insert waits for node one's row, then breaks the unique key: its
+    post fails (a 500 for the phone). Still stored once."""
+    monkeypatch.setattr(hub, "_names", lambda *_: [])
+    waited, done, rows = asyncio.run(
+        _one_post_through_two_nodes(pg_settings, "sms:received", SMS_POST)
+    )
+    assert waited == "transactionid"  # node one's uncommitted row of the same key
+    assert done[0] is None and isinstance(done[1], psycopg.errors.UniqueViolation)
+    assert rows == [(1, 1, 1)]
 
 
 async def _keys_made_by_two_takes(
