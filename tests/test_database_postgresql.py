@@ -753,6 +753,22 @@ def test_without_the_names_two_nodes_taking_one_received_sms_fail_one(
     assert rows == [(1, 1, 1)]
 
 
+@pytest.mark.parametrize("event", ["app:started", "system:ping"])
+def test_two_nodes_taking_one_post_of_a_phone_s_own_event_record_it_once(
+    pg_settings: Settings, event: str
+) -> None:
+    """An event the phone posts about itself names its outbox key: node two's batch waits
+    for node one's, then finds the event recorded; neither fails. (Unnamed, node two's
+    `app:started` broke the outbox's unique key, a 500 for the phone; a ping was kept
+    apart only by its health row, which the two upserts wrote in turn.)"""
+    waited, done, rows = asyncio.run(
+        _one_post_through_two_nodes(pg_settings, event, {"health": {"status": "pass"}})
+    )
+    assert done == [None, None]
+    assert rows == [(0, 1, 1)]
+    assert waited == "named"
+
+
 async def _keys_made_by_two_takes(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[str, str, list[Any]]:
