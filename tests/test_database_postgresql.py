@@ -769,6 +769,63 @@ def test_two_nodes_taking_one_post_of_a_phone_s_own_event_record_it_once(
     assert waited == "named"
 
 
+async def _a_report_and_the_phone_s_post_of_its_event(
+    settings: Settings,
+) -> tuple[str | None, list[object], list[Any]]:
+    """A message pulled by a phone whose owner has an `sms:sent` webhook; node one applies
+    the phone's report of it Sent in a batch held open, while node two takes the phone's
+    own post of `sms:sent`. What node two was seen waiting for, what each gave, and the
+    outbox's events (payload) and deliveries then."""
+    async with _two_nodes(settings) as (one, two):
+        user_id, device = await _owner_and_phone(one)
+        hook = WebhookIn(id="in", url="http://127.0.0.1:9/hook", event="sms:sent")
+        await webhooks.register(one, user_id, hook, allow_private=True)
+        phone = Phone(device.device_id, user_id, None)
+        sent = await messages.send(one, None, user_id, messages.SendCommand([NUMBER], text="x"))
+        assert (await routing.pull(one, phone, newest_first=False, cap=10)).claimed == 1
+        report = StateReport(
+            sent.id,
+            ProcessingState.SENT,
+            [RecipientReport(NUMBER, ProcessingState.SENT, None)],
+            {ProcessingState.SENT: sent.created_at},
+        )
+        wait = outbox.PostWait(frozenset({"sms:sent"}), 30)
+        payload = {"messageId": sent.id, "phoneNumber": NUMBER, "sentAt": "2026-03-01T12:00:00Z",
+                   "simNumber": 2, "partsCount": 1}  # fmt: skip
+        body = _post(device.device_id, "sms:sent", payload)
+        second: asyncio.Future[None] | None = None
+        try:
+            async with _taken_in_a_held_batch(
+                one, routing.report(one, phone, [report], wait=wait)
+            ) as first:
+                second = asyncio.ensure_future(hub.accept(two, user_id, device.device_id, body))
+                waited = await _wait_seen_before(settings, second)
+            done = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 60)
+        finally:
+            if second is not None and not second.done():
+                second.cancel()
+                await asyncio.gather(second, return_exceptions=True)
+        events = database_rows(settings, "SELECT event, payload FROM webhook_events")
+        deliveries = database_rows(settings, "SELECT count(*) FROM webhook_deliveries")
+        return waited, done, [events, deliveries]
+
+
+def test_a_phone_s_post_of_a_state_event_waits_for_the_report_of_its_message(
+    pg_settings: Settings,
+) -> None:
+    """The post of `sms:sent` names its message, as the report does: on another node it
+    waits for the report's batch, then completes the event the report recorded (the post's
+    fields merged in) rather than recording it again; neither fails."""
+    waited, done, (events, deliveries) = asyncio.run(
+        _a_report_and_the_phone_s_post_of_its_event(pg_settings)
+    )
+    assert isinstance(done[0], routing.Reported) and done[1] is None
+    [(event, payload)] = events
+    assert event == "sms:sent" and payload["simNumber"] == 2
+    assert deliveries == [(1,)]
+    assert waited == "named"
+
+
 async def _keys_made_by_two_takes(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[str, str, list[Any]]:
