@@ -33,6 +33,7 @@ from smsgw.domain import clock
 from smsgw.domain.errors import Conflict, Unauthorized
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import EventHub
+from smsgw.inbox import repository as inbox_rows
 from smsgw.messages import repository as message_rows
 from smsgw.messages import service as messages
 from smsgw.routing import repository as routing_rows
@@ -824,6 +825,83 @@ def test_a_phone_s_post_of_a_state_event_waits_for_the_report_of_its_message(
     assert event == "sms:sent" and payload["simNumber"] == 2
     assert deliveries == [(1,)]
     assert waited == "named"
+
+
+async def _replays_crossing(settings: Settings) -> tuple[list[str], list[object]]:
+    """Two phones of an owner replay their inboxes (each has an open export, which every
+    post of a message in range touches), their posts spread over two nodes: node one's
+    batch takes phone p's post, then, once node two's batch waits, phone q's; node two's,
+    q's then p's (each unit here is two of a batch's units, run in turn as a batch runs
+    them). Each batch names what `hub.accept` would name for its posts. What ran (a unit
+    run again shows twice) and what each gave."""
+    ran: list[str] = []
+    one_posted = asyncio.Event()
+    async with _two_nodes(settings) as (one, two):
+        user_id, p = await _owner_and_phone(one)
+        q = await devices.register(one, user_id, "owner", "phone q", None, None)
+        now, at = clock.now(), clock.parse_timestamp(SMS_POST["receivedAt"])
+        async with one.write() as conn:
+            await inbox_rows.add_exports(conn, [
+                {"user_id": user_id, "device_id": phone.device_id, "since": at - timedelta(days=1),
+                 "until": at + timedelta(days=1), "types": "SMS", "delivery": "Disabled",
+                 "state": inbox_rows.OPEN, "created_at": now, "requested_at": now,
+                 "last_activity_at": now}
+                for phone in (p, q)
+            ])  # fmt: skip
+
+        def post(device_id: str, message_id: str) -> dict[str, Any]:
+            return _post(device_id, "sms:received", {**SMS_POST, "messageId": message_id})
+
+        def named(*posts: tuple[str, dict[str, Any]]) -> list[str]:
+            return [
+                name
+                for device_id, body in posts
+                for name in hub._names(
+                    user_id, device_id, hub._envelope(body),
+                    hub._received("sms:received", body["payload"]),
+                )
+            ]  # fmt: skip
+
+        def posting(name: str, posts: list[tuple[str, dict[str, Any]]]) -> Unit[str]:
+            async def work(conn: UnitConnection) -> str:
+                ran.append(name)
+                (first, body), (then, other) = posts
+                await hub.accept_unit(conn, user_id, first, body)
+                if name == "one" and not one_posted.is_set():  # (not when run again)
+                    one_posted.set()
+                    await _until_a_session_waits(settings)
+                await hub.accept_unit(conn, user_id, then, other)
+                return name
+
+            return work
+
+        by_one = [(p.device_id, post(p.device_id, "p1")), (q.device_id, post(q.device_id, "q1"))]
+        by_two = [(q.device_id, post(q.device_id, "q2")), (p.device_id, post(p.device_id, "p2"))]
+        first = asyncio.ensure_future(one.write_unit(posting("one", by_one), locks=named(*by_one)))
+        try:
+            await asyncio.wait_for(one_posted.wait(), 60)
+            second = two.write_unit(posting("two", by_two), locks=named(*by_two))
+            done = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 60)
+        finally:
+            one_posted.set()
+            if not first.done():
+                first.cancel()
+                await asyncio.gather(first, return_exceptions=True)
+        [(stored,)] = database_rows(settings, "SELECT count(*) FROM inbox")
+        assert stored == 4
+        return ran, done
+
+
+def test_two_phones_replays_through_two_nodes_wait_for_each_other_in_one_order(
+    pg_settings: Settings,
+) -> None:
+    """Each post of received messages names its phone's exports: node two's batch waits
+    for node one's before any of its posts runs, and nothing runs twice. (Without that
+    name, the batches locked the two exports' rows in opposite orders: a deadlock, which
+    PostgreSQL broke after its deadlock_timeout, and a batch ran again.)"""
+    ran, done = asyncio.run(_replays_crossing(pg_settings))
+    assert done == ["one", "two"]
+    assert ran == ["one", "two"]
 
 
 async def _keys_made_by_two_takes(

@@ -161,11 +161,16 @@ def _names(
     received: list[tuple[str, inbox.Received, Any]],
 ) -> list[str]:
     """What a post names for its batch to lock (`write_unit`'s locks): each received
-    message, the message a state event is about (its state report names it too), or the
-    outbox key of another event of the phone's (`system:ping`, `app:started`), which two
-    nodes taking the same post at once would otherwise both insert."""
+    message, and the phone's inbox exports, whose open rows each post of messages updates
+    (`exports.touch_unit`: two phones replaying their inboxes, their posts spread over two
+    nodes, would otherwise lock the two exports in opposite orders); the message a state
+    event is about (its state report names it too); or the outbox key of another event of
+    the phone's (`system:ping`, `app:started`), which two nodes taking the same post at
+    once would otherwise both insert."""
     event, event_id, payload = posted
     names = [f"inbox {user_id} {inbox.dedupe_key(device_id, item)}" for _, item, _ in received]
+    if received:
+        names.append(f"inbox exports {device_id}")
     if event in STATE_TIME_FIELD:
         message_id = payload.get("messageId")
         if isinstance(message_id, str):
