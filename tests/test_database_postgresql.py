@@ -33,6 +33,7 @@ from smsgw.domain import clock
 from smsgw.domain.errors import Conflict, Unauthorized
 from smsgw.domain.states import ProcessingState
 from smsgw.events.hub import EventHub
+from smsgw.inbox import repository as inbox_rows
 from smsgw.messages import repository as message_rows
 from smsgw.messages import service as messages
 from smsgw.routing import repository as routing_rows
@@ -41,9 +42,11 @@ from smsgw.routing.repository import Phone
 from smsgw.routing.service import RecipientReport, StateReport
 from smsgw.tokens import repository as token_rows
 from smsgw.tokens.service import TokenService
-from smsgw.webhooks import outbox
+from smsgw.webhooks import hub, outbox
 from smsgw.webhooks import repository as webhook_rows
+from smsgw.webhooks import service as webhooks
 from smsgw.webhooks.repository import Due
+from smsgw.webhooks.schemas import WebhookIn
 from smsgw.workers.webhooks import WebhookWorker
 from tests import pgcluster
 from tests.conftest import Account, create_account, database_rows, make_settings, running
@@ -631,6 +634,274 @@ def test_without_skip_locked_a_webhook_take_waits_for_another_node_s(
     by_one, by_two, waited, _ = asyncio.run(_takes_on_two_nodes(pg_settings))
     assert waited
     assert len(by_one) == 2 and len(by_two) == 2 and not set(by_one) & set(by_two)
+
+
+# A phone's post to the hub taken by two nodes at once (a retry behind a balancer).
+
+
+async def _wait_seen_before(settings: Settings, task: asyncio.Future[Any]) -> str | None:
+    """What a session of this database was first seen waiting for before `task` was done:
+    "named" (a lock a batch takes on its units' names) or the kind of lock (`pg_locks`'
+    locktype: "transactionid" for another transaction's row); None when `task` was done
+    first (waiting on the two conditions, however slow the machine)."""
+    query = (
+        "SELECT l.locktype, l.classid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE NOT l.granted AND a.datname = current_database()"
+    )
+    arguments = connect_arguments(settings.resolved_database_url)
+    async with await psycopg.AsyncConnection.connect(**arguments, autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while not task.done():
+            found = await (await conn.execute(query)).fetchone()
+            if found is not None:
+                kind, of_class = found
+                return "named" if (kind, of_class) == ("advisory", NAMED_LOCKS) else str(kind)
+            assert time.monotonic() < deadline, "neither done nor waiting"
+            await asyncio.sleep(0.02)
+    return None
+
+
+@asynccontextmanager
+async def _taken_in_a_held_batch(
+    db: Database, taking: Awaitable[T]
+) -> AsyncIterator[asyncio.Future[T]]:
+    """`taking` (a call that queues one unit of `db`: `hub.accept`) run in a batch whose
+    next unit then waits, so that the batch holds what it locked and wrote, uncommitted,
+    for the block's length; its outcome, once the block is over. Released whatever the
+    block raises."""
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(conn: UnitConnection) -> None:
+        await conn.execute("SELECT 1")  # what the batch's units sent before is answered
+        holding.set()
+        await release.wait()
+
+    taken = asyncio.ensure_future(taking)  # queued first: both join the flusher's first batch
+    held = asyncio.ensure_future(db.write_unit(hold))
+    try:
+        await asyncio.wait_for(holding.wait(), 60)
+        yield taken
+    finally:
+        release.set()
+        await asyncio.wait_for(asyncio.gather(taken, held, return_exceptions=True), 60)
+
+
+def _post(device_id: str, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "post-1", "webhookId": "smsgw-" + event.replace(":", "-"), "event": event,
+            "deviceId": device_id, "payload": payload}  # fmt: skip
+
+
+SMS_POST = {"messageId": "in-1", "message": "hello", "phoneNumber": NUMBER,
+            "receivedAt": "2026-03-01T12:00:00.000+00:00"}  # fmt: skip
+
+
+async def _one_post_through_two_nodes(
+    settings: Settings, event: str, payload: dict[str, Any]
+) -> tuple[str | None, list[object], list[Any]]:
+    """A phone's post (of `event`, to which the owner has a webhook) taken by node one in a
+    batch held open, and meanwhile by node two: what node two was seen waiting for before
+    it was done (`_wait_seen_before`); what each node's `accept` gave; and the rows then in
+    the inbox and the outbox (inbox, events, deliveries)."""
+    async with _two_nodes(settings) as (one, two):
+        user_id, device = await _owner_and_phone(one)
+        hook = WebhookIn(id="in", url="http://127.0.0.1:9/hook", event=event)
+        await webhooks.register(one, user_id, hook, allow_private=True)
+        body = _post(device.device_id, event, payload)
+        second: asyncio.Future[None] | None = None
+        try:
+            async with _taken_in_a_held_batch(
+                one, hub.accept(one, user_id, device.device_id, body)
+            ) as first:
+                second = asyncio.ensure_future(hub.accept(two, user_id, device.device_id, body))
+                waited = await _wait_seen_before(settings, second)
+            done = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 60)
+        finally:
+            if second is not None and not second.done():
+                second.cancel()
+                await asyncio.gather(second, return_exceptions=True)
+        rows = database_rows(
+            settings,
+            "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM webhook_events),"
+            " (SELECT count(*) FROM webhook_deliveries)",
+        )
+        return waited, done, rows
+
+
+def test_two_nodes_taking_one_received_sms_at_once_store_it_once(pg_settings: Settings) -> None:
+    """The post names the message it carries (`hub.accept`'s locks): node two's batch waits
+    for node one's, then finds the message stored and stores nothing; neither fails, and
+    the message is in the inbox and the outbox once."""
+    waited, done, rows = asyncio.run(
+        _one_post_through_two_nodes(pg_settings, "sms:received", SMS_POST)
+    )
+    assert done == [None, None]
+    assert rows == [(1, 1, 1)]
+    assert waited == "named"
+
+
+def test_without_the_names_two_nodes_taking_one_received_sms_fail_one(
+    pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control: without the names, node two's unit looks before node one's commits,
+    finds nothing, and its insert waits for node one's row, then breaks the unique key: its
+    post fails (a 500 for the phone). Still stored once."""
+    monkeypatch.setattr(hub, "_names", lambda *_: [])
+    waited, done, rows = asyncio.run(
+        _one_post_through_two_nodes(pg_settings, "sms:received", SMS_POST)
+    )
+    assert waited == "transactionid"  # node one's uncommitted row of the same key
+    assert done[0] is None and isinstance(done[1], psycopg.errors.UniqueViolation)
+    assert rows == [(1, 1, 1)]
+
+
+@pytest.mark.parametrize("event", ["app:started", "system:ping"])
+def test_two_nodes_taking_one_post_of_a_phone_s_own_event_record_it_once(
+    pg_settings: Settings, event: str
+) -> None:
+    """An event the phone posts about itself names its outbox key: node two's batch waits
+    for node one's, then finds the event recorded; neither fails. (Unnamed, node two's
+    `app:started` broke the outbox's unique key, a 500 for the phone; a ping was kept
+    apart only by its health row, which the two upserts wrote in turn.)"""
+    waited, done, rows = asyncio.run(
+        _one_post_through_two_nodes(pg_settings, event, {"health": {"status": "pass"}})
+    )
+    assert done == [None, None]
+    assert rows == [(0, 1, 1)]
+    assert waited == "named"
+
+
+async def _a_report_and_the_phone_s_post_of_its_event(
+    settings: Settings,
+) -> tuple[str | None, list[object], list[Any]]:
+    """A message pulled by a phone whose owner has an `sms:sent` webhook; node one applies
+    the phone's report of it Sent in a batch held open, while node two takes the phone's
+    own post of `sms:sent`. What node two was seen waiting for, what each gave, and the
+    outbox's events (payload) and deliveries then."""
+    async with _two_nodes(settings) as (one, two):
+        user_id, device = await _owner_and_phone(one)
+        hook = WebhookIn(id="in", url="http://127.0.0.1:9/hook", event="sms:sent")
+        await webhooks.register(one, user_id, hook, allow_private=True)
+        phone = Phone(device.device_id, user_id, None)
+        sent = await messages.send(one, None, user_id, messages.SendCommand([NUMBER], text="x"))
+        assert (await routing.pull(one, phone, newest_first=False, cap=10)).claimed == 1
+        report = StateReport(
+            sent.id,
+            ProcessingState.SENT,
+            [RecipientReport(NUMBER, ProcessingState.SENT, None)],
+            {ProcessingState.SENT: sent.created_at},
+        )
+        wait = outbox.PostWait(frozenset({"sms:sent"}), 30)
+        payload = {"messageId": sent.id, "phoneNumber": NUMBER, "sentAt": "2026-03-01T12:00:00Z",
+                   "simNumber": 2, "partsCount": 1}  # fmt: skip
+        body = _post(device.device_id, "sms:sent", payload)
+        second: asyncio.Future[None] | None = None
+        try:
+            async with _taken_in_a_held_batch(
+                one, routing.report(one, phone, [report], wait=wait)
+            ) as first:
+                second = asyncio.ensure_future(hub.accept(two, user_id, device.device_id, body))
+                waited = await _wait_seen_before(settings, second)
+            done = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 60)
+        finally:
+            if second is not None and not second.done():
+                second.cancel()
+                await asyncio.gather(second, return_exceptions=True)
+        events = database_rows(settings, "SELECT event, payload FROM webhook_events")
+        deliveries = database_rows(settings, "SELECT count(*) FROM webhook_deliveries")
+        return waited, done, [events, deliveries]
+
+
+def test_a_phone_s_post_of_a_state_event_waits_for_the_report_of_its_message(
+    pg_settings: Settings,
+) -> None:
+    """The post of `sms:sent` names its message, as the report does: on another node it
+    waits for the report's batch, then completes the event the report recorded (the post's
+    fields merged in) rather than recording it again; neither fails."""
+    waited, done, (events, deliveries) = asyncio.run(
+        _a_report_and_the_phone_s_post_of_its_event(pg_settings)
+    )
+    assert isinstance(done[0], routing.Reported) and done[1] is None
+    [(event, payload)] = events
+    assert event == "sms:sent" and payload["simNumber"] == 2
+    assert deliveries == [(1,)]
+    assert waited == "named"
+
+
+async def _replays_crossing(settings: Settings) -> tuple[list[str], list[object]]:
+    """Two phones of an owner replay their inboxes (each has an open export, which every
+    post of a message in range touches), their posts spread over two nodes: node one's
+    batch takes phone p's post, then, once node two's batch waits, phone q's; node two's,
+    q's then p's (each unit here is two of a batch's units, run in turn as a batch runs
+    them). Each batch names what `hub.accept` would name for its posts. What ran (a unit
+    run again shows twice) and what each gave."""
+    ran: list[str] = []
+    one_posted = asyncio.Event()
+    async with _two_nodes(settings) as (one, two):
+        user_id, p = await _owner_and_phone(one)
+        q = await devices.register(one, user_id, "owner", "phone q", None, None)
+        now, at = clock.now(), clock.parse_timestamp(SMS_POST["receivedAt"])
+        async with one.write() as conn:
+            await inbox_rows.add_exports(conn, [
+                {"user_id": user_id, "device_id": phone.device_id, "since": at - timedelta(days=1),
+                 "until": at + timedelta(days=1), "types": "SMS", "delivery": "Disabled",
+                 "state": inbox_rows.OPEN, "created_at": now, "requested_at": now,
+                 "last_activity_at": now}
+                for phone in (p, q)
+            ])  # fmt: skip
+
+        def post(device_id: str, message_id: str) -> dict[str, Any]:
+            return _post(device_id, "sms:received", {**SMS_POST, "messageId": message_id})
+
+        def named(*posts: tuple[str, dict[str, Any]]) -> list[str]:
+            return [
+                name
+                for device_id, body in posts
+                for name in hub._names(
+                    user_id, device_id, hub._envelope(body),
+                    hub._received("sms:received", body["payload"]),
+                )
+            ]  # fmt: skip
+
+        def posting(name: str, posts: list[tuple[str, dict[str, Any]]]) -> Unit[str]:
+            async def work(conn: UnitConnection) -> str:
+                ran.append(name)
+                (first, body), (then, other) = posts
+                await hub.accept_unit(conn, user_id, first, body)
+                if name == "one" and not one_posted.is_set():  # (not when run again)
+                    one_posted.set()
+                    await _until_a_session_waits(settings)
+                await hub.accept_unit(conn, user_id, then, other)
+                return name
+
+            return work
+
+        by_one = [(p.device_id, post(p.device_id, "p1")), (q.device_id, post(q.device_id, "q1"))]
+        by_two = [(q.device_id, post(q.device_id, "q2")), (p.device_id, post(p.device_id, "p2"))]
+        first = asyncio.ensure_future(one.write_unit(posting("one", by_one), locks=named(*by_one)))
+        try:
+            await asyncio.wait_for(one_posted.wait(), 60)
+            second = two.write_unit(posting("two", by_two), locks=named(*by_two))
+            done = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 60)
+        finally:
+            one_posted.set()
+            if not first.done():
+                first.cancel()
+                await asyncio.gather(first, return_exceptions=True)
+        [(stored,)] = database_rows(settings, "SELECT count(*) FROM inbox")
+        assert stored == 4
+        return ran, done
+
+
+def test_two_phones_replays_through_two_nodes_wait_for_each_other_in_one_order(
+    pg_settings: Settings,
+) -> None:
+    """Each post of received messages names its phone's exports: node two's batch waits
+    for node one's before any of its posts runs, and nothing runs twice. (Without that
+    name, the batches locked the two exports' rows in opposite orders: a deadlock, which
+    PostgreSQL broke after its deadlock_timeout, and a batch ran again.)"""
+    ran, done = asyncio.run(_replays_crossing(pg_settings))
+    assert done == ["one", "two"]
+    assert ran == ["one", "two"]
 
 
 async def _keys_made_by_two_takes(

@@ -124,8 +124,7 @@ async def accept(
     off), in the same transaction.
 
     A unit of work: posts taken in together share one commit. It names what another node
-    could be writing at the same moment (`write_unit`'s locks): each received message, or
-    the message a state event is about (its state report names it too).
+    could be writing at the same moment (`write_unit`'s locks: `_names`).
     """
     posted = _envelope(body)
     received = _received(posted[0], posted[2]) if _taken(posted[0]) else []
@@ -161,12 +160,29 @@ def _names(
     posted: tuple[str, str, dict[str, Any]],
     received: list[tuple[str, inbox.Received, Any]],
 ) -> list[str]:
-    event, _, payload = posted
+    """What a post names for its batch to lock (`write_unit`'s locks): each received
+    message, and the phone's inbox exports, whose open rows each post of messages updates
+    (`exports.touch_unit`: two phones replaying their inboxes, their posts spread over two
+    nodes, would otherwise lock the two exports in opposite orders); the message a state
+    event is about (its state report names it too); or the outbox key of another event of
+    the phone's (`system:ping`, `app:started`), which two nodes taking the same post at
+    once would otherwise both insert."""
+    event, event_id, payload = posted
     names = [f"inbox {user_id} {inbox.dedupe_key(device_id, item)}" for _, item, _ in received]
-    message_id = payload.get("messageId")
-    if event in STATE_TIME_FIELD and isinstance(message_id, str):
-        names.append(message_lock(user_id, message_id))
+    if received:
+        names.append(f"inbox exports {device_id}")
+    if event in STATE_TIME_FIELD:
+        message_id = payload.get("messageId")
+        if isinstance(message_id, str):
+            names.append(message_lock(user_id, message_id))
+    elif not _taken(event):
+        names.append(f"event {user_id} {_event_key(event, device_id, event_id)}")
     return names
+
+
+def _event_key(event: str, device_id: str, event_id: str) -> str:
+    """The outbox's dedupe key of an event other than a message's (`_forward`)."""
+    return f"{event}:{device_id}:{event_id}"
 
 
 async def _accept(
@@ -200,7 +216,7 @@ async def _forward(
     """Outbox an event other than a received message (a message event once per recipient)."""
     event, event_id, payload = posted
     if event not in STATE_TIME_FIELD:
-        key = f"{event}:{device_id}:{event_id}"
+        key = _event_key(event, device_id, event_id)
         await outbox.record_unit(conn, user_id, device_id, event, key, payload)
         return
     message_id = payload.get("messageId")
