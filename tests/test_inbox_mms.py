@@ -154,6 +154,9 @@ BAD_POSTS: list[tuple[str, dict[str, Any], str]] = [
     ("mms:received", {**MMS, "size": -1}, "payload.size"),
     ("mms:received", {**MMS, "subject": 5}, "payload.subject"),
     ("mms:received", {**MMS, "messageId": None}, "payload.messageId"),
+    # (a state event without its recipient: refused before its unit of work)
+    ("sms:sent", {"messageId": "m1", "sentAt": "2026-03-01T12:00:00.000Z"},
+     "payload.messageId and payload.recipient are required"),
     ("mms:downloaded", {**DOWNLOADED, "attachments": "none"}, "payload.attachments"),
     ("mms:downloaded", {**DOWNLOADED, "attachments": [{"partId": 1}] * 101},
      "payload.attachments"),

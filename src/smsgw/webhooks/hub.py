@@ -126,8 +126,7 @@ async def accept(
     A unit of work: posts taken in together share one commit. It names what another node
     could be writing at the same moment (`write_unit`'s locks: `_names`).
     """
-    posted = _envelope(body)
-    received = _received(posted[0], posted[2]) if _taken(posted[0]) else []
+    posted, received = _parsed(body, deliver)  # (a bad post is refused before the unit)
     await db.write_unit(
         lambda conn: _accept(conn, user_id, device_id, posted, received, deliver, opt_outs),
         locks=_names(user_id, device_id, posted, received),
@@ -144,9 +143,30 @@ async def accept_unit(
 ) -> None:
     """`accept` within the caller's unit of work or transaction (its other writes commit
     with it)."""
-    posted = _envelope(body)
-    received = _received(posted[0], posted[2]) if _taken(posted[0]) else []
+    posted, received = _parsed(body, deliver)
     await _accept(conn, user_id, device_id, posted, received, deliver, opt_outs)
+
+
+def _parsed(
+    body: Any, deliver: bool
+) -> tuple[tuple[str, str, dict[str, Any]], list[tuple[str, inbox.Received, Any]]]:
+    """The post's (event, id, payload) and its received messages; InvalidInput when it
+    cannot be taken in."""
+    posted = _envelope(body)
+    event, _, payload = posted
+    received = _received(event, payload) if _taken(event) else []
+    if deliver and event in STATE_TIME_FIELD:
+        _subject(payload)
+    return posted, received
+
+
+def _subject(payload: dict[str, Any]) -> tuple[str, str]:
+    """The message and the recipient a state event is about; InvalidInput without them."""
+    message_id = payload.get("messageId")
+    number = payload.get("recipient") or payload.get("phoneNumber")
+    if not isinstance(message_id, str) or not isinstance(number, str):
+        raise InvalidInput("payload.messageId and payload.recipient are required")
+    return message_id, number
 
 
 def _taken(event: str) -> bool:
@@ -219,10 +239,7 @@ async def _forward(
         key = _event_key(event, device_id, event_id)
         await outbox.record_unit(conn, user_id, device_id, event, key, payload)
         return
-    message_id = payload.get("messageId")
-    number = payload.get("recipient") or payload.get("phoneNumber")
-    if not isinstance(message_id, str) or not isinstance(number, str):
-        raise InvalidInput("payload.messageId and payload.recipient are required")
+    message_id, number = _subject(payload)
     if await repository.message_known_unit(conn, user_id, message_id):
         key = outbox.state_key(event, message_id, number)
         if not await outbox.record_unit(conn, user_id, device_id, event, key, payload):
