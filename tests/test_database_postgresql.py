@@ -551,20 +551,8 @@ def test_a_send_pinned_to_a_phone_does_not_wait_for_its_pull(pg_settings: Settin
 
 async def _waited_before(settings: Settings, task: asyncio.Future[Any]) -> bool:
     """Whether a session of this database was seen waiting for a lock before `task` was
-    done (waiting on the two conditions, however slow the machine)."""
-    query = (
-        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE NOT l.granted AND a.datname = current_database()"
-    )
-    arguments = connect_arguments(settings.resolved_database_url)
-    async with await psycopg.AsyncConnection.connect(**arguments, autocommit=True) as conn:
-        deadline = time.monotonic() + 60
-        while not task.done():
-            if (await (await conn.execute(query)).fetchone())[0]:  # type: ignore[index]
-                return True
-            assert time.monotonic() < deadline, "neither done nor waiting"
-            await asyncio.sleep(0.02)
-    return False
+    done (`_wait_seen_before`)."""
+    return await _wait_seen_before(settings, task) is not None
 
 
 async def _takes_on_two_nodes(settings: Settings) -> tuple[list[int], list[int], bool, list[Any]]:
