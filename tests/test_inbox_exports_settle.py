@@ -156,14 +156,14 @@ def test_a_round_delivers_even_when_settling_exports_fails(
     async def round_of(db: Database) -> None:
         worker = WebhookWorker(settings, db)
 
-        async def take() -> list[Any]:
+        async def take(limit: int | None = None) -> list[Any]:
             taken.append(True)
             return []
 
         monkeypatch.setattr(worker, "take", take)
         try:
-            for _ in range(2):
-                await worker.round()
+            for _ in range(2):  # two looks as `run` makes them
+                await worker._start(set(), settings.webhooks_concurrency)
         finally:
             await worker.close()
 

@@ -1,6 +1,6 @@
 """The webhook delivery worker: sends due outbox rows, records every attempt.
 
-Each round takes the due deliveries (a conditional UPDATE per row, so several processes can
+Each take claims the due deliveries (a conditional UPDATE per row, so several processes can
 share the work), writing for each the intent of an attempt before the request is sent and
 pushing its due time past the request's timeout; after the request it writes the outcome.
 A crash in between leaves the attempt unfinished in the log and the delivery due again once
@@ -74,7 +74,7 @@ class WebhookWorker:
         self._export_failures: dict[int, int] = {}
         #: The attempts taken and not yet settled: attempt -> (delivery, its lease's end).
         self._in_flight: dict[int, tuple[int, datetime]] = {}
-        #: Set by `finish`: no round begins and no delivery is taken any more; since when
+        #: Set by `finish`: no look begins and no delivery is taken any more; since when
         #: (time.monotonic()). `run`'s own task.
         self._finishing = False
         self._finish_began = 0.0
@@ -178,15 +178,15 @@ class WebhookWorker:
             log.info("webhook %s: %s -> %s", item.webhook_id, outcome.error, plan.state)
 
     def finish(self) -> None:
-        """The server is told to stop: no round begins and no delivery is taken any more;
+        """The server is told to stop: no look begins and no delivery is taken any more;
         the requests out may still be answered (`wind_down`)."""
         if not self._finishing:
             self._finishing, self._finish_began = True, time.monotonic()
             self.wakeup.set()
 
     async def wind_down(self, grace: float | None = None) -> None:
-        """At a stop, before `run`'s task is cancelled: `finish`, then let the round under
-        way have its requests answered and their outcomes written, until `grace` seconds
+        """At a stop, before `run`'s task is cancelled: `finish`, then let the requests
+        out be answered and their outcomes written, until `grace` seconds
         (STOP_GRACE_SECONDS unless given) after `finish` was first called. Returns as soon
         as `run` has ended."""
         self.finish()
@@ -216,23 +216,6 @@ class WebhookWorker:
             log.exception("could not give back %d webhook deliveries in flight", len(leases))
             return 0
         return released
-
-    async def round(self) -> int:
-        """Close settled inbox exports, deliver what is due; returns how many deliveries
-        were attempted (a closed export counts: its events are due now). One look as `run`
-        makes them, waiting for every request it starts."""
-        closed = await self._settle_exports_logged()
-        taken = await self.take()
-        # Every delivery ends before the round does (a failed one does not leave the others
-        # running on their own, where a stop's cancel would not reach them and
-        # release_leases would give back a request still out); then the first failure.
-        ended = await asyncio.gather(*(self.deliver(*job) for job in taken), return_exceptions=True)
-        for failure in ended:
-            if isinstance(failure, BaseException):
-                raise failure
-        if not self._finishing:
-            await self.prune()
-        return len(taken) + closed
 
     async def _settle_exports_logged(self) -> int:
         """`settle_exports`; a failure is logged, and tried again at the next look."""
@@ -287,9 +270,8 @@ class WebhookWorker:
         """Deliver until told to stop (`finish`), with up to `webhooks_concurrency` requests
         out at once: slots are taken again as soon as half of them are free (their requests
         ended, their outcomes written), or any free slot a poll after the last look, not once
-        the slowest request of a round has ended.
-        Once told to stop, the requests out end first (`wind_down`); cancelled, they are
-        cut off with it."""
+        the slowest request of a round has ended. Once told to stop, the requests out end
+        first (`wind_down`); cancelled, they are cut off with it."""
         self._task = asyncio.current_task()
         out: set[asyncio.Task[None]] = set()
         poll, looked = self.settings.webhooks_poll_seconds, -float("inf")
