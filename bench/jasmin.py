@@ -9,6 +9,11 @@ lookup in the same process. `provision` sets Jasmin up through jCli: a user (USE
 who may bind to Jasmin's SMPP server and send through its HTTP API, an SMPP client connector
 bound to an SMSC and a default route to it (and with `mo_to_user`, a default MO route to
 that user's SMPP server sessions). `stop` ends every process started, whatever `start` got to.
+
+The ports are picked free (`free_port`) before the services bind them, and another process (a
+test worker's server or client, a benchmark) may take one meanwhile: a service's start waits
+for its own process to listen on each of its ports, and starts it again on fresh ones when
+another process holds one (`PortTaken`).
 """
 
 from __future__ import annotations
@@ -18,13 +23,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import free_port, tree_cpu_seconds
+from bench.common import free_port, process_children, tree_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 RABBIT = Path("/usr/lib/rabbitmq/bin")
@@ -52,15 +57,70 @@ def default_venv() -> Path:
     return Path(os.environ.get("SMSGW_JASMIN_VENV") or ROOT / ".venv-jasmin")
 
 
-def wait_port(port: int, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
+#: what a process says when the port it was given is taken: Twisted's CannotListenError and
+#: Redis; RabbitMQ (its AMQP port; its distribution port); epmd (with -d: else it just ends)
+IN_USE = re.compile(
+    r"address already in use|eaddrinuse|dist_port_already_used|already a epmd running",
+    re.IGNORECASE,
+)
+ATTEMPTS = 3
+#: the ports each service listens on, by the name of its process
+SERVICES = {
+    "epmd": ("epmd",), "redis": ("redis",), "rabbit": ("dist", "amqp"),
+    "jasmind": ("router-pb", "connectors-pb", "smpp-pb", "smpp", "http", "jcli"),
+}  # fmt: skip
+
+
+class PortTaken(JasminError):
+    """Another process took a port between `free_port` picking it and the service binding it
+    (a test worker, a benchmark's server): the service is started again on a fresh one."""
+
+
+def listening_inodes(port: int) -> set[int]:
+    """The inodes of every TCP socket listening on `port` now, whatever its address."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    found.add(int(fields[9]))
+    return found
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets held by a process and by its descendants alive now."""
+    children = process_children()
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{current}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        found.add(int(target[8:-1]))
+    return found
+
+
+def wait_listening(port: int, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until `process` (or a descendant) listens on `port`. PortTaken when another process
+    listens there or the log says the port was in use (jasmind goes on without the service);
+    JasminError when the process ends or START_SECONDS pass."""
     deadline = time.monotonic() + START_SECONDS
     while True:
-        if process.poll() is not None:
-            raise JasminError(f"{what} ended at start:\n{log.read_text()[-2000:]}")
-        with socket.socket() as probe:
-            probe.settimeout(1)
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        ended = process.poll() is not None
+        said = (log.read_bytes() if log.exists() else b"").decode(errors="replace")
+        listeners = listening_inodes(port)
+        if listeners & socket_inodes(process.pid):
+            return
+        if listeners:
+            raise PortTaken(f"{what}: another process listens on {port}")
+        if IN_USE.search(said):
+            raise PortTaken(f"{what}: port {port} was in use:\n{said[-2000:]}")
+        if ended:
+            raise JasminError(f"{what} ended at start:\n{said[-2000:]}")
         if time.monotonic() > deadline:
             raise JasminError(f"{what} did not listen on {port} in {START_SECONDS:.0f} s")
         time.sleep(0.2)
@@ -86,10 +146,11 @@ class Jasmin:
             raise JasminError("no RabbitMQ: `make brokers` (apt: redis-server rabbitmq-server)")
         self.venv, self.scratch = venv, scratch
         scratch.mkdir(parents=True, exist_ok=True)
-        names = ("redis", "amqp", "dist", "epmd", "smpp", "http", "jcli", "router-pb",
-                 "connectors-pb", "smpp-pb")  # fmt: skip
-        self.port = {name: free_port() for name in names}
+        self.port = {port: free_port() for ports in SERVICES.values() for port in ports}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        #: each time a port was taken before its service bound it (the service was started
+        #: again on a fresh one)
+        self.taken: list[PortTaken] = []
 
     def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = self.scratch / f"{name}.out"
@@ -99,28 +160,45 @@ class Jasmin:
                 start_new_session=True,
             )  # fmt: skip
 
-    def _wait(self, name: str, what: str, process: str | None = None) -> None:
-        process = process or name
-        log = self.scratch / f"{process}.out"
-        wait_port(self.port[name], what, self.processes[process], log)
+    def _up(self, name: str, what: str, launch: Callable[[], None]) -> None:
+        """Launch a service and wait for each of its ports; when another process took one
+        of them meanwhile, end it and launch it again on fresh ports (ATTEMPTS times), its
+        log of the try before kept as NAME.TRY.out."""
+        for attempt in range(1, ATTEMPTS + 1):
+            launch()
+            log = self.scratch / f"{name}.out"
+            try:
+                for port in SERVICES[name]:
+                    wait_listening(self.port[port], what, self.processes[name], log)
+                return
+            except PortTaken as taken:
+                self._end(name)
+                if attempt == ATTEMPTS:
+                    raise
+                self.taken.append(taken)
+                log.rename(self.scratch / f"{name}.{attempt}.out")
+                self.port |= {port: free_port() for port in SERVICES[name]}
 
     def start(self) -> None:
         port, scratch = self.port, self.scratch
-        self._start("redis", ["redis-server", "--port", str(port["redis"]), "--bind",
-                              "127.0.0.1", "--save", "", "--dir", str(scratch)])  # fmt: skip
-        self._start("epmd", ["epmd", "-address", "127.0.0.1", "-port", str(port["epmd"])])
-        # listening before RabbitMQ looks for it: else the Erlang VM starts an `epmd -daemon`
-        # of its own, which would outlive `stop`
-        self._wait("epmd", "epmd")
-        self._start_rabbit()
-        self._wait("redis", "Redis")
-        self._wait("amqp", "RabbitMQ", "rabbit")
-        self._start_jasmind()
-        for name in ("jcli", "http", "smpp"):
-            self._wait(name, "jasmind", "jasmind")
+        # epmd listening before RabbitMQ looks for it: else the Erlang VM starts an
+        # `epmd -daemon` of its own, which would outlive `stop`
+        self._up(
+            "epmd",
+            "epmd",
+            lambda: self._start(
+                "epmd", ["epmd", "-d", "-address", "127.0.0.1", "-port", str(port["epmd"])]
+            ),
+        )
+        self._up("redis", "Redis", lambda: self._start(
+            "redis", ["redis-server", "--port", str(port["redis"]), "--bind", "127.0.0.1",
+                      "--save", "", "--dir", str(scratch)]))  # fmt: skip
+        self._up("rabbit", "RabbitMQ", self._start_rabbit)
+        self._up("jasmind", "jasmind", self._start_jasmind)
 
     def _start_rabbit(self) -> None:
         home = self.scratch / "rabbit"
+        shutil.rmtree(home, ignore_errors=True)  # a try before's
         for sub in ("mnesia", "log"):
             (home / sub).mkdir(parents=True)
         (home / "enabled_plugins").write_text("[].\n")
@@ -150,7 +228,7 @@ class Jasmin:
     def _start_jasmind(self) -> None:
         etc = self.root / "etc" / "jasmin"
         for sub in (etc / "store", etc / "resource", self.root / "var" / "log" / "jasmin"):
-            sub.mkdir(parents=True)
+            sub.mkdir(parents=True, exist_ok=True)
         [spec] = self.venv.glob("lib/python3*/site-packages/txamqp/specs/standard/"
                                 "amqp0-9-1.stripped.xml")  # fmt: skip
         shutil.copy(spec, etc / "resource" / "amqp0-9-1.xml")
@@ -172,7 +250,9 @@ class Jasmin:
             for name, (host, number) in sections.items()
         )
         (etc / "jasmin.cfg").write_text(config)
-        env = os.environ | {"ROOT_PATH": str(self.root), "JASMIND_LOCK": str(self.root / "lock")}
+        # a lock of each try's own: a jasmind ended after a port was taken may leave its own
+        lock = self.root / f"lock{len(self.taken)}"
+        env = os.environ | {"ROOT_PATH": str(self.root), "JASMIND_LOCK": str(lock)}
         argv = [str(self.venv / "bin" / "python"), "-c", OWN_LOCK,
                 str(self.venv / "bin" / "jasmind.py"), "-c", str(etc / "jasmin.cfg"),
                 "--enable-dlr-thrower", "--enable-dlr-lookup"]  # fmt: skip
@@ -248,17 +328,21 @@ class Jasmin:
             raise JasminError(f"jCli did not take Jasmin's setup:\n{said}")
 
     def stop(self) -> None:
-        """SIGTERM to each process group (SIGKILL after 30 s), then SIGKILL to whatever its
-        leader left behind in it."""
+        """End every process started, whatever `start` got to."""
         for name in ("jasmind", "rabbit", "redis", "epmd"):
-            process = self.processes.get(name)
-            if process is None:
-                continue
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=30)
+            self._end(name)
+
+    def _end(self, name: str) -> None:
+        """SIGTERM to the process group (SIGKILL after 30 s), then SIGKILL to whatever its
+        leader left behind in it."""
+        process = self.processes.pop(name, None)
+        if process is None:
+            return
+        if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+                os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)

@@ -11,6 +11,7 @@ the server, and are stopped after it, whatever happened.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -40,6 +41,21 @@ class Chain:
     smsc: Smsc
     jasmin: Jasmin
     link_id: str
+    #: the ports Jasmin was given for its SMPP server and for Redis, taken by the test
+    #: before Jasmin started (as another test's server or client may take them)
+    squatted: dict[str, int]
+
+
+def squat(jasmin: Jasmin, started: ExitStack) -> dict[str, int]:
+    """Take two of the ports Jasmin picked, until the module ends: its SMPP server's with a
+    listening socket (what broke the module once: jasmind went on without its SMPP server,
+    and the link was refused), Redis's with a connected client socket (no listener: the
+    service says the port is in use)."""
+    squatter = started.enter_context(socket.create_server(("127.0.0.1", jasmin.port["smpp"])))
+    client = started.enter_context(socket.socket())
+    client.bind(("127.0.0.1", jasmin.port["redis"]))
+    client.connect(squatter.getsockname())
+    return {"smpp": jasmin.port["smpp"], "redis": jasmin.port["redis"]}
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +69,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         try:
             jasmin = Jasmin(default_venv(), scratch)
             started.callback(jasmin.stop)
+            squatted = squat(jasmin, started)
             jasmin.start()
             binds = smsc.binds()["ok"]
             jasmin.provision(smsc.port, simulator.USER, simulator.PASSWORD, 100, mo_to_user=True)
@@ -68,7 +85,22 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         assert answer.status_code == 201, answer.text
         link_id = answer.json()["id"]
         bound(server, link_id)
-        yield Chain(server, api, smsc, jasmin, link_id)
+        yield Chain(server, api, smsc, jasmin, link_id, squatted)
+
+
+def test_jasmin_starts_its_services_again_on_fresh_ports_when_theirs_were_taken(
+    chain: Chain,
+) -> None:
+    """The link bound (the fixture) to Jasmin's SMPP server on a port of its own, not to the
+    socket holding the port Jasmin was first given; Redis and jasmind were each started again
+    once, the log of their first try kept."""
+    assert [str(taken).split(":", 1)[0] for taken in chain.jasmin.taken] == ["Redis", "jasmind"]
+    for name, port in chain.squatted.items():
+        assert chain.jasmin.port[name] != port
+    assert "another process listens on" in str(chain.jasmin.taken[1])
+    first_try = (chain.jasmin.scratch / "jasmind.1.out").read_text()
+    assert "Cannot start SMPPServer" in first_try
+    assert "Address already in use" in (chain.jasmin.scratch / "redis.1.out").read_text()
 
 
 def reaches(chain: Chain, message_id: str, state: str) -> dict[str, Any]:

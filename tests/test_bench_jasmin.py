@@ -1,0 +1,102 @@
+"""bench/jasmin.py's wait for a service's port, with plain Python processes in place of
+Jasmin's services: it is the service's own listening socket that ends the wait, not any
+socket that answers on the port (tests/test_link_jasmin.py starts the real services with
+ports taken)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from bench.common import free_port
+from bench.jasmin import JasminError, PortTaken, wait_listening
+
+pytestmark = pytest.mark.one_engine("no database")  # conftest.py
+
+LISTENS = """
+import socket, sys, time
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+print("listening", flush=True)
+time.sleep(600)
+"""
+#: the listener in a child, as RabbitMQ's Erlang VM under its start script
+CHILD_LISTENS = f"""
+import subprocess, sys
+subprocess.run([sys.executable, "-c", {LISTENS!r}, sys.argv[1]])
+"""
+SAYS = """
+import sys, time
+print(sys.argv[2], flush=True)
+time.sleep(600)
+"""
+ENDS = "print('gave up')"
+
+
+@contextmanager
+def process(code: str, *args: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        started = subprocess.Popen(
+            [sys.executable, "-c", code, *args], stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield started
+    finally:
+        subprocess.run(["pkill", "-KILL", "-s", str(started.pid)], check=False)
+        started.wait(timeout=30)
+
+
+@pytest.mark.parametrize("code", [LISTENS, CHILD_LISTENS], ids=["itself", "its child"])
+def test_the_wait_ends_when_the_process_or_a_descendant_listens(code: str, tmp_path: Path) -> None:
+    port = free_port()
+    with process(code, str(port), log=tmp_path / "out") as started:
+        wait_listening(port, "service", started, tmp_path / "out")
+        assert started.poll() is None
+
+
+def test_another_process_listening_on_the_port_is_a_port_taken(tmp_path: Path) -> None:
+    """What the old wait (a connect to the port) took for the service: jasmind goes on
+    without a service whose port is taken, and the wait connected to the squatter."""
+    with socket.create_server(("127.0.0.1", 0)) as squatter:
+        port = squatter.getsockname()[1]
+        with (
+            process(SAYS, "", "starting", log=tmp_path / "out") as started,
+            pytest.raises(PortTaken, match=f"another process listens on {port}"),
+        ):
+            wait_listening(port, "service", started, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Cannot start SMPPServer: Couldn't listen on 127.0.0.1:1: [Errno 98] Address already "
+        "in use.",
+        "Could not create server TCP listening socket 127.0.0.1:1: bind: Address already in use",
+        "{failed_to_start_child,prelaunch,{dist_port_already_used,1,not_erlang}}",
+        "there is already a epmd running at port 1",
+    ],
+    ids=["jasmind", "redis", "rabbitmq", "epmd"],
+)
+def test_a_log_saying_the_port_was_in_use_is_a_port_taken(said: str, tmp_path: Path) -> None:
+    """A port held by a connected socket has no listener to see: the service says it."""
+    port = free_port()
+    with (
+        process(SAYS, str(port), said, log=tmp_path / "out") as started,
+        pytest.raises(PortTaken, match="was in use"),
+    ):
+        wait_listening(port, "service", started, tmp_path / "out")
+
+
+def test_a_process_that_ends_for_another_reason_is_not_started_again(tmp_path: Path) -> None:
+    port = free_port()
+    with (
+        process(ENDS, log=tmp_path / "out") as started,
+        pytest.raises(JasminError, match="service ended at start:\ngave up") as raised,
+    ):
+        wait_listening(port, "service", started, tmp_path / "out")
+    assert not isinstance(raised.value, PortTaken)
