@@ -221,6 +221,42 @@ def test_the_guarded_session_refuses_a_name_resolving_to_an_internal_address(
     run(scenario)
 
 
+def test_a_guarded_request_goes_to_the_next_address_when_the_first_is_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A receiver with several addresses (IPv6 and IPv4, or two IPv4), one of them down: the
+    guarded resolver hands aiohttp all of them, every one checked, and aiohttp tries them in
+    turn, as without the guard. (Here both are loopback, let through for the test: nothing
+    listens on the first, 127.0.0.2, so its connection is refused.)"""
+
+    async def two(host: str, port: int) -> list[str]:
+        return ["127.0.0.2", "127.0.0.1"]
+
+    checked: list[str] = []
+
+    def public(address: guard.IPAddress) -> str | None:
+        checked.append(str(address))
+        return None
+
+    monkeypatch.setattr(guard, "resolve", two)
+    monkeypatch.setattr(guard, "why_refused", public)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+
+    async def scenario() -> None:
+        async with serving(answer) as (port, accepted), guard.session(False, 5) as client:
+            outcome = await sender.post(client, due(f"http://hook.test:{port}/in"), "k" * 32,
+                                        1024, 5)  # fmt: skip
+            assert (outcome.status, outcome.error) == (204, None)
+            assert len(accepted) == 1
+        assert checked == ["127.0.0.2", "127.0.0.1"]
+
+    run(scenario)
+
+
 @pytest.mark.parametrize(
     "addresses", [["93.184.216.34", "10.0.0.1"], ["2606:2800:220:1::1", "::ffff:169.254.169.254"]]
 )

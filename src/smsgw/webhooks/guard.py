@@ -123,8 +123,8 @@ async def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def first_allowed(host: str, addresses: Iterable[str]) -> str:
-    """The first address when all are public; Refused naming the first that is not."""
+def all_allowed(host: str, addresses: Iterable[str]) -> list[str]:
+    """The addresses, in order, when all are public; Refused naming the first that is not."""
     found = list(addresses)
     for text in found:
         reason = why_refused(ipaddress.ip_address(text.split("%", 1)[0]))
@@ -132,23 +132,24 @@ def first_allowed(host: str, addresses: Iterable[str]) -> str:
             raise Refused(f"refused to connect to {host}: {text} is {reason}")
     if not found:
         raise Refused(f"refused to connect to {host}: it resolves to no address")
-    return found[0]
+    return found
 
 
 class GuardedResolver(AbstractResolver):
     """aiohttp's resolver with the address check: the host's addresses, refused (Refused)
-    unless every one is public; the first is the one connected to. A failed look-up is
-    no refusal: its OSError goes to aiohttp (ClientConnectorDNSError), as with the
+    unless every one is public; aiohttp connects to them in turn until one answers (a
+    receiver with an address down is still reached, as without the guard). A failed look-up
+    is no refusal: its OSError goes to aiohttp (ClientConnectorDNSError), as with the
     resolver of an unguarded session."""
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        address = first_allowed(host, await resolve(host, port))
-        kind = socket.AF_INET6 if ":" in address else socket.AF_INET
         return [
-            ResolveResult(hostname=host, host=address, port=port, family=kind, proto=0,
-                          flags=socket.AI_NUMERICHOST)
+            ResolveResult(hostname=host, host=address, port=port,
+                          family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                          proto=0, flags=socket.AI_NUMERICHOST)
+            for address in all_allowed(host, await resolve(host, port))
         ]  # fmt: skip
 
     async def close(self) -> None:
