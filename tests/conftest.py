@@ -32,7 +32,7 @@ from smsgw import heap
 from smsgw.accounts import passwords
 from smsgw.accounts import service as accounts
 from smsgw.app import create_app, end_streams
-from smsgw.cli.serve import Server
+from smsgw.cli.serve import HttpProtocol, Server
 from smsgw.config import Settings, load_settings
 from smsgw.db import migrate
 from smsgw.db.engine import database_for
@@ -275,6 +275,7 @@ class ServerThread:
             lifespan="on",
             timeout_graceful_shutdown=2,
             proxy_headers=False,  # as `smsgw serve`: the app itself decides whom to trust
+            http=HttpProtocol,  # as `smsgw serve`: an answer's writes in one step go as one
         )
         app = config.app
         assert isinstance(app, FastAPI)

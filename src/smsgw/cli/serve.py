@@ -26,6 +26,7 @@ from typing import Any
 import typer
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from smsgw import metrics
 from smsgw.accounts import service as accounts
@@ -140,6 +141,57 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
+#: a write this long goes out on its own (a large answer's body): joining would copy it
+_JOINED_AT_MOST = 64 * 1024
+
+
+class OneWrite:
+    """A connection's transport whose writes made in one step of the event loop go out as
+    one: uvicorn writes an answer's status line and headers, then its body, as two writes,
+    and each is a send of its own (on loopback, the receiver's side of TCP runs in the
+    sender's call). Held for the rest of the step only, so a streamed answer's parts go out
+    as they are written."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: list[bytes] = []
+        self.is_closing = transport.is_closing
+        self.get_extra_info = transport.get_extra_info
+        self.pause_reading = transport.pause_reading
+        self.resume_reading = transport.resume_reading
+        self.abort = transport.abort
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if len(data) >= _JOINED_AT_MOST:  # not copied into one: after what is held, as it is
+            self._flush()
+            self._transport.write(data)
+            return
+        if not self._held:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._held.append(bytes(data))
+
+    def _flush(self) -> None:
+        if self._held:
+            data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
+            self._held.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol on a transport whose writes in one step go as one."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(OneWrite(transport))  # type: ignore[arg-type]
+
+
 def run_server(app: FastAPI, settings: Settings, sock: socket.socket | None = None) -> None:
     """Serve `app` the way `smsgw serve` does (the benchmarks use it too)."""
     config = uvicorn.Config(
@@ -150,6 +202,7 @@ def run_server(app: FastAPI, settings: Settings, sock: socket.socket | None = No
         proxy_headers=False,  # the app trusts forwarded headers itself (forwarded.py)
         server_header=False,
         timeout_graceful_shutdown=5,
+        http=HttpProtocol,
     )
     configure_logging(settings.log_level)  # after uvicorn's own (made by its Config)
     server = Server(config, app)

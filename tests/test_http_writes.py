@@ -1,0 +1,169 @@
+"""The transport under `smsgw serve`'s HTTP protocol (cli/serve.py `HttpProtocol`): what uvicorn
+writes in one step of the event loop goes to the socket as one write, an answer's head and
+body together; a streamed answer's parts still go as they are written, a large body as it is,
+and an answer followed by the connection's close arrives whole.
+
+A real uvicorn server on 127.0.0.1 and raw HTTP/1.1 over a socket; the protocol under test is
+subclassed only to record what reaches the real transport."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from smsgw.cli.serve import HttpProtocol
+from tests.webhook_support import run
+
+pytestmark = pytest.mark.one_engine("no database")  # conftest.py
+
+LARGE = 1024 * 1024
+
+
+class Recorded:
+    """A transport that records each write reaching it, and passes it on."""
+
+    def __init__(self, transport: asyncio.Transport, writes: list[bytes]) -> None:
+        self._transport, self._writes = transport, writes
+
+    def write(self, data: bytes) -> None:
+        self._writes.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def recording(base: type[HttpToolsProtocol], writes: list[bytes]) -> type[HttpToolsProtocol]:
+    class Protocol(base):  # type: ignore[valid-type, misc]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            # under what the protocol makes of its transport (HttpProtocol: OneWrite)
+            super().connection_made(Recorded(transport, writes))  # type: ignore[arg-type]
+
+    return Protocol
+
+
+def app(streamed: asyncio.Event) -> Starlette:
+    async def small(request: Request) -> Response:
+        return JSONResponse({"id": "abc", "state": "Pending"})
+
+    async def large(request: Request) -> Response:
+        return Response(b"x" * LARGE, media_type="application/octet-stream")
+
+    async def stream(request: Request) -> Response:
+        async def parts() -> AsyncIterator[bytes]:
+            yield b"first\n"
+            await streamed.wait()  # set once the client has read the first part
+            yield b"second\n"
+
+        return StreamingResponse(parts(), media_type="text/plain")
+
+    return Starlette(routes=[Route("/small", small), Route("/large", large),
+                             Route("/stream", stream)])  # fmt: skip
+
+
+@asynccontextmanager
+async def serving(protocol: type[HttpToolsProtocol], streamed: asyncio.Event) -> AsyncIterator[int]:
+    config = uvicorn.Config(app(streamed), host="127.0.0.1", port=0, http=protocol,
+                            log_level="warning", lifespan="off")  # fmt: skip
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not task.done(), "the server did not start"
+            await asyncio.sleep(0.01)
+        [listener] = server.servers[0].sockets
+        yield listener.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def exchange(port: int, path: str, close: bool = False) -> bytes:
+    """One request on a connection of its own; the whole answer (read until the close)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    connection = b"close" if close else b"keep-alive"
+    writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nConnection: " + connection
+                 + b"\r\n\r\n")  # fmt: skip
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))  # fmt: skip
+    body = await reader.readexactly(length)
+    if close:
+        assert await reader.read() == b""  # the server closed it, after the answer
+    writer.close()
+    return head + body
+
+
+def scenario(
+    protocol: Callable[[list[bytes]], type[HttpToolsProtocol]],
+    act: Callable[[int, list[bytes], asyncio.Event], Awaitable[None]],
+) -> None:
+    async def main() -> None:
+        writes: list[bytes] = []
+        streamed = asyncio.Event()
+        async with serving(protocol(writes), streamed) as port:
+            await act(port, writes, streamed)
+
+    run(main)
+
+
+@pytest.mark.parametrize("close", [False, True], ids=["kept alive", "closed after"])
+def test_an_answer_goes_to_the_socket_in_one_write(close: bool) -> None:
+    async def act(port: int, writes: list[bytes], streamed: asyncio.Event) -> None:
+        answer = await exchange(port, "/small", close)
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {"id": "abc", "state": "Pending"}
+        assert writes == [answer]
+
+    scenario(lambda writes: recording(HttpProtocol, writes), act)
+
+
+def test_uvicorns_own_protocol_writes_the_head_and_the_body_apart() -> None:
+    """The control: what HttpProtocol changes."""
+
+    async def act(port: int, writes: list[bytes], streamed: asyncio.Event) -> None:
+        answer = await exchange(port, "/small")
+        head, body = answer.split(b"\r\n\r\n", 1)
+        assert writes == [head + b"\r\n\r\n", body]
+
+    scenario(lambda writes: recording(HttpToolsProtocol, writes), act)
+
+
+def test_a_streamed_answer_goes_out_part_by_part() -> None:
+    """Its first part reaches the client while the second is not yet made (a phone's event
+    stream is such an answer): held only for the step it was written in."""
+
+    async def act(port: int, writes: list[bytes], streamed: asyncio.Event) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        first = await asyncio.wait_for(reader.readuntil(b"first\n"), 30)
+        assert first.endswith(b"6\r\nfirst\n")  # chunked: its size, then the part
+        streamed.set()
+        assert (await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 30)).startswith(
+            b"\r\n7\r\nsecond\n"
+        )
+        writer.close()
+        assert len(writes) >= 2
+
+    scenario(lambda writes: recording(HttpProtocol, writes), act)
+
+
+def test_a_large_body_is_written_as_it_is_after_the_head() -> None:
+    async def act(port: int, writes: list[bytes], streamed: asyncio.Event) -> None:
+        answer = await exchange(port, "/large")
+        head, body = answer.split(b"\r\n\r\n", 1)
+        assert body == b"x" * LARGE
+        assert writes == [head + b"\r\n\r\n", body]
+
+    scenario(lambda writes: recording(HttpProtocol, writes), act)
