@@ -276,6 +276,7 @@ class ServerThread:
             timeout_graceful_shutdown=2,
             proxy_headers=False,  # as `smsgw serve`: the app itself decides whom to trust
             http=HttpProtocol,  # as `smsgw serve`: an answer's writes in one step go as one
+            ws="none",
         )
         app = config.app
         assert isinstance(app, FastAPI)

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import uvicorn
+import uvloop
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -23,11 +28,11 @@ from starlette.routing import Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from smsgw.cli.serve import HttpProtocol
-from tests.webhook_support import run
 
 pytestmark = pytest.mark.one_engine("no database")  # conftest.py
 
 LARGE = 1024 * 1024
+PIECES = 200  # of 1,000 bytes each: 200 KB
 
 
 class Recorded:
@@ -44,11 +49,48 @@ class Recorded:
         return getattr(self._transport, name)
 
 
+#: every connection's transport as the protocol has it (HttpProtocol: its OneWrite)
+TRANSPORTS: list[asyncio.Transport] = []
+#: set by /half-closed once its answer is written (and held)
+WRITTEN = threading.Event()
+
+
+class HeldUntilFin(JSONResponse):
+    """An answer whose sender then blocks the event loop until the client's FIN is in the
+    connection's socket: what it wrote is held until the step ends."""
+
+    def __init__(self, content: Any, fd: int) -> None:
+        super().__init__(content)
+        self.fd = fd
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # resumed by a timer, as an answer after a wait is (a database's, say): the step's
+        # held write is then queued behind the loop's next look at the sockets
+        await asyncio.sleep(0.01)
+        await super().__call__(scope, receive, send)
+        WRITTEN.set()  # the client closes its side now
+        with socket.socket(fileno=os.dup(self.fd)) as probe:
+            wait_for_fin(probe)
+
+
+def wait_for_fin(probe: socket.socket) -> None:
+    """Until the peer's FIN is in the socket (nothing else is left to read)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                return
+        except BlockingIOError:
+            pass
+        time.sleep(0.01)
+
+
 def recording(base: type[HttpToolsProtocol], writes: list[bytes]) -> type[HttpToolsProtocol]:
     class Protocol(base):  # type: ignore[valid-type, misc]
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             # under what the protocol makes of its transport (HttpProtocol: OneWrite)
             super().connection_made(Recorded(transport, writes))  # type: ignore[arg-type]
+            TRANSPORTS.append(self.transport)
 
     return Protocol
 
@@ -68,8 +110,21 @@ def app(streamed: asyncio.Event) -> Starlette:
 
         return StreamingResponse(parts(), media_type="text/plain")
 
+    async def pieces(request: Request) -> Response:
+        async def many() -> AsyncIterator[bytes]:
+            for _ in range(PIECES):  # no wait between them: all in one step
+                yield b"y" * 1000
+
+        return StreamingResponse(many(), media_type="text/plain")
+
+    async def half_closed(request: Request) -> Response:
+        """Its answer, then the rest of the step until the client's FIN has arrived."""
+        [transport] = TRANSPORTS[-1:]
+        return HeldUntilFin({"ok": True}, transport.get_extra_info("socket").fileno())
+
     return Starlette(routes=[Route("/small", small), Route("/large", large),
-                             Route("/stream", stream)])  # fmt: skip
+                             Route("/stream", stream), Route("/pieces", pieces),
+                             Route("/half-closed", half_closed)])  # fmt: skip
 
 
 @asynccontextmanager
@@ -115,7 +170,7 @@ def scenario(
         async with serving(protocol(writes), streamed) as port:
             await act(port, writes, streamed)
 
-    run(main)
+    uvloop.run(main())  # as `smsgw serve` runs (uvicorn's loop, when installed)
 
 
 @pytest.mark.parametrize("close", [False, True], ids=["kept alive", "closed after"])
@@ -165,5 +220,49 @@ def test_a_large_body_is_written_as_it_is_after_the_head() -> None:
         head, body = answer.split(b"\r\n\r\n", 1)
         assert body == b"x" * LARGE
         assert writes == [head + b"\r\n\r\n", body]
+
+    scenario(lambda writes: recording(HttpProtocol, writes), act)
+
+
+def test_the_answer_written_before_the_clients_half_close_still_goes_out() -> None:
+    """The client (a thread of its own) sends its request, and closes its side (SHUT_WR)
+    once the server has written the answer; the FIN arrives before the step that wrote the
+    answer ends. The event loop then closes the transport itself after eof_received (not
+    through OneWrite): HttpProtocol sends what it holds first. (Without that, the client got
+    no answer at all.)"""
+    WRITTEN.clear()
+
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"GET /half-closed HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert WRITTEN.wait(30)
+            sock.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := sock.recv(65536):  # until the server closes
+                answer += chunk
+            return answer
+
+    async def act(port: int, writes: list[bytes], streamed: asyncio.Event) -> None:
+        answer = await asyncio.to_thread(client, port)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+        assert answer.endswith(b'{"ok":true}')
+
+    scenario(lambda writes: recording(HttpProtocol, writes), act)
+
+
+def test_what_is_held_goes_out_once_it_reaches_64_kib() -> None:
+    """A streamed answer whose 200 parts of 1,000 bytes are all written in one step: held
+    up to 64 KiB at a time, not joined into one write of 200 KB past the transport's flow
+    control."""
+
+    async def act(port: int, writes: list[bytes], streamed: asyncio.Event) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+        writer.write(b"GET /pieces HTTP/1.1\r\nHost: t\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        body = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 30)
+        writer.close()
+        assert body.count(b"y" * 1000) == PIECES
+        assert 4 <= len(writes) <= 5  # the head, then one write each 64 KiB of chunks
+        assert max(len(w) for w in writes) < 2 * 64 * 1024
 
     scenario(lambda writes: recording(HttpProtocol, writes), act)

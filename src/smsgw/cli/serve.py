@@ -141,7 +141,8 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
-#: a write this long goes out on its own (a large answer's body): joining would copy it
+#: a write this long goes out on its own (a large answer's body: joining would copy it), and
+#: what is held goes out once it is this long (the transport's flow control sees it then)
 _JOINED_AT_MOST = 64 * 1024
 
 
@@ -155,6 +156,7 @@ class OneWrite:
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._held: list[bytes] = []
+        self._size = 0
         self.is_closing = transport.is_closing
         self.get_extra_info = transport.get_extra_info
         self.pause_reading = transport.pause_reading
@@ -162,23 +164,28 @@ class OneWrite:
         self.abort = transport.abort
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if len(data) >= _JOINED_AT_MOST:  # not copied into one: after what is held, as it is
-            self._flush()
+        if len(data) >= _JOINED_AT_MOST:  # after what is held, as it is
+            self.flush()
             self._transport.write(data)
             return
         if not self._held:
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self.flush)
         self._held.append(bytes(data))
+        self._size += len(data)
+        if self._size >= _JOINED_AT_MOST:
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Send what is held, as one write."""
         if self._held:
             data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
             self._held.clear()
+            self._size = 0
             if not self._transport.is_closing():
                 self._transport.write(data)
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
     def __getattr__(self, name: str) -> Any:
@@ -189,7 +196,15 @@ class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol on a transport whose writes in one step go as one."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(OneWrite(transport))  # type: ignore[arg-type]
+        self.one_write = OneWrite(transport)  # type: ignore[arg-type]
+        super().connection_made(self.one_write)  # type: ignore[arg-type]
+
+    def eof_received(self) -> None:
+        # The client closed its side (a half-close, after its request): once this returns,
+        # the event loop closes the transport itself, not through OneWrite, and what is held
+        # would be dropped; an answer written before the close goes out, as without OneWrite.
+        self.one_write.flush()
+        super().eof_received()
 
 
 def run_server(app: FastAPI, settings: Settings, sock: socket.socket | None = None) -> None:
@@ -203,6 +218,7 @@ def run_server(app: FastAPI, settings: Settings, sock: socket.socket | None = No
         server_header=False,
         timeout_graceful_shutdown=5,
         http=HttpProtocol,
+        ws="none",  # no WebSocket route; an upgrade would take HttpProtocol's transport as it is
     )
     configure_logging(settings.log_level)  # after uvicorn's own (made by its Config)
     server = Server(config, app)
