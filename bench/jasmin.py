@@ -10,23 +10,26 @@ who may bind to Jasmin's SMPP server and send through its HTTP API, an SMPP clie
 bound to an SMSC and a default route to it (and with `mo_to_user`, a default MO route to
 that user's SMPP server sessions). `stop` ends every process started, whatever `start` got to.
 
-The ports are picked free (`free_port`) before the services bind them, and another process (a
-test worker's server or client, a benchmark) may take one meanwhile: a service's start waits
-for its own process to listen on each of its ports, and starts it again on fresh ones when
-another process holds one (`PortTaken`).
+The ports are picked free (`service_port`: below the kernel's ephemeral range, where no
+client socket lands) before the services bind them, and another process (a test worker's
+server, a benchmark) may take one meanwhile: a service's start waits for its own process to
+listen on each of its ports, and starts it again on fresh ones when another process holds one
+(`PortTaken`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from bench.common import free_port, process_children, tree_cpu_seconds
@@ -72,20 +75,49 @@ SERVICES = {
 
 
 class PortTaken(JasminError):
-    """Another process took a port between `free_port` picking it and the service binding it
+    """Another process took a port between `service_port` picking it and the service binding it
     (a test worker, a benchmark's server): the service is started again on a fresh one."""
 
 
+#: local addresses (as /proc/net/tcp and tcp6 write them) whose listener keeps a service from
+#: binding 127.0.0.1: 127.0.0.1, 0.0.0.0, :: and ::ffff:127.0.0.1
+CONFLICTING = {"0100007F", "00000000", "0" * 32, "0000000000000000FFFF00000100007F"}
+
+
 def listening_inodes(port: int) -> set[int]:
-    """The inodes of every TCP socket listening on `port` now, whatever its address."""
+    """The inodes of the TCP sockets listening on `port` now where a bind of 127.0.0.1 would
+    meet them."""
     found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError):
             for line in Path(table).read_text().splitlines()[1:]:
                 fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                address, number = fields[1].rsplit(":", 1)
+                if fields[3] == "0A" and int(number, 16) == port and address in CONFLICTING:
                     found.add(int(fields[9]))
     return found
+
+
+def service_port(taken: Iterable[int]) -> int:
+    """A port on 127.0.0.1 that nothing is bound to now, below the kernel's range of
+    ephemeral ports (where no client socket of another process lands meanwhile), and not
+    one of `taken`."""
+    try:
+        lowest = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        lowest = 32768
+    chosen = set(taken)
+    for _ in range(1000):
+        port = random.randrange(10000, max(lowest, 10001))
+        if port in chosen:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return free_port()  # (a crowded range: an ephemeral one, as before)
 
 
 def socket_inodes(pid: int) -> set[int]:
@@ -104,11 +136,12 @@ def socket_inodes(pid: int) -> set[int]:
     return found
 
 
-def wait_listening(port: int, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_listening(
+    port: int, what: str, process: subprocess.Popen[bytes], log: Path, deadline: float
+) -> None:
     """Until `process` (or a descendant) listens on `port`. PortTaken when another process
     listens there or the log says the port was in use (jasmind goes on without the service);
-    JasminError when the process ends or START_SECONDS pass."""
-    deadline = time.monotonic() + START_SECONDS
+    JasminError when the process ends or the `deadline` (time.monotonic) passes."""
     while True:
         ended = process.poll() is not None
         said = (log.read_bytes() if log.exists() else b"").decode(errors="replace")
@@ -146,7 +179,9 @@ class Jasmin:
             raise JasminError("no RabbitMQ: `make brokers` (apt: redis-server rabbitmq-server)")
         self.venv, self.scratch = venv, scratch
         scratch.mkdir(parents=True, exist_ok=True)
-        self.port = {port: free_port() for ports in SERVICES.values() for port in ports}
+        self.port: dict[str, int] = {}
+        for port in (port for ports in SERVICES.values() for port in ports):
+            self.port[port] = service_port(self.port.values())
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         #: each time a port was taken before its service bound it (the service was started
         #: again on a fresh one)
@@ -167,9 +202,10 @@ class Jasmin:
         for attempt in range(1, ATTEMPTS + 1):
             launch()
             log = self.scratch / f"{name}.out"
+            deadline = time.monotonic() + START_SECONDS
             try:
                 for port in SERVICES[name]:
-                    wait_listening(self.port[port], what, self.processes[name], log)
+                    wait_listening(self.port[port], what, self.processes[name], log, deadline)
                 return
             except PortTaken as taken:
                 self._end(name)
@@ -177,7 +213,8 @@ class Jasmin:
                     raise
                 self.taken.append(taken)
                 log.rename(self.scratch / f"{name}.{attempt}.out")
-                self.port |= {port: free_port() for port in SERVICES[name]}
+                for port in SERVICES[name]:
+                    self.port[port] = service_port(self.port.values())
 
     def start(self) -> None:
         port, scratch = self.port, self.scratch
@@ -200,7 +237,7 @@ class Jasmin:
         home = self.scratch / "rabbit"
         shutil.rmtree(home, ignore_errors=True)  # a try before's
         for sub in ("mnesia", "log"):
-            (home / sub).mkdir(parents=True)
+            (home / sub).mkdir(parents=True, exist_ok=True)
         (home / "enabled_plugins").write_text("[].\n")
         (home / "rabbitmq.conf").write_text("")
         (home / "rabbitmq-env.conf").write_text("")
@@ -346,3 +383,10 @@ class Jasmin:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+        deadline = time.monotonic() + 10  # and the rest of its group (an Erlang VM) gone
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)

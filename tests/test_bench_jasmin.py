@@ -8,13 +8,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from bench.common import free_port
-from bench.jasmin import JasminError, PortTaken, wait_listening
+from bench.jasmin import JasminError, PortTaken, service_port, wait_listening
 
 pytestmark = pytest.mark.one_engine("no database")  # conftest.py
 
@@ -37,6 +38,10 @@ time.sleep(600)
 ENDS = "print('gave up')"
 
 
+def soon() -> float:
+    return time.monotonic() + 60
+
+
 @contextmanager
 def process(code: str, *args: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
@@ -55,7 +60,7 @@ def process(code: str, *args: str, log: Path) -> Iterator[subprocess.Popen[bytes
 def test_the_wait_ends_when_the_process_or_a_descendant_listens(code: str, tmp_path: Path) -> None:
     port = free_port()
     with process(code, str(port), log=tmp_path / "out") as started:
-        wait_listening(port, "service", started, tmp_path / "out")
+        wait_listening(port, "service", started, tmp_path / "out", soon())
         assert started.poll() is None
 
 
@@ -68,7 +73,7 @@ def test_another_process_listening_on_the_port_is_a_port_taken(tmp_path: Path) -
             process(SAYS, "", "starting", log=tmp_path / "out") as started,
             pytest.raises(PortTaken, match=f"another process listens on {port}"),
         ):
-            wait_listening(port, "service", started, tmp_path / "out")
+            wait_listening(port, "service", started, tmp_path / "out", soon())
 
 
 @pytest.mark.parametrize(
@@ -89,7 +94,7 @@ def test_a_log_saying_the_port_was_in_use_is_a_port_taken(said: str, tmp_path: P
         process(SAYS, str(port), said, log=tmp_path / "out") as started,
         pytest.raises(PortTaken, match="was in use"),
     ):
-        wait_listening(port, "service", started, tmp_path / "out")
+        wait_listening(port, "service", started, tmp_path / "out", soon())
 
 
 def test_a_process_that_ends_for_another_reason_is_not_started_again(tmp_path: Path) -> None:
@@ -98,5 +103,26 @@ def test_a_process_that_ends_for_another_reason_is_not_started_again(tmp_path: P
         process(ENDS, log=tmp_path / "out") as started,
         pytest.raises(JasminError, match="service ended at start:\ngave up") as raised,
     ):
-        wait_listening(port, "service", started, tmp_path / "out")
+        wait_listening(port, "service", started, tmp_path / "out", soon())
     assert not isinstance(raised.value, PortTaken)
+
+
+def test_a_listener_on_another_loopback_address_is_no_conflict(tmp_path: Path) -> None:
+    """127.0.0.2:P does not keep the service from 127.0.0.1:P: no restart for it."""
+    port = service_port([])
+    with (
+        socket.create_server(("127.0.0.2", port)),
+        process(LISTENS, str(port), log=tmp_path / "out") as started,
+    ):
+        wait_listening(port, "service", started, tmp_path / "out", soon())
+
+
+def test_a_service_port_is_free_below_the_ephemeral_range_and_not_one_already_given() -> None:
+    lowest = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    given: list[int] = []
+    for _ in range(50):
+        port = service_port(given)
+        assert 10000 <= port < lowest and port not in given
+        with socket.create_server(("127.0.0.1", port)):  # free: it binds
+            pass
+        given.append(port)
