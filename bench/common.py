@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import socket
 import sqlite3
 import statistics
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,30 @@ GAUGE_ITERATIONS = 30_000
 READY_SECONDS = 120
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+def free_port(taken: Iterable[int] = ()) -> int:
+    """A TCP port on 127.0.0.1 that nothing is bound to right now, for a server started
+    next, and not one of `taken`. Chosen below the kernel's range of ephemeral ports: there
+    no client socket of another process (a test's connection, a database session) can take
+    it before the server binds it, nor can a server that binds port 0."""
+    try:
+        lowest = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        lowest = 32768
+    chosen = set(taken)
+    for _ in range(1000):
+        port = random.randrange(10000, max(lowest, 10001))
+        if port in chosen:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
         return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded range
+        sock.bind(("127.0.0.1", 0))
+        ephemeral: int = sock.getsockname()[1]
+        return ephemeral
 
 
 def host_gauge_ms(repeats: int = 3) -> float:

@@ -10,7 +10,7 @@ who may bind to Jasmin's SMPP server and send through its HTTP API, an SMPP clie
 bound to an SMSC and a default route to it (and with `mo_to_user`, a default MO route to
 that user's SMPP server sessions). `stop` ends every process started, whatever `start` got to.
 
-The ports are picked free (`service_port`: below the kernel's ephemeral range, where no
+The ports are picked free (`free_port`: below the kernel's ephemeral range, where no
 client socket lands) before the services bind them, and another process (a test worker's
 server, a benchmark) may take one meanwhile: a service's start waits for its own process to
 listen on each of its ports, and starts it again on fresh ones when another process holds one
@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import free_port, process_children, tree_cpu_seconds
@@ -75,7 +73,7 @@ SERVICES = {
 
 
 class PortTaken(JasminError):
-    """Another process took a port between `service_port` picking it and the service binding it
+    """Another process took a port between `free_port` picking it and the service binding it
     (a test worker, a benchmark's server): the service is started again on a fresh one."""
 
 
@@ -96,28 +94,6 @@ def listening_inodes(port: int) -> set[int]:
                 if fields[3] == "0A" and int(number, 16) == port and address in CONFLICTING:
                     found.add(int(fields[9]))
     return found
-
-
-def service_port(taken: Iterable[int]) -> int:
-    """A port on 127.0.0.1 that nothing is bound to now, below the kernel's range of
-    ephemeral ports (where no client socket of another process lands meanwhile), and not
-    one of `taken`."""
-    try:
-        lowest = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        lowest = 32768
-    chosen = set(taken)
-    for _ in range(1000):
-        port = random.randrange(10000, max(lowest, 10001))
-        if port in chosen:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    return free_port()  # (a crowded range: an ephemeral one, as before)
 
 
 def socket_inodes(pid: int) -> set[int]:
@@ -181,7 +157,7 @@ class Jasmin:
         scratch.mkdir(parents=True, exist_ok=True)
         self.port: dict[str, int] = {}
         for port in (port for ports in SERVICES.values() for port in ports):
-            self.port[port] = service_port(self.port.values())
+            self.port[port] = free_port(self.port.values())
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         #: each time a port was taken before its service bound it (the service was started
         #: again on a fresh one)
@@ -214,7 +190,7 @@ class Jasmin:
                 self.taken.append(taken)
                 log.rename(self.scratch / f"{name}.{attempt}.out")
                 for port in SERVICES[name]:
-                    self.port[port] = service_port(self.port.values())
+                    self.port[port] = free_port(self.port.values())
 
     def start(self) -> None:
         port, scratch = self.port, self.scratch

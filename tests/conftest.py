@@ -25,6 +25,7 @@ import httpx
 import pytest
 import uvicorn
 from argon2 import PasswordHasher
+from bench import common
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
@@ -403,11 +404,10 @@ def shared_api(
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for servers run as separate processes)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port free on 127.0.0.1 right now (for servers run as separate processes), below
+    the kernel's ephemeral range (bench/common.py): no test's client socket takes it before
+    the server binds it."""
+    return common.free_port()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from bench.common import free_port
-from bench.jasmin import JasminError, PortTaken, service_port, wait_listening
+from bench.jasmin import JasminError, PortTaken, wait_listening
 
 pytestmark = pytest.mark.one_engine("no database")  # conftest.py
 
@@ -109,7 +109,7 @@ def test_a_process_that_ends_for_another_reason_is_not_started_again(tmp_path: P
 
 def test_a_listener_on_another_loopback_address_is_no_conflict(tmp_path: Path) -> None:
     """127.0.0.2:P does not keep the service from 127.0.0.1:P: no restart for it."""
-    port = service_port([])
+    port = free_port([])
     with (
         socket.create_server(("127.0.0.2", port)),
         process(LISTENS, str(port), log=tmp_path / "out") as started,
@@ -117,11 +117,11 @@ def test_a_listener_on_another_loopback_address_is_no_conflict(tmp_path: Path) -
         wait_listening(port, "service", started, tmp_path / "out", soon())
 
 
-def test_a_service_port_is_free_below_the_ephemeral_range_and_not_one_already_given() -> None:
+def test_a_free_port_is_below_the_ephemeral_range_and_not_one_already_given() -> None:
     lowest = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     given: list[int] = []
     for _ in range(50):
-        port = service_port(given)
+        port = free_port(given)
         assert 10000 <= port < lowest and port not in given
         with socket.create_server(("127.0.0.1", port)):  # free: it binds
             pass
