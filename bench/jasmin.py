@@ -112,6 +112,23 @@ def socket_inodes(pid: int) -> set[int]:
     return found
 
 
+def owners(inodes: set[int]) -> str:
+    """Which processes hold these sockets (pid and command line), for the error."""
+    found = []
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        held = set()
+        with contextlib.suppress(OSError):
+            for fd in fds.iterdir():
+                with contextlib.suppress(OSError):  # (an fd closed meanwhile)
+                    held.add(os.readlink(fd))
+        if held & wanted:
+            with contextlib.suppress(OSError):
+                command = (fds.parent / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+                found.append(f"pid {fds.parent.name} ({command.decode(errors='replace')[:200]})")
+    return "; ".join(found) or "a process gone since"
+
+
 def wait_listening(
     port: int, what: str, process: subprocess.Popen[bytes], log: Path, deadline: float
 ) -> None:
@@ -125,7 +142,7 @@ def wait_listening(
         if listeners & socket_inodes(process.pid):
             return
         if listeners:
-            raise PortTaken(f"{what}: another process listens on {port}")
+            raise PortTaken(f"{what}: another process listens on {port}: {owners(listeners)}")
         if IN_USE.search(said):
             raise PortTaken(f"{what}: port {port} was in use:\n{said[-2000:]}")
         if ended:
