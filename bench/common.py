@@ -30,6 +30,12 @@ GAUGE_ITERATIONS = 30_000
 READY_SECONDS = 120
 
 
+#: the OS's randomness, not the random module's state: a test library may seed that one the
+#: same in every test worker (Hypothesis does while its tests run), and workers would then
+#: draw the same ports
+_ENTROPY = random.SystemRandom()
+
+
 def free_port(taken: Iterable[int] = ()) -> int:
     """A TCP port on 127.0.0.1 that nothing is bound to right now, for a server started
     next, and not one of `taken`. Chosen below the kernel's range of ephemeral ports: there
@@ -41,7 +47,7 @@ def free_port(taken: Iterable[int] = ()) -> int:
         lowest = 32768
     chosen = set(taken)
     for _ in range(1000):
-        port = random.randrange(10000, max(lowest, 10001))
+        port = _ENTROPY.randrange(10000, max(lowest, 10001))
         if port in chosen:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
