@@ -96,6 +96,18 @@ def listening_inodes(port: int) -> set[int]:
     return found
 
 
+def held_sockets(pid: int) -> set[int]:
+    """The inodes of the sockets one process holds now."""
+    found = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # (an fd closed meanwhile)
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    found.add(int(target[8:-1]))
+    return found
+
+
 def socket_inodes(pid: int) -> set[int]:
     """The inodes of the sockets held by a process and by its descendants alive now."""
     children = process_children()
@@ -103,29 +115,18 @@ def socket_inodes(pid: int) -> set[int]:
     while todo:
         current = todo.pop()
         todo.extend(children.get(current, []))
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{current}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    target = os.readlink(fd)
-                    if target.startswith("socket:["):
-                        found.add(int(target[8:-1]))
+        found |= held_sockets(current)
     return found
 
 
 def owners(inodes: set[int]) -> str:
     """Which processes hold these sockets (pid and command line), for the error."""
     found = []
-    wanted = {f"socket:[{inode}]" for inode in inodes}
-    for fds in Path("/proc").glob("[0-9]*/fd"):
-        held = set()
-        with contextlib.suppress(OSError):
-            for fd in fds.iterdir():
-                with contextlib.suppress(OSError):  # (an fd closed meanwhile)
-                    held.add(os.readlink(fd))
-        if held & wanted:
+    for proc in Path("/proc").glob("[0-9]*"):
+        if held_sockets(int(proc.name)) & inodes:
             with contextlib.suppress(OSError):
-                command = (fds.parent / "cmdline").read_bytes().replace(b"\0", b" ").strip()
-                found.append(f"pid {fds.parent.name} ({command.decode(errors='replace')[:200]})")
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+                found.append(f"pid {proc.name} ({command.decode(errors='replace')[:200]})")
     return "; ".join(found) or "a process gone since"
 
 
@@ -137,10 +138,10 @@ def wait_listening(
     JasminError when the process ends or the `deadline` (time.monotonic) passes."""
     while True:
         ended = process.poll() is not None
-        said = (log.read_bytes() if log.exists() else b"").decode(errors="replace")
         listeners = listening_inodes(port)
         if listeners & socket_inodes(process.pid):
             return
+        said = (log.read_bytes() if log.exists() else b"").decode(errors="replace")
         if listeners:
             raise PortTaken(f"{what}: another process listens on {port}: {owners(listeners)}")
         if IN_USE.search(said):

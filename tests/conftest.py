@@ -25,7 +25,7 @@ import httpx
 import pytest
 import uvicorn
 from argon2 import PasswordHasher
-from bench import common
+from bench.common import free_port as free_port  # (the tests' servers run as processes)
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
@@ -401,13 +401,6 @@ def shared_api(
         client = server.client(server.create_user("alice"))
         with client:
             yield client
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for servers run as separate processes), below
-    the kernel's ephemeral range (bench/common.py): no test's client socket takes it before
-    the server binds it."""
-    return common.free_port()
 
 
 @pytest.fixture

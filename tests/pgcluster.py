@@ -15,7 +15,6 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bench.common import free_port
 
 if TYPE_CHECKING:
     import psycopg
@@ -50,13 +51,6 @@ def server_binaries() -> Path | None:
         key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
     )
     return found[-1].parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -208,7 +202,7 @@ def _start(durable: bool) -> Cluster:
         owner = pwd.getpwnam("postgres")
         os.chown(directory, owner.pw_uid, owner.pw_gid)
         run_as = ["runuser", "-u", "postgres", "--"]
-    cluster = Cluster(binaries, directory, _free_port(), run_as)
+    cluster = Cluster(binaries, directory, free_port(), run_as)
     try:
         cluster._run(
             "initdb", "-D", str(directory / "data"), "-U", "postgres", "--auth=trust",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -674,6 +674,28 @@ async def _taken_in_a_held_batch(
         await asyncio.wait_for(asyncio.gather(taken, held, return_exceptions=True), 60)
 
 
+async def _beside_a_held_batch(
+    settings: Settings,
+    db: Database,
+    taking: Awaitable[Any],
+    meanwhile: Callable[[], Awaitable[Any]],
+) -> tuple[str | None, list[object]]:
+    """`taking` in a batch of `db` held open (`_taken_in_a_held_batch`), and meanwhile
+    `meanwhile()` (another node's call): what that was seen waiting for before it was done
+    (`_wait_seen_before`), and what each gave (or raised), once the batch is released."""
+    second: asyncio.Future[Any] | None = None
+    try:
+        async with _taken_in_a_held_batch(db, taking) as first:
+            second = asyncio.ensure_future(meanwhile())
+            waited = await _wait_seen_before(settings, second)
+        done = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 60)
+    finally:
+        if second is not None and not second.done():
+            second.cancel()
+            await asyncio.gather(second, return_exceptions=True)
+    return waited, done
+
+
 def _post(device_id: str, event: str, payload: dict[str, Any]) -> dict[str, Any]:
     return {"id": "post-1", "webhookId": "smsgw-" + event.replace(":", "-"), "event": event,
             "deviceId": device_id, "payload": payload}  # fmt: skip
@@ -695,18 +717,12 @@ async def _one_post_through_two_nodes(
         hook = WebhookIn(id="in", url="http://127.0.0.1:9/hook", event=event)
         await webhooks.register(one, user_id, hook, allow_private=True)
         body = _post(device.device_id, event, payload)
-        second: asyncio.Future[None] | None = None
-        try:
-            async with _taken_in_a_held_batch(
-                one, hub.accept(one, user_id, device.device_id, body)
-            ) as first:
-                second = asyncio.ensure_future(hub.accept(two, user_id, device.device_id, body))
-                waited = await _wait_seen_before(settings, second)
-            done = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 60)
-        finally:
-            if second is not None and not second.done():
-                second.cancel()
-                await asyncio.gather(second, return_exceptions=True)
+        waited, done = await _beside_a_held_batch(
+            settings,
+            one,
+            hub.accept(one, user_id, device.device_id, body),
+            lambda: hub.accept(two, user_id, device.device_id, body),
+        )
         rows = database_rows(
             settings,
             "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM webhook_events),"
@@ -782,18 +798,12 @@ async def _a_report_and_the_phone_s_post_of_its_event(
         payload = {"messageId": sent.id, "phoneNumber": NUMBER, "sentAt": "2026-03-01T12:00:00Z",
                    "simNumber": 2, "partsCount": 1}  # fmt: skip
         body = _post(device.device_id, "sms:sent", payload)
-        second: asyncio.Future[None] | None = None
-        try:
-            async with _taken_in_a_held_batch(
-                one, routing.report(one, phone, [report], wait=wait)
-            ) as first:
-                second = asyncio.ensure_future(hub.accept(two, user_id, device.device_id, body))
-                waited = await _wait_seen_before(settings, second)
-            done = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 60)
-        finally:
-            if second is not None and not second.done():
-                second.cancel()
-                await asyncio.gather(second, return_exceptions=True)
+        waited, done = await _beside_a_held_batch(
+            settings,
+            one,
+            routing.report(one, phone, [report], wait=wait),
+            lambda: hub.accept(two, user_id, device.device_id, body),
+        )
         events = database_rows(settings, "SELECT event, payload FROM webhook_events")
         deliveries = database_rows(settings, "SELECT count(*) FROM webhook_deliveries")
         return waited, done, [events, deliveries]

@@ -161,13 +161,15 @@ async def exchange(port: int, path: str, close: bool = False) -> bytes:
 
 
 def scenario(
-    protocol: Callable[[list[bytes]], type[HttpToolsProtocol]],
+    protocol: type[HttpToolsProtocol],
     act: Callable[[int, list[bytes], asyncio.Event], Awaitable[None]],
 ) -> None:
+    """`act` against a server of `protocol`, with the writes reaching its real transports."""
+
     async def main() -> None:
         writes: list[bytes] = []
         streamed = asyncio.Event()
-        async with serving(protocol(writes), streamed) as port:
+        async with serving(recording(protocol, writes), streamed) as port:
             await act(port, writes, streamed)
 
     uvloop.run(main())  # as `smsgw serve` runs (uvicorn's loop, when installed)
@@ -180,7 +182,7 @@ def test_an_answer_goes_to_the_socket_in_one_write(close: bool) -> None:
         assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {"id": "abc", "state": "Pending"}
         assert writes == [answer]
 
-    scenario(lambda writes: recording(HttpProtocol, writes), act)
+    scenario(HttpProtocol, act)
 
 
 def test_uvicorns_own_protocol_writes_the_head_and_the_body_apart() -> None:
@@ -191,7 +193,7 @@ def test_uvicorns_own_protocol_writes_the_head_and_the_body_apart() -> None:
         head, body = answer.split(b"\r\n\r\n", 1)
         assert writes == [head + b"\r\n\r\n", body]
 
-    scenario(lambda writes: recording(HttpToolsProtocol, writes), act)
+    scenario(HttpToolsProtocol, act)
 
 
 def test_a_streamed_answer_goes_out_part_by_part() -> None:
@@ -211,7 +213,7 @@ def test_a_streamed_answer_goes_out_part_by_part() -> None:
         writer.close()
         assert len(writes) >= 2
 
-    scenario(lambda writes: recording(HttpProtocol, writes), act)
+    scenario(HttpProtocol, act)
 
 
 def test_a_large_body_is_written_as_it_is_after_the_head() -> None:
@@ -221,7 +223,7 @@ def test_a_large_body_is_written_as_it_is_after_the_head() -> None:
         assert body == b"x" * LARGE
         assert writes == [head + b"\r\n\r\n", body]
 
-    scenario(lambda writes: recording(HttpProtocol, writes), act)
+    scenario(HttpProtocol, act)
 
 
 def test_the_answer_written_before_the_clients_half_close_still_goes_out() -> None:
@@ -247,7 +249,7 @@ def test_the_answer_written_before_the_clients_half_close_still_goes_out() -> No
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
         assert answer.endswith(b'{"ok":true}')
 
-    scenario(lambda writes: recording(HttpProtocol, writes), act)
+    scenario(HttpProtocol, act)
 
 
 def test_what_is_held_goes_out_once_it_reaches_64_kib() -> None:
@@ -265,4 +267,4 @@ def test_what_is_held_goes_out_once_it_reaches_64_kib() -> None:
         assert 4 <= len(writes) <= 5  # the head, then one write each 64 KiB of chunks
         assert max(len(w) for w in writes) < 2 * 64 * 1024
 
-    scenario(lambda writes: recording(HttpProtocol, writes), act)
+    scenario(HttpProtocol, act)
