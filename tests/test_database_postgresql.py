@@ -327,12 +327,7 @@ async def _a_message_s_life(settings: Settings) -> tuple[str, list[str], str]:
         sent = await messages.send(db, None, user_id, messages.SendCommand([NUMBER], text="hi"))
         pulled = await routing.pull(db, phone, newest_first=False, cap=10)
         assert [p.record.id for p in pulled.items] == [sent.id]
-        delivered = StateReport(
-            sent.id,
-            ProcessingState.DELIVERED,
-            [RecipientReport(NUMBER, ProcessingState.DELIVERED, None)],
-            {ProcessingState.DELIVERED: sent.created_at},
-        )
+        delivered = _report_of(sent, ProcessingState.DELIVERED)
         reported = await routing.report(db, phone, [delivered])
         assert reported.freed == 1
         record = await messages.get(db, user_id, sent.id)
@@ -493,12 +488,7 @@ async def _reports_and_pulls_wait_for_their_names(
         phone = Phone(device.device_id, user_id, None)
         sent = await messages.send(one, None, user_id, messages.SendCommand([NUMBER], text="x"))
         assert (await routing.pull(one, phone, newest_first=False, cap=10)).claimed == 1
-        delivered = StateReport(
-            sent.id,
-            ProcessingState.DELIVERED,
-            [RecipientReport(NUMBER, ProcessingState.DELIVERED, None)],
-            {ProcessingState.DELIVERED: sent.created_at},
-        )
+        delivered = _report_of(sent, ProcessingState.DELIVERED)
         message, of_phone = (
             message_rows.message_lock(user_id, sent.id),
             routing.phone_lock(phone.device_id),
@@ -696,6 +686,13 @@ async def _beside_a_held_batch(
     return waited, done
 
 
+def _report_of(sent: messages.MessageRecord, state: ProcessingState) -> StateReport:
+    """A phone's report of the message `sent` (to NUMBER) in `state`, as of its creation."""
+    return StateReport(
+        sent.id, state, [RecipientReport(NUMBER, state, None)], {state: sent.created_at}
+    )
+
+
 def _post(device_id: str, event: str, payload: dict[str, Any]) -> dict[str, Any]:
     return {"id": "post-1", "webhookId": "smsgw-" + event.replace(":", "-"), "event": event,
             "deviceId": device_id, "payload": payload}  # fmt: skip
@@ -788,12 +785,7 @@ async def _a_report_and_the_phone_s_post_of_its_event(
         phone = Phone(device.device_id, user_id, None)
         sent = await messages.send(one, None, user_id, messages.SendCommand([NUMBER], text="x"))
         assert (await routing.pull(one, phone, newest_first=False, cap=10)).claimed == 1
-        report = StateReport(
-            sent.id,
-            ProcessingState.SENT,
-            [RecipientReport(NUMBER, ProcessingState.SENT, None)],
-            {ProcessingState.SENT: sent.created_at},
-        )
+        report = _report_of(sent, ProcessingState.SENT)
         wait = outbox.PostWait(frozenset({"sms:sent"}), 30)
         payload = {"messageId": sent.id, "phoneNumber": NUMBER, "sentAt": "2026-03-01T12:00:00Z",
                    "simNumber": 2, "partsCount": 1}  # fmt: skip
