@@ -20,8 +20,8 @@ def test_a_port_taken_meanwhile_makes_the_cluster_start_on_another(
         taken.listen()
         busy = taken.getsockname()[1]
         ports = iter([busy])
-        free = pgcluster._free_port
-        monkeypatch.setattr(pgcluster, "_free_port", lambda: next(ports, None) or free())
+        free = pgcluster.free_port
+        monkeypatch.setattr(pgcluster, "free_port", lambda: next(ports, None) or free())
         cluster = pgcluster.start()
         try:
             assert cluster.port != busy
