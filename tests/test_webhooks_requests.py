@@ -131,25 +131,33 @@ def test_more_requests_out_than_aiohttps_default_pool_get_connections() -> None:
     """SMSGW_WEBHOOKS_CONCURRENCY goes up to 256; aiohttp's connector allows 100
     connections unless told otherwise, and a request waiting for one counts it against
     its connect timeout: the 101st of slow receivers' requests failed as a connect timeout
-    the receiver had nothing to do with."""
+    the receiver had nothing to do with. Here the receiver holds every answer until all
+    110 requests are in (or 15 s have passed), so with a cap of 100 the last 10 wait out
+    the 5 s connect timeout whatever the machine's speed; without one all 110 are in at
+    once."""
     many = 110
+    received = 0
+    all_in = asyncio.Event()
 
-    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def holding(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal received
         await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n")
-        for _ in range(8):  # 0.8 s in all, each read well within the 0.5 s timeout
-            writer.write(b"x")
-            await writer.drain()
-            await asyncio.sleep(0.1)
+        received += 1
+        if received == many:
+            all_in.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_in.wait(), 15)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
 
     async def scenario() -> None:
-        async with serving(slow) as (port, accepted), guard.session(True, 0.5) as client:
+        async with serving(holding) as (port, accepted), guard.session(True, 30) as client:
             item = due(f"http://127.0.0.1:{port}/hook")
             outcomes = await asyncio.gather(
-                *(sender.post(client, item, "k" * 32, 1024, 5, guarded=False) for _ in range(many))
+                *(sender.post(client, item, "k" * 32, 1024, 20, guarded=False) for _ in range(many))
             )
             assert [o.error for o in outcomes if o.status != 200] == []
-            assert len(accepted) == many
+            assert all_in.is_set() and len(accepted) == many
 
     run(scenario)
 
