@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,11 @@ from typing import Any
 import pytest
 from fastapi import APIRouter, FastAPI, routing
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match
 
 from smsgw.api.apps import build_router
 from smsgw.api.mobile import build_router as build_mobile_router
-from smsgw.api.routing import MOBILE_PREFIXES, THIRDPARTY_PREFIXES, add_routes
+from smsgw.api.routing import MOBILE_PREFIXES, THIRDPARTY_PREFIXES, add_routes, moved_route
 from smsgw.app import create_app
 from smsgw.config import Settings
 
@@ -93,3 +94,35 @@ def test_each_application_serves_its_own_copies_of_routes_built_once(tmp_path: P
     first = pairs[0][0]
     first.app = None  # type: ignore[assignment]
     assert pairs[0][1].app is not None
+
+
+def test_routes_moved_to_another_prefix_match_there_as_routes_added_there() -> None:
+    """`api_routes` analyses each API under its first prefix and serves the other prefix's
+    routes moved (`moved_route`): each matches the same requests, with the same path
+    parameters, as the route FastAPI would build under that prefix, and no longer matches
+    under the first."""
+    for kind, (first, other) in (("3rdparty", THIRDPARTY_PREFIXES), ("mobile", MOBILE_PREFIXES)):
+        built, direct = APIRouter(), APIRouter()
+        add_routes(built, BUILDERS[kind](), prefix=first, include_in_schema=True)
+        add_routes(direct, BUILDERS[kind](), prefix=other, include_in_schema=False)
+        moved = [moved_route(route, first, other) for route in built.routes]
+        assert served_routes(moved) == served_routes(direct.routes)
+        for route, there in zip(moved, direct.routes, strict=True):
+            assert isinstance(route, APIRoute) and isinstance(there, APIRoute)
+            path = re.sub(r"{(\w+)(:\w+)?}", "p-1", route.path)
+            for method in sorted(route.methods):
+                scope = {"type": "http", "path": path, "method": method}
+                assert route.matches(scope) == there.matches(scope)
+                assert route.matches(scope)[0] == Match.FULL
+                assert route.matches(scope | {"path": first + path.removeprefix(other)})[0] == (
+                    Match.NONE
+                )
+        original = built.routes[0]
+        assert isinstance(original, APIRoute) and original.path.startswith(first)
+        assert original.include_in_schema  # the original is untouched
+
+
+def test_a_route_not_under_the_prefix_is_not_moved() -> None:
+    route = APIRoute("/elsewhere/x", lambda: None)
+    with pytest.raises(TypeError, match="not under /api/3rdparty/v1"):
+        moved_route(route, THIRDPARTY_PREFIXES[0], THIRDPARTY_PREFIXES[1])

@@ -10,8 +10,11 @@ names (`url_path_for`) and the matching order are the same as with `include_rout
 
 from __future__ import annotations
 
+import copy
+
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute, compile_path
 
 #: Where each API is served: the first of each is the one documented.
 THIRDPARTY_PREFIXES = ("/api/3rdparty/v1", "/3rdparty/v1")
@@ -69,6 +72,21 @@ def add_routes(
             max_body_size=route.max_body_size,
             form_limits=original.form_limits,
         )
+
+
+def moved_route(route: BaseRoute, prefix: str, to: str) -> APIRoute:
+    """A copy of `route` (an APIRoute whose path starts with `prefix`) that serves the same
+    path under `to` instead, out of the OpenAPI document: FastAPI's analysis of the route
+    (its parameters, body and response models, its handler) depends on the path only
+    through the path's parameters, which a prefix does not have, so the copy shares it.
+    Its operation id stays the original's, unused out of the document."""
+    if not isinstance(route, APIRoute) or not route.path.startswith(prefix):
+        raise TypeError(f"cannot move {getattr(route, 'path', route)!r}: not under {prefix}")
+    copied = copy.copy(route)
+    copied.path = to + route.path.removeprefix(prefix)
+    copied.path_regex, copied.path_format, copied.param_convertors = compile_path(copied.path)
+    copied.include_in_schema = False
+    return copied
 
 
 def hot_first(app: FastAPI, paths: set[str]) -> None:
