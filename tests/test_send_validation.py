@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -355,3 +356,20 @@ def test_every_messages_route_refuses_a_repeated_query_parameter(
     response = api.request(method, path, params=[("limit", "1"), ("limit", "2")])
     assert response.status_code == 400
     assert response.json() == {"message": "limit: give this query parameter once, not 2 times"}
+
+
+def test_the_published_schema_refuses_what_the_nul_check_refuses(api: httpx.Client) -> None:
+    """Every text the send refuses for U+0000 carries a pattern saying so in the OpenAPI
+    document, so that a client (or schemathesis) reading it does not take such a text for
+    valid: the fuzzer once found `message` refused while its schema allowed it."""
+    schemas = api.get(api.base_url.join("/openapi.json")).json()["components"]["schemas"]
+    send = schemas["SendMessageRequest"]["properties"]
+    texts = [
+        schemas["TextMessage"]["properties"]["text"],
+        *send["message"]["anyOf"][:1],
+        *send["deviceId"]["anyOf"][:1],
+        send["phoneNumbers"]["items"],
+    ]
+    pattern = re.compile(texts[0]["pattern"])
+    assert [text.get("pattern") for text in texts] == [pattern.pattern] * len(texts)
+    assert pattern.fullmatch("Hello, €") and not pattern.fullmatch("a\x00b")

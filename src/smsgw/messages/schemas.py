@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     PlainSerializer,
     StrictBool,
     StrictInt,
@@ -21,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core.core_schema import CoreSchema
 
 from smsgw.domain import ids
 from smsgw.domain.clock import format_timestamp
@@ -85,10 +89,28 @@ def _no_nul(value: str) -> str:
     return value
 
 
+#: What the published schema says of text without U+0000 (ECMA 262 and Python read it alike).
+NUL_FREE_PATTERN = "^[^\\x00]*$"
+
+
+@dataclass(frozen=True, slots=True)
+class _NoNul(AfterValidator):
+    """`_no_nul` after the other checks, published as `NUL_FREE_PATTERN`: the refusal is in
+    the OpenAPI document (a client, or a fuzzer, reads that such a text is not valid), while
+    the check and its words stay `_no_nul`'s rather than a pattern's."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        published = handler(schema)
+        published["pattern"] = NUL_FREE_PATTERN
+        return published
+
+
 #: Text without U+0000 (`_no_nul`), put after the text's `Field` (`Annotated[str, Field(...),
 #: NO_NUL]`): a length given after the validator is checked after validation, and its error
 #: then says "Value should have at least 1 item after validation" instead of the usual words.
-NO_NUL = AfterValidator(_no_nul)
+NO_NUL = _NoNul(_no_nul)
 
 
 class TextMessage(BaseModel):
