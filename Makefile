@@ -73,7 +73,7 @@ brokers: ## Install Redis and RabbitMQ for the Jasmin test (apt; sudo when not r
 #: (about 0.15 s of CPU a start).
 test: $(STAMP) $(NPM_STAMP) $(JASMIN_STAMP) chromium postgresql brokers ## Run the test suite (installs what it needs)
 	$(BIN)/python -m compileall -q src bench >/dev/null
-	$(BIN)/python -m pytest -n 3
+	$(BIN)/python -m pytest -n 4 --dist worksteal
 
 lint: $(STAMP) ## ruff format --check, ruff check, mypy --strict
 	$(BIN)/ruff format --check src tests bench
