@@ -88,6 +88,7 @@ format: $(STAMP) ## Format the code
 
 bench: $(STAMP) $(NPM_STAMP) $(JASMIN_STAMP) postgresql brokers ## Run the benchmarks (installs wrk); figures go to docs/performance.md
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(BIN)/python -m bench.startup
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.webhooks
