@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def test_one_start_of_each_server_is_measured_and_recorded(
 
 def test_a_server_that_exits_before_answering_is_reported() -> None:
     with pytest.raises(RuntimeError, match="exited \\(3\\) before answering"):
-        startup.start_cpu(["python3", "-c", "raise SystemExit(3)"], 9, {})
+        startup.start_cpu([sys.executable, "-c", "raise SystemExit(3)"], 9, {})
 
 
 def test_fewer_than_one_start_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
