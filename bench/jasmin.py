@@ -27,7 +27,7 @@ import signal
 import subprocess
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.common import free_port, process_children, tree_cpu_seconds
@@ -131,25 +131,42 @@ def owners(inodes: set[int]) -> str:
 
 
 def wait_listening(
-    port: int, what: str, process: subprocess.Popen[bytes], log: Path, deadline: float
+    ports: Sequence[int], what: str, process: subprocess.Popen[bytes], log: Path, deadline: float
 ) -> None:
-    """Until `process` (or a descendant) listens on `port`. PortTaken when another process
-    listens there or the log says the port was in use (jasmind goes on without the service);
-    JasminError when the process ends or the `deadline` (time.monotonic) passes."""
+    """Until `process` (or a descendant) listens on each of `ports`. PortTaken when another
+    process listens on one of them, or the log says a port was in use (jasmind goes on without
+    the service); JasminError when the process ends or the `deadline` (time.monotonic) passes.
+
+    The log is read before the listeners: a service that says a port was in use has said so
+    after its try to bind, so a listener holding the port then is seen and named, whichever of
+    the ports it holds (the wait once named another port, one not listened on yet)."""
     while True:
         ended = process.poll() is not None
-        listeners = listening_inodes(port)
-        if listeners & socket_inodes(process.pid):
-            return
         said = (log.read_bytes() if log.exists() else b"").decode(errors="replace")
-        if listeners:
-            raise PortTaken(f"{what}: another process listens on {port}: {owners(listeners)}")
+        mine = socket_inodes(process.pid)
+        waiting = {}
+        for port in ports:
+            listeners = listening_inodes(port)
+            if not listeners & mine:
+                waiting[port] = listeners
+        if not waiting:
+            return
+        held = [
+            f"another process listens on {port}: {owners(listeners)}"
+            for port, listeners in waiting.items()
+            if listeners
+        ]
+        if held:
+            raise PortTaken(f"{what}: {'; '.join(held)}")
         if IN_USE.search(said):
-            raise PortTaken(f"{what}: port {port} was in use:\n{said[-2000:]}")
+            unbound = ", ".join(map(str, waiting))
+            raise PortTaken(f"{what}: a port was in use (not listened on: {unbound}):\n"
+                            f"{said[-2000:]}")  # fmt: skip
         if ended:
             raise JasminError(f"{what} ended at start:\n{said[-2000:]}")
         if time.monotonic() > deadline:
-            raise JasminError(f"{what} did not listen on {port} in {START_SECONDS:.0f} s")
+            unbound = ", ".join(map(str, waiting))
+            raise JasminError(f"{what} did not listen on {unbound} in {START_SECONDS:.0f} s")
         time.sleep(0.2)
 
 
@@ -197,9 +214,9 @@ class Jasmin:
             launch()
             log = self.scratch / f"{name}.out"
             deadline = time.monotonic() + START_SECONDS
+            ports = [self.port[port] for port in SERVICES[name]]
             try:
-                for port in SERVICES[name]:
-                    wait_listening(self.port[port], what, self.processes[name], log, deadline)
+                wait_listening(ports, what, self.processes[name], log, deadline)
                 return
             except PortTaken as taken:
                 self._end(name)

@@ -25,6 +25,12 @@ server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
 print("listening", flush=True)
 time.sleep(600)
 """
+LISTENS_ON_ALL = """
+import socket, sys, time
+servers = [socket.create_server(("127.0.0.1", int(port))) for port in sys.argv[1:]]
+print("listening", flush=True)
+time.sleep(600)
+"""
 #: the listener in a child, as RabbitMQ's Erlang VM under its start script
 CHILD_LISTENS = f"""
 import subprocess, sys
@@ -60,7 +66,7 @@ def process(code: str, *args: str, log: Path) -> Iterator[subprocess.Popen[bytes
 def test_the_wait_ends_when_the_process_or_a_descendant_listens(code: str, tmp_path: Path) -> None:
     port = free_port()
     with process(code, str(port), log=tmp_path / "out") as started:
-        wait_listening(port, "service", started, tmp_path / "out", soon())
+        wait_listening([port], "service", started, tmp_path / "out", soon())
         assert started.poll() is None
 
 
@@ -73,7 +79,7 @@ def test_another_process_listening_on_the_port_is_a_port_taken(tmp_path: Path) -
             process(SAYS, "", "starting", log=tmp_path / "out") as started,
             pytest.raises(PortTaken, match=f"another process listens on {port}"),
         ):
-            wait_listening(port, "service", started, tmp_path / "out", soon())
+            wait_listening([port], "service", started, tmp_path / "out", soon())
 
 
 @pytest.mark.parametrize(
@@ -92,9 +98,47 @@ def test_a_log_saying_the_port_was_in_use_is_a_port_taken(said: str, tmp_path: P
     port = free_port()
     with (
         process(SAYS, str(port), said, log=tmp_path / "out") as started,
-        pytest.raises(PortTaken, match="was in use"),
+        pytest.raises(PortTaken, match=f"was in use \\(not listened on: {port}\\)"),
     ):
-        wait_listening(port, "service", started, tmp_path / "out", soon())
+        wait_listening([port], "service", started, tmp_path / "out", soon())
+
+
+def test_the_port_another_process_listens_on_is_named_whichever_port_is_waited_on_first(
+    tmp_path: Path,
+) -> None:
+    """jasmind says "Address already in use" for its SMPP server while its first port is
+    not listened on yet: the error names the SMPP server's port and its squatter (the wait
+    once checked the ports one by one and blamed the first, as a CI run showed)."""
+    first = free_port()
+    with socket.create_server(("127.0.0.1", 0)) as squatter:
+        taken = squatter.getsockname()[1]
+        said = (
+            f"Cannot start SMPPServer: Couldn't listen on 127.0.0.1:{taken}: Address already in use"
+        )
+        with (
+            process(SAYS, "", said, log=tmp_path / "out") as started,
+            pytest.raises(PortTaken) as raised,
+        ):
+            wait_listening([first, taken], "service", started, tmp_path / "out", soon())
+    assert f"another process listens on {taken}: pid " in str(raised.value)
+    assert str(first) not in str(raised.value)
+
+
+def test_the_wait_ends_when_the_process_listens_on_every_port(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    with process(LISTENS_ON_ALL, *map(str, ports), log=tmp_path / "out") as started:
+        wait_listening(ports, "service", started, tmp_path / "out", soon())
+        assert started.poll() is None
+
+
+def test_one_port_of_several_held_by_another_process_is_a_port_taken(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    with (
+        process(LISTENS, str(ports[0]), log=tmp_path / "a") as started,
+        process(LISTENS, str(ports[1]), log=tmp_path / "b") as other,
+        pytest.raises(PortTaken, match=f"another process listens on {ports[1]}: pid {other.pid} "),
+    ):
+        wait_listening(ports, "service", started, tmp_path / "a", soon())
 
 
 def test_a_process_that_ends_for_another_reason_is_not_started_again(tmp_path: Path) -> None:
@@ -103,7 +147,7 @@ def test_a_process_that_ends_for_another_reason_is_not_started_again(tmp_path: P
         process(ENDS, log=tmp_path / "out") as started,
         pytest.raises(JasminError, match="service ended at start:\ngave up") as raised,
     ):
-        wait_listening(port, "service", started, tmp_path / "out", soon())
+        wait_listening([port], "service", started, tmp_path / "out", soon())
     assert not isinstance(raised.value, PortTaken)
 
 
@@ -114,7 +158,7 @@ def test_a_listener_on_another_loopback_address_is_no_conflict(tmp_path: Path) -
         socket.create_server(("127.0.0.2", port)),
         process(LISTENS, str(port), log=tmp_path / "out") as started,
     ):
-        wait_listening(port, "service", started, tmp_path / "out", soon())
+        wait_listening([port], "service", started, tmp_path / "out", soon())
 
 
 def test_a_free_port_is_below_the_ephemeral_range_and_not_one_already_given() -> None:

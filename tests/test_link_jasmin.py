@@ -93,20 +93,21 @@ def test_jasmin_starts_its_services_again_on_fresh_ports_when_theirs_were_taken(
     chain: Chain,
 ) -> None:
     """The link bound (the fixture) to Jasmin's SMPP server on a port of its own, not to the
-    socket holding the port Jasmin was first given; Redis and jasmind were each started again
-    once, the log of their first try kept. (Another service may have been started again
-    too, when another test's server took one of its ports meanwhile: that is what the
-    restarts are for, and the error says which process held it.)"""
-    restarted = {str(taken).split(":", 1)[0]: taken for taken in chain.jasmin.taken}
-    assert [name for name in restarted if name in ("Redis", "jasmind")] == ["Redis", "jasmind"]
-    assert len(restarted) == len(chain.jasmin.taken), [str(t) for t in chain.jasmin.taken]
+    socket holding the port Jasmin was first given; Redis and jasmind were each started again,
+    the logs of their first tries kept, and jasmind's error named the squatter. (A service may
+    have been started again once more, when another test's server took one of its ports
+    meanwhile: that is what the restarts are for, and the error says which process held it.)"""
+    restarted: dict[str, list[str]] = {}
+    for taken in chain.jasmin.taken:
+        restarted.setdefault(str(taken).split(":", 1)[0], []).append(str(taken))
+    assert "Redis" in restarted and "jasmind" in restarted, restarted
     for name, port in chain.squatted.items():
         assert chain.jasmin.port[name] != port
-    assert f"another process listens on {chain.squatted['smpp']}: pid {os.getpid()} " in str(
-        restarted["jasmind"]
-    )
-    first_try = (chain.jasmin.scratch / "jasmind.1.out").read_text()
-    assert "Cannot start SMPPServer" in first_try
+    squatter = f"another process listens on {chain.squatted['smpp']}: pid {os.getpid()} "
+    assert any(squatter in said for said in restarted["jasmind"]), restarted["jasmind"]
+    # jasmind's first try ended as soon as the squatter was seen listening (its log kept,
+    # perhaps empty); Redis's port had no listener to see: its log said the port was in use
+    assert (chain.jasmin.scratch / "jasmind.1.out").exists()
     assert "Address already in use" in (chain.jasmin.scratch / "redis.1.out").read_text()
 
 
