@@ -137,18 +137,17 @@ def wait_listening(
     process listens on one of them, or the log says a port was in use (jasmind goes on without
     the service); JasminError when the process ends or the `deadline` (time.monotonic) passes.
 
-    The log is read before the listeners: a service that says a port was in use has said so
-    after its try to bind, so a listener holding the port then is seen and named, whichever of
-    the ports it holds (the wait once named another port, one not listened on yet)."""
+    The log is read before the listeners, and they before the process's sockets: a service
+    that says a port was in use has said so after its try to bind, so a listener holding the
+    port then is seen and named, whichever of the ports it holds (the wait once named another
+    port, one not listened on yet); and a listener of the service's own, bound between the
+    reads, is among its sockets."""
     while True:
         ended = process.poll() is not None
         said = (log.read_bytes() if log.exists() else b"").decode(errors="replace")
-        mine = socket_inodes(process.pid)
-        waiting = {}
-        for port in ports:
-            listeners = listening_inodes(port)
-            if not listeners & mine:
-                waiting[port] = listeners
+        listening = {port: listening_inodes(port) for port in ports}
+        mine = socket_inodes(process.pid)  # after them: its own bound meanwhile are in it
+        waiting = {port: found for port, found in listening.items() if not found & mine}
         if not waiting:
             return
         held = [
