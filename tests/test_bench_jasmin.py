@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from bench.common import free_port
+from bench.common import free_port, port_range
 from bench.jasmin import JasminError, PortTaken, wait_listening
 
 pytestmark = pytest.mark.one_engine("no database")  # conftest.py
@@ -170,3 +170,29 @@ def test_a_free_port_is_below_the_ephemeral_range_and_not_one_already_given() ->
         with socket.create_server(("127.0.0.1", port)):  # free: it binds
             pass
         given.append(port)
+
+
+def test_a_port_given_lately_is_not_given_again_though_nothing_bound_it() -> None:
+    """A server started with a port binds it a while later; until then the probe sees it
+    free, and a second test of the same worker could be given it too."""
+    given = [free_port() for _ in range(300)]
+    assert len(set(given)) == len(given)
+
+
+def test_each_test_worker_picks_from_a_slice_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    slices = []
+    for index in range(4):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{index}")
+        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "4")
+        slices.append(port_range(32768))
+        assert all(free_port() in slices[-1] for _ in range(20))
+    assert [(s.start, s.stop) for s in slices] == [
+        (10000, 15692), (15692, 21384), (21384, 27076), (27076, 32768)
+    ]  # fmt: skip
+    # outside a worker, or with a worker id that makes no sense: the whole range
+    for worker, count in (("", "4"), ("gw4", "4"), ("master", "2"), ("gw0", "0")):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", count)
+        assert port_range(32768) == range(10000, 32768)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER")
+    assert port_range(32768) == range(10000, 32768)
