@@ -150,6 +150,7 @@ def wait_listening(
         waiting = {port: found for port, found in listening.items() if not found & mine}
         if not waiting:
             return
+        unbound = ", ".join(map(str, waiting))
         held = [
             f"another process listens on {port}: {owners(listeners)}"
             for port, listeners in waiting.items()
@@ -158,13 +159,11 @@ def wait_listening(
         if held:
             raise PortTaken(f"{what}: {'; '.join(held)}")
         if IN_USE.search(said):
-            unbound = ", ".join(map(str, waiting))
             raise PortTaken(f"{what}: a port was in use (not listened on: {unbound}):\n"
                             f"{said[-2000:]}")  # fmt: skip
         if ended:
             raise JasminError(f"{what} ended at start:\n{said[-2000:]}")
         if time.monotonic() > deadline:
-            unbound = ", ".join(map(str, waiting))
             raise JasminError(f"{what} did not listen on {unbound} in {START_SECONDS:.0f} s")
         time.sleep(0.2)
 
