@@ -444,10 +444,63 @@ def test_without_names_the_same_batches_deadlock_and_one_runs_again(
     """What the names prevent, with the same units: PostgreSQL breaks the deadlock after
     its deadlock_timeout (1 s) by failing one batch (node two's, as a rule: it has waited
     longer), which runs again unit by unit; and that run may meet the other batch in a
-    deadlock once more (on a busy machine both units then ran twice)."""
+    deadlock once more (on a busy machine both units then ran twice, or one three times:
+    `_unit_by_unit`)."""
     ran, done = asyncio.run(_crossing_batches(pg_settings, named=False))
     assert done == ["one", "two"]  # nothing lost...
     assert len(ran) > 2 and set(ran) == {"one", "two"}  # ...but a unit ran again
+
+
+async def _deadlocked_twice(settings: Settings) -> tuple[int, object]:
+    """A unit of node one meets a deadlock with another session in its first two runs (its
+    batch's, then its own after the batch failed), as the loser of a deadlock can meet the
+    winner again on a busy machine: the other session locks b, then a, each round, with a
+    deadlock_timeout of a minute, so PostgreSQL fails the unit's side each time. How many
+    times the unit ran, and what it gave."""
+    runs: list[int] = []
+    peer_holds_b = [asyncio.Event(), asyncio.Event()]
+    unit_holds_a = [asyncio.Event(), asyncio.Event()]
+    lock = "SELECT key FROM system_values WHERE key = ? FOR UPDATE"
+
+    async def work(conn: UnitConnection) -> str:
+        runs.append(1)
+        if len(runs) <= 2:
+            round_ = len(runs) - 1
+            await asyncio.wait_for(peer_holds_b[round_].wait(), 60)
+            await conn.execute(lock, ("a",))
+            unit_holds_a[round_].set()
+            await _until_a_session_waits(settings)  # the other session, for a
+        await conn.execute(lock, ("a",))
+        await conn.execute(lock, ("b",))
+        return "done"
+
+    async def peer() -> None:
+        arguments = connect_arguments(settings.resolved_database_url)
+        async with await psycopg.AsyncConnection.connect(**arguments, autocommit=True) as conn:
+            await conn.execute("SET deadlock_timeout = '60s'")
+            for round_ in range(2):
+                async with conn.transaction():
+                    await conn.execute("SELECT key FROM system_values WHERE key = 'b' FOR UPDATE")
+                    peer_holds_b[round_].set()
+                    await asyncio.wait_for(unit_holds_a[round_].wait(), 60)
+                    await conn.execute("SELECT key FROM system_values WHERE key = 'a' FOR UPDATE")
+
+    async with _two_nodes(settings) as (one, _):
+        await asyncio.gather(one.write_unit(put("a")), one.write_unit(put("b")))
+        other = asyncio.create_task(peer())
+        done = await asyncio.gather(one.write_unit(work), return_exceptions=True)
+        await asyncio.wait_for(other, 60)
+        return len(runs), done[0]
+
+
+def test_a_unit_that_meets_a_deadlock_again_on_its_own_runs_once_more(
+    pg_settings: Settings,
+) -> None:
+    """A unit whose batch failed runs again on its own; when that run meets a deadlock too,
+    it runs once more, in a new transaction, rather than fail (a full suite beside busy
+    loops saw a unit fail so)."""
+    runs, done = asyncio.run(_deadlocked_twice(pg_settings))
+    assert (runs, done) == (3, "done")
 
 
 def test_named_lock_keys_are_int4s_sorted_and_the_same_on_every_node() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import threading
 import zlib
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator
@@ -422,6 +423,45 @@ def named_lock_keys(names: Collection[str]) -> list[int]:
     return sorted({zlib.crc32(name.encode()) - 2**31 for name in names})
 
 
+#: How many times a unit runs on its own, in a transaction of its own, after its batch failed
+#: (each time again only while it meets a deadlock or a serialization failure).
+UNIT_RUNS = 4
+
+
+async def _unit_by_unit(
+    conn: psycopg.AsyncConnection[Any], works: list[Unit[Any]], keys: list[int]
+) -> list[tuple[bool, Any]]:
+    """A failed batch run again without the pipeline, each unit in its own SAVEPOINT, so
+    only the failing units lose their changes. A unit that meets a deadlock (or a
+    serialization failure) there runs again after the others are committed, in a new
+    transaction, up to UNIT_RUNS times in all: on a busy machine the batch that won the
+    first deadlock can take a row again before the loser's rerun gets it (a newcomer may
+    lock a row whose locker aborted before the waiter on it is scheduled), and the two meet
+    once more. Its error is its outcome after that."""
+    import psycopg
+
+    again = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+    unit = PostgresUnit(conn)
+    outcomes: list[tuple[bool, Any]] = [(False, None)] * len(works)
+    pending = list(range(len(works)))
+    for run in range(1, UNIT_RUNS + 1):
+        async with conn.transaction():
+            await _take_batch_locks(conn, keys)
+            for index in pending:
+                try:
+                    async with conn.transaction():  # a SAVEPOINT
+                        outcomes[index] = (True, await works[index](unit))
+                except Exception as exc:
+                    outcomes[index] = (False, exc)
+        pending = [i for i in pending if not outcomes[i][0] and isinstance(outcomes[i][1], again)]
+        if not pending or run == UNIT_RUNS:
+            break
+        # the other transaction of the deadlock ends meanwhile (a few ms, randomised so that
+        # two losers do not start again in step)
+        await asyncio.sleep(random.uniform(0.005, 0.02) * run)
+    return outcomes
+
+
 class PostgresDatabase(Database):
     """`Database` on PostgreSQL: SQLAlchemy's psycopg dialect for `read()` and `write()`,
     and a psycopg pool for the units of work (`read_unit`, `write_unit`), which run as
@@ -595,17 +635,7 @@ class PostgresDatabase(Database):
                 again = (errors.DeadlockDetected, errors.SerializationFailure)
                 if len(works) == 1 and not isinstance(exc, again):
                     return [(False, exc)]
-            unit = PostgresUnit(conn)
-            outcomes: list[tuple[bool, Any]] = []
-            async with conn.transaction():
-                await _take_batch_locks(conn, keys)
-                for work in works:
-                    try:
-                        async with conn.transaction():  # a SAVEPOINT
-                            outcomes.append((True, await work(unit)))
-                    except Exception as exc:
-                        outcomes.append((False, exc))
-            return outcomes
+            return await _unit_by_unit(conn, works, keys)
 
     def _batch_turn(self) -> AbstractAsyncContextManager[Any]:
         """Nothing in the process: batches run side by side (the shared advisory lock)."""
