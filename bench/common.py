@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -199,3 +200,45 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
     }
+
+
+#: local addresses (as /proc/net/tcp and tcp6 write them) whose listener keeps a service from
+#: binding 127.0.0.1: 127.0.0.1, 0.0.0.0, :: and ::ffff:127.0.0.1
+CONFLICTING = {"0100007F", "00000000", "0" * 32, "0000000000000000FFFF00000100007F"}
+
+
+def listening_inodes(port: int) -> set[int]:
+    """The inodes of the TCP sockets listening on `port` now where a bind of 127.0.0.1 would
+    meet them."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                address, number = fields[1].rsplit(":", 1)
+                if fields[3] == "0A" and int(number, 16) == port and address in CONFLICTING:
+                    found.add(int(fields[9]))
+    return found
+
+
+def held_sockets(pid: int) -> set[int]:
+    """The inodes of the sockets one process holds now."""
+    found = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # (an fd closed meanwhile)
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    found.add(int(target[8:-1]))
+    return found
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets held by a process and by its descendants alive now."""
+    children = process_children()
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        found |= held_sockets(current)
+    return found

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from bench.common import free_port, port_range
+from bench.fleet.server import listens_on
 from bench.jasmin import JasminError, PortTaken, wait_listening
 
 pytestmark = pytest.mark.one_engine("no database")  # conftest.py
@@ -196,3 +197,26 @@ def test_each_test_worker_picks_from_a_slice_of_its_own(monkeypatch: pytest.Monk
         assert port_range(32768) == range(10000, 32768)
     monkeypatch.delenv("PYTEST_XDIST_WORKER")
     assert port_range(32768) == range(10000, 32768)
+
+
+def listening_said(log: Path) -> None:
+    """Until the process writing `log` says it listens (it has bound and listens then)."""
+    deadline = soon()
+    while b"listening" not in log.read_bytes():
+        assert time.monotonic() < deadline, "the process never listened"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("code", [LISTENS, CHILD_LISTENS], ids=["itself", "its-child"])
+def test_a_benchmarks_server_is_its_own_only_when_it_or_a_descendant_listens(
+    code: str, tmp_path: Path
+) -> None:
+    """bench/fleet/server.py's readiness check (`listens_on`, on bench/common.py's reading of
+    /proc that the wait above uses too): a port answered by another process is not the
+    benchmark's server, which a test's own server on the same port could have been."""
+    port = free_port()
+    with process(code, str(port), log=tmp_path / "out") as started:
+        listening_said(tmp_path / "out")
+        assert listens_on(started.pid, port)
+        with process(SAYS, "", "", log=tmp_path / "other") as other:
+            assert not listens_on(other.pid, port)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import READY_SECONDS, free_port
+from bench.common import READY_SECONDS, free_port, listening_inodes, socket_inodes
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "bench-password-0123"  # throwaway accounts in a throwaway database
@@ -28,28 +28,12 @@ def raise_nofile() -> int:
 
 
 def listens_on(pid: int, port: int) -> bool:
-    """Whether process `pid` (or one of its children) holds a socket listening on
-    127.0.0.1:`port` (Linux's /proc; True elsewhere, where it cannot be told)."""
-    try:
-        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
+    """Whether process `pid` (or one of its descendants: with SMSGW_WORKERS > 1, its server
+    processes) holds a socket listening on `port` where a bind of 127.0.0.1 would meet it
+    (Linux's /proc; True elsewhere, where it cannot be told)."""
+    if not Path("/proc/net/tcp").exists():
         return True
-    fds: list[Path] = []
-    for holder in [str(pid), *children]:  # with SMSGW_WORKERS > 1, its server processes
-        try:
-            fds += Path(f"/proc/{holder}/fd").iterdir()
-        except OSError:
-            continue
-    local, listen = f"0100007F:{port:04X}", "0A"
-    inodes = {f"socket:[{f[9]}]" for f in map(str.split, table) if f[1] == local and f[3] == listen}
-    held = set()
-    for fd in fds:
-        try:
-            held.add(os.readlink(fd))
-        except OSError:
-            continue
-    return bool(inodes & held)
+    return bool(listening_inodes(port) & socket_inodes(pid))
 
 
 def rss_bytes(pid: int) -> int | None:
