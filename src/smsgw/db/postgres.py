@@ -428,6 +428,14 @@ def named_lock_keys(names: Collection[str]) -> list[int]:
 UNIT_RUNS = 4
 
 
+def _bad_luck(error: object) -> bool:
+    """Whether a transaction failed on a deadlock or a serialization failure: the
+    transaction's bad luck, not its units' doing, so they run again."""
+    import psycopg
+
+    return isinstance(error, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure))
+
+
 async def _unit_by_unit(
     conn: psycopg.AsyncConnection[Any], works: list[Unit[Any]], keys: list[int]
 ) -> list[tuple[bool, Any]]:
@@ -438,9 +446,6 @@ async def _unit_by_unit(
     first deadlock can take a row again before the loser's rerun gets it (a newcomer may
     lock a row whose locker aborted before the waiter on it is scheduled), and the two meet
     once more. Its error is its outcome after that."""
-    import psycopg
-
-    again = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
     unit = PostgresUnit(conn)
     outcomes: list[tuple[bool, Any]] = [(False, None)] * len(works)
     pending = list(range(len(works)))
@@ -453,7 +458,7 @@ async def _unit_by_unit(
                         outcomes[index] = (True, await works[index](unit))
                 except Exception as exc:
                     outcomes[index] = (False, exc)
-        pending = [i for i in pending if not outcomes[i][0] and isinstance(outcomes[i][1], again)]
+        pending = [i for i in pending if not outcomes[i][0] and _bad_luck(outcomes[i][1])]
         if not pending or run == UNIT_RUNS:
             break
         # the other transaction of the deadlock ends meanwhile (a few ms, randomised so that
@@ -627,13 +632,9 @@ class PostgresDatabase(Database):
                 status = conn.info.transaction_status
                 if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
                     await conn.execute("ROLLBACK")
-                import psycopg
-
                 # A lone unit's own error is its outcome; but a deadlock (or a serialization
                 # failure) is the transaction's bad luck, not the unit's: it runs again.
-                errors = psycopg.errors
-                again = (errors.DeadlockDetected, errors.SerializationFailure)
-                if len(works) == 1 and not isinstance(exc, again):
+                if len(works) == 1 and not _bad_luck(exc):
                     return [(False, exc)]
             return await _unit_by_unit(conn, works, keys)
 
