@@ -24,6 +24,7 @@ from smsgw.db.engine import Database, Unit, UnitConnection, database_for
 from smsgw.db.postgres import (
     NAMED_LOCKS,
     PostgresDatabase,
+    StaleSession,
     _SideBySide,
     connect_arguments,
     named_lock_keys,
@@ -501,6 +502,96 @@ def test_a_unit_that_meets_a_deadlock_again_on_its_own_runs_once_more(
     loops saw a unit fail so)."""
     runs, done = asyncio.run(_deadlocked_twice(pg_settings))
     assert (runs, done) == (3, "done")
+
+
+async def _until(
+    conn: psycopg.AsyncConnection[Any], query: str, params: tuple[object, ...] = ()
+) -> None:
+    """Until `query` (of one boolean) is true; waiting on the condition, however slow the
+    machine."""
+    deadline = time.monotonic() + 60
+    while not (await (await conn.execute(query, params)).fetchone())[0]:  # type: ignore[index]
+        assert time.monotonic() < deadline, f"never: {query}"
+        await asyncio.sleep(0.02)
+
+
+async def _deadlocked_then_cut(
+    settings: Settings, deadlocks: int, x_first: bool
+) -> tuple[object, object, int]:
+    """Units x and y in one batch of node one (x before y with `x_first`): y meets a
+    deadlock with another session in its first `deadlocks` runs, as `_deadlocked_twice`;
+    in its next run, the other session cuts y's connection while y waits (x ran before it,
+    in that run or in an earlier one). What x and y each gave, and how many rows x has."""
+    runs: list[int] = []
+    backend: list[int] = []
+    peer_holds_b = [asyncio.Event() for _ in range(deadlocks)]
+    unit_holds_a = [asyncio.Event() for _ in range(deadlocks)]
+    waits, cut = asyncio.Event(), asyncio.Event()
+    lock = "SELECT key FROM system_values WHERE key = ? FOR UPDATE"
+
+    async def y(conn: UnitConnection) -> str:
+        runs.append(1)
+        backend[:] = [(await conn.execute("SELECT pg_backend_pid()")).fetchone()[0]]
+        if len(runs) <= deadlocks:
+            round_ = len(runs) - 1
+            await asyncio.wait_for(peer_holds_b[round_].wait(), 60)
+            await conn.execute(lock, ("a",))
+            unit_holds_a[round_].set()
+            await _until_a_session_waits(settings)  # the other session, for a
+        elif len(runs) == deadlocks + 1:
+            waits.set()
+            await asyncio.wait_for(cut.wait(), 60)
+        await conn.execute(lock, ("a",))
+        await conn.execute(lock, ("b",))
+        return "done"
+
+    async def peer() -> None:
+        arguments = connect_arguments(settings.resolved_database_url)
+        async with await psycopg.AsyncConnection.connect(**arguments, autocommit=True) as conn:
+            await conn.execute("SET deadlock_timeout = '60s'")
+            for round_ in range(deadlocks):
+                async with conn.transaction():
+                    await conn.execute("SELECT key FROM system_values WHERE key = 'b' FOR UPDATE")
+                    peer_holds_b[round_].set()
+                    await asyncio.wait_for(unit_holds_a[round_].wait(), 60)
+                    await conn.execute("SELECT key FROM system_values WHERE key = 'a' FOR UPDATE")
+            await asyncio.wait_for(waits.wait(), 60)
+            await conn.execute("SELECT pg_terminate_backend(%s)", (backend[0],))
+            gone = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = %s"
+            await _until(conn, gone, (backend[0],))
+            cut.set()
+
+    async with _two_nodes(settings) as (one, _):
+        await asyncio.gather(one.write_unit(put("a")), one.write_unit(put("b")))
+        other = asyncio.create_task(peer())
+        units = [one.write_unit(put("x")), one.write_unit(y)]
+        done = await asyncio.gather(*(units if x_first else units[::-1]), return_exceptions=True)
+        await asyncio.wait_for(other, 60)
+        x, y_gave = done if x_first else done[::-1]
+        rows = database_rows(settings, "SELECT count(*) FROM system_values WHERE key = 'x'")
+        return x, y_gave, rows[0][0]
+
+
+def test_a_later_run_that_fails_as_a_whole_fails_only_the_units_it_ran(
+    pg_settings: Settings,
+) -> None:
+    """A unit committed beside a deadlocked one keeps its outcome when the deadlocked one's
+    next run fails as a whole (here its connection cut): told it failed, its caller would
+    send it again."""
+    x, y, rows = asyncio.run(_deadlocked_then_cut(pg_settings, deadlocks=2, x_first=False))
+    assert (x, rows) == ("x", 1)
+    assert isinstance(y, (StaleSession, psycopg.OperationalError)), y
+
+
+def test_a_connection_lost_while_a_failed_batch_runs_again_runs_the_batch_once_more(
+    pg_settings: Settings,
+) -> None:
+    """A batch run again unit by unit whose connection is lost after a unit succeeded in it
+    runs again on another connection: psycopg leaves the transaction block without a word
+    then, and without its COMMIT, so the unit's success had been reported while nothing of
+    it was kept."""
+    x, y, rows = asyncio.run(_deadlocked_then_cut(pg_settings, deadlocks=1, x_first=True))
+    assert (x, y, rows) == ("x", "done", 1)
 
 
 def test_named_lock_keys_are_int4s_sorted_and_the_same_on_every_node() -> None:

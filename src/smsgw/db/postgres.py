@@ -423,8 +423,9 @@ def named_lock_keys(names: Collection[str]) -> list[int]:
     return sorted({zlib.crc32(name.encode()) - 2**31 for name in names})
 
 
-#: How many times a unit runs on its own, in a transaction of its own, after its batch failed
-#: (each time again only while it meets a deadlock or a serialization failure).
+#: How many times at most a unit runs on its own after its batch failed (the first time in a
+#: SAVEPOINT of the batch's rerun; again, each in a transaction of its own, only while it
+#: meets a deadlock or a serialization failure).
 UNIT_RUNS = 4
 
 
@@ -445,19 +446,35 @@ async def _unit_by_unit(
     transaction, up to UNIT_RUNS times in all: on a busy machine the batch that won the
     first deadlock can take a row again before the loser's rerun gets it (a newcomer may
     lock a row whose locker aborted before the waiter on it is scheduled), and the two meet
-    once more. Its error is its outcome after that."""
+    once more. Its error is its outcome after that; and when such a later run fails as a
+    whole, its error is the outcome of the units it ran, not of those committed before.
+
+    A connection lost within a run is StaleSession (psycopg leaves the transaction block
+    without a word then, and without its COMMIT): in the first run, the whole batch runs
+    again on another connection (`_run_batch`), as nothing of it was kept."""
     unit = PostgresUnit(conn)
     outcomes: list[tuple[bool, Any]] = [(False, None)] * len(works)
     pending = list(range(len(works)))
     for run in range(1, UNIT_RUNS + 1):
-        async with conn.transaction():
-            await _take_batch_locks(conn, keys)
+        try:
+            async with conn.transaction():
+                await _take_batch_locks(conn, keys)
+                for index in pending:
+                    try:
+                        async with conn.transaction():  # a SAVEPOINT
+                            outcomes[index] = (True, await works[index](unit))
+                    except Exception as exc:
+                        outcomes[index] = (False, exc)
+            if conn.broken:  # psycopg ends a block on a lost connection silently, uncommitted
+                raise StaleSession("the connection was lost before the COMMIT")
+        except Exception as exc:
+            if run == 1:  # nothing of the batch kept: StaleSession runs it all again
+                raise  # (else, as a batch whose COMMIT failed: every unit gets the error)
+            # A later run failed as a whole (its BEGIN, or its COMMIT: a connection cut):
+            # the units committed before keep their outcomes; the error is the others'.
             for index in pending:
-                try:
-                    async with conn.transaction():  # a SAVEPOINT
-                        outcomes[index] = (True, await works[index](unit))
-                except Exception as exc:
-                    outcomes[index] = (False, exc)
+                outcomes[index] = (False, exc)
+            break
         pending = [i for i in pending if not outcomes[i][0] and _bad_luck(outcomes[i][1])]
         if not pending or run == UNIT_RUNS:
             break
