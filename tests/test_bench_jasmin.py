@@ -199,10 +199,11 @@ def test_each_test_worker_picks_from_a_slice_of_its_own(monkeypatch: pytest.Monk
     assert port_range(32768) == range(10000, 32768)
 
 
-def listening_said(log: Path) -> None:
-    """Until the process writing `log` says it listens (it has bound and listens then)."""
+def listening_said(started: subprocess.Popen[bytes], log: Path) -> None:
+    """Until `started`, writing `log`, says it listens (it has bound and listens then)."""
     deadline = soon()
     while b"listening" not in log.read_bytes():
+        assert started.poll() is None, f"the process ended: {log.read_text()}"
         assert time.monotonic() < deadline, "the process never listened"
         time.sleep(0.01)
 
@@ -216,7 +217,7 @@ def test_a_benchmarks_server_is_its_own_only_when_it_or_a_descendant_listens(
     benchmark's server, which a test's own server on the same port could have been."""
     port = free_port()
     with process(code, str(port), log=tmp_path / "out") as started:
-        listening_said(tmp_path / "out")
+        listening_said(started, tmp_path / "out")
         assert listens_on(started.pid, port)
         with process(SAYS, "", "", log=tmp_path / "other") as other:
             assert not listens_on(other.pid, port)
