@@ -452,56 +452,14 @@ def test_without_names_the_same_batches_deadlock_and_one_runs_again(
     assert len(ran) > 2 and set(ran) == {"one", "two"}  # ...but a unit ran again
 
 
-async def _deadlocked_twice(settings: Settings) -> tuple[int, object]:
-    """A unit of node one meets a deadlock with another session in its first two runs (its
-    batch's, then its own after the batch failed), as the loser of a deadlock can meet the
-    winner again on a busy machine: the other session locks b, then a, each round, with a
-    deadlock_timeout of a minute, so PostgreSQL fails the unit's side each time. How many
-    times the unit ran, and what it gave."""
-    runs: list[int] = []
-    peer_holds_b = [asyncio.Event(), asyncio.Event()]
-    unit_holds_a = [asyncio.Event(), asyncio.Event()]
-    lock = "SELECT key FROM system_values WHERE key = ? FOR UPDATE"
-
-    async def work(conn: UnitConnection) -> str:
-        runs.append(1)
-        if len(runs) <= 2:
-            round_ = len(runs) - 1
-            await asyncio.wait_for(peer_holds_b[round_].wait(), 60)
-            await conn.execute(lock, ("a",))
-            unit_holds_a[round_].set()
-            await _until_a_session_waits(settings)  # the other session, for a
-        await conn.execute(lock, ("a",))
-        await conn.execute(lock, ("b",))
-        return "done"
-
-    async def peer() -> None:
-        arguments = connect_arguments(settings.resolved_database_url)
-        async with await psycopg.AsyncConnection.connect(**arguments, autocommit=True) as conn:
-            await conn.execute("SET deadlock_timeout = '60s'")
-            for round_ in range(2):
-                async with conn.transaction():
-                    await conn.execute("SELECT key FROM system_values WHERE key = 'b' FOR UPDATE")
-                    peer_holds_b[round_].set()
-                    await asyncio.wait_for(unit_holds_a[round_].wait(), 60)
-                    await conn.execute("SELECT key FROM system_values WHERE key = 'a' FOR UPDATE")
-
-    async with _two_nodes(settings) as (one, _):
-        await asyncio.gather(one.write_unit(put("a")), one.write_unit(put("b")))
-        other = asyncio.create_task(peer())
-        done = await asyncio.gather(one.write_unit(work), return_exceptions=True)
-        await asyncio.wait_for(other, 60)
-        return len(runs), done[0]
-
-
 def test_a_unit_that_meets_a_deadlock_again_on_its_own_runs_once_more(
     pg_settings: Settings,
 ) -> None:
     """A unit whose batch failed runs again on its own; when that run meets a deadlock too,
     it runs once more, in a new transaction, rather than fail (a full suite beside busy
     loops saw a unit fail so)."""
-    runs, done = asyncio.run(_deadlocked_twice(pg_settings))
-    assert (runs, done) == (3, "done")
+    runs, _, y, _ = asyncio.run(_deadlocked(pg_settings, deadlocks=2))
+    assert (runs, y) == (3, "done")
 
 
 async def _until(
@@ -515,18 +473,21 @@ async def _until(
         await asyncio.sleep(0.02)
 
 
-async def _deadlocked_then_cut(
-    settings: Settings, deadlocks: int, x_first: bool
-) -> tuple[object, object, int]:
-    """Units x and y in one batch of node one (x before y with `x_first`): y meets a
-    deadlock with another session in its first `deadlocks` runs, as `_deadlocked_twice`;
-    in its next run, the other session cuts y's connection while y waits (x ran before it,
-    in that run or in an earlier one). What x and y each gave, and how many rows x has."""
+async def _deadlocked(
+    settings: Settings, deadlocks: int, cut: bool = False, x: str = ""
+) -> tuple[int, object, object, int]:
+    """A unit y of node one meets a deadlock with another session in its first `deadlocks`
+    runs (its batch's, then its own after the batch failed), as the loser of a deadlock can
+    meet the winner again on a busy machine: the other session locks b, then a, each round,
+    with a deadlock_timeout of a minute, so PostgreSQL fails y's side each time. With `cut`,
+    the other session then cuts y's connection while y waits in its next run. With `x`
+    ("first" or "after"), a unit x that inserts a row runs in y's batch, before or after y.
+    How many times y ran, what x and y each gave, and how many rows x has."""
     runs: list[int] = []
     backend: list[int] = []
     peer_holds_b = [asyncio.Event() for _ in range(deadlocks)]
     unit_holds_a = [asyncio.Event() for _ in range(deadlocks)]
-    waits, cut = asyncio.Event(), asyncio.Event()
+    waits, cut_now = asyncio.Event(), asyncio.Event()
     lock = "SELECT key FROM system_values WHERE key = ? FOR UPDATE"
 
     async def y(conn: UnitConnection) -> str:
@@ -538,9 +499,9 @@ async def _deadlocked_then_cut(
             await conn.execute(lock, ("a",))
             unit_holds_a[round_].set()
             await _until_a_session_waits(settings)  # the other session, for a
-        elif len(runs) == deadlocks + 1:
+        elif cut and len(runs) == deadlocks + 1:
             waits.set()
-            await asyncio.wait_for(cut.wait(), 60)
+            await asyncio.wait_for(cut_now.wait(), 60)
         await conn.execute(lock, ("a",))
         await conn.execute(lock, ("b",))
         return "done"
@@ -555,21 +516,27 @@ async def _deadlocked_then_cut(
                     peer_holds_b[round_].set()
                     await asyncio.wait_for(unit_holds_a[round_].wait(), 60)
                     await conn.execute("SELECT key FROM system_values WHERE key = 'a' FOR UPDATE")
-            await asyncio.wait_for(waits.wait(), 60)
-            await conn.execute("SELECT pg_terminate_backend(%s)", (backend[0],))
-            gone = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = %s"
-            await _until(conn, gone, (backend[0],))
-            cut.set()
+            if cut:
+                await asyncio.wait_for(waits.wait(), 60)
+                await conn.execute("SELECT pg_terminate_backend(%s)", (backend[0],))
+                gone = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = %s"
+                await _until(conn, gone, (backend[0],))
+                cut_now.set()
 
     async with _two_nodes(settings) as (one, _):
         await asyncio.gather(one.write_unit(put("a")), one.write_unit(put("b")))
         other = asyncio.create_task(peer())
-        units = [one.write_unit(put("x")), one.write_unit(y)]
-        done = await asyncio.gather(*(units if x_first else units[::-1]), return_exceptions=True)
+        units = {"": [y], "first": [put("x"), y], "after": [y, put("x")]}[x]
+        done = await asyncio.gather(*map(one.write_unit, units), return_exceptions=True)
         await asyncio.wait_for(other, 60)
-        x, y_gave = done if x_first else done[::-1]
+        gave = dict(zip(units, done, strict=True))
         rows = database_rows(settings, "SELECT count(*) FROM system_values WHERE key = 'x'")
-        return x, y_gave, rows[0][0]
+        return (
+            len(runs),
+            next((v for u, v in gave.items() if u is not y), None),
+            gave[y],
+            rows[0][0],
+        )
 
 
 def test_a_later_run_that_fails_as_a_whole_fails_only_the_units_it_ran(
@@ -578,7 +545,7 @@ def test_a_later_run_that_fails_as_a_whole_fails_only_the_units_it_ran(
     """A unit committed beside a deadlocked one keeps its outcome when the deadlocked one's
     next run fails as a whole (here its connection cut): told it failed, its caller would
     send it again."""
-    x, y, rows = asyncio.run(_deadlocked_then_cut(pg_settings, deadlocks=2, x_first=False))
+    _, x, y, rows = asyncio.run(_deadlocked(pg_settings, deadlocks=2, cut=True, x="after"))
     assert (x, rows) == ("x", 1)
     assert isinstance(y, (StaleSession, psycopg.OperationalError)), y
 
@@ -590,7 +557,7 @@ def test_a_connection_lost_while_a_failed_batch_runs_again_runs_the_batch_once_m
     runs again on another connection: psycopg leaves the transaction block without a word
     then, and without its COMMIT, so the unit's success had been reported while nothing of
     it was kept."""
-    x, y, rows = asyncio.run(_deadlocked_then_cut(pg_settings, deadlocks=1, x_first=True))
+    _, x, y, rows = asyncio.run(_deadlocked(pg_settings, deadlocks=1, cut=True, x="first"))
     assert (x, y, rows) == ("x", "done", 1)
 
 
