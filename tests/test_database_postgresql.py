@@ -346,21 +346,29 @@ def test_a_message_is_sent_pulled_and_delivered_on_postgresql(pg_settings: Setti
 # Two nodes' batches and the locks their units name (`write_unit`'s `locks`).
 
 
+async def _until(
+    conn: psycopg.AsyncConnection[Any], query: str, params: tuple[object, ...] = ()
+) -> None:
+    """Until `query` (of one boolean) is true; waiting on the condition, however slow the
+    machine."""
+    deadline = time.monotonic() + 60
+    while not (await (await conn.execute(query, params)).fetchone())[0]:  # type: ignore[index]
+        assert time.monotonic() < deadline, f"never: {query}"
+        await asyncio.sleep(0.02)
+
+
 async def _until_a_session_waits(settings: Settings, named: bool = False) -> None:
     """Until a session of this database waits for a lock (with `named`, one of those a batch
     takes on its units' names); waiting on the condition, however slow the machine."""
     query = (
-        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        "SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
         " WHERE NOT l.granted AND a.datname = current_database()"
     )
     if named:
         query += f" AND l.locktype = 'advisory' AND l.classid = {NAMED_LOCKS}"
     arguments = connect_arguments(settings.resolved_database_url)
     async with await psycopg.AsyncConnection.connect(**arguments, autocommit=True) as conn:
-        deadline = time.monotonic() + 60
-        while not (await (await conn.execute(query)).fetchone())[0]:  # type: ignore[index]
-            assert time.monotonic() < deadline, "no session waits for a lock"
-            await asyncio.sleep(0.02)
+        await _until(conn, query)
 
 
 @asynccontextmanager
@@ -462,17 +470,6 @@ def test_a_unit_that_meets_a_deadlock_again_on_its_own_runs_once_more(
     assert (runs, y) == (3, "done")
 
 
-async def _until(
-    conn: psycopg.AsyncConnection[Any], query: str, params: tuple[object, ...] = ()
-) -> None:
-    """Until `query` (of one boolean) is true; waiting on the condition, however slow the
-    machine."""
-    deadline = time.monotonic() + 60
-    while not (await (await conn.execute(query, params)).fetchone())[0]:  # type: ignore[index]
-        assert time.monotonic() < deadline, f"never: {query}"
-        await asyncio.sleep(0.02)
-
-
 async def _deadlocked(
     settings: Settings, deadlocks: int, cut: bool = False, x: str = ""
 ) -> tuple[int, object, object, int]:
@@ -526,17 +523,13 @@ async def _deadlocked(
     async with _two_nodes(settings) as (one, _):
         await asyncio.gather(one.write_unit(put("a")), one.write_unit(put("b")))
         other = asyncio.create_task(peer())
-        units = {"": [y], "first": [put("x"), y], "after": [y, put("x")]}[x]
+        x_unit = put("x")
+        units = {"": [y], "first": [x_unit, y], "after": [y, x_unit]}[x]
         done = await asyncio.gather(*map(one.write_unit, units), return_exceptions=True)
         await asyncio.wait_for(other, 60)
         gave = dict(zip(units, done, strict=True))
         rows = database_rows(settings, "SELECT count(*) FROM system_values WHERE key = 'x'")
-        return (
-            len(runs),
-            next((v for u, v in gave.items() if u is not y), None),
-            gave[y],
-            rows[0][0],
-        )
+        return len(runs), gave.get(x_unit), gave[y], rows[0][0]
 
 
 def test_a_later_run_that_fails_as_a_whole_fails_only_the_units_it_ran(
