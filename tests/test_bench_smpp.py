@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import bench_result
@@ -117,3 +119,60 @@ def test_the_latency_growth_tells_a_backlog_from_a_steady_delay() -> None:
     assert behind.latency_growth_ms_per_s is not None
     assert 105 < behind.latency_growth_ms_per_s < 117
     assert behind.latency_p99_ms is not None and behind.latency_p99_ms > 600
+
+
+def test_the_rounds_tally_counts_paced_rounds_by_the_hosts_speed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bench.smpp.rounds: paced link rounds only (no warm-up, no ingest, no unpaced run), the
+    profiled round apart, a round that fell behind or whose API fell short not kept up, and
+    an invalid run named."""
+    import json
+    from dataclasses import asdict
+
+    from bench.smpp import rounds
+    from bench.smpp.load import Phase
+
+    def phase(name: str, number: int, accepted: float, ratio: float, gauge: float) -> object:
+        return asdict(Phase(name, number, 100, accepted, 1.0, 2.0, ratio=ratio,
+                            host_gauge_ms=gauge))  # fmt: skip
+
+    def result(when: str, rate: float | None, phases: list[object], valid: bool = True) -> Path:
+        path = tmp_path / f"smpp-{when}.json"
+        body = {"benchmark": "smpp", "when": when, "settings": {"rate": rate},
+                "phases": phases, "valid": valid}  # fmt: skip
+        path.write_text(json.dumps(body))
+        return path
+
+    paced = result("20261208T010000Z", 1000.0, [
+        phase("link", 0, 500.0, 0.5, 60.0),  # the warm-up
+        phase("ingest", 1, 1000.0, 1.0, 60.0),
+        phase("link", 1, 999.0, 0.99, 60.0),
+        phase("link", 2, 999.0, 0.90, 100.0),  # behind the API
+        phase("link", 3, 900.0, 1.00, 150.0),  # the API short of the offered rate
+        phase("link", -1, 999.0, 0.99, 60.0),  # profiled
+    ])  # fmt: skip
+    slow = result("20261208T020000Z", 800.0, [phase("link", 1, 800.0, 1.0, 60.0)], valid=False)
+    unpaced = result("20261208T030000Z", None, [phase("link", 1, 1500.0, 0.7, 60.0)])
+
+    found, invalid = rounds.read([unpaced, slow, paced])
+    assert [(r.run, r.phase.round, r.kept_up) for r in found] == [
+        ("20261208T010000Z", 1, True),
+        ("20261208T010000Z", 2, False),
+        ("20261208T010000Z", 3, False),
+        ("20261208T010000Z", -1, True),
+        ("20261208T020000Z", 1, True),
+    ]
+    assert invalid == ["20261208T020000Z"]
+    assert rounds.totals(found) == {  # the 800/s round is under the target: not counted
+        "gauge 0-75 ms": (1, 1),
+        "gauge 75-110 ms": (0, 1),
+        "gauge 110+ ms": (0, 1),
+        "profiled (py-spy beside it)": (1, 1),
+    }
+
+    assert rounds.main([str(paced), str(slow), str(unpaced)]) == 0
+    out = capsys.readouterr().out
+    assert "  gauge 0-75 ms: 1 of 1\n" in out and "  gauge 110+ ms: 0 of 1\n" in out
+    assert "invalid (a message lost, twice or not Delivered): ['20261208T020000Z']" in out
+    assert out.count(" NO\n") == 2

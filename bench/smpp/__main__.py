@@ -44,22 +44,20 @@ from bench.fleet.server import ROOT, Server
 from bench.jasmin import JasminError, default_venv
 from bench.smpp.jasmin import JasminPhase, run_jasmin
 from bench.smpp.load import (
+    KEEP_UP,
+    TARGET_SUBMITS_PER_S,
     LinksProcess,
     Phase,
     Simulator,
     add_link,
     check_exactly_once,
+    keeps_up,
     probe_summary,
     run_phase,
     wait_bind,
 )
 
-TARGET_SUBMITS_PER_S = 1000.0
 TARGET_OVER_JASMIN = 5.0
-#: With --rate: the run keeps up when the API accepted at least this share of the offered
-#: rate and the simulator saw at least this share of the accepted rate during the load
-#: (what is left is the count's sampling, every 50 ms, at both ends).
-KEEP_UP = 0.97
 WARMUP_MESSAGES = 200
 
 
@@ -309,11 +307,6 @@ def summary(
         **paced(links, rate),
         **over_jasmin(link, anchor),
     }
-
-
-def keeps_up(link: Phase, rate: float) -> bool:
-    """The API accepted the offered rate, and the simulator saw the accepted rate (KEEP_UP)."""
-    return link.accepted_per_s >= KEEP_UP * rate and (link.ratio or 0.0) >= KEEP_UP
 
 
 def paced(links: list[Phase], rate: float | None) -> dict[str, Any]:

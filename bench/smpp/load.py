@@ -131,6 +131,14 @@ def add_link(server: Server, sim: Simulator, login: str, window: int, throughput
     return done.stdout.split()[-1]
 
 
+#: Requirement 6's target: `submit_sm` a second through one bind, with no backlog.
+TARGET_SUBMITS_PER_S = 1000.0
+#: With --rate: the run keeps up when the API accepted at least this share of the offered
+#: rate and the simulator saw at least this share of the accepted rate during the load
+#: (what is left is the count's sampling, every 50 ms, at both ends).
+KEEP_UP = 0.97
+
+
 @dataclass
 class Phase:
     name: str
@@ -163,6 +171,11 @@ class Phase:
     #: `host_gauge_ms` just before the phase: how fast the host ran then (lower: faster).
     host_gauge_ms: float | None = None
     problems: list[str] = field(default_factory=list)
+
+
+def keeps_up(link: Phase, rate: float) -> bool:
+    """The API accepted the offered rate, and the simulator saw the accepted rate (KEEP_UP)."""
+    return link.accepted_per_s >= KEEP_UP * rate and (link.ratio or 0.0) >= KEEP_UP
 
 
 class Sampler:
