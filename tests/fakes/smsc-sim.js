@@ -5,14 +5,21 @@
 //                                N of them at once)
 //   GET /submits                 every submit_sm seen (JSON): `text` as node-smpp decodes it
 //                                by data_coding (its decoder for 1 is GSM 03.38's), `hex` its
-//                                short_message as sent (header included)
+//                                short_message as sent (header included), `source_ton` and
+//                                `source_npi` its source address's, `at` when (Date.now)
 //   GET /binds                   binds and unbinds: {ok, refused, unbinds, broken, bound,
 //                                kinds, unbound, delivers}: `kinds` the kinds of the sessions
 //                                bound now (sorted), `unbound` of those that sent unbind (in
 //                                order), `delivers` the deliver_sm sent to each kind,
 //                                `broken` the sessions closed on a PDU it could not read,
-//                                `mo_answers` the MO's deliver_sm_resp: {ok, refused}
-//   GET /throttle?n=N            the next N submit_sm answer ESME_RTHROTTLED
+//                                `mo_answers` the MO's deliver_sm_resp: {ok, refused},
+//                                `system_types` each accepted bind's system_type, `enquires`
+//                                the enquire_link the ESMEs sent, `enquire_answers`
+//                                the enquire_link_resp to /enquire's
+//   GET /throttle?n=N[&status=S] the next N submit_sm answer ESME_RTHROTTLED (or
+//                                command_status S: ESME_RMSGQFUL is 0x14)
+//   GET /enquire                 an enquire_link to every bound session; their answers are
+//                                counted in /binds' `enquire_answers`
 //   GET /nack?n=N[&status=S]     the next N submit_sm get a generic_nack (ESME_RINVCMDLEN,
 //                                or command_status S)
 //   GET /ids?list=A,B            the next submit_sm_resp give these message_ids, in order
@@ -49,11 +56,11 @@ smpp.PDU.prototype._filter = function (func) {
   if (func === 'decode' && Buffer.isBuffer(this.short_message)) this.raw = Buffer.from(this.short_message);
   return decodeFields.call(this, func);
 };
-let nextId = 1, throttle = 0, nack = 0, nackStatus = smpp.ESME_RINVCMDLEN, hold = false;
+let nextId = 1, throttle = 0, throttleStatus = smpp.ESME_RTHROTTLED, nack = 0, nackStatus = smpp.ESME_RINVCMDLEN, hold = false;
 let autoReceipts = true;
 const givenIds = [];
-const submits = [], held = [], waiting = [], binds = {ok: 0, refused: 0, unbinds: 0, broken: 0}, bound = new Set(), sessions = new Set();
-const unbound = [], delivers = {transceiver: 0, transmitter: 0, receiver: 0}, moAnswers = {ok: 0, refused: 0};
+const submits = [], held = [], waiting = [], binds = {ok: 0, refused: 0, unbinds: 0, broken: 0, enquires: 0, enquire_answers: 0}, bound = new Set(), sessions = new Set();
+const unbound = [], systemTypes = [], delivers = {transceiver: 0, transmitter: 0, receiver: 0}, moAnswers = {ok: 0, refused: 0};
 const KINDS = {bind_transceiver: 'transceiver', bind_transmitter: 'transmitter', bind_receiver: 'receiver'};
 const receives = s => bound.has(s) && s.kind !== 'transmitter';
 // the session a receipt for `session`'s submit_sm goes to now (undefined: none; it waits)
@@ -131,6 +138,7 @@ const server = smpp.createServer(session => {
       return session.close();
     }
     binds.ok++;
+    systemTypes.push(pdu.system_type);
     session.kind = KINDS[pdu.command];
     session.systemId = pdu.system_id;
     session.send(pdu.response({system_id: 'SIMSMSC'}));
@@ -143,7 +151,7 @@ const server = smpp.createServer(session => {
     for (const [waited, id] of mine) receipt(session, waited, id);
   };
   Object.keys(KINDS).forEach(c => session.on(c, onBind));
-  session.on('enquire_link', pdu => session.send(pdu.response()));
+  session.on('enquire_link', pdu => { binds.enquires++; session.send(pdu.response()); });
   session.on('unbind', pdu => {
     binds.unbinds++; unbound.push(session.kind);
     session.send(pdu.response()); session.close();
@@ -152,6 +160,7 @@ const server = smpp.createServer(session => {
     const sm = pdu.short_message || {};
     const udh = sm.udh ? sm.udh.map(b => Buffer.from(b).toString('hex')) : [];
     const seen = {destination: pdu.destination_addr, source: pdu.source_addr,
+      source_ton: pdu.source_addr_ton, source_npi: pdu.source_addr_npi,
       data_coding: pdu.data_coding, esm_class: pdu.esm_class, udh,
       text: typeof sm.message === 'string' ? sm.message
         : Buffer.isBuffer(sm.message) ? sm.message.toString('hex') : (Buffer.isBuffer(sm) ? sm.toString('hex') : ''),
@@ -162,7 +171,7 @@ const server = smpp.createServer(session => {
     if (throttle > 0) {
       throttle--;
       seen.answered = 'throttled';
-      return session.send(pdu.response({command_status: smpp.ESME_RTHROTTLED}));
+      return session.send(pdu.response({command_status: throttleStatus}));
     }
     if (nack > 0) {  // as a carrier that could not read the PDU: no submit_sm_resp
       nack--;
@@ -201,9 +210,19 @@ http.createServer((req, res) => {
   }
   if (u.pathname === '/binds') {
     const kinds = [...bound].map(s => s.kind).sort();
-    return json(res, {...binds, bound: bound.size, kinds, unbound, delivers, mo_answers: moAnswers});
+    return json(res, {...binds, bound: bound.size, kinds, unbound, delivers, mo_answers: moAnswers,
+      system_types: systemTypes});
   }
-  if (u.pathname === '/throttle') { throttle = +(q.get('n') || 1); return json(res, {throttle}); }
+  if (u.pathname === '/throttle') {
+    throttle = +(q.get('n') || 1);
+    throttleStatus = q.has('status') ? +q.get('status') : smpp.ESME_RTHROTTLED;
+    return json(res, {throttle});
+  }
+  if (u.pathname === '/enquire') {
+    const to = [...bound];
+    for (const s of to) s.enquire_link({}, resp => { if (resp.command_status === 0) binds.enquire_answers++; });
+    return json(res, {sessions: to.length});
+  }
   if (u.pathname === '/nack') {
     nack = +(q.get('n') || 1);
     nackStatus = q.has('status') ? +q.get('status') : smpp.ESME_RINVCMDLEN;

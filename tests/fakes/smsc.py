@@ -78,7 +78,9 @@ class Smsc:
         """Counts of binds (`ok`, `refused`), `unbinds`, sessions `broken` (closed on a PDU
         the simulator could not read), sessions `bound` now; `kinds` of
         those (sorted: "receiver", "transceiver", "transmitter"), `unbound`: the kinds of
-        the sessions that unbound, `delivers`: deliver_sm sent to each kind."""
+        the sessions that unbound, `delivers`: deliver_sm sent to each kind,
+        `system_types`: each accepted bind's system_type, `enquires`: the enquire_link
+        the sessions sent, `enquire_answers`: their answers to `enquire`'s."""
         found: dict[str, Any] = self._get("/binds")
         return found
 
@@ -87,8 +89,13 @@ class Smsc:
         `moFields` (hex, esm, dc, sar, payload)."""
         return int(self._get("/mo", **{"from": sender, "text": text, **fields})["sessions"])
 
-    def throttle(self, count: int) -> None:
-        self._get("/throttle", n=count)
+    def throttle(self, count: int, status: int | None = None) -> None:
+        """The next `count` submit_sm are answered ESME_RTHROTTLED (or `status`)."""
+        self._get("/throttle", n=count, **({} if status is None else {"status": status}))
+
+    def enquire(self) -> int:
+        """An enquire_link to every bound session (how many); /binds counts the answers."""
+        return int(self._get("/enquire")["sessions"])
 
     def nack(self, count: int) -> None:
         """The next `count` submit_sm get a generic_nack (ESME_RINVCMDLEN), not an answer."""
