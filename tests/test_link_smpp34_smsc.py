@@ -2,8 +2,10 @@
 (tests/fakes/smpp34_smsc.py), beside the npm `smpp` simulator of tests/test_links.py (issue
 19, requirement 5). Through a real running smsgw: a message sent and its receipt making it
 Delivered (or Failed), a long UCS-2 text in three parts whose receipts are joined, an MO
-deliver_sm into the inbox and the webhooks. smpp34's server accepts any password, so the
-refused bind is tested against the npm simulator only.
+deliver_sm into the inbox and the webhooks, a busy carrier (ESME_RTHROTTLED, ESME_RMSGQFUL)
+slowing the link, a part it refuses failing its recipient, and an unbind from its side
+after which the link binds again. smpp34's server accepts any password, so the refused
+bind is tested against the npm simulator only.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import smpp34
 
 from tests.conftest import Account, LiveServer, database_rows, running
 from tests.fakes.receiver import Receiver
@@ -197,3 +200,47 @@ def test_a_receipt_that_spells_its_parts_id_otherwise_delivers_it(
         assert all(answer_id(n) != receipt_id(n) for n in range(1, 4))
     finally:
         smsc.stop()
+
+
+def test_a_busy_smpp34_smsc_slows_the_link_and_the_message_still_goes(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smpp34Smsc
+) -> None:
+    """ESME_RTHROTTLED, then ESME_RMSGQFUL: busy answers, the part offered again after each
+    pause (docs/links.md, "Throttling"), never failed."""
+    bound(live, add_link(live, smsc, alice.login))
+    smsc.refuse(smpp34.ESME_RTHROTTLED, smpp34.ESME_RMSGQFUL)
+
+    reaches(api, send(api, "once there is room"), "Delivered")
+
+    destination = NUMBER.removeprefix("+")
+    assert smsc.refused == [(destination, 0x58), (destination, 0x14)]
+    assert [s.destination for s in smsc.submitted] == [destination]
+
+
+def test_a_part_smpp34s_smsc_refuses_fails_its_recipient_with_the_code_named(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smpp34Smsc
+) -> None:
+    bound(live, add_link(live, smsc, alice.login))
+    smsc.refuse(smpp34.ESME_RINVDSTADR)
+
+    failed = reaches(api, send(api, "to a number the carrier refuses"), "Failed")
+
+    [recipient] = failed["recipients"]
+    assert recipient["error"] == "the SMSC refused submit_sm: ESME_RINVDSTADR (0x0000000B)"
+    assert smsc.submitted == []  # refused, and not offered again
+
+
+def test_after_smpp34s_smsc_unbinds_the_link_binds_again_and_sends_on(
+    live: LiveServer, alice: Account, api: httpx.Client, smsc: Smpp34Smsc
+) -> None:
+    """The carrier ends the session itself (its maintenance, say): the link binds again
+    (reconnect with backoff) and what is sent next goes through the new session."""
+    link_id = add_link(live, smsc, alice.login)
+    bound(live, link_id)
+
+    assert smsc.unbind() == 1
+    wait_until(lambda: smsc.binds == 2 and smsc.bound() == 1, what="the link bound again")
+    bound(live, link_id)
+    reaches(api, send(api, "after the carrier's unbind"), "Delivered")
+
+    assert [s.destination for s in smsc.submitted] == [NUMBER.removeprefix("+")]

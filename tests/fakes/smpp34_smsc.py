@@ -7,7 +7,9 @@ one), answers each submit_sm with the next id (`00000001`, ...), and when a rece
 for sends one: `stat:DELIVRD`, or `stat:UNDELIV err:001` for a destination ending 0000; with
 the TLVs `receipted_message_id` and `message_state` (`receipt_tlvs`), or as the text alone.
 `answer_id` and `receipt_id` spell the n-th id in the answer and in the receipt.
-`mo()` sends an MO deliver_sm to every bound session.
+`mo()` sends an MO deliver_sm to every bound session; `refuse()` has the next submit_sm
+rejected with the given command_statuses (`refused` keeps them as they went, with their
+destinations), and `unbind()` unbinds every session from the SMSC's side.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class Smpp34Smsc:
         self.sessions: dict[str, smpp34.Esme] = {}
         self.submitted: list[Submitted] = []
         self.receipts_sent = 0
+        self.refusals: list[int] = []
+        self.refused: list[tuple[str, int]] = []
+        self.binds = 0
         self.ids = itertools.count(1)
         self.serving: asyncio.Future[None] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -91,6 +96,20 @@ class Smpp34Smsc:
         bound session; how many."""
         return int(self._call(self._mo(sender, body, data_coding, tlvs or [])))
 
+    def refuse(self, *statuses: int) -> None:
+        """The next submit_sm are rejected with these command_statuses, in order."""
+        self.loop.call_soon_threadsafe(self.refusals.extend, statuses)
+
+    def unbind(self) -> int:
+        """An unbind to every bound session, from the SMSC's side; how many."""
+        return int(self._call(self._unbind()))
+
+    async def _unbind(self) -> int:
+        sessions = list(self.sessions.values())
+        for session in sessions:
+            await session.unbind()
+        return len(sessions)
+
     def _call(self, work: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=30)
 
@@ -113,12 +132,18 @@ class Smpp34Smsc:
             event = await server.next()
             if isinstance(event, smpp34.Esme):
                 self.sessions[event.session_id] = event
+                self.binds += 1
             elif isinstance(event, smpp34.Unbound):
                 self.sessions.pop(event.session_id, None)
             else:
                 self._submitted(event)
 
     def _submitted(self, event: smpp34.SubmitSmEvent) -> None:
+        if self.refusals:
+            status = self.refusals.pop(0)
+            event.reject(status)
+            self.refused.append((event.destination_addr, status))
+            return
         n = next(self.ids)
         message_id = self.answer_id(n)
         event.accept(message_id=message_id)
