@@ -29,6 +29,7 @@ from smsgw.links.runner import (
     Reconnects,
     Slowdown,
     _refused,
+    backoff,
 )
 from smsgw.links.schemas import TRANSCEIVER
 from smsgw.links.service import Outcome, Settled
@@ -129,6 +130,16 @@ def drawn_from(pauses: list[float], steps: list[float]) -> bool:
     """Whether each pause was drawn from the upper half of its step of the backoff."""
     assert len(pauses) == len(steps)
     return all(step / 2 <= pause <= step for pause, step in zip(pauses, steps, strict=True))
+
+
+def test_links_of_one_carrier_do_not_reconnect_in_step() -> None:
+    """The jitter: 200 draws of one step of the backoff spread over its upper half (a fixed
+    pause would put every link of a carrier that went down back on it at once)."""
+    pauses = [backoff(3, LONGEST) for _ in range(200)]
+
+    assert drawn_from(pauses, [2.0] * 200)
+    assert min(pauses) < 1.25 and max(pauses) > 1.75  # (each side: chance 0.75^200 of not)
+    assert len(set(pauses)) > 150
 
 
 def test_sessions_that_end_at_once_count_as_failed_attempts() -> None:
