@@ -98,7 +98,10 @@ class Smpp34Smsc:
 
     def refuse(self, *statuses: int) -> None:
         """The next submit_sm are rejected with these command_statuses, in order."""
-        self.loop.call_soon_threadsafe(self.refusals.extend, statuses)
+        self._call(self._refuse(statuses))
+
+    async def _refuse(self, statuses: tuple[int, ...]) -> None:  # (on the SMSC's loop)
+        self.refusals.extend(statuses)
 
     def unbind(self) -> int:
         """An unbind to every bound session, from the SMSC's side; how many."""
