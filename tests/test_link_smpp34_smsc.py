@@ -213,7 +213,10 @@ def test_a_busy_smpp34_smsc_slows_the_link_and_the_message_still_goes(
     reaches(api, send(api, "once there is room"), "Delivered")
 
     destination = NUMBER.removeprefix("+")
-    assert smsc.refused == [(destination, 0x58), (destination, 0x14)]
+    assert smsc.refused == [
+        (destination, smpp34.ESME_RTHROTTLED),
+        (destination, smpp34.ESME_RMSGQFUL),
+    ]
     assert [s.destination for s in smsc.submitted] == [destination]
 
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import smpp34
 
 from tests.conftest import Account, LiveServer
 from tests.fakes.smsc import Smsc, wait_until
 from tests.test_links import add_link, bound, reaches, send
 
 pytestmark = pytest.mark.one_engine("the SMSC's side of a link is the same on both")  # conftest.py
-
-#: SMPP 3.4's command_status for a full message queue (5.1.3).
-ESME_RMSGQFUL = 0x14
 
 
 def test_the_bind_carries_the_links_system_type_and_submits_its_source_ton_and_npi(
@@ -71,7 +69,7 @@ def test_a_full_queue_at_the_carrier_slows_the_link_and_the_message_still_goes(
     """ESME_RMSGQFUL is a busy answer, as ESME_RTHROTTLED (links/session.py BUSY): the part
     is offered again after a pause, not failed."""
     bound(server, add_link(server, smsc, alice.login))
-    smsc.throttle(2, status=ESME_RMSGQFUL)
+    smsc.throttle(2, status=smpp34.ESME_RMSGQFUL)
 
     reaches(api, send(api, "when there is room"), "Delivered")
 

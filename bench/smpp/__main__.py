@@ -45,7 +45,9 @@ from bench.jasmin import JasminError, default_venv
 from bench.smpp.jasmin import JasminPhase, run_jasmin
 from bench.smpp.load import (
     KEEP_UP,
+    PROFILED_ROUND,
     TARGET_SUBMITS_PER_S,
+    WARMUP_ROUND,
     LinksProcess,
     Phase,
     Simulator,
@@ -182,14 +184,14 @@ async def run(
         link_id = add_link(server, sim, "link", args.window, args.throughput)
         await wait_bind(sim, 0, "the link")
         if not args.quick:
-            await phase("ingest", 0, WARMUP_MESSAGES)
-            await phase("link", 0, WARMUP_MESSAGES)
+            await phase("ingest", WARMUP_ROUND, WARMUP_MESSAGES)
+            await phase("link", WARMUP_ROUND, WARMUP_MESSAGES)
         for number in range(1, args.rounds + 1):
             baseline = await phase("ingest", number, args.messages)
             link = await phase("link", number, args.messages)
             link.problems += baseline.problems
         if args.profile is not None:
-            await phase("link", -1, args.messages, args.profile)
+            await phase("link", PROFILED_ROUND, args.messages, args.profile)
         problems = [p for done in phases for p in done.problems]
         problems += await settle(sim, data, link_id, texts)
         if links is not None:
@@ -230,7 +232,7 @@ def print_table(phases: list[Phase]) -> None:
     print(header)
     print("-" * len(header))
     for p in phases:
-        label = {0: "warm", -1: "prof"}.get(p.round, str(p.round))
+        label = {WARMUP_ROUND: "warm", PROFILED_ROUND: "prof"}.get(p.round, str(p.round))
         print(
             f"{label:>5} {p.name:<6} {p.messages:>5} {p.accepted_per_s:>8.1f} "
             f"{p.post_p99_ms:>7.1f} {_num(p.submits_during_load_per_s):>10} "

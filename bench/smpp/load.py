@@ -137,6 +137,9 @@ TARGET_SUBMITS_PER_S = 1000.0
 #: rate and the simulator saw at least this share of the accepted rate during the load
 #: (what is left is the count's sampling, every 50 ms, at both ends).
 KEEP_UP = 0.97
+#: The round numbers of a run's warm-up and of its profiled phase (`--profile`); the
+#: measured rounds count from 1.
+WARMUP_ROUND, PROFILED_ROUND = 0, -1
 
 
 @dataclass

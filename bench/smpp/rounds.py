@@ -24,12 +24,23 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS_DIR
-from bench.smpp.load import KEEP_UP, TARGET_SUBMITS_PER_S, Phase, keeps_up
+from bench.smpp.load import (
+    KEEP_UP,
+    PROFILED_ROUND,
+    TARGET_SUBMITS_PER_S,
+    WARMUP_ROUND,
+    Phase,
+    keeps_up,
+)
 
 #: The gauge's bands in the totals (ms; about 60 when the host runs at its usual speed).
 BANDS = ((0.0, 75.0), (75.0, 110.0), (110.0, float("inf")))
-#: bench/smpp's round number of its profiled phase.
-PROFILED = -1
+BAND_NAMES = [f"gauge {lo:.0f}-{hi:.0f} ms" for lo, hi in BANDS[:-1]] + [
+    f"gauge {BANDS[-1][0]:.0f}+ ms"
+]
+NOT_GAUGED, PROFILED = "not gauged", "profiled (py-spy beside it)"
+#: The totals' order.
+KEYS = [*BAND_NAMES, NOT_GAUGED, PROFILED]
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,7 @@ class Round:
 
     @property
     def profiled(self) -> bool:
-        return self.phase.round == PROFILED
+        return self.phase.round == PROFILED_ROUND
 
     @property
     def kept_up(self) -> bool:
@@ -61,16 +72,15 @@ def read(paths: list[Path]) -> tuple[list[Round], list[str]]:
         if not result.get("valid", False):
             invalid.append(run)
         for phase in result["phases"]:
-            if phase["name"] == "link" and phase["round"] != 0:  # round 0: the warm-up
+            if phase["name"] == "link" and phase["round"] != WARMUP_ROUND:
                 rounds.append(Round(run, float(rate), Phase(**phase)))
     return rounds, invalid
 
 
 def _band(gauge: float | None) -> str:
     if gauge is None:
-        return "not gauged"
-    low, high = next((lo, hi) for lo, hi in BANDS if lo <= gauge < hi)
-    return f"gauge {low:.0f}-{high:.0f} ms" if high != float("inf") else f"gauge {low:.0f}+ ms"
+        return NOT_GAUGED
+    return next(name for (lo, hi), name in zip(BANDS, BAND_NAMES, strict=True) if lo <= gauge < hi)
 
 
 def totals(rounds: list[Round]) -> dict[str, tuple[int, int]]:
@@ -79,7 +89,7 @@ def totals(rounds: list[Round]) -> dict[str, tuple[int, int]]:
     for item in rounds:
         if item.rate < TARGET_SUBMITS_PER_S:
             continue
-        key = "profiled (py-spy beside it)" if item.profiled else _band(item.phase.host_gauge_ms)
+        key = PROFILED if item.profiled else _band(item.phase.host_gauge_ms)
         kept, count = found.get(key, (0, 0))
         found[key] = (kept + item.kept_up, count + 1)
     return found
@@ -108,7 +118,7 @@ def report(rounds: list[Round], invalid: list[str]) -> str:
         f"(at least {KEEP_UP}x of each):"
     )
     found = totals(rounds)
-    for key in sorted(found, key=lambda k: (k.startswith("profiled"), k)):
+    for key in sorted(found, key=KEYS.index):
         kept, count = found[key]
         lines.append(f"  {key}: {kept} of {count}")
     if not found:
